@@ -1,0 +1,3 @@
+from neartext.cli import main
+
+raise SystemExit(main())

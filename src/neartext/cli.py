@@ -1,0 +1,256 @@
+"""The ``neartext`` command: a thin layer over the library.
+
+Every command takes ``--json`` for machine-readable output. Errors print one line naming the
+file, row or value at fault and exit with status 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import InputError, NeartextError
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=None,
+                   help="built-in model name or local sentence-transformers directory "
+                        "(default: all-MiniLM-L6-v2)")
+    g.add_argument("--query-prefix", default=None, help="text put before every query")
+    g.add_argument("--document-prefix", default=None, help="text put before every document")
+    g.add_argument("--pooling", choices=["mean", "cls", "max"], help="override the model's pooling")
+    g.add_argument("--max-seq-length", type=int, help="tokens read per text (longer: truncated)")
+    g.add_argument("--no-normalize", action="store_true", help="keep raw vector lengths (dot product)")
+    g.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
+
+
+def _add_corpus_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("corpus")
+    g.add_argument("--text", help="text column(s), comma-separated; several are joined")
+    g.add_argument("--id", dest="id_column", help="id column (default: ids from the text)")
+    g.add_argument("--encoding", default="utf-8", help="file encoding (default utf-8)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="neartext", description="Semantic search over your own texts.")
+    ap.add_argument("--version", action="version", version=f"neartext {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="build a collection from a corpus file (or re-index it)")
+    p.add_argument("corpus", help=".txt, .csv, .tsv, .jsonl or .parquet file")
+    p.add_argument("-c", "--collection", required=True, help="collection directory")
+    _add_corpus_options(p)
+    _add_model_options(p)
+    g = p.add_argument_group("collection")
+    g.add_argument("--chunk", type=int, help="split texts into passages of N words")
+    g.add_argument("--overlap", type=int, default=0, help="words shared by adjacent passages")
+    g.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf"],
+                   help="vector index (auto: exact below 200k passages, IVF above)")
+    g = p.add_argument_group("cleaning")
+    g.add_argument("--no-clean", action="store_true", help="keep every row as it is")
+    g.add_argument("--keep-duplicates", action="store_true", help="keep exact duplicate texts")
+    g.add_argument("--junk", help="comma-separated placeholder values to drop (replaces defaults)")
+    g.add_argument("--strip-html", action="store_true", help="remove HTML tags")
+    g.add_argument("--strip-urls", action="store_true", help="remove URLs")
+    g.add_argument("--collapse-whitespace", action="store_true", help="collapse runs of spaces")
+    _add_output_options(p)
+
+    p = sub.add_parser("upsert", help="add or replace documents without a full rebuild")
+    p.add_argument("collection")
+    p.add_argument("corpus")
+    _add_corpus_options(p)
+    _add_output_options(p)
+
+    p = sub.add_parser("search", help="find the texts closest in meaning to a query")
+    p.add_argument("collection")
+    p.add_argument("query", nargs="?", help="the query text (or use --queries FILE)")
+    p.add_argument("--queries", dest="queries_file", help="a file with one query per line")
+    p.add_argument("-k", type=int, default=10, help="results per query (default 10)")
+    p.add_argument("--threshold", type=float, help="minimum score, in [-1, 1]")
+    p.add_argument("--where", action="append", default=[],
+                   help="metadata condition, e.g. 'year>=2022' (repeat for AND)")
+    p.add_argument("--contains", action="append", default=[],
+                   help="only texts containing this word (repeatable)")
+    p.add_argument("--model", help="check that this model is the collection's")
+    _add_output_options(p)
+
+    p = sub.add_parser("delete", help="remove documents by id")
+    p.add_argument("collection")
+    p.add_argument("ids", nargs="+")
+    _add_output_options(p)
+
+    p = sub.add_parser("info", help="size, model and settings of a collection")
+    p.add_argument("collection")
+    _add_output_options(p)
+    return ap
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        result = COMMANDS[args.command](args)
+    except NeartextError as e:
+        print(f"neartext {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"neartext {args.command}: interrupted; the collection is unchanged "
+              "(vectors computed so far are kept for the next run)", file=sys.stderr)
+        return 130
+    if args.json:
+        json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    return 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and not args.json and sys.stderr.isatty()
+
+
+def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
+    from .cleaning import DEFAULT_JUNK, CleaningOptions
+    from .collection import Collection
+    from .encoders import EncoderSettings
+    from .store.local import MANIFEST
+
+    text = _split(args.text)
+    path = Path(args.collection)
+    if (path / MANIFEST).is_file():
+        _refuse_creation_options(args, path)
+        with Collection.open(path, model=args.model) as col:
+            report = col.index_file(args.corpus, text, args.id_column, encoding=args.encoding,
+                                    sync=True, progress=_progress(args))
+        return _report(args, report, path)
+    settings = EncoderSettings(
+        model=args.model or "default", query_prefix=args.query_prefix,
+        document_prefix=args.document_prefix, pooling=args.pooling,
+        max_seq_length=args.max_seq_length, normalize=not args.no_normalize,
+        batch_size=args.batch_size)
+    junk = tuple(_split(args.junk) or ()) if args.junk is not None else DEFAULT_JUNK
+    cleaning = CleaningOptions(
+        enabled=not args.no_clean, drop_duplicates=not args.keep_duplicates, junk_values=junk,
+        strip_html=args.strip_html, strip_urls=args.strip_urls,
+        collapse_whitespace=args.collapse_whitespace)
+    col, report = Collection.from_file(
+        path, args.corpus, text, args.id_column, encoding=args.encoding,
+        progress=_progress(args), model=settings, chunk=args.chunk, overlap=args.overlap,
+        index=args.index, cleaning=cleaning)
+    col.close()
+    return _report(args, report, path)
+
+
+_CREATION_OPTIONS = {
+    "query_prefix": None, "document_prefix": None, "pooling": None, "max_seq_length": None,
+    "no_normalize": False, "chunk": None, "overlap": 0, "index": "auto", "no_clean": False,
+    "keep_duplicates": False, "junk": None, "strip_html": False, "strip_urls": False,
+    "collapse_whitespace": False,
+}
+
+
+def _refuse_creation_options(args: argparse.Namespace, path: Path) -> None:
+    given = [k for k, default in _CREATION_OPTIONS.items() if getattr(args, k) != default]
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise InputError(
+            f"{path}: the collection exists, and {flags} only apply when creating one; "
+            "re-indexing keeps its settings (index into a new directory to change them)")
+
+
+def _cmd_upsert(args: argparse.Namespace) -> dict[str, Any]:
+    from .collection import Collection
+
+    with Collection.open(args.collection) as col:
+        report = col.index_file(args.corpus, _split(args.text), args.id_column,
+                                encoding=args.encoding, progress=_progress(args))
+    return _report(args, report, Path(args.collection))
+
+
+def _report(args: argparse.Namespace, report: Any, path: Path) -> dict[str, Any]:
+    if not args.json:
+        print(f"{path}: {report.summary()}")
+    return {"collection": str(path), **report.to_dict()}
+
+
+def _cmd_search(args: argparse.Namespace) -> Any:
+    from .collection import Collection
+
+    if (args.query is None) == (args.queries_file is None):
+        raise InputError("give a query or --queries FILE (one of them)")
+    if args.queries_file:
+        qpath = Path(args.queries_file)
+        if not qpath.is_file():
+            raise InputError(f"{qpath}: no such file")
+        queries = [q.strip() for q in qpath.read_text(encoding="utf-8").splitlines() if q.strip()]
+        if not queries:
+            raise InputError(f"{qpath}: no queries in the file")
+    else:
+        queries = [args.query]
+    with Collection.open(args.collection, model=args.model) as col:
+        results = col.search_many(queries, args.k, threshold=args.threshold, where=args.where,
+                                  contains=args.contains)
+    if not args.json:
+        for q, rows in zip(queries, results):
+            if len(queries) > 1:
+                print(f"\n# {q}")
+            _print_results(rows)
+    dicts = [[r.to_dict() for r in rows] for rows in results]
+    if args.queries_file:
+        return [{"query": q, "results": d} for q, d in zip(queries, dicts)]
+    return dicts[0]
+
+
+def _print_results(rows: list) -> None:
+    if not rows:
+        print("no results (nothing matched the filters or passed the threshold)")
+    for i, r in enumerate(rows, 1):
+        text = " ".join((r.passage or r.text).split())
+        print(f"{i:>2}. {r.score:.3f}  {r.id}  {text}")
+        meta = "  ".join(f"{k}={v}" for k, v in r.metadata.items() if v is not None)
+        if meta:
+            print(f"    {meta}")
+
+
+def _cmd_delete(args: argparse.Namespace) -> dict[str, Any]:
+    from .collection import Collection
+
+    with Collection.open(args.collection) as col:
+        removed = col.delete(args.ids)
+        left = len(col)
+    if not args.json:
+        print(f"{args.collection}: {removed} removed, {len(args.ids) - removed} not found, "
+              f"{left} documents left")
+    return {"collection": args.collection, "removed": removed,
+            "not_found": len(args.ids) - removed, "documents": left}
+
+
+def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
+    from .collection import Collection
+
+    with Collection.open(args.collection) as col:
+        info = col.info()
+    if not args.json:
+        width = max(len(k) for k in info)
+        for k, v in info.items():
+            print(f"{k:<{width}}  {json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v}")
+    return info
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+COMMANDS = {"index": _cmd_index, "upsert": _cmd_upsert, "search": _cmd_search,
+            "delete": _cmd_delete, "info": _cmd_info}

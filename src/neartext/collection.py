@@ -1,0 +1,440 @@
+"""The :class:`Collection` façade: build, update and search a corpus of texts.
+
+Example:
+    >>> from neartext import Collection
+    >>> col = Collection.create("feedback/")                       # doctest: +SKIP
+    >>> report = col.index_file("demo/feedback.csv", text=["text"], id_column="id")  # doctest: +SKIP
+    >>> [r.id for r in col.search("the app crashes when I open it", k=3)]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .cleaning import CleaningOptions, chunk_spans, clean
+from .corpus import Record, read_corpus
+from .encoders import Encoder, EncoderSettings, canonical_name, load_encoder
+from .errors import CollectionExists, CollectionNotFound, InputError, ModelMismatch
+from .filters import Filter, parse_filter
+from .results import IndexReport, SearchResult
+from .store import Document, Passage
+from .store.local import MANIFEST, LocalStore
+
+EMBED_CHUNK = 1024  # texts encoded (and checkpointed) at a time
+FORMAT_VERSION = 1
+
+
+@contextlib.contextmanager
+def _building(target: Path) -> Iterator[Path]:
+    """Yield a scratch directory that becomes ``target`` only if the block completes."""
+    if (target / MANIFEST).exists():
+        raise CollectionExists(f"{target}: a collection already exists here")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CollectionExists(f"{target}: exists and is not an empty directory")
+    if not target.parent.is_dir():
+        raise InputError(f"{target.parent}: the parent directory does not exist")
+    tmp = target.with_name(target.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by an earlier run that did not finish
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        target.rmdir()
+    tmp.rename(target)
+
+
+def text_hash(text: str) -> str:
+    """Content hash of a text; with the model fingerprint it decides whether to re-embed."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+class Collection:
+    """A searchable collection of texts stored in a directory.
+
+    Use :meth:`create` for a new collection and :meth:`open` for an existing one. The encoder is
+    loaded on first use, so opening and :meth:`info` are fast.
+    """
+
+    def __init__(self, path: Path, store: LocalStore, encoder: Encoder | None = None) -> None:
+        self.path = path
+        self.store = store
+        self.manifest = store.read_manifest()
+        self._encoder = encoder
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        model: str | EncoderSettings | Encoder = "default",
+        chunk: int | None = None,
+        overlap: int = 0,
+        index: str = "auto",
+        cleaning: CleaningOptions | None = None,
+        source: dict[str, Any] | None = None,
+    ) -> Collection:
+        """Create an empty collection at ``path``; :class:`CollectionExists` if one is there.
+
+        >>> col = Collection.create("/tmp/nt-doc-col", model="default")  # doctest: +SKIP
+        """
+        with _building(Path(path)) as tmp:
+            col = cls._create_at(tmp, model, chunk, overlap, index, cleaning, source)
+            col.close()
+        return cls.open(path, model=col.encoder)
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        corpus: str | Path,
+        text: Sequence[str] | None = None,
+        id_column: str | None = None,
+        *,
+        encoding: str = "utf-8",
+        progress: bool = False,
+        model: str | EncoderSettings | Encoder = "default",
+        chunk: int | None = None,
+        overlap: int = 0,
+        index: str = "auto",
+        cleaning: CleaningOptions | None = None,
+    ) -> tuple[Collection, IndexReport]:
+        """Build a new collection at ``path`` from a corpus file, all or nothing.
+
+        The collection is built in ``<path>.partial`` and renamed into place when complete, so
+        an error or a crash never leaves a half-built collection at ``path``.
+
+        >>> col, report = Collection.from_file("feedback/", "demo/feedback.csv",
+        ...                                    text=["text"], id_column="id")  # doctest: +SKIP
+        """
+        # Read the corpus before loading the model, so bad input fails fast.
+        read_corpus(corpus, text, id_column, encoding=encoding)
+        with _building(Path(path)) as tmp:
+            col = cls._create_at(tmp, model, chunk, overlap, index, cleaning,
+                                 {"text": list(text) if text else None, "id": id_column})
+            try:
+                report = col.index_file(corpus, text, id_column, encoding=encoding,
+                                        progress=progress)
+            finally:
+                col.close()
+        return cls.open(path, model=col.encoder), report
+
+    @classmethod
+    def _create_at(
+        cls,
+        p: Path,
+        model: str | EncoderSettings | Encoder,
+        chunk: int | None,
+        overlap: int,
+        index: str,
+        cleaning: CleaningOptions | None,
+        source: dict[str, Any] | None,
+    ) -> Collection:
+        if chunk is not None:
+            chunk_spans("x", chunk, overlap)  # validates size/overlap
+        encoder = model if isinstance(model, Encoder) else load_encoder(
+            model if isinstance(model, EncoderSettings) else EncoderSettings(model=model))
+        name = canonical_name(encoder.settings.model)
+        manifest = {
+            "format": FORMAT_VERSION,
+            "neartext_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": {
+                "name": name,
+                "fingerprint": encoder.fingerprint,
+                "settings": encoder.settings.to_dict() | {"model": name},
+            },
+            "dim": encoder.dim,
+            "metric": "cosine" if encoder.settings.normalize else "dot",
+            "index": index,
+            "chunking": {"size": chunk, "overlap": overlap} if chunk else None,
+            "cleaning": dict(vars(cleaning or CleaningOptions())),
+            "source": source or {},
+            "threshold": None,
+        }
+        return cls(p, LocalStore.create(p, manifest), encoder)
+
+    @classmethod
+    def open(cls, path: str | Path, *, model: str | Encoder | None = None) -> Collection:
+        """Open an existing collection; with ``model``, check it is the one the collection uses.
+
+        Raises:
+            CollectionNotFound: nothing at ``path``.
+            ModelMismatch: ``model`` gives other vectors than the collection's model.
+        """
+        p = Path(path)
+        if not (p / MANIFEST).is_file():
+            raise CollectionNotFound(f"{p}: no collection here; create one with 'neartext index'")
+        col = cls(p, LocalStore(p))
+        if model is not None:
+            col._encoder = col._load_encoder(model)
+        return col
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the encoder -----------------------------------------------------------------------------
+
+    @property
+    def encoder(self) -> Encoder:
+        """The collection's encoder, loaded on first use and checked against the manifest."""
+        if self._encoder is None:
+            self._encoder = self._load_encoder(None)
+        return self._encoder
+
+    def _load_encoder(self, model: str | Encoder | None) -> Encoder:
+        m = self.manifest["model"]
+        if isinstance(model, Encoder):
+            enc = model
+        else:
+            s = dict(m["settings"])
+            s["model"] = model if model is not None else m["name"]
+            enc = load_encoder(EncoderSettings(**s))
+        if enc.fingerprint != m["fingerprint"]:
+            given = enc.settings.model
+            raise ModelMismatch(
+                f"{self.path}: built with model '{m['name']}' (fingerprint {m['fingerprint']}), "
+                f"but '{given}' gives other vectors (fingerprint {enc.fingerprint}); "
+                f"use the collection's model, or re-embed with 'neartext reindex'"
+            )
+        return enc
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def index_file(
+        self,
+        path: str | Path,
+        text: Sequence[str] | None = None,
+        id_column: str | None = None,
+        *,
+        encoding: str = "utf-8",
+        sync: bool = False,
+        progress: bool = False,
+    ) -> IndexReport:
+        """Read, clean and upsert a corpus file. ``sync=True`` also removes documents not in it.
+
+        Column choices default to those recorded when the collection was first indexed.
+        """
+        src = self.manifest.get("source") or {}
+        text = text or src.get("text")
+        id_column = id_column or src.get("id")
+        records = read_corpus(path, text, id_column, encoding=encoding,
+                              join_with=src.get("join_with", "\n"))
+        kept, cleaning = clean(records, CleaningOptions(**self.manifest["cleaning"]))
+        if not kept:
+            why = ", ".join(f"{n} {r}" for r, n in cleaning.dropped.items()) or "no rows"
+            raise InputError(f"{path}: nothing to index ({cleaning.read} rows read; dropped: {why})")
+        report = self.upsert(kept, sync=sync, progress=progress)
+        report.rows_read = cleaning.read
+        report.dropped = cleaning.dropped
+        report.dropped_example_rows = cleaning.examples
+        if not src.get("text"):
+            self.manifest["source"] = {"text": list(text) if text else None, "id": id_column}
+            self.store.write_manifest(self.manifest)
+        return report
+
+    def upsert(
+        self, records: Sequence[Record], *, sync: bool = False, progress: bool = False
+    ) -> IndexReport:
+        """Add or replace ``records``; only new or changed texts are embedded.
+
+        With ``sync=True`` documents absent from ``records`` are removed (a full re-index).
+        """
+        t0 = time.perf_counter()
+        ids = [r.id for r in records]
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+            raise InputError(f"duplicate ids in one upsert: {', '.join(map(repr, dup[:3]))}")
+        report = IndexReport(rows_read=len(records))
+        old = {d.id: d for d in self.store.get(ids)}
+        docs: list[Document] = []
+        changed: list[Document] = []
+        for r in records:
+            h = text_hash(r.text)
+            prev = old.get(r.id)
+            if prev is not None and prev.hash == h and prev.metadata == r.metadata:
+                report.unchanged += 1
+                continue
+            doc = Document(r.id, r.text, dict(r.metadata), h)
+            docs.append(doc)
+            if prev is None or prev.hash != h:
+                changed.append(doc)
+        passages = self._passages(changed, report, progress)
+        delete_ids: list[str] = []
+        if sync:
+            keep = set(ids)
+            delete_ids = [i for i in self.store.document_hashes() if i not in keep]
+        if docs or delete_ids:
+            res = self.store.write(docs, passages, delete_ids)
+            report.added, report.updated, report.removed = res.added, res.updated, res.removed
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _passages(self, docs: list[Document], report: IndexReport, progress: bool) -> list[Passage]:
+        chunking = self.manifest.get("chunking")
+        spans: list[tuple[Document, int, int, str]] = []
+        for d in docs:
+            if chunking:
+                for s, e in chunk_spans(d.text, chunking["size"], chunking["overlap"]):
+                    spans.append((d, s, e, text_hash(d.text[s:e])))
+            else:
+                spans.append((d, 0, len(d.text), d.hash))
+        vectors = self.store.vectors_by_hash([h for *_, h in spans])
+        todo: dict[str, str] = {}
+        for d, s, e, h in spans:
+            if h not in vectors:
+                todo.setdefault(h, d.text[s:e])
+        report.vectors_reused = len(spans) - sum(1 for *_, h in spans if h not in vectors)
+        if todo:
+            vectors.update(self._embed(todo, report, progress))
+        return [Passage(d.id, s, e, h, vectors[h]) for d, s, e, h in spans]
+
+    def _embed(self, todo: dict[str, str], report: IndexReport, progress: bool) -> dict[str, np.ndarray]:
+        from tqdm.auto import tqdm
+
+        enc = self.encoder
+        # Longest first, as sentence-transformers does inside one call: batches pad little.
+        order = sorted(todo, key=lambda h: -len(todo[h]))
+        out: dict[str, np.ndarray] = {}
+        report.truncated += enc.count_truncated([todo[h] for h in order])
+        with tqdm(total=len(order), desc="embedding", unit="text", disable=not progress) as bar:
+            for i in range(0, len(order), EMBED_CHUNK):
+                part = order[i : i + EMBED_CHUNK]
+                vecs = enc.encode([todo[h] for h in part], kind="document")
+                self.store.stage_vectors(part, vecs)  # survives a crash before the final write
+                out.update(zip(part, vecs))
+                bar.update(len(part))
+        report.texts_embedded = len(order)
+        return out
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete documents by id; returns how many existed."""
+        return self.store.write([], [], list(ids)).removed
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        threshold: float | None = None,
+        where: Sequence[str] | str | Filter | None = None,
+        contains: Sequence[str] | None = None,
+    ) -> list[SearchResult]:
+        """The ``k`` documents closest in meaning to ``query``, best first.
+
+        Args:
+            query: the text to search for.
+            k: how many results at most.
+            threshold: drop results scoring below this (cosine, in [-1, 1]).
+            where: metadata conditions such as ``"year>=2022"`` (all must hold).
+            contains: words every result's text must contain (case-insensitive).
+        """
+        return self.search_many([query], k, threshold=threshold, where=where, contains=contains)[0]
+
+    def search_many(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        threshold: float | None = None,
+        where: Sequence[str] | str | Filter | None = None,
+        contains: Sequence[str] | None = None,
+    ) -> list[list[SearchResult]]:
+        """:meth:`search` for several queries at once (encoded in one batch)."""
+        check_k(k)
+        check_threshold(threshold)
+        for q in queries:
+            if not isinstance(q, str) or not q.strip():
+                raise InputError("empty query; give some text to search for")
+        flt = where if isinstance(where, Filter) else parse_filter(where, contains)
+        if isinstance(where, Filter) and contains:
+            flt = Filter(where.conditions, [*where.contains, *contains])
+        self._check_fields(flt)
+        vecs = self.encoder.encode(list(queries), kind="query")
+        hits = self.store.search(vecs, k, flt or None)
+        docs = {d.id: d for d in self.store.get(sorted({h.doc_id for row in hits for h in row}))}
+        chunked = bool(self.manifest.get("chunking"))
+        out = []
+        for row in hits:
+            results = []
+            for h in row:
+                if threshold is not None and h.score < threshold:
+                    continue
+                d = docs[h.doc_id]
+                results.append(SearchResult(d.id, d.text, h.score, d.metadata,
+                                            d.text[h.start:h.end] if chunked else None))
+            out.append(results)
+        return out
+
+    def _check_fields(self, flt: Filter) -> None:
+        known = self.store.metadata_fields()
+        for f in sorted(flt.fields):
+            if f not in known:
+                listed = ", ".join(sorted(known)) or "none"
+                raise InputError(f"unknown metadata field '{f}' in filter; fields: {listed}")
+
+    def get(self, ids: Sequence[str]) -> list[Document]:
+        """Stored documents by id."""
+        return self.store.get(ids)
+
+    def __len__(self) -> int:
+        return self.store.count()
+
+    def info(self) -> dict[str, Any]:
+        """Size, model and settings of the collection."""
+        size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        m = self.manifest
+        return {
+            "path": str(self.path),
+            "documents": self.store.count(),
+            "passages": self.store.passage_count(),
+            "model": m["model"]["name"],
+            "fingerprint": m["model"]["fingerprint"],
+            "dim": m["dim"],
+            "metric": m["metric"],
+            "index": self.store.index_info(),
+            "chunking": m.get("chunking"),
+            "prefixes": {"query": m["model"]["settings"].get("query_prefix"),
+                         "document": m["model"]["settings"].get("document_prefix")},
+            "pooling": m["model"]["settings"].get("pooling"),
+            "max_seq_length": m["model"]["settings"].get("max_seq_length"),
+            "metadata_fields": sorted(self.store.metadata_fields()),
+            "source": m.get("source"),
+            "threshold": m.get("threshold"),
+            "created": m["created"],
+            "neartext_version": m["neartext_version"],
+            "bytes_on_disk": size,
+        }
+
+
+def check_k(k: int) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InputError(f"k must be a whole number >= 1 (got {k})")
+
+
+def check_threshold(threshold: float | None) -> None:
+    if threshold is not None and not -1.0 <= threshold <= 1.0:
+        raise InputError(f"threshold must be between -1 and 1 (got {threshold})")

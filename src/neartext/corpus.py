@@ -1,0 +1,251 @@
+"""Read a corpus file into records: text, id and metadata, with row numbers for error messages.
+
+Supported formats: ``.txt`` (a text per line), ``.csv`` / ``.tsv`` (delimiter detected),
+``.jsonl`` (an object per line) and ``.parquet``.
+
+Example:
+    >>> from neartext.corpus import read_corpus
+    >>> records = read_corpus("demo/feedback.csv", text=["text"], id_column="id")
+    >>> records[0].id, sorted(records[0].metadata)[:2]
+    ('fb-0191', ['link', 'platform'])
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CorpusFileNotFound, InputError, MissingExtra
+
+FORMATS = ("txt", "csv", "tsv", "jsonl", "parquet")
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?")
+
+
+@dataclass
+class Record:
+    """One row of a corpus: its id, the text to embed, the other columns, and where it came from."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    row: int = 0  # 1-based line (txt, jsonl, csv) or row (parquet) in the source file
+
+
+def generated_id(text: str) -> str:
+    """A stable id derived from the text, so re-reading a file gives the same ids."""
+    return "t-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def detect_format(path: Path) -> str:
+    """The corpus format from the file's suffix; an :class:`InputError` for unknown ones."""
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in ("jsonl", "ndjson"):
+        return "jsonl"
+    if suffix in FORMATS:
+        return suffix
+    raise InputError(
+        f"{path}: unknown corpus format '.{suffix}'; use one of: .txt, .csv, .tsv, .jsonl, .parquet"
+    )
+
+
+def read_corpus(
+    path: str | Path,
+    text: Sequence[str] | None = None,
+    id_column: str | None = None,
+    *,
+    encoding: str = "utf-8",
+    join_with: str = "\n",
+) -> list[Record]:
+    """Read ``path`` into :class:`Record` objects.
+
+    Args:
+        path: the corpus file.
+        text: column(s) holding the text; several are joined with ``join_with``. Default: a column
+            named ``text`` if present, else the only column. Ignored for ``.txt``.
+        id_column: column holding unique ids; default: ids generated from the text.
+        encoding: the file's text encoding.
+        join_with: separator placed between several text columns.
+
+    Raises:
+        CorpusFileNotFound: the file does not exist.
+        InputError: unknown format or column, undecodable bytes, malformed JSON, duplicate ids.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CorpusFileNotFound(f"{p}: no such file")
+    fmt = detect_format(p)
+    if fmt == "parquet":
+        rows = _parquet_rows(p)
+    else:
+        content = _decode(p, encoding)
+        if fmt == "txt":
+            rows = [(i, {"text": line}) for i, line in enumerate(content.splitlines(), 1)]
+        elif fmt == "jsonl":
+            rows = _jsonl_rows(p, content)
+        else:
+            rows = _csv_rows(p, content, "\t" if fmt == "tsv" else None)
+    columns = _columns(rows)
+    text_cols = _text_columns(p, columns, text, fmt)
+    if id_column is not None and id_column not in columns:
+        raise InputError(
+            f"{p}: unknown id column '{id_column}'; available columns: {', '.join(columns)}"
+        )
+    records: list[Record] = []
+    for row_no, row in rows:
+        parts = [_as_text(row.get(c)) for c in text_cols]
+        body = join_with.join(s for s in parts if s)
+        meta = {k: v for k, v in row.items() if k not in text_cols and k != id_column}
+        rid = _as_text(row.get(id_column)).strip() if id_column else ""
+        if id_column and not rid:
+            raise InputError(f"{p}: row {row_no}: empty id in column '{id_column}'")
+        records.append(Record(rid or generated_id(body), body, meta, row_no))
+    if id_column:
+        _check_unique_ids(p, records)
+    return records
+
+
+def _decode(path: Path, encoding: str) -> str:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode(encoding)
+    except LookupError:
+        raise InputError(f"unknown encoding '{encoding}'") from None
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}: line {line}: bytes that are not valid {encoding} "
+            f"(0x{raw[e.start]:02x} at byte {e.start}); pass the file's encoding, "
+            "e.g. --encoding cp1251"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def _jsonl_rows(path: Path, content: str) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    for i, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}: line {i}: malformed JSON ({e.msg})") from None
+        if isinstance(obj, str):
+            obj = {"text": obj}
+        if not isinstance(obj, dict):
+            raise InputError(
+                f"{path}: line {i}: expected a JSON object or string, got {type(obj).__name__}"
+            )
+        rows.append((i, obj))
+    return rows
+
+
+def _csv_rows(path: Path, content: str, delimiter: str | None) -> list[tuple[int, dict]]:
+    if delimiter is None:
+        try:
+            delimiter = csv.Sniffer().sniff(content[:65536], delimiters=",;\t|").delimiter
+        except csv.Error:
+            delimiter = ","
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return []
+    header = [h.strip() for h in header]
+    if len(set(header)) != len(header):
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        raise InputError(f"{path}: line 1: repeated column names: {', '.join(dupes)}")
+    rows = []
+    start = reader.line_num + 1
+    try:
+        for values in reader:
+            if values:
+                if len(values) > len(header):
+                    raise InputError(
+                        f"{path}: line {start}: {len(values)} fields, but the header has "
+                        f"{len(header)}"
+                    )
+                row = {h: _infer(v) for h, v in zip(header, values)}
+                rows.append((start, row))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise InputError(f"{path}: line {start}: malformed CSV ({e})") from None
+    return rows
+
+
+def _parquet_rows(path: Path) -> list[tuple[int, dict]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingExtra("pyarrow (needed for .parquet)", "parquet") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several unrelated types for bad files
+        raise InputError(f"{path}: not a readable parquet file ({e})") from None
+    return [(i, row) for i, row in enumerate(table.to_pylist(), 1)]
+
+
+def _columns(rows: list[tuple[int, dict]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for _, row in rows:
+        for k in row:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+def _text_columns(path: Path, columns: list[str], text: Sequence[str] | None, fmt: str) -> list[str]:
+    if fmt == "txt":
+        return ["text"]
+    if not columns:
+        return list(text or ["text"])
+    if not text:
+        if "text" in columns:
+            return ["text"]
+        if len(columns) == 1:
+            return columns
+        raise InputError(
+            f"{path}: which column holds the text? pass --text; available columns: "
+            f"{', '.join(columns)}"
+        )
+    unknown = [c for c in text if c not in columns]
+    if unknown:
+        raise InputError(
+            f"{path}: unknown text column '{unknown[0]}'; available columns: {', '.join(columns)}"
+        )
+    return list(text)
+
+
+def _check_unique_ids(path: Path, records: list[Record]) -> None:
+    first: dict[str, int] = {}
+    dupes: list[str] = []
+    for r in records:
+        if r.id in first:
+            dupes.append(f"'{r.id}' (rows {first[r.id]} and {r.row})")
+        else:
+            first[r.id] = r.row
+    if dupes:
+        more = f" and {len(dupes) - 3} more" if len(dupes) > 3 else ""
+        raise InputError(f"{path}: duplicate ids: {', '.join(dupes[:3])}{more}")
+
+
+def _infer(value: str) -> Any:
+    """CSV cells: '' -> None, plain numbers -> int/float (no leading zeros), else the string."""
+    if value == "":
+        return None
+    if _NUMBER.fullmatch(value):
+        return float(value) if "." in value else int(value)
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN from parquet/pandas
+        return ""
+    return str(value)

@@ -1,0 +1,11 @@
+"""Encoders turn texts into vectors; one module per backend, a registry of built-in names."""
+
+from __future__ import annotations
+
+from .base import Encoder, EncoderSettings, Kind
+from .registry import BUILTIN_MODELS, canonical_name, load_encoder, resolve_model_path
+
+__all__ = [
+    "BUILTIN_MODELS", "Encoder", "EncoderSettings", "Kind", "canonical_name", "load_encoder",
+    "resolve_model_path",
+]  # fmt: skip

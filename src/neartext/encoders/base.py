@@ -1,0 +1,89 @@
+"""The encoder contract every backend fulfils, and the settings that shape its vectors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+Kind = Literal["query", "document"]
+POOLING_MODES = ("mean", "cls", "max")
+
+
+@dataclass
+class EncoderSettings:
+    """How to build an encoder. Everything here except ``batch_size`` changes the vectors.
+
+    Attributes:
+        model: a built-in name (``default``, ``all-MiniLM-L6-v2``) or a local model directory.
+        query_prefix: prepended to queries (e.g. ``"query: "`` for e5 models).
+        document_prefix: prepended to documents (e.g. ``"passage: "``).
+        pooling: override the model's pooling: ``mean``, ``cls`` or ``max``.
+        max_seq_length: tokens per text; longer texts are truncated (and counted).
+        normalize: L2-normalize vectors so inner product is cosine similarity.
+        batch_size: texts per forward pass.
+    """
+
+    model: str = "default"
+    query_prefix: str | None = None
+    document_prefix: str | None = None
+    pooling: str | None = None
+    max_seq_length: int | None = None
+    normalize: bool = True
+    batch_size: int = 32
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.pooling is not None and self.pooling not in POOLING_MODES:
+            raise ValueError(
+                f"Unknown pooling '{self.pooling}'; choose one of: {', '.join(POOLING_MODES)}"
+            )
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise ValueError(f"max_seq_length must be >= 1, got {self.max_seq_length}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Turns texts into vectors. ``kind`` selects the query or document side (prefixes)."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the vectors would: weights, pooling, prefixes, length, normalization."""
+        ...
+
+    @property
+    def settings(self) -> EncoderSettings: ...
+
+    @property
+    def max_tokens(self) -> int | None: ...
+
+    def encode(
+        self, texts: Sequence[str], kind: Kind = "document", *, show_progress: bool = False
+    ) -> np.ndarray:
+        """Vectors of shape ``(len(texts), dim)``, float32."""
+        ...
+
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        """How many of ``texts`` are longer than the model reads (and so are truncated)."""
+        ...
+
+
+def settings_digest(settings: EncoderSettings, weights_digest: str) -> str:
+    """Fingerprint from the weights' digest and the settings that change vectors."""
+    d = settings.to_dict()
+    d.pop("batch_size", None)
+    d.pop("model", None)  # the same weights under another name or path give the same vectors
+    payload = json.dumps({"weights": weights_digest, "settings": d}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]

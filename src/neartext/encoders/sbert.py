@@ -1,0 +1,160 @@
+"""The sentence-transformers backend: any sentence-transformers model from a local directory."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingExtra, ModelNotFound
+from .base import EncoderSettings, Kind, settings_digest
+
+_HASHED_SUFFIXES = {".safetensors", ".bin", ".json", ".txt", ".model", ".pt"}
+_NOT_HASHED = {"README.md", "metrics.json", "training_config.json", "neartext_model.json"}
+_E5 = re.compile(r"(^|[-_/])(multilingual-)?e5([-_]|$)", re.IGNORECASE)
+_digest_cache: dict[tuple[str, int, int], str] = {}
+
+
+def weights_digest(model_dir: Path) -> str:
+    """SHA-256 over the files that define a model's outputs (weights, configs, tokenizer)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        if f.suffix not in _HASHED_SUFFIXES or f.name in _NOT_HASHED:
+            continue
+        st = f.stat()
+        key = (str(f), st.st_size, st.st_mtime_ns)
+        if key not in _digest_cache:
+            fh = hashlib.sha256()
+            with f.open("rb") as fp:
+                while chunk := fp.read(1 << 22):
+                    fh.update(chunk)
+            _digest_cache[key] = fh.hexdigest()
+        h.update(str(f.relative_to(model_dir)).encode() + b"\0" + _digest_cache[key].encode())
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No weight-loading progress bars or tokenizer length warnings from transformers."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+class SentenceTransformerEncoder:
+    """Encoder over ``sentence_transformers.SentenceTransformer``, loaded offline from a directory.
+
+    Prefixes: when none are given, the model's own ``prompts`` (``query``, ``document`` /
+    ``passage``) are used, and e5-style models get ``query: `` / ``passage: ``.
+    """
+
+    def __init__(self, settings: EncoderSettings, model_dir: Path) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise MissingExtra("sentence-transformers", "sbert") from None
+        if not (model_dir / "config.json").is_file() and not (model_dir / "modules.json").is_file():
+            raise ModelNotFound(f"model '{settings.model}': {model_dir} holds no model (no config.json)")
+        try:
+            with _quiet_transformers():
+                self.model = SentenceTransformer(str(model_dir), device="cpu",
+                                                 local_files_only=True)
+        except Exception as e:  # the library raises many types for unreadable models
+            raise ModelNotFound(f"model '{settings.model}': cannot load {model_dir}: {e}") from None
+        if settings.pooling:
+            self._override_pooling(settings.pooling)
+        if settings.max_seq_length:
+            self.model.max_seq_length = settings.max_seq_length
+        self._settings = replace(settings, **self._resolved_prefixes(settings, model_dir))
+        self.model_dir = model_dir
+        self._fingerprint = settings_digest(self._settings, weights_digest(model_dir))
+        self._dim = int(self.model.get_embedding_dimension()
+                        if hasattr(self.model, "get_embedding_dimension")
+                        else self.model.get_sentence_embedding_dimension())
+
+    def _resolved_prefixes(self, s: EncoderSettings, model_dir: Path) -> dict[str, str]:
+        prompts = getattr(self.model, "prompts", None) or {}
+        e5 = bool(_E5.search(model_dir.name)) and not prompts
+        q = s.query_prefix
+        if q is None:
+            q = prompts.get("query", "query: " if e5 else "")
+        d = s.document_prefix
+        if d is None:
+            d = prompts.get("document", prompts.get("passage", "passage: " if e5 else ""))
+        return {"query_prefix": q, "document_prefix": d}
+
+    def _override_pooling(self, mode: str) -> None:
+        for i, module in enumerate(self.model):
+            if type(module).__name__ == "Pooling":
+                dim = self.model.get_embedding_dimension() if hasattr(
+                    self.model, "get_embedding_dimension") else module.get_sentence_embedding_dimension()
+                self.model[i] = type(module)(dim, pooling_mode=mode)
+                return
+        raise ModelNotFound(f"model '{self._settings_name}' has no pooling layer to override")
+
+    @property
+    def _settings_name(self) -> str:
+        return getattr(self, "_settings", EncoderSettings()).model
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def settings(self) -> EncoderSettings:
+        return self._settings
+
+    @property
+    def max_tokens(self) -> int | None:
+        return int(self.model.max_seq_length) if self.model.max_seq_length else None
+
+    def encode(
+        self, texts: Sequence[str], kind: Kind = "document", *, show_progress: bool = False
+    ) -> np.ndarray:
+        prefix = self._settings.query_prefix if kind == "query" else self._settings.document_prefix
+        batch = [prefix + t for t in texts] if prefix else list(texts)
+        if not batch:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self.model.encode(
+            batch,
+            batch_size=self._settings.batch_size,
+            show_progress_bar=show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=self._settings.normalize,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        limit = self.max_tokens
+        if not limit:
+            return 0
+        prefix = self._settings.document_prefix or ""
+        # A token covers at least one UTF-8 byte, so shorter texts cannot exceed the limit.
+        long = [prefix + t for t in texts if len((prefix + t).encode()) > limit - 2]
+        if not long:
+            return 0
+        tok = self.model.tokenizer
+        ids = tok(long, add_special_tokens=True, truncation=False)["input_ids"]
+        return sum(1 for x in ids if len(x) > limit)

@@ -1,0 +1,52 @@
+"""Errors raised by neartext.
+
+Every error is a :class:`NeartextError`; each specific one also subclasses the matching builtin,
+so ``except ValueError`` keeps working for callers who do not know neartext's types.
+Front ends (CLI, service) print ``str(error)``: messages are one line and name the file, row or
+value at fault.
+"""
+
+from __future__ import annotations
+
+
+class NeartextError(Exception):
+    """Base class of all neartext errors."""
+
+
+class InputError(NeartextError, ValueError):
+    """Bad user input: a corpus file, a column, an option value."""
+
+
+class CorpusFileNotFound(NeartextError, FileNotFoundError):
+    """A corpus file that does not exist."""
+
+
+class CollectionNotFound(NeartextError, FileNotFoundError):
+    """A collection that does not exist at the given location."""
+
+
+class CollectionExists(NeartextError, FileExistsError):
+    """Creating a collection where one already exists."""
+
+
+class ModelMismatch(NeartextError, ValueError):
+    """A collection opened with a model other than the one it was built with."""
+
+
+class ModelNotFound(NeartextError, FileNotFoundError):
+    """A model name or path that cannot be resolved locally."""
+
+
+class MissingExtra(NeartextError, ImportError):
+    """An optional dependency is not installed; the message names the install command."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"{module} is not installed; install it with: pip install 'neartext[{extra}]'"
+        )
+        self.module = module
+        self.extra = extra
+
+
+class CorruptCollection(NeartextError, RuntimeError):
+    """A collection whose files are unreadable or inconsistent."""

@@ -1,0 +1,103 @@
+"""The store contract: where documents, their passages' vectors and the manifest live.
+
+A collection talks to its store only through :class:`Store`, so a server-backed store (Milvus)
+can replace the embedded one without changing callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..filters import Filter
+
+
+@dataclass
+class Document:
+    """A stored document. ``hash`` identifies its text for embedding reuse."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    hash: str = ""
+
+
+@dataclass
+class Passage:
+    """A span of a document's text with its own vector (the whole text when not chunking)."""
+
+    doc_id: str
+    start: int
+    end: int
+    hash: str
+    vector: np.ndarray
+
+
+@dataclass
+class Hit:
+    """A document found by a search: its best passage's span and score."""
+
+    doc_id: str
+    score: float
+    start: int = 0
+    end: int = 0
+
+
+@dataclass
+class WriteResult:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+
+
+class Store(Protocol):
+    """Persistence and vector search for one collection. Writes are atomic."""
+
+    def read_manifest(self) -> dict[str, Any]: ...
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None: ...
+
+    def count(self) -> int:
+        """Number of documents."""
+        ...
+
+    def passage_count(self) -> int: ...
+
+    def document_hashes(self, ids: Sequence[str] | None = None) -> dict[str, str]:
+        """``id -> hash`` for the given ids (all documents when ``ids`` is None)."""
+        ...
+
+    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored (or staged) vectors of passages with these content hashes, for reuse."""
+        ...
+
+    def stage_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        """Keep freshly computed vectors so an interrupted write need not recompute them."""
+        ...
+
+    def write(
+        self, documents: Sequence[Document], passages: Sequence[Passage], delete_ids: Sequence[str]
+    ) -> WriteResult:
+        """Upsert ``documents`` (replacing their passages) and delete ``delete_ids``, atomically."""
+        ...
+
+    def search(
+        self, queries: np.ndarray, k: int, flt: Filter | None = None
+    ) -> list[list[Hit]]:
+        """Top ``k`` documents per query (best passage each), highest score first."""
+        ...
+
+    def get(self, ids: Sequence[str]) -> list[Document]:
+        """Documents by id, in the given order; unknown ids are left out."""
+        ...
+
+    def metadata_fields(self) -> set[str]: ...
+
+    def iter_vectors(self, batch_size: int = 8192) -> Iterator[tuple[list[str], np.ndarray]]:
+        """All passages' ``(doc_ids, vectors)`` in batches, for mining and clustering."""
+        ...
+
+    def close(self) -> None: ...

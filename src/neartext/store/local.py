@@ -1,0 +1,434 @@
+"""The embedded store: documents in SQLite, vectors in SQLite and in a faiss index.
+
+Layout of a collection directory::
+
+    manifest.json   what built the collection (model, settings); see neartext.manifest
+    data.sqlite     documents, passages (+ vectors), staged vectors, a generation counter
+    index.faiss     the search index, a cache of the vectors in SQLite
+    index.json      which generation and index kind ``index.faiss`` holds
+
+SQLite is the source of truth and every write is one transaction, so killing a process mid-write
+leaves the previous state. The faiss index is rewritten (temp file + rename) after each commit;
+if it is missing or older than the database, it is rebuilt from SQLite on open.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from ..errors import CollectionNotFound, CorruptCollection, InputError
+from ..filters import Condition, Filter, as_number
+from .base import Document, Hit, Passage, WriteResult
+
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+AUTO_ANN_ABOVE = 200_000  # passages; below this an exact flat index is fast enough
+MANIFEST = "manifest.json"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY, text TEXT NOT NULL, metadata TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS passages (
+    pid INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    hash TEXT NOT NULL, vec BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_id);
+CREATE INDEX IF NOT EXISTS passages_hash ON passages(hash);
+CREATE TABLE IF NOT EXISTS staged (hash TEXT PRIMARY KEY, vec BLOB NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('generation', '0');
+"""
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` so that readers see either the old or the new file, never half."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class LocalStore:
+    """SQLite + faiss store in one directory. Thread-safe; one writer at a time.
+
+    Example:
+        >>> import numpy as np, tempfile
+        >>> s = LocalStore.create(tempfile.mkdtemp(), {"dim": 2})
+        >>> v = np.array([[1.0, 0.0]], dtype=np.float32)
+        >>> _ = s.write([Document("a", "hello", {}, "h1")], [Passage("a", 0, 5, "h1", v[0])], [])
+        >>> s.search(v, k=1)[0][0].doc_id
+        'a'
+    """
+
+    def __init__(self, path: str | Path, *, index: str | None = None) -> None:
+        self.path = Path(path)
+        if not (self.path / MANIFEST).is_file():
+            raise CollectionNotFound(f"{self.path}: no collection here (no {MANIFEST})")
+        self._manifest = self.read_manifest()
+        self.dim = int(self._manifest["dim"])
+        self.index_kind = index or self._manifest.get("index", "auto")
+        if self.index_kind not in INDEX_KINDS:
+            raise InputError(f"Unknown index '{self.index_kind}'; choose one of: {', '.join(INDEX_KINDS)}")
+        self._lock = threading.RLock()
+        self.conn = sqlite3.connect(self.path / "data.sqlite", check_same_thread=False,
+                                    isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(_SCHEMA)
+        self.conn.create_function("nt_num", 1, as_number, deterministic=True)
+        self.conn.create_function("nt_fold", 1, lambda s: s.casefold() if s else s,
+                                  deterministic=True)
+        self._fields: tuple[int, set[str]] | None = None
+        self.index = self._load_or_build_index()
+
+    # -- creation and manifest ------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path, manifest: dict[str, Any]) -> LocalStore:
+        """Create an empty store in ``path`` (made if needed) with ``manifest``."""
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(p / MANIFEST, manifest)
+        return cls(p)
+
+    def read_manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise CorruptCollection(f"{self.path / MANIFEST}: unreadable manifest ({e})") from None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_json_atomic(self.path / MANIFEST, manifest)
+        self._manifest = manifest
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def generation(self) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0])
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+
+    def passage_count(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+
+    def document_hashes(self, ids: Sequence[str] | None = None) -> dict[str, str]:
+        if ids is None:
+            return dict(self.conn.execute("SELECT id, hash FROM documents"))
+        out: dict[str, str] = {}
+        for part in _batches(list(ids), 900):
+            q = f"SELECT id, hash FROM documents WHERE id IN ({','.join('?' * len(part))})"
+            out.update(self.conn.execute(q, part))
+        return out
+
+    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for part in _batches(list(set(hashes)), 900):
+            marks = ",".join("?" * len(part))
+            for table in ("passages", "staged"):
+                rows = self.conn.execute(
+                    f"SELECT hash, vec FROM {table} WHERE hash IN ({marks})", part)
+                for h, blob in rows:
+                    out.setdefault(h, np.frombuffer(blob, dtype=np.float32))
+        return out
+
+    def get(self, ids: Sequence[str]) -> list[Document]:
+        found: dict[str, Document] = {}
+        for part in _batches(list(ids), 900):
+            q = f"SELECT id, text, metadata, hash FROM documents WHERE id IN ({','.join('?' * len(part))})"
+            for i, t, m, h in self.conn.execute(q, part):
+                found[i] = Document(i, t, json.loads(m), h)
+        return [found[i] for i in ids if i in found]
+
+    def metadata_fields(self) -> set[str]:
+        gen = self.generation()
+        if self._fields is None or self._fields[0] != gen:
+            rows = self.conn.execute(
+                "SELECT DISTINCT j.key FROM documents, json_each(documents.metadata) AS j")
+            self._fields = (gen, {r[0] for r in rows})
+        return set(self._fields[1])
+
+    def iter_vectors(self, batch_size: int = 8192) -> Iterator[tuple[list[str], np.ndarray]]:
+        cur = self.conn.execute("SELECT doc_id, vec FROM passages ORDER BY pid")
+        while rows := cur.fetchmany(batch_size):
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            yield [r[0] for r in rows], vecs.reshape(len(rows), self.dim)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def stage_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        rows = [(h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in zip(hashes, vectors)]
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?)", rows)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    def write(
+        self, documents: Sequence[Document], passages: Sequence[Passage], delete_ids: Sequence[str]
+    ) -> WriteResult:
+        replaced = {p.doc_id for p in passages}
+        result = WriteResult()
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                existing = set(self.document_hashes([d.id for d in documents]))
+                gone = [i for i in delete_ids]
+                old_pids = self._pids_of(list(replaced) + gone)
+                for part in _batches(list(replaced) + gone, 900):
+                    marks = ",".join("?" * len(part))
+                    self.conn.execute(f"DELETE FROM passages WHERE doc_id IN ({marks})", part)
+                for part in _batches(gone, 900):
+                    marks = ",".join("?" * len(part))
+                    cur = self.conn.execute(f"DELETE FROM documents WHERE id IN ({marks})", part)
+                    result.removed += cur.rowcount
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?)",
+                    [(d.id, d.text, json.dumps(d.metadata, ensure_ascii=False), d.hash)
+                     for d in documents])
+                result.added = sum(1 for d in documents if d.id not in existing)
+                result.updated = len(documents) - result.added
+                first = self.conn.execute("SELECT COALESCE(MAX(pid), 0) + 1 FROM passages").fetchone()[0]
+                new_pids = np.arange(first, first + len(passages), dtype=np.int64)
+                self.conn.executemany(
+                    "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?)",
+                    [(int(pid), p.doc_id, p.start, p.end, p.hash,
+                      np.asarray(p.vector, dtype=np.float32).tobytes())
+                     for pid, p in zip(new_pids, passages)])
+                hashes = list({p.hash for p in passages})
+                for part in _batches(hashes, 900):
+                    marks = ",".join("?" * len(part))
+                    self.conn.execute(f"DELETE FROM staged WHERE hash IN ({marks})", part)
+                self.conn.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            vecs = (np.stack([np.asarray(p.vector, dtype=np.float32) for p in passages])
+                    if passages else np.zeros((0, self.dim), dtype=np.float32))
+            self._apply_to_index(old_pids, new_pids, vecs)
+        return result
+
+    def _pids_of(self, doc_ids: list[str]) -> np.ndarray:
+        pids: list[int] = []
+        for part in _batches(doc_ids, 900):
+            marks = ",".join("?" * len(part))
+            pids += [r[0] for r in self.conn.execute(
+                f"SELECT pid FROM passages WHERE doc_id IN ({marks})", part)]
+        return np.array(pids, dtype=np.int64)
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int, flt: Filter | None = None) -> list[list[Hit]]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        with self._lock:
+            total = self.index.ntotal
+            empty: list[list[Hit]] = [[] for _ in range(len(queries))]
+            if total == 0 or k < 1:
+                return empty
+            sel_ids = self._filtered_pids(flt) if flt else None
+            if sel_ids is not None and len(sel_ids) == 0:
+                return empty
+            cap = total if sel_ids is None else len(sel_ids)
+            params = self._search_params(sel_ids)
+            chunked = self.passage_count() > self.count()
+            fetch = min(cap, k * 4 if chunked else k)
+            while True:
+                scores, pids = self.index.search(queries, fetch, params=params)
+                hits = self._collapse(scores, pids, k)
+                if fetch >= cap or all(len(h) >= k for h in hits):
+                    return hits
+                fetch = min(cap, fetch * 4)
+
+    def _collapse(self, scores: np.ndarray, pids: np.ndarray, k: int) -> list[list[Hit]]:
+        """Passage hits -> best passage per document, top ``k`` documents."""
+        wanted = sorted({int(p) for p in pids.ravel() if p >= 0})
+        info: dict[int, tuple[str, int, int]] = {}
+        for part in _batches(wanted, 900):
+            marks = ",".join("?" * len(part))
+            for pid, doc, s, e in self.conn.execute(
+                    f"SELECT pid, doc_id, start, end FROM passages WHERE pid IN ({marks})", part):
+                info[pid] = (doc, s, e)
+        out = []
+        for row_scores, row_pids in zip(scores, pids):
+            seen: dict[str, Hit] = {}
+            for sc, pid in zip(row_scores, row_pids):
+                if pid < 0 or int(pid) not in info:
+                    continue
+                doc, s, e = info[int(pid)]
+                if doc not in seen:
+                    seen[doc] = Hit(doc, float(sc), s, e)
+                    if len(seen) == k:
+                        break
+            out.append(list(seen.values()))
+        return out
+
+    def _filtered_pids(self, flt: Filter) -> np.ndarray:
+        where, params = filter_to_sql(flt)
+        rows = self.conn.execute(
+            f"SELECT p.pid FROM passages p JOIN documents d ON d.id = p.doc_id WHERE {where}",
+            params)
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def _search_params(self, sel_ids: np.ndarray | None) -> faiss.SearchParameters | None:
+        inner = faiss.downcast_index(self.index.index) if hasattr(self.index, "index") else self.index
+        sel = faiss.IDSelectorBatch(sel_ids) if sel_ids is not None else None
+        if isinstance(inner, faiss.IndexHNSW):
+            p: Any = faiss.SearchParametersHNSW()
+            p.efSearch = 128
+        elif isinstance(inner, faiss.IndexIVF):
+            p = faiss.SearchParametersIVF()
+            p.nprobe = self._nprobe(inner.nlist)
+        elif sel is None:
+            return None
+        else:
+            p = faiss.SearchParameters()
+        if sel is not None:
+            p.sel = sel
+            self._keep_selector = sel  # faiss holds a raw pointer; keep the object alive
+        return p
+
+    @staticmethod
+    def _nprobe(nlist: int) -> int:
+        return max(16, nlist // 16)
+
+    # -- the faiss index cache ------------------------------------------------------------------
+
+    def _wanted_kind(self, n: int) -> str:
+        if self.index_kind != "auto":
+            return self.index_kind
+        return "ivf" if n >= AUTO_ANN_ABOVE else "flat"
+
+    def _load_or_build_index(self) -> faiss.Index:
+        meta_path = self.path / "index.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("generation") == self.generation() and meta.get("kind") == self._wanted_kind(
+                    meta.get("ntotal", 0)):
+                self._built_kind = meta["kind"]
+                return faiss.read_index(str(self.path / "index.faiss"))
+        except (OSError, ValueError, RuntimeError):
+            pass  # missing, stale or unreadable cache: rebuild from SQLite below
+        return self._rebuild_index()
+
+    def _rebuild_index(self) -> faiss.Index:
+        n = self.passage_count()
+        kind = self._wanted_kind(n)
+        pids = np.fromiter((r[0] for r in self.conn.execute("SELECT pid FROM passages ORDER BY pid")),
+                           dtype=np.int64, count=n)
+        vecs = np.concatenate([v for _, v in self.iter_vectors()]) if n else np.zeros(
+            (0, self.dim), dtype=np.float32)
+        index = _new_index(kind, self.dim, vecs)
+        if n:
+            index.add_with_ids(vecs, pids)
+        self._built_kind = kind
+        self.index = index
+        self._save_index()
+        return index
+
+    def _apply_to_index(self, old: np.ndarray, new: np.ndarray, vecs: np.ndarray) -> None:
+        n = self.passage_count()
+        needs_rebuild = self._wanted_kind(n) != self._built_kind or (
+            len(old) and self._built_kind == "hnsw")  # HNSW cannot remove vectors
+        if needs_rebuild:
+            self._rebuild_index()
+            return
+        if len(old):
+            self.index.remove_ids(faiss.IDSelectorBatch(old))
+        if len(new):
+            self.index.add_with_ids(vecs, new)
+        self._save_index()
+
+    def _save_index(self) -> None:
+        tmp = self.path / f".index.faiss.tmp{os.getpid()}"
+        faiss.write_index(self.index, str(tmp))
+        os.replace(tmp, self.path / "index.faiss")
+        write_json_atomic(self.path / "index.json", {
+            "generation": self.generation(), "kind": self._built_kind,
+            "ntotal": int(self.index.ntotal)})
+
+    def index_info(self) -> dict[str, Any]:
+        return {"kind": self._built_kind, "requested": self.index_kind,
+                "vectors": int(self.index.ntotal)}
+
+
+def _new_index(kind: str, dim: int, sample: np.ndarray) -> faiss.Index:
+    if kind == "hnsw":
+        hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 80
+        return faiss.IndexIDMap2(hnsw)
+    if kind == "ivf":
+        n = len(sample)
+        nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), max(1, n // 39)))
+        quantizer = faiss.IndexFlatIP(dim)
+        ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if n == 0:
+            raise CorruptCollection("an IVF index needs vectors to train on")
+        rng = np.random.default_rng(0)
+        train = sample[rng.choice(n, size=min(n, nlist * 64), replace=False)]
+        ivf.train(train)
+        return ivf
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def filter_to_sql(flt: Filter) -> tuple[str, list[Any]]:
+    """SQL for :class:`Filter` over ``documents d``; agrees with :func:`neartext.filters.matches`."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for w in flt.contains:
+        parts.append("instr(nt_fold(d.text), ?) > 0")
+        params.append(w.casefold())
+    for c in flt.conditions:
+        sql, ps = _condition_sql(c)
+        parts.append(sql)
+        params += ps
+    return (" AND ".join(parts) or "1"), params
+
+
+def _condition_sql(c: Condition) -> tuple[str, list[Any]]:
+    path = '$."' + c.field.replace('"', '\\"') + '"'
+    val = "json_extract(d.metadata, ?)"
+    typ = "json_type(d.metadata, ?)"
+    if isinstance(c.value, bool):
+        want = "true" if c.value else "false"
+        if c.op == "=":
+            return f"{typ} = ?", [path, want]
+        if c.op == "!=":
+            return f"({typ} IS NOT NULL AND {typ} != 'null' AND {typ} != ?)", [path, path, path, want]
+        return "0", []
+    if isinstance(c.value, (int, float)):
+        if c.op == "!=":
+            return (f"({typ} IS NOT NULL AND {typ} != 'null' AND COALESCE("
+                    f"nt_num(IIF({typ} IN ('true','false'), NULL, {val})) != ?, 1))",
+                    [path, path, path, path, float(c.value)])
+        # JSON true/false come out of json_extract as 1/0: they are not numbers here.
+        return (f"nt_num(IIF({typ} IN ('true','false'), NULL, {val})) {c.op} ?",
+                [path, path, float(c.value)])
+    txt = f"CAST({val} AS TEXT)"
+    if c.op == "=":
+        return f"({typ} NOT IN ('true','false','null') AND {txt} = ?)", [path, path, c.value]
+    return (f"({typ} IS NOT NULL AND {typ} != 'null' AND ({typ} IN ('true','false') OR {txt} != ?))",
+            [path, path, path, path, c.value])
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
