@@ -51,7 +51,7 @@ class Filter:
 def parse_condition(expr: str) -> Condition:
     """Parse ``"year>=2022"`` or ``"topic = 'billing'"`` into a :class:`Condition`."""
     m = _EXPR.match(expr)
-    if not m or not m.group(3):
+    if not m or not m.group(3) or m.group(3)[0] in "=<>!":
         raise InputError(
             f"bad filter '{expr}'; write FIELD OP VALUE with OP one of: {', '.join(OPERATORS)} "
             "(e.g. --where \"year>=2022\")"
@@ -105,7 +105,7 @@ def _holds(c: Condition, v: Any) -> bool:
     if v is None:
         return False  # a missing field matches no condition, not even '!='
     if isinstance(c.value, bool):
-        ok = v == c.value
+        ok = isinstance(v, bool) and v == c.value
         return ok if c.op == "=" else (not ok if c.op == "!=" else False)
     if isinstance(c.value, (int, float)):
         n = as_number(v)

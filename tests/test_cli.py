@@ -1,0 +1,129 @@
+"""The CLI: each command's output and every bad-input case (one line, exit 1, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import DEMO
+from neartext.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_index_search_upsert_delete_info_json(capsys, tmp_path):
+    col = tmp_path / "fb"
+    code, out, _ = run(capsys, "index", DEMO, "-c", col, "--text", "text", "--id", "id", "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["added"] == 247 and rep["texts_embedded"] == 247
+    assert set(rep) >= {"rows_read", "dropped", "added", "updated", "unchanged", "removed",
+                        "texts_embedded"}
+
+    code, out, _ = run(capsys, "search", col, "charged twice for my plan", "-k", "3", "--json")
+    hits = json.loads(out)
+    assert code == 0 and len(hits) == 3
+    assert set(hits[0]) == {"id", "text", "score", "metadata"}
+    assert hits[0]["id"] in {"fb-0066", "fb-0067"}
+
+    new = tmp_path / "new.csv"
+    new.write_text("id,text,topic\nn-1,The calendar view should start on Monday.,ui\n")
+    code, out, _ = run(capsys, "upsert", col, new, "--json")  # columns remembered from index
+    assert code == 0 and json.loads(out)["added"] == 1 and json.loads(out)["texts_embedded"] == 1
+
+    code, out, _ = run(capsys, "search", col, "week starts on Monday", "-k", "1")
+    assert code == 0 and "n-1" in out and "topic=ui" in out
+
+    code, out, _ = run(capsys, "delete", col, "n-1", "--json")
+    assert code == 0 and json.loads(out) == {"collection": str(col), "removed": 1,
+                                             "not_found": 0, "documents": 247}
+
+    code, out, _ = run(capsys, "info", col, "--json")
+    info = json.loads(out)
+    assert code == 0 and info["documents"] == 247 and info["model"] == "all-MiniLM-L6-v2"
+
+    code, out, _ = run(capsys, "index", DEMO, "-c", col, "--json")  # re-index: nothing new
+    rep = json.loads(out)
+    assert rep["unchanged"] == 247 and rep["texts_embedded"] == 0
+
+
+def test_search_filters_threshold_and_queries_file(capsys, demo_collection, tmp_path):
+    code, out, _ = run(capsys, "search", demo_collection, "app crashes", "-k", "20",
+                       "--where", "topic=crash", "--where", "year>=2024", "--json")
+    hits = json.loads(out)
+    assert code == 0 and hits
+    assert all(h["metadata"]["topic"] == "crash" and h["metadata"]["year"] >= 2024 for h in hits)
+    code, out, _ = run(capsys, "search", demo_collection, "app crashes", "--threshold", "0.99")
+    assert code == 0 and "no results" in out
+    qf = tmp_path / "q.txt"
+    qf.write_text("refund\n\ndark mode\n")
+    code, out, _ = run(capsys, "search", demo_collection, "--queries", qf, "-k", "2", "--json")
+    res = json.loads(out)
+    assert [r["query"] for r in res] == ["refund", "dark mode"] and len(res[1]["results"]) == 2
+
+
+def _bad_files(tmp_path):
+    (tmp_path / "empty.csv").write_text("text\n\n   \nN/A\n")
+    (tmp_path / "cols.csv").write_text("a,b\nx,y\n")
+    (tmp_path / "enc.csv").write_bytes(b"text\nok\n\xff\xfe bad\n")
+    (tmp_path / "bad.jsonl").write_text('{"text": "a"}\n{"text": "b",}\n')
+    (tmp_path / "dup.csv").write_text("id,text\n1,a\n2,b\n1,c\n")
+
+
+BAD = [
+    (["index", "missing.csv", "-c", "out"], "missing.csv: no such file"),
+    (["index", "empty.csv", "-c", "out"], "empty.csv: nothing to index"),
+    (["index", "cols.csv", "-c", "out", "--text", "body"],
+     "unknown text column 'body'; available columns: a, b"),
+    (["index", "enc.csv", "-c", "out"], "enc.csv: line 3:.*--encoding"),
+    (["index", "bad.jsonl", "-c", "out"], "bad.jsonl: line 2: malformed JSON"),
+    (["index", "dup.csv", "-c", "out", "--id", "id"], r"duplicate ids: '1' \(rows 2 and 4\)"),
+    (["index", "cols.csv", "-c", "out", "--text", "a", "--model", "no/such/model"],
+     "model 'no/such/model': not a built-in name"),
+    (["search", "{demo}", "hello", "-k", "0"], "k must be a whole number >= 1"),
+    (["search", "{demo}", "hello", "-k", "-2"], "k must be a whole number >= 1"),
+    (["search", "{demo}", "hello", "--threshold", "1.5"], "threshold must be between -1 and 1"),
+    (["search", "{demo}", "hello", "--threshold", "-2"], "threshold must be between -1 and 1"),
+    (["search", "out", "hello"], "out: no collection here"),
+    (["search", "{demo}", "hello", "--where", "yaer>=2020"], "unknown metadata field 'yaer'"),
+    (["upsert", "out", "cols.csv"], "out: no collection here"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a[:2]) + "|" + m[:25] for a, m in BAD])
+def test_bad_input_one_line_exit_1_nothing_written(capsys, tmp_path, monkeypatch, demo_collection,
+                                                   argv, message):
+    import re
+
+    _bad_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    demo_before = sorted((p.name, p.stat().st_mtime_ns) for p in demo_collection.iterdir())
+    code, out, err = run(capsys, *[a.replace("{demo}", str(demo_collection)) for a in argv])
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), err
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written, no partial collection
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in demo_collection.iterdir()) == demo_before
+
+
+def test_creation_options_on_existing_collection_are_refused(capsys, demo_copy):
+    code, _, err = run(capsys, "index", DEMO, "-c", demo_copy, "--chunk", "50")
+    assert code == 1 and "--chunk only apply when creating" in err
+
+
+def test_console_script_exit_codes(tmp_path):
+    exe = [sys.executable, "-m", "neartext"]
+    ok = subprocess.run([*exe, "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("neartext ")
+    bad = subprocess.run([*exe, "search", str(tmp_path / "x"), "q"], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    usage = subprocess.run([*exe, "search"], capture_output=True, text=True)
+    assert usage.returncode == 2
