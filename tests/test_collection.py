@@ -139,7 +139,7 @@ def test_delete(demo_copy):
 def test_index_rebuilt_when_cache_missing_or_stale(demo_copy):
     with Collection.open(demo_copy) as col:
         want = [r.id for r in col.search("login problems", k=5)]
-    (demo_copy / "index.faiss").unlink()
+    (demo_copy / "index.bin").unlink()
     with Collection.open(demo_copy) as col:
         assert [r.id for r in col.search("login problems", k=5)] == want
     meta = json.loads((demo_copy / "index.json").read_text())

@@ -1,21 +1,20 @@
-"""The embedded store: documents in SQLite, vectors in SQLite and in a faiss index.
+"""The embedded store: documents and vectors in SQLite, plus an in-memory vector index.
 
 Layout of a collection directory::
 
     manifest.json   what built the collection (model, settings); see neartext.manifest
     data.sqlite     documents, passages (+ vectors), staged vectors, a generation counter
-    index.faiss     the search index, a cache of the vectors in SQLite
-    index.json      which generation and index kind ``index.faiss`` holds
+    index.bin       the vector index (exact matrix, or faiss HNSW/IVF), a cache of SQLite
+    index.json      which generation and index kind ``index.bin`` holds
 
 SQLite is the source of truth and every write is one transaction, so killing a process mid-write
-leaves the previous state. The faiss index is rewritten (temp file + rename) after each commit;
+leaves the previous state. The vector index is rewritten (temp file + rename) after each commit;
 if it is missing or older than the database, it is rebuilt from SQLite on open.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -23,12 +22,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from ..errors import CollectionNotFound, CorruptCollection, InputError
 from ..filters import Condition, Filter, as_number
 from .base import Document, Hit, Passage, WriteResult
+from .vector_index import FaissIndex, VectorIndex, load_index, new_index
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 AUTO_ANN_ABOVE = 200_000  # passages; below this an exact flat index is fast enough
@@ -58,7 +57,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 class LocalStore:
-    """SQLite + faiss store in one directory. Thread-safe; one writer at a time.
+    """SQLite + vector index store in one directory. Thread-safe; one writer at a time.
 
     Example:
         >>> import numpy as np, tempfile
@@ -88,6 +87,7 @@ class LocalStore:
         self.conn.create_function("nt_fold", 1, lambda s: s.casefold() if s else s,
                                   deterministic=True)
         self._fields: tuple[int, set[str]] | None = None
+        self._filter_cache: dict[tuple, np.ndarray] = {}
         self.index = self._load_or_build_index()
 
     # -- creation and manifest ------------------------------------------------------------------
@@ -244,15 +244,14 @@ class LocalStore:
             empty: list[list[Hit]] = [[] for _ in range(len(queries))]
             if total == 0 or k < 1:
                 return empty
-            sel_ids = self._filtered_pids(flt) if flt else None
-            if sel_ids is not None and len(sel_ids) == 0:
+            allowed = self._filtered_pids(flt) if flt else None
+            if allowed is not None and len(allowed) == 0:
                 return empty
-            cap = total if sel_ids is None else len(sel_ids)
-            params = self._search_params(sel_ids)
-            chunked = self.passage_count() > self.count()
+            cap = total if allowed is None else len(allowed)
+            chunked = bool(self._manifest.get("chunking"))
             fetch = min(cap, k * 4 if chunked else k)
             while True:
-                scores, pids = self.index.search(queries, fetch, params=params)
+                scores, pids = self.index.search(queries, fetch, allowed)
                 hits = self._collapse(scores, pids, k)
                 if fetch >= cap or all(len(h) >= k for h in hits):
                     return hits
@@ -282,35 +281,22 @@ class LocalStore:
         return out
 
     def _filtered_pids(self, flt: Filter) -> np.ndarray:
+        """Passage ids that pass ``flt``; cached per database generation (writes invalidate)."""
         where, params = filter_to_sql(flt)
+        key = (self.generation(), where, tuple(map(repr, params)))
+        cached = self._filter_cache.get(key)
+        if cached is not None:
+            return cached
         rows = self.conn.execute(
             f"SELECT p.pid FROM passages p JOIN documents d ON d.id = p.doc_id WHERE {where}",
             params)
-        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+        pids = np.fromiter((r[0] for r in rows), dtype=np.int64)
+        if len(self._filter_cache) >= 64 or any(k[0] != key[0] for k in self._filter_cache):
+            self._filter_cache.clear()
+        self._filter_cache[key] = pids
+        return pids
 
-    def _search_params(self, sel_ids: np.ndarray | None) -> faiss.SearchParameters | None:
-        inner = faiss.downcast_index(self.index.index) if hasattr(self.index, "index") else self.index
-        sel = faiss.IDSelectorBatch(sel_ids) if sel_ids is not None else None
-        if isinstance(inner, faiss.IndexHNSW):
-            p: Any = faiss.SearchParametersHNSW()
-            p.efSearch = 128
-        elif isinstance(inner, faiss.IndexIVF):
-            p = faiss.SearchParametersIVF()
-            p.nprobe = self._nprobe(inner.nlist)
-        elif sel is None:
-            return None
-        else:
-            p = faiss.SearchParameters()
-        if sel is not None:
-            p.sel = sel
-            self._keep_selector = sel  # faiss holds a raw pointer; keep the object alive
-        return p
-
-    @staticmethod
-    def _nprobe(nlist: int) -> int:
-        return max(16, nlist // 16)
-
-    # -- the faiss index cache ------------------------------------------------------------------
+    # -- the vector index cache ----------------------------------------------------------------
 
     def _wanted_kind(self, n: int) -> str:
         if n == 0:
@@ -319,82 +305,51 @@ class LocalStore:
             return self.index_kind
         return "ivf" if n >= AUTO_ANN_ABOVE else "flat"
 
-    def _stale_training(self, n: int) -> bool:
-        """An IVF index trained on far fewer vectors than it now holds has too few lists."""
-        return self._built_kind == "ivf" and n > 4 * max(self._trained_on, 1)
+    def _stale(self, n: int) -> bool:
+        """Wrong kind for the size, or an IVF index trained on far fewer vectors than it holds."""
+        ix = self.index
+        return self._wanted_kind(n) != ix.kind or (
+            isinstance(ix, FaissIndex) and ix.kind == "ivf" and n > 4 * max(ix.trained_on, 1))
 
-    def _load_or_build_index(self) -> faiss.Index:
-        meta_path = self.path / "index.json"
+    def _load_or_build_index(self) -> VectorIndex:
         try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("generation") == self.generation() and meta.get("kind") == self._wanted_kind(
-                    meta.get("ntotal", 0)):
-                self._built_kind = meta["kind"]
-                self._trained_on = int(meta.get("trained_on", 0))
-                return faiss.read_index(str(self.path / "index.faiss"))
-        except (OSError, ValueError, RuntimeError):
+            meta = json.loads((self.path / "index.json").read_text())
+            if meta.get("generation") == self.generation() and meta.get("kind") == \
+                    self._wanted_kind(meta.get("ntotal", 0)):
+                return load_index(meta["kind"], self.path / "index.bin", self.dim,
+                                  int(meta.get("trained_on", 0)))
+        except (OSError, ValueError, RuntimeError, KeyError):
             pass  # missing, stale or unreadable cache: rebuild from SQLite below
         return self._rebuild_index()
 
-    def _rebuild_index(self) -> faiss.Index:
+    def _rebuild_index(self) -> VectorIndex:
         n = self.passage_count()
-        kind = self._wanted_kind(n)
         pids = np.fromiter((r[0] for r in self.conn.execute("SELECT pid FROM passages ORDER BY pid")),
                            dtype=np.int64, count=n)
         vecs = np.concatenate([v for _, v in self.iter_vectors()]) if n else np.zeros(
             (0, self.dim), dtype=np.float32)
-        index = _new_index(kind, self.dim, vecs)
-        if n:
-            index.add_with_ids(vecs, pids)
-        self._built_kind = kind
-        self._trained_on = n
-        self.index = index
+        self.index = new_index(self._wanted_kind(n), self.dim, vecs)
+        self.index.add(vecs, pids)
         self._save_index()
-        return index
+        return self.index
 
     def _apply_to_index(self, old: np.ndarray, new: np.ndarray, vecs: np.ndarray) -> None:
         n = self.passage_count()
-        needs_rebuild = (self._wanted_kind(n) != self._built_kind or self._stale_training(n)
-                         or (len(old) and self._built_kind == "hnsw"))  # HNSW cannot remove
-        if needs_rebuild:
+        if self._stale(n) or (len(old) and not self.index.remove(old)):
             self._rebuild_index()
             return
-        if len(old):
-            self.index.remove_ids(faiss.IDSelectorBatch(old))
-        if len(new):
-            self.index.add_with_ids(vecs, new)
+        self.index.add(vecs, new)
         self._save_index()
 
     def _save_index(self) -> None:
-        tmp = self.path / f".index.faiss.tmp{os.getpid()}"
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, self.path / "index.faiss")
+        self.index.save(self.path / "index.bin")
         write_json_atomic(self.path / "index.json", {
-            "generation": self.generation(), "kind": self._built_kind,
-            "ntotal": int(self.index.ntotal), "trained_on": self._trained_on})
+            "generation": self.generation(), "kind": self.index.kind,
+            "ntotal": self.index.ntotal, "trained_on": getattr(self.index, "trained_on", 0)})
 
     def index_info(self) -> dict[str, Any]:
-        return {"kind": self._built_kind, "requested": self.index_kind,
-                "vectors": int(self.index.ntotal)}
-
-
-def _new_index(kind: str, dim: int, sample: np.ndarray) -> faiss.Index:
-    if kind == "hnsw":
-        hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        hnsw.hnsw.efConstruction = 80
-        return faiss.IndexIDMap2(hnsw)
-    if kind == "ivf":
-        n = len(sample)
-        nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), max(1, n // 39)))
-        quantizer = faiss.IndexFlatIP(dim)
-        ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        if n == 0:
-            raise CorruptCollection("an IVF index needs vectors to train on")
-        rng = np.random.default_rng(0)
-        train = sample[rng.choice(n, size=min(n, nlist * 64), replace=False)]
-        ivf.train(train)
-        return ivf
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        return {"kind": self.index.kind, "requested": self.index_kind,
+                "vectors": self.index.ntotal}
 
 
 def filter_to_sql(flt: Filter) -> tuple[str, list[Any]]:

@@ -1,0 +1,68 @@
+"""Helpers shared by the benchmarks: machine description, timing, data locations, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("NEARTEXT_SHARED", ROOT.parent / "shared")) / "datasets"
+RESULTS = ROOT / "bench" / "results"
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines()
+                   if l.startswith("MemTotal")) / 2**20
+    except (OSError, StopIteration):
+        mem = float("nan")
+    versions = {}
+    for mod in ("torch", "sentence_transformers", "faiss", "numpy"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:
+            versions[mod] = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem, 1),
+            "python": sys.version.split()[0], "platform": platform.platform(), **versions,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    idx = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
+    return s[idx]
+
+
+def timed(fn, *args, **kw):
+    t = time.perf_counter()
+    out = fn(*args, **kw)
+    return time.perf_counter() - t, out
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        sys.exit(f"benchmark data missing: {path} (set NEARTEXT_SHARED to the shared/ folder)")
+    return path
+
+
+def save(name: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return out

@@ -1,0 +1,219 @@
+"""Vector indexes behind one small interface: an exact numpy index and faiss ANN indexes.
+
+The exact index is the default and the oracle that approximate ones are tested against. It keeps
+the vectors in one contiguous matrix and scores queries with a BLAS matrix product, which on a
+small CPU beats faiss's single-query flat scan (faiss uses BLAS only for batches of 20+ queries).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Protocol
+
+import faiss
+import numpy as np
+
+QUERY_BLOCK = 256  # queries scored at once: bounds the (queries x vectors) score matrix
+
+
+class VectorIndex(Protocol):
+    kind: str
+
+    @property
+    def ntotal(self) -> int: ...
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None: ...
+
+    def remove(self, ids: np.ndarray) -> bool:
+        """Remove ``ids``; False if this index cannot remove (the caller rebuilds it)."""
+        ...
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, ids)``, each ``(n_queries, k)``, best first; id -1 pads missing results."""
+        ...
+
+    def save(self, path: Path) -> None: ...
+
+
+class ExactIndex:
+    """Exact inner-product search over an in-memory matrix. Ids stay sorted ascending.
+
+    >>> ix = ExactIndex(2)
+    >>> ix.add(np.array([[1, 0], [0, 1]], dtype=np.float32), np.array([5, 9]))
+    >>> ix.search(np.array([[0.9, 0.1]], dtype=np.float32), k=1)[1].tolist()
+    [[5]]
+    """
+
+    kind = "flat"
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.vectors = np.zeros((0, dim), dtype=np.float32)
+        self.ids = np.zeros(0, dtype=np.int64)
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.ids)
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        if self.ntotal and ids.min() <= self.ids[-1] or np.any(np.diff(ids) <= 0):
+            order = np.argsort(np.concatenate([self.ids, ids]), kind="stable")
+            self.ids = np.concatenate([self.ids, ids])[order]
+            self.vectors = np.ascontiguousarray(np.concatenate([self.vectors, vectors])[order])
+        else:
+            self.ids = np.concatenate([self.ids, ids])
+            self.vectors = np.concatenate([self.vectors, vectors])
+
+    def remove(self, ids: np.ndarray) -> bool:
+        keep = ~np.isin(self.ids, ids)
+        if not keep.all():
+            self.ids = self.ids[keep]
+            self.vectors = np.ascontiguousarray(self.vectors[keep])
+        return True
+
+    def positions(self, ids: np.ndarray) -> np.ndarray:
+        """Row positions (ascending) of those ``ids`` that are in the index."""
+        if not len(self.ids):
+            return np.zeros(0, dtype=np.int64)
+        ids = np.unique(ids)
+        pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        return pos[self.ids[pos] == ids]
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        if allowed is not None:
+            rows = self.positions(np.asarray(allowed, dtype=np.int64))
+            matrix, ids = self.vectors[rows], self.ids[rows]
+        else:
+            matrix, ids = self.vectors, self.ids
+        nq, n = len(queries), len(ids)
+        k_eff = min(k, n)
+        out_s = np.full((nq, k), -np.inf, dtype=np.float32)
+        out_i = np.full((nq, k), -1, dtype=np.int64)
+        if k_eff == 0:
+            return out_s, out_i
+        for start in range(0, nq, QUERY_BLOCK):
+            block = queries[start : start + QUERY_BLOCK]
+            scores = _scores(block, matrix)  # (block, n)
+            if k_eff < n:
+                top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+            else:
+                top = np.broadcast_to(np.arange(n), (len(block), n))
+            top_s = np.take_along_axis(scores, top, axis=1)
+            order = np.argsort(-top_s, axis=1, kind="stable")
+            out_s[start : start + len(block), :k_eff] = np.take_along_axis(top_s, order, axis=1)
+            out_i[start : start + len(block), :k_eff] = ids[np.take_along_axis(top, order, axis=1)]
+        return out_s, out_i
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with tmp.open("wb") as f:
+            np.save(f, self.ids)
+            np.save(f, self.vectors)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, dim: int) -> ExactIndex:
+        ix = cls(dim)
+        with path.open("rb") as f:
+            ix.ids = np.load(f)
+            ix.vectors = np.load(f)
+        return ix
+
+
+def _scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``queries @ matrix.T``. When torch is loaded (it runs the encoder), use its thread pool:
+    a second BLAS pool spinning next to torch's slows both (measured: 16 ms vs 12 ms p50 for
+    encode + exact search over 100k vectors on 2 cores)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and matrix.flags.writeable and queries.flags.writeable:
+        with torch.no_grad():
+            return (torch.from_numpy(queries) @ torch.from_numpy(matrix).T).numpy()
+    return queries @ matrix.T
+
+
+class FaissIndex:
+    """Approximate search with faiss: ``hnsw`` (HNSW, cannot remove) or ``ivf`` (IVF-Flat)."""
+
+    def __init__(self, kind: str, dim: int, index: faiss.Index, trained_on: int = 0) -> None:
+        self.kind = kind
+        self.dim = dim
+        self.index = index
+        self.trained_on = trained_on
+        self.ef_search = 128
+
+    @classmethod
+    def build(cls, kind: str, dim: int, sample: np.ndarray) -> FaissIndex:
+        if kind == "hnsw":
+            hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = 80
+            return cls(kind, dim, faiss.IndexIDMap2(hnsw))
+        n = len(sample)
+        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        ivf.train(sample[rng.choice(n, size=min(n, nlist * 64), replace=False)])
+        return cls(kind, dim, ivf, trained_on=n)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        if len(ids):
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                                    np.asarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> bool:
+        if self.kind == "hnsw":
+            return False
+        self.index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64)))
+        return True
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)) if allowed is not None \
+            else None
+        if self.kind == "hnsw":
+            params: faiss.SearchParameters = faiss.SearchParametersHNSW()
+            params.efSearch = max(self.ef_search, k)
+        else:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = max(16, faiss.downcast_index(self.index).nlist // 8)
+        if sel is not None:
+            params.sel = sel
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        faiss.write_index(self.index, str(tmp))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, kind: str, path: Path, dim: int, trained_on: int) -> FaissIndex:
+        return cls(kind, dim, faiss.read_index(str(path)), trained_on)
+
+
+def new_index(kind: str, dim: int, sample: np.ndarray) -> VectorIndex:
+    """An empty index of ``kind`` (``flat``, ``hnsw`` or ``ivf``); IVF trains on ``sample``."""
+    if kind == "flat":
+        return ExactIndex(dim)
+    return FaissIndex.build(kind, dim, sample)
+
+
+def load_index(kind: str, path: Path, dim: int, trained_on: int) -> VectorIndex:
+    if kind == "flat":
+        return ExactIndex.load(path, dim)
+    return FaissIndex.load(kind, path, dim, trained_on)
