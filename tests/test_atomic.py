@@ -13,9 +13,11 @@ import pytest
 
 from neartext import Collection
 
-WORDS = ("sync crash login refund invoice editor search export reminder battery tablet phone "
-         "laptop notebook template calendar offline widget password subscription font table "
-         "image upload download backup share team folder tag archive theme dark slow fast").split()
+WORDS = (
+    "sync crash login refund invoice editor search export reminder battery tablet phone laptop "
+    "notebook template calendar offline widget password subscription font table image upload "
+    "download backup share team folder tag archive theme dark slow fast"
+).split()
 
 
 def big_corpus(path, n, seed=0):

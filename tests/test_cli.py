@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import DEMO
+
 from neartext.cli import main
 
 

@@ -122,13 +122,12 @@ class Collection:
         ...                                    text=["text"], id_column="id")  # doctest: +SKIP
         """
         # Read the corpus before loading the model, so bad input fails fast.
-        read_corpus(corpus, text, id_column, encoding=encoding)
+        records = read_corpus(corpus, text, id_column, encoding=encoding)
         with _building(Path(path)) as tmp:
             col = cls._create_at(tmp, model, chunk, overlap, index, cleaning,
                                  {"text": list(text) if text else None, "id": id_column})
             try:
-                report = col.index_file(corpus, text, id_column, encoding=encoding,
-                                        progress=progress)
+                report = col._index_records(records, corpus, sync=False, progress=progress)
             finally:
                 col.close()
         return cls.open(path, model=col.encoder), report
@@ -238,8 +237,17 @@ class Collection:
         src = self.manifest.get("source") or {}
         text = text or src.get("text")
         id_column = id_column or src.get("id")
-        records = read_corpus(path, text, id_column, encoding=encoding,
-                              join_with=src.get("join_with", "\n"))
+        records = read_corpus(path, text, id_column, encoding=encoding)
+        report = self._index_records(records, path, sync=sync, progress=progress)
+        if not src.get("text") and text:
+            self.manifest["source"] = {"text": list(text), "id": id_column}
+            self.store.write_manifest(self.manifest)
+        return report
+
+    def _index_records(
+        self, records: list[Record], path: str | Path, *, sync: bool, progress: bool
+    ) -> IndexReport:
+        """Clean ``records`` read from ``path`` with the collection's options, then upsert them."""
         kept, cleaning = clean(records, CleaningOptions(**self.manifest["cleaning"]))
         if not kept:
             why = ", ".join(f"{n} {r}" for r, n in cleaning.dropped.items()) or "no rows"
@@ -248,9 +256,6 @@ class Collection:
         report.rows_read = cleaning.read
         report.dropped = cleaning.dropped
         report.dropped_example_rows = cleaning.examples
-        if not src.get("text"):
-            self.manifest["source"] = {"text": list(text) if text else None, "id": id_column}
-            self.store.write_manifest(self.manifest)
         return report
 
     def upsert(

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,12 @@ def weights_digest(model_dir: Path) -> str:
             _digest_cache[key] = fh.hexdigest()
         h.update(str(f.relative_to(model_dir)).encode() + b"\0" + _digest_cache[key].encode())
     return h.hexdigest()
+
+
+def _embedding_dim(model: Any) -> int:
+    """The output dimension (the method was renamed in sentence-transformers 6)."""
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(get())
 
 
 @contextlib.contextmanager
@@ -79,18 +86,17 @@ class SentenceTransformerEncoder:
                                                  local_files_only=True)
         except Exception as e:  # the library raises many types for unreadable models
             raise ModelNotFound(f"model '{settings.model}': cannot load {model_dir}: {e}") from None
+        self._dim = _embedding_dim(self.model)
         if settings.pooling:
-            self._override_pooling(settings.pooling)
+            self._override_pooling(settings.pooling, settings.model)
         if settings.max_seq_length:
             self.model.max_seq_length = settings.max_seq_length
-        self._settings = replace(settings, **self._resolved_prefixes(settings, model_dir))
+        q, d = self._resolved_prefixes(settings, model_dir)
+        self._settings = replace(settings, query_prefix=q, document_prefix=d)
         self.model_dir = model_dir
         self._fingerprint = settings_digest(self._settings, weights_digest(model_dir))
-        self._dim = int(self.model.get_embedding_dimension()
-                        if hasattr(self.model, "get_embedding_dimension")
-                        else self.model.get_sentence_embedding_dimension())
 
-    def _resolved_prefixes(self, s: EncoderSettings, model_dir: Path) -> dict[str, str]:
+    def _resolved_prefixes(self, s: EncoderSettings, model_dir: Path) -> tuple[str, str]:
         # Saved models often carry empty prompts ({"query": ""}): those say nothing.
         prompts = {k: v for k, v in (getattr(self.model, "prompts", None) or {}).items() if v}
         e5 = bool(_E5.search(model_dir.name)) and not prompts
@@ -100,20 +106,14 @@ class SentenceTransformerEncoder:
         d = s.document_prefix
         if d is None:
             d = prompts.get("document", prompts.get("passage", "passage: " if e5 else ""))
-        return {"query_prefix": q, "document_prefix": d}
+        return q, d
 
-    def _override_pooling(self, mode: str) -> None:
+    def _override_pooling(self, mode: str, name: str) -> None:
         for i, module in enumerate(self.model):
             if type(module).__name__ == "Pooling":
-                dim = self.model.get_embedding_dimension() if hasattr(
-                    self.model, "get_embedding_dimension") else module.get_sentence_embedding_dimension()
-                self.model[i] = type(module)(dim, pooling_mode=mode)
+                self.model[i] = type(module)(self._dim, pooling_mode=mode)
                 return
-        raise ModelNotFound(f"model '{self._settings_name}' has no pooling layer to override")
-
-    @property
-    def _settings_name(self) -> str:
-        return getattr(self, "_settings", EncoderSettings()).model
+        raise ModelNotFound(f"model '{name}' has no pooling layer to override")
 
     @property
     def dim(self) -> int:
@@ -129,7 +129,8 @@ class SentenceTransformerEncoder:
 
     @property
     def max_tokens(self) -> int | None:
-        return int(self.model.max_seq_length) if self.model.max_seq_length else None
+        n = self.model.max_seq_length
+        return int(n) if n else None
 
     def encode(
         self, texts: Sequence[str], kind: Kind = "document", *, show_progress: bool = False
@@ -156,6 +157,6 @@ class SentenceTransformerEncoder:
         long = [prefix + t for t in texts if len((prefix + t).encode()) > limit - 2]
         if not long:
             return 0
-        tok = self.model.tokenizer
+        tok: Any = self.model.tokenizer
         ids = tok(long, add_special_tokens=True, truncation=False)["input_ids"]
         return sum(1 for x in ids if len(x) > limit)

@@ -11,7 +11,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
@@ -186,12 +186,13 @@ class FaissIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)) if allowed is not None \
             else None
+        params: Any
         if self.kind == "hnsw":
-            params: faiss.SearchParameters = faiss.SearchParametersHNSW()
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
             params.efSearch = max(self.ef_search, k)
         else:
             params = faiss.SearchParametersIVF()
-            params.nprobe = max(16, faiss.downcast_index(self.index).nlist // 8)
+            params.nprobe = max(16, faiss.downcast_index(self.index).nlist // 8)  # type: ignore
         if sel is not None:
             params.sel = sel
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)

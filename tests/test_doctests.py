@@ -1,0 +1,20 @@
+"""The examples in public docstrings run and are true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+from conftest import ROOT
+
+MODULES = ["neartext.corpus", "neartext.cleaning", "neartext.filters", "neartext.store.local",
+           "neartext.store.vector_index", "neartext.encoders.registry", "neartext.collection"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name, monkeypatch):
+    monkeypatch.chdir(ROOT)  # examples use paths relative to the repository
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.failed == 0
