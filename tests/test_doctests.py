@@ -6,7 +6,6 @@ import doctest
 import importlib
 
 import pytest
-
 from conftest import ROOT
 
 MODULES = ["neartext.corpus", "neartext.cleaning", "neartext.filters", "neartext.store.local",

@@ -59,12 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--strip-html", action="store_true", help="remove HTML tags")
     g.add_argument("--strip-urls", action="store_true", help="remove URLs")
     g.add_argument("--collapse-whitespace", action="store_true", help="collapse runs of spaces")
+    _add_near_dup_option(p)
     _add_output_options(p)
 
     p = sub.add_parser("upsert", help="add or replace documents without a full rebuild")
     p.add_argument("collection")
     p.add_argument("corpus")
     _add_corpus_options(p)
+    _add_near_dup_option(p)
     _add_output_options(p)
 
     p = sub.add_parser("search", help="find the texts closest in meaning to a query")
@@ -80,6 +82,40 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="check that this model is the collection's")
     _add_output_options(p)
 
+    p = sub.add_parser("mine", help="every pair of paraphrases in a collection, best first")
+    p.add_argument("collection")
+    _add_threshold(p, "mine")
+    p.add_argument("--top-k", type=int, default=100, help="neighbours considered per text (100)")
+    p.add_argument("--max-pairs", type=int, help="keep only the best N pairs")
+    p.add_argument("--method", default="auto", choices=["auto", "exact", "approx"],
+                   help="exact, approx (faiss IVF self-join), auto: approx above 50k texts")
+    p.add_argument("--nprobe", type=int, help="approx: IVF lists searched per text")
+    p.add_argument("--verify", type=int, metavar="N",
+                   help="also run exact search for N random texts and report recall")
+    p.add_argument("-o", "--output", help="write pairs to .csv, .jsonl or .parquet")
+    _add_output_options(p)
+
+    p = sub.add_parser("paraphrases", help="paraphrases of one text in a collection")
+    p.add_argument("collection")
+    p.add_argument("text")
+    _add_threshold(p, "paraphrases")
+    p.add_argument("--top-k", type=int, default=100, help="at most this many (100)")
+    p.add_argument("-o", "--output", help="write them to .csv, .jsonl or .parquet")
+    _add_output_options(p)
+
+    p = sub.add_parser("dedup", help="groups of near-duplicates; optionally a cleaned corpus")
+    p.add_argument("collection")
+    _add_threshold(p, "dedup")
+    p.add_argument("--method", default="components", choices=["components", "community"],
+                   help="components (chains allowed) or community (members close to the centre)")
+    p.add_argument("--representative", default="central", choices=["central", "first"],
+                   help="which member represents a group (default: most central)")
+    p.add_argument("--top-k", type=int, default=100, help="neighbours considered per text (100)")
+    p.add_argument("-o", "--output", help="write groups to .csv, .jsonl or .parquet")
+    p.add_argument("--write-clean", metavar="FILE",
+                   help="write the corpus with one row per group (+ FILE's .mapping.csv: id -> kept id)")
+    _add_output_options(p)
+
     p = sub.add_parser("delete", help="remove documents by id")
     p.add_argument("collection")
     p.add_argument("ids", nargs="+")
@@ -89,6 +125,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("collection")
     _add_output_options(p)
     return ap
+
+
+def _add_threshold(p: argparse.ArgumentParser, op: str) -> None:
+    from .analysis import DEFAULT_THRESHOLDS
+
+    p.add_argument("--threshold", type=float,
+                   help=f"minimum similarity (default: the collection's calibrated threshold, "
+                        f"else {DEFAULT_THRESHOLDS[op]})")
+
+
+def _add_near_dup_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-near-duplicates", type=float, metavar="T",
+                   help="skip incoming texts scoring >= T against the collection or each other")
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -130,7 +179,8 @@ def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
         _refuse_creation_options(args, path)
         with Collection.open(path, model=args.model) as col:
             report = col.index_file(args.corpus, text, args.id_column, encoding=args.encoding,
-                                    sync=True, progress=_progress(args))
+                                    sync=True, progress=_progress(args),
+                                    skip_near_duplicates=args.skip_near_duplicates)
         return _report(args, report, path)
     settings = EncoderSettings(
         model=args.model or "default", query_prefix=args.query_prefix,
@@ -145,7 +195,7 @@ def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
     col, report = Collection.from_file(
         path, args.corpus, text, args.id_column, encoding=args.encoding,
         progress=_progress(args), model=settings, chunk=args.chunk, overlap=args.overlap,
-        index=args.index, cleaning=cleaning)
+        index=args.index, cleaning=cleaning, skip_near_duplicates=args.skip_near_duplicates)
     col.close()
     return _report(args, report, path)
 
@@ -172,13 +222,18 @@ def _cmd_upsert(args: argparse.Namespace) -> dict[str, Any]:
 
     with Collection.open(args.collection) as col:
         report = col.index_file(args.corpus, _split(args.text), args.id_column,
-                                encoding=args.encoding, progress=_progress(args))
+                                encoding=args.encoding, progress=_progress(args),
+                                skip_near_duplicates=args.skip_near_duplicates)
     return _report(args, report, Path(args.collection))
 
 
 def _report(args: argparse.Namespace, report: Any, path: Path) -> dict[str, Any]:
     if not args.json:
         print(f"{path}: {report.summary()}")
+        for nd in report.near_duplicates[:10]:
+            print(f"  skipped {nd['id']}: {nd['score']:.3f} to {nd['duplicate_of']}")
+        if len(report.near_duplicates) > 10:
+            print(f"  ... and {len(report.near_duplicates) - 10} more (see --json)")
     return {"collection": str(path), **report.to_dict()}
 
 
@@ -221,6 +276,97 @@ def _print_results(rows: list) -> None:
             print(f"    {meta}")
 
 
+def _cmd_mine(args: argparse.Namespace) -> dict[str, Any]:
+    from .collection import Collection
+    from .tables import check_output_path, write_table
+
+    if args.output:
+        check_output_path(args.output)
+    with Collection.open(args.collection) as col:
+        res = col.mine(args.threshold, args.top_k, max_pairs=args.max_pairs, method=args.method,
+                       verify=args.verify, nprobe=args.nprobe, progress=_progress(args))
+    if args.output:
+        write_table(args.output, res.pairs, ["id1", "id2", "score", "text1", "text2"])
+    if not args.json:
+        if not args.output:
+            for p in res.pairs[:20]:
+                print(f"{p['score']:.3f}  {p['id1']}  {_one_line(p['text1'])}\n"
+                      f"       {p['id2']}  {_one_line(p['text2'])}")
+            if len(res.pairs) > 20:
+                print(f"... {len(res.pairs) - 20} more pairs (use -o FILE to write them all)")
+        print(res.summary() + (f"; written to {args.output}" if args.output else ""),
+              file=sys.stderr)
+    return res.to_dict()
+
+
+def _cmd_paraphrases(args: argparse.Namespace) -> Any:
+    from .collection import Collection
+    from .tables import check_output_path, write_table
+
+    if args.output:
+        check_output_path(args.output)
+    with Collection.open(args.collection) as col:
+        results, notice = col.paraphrases(args.text, args.threshold, args.top_k)
+    rows = [r.to_dict() for r in results]
+    if args.output:
+        write_table(args.output, rows, ["id", "score", "text", "metadata"])
+    if notice:
+        print(f"neartext paraphrases: {notice}", file=sys.stderr)
+    if results and not args.json and not args.output:
+        _print_results(results)
+    return {"paraphrases": rows, "notice": notice}
+
+
+def _cmd_dedup(args: argparse.Namespace) -> dict[str, Any]:
+    from .collection import Collection
+    from .tables import check_output_path, write_table
+
+    for out in (args.output, args.write_clean):
+        if out:
+            check_output_path(out)
+    with Collection.open(args.collection) as col:
+        res = col.dedup(args.threshold, method=args.method, representative=args.representative,
+                        top_k=args.top_k, progress=_progress(args))
+        if args.write_clean:
+            _write_clean(col, res, Path(args.write_clean))
+    if args.output:
+        rows = [{"group": g["group"], "id": m["id"], "representative": m["id"] == g["representative"],
+                 "score": m["score"], "text": m["text"]} for g in res.groups for m in g["members"]]
+        write_table(args.output, rows, ["group", "id", "representative", "score", "text"])
+    if not args.json:
+        if not args.output:
+            for g in res.groups[:10]:
+                print(f"group {g['group']} ({len(g['members'])}):")
+                for m in g["members"]:
+                    mark = "*" if m["id"] == g["representative"] else " "
+                    print(f"  {mark} {m['score']:.3f}  {m['id']}  {_one_line(m['text'])}")
+            if len(res.groups) > 10:
+                print(f"... {len(res.groups) - 10} more groups (use -o FILE to write them all)")
+        print(res.summary(), file=sys.stderr)
+    return res.to_dict()
+
+
+def _write_clean(col: Any, res: Any, path: Path) -> None:
+    """The corpus with one row per group, and ``<name>.mapping.csv``: every id -> the kept id."""
+    from .tables import write_table
+
+    all_ids = list(col.store.document_hashes())
+    mapping = res.mapping(all_ids)
+    kept = [i for i in all_ids if mapping[i] == i]
+    docs = col.get(kept)
+    fields = sorted({k for d in docs for k in d.metadata})
+    rows = [{"id": d.id, "text": d.text, **d.metadata} for d in docs]
+    mapping_path = path.with_name(path.stem + ".mapping.csv")
+    write_table(mapping_path, [{"id": i, "kept_id": k} for i, k in mapping.items()], ["id", "kept_id"])
+    write_table(path, rows, ["id", "text", *fields])
+    print(f"wrote {len(rows)} rows to {path} and the id mapping to {mapping_path}", file=sys.stderr)
+
+
+def _one_line(text: str, width: int = 100) -> str:
+    t = " ".join(text.split())
+    return t if len(t) <= width else t[: width - 1] + "…"
+
+
 def _cmd_delete(args: argparse.Namespace) -> dict[str, Any]:
     from .collection import Collection
 
@@ -253,4 +399,5 @@ def _split(value: str | None) -> list[str] | None:
 
 
 COMMANDS = {"index": _cmd_index, "upsert": _cmd_upsert, "search": _cmd_search,
+            "mine": _cmd_mine, "paraphrases": _cmd_paraphrases, "dedup": _cmd_dedup,
             "delete": _cmd_delete, "info": _cmd_info}

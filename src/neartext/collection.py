@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from .filters import Filter, parse_filter
 from .results import IndexReport, SearchResult
 from .store import Document, Passage
 from .store.local import MANIFEST, LocalStore
+
+if TYPE_CHECKING:
+    from .analysis import DedupResult, MiningResult
 
 EMBED_CHUNK = 1024  # texts encoded (and checkpointed) at a time
 FORMAT_VERSION = 1
@@ -112,6 +115,7 @@ class Collection:
         overlap: int = 0,
         index: str = "auto",
         cleaning: CleaningOptions | None = None,
+        skip_near_duplicates: float | None = None,
     ) -> tuple[Collection, IndexReport]:
         """Build a new collection at ``path`` from a corpus file, all or nothing.
 
@@ -121,13 +125,15 @@ class Collection:
         >>> col, report = Collection.from_file("feedback/", "demo/feedback.csv",
         ...                                    text=["text"], id_column="id")  # doctest: +SKIP
         """
+        check_threshold(skip_near_duplicates)
         # Read the corpus before loading the model, so bad input fails fast.
         records = read_corpus(corpus, text, id_column, encoding=encoding)
         with _building(Path(path)) as tmp:
             col = cls._create_at(tmp, model, chunk, overlap, index, cleaning,
                                  {"text": list(text) if text else None, "id": id_column})
             try:
-                report = col._index_records(records, corpus, sync=False, progress=progress)
+                report = col._index_records(records, corpus, sync=False, progress=progress,
+                                            skip_near_duplicates=skip_near_duplicates)
             finally:
                 col.close()
         return cls.open(path, model=col.encoder), report
@@ -229,42 +235,64 @@ class Collection:
         encoding: str = "utf-8",
         sync: bool = False,
         progress: bool = False,
+        skip_near_duplicates: float | None = None,
     ) -> IndexReport:
         """Read, clean and upsert a corpus file. ``sync=True`` also removes documents not in it.
 
         Column choices default to those recorded when the collection was first indexed.
         """
+        check_threshold(skip_near_duplicates)
         src = self.manifest.get("source") or {}
         text = text or src.get("text")
         id_column = id_column or src.get("id")
         records = read_corpus(path, text, id_column, encoding=encoding)
-        report = self._index_records(records, path, sync=sync, progress=progress)
+        report = self._index_records(records, path, sync=sync, progress=progress,
+                                     skip_near_duplicates=skip_near_duplicates)
         if not src.get("text") and text:
             self.manifest["source"] = {"text": list(text), "id": id_column}
             self.store.write_manifest(self.manifest)
         return report
 
     def _index_records(
-        self, records: list[Record], path: str | Path, *, sync: bool, progress: bool
+        self,
+        records: list[Record],
+        path: str | Path,
+        *,
+        sync: bool,
+        progress: bool,
+        skip_near_duplicates: float | None = None,
     ) -> IndexReport:
         """Clean ``records`` read from ``path`` with the collection's options, then upsert them."""
         kept, cleaning = clean(records, CleaningOptions(**self.manifest["cleaning"]))
         if not kept:
             why = ", ".join(f"{n} {r}" for r, n in cleaning.dropped.items()) or "no rows"
             raise InputError(f"{path}: nothing to index ({cleaning.read} rows read; dropped: {why})")
-        report = self.upsert(kept, sync=sync, progress=progress)
+        report = self.upsert(kept, sync=sync, progress=progress,
+                             skip_near_duplicates=skip_near_duplicates)
         report.rows_read = cleaning.read
         report.dropped = cleaning.dropped
         report.dropped_example_rows = cleaning.examples
         return report
 
     def upsert(
-        self, records: Sequence[Record], *, sync: bool = False, progress: bool = False
+        self,
+        records: Sequence[Record],
+        *,
+        sync: bool = False,
+        progress: bool = False,
+        skip_near_duplicates: float | None = None,
     ) -> IndexReport:
         """Add or replace ``records``; only new or changed texts are embedded.
 
         With ``sync=True`` documents absent from ``records`` are removed (a full re-index).
+        With ``skip_near_duplicates=T``, new documents (ids not yet stored) scoring ``>= T``
+        against a stored document or an earlier incoming one are not written; the report lists
+        them. Updates of stored ids are always applied.
         """
+        if skip_near_duplicates is not None:
+            check_threshold(skip_near_duplicates)
+            if self.manifest.get("chunking"):
+                raise InputError("--skip-near-duplicates works on collections without chunking")
         t0 = time.perf_counter()
         ids = [r.id for r in records]
         if len(set(ids)) != len(ids):
@@ -286,6 +314,9 @@ class Collection:
             if prev is None or prev.hash != h:
                 changed.append(doc)
         passages = self._passages(changed, report, progress)
+        if skip_near_duplicates is not None and passages:
+            docs, passages = self._drop_near_duplicates(
+                docs, passages, set(old), skip_near_duplicates, report)
         delete_ids: list[str] = []
         if sync:
             keep = set(ids)
@@ -295,6 +326,27 @@ class Collection:
             report.added, report.updated, report.removed = res.added, res.updated, res.removed
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _drop_near_duplicates(
+        self,
+        docs: list[Document],
+        passages: list[Passage],
+        stored: set[str],
+        threshold: float,
+        report: IndexReport,
+    ) -> tuple[list[Document], list[Passage]]:
+        from .analysis import near_duplicates
+
+        new = [p for p in passages if p.doc_id not in stored]
+        if not new:
+            return docs, passages
+        found = near_duplicates(self, [p.doc_id for p in new],
+                                np.stack([p.vector for p in new]), threshold)
+        report.near_duplicates = [{"id": i, "duplicate_of": d, "score": s}
+                                  for i, (d, s) in found.items()]
+        report.skipped_near_duplicates = len(found)
+        return ([d for d in docs if d.id not in found],
+                [p for p in passages if p.doc_id not in found])
 
     def _passages(self, docs: list[Document], report: IndexReport, progress: bool) -> list[Passage]:
         chunking = self.manifest.get("chunking")
@@ -400,6 +452,28 @@ class Collection:
             if f not in known:
                 listed = ", ".join(sorted(known)) or "none"
                 raise InputError(f"unknown metadata field '{f}' in filter; fields: {listed}")
+
+    # -- corpus-level operations (neartext.analysis) ---------------------------------------------
+
+    def mine(self, threshold: float | None = None, top_k: int = 100, **kw: Any) -> MiningResult:
+        """All pairs of documents scoring ``>= threshold``; see :func:`neartext.analysis.mine`."""
+        from .analysis import mine
+
+        return mine(self, threshold, top_k, **kw)
+
+    def paraphrases(
+        self, text: str, threshold: float | None = None, top_k: int = 100
+    ) -> tuple[list[SearchResult], str | None]:
+        """Paraphrases of ``text``, and a notice when none pass the threshold."""
+        from .analysis import paraphrases
+
+        return paraphrases(self, text, threshold, top_k)
+
+    def dedup(self, threshold: float | None = None, **kw: Any) -> DedupResult:
+        """Groups of near-duplicate documents; see :func:`neartext.analysis.dedup`."""
+        from .analysis import dedup
+
+        return dedup(self, threshold, **kw)
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         """Stored documents by id."""

@@ -37,6 +37,8 @@ class IndexReport:
     texts_embedded: int = 0
     vectors_reused: int = 0
     truncated: int = 0
+    skipped_near_duplicates: int = 0
+    near_duplicates: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,6 +54,8 @@ class IndexReport:
             f"{self.removed} removed", f"{self.texts_embedded} texts embedded",
         ]
         line = ", ".join(parts) + f" in {self.seconds:.1f}s"
+        if self.skipped_near_duplicates:
+            line += f"; {self.skipped_near_duplicates} near-duplicates skipped"
         if self.truncated:
             line += (f"; {self.truncated} texts are longer than the model reads and were truncated"
                      " (consider --chunk)")

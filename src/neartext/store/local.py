@@ -208,10 +208,9 @@ class LocalStore:
                     [(int(pid), p.doc_id, p.start, p.end, p.hash,
                       np.asarray(p.vector, dtype=np.float32).tobytes())
                      for pid, p in zip(new_pids, passages)])
-                hashes = list({p.hash for p in passages})
-                for part in _batches(hashes, 900):
-                    marks = ",".join("?" * len(part))
-                    self.conn.execute(f"DELETE FROM staged WHERE hash IN ({marks})", part)
+                # Staged vectors exist to resume an interrupted write; after a complete one
+                # they are either stored now or not needed (single writer per collection).
+                self.conn.execute("DELETE FROM staged")
                 self.conn.execute(
                     "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
                 self.conn.execute("COMMIT")
