@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench lint clean
+.PHONY: setup demo test test-fast bench bench-mining lint clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python bench/bench_core.py
+
+# Needs ../shared/datasets; embeds 250k texts once (~12 min, cached in bench/.cache).
+bench-mining: setup
+	$(BIN)/python bench/bench_mining.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench

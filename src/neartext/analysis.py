@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +21,9 @@ import numpy as np
 
 from .errors import InputError
 from .groups import duplicate_groups, size_summary
-from .mining import Pairs, check_mining_args, mine_pairs, sample_recall
+from .mining import Pairs, check_mining_args, mine_pairs, sample_recall, unique_pairs
 from .results import SearchResult
+from .tables import check_output_path, write_table
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -78,6 +80,11 @@ class DedupResult:
                 out[m["id"]] = g["representative"]
         return out
 
+    def member_rows(self) -> list[dict[str, Any]]:
+        """One row per group member: group, id, representative (bool), score, text."""
+        return [{"group": g["group"], "id": m["id"], "representative": m["id"] == g["representative"],
+                 "score": m["score"], "text": m["text"]} for g in self.groups for m in g["members"]]
+
     def summary(self) -> str:
         sizes = ", ".join(f"{n}x{size}" for size, n in self.sizes.items()) or "none"
         return (f"{self.texts} texts, {len(self.groups)} duplicate groups >= {self.threshold:g} "
@@ -115,9 +122,7 @@ def _document_pairs(pairs: Pairs, doc_of_row: np.ndarray) -> Pairs:
     """Passage pairs -> document pairs (best score each), dropping pairs within one document."""
     a, b = doc_of_row[pairs.i], doc_of_row[pairs.j]
     keep = a != b
-    from .mining import _unique_sorted
-
-    i, j, s = _unique_sorted(a[keep], b[keep], pairs.score[keep])
+    i, j, s = unique_pairs(a[keep], b[keep], pairs.score[keep])
     return Pairs(i, j, s, pairs.method, pairs.seconds, pairs.details)
 
 
@@ -241,6 +246,20 @@ def dedup(
         })
     return DedupResult(rows, len(doc_ids), t, method, size_summary(groups),
                        time.perf_counter() - t0)
+
+
+def write_clean(col: Collection, result: DedupResult, path: str | Path) -> tuple[int, Path]:
+    """Write the corpus with one document per duplicate group, and ``<stem>.mapping.csv`` mapping
+    every id to the id kept for it. Returns the rows written and the mapping file's path."""
+    p = check_output_path(path)
+    all_ids = list(col.store.document_hashes())
+    mapping = result.mapping(all_ids)
+    docs = col.get([i for i in all_ids if mapping[i] == i])
+    fields = sorted({k for d in docs for k in d.metadata})
+    mapping_path = p.with_name(p.stem + ".mapping.csv")
+    write_table(mapping_path, [{"id": i, "kept_id": k} for i, k in mapping.items()], ["id", "kept_id"])
+    write_table(p, [{"id": d.id, "text": d.text, **d.metadata} for d in docs], ["id", "text", *fields])
+    return len(docs), mapping_path
 
 
 def _mean_vectors(vectors: np.ndarray, doc_of_row: np.ndarray, n_docs: int) -> np.ndarray:

@@ -88,8 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=100, help="neighbours considered per text (100)")
     p.add_argument("--max-pairs", type=int, help="keep only the best N pairs")
     p.add_argument("--method", default="auto", choices=["auto", "exact", "approx"],
-                   help="exact, approx (faiss IVF self-join), auto: approx above 50k texts")
-    p.add_argument("--nprobe", type=int, help="approx: IVF lists searched per text")
+                   help="exact, approx (k-means cell self-join), auto: approx above 50k texts")
+    p.add_argument("--nprobe", type=int,
+                   help="approx: cells each cell is compared with (default 1); more: slower, more complete")
     p.add_argument("--verify", type=int, metavar="N",
                    help="also run exact search for N random texts and report recall")
     p.add_argument("-o", "--output", help="write pairs to .csv, .jsonl or .parquet")
@@ -318,6 +319,7 @@ def _cmd_paraphrases(args: argparse.Namespace) -> Any:
 
 
 def _cmd_dedup(args: argparse.Namespace) -> dict[str, Any]:
+    from .analysis import write_clean
     from .collection import Collection
     from .tables import check_output_path, write_table
 
@@ -328,11 +330,12 @@ def _cmd_dedup(args: argparse.Namespace) -> dict[str, Any]:
         res = col.dedup(args.threshold, method=args.method, representative=args.representative,
                         top_k=args.top_k, progress=_progress(args))
         if args.write_clean:
-            _write_clean(col, res, Path(args.write_clean))
+            kept, mapping = write_clean(col, res, args.write_clean)
+            if not args.json:
+                print(f"wrote {kept} rows to {args.write_clean} and the id mapping to {mapping}",
+                      file=sys.stderr)
     if args.output:
-        rows = [{"group": g["group"], "id": m["id"], "representative": m["id"] == g["representative"],
-                 "score": m["score"], "text": m["text"]} for g in res.groups for m in g["members"]]
-        write_table(args.output, rows, ["group", "id", "representative", "score", "text"])
+        write_table(args.output, res.member_rows(), ["group", "id", "representative", "score", "text"])
     if not args.json:
         if not args.output:
             for g in res.groups[:10]:
@@ -344,22 +347,6 @@ def _cmd_dedup(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"... {len(res.groups) - 10} more groups (use -o FILE to write them all)")
         print(res.summary(), file=sys.stderr)
     return res.to_dict()
-
-
-def _write_clean(col: Any, res: Any, path: Path) -> None:
-    """The corpus with one row per group, and ``<name>.mapping.csv``: every id -> the kept id."""
-    from .tables import write_table
-
-    all_ids = list(col.store.document_hashes())
-    mapping = res.mapping(all_ids)
-    kept = [i for i in all_ids if mapping[i] == i]
-    docs = col.get(kept)
-    fields = sorted({k for d in docs for k in d.metadata})
-    rows = [{"id": d.id, "text": d.text, **d.metadata} for d in docs]
-    mapping_path = path.with_name(path.stem + ".mapping.csv")
-    write_table(mapping_path, [{"id": i, "kept_id": k} for i, k in mapping.items()], ["id", "kept_id"])
-    write_table(path, rows, ["id", "text", *fields])
-    print(f"wrote {len(rows)} rows to {path} and the id mapping to {mapping_path}", file=sys.stderr)
 
 
 def _one_line(text: str, width: int = 100) -> str:

@@ -27,6 +27,7 @@ from .errors import InputError
 
 METHODS = ("auto", "exact", "approx")
 AUTO_APPROX_ABOVE = 50_000  # rows; below this the exact path is fast
+SOFT_ASSIGN = 16  # approx: each vector is a candidate in its this many nearest cells
 BLOCK_BYTES = 256 * 2**20  # bound on one block of the score matrix
 
 
@@ -75,7 +76,8 @@ def mine_pairs(
         top_k: neighbours considered per row (as in sentence-transformers).
         max_pairs: keep only the best this many pairs.
         method: ``exact``, ``approx`` (faiss IVF self-join), or ``auto`` (approx above 50k rows).
-        nprobe: IVF lists searched per row (approx only); more is slower and more complete.
+        nprobe: approx only: cells each cell's members are compared with (default 1; each
+            vector is also a candidate in its 16 nearest cells); more is slower and more complete.
         progress: show a progress bar.
     """
     check_mining_args(threshold, top_k, max_pairs, method)
@@ -92,13 +94,14 @@ def mine_pairs(
         details: dict = {}
     else:
         i, j, s, details = _approx(vectors, threshold, top_k, nprobe, progress)
-    i, j, s = _unique_sorted(i, j, s)
+    i, j, s = unique_pairs(i, j, s)
     if max_pairs is not None:
         i, j, s = i[:max_pairs], j[:max_pairs], s[:max_pairs]
     return Pairs(i, j, s, method, time.perf_counter() - t0, details)
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` on torch's thread pool when torch is loaded (it runs the encoder)."""
     torch = sys.modules.get("torch")
     if torch is not None:
         with torch.no_grad():
@@ -107,6 +110,7 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _exact(v: np.ndarray, threshold: float, top_k: int, progress: bool):
+    """Upper triangle only (scores are symmetric), then the per-row top-k rule over all pairs."""
     from tqdm.auto import tqdm
 
     n = len(v)
@@ -114,73 +118,111 @@ def _exact(v: np.ndarray, threshold: float, top_k: int, progress: bool):
     out_i, out_j, out_s = [], [], []
     with tqdm(total=n, desc="mining (exact)", unit="text", disable=not progress) as bar:
         for start in range(0, n, block):
-            scores = _matmul(v[start : start + block], v)  # (block, n)
-            rows = np.arange(start, start + len(scores))
-            scores[rows - start, rows] = -np.inf  # no self-pairs
-            r, c = np.nonzero(scores >= threshold)  # r ascending
-            if len(r):
-                sc = scores[r, c]
-                if np.bincount(r).max() > top_k:
-                    # rows with more than top_k candidates keep their top_k best only
-                    order = np.lexsort((-sc, r))
-                    r, c, sc = r[order], c[order], sc[order]
-                    rank = np.arange(len(r)) - np.searchsorted(r, r, side="left")
-                    keep = rank < top_k
-                    r, c, sc = r[keep], c[keep], sc[keep]
-                out_i.append(r + start)
-                out_j.append(c)
-                out_s.append(sc)
-            bar.update(len(scores))
-    return _cat(out_i, np.int64), _cat(out_j, np.int64), _cat(out_s, np.float32)
+            rows = v[start : start + block]
+            scores = _matmul(rows, v[start:])  # (b, n - start): columns from `start` on
+            b = len(rows)
+            scores[:, :b][np.tril_indices(b)] = -np.inf  # keep j > i only
+            r, c = np.nonzero(scores >= threshold)
+            sc = scores[r, c]
+            # A row's or a column's candidates beyond its top_k best in this block can never be
+            # in its overall top_k: drop them now to bound memory.
+            keep = (_rank_within(r, sc) < top_k) | (_rank_within(c, sc) < top_k)
+            out_i.append(r[keep] + start)
+            out_j.append(c[keep] + start)
+            out_s.append(sc[keep])
+            bar.update(b)
+    i, j, s = _cat(out_i, np.int64), _cat(out_j, np.int64), _cat(out_s, np.float32)
+    keep = _top_k_rule(i, j, s, top_k)
+    return i[keep], j[keep], s[keep]
 
 
-def _approx(v: np.ndarray, threshold: float, top_k: int, nprobe: int | None, progress: bool):
+def _rank_within(group: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Rank (0 = best) of each entry among the entries of the same group, by score."""
+    if not len(group):
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((-score, group))
+    g = group[order]
+    rank_sorted = np.arange(len(g)) - np.searchsorted(g, g, side="left")
+    rank = np.empty(len(g), dtype=np.int64)
+    rank[order] = rank_sorted
+    return rank
+
+
+def _top_k_rule(i: np.ndarray, j: np.ndarray, s: np.ndarray, top_k: int) -> np.ndarray:
+    """Keep pair (i, j) if j is among i's top_k candidates or i among j's (the reference's rule)."""
+    if not len(i):
+        return np.zeros(0, dtype=bool)
+    ends = np.concatenate([i, j])
+    ranks = _rank_within(ends, np.concatenate([s, s]))
+    return (ranks[: len(i)] < top_k) | (ranks[len(i) :] < top_k)
+
+
+def _approx(v: np.ndarray, threshold: float, top_k: int, nprobe: int | None, progress: bool,
+            soft: int = SOFT_ASSIGN):
+    """Blocked IVF self-join: k-means cells; each cell's members are scored against the
+    candidates of the ``nprobe`` cells nearest to its centroid, one matrix product per cell.
+
+    Every vector is a candidate in its ``soft`` nearest cells: two very similar texts can lie
+    between two unrelated centroids (seen on real embeddings: a 0.98 pair whose cells' centroids
+    had similarity 0.05), which probing by centroid alone never finds."""
     import faiss
     from tqdm.auto import tqdm
 
     n, d = v.shape
     nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
-    nprobe = nprobe or default_nprobe(nlist)
-    quantizer = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-    rng = np.random.default_rng(0)
-    train = v[rng.choice(n, size=min(n, 40 * nlist), replace=False)]
-    index.cp.niter = 10
+    nprobe = min(nlist, nprobe or default_nprobe(nlist))
+    soft = min(soft, nlist)
     t = time.perf_counter()
-    index.train(train)
-    index.add(v)
+    rng = np.random.default_rng(0)
+    km = faiss.Kmeans(d, nlist, niter=10, spherical=True, seed=1)
+    km.train(v[rng.choice(n, size=min(n, 40 * nlist), replace=False)])
+    _, top_cells = km.index.search(v, soft)  # (n, soft)
+    assign = top_cells[:, 0]
+    order = np.argsort(assign, kind="stable")
+    bounds = np.searchsorted(assign[order], np.arange(nlist + 1))
+    soft_cells = top_cells.ravel()
+    soft_order = np.argsort(soft_cells, kind="stable")
+    soft_rows = (soft_order // soft).astype(np.int64)
+    soft_bounds = np.searchsorted(soft_cells[soft_order], np.arange(nlist + 1))
+    centroids = km.centroids / np.linalg.norm(km.centroids, axis=1, keepdims=True)
+    near = np.argsort(-(centroids @ centroids.T), axis=1)[:, :nprobe]  # (nlist, nprobe)
     t_build = time.perf_counter() - t
-    index.nprobe = nprobe
-    k = min(top_k + 1, n)
     out_i, out_j, out_s = [], [], []
-    block = 16384
     with tqdm(total=n, desc="mining (approx)", unit="text", disable=not progress) as bar:
-        for start in range(0, n, block):
-            scores, idx = index.search(v[start : start + block], k)
-            rows = np.arange(start, start + len(idx))[:, None]
-            ok = (idx >= 0) & (idx != rows) & (scores >= threshold)
-            # a row's own entry may be missing (ties); keep at most top_k others, best first
-            rank = np.cumsum(ok, axis=1)
-            ok &= rank <= top_k
-            r, c = np.nonzero(ok)
-            out_i.append(r + start)
-            out_j.append(idx[r, c])
-            out_s.append(scores[r, c])
-            bar.update(len(idx))
-    details = {"nlist": nlist, "nprobe": nprobe, "build_seconds": t_build}
+        for cell in range(nlist):
+            members = order[bounds[cell] : bounds[cell + 1]]
+            if not len(members):
+                continue
+            cand = np.unique(np.concatenate(
+                [soft_rows[soft_bounds[p] : soft_bounds[p + 1]] for p in near[cell]]))
+            scores = _matmul(v[members], v[cand])  # (members, candidates)
+            r, c = np.nonzero(scores >= threshold)
+            sc = scores[r, c]
+            gi, gj = members[r], cand[c]
+            ok = gi != gj
+            gi, gj, sc = gi[ok], gj[ok], sc[ok]
+            keep = _rank_within(gi, sc) < top_k
+            out_i.append(gi[keep])
+            out_j.append(gj[keep])
+            out_s.append(sc[keep])
+            bar.update(len(members))
+    details = {"nlist": nlist, "nprobe": nprobe, "soft_assign": soft, "build_seconds": t_build}
     return _cat(out_i, np.int64), _cat(out_j, np.int64), _cat(out_s, np.float32), details
 
 
 def default_nprobe(nlist: int) -> int:
-    """IVF lists to probe per row: enough for high recall of close pairs (see bench/bench_mining)."""
-    return min(nlist, max(8, nlist // 50))
+    """Cells whose candidates each cell is scored against. With soft assignment (16 cells per
+    vector) the own cell suffices: on 200k real embeddings, recall 0.9955 of pairs >= 0.75 with
+    1 probe, against 0.9916 with 8 cells x 4 probes and 0.946 with 1 cell x 44 probes at a
+    similar cost (bench/bench_mining.py). More probes raise recall at linear cost."""
+    return 1
 
 
 def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
     return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
 
 
-def _unique_sorted(i: np.ndarray, j: np.ndarray, s: np.ndarray):
+def unique_pairs(i: np.ndarray, j: np.ndarray, s: np.ndarray):
     """Each unordered pair once (its best score), sorted by score descending, then (i, j)."""
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     if not len(lo):
@@ -208,8 +250,9 @@ def sample_recall(
     rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
     found = set(zip(pairs.i.tolist(), pairs.j.tolist()))
     gold = hit = 0
-    for start in range(0, len(rows), 1024):
-        part = rows[start : start + 1024]
+    block = max(1, BLOCK_BYTES // (16 * n))  # scores, their negation and int64 partition indices
+    for start in range(0, len(rows), block):
+        part = rows[start : start + block]
         scores = _matmul(vectors[part], vectors)
         scores[np.arange(len(part)), part] = -np.inf
         k = min(top_k, n - 1)
