@@ -119,16 +119,16 @@ def worker(method: str, n: int) -> None:
 
         res = util.paraphrase_mining_embeddings(torch.from_numpy(v), top_k=TOP_K)
         secs = time.perf_counter() - t
-        arr = np.array([(i, j, s) for s, i, j in res if s >= THRESHOLD], dtype=np.float64)
-        i, j, s = (arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2]) if len(arr) \
-            else (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        kept = [(i, j) for s, i, j in res if s >= THRESHOLD]
+        i = np.array([p[0] for p in kept], dtype=np.int64)
+        j = np.array([p[1] for p in kept], dtype=np.int64)
         extra = {"returned_pairs": len(res)}
     else:
         from neartext.mining import mine_pairs, sample_recall
 
         p = mine_pairs(v, THRESHOLD, TOP_K, method=method)
         secs = time.perf_counter() - t
-        i, j, s = p.i, p.j, p.score
+        i, j = p.i, p.j
         extra = dict(p.details)
         if n > 200_000:
             extra["sampled_recall"] = sample_recall(v, p, THRESHOLD, TOP_K, sample=2000)
