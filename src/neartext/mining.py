@@ -184,7 +184,8 @@ def _approx(v: np.ndarray, threshold: float, top_k: int, nprobe: int | None, pro
     soft_order = np.argsort(soft_cells, kind="stable")
     soft_rows = (soft_order // soft).astype(np.int64)
     soft_bounds = np.searchsorted(soft_cells[soft_order], np.arange(nlist + 1))
-    centroids = km.centroids / np.linalg.norm(km.centroids, axis=1, keepdims=True)
+    centroids = np.asarray(km.centroids)
+    centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
     near = np.argsort(-(centroids @ centroids.T), axis=1)[:, :nprobe]  # (nlist, nprobe)
     t_build = time.perf_counter() - t
     out_i, out_j, out_s = [], [], []
