@@ -17,13 +17,13 @@ Example:
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import InputError
+from .linalg import scores as matmul_scores
 
 METHODS = ("auto", "exact", "approx")
 AUTO_APPROX_ABOVE = 50_000  # rows; below this the exact path is fast
@@ -100,15 +100,6 @@ def mine_pairs(
     return Pairs(i, j, s, method, time.perf_counter() - t0, details)
 
 
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b.T`` on torch's thread pool when torch is loaded (it runs the encoder)."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        with torch.no_grad():
-            return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(b).T).numpy()
-    return a @ b.T
-
-
 def _exact(v: np.ndarray, threshold: float, top_k: int, progress: bool):
     """Upper triangle only (scores are symmetric), then the per-row top-k rule over all pairs."""
     from tqdm.auto import tqdm
@@ -119,7 +110,7 @@ def _exact(v: np.ndarray, threshold: float, top_k: int, progress: bool):
     with tqdm(total=n, desc="mining (exact)", unit="text", disable=not progress) as bar:
         for start in range(0, n, block):
             rows = v[start : start + block]
-            scores = _matmul(rows, v[start:])  # (b, n - start): columns from `start` on
+            scores = matmul_scores(rows, v[start:])  # (b, n - start): columns from `start` on
             b = len(rows)
             scores[:, :b][np.tril_indices(b)] = -np.inf  # keep j > i only
             r, c = np.nonzero(scores >= threshold)
@@ -196,7 +187,7 @@ def _approx(v: np.ndarray, threshold: float, top_k: int, nprobe: int | None, pro
                 continue
             cand = np.unique(np.concatenate(
                 [soft_rows[soft_bounds[p] : soft_bounds[p + 1]] for p in near[cell]]))
-            scores = _matmul(v[members], v[cand])  # (members, candidates)
+            scores = matmul_scores(v[members], v[cand])  # (members, candidates)
             r, c = np.nonzero(scores >= threshold)
             sc = scores[r, c]
             gi, gj = members[r], cand[c]
@@ -254,7 +245,7 @@ def sample_recall(
     block = max(1, BLOCK_BYTES // (16 * n))  # scores, their negation and int64 partition indices
     for start in range(0, len(rows), block):
         part = rows[start : start + block]
-        scores = _matmul(vectors[part], vectors)
+        scores = matmul_scores(vectors[part], vectors)
         scores[np.arange(len(part)), part] = -np.inf
         k = min(top_k, n - 1)
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]

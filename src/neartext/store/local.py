@@ -333,7 +333,7 @@ class LocalStore:
         return self.index
 
     def _apply_to_index(self, old: np.ndarray, new: np.ndarray, vecs: np.ndarray) -> None:
-        n = self.passage_count()
+        n = self.index.ntotal - len(old) + len(new)  # passages after this write
         if self._stale(n) or (len(old) and not self.index.remove(old)):
             self._rebuild_index()
             return
