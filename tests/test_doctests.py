@@ -9,7 +9,9 @@ import pytest
 from conftest import ROOT
 
 MODULES = ["neartext.corpus", "neartext.cleaning", "neartext.filters", "neartext.store.local",
-           "neartext.store.vector_index", "neartext.encoders.registry", "neartext.collection"]
+           "neartext.store.vector_index", "neartext.encoders.registry", "neartext.collection",
+           "neartext.mining", "neartext.groups", "neartext.analysis", "neartext.metrics",
+           "neartext.evaluate"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -117,6 +117,31 @@ def _parser() -> argparse.ArgumentParser:
                    help="write the corpus with one row per group (+ FILE's .mapping.csv: id -> kept id)")
     _add_output_options(p)
 
+    p = sub.add_parser("eval", help="evaluate models on labeled pairs (a column per model)")
+    ev = p.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
+    for kind, what in (("sts", "Spearman/Pearson x100 against similarity scores"),
+                       ("pairs", "average precision, best-F1 and best-accuracy thresholds "
+                                 "on 0/1 labeled pairs")):
+        q = ev.add_parser(kind, help=what)
+        q.add_argument("file", help="CSV/TSV/JSONL with two texts and a score or label")
+        q.add_argument("--model", action="append", default=[],
+                       help="model name or path (repeat to compare; default: default)")
+        _add_pair_columns(q)
+        if kind == "pairs":
+            q.add_argument("--min-precision", type=float,
+                           help="also report the lowest threshold with at least this precision")
+        _add_output_options(q)
+
+    p = sub.add_parser("calibrate", help="pick a similarity threshold from labeled pairs and "
+                                         "store it in the collection")
+    p.add_argument("collection")
+    p.add_argument("--pairs", required=True, help="two texts + 0/1 label per row")
+    p.add_argument("--min-precision", type=float,
+                   help="choose the threshold with most recall at this precision "
+                        "(default: best F1)")
+    _add_pair_columns(p)
+    _add_output_options(p)
+
     p = sub.add_parser("delete", help="remove documents by id")
     p.add_argument("collection")
     p.add_argument("ids", nargs="+")
@@ -134,6 +159,13 @@ def _add_threshold(p: argparse.ArgumentParser, op: str) -> None:
     p.add_argument("--threshold", type=float,
                    help=f"minimum similarity (default: the collection's calibrated threshold, "
                         f"else {DEFAULT_THRESHOLDS[op]})")
+
+
+def _add_pair_columns(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text1", help="first text column (name or 1-based position)")
+    p.add_argument("--text2", help="second text column")
+    p.add_argument("--score", help="score or label column")
+    p.add_argument("--encoding", default="utf-8")
 
 
 def _add_near_dup_option(p: argparse.ArgumentParser) -> None:
@@ -354,6 +386,42 @@ def _one_line(text: str, width: int = 100) -> str:
     return t if len(t) <= width else t[: width - 1] + "…"
 
 
+def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+    from .evaluate import evaluate_pairs, evaluate_sts, load_pairs
+
+    data = load_pairs(args.file, args.text1, args.text2, args.score, encoding=args.encoding)
+    models = args.model or ["default"]
+    results: dict[str, dict[str, float]] = {}
+    for m in models:
+        if args.eval_kind == "sts":
+            results[m] = evaluate_sts(m, data)
+        else:
+            results[m] = evaluate_pairs(m, data, args.min_precision)
+    if not args.json:
+        print(f"{data.source}: {len(data.value)} pairs; columns {', '.join(data.columns)}")
+        width = max(len(k) for r in results.values() for k in r)
+        print(" " * width + "".join(f"  {m[-24:]:>24}" for m in models))
+        for key in next(iter(results.values())):
+            print(f"{key:<{width}}" + "".join(f"  {results[m].get(key, float('nan')):>24.4f}"
+                                             for m in models))
+    return {"file": data.source, "pairs": len(data.value), "columns": list(data.columns),
+            "results": results}
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
+    from .collection import Collection
+    from .evaluate import load_pairs
+
+    data = load_pairs(args.pairs, args.text1, args.text2, args.score, encoding=args.encoding)
+    with Collection.open(args.collection) as col:
+        cal = col.calibrate(data, min_precision=args.min_precision)
+    if not args.json:
+        print(f"{args.collection}: threshold {cal['threshold']:.4f} ({cal['rule']}): precision "
+              f"{cal['precision']:.3f}, recall {cal['recall']:.3f} on {cal['pairs']} pairs; "
+              "stored: mine, paraphrases and dedup now use it by default")
+    return cal
+
+
 def _cmd_delete(args: argparse.Namespace) -> dict[str, Any]:
     from .collection import Collection
 
@@ -387,4 +455,5 @@ def _split(value: str | None) -> list[str] | None:
 
 COMMANDS = {"index": _cmd_index, "upsert": _cmd_upsert, "search": _cmd_search,
             "mine": _cmd_mine, "paraphrases": _cmd_paraphrases, "dedup": _cmd_dedup,
+            "eval": _cmd_eval, "calibrate": _cmd_calibrate,
             "delete": _cmd_delete, "info": _cmd_info}

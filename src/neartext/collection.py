@@ -32,6 +32,7 @@ from .store.local import MANIFEST, LocalStore
 
 if TYPE_CHECKING:
     from .analysis import DedupResult, MiningResult
+    from .evaluate import PairData
 
 EMBED_CHUNK = 1024  # texts encoded (and checkpointed) at a time
 FORMAT_VERSION = 1
@@ -474,6 +475,35 @@ class Collection:
         from .analysis import dedup
 
         return dedup(self, threshold, **kw)
+
+    def calibrate(self, pairs: PairData, *, min_precision: float | None = None) -> dict[str, Any]:
+        """Choose a similarity threshold from labeled pairs with the collection's model and store
+        it in the manifest (``mine``, ``paraphrases`` and ``dedup`` then use it by default).
+
+        The threshold is the best-F1 one, or with ``min_precision`` the one with most recall at
+        that precision.
+        """
+        from .evaluate import evaluate_pairs
+
+        m = evaluate_pairs(self.encoder, pairs, min_precision)
+        if min_precision is not None:
+            if "min_precision_threshold" not in m:
+                raise InputError(f"{pairs.source}: no threshold reaches precision "
+                                 f"{min_precision:g} (best F1 {m['best_f1']:.3f})")
+            t, prec, rec = (m["min_precision_threshold"], m["precision_at_min_precision"],
+                            m["recall_at_min_precision"])
+            rule = f"precision >= {min_precision:g}"
+        else:
+            t, prec, rec = m["best_f1_threshold"], m["precision_at_best_f1"], m["recall_at_best_f1"]
+            rule = "best F1"
+        cal = {"threshold": float(t), "rule": rule, "precision": prec, "recall": rec,
+               "pairs": len(pairs.value), "source": pairs.source,
+               "average_precision": m["average_precision"],
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self.manifest["threshold"] = float(t)
+        self.manifest["calibration"] = cal
+        self.store.write_manifest(self.manifest)
+        return cal
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         """Stored documents by id."""

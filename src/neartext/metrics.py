@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+Numbers = Sequence[float] | np.ndarray
+
 PRIMARY = {"sts": "spearman", "pairs": "average_precision", "retrieval": "mrr@10"}
 
 
@@ -36,14 +38,14 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den else 0.0
 
 
-def sts_correlation(predicted: Sequence[float], gold: Sequence[float]) -> dict[str, float]:
+def sts_correlation(predicted: Numbers, gold: Numbers) -> dict[str, float]:
     """Spearman and Pearson correlation x100 between predicted similarities and gold scores."""
     p, g = np.asarray(predicted, dtype=np.float64), np.asarray(gold, dtype=np.float64)
     return {"spearman": 100 * _pearson(rankdata(p), rankdata(g)), "pearson": 100 * _pearson(p, g)}
 
 
 def pair_classification(
-    scores: Sequence[float], labels: Sequence[int], min_precision: float | None = None
+    scores: Numbers, labels: Numbers, min_precision: float | None = None
 ) -> dict[str, float]:
     """Metrics of similarity scores as a classifier of labeled pairs (1 = same meaning).
 

@@ -1,0 +1,200 @@
+"""Evaluate models on labeled pairs: STS correlation, pair classification, threshold calibration.
+
+Pair files are CSV/TSV (delimiter detected; tab-separated files are read without quote handling,
+as STS Benchmark needs) or JSONL, with or without a header. Columns are found by name
+(``sentence1``/``sentence2``/``score``/``label`` and common variants) or given by name or 1-based
+position; without a header, the two longest text columns and the numeric column are used.
+
+Example:
+    >>> from neartext.evaluate import load_pairs, evaluate_sts    # doctest: +SKIP
+    >>> data = load_pairs("sts-test.csv")                          # doctest: +SKIP
+    >>> evaluate_sts("default", data)["spearman"]                  # doctest: +SKIP
+    82.03...
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .encoders import Encoder, load_encoder
+from .errors import CorpusFileNotFound, InputError
+from .metrics import pair_classification, sts_correlation
+
+TEXT1 = ("sentence1", "text1", "question1", "s1", "text_a", "anchor", "query", "sentence_a")
+TEXT2 = ("sentence2", "text2", "question2", "s2", "text_b", "positive", "sentence_b", "passage")
+VALUE = ("score", "label", "similarity", "is_duplicate", "gold", "quality", "relevant")
+
+
+@dataclass
+class PairData:
+    """Two aligned lists of texts and a value per pair (a score or a 0/1 label)."""
+
+    text1: list[str]
+    text2: list[str]
+    value: np.ndarray
+    source: str
+    columns: tuple[str, str, str]
+
+
+def load_pairs(
+    path: str | Path,
+    text1: str | None = None,
+    text2: str | None = None,
+    value: str | None = None,
+    *,
+    encoding: str = "utf-8",
+) -> PairData:
+    """Read a file of text pairs with a score or label per pair (see the module docstring)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CorpusFileNotFound(f"{p}: no such file")
+    try:
+        raw = p.read_bytes().decode(encoding).removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{p}: bytes that are not valid {encoding} at byte {e.start}; "
+                         "pass --encoding") from None
+    if p.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = [json.loads(x) for x in raw.splitlines() if x.strip()]
+        header = list(rows[0]) if rows else []
+        table = [[r.get(h) for h in header] for r in rows]
+        has_header = True
+    else:
+        table = _split_rows(raw)
+        header = table[0] if table else []
+        has_header = bool(table) and not _looks_numeric_row(table[0], table[1:6])
+        if has_header:
+            table = table[1:]
+    if not table:
+        raise InputError(f"{p}: no pairs in the file")
+    names = [str(h).strip() for h in header] if has_header else [str(i + 1) for i in
+                                                                   range(len(table[0]))]
+    c1, c2, cv = _pick_columns(p, names, table, has_header, text1, text2, value)
+    t1, t2, vals = [], [], []
+    for n, row in enumerate(table, 2 if has_header else 1):
+        try:
+            a, b, v = row[c1], row[c2], row[cv]
+        except IndexError:
+            raise InputError(f"{p}: line {n}: expected at least {max(c1, c2, cv) + 1} fields, "
+                             f"got {len(row)}") from None
+        try:
+            vals.append(float(v))
+        except (TypeError, ValueError):
+            raise InputError(f"{p}: line {n}: '{names[cv]}' is not a number: {v!r}") from None
+        t1.append(str(a or ""))
+        t2.append(str(b or ""))
+    return PairData(t1, t2, np.array(vals), str(p), (names[c1], names[c2], names[cv]))
+
+
+def _split_rows(raw: str) -> list[list[str]]:
+    sample = raw[:65536]
+    try:
+        delim = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        delim = "\t" if "\t" in sample else ","
+    if delim == "\t":  # TSV: no quoting (STS-B has bare quotes inside sentences)
+        return [line.split("\t") for line in raw.splitlines() if line.strip()]
+    return [r for r in csv.reader(io.StringIO(raw, newline=""), delimiter=delim) if r]
+
+
+def _is_number(x: object) -> bool:
+    try:
+        float(str(x))
+        return True
+    except ValueError:
+        return False
+
+
+def _looks_numeric_row(first: list[str], rest: list[list[str]]) -> bool:
+    """A first row is data (not a header) if it is numeric where the following rows are."""
+    numeric_cols = [i for i in range(len(first)) if rest and all(
+        i < len(r) and _is_number(r[i]) for r in rest)]
+    return any(_is_number(first[i]) for i in numeric_cols)
+
+
+def _pick_columns(p, names, table, has_header, text1, text2, value) -> tuple[int, int, int]:
+    def find(given: str | None, candidates: Sequence[str], what: str) -> int | None:
+        if given is not None:
+            if given in names:
+                return names.index(given)
+            if given.isdigit() and 1 <= int(given) <= len(names):
+                return int(given) - 1
+            raise InputError(f"{p}: unknown {what} column '{given}'; available columns: "
+                             f"{', '.join(names)}")
+        if has_header:
+            lowered = [n.lower() for n in names]
+            for c in candidates:
+                if c in lowered:
+                    return lowered.index(c)
+        return None
+
+    c1, c2, cv = find(text1, TEXT1, "text"), find(text2, TEXT2, "text"), find(value, VALUE, "score")
+    sample = table[:200]
+    if cv is None:
+        numeric = [i for i in range(len(names)) if all(i < len(r) and _is_number(r[i])
+                                                        for r in sample)]
+        if not numeric:
+            raise InputError(f"{p}: no score or label column found; name it with --score "
+                             f"(columns: {', '.join(names)})")
+        cv = numeric[-1]
+    if c1 is None or c2 is None:
+        lengths = {i: np.mean([len(str(r[i])) if i < len(r) else 0 for r in sample])
+                   for i in range(len(names)) if i != cv and not all(
+                       i < len(r) and _is_number(r[i]) for r in sample)}
+        longest = sorted(lengths, key=lambda i: -lengths[i])
+        if len(longest) < 2:
+            raise InputError(f"{p}: need two text columns; name them with --text1/--text2 "
+                             f"(columns: {', '.join(names)})")
+        picked = sorted(longest[:2])
+        c1 = c1 if c1 is not None else picked[0]
+        c2 = c2 if c2 is not None else (picked[1] if picked[1] != c1 else picked[0])
+    return c1, c2, cv
+
+
+def _similarities(encoder: Encoder, data: PairData) -> np.ndarray:
+    unique = list(dict.fromkeys(data.text1 + data.text2))
+    vecs = encoder.encode(unique, kind="document")
+    if not encoder.settings.normalize:
+        vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    pos = {t: i for i, t in enumerate(unique)}
+    a = vecs[[pos[t] for t in data.text1]]
+    b = vecs[[pos[t] for t in data.text2]]
+    return np.einsum("ij,ij->i", a, b)  # cosine per pair
+
+
+def _encoder(model: str | Encoder) -> Encoder:
+    return model if isinstance(model, Encoder) else load_encoder(model)
+
+
+def evaluate_sts(model: str | Encoder, data: PairData) -> dict[str, float]:
+    """Spearman and Pearson x100 of cosine similarity against the gold scores (primary: spearman)."""
+    if len(data.value) < 3:
+        raise InputError(f"{data.source}: STS needs at least 3 pairs (got {len(data.value)})")
+    return sts_correlation(_similarities(_encoder(model), data), data.value)
+
+
+def check_labels(data: PairData) -> np.ndarray:
+    bad = np.flatnonzero(~np.isin(data.value, (0, 1)))
+    if len(bad):
+        raise InputError(f"{data.source}: labels must be 0 or 1; pair {bad[0] + 1} has "
+                         f"{data.value[bad[0]]:g} (column '{data.columns[2]}')")
+    labels = data.value.astype(np.int64)
+    if labels.min() == labels.max():
+        raise InputError(f"{data.source}: labels are all {labels[0]}; need both 0 and 1")
+    return labels
+
+
+def evaluate_pairs(
+    model: str | Encoder, data: PairData, min_precision: float | None = None
+) -> dict[str, float]:
+    """Pair classification metrics of cosine similarity (primary: average_precision)."""
+    labels = check_labels(data)
+    if min_precision is not None and not 0 < min_precision <= 1:
+        raise InputError(f"min-precision must be in (0, 1] (got {min_precision})")
+    return pair_classification(_similarities(_encoder(model), data), labels, min_precision)

@@ -1,0 +1,108 @@
+"""eval sts / eval pairs / calibrate with the real bundled model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SHARED
+
+from neartext import Collection
+from neartext.cli import main
+from neartext.errors import InputError
+from neartext.evaluate import evaluate_pairs, evaluate_sts, load_pairs
+from neartext.metrics import sts_correlation
+
+STS_ROWS = [
+    ("A man is playing a guitar.", "A man plays the guitar.", 4.8),
+    ("A woman is slicing an onion.", "Someone is cutting an onion.", 4.2),
+    ('He said "no" to the offer.', "He declined the offer.", 3.9),
+    ("A dog runs in the park.", "A cat sleeps on the sofa.", 1.0),
+    ("The stock market fell today.", "A child is riding a bike.", 0.0),
+    ("Two kids play football.", "Children are playing soccer.", 4.5),
+]
+
+
+def test_tsv_without_header_and_bare_quotes(tmp_path, encoder):
+    f = tmp_path / "sts.csv"
+    f.write_text("".join(f"genre\tfile\t2012\t{i:04d}\t{s}\t{a}\t{b}\n"
+                         for i, (a, b, s) in enumerate(STS_ROWS)), encoding="utf-8")
+    data = load_pairs(f)
+    assert data.columns == ("6", "7", "5") and data.text1[2] == 'He said "no" to the offer.'
+    res = evaluate_sts(encoder, data)
+    a, b = encoder.encode(data.text1), encoder.encode(data.text2)
+    assert res == pytest.approx(sts_correlation((a * b).sum(axis=1), data.value))
+    assert res["spearman"] > 80  # the model ranks these easy pairs well
+
+
+def test_csv_header_by_name_and_position(tmp_path):
+    f = tmp_path / "p.csv"
+    f.write_text("q_a,q_b,dup\nhello,hi,1\nbye,hello,0\n")
+    with pytest.raises(InputError, match="unknown text column 'x'; available columns: q_a, q_b, dup"):
+        load_pairs(f, text1="x")
+    d = load_pairs(f, text1="q_a", text2="2", value="dup")
+    assert d.text1 == ["hello", "bye"] and d.value.tolist() == [1, 0]
+
+
+def test_label_and_content_errors(tmp_path, encoder):
+    f = tmp_path / "p.csv"
+    f.write_text("sentence1,sentence2,label\na,b,1\nc,d,2\n")
+    with pytest.raises(InputError, match="labels must be 0 or 1; pair 2 has 2"):
+        evaluate_pairs(encoder, load_pairs(f))
+    f.write_text("sentence1,sentence2,label\na,b,1\nc,d,1\n")
+    with pytest.raises(InputError, match="need both 0 and 1"):
+        evaluate_pairs(encoder, load_pairs(f))
+    f.write_text("sentence1,sentence2,label\na,b,yes\n")
+    with pytest.raises(InputError, match="line 2: 'label' is not a number: 'yes'"):
+        load_pairs(f)
+
+
+def constructed_pairs(tmp_path):
+    pos = [("The app crashes when I open it.", "Opening the app makes it crash."),
+           ("I want a refund.", "Please give me my money back."),
+           ("Add a dark theme please.", "Could you add a dark mode?"),
+           ("Sync does not work.", "My notes do not sync.")]
+    neg = [("The app crashes when I open it.", "Please give me my money back."),
+           ("I want a refund.", "Could you add a dark mode?"),
+           ("Add a dark theme please.", "My notes do not sync."),
+           ("Sync does not work.", "The weather is nice today.")]
+    f = tmp_path / "labeled.csv"
+    f.write_text("sentence1,sentence2,label\n" + "".join(
+        f'"{a}","{b}",{y}\n' for y, rows in ((1, pos), (0, neg)) for a, b in rows))
+    return f
+
+
+def test_calibrate_finds_separating_threshold_and_mine_uses_it(tmp_path, demo_copy, encoder):
+    f = constructed_pairs(tmp_path)
+    data = load_pairs(f)
+    a, b = encoder.encode(data.text1), encoder.encode(data.text2)
+    sims = (a * b).sum(axis=1)
+    assert sims[data.value == 1].min() > sims[data.value == 0].max()  # separable by design
+    with Collection.open(demo_copy) as col:
+        cal = col.calibrate(data)
+        assert cal["threshold"] == pytest.approx(sims[data.value == 1].min(), abs=1e-5)
+        assert cal["precision"] == 1.0 and cal["recall"] == 1.0
+    with Collection.open(demo_copy) as col:
+        assert col.manifest["threshold"] == pytest.approx(cal["threshold"])
+        assert col.mine().threshold == pytest.approx(cal["threshold"])  # the default now
+
+
+def test_cli_eval_and_calibrate(capsys, tmp_path, demo_copy):
+    f = constructed_pairs(tmp_path)
+    assert main(["eval", "pairs", str(f), "--model", "default", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["pairs"] == 8 and res["results"]["default"]["average_precision"] == 1.0
+    assert main(["calibrate", str(demo_copy), "--pairs", str(f), "--min-precision", "0.9"]) == 0
+    assert "stored" in capsys.readouterr().out
+    assert main(["eval", "sts", str(tmp_path / "missing.csv")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "stsbenchmark" / "sts-test.csv").exists(),
+                    reason="../shared/datasets/stsbenchmark is absent")
+def test_sts_benchmark_published_figure(encoder):
+    res = evaluate_sts(encoder, load_pairs(SHARED / "stsbenchmark" / "sts-test.csv"))
+    assert res["spearman"] == pytest.approx(82.03, abs=0.3)
+    assert not np.isnan(res["pearson"])
