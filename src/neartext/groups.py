@@ -3,7 +3,7 @@
 Example:
     >>> import numpy as np
     >>> g = duplicate_groups(5, np.array([0, 1, 3]), np.array([1, 2, 4]), np.array([.95, .93, .9]))
-    >>> [list(x.members) for x in g]
+    >>> [x.members.tolist() for x in g]
     [[0, 1, 2], [3, 4]]
 """
 
