@@ -106,3 +106,29 @@ def test_sts_benchmark_published_figure(encoder):
     res = evaluate_sts(encoder, load_pairs(SHARED / "stsbenchmark" / "sts-test.csv"))
     assert res["spearman"] == pytest.approx(82.03, abs=0.3)
     assert not np.isnan(res["pearson"])
+
+
+def test_eval_retrieval_pairs_and_beir(capsys, tmp_path):
+    f = tmp_path / "heldout.csv"
+    f.write_text("query,description\n"
+                 "my app crashes at start,The application closes immediately after launch\n"
+                 "I want money back,Refund requests for subscriptions\n"
+                 "night theme,Dark mode for the interface\n")
+    assert main(["eval", "retrieval", "--pairs", str(f), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["queries"] == 3 and res["documents"] == 3
+    assert res["results"]["default"]["mrr@10"] == 1.0  # each query finds its own passage first
+    corpus, queries, qrels = tmp_path / "c.jsonl", tmp_path / "q.jsonl", tmp_path / "qrels.tsv"
+    corpus.write_text('{"_id": "d1", "title": "Refunds", "text": "How to get your money back"}\n'
+                      '{"_id": "d2", "title": "Themes", "text": "Switch to dark mode"}\n')
+    queries.write_text('{"_id": "1", "text": "refund my payment"}\n')
+    qrels.write_text("query-id\tcorpus-id\tscore\n1\td1\t1\n")
+    assert main(["eval", "retrieval", "--corpus", str(corpus), "--queries", str(queries),
+                 "--qrels", str(qrels), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"]["default"]["recall@1"] == 1.0
+    qrels.write_text("query-id\tcorpus-id\tscore\n9\tx\t1\n")
+    assert main(["eval", "retrieval", "--corpus", str(corpus), "--queries", str(queries),
+                 "--qrels", str(qrels)]) == 1
+    assert "no relevance judgement names a query and a document" in capsys.readouterr().err
+    assert main(["eval", "retrieval", "--pairs", str(f), "--qrels", str(qrels)]) == 1
+    assert "give --pairs FILE, or all of" in capsys.readouterr().err

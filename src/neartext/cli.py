@@ -132,6 +132,17 @@ def _parser() -> argparse.ArgumentParser:
                            help="also report the lowest threshold with at least this precision")
         _add_output_options(q)
 
+    q = ev.add_parser("retrieval", help="MRR@10, nDCG@10, Recall@1/5/10, MAP@100")
+    q.add_argument("--pairs", help="(query, passage) rows: each query's gold is its passage")
+    q.add_argument("--query", help="query column of --pairs (name or position)")
+    q.add_argument("--passage", help="passage column of --pairs")
+    q.add_argument("--corpus", help="BEIR corpus.jsonl")
+    q.add_argument("--queries", help="BEIR queries.jsonl")
+    q.add_argument("--qrels", help="BEIR qrels TSV (query-id, corpus-id, score)")
+    q.add_argument("--model", action="append", default=[], help="model (repeat to compare)")
+    q.add_argument("--encoding", default="utf-8")
+    _add_output_options(q)
+
     p = sub.add_parser("calibrate", help="pick a similarity threshold from labeled pairs and "
                                          "store it in the collection")
     p.add_argument("collection")
@@ -387,25 +398,43 @@ def _one_line(text: str, width: int = 100) -> str:
 
 
 def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
-    from .evaluate import evaluate_pairs, evaluate_sts, load_pairs
+    from .evaluate import evaluate_pairs, evaluate_retrieval, evaluate_sts, load_pairs
 
-    data = load_pairs(args.file, args.text1, args.text2, args.score, encoding=args.encoding)
     models = args.model or ["default"]
     results: dict[str, dict[str, float]] = {}
-    for m in models:
-        if args.eval_kind == "sts":
-            results[m] = evaluate_sts(m, data)
-        else:
-            results[m] = evaluate_pairs(m, data, args.min_precision)
+    if args.eval_kind == "retrieval":
+        data = _retrieval_data(args)
+        for m in models:
+            results[m] = evaluate_retrieval(m, data)
+        heading = f"{data.source}: {len(data.qrels)} queries, {len(data.corpus)} documents"
+        summary: dict[str, Any] = {"file": data.source, "queries": len(data.qrels),
+                                   "documents": len(data.corpus)}
+    else:
+        pairs = load_pairs(args.file, args.text1, args.text2, args.score, encoding=args.encoding)
+        for m in models:
+            results[m] = (evaluate_sts(m, pairs) if args.eval_kind == "sts"
+                          else evaluate_pairs(m, pairs, args.min_precision))
+        heading = f"{pairs.source}: {len(pairs.value)} pairs; columns {', '.join(pairs.columns)}"
+        summary = {"file": pairs.source, "pairs": len(pairs.value), "columns": list(pairs.columns)}
     if not args.json:
-        print(f"{data.source}: {len(data.value)} pairs; columns {', '.join(data.columns)}")
+        print(heading)
         width = max(len(k) for r in results.values() for k in r)
         print(" " * width + "".join(f"  {m[-24:]:>24}" for m in models))
         for key in next(iter(results.values())):
             print(f"{key:<{width}}" + "".join(f"  {results[m].get(key, float('nan')):>24.4f}"
                                              for m in models))
-    return {"file": data.source, "pairs": len(data.value), "columns": list(data.columns),
-            "results": results}
+    return {**summary, "results": results}
+
+
+def _retrieval_data(args: argparse.Namespace) -> Any:
+    from .evaluate import load_beir, load_retrieval_pairs
+
+    beir = (args.corpus, args.queries, args.qrels)
+    if args.pairs and not any(beir):
+        return load_retrieval_pairs(args.pairs, args.query, args.passage, encoding=args.encoding)
+    if all(beir) and not args.pairs:
+        return load_beir(*beir)
+    raise InputError("give --pairs FILE, or all of --corpus, --queries and --qrels (BEIR layout)")
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:

@@ -53,28 +53,7 @@ def load_pairs(
 ) -> PairData:
     """Read a file of text pairs with a score or label per pair (see the module docstring)."""
     p = Path(path)
-    if not p.is_file():
-        raise CorpusFileNotFound(f"{p}: no such file")
-    try:
-        raw = p.read_bytes().decode(encoding).removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{p}: bytes that are not valid {encoding} at byte {e.start}; "
-                         "pass --encoding") from None
-    if p.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = [json.loads(x) for x in raw.splitlines() if x.strip()]
-        header = list(rows[0]) if rows else []
-        table = [[r.get(h) for h in header] for r in rows]
-        has_header = True
-    else:
-        table = _split_rows(raw)
-        header = table[0] if table else []
-        has_header = bool(table) and not _looks_numeric_row(table[0], table[1:6])
-        if has_header:
-            table = table[1:]
-    if not table:
-        raise InputError(f"{p}: no pairs in the file")
-    names = [str(h).strip() for h in header] if has_header else [str(i + 1) for i in
-                                                                   range(len(table[0]))]
+    names, table, has_header = read_table(p, encoding)
     c1, c2, cv = _pick_columns(p, names, table, has_header, text1, text2, value)
     t1, t2, vals = [], [], []
     for n, row in enumerate(table, 2 if has_header else 1):
@@ -90,6 +69,40 @@ def load_pairs(
         t1.append(str(a or ""))
         t2.append(str(b or ""))
     return PairData(t1, t2, np.array(vals), str(p), (names[c1], names[c2], names[cv]))
+
+
+def read_table(p: Path, encoding: str = "utf-8") -> tuple[list[str], list[list], bool]:
+    """``(column names, rows, has_header)`` of a CSV/TSV/JSONL file; names are 1-based positions
+    when there is no header."""
+    if not p.is_file():
+        raise CorpusFileNotFound(f"{p}: no such file")
+    try:
+        raw = p.read_bytes().decode(encoding).removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{p}: bytes that are not valid {encoding} at byte {e.start}; "
+                         "pass --encoding") from None
+    if p.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise InputError(f"{p}: line {n}: malformed JSON ({e.msg})") from None
+        header = list(rows[0]) if rows else []
+        table: list[list] = [[r.get(h) for h in header] for r in rows]
+        has_header = True
+    else:
+        table = _split_rows(raw)
+        header = table[0] if table else []
+        has_header = bool(table) and not _looks_numeric_row(table[0], table[1:6])
+        if has_header:
+            table = table[1:]
+    if not table:
+        raise InputError(f"{p}: no rows in the file")
+    names = [str(h).strip() for h in header] if has_header else [
+        str(i + 1) for i in range(len(table[0]))]
+    return names, table, has_header
 
 
 def _split_rows(raw: str) -> list[list[str]]:
@@ -155,6 +168,105 @@ def _pick_columns(p, names, table, has_header, text1, text2, value) -> tuple[int
         c1 = c1 if c1 is not None else picked[0]
         c2 = c2 if c2 is not None else (picked[1] if picked[1] != c1 else picked[0])
     return c1, c2, cv
+
+
+@dataclass
+class RetrievalData:
+    """Queries, a corpus and graded relevance: ``qrels[query_id][doc_id] = relevance``."""
+
+    queries: dict[str, str]
+    corpus: dict[str, str]
+    qrels: dict[str, dict[str, float]]
+    source: str
+
+
+QUERY = ("query", "anchor", "question", "question1", "sentence1", "text1", "situation")
+PASSAGE = ("passage", "positive", "document", "description", "answer", "question2", "sentence2",
+           "text2", "text", "meaning")
+
+
+def load_retrieval_pairs(
+    path: str | Path, query: str | None = None, passage: str | None = None, *,
+    encoding: str = "utf-8",
+) -> RetrievalData:
+    """(query, passage) rows: each query's gold is its passage; all passages form the corpus."""
+    p = Path(path)
+    names, table, has_header = read_table(p, encoding)
+    lowered = [n.lower() for n in names]
+
+    def pick(given: str | None, candidates: Sequence[str], what: str, avoid: int = -1) -> int:
+        if given is not None:
+            if given in names:
+                return names.index(given)
+            if given.isdigit() and 1 <= int(given) <= len(names):
+                return int(given) - 1
+            raise InputError(f"{p}: unknown {what} column '{given}'; available columns: "
+                             f"{', '.join(names)}")
+        for c in candidates:
+            if c in lowered and lowered.index(c) != avoid:
+                return lowered.index(c)
+        if len(names) >= 2:
+            return 0 if avoid != 0 else 1
+        raise InputError(f"{p}: need a query and a passage column (columns: {', '.join(names)})")
+
+    cq = pick(query, QUERY, "query")
+    cp = pick(passage, PASSAGE, "passage", avoid=cq)
+    queries: dict[str, str] = {}
+    corpus: dict[str, str] = {}
+    qrels: dict[str, dict[str, float]] = {}
+    by_text_q: dict[str, str] = {}
+    by_text_p: dict[str, str] = {}
+    for row in table:
+        q, ps = str(row[cq] or "").strip(), str(row[cp] or "").strip()
+        if not q or not ps:
+            continue
+        qid = by_text_q.setdefault(q, f"q{len(by_text_q)}")
+        pid = by_text_p.setdefault(ps, f"p{len(by_text_p)}")
+        queries[qid], corpus[pid] = q, ps
+        qrels.setdefault(qid, {})[pid] = 1.0
+    if not qrels:
+        raise InputError(f"{p}: no (query, passage) rows with both texts")
+    return RetrievalData(queries, corpus, qrels, str(p))
+
+
+def load_beir(corpus: str | Path, queries: str | Path, qrels: str | Path) -> RetrievalData:
+    """BEIR layout: corpus.jsonl (``_id``, ``title``, ``text``), queries.jsonl, qrels TSV."""
+    _, crow, _ = read_table(Path(corpus))
+    cnames = read_table(Path(corpus))[0]
+    docs = {}
+    for r in crow:
+        d = dict(zip(cnames, r))
+        docs[str(d.get("_id"))] = " ".join(x for x in (d.get("title"), d.get("text")) if x)
+    qnames, qrows, _ = read_table(Path(queries))
+    qs = {str(dict(zip(qnames, r)).get("_id")): str(dict(zip(qnames, r)).get("text")) for r in qrows}
+    rnames, rrows, has_header = read_table(Path(qrels))
+    rel: dict[str, dict[str, float]] = {}
+    for r in rrows:
+        if len(r) >= 3 and float(r[2]) > 0:
+            rel.setdefault(str(r[0]), {})[str(r[1])] = float(r[2])
+    return RetrievalData(qs, docs, rel, str(qrels))
+
+
+def evaluate_retrieval(model: str | Encoder, data: RetrievalData) -> dict[str, float]:
+    """MRR@10, nDCG@10, Recall@1/5/10, MAP@100 of exact search (primary: mrr@10)."""
+    from .metrics import retrieval_metrics
+    from .store.vector_index import ExactIndex
+
+    qrels = {q: {d: g for d, g in rel.items() if d in data.corpus}
+             for q, rel in data.qrels.items() if q in data.queries}
+    qrels = {q: rel for q, rel in qrels.items() if rel}
+    if not qrels:
+        raise InputError(f"{data.source}: no relevance judgement names a query and a document "
+                         "that exist: check that the ids of the files match")
+    enc = _encoder(model)
+    doc_ids = list(data.corpus)
+    index = ExactIndex(enc.dim)
+    index.add(enc.encode([data.corpus[d] for d in doc_ids], kind="document"),
+              np.arange(len(doc_ids)))
+    qids = list(qrels)
+    _, top = index.search(enc.encode([data.queries[q] for q in qids], kind="query"), 100)
+    ranked = {q: [doc_ids[i] for i in row if i >= 0] for q, row in zip(qids, top)}
+    return retrieval_metrics(ranked, qrels)
 
 
 def _similarities(encoder: Encoder, data: PairData) -> np.ndarray:
