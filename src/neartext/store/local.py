@@ -46,6 +46,14 @@ INSERT OR IGNORE INTO meta VALUES ('generation', '0');
 """
 
 
+def _connect(db: Path) -> sqlite3.Connection:
+    # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) in the writers.
+    conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")  # readers are not blocked by a writer
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` so that readers see either the old or the new file, never half."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -78,11 +86,13 @@ class LocalStore:
         if self.index_kind not in INDEX_KINDS:
             raise InputError(f"Unknown index '{self.index_kind}'; choose one of: {', '.join(INDEX_KINDS)}")
         self._lock = threading.RLock()
-        self.conn = sqlite3.connect(self.path / "data.sqlite", check_same_thread=False,
-                                    isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(_SCHEMA)
+        db = self.path / "data.sqlite"
+        if not db.is_file():
+            raise CorruptCollection(f"{self.path}: data.sqlite is missing")
+        self.conn = _connect(db)
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+        if not {"meta", "documents", "passages", "staged"} <= tables:
+            raise CorruptCollection(f"{db}: not a neartext collection database")
         self.conn.create_function("nt_num", 1, as_number, deterministic=True)
         self.conn.create_function("nt_fold", 1, lambda s: s.casefold() if s else s,
                                   deterministic=True)
@@ -97,6 +107,9 @@ class LocalStore:
         """Create an empty store in ``path`` (made if needed) with ``manifest``."""
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
+        conn = _connect(p / "data.sqlite")
+        conn.executescript(_SCHEMA)
+        conn.close()
         write_json_atomic(p / MANIFEST, manifest)
         return cls(p)
 
