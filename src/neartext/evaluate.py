@@ -131,15 +131,19 @@ def _looks_numeric_row(first: list[str], rest: list[list[str]]) -> bool:
     return any(_is_number(first[i]) for i in numeric_cols)
 
 
+def _named_column(p: Path, names: list[str], given: str, what: str) -> int:
+    """A column given by name or 1-based position; an error listing the columns otherwise."""
+    if given in names:
+        return names.index(given)
+    if given.isdigit() and 1 <= int(given) <= len(names):
+        return int(given) - 1
+    raise InputError(f"{p}: unknown {what} column '{given}'; available columns: {', '.join(names)}")
+
+
 def _pick_columns(p, names, table, has_header, text1, text2, value) -> tuple[int, int, int]:
     def find(given: str | None, candidates: Sequence[str], what: str) -> int | None:
         if given is not None:
-            if given in names:
-                return names.index(given)
-            if given.isdigit() and 1 <= int(given) <= len(names):
-                return int(given) - 1
-            raise InputError(f"{p}: unknown {what} column '{given}'; available columns: "
-                             f"{', '.join(names)}")
+            return _named_column(p, names, given, what)
         if has_header:
             lowered = [n.lower() for n in names]
             for c in candidates:
@@ -196,12 +200,7 @@ def load_retrieval_pairs(
 
     def pick(given: str | None, candidates: Sequence[str], what: str, avoid: int = -1) -> int:
         if given is not None:
-            if given in names:
-                return names.index(given)
-            if given.isdigit() and 1 <= int(given) <= len(names):
-                return int(given) - 1
-            raise InputError(f"{p}: unknown {what} column '{given}'; available columns: "
-                             f"{', '.join(names)}")
+            return _named_column(p, names, given, what)
         for c in candidates:
             if c in lowered and lowered.index(c) != avoid:
                 return lowered.index(c)
