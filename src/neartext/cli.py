@@ -244,16 +244,16 @@ def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
     return _report(args, report, path)
 
 
-_CREATION_OPTIONS = {
-    "query_prefix": None, "document_prefix": None, "pooling": None, "max_seq_length": None,
-    "no_normalize": False, "chunk": None, "overlap": 0, "index": "auto", "no_clean": False,
-    "keep_duplicates": False, "junk": None, "strip_html": False, "strip_urls": False,
-    "collapse_whitespace": False,
-}
+_CREATION_OPTIONS = (
+    "query_prefix", "document_prefix", "pooling", "max_seq_length", "no_normalize", "chunk",
+    "overlap", "index", "no_clean", "keep_duplicates", "junk", "strip_html", "strip_urls",
+    "collapse_whitespace",
+)
 
 
 def _refuse_creation_options(args: argparse.Namespace, path: Path) -> None:
-    given = [k for k, default in _CREATION_OPTIONS.items() if getattr(args, k) != default]
+    defaults = _parser().parse_args(["index", "corpus", "-c", "dir"])
+    given = [k for k in _CREATION_OPTIONS if getattr(args, k) != getattr(defaults, k)]
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise InputError(

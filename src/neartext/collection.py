@@ -27,7 +27,7 @@ from .encoders import Encoder, EncoderSettings, canonical_name, load_encoder
 from .errors import CollectionExists, CollectionNotFound, InputError, ModelMismatch
 from .filters import Filter, parse_filter
 from .results import IndexReport, SearchResult
-from .store import Document, Passage
+from .store import Document, Passage, Store
 from .store.local import MANIFEST, LocalStore
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class Collection:
     loaded on first use, so opening and :meth:`info` are fast.
     """
 
-    def __init__(self, path: Path, store: LocalStore, encoder: Encoder | None = None) -> None:
+    def __init__(self, path: Path, store: Store, encoder: Encoder | None = None) -> None:
         self.path = path
         self.store = store
         self.manifest = store.read_manifest()

@@ -230,8 +230,7 @@ def load_retrieval_pairs(
 
 def load_beir(corpus: str | Path, queries: str | Path, qrels: str | Path) -> RetrievalData:
     """BEIR layout: corpus.jsonl (``_id``, ``title``, ``text``), queries.jsonl, qrels TSV."""
-    _, crow, _ = read_table(Path(corpus))
-    cnames = read_table(Path(corpus))[0]
+    cnames, crow, _ = read_table(Path(corpus))
     docs = {}
     for r in crow:
         d = dict(zip(cnames, r))

@@ -199,7 +199,7 @@ class LocalStore:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 existing = set(self.document_hashes([d.id for d in documents]))
-                gone = [i for i in delete_ids]
+                gone = list(delete_ids)
                 old_pids = self._pids_of(list(replaced) + gone)
                 for part in _batches(list(replaced) + gone, 900):
                     marks = ",".join("?" * len(part))
