@@ -14,11 +14,11 @@ from .errors import InputError, MissingExtra
 TABLE_FORMATS = (".csv", ".jsonl", ".parquet")
 
 
-def check_output_path(path: str | Path) -> Path:
+def check_output_path(path: str | Path, suffixes: Sequence[str] = tuple(TABLE_FORMATS)) -> Path:
     """Fail early (before any work) on an output path that cannot be written."""
     p = Path(path)
-    if p.suffix.lower() not in TABLE_FORMATS:
-        raise InputError(f"{p}: output must end in {', '.join(TABLE_FORMATS)}")
+    if p.suffix.lower() not in suffixes:
+        raise InputError(f"{p}: output must end in {', '.join(suffixes)}")
     if not p.parent.is_dir():
         raise InputError(f"{p}: the folder {p.parent} does not exist")
     if p.is_dir():

@@ -64,6 +64,24 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def load_sentence_transformer(model_dir: Path, name: str | None = None) -> Any:
+    """A ``SentenceTransformer`` from a local directory, on the CPU, never touching a hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise MissingExtra("sentence-transformers", "sbert") from None
+    name = name or str(model_dir)
+    if not (model_dir / "config.json").is_file() and not (model_dir / "modules.json").is_file():
+        raise ModelNotFound(f"model '{name}': {model_dir} holds no model (no config.json)")
+    try:
+        with _quiet_transformers():
+            return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+    except Exception as e:  # the library raises many types for unreadable models
+        raise ModelNotFound(f"model '{name}': cannot load {model_dir}: {e}") from None
+
+
 class SentenceTransformerEncoder:
     """Encoder over ``sentence_transformers.SentenceTransformer``, loaded offline from a directory.
 
@@ -72,20 +90,21 @@ class SentenceTransformerEncoder:
     """
 
     def __init__(self, settings: EncoderSettings, model_dir: Path) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError:
-            raise MissingExtra("sentence-transformers", "sbert") from None
-        if not (model_dir / "config.json").is_file() and not (model_dir / "modules.json").is_file():
-            raise ModelNotFound(f"model '{settings.model}': {model_dir} holds no model (no config.json)")
-        try:
-            with _quiet_transformers():
-                self.model = SentenceTransformer(str(model_dir), device="cpu",
-                                                 local_files_only=True)
-        except Exception as e:  # the library raises many types for unreadable models
-            raise ModelNotFound(f"model '{settings.model}': cannot load {model_dir}: {e}") from None
+        self.model = load_sentence_transformer(model_dir, settings.model)
+        self._setup(settings, model_dir, weights_digest(model_dir))
+
+    @classmethod
+    def wrap(cls, model: Any, settings: EncoderSettings, model_dir: Path,
+             tag: str = "unsaved") -> SentenceTransformerEncoder:
+        """An encoder over an already loaded model (e.g. one being trained). Its fingerprint
+        names ``tag``, not the weights, so never index a collection with it."""
+        self = cls.__new__(cls)
+        self.model = model
+        self._setup(replace(settings, pooling=None, max_seq_length=None), model_dir,
+                    f"{tag}:{id(model)}")
+        return self
+
+    def _setup(self, settings: EncoderSettings, model_dir: Path, weights: str) -> None:
         self._dim = _embedding_dim(self.model)
         if settings.pooling:
             self._override_pooling(settings.pooling, settings.model)
@@ -94,7 +113,7 @@ class SentenceTransformerEncoder:
         q, d = self._resolved_prefixes(settings, model_dir)
         self._settings = replace(settings, query_prefix=q, document_prefix=d)
         self.model_dir = model_dir
-        self._fingerprint = settings_digest(self._settings, weights_digest(model_dir))
+        self._fingerprint = settings_digest(self._settings, weights)
 
     def _resolved_prefixes(self, s: EncoderSettings, model_dir: Path) -> tuple[str, str]:
         # Saved models often carry empty prompts ({"query": ""}): those say nothing.
