@@ -132,3 +132,40 @@ def test_eval_retrieval_pairs_and_beir(capsys, tmp_path):
     assert "no relevance judgement names a query and a document" in capsys.readouterr().err
     assert main(["eval", "retrieval", "--pairs", str(f), "--qrels", str(qrels)]) == 1
     assert "give --pairs FILE, or all of" in capsys.readouterr().err
+
+
+def test_eval_collection_by_text_and_by_id(capsys, tmp_path, demo_collection):
+    f = tmp_path / "heldout.csv"
+    f.write_text("query,passage,doc\n"
+                 "offline error page,As soon as the connection is lost I get an error screen.,fb-0191\n"
+                 "app takes too much disk space,"
+                 "It uses   more than a gigabyte of storage for a few hundred notes.,fb-0092\n"
+                 "new phone lost notes,I replaced my phone and all my notes are gone.,fb-0235\n"
+                 "this is not in the collection,No document has this text at all.,fb-9999\n")
+    assert main(["eval", "collection", str(demo_collection), "--pairs", str(f), "--json"]) == 0
+    by_text = json.loads(capsys.readouterr().out)
+    # the extra whitespace in row 2 still matches; row 4 names no document and is counted as skipped
+    assert by_text["queries"] == 3 and by_text["skipped"] == 1
+    assert 0 < by_text["mrr@10"] <= 1 and by_text["recall@10"] > 0
+    assert main(["eval", "collection", str(demo_collection), "--pairs", str(f), "--gold-id", "doc",
+                 "--json"]) == 0
+    by_id = json.loads(capsys.readouterr().out)
+    assert by_id["queries"] == 3 and by_id["mrr@10"] == pytest.approx(by_text["mrr@10"])
+    g = tmp_path / "other.csv"
+    g.write_text("query,passage\nhello,Nothing like this is indexed.\n")
+    assert main(["eval", "collection", str(demo_collection), "--pairs", str(g)]) == 1
+    assert "no overlap to evaluate" in capsys.readouterr().err
+
+
+def test_eval_pairs_plot_writes_png(capsys, tmp_path):
+    f = constructed_pairs(tmp_path)
+    png = tmp_path / "out" / "hist.png"
+    assert main(["eval", "pairs", str(f), "--plot", str(png)]) == 1  # missing folder: refused
+    assert "hist.png" in capsys.readouterr().err and not png.exists()
+    png.parent.mkdir()
+    assert main(["eval", "pairs", str(f), "--plot", str(png)]) == 0
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    assert str(png) in capsys.readouterr().err + capsys.readouterr().out
+    assert main(["eval", "pairs", str(f), "--plot", str(tmp_path / "hist.txt")]) == 1
+    assert ".png" in capsys.readouterr().err

@@ -130,6 +130,8 @@ def _parser() -> argparse.ArgumentParser:
         if kind == "pairs":
             q.add_argument("--min-precision", type=float,
                            help="also report the lowest threshold with at least this precision")
+            q.add_argument("--plot", metavar="PNG",
+                           help="write a histogram of both classes' scores with the best-F1 threshold")
         _add_output_options(q)
 
     q = ev.add_parser("retrieval", help="MRR@10, nDCG@10, Recall@1/5/10, MAP@100")
@@ -142,6 +144,67 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--model", action="append", default=[], help="model (repeat to compare)")
     q.add_argument("--encoding", default="utf-8")
     _add_output_options(q)
+
+    p = sub.add_parser("train", help="fine-tune a model on your pairs (format and loss detected)")
+    p.add_argument("file", help="CSV/TSV/JSONL: (anchor, positive[, negative]) or two texts + score/label")
+    p.add_argument("-o", "--output", required=True, help="directory for the trained model")
+    p.add_argument("--base", default="default", help="model to start from: name or path (default: default)")
+    p.add_argument("--loss", choices=["mnrl", "cached-mnrl", "cosent", "cosine", "online-contrastive"],
+                   help="override the loss chosen from the data format")
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the data (default 1)")
+    p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=2e-5,
+                   help="peak learning rate (default 2e-5)")
+    p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps warming up (0.1)")
+    p.add_argument("--batch-size", default=None,
+                   help="rows per step, or 'auto': the largest that fits, found by trial "
+                        "(default: 32 for mnrl, 128 for cached-mnrl, 16 for the others)")
+    p.add_argument("--mini-batch-size", type=int, default=32,
+                   help="cached-mnrl: rows per forward pass inside a batch (32)")
+    p.add_argument("--max-seq-length", type=int, help="tokens read per text while training")
+    p.add_argument("--seed", type=int, default=42)
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--eval", dest="eval_file", help="evaluation file, measured before, after each epoch "
+                                                    "and after training; the best epoch is kept")
+    g.add_argument("--eval-split", type=float,
+                   help="hold out this fraction instead (default: 0.1 from 200 rows up; 0: none)")
+    g = p.add_argument_group("data")
+    g.add_argument("--anchor", help="first text column (name or 1-based position)")
+    g.add_argument("--positive", help="second text column")
+    g.add_argument("--negative", help="hard-negative column")
+    g.add_argument("--score", help="score or label column")
+    g.add_argument("--encoding", default="utf-8")
+    g.add_argument("--balance", action="store_true",
+                   help="labeled pairs: repeat the smaller class until both are equal")
+    g.add_argument("--mine-hard-negatives", action="store_true",
+                   help="pairs: add the closest wrong positive to each pair as a hard negative")
+    g = p.add_argument_group("run")
+    g.add_argument("--save-steps", type=int, help="checkpoint (and evaluate) every N steps, not per epoch")
+    g.add_argument("--memory-budget", type=float, metavar="GB",
+                   help="--batch-size auto: memory a step may use (default: half of what is free)")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted run of this output")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    _add_output_options(p)
+
+    q = ev.add_parser("collection", help="retrieval metrics of an existing collection for held-out queries")
+    q.add_argument("collection")
+    q.add_argument("--pairs", required=True,
+                   help="(query, passage) rows; each passage must be a document of the collection")
+    q.add_argument("--query", help="query column (name or position)")
+    q.add_argument("--passage", help="passage column (matched to documents by text)")
+    q.add_argument("--gold-id", help="column with the gold document's id (instead of its text)")
+    q.add_argument("--encoding", default="utf-8")
+    _add_output_options(q)
+
+    p = sub.add_parser("reindex", help="re-embed a collection with another model (swapped in when done)")
+    p.add_argument("collection")
+    p.add_argument("--model", required=True, help="the new model: name or local directory")
+    p.add_argument("--query-prefix", default=None, help="text put before every query (default: the model's)")
+    p.add_argument("--document-prefix", default=None, help="text put before every document")
+    p.add_argument("--pooling", choices=["mean", "cls", "max"], help="override the model's pooling")
+    p.add_argument("--max-seq-length", type=int, help="tokens read per text")
+    p.add_argument("--keep-previous", action="store_true",
+                   help="keep the old version at COLLECTION.previous")
+    _add_output_options(p)
 
     p = sub.add_parser("calibrate", help="pick a similarity threshold from labeled pairs and "
                                          "store it in the collection")
@@ -175,7 +238,7 @@ def _add_threshold(p: argparse.ArgumentParser, op: str) -> None:
 def _add_pair_columns(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text1", help="first text column (name or 1-based position)")
     p.add_argument("--text2", help="second text column")
-    p.add_argument("--score", help="score or label column")
+    p.add_argument("--score", "--label", dest="score", help="score or 0/1 label column (name or position)")
     p.add_argument("--encoding", default="utf-8")
 
 
@@ -195,11 +258,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = COMMANDS[args.command](args)
     except NeartextError as e:
+        if type(e).__name__ == "TrainingInterrupted":
+            print(f"neartext {args.command}: interrupted: {e}", file=sys.stderr)
+            return 130
         print(f"neartext {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"neartext {args.command}: interrupted; the collection is unchanged "
-              "(vectors computed so far are kept for the next run)", file=sys.stderr)
+        what = ("no model was written; checkpoints saved so far are kept (--resume)"
+                if args.command == "train" else
+                "the collection is unchanged (vectors computed so far are kept for the next run)")
+        print(f"neartext {args.command}: interrupted; {what}", file=sys.stderr)
         return 130
     if args.json:
         json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
@@ -398,8 +466,11 @@ def _one_line(text: str, width: int = 100) -> str:
 
 
 def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
-    from .evaluate import evaluate_pairs, evaluate_retrieval, evaluate_sts, load_pairs
+    from .evaluate import evaluate_pairs, evaluate_retrieval, evaluate_sts, load_pairs, pair_scores
+    from .tables import check_output_path
 
+    if args.eval_kind == "collection":
+        return _eval_collection(args)
     models = args.model or ["default"]
     results: dict[str, dict[str, float]] = {}
     if args.eval_kind == "retrieval":
@@ -411,9 +482,23 @@ def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
                                    "documents": len(data.corpus)}
     else:
         pairs = load_pairs(args.file, args.text1, args.text2, args.score, encoding=args.encoding)
+        plot = getattr(args, "plot", None)
+        if plot:
+            check_output_path(plot, (".png",))
+        panels = {}
         for m in models:
-            results[m] = (evaluate_sts(m, pairs) if args.eval_kind == "sts"
-                          else evaluate_pairs(m, pairs, args.min_precision))
+            if args.eval_kind == "sts":
+                results[m] = evaluate_sts(m, pairs)
+                continue
+            scores = pair_scores(m, pairs)
+            results[m] = evaluate_pairs(m, pairs, args.min_precision, scores=scores)
+            panels[m] = (scores, pairs.value.astype(int), results[m]["best_f1_threshold"])
+        if plot:
+            from .plots import pair_histogram
+
+            pair_histogram(plot, panels, title=Path(pairs.source).name)
+            if not args.json:
+                print(f"histogram written to {plot}", file=sys.stderr)
         heading = f"{pairs.source}: {len(pairs.value)} pairs; columns {', '.join(pairs.columns)}"
         summary = {"file": pairs.source, "pairs": len(pairs.value), "columns": list(pairs.columns)}
     if not args.json:
@@ -426,6 +511,41 @@ def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     return {**summary, "results": results}
 
 
+def _eval_collection(args: argparse.Namespace) -> dict[str, Any]:
+    from .collection import Collection
+    from .evaluate import evaluate_collection
+
+    with Collection.open(args.collection) as col:
+        res = evaluate_collection(col, args.pairs, args.query, args.passage, args.gold_id,
+                                  encoding=args.encoding)
+        model = col.manifest["model"]["name"]
+    if not args.json:
+        skipped = f" ({res['skipped']} skipped: passage not in the collection)" if res["skipped"] else ""
+        print(f"{args.collection} ({model}): {res['queries']} queries from {args.pairs}{skipped}")
+        for k, v in res.items():
+            if k not in ("queries", "skipped"):
+                print(f"{k:<10} {v:.4f}")
+    return {"collection": args.collection, "model": model, "file": args.pairs, **res}
+
+
+def _cmd_reindex(args: argparse.Namespace) -> dict[str, Any]:
+    from .encoders import EncoderSettings
+    from .reindex import reindex
+
+    settings: Any = args.model
+    if any(v is not None for v in (args.query_prefix, args.document_prefix, args.pooling,
+                                   args.max_seq_length)):
+        settings = EncoderSettings(model=args.model, query_prefix=args.query_prefix,
+                                   document_prefix=args.document_prefix, pooling=args.pooling,
+                                   max_seq_length=args.max_seq_length)
+    report = reindex(args.collection, settings, progress=_progress(args), keep_previous=args.keep_previous)
+    if not args.json:
+        print(report.summary())
+        for note in report.notes:
+            print(f"  note: {note}")
+    return report.to_dict()
+
+
 def _retrieval_data(args: argparse.Namespace) -> Any:
     from .evaluate import load_beir, load_retrieval_pairs
 
@@ -435,6 +555,26 @@ def _retrieval_data(args: argparse.Namespace) -> Any:
     if all(beir) and not args.pairs:
         return load_beir(*beir)
     raise InputError("give --pairs FILE, or all of --corpus, --queries and --qrels (BEIR layout)")
+
+
+def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from .training import TrainConfig, train
+
+    config = TrainConfig(
+        output=args.output, base=args.base, loss=args.loss, epochs=args.epochs,
+        learning_rate=args.learning_rate, warmup_ratio=args.warmup, batch_size=args.batch_size,
+        mini_batch_size=args.mini_batch_size, max_seq_length=args.max_seq_length, seed=args.seed,
+        eval_file=args.eval_file, eval_split=args.eval_split, balance=args.balance,
+        mine_hard_negatives=args.mine_hard_negatives, save_steps=args.save_steps,
+        memory_budget_gb=args.memory_budget, anchor=args.anchor, positive=args.positive,
+        negative=args.negative, score=args.score, encoding=args.encoding)
+    result = train(args.file, config, progress=_progress(args), resume=args.resume,
+                   overwrite=args.overwrite)
+    if not args.json:
+        print(result.summary())
+        for note in result.notes:
+            print(f"  note: {note}")
+    return {"output": str(result.output), **result.metrics}
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
@@ -484,5 +624,5 @@ def _split(value: str | None) -> list[str] | None:
 
 COMMANDS = {"index": _cmd_index, "upsert": _cmd_upsert, "search": _cmd_search,
             "mine": _cmd_mine, "paraphrases": _cmd_paraphrases, "dedup": _cmd_dedup,
-            "eval": _cmd_eval, "calibrate": _cmd_calibrate,
+            "eval": _cmd_eval, "train": _cmd_train, "reindex": _cmd_reindex, "calibrate": _cmd_calibrate,
             "delete": _cmd_delete, "info": _cmd_info}

@@ -20,6 +20,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +96,8 @@ def read_table(p: Path, encoding: str = "utf-8") -> tuple[list[str], list[list],
     else:
         table = _split_rows(raw)
         header = table[0] if table else []
-        has_header = bool(table) and not _looks_numeric_row(table[0], table[1:6])
+        has_header = (bool(table) and not _looks_numeric_row(table[0], table[1:6])
+                      and all(_looks_like_name(c) for c in table[0]))
         if has_header:
             table = table[1:]
     if not table:
@@ -122,6 +124,11 @@ def _is_number(x: object) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _looks_like_name(cell: str) -> bool:
+    """Column names are short labels; a sentence in the first row means there is no header."""
+    return len(cell) <= 40 and len(cell.split()) <= 3
 
 
 def _looks_numeric_row(first: list[str], rest: list[list[str]]) -> bool:
@@ -300,11 +307,80 @@ def check_labels(data: PairData) -> np.ndarray:
     return labels
 
 
+def pair_scores(model: str | Encoder, data: PairData) -> np.ndarray:
+    """Cosine similarity of each pair under ``model``."""
+    return _similarities(_encoder(model), data)
+
+
 def evaluate_pairs(
-    model: str | Encoder, data: PairData, min_precision: float | None = None
+    model: str | Encoder, data: PairData, min_precision: float | None = None,
+    scores: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Pair classification metrics of cosine similarity (primary: average_precision)."""
+    """Pair classification metrics of cosine similarity (primary: average_precision).
+
+    ``scores`` (from :func:`pair_scores`) saves encoding the pairs again."""
     labels = check_labels(data)
     if min_precision is not None and not 0 < min_precision <= 1:
         raise InputError(f"min-precision must be in (0, 1] (got {min_precision})")
-    return pair_classification(_similarities(_encoder(model), data), labels, min_precision)
+    sims = scores if scores is not None else pair_scores(model, data)
+    return pair_classification(sims, labels, min_precision)
+
+
+def evaluate_collection(
+    collection: Any, path: str | Path, query: str | None = None, passage: str | None = None,
+    gold_id: str | None = None, *, encoding: str = "utf-8",
+) -> dict[str, Any]:
+    """Retrieval metrics of an existing collection (its model, index and chunking) for held-out
+    (query, passage) rows. Each passage is found in the collection by ``gold_id`` column, else by
+    its text (exact, then with whitespace collapsed); rows whose passage is not there are skipped
+    and counted. Returns the metrics plus ``queries`` and ``skipped``.
+    """
+    from .collection import text_hash
+
+    p = Path(path)
+    if gold_id is None:
+        data = load_retrieval_pairs(p, query, passage, encoding=encoding)
+        by_hash: dict[str, list[str]] = {}
+        for doc_id, h in collection.store.document_hashes().items():
+            by_hash.setdefault(h, []).append(doc_id)
+        by_text: dict[str, list[str]] = {}
+        for doc in _all_documents(collection):
+            by_text.setdefault(" ".join(doc.text.split()), []).append(doc.id)
+        gold: dict[str, dict[str, float]] = {}
+        for qid, rel in data.qrels.items():
+            for pid in rel:
+                text = data.corpus[pid]
+                ids = by_hash.get(text_hash(text)) or by_text.get(" ".join(text.split()), [])
+                for i in ids:
+                    gold.setdefault(qid, {})[i] = 1.0
+        queries = data.queries
+    else:
+        names, table, _ = read_table(p, encoding)
+        cq = _named_column(p, names, query, "query") if query else next(
+            (names.index(n) for n in names if n.lower() in QUERY), 0)
+        cg = _named_column(p, names, gold_id, "id")
+        known = set(collection.store.document_hashes())
+        queries, gold = {}, {}
+        for n, row in enumerate(table):
+            q, g = str(row[cq] or "").strip(), str(row[cg] or "").strip()
+            if q:
+                qid = f"q{n}"
+                queries[qid] = q
+                if g in known:
+                    gold[qid] = {g: 1.0}
+    if not gold:
+        raise InputError(f"{p}: none of its passages is in the collection {collection.path}: "
+                         "no overlap to evaluate (check the file, or give --gold-id with document ids)")
+    qids = list(gold)
+    results = collection.search_many([queries[q] for q in qids], 100)
+    ranked = {q: [r.id for r in rows] for q, rows in zip(qids, results)}
+    from .metrics import retrieval_metrics
+
+    return {**retrieval_metrics(ranked, gold), "queries": len(qids),
+            "skipped": len(queries) - len(qids)}
+
+
+def _all_documents(collection: Any, batch: int = 5000) -> Any:
+    ids = list(collection.store.document_hashes())
+    for start in range(0, len(ids), batch):
+        yield from collection.store.get(ids[start:start + batch])

@@ -1,0 +1,148 @@
+"""Re-embed a collection with another model: a new version, swapped in only when complete.
+
+The new version is built beside the collection in ``<path>.reindex/`` from the stored texts
+and metadata (already cleaned; the source file is not needed). Readers keep using the old
+version until the swap; a killed reindex resumes from the vectors it had computed (same model,
+same settings). A calibrated threshold belongs to the old model's similarity scale, so it is
+dropped; the result says so.
+
+Example:
+    >>> from neartext.reindex import reindex                       # doctest: +SKIP
+    >>> report = reindex("feedback/", "models/v2")                # doctest: +SKIP
+    >>> report.version                                             # doctest: +SKIP
+    2
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .cleaning import CleaningOptions
+from .collection import Collection
+from .corpus import Record
+from .encoders import EncoderSettings, canonical_name
+from .errors import InputError
+from .store.local import MANIFEST
+
+READ_BATCH = 5000
+
+
+@dataclass
+class ReindexReport:
+    """What a reindex did: documents re-embedded, old and new model, the new version number."""
+
+    path: str
+    documents: int
+    embedded: int
+    old_model: str
+    new_model: str
+    version: int
+    seconds: float
+    resumed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        how = " (resumed)" if self.resumed else ""
+        return (f"{self.path}: version {self.version}: {self.documents} documents re-embedded with "
+                f"{self.new_model} (was {self.old_model}){how} in {self.seconds:.1f} s")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def reindex(
+    path: str | Path,
+    model: str | EncoderSettings,
+    *,
+    progress: bool = False,
+    keep_previous: bool = False,
+) -> ReindexReport:
+    """Re-embed every document of the collection at ``path`` with ``model``; swap when done.
+
+    ``model`` is a name/path (prefixes, pooling and sequence length then come from the new
+    model; normalization and batch size are kept) or full :class:`EncoderSettings`. With
+    ``keep_previous`` the old version stays at ``<path>.previous``.
+    """
+    t0 = time.perf_counter()
+    target = Path(path)
+    with Collection.open(target) as old:
+        manifest = old.manifest
+        old_settings = manifest["model"]["settings"]
+        settings = model if isinstance(model, EncoderSettings) else EncoderSettings(
+            model=model, normalize=old_settings.get("normalize", True),
+            batch_size=old_settings.get("batch_size", 32))
+        scratch = target.with_name(target.name + ".reindex")
+        new, resumed = _open_scratch(scratch, manifest, settings)
+        try:
+            if new.encoder.fingerprint == manifest["model"]["fingerprint"]:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise InputError(f"{target}: already embedded with this model and these settings; "
+                                 "nothing to re-embed")
+            ids = list(old.store.document_hashes())
+            embedded = 0
+            for start in range(0, len(ids), READ_BATCH):
+                docs = old.store.get(ids[start:start + READ_BATCH])
+                rep = new.upsert([Record(d.id, d.text, d.metadata) for d in docs], progress=progress)
+                embedded += rep.texts_embedded
+            new.store.write([], [], [i for i in new.store.document_hashes() if i not in set(ids)])
+            version = int(manifest.get("version", 1)) + 1
+            history = [*manifest.get("history", []), {
+                "version": version - 1, "model": manifest["model"]["name"],
+                "fingerprint": manifest["model"]["fingerprint"],
+                "replaced": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
+            new_manifest = new.manifest | {"version": version, "history": history}
+            new.store.write_manifest(new_manifest)
+            new_name = new.manifest["model"]["name"]
+        finally:
+            new.close()
+    notes = []
+    if manifest.get("threshold") is not None:
+        notes.append(f"the calibrated threshold {manifest['threshold']:.4f} belonged to the old "
+                     "model and was dropped; run 'neartext calibrate' again")
+    _swap(target, scratch, keep_previous)
+    return ReindexReport(str(target), len(ids), embedded, manifest["model"]["name"], new_name,
+                         version, time.perf_counter() - t0, resumed, notes)
+
+
+def _open_scratch(scratch: Path, manifest: dict[str, Any], settings: EncoderSettings
+                  ) -> tuple[Collection, bool]:
+    """The half-built new version if one with the same model survives a killed run, else a new one."""
+    if (scratch / MANIFEST).is_file():
+        col = Collection.open(scratch)
+        want = canonical_name(settings.model)
+        try:
+            same = col.manifest["model"]["name"] == want and col.encoder.fingerprint == \
+                col.manifest["model"]["fingerprint"]
+        except Exception:
+            same = False
+        if same and _same_settings(col.manifest["model"]["settings"], settings):
+            return col, True
+        col.close()
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    chunking = manifest.get("chunking") or {}
+    col = Collection._create_at(
+        scratch, settings, chunking.get("size"), chunking.get("overlap", 0),
+        manifest.get("index", "auto"), CleaningOptions(**manifest["cleaning"]), manifest.get("source"))
+    return col, False
+
+
+def _same_settings(stored: dict[str, Any], wanted: EncoderSettings) -> bool:
+    given = {k: v for k, v in wanted.to_dict().items() if v is not None and k not in ("model", "extra")}
+    return all(stored.get(k) == v for k, v in given.items())
+
+
+def _swap(target: Path, scratch: Path, keep_previous: bool) -> None:
+    """Put the new version at ``target``; the old one goes to ``<target>.previous`` first."""
+    previous = target.with_name(target.name + ".previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    target.rename(previous)
+    scratch.rename(target)
+    if not keep_previous:
+        shutil.rmtree(previous, ignore_errors=True)
