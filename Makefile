@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench bench-mining lint clean
+.PHONY: setup demo test test-fast bench bench-mining bench-training lint clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ bench: setup
 # Needs ../shared/datasets; embeds 250k texts once (~12 min, cached in bench/.cache).
 bench-mining: setup
 	$(BIN)/python bench/bench_mining.py
+
+# Needs ../shared/datasets; fine-tunes four times on this CPU (~25 min with 2 cores).
+bench-training: setup
+	$(BIN)/python bench/bench_training.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench
