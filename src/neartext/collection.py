@@ -427,12 +427,30 @@ class Collection:
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise InputError("empty query; give some text to search for")
+        flt = self.make_filter(where, contains)
+        vecs = self.encoder.encode(list(queries), kind="query")
+        return self.search_vectors(vecs, k, threshold=threshold, where=flt)
+
+    def make_filter(
+        self, where: Sequence[str] | str | Filter | None = None, contains: Sequence[str] | None = None
+    ) -> Filter:
+        """Parse ``where``/``contains`` into a :class:`Filter` checked against the stored fields."""
         flt = where if isinstance(where, Filter) else parse_filter(where, contains)
         if isinstance(where, Filter) and contains:
             flt = Filter(where.conditions, [*where.contains, *contains])
         self._check_fields(flt)
-        vecs = self.encoder.encode(list(queries), kind="query")
-        hits = self.store.search(vecs, k, flt or None)
+        return flt
+
+    def search_vectors(
+        self, vectors: np.ndarray, k: int = 10, *, threshold: float | None = None,
+        where: Filter | None = None,
+    ) -> list[list[SearchResult]]:
+        """:meth:`search_many` for query vectors already encoded with the collection's model
+        (the service encodes the queries of concurrent requests together, then calls this)."""
+        check_k(k)
+        check_threshold(threshold)
+        flt = where
+        hits = self.store.search(vectors, k, flt or None)
         docs = {d.id: d for d in self.store.get(sorted({h.doc_id for row in hits for h in row}))}
         chunked = bool(self.manifest.get("chunking"))
         out = []

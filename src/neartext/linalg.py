@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import numpy as np
+
+
+def _torch_product(queries: np.ndarray, matrix: np.ndarray) -> Any:
+    """``queries @ matrix.T`` as a torch tensor when torch is already loaded, else None."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    m = np.ascontiguousarray(matrix, dtype=np.float32)
+    if not (q.flags.writeable and m.flags.writeable):  # torch.from_numpy wants writeable arrays
+        return None
+    with torch.no_grad():
+        return torch.from_numpy(q) @ torch.from_numpy(m).T
 
 
 def scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -14,11 +28,28 @@ def scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     BLAS pool spinning next to torch's slows both (measured: 16 ms vs 12 ms p50 for encode + exact
     search over 100k vectors on 2 cores). Otherwise numpy's BLAS.
     """
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        q = np.ascontiguousarray(queries, dtype=np.float32)
-        m = np.ascontiguousarray(matrix, dtype=np.float32)
-        if q.flags.writeable and m.flags.writeable:
-            with torch.no_grad():
-                return (torch.from_numpy(q) @ torch.from_numpy(m).T).numpy()
+    product = _torch_product(queries, matrix)
+    if product is not None:
+        return product.numpy()
     return queries @ matrix.T
+
+
+def top_k(queries: np.ndarray, matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best scores of each query against ``matrix`` rows and their row positions,
+    best first: ``(scores, positions)``, both of shape ``(len(queries), k)``; ``k <= len(matrix)``.
+
+    On torch's thread pool when torch is loaded (``topk`` is several times faster than numpy's
+    single-threaded ``argpartition`` over 100k columns and needs no negated copy); else numpy.
+    """
+    product = _torch_product(queries, matrix)
+    if product is not None:
+        import torch
+
+        values, idx = torch.topk(product, k, dim=1, largest=True, sorted=True)
+        return values.numpy(), idx.numpy().astype(np.int64)
+    s = scores(queries, matrix)
+    n = s.shape[1]
+    top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n else np.broadcast_to(np.arange(n), s.shape)
+    top_s = np.take_along_axis(s, top, axis=1)
+    order = np.argsort(-top_s, axis=1, kind="stable")
+    return np.take_along_axis(top_s, order, axis=1), np.take_along_axis(top, order, axis=1)

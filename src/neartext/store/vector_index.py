@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import faiss
 import numpy as np
 
-from ..linalg import scores as matmul_scores
+from ..linalg import top_k
 
 QUERY_BLOCK = 256  # queries scored at once: bounds the (queries x vectors) score matrix
 
@@ -106,15 +106,9 @@ class ExactIndex:
             return out_s, out_i
         for start in range(0, nq, QUERY_BLOCK):
             block = queries[start : start + QUERY_BLOCK]
-            scores = matmul_scores(block, matrix)  # (block, n)
-            if k_eff < n:
-                top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-            else:
-                top = np.broadcast_to(np.arange(n), (len(block), n))
-            top_s = np.take_along_axis(scores, top, axis=1)
-            order = np.argsort(-top_s, axis=1, kind="stable")
-            out_s[start : start + len(block), :k_eff] = np.take_along_axis(top_s, order, axis=1)
-            out_i[start : start + len(block), :k_eff] = ids[np.take_along_axis(top, order, axis=1)]
+            top_s, top = top_k(block, matrix, k_eff)
+            out_s[start : start + len(block), :k_eff] = top_s
+            out_i[start : start + len(block), :k_eff] = ids[top]
         return out_s, out_i
 
     def save(self, path: Path) -> None:
