@@ -104,6 +104,7 @@ def reindex(
     if manifest.get("threshold") is not None:
         notes.append(f"the calibrated threshold {manifest['threshold']:.4f} belonged to the old "
                      "model and was dropped; run 'neartext calibrate' again")
+    _carry_feedback(target, scratch)
     _swap(target, scratch, keep_previous)
     return ReindexReport(str(target), len(ids), embedded, manifest["model"]["name"], new_name,
                          version, time.perf_counter() - t0, resumed, notes)
@@ -135,6 +136,22 @@ def _open_scratch(scratch: Path, manifest: dict[str, Any], settings: EncoderSett
 def _same_settings(stored: dict[str, Any], wanted: EncoderSettings) -> bool:
     given = {k: v for k, v in wanted.to_dict().items() if v is not None and k not in ("model", "extra")}
     return all(stored.get(k) == v for k, v in given.items())
+
+
+def _carry_feedback(target: Path, scratch: Path) -> None:
+    """Ratings belong to the documents, not the model: copy them into the new version."""
+    import sqlite3
+
+    from .feedback import FEEDBACK_DB
+
+    src = target / FEEDBACK_DB
+    if not src.is_file():
+        return
+    (scratch / FEEDBACK_DB).unlink(missing_ok=True)
+    with sqlite3.connect(src) as a, sqlite3.connect(scratch / FEEDBACK_DB) as b:
+        a.backup(b)  # a consistent copy even while the service writes ratings
+    a.close()
+    b.close()
 
 
 def _swap(target: Path, scratch: Path, keep_previous: bool) -> None:
