@@ -216,6 +216,42 @@ def _parser() -> argparse.ArgumentParser:
     _add_pair_columns(p)
     _add_output_options(p)
 
+    p = sub.add_parser("serve", help="serve collections over HTTP with a web UI (needs neartext[serve])")
+    p.add_argument("collections", nargs="*", metavar="[NAME=]DIR",
+                   help="collections to serve; the name is the directory's unless NAME= is given")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; 0.0.0.0 serves other machines)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", help="model of /embed, /similarity and /v1/embeddings "
+                                   "(default: the first collection's)")
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' (default: $NEARTEXT_API_KEY, else none)")
+    from .serve.settings import ServeSettings as SS  # light: no FastAPI import
+
+    g = p.add_argument_group("limits and batching")
+    g.add_argument("--max-body-bytes", type=int, default=SS.max_body_bytes)
+    g.add_argument("--max-texts", type=int, default=SS.max_texts, help="texts per request")
+    g.add_argument("--max-text-chars", type=int, default=SS.max_text_chars)
+    g.add_argument("--max-k", type=int, default=SS.max_k)
+    g.add_argument("--max-batch", type=int, default=SS.max_batch,
+                   help="texts encoded together from concurrent requests (1: no micro-batching)")
+    g.add_argument("--max-wait-ms", type=float, default=SS.max_wait_ms,
+                   help="how long a batch waits for more requests")
+    g.add_argument("--forward-batch", type=int, default=SS.forward_batch,
+                   help="texts per forward pass within a batch (small passes pad less)")
+    p.set_defaults(json=False, quiet=False)
+
+    p = sub.add_parser("feedback", help="ratings stored by the service")
+    fb = p.add_subparsers(dest="feedback_kind", required=True, metavar="ACTION")
+    q = fb.add_parser("export", help="write ratings as training data for 'neartext train'")
+    q.add_argument("collection")
+    q.add_argument("-o", "--output", required=True, help=".csv or .tsv to write")
+    _add_output_options(q)
+    q = fb.add_parser("list", help="the stored ratings, newest first")
+    q.add_argument("collection")
+    q.add_argument("-n", "--limit", type=int, default=50)
+    _add_output_options(q)
+
     p = sub.add_parser("delete", help="remove documents by id")
     p.add_argument("collection")
     p.add_argument("ids", nargs="+")
@@ -616,6 +652,62 @@ def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     return info
 
 
+def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from .serve import ServeSettings, run
+    except ImportError as e:
+        raise InputError(f"serving needs the serve extra ({e.name} is missing): "
+                         "pip install 'neartext[serve]'") from None
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port {args.port}: give a port between 1 and 65535")
+    for name, value in (("--max-texts", args.max_texts), ("--max-k", args.max_k),
+                        ("--max-batch", args.max_batch), ("--max-body-bytes", args.max_body_bytes),
+                        ("--max-text-chars", args.max_text_chars),
+                        ("--forward-batch", args.forward_batch)):
+        if value < 1:
+            raise InputError(f"{name} must be at least 1")
+    settings = ServeSettings.from_args(
+        args.collections, api_key=args.api_key, model=args.model,
+        max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
+        max_text_chars=args.max_text_chars, max_k=args.max_k, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, forward_batch=args.forward_batch)
+    names = ", ".join(settings.collections) or "no collections"
+    auth = "API key required" if settings.api_key else "no API key"
+
+    def ready(url: str) -> None:
+        print(f"neartext serving {names} at {url}  (web UI: {url}/, API docs: {url}/docs; {auth}; "
+              "Ctrl-C stops)", flush=True)
+        if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+            print("warning: reachable from other machines without an API key "
+                  "(set NEARTEXT_API_KEY)", file=sys.stderr, flush=True)
+
+    print(f"loading {names} ...", file=sys.stderr, flush=True)
+    run(settings, host=args.host, port=args.port, on_ready=ready)
+    return {}
+
+
+def _cmd_feedback(args: argparse.Namespace) -> Any:
+    from .collection import Collection
+    from .feedback import FeedbackStore, export_feedback
+
+    with Collection.open(args.collection) as col:
+        if args.feedback_kind == "export":
+            report = export_feedback(col, args.output)
+            if not args.json:
+                print(report.summary())
+            return vars(report)
+        rows = FeedbackStore(col.path).list(args.limit)
+    if not args.json:
+        for r in rows:
+            print(f"{r['created']}  {'👍' if r['relevant'] else '👎'}  {r['doc_id']}  {r['query']}")
+        if not rows:
+            print(f"{args.collection}: no feedback stored")
+    return rows
+
+
 def _split(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -625,4 +717,5 @@ def _split(value: str | None) -> list[str] | None:
 COMMANDS = {"index": _cmd_index, "upsert": _cmd_upsert, "search": _cmd_search,
             "mine": _cmd_mine, "paraphrases": _cmd_paraphrases, "dedup": _cmd_dedup,
             "eval": _cmd_eval, "train": _cmd_train, "reindex": _cmd_reindex, "calibrate": _cmd_calibrate,
+            "serve": _cmd_serve, "feedback": _cmd_feedback,
             "delete": _cmd_delete, "info": _cmd_info}

@@ -1,0 +1,314 @@
+"""The HTTP adapter: FastAPI routes over :class:`~neartext.serve.engine.Engine`.
+
+Example::
+
+    from neartext.serve import ServeSettings, create_app
+    app = create_app(ServeSettings.from_args(["demo/feedback"]))
+    # uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..errors import InputError, NeartextError
+from ..results import SearchResult
+from . import schemas as S
+from .engine import Engine, NotFound
+from .settings import ServeSettings
+
+log = logging.getLogger("neartext.serve")
+STATIC = Path(__file__).parent / "static"
+OPEN_PATHS = ("/health", "/docs", "/openapi.json", "/static/")  # besides "/" itself
+
+
+class ApiError(Exception):
+    """An error answered as JSON ``{"error", "detail"}`` with ``status``."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before any handler
+    reads it (by Content-Length when given, else while it streams in)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.limit:
+                await _too_large(send, self.limit)
+                return
+            await self.app(scope, receive, send)  # the server stops reading at Content-Length
+            return
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        # No Content-Length (a streamed body): read it here, up to the limit, then replay it.
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return  # the client went away
+            chunk = msg.get("body", b"")
+            total += len(chunk)
+            if total > self.limit:
+                await _too_large(send, self.limit)
+                return
+            chunks.append(chunk)
+            if not msg.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    resp = JSONResponse({"error": "payload too large",
+                         "detail": f"request body over the limit of {limit} bytes"}, status_code=413)
+    await resp({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    title = HTTPStatus(status).phrase.lower() if status in HTTPStatus._value2member_map_ else "error"
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": title, "detail": detail}, status_code=status, headers=headers)
+
+
+def _hit(r: SearchResult) -> S.Hit:
+    return S.Hit(id=r.id, text=r.text, score=round(float(r.score), 6), metadata=r.metadata,
+                 passage=r.passage)
+
+
+def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI:
+    """Build the service: collections opened and the model loaded once, here, at start-up."""
+    engine = engine or Engine(settings)
+    limits = settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await engine.start()
+        try:
+            yield
+        finally:
+            await engine.stop()
+
+    app = FastAPI(title="neartext", version=__version__, lifespan=lifespan,
+                  description="Semantic search, paraphrases and relevance feedback over your "
+                              "collections. Errors are JSON {error, detail}.",
+                  responses={k: {"model": S.Error} for k in (401, 404, 413, 422)})
+    app.state.engine = engine
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+
+    @app.middleware("http")
+    async def auth(request: Request, call_next: Any) -> Any:
+        path = request.url.path
+        if settings.api_key and path != "/" and not path.startswith(OPEN_PATHS):
+            given = request.headers.get("authorization", "")
+            scheme, _, token = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                                     settings.api_key.encode()):
+                return _error(401, "missing or wrong API key: send 'Authorization: Bearer <key>'")
+        return await call_next(request)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, e: ApiError) -> JSONResponse:
+        return _error(e.status, e.detail)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, e: NotFound) -> JSONResponse:
+        return _error(404, str(e))
+
+    @app.exception_handler(InputError)
+    async def _input_error(_: Request, e: InputError) -> JSONResponse:
+        return _error(422, str(e))
+
+    @app.exception_handler(NeartextError)
+    async def _neartext_error(_: Request, e: NeartextError) -> JSONResponse:
+        return _error(409, str(e))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in e.errors()[:5]:
+            if err.get("type") == "json_invalid":
+                parts.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', '')})")
+                continue
+            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return _error(422, "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        return _error(e.status_code, str(e.detail))
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, e: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _error(500, "internal error; the server log has the details")
+
+    def check_texts(texts: list[str], what: str = "texts") -> None:
+        if not texts:
+            raise ApiError(422, f"{what}: give at least one text")
+        if len(texts) > limits.max_texts:
+            raise ApiError(413, f"{what}: {len(texts)} texts; the limit is {limits.max_texts} "
+                                "per request")
+        for i, t in enumerate(texts):
+            if not t.strip():
+                raise ApiError(422, f"{what}[{i}] is empty")
+            if len(t) > limits.max_text_chars:
+                raise ApiError(422, f"{what}[{i}] is {len(t)} characters; the limit is "
+                                    f"{limits.max_text_chars}")
+
+    def check_k(k: int, what: str = "k") -> None:
+        if k > limits.max_k:
+            raise ApiError(422, f"{what} is {k}; the limit is {limits.max_k}")
+
+    # -- routes ----------------------------------------------------------------------------------
+
+    @app.get("/health", tags=["service"])
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "collections": len(engine.collections)}
+
+    @app.get("/collections", tags=["collections"])
+    async def list_collections() -> list[S.CollectionSummary]:
+        return [S.CollectionSummary(name=n, documents=len(s.collection),
+                                    model=s.collection.manifest["model"]["name"])
+                for n, s in engine.collections.items()]
+
+    @app.get("/collections/{name}", tags=["collections"])
+    async def collection_info(name: str) -> dict[str, Any]:
+        served = engine.get(name)
+        info = await engine.in_thread(served.collection.info)
+        info.pop("path", None)  # the server's file system is not the client's business
+        return {"name": name, **info, "feedback": served.feedback.count()}
+
+    @app.post("/collections/{name}/search", tags=["search"])
+    async def search(name: str, body: S.SearchRequest) -> S.SearchResponse:
+        if (body.query is None) == (body.queries is None):
+            raise ApiError(422, "give either 'query' or 'queries'")
+        queries = [body.query] if body.query is not None else list(body.queries or [])
+        check_texts(queries, "queries")
+        check_k(body.k)
+        rows = await engine.search(name, queries, body.k, body.threshold, body.where, body.contains)
+        return S.SearchResponse(results=[[_hit(r) for r in row] for row in rows])
+
+    @app.post("/collections/{name}/paraphrases", tags=["search"])
+    async def paraphrases(name: str, body: S.ParaphrasesRequest) -> S.ParaphrasesResponse:
+        served = engine.get(name)
+        check_texts([body.text], "text")
+        check_k(body.top_k, "top_k")
+        from ..analysis import resolve_threshold
+
+        found, notice = await engine.in_thread(served.collection.paraphrases, body.text,
+                                               body.threshold, body.top_k)
+        t = resolve_threshold(served.collection, body.threshold, "paraphrases")
+        return S.ParaphrasesResponse(results=[_hit(r) for r in found], threshold=t, notice=notice)
+
+    @app.post("/collections/{name}/documents", tags=["documents"])
+    async def upsert(name: str, body: S.UpsertRequest) -> S.UpsertResponse:
+        served = engine.get(name)
+        check_texts([d.text for d in body.documents], "documents")
+        from ..corpus import Record
+
+        records = [Record(d.id, d.text, d.metadata, n) for n, d in enumerate(body.documents, 1)]
+        report = await engine.write(served.collection.upsert, records)
+        return S.UpsertResponse(added=report.added, updated=report.updated,
+                                unchanged=report.unchanged, texts_embedded=report.texts_embedded,
+                                documents=len(served.collection))
+
+    @app.delete("/collections/{name}/documents/{doc_id}", tags=["documents"])
+    async def delete(name: str, doc_id: str) -> S.DeleteResponse:
+        served = engine.get(name)
+        removed = await engine.write(served.collection.delete, [doc_id])
+        if not removed:
+            raise NotFound(f"no document {doc_id!r} in {name!r}")
+        return S.DeleteResponse(deleted=doc_id, documents=len(served.collection))
+
+    @app.post("/similarity", tags=["embeddings"])
+    async def similarity(body: S.SimilarityRequest) -> S.SimilarityResponse:
+        check_texts(body.texts_a, "texts_a")
+        check_texts(body.texts_b, "texts_b")
+        vecs = await engine.encode(body.texts_a + body.texts_b, "document")
+        a, b = vecs[:len(body.texts_a)], vecs[len(body.texts_a):]
+        return S.SimilarityResponse(scores=(a @ b.T).round(6).tolist())
+
+    @app.post("/embed", tags=["embeddings"])
+    async def embed(body: S.EmbedRequest) -> S.EmbedResponse:
+        check_texts(body.texts)
+        key = engine.encoder_key(body.model)
+        vecs = await engine.encode(body.texts, body.kind, body.model)
+        return S.EmbedResponse(model=engine.encoders[key].settings.model, dim=int(vecs.shape[1]),
+                               embeddings=vecs.tolist())
+
+    @app.post("/v1/embeddings", tags=["embeddings"])
+    async def openai_embeddings(body: S.OpenAIEmbeddingsRequest) -> S.OpenAIEmbeddingsResponse:
+        texts = [body.input] if isinstance(body.input, str) else list(body.input)
+        check_texts(texts, "input")
+        vecs = await engine.encode(texts, "document", body.model)
+        tokens = sum(len(t.split()) for t in texts)
+        return S.OpenAIEmbeddingsResponse(
+            data=[S.OpenAIEmbedding(index=i, embedding=v) for i, v in enumerate(vecs.tolist())],
+            model=body.model, usage=S.OpenAIUsage(prompt_tokens=tokens, total_tokens=tokens))
+
+    @app.post("/collections/{name}/feedback", tags=["feedback"], status_code=201)
+    async def add_feedback(name: str, body: S.FeedbackIn) -> S.FeedbackRow:
+        served = engine.get(name)
+        check_texts([body.query], "query")
+        if not served.collection.get([body.doc_id]):
+            raise NotFound(f"no document {body.doc_id!r} in {name!r}")
+        row = await engine.in_thread(served.feedback.add, body.query, body.doc_id, body.relevant)
+        return S.FeedbackRow(**row)
+
+    @app.get("/collections/{name}/feedback", tags=["feedback"])
+    async def list_feedback(name: str, limit: int = 100, offset: int = 0) -> S.FeedbackList:
+        served = engine.get(name)
+        if not 1 <= limit <= 10_000 or offset < 0:
+            raise ApiError(422, "limit must be 1..10000 and offset >= 0")
+        rows = await engine.in_thread(served.feedback.list, limit, offset)
+        return S.FeedbackList(total=served.feedback.count(),
+                              feedback=[S.FeedbackRow(**r) for r in rows])
+
+    # -- the web UI (same origin, no CDN) -------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

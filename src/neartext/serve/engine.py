@@ -1,0 +1,224 @@
+"""The service's library side: open collections, share encoders, batch concurrent work.
+
+:class:`Engine` knows nothing about HTTP; :mod:`neartext.serve.app` is a thin FastAPI adapter
+over it. Collections that use the same model share one encoder and one micro-batcher, so the
+queries of concurrent searches (and texts of ``/embed`` calls) are encoded in one call, and
+searches of the same collection with the same filter run as one vector-index search.
+
+Example::
+
+    engine = Engine(ServeSettings.from_args(["demo/feedback"]))
+    await engine.start()
+    hits = await engine.search("feedback", ["app crashes"], k=5)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ..collection import Collection
+from ..encoders import Encoder, EncoderSettings, load_encoder
+from ..errors import InputError
+from ..feedback import FeedbackStore
+from ..filters import Filter
+from ..results import SearchResult
+from .batcher import MicroBatcher
+from .settings import ServeSettings
+
+
+class NotFound(LookupError):
+    """A collection or document the request names does not exist (HTTP 404)."""
+
+
+Kind = Literal["query", "document"]
+
+
+@dataclass
+class EncodeJob:
+    texts: list[str]
+    kind: Kind
+
+
+@dataclass
+class SearchJob:
+    collection: str
+    queries: list[str]
+    k: int
+    threshold: float | None
+    filter: Filter
+
+
+Job = EncodeJob | SearchJob
+
+
+@dataclass
+class Served:
+    """One served collection."""
+
+    name: str
+    collection: Collection
+    feedback: FeedbackStore
+    model_key: str
+
+
+def _job_size(job: Job) -> int:
+    return len(job.texts if isinstance(job, EncodeJob) else job.queries)
+
+
+def _model_key(settings: dict[str, Any], name: str) -> str:
+    return json.dumps({**settings, "model": name}, sort_keys=True)
+
+
+class Engine:
+    """Collections, encoders and batchers of one service process."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.collections: dict[str, Served] = {}
+        self.encoders: dict[str, Encoder] = {}
+        self.batchers: dict[str, MicroBatcher[Job]] = {}
+        self.default_key = ""
+        # One writer for every collection: writes never race, reads go on meanwhile.
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="neartext-writer")
+        for name, path in settings.collections.items():
+            col = Collection.open(path)
+            m = col.manifest["model"]
+            key = _model_key(m["settings"], m["name"])
+            if key not in self.encoders:
+                s = dict(m["settings"])
+                s["model"] = m["name"]
+                s["batch_size"] = settings.forward_batch
+                self.encoders[key] = load_encoder(EncoderSettings(**s))
+            col = Collection.open(path, model=self.encoders[key])  # checks the fingerprint
+            self.collections[name] = Served(name, col, FeedbackStore(col.path), key)
+        if settings.model is not None or not self.encoders:
+            enc = load_encoder(EncoderSettings(model=settings.model or "default",
+                                               batch_size=settings.forward_batch))
+            key = _model_key(enc.settings.to_dict(), enc.settings.model)
+            self.encoders.setdefault(key, enc)
+            self.default_key = key
+        else:
+            self.default_key = next(iter(self.encoders))
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for key, enc in self.encoders.items():
+            b: MicroBatcher[Job] = MicroBatcher(
+                functools.partial(self._handle, enc), max_items=self.settings.max_batch,
+                max_wait=self.settings.max_wait_ms / 1000, size=_job_size)
+            await b.start()
+            self.batchers[key] = b
+        # The model, torch and the web stack are half a million long-lived objects; a full
+        # garbage collection walking them stalls every request for ~200 ms (measured on the
+        # 2-core benchmark machine). Frozen, they are left out of collections for good.
+        gc.collect()
+        gc.freeze()
+
+    async def stop(self) -> None:
+        gc.unfreeze()
+        for b in self.batchers.values():
+            await b.stop()
+        self.writer.shutdown(wait=True)
+        for s in self.collections.values():
+            s.feedback.close()
+            s.collection.close()
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Served:
+        served = self.collections.get(name)
+        if served is None:
+            listed = ", ".join(sorted(self.collections)) or "none"
+            raise NotFound(f"no collection named {name!r}; served: {listed}")
+        return served
+
+    def model_names(self) -> dict[str, str]:
+        """Names a request may give as ``model``: each encoder's name, ``default``, and
+        collection names (their collection's model)."""
+        names = {self.encoders[k].settings.model: k for k in self.encoders}
+        names.update({n: s.model_key for n, s in self.collections.items()})
+        names["default"] = self.default_key
+        return names
+
+    def encoder_key(self, model: str | None) -> str:
+        if model is None:
+            return self.default_key
+        key = self.model_names().get(model)
+        if key is None:
+            raise NotFound(f"no model {model!r} here; available: {', '.join(sorted(self.model_names()))}")
+        return key
+
+    # -- batched work ----------------------------------------------------------------------------
+
+    async def encode(self, texts: list[str], kind: Kind = "document", model: str | None = None
+                     ) -> np.ndarray:
+        """Vectors of ``texts``, encoded together with concurrent requests."""
+        return await self.batchers[self.encoder_key(model)].submit(EncodeJob(texts, kind))
+
+    async def search(self, name: str, queries: list[str], k: int = 10, threshold: float | None = None,
+                     where: Sequence[str] | None = None, contains: Sequence[str] | None = None
+                     ) -> list[list[SearchResult]]:
+        served = self.get(name)
+        flt = served.collection.make_filter(list(where or []), list(contains or []))
+        return await self.batchers[served.model_key].submit(
+            SearchJob(name, queries, k, threshold, flt))
+
+    def _handle(self, enc: Encoder, jobs: list[Job]) -> list[Any]:
+        """Runs in the batcher's thread: one encode call per kind, one index search per
+        (collection, filter) group."""
+        by_kind: dict[Kind, dict[str, int]] = {"query": {}, "document": {}}
+        for j in jobs:
+            kind: Kind = j.kind if isinstance(j, EncodeJob) else "query"
+            for t in (j.texts if isinstance(j, EncodeJob) else j.queries):
+                by_kind[kind].setdefault(t, len(by_kind[kind]))
+        vectors = {kind: enc.encode(list(texts), kind=kind)
+                   for kind, texts in by_kind.items() if texts}
+        results: list[Any] = [None] * len(jobs)
+        groups: dict[tuple[str, str], list[tuple[int, SearchJob]]] = defaultdict(list)
+        for i, j in enumerate(jobs):
+            if isinstance(j, EncodeJob):
+                results[i] = vectors[j.kind][[by_kind[j.kind][t] for t in j.texts]]
+            else:
+                groups[(j.collection, repr(j.filter))].append((i, j))
+        for (name, _), members in groups.items():
+            col = self.collections[name].collection
+            rows = [by_kind["query"][t] for _, j in members for t in j.queries]
+            k = max(j.k for _, j in members)
+            try:
+                hits = col.search_vectors(vectors["query"][rows], k, where=members[0][1].filter)
+            except Exception as e:
+                for i, _ in members:
+                    results[i] = e
+                continue
+            pos = 0
+            for i, j in members:
+                mine = hits[pos:pos + len(j.queries)]
+                pos += len(j.queries)
+                results[i] = [[r for r in row[:j.k] if j.threshold is None or r.score >= j.threshold]
+                              for row in mine]
+        return results
+
+    # -- other work (threads) --------------------------------------------------------------------
+
+    async def in_thread(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kw))
+
+    async def write(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        """Run a write through the single writer thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.writer, lambda: fn(*args, **kw))
+
+    def check_text(self, text: str, what: str = "text") -> None:
+        if len(text) > self.settings.max_text_chars:
+            raise InputError(f"{what} is {len(text)} characters; the limit is "
+                             f"{self.settings.max_text_chars}")

@@ -1,0 +1,144 @@
+"""Typed request and response bodies of the HTTP API (they make the OpenAPI schema at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(_Body):
+    query: str | None = Field(None, description="one query (or give `queries`)")
+    queries: list[str] | None = Field(None, description="several queries, answered in order")
+    k: int = Field(10, ge=1, description="results per query")
+    threshold: float | None = Field(None, ge=-1, le=1, description="drop results scoring below this")
+    where: list[str] = Field(default_factory=list, description='metadata conditions, e.g. "year>=2023"')
+    contains: list[str] = Field(default_factory=list, description="words every result must contain")
+
+
+class Hit(BaseModel):
+    id: str
+    text: str
+    score: float
+    metadata: dict[str, Any]
+    passage: str | None = None
+
+
+class SearchResponse(BaseModel):
+    results: list[list[Hit]] = Field(description="one list per query, best first")
+
+
+class ParaphrasesRequest(_Body):
+    text: str
+    threshold: float | None = Field(None, ge=-1, le=1,
+                                    description="default: the collection's calibrated threshold")
+    top_k: int = Field(100, ge=1)
+
+
+class ParaphrasesResponse(BaseModel):
+    results: list[Hit]
+    threshold: float
+    notice: str | None = None
+
+
+class DocumentIn(_Body):
+    id: str = Field(min_length=1)
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class UpsertRequest(_Body):
+    documents: list[DocumentIn]
+
+
+class UpsertResponse(BaseModel):
+    added: int
+    updated: int
+    unchanged: int
+    texts_embedded: int
+    documents: int
+
+
+class DeleteResponse(BaseModel):
+    deleted: str
+    documents: int
+
+
+class SimilarityRequest(_Body):
+    texts_a: list[str]
+    texts_b: list[str]
+
+
+class SimilarityResponse(BaseModel):
+    scores: list[list[float]] = Field(description="scores[i][j] = cosine(texts_a[i], texts_b[j])")
+
+
+class EmbedRequest(_Body):
+    texts: list[str]
+    kind: Literal["query", "document"] = "document"
+    model: str | None = None
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    dim: int
+    embeddings: list[list[float]]
+
+
+class OpenAIEmbeddingsRequest(BaseModel):
+    input: str | list[str]
+    model: str = "default"
+    encoding_format: Literal["float"] = "float"
+    user: str | None = None
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float]
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class OpenAIEmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: OpenAIUsage
+
+
+class FeedbackIn(_Body):
+    query: str = Field(min_length=1)
+    doc_id: str = Field(min_length=1)
+    relevant: bool
+
+
+class FeedbackRow(BaseModel):
+    id: int
+    query: str
+    doc_id: str
+    relevant: bool
+    created: str
+
+
+class FeedbackList(BaseModel):
+    total: int
+    feedback: list[FeedbackRow]
+
+
+class CollectionSummary(BaseModel):
+    name: str
+    documents: int
+    model: str
+
+
+class Error(BaseModel):
+    error: str
+    detail: str

@@ -1,0 +1,70 @@
+"""What ``neartext serve`` is told: the collections to serve, the key, the limits.
+
+Example:
+    >>> s = ServeSettings.from_args(["memes=data/memes", "feedback/"])
+    >>> s.collections
+    {'memes': 'data/memes', 'feedback': 'feedback/'}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+API_KEY_ENV = "NEARTEXT_API_KEY"
+
+
+def check_name(name: str) -> str:
+    """A collection name is a URL path segment: letters, digits, ``_ . -``; no ``..``."""
+    if not NAME.match(name) or ".." in name:
+        raise InputError(f"invalid collection name {name!r}: use letters, digits, '_', '.' and '-' "
+                         "(at most 64, starting with a letter or digit)")
+    return name
+
+
+@dataclass
+class ServeSettings:
+    """Everything :func:`neartext.serve.create_app` needs.
+
+    Limits are answered with 413 (body size, texts per request) or 422 (text length, k).
+    ``max_batch``/``max_wait_ms`` shape micro-batching: concurrent requests are encoded together
+    in batches of up to ``max_batch`` texts, waiting at most ``max_wait_ms`` for more to arrive;
+    ``max_batch=1`` encodes each request on its own. A micro-batch is encoded in forward passes
+    of ``forward_batch`` texts, sorted by length: small passes pad short queries less (on the
+    2-core benchmark machine 8 texts per pass encoded 32 Quora questions in 70 ms mean / 96 ms
+    worst against 85 / 179 ms in one pass of 32).
+    """
+
+    collections: dict[str, str] = field(default_factory=dict)
+    api_key: str | None = None
+    model: str | None = None
+    max_body_bytes: int = 2_000_000
+    max_texts: int = 256
+    max_text_chars: int = 10_000
+    max_k: int = 1000
+    max_batch: int = 64
+    max_wait_ms: float = 2.0
+    forward_batch: int = 8
+
+    @classmethod
+    def from_args(cls, specs: Sequence[str], **kw: object) -> ServeSettings:
+        """Build from ``name=path`` or ``path`` arguments (the name is then the directory's)."""
+        cols: dict[str, str] = {}
+        for spec in specs:
+            name, sep, path = spec.partition("=")
+            if not sep:
+                path = spec
+                name = Path(spec.rstrip("/\\")).name
+            check_name(name)
+            if name in cols:
+                raise InputError(f"two collections are named {name!r}; give one as NAME=PATH")
+            cols[name] = path
+        if kw.get("api_key") is None:
+            kw["api_key"] = os.environ.get(API_KEY_ENV) or None
+        return cls(collections=cols, **kw)  # type: ignore[arg-type]

@@ -1,0 +1,128 @@
+// neartext web UI: search a collection, rate results, find more like a result. No dependencies.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { key: localStorage.getItem("neartext-key") || "", lastQuery: "" };
+
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.key) headers.Authorization = "Bearer " + state.key;
+  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = null;
+  try { data = await resp.json(); } catch (e) { data = null; }
+  if (resp.status === 401) { $("key-box").hidden = false; }
+  if (!resp.ok) {
+    const detail = data && data.detail ? data.detail : resp.statusText;
+    throw new Error(detail);
+  }
+  return data;
+}
+
+function say(text, info) {
+  const m = $("message");
+  m.textContent = text || "";
+  m.className = info ? "info" : "";
+}
+
+function isLink(v) { return typeof v === "string" && /^https?:\/\/\S+$/i.test(v); }
+
+function render(title, hits, query) {
+  const list = $("results");
+  list.replaceChildren();
+  $("results-title").hidden = false;
+  $("results-title").textContent = title;
+  const tpl = $("result-template");
+  for (const hit of hits) {
+    const li = tpl.content.firstElementChild.cloneNode(true);
+    li.dataset.id = hit.id;
+    li.querySelector(".score").textContent = hit.score.toFixed(3);
+    li.querySelector(".doc-id").textContent = hit.id;
+    li.querySelector(".text").textContent = hit.passage || hit.text;
+    const dl = li.querySelector(".metadata");
+    for (const [k, v] of Object.entries(hit.metadata || {})) {
+      const dt = document.createElement("dt");
+      dt.textContent = k;
+      const dd = document.createElement("dd");
+      if (isLink(v)) {
+        const a = document.createElement("a");
+        a.href = v; a.textContent = v; a.target = "_blank"; a.rel = "noopener noreferrer";
+        dd.appendChild(a);
+      } else {
+        dd.textContent = v === null ? "" : String(v);
+      }
+      dl.append(dt, dd);
+    }
+    li.querySelector(".rate-up").addEventListener("click", () => rate(li, query, hit.id, true));
+    li.querySelector(".rate-down").addEventListener("click", () => rate(li, query, hit.id, false));
+    li.querySelector(".more").addEventListener("click", () => moreLike(hit));
+    list.appendChild(li);
+  }
+}
+
+function settings() {
+  const k = parseInt($("k").value, 10) || 5;
+  const t = $("threshold").value.trim();
+  return { k, threshold: t === "" ? null : parseFloat(t) };
+}
+
+async function search(ev) {
+  if (ev) ev.preventDefault();
+  const query = $("query").value.trim();
+  const name = $("collection").value;
+  if (!query || !name) return;
+  const { k, threshold } = settings();
+  say("");
+  try {
+    const data = await api("POST", `/collections/${encodeURIComponent(name)}/search`, { query, k, threshold });
+    const hits = data.results[0];
+    state.lastQuery = query;
+    render(`${hits.length} result${hits.length === 1 ? "" : "s"} for “${query}”`, hits, query);
+    if (!hits.length) say("Nothing scored above the threshold.", true);
+  } catch (e) { say(e.message); }
+}
+
+async function rate(li, query, docId, relevant) {
+  const name = $("collection").value;
+  try {
+    await api("POST", `/collections/${encodeURIComponent(name)}/feedback`, { query, doc_id: docId, relevant });
+    const mark = li.querySelector(".rated");
+    mark.textContent = relevant ? "rated relevant" : "rated not relevant";
+    mark.className = relevant ? "rated" : "rated bad";
+  } catch (e) { say(e.message); }
+}
+
+async function moreLike(hit) {
+  const name = $("collection").value;
+  const { k, threshold } = settings();
+  try {
+    const data = await api("POST", `/collections/${encodeURIComponent(name)}/paraphrases`,
+      { text: hit.text, top_k: k, threshold: threshold === null ? 0.5 : threshold });
+    render(`More like ${hit.id} (score ≥ ${data.threshold.toFixed(2)})`, data.results, state.lastQuery || hit.text);
+    say(data.notice || "", true);
+  } catch (e) { say(e.message); }
+}
+
+async function loadCollections() {
+  try {
+    const cols = await api("GET", "/collections");
+    const sel = $("collection");
+    sel.replaceChildren();
+    for (const c of cols) {
+      const o = document.createElement("option");
+      o.value = c.name;
+      o.textContent = `${c.name} (${c.documents})`;
+      sel.appendChild(o);
+    }
+    $("status").textContent = cols.length ? `${cols.length} collection${cols.length === 1 ? "" : "s"}, model ${cols[0].model}` : "no collections served";
+    $("key-box").hidden = true;
+    document.body.dataset.ready = "1";
+  } catch (e) { say(e.message); }
+}
+
+$("search-form").addEventListener("submit", search);
+$("key-save").addEventListener("click", () => {
+  state.key = $("api-key").value.trim();
+  localStorage.setItem("neartext-key", state.key);
+  loadCollections();
+});
+loadCollections();

@@ -1,0 +1,311 @@
+"""The HTTP service against a real collection, the real model and a real uvicorn server."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serving import running
+
+from neartext import Collection
+from neartext.cli import main
+from neartext.errors import InputError
+from neartext.feedback import FEEDBACK_DB
+from neartext.serve import ServeSettings
+from neartext.training import load_training_data
+
+QUERY = "the app crashes when I open it"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, demo_collection):
+    import shutil
+
+    root = tmp_path_factory.mktemp("served")
+    shutil.copytree(demo_collection, root / "feedback")
+    settings = ServeSettings.from_args([str(root / "feedback"), f"second={root / 'feedback'}"],
+                                       max_texts=8, max_text_chars=500, max_k=50,
+                                       max_body_bytes=20_000)
+    with running(settings) as client:
+        client.path = root / "feedback"
+        yield client
+
+
+def test_health_and_collections(served):
+    assert served.call("GET", "/health") == (200, {"status": "ok", "version": served.call(
+        "GET", "/health")[1]["version"], "collections": 2})
+    status, cols = served.call("GET", "/collections")
+    assert status == 200 and [c["name"] for c in cols] == ["feedback", "second"]
+    status, info = served.call("GET", "/collections/feedback")
+    assert status == 200 and info["documents"] == cols[0]["documents"] > 100
+    assert "path" not in info and info["model"] == "all-MiniLM-L6-v2"
+
+
+def test_search_matches_the_library(served, demo_collection):
+    status, body = served.call("POST", "/collections/feedback/search", {"query": QUERY, "k": 5})
+    assert status == 200
+    with Collection.open(demo_collection) as col:
+        expected = col.search(QUERY, k=5)
+        filtered = col.search(QUERY, k=3, where="year>=2024", threshold=0.3)
+    got = body["results"][0]
+    assert [h["id"] for h in got] == [r.id for r in expected]
+    assert [h["score"] for h in got] == pytest.approx([r.score for r in expected], abs=1e-5)
+    status, body = served.call("POST", "/collections/feedback/search",
+                               {"queries": [QUERY, "refund please"], "k": 3,
+                                "where": ["year>=2024"], "threshold": 0.3})
+    assert status == 200 and len(body["results"]) == 2
+    assert [h["id"] for h in body["results"][0]] == [r.id for r in filtered]
+    assert all(h["metadata"]["year"] >= 2024 and h["score"] >= 0.3 for h in body["results"][0])
+
+
+def test_upsert_then_search_and_delete_then_search(served):
+    doc = {"id": "new-1", "text": "The zebra-striped theme makes the calendar unreadable.",
+           "metadata": {"topic": "themes", "year": 2026}}
+    status, rep = served.call("POST", "/collections/second/documents", {"documents": [doc]})
+    assert status == 200 and rep["added"] == 1 and rep["texts_embedded"] == 1
+    q = {"query": "calendar unreadable with zebra stripes", "k": 1}
+    assert served.call("POST", "/collections/second/search", q)[1]["results"][0][0]["id"] == "new-1"
+    with Collection.open(served.path) as col:  # persisted on disk, not only in memory
+        assert [d.id for d in col.get(["new-1"])] == ["new-1"]
+    status, rep = served.call("DELETE", "/collections/second/documents/new-1")
+    assert status == 200 and rep["deleted"] == "new-1"
+    assert served.call("POST", "/collections/second/search", q)[1]["results"][0][0]["id"] != "new-1"
+    status, err = served.call("DELETE", "/collections/second/documents/new-1")
+    assert status == 404 and set(err) == {"error", "detail"} and "new-1" in err["detail"]
+
+
+def test_paraphrases(served):
+    status, body = served.call("POST", "/collections/feedback/paraphrases",
+                               {"text": "App keeps crashing on startup since the last update.",
+                                "threshold": 0.6, "top_k": 5})
+    assert status == 200 and 0 < len(body["results"]) <= 5 and body["threshold"] == 0.6
+    assert all(h["score"] >= 0.6 for h in body["results"])
+    assert "App keeps crashing on startup since the last update." not in [
+        h["text"] for h in body["results"]]  # the text itself is not its own paraphrase
+
+
+def test_embed_similarity_and_openai(served, encoder):
+    texts = ["I want a refund", "Please give my money back", "The sky is blue"]
+    status, body = served.call("POST", "/embed", {"texts": texts, "kind": "query"})
+    assert status == 200 and body["dim"] == 384 and body["model"] == "all-MiniLM-L6-v2"
+    assert np.allclose(body["embeddings"], encoder.encode(texts, kind="query"), atol=1e-5)
+    status, body = served.call("POST", "/similarity", {"texts_a": texts[:1], "texts_b": texts[1:]})
+    vecs = encoder.encode(texts)
+    assert status == 200 and np.allclose(body["scores"], vecs[:1] @ vecs[1:].T, atol=1e-5)
+    assert body["scores"][0][0] > body["scores"][0][1]
+    status, body = served.call("POST", "/v1/embeddings", {"input": texts[0], "model": "default"})
+    assert status == 200 and body["object"] == "list" and body["model"] == "default"
+    assert body["data"][0]["object"] == "embedding" and len(body["data"][0]["embedding"]) == 384
+    assert body["usage"]["prompt_tokens"] > 0
+    status, err = served.call("POST", "/v1/embeddings", {"input": "x", "model": "gpt-9"})
+    assert status == 404 and "available:" in err["detail"]
+
+
+def test_feedback_is_stored_with_a_timestamp(served):
+    fb = {"query": QUERY, "doc_id": "fb-0007", "relevant": True}
+    status, row = served.call("POST", "/collections/feedback/feedback", fb)
+    assert status == 201 and row["relevant"] is True and row["created"].startswith("20")
+    status, body = served.call("GET", "/collections/feedback/feedback")
+    assert status == 200 and body["total"] >= 1 and body["feedback"][0]["doc_id"] == "fb-0007"
+    with sqlite3.connect(served.path / FEEDBACK_DB) as db:
+        assert (QUERY, "fb-0007", 1) in db.execute("SELECT query, doc_id, relevant FROM feedback")
+    status, err = served.call("POST", "/collections/feedback/feedback",
+                              {**fb, "doc_id": "no-such-doc"})
+    assert status == 404 and "no-such-doc" in err["detail"]
+
+
+@pytest.mark.parametrize("method,path,body,status,detail", [
+    ("POST", "/collections/feedback/search", {"query": "x", "k": 51}, 422, "k is 51; the limit is 50"),
+    ("POST", "/collections/feedback/search", {"queries": ["q"] * 9}, 413, "the limit is 8 per request"),
+    ("POST", "/collections/feedback/search", {"query": "x" * 501}, 422, "the limit is 500"),
+    ("POST", "/collections/feedback/search", {"query": "x", "q": 1}, 422, "q: Extra inputs"),
+    ("POST", "/collections/feedback/search", {"query": "x", "queries": ["y"]}, 422, "either"),
+    ("POST", "/collections/feedback/search", {"query": "  "}, 422, "queries[0] is empty"),
+    ("POST", "/collections/feedback/search", {"query": "x", "where": ["colour=red"]}, 422,
+     "unknown metadata field 'colour'"),
+    ("POST", "/embed", {"texts": []}, 422, "at least one text"),
+    ("POST", "/collections/feedback/documents", {"documents": [{"id": "a", "text": "y" * 600}]},
+     422, "the limit is 500"),
+    ("POST", "/collections/feedback/paraphrases", {"text": "x", "top_k": 0}, 422, "top_k"),
+    ("GET", "/collections/nope", None, 404, "no collection named 'nope'; served: feedback, second"),
+])
+def test_limits_and_bad_requests_answer_json(served, method, path, body, status, detail):
+    got, err = served.call(method, path, body)
+    assert got == status and set(err) == {"error", "detail"} and detail in err["detail"]
+
+
+def test_body_size_limit_with_and_without_content_length(served):
+    big = json.dumps({"query": "x" * 30_000}).encode()
+    status, err = served.call("POST", "/collections/feedback/search", raw=big)
+    assert status == 413 and "20000 bytes" in err["detail"]
+    host, port = served.base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest("POST", "/collections/feedback/search")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    for i in range(0, len(big), 4096):
+        part = big[i:i + 4096]
+        conn.send(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+    conn.send(b"0\r\n\r\n")
+    resp = conn.getresponse()
+    assert resp.status == 413 and "20000 bytes" in json.loads(resp.read())["detail"]
+    status, _ = served.call("POST", "/collections/feedback/search", {"query": "x", "k": 1})
+    assert status == 200  # the server is fine afterwards
+
+
+def test_bad_json_is_a_clear_422(served):
+    status, err = served.call("POST", "/collections/feedback/search", raw=b"{bad")
+    assert status == 422 and "not valid JSON" in err["detail"]
+
+
+@pytest.mark.parametrize("path", [
+    "/collections/..", "/collections/%2e%2e", "/collections/..%2F..%2Fetc%2Fpasswd",
+    "/collections/feedback%2F..%2Fsecond", "/collections/%2Fetc", "/collections/feedback/../../etc",
+])
+def test_path_traversal_finds_nothing(served, path):
+    status, body = served.call("GET", path)
+    assert status in (404, 422) and set(body) == {"error", "detail"}
+
+
+def test_collection_names_are_validated():
+    with pytest.raises(InputError, match="invalid collection name '..'"):
+        ServeSettings.from_args(["..=/tmp"])
+    with pytest.raises(InputError, match="invalid collection name"):
+        ServeSettings.from_args(["a/b=/tmp"])
+    with pytest.raises(InputError, match="two collections are named 'x'"):
+        ServeSettings.from_args(["x=/a", "x=/b"])
+
+
+def test_api_key(demo_collection, monkeypatch):
+    monkeypatch.setenv("NEARTEXT_API_KEY", "s3cret")
+    with running(ServeSettings.from_args([str(demo_collection)])) as c:
+        assert c.call("GET", "/health")[0] == 200  # open: health and the UI
+        assert c.call("GET", "/")[0] == 200 and c.call("GET", "/static/app.js")[0] == 200
+        status, err = c.call("GET", "/collections")
+        assert status == 401 and "API key" in err["detail"]
+        assert c.call("POST", "/embed", {"texts": ["a"]})[0] == 401
+        assert c.call("GET", "/collections", headers={"Authorization": "Bearer wrong"})[0] == 401
+        assert c.call("GET", "/collections", headers={"Authorization": "s3cret"})[0] == 401
+        c.key = "s3cret"
+        assert c.call("GET", "/collections")[0] == 200
+        assert c.call("POST", "/collections/feedback/search", {"query": QUERY})[0] == 200
+
+
+def test_without_key_everything_is_open(served):
+    assert served.call("GET", "/collections")[0] == 200
+    assert served.call("GET", "/docs")[0] == 200
+    status, schema = served.call("GET", "/openapi.json")
+    assert status == 200 and "/collections/{name}/search" in schema["paths"]
+
+
+def test_concurrent_requests_are_batched_and_answered_correctly(served, demo_collection):
+    queries = [f"{w} problem with the app" for w in
+               ("sync", "login", "crash", "refund", "theme", "export", "search", "widget")] * 3
+    engine = served.app.state.engine
+    before = {k: (b.batches, b.jobs) for k, b in engine.batchers.items()}
+    out: dict[int, list[str]] = {}
+
+    def ask(i: int) -> None:
+        status, body = served.call("POST", "/collections/feedback/search", {"query": queries[i], "k": 3})
+        assert status == 200
+        out[i] = [h["id"] for h in body["results"][0]]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(queries))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batches = sum(b.batches for b in engine.batchers.values()) - sum(v[0] for v in before.values())
+    jobs = sum(b.jobs for b in engine.batchers.values()) - sum(v[1] for v in before.values())
+    assert jobs == len(queries) and batches < jobs  # some requests shared an encode call
+    with Collection.open(demo_collection) as col:
+        for i, q in enumerate(queries):
+            assert out[i] == [r.id for r in col.search(q, k=3)]
+
+
+def test_feedback_export_trains(tmp_path, demo_copy, capsys):
+    from neartext.feedback import FeedbackStore
+
+    fb = FeedbackStore(demo_copy)
+    fb.add("app crashes at start", "fb-0007", True)
+    fb.add("app crashes at start", "fb-0191", False)
+    fb.add("I lost my notes on a new phone", "fb-0235", True)
+    fb.add("I lost my notes on a new phone", "fb-0235", True)  # the latest rating counts once
+    fb.add("storage is huge", "fb-0092", False)  # only a 👎: no row
+    fb.close()
+    out = tmp_path / "train.csv"
+    assert main(["feedback", "export", str(demo_copy), "-o", str(out)]) == 0
+    assert "2 training rows (triplets)" in capsys.readouterr().out
+    data = load_training_data(out)
+    assert data.format == "triplets" and len(data) == 2
+    with Collection.open(demo_copy) as col:
+        crash, offline, phone = (d.text for d in col.get(["fb-0007", "fb-0191", "fb-0235"]))
+    rows = list(zip(data.texts["anchor"], data.texts["positive"], data.texts["negative"]))
+    assert ("app crashes at start", crash, offline) in rows
+    assert ("I lost my notes on a new phone", phone, crash) in rows  # another query's passage
+    assert main(["feedback", "list", str(demo_copy), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 5
+    empty = tmp_path / "empty"
+    import shutil
+
+    shutil.copytree(demo_copy, empty)
+    (empty / FEEDBACK_DB).unlink()
+    assert main(["feedback", "export", str(empty), "-o", str(tmp_path / "x.csv")]) == 1
+    assert "no feedback stored yet" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+
+
+def test_reindex_keeps_feedback(demo_copy, tiny_model_dir):
+    from neartext.feedback import FeedbackStore
+    from neartext.reindex import reindex
+
+    fb = FeedbackStore(demo_copy)
+    fb.add("q", "fb-0007", True)
+    fb.close()
+    reindex(demo_copy, str(tiny_model_dir))
+    assert [r["doc_id"] for r in FeedbackStore(demo_copy).list()] == ["fb-0007"]
+
+
+def test_cli_serve_prints_url_and_stops_on_ctrl_c(demo_collection, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from serving import free_port
+
+    port = free_port()
+    exe = Path(sys.executable).with_name("neartext")
+    proc = subprocess.Popen([str(exe), "serve", f"demo={demo_collection}", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # blocks until the socket accepts requests
+        assert f"at http://127.0.0.1:{port}" in line and "web UI" in line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/collections", timeout=30) as r:
+            assert json.loads(r.read())[0]["name"] == "demo"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < 30:
+            time.sleep(0.1)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    assert proc.returncode in (0, 130)
+    bad = subprocess.run([str(exe), "serve", "a/b=" + str(demo_collection)], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 1 and "invalid collection name 'a/b'" in bad.stderr
+
+
+@pytest.mark.parametrize("option", ["--max-k", "--forward-batch", "--max-batch"])
+def test_cli_serve_refuses_non_positive_settings(demo_collection, option, capsys):
+    from neartext.cli import main
+
+    assert main(["serve", str(demo_collection), option, "0"]) == 1
+    assert f"{option} must be at least 1" in capsys.readouterr().err

@@ -1,0 +1,79 @@
+"""The web UI in a real headless Chromium (Debian's chromium + chromium-driver, via Selenium)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from serving import running
+
+from neartext.feedback import FEEDBACK_DB
+from neartext.serve import ServeSettings
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+HAVE_BROWSER = Path(CHROMIUM).exists() and Path(DRIVER).exists()
+
+if not HAVE_BROWSER and os.environ.get("CI"):
+    raise RuntimeError("CI must have chromium and chromium-driver (installed by .ci/run)")
+pytestmark = pytest.mark.skipif(
+    not HAVE_BROWSER, reason="no chromium/chromedriver here: 'make browser' (apt-get install "
+                             "chromium chromium-driver) installs them")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def test_search_rate_and_more_like_this(browser, demo_copy):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    with running(ServeSettings.from_args([str(demo_copy)])) as server:
+        browser.get(server.base + "/")
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        assert browser.find_element(By.ID, "collection").get_attribute("value") == "feedback"
+        query = browser.find_element(By.ID, "query")
+        query.send_keys("the app crashes when I open a note with a picture")
+        k = browser.find_element(By.ID, "k")
+        k.clear()
+        k.send_keys("3")
+        browser.find_element(By.ID, "search-button").click()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#results li.result")))
+        results = browser.find_elements(By.CSS_SELECTOR, "#results li.result")
+        assert len(results) == 3
+        first = results[0]
+        assert first.get_attribute("data-id") == "fb-0007"
+        assert "crashes every time I open a note with a picture" in first.text
+        link = first.find_element(By.CSS_SELECTOR, ".metadata a")
+        assert link.get_attribute("href") == "https://help.lumen-notes.example/topics/crash"
+        float(first.find_element(By.CSS_SELECTOR, ".score").text)  # a number is shown
+        first.find_element(By.CSS_SELECTOR, ".rate-up").click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#results li .rated").text)
+        assert first.find_element(By.CSS_SELECTOR, ".rated").text == "rated relevant"
+        with sqlite3.connect(demo_copy / FEEDBACK_DB) as db:
+            rows = db.execute("SELECT query, doc_id, relevant, created FROM feedback").fetchall()
+        assert [r[:3] for r in rows] == [
+            ("the app crashes when I open a note with a picture", "fb-0007", 1)]
+        first.find_element(By.CSS_SELECTOR, ".more").click()
+        wait.until(EC.text_to_be_present_in_element((By.ID, "results-title"), "More like fb-0007"))
+        more = browser.find_elements(By.CSS_SELECTOR, "#results li.result")
+        assert more and all(li.get_attribute("data-id") != "fb-0007" for li in more)
