@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, machine, median, need, percentile, save, timed  # noqa: E402
+from common import SHARED, machine, machine_line, median, need, percentile, save, timed  # noqa: E402
 
 from neartext import Collection, load_encoder  # noqa: E402
 from neartext.collection import text_hash  # noqa: E402
@@ -235,9 +235,7 @@ def table(r: dict) -> str:
     ]
     head = "| measure | neartext | baseline | ratio | target |\n|---|---|---|---|---|\n"
     body = "\n".join("| " + " | ".join(x) + " |" for x in rows)
-    foot = (f"\n\nMachine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM; "
-            f"Python {m['python']}, torch {m['torch']}, sentence-transformers "
-            f"{m['sentence_transformers']}, faiss {m['faiss']}; {m['date']}.")
+    foot = "\n\n" + machine_line(m)
     return head + body + foot
 
 

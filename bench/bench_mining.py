@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, machine, need, save  # noqa: E402
+from common import ROOT, SHARED, machine, machine_line, need, save  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 THRESHOLD, TOP_K = 0.75, 100
@@ -226,9 +226,7 @@ def table(r: dict) -> str:
                 f"({q['gold_pairs']} pairs): "
                 + ", ".join(f"{100 * q[f'recovered_at_{t}']:.1f}% at {t}" for t in (0.7, 0.8, 0.9)))
     m = r["machine"]
-    rows.append(f"\nMachine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM; torch "
-                f"{m['torch']}, sentence-transformers {m['sentence_transformers']}, faiss "
-                f"{m['faiss']}; {m['date']}.")
+    rows.append("\n" + machine_line(m))
     return "\n".join(rows)
 
 

@@ -39,6 +39,13 @@ def machine() -> dict:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
+def machine_line(m: dict) -> str:
+    """One line describing ``machine()``'s result, for the tables under the README's benchmarks."""
+    return (f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM; Python {m['python']}, "
+            f"torch {m['torch']}, sentence-transformers {m['sentence_transformers']}, faiss "
+            f"{m['faiss']}; {m['date']}.")
+
+
 def percentile(values: list[float], q: float) -> float:
     s = sorted(values)
     idx = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
