@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -78,6 +79,55 @@ class Encoder(Protocol):
     def count_truncated(self, texts: Sequence[str]) -> int:
         """How many of ``texts`` are longer than the model reads (and so are truncated)."""
         ...
+
+
+class EncoderBase:
+    """What every backend shares: the properties of :class:`Encoder` over ``_dim``,
+    ``_fingerprint`` and ``_settings``, and applying the query/document prefix."""
+
+    _dim: int
+    _fingerprint: str
+    _settings: EncoderSettings
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def settings(self) -> EncoderSettings:
+        return self._settings
+
+    def _prefixed(self, texts: Sequence[str], kind: Kind) -> list[str]:
+        prefix = self._settings.query_prefix if kind == "query" else self._settings.document_prefix
+        return [prefix + t for t in texts] if prefix else list(texts)
+
+
+_HASHED_SUFFIXES = frozenset({".safetensors", ".bin", ".json", ".txt", ".model", ".pt"})
+_NOT_HASHED = {"README.md", "metrics.json", "training_config.json", "neartext_model.json"}
+_digest_cache: dict[tuple[str, int, int], str] = {}
+
+
+def weights_digest(model_dir: Path, suffixes: frozenset[str] = _HASHED_SUFFIXES) -> str:
+    """SHA-256 over the files that define a model's outputs (weights, configs, tokenizer):
+    those under ``model_dir`` whose suffix is in ``suffixes``."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        if f.suffix not in suffixes or f.name in _NOT_HASHED:
+            continue
+        st = f.stat()
+        key = (str(f), st.st_size, st.st_mtime_ns)
+        if key not in _digest_cache:
+            fh = hashlib.sha256()
+            with f.open("rb") as fp:
+                while chunk := fp.read(1 << 22):
+                    fh.update(chunk)
+            _digest_cache[key] = fh.hexdigest()
+        h.update(str(f.relative_to(model_dir)).encode() + b"\0" + _digest_cache[key].encode())
+    return h.hexdigest()
 
 
 def settings_digest(settings: EncoderSettings, weights_digest: str) -> str:

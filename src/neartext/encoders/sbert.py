@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -14,30 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import MissingExtra, ModelNotFound
-from .base import EncoderSettings, Kind, settings_digest
+from .base import EncoderBase, EncoderSettings, Kind, settings_digest, weights_digest
 
-_HASHED_SUFFIXES = {".safetensors", ".bin", ".json", ".txt", ".model", ".pt"}
-_NOT_HASHED = {"README.md", "metrics.json", "training_config.json", "neartext_model.json"}
 _E5 = re.compile(r"(^|[-_/])(multilingual-)?e5([-_]|$)", re.IGNORECASE)
-_digest_cache: dict[tuple[str, int, int], str] = {}
-
-
-def weights_digest(model_dir: Path) -> str:
-    """SHA-256 over the files that define a model's outputs (weights, configs, tokenizer)."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-        if f.suffix not in _HASHED_SUFFIXES or f.name in _NOT_HASHED:
-            continue
-        st = f.stat()
-        key = (str(f), st.st_size, st.st_mtime_ns)
-        if key not in _digest_cache:
-            fh = hashlib.sha256()
-            with f.open("rb") as fp:
-                while chunk := fp.read(1 << 22):
-                    fh.update(chunk)
-            _digest_cache[key] = fh.hexdigest()
-        h.update(str(f.relative_to(model_dir)).encode() + b"\0" + _digest_cache[key].encode())
-    return h.hexdigest()
 
 
 def _embedding_dim(model: Any) -> int:
@@ -82,7 +60,7 @@ def load_sentence_transformer(model_dir: Path, name: str | None = None) -> Any:
         raise ModelNotFound(f"model '{name}': cannot load {model_dir}: {e}") from None
 
 
-class SentenceTransformerEncoder:
+class SentenceTransformerEncoder(EncoderBase):
     """Encoder over ``sentence_transformers.SentenceTransformer``, loaded offline from a directory.
 
     Prefixes: when none are given, the model's own ``prompts`` (``query``, ``document`` /
@@ -135,18 +113,6 @@ class SentenceTransformerEncoder:
         raise ModelNotFound(f"model '{name}' has no pooling layer to override")
 
     @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    @property
-    def settings(self) -> EncoderSettings:
-        return self._settings
-
-    @property
     def max_tokens(self) -> int | None:
         n = self.model.max_seq_length
         return int(n) if n else None
@@ -154,8 +120,7 @@ class SentenceTransformerEncoder:
     def encode(
         self, texts: Sequence[str], kind: Kind = "document", *, show_progress: bool = False
     ) -> np.ndarray:
-        prefix = self._settings.query_prefix if kind == "query" else self._settings.document_prefix
-        batch = [prefix + t for t in texts] if prefix else list(texts)
+        batch = self._prefixed(texts, kind)
         if not batch:
             return np.zeros((0, self.dim), dtype=np.float32)
         vecs = self.model.encode(

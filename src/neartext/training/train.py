@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..encoders import EncoderSettings, load_encoder
+from ..encoders import EncoderSettings, backend_of, load_encoder
 from ..errors import InputError, MissingExtra, NeartextError
 from .batch_size import BatchProbe, available_memory, cap_for_rows, find_batch_size
 from .data import TrainingData, load_training_data
@@ -125,6 +125,10 @@ def train(file: str | Path, config: TrainConfig, *, progress: bool = False,
 
     ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
     """
+    if backend_of(config.base) != "sbert":
+        raise InputError(f"'{config.base}' cannot be fine-tuned: it is not a sentence-transformers "
+                         "model (neartext runs it for inference only). Train a sentence-transformers "
+                         "model instead, e.g. a multilingual one by local path")
     _require_training_extra()
     out = Path(config.output)
     partial = out.with_name(out.name + ".partial")
