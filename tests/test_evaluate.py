@@ -134,6 +134,24 @@ def test_eval_retrieval_pairs_and_beir(capsys, tmp_path):
     assert "give --pairs FILE, or all of" in capsys.readouterr().err
 
 
+def test_eval_retrieval_compares_search_modes(capsys, tmp_path):
+    f = tmp_path / "heldout.csv"
+    f.write_text("query,passage\n"
+                 "Kuznetsova,Regards from Svetlana Kuznetsova about the delivery\n"
+                 "Okonkwo,Regards from Chidi Okonkwo about the delivery\n"
+                 "my app crashes at start,The application closes immediately after launch\n"
+                 "night theme,Dark mode for the interface\n")
+    assert main(["eval", "retrieval", "--pairs", str(f), "--mode", "semantic", "--mode", "keyword",
+                 "--mode", "hybrid", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)["results"]
+    assert set(res) == {"default [semantic]", "default [keyword]", "default [hybrid]"}
+    assert res["default [hybrid]"]["mrr@10"] == 1.0
+    assert res["default [keyword]"]["mrr@10"] < 1.0  # "night theme" shares no word with its passage
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "retrieval", "--pairs", str(f), "--mode", "fuzzy"])
+    assert e.value.code == 2 and "invalid choice: 'fuzzy'" in capsys.readouterr().err
+
+
 def test_eval_collection_by_text_and_by_id(capsys, tmp_path, demo_collection):
     f = tmp_path / "heldout.csv"
     f.write_text("query,passage,doc\n"

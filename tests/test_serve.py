@@ -63,6 +63,20 @@ def test_search_matches_the_library(served, demo_collection):
     assert all(h["metadata"]["year"] >= 2024 and h["score"] >= 0.3 for h in body["results"][0])
 
 
+@pytest.mark.parametrize("mode", ["keyword", "hybrid"])
+def test_keyword_and_hybrid_modes_match_the_library(served, demo_collection, mode):
+    body = {"queries": [QUERY, "charged twice"], "k": 4, "mode": mode, "where": ["year>=2022"]}
+    status, got = served.call("POST", "/collections/feedback/search", body)
+    assert status == 200
+    with Collection.open(served.path) as col:
+        expected = col.search_many([QUERY, "charged twice"], 4, mode=mode, where="year>=2022")
+    assert [[h["id"] for h in row] for row in got["results"]] == [[r.id for r in row]
+                                                                  for row in expected]
+    status, err = served.call("POST", "/collections/feedback/search",
+                              {"query": QUERY, "mode": mode, "threshold": 0.5})
+    assert status == 422 and "threshold applies to cosine" in err["detail"]
+
+
 def test_upsert_then_search_and_delete_then_search(served):
     doc = {"id": "new-1", "text": "The zebra-striped theme makes the calendar unreadable.",
            "metadata": {"topic": "themes", "year": 2026}}

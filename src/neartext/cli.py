@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__
 from .errors import InputError, NeartextError
+from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="metadata condition, e.g. 'year>=2022' (repeat for AND)")
     p.add_argument("--contains", action="append", default=[],
                    help="only texts containing this word (repeatable)")
+    _add_mode_options(p)
     p.add_argument("--model", help="check that this model is the collection's")
     _add_output_options(p)
 
@@ -142,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--queries", help="BEIR queries.jsonl")
     q.add_argument("--qrels", help="BEIR qrels TSV (query-id, corpus-id, score)")
     q.add_argument("--model", action="append", default=[], help="model (repeat to compare)")
+    _add_mode_options(q, repeat=True)
     q.add_argument("--encoding", default="utf-8")
     _add_output_options(q)
 
@@ -192,6 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--query", help="query column (name or position)")
     q.add_argument("--passage", help="passage column (matched to documents by text)")
     q.add_argument("--gold-id", help="column with the gold document's id (instead of its text)")
+    _add_mode_options(q)
     q.add_argument("--encoding", default="utf-8")
     _add_output_options(q)
 
@@ -261,6 +265,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("collection")
     _add_output_options(p)
     return ap
+
+
+def _add_mode_options(p: argparse.ArgumentParser, repeat: bool = False) -> None:
+    modes = ["semantic", "keyword", "hybrid"]
+    if repeat:
+        p.add_argument("--mode", action="append", choices=modes,
+                       help="semantic (default), keyword or hybrid; repeat to compare")
+    else:
+        p.add_argument("--mode", default="semantic", choices=modes,
+                       help="semantic (vectors), keyword (BM25 over stemmed words) or hybrid (both)")
+    p.add_argument("--fusion", default=DEFAULT_FUSION, choices=["blend", "rrf"],
+                   help="hybrid: weighted blend (default) or reciprocal rank fusion")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help=f"blend: weight of the cosine, the rest goes to BM25 (default {DEFAULT_ALPHA})")
 
 
 def _add_threshold(p: argparse.ArgumentParser, op: str) -> None:
@@ -401,7 +419,8 @@ def _cmd_search(args: argparse.Namespace) -> Any:
         queries = [args.query]
     with Collection.open(args.collection, model=args.model) as col:
         results = col.search_many(queries, args.k, threshold=args.threshold, where=args.where,
-                                  contains=args.contains)
+                                  contains=args.contains, mode=args.mode, fusion=args.fusion,
+                                  alpha=args.alpha)
     if not args.json:
         for q, rows in zip(queries, results):
             if len(queries) > 1:
@@ -502,7 +521,7 @@ def _one_line(text: str, width: int = 100) -> str:
 
 
 def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
-    from .evaluate import evaluate_pairs, evaluate_retrieval, evaluate_sts, load_pairs, pair_scores
+    from .evaluate import evaluate_pairs, evaluate_retrieval_modes, evaluate_sts, load_pairs, pair_scores
     from .tables import check_output_path
 
     if args.eval_kind == "collection":
@@ -511,8 +530,15 @@ def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, dict[str, float]] = {}
     if args.eval_kind == "retrieval":
         data = _retrieval_data(args)
+        modes = args.mode or ["semantic"]
+        columns = []
         for m in models:
-            results[m] = evaluate_retrieval(m, data)
+            by_mode = evaluate_retrieval_modes(m, data, modes, fusion=args.fusion, alpha=args.alpha)
+            for mode in modes:
+                col = m if len(modes) == 1 else f"{m} [{mode}]"
+                results[col] = by_mode[mode]
+                columns.append(col)
+        models = columns
         heading = f"{data.source}: {len(data.qrels)} queries, {len(data.corpus)} documents"
         summary: dict[str, Any] = {"file": data.source, "queries": len(data.qrels),
                                    "documents": len(data.corpus)}
@@ -553,15 +579,18 @@ def _eval_collection(args: argparse.Namespace) -> dict[str, Any]:
 
     with Collection.open(args.collection) as col:
         res = evaluate_collection(col, args.pairs, args.query, args.passage, args.gold_id,
-                                  encoding=args.encoding)
+                                  encoding=args.encoding, mode=args.mode, fusion=args.fusion,
+                                  alpha=args.alpha)
         model = col.manifest["model"]["name"]
     if not args.json:
         skipped = f" ({res['skipped']} skipped: passage not in the collection)" if res["skipped"] else ""
-        print(f"{args.collection} ({model}): {res['queries']} queries from {args.pairs}{skipped}")
+        print(f"{args.collection} ({model}, {args.mode}): {res['queries']} queries from "
+              f"{args.pairs}{skipped}")
         for k, v in res.items():
             if k not in ("queries", "skipped"):
                 print(f"{k:<10} {v:.4f}")
-    return {"collection": args.collection, "model": model, "file": args.pairs, **res}
+    return {"collection": args.collection, "model": model, "mode": args.mode, "file": args.pairs,
+            **res}
 
 
 def _cmd_reindex(args: argparse.Namespace) -> dict[str, Any]:

@@ -26,8 +26,10 @@ from .corpus import Record, read_corpus
 from .encoders import Encoder, EncoderSettings, canonical_name, load_encoder
 from .errors import CollectionExists, CollectionNotFound, InputError, ModelMismatch
 from .filters import Filter, parse_filter
+from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, blend, candidates, check_mode, rrf
+from .lexical import script_shares
 from .results import IndexReport, SearchResult
-from .store import Document, Passage, Store
+from .store import Document, Hit, Passage, Store
 from .store.local import MANIFEST, LocalStore
 
 if TYPE_CHECKING:
@@ -400,17 +402,26 @@ class Collection:
         threshold: float | None = None,
         where: Sequence[str] | str | Filter | None = None,
         contains: Sequence[str] | None = None,
+        mode: str = "semantic",
+        fusion: str = DEFAULT_FUSION,
+        alpha: float = DEFAULT_ALPHA,
     ) -> list[SearchResult]:
         """The ``k`` documents closest in meaning to ``query``, best first.
 
         Args:
             query: the text to search for.
             k: how many results at most.
-            threshold: drop results scoring below this (cosine, in [-1, 1]).
+            threshold: drop results scoring below this (cosine, in [-1, 1]; semantic mode only).
             where: metadata conditions such as ``"year>=2022"`` (all must hold).
             contains: words every result's text must contain (case-insensitive).
+            mode: ``semantic`` (vectors), ``keyword`` (BM25 over stemmed words) or ``hybrid``
+                (both, fused; see :mod:`neartext.hybrid`). A result's ``score`` is the cosine,
+                the BM25 score or the fused score accordingly.
+            fusion: ``blend`` (``alpha`` * cosine + (1 - ``alpha``) * BM25 as a share of a
+                full match; the default) or ``rrf`` (reciprocal rank fusion), for hybrid mode.
         """
-        return self.search_many([query], k, threshold=threshold, where=where, contains=contains)[0]
+        return self.search_many([query], k, threshold=threshold, where=where, contains=contains,
+                                mode=mode, fusion=fusion, alpha=alpha)[0]
 
     def search_many(
         self,
@@ -420,16 +431,21 @@ class Collection:
         threshold: float | None = None,
         where: Sequence[str] | str | Filter | None = None,
         contains: Sequence[str] | None = None,
+        mode: str = "semantic",
+        fusion: str = DEFAULT_FUSION,
+        alpha: float = DEFAULT_ALPHA,
     ) -> list[list[SearchResult]]:
         """:meth:`search` for several queries at once (encoded in one batch)."""
         check_k(k)
         check_threshold(threshold)
+        check_mode(mode, fusion, alpha)
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise InputError("empty query; give some text to search for")
         flt = self.make_filter(where, contains)
-        vecs = self.encoder.encode(list(queries), kind="query")
-        return self.search_vectors(vecs, k, threshold=threshold, where=flt)
+        vecs = None if mode == "keyword" else self.encoder.encode(list(queries), kind="query")
+        return self.search_vectors(vecs, k, threshold=threshold, where=flt, texts=list(queries),
+                                   mode=mode, fusion=fusion, alpha=alpha)
 
     def make_filter(
         self, where: Sequence[str] | str | Filter | None = None, contains: Sequence[str] | None = None
@@ -442,27 +458,68 @@ class Collection:
         return flt
 
     def search_vectors(
-        self, vectors: np.ndarray, k: int = 10, *, threshold: float | None = None,
-        where: Filter | None = None,
+        self, vectors: np.ndarray | None, k: int = 10, *, threshold: float | None = None,
+        where: Filter | None = None, texts: Sequence[str] | None = None, mode: str = "semantic",
+        fusion: str = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA,
     ) -> list[list[SearchResult]]:
         """:meth:`search_many` for query vectors already encoded with the collection's model
-        (the service encodes the queries of concurrent requests together, then calls this)."""
+        (the service encodes the queries of concurrent requests together, then calls this).
+        Keyword and hybrid modes also need the query ``texts``; keyword mode needs no vectors."""
         check_k(k)
         check_threshold(threshold)
-        flt = where
-        hits = self.store.search(vectors, k, flt or None)
-        docs = {d.id: d for d in self.store.get(sorted({h.doc_id for row in hits for h in row}))}
+        check_mode(mode, fusion, alpha)
+        if mode != "semantic":
+            if threshold is not None:
+                raise InputError(f"a threshold applies to cosine scores: use it with the semantic "
+                                 f"mode, not {mode}")
+            if texts is None:
+                raise InputError(f"{mode} search needs the query texts")
+        if mode != "keyword" and vectors is None:
+            raise InputError(f"{mode} search needs query vectors")
+        flt = where or None
         chunked = bool(self.manifest.get("chunking"))
+        ranked: list[list[tuple[str, float, Hit | None]]]
+        if mode == "semantic":
+            assert vectors is not None
+            ranked = [[(h.doc_id, h.score, h) for h in row
+                       if threshold is None or h.score >= threshold]
+                      for row in self.store.search(vectors, k, flt)]
+        elif mode == "keyword":
+            assert texts is not None
+            ranked = [[(h.doc_id, h.score, None) for h in row]
+                      for row in self.store.keyword_search(texts, k, flt)]
+        else:
+            assert texts is not None and vectors is not None
+            ranked = self._hybrid(vectors, texts, k, flt, fusion, alpha)
+        docs = {d.id: d for d in self.store.get(sorted({d for row in ranked for d, _, _ in row}))}
         out = []
-        for row in hits:
+        for row in ranked:
             results = []
-            for h in row:
-                if threshold is not None and h.score < threshold:
-                    continue
-                d = docs[h.doc_id]
-                results.append(SearchResult(d.id, d.text, h.score, d.metadata,
-                                            d.text[h.start:h.end] if chunked else None))
+            for doc_id, score, hit in row:
+                d = docs[doc_id]
+                passage = d.text[hit.start:hit.end] if chunked and hit is not None else None
+                results.append(SearchResult(d.id, d.text, score, d.metadata, passage))
             out.append(results)
+        return out
+
+    def _hybrid(self, vectors: np.ndarray, texts: Sequence[str], k: int, flt: Filter | None,
+                fusion: str, alpha: float) -> list[list[tuple[str, float, Hit | None]]]:
+        n = candidates(k)
+        sem_rows = self.store.search(vectors, n, flt)
+        kw_rows = self.store.keyword_search(texts, n, flt)
+        norms = self.store.keyword_norms(texts) if fusion == "blend" else [0.0] * len(texts)
+        out = []
+        for q, sem, kw, norm in zip(vectors, sem_rows, kw_rows, norms):
+            best = {h.doc_id: h for h in sem}
+            if fusion == "rrf":
+                fused = rrf([h.doc_id for h in sem], [h.doc_id for h in kw], k)
+            else:
+                cosine = {h.doc_id: h.score for h in sem}
+                missing = [h.doc_id for h in kw if h.doc_id not in cosine]
+                for doc, vecs in self.store.doc_vectors(missing).items():
+                    cosine[doc] = float(np.max(vecs @ q))
+                fused = blend(cosine, {h.doc_id: h.score for h in kw}, norm, alpha, k)
+            out.append([(doc, score, best.get(doc)) for doc, score in fused])
         return out
 
     def _check_fields(self, flt: Filter) -> None:
@@ -531,7 +588,8 @@ class Collection:
         return self.store.count()
 
     def info(self) -> dict[str, Any]:
-        """Size, model and settings of the collection."""
+        """Size, model and settings of the collection; ``scripts`` gives the share of texts
+        written mostly in Cyrillic, mostly in Latin letters, or neither."""
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         m = self.manifest
         return {
@@ -549,6 +607,8 @@ class Collection:
             "pooling": m["model"]["settings"].get("pooling"),
             "max_seq_length": m["model"]["settings"].get("max_seq_length"),
             "metadata_fields": sorted(self.store.metadata_fields()),
+            "scripts": script_shares(self.store.iter_texts()),
+            "keyword_index": self.store.has_keyword_index(),
             "source": m.get("source"),
             "threshold": m.get("threshold"),
             "created": m["created"],

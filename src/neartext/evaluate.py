@@ -26,6 +26,7 @@ import numpy as np
 
 from .encoders import Encoder, load_encoder
 from .errors import CorpusFileNotFound, InputError
+from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, check_mode
 from .metrics import pair_classification, sts_correlation
 
 TEXT1 = ("sentence1", "text1", "question1", "s1", "text_a", "anchor", "query", "sentence_a")
@@ -252,11 +253,24 @@ def load_beir(corpus: str | Path, queries: str | Path, qrels: str | Path) -> Ret
     return RetrievalData(qs, docs, rel, str(qrels))
 
 
-def evaluate_retrieval(model: str | Encoder, data: RetrievalData) -> dict[str, float]:
-    """MRR@10, nDCG@10, Recall@1/5/10, MAP@100 of exact search (primary: mrr@10)."""
+def evaluate_retrieval(model: str | Encoder, data: RetrievalData, mode: str = "semantic", *,
+                       fusion: str = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA
+                       ) -> dict[str, float]:
+    """MRR@10, nDCG@10, Recall@1/5/10, MAP@100 (primary: mrr@10) of one search ``mode``."""
+    return evaluate_retrieval_modes(model, data, [mode], fusion=fusion, alpha=alpha)[mode]
+
+
+def evaluate_retrieval_modes(model: str | Encoder, data: RetrievalData, modes: Sequence[str], *,
+                             fusion: str = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA
+                             ) -> dict[str, dict[str, float]]:
+    """:func:`evaluate_retrieval` for several modes, encoding the corpus once. Semantic alone
+    runs an exact vector search; with keyword or hybrid the corpus goes into a temporary
+    collection searched as ``Collection.search`` does."""
     from .metrics import retrieval_metrics
     from .store.vector_index import ExactIndex
 
+    for mode in modes:
+        check_mode(mode, fusion, alpha)
     qrels = {q: {d: g for d, g in rel.items() if d in data.corpus}
              for q, rel in data.qrels.items() if q in data.queries}
     qrels = {q: rel for q, rel in qrels.items() if rel}
@@ -265,13 +279,29 @@ def evaluate_retrieval(model: str | Encoder, data: RetrievalData) -> dict[str, f
                          "that exist: check that the ids of the files match")
     enc = _encoder(model)
     doc_ids = list(data.corpus)
-    index = ExactIndex(enc.dim)
-    index.add(enc.encode([data.corpus[d] for d in doc_ids], kind="document"),
-              np.arange(len(doc_ids)))
     qids = list(qrels)
-    _, top = index.search(enc.encode([data.queries[q] for q in qids], kind="query"), 100)
-    ranked = {q: [doc_ids[i] for i in row if i >= 0] for q, row in zip(qids, top)}
-    return retrieval_metrics(ranked, qrels)
+    texts = [data.queries[q] for q in qids]
+    if list(modes) == ["semantic"]:
+        index = ExactIndex(enc.dim)
+        index.add(enc.encode([data.corpus[d] for d in doc_ids], kind="document"),
+                  np.arange(len(doc_ids)))
+        _, top = index.search(enc.encode(texts, kind="query"), 100)
+        ranked = {q: [doc_ids[i] for i in row if i >= 0] for q, row in zip(qids, top)}
+        return {"semantic": retrieval_metrics(ranked, qrels)}
+    import tempfile
+
+    from .collection import Collection
+    from .corpus import Record
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="neartext-eval-") as tmp, \
+            Collection.create(Path(tmp) / "corpus", model=enc) as col:
+        col.upsert([Record(d, data.corpus[d], {}) for d in doc_ids])
+        for mode in modes:
+            rows = col.search_many(texts, 100, mode=mode, fusion=fusion, alpha=alpha)
+            out[mode] = retrieval_metrics({q: [r.id for r in row] for q, row in zip(qids, rows)},
+                                          qrels)
+    return out
 
 
 def _similarities(encoder: Encoder, data: PairData) -> np.ndarray:
@@ -328,7 +358,8 @@ def evaluate_pairs(
 
 def evaluate_collection(
     collection: Any, path: str | Path, query: str | None = None, passage: str | None = None,
-    gold_id: str | None = None, *, encoding: str = "utf-8",
+    gold_id: str | None = None, *, encoding: str = "utf-8", mode: str = "semantic",
+    fusion: str = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA,
 ) -> dict[str, Any]:
     """Retrieval metrics of an existing collection (its model, index and chunking) for held-out
     (query, passage) rows. Each passage is found in the collection by ``gold_id`` column, else by
@@ -372,7 +403,8 @@ def evaluate_collection(
         raise InputError(f"{p}: none of its passages is in the collection {collection.path}: "
                          "no overlap to evaluate (check the file, or give --gold-id with document ids)")
     qids = list(gold)
-    results = collection.search_many([queries[q] for q in qids], 100)
+    results = collection.search_many([queries[q] for q in qids], 100, mode=mode, fusion=fusion,
+                                     alpha=alpha)
     ranked = {q: [r.id for r in rows] for q, rows in zip(qids, results)}
     from .metrics import retrieval_metrics
 

@@ -225,7 +225,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         queries = [body.query] if body.query is not None else list(body.queries or [])
         check_texts(queries, "queries")
         check_k(body.k)
-        rows = await engine.search(name, queries, body.k, body.threshold, body.where, body.contains)
+        rows = await engine.search(name, queries, body.k, body.threshold, body.where, body.contains,
+                                   body.mode, body.fusion, body.alpha)
         return S.SearchResponse(results=[[_hit(r) for r in row] for row in rows])
 
     @app.post("/collections/{name}/paraphrases", tags=["search"])

@@ -31,6 +31,7 @@ from ..encoders import Encoder, EncoderSettings, load_encoder
 from ..errors import InputError
 from ..feedback import FeedbackStore
 from ..filters import Filter
+from ..hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, check_mode
 from ..results import SearchResult
 from .batcher import MicroBatcher
 from .settings import ServeSettings
@@ -56,6 +57,9 @@ class SearchJob:
     k: int
     threshold: float | None
     filter: Filter
+    mode: str = "semantic"
+    fusion: str = DEFAULT_FUSION
+    alpha: float = DEFAULT_ALPHA
 
 
 Job = EncodeJob | SearchJob
@@ -167,36 +171,48 @@ class Engine:
         return await self.batchers[self.encoder_key(model)].submit(EncodeJob(texts, kind))
 
     async def search(self, name: str, queries: list[str], k: int = 10, threshold: float | None = None,
-                     where: Sequence[str] | None = None, contains: Sequence[str] | None = None
+                     where: Sequence[str] | None = None, contains: Sequence[str] | None = None,
+                     mode: str = "semantic", fusion: str = DEFAULT_FUSION,
+                     alpha: float = DEFAULT_ALPHA
                      ) -> list[list[SearchResult]]:
         served = self.get(name)
+        check_mode(mode, fusion, alpha)
+        if threshold is not None and mode != "semantic":
+            raise InputError(f"a threshold applies to cosine scores: use it with the semantic "
+                             f"mode, not {mode}")
         flt = served.collection.make_filter(list(where or []), list(contains or []))
         return await self.batchers[served.model_key].submit(
-            SearchJob(name, queries, k, threshold, flt))
+            SearchJob(name, queries, k, threshold, flt, mode, fusion, alpha))
 
     def _handle(self, enc: Encoder, jobs: list[Job]) -> list[Any]:
         """Runs in the batcher's thread: one encode call per kind, one index search per
         (collection, filter) group."""
         by_kind: dict[Kind, dict[str, int]] = {"query": {}, "document": {}}
         for j in jobs:
+            if isinstance(j, SearchJob) and j.mode == "keyword":
+                continue  # no vectors needed
             kind: Kind = j.kind if isinstance(j, EncodeJob) else "query"
             for t in (j.texts if isinstance(j, EncodeJob) else j.queries):
                 by_kind[kind].setdefault(t, len(by_kind[kind]))
         vectors = {kind: enc.encode(list(texts), kind=kind)
                    for kind, texts in by_kind.items() if texts}
         results: list[Any] = [None] * len(jobs)
-        groups: dict[tuple[str, str], list[tuple[int, SearchJob]]] = defaultdict(list)
+        groups: dict[tuple, list[tuple[int, SearchJob]]] = defaultdict(list)
         for i, j in enumerate(jobs):
             if isinstance(j, EncodeJob):
                 results[i] = vectors[j.kind][[by_kind[j.kind][t] for t in j.texts]]
             else:
-                groups[(j.collection, repr(j.filter))].append((i, j))
-        for (name, _), members in groups.items():
+                groups[(j.collection, repr(j.filter), j.mode, j.fusion, j.alpha)].append((i, j))
+        for (name, *_), members in groups.items():
             col = self.collections[name].collection
-            rows = [by_kind["query"][t] for _, j in members for t in j.queries]
+            first = members[0][1]
+            texts = [t for _, j in members for t in j.queries]
+            vecs = (None if first.mode == "keyword"
+                    else vectors["query"][[by_kind["query"][t] for t in texts]])
             k = max(j.k for _, j in members)
             try:
-                hits = col.search_vectors(vectors["query"][rows], k, where=members[0][1].filter)
+                hits = col.search_vectors(vecs, k, where=first.filter, texts=texts, mode=first.mode,
+                                          fusion=first.fusion, alpha=first.alpha)
             except Exception as e:
                 for i, _ in members:
                     results[i] = e

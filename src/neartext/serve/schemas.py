@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, Fusion
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -18,6 +20,11 @@ class SearchRequest(_Body):
     threshold: float | None = Field(None, ge=-1, le=1, description="drop results scoring below this")
     where: list[str] = Field(default_factory=list, description='metadata conditions, e.g. "year>=2023"')
     contains: list[str] = Field(default_factory=list, description="words every result must contain")
+    mode: Literal["semantic", "keyword", "hybrid"] = Field(
+        "semantic", description="vectors, BM25 over stemmed words, or both fused")
+    fusion: Fusion = Field(DEFAULT_FUSION,
+                                            description="hybrid: how the two rankings merge")
+    alpha: float = Field(DEFAULT_ALPHA, ge=0, le=1, description="blend: weight of the cosine score")
 
 
 class Hit(BaseModel):

@@ -90,6 +90,28 @@ class Store(Protocol):
         """Top ``k`` documents per query (best passage each), highest score first."""
         ...
 
+    def keyword_search(
+        self, queries: Sequence[str], k: int, flt: Filter | None = None
+    ) -> list[list[Hit]]:
+        """Top ``k`` documents per query text by a lexical score (BM25), highest first."""
+        ...
+
+    def keyword_norms(self, queries: Sequence[str]) -> list[float]:
+        """Per query, the keyword score of a full match (to put scores on one scale)."""
+        ...
+
+    def has_keyword_index(self) -> bool:
+        """Whether the lexical index behind :meth:`keyword_search` exists yet."""
+        ...
+
+    def iter_texts(self, batch_size: int = 4096) -> Iterator[str]:
+        """Every document's text."""
+        ...
+
+    def doc_vectors(self, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """All passage vectors of each given document, ``doc_id -> (n_passages, dim)``."""
+        ...
+
     def get(self, ids: Sequence[str]) -> list[Document]:
         """Documents by id, in the given order; unknown ids are left out."""
         ...

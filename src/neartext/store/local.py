@@ -15,6 +15,7 @@ if it is missing or older than the database, it is rebuilt from SQLite on open.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ import numpy as np
 
 from ..errors import CollectionNotFound, CorruptCollection, InputError
 from ..filters import Condition, Filter, as_number
+from ..lexical import index_text, match_expression, terms
 from .base import Document, Hit, Passage, WriteResult
 from .vector_index import FaissIndex, VectorIndex, load_index, new_index
 
@@ -44,6 +46,9 @@ CREATE INDEX IF NOT EXISTS passages_hash ON passages(hash);
 CREATE TABLE IF NOT EXISTS staged (hash TEXT PRIMARY KEY, vec BLOB NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('generation', '0');
 """
+# Full-text index of stemmed words (neartext.lexical); rowid = the document's rowid.
+_LEXICAL_SCHEMA = ("CREATE VIRTUAL TABLE lexical USING fts5(terms, "
+                   "tokenize = 'unicode61 remove_diacritics 0')")
 
 
 def _connect(db: Path) -> sqlite3.Connection:
@@ -171,6 +176,11 @@ class LocalStore:
             self._fields = (gen, {r[0] for r in rows})
         return set(self._fields[1])
 
+    def iter_texts(self, batch_size: int = 4096) -> Iterator[str]:
+        cur = self.conn.execute("SELECT text FROM documents")
+        while rows := cur.fetchmany(batch_size):
+            yield from (r[0] for r in rows)
+
     def iter_vectors(self, batch_size: int = 8192) -> Iterator[tuple[list[str], np.ndarray]]:
         cur = self.conn.execute("SELECT doc_id, vec FROM passages ORDER BY pid")
         while rows := cur.fetchmany(batch_size):
@@ -204,14 +214,22 @@ class LocalStore:
                 for part in _batches(list(replaced) + gone, 900):
                     marks = ",".join("?" * len(part))
                     self.conn.execute(f"DELETE FROM passages WHERE doc_id IN ({marks})", part)
+                lexical = self.has_keyword_index()
+                if lexical:
+                    self._lexical_delete(list(existing) + gone)  # before their rows go
                 for part in _batches(gone, 900):
                     marks = ",".join("?" * len(part))
                     cur = self.conn.execute(f"DELETE FROM documents WHERE id IN ({marks})", part)
                     result.removed += cur.rowcount
+                # An upsert, not INSERT OR REPLACE: a document keeps its rowid (the key of its
+                # row in the full-text index).
                 self.conn.executemany(
-                    "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?)",
+                    "INSERT INTO documents VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                    "text = excluded.text, metadata = excluded.metadata, hash = excluded.hash",
                     [(d.id, d.text, json.dumps(d.metadata, ensure_ascii=False), d.hash)
                      for d in documents])
+                if lexical:
+                    self._lexical_add([(d.id, d.text) for d in documents])
                 result.added = sum(1 for d in documents if d.id not in existing)
                 result.updated = len(documents) - result.added
                 first = self.conn.execute("SELECT COALESCE(MAX(pid), 0) + 1 FROM passages").fetchone()[0]
@@ -291,6 +309,100 @@ class LocalStore:
                         break
             out.append(list(seen.values()))
         return out
+
+    # -- keyword search (SQLite FTS5 over stemmed words, BM25) ----------------------------------
+
+    def keyword_search(
+        self, queries: Sequence[str], k: int, flt: Filter | None = None
+    ) -> list[list[Hit]]:
+        """Top ``k`` documents per query by BM25 over their stemmed words (``score`` is the
+        BM25 score, higher is better). The full-text index is built on first use and kept in
+        step with every write after that."""
+        self.ensure_lexical()
+        where, params = filter_to_sql(flt) if flt else ("1", [])
+        out: list[list[Hit]] = []
+        with self._lock:
+            for q in queries:
+                expr = match_expression(q)
+                if not expr or k < 1:
+                    out.append([])
+                    continue
+                rows = self.conn.execute(
+                    "SELECT d.id, -bm25(lexical), length(d.text) FROM lexical "
+                    "JOIN documents d ON d.rowid = lexical.rowid "
+                    f"WHERE lexical MATCH ? AND {where} ORDER BY bm25(lexical) LIMIT ?",
+                    [expr, *params, k])
+                out.append([Hit(doc, float(score), 0, n) for doc, score, n in rows])
+        return out
+
+    def keyword_norms(self, queries: Sequence[str]) -> list[float]:
+        """For each query, the BM25 score of a document of average length holding each query
+        word once: the sum of the words' IDFs (as FTS5 computes them; words no document has
+        included). Dividing a BM25 score by
+        it puts keyword scores of different queries on one scale (about 1 = a full match)."""
+        self.ensure_lexical()
+        with self._lock:
+            self.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.lexical_vocab "
+                              "USING fts5vocab(main, lexical, row)")
+            n = self.conn.execute("SELECT COUNT(*) FROM lexical").fetchone()[0]
+            out = []
+            for q in queries:
+                words = list(dict.fromkeys(terms(q)))
+                df: dict[str, int] = {}
+                for part in _batches(words, 900):
+                    marks = ",".join("?" * len(part))
+                    df.update(self.conn.execute(
+                        f"SELECT term, doc FROM temp.lexical_vocab WHERE term IN ({marks})", part))
+                # a word no document has counts too: matching the rest is a partial match
+                out.append(sum(max(math.log((n - df.get(w, 0) + 0.5) / (df.get(w, 0) + 0.5)), 1e-6)
+                               for w in words))
+        return out
+
+    def ensure_lexical(self) -> bool:
+        """Build the full-text index if this collection has none yet (one transaction).
+        Returns True when it was built now."""
+        with self._lock:
+            if self.has_keyword_index():
+                return False
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute(_LEXICAL_SCHEMA)
+                cur = self.conn.execute("SELECT rowid, text FROM documents")
+                while rows := cur.fetchmany(4096):
+                    self.conn.executemany("INSERT INTO lexical(rowid, terms) VALUES (?, ?)",
+                                          [(r, index_text(t)) for r, t in rows])
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            return True
+
+    def doc_vectors(self, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Every passage vector of the given documents, ``doc_id -> (n_passages, dim)``."""
+        out: dict[str, list[np.ndarray]] = {}
+        for part in _batches(list(doc_ids), 900):
+            marks = ",".join("?" * len(part))
+            for doc, blob in self.conn.execute(
+                    f"SELECT doc_id, vec FROM passages WHERE doc_id IN ({marks})", part):
+                out.setdefault(doc, []).append(np.frombuffer(blob, dtype=np.float32))
+        return {d: np.stack(v) for d, v in out.items()}
+
+    def has_keyword_index(self) -> bool:
+        """Whether the full-text index exists (it is built by the first keyword search)."""
+        # Asked every time (microseconds): another process may have built it meanwhile.
+        return self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'lexical'").fetchone() is not None
+
+    def _lexical_delete(self, doc_ids: list[str]) -> None:
+        for part in _batches(doc_ids, 900):
+            marks = ",".join("?" * len(part))
+            self.conn.execute(f"DELETE FROM lexical WHERE rowid IN "
+                              f"(SELECT rowid FROM documents WHERE id IN ({marks}))", part)
+
+    def _lexical_add(self, docs: list[tuple[str, str]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO lexical(rowid, terms) SELECT rowid, ? FROM documents WHERE id = ?",
+            [(index_text(text), doc) for doc, text in docs])
 
     def _filtered_pids(self, flt: Filter) -> np.ndarray:
         """Passage ids that pass ``flt``; cached per database generation (writes invalidate)."""

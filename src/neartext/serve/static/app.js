@@ -62,7 +62,9 @@ function render(title, hits, query) {
 function settings() {
   const k = parseInt($("k").value, 10) || 5;
   const t = $("threshold").value.trim();
-  return { k, threshold: t === "" ? null : parseFloat(t) };
+  const mode = $("mode").value;
+  // a threshold is a cosine: it only applies to the semantic mode
+  return { k, mode, threshold: t === "" || mode !== "semantic" ? null : parseFloat(t) };
 }
 
 async function search(ev) {
@@ -70,14 +72,15 @@ async function search(ev) {
   const query = $("query").value.trim();
   const name = $("collection").value;
   if (!query || !name) return;
-  const { k, threshold } = settings();
+  const { k, mode, threshold } = settings();
   say("");
   try {
-    const data = await api("POST", `/collections/${encodeURIComponent(name)}/search`, { query, k, threshold });
+    const data = await api("POST", `/collections/${encodeURIComponent(name)}/search`, { query, k, threshold, mode });
     const hits = data.results[0];
     state.lastQuery = query;
     render(`${hits.length} result${hits.length === 1 ? "" : "s"} for “${query}”`, hits, query);
-    if (!hits.length) say("Nothing scored above the threshold.", true);
+    if (!hits.length) say(mode === "semantic" ? "Nothing scored above the threshold."
+                                              : "Nothing matched.", true);
   } catch (e) { say(e.message); }
 }
 

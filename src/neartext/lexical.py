@@ -1,0 +1,89 @@
+"""Words for keyword search: Unicode-aware tokenization and stemming for Russian and English.
+
+Texts become lowercase word stems: Cyrillic words through the Snowball Russian stemmer, Latin
+words through the Snowball English one, digits and other scripts as they are (``ё`` is read as
+``е``); common function words (:data:`STOP_WORDS`) are left out. The same function makes the
+terms stored in the collection's full-text index and the terms of a query, so ``мемы`` finds
+``мемов`` and ``crashed`` finds ``crashes``.
+
+Example:
+    >>> terms("Котики падают; the app CRASHED twice (XJ-4000)")
+    ['котик', 'пада', 'app', 'crash', 'twice', 'xj', '4000']
+    >>> match_expression("crashes, XJ-4000!")
+    '"crash" OR "xj" OR "4000"'
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from functools import lru_cache
+
+WORD = re.compile(r"[^\W_]+")
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_LATIN = re.compile(r"[a-z]")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+
+
+# Function words left out of the index and of queries: they match nearly every text, and a
+# query's "when" or "the" would otherwise pull unrelated documents into a hybrid ranking.
+STOP_WORDS = frozenset("""
+a an and are as at be been but by can could did do does for from had has have he her his how i
+if in into is it its me my no not of on or our she so than that the their them then there these
+they this to too was we were what when where which who why will with would you your
+а без бы был была были было в вам вас во вот все всё вы где да для до его ее её если есть еще ещё
+же за и из или им их к как ко когда кто ли мне мы на над не нет ни но о об от по под при с со так
+там то тоже только ты у уже чем что чтобы эта эти это я
+""".split())
+
+
+@lru_cache(maxsize=1)
+def _stemmers() -> tuple[object, object]:
+    import Stemmer
+
+    return Stemmer.Stemmer("russian"), Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=200_000)
+def stem(word: str) -> str:
+    """The stem of one lowercase word (Russian or English by its script; others unchanged)."""
+    ru, en = _stemmers()
+    if _CYRILLIC.search(word):
+        return ru.stemWord(word)  # type: ignore[attr-defined, no-any-return]
+    if _LATIN.search(word) and word.isalpha():
+        return en.stemWord(word)  # type: ignore[attr-defined, no-any-return]
+    return word
+
+
+def terms(text: str) -> list[str]:
+    """The stems of the words of ``text``, in order, without :data:`STOP_WORDS`."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return [stem(w.replace("ё", "е")) for w in WORD.findall(text) if w not in STOP_WORDS]
+
+
+def index_text(text: str) -> str:
+    """What the full-text index stores for ``text``: its stems separated by spaces."""
+    return " ".join(terms(text))
+
+
+def match_expression(query: str) -> str:
+    """An FTS5 MATCH expression for ``query``: any of its stems (BM25 ranks documents with more
+    and rarer ones higher); ``""`` when the query has no words."""
+    seen = dict.fromkeys(terms(query))
+    return " OR ".join(f'"{t}"' for t in seen)
+
+
+def script_shares(texts: Iterable[str]) -> dict[str, float]:
+    """Share of ``texts`` written mostly in Cyrillic, mostly in Latin, or neither.
+
+    >>> script_shares(["привет мир", "hello", "123"])
+    {'cyrillic': 0.333, 'latin': 0.333, 'other': 0.333}
+    """
+    counts = {"cyrillic": 0, "latin": 0, "other": 0}
+    for t in texts:
+        cyr = len(_CYRILLIC.findall(t))
+        lat = len(_ASCII_LETTER.findall(t))
+        counts["cyrillic" if cyr > lat else "latin" if lat > cyr else "other"] += 1
+    n = max(sum(counts.values()), 1)
+    return {k: round(v / n, 3) for k, v in counts.items()}

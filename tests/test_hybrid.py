@@ -1,0 +1,148 @@
+"""Keyword (BM25 over stemmed words) and hybrid search, on real collections with the bundled model."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from neartext import Collection, Record
+from neartext.cli import main
+from neartext.lexical import index_text, match_expression, terms
+
+# Long support tickets: the identifier that tells them apart comes after the first 32 tokens,
+# which is all the model reads in this collection (as in long documents with a signature or an
+# order number at the end). Only the words can find them.
+FILLER = ("Hello team, I am writing again about the problem with the delivery that I described "
+          "on the phone last week, because nothing has changed since then and I still wait for "
+          "an answer from your side. ")
+TICKETS = {
+    "t-kuz": FILLER + "Regards, Svetlana Kuznetsova.",
+    "t-okon": FILLER + "Regards, Chidi Okonkwo.",
+    "t-lind": FILLER + "Regards, Astrid Lindqvist.",
+    "t-qz1": FILLER + "Order QZ-88-4127.",
+    "t-qz2": FILLER + "Order QZ-31-9050.",
+    "t-fw": FILLER + "The router runs firmware 3.14.159.",
+    "t-typo": FILLER + "I did not recieve the confirmaton email.",
+    "t-brand": FILLER + "It is about the Zorbex blender.",
+}
+KEYWORD_QUERIES = {"Kuznetsova": "t-kuz", "ticket from Okonkwo": "t-okon", "Lindqvist delivery": "t-lind",
+                   "QZ-88-4127": "t-qz1", "order QZ-31-9050": "t-qz2", "firmware 3.14.159": "t-fw",
+                   "recieve confirmaton": "t-typo", "Zorbex": "t-brand"}
+# Paraphrases of demo feedback, each with the demo texts that say the same thing.
+PARAPHRASES = {
+    "I got charged two times for the annual subscription": {"fb-0066", "fb-0067"},
+    "opening a note with a photo crashes the app": {"fb-0007", "fb-0008", "fb-0009"},
+    "the app runs down my battery": {"fb-0090", "fb-0091"},
+    "I never get the password reset email": {"fb-0050", "fb-0051"},
+    "PDF export drops the last page": {"fb-0130", "fb-0131"},
+    "search does not look inside PDF files": {"fb-0102", "fb-0103"},
+}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, encoder):
+    """The demo corpus plus the long tickets, in a collection whose model reads 32 tokens."""
+    import csv
+
+    from conftest import DEMO
+
+    path = tmp_path_factory.mktemp("hybrid") / "mixed"
+    from neartext.encoders import EncoderSettings
+
+    col = Collection.create(path, model=EncoderSettings(model="default", max_seq_length=32))
+    with open(DEMO, encoding="utf-8") as f:
+        demo = [Record(r["id"], r["text"], {"topic": r["topic"], "year": int(r["year"])})
+                for r in csv.DictReader(f)]
+    col.upsert(demo + [Record(i, t, {"topic": "ticket", "year": 2026}) for i, t in TICKETS.items()])
+    yield col
+    col.close()
+
+
+def _top1(col, queries, **kw):
+    return {q: (r[0].id if (r := col.search(q, k=1, **kw)) else None) for q in queries}
+
+
+def test_words_are_stemmed_for_russian_and_english():
+    assert terms("Мемы про котиков") == terms("мем про котики") == ["мем", "про", "котик"]
+    assert terms("The app CRASHED") == ["app", "crash"] == terms("app crashes")
+    assert terms("ёлка") == terms("елка")
+    assert match_expression("the, and; of") == ""  # only stop words: nothing to match
+
+
+def test_hybrid_finds_names_and_codes_that_semantic_search_misses(mixed):
+    semantic = _top1(mixed, KEYWORD_QUERIES)
+    keyword = _top1(mixed, KEYWORD_QUERIES, mode="keyword")
+    hybrid = _top1(mixed, KEYWORD_QUERIES, mode="hybrid")
+    right = {name: sum(got[q] == want for q, want in KEYWORD_QUERIES.items())
+             for name, got in (("semantic", semantic), ("keyword", keyword), ("hybrid", hybrid))}
+    assert right["keyword"] == len(KEYWORD_QUERIES)
+    assert right["hybrid"] == len(KEYWORD_QUERIES) > right["semantic"] + 3, right
+
+
+def test_hybrid_does_not_lose_on_paraphrases(mixed):
+    semantic = _top1(mixed, PARAPHRASES)
+    hybrid = _top1(mixed, PARAPHRASES, mode="hybrid")
+    rrf = _top1(mixed, PARAPHRASES, mode="hybrid", fusion="rrf")
+    right = {name: sum(got[q] in gold for q, gold in PARAPHRASES.items())
+             for name, got in (("semantic", semantic), ("hybrid", hybrid), ("rrf", rrf))}
+    assert right["semantic"] == len(PARAPHRASES)
+    assert right["hybrid"] == len(PARAPHRASES), (right, hybrid)
+
+
+def test_keyword_search_filters_and_scores(mixed):
+    hits = mixed.search("crash", k=50, mode="keyword", where="year>=2024")
+    assert hits and all(h.metadata["year"] >= 2024 for h in hits)
+    assert all("crash" in " ".join(terms(h.text)) for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert mixed.search("zzzqqq", k=5, mode="keyword") == []
+    with pytest.raises(ValueError, match="threshold applies to cosine"):
+        mixed.search("crash", k=5, mode="keyword", threshold=0.5)
+    with pytest.raises(ValueError, match="unknown search mode"):
+        mixed.search("crash", mode="fuzzy")
+
+
+def test_keyword_index_follows_upserts_and_deletes(demo_copy):
+    col = Collection.open(demo_copy)
+    assert not col.store.has_keyword_index()
+    assert col.search("crash", k=3, mode="keyword")  # built on first use
+    assert col.store.has_keyword_index()
+    col.upsert([Record("new-1", "The walrus theme is lovely.", {"topic": "themes"})])
+    assert [h.id for h in col.search("walrus", k=3, mode="keyword")] == ["new-1"]
+    col.upsert([Record("new-1", "The penguin theme is lovely.", {"topic": "themes"})])  # text changed
+    assert col.search("walrus", k=3, mode="keyword") == []
+    assert [h.id for h in col.search("penguins", k=3, mode="keyword")] == ["new-1"]
+    col.delete(["new-1"])
+    assert col.search("penguin", k=3, mode="keyword") == []
+    col.close()
+    # the full-text rows are exactly the documents, each with its current text's words
+    conn = sqlite3.connect(demo_copy / "data.sqlite")
+    rows = conn.execute("SELECT d.text, l.terms FROM documents d "
+                        "LEFT JOIN lexical l ON l.rowid = d.rowid").fetchall()
+    assert len(rows) == conn.execute("SELECT COUNT(*) FROM lexical").fetchone()[0]
+    assert all(t == index_text(text) for text, t in rows)
+    conn.close()
+
+
+def test_a_keyword_index_built_by_another_process_is_kept_in_sync(demo_copy):
+    service = Collection.open(demo_copy)  # opened before the index exists
+    other = Collection.open(demo_copy)
+    other.search("crash", k=1, mode="keyword")
+    other.close()
+    service.upsert([Record("new-2", "A flamingo sticker pack, please.", {})])
+    assert [h.id for h in service.search("flamingo", k=1, mode="keyword")] == ["new-2"]
+    service.close()
+
+
+def test_cli_modes_and_info(demo_copy, capsys):
+    assert main(["search", str(demo_copy), "charged twice", "--mode", "hybrid", "-k", "2",
+                 "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert {h["id"] for h in hits} <= {"fb-0066", "fb-0067", "fb-0068", "fb-0069"}
+    assert main(["search", str(demo_copy), "crash", "--mode", "keyword", "--threshold", "0.3"]) == 1
+    assert "threshold applies to cosine scores" in capsys.readouterr().err
+    assert main(["info", str(demo_copy), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["scripts"] == {"cyrillic": 0.0, "latin": 1.0, "other": 0.0}
+    assert info["keyword_index"] is True
