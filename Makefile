@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser demo test test-fast bench bench-mining bench-training bench-serve lint clean
+.PHONY: setup browser demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual lint clean
 
 setup: $(STAMP)
 
@@ -60,3 +60,7 @@ clean:
 
 bench-serve: setup
 	$(BIN)/python bench/bench_serve.py
+
+# Needs ../shared/datasets: STS-B en/ru, ParaPhraser, cross-lingual, Cranfield/Quora hybrid, USE speed.
+bench-multilingual: setup
+	$(BIN)/python bench/bench_multilingual.py
