@@ -116,7 +116,8 @@ def _exact(v: np.ndarray, threshold: float, top_k: int, progress: bool):
             rows = v[start : start + block]
             scores = matmul_scores(rows, v[start:])  # (b, n - start): columns from `start` on
             b = len(rows)
-            scores[:, :b][np.tril_indices(b)] = -np.inf  # keep j > i only
+            for k in range(b):  # keep j > i only (a b x b index array would cost 16 b^2 bytes)
+                scores[k, : k + 1] = -np.inf
             r, c = np.nonzero(scores >= threshold)
             sc = scores[r, c]
             # A row's or a column's candidates beyond its top_k best in this block can never be
