@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
-WORD = re.compile(r"[^\W_]+")
+WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")  # letters/digits; "doesn't" is one word
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _LATIN = re.compile(r"[a-z]")
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
@@ -29,12 +29,17 @@ _ASCII_LETTER = re.compile(r"[A-Za-z]")
 # Function words left out of the index and of queries: they match nearly every text, and a
 # query's "when" or "the" would otherwise pull unrelated documents into a hybrid ranking.
 STOP_WORDS = frozenset("""
-a an and are as at be been but by can could did do does for from had has have he her his how i
-if in into is it its me my no not of on or our she so than that the their them then there these
-they this to too was we were what when where which who why will with would you your
+a about after again all also am an and any are as at be because been before being but by can
+could did do does doing each even ever every for from get gets got had has have he her here his
+how i if in into is it its just me more most my no not now of on once one only or other our out
+over same she should so some still such than that the their them then there these they this
+those through to too until up us very was we were what when where which while who why will with
+would yet you your can't cannot didn't doesn't don't i'd i'll i'm i've isn't it's let's
+that's there's won't wasn't aren't weren't you're they're we're
 а без бы был была были было в вам вас во вот все всё вы где да для до его ее её если есть еще ещё
 же за и из или им их к как ко когда кто ли мне мы на над не нет ни но о об от по под при с со так
-там то тоже только ты у уже чем что чтобы эта эти это я
+там то тоже только ты у уже чем что чтобы эта эти это я меня мой моя мои очень после себя
+свой своя свои тут этот этого этой них нас нам ему ей сам сама раз при через
 """.split())
 
 
@@ -51,14 +56,14 @@ def stem(word: str) -> str:
     ru, en = _stemmers()
     if _CYRILLIC.search(word):
         return ru.stemWord(word)  # type: ignore[attr-defined, no-any-return]
-    if _LATIN.search(word) and word.isalpha():
+    if _LATIN.search(word) and word.replace("'", "").isalpha():
         return en.stemWord(word)  # type: ignore[attr-defined, no-any-return]
     return word
 
 
 def terms(text: str) -> list[str]:
     """The stems of the words of ``text``, in order, without :data:`STOP_WORDS`."""
-    text = unicodedata.normalize("NFKC", text).casefold()
+    text = unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
     return [stem(w.replace("ё", "е")) for w in WORD.findall(text) if w not in STOP_WORDS]
 
 
