@@ -11,7 +11,8 @@ from conftest import ROOT
 MODULES = ["neartext.corpus", "neartext.cleaning", "neartext.filters", "neartext.store.local",
            "neartext.store.vector_index", "neartext.encoders.registry", "neartext.collection",
            "neartext.mining", "neartext.groups", "neartext.analysis", "neartext.metrics",
-           "neartext.evaluate", "neartext.lexical", "neartext.hybrid", "neartext.serve.settings"]
+           "neartext.evaluate", "neartext.lexical", "neartext.hybrid", "neartext.serve.settings",
+           "neartext.topics"]
 
 
 @pytest.mark.parametrize("name", MODULES)

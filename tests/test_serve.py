@@ -323,3 +323,18 @@ def test_cli_serve_refuses_non_positive_settings(demo_collection, option, capsys
 
     assert main(["serve", str(demo_collection), option, "0"]) == 1
     assert f"{option} must be at least 1" in capsys.readouterr().err
+
+
+def test_map_and_placing_a_query(served):
+    status, data = served.call("GET", "/collections/feedback/map?color_by=topic")
+    assert status == 200 and len(data["points"]) > 200
+    assert {g["name"] for g in data["groups"]} >= {"crash", "billing"}
+    xs = [p[0] for p in data["points"]]
+    status, at = served.call("POST", "/collections/feedback/map/place", {"query": "charged twice"})
+    assert status == 200 and min(xs) <= at["x"] <= max(xs)
+    billing = [p for p in data["points"] if data["groups"][p[2]]["name"] == "billing"]
+    mean = (sum(p[0] for p in billing) / len(billing), sum(p[1] for p in billing) / len(billing))
+    spread = max(xs) - min(xs)
+    assert abs(at["x"] - mean[0]) < spread / 3 and abs(at["y"] - mean[1]) < spread / 3
+    status, err = served.call("GET", "/collections/feedback/map?color_by=nope")
+    assert status == 422 and "unknown metadata column 'nope'" in err["detail"]

@@ -77,3 +77,41 @@ def test_search_rate_and_more_like_this(browser, demo_copy):
         wait.until(EC.text_to_be_present_in_element((By.ID, "results-title"), "More like fb-0007"))
         more = browser.find_elements(By.CSS_SELECTOR, "#results li.result")
         assert more and all(li.get_attribute("data-id") != "fb-0007" for li in more)
+
+
+def test_map_view_places_a_query(browser, demo_copy, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 120)  # the first map computes a UMAP projection
+    with running(ServeSettings.from_args([str(demo_copy)])) as server:
+        browser.get(server.base + "/static/map.html?collection=feedback")
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-drawn") == "1")
+        status = browser.find_element(By.ID, "status").text
+        assert status.endswith("documents") and int(status.split()[0]) > 200
+        legend = browser.find_element(By.ID, "legend").text
+        assert "crash" in legend  # cluster labels name the themes
+        # something was drawn: the canvas is not blank
+        blank = browser.execute_script(
+            "const c = document.getElementById('map'); const d = c.getContext('2d')"
+            ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
+            "for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n;")
+        assert blank > 1000
+        browser.find_element(By.ID, "query").send_keys("I was charged twice")
+        browser.execute_script("document.body.dataset.drawn = '0'")
+        browser.find_element(By.CSS_SELECTOR, "#map-form button").click()
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-drawn") == "1")
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    # the offline HTML map opens in the browser too
+    page = tmp_path / "map.html"
+    from neartext.cli import main
+
+    assert main(["map", str(demo_copy), "-o", str(page), "--color-by", "topic", "-q"]) == 0
+    browser.get(page.as_uri())
+    drawn = browser.execute_script(
+        "const c = document.getElementById('map'); const d = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
+        "for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n;")
+    assert drawn > 1000
+    assert "billing" in browser.find_element(By.ID, "legend").text

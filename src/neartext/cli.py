@@ -119,6 +119,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="write the corpus with one row per group (+ FILE's .mapping.csv: id -> kept id)")
     _add_output_options(p)
 
+    p = sub.add_parser("cluster", help="clusters of the documents, with labels and central texts")
+    p.add_argument("collection")
+    _add_cluster_options(p)
+    p.add_argument("--central", type=int, default=3, help="central texts shown per cluster (3)")
+    p.add_argument("-o", "--output", help="write id, cluster, label, text to .csv, .jsonl or .parquet")
+    _add_output_options(p)
+
+    p = sub.add_parser("map", help="a 2-D map of the collection (UMAP) as PNG or offline HTML")
+    p.add_argument("collection")
+    p.add_argument("-o", "--output", required=True, help="map.png or map.html")
+    p.add_argument("--color-by", help="'cluster' or a metadata column")
+    p.add_argument("--sample", type=int, help="map a random sample of N documents")
+    p.add_argument("--query", help="mark where this query lands")
+    _add_cluster_options(p)
+    _add_output_options(p)
+
     p = sub.add_parser("eval", help="evaluate models on labeled pairs (a column per model)")
     ev = p.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
     for kind, what in (("sts", "Spearman/Pearson x100 against similarity scores"),
@@ -265,6 +281,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("collection")
     _add_output_options(p)
     return ap
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("clustering")
+    g.add_argument("--method", default="community", choices=["community", "kmeans", "hdbscan"],
+                   help="community (at --threshold), kmeans (--k clusters) or hdbscan")
+    g.add_argument("--threshold", type=float,
+                   help="community: cosine linking a text to a centre (default: the calibrated "
+                        "threshold, else 0.75)")
+    g.add_argument("--min-size", type=int, default=3, help="community/hdbscan: smallest cluster (3)")
+    g.add_argument("--k", type=int, help="kmeans: number of clusters")
+    g.add_argument("--seed", type=int, default=42)
 
 
 def _add_mode_options(p: argparse.ArgumentParser, repeat: bool = False) -> None:
@@ -482,6 +510,54 @@ def _cmd_paraphrases(args: argparse.Namespace) -> Any:
     if results and not args.json and not args.output:
         _print_results(results)
     return {"paraphrases": rows, "notice": notice}
+
+
+def _cluster(col: Any, args: argparse.Namespace, central: int = 3) -> Any:
+    return col.cluster(args.method, threshold=args.threshold, min_size=args.min_size, k=args.k,
+                       seed=args.seed, central=central, progress=_progress(args))
+
+
+def _cmd_cluster(args: argparse.Namespace) -> dict[str, Any]:
+    from .collection import Collection
+    from .tables import check_output_path, write_table
+
+    if args.output:
+        check_output_path(args.output)
+    with Collection.open(args.collection) as col:
+        res = _cluster(col, args, args.central)
+        if args.output:
+            from .clustering import _documents
+
+            texts = {d.id: d.text for d in _documents(col, res.ids)}
+            write_table(args.output, res.rows(texts), ["id", "cluster", "label", "text"])
+    if not args.json:
+        print(res.summary())
+        if args.output:
+            print(f"wrote {len(res.ids)} rows to {args.output}", file=sys.stderr)
+    return res.to_dict()
+
+
+def _cmd_map(args: argparse.Namespace) -> dict[str, Any]:
+    from .collection import Collection
+    from .maps import MAP_FORMATS, draw, project
+
+    out = Path(args.output)
+    if out.suffix.lower() not in MAP_FORMATS or not out.parent.is_dir():
+        raise InputError(f"{out}: give a .png or .html file in an existing folder")
+    with Collection.open(args.collection) as col:
+        if args.color_by and args.color_by != "cluster" and args.color_by not in \
+                col.store.metadata_fields():
+            known = ", ".join(sorted(col.store.metadata_fields())) or "none"
+            raise InputError(f"unknown metadata column '{args.color_by}' for --color-by; "
+                             f"columns: {known} (or 'cluster')")
+        proj = project(col, sample=args.sample, seed=args.seed, progress=_progress(args))
+        clusters = _cluster(col, args) if args.color_by == "cluster" else None
+        draw(col, proj, out, color_by=args.color_by, clusters=clusters, query=args.query)
+    if not args.json:
+        how = "from the cache" if proj.cached else f"in {proj.seconds:.1f} s"
+        print(f"wrote {out}: {len(proj.ids)} documents (projection {how})")
+    return {"output": str(out), "documents": len(proj.ids), "cached": proj.cached,
+            "projection_seconds": proj.seconds}
 
 
 def _cmd_dedup(args: argparse.Namespace) -> dict[str, Any]:
@@ -745,6 +821,7 @@ def _split(value: str | None) -> list[str] | None:
 
 COMMANDS = {"index": _cmd_index, "upsert": _cmd_upsert, "search": _cmd_search,
             "mine": _cmd_mine, "paraphrases": _cmd_paraphrases, "dedup": _cmd_dedup,
+            "cluster": _cmd_cluster, "map": _cmd_map,
             "eval": _cmd_eval, "train": _cmd_train, "reindex": _cmd_reindex, "calibrate": _cmd_calibrate,
             "serve": _cmd_serve, "feedback": _cmd_feedback,
             "delete": _cmd_delete, "info": _cmd_info}

@@ -34,6 +34,7 @@ from .store.local import MANIFEST, LocalStore
 
 if TYPE_CHECKING:
     from .analysis import DedupResult, MiningResult
+    from .clustering import ClusterResult
     from .evaluate import PairData
 
 EMBED_CHUNK = 1024  # texts encoded (and checkpointed) at a time
@@ -550,6 +551,12 @@ class Collection:
         from .analysis import dedup
 
         return dedup(self, threshold, **kw)
+
+    def cluster(self, method: str = "community", **kw: Any) -> ClusterResult:
+        """Clusters of the documents with labels; see :func:`neartext.clustering.cluster`."""
+        from .clustering import cluster
+
+        return cluster(self, method, **kw)
 
     def calibrate(self, pairs: PairData, *, min_precision: float | None = None) -> dict[str, Any]:
         """Choose a similarity threshold from labeled pairs with the collection's model and store

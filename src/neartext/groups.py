@@ -55,7 +55,7 @@ def duplicate_groups(
     if method == "components":
         groups: list[tuple[np.ndarray, int | None]] = [(m, None) for m in _components(n, i, j)]
     else:
-        groups = list(_communities(n, i, j))
+        groups = list(communities(n, i, j))
     out = []
     for members, centre in groups:
         if representative == "first":
@@ -95,7 +95,11 @@ def _components(n: int, i: np.ndarray, j: np.ndarray) -> list[np.ndarray]:
     return [np.array(v) for v in by_root.values() if len(v) > 1]
 
 
-def _communities(n: int, i: np.ndarray, j: np.ndarray) -> list[tuple[np.ndarray, int]]:
+def communities(n: int, i: np.ndarray, j: np.ndarray, min_size: int = 2
+                ) -> list[tuple[np.ndarray, int]]:
+    """Greedy communities of rows linked by pairs ``(i, j)``: the row with most neighbours is a
+    centre and takes its neighbours not yet taken; a would-be community under ``min_size``
+    takes nobody (its rows stay free for later centres). Returns ``(members, centre)``."""
     neighbours: dict[int, list[int]] = {}
     for a, b in zip(i.tolist(), j.tolist()):
         neighbours.setdefault(a, []).append(b)
@@ -107,7 +111,7 @@ def _communities(n: int, i: np.ndarray, j: np.ndarray) -> list[tuple[np.ndarray,
         if taken[centre]:
             continue
         members = [centre] + [x for x in neighbours[centre] if not taken[x]]
-        if len(members) > 1:
+        if len(members) >= max(2, min_size):
             taken[members] = True
             out.append((np.array(members), centre))
     return out

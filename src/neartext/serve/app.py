@@ -115,6 +115,21 @@ def _hit(r: SearchResult) -> S.Hit:
                  passage=r.passage)
 
 
+def _map_payload(col: Any, color_by: str | None, sample: int | None, method: str,
+                 threshold: float | None, k: int | None, min_size: int) -> dict[str, Any]:
+    from ..clustering import _documents
+    from ..maps import colour_groups, map_payload, project
+
+    proj = project(col, sample=sample)
+    if method == "kmeans" and k is None:
+        k = max(2, min(20, round((len(proj.ids) / 2) ** 0.5)))
+    clusters = (col.cluster(method, threshold=threshold, k=k, min_size=min_size)
+                if color_by == "cluster" else None)
+    names, colours = colour_groups(col, proj, color_by, clusters)
+    texts = {d.id: d.text for d in _documents(col, proj.ids)}
+    return map_payload(proj, names, colours, texts)
+
+
 def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI:
     """Build the service: collections opened and the model loaded once, here, at start-up."""
     engine = engine or Engine(settings)
@@ -306,6 +321,32 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
                               feedback=[S.FeedbackRow(**r) for r in rows])
 
     # -- the web UI (same origin, no CDN) -------------------------------------------------------
+
+    @app.get("/collections/{name}/map", tags=["map"])
+    async def collection_map(name: str, color_by: str | None = None, sample: int | None = None,
+                             method: str = "kmeans", threshold: float | None = None,
+                             k: int | None = None, min_size: int = 3) -> dict[str, Any]:
+        """2-D map points (UMAP, computed once and cached in the collection), coloured by
+        ``cluster`` (k-means with about sqrt(n/2) clusters, at most 20, unless told otherwise)
+        or a metadata field: ``{points: [[x, y, group, id, text]], groups, labels}``."""
+        served = engine.get(name)
+        return await engine.in_thread(_map_payload, served.collection, color_by, sample, method,
+                                      threshold, k, min_size)
+
+    @app.post("/collections/{name}/map/place", tags=["map"])
+    async def place_on_map(name: str, body: S.PlaceRequest) -> S.PlaceResponse:
+        """Where ``query`` lands on the map: the weighted mean position of its nearest documents."""
+        served = engine.get(name)
+        check_texts([body.query], "query")
+        from ..maps import place, project
+
+        def run() -> tuple[float, float]:
+            proj = project(served.collection, sample=body.sample)
+            x, y = place(served.collection, proj, [body.query])[0]
+            return float(x), float(y)
+
+        x, y = await engine.in_thread(run)
+        return S.PlaceResponse(x=x, y=y)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

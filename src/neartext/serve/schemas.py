@@ -149,3 +149,13 @@ class CollectionSummary(BaseModel):
 class Error(BaseModel):
     error: str
     detail: str
+
+
+class PlaceRequest(_Body):
+    query: str = Field(min_length=1)
+    sample: int | None = Field(None, ge=3, description="the map's sample size, if it has one")
+
+
+class PlaceResponse(BaseModel):
+    x: float
+    y: float

@@ -60,6 +60,10 @@ class Store(Protocol):
 
     def write_manifest(self, manifest: dict[str, Any]) -> None: ...
 
+    def generation(self) -> int:
+        """A number that changes with every committed write (for caches of derived data)."""
+        ...
+
     def count(self) -> int:
         """Number of documents."""
         ...

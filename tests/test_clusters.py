@@ -1,0 +1,154 @@
+"""Clusters, topic labels and maps, on generated vectors, a hand-written corpus and the demo."""
+
+from __future__ import annotations
+
+import json
+import struct
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from neartext import Collection, Record
+from neartext.cli import main
+from neartext.clustering import NOISE, cluster_vectors
+from neartext.topics import labels
+
+GROUPS = {
+    "refund": ["I want my money back for the subscription.", "Please refund my last payment.",
+               "How do I get a refund for the yearly plan?", "Refund the charge, I never used it.",
+               "Give me my money back, the payment was a mistake."],
+    "battery": ["The app drains my battery overnight.", "Battery usage is huge since the update.",
+                "My phone battery dies fast because of this app.", "It eats the battery in the background.",
+                "Huge battery drain when the app is open."],
+    "password": ["I cannot reset my password.", "The password reset email never arrives.",
+                 "Login says my password is wrong.", "Password reset link does not work.",
+                 "I forgot my password and cannot log in."],
+    "dark": ["Please add a dark mode.", "A dark theme would be easier on the eyes.",
+             "Dark mode for the editor, please.", "I would love a night theme.",
+             "The white screen is too bright at night, add dark mode."],
+}
+
+
+def _ari(a, b) -> float:
+    from sklearn.metrics import adjusted_rand_score
+
+    return float(adjusted_rand_score(a, b))
+
+
+def _blobs(n_groups=6, per=40, dim=64, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_groups, dim))
+    x = np.concatenate([c + 0.25 * rng.standard_normal((per, dim)) for c in centres])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), np.repeat(np.arange(n_groups), per)
+
+
+@pytest.mark.parametrize("method,kw", [("kmeans", {"k": 6}), ("community", {"threshold": 0.8}),
+                                       ("hdbscan", {"min_size": 5})])
+def test_clusters_recover_generated_groups(method, kw):
+    x, gold = _blobs()
+    got = cluster_vectors(x, method, **kw)
+    assert _ari(gold, got) > 0.95, (method, np.unique(got, return_counts=True))
+    sizes = np.bincount(got[got != NOISE])
+    assert list(sizes) == sorted(sizes, reverse=True)  # ids by decreasing size
+
+
+def test_topic_labels_name_the_groups():
+    words = labels(list(GROUPS.values()), n_words=2)
+    for name, w in zip(GROUPS, words):
+        assert name in w or (name == "refund" and "money" in w), (name, w)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, encoder):
+    col = Collection.create(tmp_path_factory.mktemp("cl") / "small", model=encoder)
+    col.upsert([Record(f"{g}-{i}", t, {"gold": g}) for g, texts in GROUPS.items()
+                for i, t in enumerate(texts)])
+    yield col
+    col.close()
+
+
+@pytest.mark.parametrize("method,kw", [("kmeans", {"k": 4}), ("community", {"threshold": 0.5}),
+                                       ("hdbscan", {"min_size": 3})])
+def test_clusters_of_a_hand_written_corpus(small, method, kw):
+    res = small.cluster(method, **kw)
+    gold = [i.split("-")[0] for i in res.ids]
+    assert _ari(gold, res.assignment) > 0.7, res.summary()
+    for c in res.clusters:
+        members = {res.ids[r].split("-")[0] for r in np.flatnonzero(res.assignment == c["cluster"])}
+        if len(members) == 1:
+            name = members.pop()
+            assert name in c["words"] or name == "refund", c
+        assert c["central"] and c["central"][0]["score"] >= c["central"][-1]["score"]
+
+
+def test_cli_cluster_writes_a_table_and_refuses_bad_input(small, tmp_path, capsys):
+    out = tmp_path / "clusters.csv"
+    assert main(["cluster", str(small.path), "--method", "kmeans", "--k", "4", "-o", str(out)]) == 0
+    import csv
+
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == 20 and {r["cluster"] for r in rows} == {"0", "1", "2", "3"}
+    capsys.readouterr()
+    for argv, message in (
+        (["--method", "kmeans", "--k", "50"], "k must be between 2 and the number of documents (20)"),
+        (["--method", "kmeans"], "kmeans needs --k"),
+        (["--threshold", "1.5"], "threshold must be between -1 and 1"),
+        (["--min-size", "1"], "minimum cluster size must be at least 2"),
+    ):
+        assert main(["cluster", str(small.path), *argv]) == 1
+        assert message in capsys.readouterr().err
+    empty = Collection.create(tmp_path / "empty", model=small.encoder)
+    empty.close()
+    assert main(["cluster", str(tmp_path / "empty")]) == 1
+    assert "at least 2 documents (this one has 0)" in capsys.readouterr().err
+
+
+class _Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.data: dict[str, str] = {}
+        self._in: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self._in = dict(attrs).get("id")
+
+    def handle_data(self, data):
+        if self._in:
+            self.data[self._in] = self.data.get(self._in, "") + data
+
+
+def test_map_png_and_html_with_cache(demo_copy, tmp_path, capsys):
+    png, page = tmp_path / "map.png", tmp_path / "map.html"
+    assert main(["map", str(demo_copy), "-o", str(png), "--color-by", "cluster", "--threshold",
+                 "0.6", "--query", "the app crashes with a photo", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["cached"] is False and first["documents"] > 200
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", head[16:24])
+    assert width > 500 and height > 400
+    import matplotlib.image
+
+    assert matplotlib.image.imread(png).shape[:2] == (height, width)
+    assert main(["map", str(demo_copy), "-o", str(page), "--color-by", "topic", "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["cached"] is True and second["projection_seconds"] < 1
+    parser = _Collect()
+    parser.feed(page.read_text(encoding="utf-8"))
+    assert "canvas" in parser.tags and "script" in parser.tags
+    data = json.loads(parser.data["map-data"])
+    assert len(data["points"]) == first["documents"]
+    assert {g["name"] for g in data["groups"]} >= {"crash", "billing"}
+    assert all(len(p) == 5 and isinstance(p[4], str) for p in data["points"])
+    # a write changes the generation: the next map is computed again
+    with Collection.open(demo_copy) as col:
+        col.upsert([Record("new-1", "A brand new complaint about the calendar.", {"topic": "x"})])
+    assert main(["map", str(demo_copy), "-o", str(page), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cached"] is False
+    assert main(["map", str(demo_copy), "-o", str(page), "--color-by", "colour"]) == 1
+    assert "unknown metadata column 'colour'" in capsys.readouterr().err
+    assert main(["map", str(demo_copy), "-o", str(tmp_path / "map.svg")]) == 1
