@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual lint clean
+.PHONY: setup browser demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters lint clean
 
 setup: $(STAMP)
 
@@ -64,3 +64,7 @@ bench-serve: setup
 # Needs ../shared/datasets: STS-B en/ru, ParaPhraser, cross-lingual, Cranfield/Quora hybrid, USE speed.
 bench-multilingual: setup
 	$(BIN)/python bench/bench_multilingual.py
+
+# Needs bench-mining's cached embeddings: clustering and map time/memory at 10k/100k, ARI on Quora.
+bench-clusters: setup
+	$(BIN)/python bench/bench_clusters.py

@@ -21,7 +21,6 @@ import json
 import random
 import re
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, machine, machine_line, need, save  # noqa: E402
+from common import ROOT, SHARED, machine, machine_line, need, run_worker, save  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 THRESHOLD, TOP_K = 0.75, 100
@@ -139,13 +138,7 @@ def worker(method: str, n: int) -> None:
 
 
 def run(method: str, n: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", method, "--n", str(n)],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    print(res, flush=True)
-    return res
+    return run_worker(__file__, method, "--n", str(n))
 
 
 def pair_set(method: str, n: int) -> set[tuple[int, int]]:

@@ -46,6 +46,20 @@ def machine_line(m: dict) -> str:
             f"{m['faiss']}; {m['date']}.")
 
 
+def run_worker(script: str, *args: str) -> dict:
+    """Run ``python script --worker ARGS`` in a fresh process (its own peak memory) and return
+    the JSON object it prints last."""
+    import json
+    import subprocess
+
+    out = subprocess.run([sys.executable, script, "--worker", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    print(res, flush=True)
+    return res
+
+
 def percentile(values: list[float], q: float) -> float:
     s = sorted(values)
     idx = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
