@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -259,6 +260,27 @@ def _parser() -> argparse.ArgumentParser:
                    help="how long a batch waits for more requests")
     g.add_argument("--forward-batch", type=int, default=SS.forward_batch,
                    help="texts per forward pass within a batch (small passes pad less)")
+    p.set_defaults(json=False, quiet=False)
+
+    p = sub.add_parser("bot", help="a Telegram bot answering with the top-k results, 👍/👎 stored")
+    p.add_argument("collection", nargs="?", help="collection directory (or use --url)")
+    p.add_argument("--url", help="a running service's collection, e.g. http://127.0.0.1:8000/collections/memes")
+    p.add_argument("--api-key", help="the service's API key (default: NEARTEXT_API_KEY)")
+    p.add_argument("-k", type=int, default=5, help="answers per question (5)")
+    p.add_argument("--show", default="text",
+                   help="fields in an answer, comma-separated: text and/or metadata columns")
+    p.add_argument("--photo-column", help="metadata column holding an image URL: answers are photos")
+    p.add_argument("--threshold", type=float, help="minimum score of an answer")
+    p.add_argument("--per-minute", type=int, default=20, help="questions per chat per minute (20)")
+    p.add_argument("--max-chars", type=int, default=500, help="longest question (500 characters)")
+    for name, what in (("start", "/start"), ("help", "/help"), ("nothing", "no-answer")):
+        p.add_argument(f"--{name}-text", help=f"the {what} message (text, or @file); "
+                                              "{k} and {max_chars} are filled in")
+    p.add_argument("--webhook", metavar="URL", help="receive updates at this public URL instead of polling")
+    p.add_argument("--host", default="0.0.0.0", help="webhook: interface to listen on")
+    p.add_argument("--port", type=int, default=8443, help="webhook: port to listen on (8443)")
+    p.add_argument("--secret", help="webhook: secret Telegram sends back with every update")
+    p.add_argument("--api-server", help="another Bot API server (default: Telegram's)")
     p.set_defaults(json=False, quiet=False)
 
     p = sub.add_parser("feedback", help="ratings stored by the service")
@@ -794,6 +816,65 @@ def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
+def _cmd_bot(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncio
+    import os
+
+    try:
+        import aiogram  # noqa: F401
+
+        from .bot import BotSettings, LocalBackend, ServiceBackend, run_polling, run_webhook
+    except ImportError as e:
+        raise InputError(f"the bot needs the bot extra ({e.name} is missing): "
+                         "pip install 'neartext[bot]'") from None
+    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if not token:
+        raise InputError("set TELEGRAM_BOT_TOKEN to the token @BotFather gave you")
+    if (args.collection is None) == (args.url is None):
+        raise InputError("give a collection directory or --url of a running service (one of them)")
+    for name, value in (("-k", args.k), ("--per-minute", args.per_minute),
+                        ("--max-chars", args.max_chars)):
+        if value < 1:
+            raise InputError(f"{name} must be at least 1")
+    texts = {}
+    for name in ("start", "help", "nothing"):
+        value = getattr(args, f"{name}_text")
+        if value and value.startswith("@"):
+            path = Path(value[1:])
+            if not path.is_file():
+                raise InputError(f"{path}: no such file (--{name}-text)")
+            value = path.read_text(encoding="utf-8").strip()
+        if value:
+            texts[f"{name}_text"] = value
+    show = [f.strip() for f in args.show.split(",") if f.strip()]
+    backend: Any
+    if args.url:
+        backend = ServiceBackend(args.url, args.api_key or os.environ.get("NEARTEXT_API_KEY"))
+    else:
+        backend = LocalBackend(args.collection)
+        known = backend.collection.store.metadata_fields()
+        for f in [*show, *([args.photo_column] if args.photo_column else [])]:
+            if f != "text" and f not in known:
+                raise InputError(f"unknown field '{f}' for --show/--photo-column; fields: text, "
+                                 f"{', '.join(sorted(known))}")
+    settings = BotSettings(k=args.k, show=show, threshold=args.threshold,
+                           photo_column=args.photo_column, per_minute=args.per_minute,
+                           max_chars=args.max_chars, **texts)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    how = f"webhook {args.webhook}" if args.webhook else "long polling"
+    print(f"neartext bot answering from {backend.name} ({how}); Ctrl-C stops", file=sys.stderr,
+          flush=True)
+    try:
+        if args.webhook:
+            run_webhook(backend, settings, token, args.webhook, host=args.host, port=args.port,
+                        secret=args.secret, api_server=args.api_server)
+        else:
+            asyncio.run(run_polling(backend, settings, token, args.api_server))
+    finally:
+        backend.close()
+    return {}
+
+
 def _cmd_feedback(args: argparse.Namespace) -> Any:
     from .collection import Collection
     from .feedback import FeedbackStore, export_feedback
@@ -823,5 +904,5 @@ COMMANDS = {"index": _cmd_index, "upsert": _cmd_upsert, "search": _cmd_search,
             "mine": _cmd_mine, "paraphrases": _cmd_paraphrases, "dedup": _cmd_dedup,
             "cluster": _cmd_cluster, "map": _cmd_map,
             "eval": _cmd_eval, "train": _cmd_train, "reindex": _cmd_reindex, "calibrate": _cmd_calibrate,
-            "serve": _cmd_serve, "feedback": _cmd_feedback,
+            "serve": _cmd_serve, "feedback": _cmd_feedback, "bot": _cmd_bot,
             "delete": _cmd_delete, "info": _cmd_info}

@@ -1,0 +1,16 @@
+"""A Telegram bot over a collection (or a running service): top-k answers with 👍/👎 buttons
+whose ratings land in the collection's feedback store (``neartext feedback export``).
+
+Example::
+
+    from neartext.bot import BotSettings, LocalBackend, run_polling
+    asyncio.run(run_polling(LocalBackend("memes/"), BotSettings(k=5), token))
+"""
+
+from __future__ import annotations
+
+from .core import Backend, Hit, LocalBackend, RateLimiter, Ratings, ServiceBackend, format_result
+from .telegram import BotSettings, build_dispatcher, run_polling, run_webhook
+
+__all__ = ["Backend", "BotSettings", "Hit", "LocalBackend", "RateLimiter", "Ratings",
+           "ServiceBackend", "build_dispatcher", "format_result", "run_polling", "run_webhook"]

@@ -1,0 +1,192 @@
+"""The chat bot without Telegram: where answers come from, how they read, who may ask how often.
+
+A :class:`Backend` answers queries and stores ratings: :class:`LocalBackend` over a collection
+opened once in this process, or :class:`ServiceBackend` over a running ``neartext serve`` (its
+``/search`` and ``/feedback`` routes). :func:`format_result` turns a hit into a message,
+:class:`RateLimiter` keeps one chat from flooding the bot, :class:`Ratings` maps the short ids in
+👍/👎 buttons (Telegram allows 64 bytes of callback data) back to (query, document).
+
+Example::
+
+    backend = LocalBackend("memes/")
+    hits = await backend.search("when the exam is postponed", k=5)
+    text = format_result(1, hits[0], show=["title", "link"])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import time
+import urllib.error
+import urllib.request
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import InputError, NeartextError
+
+MAX_QUERY_CHARS = 500
+DEFAULT_START = ("Hi! Describe a situation in a few words and I will find the closest matches. "
+                 "Rate each answer with 👍 or 👎: it helps to make the search better.")
+DEFAULT_HELP = ("Send me a short text (up to {max_chars} characters) and I answer with the {k} "
+                "closest matches. 👍/👎 under an answer rates it.")
+DEFAULT_NOTHING = "Nothing close enough this time. Try other words?"
+
+
+@dataclass
+class Hit:
+    """One answer: a document id, its score, its text and metadata."""
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    async def search(self, query: str, k: int, threshold: float | None = None) -> list[Hit]: ...
+
+    async def rate(self, query: str, doc_id: str, relevant: bool) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """A collection opened (and its model loaded) once, searched in a worker thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        from ..collection import Collection
+        from ..feedback import FeedbackStore
+
+        self.collection = Collection.open(path)
+        self.collection.encoder  # noqa: B018  load the model now, not on the first message
+        self.feedback = FeedbackStore(self.collection.path)
+        self.name = self.collection.path.name
+
+    async def search(self, query: str, k: int, threshold: float | None = None) -> list[Hit]:
+        rows = await asyncio.to_thread(self.collection.search, query, k, threshold=threshold)
+        return [Hit(r.id, float(r.score), r.text, dict(r.metadata)) for r in rows]
+
+    async def rate(self, query: str, doc_id: str, relevant: bool) -> None:
+        await asyncio.to_thread(self.feedback.add, query, doc_id, relevant)
+
+    def close(self) -> None:
+        self.feedback.close()
+        self.collection.close()
+
+
+class ServiceBackend:
+    """A running ``neartext serve``: ``url`` like ``http://127.0.0.1:8000/collections/memes``."""
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 30) -> None:
+        self.url = url.rstrip("/")
+        if "/collections/" not in self.url:
+            raise InputError(f"{url}: give the collection's URL, e.g. "
+                             "http://127.0.0.1:8000/collections/memes")
+        self.name = self.url.rsplit("/", 1)[-1]
+        self.api_key = api_key
+        self.timeout = timeout
+        self._call("GET", "")  # fail now, with the URL, if the service is not there
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        req = urllib.request.Request(self.url + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode())
+        req.add_header("Content-Type", "application/json")
+        if self.api_key:
+            req.add_header("Authorization", f"Bearer {self.api_key}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            try:
+                detail = json.loads(e.read()).get("detail", "")
+            except Exception:
+                detail = ""
+            raise NeartextError(f"{self.url}{path}: HTTP {e.code} {detail}".strip()) from None
+        except (urllib.error.URLError, OSError) as e:
+            raise NeartextError(f"{self.url}: cannot reach the service ({e})") from None
+
+    async def search(self, query: str, k: int, threshold: float | None = None) -> list[Hit]:
+        body = {"query": query, "k": k, "threshold": threshold}
+        data = await asyncio.to_thread(self._call, "POST", "/search", body)
+        return [Hit(h["id"], float(h["score"]), h["text"], h.get("metadata") or {})
+                for h in data["results"][0]]
+
+    async def rate(self, query: str, doc_id: str, relevant: bool) -> None:
+        await asyncio.to_thread(self._call, "POST", "/feedback",
+                                {"query": query, "doc_id": doc_id, "relevant": relevant})
+
+    def close(self) -> None:
+        pass
+
+
+def format_result(rank: int, hit: Hit, show: list[str] | None = None) -> str:
+    """HTML message text for one answer: the ``show`` fields (``text`` is the document's text,
+    other names are metadata columns; default: the text), links made clickable."""
+    parts = []
+    for f in show or ["text"]:
+        value = hit.text if f == "text" else hit.metadata.get(f)
+        if value is None or value == "":
+            continue
+        value = str(value)
+        if value.startswith(("http://", "https://")):
+            parts.append(f'<a href="{html.escape(value, quote=True)}">{html.escape(value)}</a>')
+        elif f in ("title", "name", "header"):
+            parts.append(f"<b>{html.escape(value)}</b>")
+        else:
+            parts.append(html.escape(value))
+    body = "\n".join(parts) or html.escape(hit.text)
+    return f"{rank}. {body}"
+
+
+def photo_url(hit: Hit, column: str | None) -> str | None:
+    """The image URL in ``column`` of the hit's metadata, if there is one."""
+    if not column:
+        return None
+    value = str(hit.metadata.get(column) or "")
+    return value if value.startswith(("http://", "https://")) else None
+
+
+class RateLimiter:
+    """At most ``per_minute`` queries per chat in any 60-second window."""
+
+    def __init__(self, per_minute: int = 20, clock: Any = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._seen: dict[int, deque[float]] = {}
+
+    def allow(self, chat: int) -> bool:
+        now = self.clock()
+        q = self._seen.setdefault(chat, deque())
+        while q and now - q[0] >= 60:
+            q.popleft()
+        if len(q) >= self.per_minute:
+            return False
+        q.append(now)
+        return True
+
+
+class Ratings:
+    """Short ids for (query, document) pairs shown with 👍/👎 buttons; the oldest are forgotten
+    after ``size`` (a rating of a forgotten answer is refused politely)."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self.size = size
+        self._items: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._next = 0
+
+    def put(self, query: str, doc_id: str) -> str:
+        self._next += 1
+        key = format(self._next, "x")
+        self._items[key] = (query, doc_id)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return key
+
+    def get(self, key: str) -> tuple[str, str] | None:
+        return self._items.get(key)

@@ -1,0 +1,222 @@
+"""The Telegram bot against a local stand-in for the Bot API (tests/fake_telegram.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+
+import pytest
+
+pytest.importorskip("aiogram", reason="the bot extra (aiogram) is not installed: pip install 'neartext[bot]'")
+
+from fake_telegram import TOKEN, FakeTelegram, reply_markup  # noqa: E402
+
+from neartext.bot import BotSettings, LocalBackend, RateLimiter, ServiceBackend, run_polling  # noqa: E402
+from neartext.cli import main  # noqa: E402
+from neartext.feedback import FEEDBACK_DB  # noqa: E402
+
+QUERY = "the app crashes when I open a note with a picture"
+
+
+@contextlib.contextmanager
+def bot_running(backend, settings, api_server):
+    loop = asyncio.new_event_loop()
+    task: list[asyncio.Task] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        task.append(loop.create_task(run_polling(backend, settings, TOKEN, api_server,
+                                                 handle_signals=False)))
+        try:
+            loop.run_until_complete(task[0])
+        except asyncio.CancelledError:
+            pass
+        except BaseException as e:  # surfaced to the test
+            errors.append(e)
+        finally:  # let aiogram's own tasks finish their cancellation
+            rest = asyncio.all_tasks(loop)
+            for t in rest:
+                t.cancel()
+            loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        while not task:
+            pass
+        loop.call_soon_threadsafe(task[0].cancel)
+        t.join(20)
+        loop.close()
+    assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def tg():
+    with FakeTelegram() as fake:
+        yield fake
+
+
+def test_a_query_gets_answers_and_a_rating_is_stored(tg, demo_copy, caplog):
+    caplog.set_level(logging.DEBUG)
+    backend = LocalBackend(demo_copy)
+    settings = BotSettings(k=3, show=["text", "link"])
+    with bot_running(backend, settings, tg.base):
+        tg.push_message(42, "/start")
+        tg.push_message(42, QUERY)
+        tg.wait_for(lambda calls: len([c for c in calls if c["method"] == "sendMessage"
+                                       and c.get("chat_id") == "42"]) >= 4)
+        sent = tg.sent("sendMessage", 42)
+        assert "Describe a situation" in sent[0]["text"]
+        answers = sent[1:4]
+        assert answers[0]["text"].startswith("1. The app crashes every time I open a note with a picture")
+        assert "https://help.lumen-notes.example/topics/crash" in answers[0]["text"]
+        buttons = reply_markup(answers[0])["inline_keyboard"][0]
+        assert [b["text"] for b in buttons] == ["👍", "👎"]
+        tg.push_callback(42, buttons[0]["callback_data"])
+        tg.wait_for(lambda calls: any(c["method"] == "answerCallbackQuery" for c in calls))
+        assert tg.sent("answerCallbackQuery")[-1]["text"] == "Thanks! 👍 saved."
+    backend.close()
+    with sqlite3.connect(demo_copy / FEEDBACK_DB) as db:
+        assert db.execute("SELECT query, doc_id, relevant FROM feedback").fetchall() == [
+            (QUERY, "fb-0007", 1)]
+    assert not [r for r in caplog.records if TOKEN in r.getMessage()]
+
+
+def test_bad_updates_limits_and_network_errors(tg, demo_copy):
+    backend = LocalBackend(demo_copy)
+    settings = BotSettings(k=1, per_minute=3, max_chars=100)
+    with bot_running(backend, settings, tg.base):
+        tg.push_message(7, None, sticker={"file_id": "s", "file_unique_id": "u", "type": "regular",
+                                          "width": 1, "height": 1, "is_animated": False,
+                                          "is_video": False})
+        tg.push({"edited_message": {"message_id": 5, "date": 0, "text": "edited",
+                                    "chat": {"id": 7, "type": "private"}}})
+        tg.push_callback(7, "garbage")
+        tg.push_callback(7, "r:fffff:1")  # an answer the bot does not know (any more)
+        tg.push_message(7, "x" * 300)
+        tg.wait_for(lambda calls: len(tg.sent("sendMessage", 7)) >= 2
+                    and len(tg.sent("answerCallbackQuery")) >= 2)
+        texts = [c["text"] for c in tg.sent("sendMessage", 7)]
+        assert any("I understand text only" in t for t in texts)
+        assert any("at most 100" in t for t in texts)
+        assert any(c.get("text") == "This answer is too old to rate, sorry."
+                   for c in tg.sent("answerCallbackQuery"))
+        # a burst from one chat: the 4th question within a minute is refused (the long one above
+        # counted as the first)
+        before = len(tg.sent("sendMessage", 7))
+        for q in ("refund please", "dark mode", "sync is slow"):
+            tg.push_message(7, q)
+        tg.wait_for(lambda calls: len(tg.sent("sendMessage", 7)) >= before + 3)
+        new = [c["text"] for c in tg.sent("sendMessage", 7)[before:]]
+        assert sum("Too many questions" in t for t in new) == 1, new
+        # Telegram failing twice in a row: the answer still arrives
+        tg.fail_next["sendMessage"] = 2
+        tg.push_message(8, "I was charged twice")
+        tg.wait_for(lambda calls: len(tg.sent("sendMessage", 8)) >= 1, timeout=60)
+        assert tg.sent("sendMessage", 8)[0]["text"].startswith("1. ")
+    backend.close()
+
+
+def test_photos_and_a_service_backend(tg, demo_copy, tmp_path):
+    from serving import running
+
+    from neartext.serve import ServeSettings
+
+    with running(ServeSettings.from_args([f"memes={demo_copy}"])) as server:
+        backend = ServiceBackend(server.base + "/collections/memes")
+        settings = BotSettings(k=1, show=["text"], photo_column="link")
+        with bot_running(backend, settings, tg.base):
+            tg.push_message(9, "charged twice for my subscription")
+            tg.wait_for(lambda calls: len(tg.sent("sendPhoto", 9)) >= 1)
+            photo = tg.sent("sendPhoto", 9)[0]
+            assert photo["photo"] == "https://help.lumen-notes.example/topics/billing"
+            assert photo["caption"].startswith("1. ")
+            key = reply_markup(photo)["inline_keyboard"][0][1]["callback_data"]
+            tg.push_callback(9, key)
+            tg.wait_for(lambda calls: any(c.get("text") == "Thanks! 👎 saved."
+                                          for c in tg.sent("answerCallbackQuery")))
+        status, rows = server.call("GET", "/collections/memes/feedback")
+        assert status == 200 and rows["feedback"][0]["relevant"] is False
+
+
+def test_rate_limiter_window():
+    now = [0.0]
+    limiter = RateLimiter(2, clock=lambda: now[0])
+    assert limiter.allow(1) and limiter.allow(1) and not limiter.allow(1)
+    assert limiter.allow(2)  # another chat is not affected
+    now[0] = 61
+    assert limiter.allow(1)
+
+
+def test_cli_refusals(demo_copy, monkeypatch, capsys):
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    assert main(["bot", str(demo_copy)]) == 1
+    assert "set TELEGRAM_BOT_TOKEN" in capsys.readouterr().err
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    assert main(["bot", str(demo_copy), "--show", "title,link"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown field 'title'" in err and TOKEN not in err
+    assert main(["bot"]) == 1
+    assert "give a collection directory or --url" in capsys.readouterr().err
+    assert main(["bot", "--url", "http://127.0.0.1:9/collections/x"]) == 1
+    assert "cannot reach the service" in capsys.readouterr().err
+
+
+def test_webhook_mode_through_the_cli(tg, demo_copy):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from serving import free_port
+
+    port = free_port()
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN}
+    exe = Path(sys.executable).with_name("neartext")
+    proc = subprocess.Popen(
+        [str(exe), "bot", str(demo_copy), "-k", "1", "--webhook", f"http://127.0.0.1:{port}/hook",
+         "--host", "127.0.0.1", "--port", str(port), "--secret", "s3cret", "--api-server", tg.base],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        tg.wait_for(lambda calls: any(c["method"] == "setWebhook" for c in calls), timeout=90)
+        assert tg.sent("setWebhook")[-1]["url"] == f"http://127.0.0.1:{port}/hook"
+        update = {"update_id": 1, "message": {
+            "message_id": 1, "date": int(time.time()), "text": "charged twice",
+            "chat": {"id": 77, "type": "private"}, "from": {"id": 77, "is_bot": False, "first_name": "T"}}}
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/hook", data=json.dumps(update).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              "X-Telegram-Bot-Api-Secret-Token": "s3cret"})
+        for _ in range(100):  # the server may still be binding
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    assert r.status == 200
+                break
+            except OSError:
+                time.sleep(0.2)
+        tg.wait_for(lambda calls: len(tg.sent("sendMessage", 77)) >= 1)
+        assert tg.sent("sendMessage", 77)[0]["text"].startswith("1. ")
+        bad = urllib.request.Request(f"http://127.0.0.1:{port}/hook", data=b"{}",
+                                     headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})
+        try:
+            urllib.request.urlopen(bad, timeout=10)
+            raise AssertionError("a wrong secret was accepted")
+        except urllib.error.HTTPError as e:
+            assert e.code == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert TOKEN not in err
