@@ -262,6 +262,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="texts per forward pass within a batch (small passes pad less)")
     p.set_defaults(json=False, quiet=False)
 
+    p = sub.add_parser("export", help="deployable forms of a collection (an MLflow model)")
+    ex = p.add_subparsers(dest="export_kind", required=True, metavar="FORMAT")
+    q = ex.add_parser("mlflow", help="an MLflow pyfunc model: the encoder plus the stored vectors")
+    q.add_argument("collection")
+    q.add_argument("-o", "--output", help="directory to save the model in")
+    q.add_argument("--log", action="store_true",
+                   help="log it to MLflow's tracking store instead (MLFLOW_TRACKING_URI, else MLflow's "
+                        "default)")
+    q.add_argument("--force", action="store_true", help="replace an existing output directory")
+    _add_output_options(q)
+
     p = sub.add_parser("bot", help="a Telegram bot answering with the top-k results, 👍/👎 stored")
     p.add_argument("collection", nargs="?", help="collection directory (or use --url)")
     p.add_argument("--url", help="a running service's collection, e.g. http://127.0.0.1:8000/collections/memes")
@@ -816,6 +827,20 @@ def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
+def _cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    from .export.mlflow_model import export_mlflow
+
+    res = export_mlflow(args.collection, args.output, log=args.log, force=args.force)
+    if not args.json:
+        where = res.get("model_uri") or res["output"]
+        print(f"exported {args.collection} ({res['documents']} documents, {res['model']}) as an "
+              f"MLflow model: {where}")
+        if not res.get("logged"):
+            print(f"serve it: mlflow models serve -m {where} --env-manager local -p 5001",
+                  file=sys.stderr)
+    return res
+
+
 def _cmd_bot(args: argparse.Namespace) -> dict[str, Any]:
     import asyncio
     import os
@@ -905,4 +930,5 @@ COMMANDS = {"index": _cmd_index, "upsert": _cmd_upsert, "search": _cmd_search,
             "cluster": _cmd_cluster, "map": _cmd_map,
             "eval": _cmd_eval, "train": _cmd_train, "reindex": _cmd_reindex, "calibrate": _cmd_calibrate,
             "serve": _cmd_serve, "feedback": _cmd_feedback, "bot": _cmd_bot,
+            "export": _cmd_export,
             "delete": _cmd_delete, "info": _cmd_info}

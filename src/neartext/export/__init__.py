@@ -1,0 +1,1 @@
+"""Deployable forms of a collection: an MLflow pyfunc model (``neartext export mlflow``)."""

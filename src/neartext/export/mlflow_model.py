@@ -1,0 +1,223 @@
+"""A collection as an MLflow pyfunc model: its encoder and its stored vectors and documents.
+
+The corpus is never re-encoded: loading opens the copied collection, and ``predict`` encodes only
+the queries. Input: ``{"query": str}``, ``{"queries": [str, ...]}``, a pandas DataFrame with exactly
+one column, a list of strings or one string. Parameters (declared in the signature, with defaults):
+``top_k`` (10), ``similarity_threshold`` (0.5), ``mode`` (``search`` or ``paraphrases``). Output: a
+DataFrame with one row per result: ``query, rank, id, score, text, metadata`` (JSON).
+
+Example::
+
+    export_mlflow("feedback/", "feedback_model")             # or log=True: the tracking store
+    model = mlflow.pyfunc.load_model("feedback_model")
+    model.predict({"query": "refund"}, params={"top_k": 3})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sqlite3
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import CollectionNotFound, InputError, MissingExtra
+
+PARAMS = {"top_k": 10, "similarity_threshold": 0.5, "mode": "search"}
+MODES = ("search", "paraphrases")
+COLUMNS = ["query", "rank", "id", "score", "text", "metadata"]
+
+
+def queries_of(model_input: Any) -> list[str]:
+    """The query texts in any accepted input shape; a clear ``InputError`` otherwise."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - MLflow brings pandas
+        pd = None
+    if pd is not None and isinstance(model_input, pd.DataFrame):
+        if model_input.shape[1] != 1:
+            raise InputError(f"a DataFrame input needs exactly one column of query texts; got "
+                             f"{model_input.shape[1]}: {', '.join(map(str, model_input.columns))}")
+        values = model_input.iloc[:, 0].tolist()
+    elif isinstance(model_input, dict):
+        # MLflow's scoring server hands JSON values over as numpy arrays
+        plain = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in model_input.items()}
+        if "query" in plain:
+            q = plain["query"]
+            values = q if isinstance(q, list) else [q]
+        elif "queries" in plain:
+            values = plain["queries"]
+            if not isinstance(values, list):
+                raise InputError("'queries' must be a list of strings")
+        else:
+            raise InputError(f"a dict input needs 'query' or 'queries'; got keys: "
+                             f"{', '.join(map(str, model_input)) or 'none'}")
+    elif isinstance(model_input, str):
+        values = [model_input]
+    elif isinstance(model_input, list) or hasattr(model_input, "tolist"):
+        values = model_input if isinstance(model_input, list) else model_input.tolist()
+        values = values if isinstance(values, list) else [values]
+    else:
+        raise InputError(f"unsupported input type {type(model_input).__name__}: give a dict with "
+                         "'query' or 'queries', a one-column DataFrame or a list of strings")
+    bad = [v for v in values if not isinstance(v, str) or not v.strip()]
+    if bad or not values:
+        raise InputError(f"queries must be non-empty strings; got {bad[:3] if bad else 'none'}")
+    return [str(v) for v in values]
+
+
+def check_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    p = {**PARAMS, **(params or {})}
+    unknown = set(p) - set(PARAMS)
+    if unknown:
+        raise InputError(f"unknown parameters: {', '.join(sorted(unknown))}; known: "
+                         f"{', '.join(PARAMS)}")
+    if p["mode"] not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}; got {p['mode']!r}")
+    if int(p["top_k"]) < 1:
+        raise InputError(f"top_k must be at least 1; got {p['top_k']}")
+    if not -1 <= float(p["similarity_threshold"]) <= 1:
+        raise InputError(f"similarity_threshold must be in [-1, 1]; got {p['similarity_threshold']}")
+    return p
+
+
+try:
+    import mlflow.pyfunc
+
+    _Base: Any = mlflow.pyfunc.PythonModel
+except ImportError:  # the class is still importable for its helpers
+    _Base = object
+
+
+with warnings.catch_warnings():  # MLflow comments on predict's (absent) type hints
+    warnings.filterwarnings("ignore", message=".*type hint.*")
+
+    class NeartextModel(_Base):  # type: ignore[misc]
+        """The pyfunc model; see the module docs."""
+
+        def load_context(self, context):  # type: ignore[no-untyped-def]
+            from ..collection import Collection
+            from ..encoders import EncoderSettings, load_encoder
+
+            path = Path(context.artifacts["collection"])
+            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+            settings = dict(manifest["model"]["settings"])
+            settings["model"] = context.artifacts.get("model") or manifest["model"]["name"]
+            self.collection = Collection.open(path, model=load_encoder(EncoderSettings(**settings)))
+
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            # no type hints: MLflow would treat them as an input schema
+            import pandas as pd
+
+            from ..analysis import paraphrases
+
+            queries = queries_of(model_input)
+            p = check_params(params)
+            k, t = int(p["top_k"]), float(p["similarity_threshold"])
+            rows = []
+            if p["mode"] == "search":
+                results = self.collection.search_many(queries, k, threshold=t)
+            else:
+                results = [paraphrases(self.collection, q, t, top_k=k)[0] for q in queries]
+            for q, hits in zip(queries, results):
+                for rank, h in enumerate(hits, 1):
+                    rows.append({"query": q, "rank": rank, "id": h.id, "score": float(h.score),
+                                 "text": h.text, "metadata": json.dumps(h.metadata, ensure_ascii=False)})
+            if not rows:
+                warnings.warn(f"no result scored {t} or more for {len(queries)} quer"
+                              f"{'y' if len(queries) == 1 else 'ies'}; lower similarity_threshold",
+                              stacklevel=2)
+            return pd.DataFrame(rows, columns=COLUMNS)
+
+
+@contextlib.contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    """MLflow's advice about type hints and input examples does not apply to this model (its
+    input is free-form on purpose and validated in ``predict``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(type hint|input example|input_example).*")
+        yield
+
+
+def _snapshot(collection: Path, into: Path) -> Path:
+    """A consistent copy of the collection's files (SQLite through its backup API)."""
+    out = into / "collection"
+    out.mkdir(parents=True)
+    for name in ("manifest.json", "index.bin", "index.json"):
+        if (collection / name).is_file():
+            shutil.copy2(collection / name, out / name)
+    src = sqlite3.connect(collection / "data.sqlite")
+    dst = sqlite3.connect(out / "data.sqlite")
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return out
+
+
+def export_mlflow(collection: str | Path, output: str | Path | None = None, *, log: bool = False,
+                  force: bool = False) -> dict[str, Any]:
+    """Save the collection as an MLflow model in ``output`` (atomically), or log it to the
+    tracking store (``log=True``; ``MLFLOW_TRACKING_URI``, else MLflow's default)."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        import mlflow
+        from mlflow.models import ModelSignature
+        from mlflow.types.schema import ParamSchema, ParamSpec
+    except ImportError:
+        raise MissingExtra("mlflow", "mlflow") from None
+    from .. import __version__
+    from ..collection import Collection
+    from ..encoders import backend_of, resolve_model_path
+
+    src = Path(collection)
+    if not (src / "manifest.json").is_file():
+        raise CollectionNotFound(f"{src}: no collection here (no manifest.json)")
+    out = Path(output) if output else None
+    if out is None and not log:
+        raise InputError("give -o DIR to save the model, or --log to log it to MLflow")
+    if out is not None:
+        if not out.parent.is_dir():
+            raise InputError(f"{out}: the folder {out.parent} does not exist")
+        if out.exists() and not force:
+            raise InputError(f"{out}: exists; choose another path or pass --force")
+    with Collection.open(src) as col:
+        name = col.manifest["model"]["name"]
+        documents = len(col)
+    signature = ModelSignature(inputs=None, params=ParamSchema(
+        [ParamSpec("top_k", "long", PARAMS["top_k"]),
+         ParamSpec("similarity_threshold", "double", PARAMS["similarity_threshold"]),
+         ParamSpec("mode", "string", PARAMS["mode"])]))
+    code = str(Path(__file__).with_name("mlflow_entry.py"))
+    with tempfile.TemporaryDirectory(prefix="neartext-mlflow-") as tmp:
+        artifacts = {"collection": str(_snapshot(src, Path(tmp)))}
+        if backend_of(name) == "sbert":
+            artifacts["model"] = str(resolve_model_path(name))
+        kw = {"python_model": code, "artifacts": artifacts, "signature": signature,
+              "pip_requirements": [f"neartext=={__version__}"]}
+        if log:
+            with mlflow.start_run() as run, _quiet_mlflow():
+                info = mlflow.pyfunc.log_model(name="neartext", **kw)
+            return {"logged": True, "run_id": run.info.run_id, "model_uri": info.model_uri,
+                    "documents": documents, "model": name}
+        assert out is not None
+        staged = out.with_name(out.name + ".partial")
+        shutil.rmtree(staged, ignore_errors=True)
+        try:
+            with _quiet_mlflow():
+                mlflow.pyfunc.save_model(str(staged), **kw)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        old = out.with_name(out.name + ".old")
+        if out.exists():
+            out.rename(old)
+        staged.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    return {"output": str(out), "documents": documents, "model": name}
