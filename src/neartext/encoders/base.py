@@ -101,9 +101,19 @@ class EncoderBase:
     def settings(self) -> EncoderSettings:
         return self._settings
 
-    def _prefixed(self, texts: Sequence[str], kind: Kind) -> list[str]:
+    def encode(
+        self, texts: Sequence[str], kind: Kind = "document", *, show_progress: bool = False
+    ) -> np.ndarray:
+        """Vectors of ``texts`` with the ``kind``'s prefix applied, float32, C-contiguous."""
         prefix = self._settings.query_prefix if kind == "query" else self._settings.document_prefix
-        return [prefix + t for t in texts] if prefix else list(texts)
+        batch = [prefix + t for t in texts] if prefix else list(texts)
+        if not batch:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        return np.ascontiguousarray(self._encode(batch, show_progress), dtype=np.float32)
+
+    def _encode(self, batch: list[str], show_progress: bool) -> np.ndarray:
+        """The backend's forward pass over prefixed, non-empty ``batch``."""
+        raise NotImplementedError
 
 
 _HASHED_SUFFIXES = frozenset({".safetensors", ".bin", ".json", ".txt", ".model", ".pt"})

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MissingExtra, ModelNotFound
-from .base import EncoderBase, EncoderSettings, Kind, settings_digest, weights_digest
+from .base import EncoderBase, EncoderSettings, settings_digest, weights_digest
 
 _E5 = re.compile(r"(^|[-_/])(multilingual-)?e5([-_]|$)", re.IGNORECASE)
 
@@ -117,12 +117,7 @@ class SentenceTransformerEncoder(EncoderBase):
         n = self.model.max_seq_length
         return int(n) if n else None
 
-    def encode(
-        self, texts: Sequence[str], kind: Kind = "document", *, show_progress: bool = False
-    ) -> np.ndarray:
-        batch = self._prefixed(texts, kind)
-        if not batch:
-            return np.zeros((0, self.dim), dtype=np.float32)
+    def _encode(self, batch: list[str], show_progress: bool) -> np.ndarray:
         vecs = self.model.encode(
             batch,
             batch_size=self._settings.batch_size,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MissingExtra
-from .base import EncoderBase, EncoderSettings, Kind, settings_digest, weights_digest
+from .base import EncoderBase, EncoderSettings, settings_digest, weights_digest
 
 NAME = "use-multilingual"
 DIM = 512
@@ -73,13 +73,8 @@ class UseEncoder(EncoderBase):
     def max_tokens(self) -> int | None:
         return None
 
-    def encode(
-        self, texts: Sequence[str], kind: Kind = "document", *, show_progress: bool = False
-    ) -> np.ndarray:
-        batch = self._prefixed(texts, kind)
+    def _encode(self, batch: list[str], show_progress: bool) -> np.ndarray:
         out = np.zeros((len(batch), DIM), dtype=np.float32)
-        if not batch:
-            return out
         bar = None
         if show_progress and len(batch) > _CALL:
             from tqdm.auto import tqdm
