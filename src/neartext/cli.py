@@ -273,6 +273,14 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="replace an existing output directory")
     _add_output_options(q)
 
+    p = sub.add_parser("distill", help="a static (model2vec) model from a sentence-transformers model")
+    p.add_argument("--model", default="default", help="the model to distill: name or local path")
+    p.add_argument("-o", "--output", required=True, help="directory for the static model")
+    p.add_argument("--pca-dims", type=int, default=256,
+                   help="dimensions kept by PCA (default 256; 0 keeps the model's)")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+    _add_output_options(p)
+
     p = sub.add_parser("bot", help="a Telegram bot answering with the top-k results, 👍/👎 stored")
     p.add_argument("collection", nargs="?", help="collection directory (or use --url)")
     p.add_argument("--url", help="a running service's collection, e.g. http://127.0.0.1:8000/collections/memes")
@@ -827,6 +835,18 @@ def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
+def _cmd_distill(args: argparse.Namespace) -> dict[str, Any]:
+    from .encoders.static import distill_model
+
+    if args.pca_dims < 0:
+        raise InputError("--pca-dims must be 0 (keep all) or more")
+    res = distill_model(args.model, args.output, pca_dims=args.pca_dims or None, force=args.force)
+    if not args.json:
+        print(f"wrote a static model to {res['output']}: {res['vocabulary']} tokens x {res['dim']} "
+              f"dimensions, from {res['base']}; use it with --model {res['output']}")
+    return res
+
+
 def _cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     from .export.mlflow_model import export_mlflow
 
@@ -930,5 +950,5 @@ COMMANDS = {"index": _cmd_index, "upsert": _cmd_upsert, "search": _cmd_search,
             "cluster": _cmd_cluster, "map": _cmd_map,
             "eval": _cmd_eval, "train": _cmd_train, "reindex": _cmd_reindex, "calibrate": _cmd_calibrate,
             "serve": _cmd_serve, "feedback": _cmd_feedback, "bot": _cmd_bot,
-            "export": _cmd_export,
+            "export": _cmd_export, "distill": _cmd_distill,
             "delete": _cmd_delete, "info": _cmd_info}

@@ -53,8 +53,17 @@ def canonical_name(model: str) -> str:
 
 
 def backend_of(model: str) -> str:
-    """``use`` for the built-in USE model, ``sbert`` for everything else."""
-    return BACKENDS.get(ALIASES.get(model, model), "sbert")
+    """``use`` for the built-in USE model, ``static`` for a model2vec directory, ``sbert`` for
+    everything else."""
+    name = ALIASES.get(model, model)
+    if name in BACKENDS:
+        return BACKENDS[name]
+    if name not in BUILTIN_MODELS:
+        from .static import is_static_model
+
+        if is_static_model(Path(model).expanduser()):
+            return "static"
+    return "sbert"
 
 
 def resolve_model_path(model: str) -> Path:
@@ -75,10 +84,15 @@ def load_encoder(settings: EncoderSettings | str) -> Encoder:
     """Build the encoder described by ``settings`` (or a model name/path with default settings)."""
     if isinstance(settings, str):
         settings = EncoderSettings(model=settings)
-    if backend_of(settings.model) == "use":
+    backend = backend_of(settings.model)
+    if backend == "use":
         from .use import UseEncoder
 
         return UseEncoder(settings, resolve_model_path(settings.model))
+    if backend == "static":
+        from .static import StaticEncoder
+
+        return StaticEncoder(settings, resolve_model_path(settings.model))
     from .sbert import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(settings, resolve_model_path(settings.model))
