@@ -26,6 +26,28 @@ def check_output_path(path: str | Path, suffixes: Sequence[str] = tuple(TABLE_FO
     return p
 
 
+def check_output_dir(path: str | Path, force: bool = False) -> Path:
+    """A directory an export may create: its parent exists; it does not, unless ``force``."""
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise InputError(f"{p}: the folder {p.parent} does not exist")
+    if p.exists() and not force:
+        raise InputError(f"{p}: exists; choose another path or pass --force")
+    return p
+
+
+def publish_dir(staged: Path, out: Path) -> None:
+    """Move a completed ``staged`` directory to ``out``, replacing what was there."""
+    import shutil
+
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    staged.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def write_table(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
     """Write ``rows`` (dicts) with ``columns`` to ``path``; the format comes from the suffix."""
     p = check_output_path(path)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MissingExtra, ModelNotFound
+from ..tables import check_output_dir, publish_dir
 from .base import EncoderBase, EncoderSettings, settings_digest, weights_digest
 
 DEFAULT_MAX_TOKENS = 512
@@ -83,11 +84,7 @@ def distill_model(model: str, output: str | Path, *, pca_dims: int | None = 256,
     (written to ``output.partial`` first). Offline: the model's own vocabulary is used."""
     from .registry import backend_of, resolve_model_path
 
-    out = Path(output)
-    if not out.parent.is_dir():
-        raise InputError(f"{out}: the folder {out.parent} does not exist")
-    if out.exists() and not force:
-        raise InputError(f"{out}: exists; choose another path or pass --force")
+    out = check_output_dir(output, force)
     if backend_of(model) != "sbert":
         raise InputError(f"'{model}' is not a transformer model; distill a sentence-transformers model")
     src = resolve_model_path(model)
@@ -109,8 +106,6 @@ def distill_model(model: str, output: str | Path, *, pca_dims: int | None = 256,
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    staged.rename(out)
+    publish_dir(staged, out)
     return {"output": str(out), "base": str(src), "dim": int(static.dim),
             "vocabulary": int(static.embedding.shape[0])}

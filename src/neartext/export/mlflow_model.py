@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CollectionNotFound, InputError, MissingExtra
+from ..tables import check_output_dir, publish_dir
 
 PARAMS = {"top_k": 10, "similarity_threshold": 0.5, "mode": "search"}
 MODES = ("search", "paraphrases")
@@ -183,10 +184,7 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
     if out is None and not log:
         raise InputError("give -o DIR to save the model, or --log to log it to MLflow")
     if out is not None:
-        if not out.parent.is_dir():
-            raise InputError(f"{out}: the folder {out.parent} does not exist")
-        if out.exists() and not force:
-            raise InputError(f"{out}: exists; choose another path or pass --force")
+        check_output_dir(out, force)
     with Collection.open(src) as col:
         name = col.manifest["model"]["name"]
         documents = len(col)
@@ -215,9 +213,5 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
-        old = out.with_name(out.name + ".old")
-        if out.exists():
-            out.rename(old)
-        staged.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        publish_dir(staged, out)
     return {"output": str(out), "documents": documents, "model": name}
