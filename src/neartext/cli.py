@@ -262,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="texts per forward pass within a batch (small passes pad less)")
     p.set_defaults(json=False, quiet=False)
 
-    p = sub.add_parser("export", help="deployable forms of a collection (an MLflow model)")
+    p = sub.add_parser("export", help="deployable forms: an MLflow model of a collection, an ONNX model")
     ex = p.add_subparsers(dest="export_kind", required=True, metavar="FORMAT")
     q = ex.add_parser("mlflow", help="an MLflow pyfunc model: the encoder plus the stored vectors")
     q.add_argument("collection")
@@ -270,6 +270,12 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--log", action="store_true",
                    help="log it to MLflow's tracking store instead (MLFLOW_TRACKING_URI, else MLflow's "
                         "default)")
+    q.add_argument("--force", action="store_true", help="replace an existing output directory")
+    _add_output_options(q)
+    q = ex.add_parser("onnx", help="an ONNX model (pooling inside) + tokenizer, run without torch")
+    q.add_argument("--model", default="default", help="the model to export: name or local path")
+    q.add_argument("-o", "--output", required=True, help="directory to write")
+    q.add_argument("--quantize", choices=["int8"], help="also write an int8 model and use it")
     q.add_argument("--force", action="store_true", help="replace an existing output directory")
     _add_output_options(q)
 
@@ -848,6 +854,18 @@ def _cmd_distill(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    if args.export_kind == "onnx":
+        from .export.onnx import export_onnx
+
+        res = export_onnx(args.model, args.output, quantize=args.quantize, force=args.force)
+        if not args.json:
+            for kind, p in res["parity"].items():
+                print(f"{kind}: cosine with the torch model: min {p['min_cosine']:.5f}, mean "
+                      f"{p['mean_cosine']:.5f}", file=sys.stderr)
+            for w in res["warnings"]:
+                print(f"warning: {w}", file=sys.stderr)
+            print(f"exported {res['base']} to {res['output']}; use it with --model {res['output']}")
+        return res
     from .export.mlflow_model import export_mlflow
 
     res = export_mlflow(args.collection, args.output, log=args.log, force=args.force)

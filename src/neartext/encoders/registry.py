@@ -53,16 +53,20 @@ def canonical_name(model: str) -> str:
 
 
 def backend_of(model: str) -> str:
-    """``use`` for the built-in USE model, ``static`` for a model2vec directory, ``sbert`` for
-    everything else."""
+    """``use`` for the built-in USE model, ``static`` for a model2vec directory, ``onnx`` for a
+    ``neartext export onnx`` directory, ``sbert`` for everything else."""
     name = ALIASES.get(model, model)
     if name in BACKENDS:
         return BACKENDS[name]
     if name not in BUILTIN_MODELS:
+        from .onnx import is_onnx_model
         from .static import is_static_model
 
-        if is_static_model(Path(model).expanduser()):
+        path = Path(model).expanduser()
+        if is_static_model(path):
             return "static"
+        if is_onnx_model(path):
+            return "onnx"
     return "sbert"
 
 
@@ -93,6 +97,10 @@ def load_encoder(settings: EncoderSettings | str) -> Encoder:
         from .static import StaticEncoder
 
         return StaticEncoder(settings, resolve_model_path(settings.model))
+    if backend == "onnx":
+        from .onnx import OnnxEncoder
+
+        return OnnxEncoder(settings, resolve_model_path(settings.model))
     from .sbert import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(settings, resolve_model_path(settings.model))

@@ -1,0 +1,113 @@
+"""ONNX export and the torch-free runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'neartext[onnx]'")
+
+from conftest import DEMO, ROOT  # noqa: E402
+
+from neartext import Collection, load_encoder  # noqa: E402
+from neartext.cli import main  # noqa: E402
+from neartext.encoders import backend_of  # noqa: E402
+
+TEXTS = ["The app crashes every time I open a note with a picture in it.",
+         "I was charged twice for my yearly subscription.", "Please add a dark mode.", "ok"]
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "minilm-onnx"
+    assert main(["export", "onnx", "-o", str(out), "-q"]) == 0
+    return out
+
+
+def test_fp32_export_matches_torch(onnx_dir, encoder):
+    meta = json.loads((onnx_dir / "neartext_onnx.json").read_text())
+    assert meta["parity"]["fp32"]["min_cosine"] >= 0.9999 and meta["file"] == "model.onnx"
+    assert backend_of(str(onnx_dir)) == "onnx"
+    enc = load_encoder(str(onnx_dir))
+    for kind in ("query", "document"):
+        a, b = enc.encode(TEXTS, kind=kind), encoder.encode(TEXTS, kind=kind)
+        assert float(np.min(np.sum(a * b, axis=1))) > 0.9999
+    assert enc.dim == 384 and enc.count_truncated(["word " * 400, "short"]) == 1
+
+
+def test_a_collection_with_the_onnx_model(onnx_dir, tmp_path, capsys):
+    col = tmp_path / "col"
+    assert main(["index", str(DEMO), "-c", str(col), "--id", "id", "--model", str(onnx_dir), "-q"]) == 0
+    capsys.readouterr()
+    with Collection.open(col) as c:
+        hits = c.search("the app crashes when I attach a photo", k=3)
+        assert hits[0].id in {"fb-0007", "fb-0008", "fb-0009"}
+
+
+def test_int8_export_and_refusals(onnx_dir, tmp_path, capsys, tiny_model_dir):
+    out = tmp_path / "int8"
+    assert main(["export", "onnx", "-o", str(out), "--quantize", "int8", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["parity"]["int8"]["mean_cosine"] >= 0.98
+    assert json.loads((out / "neartext_onnx.json").read_text())["file"] == "model_int8.onnx"
+    assert (out / "model_int8.onnx").stat().st_size < (out / "model.onnx").stat().st_size
+    enc = load_encoder(str(out))
+    ref = load_encoder("default").encode(TEXTS)
+    assert float(np.mean(np.sum(enc.encode(TEXTS) * ref, axis=1))) > 0.98
+    assert main(["export", "onnx", "-o", str(onnx_dir)]) == 1
+    assert "exists; choose another path or pass --force" in capsys.readouterr().err
+    assert main(["export", "onnx", "--model", str(onnx_dir), "-o", str(tmp_path / "x")]) == 1
+    assert "not a sentence-transformers" in capsys.readouterr().err
+    assert main(["export", "onnx", "--model", str(tmp_path / "none"), "-o", str(tmp_path / "y")]) == 1
+    assert "no such directory" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y.partial").exists()
+
+
+@pytest.mark.slow
+def test_torch_free_environment_opens_searches_and_is_small(onnx_dir, tmp_path):
+    """`pip install 'neartext[lite]'` in a fresh venv: no torch; the ONNX collection opens,
+    searches and is served (the app, through FastAPI's test client)."""
+    col = tmp_path / "col"
+    assert main(["index", str(DEMO), "-c", str(col), "--id", "id", "--model", str(onnx_dir), "-q"]) == 0
+    venv = tmp_path / "lite"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "--quiet", f"{ROOT}[lite]"], check=True,
+                   timeout=900)
+    script = textwrap.dedent(f"""
+        import importlib.util, json
+        from neartext import Collection
+        assert importlib.util.find_spec("torch") is None, "torch is installed"
+        with Collection.open({str(col)!r}) as c:
+            hits = c.search("I was charged twice", k=2)
+        from fastapi.testclient import TestClient
+        from neartext.serve import ServeSettings, create_app
+        with TestClient(create_app(ServeSettings.from_args([{str(col)!r}]))) as client:
+            r = client.post("/collections/col/search", json={{"query": "dark mode", "k": 1}})
+            assert r.status_code == 200 and r.json()["results"][0], r.text
+        import sys
+        print(json.dumps({{"ids": [h.id for h in hits], "torch_loaded": "torch" in sys.modules}}))
+    """)
+    out = subprocess.run([str(py), "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["ids"][0] in {"fb-0066", "fb-0067"} and res["torch_loaded"] is False
+
+    def size(env: Path) -> int:
+        site = next((env / "lib").glob("python3*/site-packages"))
+        return sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
+
+    lite, full = size(venv), size(Path(sys.prefix))
+    ratio = lite / full
+    print(f"installed size: lite {lite / 2**20:.0f} MB, full {full / 2**20:.0f} MB ({ratio:.1%})")
+    assert ratio <= 0.25
+    if os.environ.get("NEARTEXT_SIZE_REPORT"):
+        Path(os.environ["NEARTEXT_SIZE_REPORT"]).write_text(json.dumps(
+            {"lite_mb": lite / 2**20, "full_mb": full / 2**20, "ratio": ratio}))
