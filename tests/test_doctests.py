@@ -12,7 +12,7 @@ MODULES = ["neartext.corpus", "neartext.cleaning", "neartext.filters", "neartext
            "neartext.store.vector_index", "neartext.encoders.registry", "neartext.collection",
            "neartext.mining", "neartext.groups", "neartext.analysis", "neartext.metrics",
            "neartext.evaluate", "neartext.lexical", "neartext.hybrid", "neartext.serve.settings",
-           "neartext.topics"]
+           "neartext.topics", "neartext.backends"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -111,3 +111,28 @@ def test_torch_free_environment_opens_searches_and_is_small(onnx_dir, tmp_path):
     if os.environ.get("NEARTEXT_SIZE_REPORT"):
         Path(os.environ["NEARTEXT_SIZE_REPORT"]).write_text(json.dumps(
             {"lite_mb": lite / 2**20, "full_mb": full / 2**20, "ratio": ratio}))
+
+
+def test_bench_encoders_recommends_within_tolerance(tmp_path, tiny_model_dir, capsys):
+    sts = tmp_path / "sts.csv"
+    rows = [("A cat sits on the mat.", "A cat is sitting on a mat.", 4.8),
+            ("A man plays guitar.", "Someone plays a guitar.", 4.2),
+            ("The market fell today.", "Stocks dropped sharply.", 3.5),
+            ("A dog runs in a park.", "The weather is cold.", 0.2),
+            ("She reads a book.", "A woman is reading.", 3.9),
+            ("Kids play football.", "The bank raised rates.", 0.0)] * 3
+    sts.write_text("sentence1,sentence2,score\n" + "\n".join(f'"{a}","{b}",{s}' for a, b, s in rows))
+    keep = tmp_path / "backends"
+    assert main(["bench-encoders", "--model", str(tiny_model_dir), "--sts", str(sts), "--keep",
+                 str(keep), "--rounds", "1", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res["results"]) == {"torch", "onnx", "onnx-int8", "static"}
+    torch_q = res["results"]["torch"]["quality"]
+    assert abs(res["results"]["onnx"]["quality"] - torch_q) < 0.01  # same vectors
+    best = res["recommended"]
+    assert res["results"][best]["quality"] >= torch_q - 1.0
+    assert all(res["results"][b]["texts_per_s"] <= res["results"][best]["texts_per_s"]
+               for b, r in res["results"].items() if r["quality"] >= torch_q - 1.0)
+    assert (keep / "onnx" / "model.onnx").is_file() and (keep / "static" / "config.json").is_file()
+    assert main(["bench-encoders", "--model", str(tiny_model_dir)]) == 1
+    assert "give --sts FILE or --pairs FILE" in capsys.readouterr().err

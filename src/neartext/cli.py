@@ -279,6 +279,17 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="replace an existing output directory")
     _add_output_options(q)
 
+    p = sub.add_parser("bench-encoders",
+                       help="torch vs ONNX fp32/int8 vs static on your data; recommends one")
+    p.add_argument("--model", default="default", help="a sentence-transformers model: name or path")
+    p.add_argument("--sts", help="pairs with a similarity score to measure quality (Spearman)")
+    p.add_argument("--pairs", help="(query, passage) rows to measure retrieval MRR@10 instead")
+    p.add_argument("--tolerance", type=float, default=1.0,
+                   help="points of quality a faster backend may lose (default 1)")
+    p.add_argument("--keep", metavar="DIR", help="keep the built backends here (default: a temp dir)")
+    p.add_argument("--rounds", type=int, default=2, help="timing rounds per backend (2)")
+    _add_output_options(p)
+
     p = sub.add_parser("distill", help="a static (model2vec) model from a sentence-transformers model")
     p.add_argument("--model", default="default", help="the model to distill: name or local path")
     p.add_argument("-o", "--output", required=True, help="directory for the static model")
@@ -841,6 +852,35 @@ def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
+def _cmd_bench_encoders(args: argparse.Namespace) -> dict[str, Any]:
+    import tempfile
+
+    from .backends import compare_backends
+    from .evaluate import load_pairs, load_retrieval_pairs
+
+    if (args.sts is None) == (args.pairs is None):
+        raise InputError("give --sts FILE or --pairs FILE (one of them)")
+    if args.rounds < 1:
+        raise InputError("--rounds must be at least 1")
+    sts = load_pairs(args.sts) if args.sts else None
+    retrieval = load_retrieval_pairs(args.pairs) if args.pairs else None
+    with tempfile.TemporaryDirectory(prefix="neartext-backends-") as tmp:
+        work = Path(args.keep) if args.keep else Path(tmp)
+        res = compare_backends(args.model, work=work, sts=sts, retrieval=retrieval,
+                               tolerance=args.tolerance, rounds=args.rounds)
+    if not args.json:
+        print(f"{res['model']}: {res['metric']} and speed on {res['texts']} texts")
+        print(f"{'backend':<10} {'quality':>8} {'lost':>6} {'texts/s':>10} {'speed':>7}")
+        for name, r in res["results"].items():
+            print(f"{name:<10} {r['quality']:>8.2f} {r['lost_points']:>6.2f} {r['texts_per_s']:>10.0f} "
+                  f"{r['speed_vs_torch']:>6.2f}x")
+        best = res["recommended"]
+        where = f" ({res['paths'][best]})" if args.keep and best != "torch" else ""
+        print(f"recommended: {best}{where} — the fastest within {args.tolerance:g} "
+              "points of torch")
+    return res
+
+
 def _cmd_distill(args: argparse.Namespace) -> dict[str, Any]:
     from .encoders.static import distill_model
 
@@ -968,5 +1008,5 @@ COMMANDS = {"index": _cmd_index, "upsert": _cmd_upsert, "search": _cmd_search,
             "cluster": _cmd_cluster, "map": _cmd_map,
             "eval": _cmd_eval, "train": _cmd_train, "reindex": _cmd_reindex, "calibrate": _cmd_calibrate,
             "serve": _cmd_serve, "feedback": _cmd_feedback, "bot": _cmd_bot,
-            "export": _cmd_export, "distill": _cmd_distill,
+            "export": _cmd_export, "distill": _cmd_distill, "bench-encoders": _cmd_bench_encoders,
             "delete": _cmd_delete, "info": _cmd_info}
