@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import InputError, NeartextError
+from .errors import InputError, MissingExtra, NeartextError
 from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION
 
 
@@ -584,9 +584,7 @@ def _cmd_cluster(args: argparse.Namespace) -> dict[str, Any]:
     with Collection.open(args.collection) as col:
         res = _cluster(col, args, args.central)
         if args.output:
-            from .clustering import _documents
-
-            texts = {d.id: d.text for d in _documents(col, res.ids)}
+            texts = {d.id: d.text for d in col.get(res.ids)}
             write_table(args.output, res.rows(texts), ["id", "cluster", "label", "text"])
     if not args.json:
         print(res.summary())
@@ -815,6 +813,12 @@ def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     return info
 
 
+def _at_least_one(*options: tuple[str, int]) -> None:
+    for name, value in options:
+        if value < 1:
+            raise InputError(f"{name} must be at least 1")
+
+
 def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     try:
         import fastapi  # noqa: F401
@@ -822,16 +826,12 @@ def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
 
         from .serve import ServeSettings, run
     except ImportError as e:
-        raise InputError(f"serving needs the serve extra ({e.name} is missing): "
-                         "pip install 'neartext[serve]'") from None
+        raise MissingExtra(e.name or "fastapi", "serve") from None
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port}: give a port between 1 and 65535")
-    for name, value in (("--max-texts", args.max_texts), ("--max-k", args.max_k),
-                        ("--max-batch", args.max_batch), ("--max-body-bytes", args.max_body_bytes),
-                        ("--max-text-chars", args.max_text_chars),
-                        ("--forward-batch", args.forward_batch)):
-        if value < 1:
-            raise InputError(f"{name} must be at least 1")
+    _at_least_one(("--max-texts", args.max_texts), ("--max-k", args.max_k),
+                  ("--max-batch", args.max_batch), ("--max-body-bytes", args.max_body_bytes),
+                  ("--max-text-chars", args.max_text_chars), ("--forward-batch", args.forward_batch))
     settings = ServeSettings.from_args(
         args.collections, api_key=args.api_key, model=args.model,
         max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
@@ -860,8 +860,7 @@ def _cmd_bench_encoders(args: argparse.Namespace) -> dict[str, Any]:
 
     if (args.sts is None) == (args.pairs is None):
         raise InputError("give --sts FILE or --pairs FILE (one of them)")
-    if args.rounds < 1:
-        raise InputError("--rounds must be at least 1")
+    _at_least_one(("--rounds", args.rounds))
     sts = load_pairs(args.sts) if args.sts else None
     retrieval = load_retrieval_pairs(args.pairs) if args.pairs else None
     with tempfile.TemporaryDirectory(prefix="neartext-backends-") as tmp:
@@ -928,17 +927,13 @@ def _cmd_bot(args: argparse.Namespace) -> dict[str, Any]:
 
         from .bot import BotSettings, LocalBackend, ServiceBackend, run_polling, run_webhook
     except ImportError as e:
-        raise InputError(f"the bot needs the bot extra ({e.name} is missing): "
-                         "pip install 'neartext[bot]'") from None
+        raise MissingExtra(e.name or "aiogram", "bot") from None
     token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
     if not token:
         raise InputError("set TELEGRAM_BOT_TOKEN to the token @BotFather gave you")
     if (args.collection is None) == (args.url is None):
         raise InputError("give a collection directory or --url of a running service (one of them)")
-    for name, value in (("-k", args.k), ("--per-minute", args.per_minute),
-                        ("--max-chars", args.max_chars)):
-        if value < 1:
-            raise InputError(f"{name} must be at least 1")
+    _at_least_one(("-k", args.k), ("--per-minute", args.per_minute), ("--max-chars", args.max_chars))
     texts = {}
     for name in ("start", "help", "nothing"):
         value = getattr(args, f"{name}_text")

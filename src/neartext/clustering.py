@@ -165,7 +165,7 @@ def cluster(col: Collection, method: str = "community", *, threshold: float | No
     assignment = cluster_vectors(vectors, method, threshold=t, min_size=min_size, k=k, seed=seed,
                                  progress=progress)
     members = [np.flatnonzero(assignment == c) for c in range(int(assignment.max()) + 1)]
-    texts = {d.id: d.text for d in _documents(col, ids)}
+    texts = {d.id: d.text for d in col.get(ids)}
     tops = []
     for rows in members:
         centre = vectors[rows].sum(axis=0)
@@ -181,9 +181,3 @@ def cluster(col: Collection, method: str = "community", *, threshold: float | No
         {"k": k, "seed": seed} if method == "kmeans" else {"min_size": min_size})
     return ClusterResult(ids, assignment, clusters, method, params, time.perf_counter() - t0)
 
-
-def _documents(col: Collection, ids: list[str], batch: int = 5000) -> list[Any]:
-    out = []
-    for start in range(0, len(ids), batch):
-        out += col.store.get(ids[start:start + batch])
-    return out

@@ -80,6 +80,7 @@ class Collection:
         self.store = store
         self.manifest = store.read_manifest()
         self._encoder = encoder
+        self._scripts: tuple[int, dict[str, float]] | None = None  # (generation, shares)
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -614,7 +615,7 @@ class Collection:
             "pooling": m["model"]["settings"].get("pooling"),
             "max_seq_length": m["model"]["settings"].get("max_seq_length"),
             "metadata_fields": sorted(self.store.metadata_fields()),
-            "scripts": script_shares(self.store.iter_texts()),
+            "scripts": self._script_shares(),
             "keyword_index": self.store.has_keyword_index(),
             "source": m.get("source"),
             "threshold": m.get("threshold"),
@@ -622,6 +623,15 @@ class Collection:
             "neartext_version": m["neartext_version"],
             "bytes_on_disk": size,
         }
+
+
+    def _script_shares(self) -> dict[str, float]:
+        """``lexical.script_shares`` of every text, recomputed only after a write (the service
+        asks on every ``GET /collections/{name}``)."""
+        gen = self.store.generation()
+        if self._scripts is None or self._scripts[0] != gen:
+            self._scripts = (gen, script_shares(self.store.iter_texts()))
+        return dict(self._scripts[1])
 
 
 def check_k(k: int) -> None:

@@ -127,7 +127,7 @@ def colour_groups(col: Collection, proj: Projection, color_by: str | None,
         if color_by not in known:
             raise InputError(f"unknown metadata column '{color_by}' for --color-by; columns: "
                              f"{', '.join(sorted(known)) or 'none'} (or 'cluster')")
-        meta = {d.id: d.metadata for d in _docs(col, proj.ids)}
+        meta = {d.id: d.metadata for d in col.get(proj.ids)}
         names = [str(meta.get(d, {}).get(color_by, "none")) for d in proj.ids]
     counts: dict[str, int] = {}
     for n in names:
@@ -136,13 +136,6 @@ def colour_groups(col: Collection, proj: Projection, color_by: str | None,
     colours = {n: PALETTE[i] if i < len(PALETTE) else NOISE_COLOUR for i, n in enumerate(ranked)}
     colours["none"] = NOISE_COLOUR
     return names, colours
-
-
-def _docs(col: Collection, ids: list[str], batch: int = 5000) -> list[Any]:
-    out = []
-    for s in range(0, len(ids), batch):
-        out += col.store.get(ids[s:s + batch])
-    return out
 
 
 def draw(col: Collection, proj: Projection, path: str | Path, *, color_by: str | None = None,
@@ -161,7 +154,7 @@ def draw(col: Collection, proj: Projection, path: str | Path, *, color_by: str |
         if p.suffix.lower() == ".png":
             _png(tmp, proj, names, colours, title, qxy, query)
         else:
-            texts = {d.id: d.text for d in _docs(col, proj.ids)}
+            texts = {d.id: d.text for d in col.get(proj.ids)}
             _html(tmp, proj, names, colours, texts, title, qxy, query)
         os.replace(tmp, p)
     finally:

@@ -94,45 +94,42 @@ except ImportError:  # the class is still importable for its helpers
     _Base = object
 
 
-with warnings.catch_warnings():  # MLflow comments on predict's (absent) type hints
-    warnings.filterwarnings("ignore", message=".*type hint.*")
+class NeartextModel(_Base):  # type: ignore[misc]
+    """The pyfunc model; see the module docs."""
 
-    class NeartextModel(_Base):  # type: ignore[misc]
-        """The pyfunc model; see the module docs."""
+    def load_context(self, context):  # type: ignore[no-untyped-def]
+        from ..collection import Collection
+        from ..encoders import EncoderSettings, load_encoder
 
-        def load_context(self, context):  # type: ignore[no-untyped-def]
-            from ..collection import Collection
-            from ..encoders import EncoderSettings, load_encoder
+        path = Path(context.artifacts["collection"])
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        settings = dict(manifest["model"]["settings"])
+        settings["model"] = context.artifacts.get("model") or manifest["model"]["name"]
+        self.collection = Collection.open(path, model=load_encoder(EncoderSettings(**settings)))
 
-            path = Path(context.artifacts["collection"])
-            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-            settings = dict(manifest["model"]["settings"])
-            settings["model"] = context.artifacts.get("model") or manifest["model"]["name"]
-            self.collection = Collection.open(path, model=load_encoder(EncoderSettings(**settings)))
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        # no type hints: MLflow would treat them as an input schema
+        import pandas as pd
 
-        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-            # no type hints: MLflow would treat them as an input schema
-            import pandas as pd
+        from ..analysis import paraphrases
 
-            from ..analysis import paraphrases
-
-            queries = queries_of(model_input)
-            p = check_params(params)
-            k, t = int(p["top_k"]), float(p["similarity_threshold"])
-            rows = []
-            if p["mode"] == "search":
-                results = self.collection.search_many(queries, k, threshold=t)
-            else:
-                results = [paraphrases(self.collection, q, t, top_k=k)[0] for q in queries]
-            for q, hits in zip(queries, results):
-                for rank, h in enumerate(hits, 1):
-                    rows.append({"query": q, "rank": rank, "id": h.id, "score": float(h.score),
-                                 "text": h.text, "metadata": json.dumps(h.metadata, ensure_ascii=False)})
-            if not rows:
-                warnings.warn(f"no result scored {t} or more for {len(queries)} quer"
-                              f"{'y' if len(queries) == 1 else 'ies'}; lower similarity_threshold",
-                              stacklevel=2)
-            return pd.DataFrame(rows, columns=COLUMNS)
+        queries = queries_of(model_input)
+        p = check_params(params)
+        k, t = int(p["top_k"]), float(p["similarity_threshold"])
+        rows = []
+        if p["mode"] == "search":
+            results = self.collection.search_many(queries, k, threshold=t)
+        else:
+            results = [paraphrases(self.collection, q, t, top_k=k)[0] for q in queries]
+        for q, hits in zip(queries, results):
+            for rank, h in enumerate(hits, 1):
+                rows.append({"query": q, "rank": rank, "id": h.id, "score": float(h.score),
+                             "text": h.text, "metadata": json.dumps(h.metadata, ensure_ascii=False)})
+        if not rows:
+            warnings.warn(f"no result scored {t} or more for {len(queries)} quer"
+                          f"{'y' if len(queries) == 1 else 'ies'}; lower similarity_threshold",
+                          stacklevel=2)
+        return pd.DataFrame(rows, columns=COLUMNS)
 
 
 @contextlib.contextmanager

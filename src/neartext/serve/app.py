@@ -117,7 +117,6 @@ def _hit(r: SearchResult) -> S.Hit:
 
 def _map_payload(col: Any, color_by: str | None, sample: int | None, method: str,
                  threshold: float | None, k: int | None, min_size: int) -> dict[str, Any]:
-    from ..clustering import _documents
     from ..maps import colour_groups, map_payload, project
 
     proj = project(col, sample=sample)
@@ -126,7 +125,7 @@ def _map_payload(col: Any, color_by: str | None, sample: int | None, method: str
     clusters = (col.cluster(method, threshold=threshold, k=k, min_size=min_size)
                 if color_by == "cluster" else None)
     names, colours = colour_groups(col, proj, color_by, clusters)
-    texts = {d.id: d.text for d in _documents(col, proj.ids)}
+    texts = {d.id: d.text for d in col.get(proj.ids)}
     return map_payload(proj, names, colours, texts)
 
 
