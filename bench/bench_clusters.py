@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SHARED, machine, machine_line, need, run_worker, save  # noqa: E402
+from common import SHARED, machine, machine_line, need, run_worker, save  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 THRESHOLD = 0.75
@@ -159,10 +159,7 @@ def main() -> None:
                "neartext": ari_of("community", 50_000, rows, gold),
                "sentence_transformers": ari_of("st_community", 50_000, rows, gold)}
     result = {"machine": machine(), "threshold": THRESHOLD, "runs": runs, "quality": quality}
-    save("clusters", result)
-    text = table(result)
-    (RESULTS / "clusters.txt").write_text(text + "\n")
-    print(text)
+    save("clusters", result, table(result))
 
 
 if __name__ == "__main__":

