@@ -32,6 +32,34 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
 
 
+def _add_index_options(g: Any) -> None:
+    g.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf"],
+                   help="vector index (auto: exact below 200k passages, IVF above; on a Milvus "
+                        "server AUTOINDEX, on Milvus Lite exact)")
+    g.add_argument("--index-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="Milvus index parameter, e.g. M=32, nlist=4096, metric_type=COSINE "
+                        "(repeatable)")
+    g.add_argument("--search-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="Milvus search parameter, e.g. ef=128 or nprobe=32 (repeatable)")
+
+
+def _milvus_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--index-param``/``--search-param`` as the ``milvus`` argument of Collection.create."""
+    def parse(items: list[str], flag: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise InputError(f"{flag} '{item}': write KEY=VALUE, e.g. {flag} ef=128")
+            v = value.strip()
+            out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
+        return out
+    if not args.index_param and not args.search_param:
+        return None
+    return {"index_params": parse(args.index_param, "--index-param"),
+            "search_params": parse(args.search_param, "--search-param")}
+
+
 def _add_corpus_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("corpus")
     g.add_argument("--text", help="text column(s), comma-separated; several are joined")
@@ -46,14 +74,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help="build a collection from a corpus file (or re-index it)")
     p.add_argument("corpus", help=".txt, .csv, .tsv, .jsonl or .parquet file")
-    p.add_argument("-c", "--collection", required=True, help="collection directory")
+    p.add_argument("-c", "--collection", required=True,
+                   help="collection: a directory, milvus://HOST:PORT/NAME or milvus-lite:FILE")
     _add_corpus_options(p)
     _add_model_options(p)
     g = p.add_argument_group("collection")
     g.add_argument("--chunk", type=int, help="split texts into passages of N words")
     g.add_argument("--overlap", type=int, default=0, help="words shared by adjacent passages")
-    g.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf"],
-                   help="vector index (auto: exact below 200k passages, IVF above)")
+    _add_index_options(g)
     g = p.add_argument_group("cleaning")
     g.add_argument("--no-clean", action="store_true", help="keep every row as it is")
     g.add_argument("--keep-duplicates", action="store_true", help="keep exact duplicate texts")
@@ -335,6 +363,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="+")
     _add_output_options(p)
 
+    p = sub.add_parser("migrate", help="copy a collection to another store (a directory, Milvus) "
+                                       "without re-embedding")
+    p.add_argument("source", help="collection to copy (directory or Milvus address)")
+    p.add_argument("destination", help="where to copy it (must not exist yet)")
+    g = p.add_argument_group("destination index")
+    _add_index_options(g)
+    g.set_defaults(index=None)
+    _add_output_options(p)
+
     p = sub.add_parser("info", help="size, model and settings of a collection")
     p.add_argument("collection")
     _add_output_options(p)
@@ -420,14 +457,14 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
+    from .address import parse_address
     from .cleaning import DEFAULT_JUNK, CleaningOptions
-    from .collection import Collection
+    from .collection import Collection, collection_exists
     from .encoders import EncoderSettings
-    from .store.local import MANIFEST
 
     text = _split(args.text)
-    path = Path(args.collection)
-    if (path / MANIFEST).is_file():
+    path = parse_address(args.collection)
+    if collection_exists(path):
         _refuse_creation_options(args, path)
         with Collection.open(path, model=args.model) as col:
             report = col.index_file(args.corpus, text, args.id_column, encoding=args.encoding,
@@ -447,19 +484,20 @@ def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
     col, report = Collection.from_file(
         path, args.corpus, text, args.id_column, encoding=args.encoding,
         progress=_progress(args), model=settings, chunk=args.chunk, overlap=args.overlap,
-        index=args.index, cleaning=cleaning, skip_near_duplicates=args.skip_near_duplicates)
+        index=args.index, cleaning=cleaning, skip_near_duplicates=args.skip_near_duplicates,
+        milvus=_milvus_options(args))
     col.close()
     return _report(args, report, path)
 
 
 _CREATION_OPTIONS = (
     "query_prefix", "document_prefix", "pooling", "max_seq_length", "no_normalize", "chunk",
-    "overlap", "index", "no_clean", "keep_duplicates", "junk", "strip_html", "strip_urls",
-    "collapse_whitespace",
+    "overlap", "index", "index_param", "search_param", "no_clean", "keep_duplicates", "junk",
+    "strip_html", "strip_urls", "collapse_whitespace",
 )
 
 
-def _refuse_creation_options(args: argparse.Namespace, path: Path) -> None:
+def _refuse_creation_options(args: argparse.Namespace, path: Any) -> None:
     defaults = _parser().parse_args(["index", "corpus", "-c", "dir"])
     given = [k for k in _CREATION_OPTIONS if getattr(args, k) != getattr(defaults, k)]
     if given:
@@ -476,10 +514,10 @@ def _cmd_upsert(args: argparse.Namespace) -> dict[str, Any]:
         report = col.index_file(args.corpus, _split(args.text), args.id_column,
                                 encoding=args.encoding, progress=_progress(args),
                                 skip_near_duplicates=args.skip_near_duplicates)
-    return _report(args, report, Path(args.collection))
+    return _report(args, report, args.collection)
 
 
-def _report(args: argparse.Namespace, report: Any, path: Path) -> dict[str, Any]:
+def _report(args: argparse.Namespace, report: Any, path: Any) -> dict[str, Any]:
     if not args.json:
         print(f"{path}: {report.summary()}")
         for nd in report.near_duplicates[:10]:
@@ -801,6 +839,16 @@ def _cmd_delete(args: argparse.Namespace) -> dict[str, Any]:
             "not_found": len(args.ids) - removed, "documents": left}
 
 
+def _cmd_migrate(args: argparse.Namespace) -> dict[str, Any]:
+    from .migrate import migrate
+
+    report = migrate(args.source, args.destination, index=args.index,
+                     milvus=_milvus_options(args), progress=_progress(args))
+    if not args.json:
+        print(report.summary())
+    return report.to_dict()
+
+
 def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     from .collection import Collection
 
@@ -1004,4 +1052,4 @@ COMMANDS = {"index": _cmd_index, "upsert": _cmd_upsert, "search": _cmd_search,
             "eval": _cmd_eval, "train": _cmd_train, "reindex": _cmd_reindex, "calibrate": _cmd_calibrate,
             "serve": _cmd_serve, "feedback": _cmd_feedback, "bot": _cmd_bot,
             "export": _cmd_export, "distill": _cmd_distill, "bench-encoders": _cmd_bench_encoders,
-            "delete": _cmd_delete, "info": _cmd_info}
+            "delete": _cmd_delete, "info": _cmd_info, "migrate": _cmd_migrate}

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
+from .address import Address, parse_address
 from .cleaning import CleaningOptions, chunk_spans, clean
 from .corpus import Record, read_corpus
 from .encoders import Encoder, EncoderSettings, canonical_name, load_encoder
@@ -63,20 +64,74 @@ def _building(target: Path) -> Iterator[Path]:
     tmp.rename(target)
 
 
+@contextlib.contextmanager
+def _building_at(address: Address) -> Iterator[Address]:
+    """:func:`_building` for any address: a Milvus collection is built under a staging name
+    (``NAME__partial``) and renamed when complete."""
+    if not address.is_milvus:
+        assert address.path is not None
+        with _building(address.path) as tmp:
+            yield Address("local", str(tmp), path=tmp)
+        return
+    from dataclasses import replace
+
+    from .store.milvus import STAGING_SUFFIX, MilvusStore
+
+    assert address.name is not None
+    if MilvusStore.exists(address):
+        raise CollectionExists(f"{address}: a collection already exists there")
+    staging = replace(address, name=address.name + STAGING_SUFFIX,
+                      text=f"{address} (staging)")
+    MilvusStore.drop(staging)  # left by an earlier run that did not finish
+    try:
+        yield staging
+    except BaseException:
+        MilvusStore.drop(staging)
+        raise
+    MilvusStore.publish(staging, address.name)
+
+
+def _new_store(address: Address, manifest: dict[str, Any],
+               milvus: dict[str, Any] | None) -> Store:
+    if address.is_milvus:
+        from .store.milvus import MilvusStore
+
+        return MilvusStore.create(address, manifest, **(milvus or {}))
+    if milvus:
+        raise InputError("--index-param and --search-param apply to Milvus collections")
+    assert address.path is not None
+    return LocalStore.create(address.path, manifest)
+
+
+def collection_exists(address: str | Path | Address) -> bool:
+    """Whether a collection is at ``address`` (a directory or a Milvus collection)."""
+    a = parse_address(address)
+    if a.is_milvus:
+        from .store.milvus import MilvusStore
+
+        return MilvusStore.exists(a)
+    assert a.path is not None
+    return (a.path / MANIFEST).is_file()
+
+
 def text_hash(text: str) -> str:
     """Content hash of a text; with the model fingerprint it decides whether to re-embed."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 class Collection:
-    """A searchable collection of texts stored in a directory.
+    """A searchable collection of texts, in a directory or on Milvus (see
+    :mod:`neartext.address`).
 
     Use :meth:`create` for a new collection and :meth:`open` for an existing one. The encoder is
     loaded on first use, so opening and :meth:`info` are fast.
     """
 
-    def __init__(self, path: Path, store: Store, encoder: Encoder | None = None) -> None:
-        self.path = path
+    def __init__(self, path: str | Path | Address, store: Store,
+                 encoder: Encoder | None = None) -> None:
+        self.address = parse_address(path)
+        # where local state lives: the directory itself, or one kept for a Milvus collection
+        self.path = self.address.state_dir()
         self.store = store
         self.manifest = store.read_manifest()
         self._encoder = encoder
@@ -87,7 +142,7 @@ class Collection:
     @classmethod
     def create(
         cls,
-        path: str | Path,
+        path: str | Path | Address,
         *,
         model: str | EncoderSettings | Encoder = "default",
         chunk: int | None = None,
@@ -95,20 +150,24 @@ class Collection:
         index: str = "auto",
         cleaning: CleaningOptions | None = None,
         source: dict[str, Any] | None = None,
+        milvus: dict[str, Any] | None = None,
     ) -> Collection:
-        """Create an empty collection at ``path``; :class:`CollectionExists` if one is there.
+        """Create an empty collection at ``path`` (a directory or a Milvus address);
+        :class:`CollectionExists` if one is there. ``milvus`` may give ``index_params`` and
+        ``search_params`` for a Milvus collection.
 
         >>> col = Collection.create("/tmp/nt-doc-col", model="default")  # doctest: +SKIP
+        >>> col = Collection.create("milvus-lite:/tmp/nt.db", index="flat")  # doctest: +SKIP
         """
-        with _building(Path(path)) as tmp:
-            col = cls._create_at(tmp, model, chunk, overlap, index, cleaning, source)
+        with _building_at(parse_address(path)) as tmp:
+            col = cls._create_at(tmp, model, chunk, overlap, index, cleaning, source, milvus)
             col.close()
         return cls.open(path, model=col.encoder)
 
     @classmethod
     def from_file(
         cls,
-        path: str | Path,
+        path: str | Path | Address,
         corpus: str | Path,
         text: Sequence[str] | None = None,
         id_column: str | None = None,
@@ -121,6 +180,7 @@ class Collection:
         index: str = "auto",
         cleaning: CleaningOptions | None = None,
         skip_near_duplicates: float | None = None,
+        milvus: dict[str, Any] | None = None,
     ) -> tuple[Collection, IndexReport]:
         """Build a new collection at ``path`` from a corpus file, all or nothing.
 
@@ -133,9 +193,9 @@ class Collection:
         check_threshold(skip_near_duplicates)
         # Read the corpus before loading the model, so bad input fails fast.
         records = read_corpus(corpus, text, id_column, encoding=encoding)
-        with _building(Path(path)) as tmp:
+        with _building_at(parse_address(path)) as tmp:
             col = cls._create_at(tmp, model, chunk, overlap, index, cleaning,
-                                 {"text": list(text) if text else None, "id": id_column})
+                                 {"text": list(text) if text else None, "id": id_column}, milvus)
             try:
                 report = col._index_records(records, corpus, sync=False, progress=progress,
                                             skip_near_duplicates=skip_near_duplicates)
@@ -146,13 +206,14 @@ class Collection:
     @classmethod
     def _create_at(
         cls,
-        p: Path,
+        p: Address,
         model: str | EncoderSettings | Encoder,
         chunk: int | None,
         overlap: int,
         index: str,
         cleaning: CleaningOptions | None,
         source: dict[str, Any] | None,
+        milvus: dict[str, Any] | None = None,
     ) -> Collection:
         if chunk is not None:
             chunk_spans("x", chunk, overlap)  # validates size/overlap
@@ -176,20 +237,29 @@ class Collection:
             "source": source or {},
             "threshold": None,
         }
-        return cls(p, LocalStore.create(p, manifest), encoder)
+        return cls(p, _new_store(p, manifest, milvus), encoder)
 
     @classmethod
-    def open(cls, path: str | Path, *, model: str | Encoder | None = None) -> Collection:
+    def open(cls, path: str | Path | Address, *, model: str | Encoder | None = None) -> Collection:
         """Open an existing collection; with ``model``, check it is the one the collection uses.
 
         Raises:
             CollectionNotFound: nothing at ``path``.
             ModelMismatch: ``model`` gives other vectors than the collection's model.
         """
-        p = Path(path)
-        if not (p / MANIFEST).is_file():
-            raise CollectionNotFound(f"{p}: no collection here; create one with 'neartext index'")
-        col = cls(p, LocalStore(p))
+        a = parse_address(path)
+        store: Store
+        if a.is_milvus:
+            from .store.milvus import MilvusStore
+
+            store = MilvusStore(a)
+        else:
+            assert a.path is not None
+            if not (a.path / MANIFEST).is_file():
+                raise CollectionNotFound(
+                    f"{a.path}: no collection here; create one with 'neartext index'")
+            store = LocalStore(a.path)
+        col = cls(a, store)
         if model is not None:
             col._encoder = col._load_encoder(model)
         return col
@@ -223,7 +293,7 @@ class Collection:
         if enc.fingerprint != m["fingerprint"]:
             given = enc.settings.model
             raise ModelMismatch(
-                f"{self.path}: built with model '{m['name']}' (fingerprint {m['fingerprint']}), "
+                f"{self.address}: built with model '{m['name']}' (fingerprint {m['fingerprint']}), "
                 f"but '{given}' gives other vectors (fingerprint {enc.fingerprint}); "
                 f"use the collection's model, or re-embed with 'neartext reindex'"
             )
@@ -598,10 +668,12 @@ class Collection:
     def info(self) -> dict[str, Any]:
         """Size, model and settings of the collection; ``scripts`` gives the share of texts
         written mostly in Cyrillic, mostly in Latin letters, or neither."""
-        size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        size = (None if self.address.is_milvus else
+                sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file()))
         m = self.manifest
         return {
-            "path": str(self.path),
+            "path": str(self.address),
+            "store": self.address.kind,
             "documents": self.store.count(),
             "passages": self.store.passage_count(),
             "model": m["model"]["name"],

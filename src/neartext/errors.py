@@ -50,3 +50,11 @@ class MissingExtra(NeartextError, ImportError):
 
 class CorruptCollection(NeartextError, RuntimeError):
     """A collection whose files are unreadable or inconsistent."""
+
+
+class StoreUnavailable(NeartextError, ConnectionError):
+    """A store server (Milvus) that cannot be reached or keeps failing; the message names it."""
+
+
+class Unsupported(NeartextError, ValueError):
+    """An operation the collection's store cannot do; the message says what to use instead."""

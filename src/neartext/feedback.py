@@ -50,6 +50,7 @@ class FeedbackStore:
         if self._conn is None:
             if not create and not self.path.is_file():
                 return None
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # a Milvus collection's state dir
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                    timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")

@@ -22,11 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .address import parse_address
 from .cleaning import CleaningOptions
 from .collection import Collection
 from .corpus import Record
 from .encoders import EncoderSettings, canonical_name
-from .errors import InputError
+from .errors import InputError, Unsupported
 from .store.local import MANIFEST
 
 READ_BATCH = 5000
@@ -69,6 +70,10 @@ def reindex(
     ``keep_previous`` the old version stays at ``<path>.previous``.
     """
     t0 = time.perf_counter()
+    if parse_address(path).is_milvus:
+        raise Unsupported(f"{path}: reindex works on collections in a directory; for a Milvus "
+                          "collection: 'neartext migrate' it to a directory, reindex that, and "
+                          "migrate it back under a new name")
     target = Path(path)
     with Collection.open(target) as old:
         manifest = old.manifest
@@ -128,7 +133,7 @@ def _open_scratch(scratch: Path, manifest: dict[str, Any], settings: EncoderSett
         shutil.rmtree(scratch)
     chunking = manifest.get("chunking") or {}
     col = Collection._create_at(
-        scratch, settings, chunking.get("size"), chunking.get("overlap", 0),
+        parse_address(scratch), settings, chunking.get("size"), chunking.get("overlap", 0),
         manifest.get("index", "auto"), CleaningOptions(**manifest["cleaning"]), manifest.get("source"))
     return col, False
 

@@ -171,18 +171,20 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
     except ImportError:
         raise MissingExtra("mlflow", "mlflow") from None
     from .. import __version__
+    from ..address import parse_address
     from ..collection import Collection
     from ..encoders import backend_of, resolve_model_path
 
-    src = Path(collection)
-    if not (src / "manifest.json").is_file():
+    address = parse_address(collection)
+    src = address.path or Path(".")
+    if not address.is_milvus and not (src / "manifest.json").is_file():
         raise CollectionNotFound(f"{src}: no collection here (no manifest.json)")
     out = Path(output) if output else None
     if out is None and not log:
         raise InputError("give -o DIR to save the model, or --log to log it to MLflow")
     if out is not None:
         check_output_dir(out, force)
-    with Collection.open(src) as col:
+    with Collection.open(address) as col:
         name = col.manifest["model"]["name"]
         documents = len(col)
     signature = ModelSignature(inputs=None, params=ParamSchema(
@@ -191,7 +193,13 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
          ParamSpec("mode", "string", PARAMS["mode"])]))
     code = str(Path(__file__).with_name("mlflow_entry.py"))
     with tempfile.TemporaryDirectory(prefix="neartext-mlflow-") as tmp:
-        artifacts = {"collection": str(_snapshot(src, Path(tmp)))}
+        if address.is_milvus:  # the model carries a local copy (same vectors, nothing re-embedded)
+            from ..migrate import migrate
+
+            migrate(address, Path(tmp) / "collection")
+            artifacts = {"collection": str(Path(tmp) / "collection")}
+        else:
+            artifacts = {"collection": str(_snapshot(src, Path(tmp)))}
         if backend_of(name) == "sbert":
             artifacts["model"] = str(resolve_model_path(name))
         kw = {"python_model": code, "artifacts": artifacts, "signature": signature,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..address import parse_address
 from ..errors import InputError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -60,7 +61,8 @@ class ServeSettings:
             name, sep, path = spec.partition("=")
             if not sep:
                 path = spec
-                name = Path(spec.rstrip("/\\")).name
+                address = parse_address(spec)
+                name = address.name or Path(spec.rstrip("/\\")).name
             check_name(name)
             if name in cols:
                 raise InputError(f"two collections are named {name!r}; give one as NAME=PATH")

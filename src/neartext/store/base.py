@@ -1,7 +1,8 @@
 """The store contract: where documents, their passages' vectors and the manifest live.
 
-A collection talks to its store only through :class:`Store`, so a server-backed store (Milvus)
-can replace the embedded one without changing callers.
+A collection talks to its store only through :class:`Store`; two implement it: the embedded
+:class:`neartext.store.local.LocalStore` (a directory) and :class:`neartext.store.milvus.MilvusStore`
+(a Milvus server, cluster or Milvus Lite file).
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ class Store(Protocol):
 
     def iter_vectors(self, batch_size: int = 8192) -> Iterator[tuple[list[str], np.ndarray]]:
         """All passages' ``(doc_ids, vectors)`` in batches, for mining and clustering."""
+        ...
+
+    def export(self, batch_size: int = 1024) -> Iterator[tuple[list[Document], list[Passage]]]:
+        """Every document with its passages (vectors included), in batches: what
+        ``neartext migrate`` copies from one store to another without re-embedding."""
         ...
 
     def index_info(self) -> dict[str, Any]:

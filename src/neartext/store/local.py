@@ -187,6 +187,19 @@ class LocalStore:
             vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
             yield [r[0] for r in rows], vecs.reshape(len(rows), self.dim)
 
+    def export(self, batch_size: int = 1024) -> Iterator[tuple[list[Document], list[Passage]]]:
+        """Every document with its passages (vectors included), in batches of documents."""
+        cur = self.conn.cursor()
+        cur.execute("SELECT id, text, metadata, hash FROM documents ORDER BY rowid")
+        while rows := cur.fetchmany(batch_size):
+            docs = [Document(i, t, json.loads(m), h) for i, t, m, h in rows]
+            marks = ",".join("?" * len(docs))
+            passages = [Passage(d, s, e, h, np.frombuffer(v, dtype=np.float32))
+                        for d, s, e, h, v in self.conn.execute(
+                            f"SELECT doc_id, start, end, hash, vec FROM passages "
+                            f"WHERE doc_id IN ({marks}) ORDER BY pid", [d.id for d in docs])]
+            yield docs, passages
+
     # -- writes ---------------------------------------------------------------------------------
 
     def stage_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:

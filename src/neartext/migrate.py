@@ -1,0 +1,118 @@
+"""Copy a collection from one store to another without re-embedding (``neartext migrate``).
+
+Documents, metadata, passages and their vectors are read from the source in batches and
+written to the destination, which is built under a staging name and published only when every
+document is there (a directory ``DST.partial``, or a Milvus collection ``NAME__partial``).
+The manifest travels along, so the destination opens with the same model and threshold;
+feedback ratings are copied too.
+
+Example:
+    >>> from neartext.migrate import migrate
+    >>> r = migrate("feedback/", "milvus://db-host:19530/feedback")  # doctest: +SKIP
+    >>> r.documents, r.texts_embedded                                 # doctest: +SKIP
+    (247, 0)
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .address import Address, parse_address
+from .collection import Collection, _building_at, _new_store
+from .errors import CorruptCollection, InputError
+from .feedback import FEEDBACK_DB
+
+BATCH = 8192  # documents per read from the source and write to the destination
+
+
+@dataclass
+class MigrateReport:
+    source: str
+    destination: str
+    documents: int
+    passages: int
+    feedback_copied: bool
+    seconds: float
+    texts_embedded: int = 0  # always: vectors are copied, not recomputed
+
+    def summary(self) -> str:
+        fb = "; feedback ratings copied" if self.feedback_copied else ""
+        return (f"{self.documents} documents ({self.passages} passages) copied from "
+                f"{self.source} to {self.destination} in {self.seconds:.1f} s, "
+                f"nothing re-embedded{fb}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def migrate(
+    source: str | Path | Address,
+    destination: str | Path | Address,
+    *,
+    index: str | None = None,
+    milvus: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> MigrateReport:
+    """Copy the collection at ``source`` to ``destination`` (which must not exist).
+
+    ``index`` replaces the vector index kind (``auto``, ``flat``, ``hnsw``, ``ivf``); ``milvus``
+    may give ``index_params``/``search_params`` for a Milvus destination.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    src, dst = parse_address(source), parse_address(destination)
+    if _same(src, dst):
+        raise InputError(f"{dst}: the destination is the source")
+    with Collection.open(src) as col:
+        manifest = {k: v for k, v in col.manifest.items() if k != "milvus"}
+        if index is not None:
+            manifest["index"] = index
+        manifest["migrated"] = {"from": str(src),
+                                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        total, passages = col.store.count(), col.store.passage_count()
+        with _building_at(dst) as tmp:
+            store = _new_store(tmp, manifest, milvus)
+            try:
+                with tqdm(total=total, desc="copying", unit="doc", disable=not progress) as bar:
+                    for docs, parts in col.store.export(BATCH):
+                        store.write(docs, parts, [])
+                        bar.update(len(docs))
+                got = (store.count(), store.passage_count())
+                if got != (total, passages):
+                    raise CorruptCollection(
+                        f"{dst}: copied {got[0]} documents / {got[1]} passages, expected "
+                        f"{total} / {passages} (was the source written to meanwhile?)")
+            finally:
+                store.close()
+        copied = _copy_feedback(col.path / FEEDBACK_DB, dst.state_dir() / FEEDBACK_DB)
+    return MigrateReport(str(src), str(dst), total, passages, copied,
+                         time.perf_counter() - t0)
+
+
+def _same(a: Address, b: Address) -> bool:
+    if a.is_milvus or b.is_milvus:
+        return (a.kind, a.uri, a.db_name, a.name) == (b.kind, b.uri, b.db_name, b.name)
+    assert a.path is not None and b.path is not None
+    return a.path.resolve() == b.path.resolve()
+
+
+def _copy_feedback(src: Path, dst: Path) -> bool:
+    """Copy the ratings database (consistently, through SQLite's backup API) if there is one
+    and the destination has none."""
+    if not src.is_file() or dst.exists():
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    with sqlite3.connect(src) as a, sqlite3.connect(tmp) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+    shutil.move(tmp, dst)
+    return True

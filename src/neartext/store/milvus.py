@@ -1,0 +1,748 @@
+"""The Milvus store: a collection on a Milvus server or cluster, or in a Milvus Lite file.
+
+Everything lives in Milvus, so any machine that can reach the server can open the collection.
+A neartext collection ``NAME`` is two Milvus collections:
+
+``NAME``
+    one row per passage: ``pk`` (``"seq|doc_id"``), ``doc_id``, ``seq``, ``start``, ``end``,
+    ``hash`` (the passage's content hash, for embedding reuse), ``doc_hash``, ``text`` and
+    ``folded`` (the whole text and its case-folded copy, on the first passage of a document),
+    ``meta`` (the metadata as given, on the first passage), ``f_has``/``f_num``/``f_txt``/
+    ``f_bool`` (typed copies of the metadata on every passage, so that filters are Milvus
+    boolean expressions with the same meaning as on the local store), ``vec``.
+``NAME__neartext``
+    key/value rows: the manifest, a generation counter, metadata field counts, and vectors
+    staged by an interrupted write (``staged:<hash>``).
+
+Milvus has no multi-row transactions. A write upserts each document's new passages before
+removing its stale ones and bumps the generation last, so an interrupted write leaves every
+document in its old or its new version; running the same command again completes it (the
+vectors it computed are staged and reused). Reads use strong consistency: a search sees every
+write that returned before it.
+
+Example (Milvus Lite, embedded in a local file):
+    >>> import numpy as np, tempfile, os
+    >>> from neartext.address import parse_address
+    >>> a = parse_address("milvus-lite:" + os.path.join(tempfile.mkdtemp(), "doc.db"))
+    >>> s = MilvusStore.create(a, {"dim": 2, "index": "flat"})       # doctest: +SKIP
+    >>> v = np.array([1.0, 0.0], dtype=np.float32)
+    >>> _ = s.write([Document("a", "hi", {}, "h")], [Passage("a", 0, 2, "h", v)], [])  # doctest: +SKIP
+    >>> s.search(v[None], k=1)[0][0].doc_id                           # doctest: +SKIP
+    'a'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..address import Address
+from ..errors import (
+    CollectionExists,
+    CollectionNotFound,
+    CorruptCollection,
+    InputError,
+    MissingExtra,
+    StoreUnavailable,
+    Unsupported,
+)
+from ..filters import Condition, Filter, as_number
+from ..lexical import index_text, terms
+from .base import Document, Hit, Passage, WriteResult
+
+META_SUFFIX = "__neartext"
+STAGING_SUFFIX = "__partial"
+MAX_VARCHAR = 65_535  # bytes in a Milvus VARCHAR field
+MAX_JSON = 65_536  # bytes in a Milvus JSON value (the server's default limit)
+MAX_ID = 1_024  # bytes in a document id
+MAX_TOPK = 16_384  # Milvus' largest search limit and query window
+REQUEST_BYTES = 8 << 20  # rows per insert request stay well under gRPC's 64 MB default
+IN_BATCH = 1_000  # ids per "doc_id in [...]" expression
+CONTAINS_IDS = 16_384  # documents a --contains filter may select on a chunked collection
+RETRIES = 5
+BM25_PARAMS = {"bm25_k1": 1.2, "bm25_b": 0.75}  # SQLite FTS5's, used by the local store
+
+# Index types by neartext's --index names; "auto" lets a server choose (AUTOINDEX, Milvus'
+# recommended default) and is exact (FLAT) on Milvus Lite, which is meant for small data.
+INDEX_TYPES = {"flat": "FLAT", "hnsw": "HNSW", "ivf": "IVF_FLAT"}
+DEFAULT_INDEX_PARAMS = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 1024}}
+DEFAULT_SEARCH_PARAMS = {"HNSW": {"ef": 64}, "IVF_FLAT": {"nprobe": 16}}
+METRICS = ("IP", "COSINE")  # both give "higher is closer" scores; L2 would break thresholds
+_OUT = ["doc_id", "seq", "start", "end", "hash", "vec"]
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def _pymilvus() -> Any:
+    try:
+        import pymilvus
+    except ImportError:
+        raise MissingExtra("pymilvus", "milvus") from None
+    # neartext turns failed calls into one clear error; both would also log each of them
+    # (grpc._server: Milvus Lite's in-process server logs calls it does not implement)
+    for name in ("pymilvus", "milvus_lite", "grpc._server"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return pymilvus
+
+
+# Milvus Lite runs in this process, one embedded server per file, holding the file's lock
+# until released: count the clients of each file and release it when the last one closes, so
+# that another process (a service, a second command) can open it.
+_LITE_CLIENTS: dict[str, int] = {}
+_LITE_LOCK = threading.Lock()
+
+
+def disconnect(address: Address, client: Any) -> None:
+    """Close a client from :func:`connect` (and free a Milvus Lite file it was the last on)."""
+    with contextlib.suppress(Exception):
+        client.close()
+    if address.kind != "milvus-lite":
+        return
+    key = str(address.uri)
+    with _LITE_LOCK:
+        _LITE_CLIENTS[key] = _LITE_CLIENTS.get(key, 1) - 1
+        if _LITE_CLIENTS[key] > 0:
+            return
+        del _LITE_CLIENTS[key]
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(key)
+
+
+def connect(address: Address, timeout: float = 10.0) -> Any:
+    """A ``MilvusClient`` for ``address``; :class:`StoreUnavailable` naming it when unreachable."""
+    pm = _pymilvus()
+    import os
+
+    kw: dict[str, Any] = {"timeout": timeout}
+    if address.kind == "milvus-lite":
+        assert address.path is not None
+        if not address.path.parent.is_dir():
+            raise InputError(f"{address}: the folder {address.path.parent} does not exist")
+        try:
+            import milvus_lite  # noqa: F401
+        except ImportError:
+            raise MissingExtra("milvus-lite", "milvus") from None
+    else:
+        token = os.environ.get("NEARTEXT_MILVUS_TOKEN")
+        if token:
+            kw["token"] = token
+        if address.db_name:
+            kw["db_name"] = address.db_name
+    if address.kind == "milvus-lite":
+        with _LITE_LOCK:
+            _LITE_CLIENTS[str(address.uri)] = _LITE_CLIENTS.get(str(address.uri), 0) + 1
+    try:
+        client = pm.MilvusClient(uri=address.uri, **kw)
+        client.list_collections()
+    except Exception as e:  # pymilvus raises MilvusException, grpc errors, OSError, ...
+        if address.kind == "milvus-lite":
+            with _LITE_LOCK:
+                _LITE_CLIENTS[str(address.uri)] -= 1
+        raise StoreUnavailable(_unreachable(address, e)) from None
+    return client
+
+
+def _unreachable(address: Address, e: Exception) -> str:
+    msg = (getattr(e, "message", "") or str(e) or type(e).__name__).strip().splitlines()[0]
+    if address.kind == "milvus-lite":
+        return (f"cannot open Milvus Lite file {address.path} ({msg}); Milvus Lite allows one "
+                "process per file: stop the other one, or run a Milvus server")
+    return (f"cannot reach Milvus at {address.uri} (from {address}): {msg}; check the host and "
+            "port (Milvus' gRPC port, 19530 by default) and NEARTEXT_MILVUS_TOKEN")
+
+
+def _transient(e: Exception) -> bool:
+    """Errors worth retrying: the server is unavailable, busy or rate-limiting."""
+    pm = _pymilvus()
+    if isinstance(e, (pm.exceptions.MilvusUnavailableException, ConnectionError, TimeoutError)):
+        return True
+    text = str(e).lower()
+    return any(w in text for w in ("unavailable", "deadline exceeded", "rate limit",
+                                   "too many requests", "connection reset", "not ready"))
+
+
+def retry(call: Callable[[], T], what: str, *, attempts: int = RETRIES, base: float = 0.5) -> T:
+    """Run ``call``, retrying transient failures with exponential backoff (0.5, 1, 2, 4 s)."""
+    for i in range(attempts):
+        try:
+            return call()
+        except Exception as e:
+            if not _transient(e):
+                raise
+            if i == attempts - 1:
+                raise StoreUnavailable(f"{what}: still failing after {attempts} attempts: "
+                                       f"{str(e).strip().splitlines()[0]}") from None
+            log.warning("%s: %s; retrying", what, e)
+            time.sleep(base * 2 ** i)
+    raise AssertionError("unreachable")
+
+
+class MilvusStore:
+    """A :class:`neartext.store.base.Store` on Milvus (a server, a cluster or Milvus Lite)."""
+
+    def __init__(self, address: Address, client: Any | None = None) -> None:
+        self.address = address
+        assert address.name is not None
+        self.name = address.name
+        self.meta_name = self.name + META_SUFFIX
+        self.client = client or connect(address)
+        self._lock = threading.RLock()
+        self._fields: tuple[int, set[str]] | None = None
+        try:
+            if not (self._call("has_collection", self.name) and
+                    self._call("has_collection", self.meta_name)):
+                raise CollectionNotFound(f"{address}: no neartext collection '{self.name}' "
+                                         "there; create one with 'neartext index'")
+            for n in (self.name, self.meta_name):
+                self._call("load_collection", n)
+            self._manifest = self.read_manifest()
+        except BaseException:
+            self.close()
+            raise
+        self.dim = int(self._manifest["dim"])
+        self.chunked = bool(self._manifest.get("chunking"))
+        self.settings: dict[str, Any] = self._manifest.get("milvus") or {}
+
+    # -- creation -------------------------------------------------------------------------------
+
+    @classmethod
+    def exists(cls, address: Address) -> bool:
+        client = connect(address)
+        try:
+            return bool(client.has_collection(address.name))
+        finally:
+            disconnect(address, client)
+
+    @classmethod
+    def create(
+        cls, address: Address, manifest: dict[str, Any], *,
+        index_params: dict[str, Any] | None = None, search_params: dict[str, Any] | None = None,
+    ) -> MilvusStore:
+        """Create the Milvus collections for ``address`` with ``manifest``;
+        :class:`CollectionExists` if it is taken. ``index_params`` may hold ``metric_type`` and
+        the index's build parameters (``M``, ``efConstruction``, ``nlist``); ``search_params``
+        those of a search (``ef``, ``nprobe``)."""
+        pm = _pymilvus()
+        assert address.name is not None
+        client = connect(address)
+        name, meta = address.name, address.name + META_SUFFIX
+        for n in (name, meta):
+            if client.has_collection(n):
+                disconnect(address, client)
+                raise CollectionExists(f"{address}: Milvus already has a collection '{n}'")
+        settings = resolve_settings(address, manifest.get("index", "auto"), index_params or {},
+                                    search_params or {})
+        manifest = dict(manifest, milvus=settings)
+        dim = int(manifest["dim"])
+        dt = pm.DataType
+        s = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        s.add_field("pk", dt.VARCHAR, is_primary=True, max_length=MAX_ID + 24)
+        s.add_field("doc_id", dt.VARCHAR, max_length=MAX_ID)
+        for f in ("seq", "start", "end"):
+            s.add_field(f, dt.INT64)
+        s.add_field("hash", dt.VARCHAR, max_length=64)
+        s.add_field("doc_hash", dt.VARCHAR, max_length=64)
+        s.add_field("text", dt.VARCHAR, max_length=MAX_VARCHAR)
+        s.add_field("folded", dt.VARCHAR, max_length=MAX_VARCHAR)
+        for f in ("meta", "f_has", "f_num", "f_txt", "f_bool"):
+            s.add_field(f, dt.JSON)
+        s.add_field("vec", dt.FLOAT_VECTOR, dim=dim)
+        # keyword search: neartext's stems of the text (neartext.lexical, as on the local
+        # store), scored by Milvus' BM25 function into a sparse vector
+        s.add_field("terms", dt.VARCHAR, max_length=MAX_VARCHAR, enable_analyzer=True,
+                    enable_match=True, analyzer_params={"tokenizer": "standard"})
+        s.add_field("sparse", dt.SPARSE_FLOAT_VECTOR)
+        s.add_function(pm.Function(name="bm25", function_type=pm.FunctionType.BM25,
+                                   input_field_names=["terms"], output_field_names=["sparse"]))
+        ip = client.prepare_index_params()
+        ip.add_index(field_name="vec", index_type=settings["index_type"],
+                     metric_type=settings["metric_type"], params=settings["index_params"])
+        ip.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
+                     params=BM25_PARAMS)
+        ms = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        ms.add_field("key", dt.VARCHAR, is_primary=True, max_length=128)
+        ms.add_field("value", dt.VARCHAR, max_length=MAX_VARCHAR)
+        ms.add_field("vec", dt.FLOAT_VECTOR, dim=dim)
+        mp = client.prepare_index_params()
+        mp.add_index(field_name="vec", index_type="FLAT", metric_type="IP")
+        try:
+            client.create_collection(meta, schema=ms, index_params=mp, consistency_level="Strong")
+            client.create_collection(name, schema=s, index_params=ip, consistency_level="Strong")
+            zero = [0.0] * dim
+            client.upsert(meta, [
+                {"key": "manifest", "value": json.dumps(manifest, ensure_ascii=False), "vec": zero},
+                {"key": "generation", "value": "0", "vec": zero},
+                {"key": "fields", "value": "{}", "vec": zero}])
+        except Exception as e:
+            for n in (name, meta):
+                with contextlib.suppress(Exception):
+                    client.drop_collection(n)
+            disconnect(address, client)
+            raise StoreUnavailable(f"{address}: could not create the collection: "
+                                   f"{str(e).strip().splitlines()[0]}") from None
+        return cls(address, client)
+
+    @staticmethod
+    def drop(address: Address) -> None:
+        """Delete both Milvus collections of ``address`` (missing ones are ignored)."""
+        client = connect(address)
+        try:
+            for n in (address.name, f"{address.name}{META_SUFFIX}"):
+                if client.has_collection(n):
+                    client.drop_collection(n)
+        finally:
+            disconnect(address, client)
+
+    @staticmethod
+    def publish(staging: Address, name: str) -> None:
+        """Rename the collection built at ``staging`` to ``name``. The manifest collection goes
+        first, so a crash between the two leaves nothing that opens under ``name``."""
+        client = connect(staging)
+        try:
+            for old, new in ((f"{staging.name}{META_SUFFIX}", name + META_SUFFIX),
+                             (staging.name, name)):
+                retry(lambda a=old, b=new: client.rename_collection(a, b),  # type: ignore[misc]
+                      f"{staging}: rename")
+        finally:
+            disconnect(staging, client)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        fn = getattr(self.client, method)
+        return retry(lambda: fn(*args, **kwargs), f"{self.address}: {method}")
+
+    def _query(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
+        """All rows matching ``expr`` (one request when they fit in a query window)."""
+        rows = self._call("query", collection, filter=expr, output_fields=fields, limit=MAX_TOPK)
+        if len(rows) < MAX_TOPK:
+            return list(rows)
+        return [r for batch in self._iterate(collection, expr, fields) for r in batch]
+
+    def _iterate(self, collection: str, expr: str, fields: list[str],
+                 batch_size: int = 4096) -> Iterator[list[dict[str, Any]]]:
+        it = self._call("query_iterator", collection, batch_size=min(batch_size, MAX_TOPK),
+                        filter=expr, output_fields=fields)
+        try:
+            while batch := retry(it.next, f"{self.address}: query"):
+                yield list(batch)
+        finally:
+            it.close()
+
+    def _by_ids(self, ids: Sequence[str], fields: list[str], first_only: bool) -> \
+            list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        ids = list(dict.fromkeys(ids))
+        for i in range(0, len(ids), IN_BATCH):
+            expr = f"doc_id in {_lit(ids[i:i + IN_BATCH])}"
+            out += self._query(self.name, f"{expr} and seq == 0" if first_only else expr, fields)
+        return out
+
+    def _meta_value(self, key: str) -> str | None:
+        rows = self._call("query", self.meta_name, filter=f"key == {_lit(key)}",
+                          output_fields=["value"])
+        return rows[0]["value"] if rows else None
+
+    def _set_meta(self, values: dict[str, str]) -> None:
+        zero = [0.0] * self.dim
+        self._call("upsert", self.meta_name,
+                   [{"key": k, "value": v, "vec": zero} for k, v in values.items()])
+
+    # -- manifest and counts --------------------------------------------------------------------
+
+    def read_manifest(self) -> dict[str, Any]:
+        raw = self._meta_value("manifest")
+        if raw is None:
+            raise CorruptCollection(f"{self.address}: the manifest row is missing")
+        return json.loads(raw)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        self._set_meta({"manifest": json.dumps(manifest, ensure_ascii=False)})
+        self._manifest = manifest
+
+    def generation(self) -> int:
+        return int(self._meta_value("generation") or 0)
+
+    def count(self) -> int:
+        return self._count("seq == 0")
+
+    def passage_count(self) -> int:
+        return self._count("seq >= 0")
+
+    def _count(self, expr: str) -> int:
+        rows = self._call("query", self.name, filter=expr, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def metadata_fields(self) -> set[str]:
+        gen = self.generation()
+        if self._fields is None or self._fields[0] != gen:
+            counts = json.loads(self._meta_value("fields") or "{}")
+            self._fields = (gen, {f for f, n in counts.items() if n > 0})
+        return set(self._fields[1])
+
+    def index_info(self) -> dict[str, Any]:
+        return {"kind": self.settings.get("index_type", "?").lower(),
+                "requested": self._manifest.get("index", "auto"),
+                "vectors": self.passage_count(), "engine": self.address.kind,
+                "metric": self.settings.get("metric_type"),
+                "search_params": self.settings.get("search_params")}
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def document_hashes(self, ids: Sequence[str] | None = None) -> dict[str, str]:
+        if ids is None:
+            return {r["doc_id"]: r["doc_hash"] for batch in
+                    self._iterate(self.name, "seq == 0", ["doc_id", "doc_hash"]) for r in batch}
+        return {r["doc_id"]: r["doc_hash"] for r in self._by_ids(ids, ["doc_id", "doc_hash"], True)}
+
+    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        wanted = list(set(hashes))
+        for i in range(0, len(wanted), IN_BATCH):
+            part = wanted[i:i + IN_BATCH]
+            for r in self._query(self.name, f"hash in {_lit(part)}", ["hash", "vec"]):
+                out.setdefault(r["hash"], _vec(r["vec"]))
+            keys = ["staged:" + h for h in part if h not in out]
+            if keys:
+                for r in self._query(self.meta_name, f"key in {_lit(keys)}", ["key", "vec"]):
+                    out.setdefault(r["key"][7:], _vec(r["vec"]))
+        return out
+
+    def get(self, ids: Sequence[str]) -> list[Document]:
+        rows = self._by_ids(ids, ["doc_id", "text", "meta", "doc_hash"], True)
+        found = {r["doc_id"]: Document(r["doc_id"], r["text"], dict(r["meta"] or {}),
+                                       r["doc_hash"]) for r in rows}
+        return [found[i] for i in ids if i in found]
+
+    def iter_texts(self, batch_size: int = 4096) -> Iterator[str]:
+        for batch in self._iterate(self.name, "seq == 0", ["text"], batch_size):
+            yield from (r["text"] for r in batch)
+
+    def iter_vectors(self, batch_size: int = 8192) -> Iterator[tuple[list[str], np.ndarray]]:
+        for batch in self._iterate(self.name, "seq >= 0", ["doc_id", "vec"], batch_size):
+            yield ([r["doc_id"] for r in batch],
+                   np.asarray([r["vec"] for r in batch], dtype=np.float32).reshape(-1, self.dim))
+
+    def doc_vectors(self, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, list[tuple[int, np.ndarray]]] = {}
+        for r in self._by_ids(doc_ids, ["doc_id", "seq", "vec"], False):
+            out.setdefault(r["doc_id"], []).append((r["seq"], _vec(r["vec"])))
+        return {d: np.stack([v for _, v in sorted(rows, key=lambda x: x[0])])
+                for d, rows in out.items()}
+
+    def export(self, batch_size: int = 1024) -> Iterator[tuple[list[Document], list[Passage]]]:
+        """Every document with its passages (vectors included), in batches."""
+        fields = ["doc_id", "text", "meta", "doc_hash"]
+        for batch in self._iterate(self.name, "seq == 0", fields, batch_size):
+            docs = [Document(r["doc_id"], r["text"], dict(r["meta"] or {}), r["doc_hash"])
+                    for r in batch]
+            rows = sorted(self._by_ids([d.id for d in docs], _OUT, False),
+                          key=lambda r: (r["doc_id"], r["seq"]))
+            yield docs, [Passage(r["doc_id"], r["start"], r["end"], r["hash"], _vec(r["vec"]))
+                         for r in rows]
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int, flt: Filter | None = None) -> list[list[Hit]]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        if k < 1 or not len(queries):
+            return [[] for _ in range(len(queries))]
+        expr = self._search_expression(flt) if flt else ""
+        if expr is None:  # a --contains filter no document passes
+            return [[] for _ in range(len(queries))]
+        k = min(k, MAX_TOPK)
+        params = dict(self.settings.get("search_params") or {})
+        if "ef" in params:
+            params["ef"] = max(int(params["ef"]), k)
+        kw: dict[str, Any] = {"group_by_field": "doc_id"} if self.chunked else {}
+        res = self._call("search", self.name, data=queries.tolist(), limit=k, filter=expr,
+                         anns_field="vec", output_fields=["doc_id", "start", "end"],
+                         search_params={"metric_type": self.settings.get("metric_type", "IP"),
+                                        "params": params}, **kw)
+        out = []
+        for row in res:
+            hits: dict[str, Hit] = {}
+            for h in row:
+                e = h["entity"]
+                if e["doc_id"] not in hits:
+                    hits[e["doc_id"]] = Hit(e["doc_id"], float(h["distance"]), e["start"], e["end"])
+            out.append(sorted(hits.values(), key=lambda x: -x.score)[:k])
+        return out
+
+    def _search_expression(self, flt: Filter) -> str | None:
+        cond = conditions_expression(flt.conditions)
+        words = contains_expression(flt.contains)
+        if not words:
+            return cond
+        # One expression, unless passages after a document's first do not carry its text
+        # (chunked collections), or a word has a LIKE wildcard to escape next to a JSON
+        # condition: Milvus Lite 3.2 evaluates such mixed expressions with a matcher that
+        # ignores LIKE escapes. Both go in two steps: the documents whose text matches, then
+        # the search among them.
+        if not self.chunked and not (cond and any(c in w for w in flt.contains for c in "%_")):
+            return _and(cond, words)
+        ids = [r["doc_id"] for r in self._query(self.name, _and("seq == 0", words), ["doc_id"])]
+        if not ids:
+            return None
+        if len(ids) > CONTAINS_IDS:
+            raise Unsupported(
+                f"{self.address}: the --contains filter selects {len(ids):,} documents (at most "
+                f"{CONTAINS_IDS:,} when the collection is chunked or a word holds % or _); "
+                "narrow it with more words or --where")
+        return _and(cond, f"doc_id in {_lit(ids)}")
+
+    def keyword_search(self, queries: Sequence[str], k: int,
+                       flt: Filter | None = None) -> list[list[Hit]]:
+        """Top ``k`` documents per query by Milvus' BM25 over neartext's stems of the texts."""
+        out: list[list[Hit]] = [[] for _ in queries]
+        texts = [" ".join(terms(q)) for q in queries]
+        asked = [i for i, t in enumerate(texts) if t]
+        if k < 1 or not asked:
+            return out
+        expr = self._search_expression(flt) if flt else ""
+        if expr is None:
+            return out
+        res = self._call("search", self.name, data=[texts[i] for i in asked],
+                         limit=min(k, MAX_TOPK), filter=_and("seq == 0", expr),
+                         anns_field="sparse", output_fields=["doc_id"],
+                         search_params={"metric_type": "BM25", "params": {}})
+        for i, row in zip(asked, res):
+            out[i] = [Hit(h["entity"]["doc_id"], abs(float(h["distance"]))) for h in row]
+        return out
+
+    def keyword_norms(self, queries: Sequence[str]) -> list[float]:
+        """Per query, the BM25 score of a document of average length holding each query word
+        once: the sum of the words' IDFs (Milvus' formula, ``log(1 + (N - df + 0.5) /
+        (df + 0.5))``), which puts keyword scores of different queries on one scale."""
+        n = self.count()
+        df: dict[str, int] = {}
+        out = []
+        for q in queries:
+            words = list(dict.fromkeys(terms(q)))
+            for w in words:
+                if w not in df:
+                    df[w] = self._count(f"seq == 0 and text_match(terms, {_lit(w)})")
+            out.append(sum(math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)) for w in words))
+        return out
+
+    def has_keyword_index(self) -> bool:
+        return True  # kept by Milvus with every write
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def stage_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        rows = [{"key": "staged:" + h, "value": "", "vec": _floats(v)}
+                for h, v in zip(hashes, vectors)]
+        for batch in _request_batches(rows, self.dim):
+            self._call("upsert", self.meta_name, batch)
+
+    def write(self, documents: Sequence[Document], passages: Sequence[Passage],
+              delete_ids: Sequence[str]) -> WriteResult:
+        for d in documents:
+            check_document(d, self.address)
+        by_doc: dict[str, list[Passage]] = {}
+        for p in passages:
+            by_doc.setdefault(p.doc_id, []).append(p)
+        with self._lock:
+            touched = [d.id for d in documents] + list(delete_ids)
+            old_rows = self._by_ids(touched, ["pk", "doc_id", "seq", "meta"], False)
+            old_meta = {r["doc_id"]: r["meta"] or {} for r in old_rows if r["seq"] == 0}
+            # documents whose text is unchanged (metadata-only updates) keep their passages
+            kept = [d.id for d in documents if d.id not in by_doc and d.id in old_meta]
+            for r in sorted(self._by_ids(kept, _OUT, False), key=lambda r: (r["doc_id"], r["seq"])):
+                by_doc.setdefault(r["doc_id"], []).append(
+                    Passage(r["doc_id"], r["start"], r["end"], r["hash"], _vec(r["vec"])))
+            rows: list[dict[str, Any]] = []
+            for d in documents:
+                rows += document_rows(d, by_doc.get(d.id, []))
+            new_pks = {r["pk"] for r in rows}
+            for batch in _request_batches(rows, self.dim):
+                self._call("upsert", self.name, batch)
+            stale = [r["pk"] for r in old_rows if r["pk"] not in new_pks]
+            for i in range(0, len(stale), IN_BATCH):
+                self._call("delete", self.name, filter=f"pk in {_lit(stale[i:i + IN_BATCH])}")
+            result = WriteResult()
+            result.added = sum(1 for d in documents if d.id not in old_meta)
+            result.updated = len(documents) - result.added
+            result.removed = sum(1 for i in set(delete_ids) if i in old_meta)
+            counts: dict[str, int] = json.loads(self._meta_value("fields") or "{}")
+            for meta in old_meta.values():
+                for f in meta:
+                    counts[f] = counts.get(f, 0) - 1
+            for d in documents:
+                for f in d.metadata:
+                    counts[f] = counts.get(f, 0) + 1
+            self._set_meta({"fields": json.dumps({f: n for f, n in counts.items() if n > 0},
+                                                 ensure_ascii=False),
+                            "generation": str(self.generation() + 1)})
+            # staged vectors served an interrupted write; after a complete one they are stored
+            self._call("delete", self.meta_name, filter='key like "staged:%"')
+        return result
+
+    def close(self) -> None:
+        if self.client is not None:
+            disconnect(self.address, self.client)
+            self.client = None
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+def resolve_settings(address: Address, index: str, index_params: dict[str, Any],
+                     search_params: dict[str, Any]) -> dict[str, Any]:
+    """Milvus index type, metric and parameters from neartext's ``--index`` and the
+    ``--index-param``/``--search-param`` options (unknown values are refused)."""
+    if index == "auto":
+        index_type = "FLAT" if address.kind == "milvus-lite" else "AUTOINDEX"
+    elif index in INDEX_TYPES:
+        index_type = INDEX_TYPES[index]
+    else:
+        raise InputError(f"unknown index '{index}'; choose one of: auto, {', '.join(INDEX_TYPES)}")
+    params = dict(index_params)
+    metric = str(params.pop("metric_type", "IP")).upper()
+    if metric not in METRICS:
+        raise InputError(f"metric_type {metric} is not supported; use IP (the default; equal to "
+                         "cosine on the normalized vectors neartext stores) or COSINE")
+    return {"index_type": index_type, "metric_type": metric,
+            "index_params": {**DEFAULT_INDEX_PARAMS.get(index_type, {}), **params},
+            "search_params": {**DEFAULT_SEARCH_PARAMS.get(index_type, {}), **search_params}}
+
+
+# -- rows -----------------------------------------------------------------------------------
+
+
+def check_document(d: Document, address: Address | str) -> None:
+    """Refuse, naming the document, what Milvus cannot store."""
+    if len(d.id.encode("utf-8")) > MAX_ID:
+        raise InputError(f"{address}: document id '{d.id[:40]}...' is over {MAX_ID} bytes")
+    size = max(len(d.text.encode("utf-8")), len(d.text.casefold().encode("utf-8")))
+    if size > MAX_VARCHAR:
+        raise InputError(f"{address}: document '{d.id}' has {size:,} bytes of text; a Milvus "
+                         f"text field holds at most {MAX_VARCHAR:,} (split it, or keep this "
+                         "collection in a directory)")
+    if len(json.dumps(d.metadata, ensure_ascii=False).encode("utf-8")) > MAX_JSON:
+        raise InputError(f"{address}: document '{d.id}': metadata over {MAX_JSON:,} bytes")
+
+
+def document_rows(d: Document, passages: list[Passage]) -> list[dict[str, Any]]:
+    """The Milvus rows of one document: one per passage, the text on the first."""
+    typed = typed_metadata(d.metadata)
+    folded = d.text.casefold()
+    return [{"pk": f"{seq}|{d.id}", "doc_id": d.id, "seq": seq, "start": p.start, "end": p.end,
+             "hash": p.hash, "doc_hash": d.hash, "text": d.text if seq == 0 else "",
+             "folded": folded if seq == 0 else "", "meta": d.metadata if seq == 0 else {},
+             "terms": index_text(d.text) if seq == 0 else "",
+             **typed, "vec": _floats(p.vector)}
+            for seq, p in enumerate(passages)]
+
+
+def typed_metadata(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Copies of the metadata that Milvus can compare the way :func:`neartext.filters.matches`
+    does: ``f_has`` (``b`` boolean, ``n`` a number or a string spelling one, ``s`` other),
+    ``f_num`` (numbers), ``f_txt`` (text of every non-boolean), ``f_bool``. Nulls are absent."""
+    has: dict[str, str] = {}
+    num: dict[str, float] = {}
+    txt: dict[str, str] = {}
+    flag: dict[str, bool] = {}
+    for k, v in metadata.items():
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            has[k], flag[k] = "b", v
+            continue
+        n = as_number(v)
+        if n is not None and math.isfinite(n):
+            has[k], num[k] = "n", n
+        else:
+            has[k] = "s"
+        txt[k] = (json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+                  if isinstance(v, (dict, list)) else str(v))
+    return {"f_has": has, "f_num": num, "f_txt": txt, "f_bool": flag}
+
+
+# -- filters -> Milvus boolean expressions ----------------------------------------------------
+
+
+def conditions_expression(conditions: Sequence[Condition]) -> str:
+    """A Milvus expression true where every condition holds (as in
+    :func:`neartext.filters.matches`).
+
+    >>> from neartext.filters import parse_filter
+    >>> conditions_expression(parse_filter(["year>=2023", "topic=sync"]).conditions)
+    '(f_num["year"] >= 2023) and (f_txt["topic"] == "sync")'
+    """
+    return " and ".join(f"({_condition(c)})" for c in conditions)
+
+
+def _condition(c: Condition) -> str:
+    key = _lit(c.field)
+    has = f"f_has[{key}]"
+    if isinstance(c.value, bool):
+        if c.op == "=":
+            return f"f_bool[{key}] == {_lit(c.value)}"
+        return f'{has} == "n" or {has} == "s" or f_bool[{key}] == {_lit(not c.value)}'
+    if isinstance(c.value, (int, float)):
+        if not math.isfinite(c.value):
+            raise InputError(f"filter {c.field}{c.op}{c.value}: the number is out of range")
+        if c.op == "!=":
+            return (f'{has} == "b" or {has} == "s" or '
+                    f'({has} == "n" and f_num[{key}] != {_lit(c.value)})')
+        op = "==" if c.op == "=" else c.op
+        return f"f_num[{key}] {op} {_lit(c.value)}"
+    if c.op == "=":
+        return f"f_txt[{key}] == {_lit(c.value)}"
+    return f'{has} == "b" or (({has} == "n" or {has} == "s") and f_txt[{key}] != {_lit(c.value)})'
+
+
+def contains_expression(words: Sequence[str]) -> str:
+    """Case-insensitive substring conditions on the case-folded text (``like``)."""
+    parts = []
+    for w in words:
+        if "\\" in w:
+            raise Unsupported(f"--contains '{w}': a backslash cannot be matched in a Milvus "
+                              "'like' pattern; leave it out of the word")
+        pat = w.casefold().replace("%", "\\%").replace("_", "\\_")
+        parts.append(f"folded like {_lit('%' + pat + '%')}")
+    return " and ".join(parts)
+
+
+def _and(*parts: str) -> str:
+    return " and ".join(f"({p})" for p in parts if p)
+
+
+def _lit(v: Any) -> str:
+    """A Milvus expression literal (strings double-quoted with JSON escapes)."""
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _floats(v: np.ndarray) -> list[float]:
+    return np.asarray(v, dtype=np.float32).tolist()
+
+
+def _vec(v: Any) -> np.ndarray:
+    return np.asarray(v, dtype=np.float32)
+
+
+def _request_batches(rows: list[dict[str, Any]], dim: int) -> Iterator[list[dict[str, Any]]]:
+    """Rows in requests of at most :data:`REQUEST_BYTES` (estimated)."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for r in rows:
+        n = dim * 8 + 2 * sum(len(r.get(f, "")) for f in ("text", "folded", "terms")) + 512
+        if batch and size + n > REQUEST_BYTES:
+            yield batch
+            batch, size = [], 0
+        batch.append(r)
+        size += n
+    if batch:
+        yield batch

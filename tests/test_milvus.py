@@ -1,0 +1,517 @@
+"""Collections on Milvus: the same scenario on the local store and on Milvus, compared.
+
+Targets: the local store (the reference), Milvus Lite embedded in this process
+(``milvus-lite:FILE``), a separate Milvus Lite server reached over gRPC (``milvus://``), and a
+real Milvus server when ``NEARTEXT_MILVUS_URI`` (e.g. ``milvus://db-host:19530``) is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
+
+from conftest import DEMO, ROOT  # noqa: E402
+from serving import free_port, running  # noqa: E402
+
+from neartext import Collection  # noqa: E402
+from neartext.address import parse_address  # noqa: E402
+from neartext.corpus import Record  # noqa: E402
+from neartext.errors import CollectionExists, CollectionNotFound, InputError, StoreUnavailable, Unsupported  # noqa: E402
+from neartext.filters import matches, parse_filter  # noqa: E402
+from neartext.migrate import migrate  # noqa: E402
+from neartext.store.base import Document, Passage  # noqa: E402
+from neartext.store.local import LocalStore  # noqa: E402
+from neartext.store.milvus import MilvusStore, retry  # noqa: E402
+
+CLI = [sys.executable, "-m", "neartext"]
+QUERIES = ["the app crashes as soon as I attach a picture", "I was charged twice",
+           "syncing between my phone and laptop is slow", "please add a dark theme"]
+FILTERS = [(["year>=2023"], None), (["topic=billing"], None), (["platform!=ios", "rating<=2"], None),
+           (["rating=5"], None), ([], ["crash"]), (["year<2024"], ["sync"])]
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """A Milvus Lite server in its own process, reached like any Milvus server (gRPC)."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("milvus-server")
+    exe = Path(sys.executable).with_name("milvus-lite")
+    proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            from neartext.store.milvus import connect, disconnect
+
+            a = parse_address(f"milvus://127.0.0.1:{port}/probe")
+            disconnect(a, connect(a, timeout=2))
+            break
+        except StoreUnavailable:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the Milvus Lite server did not start") from None
+            time.sleep(0.2)
+    yield f"milvus://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(30)
+
+
+def _targets() -> list[str]:
+    out = ["lite", "server"]
+    if os.environ.get("NEARTEXT_MILVUS_URI"):
+        out.append("env")
+    return out
+
+
+@pytest.fixture(params=_targets())
+def milvus_address(request, tmp_path):
+    """A fresh Milvus collection address on each kind of Milvus target."""
+    name = "t_" + uuid.uuid4().hex[:10]
+    if request.param == "lite":
+        return f"milvus-lite:{tmp_path / 'store.db'}#{name}"
+    base = (request.getfixturevalue("milvus_server") if request.param == "server"
+            else os.environ["NEARTEXT_MILVUS_URI"].rstrip("/"))
+    address = f"{base}/{name}"
+    request.addfinalizer(lambda: MilvusStore.drop(parse_address(address)))
+    return address
+
+
+# -- the congruence scenario ----------------------------------------------------------------
+
+
+def _ranked(results) -> list[tuple[str, float]]:
+    return [(r.id, float(r.score)) for r in results]
+
+
+def assert_same_ranking(a, b, tol=1e-4):
+    """Same documents and scores in the same order; documents with tied scores may swap."""
+    assert len(a) == len(b), (a, b)
+    for (ida, sa), (idb, sb) in zip(a, b):
+        assert abs(sa - sb) < tol, (a, b)
+        if ida != idb:  # allowed only inside a tie
+            tied_a = {i for i, s in a if abs(s - sa) < tol}
+            tied_b = {i for i, s in b if abs(s - sb) < tol}
+            assert tied_a == tied_b and len(tied_a) > 1, (a, b)
+
+
+def scenario(address: str, encoder) -> dict:
+    """Index, search, filter, upsert, delete, mine, dedup: every observable result."""
+    seen: dict = {}
+    col, report = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    seen["indexed"] = (report.added, report.texts_embedded, len(col))
+    seen["fields"] = sorted(col.store.metadata_fields())
+
+    def searches(tag):
+        seen[tag + "search"] = [_ranked(r) for r in col.search_many(QUERIES, k=5)]
+        seen[tag + "filtered"] = [_ranked(col.search(QUERIES[1], k=8, where=w, contains=c))
+                                  for w, c in FILTERS]
+        seen[tag + "threshold"] = _ranked(col.search(QUERIES[0], k=20, threshold=0.5))
+        for mode in ("keyword", "hybrid"):  # BM25: FTS5 locally, Milvus' BM25 function there
+            seen[f"{tag}{mode} ranks"] = [
+                _ranked(r) for r in col.search_many(QUERIES, k=5, mode=mode, where="year>=2022")]
+
+    searches("before ")
+    text7 = col.get(["fb-0007"])[0].text
+    old66 = col.get(["fb-0066"])[0]
+    up = col.upsert([
+        Record("fb-0007", "Attaching a photo makes the whole app close instantly.",
+               {"topic": "crash", "platform": "ios", "rating": "1", "year": "2026"}),
+        Record("fb-0066", old66.text, {**old66.metadata, "rating": "5"}),  # metadata only
+        Record("fb-new", text7, {"topic": "crash", "year": "2026"}),  # a stored text: reused
+    ])
+    seen["upsert"] = (up.added, up.updated, up.texts_embedded, up.vectors_reused)
+    seen["deleted"] = col.delete(["fb-0067", "fb-0010", "no-such-id"])
+    seen["after"] = (len(col), col.store.passage_count(), sorted(col.store.metadata_fields()))
+    searches("after ")
+    seen["get"] = [(d.id, d.text, d.metadata) for d in col.get(["fb-0066", "fb-new", "fb-0067"])]
+    mined = col.mine(threshold=0.75)
+    seen["mine"] = sorted((tuple(sorted((p["id1"], p["id2"]))), round(p["score"], 4))
+                          for p in mined.pairs)
+    groups = col.dedup(threshold=0.85).groups
+    seen["dedup"] = sorted(sorted(m["id"] for m in g["members"]) for g in groups)
+    para, _ = col.paraphrases(old66.text, threshold=0.6)
+    seen["paraphrases"] = _ranked(para)
+    clusters = col.cluster("community", threshold=0.7, min_size=3)
+    seen["clusters"] = sorted(sorted(i for i, c in zip(clusters.ids, clusters.assignment) if c == k)
+                              for k in set(clusters.assignment.tolist()) if k >= 0)
+    col.close()
+    with Collection.open(address) as again:  # everything is in the store
+        seen["reopened"] = _ranked(again.search(QUERIES[0], k=5, where="year>=2023"))
+    return seen
+
+
+@pytest.fixture(scope="module")
+def local_scenario(tmp_path_factory, encoder):
+    return scenario(str(tmp_path_factory.mktemp("local") / "col"), encoder)
+
+
+def test_the_scenario_gives_the_same_results_on_milvus(local_scenario, milvus_address, encoder):
+    local, remote = local_scenario, scenario(milvus_address, encoder)
+    server = os.environ.get("NEARTEXT_MILVUS_URI")
+    lite_backed = not (server and milvus_address.startswith(server.rstrip("/")))
+    assert local.keys() == remote.keys()
+    for key in local:
+        if key.endswith(" ranks"):
+            # BM25 scores differ a little (Milvus' IDF is log(1 + FTS5's ratio)): the same
+            # best document, and nearly the same five. Milvus Lite computes IDF per segment
+            # (a server per collection): documents written after the first index are in a
+            # segment of their own there, scored with its few documents' statistics, so
+            # after the update only most of the five need agree.
+            for a, b in zip(local[key], remote[key], strict=True):
+                ids_a, ids_b = [i for i, _ in a], [i for i, _ in b]
+                if key.startswith("before") or not lite_backed:
+                    assert ids_a[0] == ids_b[0] and len(set(ids_a) & set(ids_b)) >= 4, (a, b)
+                else:
+                    assert len(set(ids_a) & set(ids_b)) >= 3, (key, a, b)
+        elif "search" in key or "filtered" in key:
+            for a, b in zip(local[key], remote[key], strict=True):
+                assert_same_ranking(a, b)
+        elif key in ("threshold", "paraphrases", "reopened") or key.endswith("threshold"):
+            assert_same_ranking(local[key], remote[key])
+        elif key == "mine":
+            assert [p for p, _ in local[key]] == [p for p, _ in remote[key]]
+            assert np.allclose([s for _, s in local[key]], [s for _, s in remote[key]], atol=1e-3)
+        else:
+            assert local[key] == remote[key], key
+    # the scenario is not vacuous
+    assert local["indexed"][0] == 247 and local["upsert"] == (1, 2, 1, 1)
+    assert local["deleted"] == 2 and len(local["mine"]) > 0 and len(local["dedup"]) > 0
+    assert len(local["clusters"]) > 2
+    assert all(len(r) > 0 for r in local["after filtered"])
+    assert local["before search"][0][0][0] == "fb-0007"
+
+
+# -- filters: Milvus expressions mean what the reference filter means --------------------------
+
+TRICKY = [2023, "2023", 2023.0, 2022, "2024.5", "abc", "", True, False, None, 'say "hi"',
+          "кириллица", [1, 2]]
+CONDITIONS = ["v=2023", "v!=2023", "v>=2023", "v<2024", "v>2022.5", "v=abc", "v!=abc",
+              "v=true", "v!=true", "v=false", "v='2023'", "v!='say \"hi\"'", "v='say \"hi\"'",
+              "v=кириллица", "w=1", "w!=1", "v=''", "v!=''"]
+
+
+def _tricky_docs() -> tuple[list[Document], list[Passage]]:
+    rng = np.random.default_rng(0)
+    docs, passages = [], []
+    for i, v in enumerate(TRICKY + ["missing"]):
+        meta = {} if v == "missing" else {"v": v}
+        if i % 3 == 0:
+            meta["w"] = 1
+        text = f"Document {i}: 50% OFF_sale Ünïcode Straße" if i % 2 else f"plain text {i}"
+        docs.append(Document(f"d{i}", text, meta, f"h{i}"))
+        vec = rng.normal(size=8).astype(np.float32)
+        passages.append(Passage(f"d{i}", 0, len(text), f"h{i}", vec / np.linalg.norm(vec)))
+    return docs, passages
+
+
+def test_filters_translate_to_milvus_with_the_reference_meaning(tmp_path):
+    docs, passages = _tricky_docs()
+    milvus = MilvusStore.create(parse_address(f"milvus-lite:{tmp_path / 'f.db'}#f"),
+                                {"dim": 8, "index": "flat"})
+    local = LocalStore.create(tmp_path / "local", {"dim": 8})
+    for store in (milvus, local):
+        store.write(docs, passages, [])
+    q = np.ones((1, 8), dtype=np.float32)
+    checked = 0
+    for cond in CONDITIONS:
+        for contains in ([], ["50% off_"], ["STRASSE"], ["ü"]):
+            flt = parse_filter([cond], contains)
+            want = {d.id for d in docs if matches(flt, d.text, d.metadata)}
+            for store in (milvus, local):
+                got = {h.doc_id for h in store.search(q, len(docs), flt)[0]}
+                assert got == want, (type(store).__name__, cond, contains)
+            checked += bool(want)
+    assert checked > 20  # most combinations select something
+    milvus.close()
+    local.close()
+
+
+def test_filters_milvus_cannot_express_are_refused(tmp_path):
+    docs, passages = _tricky_docs()
+    store = MilvusStore.create(parse_address(f"milvus-lite:{tmp_path / 'f.db'}#f"),
+                               {"dim": 8, "index": "flat"})
+    store.write(docs, passages, [])
+    with pytest.raises(Unsupported, match="backslash"):
+        store.search(np.ones((1, 8), dtype=np.float32), 3, parse_filter([], ["a\\b"]))
+    store.close()
+
+
+# -- chunked collections ---------------------------------------------------------------------
+
+LONG = [
+    Record("a", "The export to PDF fails with an error. " * 3 + "Also the sync icon spins forever "
+           "when I open the notebook on my tablet.", {"year": 2024}),
+    Record("b", "Billing: my card was charged twice this month. " * 2 + "Support never answered "
+           "my emails about the refund.", {"year": 2023}),
+    Record("c", "Dark mode would be lovely for reading at night. " * 4, {"year": 2022}),
+    Record("d", "The app crashes whenever I attach a large photo to a note, every time. "
+           "Reinstalling did not help at all.", {"year": 2024}),
+]
+
+
+def test_chunked_collections_agree(tmp_path, encoder):
+    out = []
+    for address in (str(tmp_path / "local"), f"milvus-lite:{tmp_path / 'c.db'}#c"):
+        col = Collection.create(address, model=encoder, chunk=8, overlap=2, index="flat")
+        col.upsert(LONG)
+        out.append({
+            "counts": (len(col), col.store.passage_count()),
+            "search": [_ranked(col.search(q, k=3)) for q in QUERIES],
+            "passage": col.search("refund emails", k=1)[0].passage,
+            "contains": _ranked(col.search("a problem", k=4, contains=["twice"])),
+            "where": _ranked(col.search("a problem", k=4, where="year>=2024")),
+            "texts": [d.text for d in col.get(["a", "b", "c", "d"])],
+        })
+        col.upsert([Record("c", "Dark mode, please.", {"year": 2022})])  # fewer passages now
+        out[-1]["shrunk"] = (col.store.passage_count(), col.get(["c"])[0].text)
+        col.close()
+    local, remote = out
+    for key in local:
+        if key in ("search",):
+            for a, b in zip(local[key], remote[key]):
+                assert_same_ranking(a, b)
+        elif key in ("contains", "where"):
+            assert_same_ranking(local[key], remote[key])
+        else:
+            assert local[key] == remote[key], key
+    assert local["counts"][1] > 4 and [i for i, _ in local["contains"]] == ["b"]
+
+
+# -- migrate -------------------------------------------------------------------------------
+
+
+def test_migrate_local_to_milvus_and_back_reembeds_nothing(demo_copy, tmp_path, counting):
+    from neartext.feedback import FeedbackStore
+
+    FeedbackStore(demo_copy).add("charged twice", "fb-0066", True)
+    lite = f"milvus-lite:{tmp_path / 'm.db'}#fb"
+    r1 = migrate(demo_copy, lite, index="flat")
+    back = tmp_path / "back"
+    r2 = migrate(lite, back)
+    assert (r1.documents, r1.texts_embedded, r1.feedback_copied) == (247, 0, True)
+    assert (r2.documents, r2.passages) == (247, 247) and r2.feedback_copied
+    results = []
+    for address in (demo_copy, lite, back):
+        with Collection.open(address, model=counting) as col:
+            results.append([_ranked(col.search(q, k=5, where="year>=2023")) for q in QUERIES])
+            assert col.manifest["model"] == Collection.open(demo_copy).manifest["model"]
+            assert len(FeedbackStore(col.path).latest()) == 1
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert_same_ranking(a, b)
+    assert counting.encoded == []  # only queries were encoded
+    with pytest.raises(CollectionExists):
+        migrate(demo_copy, lite)
+    with pytest.raises(InputError, match="is the source"):
+        migrate(demo_copy, str(demo_copy) + "/")
+
+
+# -- all or nothing, resumable ---------------------------------------------------------------
+
+
+class FailingEncoder:
+    """The real encoder, interrupted at its n-th call for documents."""
+
+    def __init__(self, inner, fail_at: int) -> None:
+        self.inner, self.fail_at, self.calls = inner, fail_at, 0
+        self.encoded: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode(self, texts, kind="document", *, show_progress=False):
+        if kind == "document":
+            self.calls += 1
+            if self.calls == self.fail_at:
+                raise KeyboardInterrupt
+            self.encoded += texts
+        return self.inner.encode(texts, kind, show_progress=show_progress)
+
+
+def test_an_interrupted_build_leaves_nothing_and_an_interrupted_update_resumes(
+        tmp_path, encoder, monkeypatch):
+    import neartext.collection as collection_module
+
+    monkeypatch.setattr(collection_module, "EMBED_CHUNK", 60)
+    address = f"milvus-lite:{tmp_path / 'i.db'}#fb"
+    with pytest.raises(KeyboardInterrupt):
+        Collection.from_file(address, DEMO, ["text"], "id", model=FailingEncoder(encoder, 3))
+    with pytest.raises(CollectionNotFound):
+        Collection.open(address)
+    col, report = Collection.from_file(address, DEMO, ["text"], "id", model=encoder)
+    before = _ranked(col.search(QUERIES[0], k=5))
+    records = [Record(d.id, d.text + " (edited)", d.metadata)
+               for d in col.get([f"fb-{i:04d}" for i in range(1, 200)])]
+    failing = FailingEncoder(encoder, 3)
+    col._encoder = failing
+    with pytest.raises(KeyboardInterrupt):
+        col.upsert(records)
+    assert _ranked(col.search(QUERIES[0], k=5)) == before  # the old state, still searchable
+    resumed = FailingEncoder(encoder, 0)
+    col._encoder = resumed
+    report = col.upsert(records)
+    assert report.updated == len(records) and report.vectors_reused == 120  # 2 staged chunks
+    assert len(resumed.encoded) == len(records) - 120
+    assert col.get(["fb-0001"])[0].text.endswith("(edited)")
+    col.close()
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def test_an_unreachable_server_is_named_quickly():
+    address = f"milvus://127.0.0.1:{free_port()}/feedback"
+    t0 = time.monotonic()
+    with pytest.raises(StoreUnavailable, match=r"cannot reach Milvus at http://127\.0\.0\.1:\d+"):
+        Collection.open(address)
+    assert time.monotonic() - t0 < 30
+
+
+def test_addresses_are_checked():
+    for bad, why in [("milvus://host:19530/", "COLLECTION"), ("milvus://host:x/a", "port"),
+                     ("milvus://host/1abc", "not a valid"), ("milvus-lite:", "give a file"),
+                     ("milvus-lite:./my-data.db", "not a valid"), ("s3://bucket/x", "scheme")]:
+        with pytest.raises(InputError, match=why):
+            parse_address(bad)
+    a = parse_address("milvus+https://h.example:443/prod/feedback")
+    assert (a.uri, a.db_name, a.name) == ("https://h.example:443", "prod", "feedback")
+
+
+def test_transient_errors_are_retried_then_reported():
+    from pymilvus.exceptions import MilvusException, MilvusUnavailableException
+
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise MilvusUnavailableException(message="server unavailable")
+        return "ok"
+
+    assert retry(flaky, "x", base=0.01) == "ok" and len(calls) == 3
+    with pytest.raises(StoreUnavailable, match="still failing after 2 attempts"):
+        retry(lambda: (_ for _ in ()).throw(MilvusUnavailableException(message="down")), "x",
+              attempts=2, base=0.01)
+    calls.clear()
+
+    def broken():
+        calls.append(1)
+        raise MilvusException(message="field foo not found")
+
+    with pytest.raises(MilvusException):
+        retry(broken, "x", base=0.01)
+    assert len(calls) == 1  # not transient: not retried
+
+
+def test_milvus_lite_file_in_use_by_another_process(tmp_path, encoder):
+    address = f"milvus-lite:{tmp_path / 'busy.db'}#fb"
+    Collection.create(address, model=encoder).close()  # closing frees the file
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from neartext import Collection; "
+         f"c = Collection.open({address!r}); print('open', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreUnavailable, match="one process per file"):
+            Collection.open(address)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_what_milvus_cannot_store_is_refused_naming_the_document(tmp_path, encoder):
+    col = Collection.create(f"milvus-lite:{tmp_path / 'big.db'}#fb", model=encoder)
+    with pytest.raises(InputError, match="document 'big' has 70,000 bytes"):
+        col.upsert([Record("ok", "fine"), Record("big", "x" * 70_000)])
+    assert len(col) == 0  # nothing written
+    col.close()
+
+
+# -- CLI and service -------------------------------------------------------------------------
+
+
+def _cli(*args, check=True):
+    r = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=ROOT)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_cli_indexes_searches_and_migrates_milvus_collections(tmp_path, milvus_server):
+    address = f"{milvus_server}/cli_{uuid.uuid4().hex[:8]}"
+    try:
+        out = json.loads(_cli("index", str(DEMO), "-c", address, "--text", "text", "--id", "id",
+                              "--index", "hnsw", "--index-param", "M=8", "--search-param",
+                              "ef=100", "--json").stdout)
+        assert out["added"] == 247
+        hits = json.loads(_cli("search", address, "charged twice", "-k", "3", "--where",
+                               "year>=2023", "--json").stdout)
+        assert [h["id"] for h in hits[:2]] == ["fb-0066", "fb-0067"]
+        info = json.loads(_cli("info", address, "--json").stdout)
+        assert info["store"] == "milvus" and info["index"]["kind"] == "hnsw"
+        assert info["index"]["search_params"] == {"ef": 100} and info["documents"] == 247
+        again = _cli("index", str(DEMO), "-c", address, "--chunk", "5", check=False)
+        assert again.returncode == 1 and "--chunk only apply when creating" in again.stderr
+        r = _cli("migrate", address, str(tmp_path / "local"), "--json")
+        assert json.loads(r.stdout)["texts_embedded"] == 0
+        local = json.loads(_cli("search", str(tmp_path / "local"), "charged twice", "-k", "3",
+                                "--where", "year>=2023", "--json").stdout)
+        assert [h["id"] for h in local] == [h["id"] for h in hits]
+    finally:
+        MilvusStore.drop(parse_address(address))
+    bad = _cli("search", f"milvus://127.0.0.1:{free_port()}/x", "hello", check=False)
+    assert bad.returncode == 1 and "cannot reach Milvus at http://127.0.0.1:" in bad.stderr
+    bad = _cli("index", str(DEMO), "-c", str(tmp_path / "x"), "--index-param", "M", check=False)
+    assert bad.returncode == 1 and "write KEY=VALUE" in bad.stderr
+    bad = _cli("index", str(DEMO), "-c", str(tmp_path / "x"), "--index-param", "M=4", check=False)
+    assert bad.returncode == 1 and "apply to Milvus collections" in bad.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_service_serves_a_milvus_collection(tmp_path, encoder):
+    from neartext.serve import ServeSettings
+
+    address = f"milvus-lite:{tmp_path / 's.db'}#feedback"
+    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder)
+    want = [r.id for r in col.search("the app crashes when I add a photo", k=5)]
+    col.close()
+    with running(ServeSettings.from_args([address])) as client:
+        status, body = client.call("POST", "/collections/feedback/search",
+                                   {"query": "the app crashes when I add a photo", "k": 5})
+        assert status == 200 and [r["id"] for r in body["results"][0]] == want
+        status, _ = client.call("POST", "/collections/feedback/documents", {"documents": [
+            {"id": "new-1", "text": "Pictures attached to notes crash the app",
+             "metadata": {"year": 2026}}]})
+        assert status == 200
+        status, body = client.call("POST", "/collections/feedback/search", {
+            "query": "the app crashes when I add a photo", "k": 3, "where": ["year>=2026"]})
+        assert [r["id"] for r in body["results"][0]] == ["new-1"]
+        status, body = client.call("POST", "/collections/feedback/feedback",
+                                   {"query": "crash", "doc_id": "new-1", "relevant": True})
+        assert status == 201
+    assert (parse_address(address).state_dir() / "feedback.sqlite").is_file()
+
+
+@pytest.mark.slow
+def test_an_mlflow_model_exported_from_milvus_searches_like_the_collection(tmp_path, encoder):
+    mlflow = pytest.importorskip("mlflow", reason="needs neartext[mlflow]")
+    from neartext.export.mlflow_model import export_mlflow
+
+    address = f"milvus-lite:{tmp_path / 'x.db'}#fb"
+    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder)
+    want = [r.id for r in col.search(QUERIES[1], k=3)]
+    col.close()
+    export_mlflow(address, tmp_path / "model")
+    got = mlflow.pyfunc.load_model(str(tmp_path / "model")).predict(
+        {"query": QUERIES[1]}, params={"top_k": 3})
+    assert list(got["id"]) == want
