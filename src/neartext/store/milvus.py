@@ -68,6 +68,7 @@ REQUEST_BYTES = 8 << 20  # rows per insert request stay well under gRPC's 64 MB 
 IN_BATCH = 1_000  # ids per "doc_id in [...]" expression
 CONTAINS_IDS = 16_384  # documents a --contains filter may select on a chunked collection
 RETRIES = 5
+FLUSH_ROWS = 1_024  # a write of this many rows is sealed at once (see MilvusStore.write)
 BM25_PARAMS = {"bm25_k1": 1.2, "bm25_b": 0.75}  # SQLite FTS5's, used by the local store
 
 # Index types by neartext's --index names; "auto" lets a server choose (AUTOINDEX, Milvus'
@@ -568,6 +569,11 @@ class MilvusStore:
             new_pks = {r["pk"] for r in rows}
             for batch in _request_batches(rows, self.dim):
                 self._call("upsert", self.name, batch)
+            if len(rows) >= FLUSH_ROWS:
+                # Seal a bulk write into indexed segments now: unsealed rows are searched by
+                # brute force (on Milvus Lite in Python: 140 ms per query for 5,000 rows
+                # against 6 ms sealed). Small writes are left to Milvus' own flushing.
+                self._call("flush", self.name)
             stale = [r["pk"] for r in old_rows if r["pk"] not in new_pks]
             for i in range(0, len(stale), IN_BATCH):
                 self._call("delete", self.name, filter=f"pk in {_lit(stale[i:i + IN_BATCH])}")
