@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters lint clean
+.PHONY: setup browser demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus lint clean
 
 setup: $(STAMP)
 
@@ -68,3 +68,7 @@ bench-multilingual: setup
 # Needs bench-mining's cached embeddings: clustering and map time/memory at 10k/100k, ARI on Quora.
 bench-clusters: setup
 	$(BIN)/python bench/bench_clusters.py
+
+# 100k documents on the local store vs Milvus Lite (embedded and as a gRPC server); ~15 min.
+bench-milvus: setup
+	$(BIN)/python bench/bench_milvus.py
