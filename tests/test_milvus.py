@@ -515,3 +515,18 @@ def test_an_mlflow_model_exported_from_milvus_searches_like_the_collection(tmp_p
     got = mlflow.pyfunc.load_model(str(tmp_path / "model")).predict(
         {"query": QUERIES[1]}, params={"top_k": 3})
     assert list(got["id"]) == want
+
+
+def test_a_foreign_milvus_collection_is_neither_opened_nor_overwritten(tmp_path):
+    from neartext.store.milvus import connect, disconnect
+
+    address = parse_address(f"milvus-lite:{tmp_path / 'shared.db'}#docs")
+    client = connect(address)
+    client.create_collection("docs", dimension=4)  # someone else's collection
+    disconnect(address, client)
+    with pytest.raises(CollectionNotFound, match="no neartext collection 'docs'"):
+        Collection.open(address)
+    with pytest.raises(CollectionExists, match="not a neartext collection"):
+        Collection.create(address, model="default")
+    r = _cli("index", str(DEMO), "-c", str(address), check=False)
+    assert r.returncode == 1 and "not a neartext collection" in r.stderr

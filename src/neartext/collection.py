@@ -78,8 +78,7 @@ def _building_at(address: Address) -> Iterator[Address]:
     from .store.milvus import STAGING_SUFFIX, MilvusStore
 
     assert address.name is not None
-    if MilvusStore.exists(address):
-        raise CollectionExists(f"{address}: a collection already exists there")
+    MilvusStore.check_free(address)
     staging = replace(address, name=address.name + STAGING_SUFFIX,
                       text=f"{address} (staging)")
     MilvusStore.drop(staging)  # left by an earlier run that did not finish

@@ -218,9 +218,26 @@ class MilvusStore:
 
     @classmethod
     def exists(cls, address: Address) -> bool:
+        """Whether a neartext collection is at ``address`` (both of its Milvus collections)."""
+        return all(cls._taken(address).values())
+
+    @classmethod
+    def check_free(cls, address: Address) -> None:
+        """:class:`CollectionExists` if a neartext collection, or any Milvus collection under one
+        of the names a new one needs, is at ``address``."""
+        taken = [n for n, t in cls._taken(address).items() if t]
+        if len(taken) == 2:
+            raise CollectionExists(f"{address}: a collection already exists there")
+        if taken:
+            raise CollectionExists(f"{address}: Milvus already has a collection '{taken[0]}' "
+                                   "that is not a neartext collection; choose another name")
+
+    @staticmethod
+    def _taken(address: Address) -> dict[str, bool]:
         client = connect(address)
         try:
-            return bool(client.has_collection(address.name))
+            return {n: bool(client.has_collection(n))
+                    for n in (str(address.name), f"{address.name}{META_SUFFIX}")}
         finally:
             disconnect(address, client)
 
