@@ -14,11 +14,12 @@ A neartext collection ``NAME`` is two Milvus collections:
     key/value rows: the manifest, a generation counter, metadata field counts, and vectors
     staged by an interrupted write (``staged:<hash>``).
 
-Milvus has no multi-row transactions. A write upserts each document's new passages before
-removing its stale ones and bumps the generation last, so an interrupted write leaves every
-document in its old or its new version; running the same command again completes it (the
-vectors it computed are staged and reused). Reads use strong consistency: a search sees every
-write that returned before it.
+Milvus has no multi-row transactions. A write upserts all of a document's new passages in one
+request, then removes passages the new version no longer has and documents to delete, and bumps
+the generation last. An interrupted write therefore leaves each document's text, metadata and
+first passages either old or new, at worst with stale extra passages or not-yet-deleted
+documents; running the same command again completes it (the vectors it computed are staged and
+reused). Reads use strong consistency: a search sees every write that returned before it.
 
 Example (Milvus Lite, embedded in a local file):
     >>> import numpy as np, tempfile, os
@@ -37,6 +38,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -122,8 +124,6 @@ def disconnect(address: Address, client: Any) -> None:
 def connect(address: Address, timeout: float = 10.0) -> Any:
     """A ``MilvusClient`` for ``address``; :class:`StoreUnavailable` naming it when unreachable."""
     pm = _pymilvus()
-    import os
-
     kw: dict[str, Any] = {"timeout": timeout}
     if address.kind == "milvus-lite":
         assert address.path is not None
@@ -199,6 +199,7 @@ class MilvusStore:
         self.client = client or connect(address)
         self._lock = threading.RLock()
         self._fields: tuple[int, set[str]] | None = None
+        self._df: tuple[int, dict[str, int]] = (-1, {})
         try:
             if not (self._call("has_collection", self.name) and
                     self._call("has_collection", self.meta_name)):
@@ -543,7 +544,10 @@ class MilvusStore:
         once: the sum of the words' IDFs (Milvus' formula, ``log(1 + (N - df + 0.5) /
         (df + 0.5))``), which puts keyword scores of different queries on one scale."""
         n = self.count()
-        df: dict[str, int] = {}
+        gen = self.generation()
+        if self._df[0] != gen:  # document frequencies, asked once per word and write
+            self._df = (gen, {})
+        df = self._df[1]
         out = []
         for q in queries:
             words = list(dict.fromkeys(terms(q)))
@@ -559,7 +563,7 @@ class MilvusStore:
     # -- writes ---------------------------------------------------------------------------------
 
     def stage_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
-        rows = [{"key": "staged:" + h, "value": "", "vec": _floats(v)}
+        rows = [[{"key": "staged:" + h, "value": "", "vec": _floats(v)}]
                 for h, v in zip(hashes, vectors)]
         for batch in _request_batches(rows, self.dim):
             self._call("upsert", self.meta_name, batch)
@@ -580,11 +584,10 @@ class MilvusStore:
             for r in sorted(self._by_ids(kept, _OUT, False), key=lambda r: (r["doc_id"], r["seq"])):
                 by_doc.setdefault(r["doc_id"], []).append(
                     Passage(r["doc_id"], r["start"], r["end"], r["hash"], _vec(r["vec"])))
-            rows: list[dict[str, Any]] = []
-            for d in documents:
-                rows += document_rows(d, by_doc.get(d.id, []))
+            groups = [document_rows(d, by_doc.get(d.id, [])) for d in documents]
+            rows = [r for g in groups for r in g]
             new_pks = {r["pk"] for r in rows}
-            for batch in _request_batches(rows, self.dim):
+            for batch in _request_batches(groups, self.dim):
                 self._call("upsert", self.name, batch)
             if len(rows) >= FLUSH_ROWS:
                 # Seal a bulk write into indexed segments now: unsealed rows are searched by
@@ -756,16 +759,18 @@ def _vec(v: Any) -> np.ndarray:
     return np.asarray(v, dtype=np.float32)
 
 
-def _request_batches(rows: list[dict[str, Any]], dim: int) -> Iterator[list[dict[str, Any]]]:
-    """Rows in requests of at most :data:`REQUEST_BYTES` (estimated)."""
+def _request_batches(groups: list[list[dict[str, Any]]], dim: int) -> Iterator[list[dict[str, Any]]]:
+    """Groups of rows (a document's) in requests of at most :data:`REQUEST_BYTES` (estimated),
+    never splitting a group."""
     batch: list[dict[str, Any]] = []
     size = 0
-    for r in rows:
-        n = dim * 8 + 2 * sum(len(r.get(f, "")) for f in ("text", "folded", "terms")) + 512
+    for group in groups:
+        n = sum(dim * 8 + 2 * sum(len(r.get(f, "")) for f in ("text", "folded", "terms")) + 512
+                for r in group)
         if batch and size + n > REQUEST_BYTES:
             yield batch
             batch, size = [], 0
-        batch.append(r)
+        batch.extend(group)
         size += n
     if batch:
         yield batch
