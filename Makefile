@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus lint clean
+.PHONY: setup browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus lint clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,16 @@ browser:
 	  else $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; fi; \
 	fi
 
+# Milvus' C++ engine (the milvus binary that milvus-lite 2.5 bundles) in its own venv, for the
+# Milvus tests: tests/test_milvus.py starts it as a server on a free port. Milvus Lite 3 (in
+# .venv) is a Python rewrite; this is the engine Milvus servers run. setuptools<70: pkg_resources.
+MILVUS_ENGINE := .venv-milvus
+$(MILVUS_ENGINE)/.installed:
+	$(PYTHON) -m venv $(MILVUS_ENGINE)
+	$(MILVUS_ENGINE)/bin/pip install --quiet 'milvus-lite==2.5.1' 'pymilvus==2.5.14' 'setuptools<70'
+	touch $@
+milvus-engine: $(MILVUS_ENGINE)/.installed
+
 # The main job on the bundled demo: build (or re-index) the collection, show a search, then
 # serve it with the web UI at http://127.0.0.1:8000 (Ctrl-C stops).
 demo: setup
@@ -33,11 +43,11 @@ demo: setup
 	$(BIN)/neartext serve demo/feedback --port $${PORT:-8000}
 
 # Full suite (slow tests included, as in CI).
-test: setup browser
+test: setup browser milvus-engine
 	$(BIN)/python -m pytest --runslow
 
 # Default local suite: slow tests skipped.
-test-fast: setup browser
+test-fast: setup browser milvus-engine
 	$(BIN)/python -m pytest
 
 bench: setup
@@ -56,7 +66,7 @@ lint: setup
 	$(BIN)/mypy src
 
 clean:
-	rm -rf $(VENV) demo/feedback build dist src/*.egg-info
+	rm -rf $(VENV) $(MILVUS_ENGINE) demo/feedback build dist src/*.egg-info
 
 bench-serve: setup
 	$(BIN)/python bench/bench_serve.py

@@ -1,8 +1,10 @@
 """Collections on Milvus: the same scenario on the local store and on Milvus, compared.
 
 Targets: the local store (the reference), Milvus Lite embedded in this process
-(``milvus-lite:FILE``), a separate Milvus Lite server reached over gRPC (``milvus://``), and a
-real Milvus server when ``NEARTEXT_MILVUS_URI`` (e.g. ``milvus://db-host:19530``) is set.
+(``milvus-lite:FILE``), a separate Milvus Lite server reached over gRPC (``milvus://``),
+Milvus' C++ engine as a server (the ``milvus`` binary of milvus-lite 2.5, in ``.venv-milvus``
+from ``make milvus-engine``; Milvus Lite 3 is a Python rewrite), and a Milvus server of your own
+when ``NEARTEXT_MILVUS_URI`` (e.g. ``milvus://db-host:19530``) is set.
 """
 
 from __future__ import annotations
@@ -49,25 +51,56 @@ def milvus_server(tmp_path_factory):
     proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1",
                              "--port", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(f"milvus://127.0.0.1:{port}", proc)
+        yield f"milvus://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+ENGINE_PYTHON = ROOT / ".venv-milvus" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def milvus_engine(tmp_path_factory):
+    """Milvus' C++ engine serving gRPC on a free port (see tests/milvus_engine.py)."""
+    if not ENGINE_PYTHON.is_file():
+        why = "Milvus' C++ engine is not set up: run `make milvus-engine`"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    port = free_port()
+    data = tmp_path_factory.mktemp("milvus-engine")
+    proc = subprocess.Popen([str(ENGINE_PYTHON), str(ROOT / "tests" / "milvus_engine.py"),
+                             str(data), str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", "the Milvus engine did not start"
+        _wait_for(f"milvus://127.0.0.1:{port}", proc)
+        yield f"milvus://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def _wait_for(base: str, proc: subprocess.Popen) -> None:
+    from neartext.store.milvus import connect, disconnect
+
     deadline = time.monotonic() + 60
     while True:
         try:
-            from neartext.store.milvus import connect, disconnect
-
-            a = parse_address(f"milvus://127.0.0.1:{port}/probe")
+            a = parse_address(f"{base}/probe")
             disconnect(a, connect(a, timeout=2))
-            break
+            return
         except StoreUnavailable:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the Milvus Lite server did not start") from None
+                raise RuntimeError(f"no Milvus at {base}") from None
             time.sleep(0.2)
-    yield f"milvus://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(30)
 
 
 def _targets() -> list[str]:
-    out = ["lite", "server"]
+    out = ["lite", "server", "engine"]
     if os.environ.get("NEARTEXT_MILVUS_URI"):
         out.append("env")
     return out
@@ -79,8 +112,8 @@ def milvus_address(request, tmp_path):
     name = "t_" + uuid.uuid4().hex[:10]
     if request.param == "lite":
         return f"milvus-lite:{tmp_path / 'store.db'}#{name}"
-    base = (request.getfixturevalue("milvus_server") if request.param == "server"
-            else os.environ["NEARTEXT_MILVUS_URI"].rstrip("/"))
+    base = (os.environ["NEARTEXT_MILVUS_URI"].rstrip("/") if request.param == "env"
+            else request.getfixturevalue(f"milvus_{request.param}"))
     address = f"{base}/{name}"
     request.addfinalizer(lambda: MilvusStore.drop(parse_address(address)))
     return address
@@ -155,10 +188,10 @@ def local_scenario(tmp_path_factory, encoder):
     return scenario(str(tmp_path_factory.mktemp("local") / "col"), encoder)
 
 
-def test_the_scenario_gives_the_same_results_on_milvus(local_scenario, milvus_address, encoder):
+def test_the_scenario_gives_the_same_results_on_milvus(local_scenario, milvus_address, encoder,
+                                                       request):
     local, remote = local_scenario, scenario(milvus_address, encoder)
-    server = os.environ.get("NEARTEXT_MILVUS_URI")
-    lite_backed = not (server and milvus_address.startswith(server.rstrip("/")))
+    lite_backed = request.node.callspec.params["milvus_address"] in ("lite", "server")
     assert local.keys() == remote.keys()
     for key in local:
         if key.endswith(" ranks"):
@@ -214,10 +247,9 @@ def _tricky_docs() -> tuple[list[Document], list[Passage]]:
     return docs, passages
 
 
-def test_filters_translate_to_milvus_with_the_reference_meaning(tmp_path):
+def test_filters_translate_to_milvus_with_the_reference_meaning(tmp_path, milvus_address):
     docs, passages = _tricky_docs()
-    milvus = MilvusStore.create(parse_address(f"milvus-lite:{tmp_path / 'f.db'}#f"),
-                                {"dim": 8, "index": "flat"})
+    milvus = MilvusStore.create(parse_address(milvus_address), {"dim": 8, "index": "flat"})
     local = LocalStore.create(tmp_path / "local", {"dim": 8})
     for store in (milvus, local):
         store.write(docs, passages, [])
@@ -259,9 +291,9 @@ LONG = [
 ]
 
 
-def test_chunked_collections_agree(tmp_path, encoder):
+def test_chunked_collections_agree(tmp_path, encoder, milvus_address):
     out = []
-    for address in (str(tmp_path / "local"), f"milvus-lite:{tmp_path / 'c.db'}#c"):
+    for address in (str(tmp_path / "local"), milvus_address):
         col = Collection.create(address, model=encoder, chunk=8, overlap=2, index="flat")
         col.upsert(LONG)
         out.append({
@@ -348,7 +380,14 @@ def test_an_interrupted_build_leaves_nothing_and_an_interrupted_update_resumes(
         Collection.from_file(address, DEMO, ["text"], "id", model=FailingEncoder(encoder, 3))
     with pytest.raises(CollectionNotFound):
         Collection.open(address)
+    # a build killed midway (the process gone) leaves an unfinished collection: it does not open,
+    # and the next build replaces it
+    killed = MilvusStore.create(parse_address(address), {"dim": encoder.dim, "index": "flat"})
+    killed.close()
+    with pytest.raises(CollectionNotFound, match="did not complete"):
+        Collection.open(address)
     col, report = Collection.from_file(address, DEMO, ["text"], "id", model=encoder)
+    assert report.added == 247
     before = _ranked(col.search(QUERIES[0], k=5))
     records = [Record(d.id, d.text + " (edited)", d.metadata)
                for d in col.get([f"fb-{i:04d}" for i in range(1, 200)])]

@@ -66,28 +66,30 @@ def _building(target: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _building_at(address: Address) -> Iterator[Address]:
-    """:func:`_building` for any address: a Milvus collection is built under a staging name
-    (``NAME__partial``) and renamed when complete."""
+    """:func:`_building` for any address. A Milvus collection is built in place, marked
+    ``building`` in its manifest until complete (it does not open before), and dropped if the
+    block fails; one left by a run that was killed is dropped before building again. (Not built
+    under another name and renamed: not every Milvus deployment implements renaming.)"""
     if not address.is_milvus:
         assert address.path is not None
         with _building(address.path) as tmp:
             yield Address("local", str(tmp), path=tmp)
         return
-    from dataclasses import replace
+    from .store.milvus import MilvusStore
 
-    from .store.milvus import STAGING_SUFFIX, MilvusStore
-
-    assert address.name is not None
+    if MilvusStore.unfinished(address):
+        MilvusStore.drop(address)  # left by an earlier run that did not finish
     MilvusStore.check_free(address)
-    staging = replace(address, name=address.name + STAGING_SUFFIX,
-                      text=f"{address} (staging)")
-    MilvusStore.drop(staging)  # left by an earlier run that did not finish
     try:
-        yield staging
+        yield address
     except BaseException:
-        MilvusStore.drop(staging)
+        MilvusStore.drop(address)
         raise
-    MilvusStore.publish(staging, address.name)
+    store = MilvusStore(address, unfinished_ok=True)
+    try:
+        store.finish_build()
+    finally:
+        store.close()
 
 
 def _new_store(address: Address, manifest: dict[str, Any],

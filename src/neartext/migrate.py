@@ -1,8 +1,8 @@
 """Copy a collection from one store to another without re-embedding (``neartext migrate``).
 
 Documents, metadata, passages and their vectors are read from the source in batches and
-written to the destination, which is built under a staging name and published only when every
-document is there (a directory ``DST.partial``, or a Milvus collection ``NAME__partial``).
+written to the destination, which is published only when every document is there (a directory
+is built in ``DST.partial`` and renamed; a Milvus collection is marked unfinished until then).
 The manifest travels along, so the destination opens with the same model and threshold;
 feedback ratings are copied too.
 

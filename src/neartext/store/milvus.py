@@ -61,7 +61,6 @@ from ..lexical import index_text, terms
 from .base import Document, Hit, Passage, WriteResult
 
 META_SUFFIX = "__neartext"
-STAGING_SUFFIX = "__partial"
 MAX_VARCHAR = 65_535  # bytes in a Milvus VARCHAR field
 MAX_JSON = 65_536  # bytes in a Milvus JSON value (the server's default limit)
 MAX_ID = 1_024  # bytes in a document id
@@ -191,7 +190,8 @@ def retry(call: Callable[[], T], what: str, *, attempts: int = RETRIES, base: fl
 class MilvusStore:
     """A :class:`neartext.store.base.Store` on Milvus (a server, a cluster or Milvus Lite)."""
 
-    def __init__(self, address: Address, client: Any | None = None) -> None:
+    def __init__(self, address: Address, client: Any | None = None, *,
+                 unfinished_ok: bool = False) -> None:
         self.address = address
         assert address.name is not None
         self.name = address.name
@@ -200,6 +200,7 @@ class MilvusStore:
         self._lock = threading.RLock()
         self._fields: tuple[int, set[str]] | None = None
         self._df: tuple[int, dict[str, int]] = (-1, {})
+        self._text_match = True
         try:
             if not (self._call("has_collection", self.name) and
                     self._call("has_collection", self.meta_name)):
@@ -208,6 +209,10 @@ class MilvusStore:
             for n in (self.name, self.meta_name):
                 self._call("load_collection", n)
             self._manifest = self.read_manifest()
+            if self._manifest.get("building") and not unfinished_ok:
+                raise CollectionNotFound(
+                    f"{address}: the collection's build did not complete (it was interrupted); "
+                    "run the index or migrate command again")
         except BaseException:
             self.close()
             raise
@@ -261,7 +266,8 @@ class MilvusStore:
                 raise CollectionExists(f"{address}: Milvus already has a collection '{n}'")
         settings = resolve_settings(address, manifest.get("index", "auto"), index_params or {},
                                     search_params or {})
-        manifest = dict(manifest, milvus=settings)
+        # "building" until finish_build(): an interrupted build never opens as a collection
+        manifest = dict(manifest, milvus=settings, building=True)
         dim = int(manifest["dim"])
         dt = pm.DataType
         s = client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -309,7 +315,7 @@ class MilvusStore:
             disconnect(address, client)
             raise StoreUnavailable(f"{address}: could not create the collection: "
                                    f"{str(e).strip().splitlines()[0]}") from None
-        return cls(address, client)
+        return cls(address, client, unfinished_ok=True)
 
     @staticmethod
     def drop(address: Address) -> None:
@@ -323,17 +329,22 @@ class MilvusStore:
             disconnect(address, client)
 
     @staticmethod
-    def publish(staging: Address, name: str) -> None:
-        """Rename the collection built at ``staging`` to ``name``. The manifest collection goes
-        first, so a crash between the two leaves nothing that opens under ``name``."""
-        client = connect(staging)
+    def unfinished(address: Address) -> bool:
+        """Whether ``address`` holds a collection whose build never completed."""
+        if not MilvusStore.exists(address):
+            return False
         try:
-            for old, new in ((f"{staging.name}{META_SUFFIX}", name + META_SUFFIX),
-                             (staging.name, name)):
-                retry(lambda a=old, b=new: client.rename_collection(a, b),  # type: ignore[misc]
-                      f"{staging}: rename")
+            store = MilvusStore(address, unfinished_ok=True)
+        except CollectionNotFound:
+            return False
+        try:
+            return bool(store._manifest.get("building"))
         finally:
-            disconnect(staging, client)
+            store.close()
+
+    def finish_build(self) -> None:
+        """Mark a collection built by :meth:`create` complete: from now on it opens."""
+        self.write_manifest({k: v for k, v in self._manifest.items() if k != "building"})
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -553,9 +564,25 @@ class MilvusStore:
             words = list(dict.fromkeys(terms(q)))
             for w in words:
                 if w not in df:
-                    df[w] = self._count(f"seq == 0 and text_match(terms, {_lit(w)})")
+                    df[w] = self._document_frequency(w)
             out.append(sum(math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)) for w in words))
         return out
+
+    def _document_frequency(self, word: str) -> int:
+        """Documents whose stems include ``word``: a ``text_match`` count where the deployment
+        has it (Milvus 2.5+ servers, Milvus Lite 3), else the BM25 hits of the word alone,
+        counted up to Milvus' largest limit (an IDF floor for words in more documents)."""
+        if self._text_match:
+            try:
+                return self._count(f"seq == 0 and text_match(terms, {_lit(word)})")
+            except StoreUnavailable:
+                raise
+            except Exception:  # e.g. C++ Milvus Lite 2.5: "invalid parameter"
+                self._text_match = False
+        res = self._call("search", self.name, data=[word], limit=MAX_TOPK, filter="seq == 0",
+                         anns_field="sparse", output_fields=[],
+                         search_params={"metric_type": "BM25", "params": {}})
+        return len(res[0]) if res else 0
 
     def has_keyword_index(self) -> bool:
         return True  # kept by Milvus with every write
