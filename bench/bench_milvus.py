@@ -3,9 +3,11 @@ Milvus, side by side in one run.
 
 Targets, all with an exact (flat) index so that they return the same results:
   - local: the embedded store (SQLite + numpy exact index) — the baseline;
-  - milvus-lite: Milvus Lite embedded in this process (``milvus-lite:FILE``);
-  - milvus-server: a Milvus Lite server in its own process, reached over loopback gRPC
-    (``milvus://127.0.0.1:PORT/NAME``), i.e. what any Milvus server costs in protocol.
+  - milvus-lite: Milvus Lite 3 (pure Python) embedded in this process (``milvus-lite:FILE``);
+  - milvus-server: a Milvus Lite 3 server in its own process, over loopback gRPC
+    (``milvus://127.0.0.1:PORT/NAME``);
+  - milvus-engine: Milvus' C++ engine (the ``milvus`` binary of milvus-lite 2.5, from
+    ``make milvus-engine``) serving gRPC, the engine of Milvus servers, on one machine.
 
 Texts are Quora questions (numbered, repeated up to the size), vectors random unit vectors of
 all-MiniLM-L6-v2's 384 dimensions: embedding costs the same whatever the store, so the
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, machine, percentile, run_worker, save, timed  # noqa: E402
+from common import ROOT, SHARED, machine, percentile, run_worker, save, timed  # noqa: E402
 
 from neartext import Collection  # noqa: E402
 from neartext.address import parse_address  # noqa: E402
@@ -79,16 +81,16 @@ def manifest_for(enc_name: str = "bench") -> dict:
             "threshold": None}
 
 
-def start_server(work: Path) -> tuple[subprocess.Popen, str]:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = Path(sys.executable).with_name("milvus-lite")
-    proc = subprocess.Popen([str(exe), "server", "--data-dir", str(work / "server"), "--host",
-                             "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], port: int, what: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     a = parse_address(f"milvus://127.0.0.1:{port}/probe")
     for _ in range(300):
         try:
@@ -96,7 +98,24 @@ def start_server(work: Path) -> tuple[subprocess.Popen, str]:
             return proc, f"milvus://127.0.0.1:{port}/bench"
         except StoreUnavailable:
             time.sleep(0.2)
-    raise RuntimeError("Milvus Lite server did not start")
+    raise RuntimeError(f"{what} did not start")
+
+
+def start_servers(work: Path) -> dict[str, tuple[subprocess.Popen, str]]:
+    """A Milvus Lite server, and Milvus' C++ engine when ``make milvus-engine`` set it up."""
+    port = free_port()
+    out = {"milvus-server": start([str(Path(sys.executable).with_name("milvus-lite")), "server",
+                                   "--data-dir", str(work / "server"), "--host", "127.0.0.1",
+                                   "--port", str(port)], port, "Milvus Lite server")}
+    engine = ROOT / ".venv-milvus" / "bin" / "python"
+    if engine.is_file():
+        port = free_port()
+        (work / "engine").mkdir()
+        out["milvus-engine"] = start([str(engine), str(ROOT / "tests" / "milvus_engine.py"),
+                                      str(work / "engine"), str(port)], port, "Milvus engine")
+    else:
+        print("no .venv-milvus (make milvus-engine): the C++ engine is left out", file=sys.stderr)
+    return out
 
 
 def timings(fn, queries: list, settle: int = 3) -> dict:
@@ -165,9 +184,9 @@ def main() -> None:
         return
     docs, passages, vecs = data(args.docs)
     work = Path(tempfile.mkdtemp(prefix="nt-bench-milvus-"))
-    proc, server_address = start_server(work)
+    servers = start_servers(work)
     targets = {"local": str(work / "local"), "milvus-lite": f"milvus-lite:{work / 'lite.db'}#bench",
-               "milvus-server": server_address}
+               **{name: address for name, (_, address) in servers.items()}}
     result: dict = {"machine": machine(), "documents": args.docs, "dim": DIM, "targets": {},
                     "method": "writes in this process, one target after the other; searches in "
                               "a fresh process per target and round, rounds alternating; the "
@@ -188,6 +207,8 @@ def main() -> None:
                        for d in docs[: args.docs // 100]]
             cp = [Passage(d.id, 0, len(d.text), d.hash, vecs[i]) for i, d in enumerate(changed)]
             t_update, _ = timed(store.write, changed, cp, [])
+            if a.is_milvus:
+                store.finish_build()
             store.close()
             r = {"address": address, "write_s": t_write, "docs_per_s": args.docs / t_write,
                  "update_1pct_s": t_update}
@@ -209,14 +230,18 @@ def main() -> None:
         for r in result["targets"].values():
             r["same_top10_as_local"] = r["top10_first_query"] == ref
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(60)
         shutil.rmtree(work, ignore_errors=True)
-    rows = ["| figure | local (baseline) | milvus-lite (embedded) | milvus:// (Lite server, gRPC) |",
-            "|---|---|---|---|"]
+    heads = {"local": "local (baseline)", "milvus-lite": "milvus-lite (embedded)",
+             "milvus-server": "milvus:// Lite server", "milvus-engine": "milvus:// Milvus engine"}
+    names = [n for n in heads if n in result["targets"]]
+    rows = ["| figure | " + " | ".join(heads[n] for n in names) + " |",
+            "|---" * (len(names) + 1) + "|"]
 
     def row(label, get, fmt):
-        vals = [get(result["targets"][n]) for n in ("local", "milvus-lite", "milvus-server")]
+        vals = [get(result["targets"][n]) for n in names]
         cells = [fmt.format(v) for v in vals]
         cells[1:] = [f"{c} ({v / vals[0]:.{2 if v / vals[0] < 10 else 0}f}×)"
                      for c, v in zip(cells[1:], vals[1:])]
