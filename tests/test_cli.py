@@ -127,3 +127,12 @@ def test_console_script_exit_codes(tmp_path):
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     usage = subprocess.run([*exe, "search"], capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_output_into_a_closed_pipe_stops_quietly(demo_collection):
+    """`neartext search ... | head -1`: no traceback when the reader leaves early."""
+    r = subprocess.run(["bash", "-c", f"{sys.executable} -m neartext search {demo_collection} "
+                        "'crash' -k 247 --json | head -1; exit ${PIPESTATUS[0]}"],
+                       capture_output=True, text=True)  # 76 kB: more than a pipe holds
+    assert r.stdout.count("\n") == 1 and r.stderr == ""
+    assert r.returncode == 141  # 128 + SIGPIPE

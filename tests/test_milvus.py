@@ -569,3 +569,22 @@ def test_a_foreign_milvus_collection_is_neither_opened_nor_overwritten(tmp_path)
         Collection.create(address, model="default")
     r = _cli("index", str(DEMO), "-c", str(address), check=False)
     assert r.returncode == 1 and "not a neartext collection" in r.stderr
+
+
+def test_cli_commands_take_milvus_addresses(tmp_path):
+    address = f"milvus-lite:{tmp_path / 'c.db'}#fb"
+    _cli("index", str(DEMO), "-c", address, "--text", "text", "--id", "id", "-q")
+    pairs = tmp_path / "pairs.csv"
+    said = _cli("mine", address, "--threshold", "0.8", "-o", str(pairs))
+    assert "pairs >= 0.8" in said.stdout + said.stderr
+    assert pairs.read_text().count("\n") > 5
+    said = _cli("dedup", address, "--threshold", "0.85", "-q")
+    assert "6 duplicate groups" in said.stderr and "fb-0236" in said.stdout
+    said = _cli("cluster", address, "-q")
+    assert "clusters of 247 documents" in said.stdout + said.stderr
+    if __import__("importlib").util.find_spec("umap") is not None:
+        _cli("map", address, "-o", str(tmp_path / "map.png"), "-q")
+        assert (tmp_path / "map.png").stat().st_size > 10_000
+        assert list((parse_address(address).state_dir() / "cache").glob("projection-*.npz"))
+    out = _cli("search", address, "crash photo", "--mode", "hybrid", "-k", "2", "--json").stdout
+    assert len(json.loads(out)) == 2

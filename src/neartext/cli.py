@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -434,21 +435,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         result = COMMANDS[args.command](args)
+        if args.json:
+            json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
+            sys.stdout.write("\n")
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except NeartextError as e:
         if type(e).__name__ == "TrainingInterrupted":
             print(f"neartext {args.command}: interrupted: {e}", file=sys.stderr)
             return 130
         print(f"neartext {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`neartext ... | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
     except KeyboardInterrupt:
         what = ("no model was written; checkpoints saved so far are kept (--resume)"
                 if args.command == "train" else
                 "the collection is unchanged (vectors computed so far are kept for the next run)")
         print(f"neartext {args.command}: interrupted; {what}", file=sys.stderr)
         return 130
-    if args.json:
-        json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
     return 0
 
 

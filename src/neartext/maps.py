@@ -84,7 +84,7 @@ def project(col: Collection, *, sample: int | None = None, seed: int = 42,
                         min_dist=0.1, random_state=seed, n_jobs=1, verbose=progress,
                         low_memory=True)
     xy = np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
-    path.parent.mkdir(exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a Milvus collection's state dir may be new
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
     np.savez(tmp, ids=np.array(ids), xy=xy)
     os.replace(tmp, path)
