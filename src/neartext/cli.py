@@ -463,6 +463,13 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
+    from .collection import connected
+
+    with connected(args.collection):  # asked whether it exists, then opened or built
+        return _index(args)
+
+
+def _index(args: argparse.Namespace) -> dict[str, Any]:
     from .address import parse_address
     from .cleaning import DEFAULT_JUNK, CleaningOptions
     from .collection import Collection, collection_exists

@@ -75,21 +75,22 @@ def _building_at(address: Address) -> Iterator[Address]:
         with _building(address.path) as tmp:
             yield Address("local", str(tmp), path=tmp)
         return
-    from .store.milvus import MilvusStore
+    from .store.milvus import MilvusStore, held
 
-    if MilvusStore.unfinished(address):
-        MilvusStore.drop(address)  # left by an earlier run that did not finish
-    MilvusStore.check_free(address)
-    try:
-        yield address
-    except BaseException:
-        MilvusStore.drop(address)
-        raise
-    store = MilvusStore(address, unfinished_ok=True)
-    try:
-        store.finish_build()
-    finally:
-        store.close()
+    with held(address):
+        if MilvusStore.unfinished(address):
+            MilvusStore.drop(address)  # left by an earlier run that did not finish
+        MilvusStore.check_free(address)
+        try:
+            yield address
+        except BaseException:
+            MilvusStore.drop(address)
+            raise
+        store = MilvusStore(address, unfinished_ok=True)
+        try:
+            store.finish_build()
+        finally:
+            store.close()
 
 
 def _new_store(address: Address, manifest: dict[str, Any],
@@ -102,6 +103,20 @@ def _new_store(address: Address, manifest: dict[str, Any],
         raise InputError("--index-param and --search-param apply to Milvus collections")
     assert address.path is not None
     return LocalStore.create(address.path, manifest)
+
+
+@contextlib.contextmanager
+def connected(address: str | Path | Address) -> Iterator[None]:
+    """Around several operations on one address: a Milvus address stays connected between
+    them (see :func:`neartext.store.milvus.held`); nothing for a directory."""
+    a = parse_address(address)
+    if not a.is_milvus:
+        yield
+        return
+    from .store.milvus import held
+
+    with held(a):
+        yield
 
 
 def collection_exists(address: str | Path | Address) -> bool:

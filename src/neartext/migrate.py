@@ -15,8 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -27,6 +25,7 @@ from .address import Address, parse_address
 from .collection import Collection, _building_at, _new_store
 from .errors import CorruptCollection, InputError
 from .feedback import FEEDBACK_DB
+from .store.local import copy_sqlite
 
 BATCH = 8192  # documents per read from the source and write to the destination
 
@@ -104,15 +103,9 @@ def _same(a: Address, b: Address) -> bool:
 
 
 def _copy_feedback(src: Path, dst: Path) -> bool:
-    """Copy the ratings database (consistently, through SQLite's backup API) if there is one
-    and the destination has none."""
+    """Copy the ratings database if there is one and the destination has none."""
     if not src.is_file() or dst.exists():
         return False
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    with sqlite3.connect(src) as a, sqlite3.connect(tmp) as b:
-        a.backup(b)
-    a.close()
-    b.close()
-    shutil.move(tmp, dst)
+    copy_sqlite(src, dst)
     return True

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import sqlite3
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CollectionNotFound, InputError, MissingExtra
+from ..store.local import copy_sqlite
 from ..tables import check_output_dir, publish_dir
 
 PARAMS = {"top_k": 10, "similarity_threshold": 0.5, "mode": "search"}
@@ -148,12 +148,7 @@ def _snapshot(collection: Path, into: Path) -> Path:
     for name in ("manifest.json", "index.bin", "index.json"):
         if (collection / name).is_file():
             shutil.copy2(collection / name, out / name)
-    src = sqlite3.connect(collection / "data.sqlite")
-    dst = sqlite3.connect(out / "data.sqlite")
-    with dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
+    copy_sqlite(collection / "data.sqlite", out / "data.sqlite")
     return out
 
 
@@ -176,9 +171,9 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
     from ..encoders import backend_of, resolve_model_path
 
     address = parse_address(collection)
-    src = address.path or Path(".")
-    if not address.is_milvus and not (src / "manifest.json").is_file():
-        raise CollectionNotFound(f"{src}: no collection here (no manifest.json)")
+    local = None if address.is_milvus else address.path
+    if local is not None and not (local / "manifest.json").is_file():
+        raise CollectionNotFound(f"{local}: no collection here (no manifest.json)")
     out = Path(output) if output else None
     if out is None and not log:
         raise InputError("give -o DIR to save the model, or --log to log it to MLflow")
@@ -193,13 +188,13 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
          ParamSpec("mode", "string", PARAMS["mode"])]))
     code = str(Path(__file__).with_name("mlflow_entry.py"))
     with tempfile.TemporaryDirectory(prefix="neartext-mlflow-") as tmp:
-        if address.is_milvus:  # the model carries a local copy (same vectors, nothing re-embedded)
+        if local is None:  # on Milvus: a local copy (same vectors, nothing re-embedded)
             from ..migrate import migrate
 
             migrate(address, Path(tmp) / "collection")
             artifacts = {"collection": str(Path(tmp) / "collection")}
         else:
-            artifacts = {"collection": str(_snapshot(src, Path(tmp)))}
+            artifacts = {"collection": str(_snapshot(local, Path(tmp)))}
         if backend_of(name) == "sbert":
             artifacts["model"] = str(resolve_model_path(name))
         kw = {"python_model": code, "artifacts": artifacts, "signature": signature,

@@ -69,6 +69,19 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def copy_sqlite(src: Path, dst: Path) -> None:
+    """A consistent copy of the SQLite database ``src`` at ``dst`` (SQLite's backup API, so a
+    writer in another process is no problem), written to a temporary file and renamed."""
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    a, b = sqlite3.connect(src), sqlite3.connect(tmp)
+    try:
+        a.backup(b)
+    finally:
+        a.close()
+        b.close()
+    os.replace(tmp, dst)
+
+
 class LocalStore:
     """SQLite + vector index store in one directory. Thread-safe; one writer at a time.
 

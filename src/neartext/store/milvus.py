@@ -152,6 +152,18 @@ def connect(address: Address, timeout: float = 10.0) -> Any:
     return client
 
 
+@contextlib.contextmanager
+def held(address: Address) -> Iterator[None]:
+    """Keep a client connected for the block, so that the short-lived connections inside it
+    share Milvus Lite's embedded server instead of starting it (and loading the file) again
+    each time; on a server this costs one idle connection."""
+    client = connect(address)
+    try:
+        yield
+    finally:
+        disconnect(address, client)
+
+
 def _unreachable(address: Address, e: Exception) -> str:
     msg = (getattr(e, "message", "") or str(e) or type(e).__name__).strip().splitlines()[0]
     if address.kind == "milvus-lite":
