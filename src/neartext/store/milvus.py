@@ -78,7 +78,8 @@ INDEX_TYPES = {"flat": "FLAT", "hnsw": "HNSW", "ivf": "IVF_FLAT"}
 DEFAULT_INDEX_PARAMS = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 1024}}
 DEFAULT_SEARCH_PARAMS = {"HNSW": {"ef": 64}, "IVF_FLAT": {"nprobe": 16}}
 METRICS = ("IP", "COSINE")  # both give "higher is closer" scores; L2 would break thresholds
-_OUT = ["doc_id", "seq", "start", "end", "hash", "vec"]
+_OUT = ["doc_id", "seq", "start", "end", "hash", "vec"]  # a passage's fields
+_DOC = ["doc_id", "text", "meta", "doc_hash"]  # a document's (on its first passage)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -206,8 +207,7 @@ class MilvusStore:
                  unfinished_ok: bool = False) -> None:
         self.address = address
         assert address.name is not None
-        self.name = address.name
-        self.meta_name = self.name + META_SUFFIX
+        self.name, self.meta_name = _names(address)
         self.client = client or connect(address)
         self._lock = threading.RLock()
         self._fields: tuple[int, set[str]] | None = None
@@ -240,10 +240,10 @@ class MilvusStore:
         return all(cls._taken(address).values())
 
     @classmethod
-    def check_free(cls, address: Address) -> None:
+    def check_free(cls, address: Address, client: Any | None = None) -> None:
         """:class:`CollectionExists` if a neartext collection, or any Milvus collection under one
         of the names a new one needs, is at ``address``."""
-        taken = [n for n, t in cls._taken(address).items() if t]
+        taken = [n for n, t in cls._taken(address, client).items() if t]
         if len(taken) == 2:
             raise CollectionExists(f"{address}: a collection already exists there")
         if taken:
@@ -251,13 +251,15 @@ class MilvusStore:
                                    "that is not a neartext collection; choose another name")
 
     @staticmethod
-    def _taken(address: Address) -> dict[str, bool]:
-        client = connect(address)
+    def _taken(address: Address, client: Any | None = None) -> dict[str, bool]:
+        """Which of the two Milvus collections of ``address`` exist."""
+        if client is not None:
+            return {n: bool(client.has_collection(n)) for n in _names(address)}
+        own = connect(address)
         try:
-            return {n: bool(client.has_collection(n))
-                    for n in (str(address.name), f"{address.name}{META_SUFFIX}")}
+            return MilvusStore._taken(address, own)
         finally:
-            disconnect(address, client)
+            disconnect(address, own)
 
     @classmethod
     def create(
@@ -271,11 +273,12 @@ class MilvusStore:
         pm = _pymilvus()
         assert address.name is not None
         client = connect(address)
-        name, meta = address.name, address.name + META_SUFFIX
-        for n in (name, meta):
-            if client.has_collection(n):
-                disconnect(address, client)
-                raise CollectionExists(f"{address}: Milvus already has a collection '{n}'")
+        name, meta = _names(address)
+        try:
+            cls.check_free(address, client)
+        except CollectionExists:
+            disconnect(address, client)
+            raise
         settings = resolve_settings(address, manifest.get("index", "auto"), index_params or {},
                                     search_params or {})
         # "building" until finish_build(): an interrupted build never opens as a collection
@@ -334,7 +337,7 @@ class MilvusStore:
         """Delete both Milvus collections of ``address`` (missing ones are ignored)."""
         client = connect(address)
         try:
-            for n in (address.name, f"{address.name}{META_SUFFIX}"):
+            for n in _names(address):
                 if client.has_collection(n):
                     client.drop_collection(n)
         finally:
@@ -343,8 +346,6 @@ class MilvusStore:
     @staticmethod
     def unfinished(address: Address) -> bool:
         """Whether ``address`` holds a collection whose build never completed."""
-        if not MilvusStore.exists(address):
-            return False
         try:
             store = MilvusStore(address, unfinished_ok=True)
         except CollectionNotFound:
@@ -461,10 +462,16 @@ class MilvusStore:
         return out
 
     def get(self, ids: Sequence[str]) -> list[Document]:
-        rows = self._by_ids(ids, ["doc_id", "text", "meta", "doc_hash"], True)
-        found = {r["doc_id"]: Document(r["doc_id"], r["text"], dict(r["meta"] or {}),
-                                       r["doc_hash"]) for r in rows}
+        found = {r["doc_id"]: _document(r) for r in self._by_ids(ids, _DOC, True)}
         return [found[i] for i in ids if i in found]
+
+    def _passages_of(self, doc_ids: Sequence[str]) -> dict[str, list[Passage]]:
+        """The stored passages of each document, in order, vectors included."""
+        out: dict[str, list[Passage]] = {}
+        for r in sorted(self._by_ids(doc_ids, _OUT, False), key=lambda r: (r["doc_id"], r["seq"])):
+            out.setdefault(r["doc_id"], []).append(
+                Passage(r["doc_id"], r["start"], r["end"], r["hash"], _vec(r["vec"])))
+        return out
 
     def iter_texts(self, batch_size: int = 4096) -> Iterator[str]:
         for batch in self._iterate(self.name, "seq == 0", ["text"], batch_size):
@@ -484,14 +491,10 @@ class MilvusStore:
 
     def export(self, batch_size: int = 1024) -> Iterator[tuple[list[Document], list[Passage]]]:
         """Every document with its passages (vectors included), in batches."""
-        fields = ["doc_id", "text", "meta", "doc_hash"]
-        for batch in self._iterate(self.name, "seq == 0", fields, batch_size):
-            docs = [Document(r["doc_id"], r["text"], dict(r["meta"] or {}), r["doc_hash"])
-                    for r in batch]
-            rows = sorted(self._by_ids([d.id for d in docs], _OUT, False),
-                          key=lambda r: (r["doc_id"], r["seq"]))
-            yield docs, [Passage(r["doc_id"], r["start"], r["end"], r["hash"], _vec(r["vec"]))
-                         for r in rows]
+        for batch in self._iterate(self.name, "seq == 0", _DOC, batch_size):
+            docs = [_document(r) for r in batch]
+            parts = self._passages_of([d.id for d in docs])
+            yield docs, [p for d in docs for p in parts.get(d.id, [])]
 
     # -- search ---------------------------------------------------------------------------------
 
@@ -620,9 +623,7 @@ class MilvusStore:
             old_meta = {r["doc_id"]: r["meta"] or {} for r in old_rows if r["seq"] == 0}
             # documents whose text is unchanged (metadata-only updates) keep their passages
             kept = [d.id for d in documents if d.id not in by_doc and d.id in old_meta]
-            for r in sorted(self._by_ids(kept, _OUT, False), key=lambda r: (r["doc_id"], r["seq"])):
-                by_doc.setdefault(r["doc_id"], []).append(
-                    Passage(r["doc_id"], r["start"], r["end"], r["hash"], _vec(r["vec"])))
+            by_doc.update(self._passages_of(kept))
             groups = [document_rows(d, by_doc.get(d.id, [])) for d in documents]
             rows = [r for g in groups for r in g]
             new_pks = {r["pk"] for r in rows}
@@ -779,6 +780,15 @@ def contains_expression(words: Sequence[str]) -> str:
         pat = w.casefold().replace("%", "\\%").replace("_", "\\_")
         parts.append(f"folded like {_lit('%' + pat + '%')}")
     return " and ".join(parts)
+
+
+def _names(address: Address) -> tuple[str, str]:
+    """The Milvus collections of a neartext collection: its passages, its manifest and state."""
+    return str(address.name), f"{address.name}{META_SUFFIX}"
+
+
+def _document(row: dict[str, Any]) -> Document:
+    return Document(row["doc_id"], row["text"], dict(row["meta"] or {}), row["doc_hash"])
 
 
 def _and(*parts: str) -> str:
