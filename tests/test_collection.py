@@ -142,11 +142,10 @@ def test_index_rebuilt_when_cache_missing_or_stale(demo_copy):
     (demo_copy / "index.bin").unlink()
     with Collection.open(demo_copy) as col:
         assert [r.id for r in col.search("login problems", k=5)] == want
-    meta = json.loads((demo_copy / "index.json").read_text())
-    meta["generation"] = -1
-    (demo_copy / "index.json").write_text(json.dumps(meta))
+    (demo_copy / "index.bin").write_bytes(b"garbage")  # damaged: rebuilt
     with Collection.open(demo_copy) as col:
         assert [r.id for r in col.search("login problems", k=5)] == want
+        assert col.info()["index"]["file"]["current"]
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])

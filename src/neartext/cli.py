@@ -373,6 +373,11 @@ def _parser() -> argparse.ArgumentParser:
     g.set_defaults(index=None)
     _add_output_options(p)
 
+    p = sub.add_parser("repair", help="rebuild a collection's vector index from its database "
+                                      "and report what was wrong")
+    p.add_argument("collection")
+    _add_output_options(p)
+
     p = sub.add_parser("info", help="size, model and settings of a collection")
     p.add_argument("collection")
     _add_output_options(p)
@@ -433,6 +438,8 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command not in ("serve", "bot"):  # those configure logging for a long run
+        _log_warnings(args.command)
     try:
         result = COMMANDS[args.command](args)
         if args.json:
@@ -456,6 +463,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"neartext {args.command}: interrupted; {what}", file=sys.stderr)
         return 130
     return 0
+
+
+def _log_warnings(command: str) -> None:
+    """Warnings the library logs (e.g. an index cache that could not be saved after a committed
+    write) go to stderr as one line each."""
+    logger = logging.getLogger("neartext")
+    if not any(getattr(h, "_neartext_cli", False) for h in logger.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter(f"neartext {command}: warning: %(message)s"))
+        h.setLevel(logging.WARNING)
+        h._neartext_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(h)
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -874,6 +893,29 @@ def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     return info
 
 
+def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
+    from .collection import Collection
+
+    with Collection.open(args.collection) as col:
+        res = col.repair()
+    if not args.json:
+        before = res.get("index_file_before")
+        if before is not None:
+            was = (f"the index file held {before.get('vectors')} vectors of generation "
+                   f"{before.get('generation')}" if "vectors" in before else
+                   f"the index file was unusable ({before.get('problem')})")
+            print(f"{args.collection}: index rebuilt from the database: {res['passages']} vectors "
+                  f"for {res['documents']} documents at generation {res['generation']} ({was}); "
+                  f"database check: {res['database']}")
+            for key, what in (("passages_without_document", "passages without a document"),
+                              ("documents_without_passage", "documents without a passage")):
+                if res.get(key):
+                    print(f"warning: {res[key]} {what}", file=sys.stderr)
+        else:
+            print(f"{args.collection}: {res.get('note')}; {res['documents']} documents")
+    return res
+
+
 def _at_least_one(*options: tuple[str, int]) -> None:
     for name, value in options:
         if value < 1:
@@ -1065,4 +1107,5 @@ COMMANDS = {"index": _cmd_index, "upsert": _cmd_upsert, "search": _cmd_search,
             "eval": _cmd_eval, "train": _cmd_train, "reindex": _cmd_reindex, "calibrate": _cmd_calibrate,
             "serve": _cmd_serve, "feedback": _cmd_feedback, "bot": _cmd_bot,
             "export": _cmd_export, "distill": _cmd_distill, "bench-encoders": _cmd_bench_encoders,
-            "delete": _cmd_delete, "info": _cmd_info, "migrate": _cmd_migrate}
+            "delete": _cmd_delete, "info": _cmd_info, "migrate": _cmd_migrate,
+            "repair": _cmd_repair}

@@ -415,6 +415,7 @@ class Collection:
         if docs or delete_ids:
             res = self.store.write(docs, passages, delete_ids)
             report.added, report.updated, report.removed = res.added, res.updated, res.removed
+            report.warnings += res.warnings
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -477,7 +478,8 @@ class Collection:
         return out
 
     def delete(self, ids: Sequence[str]) -> int:
-        """Delete documents by id; returns how many existed."""
+        """Delete documents by id; returns how many existed. A problem after the commit (the
+        index cache not saved) is logged as a warning: the documents are deleted."""
         return self.store.write([], [], list(ids)).removed
 
     # -- reading ---------------------------------------------------------------------------------
@@ -584,7 +586,9 @@ class Collection:
         for row in ranked:
             results = []
             for doc_id, score, hit in row:
-                d = docs[doc_id]
+                d = docs.get(doc_id)
+                if d is None:  # deleted by another process since the index was read
+                    continue
                 passage = d.text[hit.start:hit.end] if chunked and hit is not None else None
                 results.append(SearchResult(d.id, d.text, score, d.metadata, passage))
             out.append(results)
@@ -673,6 +677,11 @@ class Collection:
         self.manifest["calibration"] = cal
         self.store.write_manifest(self.manifest)
         return cal
+
+    def repair(self) -> dict[str, Any]:
+        """Rebuild the vector index from the stored passages (the source of truth) and report
+        what was found (see ``Store.repair``); ``neartext repair`` calls this."""
+        return {"collection": str(self.address), **self.store.repair()}
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         """Stored documents by id."""

@@ -58,3 +58,12 @@ class StoreUnavailable(NeartextError, ConnectionError):
 
 class Unsupported(NeartextError, ValueError):
     """An operation the collection's store cannot do; the message says what to use instead."""
+
+
+class StorageError(NeartextError, OSError):
+    """A collection's files could not be written (disk full, read-only, locked); the message
+    says what happened to the change."""
+
+
+class CollectionBusy(NeartextError, BlockingIOError):
+    """Another process holds a lock this operation needs (a build of the same collection)."""

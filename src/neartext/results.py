@@ -40,6 +40,7 @@ class IndexReport:
     skipped_near_duplicates: int = 0
     near_duplicates: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # after the commit: the change happened
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

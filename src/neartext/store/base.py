@@ -52,6 +52,8 @@ class WriteResult:
     added: int = 0
     updated: int = 0
     removed: int = 0
+    # problems after the commit (the change happened): e.g. an index cache not saved
+    warnings: list[str] = field(default_factory=list)
 
 
 class Store(Protocol):
@@ -134,6 +136,11 @@ class Store(Protocol):
 
     def index_info(self) -> dict[str, Any]:
         """The vector index in use: ``kind``, ``requested`` kind, number of ``vectors``."""
+        ...
+
+    def repair(self) -> dict[str, Any]:
+        """Rebuild what is derived from the stored passages (the vector index) and report
+        what was found."""
         ...
 
     def close(self) -> None: ...

@@ -4,20 +4,28 @@ Layout of a collection directory::
 
     manifest.json   what built the collection (model, settings); see neartext.manifest
     data.sqlite     documents, passages (+ vectors), staged vectors, a generation counter
-    index.bin       the vector index (exact matrix, or faiss HNSW/IVF), a cache of SQLite
-    index.json      which generation and index kind ``index.bin`` holds
+    index.bin       the vector index (exact matrix, or faiss HNSW/IVF), a cache of SQLite, with
+                    a header naming the generation it holds
 
 SQLite is the source of truth and every write is one transaction, so killing a process mid-write
-leaves the previous state. The vector index is rewritten (temp file + rename) after each commit;
-if it is missing or older than the database, it is rebuilt from SQLite on open.
+leaves the previous state. Any number of processes may open the same collection: each keeps its
+own in-memory index and brings it up to the database's generation before every search (one
+SQLite read when nothing changed; otherwise only the passages added or removed since are read).
+The index file is rewritten (temp file + rename) after each write, labelled with the generation
+its contents were built from; one that is missing, damaged or behind the database is caught up
+or rebuilt from SQLite when the collection is opened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
+import re
 import sqlite3
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,15 +33,26 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CollectionNotFound, CorruptCollection, InputError
+from ..errors import CollectionNotFound, CorruptCollection, InputError, StorageError
 from ..filters import Condition, Filter, as_number
 from ..lexical import index_text, match_expression, terms
 from .base import Document, Hit, Passage, WriteResult
-from .vector_index import FaissIndex, VectorIndex, load_index, new_index
+from .vector_index import (
+    FaissIndex,
+    VectorIndex,
+    load_index,
+    new_index,
+    read_index_header,
+    save_index,
+)
+
+log = logging.getLogger("neartext")
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 AUTO_ANN_ABOVE = 200_000  # passages; below this an exact flat index is fast enough
 MANIFEST = "manifest.json"
+INDEX_FILE = "index.bin"
+_TMP_FILE = re.compile(r"^\..+\.tmp(\d+)$")  # what write_json_atomic / save_index leave if killed
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS documents (
@@ -53,20 +72,65 @@ _LEXICAL_SCHEMA = ("CREATE VIRTUAL TABLE lexical USING fts5(terms, "
 
 def _connect(db: Path) -> sqlite3.Connection:
     # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) in the writers.
-    conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")  # readers are not blocked by a writer
-    conn.execute("PRAGMA synchronous=NORMAL")
+    try:
+        conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")  # readers are not blocked by a writer
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.DatabaseError as e:
+        raise storage_error(db.parent, e, "the collection could not be opened") from None
     return conn
+
+
+def storage_error(path: Path, e: sqlite3.Error, outcome: str = "nothing was changed"
+                  ) -> StorageError | CorruptCollection:
+    """SQLite's error as one line naming the collection, the cause and what happened."""
+    msg = str(e)
+    if "disk is full" in msg or "SQLITE_FULL" in msg:
+        why = "the disk is full"
+    elif "readonly" in msg or "read-only" in msg:
+        why = "the collection is read-only (file system or permissions)"
+    elif "locked" in msg or "busy" in msg:
+        why = "another process kept the collection locked for over 30 s"
+    elif "malformed" in msg or "not a database" in msg:
+        return CorruptCollection(f"{path}: data.sqlite is damaged ({msg})")
+    else:
+        why = f"SQLite failed ({msg})"
+    return StorageError(f"{path}: {why}; {outcome}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, not ours
+    return True
+
+
+def remove_orphan_temp_files(path: Path) -> None:
+    """Remove temporary files that a killed process left in ``path`` (``.NAME.tmpPID`` whose
+    process is gone). Best effort: a read-only directory is left as it is."""
+    with contextlib.suppress(OSError):
+        for f in path.iterdir():
+            m = _TMP_FILE.match(f.name)
+            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+                with contextlib.suppress(OSError):
+                    f.unlink()
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` so that readers see either the old or the new file, never half."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def copy_sqlite(src: Path, dst: Path) -> None:
@@ -116,7 +180,9 @@ class LocalStore:
                                   deterministic=True)
         self._fields: tuple[int, set[str]] | None = None
         self._filter_cache: dict[tuple, np.ndarray] = {}
-        self.index = self._load_or_build_index()
+        self._index_gen = -1  # the database generation self.index holds
+        remove_orphan_temp_files(self.path)
+        self.index = self._open_index()
 
     # -- creation and manifest ------------------------------------------------------------------
 
@@ -126,8 +192,12 @@ class LocalStore:
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
         conn = _connect(p / "data.sqlite")
-        conn.executescript(_SCHEMA)
-        conn.close()
+        try:
+            conn.executescript(_SCHEMA)
+        except sqlite3.Error as e:
+            raise storage_error(p, e, "the collection was not created") from None
+        finally:
+            conn.close()
         write_json_atomic(p / MANIFEST, manifest)
         return cls(p)
 
@@ -138,8 +208,45 @@ class LocalStore:
             raise CorruptCollection(f"{self.path / MANIFEST}: unreadable manifest ({e})") from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        write_json_atomic(self.path / MANIFEST, manifest)
+        try:
+            write_json_atomic(self.path / MANIFEST, manifest)
+        except OSError as e:
+            raise StorageError(f"{self.path / MANIFEST}: could not be written "
+                               f"({e.strerror or e}); the manifest is unchanged") from None
         self._manifest = manifest
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction (the caller holds ``self._lock``): committed if the block
+        completes, rolled back otherwise; SQLite's storage errors (disk full, read-only, locked)
+        become one :class:`StorageError` line saying nothing was changed."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.conn.execute("COMMIT")
+            except BaseException:
+                # SQLite may already have rolled back (a full disk does): ROLLBACK would then
+                # fail with "no transaction is active" and hide the real error.
+                if self.conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as e:
+            raise storage_error(self.path, e) from None
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """A read transaction, so that several queries see one committed state."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -217,14 +324,8 @@ class LocalStore:
 
     def stage_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
         rows = [(h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in zip(hashes, vectors)]
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                self.conn.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?)", rows)
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+        with self._lock, self._transaction():
+            self.conn.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?)", rows)
 
     def write(
         self, documents: Sequence[Document], passages: Sequence[Passage], delete_ids: Sequence[str]
@@ -232,8 +333,8 @@ class LocalStore:
         replaced = {p.doc_id for p in passages}
         result = WriteResult()
         with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
+                before = self.generation()
                 existing = set(self.document_hashes([d.id for d in documents]))
                 gone = list(delete_ids)
                 old_pids = self._pids_of(list(replaced) + gone)
@@ -258,26 +359,40 @@ class LocalStore:
                     self._lexical_add([(d.id, d.text) for d in documents])
                 result.added = sum(1 for d in documents if d.id not in existing)
                 result.updated = len(documents) - result.added
-                first = self.conn.execute("SELECT COALESCE(MAX(pid), 0) + 1 FROM passages").fetchone()[0]
-                new_pids = np.arange(first, first + len(passages), dtype=np.int64)
+                new_pids = self._next_pids(len(passages))
                 self.conn.executemany(
                     "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?)",
                     [(int(pid), p.doc_id, p.start, p.end, p.hash,
                       np.asarray(p.vector, dtype=np.float32).tobytes())
                      for pid, p in zip(new_pids, passages)])
-                # Staged vectors exist to resume an interrupted write; after a complete one
-                # they are either stored now or not needed (single writer per collection).
-                self.conn.execute("DELETE FROM staged")
+                # Staged vectors exist to resume an interrupted write; those stored now are no
+                # longer needed. Others may belong to a write still running in another process.
+                for part in _batches(sorted({p.hash for p in passages}), 900):
+                    marks = ",".join("?" * len(part))
+                    self.conn.execute(f"DELETE FROM staged WHERE hash IN ({marks})", part)
                 self.conn.execute(
                     "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+            # Committed. The index is a cache: from here on a failure is a warning, never an
+            # error that would claim the committed change did not happen.
             vecs = (np.stack([np.asarray(p.vector, dtype=np.float32) for p in passages])
                     if passages else np.zeros((0, self.dim), dtype=np.float32))
-            self._apply_to_index(old_pids, new_pids, vecs)
+            if self._index_gen == before:  # nobody else wrote in between: apply this write
+                self._apply_to_index(old_pids, new_pids, vecs, before + 1)
+            else:
+                self._catch_up()
+            warning = self._persist_index()
+            if warning:
+                result.warnings.append(warning)
         return result
+
+    def _next_pids(self, n: int) -> np.ndarray:
+        """Fresh passage ids (inside a write). Never reused, even after the highest ones are
+        deleted, so another process's index can tell which passages are new by id alone."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key='next_pid'").fetchone()
+        top = self.conn.execute("SELECT COALESCE(MAX(pid), 0) + 1 FROM passages").fetchone()[0]
+        first = max(int(row[0]) if row else 0, int(top))
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_pid', ?)", (str(first + n),))
+        return np.arange(first, first + n, dtype=np.int64)
 
     def _pids_of(self, doc_ids: list[str]) -> np.ndarray:
         pids: list[int] = []
@@ -296,6 +411,7 @@ class LocalStore:
     def search(self, queries: np.ndarray, k: int, flt: Filter | None = None) -> list[list[Hit]]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         with self._lock:
+            self._sync_index()  # another process (or handle) may have written since
             total = self.index.ntotal
             empty: list[list[Hit]] = [[] for _ in range(len(queries))]
             if total == 0 or k < 1:
@@ -390,17 +506,14 @@ class LocalStore:
         with self._lock:
             if self.has_keyword_index():
                 return False
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
+                if self.has_keyword_index():  # built by another process meanwhile
+                    return False
                 self.conn.execute(_LEXICAL_SCHEMA)
                 cur = self.conn.execute("SELECT rowid, text FROM documents")
                 while rows := cur.fetchmany(4096):
                     self.conn.executemany("INSERT INTO lexical(rowid, terms) VALUES (?, ?)",
                                           [(r, index_text(t)) for r, t in rows])
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
             return True
 
     def doc_vectors(self, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -461,45 +574,140 @@ class LocalStore:
         return self._wanted_kind(n) != ix.kind or (
             isinstance(ix, FaissIndex) and ix.kind == "ivf" and n > 4 * max(ix.trained_on, 1))
 
-    def _load_or_build_index(self) -> VectorIndex:
+    def _open_index(self) -> VectorIndex:
+        """The index file if it is readable, else one rebuilt from SQLite; either way checked
+        against the database's passages and caught up (a file behind the database, or one that
+        lacks passages the database has, is repaired in memory and saved again)."""
         try:
-            meta = json.loads((self.path / "index.json").read_text())
-            if meta.get("generation") == self.generation() and meta.get("kind") == \
-                    self._wanted_kind(meta.get("ntotal", 0)):
-                return load_index(meta["kind"], self.path / "index.bin", self.dim,
-                                  int(meta.get("trained_on", 0)))
-        except (OSError, ValueError, RuntimeError, KeyError):
-            pass  # missing, stale or unreadable cache: rebuild from SQLite below
-        return self._rebuild_index()
-
-    def _rebuild_index(self) -> VectorIndex:
-        n = self.passage_count()
-        pids = np.fromiter((r[0] for r in self.conn.execute("SELECT pid FROM passages ORDER BY pid")),
-                           dtype=np.int64, count=n)
-        vecs = np.concatenate([v for _, v in self.iter_vectors()]) if n else np.zeros(
-            (0, self.dim), dtype=np.float32)
-        self.index = new_index(self._wanted_kind(n), self.dim, vecs)
-        self.index.add(vecs, pids)
-        self._save_index()
+            self.index, header = load_index(self.path / INDEX_FILE, self.dim)
+            self._index_gen = int(header["generation"])
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, struct.error):
+            return self._rebuild_index(save=True)  # missing, old format or damaged
+        if self._index_gen > self.generation():  # a database restored from an older copy
+            return self._rebuild_index(save=True)
+        if self._catch_up(force=True):
+            self._persist_index(quiet=True)
         return self.index
 
-    def _apply_to_index(self, old: np.ndarray, new: np.ndarray, vecs: np.ndarray) -> None:
+    def _sync_index(self) -> None:
+        """Catch the in-memory index up when the database moved on (call with the lock)."""
+        if self.generation() != self._index_gen:
+            self._catch_up()
+
+    def _catch_up(self, force: bool = False) -> bool:
+        """Make the index hold exactly the database's passages, reading only those added since
+        (passage ids are never reused, so ids tell what changed). Returns whether anything
+        changed. One read snapshot, so the generation and the passages agree."""
+        with self._snapshot():
+            gen = self.generation()
+            if gen == self._index_gen and not force:
+                return False
+            # no ORDER BY: SQLite then scans a small covering index, not the vector pages
+            db = np.sort(np.fromiter((r[0] for r in self.conn.execute(
+                "SELECT pid FROM passages")), dtype=np.int64))
+            have = self.index.stored_ids()
+            gone = np.setdiff1d(have, db, assume_unique=True)
+            new = np.setdiff1d(db, have, assume_unique=True)
+            if not len(gone) and not len(new):
+                self._index_gen = gen
+                return False
+            if self._stale(len(db)) or len(new) > max(1024, len(db) // 2) or (
+                    len(gone) and not self.index.remove(gone)):
+                self._rebuild_index()
+                return True
+            self.index.add(self._vectors_of(new), new)
+            self._index_gen = gen
+            return True
+
+    def _vectors_of(self, pids: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(pids), self.dim), dtype=np.float32)
+        pos = {int(p): i for i, p in enumerate(pids)}
+        for part in _batches([int(p) for p in pids], 900):
+            marks = ",".join("?" * len(part))
+            for pid, blob in self.conn.execute(
+                    f"SELECT pid, vec FROM passages WHERE pid IN ({marks})", part):
+                out[pos[pid]] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def _rebuild_index(self, save: bool = False) -> VectorIndex:
+        """A new index of every passage in SQLite (the source of truth), in one snapshot."""
+        with self._snapshot():
+            gen = self.generation()
+            pids = np.fromiter((r[0] for r in self.conn.execute(
+                "SELECT pid FROM passages ORDER BY pid")), dtype=np.int64)
+            vecs = np.concatenate([v for _, v in self.iter_vectors()]) if len(pids) else \
+                np.zeros((0, self.dim), dtype=np.float32)
+        self.index = new_index(self._wanted_kind(len(pids)), self.dim, vecs)
+        self.index.add(vecs, pids)
+        self._index_gen = gen
+        if save:
+            self._persist_index(quiet=True)
+        return self.index
+
+    def _apply_to_index(self, old: np.ndarray, new: np.ndarray, vecs: np.ndarray,
+                        gen: int) -> None:
+        """Apply one write's change (the index held the generation before it)."""
         n = self.index.ntotal - len(old) + len(new)  # passages after this write
         if self._stale(n) or (len(old) and not self.index.remove(old)):
-            self._rebuild_index()
+            self._rebuild_index()  # reads the database as it is now
             return
         self.index.add(vecs, new)
-        self._save_index()
+        self._index_gen = gen
 
-    def _save_index(self) -> None:
-        self.index.save(self.path / "index.bin")
-        write_json_atomic(self.path / "index.json", {
-            "generation": self.generation(), "kind": self.index.kind,
-            "ntotal": self.index.ntotal, "trained_on": getattr(self.index, "trained_on", 0)})
+    def _persist_index(self, quiet: bool = False) -> str | None:
+        """Save the index file for the generation it holds. A failure (disk full, read-only)
+        is a warning: the index is a cache, and a file left behind is recognised as stale by
+        its generation. Returns the warning."""
+        try:
+            save_index(self.index, self.path / INDEX_FILE, {"generation": self._index_gen})
+            (self.path / "index.json").unlink(missing_ok=True)  # written by neartext < 0.2
+        except OSError as e:
+            msg = (f"{self.path}: the vector index cache could not be saved "
+                   f"({e.strerror or e}); the data is committed and the index will be "
+                   "rebuilt from it when the collection is next opened")
+            # on open (a search on a read-only copy, say) nothing was asked to be written
+            log.log(logging.INFO if quiet else logging.WARNING, msg)
+            return msg
+        return None
+
+    def repair(self) -> dict[str, Any]:
+        """Rebuild the vector index from SQLite and save it; report what was found: the index
+        file's generation and size against the database's, and orphaned rows (passages whose
+        document is gone, documents without a passage)."""
+        with self._lock:
+            before = self.index_file_info()
+            with self._snapshot():
+                orphans = self.conn.execute(
+                    "SELECT COUNT(*) FROM passages p WHERE NOT EXISTS "
+                    "(SELECT 1 FROM documents d WHERE d.id = p.doc_id)").fetchone()[0]
+                bare = self.conn.execute(
+                    "SELECT COUNT(*) FROM documents d WHERE NOT EXISTS "
+                    "(SELECT 1 FROM passages p WHERE p.doc_id = d.id)").fetchone()[0]
+                check = self.conn.execute("PRAGMA quick_check").fetchone()[0]
+            self._rebuild_index()
+            warning = self._persist_index()
+            return {"database": check, "generation": self._index_gen,
+                    "passages": self.index.ntotal, "documents": self.count(),
+                    "index_file_before": before, "passages_without_document": orphans,
+                    "documents_without_passage": bare, "saved": warning is None,
+                    "warning": warning}
+
+    def index_file_info(self) -> dict[str, Any]:
+        """What the index file on disk holds, from its header: generation, kind, vectors,
+        and whether it is ``current`` (holds the database's generation)."""
+        try:
+            h = read_index_header(self.path / INDEX_FILE)
+        except (OSError, ValueError, struct.error) as e:
+            return {"current": False, "problem": str(e) or type(e).__name__}
+        return {"generation": h.get("generation"), "kind": h.get("kind"),
+                "vectors": h.get("ntotal"), "current": h.get("generation") == self.generation()}
 
     def index_info(self) -> dict[str, Any]:
-        return {"kind": self.index.kind, "requested": self.index_kind,
-                "vectors": self.index.ntotal}
+        with self._lock:
+            self._sync_index()
+            return {"kind": self.index.kind, "requested": self.index_kind,
+                    "vectors": self.index.ntotal, "passages": self.passage_count(),
+                    "generation": self._index_gen, "file": self.index_file_info()}
 
 
 def filter_to_sql(flt: Filter) -> tuple[str, list[Any]]:

@@ -440,6 +440,14 @@ class MilvusStore:
                 "metric": self.settings.get("metric_type"),
                 "search_params": self.settings.get("search_params")}
 
+    def repair(self) -> dict[str, Any]:
+        """Milvus builds and keeps its own index: nothing here is a cache to rebuild. Reports
+        the counts, and flushes so that every committed row is sealed and indexed."""
+        self._call("flush", self.name)
+        return {"documents": self.count(), "passages": self.passage_count(),
+                "generation": self.generation(), "note": "Milvus maintains its own index; "
+                "rows were flushed so that all are sealed and indexed"}
+
     # -- reads ----------------------------------------------------------------------------------
 
     def document_hashes(self, ids: Sequence[str] | None = None) -> dict[str, str]:

@@ -7,10 +7,12 @@ small CPU beats faiss's single-query flat scan (faiss uses BLAS only for batches
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import struct
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import faiss
 import numpy as np
@@ -38,7 +40,13 @@ class VectorIndex(Protocol):
         """``(scores, ids)``, each ``(n_queries, k)``, best first; id -1 pads missing results."""
         ...
 
-    def save(self, path: Path) -> None: ...
+    def stored_ids(self) -> np.ndarray:
+        """The ids held, ascending."""
+        ...
+
+    def write(self, f: BinaryIO) -> None:
+        """Serialize the index (its ids included) to an open binary file."""
+        ...
 
 
 class ExactIndex:
@@ -111,31 +119,35 @@ class ExactIndex:
             out_i[start : start + len(block), :k_eff] = ids[top]
         return out_s, out_i
 
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with tmp.open("wb") as f:
-            np.save(f, self.ids)
-            np.save(f, self.vectors)
-        os.replace(tmp, path)
+    def stored_ids(self) -> np.ndarray:
+        return self.ids
+
+    def write(self, f: BinaryIO) -> None:
+        np.save(f, self.ids)
+        np.save(f, self.vectors)
 
     @classmethod
-    def load(cls, path: Path, dim: int) -> ExactIndex:
+    def read(cls, f: BinaryIO, dim: int) -> ExactIndex:
         ix = cls(dim)
-        with path.open("rb") as f:
-            ix.ids = np.load(f)
-            ix.vectors = np.load(f)
+        ix.ids = np.load(f)
+        ix.vectors = np.load(f)
+        if ix.vectors.shape != (len(ix.ids), dim):
+            raise ValueError(f"vectors of shape {ix.vectors.shape} for {len(ix.ids)} ids")
         return ix
 
 
 class FaissIndex:
     """Approximate search with faiss: ``hnsw`` (HNSW, cannot remove) or ``ivf`` (IVF-Flat)."""
 
-    def __init__(self, kind: str, dim: int, index: faiss.Index, trained_on: int = 0) -> None:
+    def __init__(self, kind: str, dim: int, index: faiss.Index, trained_on: int = 0,
+                 ids: np.ndarray | None = None) -> None:
         self.kind = kind
         self.dim = dim
         self.index = index
         self.trained_on = trained_on
         self.ef_search = 128
+        # faiss does not list the ids an index holds; kept here (sorted) for catching up
+        self.ids = np.zeros(0, dtype=np.int64) if ids is None else ids
 
     @classmethod
     def build(cls, kind: str, dim: int, sample: np.ndarray) -> FaissIndex:
@@ -156,14 +168,20 @@ class FaissIndex:
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         if len(ids):
-            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
-                                    np.asarray(ids, dtype=np.int64))
+            ids = np.asarray(ids, dtype=np.int64)
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+            self.ids = np.union1d(self.ids, ids)
 
     def remove(self, ids: np.ndarray) -> bool:
         if self.kind == "hnsw":
             return False
-        self.index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64)))
+        ids = np.asarray(ids, dtype=np.int64)
+        self.index.remove_ids(faiss.IDSelectorBatch(ids))
+        self.ids = np.setdiff1d(self.ids, ids)
         return True
+
+    def stored_ids(self) -> np.ndarray:
+        return self.ids
 
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
@@ -181,14 +199,17 @@ class FaissIndex:
             params.sel = sel
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
 
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, path)
+    def write(self, f: BinaryIO) -> None:
+        np.save(f, self.ids)
+        np.save(f, faiss.serialize_index(self.index))
 
     @classmethod
-    def load(cls, kind: str, path: Path, dim: int, trained_on: int) -> FaissIndex:
-        return cls(kind, dim, faiss.read_index(str(path)), trained_on)
+    def read(cls, f: BinaryIO, kind: str, dim: int, trained_on: int) -> FaissIndex:
+        ids = np.load(f)
+        index = faiss.deserialize_index(np.load(f))
+        if index.ntotal != len(ids) or index.d != dim:
+            raise ValueError(f"a faiss index of {index.ntotal} x {index.d} for {len(ids)} ids")
+        return cls(kind, dim, index, trained_on, ids)
 
 
 def new_index(kind: str, dim: int, sample: np.ndarray) -> VectorIndex:
@@ -198,7 +219,54 @@ def new_index(kind: str, dim: int, sample: np.ndarray) -> VectorIndex:
     return FaissIndex.build(kind, dim, sample)
 
 
-def load_index(kind: str, path: Path, dim: int, trained_on: int) -> VectorIndex:
-    if kind == "flat":
-        return ExactIndex.load(path, dim)
-    return FaissIndex.load(kind, path, dim, trained_on)
+# The index file: a magic line, the length of a JSON header, the header, then the index. One
+# file, replaced by rename, so the header always describes the index beside it.
+_MAGIC = b"NEARTEXT-INDEX 2\n"
+
+
+def save_index(index: VectorIndex, path: Path, header: dict[str, Any]) -> None:
+    """Write ``index`` with ``header`` (what it holds: generation, kind, ...) to ``path``
+    atomically: a temporary file renamed into place, removed if anything fails."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    head = json.dumps({**header, "kind": index.kind, "ntotal": index.ntotal,
+                       "trained_on": getattr(index, "trained_on", 0)}).encode()
+    try:
+        with tmp.open("wb") as f:
+            f.write(_MAGIC + struct.pack("<I", len(head)) + head)
+            index.write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_index_header(path: Path) -> dict[str, Any]:
+    """The header of an index file (cheap: the index itself is not read); ValueError or
+    OSError when the file is missing, of an older format or damaged."""
+    with path.open("rb") as f:
+        return _read_header(f)
+
+
+def _read_header(f: BinaryIO) -> dict[str, Any]:
+    if f.read(len(_MAGIC)) != _MAGIC:
+        raise ValueError("not a neartext index file of this version")
+    (n,) = struct.unpack("<I", f.read(4))
+    header = json.loads(f.read(n))
+    if not isinstance(header, dict):
+        raise ValueError("damaged index header")
+    return header
+
+
+def load_index(path: Path, dim: int) -> tuple[VectorIndex, dict[str, Any]]:
+    """``(index, header)`` from a file written by :func:`save_index`; ValueError, OSError or
+    RuntimeError (faiss) when it is unreadable."""
+    with path.open("rb") as f:
+        header = _read_header(f)
+        kind = header["kind"]
+        index: VectorIndex = (ExactIndex.read(f, dim) if kind == "flat" else
+                              FaissIndex.read(f, kind, dim, int(header.get("trained_on", 0))))
+    if index.ntotal != header.get("ntotal"):
+        raise ValueError("the index holds another number of vectors than its header says")
+    return index, header

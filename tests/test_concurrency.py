@@ -1,0 +1,199 @@
+"""Many processes on one collection: each sees the others' committed writes, none loses them.
+
+Real processes (a served collection in a ``neartext serve`` subprocess, CLI upserts and deletes in
+others, HTTP upserts meanwhile) and several handles in one process. The oracle: every document
+whose write was acknowledged is found by its own text as the best hit, by the server, by a fresh
+process and after a restart; deleted ones are found by nobody.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from serving import free_port
+
+from neartext import Collection, Record
+from neartext.store.local import INDEX_FILE
+from neartext.store.vector_index import ExactIndex, save_index
+
+WORDS = ("amber basil cobalt dune ember fjord garnet harbor indigo jasper kelp lumen mango "
+         "nectar onyx pepper quartz raven saffron tundra umber violet willow xenon yarrow zephyr "
+         "anchor beacon cactus delta falcon glacier hazel island jungle kettle lantern meadow").split()
+
+
+def sentence(rng: random.Random, tag: str) -> str:
+    return f"{tag} " + " ".join(rng.choice(WORDS) for _ in range(9))
+
+
+def write_csv(path: Path, docs: dict[str, str]) -> Path:
+    lines = ["id,text"] + [f"{i},{t}" for i, t in docs.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def cli(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "neartext", *map(str, args), "-q", "--json"],
+                          capture_output=True, text=True, timeout=600)
+
+
+def http(base: str, method: str, path: str, body: object = None) -> tuple[int, object]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def top_ids(base: str, name: str, texts: list[str]) -> list[str | None]:
+    out: list[str | None] = []
+    for i in range(0, len(texts), 8):
+        status, body = http(base, "POST", f"/collections/{name}/search",
+                            {"queries": texts[i:i + 8], "k": 1})
+        assert status == 200, body
+        out += [row[0]["id"] if row else None for row in body["results"]]  # type: ignore[index]
+    return out
+
+
+def test_two_handles_see_each_others_writes_and_lose_nothing(demo_copy, encoder):
+    rng = random.Random(1)
+    a = Collection.open(demo_copy, model=encoder)
+    b = Collection.open(demo_copy, model=encoder)
+    assert a.search("anything", k=1)  # a's index is loaded before b writes
+    new = {f"b-{i}": sentence(rng, f"bee{i}") for i in range(3)}
+    b.upsert([Record(i, t) for i, t in new.items()])
+    for i, t in new.items():  # a sees b's committed write at its next search
+        assert a.search(t, k=1)[0].id == i
+    a.upsert([Record("a-0", sentence(rng, "ay0"))])  # a writes after b: b's rows must survive
+    gone = next(iter(new))
+    b.delete([gone])
+    assert gone not in [r.id for r in a.search(new[gone], k=5)]
+    a.close()
+    b.close()
+    with Collection.open(demo_copy, model=encoder) as c:  # and after a restart
+        for i, t in new.items():
+            if i != gone:
+                assert c.search(t, k=1)[0].id == i
+        info = c.info()["index"]
+        assert info["vectors"] == info["passages"] == len(c) == 247 + 3
+        assert info["file"]["current"] and info["file"]["vectors"] == info["vectors"]
+
+
+def test_an_index_file_missing_vectors_is_caught_on_open_and_repaired(demo_copy, encoder):
+    """What the old bug left behind: an index file labelled current that lacks some vectors."""
+    with Collection.open(demo_copy, model=encoder) as col:
+        target = col.search("refund for a double charge", k=1)[0]
+        ix = col.store.index
+        gen = col.store.generation()
+    with Collection.open(demo_copy, model=encoder) as col:
+        pid = col.store.conn.execute("SELECT pid FROM passages WHERE doc_id = ?",
+                                     (target.id,)).fetchone()[0]
+    keep = ix.ids != pid
+    broken = ExactIndex(ix.dim)
+    broken.add(ix.vectors[keep], ix.ids[keep])
+    save_index(broken, demo_copy / INDEX_FILE, {"generation": gen})
+    with Collection.open(demo_copy, model=encoder) as col:
+        assert col.search(target.text, k=1)[0].id == target.id
+    assert cli("info", demo_copy).returncode == 0
+    res = cli("repair", demo_copy)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["passages"] == report["documents"] == 247 and report["database"] == "ok"
+
+
+def test_orphan_temporary_files_of_killed_processes_are_removed_on_open(demo_copy):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = demo_copy / f".{INDEX_FILE}.tmp{dead.pid}"
+    orphan.write_bytes(b"half an index")
+    with Collection.open(demo_copy):
+        pass
+    assert not orphan.exists()
+
+
+@pytest.mark.slow
+def test_server_and_cli_writers_interleaved_lose_nothing(demo_copy, tmp_path):
+    """A served collection (two names for the same directory in one server process), CLI
+    upserts and deletes in other processes, HTTP upserts meanwhile, in a random order; then
+    every acknowledged document is found by its own text everywhere."""
+    rng = random.Random(7)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "neartext", "serve", str(demo_copy), f"twin={demo_copy}",
+         "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                if http(base, "GET", "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.time() < deadline, server.stderr.read()
+            time.sleep(0.2)
+        acked: dict[str, str] = {}
+        deleted: set[str] = set()
+        errors: list[str] = []
+
+        def http_writer(name: str, prefix: str, n: int) -> None:
+            local = random.Random(prefix)
+            for i in range(n):
+                doc = {"id": f"{prefix}-{i}", "text": sentence(local, f"{prefix}{i}")}
+                status, body = http(base, "POST", f"/collections/{name}/documents",
+                                    {"documents": [doc]})
+                if status == 200:
+                    acked[doc["id"]] = doc["text"]
+                else:
+                    errors.append(f"{status} {body}")
+                time.sleep(local.uniform(0, 0.3))
+
+        for rnd in range(3):
+            batch = {f"cli{rnd}-{i}": sentence(rng, f"cli{rnd}x{i}") for i in range(20)}
+            csv = write_csv(tmp_path / f"more{rnd}.csv", batch)
+            threads = [threading.Thread(target=http_writer, args=(n, f"h{rnd}{n}", 6))
+                       for n in ("feedback", "twin")]
+            for t in threads:
+                t.start()
+            time.sleep(rng.uniform(0, 1.0))
+            res = cli("upsert", demo_copy, csv, "--id", "id")
+            assert res.returncode == 0, res.stderr
+            acked.update(batch)
+            victim = rng.choice(sorted(acked))
+            res = cli("delete", demo_copy, victim)
+            assert res.returncode == 0 and json.loads(res.stdout)["removed"] == 1, res.stderr
+            deleted.add(victim)
+            for t in threads:
+                t.join()
+            assert not errors, errors
+            # the server sees the CLI's writes at once, through either name
+            ids, texts = list(batch), list(batch.values())
+            for name in ("feedback", "twin"):
+                got = top_ids(base, name, texts)
+                assert [g for g, i in zip(got, ids) if i not in deleted] == \
+                    [i for i in ids if i not in deleted]
+        live = {i: t for i, t in acked.items() if i not in deleted}
+        assert len(live) == 3 * (20 + 12) - 3
+        got = top_ids(base, "feedback", list(live.values()))
+        assert got == list(live), [i for i, g in zip(live, got) if i != g]
+        status, info = http(base, "GET", "/collections/feedback")
+        assert info["documents"] == 247 + len(live)  # type: ignore[index]
+        assert info["index"]["vectors"] == info["index"]["passages"] == info["documents"]  # type: ignore[index]
+    finally:
+        server.terminate()
+        server.wait(60)
+    with Collection.open(demo_copy) as col:  # a fresh process's view, after the server is gone
+        for i, t in live.items():
+            assert col.search(t, k=1)[0].id == i
+        for i in deleted:
+            assert col.get([i]) == []
