@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import sqlite3
@@ -10,6 +11,8 @@ import sys
 import time
 
 import pytest
+
+from conftest import DEMO
 
 from neartext import Collection
 
@@ -107,5 +110,49 @@ def test_kill_during_creation_leaves_nothing_at_the_target(tmp_path):
                            "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert not partial.exists()
+    report = json.loads(done.stdout)  # the vectors computed before the kill were kept
+    assert report["vectors_reused"] >= 1024 and report["texts_embedded"] <= 6000 - 1024
     with Collection.open(target) as col:
-        assert len(col) == 6000
+        assert len(col) == 6000 and col.store.passage_count() == 6000
+
+
+def test_a_killed_build_is_not_resumed_with_another_model(tmp_path, tiny_model_dir):
+    big = tmp_path / "big.csv"
+    big_corpus(big, 3000, seed=4)
+    target = tmp_path / "newcol"
+    proc = start("index", big, "-c", target)
+    partial = tmp_path / "newcol.partial"
+    assert wait_until(lambda: staged_count(partial) >= 1024, proc), proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = subprocess.run([sys.executable, "-m", "neartext", "index", str(big), "-c", str(target),
+                           "--model", str(tiny_model_dir), "--json", "-q"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["vectors_reused"] == 0
+    with Collection.open(target) as col:
+        assert col.info()["dim"] == 32 and len(col) == 3000
+
+
+def test_two_builds_of_one_new_collection_one_runs_the_other_is_refused(tmp_path):
+    """Two 'neartext index' runs into the same new directory: the second says who is building
+    and exits 1; the collection holds exactly the first run's corpus."""
+    big = tmp_path / "big.csv"
+    big_corpus(big, 3000, seed=5)
+    target = tmp_path / "newcol"
+    first = start("index", big, "-c", target, "--id", "id")
+    lock = tmp_path / "newcol.partial" / "build.lock"
+    assert wait_until(lambda: lock.is_file() and b"process" in lock.read_bytes(), first)
+    second = subprocess.run([sys.executable, "-m", "neartext", "index", str(DEMO), "-c",
+                             str(target), "--id", "id"], capture_output=True, text=True)
+    assert second.returncode == 1
+    assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+    assert f"process {first.pid}" in second.stderr and "already under way" in second.stderr
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    with Collection.open(target) as col:
+        assert len(col) == 3000 and col.get(["fb-0001"]) == []
+    again = subprocess.run([sys.executable, "-m", "neartext", "index", str(DEMO), "-c",
+                            str(target) + "/", "--id", "id", "--chunk", "5"],
+                           capture_output=True, text=True)  # a creation option on an existing one
+    assert again.returncode == 1 and "exists" in again.stderr

@@ -29,6 +29,7 @@ from .errors import CollectionExists, CollectionNotFound, InputError, ModelMisma
 from .filters import Filter, parse_filter
 from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, blend, candidates, check_mode, rrf
 from .lexical import script_shares
+from .locking import exclusive, release_file
 from .results import IndexReport, SearchResult
 from .store import Document, Hit, Passage, Store
 from .store.local import MANIFEST, LocalStore
@@ -42,26 +43,37 @@ EMBED_CHUNK = 1024  # texts encoded (and checkpointed) at a time
 FORMAT_VERSION = 1
 
 
-@contextlib.contextmanager
-def _building(target: Path) -> Iterator[Path]:
-    """Yield a scratch directory that becomes ``target`` only if the block completes."""
+def _check_target(target: Path) -> None:
     if (target / MANIFEST).exists():
         raise CollectionExists(f"{target}: a collection already exists here")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise CollectionExists(f"{target}: exists and is not an empty directory")
     if not target.parent.is_dir():
         raise InputError(f"{target.parent}: the parent directory does not exist")
+
+
+@contextlib.contextmanager
+def _building(target: Path) -> Iterator[Path]:
+    """Yield a scratch directory, ``<target>.partial``, that becomes ``target`` only if the block
+    completes. One run at a time: the scratch directory is locked, and a second run is told who
+    holds it (:class:`~neartext.errors.CollectionBusy`). Vectors an earlier run computed before
+    it stopped stay there, and the next build reuses those that fit its model
+    (``LocalStore.create``)."""
+    _check_target(target)
     tmp = target.with_name(target.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)  # left by an earlier run that did not finish
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if target.exists():
-        target.rmdir()
-    tmp.rename(target)
+    with exclusive(tmp, f"building {target}"):
+        _check_target(target)  # again: the run that held the lock may just have finished
+        try:
+            yield tmp
+        except BaseException:
+            if not LocalStore.has_staged(tmp):  # nothing worth keeping for a rerun
+                release_file(tmp)
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if target.exists():
+            target.rmdir()
+        release_file(tmp)
+        tmp.rename(target)
 
 
 @contextlib.contextmanager
@@ -207,14 +219,19 @@ class Collection:
         ...                                    text=["text"], id_column="id")  # doctest: +SKIP
         """
         check_threshold(skip_near_duplicates)
-        # Read the corpus before loading the model, so bad input fails fast.
+        if chunk is not None:
+            chunk_spans("x", chunk, overlap)  # validates size/overlap
+        # Read and clean the corpus before loading the model, so bad input fails fast.
         records = read_corpus(corpus, text, id_column, encoding=encoding)
+        kept, cleaned = _clean(records, corpus, cleaning or CleaningOptions())
         with _building_at(parse_address(path)) as tmp:
             col = cls._create_at(tmp, model, chunk, overlap, index, cleaning,
                                  {"text": list(text) if text else None, "id": id_column}, milvus)
             try:
-                report = col._index_records(records, corpus, sync=False, progress=progress,
-                                            skip_near_duplicates=skip_near_duplicates)
+                # sync: a build resumed in a directory an earlier run left holds nothing else
+                report = col.upsert(kept, sync=True, progress=progress,
+                                    skip_near_duplicates=skip_near_duplicates)
+                report.add_cleaning(cleaned)
             finally:
                 col.close()
         return cls.open(path, model=col.encoder), report
@@ -354,15 +371,10 @@ class Collection:
         skip_near_duplicates: float | None = None,
     ) -> IndexReport:
         """Clean ``records`` read from ``path`` with the collection's options, then upsert them."""
-        kept, cleaning = clean(records, CleaningOptions(**self.manifest["cleaning"]))
-        if not kept:
-            why = ", ".join(f"{n} {r}" for r, n in cleaning.dropped.items()) or "no rows"
-            raise InputError(f"{path}: nothing to index ({cleaning.read} rows read; dropped: {why})")
+        kept, cleaning = _clean(records, path, CleaningOptions(**self.manifest["cleaning"]))
         report = self.upsert(kept, sync=sync, progress=progress,
                              skip_near_duplicates=skip_near_duplicates)
-        report.rows_read = cleaning.read
-        report.dropped = cleaning.dropped
-        report.dropped_example_rows = cleaning.examples
+        report.add_cleaning(cleaning)
         return report
 
     def upsert(
@@ -729,6 +741,16 @@ class Collection:
         if self._scripts is None or self._scripts[0] != gen:
             self._scripts = (gen, script_shares(self.store.iter_texts()))
         return dict(self._scripts[1])
+
+
+def _clean(records: list[Record], path: str | Path, options: CleaningOptions
+           ) -> tuple[list[Record], Any]:
+    """``cleaning.clean`` with the refusal of a corpus that keeps nothing."""
+    kept, cleaning = clean(records, options)
+    if not kept:
+        why = ", ".join(f"{n} {r}" for r, n in cleaning.dropped.items()) or "no rows"
+        raise InputError(f"{path}: nothing to index ({cleaning.read} rows read; dropped: {why})")
+    return kept, cleaning
 
 
 def check_k(k: int) -> None:

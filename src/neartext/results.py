@@ -45,6 +45,12 @@ class IndexReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def add_cleaning(self, cleaning: Any) -> None:
+        """Take rows read and dropped from a ``cleaning.CleaningReport``."""
+        self.rows_read = cleaning.read
+        self.dropped = cleaning.dropped
+        self.dropped_example_rows = cleaning.examples
+
     def summary(self) -> str:
         dropped = sum(self.dropped.values())
         why = ", ".join(f"{n} {r}" for r, n in self.dropped.items())

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import sqlite3
 import struct
 import threading
@@ -191,6 +192,7 @@ class LocalStore:
         """Create an empty store in ``path`` (made if needed) with ``manifest``."""
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
+        cls._keep_reusable_vectors(p, manifest)
         conn = _connect(p / "data.sqlite")
         try:
             conn.executescript(_SCHEMA)
@@ -200,6 +202,50 @@ class LocalStore:
             conn.close()
         write_json_atomic(p / MANIFEST, manifest)
         return cls(p)
+
+    @staticmethod
+    def _keep_reusable_vectors(p: Path, manifest: dict[str, Any]) -> None:
+        """A build directory left by a run that stopped: keep the vectors it computed when they
+        come from the same model (same fingerprint) as staged vectors, and nothing else; with
+        another model, nothing at all."""
+        db = p / "data.sqlite"
+        if not db.is_file():
+            return
+        try:
+            old = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
+            same = old["model"]["fingerprint"] == manifest["model"]["fingerprint"] and \
+                old["dim"] == manifest["dim"]
+        except (OSError, ValueError, KeyError, TypeError):
+            same = False
+        if same:
+            conn = _connect(db)
+            try:
+                conn.executescript(
+                    "BEGIN IMMEDIATE; INSERT OR IGNORE INTO staged SELECT hash, vec FROM passages;"
+                    "DELETE FROM passages; DELETE FROM documents; DROP TABLE IF EXISTS lexical;"
+                    "COMMIT;")
+            except sqlite3.Error:
+                same = False
+            finally:
+                conn.close()
+        for f in p.iterdir():
+            if f.name != "build.lock" and not (same and f.name.startswith("data.sqlite")):
+                if f.is_dir():
+                    shutil.rmtree(f)
+                else:
+                    f.unlink()
+
+    @staticmethod
+    def has_staged(p: Path) -> bool:
+        """Whether ``p`` holds a collection database with staged (reusable) vectors."""
+        try:
+            conn = sqlite3.connect(f"file:{p / 'data.sqlite'}?mode=ro", uri=True, timeout=5)
+            try:
+                return conn.execute("SELECT 1 FROM staged LIMIT 1").fetchone() is not None
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return False
 
     def read_manifest(self) -> dict[str, Any]:
         try:
