@@ -33,6 +33,7 @@ from .locking import exclusive, release_file
 from .results import IndexReport, SearchResult
 from .store import Document, Hit, Passage, Store
 from .store.local import MANIFEST, LocalStore
+from .validate import check_text, check_value
 
 if TYPE_CHECKING:
     from .analysis import DedupResult, MiningResult
@@ -397,6 +398,10 @@ class Collection:
             if self.manifest.get("chunking"):
                 raise InputError("--skip-near-duplicates works on collections without chunking")
         t0 = time.perf_counter()
+        for r in records:
+            check_text(r.id, "a document id")
+            check_text(r.text, f"document {r.id!r}: text")
+            check_value(r.metadata, f"document {r.id!r}: metadata")
         ids = [r.id for r in records]
         if len(set(ids)) != len(ids):
             seen: set[str] = set()
@@ -544,6 +549,7 @@ class Collection:
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise InputError("empty query; give some text to search for")
+            check_text(q, "query")
         flt = self.make_filter(where, contains)
         vecs = None if mode == "keyword" else self.encoder.encode(list(queries), kind="query")
         return self.search_vectors(vecs, k, threshold=threshold, where=flt, texts=list(queries),

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CorpusFileNotFound, InputError, MissingExtra
+from .validate import invalid_text_path
 
 FORMATS = ("txt", "csv", "tsv", "jsonl", "parquet")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?")
@@ -99,6 +100,10 @@ def read_corpus(
         )
     records: list[Record] = []
     for row_no, row in rows:
+        bad = invalid_text_path(row)
+        if bad is not None:  # JSON escapes and parquet strings can hold lone surrogates
+            raise InputError(f"{p}: {'row' if fmt == 'parquet' else 'line'} {row_no}: field "
+                             f"'{bad}' is not valid Unicode text (a lone surrogate)")
         parts = [_as_text(row.get(c)) for c in text_cols]
         body = join_with.join(s for s in parts if s)
         meta = {k: v for k, v in row.items() if k not in text_cols and k != id_column}

@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import CollectionNotFound, InputError, MissingExtra
 from ..store.local import copy_sqlite
 from ..tables import check_output_dir, publish_dir
+from ..validate import check_text
 
 PARAMS = {"top_k": 10, "similarity_threshold": 0.5, "mode": "search"}
 MODES = ("search", "paraphrases")
@@ -68,6 +69,8 @@ def queries_of(model_input: Any) -> list[str]:
     bad = [v for v in values if not isinstance(v, str) or not v.strip()]
     if bad or not values:
         raise InputError(f"queries must be non-empty strings; got {bad[:3] if bad else 'none'}")
+    for i, v in enumerate(values):
+        check_text(v, f"query {i + 1}")
     return [str(v) for v in values]
 
 

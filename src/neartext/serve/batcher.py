@@ -63,6 +63,22 @@ class MicroBatcher(Generic[J]):
         self._queue.put_nowait((job, fut))
         return await fut
 
+    def _isolated(self, jobs: list[J]) -> list[Any]:
+        """``handler(jobs)``; if the whole batch fails, each job is run alone, so that one bad
+        job fails only its own request, never the others batched with it."""
+        try:
+            return list(self.handler(jobs))
+        except Exception as e:
+            if len(jobs) == 1:
+                return [e]
+        out: list[Any] = []
+        for j in jobs:
+            try:
+                out.append(self.handler([j])[0])
+            except Exception as e:
+                out.append(e)
+        return out
+
     async def _run(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
@@ -98,11 +114,8 @@ class MicroBatcher(Generic[J]):
             self.batches += 1
             self.jobs += len(live)
             self._last_batch = len(live)
-            try:
-                results = await loop.run_in_executor(self._executor, self.handler,
-                                                     [j for j, _ in live])
-            except Exception as e:  # the handler itself failed: every job of the batch fails
-                results = [e] * len(live)
+            results = await loop.run_in_executor(self._executor, self._isolated,
+                                                 [j for j, _ in live])
             for (_, fut), res in zip(live, results):
                 if fut.done():
                     continue

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from ..hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, Fusion
+from ..validate import invalid_text_path
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        """Lone surrogates (valid JSON escapes, not text) are refused with the field's path."""
+        bad = invalid_text_path(data)
+        if bad is not None:
+            raise PydanticCustomError("invalid_text", "{path}: not valid Unicode text (a lone "
+                                      "surrogate)", {"path": bad or "body"})
+        return data
 
 
 class SearchRequest(_Body):
