@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .corpus import Record
+from .errors import InputError
 
 DEFAULT_JUNK = (
     "nan", "none", "null", "n/a", "na", "-", "--", "—", "?", "undefined", "#n/a", "tbd", "todo",
@@ -112,7 +113,8 @@ def chunk_spans(text: str, size: int, overlap: int = 0) -> list[tuple[int, int]]
     [(0, 3), (2, 5), (4, 7), (6, 9)]
     """
     if size < 1 or overlap < 0 or overlap >= size:
-        raise ValueError(f"chunk size must be >= 1 and 0 <= overlap < size (got {size}, {overlap})")
+        raise InputError(f"--chunk must be at least 1 and --overlap from 0 to chunk - 1 "
+                         f"(got --chunk {size} --overlap {overlap})")
     words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
     if len(words) <= size:
         return [(0, len(text))]

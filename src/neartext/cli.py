@@ -565,10 +565,10 @@ def _cmd_search(args: argparse.Namespace) -> Any:
     if (args.query is None) == (args.queries_file is None):
         raise InputError("give a query or --queries FILE (one of them)")
     if args.queries_file:
+        from .readers import lines, read_text
+
         qpath = Path(args.queries_file)
-        if not qpath.is_file():
-            raise InputError(f"{qpath}: no such file")
-        queries = [q.strip() for q in qpath.read_text(encoding="utf-8").splitlines() if q.strip()]
+        queries = [q.strip() for q in lines(read_text(qpath)) if q.strip()]
         if not queries:
             raise InputError(f"{qpath}: no queries in the file")
     else:

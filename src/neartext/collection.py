@@ -32,6 +32,7 @@ from .lexical import script_shares
 from .locking import exclusive, release_file
 from .results import IndexReport, SearchResult
 from .store import Document, Hit, Passage, Store
+from .store.base import check_manifest
 from .store.local import MANIFEST, LocalStore
 from .validate import check_text, check_value
 
@@ -162,7 +163,7 @@ class Collection:
         # where local state lives: the directory itself, or one kept for a Milvus collection
         self.path = self.address.state_dir()
         self.store = store
-        self.manifest = store.read_manifest()
+        self.manifest = check_manifest(self.address, store.read_manifest())
         self._encoder = encoder
         self._scripts: tuple[int, dict[str, float]] | None = None  # (generation, shares)
 

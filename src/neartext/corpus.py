@@ -1,7 +1,8 @@
 """Read a corpus file into records: text, id and metadata, with row numbers for error messages.
 
-Supported formats: ``.txt`` (a text per line), ``.csv`` / ``.tsv`` (delimiter detected),
-``.jsonl`` (an object per line) and ``.parquet``.
+Supported formats: ``.txt`` (a text per line), ``.csv`` / ``.tsv`` (delimiter from the extension
+and the header line), ``.jsonl`` (an object per line) and ``.parquet``; the text formats are read
+by :mod:`neartext.readers`.
 
 Example:
     >>> from neartext.corpus import read_corpus
@@ -12,10 +13,7 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CorpusFileNotFound, InputError, MissingExtra
+from .readers import delimited_rows, jsonl_values, lines, read_text
 from .validate import invalid_text_path
 
 FORMATS = ("txt", "csv", "tsv", "jsonl", "parquet")
@@ -85,9 +84,11 @@ def read_corpus(
     if fmt == "parquet":
         rows = _parquet_rows(p)
     else:
-        content = _decode(p, encoding)
+        content = read_text(p, encoding)
+        if not content.strip():
+            raise InputError(f"{p}: the file is empty")
         if fmt == "txt":
-            rows = [(i, {"text": line}) for i, line in enumerate(content.splitlines(), 1)]
+            rows = [(i, {"text": line}) for i, line in enumerate(lines(content), 1)]
         elif fmt == "jsonl":
             rows = _jsonl_rows(p, content)
         else:
@@ -116,31 +117,9 @@ def read_corpus(
     return records
 
 
-def _decode(path: Path, encoding: str) -> str:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode(encoding)
-    except LookupError:
-        raise InputError(f"unknown encoding '{encoding}'") from None
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise InputError(
-            f"{path}: line {line}: bytes that are not valid {encoding} "
-            f"(0x{raw[e.start]:02x} at byte {e.start}); pass the file's encoding, "
-            "e.g. --encoding cp1251"
-        ) from None
-    return text.removeprefix("\ufeff")
-
-
 def _jsonl_rows(path: Path, content: str) -> list[tuple[int, dict[str, Any]]]:
     rows = []
-    for i, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}: line {i}: malformed JSON ({e.msg})") from None
+    for i, obj in jsonl_values(path, content):
         if isinstance(obj, str):
             obj = {"text": obj}
         if not isinstance(obj, dict):
@@ -152,35 +131,21 @@ def _jsonl_rows(path: Path, content: str) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _csv_rows(path: Path, content: str, delimiter: str | None) -> list[tuple[int, dict]]:
-    if delimiter is None:
-        try:
-            delimiter = csv.Sniffer().sniff(content[:65536], delimiters=",;\t|").delimiter
-        except csv.Error:
-            delimiter = ","
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
+    table = delimited_rows(path, content, delimiter)
+    if not table:
         return []
-    header = [h.strip() for h in header]
+    header = [h.strip() for h in table[0][1]]
     if len(set(header)) != len(header):
         dupes = sorted({h for h in header if header.count(h) > 1})
         raise InputError(f"{path}: line 1: repeated column names: {', '.join(dupes)}")
     rows = []
-    start = reader.line_num + 1
-    try:
-        for values in reader:
-            if values:
-                if len(values) > len(header):
-                    raise InputError(
-                        f"{path}: line {start}: {len(values)} fields, but the header has "
-                        f"{len(header)}"
-                    )
-                row = {h: _infer(v) for h, v in zip(header, values)}
-                rows.append((start, row))
-            start = reader.line_num + 1
-    except csv.Error as e:
-        raise InputError(f"{path}: line {start}: malformed CSV ({e})") from None
+    for line, values in table[1:]:
+        if len(values) > len(header):
+            raise InputError(f"{path}: line {line}: {len(values)} fields, but the header has "
+                             f"{len(header)}")
+        rows.append((line, {h: _infer(v) for h, v in zip(header, values)}))
+    if not rows:
+        raise InputError(f"{path}: no rows below the header line")
     return rows
 
 

@@ -62,7 +62,14 @@ class Unsupported(NeartextError, ValueError):
 
 class StorageError(NeartextError, OSError):
     """A collection's files could not be written (disk full, read-only, locked); the message
-    says what happened to the change."""
+    says what happened to the change. ``kind``: ``full``, ``read-only``, ``locked`` or ``io``."""
+
+    def __init__(self, message: str, kind: str = "io") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class CollectionBusy(NeartextError, BlockingIOError):

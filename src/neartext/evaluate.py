@@ -1,7 +1,7 @@
 """Evaluate models on labeled pairs: STS correlation, pair classification, threshold calibration.
 
-Pair files are CSV/TSV (delimiter detected; tab-separated files are read without quote handling,
-as STS Benchmark needs) or JSONL, with or without a header. Columns are found by name
+Pair files are CSV/TSV or JSONL (read by :mod:`neartext.readers`), with or without a header.
+Columns are found by name
 (``sentence1``/``sentence2``/``score``/``label`` and common variants) or given by name or 1-based
 position; without a header, the two longest text columns and the numeric column are used.
 
@@ -14,9 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from .encoders import Encoder, load_encoder
-from .errors import CorpusFileNotFound, InputError
+from .errors import InputError
 from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, check_mode
 from .metrics import pair_classification, sts_correlation
+from .readers import delimited_rows, jsonl_values, read_text
 
 TEXT1 = ("sentence1", "text1", "question1", "s1", "text_a", "anchor", "query", "sentence_a")
 TEXT2 = ("sentence2", "text2", "question2", "s2", "text_b", "positive", "sentence_b", "passage")
@@ -74,49 +72,30 @@ def load_pairs(
 
 
 def read_table(p: Path, encoding: str = "utf-8") -> tuple[list[str], list[list], bool]:
-    """``(column names, rows, has_header)`` of a CSV/TSV/JSONL file; names are 1-based positions
-    when there is no header."""
-    if not p.is_file():
-        raise CorpusFileNotFound(f"{p}: no such file")
-    try:
-        raw = p.read_bytes().decode(encoding).removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{p}: bytes that are not valid {encoding} at byte {e.start}; "
-                         "pass --encoding") from None
+    """``(column names, rows, has_header)`` of a CSV/TSV/JSONL file (read by
+    :mod:`neartext.readers`); names are 1-based positions when there is no header."""
+    raw = read_text(p, encoding)
     if p.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = []
-        for n, line in enumerate(raw.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{p}: line {n}: malformed JSON ({e.msg})") from None
+        rows = [v for _, v in jsonl_values(p, raw)]
+        bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise InputError(f"{p}: row {bad + 1}: expected a JSON object, got "
+                             f"{type(rows[bad]).__name__}")
         header = list(rows[0]) if rows else []
         table: list[list] = [[r.get(h) for h in header] for r in rows]
         has_header = True
     else:
-        table = _split_rows(raw)
+        table = [values for _, values in delimited_rows(p, raw)]
         header = table[0] if table else []
         has_header = (bool(table) and not _looks_numeric_row(table[0], table[1:6])
                       and all(_looks_like_name(c) for c in table[0]))
         if has_header:
             table = table[1:]
     if not table:
-        raise InputError(f"{p}: no rows in the file")
+        raise InputError(f"{p}: the file is empty" if not raw.strip() else f"{p}: no rows in the file")
     names = [str(h).strip() for h in header] if has_header else [
         str(i + 1) for i in range(len(table[0]))]
     return names, table, has_header
-
-
-def _split_rows(raw: str) -> list[list[str]]:
-    sample = raw[:65536]
-    try:
-        delim = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        delim = "\t" if "\t" in sample else ","
-    if delim == "\t":  # TSV: no quoting (STS-B has bare quotes inside sentences)
-        return [line.split("\t") for line in raw.splitlines() if line.strip()]
-    return [r for r in csv.reader(io.StringIO(raw, newline=""), delimiter=delim) if r]
 
 
 def _is_number(x: object) -> bool:

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,8 @@ def parse_condition(expr: str) -> Condition:
         value = raw[1:-1]
     elif _NUMBER.fullmatch(raw):
         value = float(raw) if any(ch in raw for ch in ".eE") else int(raw)
+        if not math.isfinite(value) or abs(value) > 2**63:
+            raise InputError(f"bad filter '{expr}': {raw} is out of range")
     elif raw.lower() in ("true", "false"):
         value = raw.lower() == "true"
     else:

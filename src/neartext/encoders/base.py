@@ -12,6 +12,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import InputError
+
 Kind = Literal["query", "document"]
 POOLING_MODES = ("mean", "cls", "max")
 
@@ -41,13 +43,13 @@ class EncoderSettings:
 
     def __post_init__(self) -> None:
         if self.pooling is not None and self.pooling not in POOLING_MODES:
-            raise ValueError(
+            raise InputError(
                 f"Unknown pooling '{self.pooling}'; choose one of: {', '.join(POOLING_MODES)}"
             )
         if self.max_seq_length is not None and self.max_seq_length < 1:
-            raise ValueError(f"max_seq_length must be >= 1, got {self.max_seq_length}")
+            raise InputError(f"--max-seq-length must be at least 1 (got {self.max_seq_length})")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise InputError(f"--batch-size must be at least 1 (got {self.batch_size})")
 
     def to_dict(self) -> dict:
         return asdict(self)

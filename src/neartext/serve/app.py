@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..errors import InputError, NeartextError
+from ..errors import InputError, NeartextError, StorageError
 from ..results import SearchResult
 from . import schemas as S
 from .engine import Engine, NotFound
@@ -171,6 +171,11 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     @app.exception_handler(InputError)
     async def _input_error(_: Request, e: InputError) -> JSONResponse:
         return _error(422, str(e))
+
+    @app.exception_handler(StorageError)
+    async def _storage_error(_: Request, e: StorageError) -> JSONResponse:
+        # the request was fine; the server cannot store it now (507: no space; 503 otherwise)
+        return _error(507 if e.kind == "full" else 503, str(e))
 
     @app.exception_handler(NeartextError)
     async def _neartext_error(_: Request, e: NeartextError) -> JSONResponse:

@@ -15,6 +15,32 @@ import numpy as np
 
 from ..filters import Filter
 
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "dim": int, "metric": str, "model": dict, "cleaning": dict, "created": str,
+    "neartext_version": str}
+_REQUIRED_MODEL: dict[str, type] = {"name": str, "fingerprint": str, "settings": dict}
+
+
+def check_manifest(where: object, manifest: Any) -> dict[str, Any]:
+    """``manifest`` if it holds what neartext reads from it, else a
+    :class:`~neartext.errors.CorruptCollection` naming the field at fault."""
+    from ..errors import CorruptCollection
+
+    def bad(what: str) -> CorruptCollection:
+        return CorruptCollection(f"{where}: damaged manifest: {what}")
+
+    if not isinstance(manifest, dict):
+        raise bad(f"expected a JSON object, found {type(manifest).__name__}")
+    for key, typ in _REQUIRED.items():
+        if not isinstance(manifest.get(key), typ) or isinstance(manifest.get(key), bool):
+            raise bad(f"'{key}' is missing or not of type {getattr(typ, '__name__', typ)}")
+    if manifest["dim"] < 1:
+        raise bad(f"'dim' is {manifest['dim']}")
+    for key, typ in _REQUIRED_MODEL.items():
+        if not isinstance(manifest["model"].get(key), typ):
+            raise bad(f"'model.{key}' is missing or not of type {typ.__name__}")
+    return manifest
+
 
 @dataclass
 class Document:

@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import CollectionNotFound, CorruptCollection, InputError, StorageError
 from ..filters import Condition, Filter, as_number
 from ..lexical import index_text, match_expression, terms
-from .base import Document, Hit, Passage, WriteResult
+from .base import Document, Hit, Passage, WriteResult, check_manifest
 from .vector_index import (
     FaissIndex,
     VectorIndex,
@@ -74,29 +74,54 @@ _LEXICAL_SCHEMA = ("CREATE VIRTUAL TABLE lexical USING fts5(terms, "
 def _connect(db: Path) -> sqlite3.Connection:
     # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) in the writers.
     try:
+        if _read_only_fs(db.parent):
+            # SQLite cannot make its WAL index on a read-only file system; nobody can write
+            # there either, so the file is opened as immutable (searches work, writes are
+            # refused as read-only).
+            conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro&immutable=1", uri=True,
+                                   check_same_thread=False, isolation_level=None)
+            return conn
         conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")  # readers are not blocked by a writer
         conn.execute("PRAGMA synchronous=NORMAL")
     except sqlite3.DatabaseError as e:
-        raise storage_error(db.parent, e, "the collection could not be opened") from None
+        raise storage_error(db.parent, e, "nothing was changed (the collection could not be "
+                                          "opened)") from None
     return conn
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
 
 
 def storage_error(path: Path, e: sqlite3.Error, outcome: str = "nothing was changed"
                   ) -> StorageError | CorruptCollection:
     """SQLite's error as one line naming the collection, the cause and what happened."""
     msg = str(e)
+    if "disk I/O error" in msg and _free_bytes(path) < 1 << 16:
+        msg = "disk is full"  # SQLite says I/O error when it cannot even make its WAL files
     if "disk is full" in msg or "SQLITE_FULL" in msg:
-        why = "the disk is full"
+        kind, why = "full", "the disk is full"
     elif "readonly" in msg or "read-only" in msg:
-        why = "the collection is read-only (file system or permissions)"
+        kind, why = "read-only", "the collection is read-only (file system or permissions)"
     elif "locked" in msg or "busy" in msg:
-        why = "another process kept the collection locked for over 30 s"
+        kind, why = "locked", "another process kept the collection locked for over 30 s"
     elif "malformed" in msg or "not a database" in msg:
         return CorruptCollection(f"{path}: data.sqlite is damaged ({msg})")
     else:
-        why = f"SQLite failed ({msg})"
-    return StorageError(f"{path}: {why}; {outcome}")
+        kind, why = "io", f"SQLite failed ({msg})"
+    return StorageError(f"{path}: {why}; {outcome}", kind=kind)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -249,9 +274,12 @@ class LocalStore:
 
     def read_manifest(self) -> dict[str, Any]:
         try:
-            return json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
+            data = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as e:
             raise CorruptCollection(f"{self.path / MANIFEST}: unreadable manifest ({e})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("dim"), int):
+            return check_manifest(self.path / MANIFEST, data)  # raises, naming the field
+        return data
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         try:

@@ -58,7 +58,7 @@ from ..errors import (
 )
 from ..filters import Condition, Filter, as_number
 from ..lexical import index_text, terms
-from .base import Document, Hit, Passage, WriteResult
+from .base import Document, Hit, Passage, WriteResult, check_manifest
 
 META_SUFFIX = "__neartext"
 MAX_VARCHAR = 65_535  # bytes in a Milvus VARCHAR field
@@ -407,7 +407,11 @@ class MilvusStore:
         raw = self._meta_value("manifest")
         if raw is None:
             raise CorruptCollection(f"{self.address}: the manifest row is missing")
-        return json.loads(raw)
+        try:
+            data = json.loads(raw)
+        except ValueError as e:
+            raise CorruptCollection(f"{self.address}: unreadable manifest ({e})") from None
+        return check_manifest(self.address, data)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self._set_meta({"manifest": json.dumps(manifest, ensure_ascii=False)})

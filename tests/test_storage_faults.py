@@ -1,0 +1,136 @@
+"""A full disk and a read-only file system: commands report exactly what they did.
+
+Real file systems: a small tmpfs mounted for each test (root is needed to mount; without it the
+tests skip and say so), filled with a filler file to the point under test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from neartext import Collection
+
+SIZE_MB = 6
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE_MB}m", "tmpfs", str(mnt)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` until ``leave`` bytes are free."""
+    filler = disk / "filler"
+    st = os.statvfs(disk)
+    free = st.f_bavail * st.f_frsize
+    with filler.open("wb") as f:
+        f.truncate(0)
+        f.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def cli(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "neartext", *map(str, args), "-q"],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_disk_full_after_a_delete_commits_is_a_warning_and_the_delete_stands(small_disk,
+                                                                              demo_collection):
+    col = small_disk / "feedback"
+    shutil.copytree(demo_collection, col)
+    index_size = (col / "index.bin").stat().st_size
+    fill(small_disk, index_size // 2)  # room for the database's few pages, not for the index
+    res = cli("delete", col, "fb-0001")
+    assert res.returncode == 0, res.stderr
+    assert "1 removed" in res.stdout
+    warn = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(warn) == 1 and "warning" in warn[0] and "index" in warn[0], res.stderr
+    assert not [f for f in col.iterdir() if ".tmp" in f.name]  # no half-written file left
+    (small_disk / "filler").unlink()
+    with Collection.open(col) as c:  # the stale index file is caught up on open
+        assert len(c) == 246 and c.get(["fb-0001"]) == []
+        assert "fb-0001" not in [r.id for r in c.search("fb-0001 text", k=246)]
+        info = c.info()["index"]
+        assert info["vectors"] == info["passages"] == 246 and info["file"]["current"]
+
+
+def test_disk_full_during_an_upsert_changes_nothing(small_disk, demo_collection, tmp_path):
+    col = small_disk / "feedback"
+    shutil.copytree(demo_collection, col)
+    more = tmp_path / "more.csv"
+    more.write_text("id,text\n" + "".join(f"n{i},a new text about topic number {i} and more\n"
+                                          for i in range(400)), encoding="utf-8")
+    for leave in (0, 96 * 1024):  # nothing free (cannot even open), a little (the write fails)
+        fill(small_disk, leave)
+        res = cli("upsert", col, more, "--id", "id")
+        assert res.returncode == 1
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "disk is full" in lines[0] and \
+            "nothing was changed" in lines[0], res.stderr
+        (small_disk / "filler").unlink()
+    with Collection.open(col) as c:
+        assert len(c) == 247 and c.get(["n0"]) == []
+        assert len(c.search("sync crash", k=3)) == 3
+
+
+def test_disk_full_during_index_leaves_nothing_at_the_target(small_disk, tmp_path):
+    from conftest import DEMO
+
+    fill(small_disk, 64 * 1024)
+    res = cli("index", DEMO, "-c", small_disk / "new", "--id", "id")
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "disk is full" in lines[0] and "Traceback" not in res.stderr, \
+        res.stderr
+    assert not (small_disk / "new").exists()
+
+
+def test_read_only_file_system_searches_work_and_writes_are_refused(small_disk, demo_collection,
+                                                                    tmp_path):
+    col = small_disk / "feedback"
+    shutil.copytree(demo_collection, col)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    res = cli("search", col, "refund for a double charge", "-k", "2")
+    assert res.returncode == 0 and "fb-" in res.stdout, res.stderr
+    more = tmp_path / "more.csv"
+    more.write_text("id,text\nn1,a new text\n", encoding="utf-8")
+    for args in (("upsert", col, more, "--id", "id"), ("delete", col, "fb-0001")):
+        res = cli(*args)
+        assert res.returncode == 1
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "read-only" in lines[0] and "nothing was changed" in lines[0]
+
+
+def test_http_writes_to_a_read_only_collection_are_503_with_the_reason(small_disk,
+                                                                       demo_collection):
+    from serving import running
+
+    from neartext.serve import ServeSettings
+
+    col = small_disk / "feedback"
+    shutil.copytree(demo_collection, col)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    with running(ServeSettings.from_args([str(col)])) as client:
+        status, body = client.call("POST", "/collections/feedback/documents",
+                                   {"documents": [{"id": "n1", "text": "a new text"}]})
+        assert status == 503 and "read-only" in body["detail"], body
+        status, body = client.call("DELETE", "/collections/feedback/documents/fb-0001")
+        assert status == 503 and "read-only" in body["detail"], body
+        status, body = client.call("POST", "/collections/feedback/search", {"query": "refund"})
+        assert status == 200
