@@ -220,3 +220,19 @@ def test_webhook_mode_through_the_cli(tg, demo_copy):
             proc.kill()
             _, err = proc.communicate()
     assert TOKEN not in err
+
+
+def test_a_bad_token_or_an_unreachable_api_is_one_line(tg, demo_copy, monkeypatch, capsys):
+    from serving import free_port
+
+    cases = [("not-a-token", tg.base, "is not a bot token"),
+             ("123456:WRONGwrongWRONGwrongWRONGwrong12345", tg.base, "refused TELEGRAM_BOT_TOKEN"),
+             (TOKEN, f"http://127.0.0.1:{free_port()}", "cannot reach the Telegram Bot API")]
+    for token, server, needle in cases:
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+        assert main(["bot", str(demo_copy), "--api-server", server]) == 1
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if "error" in ln]
+        assert len(lines) == 1 and needle in lines[0], err
+        assert "Traceback" not in err and "Unclosed client session" not in err
+        assert token not in err or token == "not-a-token"

@@ -7,8 +7,11 @@ traceback, a 500 or another user's failed request before it was fixed.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from serving import running
@@ -108,3 +111,95 @@ def test_cli_surrogate_in_a_jsonl_corpus_is_one_line(tmp_path):
     jsonl.write_text('{"text": "fine"}\n{"text": "bad \\ud800"}\n', encoding="utf-8")
     one_line_error(run_cli("index", jsonl, "-c", tmp_path / "col"), "line 2", "surrogate")
     assert not (tmp_path / "col").exists() and not (tmp_path / "col.partial").exists()
+
+
+# -- HTTP: no 500s, limits, fairness ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, demo_collection):
+    import shutil
+
+    root = tmp_path_factory.mktemp("hostile")
+    shutil.copytree(demo_collection, root / "feedback")
+    settings = ServeSettings.from_args([str(root / "feedback")], max_batch=16, max_results=2000)
+    with running(settings) as client:
+        yield client
+
+
+def test_http_inputs_that_gave_500_or_400_are_422(server):
+    status, body = server.call("GET", "/collections/feedback/feedback?offset=" + "9" * 30)
+    assert status == 422 and "offset" in body["detail"], body
+    deep = b'{"query": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    status, body = server.call("POST", "/collections/feedback/search", raw=deep)
+    assert status in (413, 422), body  # over the body limit, or refused as invalid JSON
+    deep = b'{"query": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    status, body = server.call("POST", "/collections/feedback/search", raw=deep)
+    assert status == 422 and "JSON" in body["detail"], body
+    status, body = server.call("POST", "/collections/feedback/search", raw=b'{"query": ')
+    assert status == 422 and "JSON" in body["detail"], body
+    for query in ("method=bogus", "k=-1", "k=1", "threshold=5", "min_size=0", "sample=1"):
+        status, body = server.call("GET", f"/collections/feedback/map?{query}")
+        assert status == 422, (query, status)
+
+
+def test_ids_with_a_slash_can_be_deleted_over_http(server):
+    status, body = server.call("POST", "/collections/feedback/documents",
+                               {"documents": [{"id": "a/b/c", "text": "an id with slashes"}]})
+    assert status == 200 and body["added"] == 1
+    status, body = server.call("DELETE", "/collections/feedback/documents/a%2Fb%2Fc")
+    assert status == 200 and body["deleted"] == "a/b/c", body
+    status, body = server.call("DELETE", "/collections/feedback/documents/a/b/c")
+    assert status == 404
+
+
+def test_an_internal_error_keeps_the_keep_alive_connection(server):
+    import http.client
+    from urllib.parse import urlparse
+
+    engine = server.app.state.engine
+    served = engine.collections["feedback"]
+    original = served.collection.info
+    served.collection.info = lambda: 1 / 0  # an unexpected bug
+    try:
+        u = urlparse(server.base)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        conn.request("GET", "/collections/feedback")
+        r = conn.getresponse()
+        assert r.status == 500 and "server log" in json.loads(r.read())["detail"]
+        conn.request("GET", "/health")  # the same connection
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["status"] == "ok"
+        conn.close()
+    finally:
+        served.collection.info = original
+
+
+def test_work_per_request_is_bounded_and_shared_fairly(server):
+    status, body = server.call("POST", "/collections/feedback/search",
+                               {"queries": [f"q{i}" for i in range(200)], "k": 11})
+    assert status == 413 and "2200" in body["detail"] and "2000" in body["detail"]
+    # a heavy request (200 queries) is run in turns of max_batch; light ones go between turns
+    order: list[str] = []
+    heavy = threading.Thread(target=lambda: (server.call(
+        "POST", "/collections/feedback/search",
+        {"queries": [f"a long query about sync and crashes number {i}" for i in range(200)],
+         "k": 10}), order.append("heavy")))
+    heavy.start()
+    time.sleep(0.3)
+    for i in range(3):
+        status, _ = server.call("POST", "/collections/feedback/search", {"query": f"refund {i}"})
+        assert status == 200
+        order.append(f"light{i}")
+    heavy.join()
+    assert order[-1] == "heavy", order
+
+
+def test_api_key_on_the_command_line_is_warned_about(tmp_path, capsys):
+    from neartext.cli import _api_key
+
+    assert _api_key("s3cret", None) == "s3cret"
+    assert "process list" in capsys.readouterr().err
+    keyfile = tmp_path / "key"
+    keyfile.write_text("from-a-file\n")
+    assert _api_key(None, str(keyfile)) == "from-a-file"
+    assert capsys.readouterr().err == ""

@@ -275,7 +275,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model of /embed, /similarity and /v1/embeddings "
                                    "(default: the first collection's)")
     p.add_argument("--api-key", default=None,
-                   help="require 'Authorization: Bearer KEY' (default: $NEARTEXT_API_KEY, else none)")
+                   help="require 'Authorization: Bearer KEY'; visible to other users in the "
+                        "process list: prefer NEARTEXT_API_KEY or --api-key-file")
+    p.add_argument("--api-key-file", metavar="FILE",
+                   help="read the API key from FILE (default: $NEARTEXT_API_KEY, else no key)")
     from .serve.settings import ServeSettings as SS  # light: no FastAPI import
 
     g = p.add_argument_group("limits and batching")
@@ -283,6 +286,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-texts", type=int, default=SS.max_texts, help="texts per request")
     g.add_argument("--max-text-chars", type=int, default=SS.max_text_chars)
     g.add_argument("--max-k", type=int, default=SS.max_k)
+    g.add_argument("--max-results", type=int, default=SS.max_results,
+                   help="queries x k per search request")
     g.add_argument("--max-batch", type=int, default=SS.max_batch,
                    help="texts encoded together from concurrent requests (1: no micro-batching)")
     g.add_argument("--max-wait-ms", type=float, default=SS.max_wait_ms,
@@ -330,7 +335,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bot", help="a Telegram bot answering with the top-k results, 👍/👎 stored")
     p.add_argument("collection", nargs="?", help="collection directory (or use --url)")
     p.add_argument("--url", help="a running service's collection, e.g. http://127.0.0.1:8000/collections/memes")
-    p.add_argument("--api-key", help="the service's API key (default: NEARTEXT_API_KEY)")
+    p.add_argument("--api-key", help="the service's API key (default: NEARTEXT_API_KEY; on the "
+                                     "command line it is visible in the process list)")
     p.add_argument("-k", type=int, default=5, help="answers per question (5)")
     p.add_argument("--show", default="text",
                    help="fields in an answer, comma-separated: text and/or metadata columns")
@@ -922,6 +928,25 @@ def _at_least_one(*options: tuple[str, int]) -> None:
             raise InputError(f"{name} must be at least 1")
 
 
+def _api_key(given: str | None, key_file: str | None) -> str | None:
+    """The key from --api-key (with a warning: other users see it in ``ps``) or --api-key-file;
+    None lets the environment variable decide."""
+    if given is not None and key_file is not None:
+        raise InputError("give --api-key or --api-key-file, not both")
+    if given is not None:
+        print("warning: --api-key is visible to other users of this machine in the process "
+              "list; prefer NEARTEXT_API_KEY or --api-key-file", file=sys.stderr)
+        return given
+    if key_file is not None:
+        from .readers import read_text
+
+        key = read_text(key_file).strip()
+        if not key or "\n" in key:
+            raise InputError(f"{key_file}: expected one line holding the API key")
+        return key
+    return None
+
+
 def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     try:
         import fastapi  # noqa: F401
@@ -932,11 +957,13 @@ def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
         raise MissingExtra(e.name or "fastapi", "serve") from None
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port}: give a port between 1 and 65535")
-    _at_least_one(("--max-texts", args.max_texts), ("--max-k", args.max_k),
+    api_key = _api_key(args.api_key, args.api_key_file)
+    _at_least_one(("--max-results", args.max_results),
+                  ("--max-texts", args.max_texts), ("--max-k", args.max_k),
                   ("--max-batch", args.max_batch), ("--max-body-bytes", args.max_body_bytes),
                   ("--max-text-chars", args.max_text_chars), ("--forward-batch", args.forward_batch))
     settings = ServeSettings.from_args(
-        args.collections, api_key=args.api_key, model=args.model,
+        args.collections, api_key=api_key, model=args.model, max_results=args.max_results,
         max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
         max_text_chars=args.max_text_chars, max_k=args.max_k, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, forward_batch=args.forward_batch)
@@ -1050,7 +1077,8 @@ def _cmd_bot(args: argparse.Namespace) -> dict[str, Any]:
     show = [f.strip() for f in args.show.split(",") if f.strip()]
     backend: Any
     if args.url:
-        backend = ServiceBackend(args.url, args.api_key or os.environ.get("NEARTEXT_API_KEY"))
+        backend = ServiceBackend(args.url, _api_key(args.api_key, None)
+                                 or os.environ.get("NEARTEXT_API_KEY"))
     else:
         backend = LocalBackend(args.collection)
         known = backend.collection.store.metadata_fields()

@@ -74,3 +74,8 @@ class StorageError(NeartextError, OSError):
 
 class CollectionBusy(NeartextError, BlockingIOError):
     """Another process holds a lock this operation needs (a build of the same collection)."""
+
+
+class ServerUnreachable(NeartextError, ConnectionError):
+    """A server neartext depends on (the Telegram Bot API) could not be reached after retries;
+    the message names it."""

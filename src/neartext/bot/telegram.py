@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..errors import InputError, ServerUnreachable
 from .core import (
     DEFAULT_HELP,
     DEFAULT_NOTHING,
@@ -101,9 +102,37 @@ def make_bot(token: str, api_server: str | None = None) -> Any:
     from aiogram.client.default import DefaultBotProperties
     from aiogram.client.session.aiohttp import AiohttpSession
     from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.utils.token import TokenValidationError
 
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_server)) if api_server else None
-    return Bot(token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+    try:
+        return Bot(token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+    except TokenValidationError:
+        raise InputError("TELEGRAM_BOT_TOKEN is not a bot token (it looks like "
+                         "123456789:AA..., as @BotFather gives it)") from None
+
+
+async def check_bot(bot: Any, settings: BotSettings, api_server: str | None) -> str:
+    """Ask the Bot API who the bot is before answering anything: a refused token or an
+    unreachable server is one clear error here, not a traceback from the polling loop.
+    Returns the bot's username."""
+    from aiogram.exceptions import (
+        TelegramNetworkError,
+        TelegramServerError,
+        TelegramUnauthorizedError,
+    )
+
+    where = api_server or "https://api.telegram.org"
+    try:
+        me = await with_retries(bot.get_me, settings.retries)
+    except TelegramUnauthorizedError:
+        raise InputError("the Bot API refused TELEGRAM_BOT_TOKEN (401 Unauthorized): check the "
+                         "token @BotFather gave you") from None
+    except (TelegramNetworkError, TelegramServerError) as e:
+        raise ServerUnreachable(f"cannot reach the Telegram Bot API at {where} after "
+                                f"{settings.retries + 1} tries ({type(e).__name__}: "
+                                f"{str(e).replace(bot.token, '<token>')})") from None
+    return str(me.username)
 
 
 def build_dispatcher(backend: Backend, settings: BotSettings) -> Any:
@@ -200,9 +229,14 @@ async def run_polling(backend: Backend, settings: BotSettings, token: str,
     """Answer messages by long polling until stopped (Ctrl-C or task cancellation)."""
     protect_token(token)
     bot = make_bot(token, api_server)
-    dp = build_dispatcher(backend, settings)
-    await with_retries(lambda: bot.delete_webhook(drop_pending_updates=False), settings.retries)
-    await dp.start_polling(bot, handle_signals=handle_signals, polling_timeout=10)
+    try:
+        await check_bot(bot, settings, api_server)
+        dp = build_dispatcher(backend, settings)
+        await with_retries(lambda: bot.delete_webhook(drop_pending_updates=False),
+                           settings.retries)
+        await dp.start_polling(bot, handle_signals=handle_signals, polling_timeout=10)
+    finally:
+        await bot.session.close()
 
 
 def run_webhook(backend: Backend, settings: BotSettings, token: str, url: str, *,
@@ -216,6 +250,14 @@ def run_webhook(backend: Backend, settings: BotSettings, token: str, url: str, *
 
     protect_token(token)
     bot = make_bot(token, api_server)
+
+    async def preflight() -> None:
+        try:
+            await check_bot(bot, settings, api_server)
+        finally:
+            await bot.session.close()  # the server's loop opens its own
+
+    asyncio.run(preflight())
     dp = build_dispatcher(backend, settings)
     path = urlparse(url).path or "/"
 

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -194,12 +194,21 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        if e.status_code == 400 and "parsing the body" in str(e.detail):
+            # FastAPI's answer when the JSON parser itself fails (nesting too deep): the same
+            # 422 as any other body that is not valid JSON
+            return _error(422, "the body is not valid JSON (malformed or nested too deeply)")
         return _error(e.status_code, str(e.detail))
 
-    @app.exception_handler(Exception)
-    async def _crash(_: Request, e: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return _error(500, "internal error; the server log has the details")
+    @app.middleware("http")
+    async def crash(request: Request, call_next: Any) -> Any:
+        # Here rather than as an exception handler for Exception: Starlette re-raises after
+        # such a handler answers, and the server then drops the keep-alive connection.
+        try:
+            return await call_next(request)
+        except Exception:
+            log.exception("unhandled error")
+            return _error(500, "internal error; the server log has the details")
 
     def check_texts(texts: list[str], what: str = "texts") -> None:
         if not texts:
@@ -244,6 +253,10 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         queries = [body.query] if body.query is not None else list(body.queries or [])
         check_texts(queries, "queries")
         check_k(body.k)
+        if len(queries) * body.k > limits.max_results:
+            raise ApiError(413, f"{len(queries)} queries x k={body.k} = {len(queries) * body.k} "
+                                f"results; the limit is {limits.max_results} per request "
+                                "(send fewer queries or a smaller k)")
         rows = await engine.search(name, queries, body.k, body.threshold, body.where, body.contains,
                                    body.mode, body.fusion, body.alpha)
         return S.SearchResponse(results=[[_hit(r) for r in row] for row in rows])
@@ -272,7 +285,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
                                 unchanged=report.unchanged, texts_embedded=report.texts_embedded,
                                 documents=len(served.collection))
 
-    @app.delete("/collections/{name}/documents/{doc_id}", tags=["documents"])
+    @app.delete("/collections/{name}/documents/{doc_id:path}", tags=["documents"])
     async def delete(name: str, doc_id: str) -> S.DeleteResponse:
         served = engine.get(name)
         removed = await engine.write(served.collection.delete, [doc_id])
@@ -316,10 +329,9 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         return S.FeedbackRow(**row)
 
     @app.get("/collections/{name}/feedback", tags=["feedback"])
-    async def list_feedback(name: str, limit: int = 100, offset: int = 0) -> S.FeedbackList:
+    async def list_feedback(name: str, limit: int = Query(100, ge=1, le=10_000),
+                            offset: int = Query(0, ge=0, le=2**63 - 1)) -> S.FeedbackList:
         served = engine.get(name)
-        if not 1 <= limit <= 10_000 or offset < 0:
-            raise ApiError(422, "limit must be 1..10000 and offset >= 0")
         rows = await engine.in_thread(served.feedback.list, limit, offset)
         return S.FeedbackList(total=served.feedback.count(),
                               feedback=[S.FeedbackRow(**r) for r in rows])
@@ -327,9 +339,13 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     # -- the web UI (same origin, no CDN) -------------------------------------------------------
 
     @app.get("/collections/{name}/map", tags=["map"])
-    async def collection_map(name: str, color_by: str | None = None, sample: int | None = None,
-                             method: str = "kmeans", threshold: float | None = None,
-                             k: int | None = None, min_size: int = 3) -> dict[str, Any]:
+    async def collection_map(
+        name: str, color_by: str | None = None,
+        sample: int | None = Query(None, ge=3, le=10_000_000),
+        method: Literal["kmeans", "community", "hdbscan"] = "kmeans",
+        threshold: float | None = Query(None, ge=-1, le=1),
+        k: int | None = Query(None, ge=2, le=1000), min_size: int = Query(3, ge=1, le=1_000_000),
+    ) -> dict[str, Any]:
         """2-D map points (UMAP, computed once and cached in the collection), coloured by
         ``cluster`` (k-means with about sqrt(n/2) clusters, at most 20, unless told otherwise)
         or a metadata field: ``{points: [[x, y, group, id, text]], groups, labels}``."""

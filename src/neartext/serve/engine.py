@@ -167,8 +167,15 @@ class Engine:
 
     async def encode(self, texts: list[str], kind: Kind = "document", model: str | None = None
                      ) -> np.ndarray:
-        """Vectors of ``texts``, encoded together with concurrent requests."""
-        return await self.batchers[self.encoder_key(model)].submit(EncodeJob(texts, kind))
+        """Vectors of ``texts``, encoded together with concurrent requests (in turns of
+        ``max_batch`` texts, so that other requests go between the turns of a large one)."""
+        batcher = self.batchers[self.encoder_key(model)]
+        parts = [await batcher.submit(EncodeJob(part, kind)) for part in self._turns(texts)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _turns(self, items: list[str]) -> list[list[str]]:
+        n = max(1, self.settings.max_batch)
+        return [items[i:i + n] for i in range(0, len(items), n)] or [items]
 
     async def search(self, name: str, queries: list[str], k: int = 10, threshold: float | None = None,
                      where: Sequence[str] | None = None, contains: Sequence[str] | None = None,
@@ -181,8 +188,11 @@ class Engine:
             raise InputError(f"a threshold applies to cosine scores: use it with the semantic "
                              f"mode, not {mode}")
         flt = served.collection.make_filter(list(where or []), list(contains or []))
-        return await self.batchers[served.model_key].submit(
-            SearchJob(name, queries, k, threshold, flt, mode, fusion, alpha))
+        out: list[list[SearchResult]] = []
+        for part in self._turns(queries):  # fair: other clients' requests go between turns
+            out += await self.batchers[served.model_key].submit(
+                SearchJob(name, part, k, threshold, flt, mode, fusion, alpha))
+        return out
 
     def _handle(self, enc: Encoder, jobs: list[Job]) -> list[Any]:
         """Runs in the batcher's thread: one encode call per kind, one index search per

@@ -33,7 +33,9 @@ def check_name(name: str) -> str:
 class ServeSettings:
     """Everything :func:`neartext.serve.create_app` needs.
 
-    Limits are answered with 413 (body size, texts per request) or 422 (text length, k).
+    Limits are answered with 413 (body size, texts per request, queries x k above
+    ``max_results``) or 422 (text length, k). A request with more texts than ``max_batch`` is
+    encoded and searched in turns of ``max_batch``, so requests of other clients go between them.
     ``max_batch``/``max_wait_ms`` shape micro-batching: concurrent requests are encoded together
     in batches of up to ``max_batch`` texts, waiting at most ``max_wait_ms`` for more to arrive;
     ``max_batch=1`` encodes each request on its own. A micro-batch is encoded in forward passes
@@ -49,6 +51,7 @@ class ServeSettings:
     max_texts: int = 256
     max_text_chars: int = 10_000
     max_k: int = 1000
+    max_results: int = 10_000  # queries x k in one search request
     max_batch: int = 64
     max_wait_ms: float = 2.0
     forward_batch: int = 8
