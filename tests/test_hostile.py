@@ -203,3 +203,129 @@ def test_api_key_on_the_command_line_is_warned_about(tmp_path, capsys):
     keyfile.write_text("from-a-file\n")
     assert _api_key(None, str(keyfile)) == "from-a-file"
     assert capsys.readouterr().err == ""
+
+
+# -- files and options: one line, exit 1, before the model loads ---------------------------------
+
+def cli_error(capsys, argv: list[str], *needles: str) -> str:
+    from neartext.cli import main
+
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def test_jsonl_lines_split_on_newlines_only(tmp_path):
+    """U+2028, U+0085 and friends are legal inside JSON strings (BEIR/MS MARCO corpora)."""
+    f = tmp_path / "corpus.jsonl"
+    texts = ["a line\u2028separator", "next\u0085line", "form\x0cfeed", "plain"]
+    f.write_text("".join(json.dumps({"_id": str(i), "text": t}, ensure_ascii=False) + "\r\n"
+                         for i, t in enumerate(texts)), encoding="utf-8")
+    recs = read_corpus(f, id_column="_id")
+    assert [r.text for r in recs] == texts and [r.row for r in recs] == [1, 2, 3, 4]
+    from neartext.evaluate import read_table
+
+    names, table, _ = read_table(f)
+    assert [row[names.index("text")] for row in table] == texts
+
+
+def test_delimiter_from_the_header_line_not_the_free_text(tmp_path):
+    from neartext.evaluate import load_retrieval_pairs
+
+    f = tmp_path / "pairs.csv"
+    rows = ["Когда кот; сидит | на окне\tи смотрит", "Мем про пятницу; конец недели | ура"]
+    f.write_text("query,doc_id\n" + "".join(f'"{r}",{i}\n' for i, r in enumerate(rows)),
+                 encoding="utf-8")
+    data = load_retrieval_pairs(f, query="query", passage="doc_id")
+    assert sorted(data.queries.values()) == sorted(rows)
+    recs = read_corpus(f, ["query"], "doc_id")
+    assert [r.text for r in recs] == rows
+
+
+def test_file_and_option_errors_are_one_line(capsys, tmp_path, demo_copy):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    cli_error(capsys, ["index", str(empty), "-c", str(tmp_path / "c1")], "the file is empty")
+    header = tmp_path / "header.csv"
+    header.write_text("id,text\n")
+    cli_error(capsys, ["index", str(header), "-c", str(tmp_path / "c1")], "no rows below")
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    cli_error(capsys, ["index", str(deep), "-c", str(tmp_path / "c1")], "line 1", "nested")
+    small = tmp_path / "s.csv"
+    small.write_text("id,text\n1,hello there\n2,general kenobi\n")
+    for opts, needle in ((["--chunk", "0"], "--chunk"), (["--chunk", "5", "--overlap", "10"],
+                                                         "--overlap"),
+                         (["--batch-size", "0"], "--batch-size"),
+                         (["--max-seq-length", "-1"], "--max-seq-length"),
+                         (["--model", "/etc"], "holds no model")):
+        cli_error(capsys, ["index", str(small), "-c", str(tmp_path / "c2"), *opts], needle)
+    assert not (tmp_path / "c2").exists() and not (tmp_path / "c2.partial").exists()
+    binary = tmp_path / "queries.txt"
+    binary.write_bytes(b"\x7fELF\x00\x00\x01binary")
+    cli_error(capsys, ["search", str(demo_copy), "--queries", str(binary)], "binary")
+    cli_error(capsys, ["search", str(demo_copy), "x", "--where", "year>=1e999"], "out of range")
+    cli_error(capsys, ["eval", "sts", str(small), "--encoding", "no-such-enc"],
+              "unknown encoding")
+    manifest = demo_copy / "manifest.json"
+    for bad in ("{}", "[]", '{"dim": 384', json.dumps({"dim": 384, "model": {}})):
+        manifest.write_text(bad)
+        cli_error(capsys, ["info", str(demo_copy)], "manifest")
+
+
+def test_refusals_that_need_no_model_come_before_loading_it(tmp_path):
+    junk = tmp_path / "onlyjunk.csv"
+    junk.write_text("text\nN/A\n-\nnull\n")
+    t0 = time.perf_counter()
+    res = run_cli("index", junk, "-c", tmp_path / "c")
+    one_line_error(res, "nothing to index")
+    res2 = run_cli("index", junk, "-c", tmp_path / "c", "--model", "/etc")
+    assert res2.returncode == 1
+    # without loading torch and the model: a fresh interpreter and neartext's imports only
+    assert time.perf_counter() - t0 < 8, time.perf_counter() - t0
+
+
+@pytest.mark.slow
+def test_serve_stops_promptly_on_sigint_after_in_flight_requests(demo_copy):
+    import signal
+    import urllib.request
+
+    from serving import free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "neartext", "serve", str(demo_copy),
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while True:
+        try:
+            urllib.request.urlopen(base + "/health", timeout=5).read()
+            break
+        except OSError:
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+            time.sleep(0.2)
+    answer: dict = {}
+
+    def heavy() -> None:
+        body = {"queries": [f"query {i} about crashes and sync" for i in range(200)], "k": 50}
+        req = urllib.request.Request(base + "/collections/feedback/search",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            answer["status"], answer["rows"] = r.status, len(json.loads(r.read())["results"])
+
+    t = threading.Thread(target=heavy)
+    t.start()
+    time.sleep(0.2)
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(60)
+    took = time.time() - t0
+    t.join()
+    assert answer == {"status": 200, "rows": 200}  # the request in flight was answered
+    assert proc.returncode == 0 and took < 10, (proc.returncode, took)
+    assert "Traceback" not in proc.stderr.read().decode()

@@ -463,6 +463,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
     except KeyboardInterrupt:
+        if args.command in ("serve", "bot"):  # Ctrl-C is how a service is stopped
+            print(f"neartext {args.command}: stopped", file=sys.stderr)
+            return 0
         what = ("no model was written; checkpoints saved so far are kept (--resume)"
                 if args.command == "train" else
                 "the collection is unchanged (vectors computed so far are kept for the next run)")

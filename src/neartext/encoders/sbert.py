@@ -46,13 +46,14 @@ def load_sentence_transformer(model_dir: Path, name: str | None = None) -> Any:
     """A ``SentenceTransformer`` from a local directory, on the CPU, never touching a hub."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    name = name or str(model_dir)
+    # checked before importing the library (seconds): a wrong path fails at once
+    if not (model_dir / "config.json").is_file() and not (model_dir / "modules.json").is_file():
+        raise ModelNotFound(f"model '{name}': {model_dir} holds no model (no config.json)")
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise MissingExtra("sentence-transformers", "sbert") from None
-    name = name or str(model_dir)
-    if not (model_dir / "config.json").is_file() and not (model_dir / "modules.json").is_file():
-        raise ModelNotFound(f"model '{name}': {model_dir} holds no model (no config.json)")
     try:
         with _quiet_transformers():
             return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
