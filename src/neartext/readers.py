@@ -10,7 +10,9 @@ query lists. Errors name the file and the line.
   ``, ; TAB |`` that the header line holds most of (outside quotes), so free text in the rows
   cannot mislead it. Comma/semicolon files follow RFC 4180 quoting; tab-separated files are read
   without quoting unless that leaves rows with a wrong number of fields (STS Benchmark has bare
-  quotes inside sentences; a quoted multi-line TSV cell still works).
+  quotes inside sentences, and rows with extra fields; a quoted multi-line TSV cell still works:
+  quotes are honoured when reading without them leaves a row short of fields and reading with them
+  does not).
 
 Example:
     >>> import tempfile, pathlib
@@ -104,8 +106,19 @@ def delimited_rows(path: Path, content: str, delimiter: str | None = None
     delimiter = delimiter or delimiter_for(path, content)
     if delimiter == "\t":
         plain = [(i, ln.split("\t")) for i, ln in enumerate(lines(content), 1) if ln != ""]
-        if len({len(f) for _, f in plain}) <= 1 or '"' not in content:
+        if '"' not in content or _complete(plain):
             return plain
+        quoted = _quoted_rows(path, content, delimiter)
+        return quoted if _complete(quoted) else plain
+    return _quoted_rows(path, content, delimiter)
+
+
+def _complete(rows: list[tuple[int, list[str]]]) -> bool:
+    """No row has fewer fields than the first (extra trailing fields are allowed)."""
+    return not rows or all(len(f) >= len(rows[0][1]) for _, f in rows)
+
+
+def _quoted_rows(path: Path, content: str, delimiter: str) -> list[tuple[int, list[str]]]:
     rows: list[tuple[int, list[str]]] = []
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
     start = 1

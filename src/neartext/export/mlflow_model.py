@@ -148,7 +148,7 @@ def _snapshot(collection: Path, into: Path) -> Path:
     """A consistent copy of the collection's files (SQLite through its backup API)."""
     out = into / "collection"
     out.mkdir(parents=True)
-    for name in ("manifest.json", "index.bin", "index.json"):
+    for name in ("manifest.json", "index.bin"):
         if (collection / name).is_file():
             shutil.copy2(collection / name, out / name)
     copy_sqlite(collection / "data.sqlite", out / "data.sqlite")

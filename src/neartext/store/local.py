@@ -734,7 +734,7 @@ class LocalStore:
         its generation. Returns the warning."""
         try:
             save_index(self.index, self.path / INDEX_FILE, {"generation": self._index_gen})
-            (self.path / "index.json").unlink(missing_ok=True)  # written by neartext < 0.2
+            (self.path / "index.json").unlink(missing_ok=True)  # the old sidecar; the header says it now
         except OSError as e:
             msg = (f"{self.path}: the vector index cache could not be saved "
                    f"({e.strerror or e}); the data is committed and the index will be "
