@@ -42,6 +42,15 @@ def check_manifest(where: object, manifest: Any) -> dict[str, Any]:
     return manifest
 
 
+def check_store_manifest(where: object, manifest: Any) -> dict[str, Any]:
+    """What a store needs of a manifest (an object with an integer ``dim``); the rest is the
+    collection's to check (:func:`check_manifest`)."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("dim"), int) \
+            or isinstance(manifest.get("dim"), bool):
+        check_manifest(where, manifest)  # raises, naming the field at fault
+    return manifest
+
+
 @dataclass
 class Document:
     """A stored document. ``hash`` identifies its text for embedding reuse."""

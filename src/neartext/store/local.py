@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import CollectionNotFound, CorruptCollection, InputError, StorageError
 from ..filters import Condition, Filter, as_number
 from ..lexical import index_text, match_expression, terms
-from .base import Document, Hit, Passage, WriteResult, check_manifest
+from .base import Document, Hit, Passage, WriteResult, check_store_manifest
 from .vector_index import (
     FaissIndex,
     VectorIndex,
@@ -277,9 +277,7 @@ class LocalStore:
             data = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as e:
             raise CorruptCollection(f"{self.path / MANIFEST}: unreadable manifest ({e})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("dim"), int):
-            return check_manifest(self.path / MANIFEST, data)  # raises, naming the field
-        return data
+        return check_store_manifest(self.path / MANIFEST, data)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         try:

@@ -58,7 +58,7 @@ from ..errors import (
 )
 from ..filters import Condition, Filter, as_number
 from ..lexical import index_text, terms
-from .base import Document, Hit, Passage, WriteResult, check_manifest
+from .base import Document, Hit, Passage, WriteResult, check_store_manifest
 
 META_SUFFIX = "__neartext"
 MAX_VARCHAR = 65_535  # bytes in a Milvus VARCHAR field
@@ -411,7 +411,7 @@ class MilvusStore:
             data = json.loads(raw)
         except ValueError as e:
             raise CorruptCollection(f"{self.address}: unreadable manifest ({e})") from None
-        return check_manifest(self.address, data)
+        return check_store_manifest(self.address, data)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self._set_meta({"manifest": json.dumps(manifest, ensure_ascii=False)})
