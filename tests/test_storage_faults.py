@@ -134,3 +134,23 @@ def test_http_writes_to_a_read_only_collection_are_503_with_the_reason(small_dis
         assert status == 503 and "read-only" in body["detail"], body
         status, body = client.call("POST", "/collections/feedback/search", {"query": "refund"})
         assert status == 200
+
+
+def test_http_writes_on_a_full_disk_are_507_and_the_service_carries_on(small_disk,
+                                                                       demo_collection):
+    from serving import running
+
+    from neartext.serve import ServeSettings
+
+    col = small_disk / "feedback"
+    shutil.copytree(demo_collection, col)
+    with running(ServeSettings.from_args([str(col)])) as client:
+        fill(small_disk, 0)
+        docs = [{"id": f"n{i}", "text": f"a new text about topic {i} " * 20} for i in range(50)]
+        status, body = client.call("POST", "/collections/feedback/documents", {"documents": docs})
+        assert status == 507 and "disk is full" in body["detail"], (status, body)
+        status, body = client.call("POST", "/collections/feedback/search", {"query": "refund"})
+        assert status == 200
+        (small_disk / "filler").unlink()
+        status, body = client.call("POST", "/collections/feedback/documents", {"documents": docs})
+        assert status == 200 and body["added"] == 50 and body["documents"] == 297
