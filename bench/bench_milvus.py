@@ -41,6 +41,7 @@ from neartext import Collection  # noqa: E402
 from neartext.address import parse_address  # noqa: E402
 from neartext.collection import text_hash  # noqa: E402
 from neartext.store import Document, Passage  # noqa: E402
+from neartext.store.factory import create_store  # noqa: E402
 from neartext.store.milvus import StoreUnavailable, connect, disconnect  # noqa: E402
 
 DIM = 384
@@ -141,7 +142,7 @@ def worker(address: str, n_queries: int, n_filtered: int) -> dict:
     t_open, col = timed(Collection.open, address)
     store = col.store
     out = {"open_s": t_open, "top10_first_query": [h.doc_id for h in store.search(qv[:1], 10)[0]]}
-    if not parse_address(address).is_milvus:
+    if parse_address(address).kind == "local":
         out["keyword_index_build_s"], _ = timed(store.keyword_search, ["warm up"], 10)
     out["search"] = timings(lambda q: store.search(q[None], 10), list(qv))
     flt = parse_filter(["n=3"])
@@ -194,20 +195,13 @@ def main() -> None:
     try:
         for name, address in targets.items():
             a = parse_address(address)
-            if a.is_milvus:
-                from neartext.store.milvus import MilvusStore
-
-                store = MilvusStore.create(a, manifest_for())
-            else:
-                from neartext.store.local import LocalStore
-
-                store = LocalStore.create(a.path, manifest_for())
+            store = create_store(a, manifest_for())
             t_write, _ = timed(store.write, docs, passages, [])
             changed = [Document(d.id, d.text + " (edited)", d.metadata, text_hash(d.text + " (edited)"))
                        for d in docs[: args.docs // 100]]
             cp = [Passage(d.id, 0, len(d.text), d.hash, vecs[i]) for i, d in enumerate(changed)]
             t_update, _ = timed(store.write, changed, cp, [])
-            if a.is_milvus:
+            if hasattr(store, "finish_build"):  # Milvus: the build flag (no building() here)
                 store.finish_build()
             store.close()
             r = {"address": address, "write_s": t_write, "docs_per_s": args.docs / t_write,

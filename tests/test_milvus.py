@@ -336,7 +336,7 @@ def test_migrate_local_to_milvus_and_back_reembeds_nothing(demo_copy, tmp_path, 
     for address in (demo_copy, lite, back):
         with Collection.open(address, model=counting) as col:
             results.append([_ranked(col.search(q, k=5, where="year>=2023")) for q in QUERIES])
-            assert col.manifest["model"] == Collection.open(demo_copy).manifest["model"]
+            assert col.manifest.model == Collection.open(demo_copy).manifest.model
             assert len(FeedbackStore(col.path).latest()) == 1
     for other in results[1:]:
         for a, b in zip(results[0], other):

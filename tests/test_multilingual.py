@@ -119,7 +119,7 @@ def test_cli_index_with_the_multilingual_model(tmp_path, capsys):
 
     assert json.loads(capsys.readouterr().out)[0]["id"] == "cat"
     with Collection.open(col) as c:
-        assert c.manifest["model"]["name"] == "use-multilingual" and c.manifest["dim"] == 512
+        assert c.manifest.model.name == "use-multilingual" and c.manifest.dim == 512
 
 
 def test_multilingual_model_by_local_path_keeps_e5_prefixes(tmp_path, tiny_model_dir):

@@ -26,9 +26,9 @@ def demo_rows() -> list[dict]:
 def test_reindex_swaps_to_the_new_model(demo_copy, tiny_model_dir):
     with Collection.open(demo_copy) as col:
         n = len(col)
-        old_fp = col.manifest["model"]["fingerprint"]
-        col.manifest["threshold"] = 0.8
-        col.store.write_manifest(col.manifest)
+        old_fp = col.manifest.model.fingerprint
+        col.manifest.threshold = 0.8
+        col.save_manifest()
     report = reindex(demo_copy, str(tiny_model_dir))
     assert report.documents == n and report.embedded == n and report.version == 2
     assert "threshold" in report.notes[0]
@@ -53,7 +53,7 @@ def test_reindex_refuses_the_same_model_and_keeps_previous(demo_copy, tiny_model
     reindex(demo_copy, str(tiny_model_dir), keep_previous=True)
     prev = demo_copy.with_name("feedback.previous")
     with Collection.open(prev) as old:
-        assert old.manifest["model"]["name"] == "all-MiniLM-L6-v2"
+        assert old.manifest.model.name == "all-MiniLM-L6-v2"
 
 
 def test_killed_reindex_leaves_the_collection_and_resumes(demo_copy, tiny_model_dir):
@@ -80,14 +80,14 @@ def test_killed_reindex_leaves_the_collection_and_resumes(demo_copy, tiny_model_
     proc.kill()
     proc.wait()
     with Collection.open(demo_copy) as col:
-        assert col.manifest["model"]["name"] == "all-MiniLM-L6-v2"
+        assert col.manifest.model.name == "all-MiniLM-L6-v2"
         assert col.search("double charge", k=1)
     scratch = demo_copy.with_name("feedback.reindex")
     assert scratch.is_dir()
     report = reindex(demo_copy, str(tiny_model_dir))
     assert report.resumed and report.embedded < report.documents
     with Collection.open(demo_copy) as col:
-        assert col.manifest["model"]["name"] == str(tiny_model_dir) and len(col) == report.documents
+        assert col.manifest.model.name == str(tiny_model_dir) and len(col) == report.documents
 
 
 def test_cli_reindex(demo_copy, tiny_model_dir, capsys):

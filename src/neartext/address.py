@@ -49,9 +49,13 @@ class Address:
     def __str__(self) -> str:
         return self.text
 
-    @property
-    def is_milvus(self) -> bool:
-        return self.kind != "local"
+    def same_as(self, other: Address) -> bool:
+        """Whether both name the same collection (directories compared resolved)."""
+        if self.kind == other.kind == "local":
+            assert self.path is not None and other.path is not None
+            return self.path.resolve() == other.path.resolve()
+        return (self.kind, self.uri, self.db_name, self.name) == \
+            (other.kind, other.uri, other.db_name, other.name)
 
     def state_dir(self) -> Path:
         """A local directory for what is not kept in the store itself (feedback ratings, map

@@ -100,7 +100,7 @@ def resolve_threshold(col: Collection, threshold: float | None, op: str) -> floa
     """The given threshold, else the collection's calibrated one, else the operation's default."""
     if threshold is not None:
         return float(threshold)
-    stored = col.manifest.get("threshold")
+    stored = col.manifest.threshold
     return float(stored) if stored is not None else DEFAULT_THRESHOLDS[op]
 
 
@@ -111,7 +111,7 @@ def document_vectors(col: Collection) -> tuple[list[str], np.ndarray, np.ndarray
     for doc_ids, vecs in col.store.iter_vectors():
         ids.extend(doc_ids)
         parts.append(vecs)
-    dim = int(col.manifest["dim"])
+    dim = col.manifest.dim
     vectors = np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
     docs: dict[str, int] = {}
     doc_of_row = np.array([docs.setdefault(d, len(docs)) for d in ids], dtype=np.int64)

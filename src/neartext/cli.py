@@ -491,7 +491,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
-    from .collection import connected
+    from .store.factory import connected
 
     with connected(args.collection):  # asked whether it exists, then opened or built
         return _index(args)
@@ -500,12 +500,13 @@ def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
 def _index(args: argparse.Namespace) -> dict[str, Any]:
     from .address import parse_address
     from .cleaning import DEFAULT_JUNK, CleaningOptions
-    from .collection import Collection, collection_exists
+    from .collection import Collection
     from .encoders import EncoderSettings
+    from .store.factory import store_exists
 
     text = _split(args.text)
     path = parse_address(args.collection)
-    if collection_exists(path):
+    if store_exists(path):
         _refuse_creation_options(args, path)
         with Collection.open(path, model=args.model) as col:
             report = col.index_file(args.corpus, text, args.id_column, encoding=args.encoding,
@@ -792,7 +793,7 @@ def _eval_collection(args: argparse.Namespace) -> dict[str, Any]:
         res = evaluate_collection(col, args.pairs, args.query, args.passage, args.gold_id,
                                   encoding=args.encoding, mode=args.mode, fusion=args.fusion,
                                   alpha=args.alpha)
-        model = col.manifest["model"]["name"]
+        model = col.manifest.model.name
     if not args.json:
         skipped = f" ({res['skipped']} skipped: passage not in the collection)" if res["skipped"] else ""
         print(f"{args.collection} ({model}, {args.mode}): {res['queries']} queries from "

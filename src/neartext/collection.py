@@ -9,31 +9,27 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
 from .address import Address, parse_address
 from .cleaning import CleaningOptions, chunk_spans, clean
 from .corpus import Record, read_corpus
 from .encoders import Encoder, EncoderSettings, canonical_name, load_encoder
-from .errors import CollectionExists, CollectionNotFound, InputError, ModelMismatch
+from .errors import InputError, ModelMismatch
 from .filters import Filter, parse_filter
 from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, blend, candidates, check_mode, rrf
 from .lexical import script_shares
-from .locking import exclusive, release_file
+from .manifest import Manifest
 from .results import IndexReport, SearchResult
 from .store import Document, Hit, Passage, Store
-from .store.base import check_manifest
-from .store.local import MANIFEST, LocalStore
+from .store.factory import building, create_store, kind_of, open_store
 from .validate import check_text, check_value
 
 if TYPE_CHECKING:
@@ -42,106 +38,6 @@ if TYPE_CHECKING:
     from .evaluate import PairData
 
 EMBED_CHUNK = 1024  # texts encoded (and checkpointed) at a time
-FORMAT_VERSION = 1
-
-
-def _check_target(target: Path) -> None:
-    if (target / MANIFEST).exists():
-        raise CollectionExists(f"{target}: a collection already exists here")
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise CollectionExists(f"{target}: exists and is not an empty directory")
-    if not target.parent.is_dir():
-        raise InputError(f"{target.parent}: the parent directory does not exist")
-
-
-@contextlib.contextmanager
-def _building(target: Path) -> Iterator[Path]:
-    """Yield a scratch directory, ``<target>.partial``, that becomes ``target`` only if the block
-    completes. One run at a time: the scratch directory is locked, and a second run is told who
-    holds it (:class:`~neartext.errors.CollectionBusy`). Vectors an earlier run computed before
-    it stopped stay there, and the next build reuses those that fit its model
-    (``LocalStore.create``)."""
-    _check_target(target)
-    tmp = target.with_name(target.name + ".partial")
-    with exclusive(tmp, f"building {target}"):
-        _check_target(target)  # again: the run that held the lock may just have finished
-        try:
-            yield tmp
-        except BaseException:
-            if not LocalStore.has_staged(tmp):  # nothing worth keeping for a rerun
-                release_file(tmp)
-                shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if target.exists():
-            target.rmdir()
-        release_file(tmp)
-        tmp.rename(target)
-
-
-@contextlib.contextmanager
-def _building_at(address: Address) -> Iterator[Address]:
-    """:func:`_building` for any address. A Milvus collection is built in place, marked
-    ``building`` in its manifest until complete (it does not open before), and dropped if the
-    block fails; one left by a run that was killed is dropped before building again. (Not built
-    under another name and renamed: not every Milvus deployment implements renaming.)"""
-    if not address.is_milvus:
-        assert address.path is not None
-        with _building(address.path) as tmp:
-            yield Address("local", str(tmp), path=tmp)
-        return
-    from .store.milvus import MilvusStore, held
-
-    with held(address):
-        if MilvusStore.unfinished(address):
-            MilvusStore.drop(address)  # left by an earlier run that did not finish
-        MilvusStore.check_free(address)
-        try:
-            yield address
-        except BaseException:
-            MilvusStore.drop(address)
-            raise
-        store = MilvusStore(address, unfinished_ok=True)
-        try:
-            store.finish_build()
-        finally:
-            store.close()
-
-
-def _new_store(address: Address, manifest: dict[str, Any],
-               milvus: dict[str, Any] | None) -> Store:
-    if address.is_milvus:
-        from .store.milvus import MilvusStore
-
-        return MilvusStore.create(address, manifest, **(milvus or {}))
-    if milvus:
-        raise InputError("--index-param and --search-param apply to Milvus collections")
-    assert address.path is not None
-    return LocalStore.create(address.path, manifest)
-
-
-@contextlib.contextmanager
-def connected(address: str | Path | Address) -> Iterator[None]:
-    """Around several operations on one address: a Milvus address stays connected between
-    them (see :func:`neartext.store.milvus.held`); nothing for a directory."""
-    a = parse_address(address)
-    if not a.is_milvus:
-        yield
-        return
-    from .store.milvus import held
-
-    with held(a):
-        yield
-
-
-def collection_exists(address: str | Path | Address) -> bool:
-    """Whether a collection is at ``address`` (a directory or a Milvus collection)."""
-    a = parse_address(address)
-    if a.is_milvus:
-        from .store.milvus import MilvusStore
-
-        return MilvusStore.exists(a)
-    assert a.path is not None
-    return (a.path / MANIFEST).is_file()
 
 
 def text_hash(text: str) -> str:
@@ -163,7 +59,7 @@ class Collection:
         # where local state lives: the directory itself, or one kept for a Milvus collection
         self.path = self.address.state_dir()
         self.store = store
-        self.manifest = check_manifest(self.address, store.read_manifest())
+        self.manifest = Manifest.from_dict(self.address, store.read_manifest())
         self._encoder = encoder
         self._scripts: tuple[int, dict[str, float]] | None = None  # (generation, shares)
 
@@ -189,7 +85,7 @@ class Collection:
         >>> col = Collection.create("/tmp/nt-doc-col", model="default")  # doctest: +SKIP
         >>> col = Collection.create("milvus-lite:/tmp/nt.db", index="flat")  # doctest: +SKIP
         """
-        with _building_at(parse_address(path)) as tmp:
+        with building(parse_address(path)) as tmp:
             col = cls._create_at(tmp, model, chunk, overlap, index, cleaning, source, milvus)
             col.close()
         return cls.open(path, model=col.encoder)
@@ -214,8 +110,9 @@ class Collection:
     ) -> tuple[Collection, IndexReport]:
         """Build a new collection at ``path`` from a corpus file, all or nothing.
 
-        The collection is built in ``<path>.partial`` and renamed into place when complete, so
-        an error or a crash never leaves a half-built collection at ``path``.
+        The store builds it all or nothing (a directory in ``<path>.partial``, renamed into
+        place when complete; a Milvus collection marked unfinished until then), so an error or
+        a crash never leaves a half-built collection at ``path``.
 
         >>> col, report = Collection.from_file("feedback/", "demo/feedback.csv",
         ...                                    text=["text"], id_column="id")  # doctest: +SKIP
@@ -226,7 +123,7 @@ class Collection:
         # Read and clean the corpus before loading the model, so bad input fails fast.
         records = read_corpus(corpus, text, id_column, encoding=encoding)
         kept, cleaned = _clean(records, corpus, cleaning or CleaningOptions())
-        with _building_at(parse_address(path)) as tmp:
+        with building(parse_address(path)) as tmp:
             col = cls._create_at(tmp, model, chunk, overlap, index, cleaning,
                                  {"text": list(text) if text else None, "id": id_column}, milvus)
             try:
@@ -254,25 +151,9 @@ class Collection:
             chunk_spans("x", chunk, overlap)  # validates size/overlap
         encoder = model if isinstance(model, Encoder) else load_encoder(
             model if isinstance(model, EncoderSettings) else EncoderSettings(model=model))
-        name = canonical_name(encoder.settings.model)
-        manifest = {
-            "format": FORMAT_VERSION,
-            "neartext_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": {
-                "name": name,
-                "fingerprint": encoder.fingerprint,
-                "settings": encoder.settings.to_dict() | {"model": name},
-            },
-            "dim": encoder.dim,
-            "metric": "cosine" if encoder.settings.normalize else "dot",
-            "index": index,
-            "chunking": {"size": chunk, "overlap": overlap} if chunk else None,
-            "cleaning": dict(vars(cleaning or CleaningOptions())),
-            "source": source or {},
-            "threshold": None,
-        }
-        return cls(p, _new_store(p, manifest, milvus), encoder)
+        manifest = Manifest.new(encoder, canonical_name(encoder.settings.model), index=index,
+                                chunk=chunk, overlap=overlap, cleaning=cleaning, source=source)
+        return cls(p, create_store(p, manifest.to_dict(), milvus), encoder)
 
     @classmethod
     def open(cls, path: str | Path | Address, *, model: str | Encoder | None = None) -> Collection:
@@ -283,17 +164,7 @@ class Collection:
             ModelMismatch: ``model`` gives other vectors than the collection's model.
         """
         a = parse_address(path)
-        store: Store
-        if a.is_milvus:
-            from .store.milvus import MilvusStore
-
-            store = MilvusStore(a)
-        else:
-            assert a.path is not None
-            if not (a.path / MANIFEST).is_file():
-                raise CollectionNotFound(
-                    f"{a.path}: no collection here; create one with 'neartext index'")
-            store = LocalStore(a.path)
+        store = open_store(a)
         col = cls(a, store)
         if model is not None:
             col._encoder = col._load_encoder(model)
@@ -317,18 +188,19 @@ class Collection:
             self._encoder = self._load_encoder(None)
         return self._encoder
 
+    def use_encoder(self, encoder: Encoder) -> None:
+        """Use an already loaded ``encoder`` (shared with other collections); ``ModelMismatch``
+        if it gives other vectors than the collection's model."""
+        self._encoder = self._load_encoder(encoder)
+
     def _load_encoder(self, model: str | Encoder | None) -> Encoder:
-        m = self.manifest["model"]
-        if isinstance(model, Encoder):
-            enc = model
-        else:
-            s = dict(m["settings"])
-            s["model"] = model if model is not None else m["name"]
-            enc = load_encoder(EncoderSettings(**s))
-        if enc.fingerprint != m["fingerprint"]:
+        m = self.manifest.model
+        enc = model if isinstance(model, Encoder) else load_encoder(
+            self.manifest.encoder_settings(model))
+        if enc.fingerprint != m.fingerprint:
             given = enc.settings.model
             raise ModelMismatch(
-                f"{self.address}: built with model '{m['name']}' (fingerprint {m['fingerprint']}), "
+                f"{self.address}: built with model '{m.name}' (fingerprint {m.fingerprint}), "
                 f"but '{given}' gives other vectors (fingerprint {enc.fingerprint}); "
                 f"use the collection's model, or re-embed with 'neartext reindex'"
             )
@@ -352,15 +224,15 @@ class Collection:
         Column choices default to those recorded when the collection was first indexed.
         """
         check_threshold(skip_near_duplicates)
-        src = self.manifest.get("source") or {}
+        src = self.manifest.source
         text = text or src.get("text")
         id_column = id_column or src.get("id")
         records = read_corpus(path, text, id_column, encoding=encoding)
         report = self._index_records(records, path, sync=sync, progress=progress,
                                      skip_near_duplicates=skip_near_duplicates)
         if not src.get("text") and text:
-            self.manifest["source"] = {"text": list(text), "id": id_column}
-            self.store.write_manifest(self.manifest)
+            self.manifest.source = {"text": list(text), "id": id_column}
+            self.save_manifest()
         return report
 
     def _index_records(
@@ -373,7 +245,7 @@ class Collection:
         skip_near_duplicates: float | None = None,
     ) -> IndexReport:
         """Clean ``records`` read from ``path`` with the collection's options, then upsert them."""
-        kept, cleaning = _clean(records, path, CleaningOptions(**self.manifest["cleaning"]))
+        kept, cleaning = _clean(records, path, self.manifest.cleaning_options())
         report = self.upsert(kept, sync=sync, progress=progress,
                              skip_near_duplicates=skip_near_duplicates)
         report.add_cleaning(cleaning)
@@ -396,7 +268,7 @@ class Collection:
         """
         if skip_near_duplicates is not None:
             check_threshold(skip_near_duplicates)
-            if self.manifest.get("chunking"):
+            if self.manifest.chunking:
                 raise InputError("--skip-near-duplicates works on collections without chunking")
         t0 = time.perf_counter()
         for r in records:
@@ -459,11 +331,11 @@ class Collection:
                 [p for p in passages if p.doc_id not in found])
 
     def _passages(self, docs: list[Document], report: IndexReport, progress: bool) -> list[Passage]:
-        chunking = self.manifest.get("chunking")
+        size, overlap = self.manifest.chunk_size, self.manifest.chunk_overlap
         spans: list[tuple[Document, int, int, str]] = []
         for d in docs:
-            if chunking:
-                for s, e in chunk_spans(d.text, chunking["size"], chunking["overlap"]):
+            if size:
+                for s, e in chunk_spans(d.text, size, overlap):
                     spans.append((d, s, e, text_hash(d.text[s:e])))
             else:
                 spans.append((d, 0, len(d.text), d.hash))
@@ -586,7 +458,7 @@ class Collection:
         if mode != "keyword" and vectors is None:
             raise InputError(f"{mode} search needs query vectors")
         flt = where or None
-        chunked = bool(self.manifest.get("chunking"))
+        chunked = bool(self.manifest.chunking)
         ranked: list[list[tuple[str, float, Hit | None]]]
         if mode == "semantic":
             assert vectors is not None
@@ -692,10 +564,14 @@ class Collection:
                "pairs": len(pairs.value), "source": pairs.source,
                "average_precision": m["average_precision"],
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        self.manifest["threshold"] = float(t)
-        self.manifest["calibration"] = cal
-        self.store.write_manifest(self.manifest)
+        self.manifest.threshold = float(t)
+        self.manifest.calibration = cal
+        self.save_manifest()
         return cal
+
+    def save_manifest(self) -> None:
+        """Store :attr:`manifest` (after changing it) with the store's atomic write."""
+        self.store.write_manifest(self.manifest.to_dict())
 
     def repair(self) -> dict[str, Any]:
         """Rebuild the vector index from the stored passages (the source of truth) and report
@@ -712,31 +588,30 @@ class Collection:
     def info(self) -> dict[str, Any]:
         """Size, model and settings of the collection; ``scripts`` gives the share of texts
         written mostly in Cyrillic, mostly in Latin letters, or neither."""
-        size = (None if self.address.is_milvus else
-                sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file()))
+        size = kind_of(self.address).bytes_on_disk(self.address)
         m = self.manifest
         return {
             "path": str(self.address),
             "store": self.address.kind,
             "documents": self.store.count(),
             "passages": self.store.passage_count(),
-            "model": m["model"]["name"],
-            "fingerprint": m["model"]["fingerprint"],
-            "dim": m["dim"],
-            "metric": m["metric"],
+            "model": m.model.name,
+            "fingerprint": m.model.fingerprint,
+            "dim": m.dim,
+            "metric": m.metric,
             "index": self.store.index_info(),
-            "chunking": m.get("chunking"),
-            "prefixes": {"query": m["model"]["settings"].get("query_prefix"),
-                         "document": m["model"]["settings"].get("document_prefix")},
-            "pooling": m["model"]["settings"].get("pooling"),
-            "max_seq_length": m["model"]["settings"].get("max_seq_length"),
+            "chunking": m.chunking,
+            "prefixes": {"query": m.model.settings.get("query_prefix"),
+                         "document": m.model.settings.get("document_prefix")},
+            "pooling": m.model.settings.get("pooling"),
+            "max_seq_length": m.model.settings.get("max_seq_length"),
             "metadata_fields": sorted(self.store.metadata_fields()),
             "scripts": self._script_shares(),
             "keyword_index": self.store.has_keyword_index(),
-            "source": m.get("source"),
-            "threshold": m.get("threshold"),
-            "created": m["created"],
-            "neartext_version": m["neartext_version"],
+            "source": m.source,
+            "threshold": m.threshold,
+            "created": m.created,
+            "neartext_version": m.neartext_version,
             "bytes_on_disk": size,
         }
 

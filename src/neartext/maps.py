@@ -51,7 +51,7 @@ class Projection:
 
 def _cache_path(col: Collection, sample: int | None, seed: int) -> Path:
     gen = col.store.generation()
-    key = json.dumps({"gen": gen, "fp": col.manifest["model"]["fingerprint"], "sample": sample,
+    key = json.dumps({"gen": gen, "fp": col.manifest.model.fingerprint, "sample": sample,
                       "seed": seed}, sort_keys=True)
     return col.path / "cache" / f"projection-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from .address import Address, parse_address
-from .collection import Collection, _building_at, _new_store
+from .collection import Collection
 from .errors import CorruptCollection, InputError
 from .feedback import FEEDBACK_DB
+from .store.factory import building, create_store
 from .store.local import copy_sqlite
 
 BATCH = 8192  # documents per read from the source and write to the destination
@@ -67,17 +68,17 @@ def migrate(
 
     t0 = time.perf_counter()
     src, dst = parse_address(source), parse_address(destination)
-    if _same(src, dst):
+    if src.same_as(dst):
         raise InputError(f"{dst}: the destination is the source")
     with Collection.open(src) as col:
-        manifest = {k: v for k, v in col.manifest.items() if k != "milvus"}
+        manifest = col.manifest.portable()
         if index is not None:
-            manifest["index"] = index
-        manifest["migrated"] = {"from": str(src),
-                                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            manifest.index = index
+        manifest.migrated = {"from": str(src),
+                             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         total, passages = col.store.count(), col.store.passage_count()
-        with _building_at(dst) as tmp:
-            store = _new_store(tmp, manifest, milvus)
+        with building(dst) as tmp:
+            store = create_store(tmp, manifest.to_dict(), milvus)
             try:
                 with tqdm(total=total, desc="copying", unit="doc", disable=not progress) as bar:
                     for docs, parts in col.store.export(BATCH):
@@ -93,13 +94,6 @@ def migrate(
         copied = _copy_feedback(col.path / FEEDBACK_DB, dst.state_dir() / FEEDBACK_DB)
     return MigrateReport(str(src), str(dst), total, passages, copied,
                          time.perf_counter() - t0)
-
-
-def _same(a: Address, b: Address) -> bool:
-    if a.is_milvus or b.is_milvus:
-        return (a.kind, a.uri, a.db_name, a.name) == (b.kind, b.uri, b.db_name, b.name)
-    assert a.path is not None and b.path is not None
-    return a.path.resolve() == b.path.resolve()
 
 
 def _copy_feedback(src: Path, dst: Path) -> bool:

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from .address import parse_address
-from .cleaning import CleaningOptions
 from .collection import Collection
 from .corpus import Record
 from .encoders import EncoderSettings, canonical_name
 from .errors import InputError, Unsupported
+from .manifest import Manifest
+from .store.factory import kind_of
 from .store.local import MANIFEST
 
 READ_BATCH = 5000
@@ -70,21 +71,22 @@ def reindex(
     ``keep_previous`` the old version stays at ``<path>.previous``.
     """
     t0 = time.perf_counter()
-    if parse_address(path).is_milvus:
+    address = parse_address(path)
+    if not kind_of(address).swaps_directories:
         raise Unsupported(f"{path}: reindex works on collections in a directory; for a Milvus "
                           "collection: 'neartext migrate' it to a directory, reindex that, and "
                           "migrate it back under a new name")
     target = Path(path)
     with Collection.open(target) as old:
         manifest = old.manifest
-        old_settings = manifest["model"]["settings"]
+        old_settings = manifest.model.settings
         settings = model if isinstance(model, EncoderSettings) else EncoderSettings(
             model=model, normalize=old_settings.get("normalize", True),
             batch_size=old_settings.get("batch_size", 32))
         scratch = target.with_name(target.name + ".reindex")
         new, resumed = _open_scratch(scratch, manifest, settings)
         try:
-            if new.encoder.fingerprint == manifest["model"]["fingerprint"]:
+            if new.encoder.fingerprint == manifest.model.fingerprint:
                 shutil.rmtree(scratch, ignore_errors=True)
                 raise InputError(f"{target}: already embedded with this model and these settings; "
                                  "nothing to re-embed")
@@ -95,46 +97,45 @@ def reindex(
                 rep = new.upsert([Record(d.id, d.text, d.metadata) for d in docs], progress=progress)
                 embedded += rep.texts_embedded
             new.store.write([], [], [i for i in new.store.document_hashes() if i not in set(ids)])
-            version = int(manifest.get("version", 1)) + 1
-            history = [*manifest.get("history", []), {
-                "version": version - 1, "model": manifest["model"]["name"],
-                "fingerprint": manifest["model"]["fingerprint"],
+            version = manifest.version + 1
+            new.manifest.version = version
+            new.manifest.history = [*manifest.history, {
+                "version": version - 1, "model": manifest.model.name,
+                "fingerprint": manifest.model.fingerprint,
                 "replaced": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
-            new_manifest = new.manifest | {"version": version, "history": history}
-            new.store.write_manifest(new_manifest)
-            new_name = new.manifest["model"]["name"]
+            new.save_manifest()
+            new_name = new.manifest.model.name
         finally:
             new.close()
     notes = []
-    if manifest.get("threshold") is not None:
-        notes.append(f"the calibrated threshold {manifest['threshold']:.4f} belonged to the old "
+    if manifest.threshold is not None:
+        notes.append(f"the calibrated threshold {manifest.threshold:.4f} belonged to the old "
                      "model and was dropped; run 'neartext calibrate' again")
     _carry_feedback(target, scratch)
     _swap(target, scratch, keep_previous)
-    return ReindexReport(str(target), len(ids), embedded, manifest["model"]["name"], new_name,
+    return ReindexReport(str(target), len(ids), embedded, manifest.model.name, new_name,
                          version, time.perf_counter() - t0, resumed, notes)
 
 
-def _open_scratch(scratch: Path, manifest: dict[str, Any], settings: EncoderSettings
+def _open_scratch(scratch: Path, manifest: Manifest, settings: EncoderSettings
                   ) -> tuple[Collection, bool]:
     """The half-built new version if one with the same model survives a killed run, else a new one."""
     if (scratch / MANIFEST).is_file():
         col = Collection.open(scratch)
         want = canonical_name(settings.model)
         try:
-            same = col.manifest["model"]["name"] == want and col.encoder.fingerprint == \
-                col.manifest["model"]["fingerprint"]
+            same = col.manifest.model.name == want and col.encoder.fingerprint == \
+                col.manifest.model.fingerprint
         except Exception:
             same = False
-        if same and _same_settings(col.manifest["model"]["settings"], settings):
+        if same and _same_settings(col.manifest.model.settings, settings):
             return col, True
         col.close()
     if scratch.exists():
         shutil.rmtree(scratch)
-    chunking = manifest.get("chunking") or {}
     col = Collection._create_at(
-        parse_address(scratch), settings, chunking.get("size"), chunking.get("overlap", 0),
-        manifest.get("index", "auto"), CleaningOptions(**manifest["cleaning"]), manifest.get("source"))
+        parse_address(scratch), settings, manifest.chunk_size, manifest.chunk_overlap,
+        manifest.index, manifest.cleaning_options(), manifest.source)
     return col, False
 
 

@@ -24,8 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import CollectionNotFound, InputError, MissingExtra
-from ..store.local import copy_sqlite
+from ..errors import InputError, MissingExtra
 from ..tables import check_output_dir, publish_dir
 from ..validate import check_text
 
@@ -102,13 +101,12 @@ class NeartextModel(_Base):  # type: ignore[misc]
 
     def load_context(self, context):  # type: ignore[no-untyped-def]
         from ..collection import Collection
-        from ..encoders import EncoderSettings, load_encoder
+        from ..encoders import load_encoder
 
-        path = Path(context.artifacts["collection"])
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-        settings = dict(manifest["model"]["settings"])
-        settings["model"] = context.artifacts.get("model") or manifest["model"]["name"]
-        self.collection = Collection.open(path, model=load_encoder(EncoderSettings(**settings)))
+        col = Collection.open(Path(context.artifacts["collection"]))
+        # the model's files travel as an artifact: load them from there
+        col.use_encoder(load_encoder(col.manifest.encoder_settings(context.artifacts.get("model"))))
+        self.collection = col
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         # no type hints: MLflow would treat them as an input schema
@@ -144,17 +142,6 @@ def _quiet_mlflow() -> Iterator[None]:
         yield
 
 
-def _snapshot(collection: Path, into: Path) -> Path:
-    """A consistent copy of the collection's files (SQLite through its backup API)."""
-    out = into / "collection"
-    out.mkdir(parents=True)
-    for name in ("manifest.json", "index.bin"):
-        if (collection / name).is_file():
-            shutil.copy2(collection / name, out / name)
-    copy_sqlite(collection / "data.sqlite", out / "data.sqlite")
-    return out
-
-
 def export_mlflow(collection: str | Path, output: str | Path | None = None, *, log: bool = False,
                   force: bool = False) -> dict[str, Any]:
     """Save the collection as an MLflow model in ``output`` (atomically), or log it to the
@@ -172,18 +159,16 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
     from ..address import parse_address
     from ..collection import Collection
     from ..encoders import backend_of, resolve_model_path
+    from ..store.factory import kind_of
 
     address = parse_address(collection)
-    local = None if address.is_milvus else address.path
-    if local is not None and not (local / "manifest.json").is_file():
-        raise CollectionNotFound(f"{local}: no collection here (no manifest.json)")
     out = Path(output) if output else None
     if out is None and not log:
         raise InputError("give -o DIR to save the model, or --log to log it to MLflow")
     if out is not None:
         check_output_dir(out, force)
     with Collection.open(address) as col:
-        name = col.manifest["model"]["name"]
+        name = col.manifest.model.name
         documents = len(col)
     signature = ModelSignature(inputs=None, params=ParamSchema(
         [ParamSpec("top_k", "long", PARAMS["top_k"]),
@@ -191,13 +176,8 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
          ParamSpec("mode", "string", PARAMS["mode"])]))
     code = str(Path(__file__).with_name("mlflow_entry.py"))
     with tempfile.TemporaryDirectory(prefix="neartext-mlflow-") as tmp:
-        if local is None:  # on Milvus: a local copy (same vectors, nothing re-embedded)
-            from ..migrate import migrate
-
-            migrate(address, Path(tmp) / "collection")
-            artifacts = {"collection": str(Path(tmp) / "collection")}
-        else:
-            artifacts = {"collection": str(_snapshot(local, Path(tmp)))}
+        # a consistent local copy (from Milvus: the same vectors, nothing re-embedded)
+        artifacts = {"collection": str(kind_of(address).copy_to_directory(address, Path(tmp)))}
         if backend_of(name) == "sbert":
             artifacts["model"] = str(resolve_model_path(name))
         kw = {"python_model": code, "artifacts": artifacts, "signature": signature,

@@ -236,7 +236,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     @app.get("/collections", tags=["collections"])
     async def list_collections() -> list[S.CollectionSummary]:
         return [S.CollectionSummary(name=n, documents=len(s.collection),
-                                    model=s.collection.manifest["model"]["name"])
+                                    model=s.collection.manifest.model.name)
                 for n, s in engine.collections.items()]
 
     @app.get("/collections/{name}", tags=["collections"])

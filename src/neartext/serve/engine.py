@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import gc
 import json
@@ -94,17 +95,14 @@ class Engine:
         self.default_key = ""
         # One writer for every collection: writes never race, reads go on meanwhile.
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="neartext-writer")
-        for name, path in settings.collections.items():
-            col = Collection.open(path)
-            m = col.manifest["model"]
-            key = _model_key(m["settings"], m["name"])
-            if key not in self.encoders:
-                s = dict(m["settings"])
-                s["model"] = m["name"]
-                s["batch_size"] = settings.forward_batch
-                self.encoders[key] = load_encoder(EncoderSettings(**s))
-            col = Collection.open(path, model=self.encoders[key])  # checks the fingerprint
-            self.collections[name] = Served(name, col, FeedbackStore(col.path), key)
+        try:
+            for name, path in settings.collections.items():
+                self.collections[name] = self._open(name, path)
+        except BaseException:
+            for s in self.collections.values():
+                s.feedback.close()
+                s.collection.close()
+            raise
         if settings.model is not None or not self.encoders:
             enc = load_encoder(EncoderSettings(model=settings.model or "default",
                                                batch_size=settings.forward_batch))
@@ -113,6 +111,21 @@ class Engine:
             self.default_key = key
         else:
             self.default_key = next(iter(self.encoders))
+
+    def _open(self, name: str, path: str) -> Served:
+        """Open a collection once; collections of the same model share one encoder."""
+        col = Collection.open(path)
+        try:
+            m = col.manifest.model
+            key = _model_key(m.settings, m.name)
+            if key not in self.encoders:
+                self.encoders[key] = load_encoder(dataclasses.replace(
+                    col.manifest.encoder_settings(), batch_size=self.settings.forward_batch))
+            col.use_encoder(self.encoders[key])  # checks the fingerprint
+            return Served(name, col, FeedbackStore(col.path), key)
+        except BaseException:
+            col.close()
+            raise
 
     # -- life cycle ------------------------------------------------------------------------------
 

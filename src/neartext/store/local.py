@@ -2,7 +2,8 @@
 
 Layout of a collection directory::
 
-    manifest.json   what built the collection (model, settings); see neartext.manifest
+    manifest.json   what built the collection (model, settings); see neartext.manifest (this
+                    store reads only ``dim``, ``index`` and ``chunking`` from it)
     data.sqlite     documents, passages (+ vectors), staged vectors, a generation counter
     index.bin       the vector index (exact matrix, or faiss HNSW/IVF), a cache of SQLite, with
                     a header naming the generation it holds
@@ -34,9 +35,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CollectionNotFound, CorruptCollection, InputError, StorageError
+from ..address import Address
+from ..errors import (
+    CollectionExists,
+    CollectionNotFound,
+    CorruptCollection,
+    InputError,
+    StorageError,
+)
 from ..filters import Condition, Filter, as_number
 from ..lexical import index_text, match_expression, terms
+from ..locking import exclusive, release_file
 from .base import Document, Hit, Passage, WriteResult, check_store_manifest
 from .vector_index import (
     FaissIndex,
@@ -825,3 +834,85 @@ def _condition_sql(c: Condition) -> tuple[str, list[Any]]:
 def _batches(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+class LocalKind:
+    """:class:`~neartext.store.factory.StoreKind` of directories."""
+
+    name = "local"
+    swaps_directories = True
+
+    def open(self, address: Address) -> LocalStore:
+        path = _path(address)
+        if not (path / MANIFEST).is_file():
+            raise CollectionNotFound(f"{path}: no collection here; create one with "
+                                     "'neartext index'")
+        return LocalStore(path)
+
+    def create(self, address: Address, manifest: dict[str, Any],
+               options: dict[str, Any] | None = None) -> LocalStore:
+        if options:
+            raise InputError("--index-param and --search-param apply to Milvus collections")
+        return LocalStore.create(_path(address), manifest)
+
+    def exists(self, address: Address) -> bool:
+        return (_path(address) / MANIFEST).is_file()
+
+    @contextlib.contextmanager
+    def building(self, address: Address) -> Iterator[Address]:
+        """Build in a scratch directory, ``<target>.partial``, that becomes ``target`` only if
+        the block completes. One run at a time: the scratch directory is locked, and a second
+        run is told who holds it (:class:`~neartext.errors.CollectionBusy`). Vectors an earlier
+        run computed before it stopped stay there, and the next build reuses those that fit its
+        model (:meth:`LocalStore.create`)."""
+        target = _path(address)
+        _check_target(target)
+        tmp = target.with_name(target.name + ".partial")
+        with exclusive(tmp, f"building {target}"):
+            _check_target(target)  # again: the run that held the lock may just have finished
+            try:
+                yield Address("local", str(tmp), path=tmp)
+            except BaseException:
+                if not LocalStore.has_staged(tmp):  # nothing worth keeping for a rerun
+                    release_file(tmp)
+                    shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            if target.exists():
+                target.rmdir()
+            release_file(tmp)
+            tmp.rename(target)
+
+    def connected(self, address: Address) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+    def copy_to_directory(self, address: Address, into: Path) -> Path:
+        """The manifest and index file copied, the database through SQLite's backup API (a
+        writer in another process is no problem; the index is caught up on open)."""
+        src = _path(address)
+        out = into / "collection"
+        out.mkdir(parents=True)
+        for name in (MANIFEST, INDEX_FILE):
+            if (src / name).is_file():
+                shutil.copy2(src / name, out / name)
+        copy_sqlite(src / "data.sqlite", out / "data.sqlite")
+        return out
+
+    def bytes_on_disk(self, address: Address) -> int | None:
+        return sum(f.stat().st_size for f in _path(address).rglob("*") if f.is_file())
+
+
+def _path(address: Address) -> Path:
+    assert address.path is not None
+    return address.path
+
+
+def _check_target(target: Path) -> None:
+    if (target / MANIFEST).exists():
+        raise CollectionExists(f"{target}: a collection already exists here")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CollectionExists(f"{target}: exists and is not an empty directory")
+    if not target.parent.is_dir():
+        raise InputError(f"{target.parent}: the parent directory does not exist")
+
+
+LOCAL = LocalKind()

@@ -42,6 +42,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -835,3 +836,58 @@ def _request_batches(groups: list[list[dict[str, Any]]], dim: int) -> Iterator[l
         size += n
     if batch:
         yield batch
+
+
+class MilvusKind:
+    """:class:`~neartext.store.factory.StoreKind` of Milvus addresses (servers and Lite)."""
+
+    name = "milvus"
+    swaps_directories = False
+
+    def open(self, address: Address) -> MilvusStore:
+        return MilvusStore(address)
+
+    def create(self, address: Address, manifest: dict[str, Any],
+               options: dict[str, Any] | None = None) -> MilvusStore:
+        return MilvusStore.create(address, manifest, **(options or {}))
+
+    def exists(self, address: Address) -> bool:
+        return MilvusStore.exists(address)
+
+    @contextlib.contextmanager
+    def building(self, address: Address) -> Iterator[Address]:
+        """A new collection is built in place, marked ``building`` in its manifest until
+        complete (it does not open before), and dropped if the block fails; one left by a run
+        that was killed is dropped before building again. (Not built under another name and
+        renamed: not every Milvus deployment implements renaming.)"""
+        with held(address):
+            if MilvusStore.unfinished(address):
+                MilvusStore.drop(address)  # left by an earlier run that did not finish
+            MilvusStore.check_free(address)
+            try:
+                yield address
+            except BaseException:
+                MilvusStore.drop(address)
+                raise
+            store = MilvusStore(address, unfinished_ok=True)
+            try:
+                store.finish_build()
+            finally:
+                store.close()
+
+    def connected(self, address: Address) -> contextlib.AbstractContextManager[None]:
+        return held(address)
+
+    def copy_to_directory(self, address: Address, into: Path) -> Path:
+        """Copied with :func:`neartext.migrate.migrate`: same vectors, nothing re-embedded."""
+        from ..migrate import migrate
+
+        out = into / "collection"
+        migrate(address, out)
+        return out
+
+    def bytes_on_disk(self, address: Address) -> int | None:
+        return None
+
+
+MILVUS = MilvusKind()
