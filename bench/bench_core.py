@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED, machine, machine_line, median, need, percentile, save, timed  # noqa: E402
 
 from neartext import Collection, load_encoder  # noqa: E402
-from neartext.collection import text_hash  # noqa: E402
+from neartext.ingest import text_hash  # noqa: E402
 from neartext.store import Document, Passage  # noqa: E402
 
 

@@ -39,7 +39,7 @@ from common import ROOT, SHARED, machine, percentile, run_worker, save, timed  #
 
 from neartext import Collection  # noqa: E402
 from neartext.address import parse_address  # noqa: E402
-from neartext.collection import text_hash  # noqa: E402
+from neartext.ingest import text_hash  # noqa: E402
 from neartext.store import Document, Passage  # noqa: E402
 from neartext.store.factory import create_store  # noqa: E402
 from neartext.store.milvus import StoreUnavailable, connect, disconnect  # noqa: E402

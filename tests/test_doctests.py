@@ -12,7 +12,9 @@ MODULES = ["neartext.corpus", "neartext.cleaning", "neartext.filters", "neartext
            "neartext.store.vector_index", "neartext.encoders.registry", "neartext.collection",
            "neartext.mining", "neartext.groups", "neartext.analysis", "neartext.metrics",
            "neartext.evaluate", "neartext.lexical", "neartext.hybrid", "neartext.serve.settings",
-           "neartext.topics", "neartext.backends"]
+           "neartext.topics", "neartext.backends", "neartext.readers", "neartext.validate",
+           "neartext.locking", "neartext.manifest", "neartext.searching", "neartext.ingest",
+           "neartext.store.factory"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -19,6 +19,7 @@ from serving import running
 from neartext import Collection, Record
 from neartext.corpus import read_corpus
 from neartext.errors import InputError
+from neartext.searching import SearchOptions
 from neartext.serve import ServeSettings
 from neartext.serve.engine import Engine
 
@@ -87,7 +88,7 @@ def test_one_failing_request_never_fails_the_others_batched_with_it(demo_copy):
         try:
             jobs = [engine.encode([f"innocent request {i}"]) for i in range(12)]
             jobs.insert(5, engine.encode(["bad " + SURROGATE]))
-            jobs += [engine.search("feedback", [f"refund {i}"], k=3) for i in range(6)]
+            jobs += [engine.search("feedback", [f"refund {i}"], SearchOptions(k=3)) for i in range(6)]
             return await asyncio.gather(*jobs, return_exceptions=True)
         finally:
             await engine.stop()
@@ -195,7 +196,7 @@ def test_work_per_request_is_bounded_and_shared_fairly(server):
 
 
 def test_api_key_on_the_command_line_is_warned_about(tmp_path, capsys):
-    from neartext.cli import _api_key
+    from neartext.cli.common import resolve_api_key as _api_key
 
     assert _api_key("s3cret", None) == "s3cret"
     assert "process list" in capsys.readouterr().err

@@ -372,9 +372,9 @@ class FailingEncoder:
 
 def test_an_interrupted_build_leaves_nothing_and_an_interrupted_update_resumes(
         tmp_path, encoder, monkeypatch):
-    import neartext.collection as collection_module
+    import neartext.ingest as ingest_module
 
-    monkeypatch.setattr(collection_module, "EMBED_CHUNK", 60)
+    monkeypatch.setattr(ingest_module, "EMBED_CHUNK", 60)
     address = f"milvus-lite:{tmp_path / 'i.db'}#fb"
     with pytest.raises(KeyboardInterrupt):
         Collection.from_file(address, DEMO, ["text"], "id", model=FailingEncoder(encoder, 3))

@@ -34,11 +34,11 @@ def test_reindex_swaps_to_the_new_model(demo_copy, tiny_model_dir):
     assert "threshold" in report.notes[0]
     with Collection.open(demo_copy) as col:
         m = col.manifest
-        assert m["model"]["name"] == str(tiny_model_dir) and m["dim"] == 32
-        assert m["history"][0]["fingerprint"] == old_fp and m["threshold"] is None
+        assert m.model.name == str(tiny_model_dir) and m.dim == 32
+        assert m.history[0]["fingerprint"] == old_fp and m.threshold is None
         assert len(col) == n
         # The e5-style name gives the new model its prefixes; the old settings did not carry over.
-        assert m["model"]["settings"]["query_prefix"] == "query: "
+        assert m.model.settings["query_prefix"] == "query: "
         top = col.search("I was charged twice for one month", k=3)
         assert len(top) == 3
         docs = {d.id: d for d in col.get([r["id"] for r in demo_rows()[:5]])}
@@ -59,7 +59,7 @@ def test_reindex_refuses_the_same_model_and_keeps_previous(demo_copy, tiny_model
 def test_killed_reindex_leaves_the_collection_and_resumes(demo_copy, tiny_model_dir):
     """SIGKILL during reindex: the old version answers as before; the next run resumes."""
     code = (
-        "import sys, neartext.collection as c\n"
+        "import sys, neartext.ingest as c\n"
         "c.EMBED_CHUNK = 16\n"
         "from neartext.reindex import reindex\n"
         "import neartext.encoders.sbert as s\n"

@@ -9,8 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,31 +16,28 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import ingest
 from .address import Address, parse_address
-from .cleaning import CleaningOptions, chunk_spans, clean
+from .cleaning import CleaningOptions, chunk_spans
 from .corpus import Record, read_corpus
 from .encoders import Encoder, EncoderSettings, canonical_name, load_encoder
 from .errors import InputError, ModelMismatch
-from .filters import Filter, parse_filter
-from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, blend, candidates, check_mode, rrf
+from .filters import Filter
+from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION
+from .ingest import clean_or_refuse
 from .lexical import script_shares
 from .manifest import Manifest
 from .results import IndexReport, SearchResult
-from .store import Document, Hit, Passage, Store
-from .store.factory import building, create_store, kind_of, open_store
-from .validate import check_text, check_value
+from .searching import SearchOptions, check_threshold, make_filter, search_vectors
+from .store import Document, Store
+from .store.factory import building, connected, create_store, kind_of, open_store, store_exists
+from .validate import check_text
 
 if TYPE_CHECKING:
     from .analysis import DedupResult, MiningResult
     from .clustering import ClusterResult
     from .evaluate import PairData
 
-EMBED_CHUNK = 1024  # texts encoded (and checkpointed) at a time
-
-
-def text_hash(text: str) -> str:
-    """Content hash of a text; with the model fingerprint it decides whether to re-embed."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 class Collection:
@@ -122,7 +117,7 @@ class Collection:
             chunk_spans("x", chunk, overlap)  # validates size/overlap
         # Read and clean the corpus before loading the model, so bad input fails fast.
         records = read_corpus(corpus, text, id_column, encoding=encoding)
-        kept, cleaned = _clean(records, corpus, cleaning or CleaningOptions())
+        kept, cleaned = clean_or_refuse(records, corpus, cleaning or CleaningOptions())
         with building(parse_address(path)) as tmp:
             col = cls._create_at(tmp, model, chunk, overlap, index, cleaning,
                                  {"text": list(text) if text else None, "id": id_column}, milvus)
@@ -134,6 +129,69 @@ class Collection:
             finally:
                 col.close()
         return cls.open(path, model=col.encoder), report
+
+    @classmethod
+    def index_corpus(
+        cls,
+        path: str | Path | Address,
+        corpus: str | Path,
+        text: Sequence[str] | None = None,
+        id_column: str | None = None,
+        *,
+        encoding: str = "utf-8",
+        progress: bool = False,
+        skip_near_duplicates: float | None = None,
+        model: str | None = None,
+        batch_size: int | None = None,
+        encoder_options: dict[str, Any] | None = None,
+        chunk: int | None = None,
+        overlap: int | None = None,
+        index: str | None = None,
+        cleaning: CleaningOptions | None = None,
+        milvus: dict[str, Any] | None = None,
+    ) -> tuple[IndexReport, bool]:
+        """Build the collection at ``path`` from ``corpus``, or, when one is there, bring it in
+        line with the corpus (new and changed texts embedded, absent ids removed). Returns the
+        report and whether the collection was created.
+
+        The options that shape a collection (``encoder_options`` such as prefixes or pooling,
+        ``chunk``, ``overlap``, ``index``, ``cleaning``, ``milvus``) apply when creating;
+        given for an existing collection they are an :class:`InputError` naming them, since
+        re-indexing keeps the collection's settings. ``model`` names the model to build with,
+        or for an existing collection the model it must have been built with.
+
+        >>> report, created = Collection.index_corpus("feedback/", "demo/feedback.csv",
+        ...                                           id_column="id")  # doctest: +SKIP
+        """
+        a = parse_address(path)
+        with connected(a):  # asked whether it exists, then opened or built
+            if store_exists(a):
+                given = [("--no-normalize" if k == "normalize" else "--" + k.replace("_", "-"))
+                         for k in (encoder_options or {})]
+                given += [f"--{k}" for k, v in (("chunk", chunk), ("overlap", overlap),
+                                                 ("index", index)) if v]
+                given += ["cleaning options"] * bool(cleaning)
+                given += ["--index-param/--search-param"] * bool(milvus)
+                if given:
+                    raise InputError(
+                        f"{path}: the collection exists, and {', '.join(given)} only apply when "
+                        "creating one; re-indexing keeps its settings (index into a new "
+                        "directory to change them)")
+                with cls.open(a, model=model) as col:
+                    report = col.index_file(corpus, text, id_column, encoding=encoding,
+                                            sync=True, progress=progress,
+                                            skip_near_duplicates=skip_near_duplicates)
+                return report, False
+            kw: dict[str, Any] = dict(encoder_options or {})
+            if batch_size is not None:
+                kw["batch_size"] = batch_size
+            settings = EncoderSettings(model=model or "default", **kw)
+            col, report = cls.from_file(
+                a, corpus, text, id_column, encoding=encoding, progress=progress,
+                model=settings, chunk=chunk, overlap=overlap or 0, index=index or "auto",
+                cleaning=cleaning, skip_near_duplicates=skip_near_duplicates, milvus=milvus)
+            col.close()
+            return report, True
 
     @classmethod
     def _create_at(
@@ -245,7 +303,7 @@ class Collection:
         skip_near_duplicates: float | None = None,
     ) -> IndexReport:
         """Clean ``records`` read from ``path`` with the collection's options, then upsert them."""
-        kept, cleaning = _clean(records, path, self.manifest.cleaning_options())
+        kept, cleaning = clean_or_refuse(records, path, self.manifest.cleaning_options())
         report = self.upsert(kept, sync=sync, progress=progress,
                              skip_near_duplicates=skip_near_duplicates)
         report.add_cleaning(cleaning)
@@ -266,106 +324,8 @@ class Collection:
         against a stored document or an earlier incoming one are not written; the report lists
         them. Updates of stored ids are always applied.
         """
-        if skip_near_duplicates is not None:
-            check_threshold(skip_near_duplicates)
-            if self.manifest.chunking:
-                raise InputError("--skip-near-duplicates works on collections without chunking")
-        t0 = time.perf_counter()
-        for r in records:
-            check_text(r.id, "a document id")
-            check_text(r.text, f"document {r.id!r}: text")
-            check_value(r.metadata, f"document {r.id!r}: metadata")
-        ids = [r.id for r in records]
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            dup = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
-            raise InputError(f"duplicate ids in one upsert: {', '.join(map(repr, dup[:3]))}")
-        report = IndexReport(rows_read=len(records))
-        old = {d.id: d for d in self.store.get(ids)}
-        docs: list[Document] = []
-        changed: list[Document] = []
-        for r in records:
-            h = text_hash(r.text)
-            prev = old.get(r.id)
-            if prev is not None and prev.hash == h and prev.metadata == r.metadata:
-                report.unchanged += 1
-                continue
-            doc = Document(r.id, r.text, dict(r.metadata), h)
-            docs.append(doc)
-            if prev is None or prev.hash != h:
-                changed.append(doc)
-        passages = self._passages(changed, report, progress)
-        if skip_near_duplicates is not None and passages:
-            docs, passages = self._drop_near_duplicates(
-                docs, passages, set(old), skip_near_duplicates, report)
-        delete_ids: list[str] = []
-        if sync:
-            keep = set(ids)
-            delete_ids = [i for i in self.store.document_hashes() if i not in keep]
-        if docs or delete_ids:
-            res = self.store.write(docs, passages, delete_ids)
-            report.added, report.updated, report.removed = res.added, res.updated, res.removed
-            report.warnings += res.warnings
-        report.seconds = time.perf_counter() - t0
-        return report
-
-    def _drop_near_duplicates(
-        self,
-        docs: list[Document],
-        passages: list[Passage],
-        stored: set[str],
-        threshold: float,
-        report: IndexReport,
-    ) -> tuple[list[Document], list[Passage]]:
-        from .analysis import near_duplicates
-
-        new = [p for p in passages if p.doc_id not in stored]
-        if not new:
-            return docs, passages
-        found = near_duplicates(self, [p.doc_id for p in new],
-                                np.stack([p.vector for p in new]), threshold)
-        report.near_duplicates = [{"id": i, "duplicate_of": d, "score": s}
-                                  for i, (d, s) in found.items()]
-        report.skipped_near_duplicates = len(found)
-        return ([d for d in docs if d.id not in found],
-                [p for p in passages if p.doc_id not in found])
-
-    def _passages(self, docs: list[Document], report: IndexReport, progress: bool) -> list[Passage]:
-        size, overlap = self.manifest.chunk_size, self.manifest.chunk_overlap
-        spans: list[tuple[Document, int, int, str]] = []
-        for d in docs:
-            if size:
-                for s, e in chunk_spans(d.text, size, overlap):
-                    spans.append((d, s, e, text_hash(d.text[s:e])))
-            else:
-                spans.append((d, 0, len(d.text), d.hash))
-        vectors = self.store.vectors_by_hash([h for *_, h in spans])
-        todo: dict[str, str] = {}
-        for d, s, e, h in spans:
-            if h not in vectors:
-                todo.setdefault(h, d.text[s:e])
-        report.vectors_reused = len(spans) - sum(1 for *_, h in spans if h not in vectors)
-        if todo:
-            vectors.update(self._embed(todo, report, progress))
-        return [Passage(d.id, s, e, h, vectors[h]) for d, s, e, h in spans]
-
-    def _embed(self, todo: dict[str, str], report: IndexReport, progress: bool) -> dict[str, np.ndarray]:
-        from tqdm.auto import tqdm
-
-        enc = self.encoder
-        # Longest first, as sentence-transformers does inside one call: batches pad little.
-        order = sorted(todo, key=lambda h: -len(todo[h]))
-        out: dict[str, np.ndarray] = {}
-        report.truncated += enc.count_truncated([todo[h] for h in order])
-        with tqdm(total=len(order), desc="embedding", unit="text", disable=not progress) as bar:
-            for i in range(0, len(order), EMBED_CHUNK):
-                part = order[i : i + EMBED_CHUNK]
-                vecs = enc.encode([todo[h] for h in part], kind="document")
-                self.store.stage_vectors(part, vecs)  # survives a crash before the final write
-                out.update(zip(part, vecs))
-                bar.update(len(part))
-        report.texts_embedded = len(order)
-        return out
+        return ingest.upsert(self, records, sync=sync, progress=progress,
+                             skip_near_duplicates=skip_near_duplicates)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete documents by id; returns how many existed. A problem after the commit (the
@@ -385,6 +345,7 @@ class Collection:
         mode: str = "semantic",
         fusion: str = DEFAULT_FUSION,
         alpha: float = DEFAULT_ALPHA,
+        options: SearchOptions | None = None,
     ) -> list[SearchResult]:
         """The ``k`` documents closest in meaning to ``query``, best first.
 
@@ -399,9 +360,11 @@ class Collection:
                 the BM25 score or the fused score accordingly.
             fusion: ``blend`` (``alpha`` * cosine + (1 - ``alpha``) * BM25 as a share of a
                 full match; the default) or ``rrf`` (reciprocal rank fusion), for hybrid mode.
+            options: all of ``k`` to ``alpha`` as one :class:`SearchOptions` (then those
+                arguments are not used).
         """
         return self.search_many([query], k, threshold=threshold, where=where, contains=contains,
-                                mode=mode, fusion=fusion, alpha=alpha)[0]
+                                mode=mode, fusion=fusion, alpha=alpha, options=options)[0]
 
     def search_many(
         self,
@@ -414,103 +377,37 @@ class Collection:
         mode: str = "semantic",
         fusion: str = DEFAULT_FUSION,
         alpha: float = DEFAULT_ALPHA,
+        options: SearchOptions | None = None,
     ) -> list[list[SearchResult]]:
         """:meth:`search` for several queries at once (encoded in one batch)."""
-        check_k(k)
-        check_threshold(threshold)
-        check_mode(mode, fusion, alpha)
+        opts = options or SearchOptions(k, threshold, mode, fusion, alpha)
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise InputError("empty query; give some text to search for")
             check_text(q, "query")
         flt = self.make_filter(where, contains)
-        vecs = None if mode == "keyword" else self.encoder.encode(list(queries), kind="query")
-        return self.search_vectors(vecs, k, threshold=threshold, where=flt, texts=list(queries),
-                                   mode=mode, fusion=fusion, alpha=alpha)
+        vecs = None if opts.mode == "keyword" else self.encoder.encode(list(queries),
+                                                                       kind="query")
+        return self.search_vectors(vecs, where=flt, texts=list(queries), options=opts)
 
     def make_filter(
         self, where: Sequence[str] | str | Filter | None = None, contains: Sequence[str] | None = None
     ) -> Filter:
         """Parse ``where``/``contains`` into a :class:`Filter` checked against the stored fields."""
-        flt = where if isinstance(where, Filter) else parse_filter(where, contains)
-        if isinstance(where, Filter) and contains:
-            flt = Filter(where.conditions, [*where.contains, *contains])
-        self._check_fields(flt)
-        return flt
+        return make_filter(self.store, where, contains)
 
     def search_vectors(
         self, vectors: np.ndarray | None, k: int = 10, *, threshold: float | None = None,
         where: Filter | None = None, texts: Sequence[str] | None = None, mode: str = "semantic",
         fusion: str = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA,
+        options: SearchOptions | None = None,
     ) -> list[list[SearchResult]]:
         """:meth:`search_many` for query vectors already encoded with the collection's model
         (the service encodes the queries of concurrent requests together, then calls this).
         Keyword and hybrid modes also need the query ``texts``; keyword mode needs no vectors."""
-        check_k(k)
-        check_threshold(threshold)
-        check_mode(mode, fusion, alpha)
-        if mode != "semantic":
-            if threshold is not None:
-                raise InputError(f"a threshold applies to cosine scores: use it with the semantic "
-                                 f"mode, not {mode}")
-            if texts is None:
-                raise InputError(f"{mode} search needs the query texts")
-        if mode != "keyword" and vectors is None:
-            raise InputError(f"{mode} search needs query vectors")
-        flt = where or None
-        chunked = bool(self.manifest.chunking)
-        ranked: list[list[tuple[str, float, Hit | None]]]
-        if mode == "semantic":
-            assert vectors is not None
-            ranked = [[(h.doc_id, h.score, h) for h in row
-                       if threshold is None or h.score >= threshold]
-                      for row in self.store.search(vectors, k, flt)]
-        elif mode == "keyword":
-            assert texts is not None
-            ranked = [[(h.doc_id, h.score, None) for h in row]
-                      for row in self.store.keyword_search(texts, k, flt)]
-        else:
-            assert texts is not None and vectors is not None
-            ranked = self._hybrid(vectors, texts, k, flt, fusion, alpha)
-        docs = {d.id: d for d in self.store.get(sorted({d for row in ranked for d, _, _ in row}))}
-        out = []
-        for row in ranked:
-            results = []
-            for doc_id, score, hit in row:
-                d = docs.get(doc_id)
-                if d is None:  # deleted by another process since the index was read
-                    continue
-                passage = d.text[hit.start:hit.end] if chunked and hit is not None else None
-                results.append(SearchResult(d.id, d.text, score, d.metadata, passage))
-            out.append(results)
-        return out
-
-    def _hybrid(self, vectors: np.ndarray, texts: Sequence[str], k: int, flt: Filter | None,
-                fusion: str, alpha: float) -> list[list[tuple[str, float, Hit | None]]]:
-        n = candidates(k)
-        sem_rows = self.store.search(vectors, n, flt)
-        kw_rows = self.store.keyword_search(texts, n, flt)
-        norms = self.store.keyword_norms(texts) if fusion == "blend" else [0.0] * len(texts)
-        out = []
-        for q, sem, kw, norm in zip(vectors, sem_rows, kw_rows, norms):
-            best = {h.doc_id: h for h in sem}
-            if fusion == "rrf":
-                fused = rrf([h.doc_id for h in sem], [h.doc_id for h in kw], k)
-            else:
-                cosine = {h.doc_id: h.score for h in sem}
-                missing = [h.doc_id for h in kw if h.doc_id not in cosine]
-                for doc, vecs in self.store.doc_vectors(missing).items():
-                    cosine[doc] = float(np.max(vecs @ q))
-                fused = blend(cosine, {h.doc_id: h.score for h in kw}, norm, alpha, k)
-            out.append([(doc, score, best.get(doc)) for doc, score in fused])
-        return out
-
-    def _check_fields(self, flt: Filter) -> None:
-        known = self.store.metadata_fields()
-        for f in sorted(flt.fields):
-            if f not in known:
-                listed = ", ".join(sorted(known)) or "none"
-                raise InputError(f"unknown metadata field '{f}' in filter; fields: {listed}")
+        opts = options or SearchOptions(k, threshold, mode, fusion, alpha)
+        return search_vectors(self.store, bool(self.manifest.chunking), vectors, texts,
+                              where or None, opts)
 
     # -- corpus-level operations (neartext.analysis) ---------------------------------------------
 
@@ -623,23 +520,3 @@ class Collection:
         if self._scripts is None or self._scripts[0] != gen:
             self._scripts = (gen, script_shares(self.store.iter_texts()))
         return dict(self._scripts[1])
-
-
-def _clean(records: list[Record], path: str | Path, options: CleaningOptions
-           ) -> tuple[list[Record], Any]:
-    """``cleaning.clean`` with the refusal of a corpus that keeps nothing."""
-    kept, cleaning = clean(records, options)
-    if not kept:
-        why = ", ".join(f"{n} {r}" for r, n in cleaning.dropped.items()) or "no rows"
-        raise InputError(f"{path}: nothing to index ({cleaning.read} rows read; dropped: {why})")
-    return kept, cleaning
-
-
-def check_k(k: int) -> None:
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise InputError(f"k must be a whole number >= 1 (got {k})")
-
-
-def check_threshold(threshold: float | None) -> None:
-    if threshold is not None and not -1.0 <= threshold <= 1.0:
-        raise InputError(f"threshold must be between -1 and 1 (got {threshold})")

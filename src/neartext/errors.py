@@ -13,6 +13,10 @@ class NeartextError(Exception):
     """Base class of all neartext errors."""
 
 
+class Interrupted(NeartextError):
+    """Work stopped on request (Ctrl-C) after saving what it could; the message says what."""
+
+
 class InputError(NeartextError, ValueError):
     """Bad user input: a corpus file, a column, an option value."""
 

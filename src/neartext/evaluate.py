@@ -23,9 +23,10 @@ import numpy as np
 
 from .encoders import Encoder, load_encoder
 from .errors import InputError
-from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, check_mode
+from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION
 from .metrics import pair_classification, sts_correlation
 from .readers import delimited_rows, jsonl_values, read_text
+from .searching import SearchOptions
 
 TEXT1 = ("sentence1", "text1", "question1", "s1", "text_a", "anchor", "query", "sentence_a")
 TEXT2 = ("sentence2", "text2", "question2", "s2", "text_b", "positive", "sentence_b", "passage")
@@ -249,7 +250,7 @@ def evaluate_retrieval_modes(model: str | Encoder, data: RetrievalData, modes: S
     from .store.vector_index import ExactIndex
 
     for mode in modes:
-        check_mode(mode, fusion, alpha)
+        SearchOptions(mode=mode, fusion=fusion, alpha=alpha)  # checked before any encoding
     qrels = {q: {d: g for d, g in rel.items() if d in data.corpus}
              for q, rel in data.qrels.items() if q in data.queries}
     qrels = {q: rel for q, rel in qrels.items() if rel}
@@ -345,7 +346,7 @@ def evaluate_collection(
     its text (exact, then with whitespace collapsed); rows whose passage is not there are skipped
     and counted. Returns the metrics plus ``queries`` and ``skipped``.
     """
-    from .collection import text_hash
+    from .ingest import text_hash
 
     p = Path(path)
     if gold_id is None:

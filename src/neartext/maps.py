@@ -110,6 +110,28 @@ def place(col: Collection, proj: Projection, queries: list[str], k: int = 10) ->
     return out
 
 
+def check_color_by(col: Collection, color_by: str | None) -> None:
+    """``cluster``, a metadata field of the collection, or None; an :class:`InputError` listing
+    the fields otherwise (asked before the projection is computed)."""
+    if color_by is None or color_by == "cluster":
+        return
+    known = col.store.metadata_fields()
+    if color_by not in known:
+        raise InputError(f"unknown metadata column '{color_by}' for --color-by; columns: "
+                         f"{', '.join(sorted(known)) or 'none'} (or 'cluster')")
+
+
+def map_clusters(col: Collection, n: int, method: str, *, threshold: float | None = None,
+                 k: int | None = None, min_size: int = 3, seed: int = 42, central: int = 3,
+                 progress: bool = False) -> Any:
+    """Clusters for colouring a map of ``n`` points; k-means without ``k`` makes about
+    sqrt(n/2) clusters (2 to 20), what a map can show in distinct colours."""
+    if method == "kmeans" and k is None:
+        k = max(2, min(20, round((n / 2) ** 0.5)))
+    return col.cluster(method, threshold=threshold, k=k, min_size=min_size, seed=seed,
+                       central=central, progress=progress)
+
+
 def colour_groups(col: Collection, proj: Projection, color_by: str | None,
                   clusters: Any = None) -> tuple[list[str], dict[str, str]]:
     """A group name per point (cluster label or metadata value) and a colour per group; the
@@ -123,10 +145,7 @@ def colour_groups(col: Collection, proj: Projection, color_by: str | None,
         of = dict(zip(clusters.ids, clusters.assignment.tolist()))
         names = [label.get(of.get(d, -1), "none") for d in proj.ids]
     else:
-        known = col.store.metadata_fields()
-        if color_by not in known:
-            raise InputError(f"unknown metadata column '{color_by}' for --color-by; columns: "
-                             f"{', '.join(sorted(known)) or 'none'} (or 'cluster')")
+        check_color_by(col, color_by)
         meta = {d.id: d.metadata for d in col.get(proj.ids)}
         names = [str(meta.get(d, {}).get(color_by, "none")) for d in proj.ids]
     counts: dict[str, int] = {}

@@ -68,6 +68,15 @@ class LocalBackend:
         self.feedback = FeedbackStore(self.collection.path)
         self.name = self.collection.path.name
 
+    def check_fields(self, fields: list[str]) -> None:
+        """Fields an answer shows (``--show``, ``--photo-column``): ``text`` or metadata."""
+        known = self.collection.store.metadata_fields()
+        for f in fields:
+            if f != "text" and f not in known:
+                self.close()
+                raise InputError(f"unknown field '{f}' for --show/--photo-column; fields: text, "
+                                 f"{', '.join(sorted(known))}")
+
     async def search(self, query: str, k: int, threshold: float | None = None) -> list[Hit]:
         rows = await asyncio.to_thread(self.collection.search, query, k, threshold=threshold)
         return [Hit(r.id, float(r.score), r.text, dict(r.metadata)) for r in rows]

@@ -49,6 +49,12 @@ class BotSettings:
     max_chars: int = MAX_QUERY_CHARS
     retries: int = 4
 
+    def __post_init__(self) -> None:
+        for flag, value in (("-k", self.k), ("--per-minute", self.per_minute),
+                            ("--max-chars", self.max_chars)):
+            if value < 1:
+                raise InputError(f"{flag} must be at least 1")
+
 
 class RedactToken(logging.Filter):
     """Replaces the bot token wherever it would appear in a log record (URLs in errors)."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, MissingExtra
+from ..searching import SearchOptions
 from ..tables import check_output_dir, publish_dir
 from ..validate import check_text
 
@@ -81,10 +82,11 @@ def check_params(params: dict[str, Any] | None) -> dict[str, Any]:
                          f"{', '.join(PARAMS)}")
     if p["mode"] not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}; got {p['mode']!r}")
-    if int(p["top_k"]) < 1:
-        raise InputError(f"top_k must be at least 1; got {p['top_k']}")
-    if not -1 <= float(p["similarity_threshold"]) <= 1:
-        raise InputError(f"similarity_threshold must be in [-1, 1]; got {p['similarity_threshold']}")
+    try:
+        p["options"] = SearchOptions(k=int(p["top_k"]),
+                                     threshold=float(p["similarity_threshold"]))
+    except (InputError, TypeError, ValueError) as e:
+        raise InputError(f"{e} (parameters top_k and similarity_threshold)") from None
     return p
 
 
@@ -116,10 +118,11 @@ class NeartextModel(_Base):  # type: ignore[misc]
 
         queries = queries_of(model_input)
         p = check_params(params)
-        k, t = int(p["top_k"]), float(p["similarity_threshold"])
+        opts = p["options"]
+        k, t = opts.k, opts.threshold
         rows = []
         if p["mode"] == "search":
-            results = self.collection.search_many(queries, k, threshold=t)
+            results = self.collection.search_many(queries, options=opts)
         else:
             results = [paraphrases(self.collection, q, t, top_k=k)[0] for q in queries]
         for q, hits in zip(queries, results):

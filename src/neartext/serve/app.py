@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..errors import InputError, NeartextError, StorageError
 from ..results import SearchResult
+from ..searching import SearchOptions
 from . import schemas as S
 from .engine import Engine, NotFound
 from .settings import ServeSettings
@@ -117,13 +118,12 @@ def _hit(r: SearchResult) -> S.Hit:
 
 def _map_payload(col: Any, color_by: str | None, sample: int | None, method: str,
                  threshold: float | None, k: int | None, min_size: int) -> dict[str, Any]:
-    from ..maps import colour_groups, map_payload, project
+    from ..maps import check_color_by, colour_groups, map_clusters, map_payload, project
 
+    check_color_by(col, color_by)
     proj = project(col, sample=sample)
-    if method == "kmeans" and k is None:
-        k = max(2, min(20, round((len(proj.ids) / 2) ** 0.5)))
-    clusters = (col.cluster(method, threshold=threshold, k=k, min_size=min_size)
-                if color_by == "cluster" else None)
+    clusters = (map_clusters(col, len(proj.ids), method, threshold=threshold, k=k,
+                             min_size=min_size) if color_by == "cluster" else None)
     names, colours = colour_groups(col, proj, color_by, clusters)
     texts = {d.id: d.text for d in col.get(proj.ids)}
     return map_payload(proj, names, colours, texts)
@@ -257,8 +257,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
             raise ApiError(413, f"{len(queries)} queries x k={body.k} = {len(queries) * body.k} "
                                 f"results; the limit is {limits.max_results} per request "
                                 "(send fewer queries or a smaller k)")
-        rows = await engine.search(name, queries, body.k, body.threshold, body.where, body.contains,
-                                   body.mode, body.fusion, body.alpha)
+        opts = SearchOptions(body.k, body.threshold, body.mode, body.fusion, body.alpha)
+        rows = await engine.search(name, queries, opts, body.where, body.contains)
         return S.SearchResponse(results=[[_hit(r) for r in row] for row in rows])
 
     @app.post("/collections/{name}/paraphrases", tags=["search"])

@@ -9,7 +9,7 @@ Example::
 
     engine = Engine(ServeSettings.from_args(["demo/feedback"]))
     await engine.start()
-    hits = await engine.search("feedback", ["app crashes"], k=5)
+    hits = await engine.search("feedback", ["app crashes"], SearchOptions(k=5))
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from ..encoders import Encoder, EncoderSettings, load_encoder
 from ..errors import InputError
 from ..feedback import FeedbackStore
 from ..filters import Filter
-from ..hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, check_mode
 from ..results import SearchResult
+from ..searching import SearchOptions
 from .batcher import MicroBatcher
 from .settings import ServeSettings
 
@@ -55,12 +55,8 @@ class EncodeJob:
 class SearchJob:
     collection: str
     queries: list[str]
-    k: int
-    threshold: float | None
+    options: SearchOptions
     filter: Filter
-    mode: str = "semantic"
-    fusion: str = DEFAULT_FUSION
-    alpha: float = DEFAULT_ALPHA
 
 
 Job = EncodeJob | SearchJob
@@ -190,21 +186,15 @@ class Engine:
         n = max(1, self.settings.max_batch)
         return [items[i:i + n] for i in range(0, len(items), n)] or [items]
 
-    async def search(self, name: str, queries: list[str], k: int = 10, threshold: float | None = None,
-                     where: Sequence[str] | None = None, contains: Sequence[str] | None = None,
-                     mode: str = "semantic", fusion: str = DEFAULT_FUSION,
-                     alpha: float = DEFAULT_ALPHA
+    async def search(self, name: str, queries: list[str], options: SearchOptions,
+                     where: Sequence[str] | None = None, contains: Sequence[str] | None = None
                      ) -> list[list[SearchResult]]:
         served = self.get(name)
-        check_mode(mode, fusion, alpha)
-        if threshold is not None and mode != "semantic":
-            raise InputError(f"a threshold applies to cosine scores: use it with the semantic "
-                             f"mode, not {mode}")
         flt = served.collection.make_filter(list(where or []), list(contains or []))
         out: list[list[SearchResult]] = []
         for part in self._turns(queries):  # fair: other clients' requests go between turns
             out += await self.batchers[served.model_key].submit(
-                SearchJob(name, part, k, threshold, flt, mode, fusion, alpha))
+                SearchJob(name, part, options, flt))
         return out
 
     def _handle(self, enc: Encoder, jobs: list[Job]) -> list[Any]:
@@ -212,7 +202,7 @@ class Engine:
         (collection, filter) group."""
         by_kind: dict[Kind, dict[str, int]] = {"query": {}, "document": {}}
         for j in jobs:
-            if isinstance(j, SearchJob) and j.mode == "keyword":
+            if isinstance(j, SearchJob) and j.options.mode == "keyword":
                 continue  # no vectors needed
             kind: Kind = j.kind if isinstance(j, EncodeJob) else "query"
             for t in (j.texts if isinstance(j, EncodeJob) else j.queries):
@@ -225,17 +215,19 @@ class Engine:
             if isinstance(j, EncodeJob):
                 results[i] = vectors[j.kind][[by_kind[j.kind][t] for t in j.texts]]
             else:
-                groups[(j.collection, repr(j.filter), j.mode, j.fusion, j.alpha)].append((i, j))
+                o = j.options
+                groups[(j.collection, repr(j.filter), o.mode, o.fusion, o.alpha)].append((i, j))
         for (name, *_), members in groups.items():
             col = self.collections[name].collection
             first = members[0][1]
             texts = [t for _, j in members for t in j.queries]
-            vecs = (None if first.mode == "keyword"
+            vecs = (None if first.options.mode == "keyword"
                     else vectors["query"][[by_kind["query"][t] for t in texts]])
-            k = max(j.k for _, j in members)
+            # one search for the group: the largest k, thresholds applied per job below
+            opts = dataclasses.replace(first.options, k=max(j.options.k for _, j in members),
+                                       threshold=None)
             try:
-                hits = col.search_vectors(vecs, k, where=first.filter, texts=texts, mode=first.mode,
-                                          fusion=first.fusion, alpha=first.alpha)
+                hits = col.search_vectors(vecs, where=first.filter, texts=texts, options=opts)
             except Exception as e:
                 for i, _ in members:
                     results[i] = e
@@ -244,7 +236,8 @@ class Engine:
             for i, j in members:
                 mine = hits[pos:pos + len(j.queries)]
                 pos += len(j.queries)
-                results[i] = [[r for r in row[:j.k] if j.threshold is None or r.score >= j.threshold]
+                floor = j.options.threshold
+                results[i] = [[r for r in row[:j.options.k] if floor is None or r.score >= floor]
                               for row in mine]
         return results
 

@@ -21,6 +21,12 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 API_KEY_ENV = "NEARTEXT_API_KEY"
 
 
+def check_port(port: int) -> int:
+    if not 0 < port < 65536:
+        raise InputError(f"--port {port}: give a port between 1 and 65535")
+    return port
+
+
 def check_name(name: str) -> str:
     """A collection name is a URL path segment: letters, digits, ``_ . -``; no ``..``."""
     if not NAME.match(name) or ".." in name:
@@ -55,6 +61,15 @@ class ServeSettings:
     max_batch: int = 64
     max_wait_ms: float = 2.0
     forward_batch: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_texts", "max_text_chars", "max_k", "max_results",
+                     "max_batch", "forward_batch"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1 "
+                                 f"(got {getattr(self, name)})")
+        if self.max_wait_ms < 0:
+            raise InputError(f"--max-wait-ms must be 0 or more (got {self.max_wait_ms})")
 
     @classmethod
     def from_args(cls, specs: Sequence[str], **kw: object) -> ServeSettings:

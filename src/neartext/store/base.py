@@ -44,7 +44,7 @@ def check_manifest(where: object, manifest: Any) -> dict[str, Any]:
 
 def check_store_manifest(where: object, manifest: Any) -> dict[str, Any]:
     """What a store needs of a manifest (an object with an integer ``dim``); the rest is the
-    collection's to check (:func:`check_manifest`)."""
+    collection's to check (:class:`neartext.manifest.Manifest`)."""
     if not isinstance(manifest, dict) or not isinstance(manifest.get("dim"), int) \
             or isinstance(manifest.get("dim"), bool):
         check_manifest(where, manifest)  # raises, naming the field at fault

@@ -32,7 +32,7 @@ from typing import Any
 
 from .. import __version__
 from ..encoders import EncoderSettings, backend_of, load_encoder
-from ..errors import InputError, MissingExtra, NeartextError
+from ..errors import InputError, Interrupted, MissingExtra
 from .batch_size import BatchProbe, available_memory, cap_for_rows, find_batch_size
 from .data import TrainingData, load_training_data
 from .evaluation import EvalSet, trainer_evaluator
@@ -44,7 +44,7 @@ CONFIG_FILE = "training_config.json"
 METRICS_FILE = "metrics.json"
 
 
-class TrainingInterrupted(NeartextError):
+class TrainingInterrupted(Interrupted):
     """Training stopped on Ctrl-C; the model so far and a checkpoint were kept."""
 
 

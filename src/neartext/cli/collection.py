@@ -1,0 +1,253 @@
+"""``neartext`` commands: building, updating, searching and looking after collections."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..encoders.base import POOLING_MODES
+from ..errors import InputError
+from .common import (
+    add_corpus_options,
+    add_index_options,
+    add_mode_options,
+    add_model_options,
+    add_near_dup_option,
+    add_output_options,
+    milvus_options,
+    print_report,
+    print_results,
+    show_progress,
+    split_list,
+)
+
+
+def register(sub: Any) -> None:
+    """Add the index, upsert, search, delete, info, repair, migrate, reindex commands to ``sub``."""
+    p = sub.add_parser("index", help="build a collection from a corpus file (or re-index it)")
+    p.add_argument("corpus", help=".txt, .csv, .tsv, .jsonl or .parquet file")
+    p.add_argument("-c", "--collection", required=True,
+                   help="collection: a directory, milvus://HOST:PORT/NAME or milvus-lite:FILE")
+    add_corpus_options(p)
+    add_model_options(p)
+    g = p.add_argument_group("collection")
+    g.add_argument("--chunk", type=int, help="split texts into passages of N words")
+    g.add_argument("--overlap", type=int, default=0, help="words shared by adjacent passages")
+    add_index_options(g)
+    g = p.add_argument_group("cleaning")
+    g.add_argument("--no-clean", action="store_true", help="keep every row as it is")
+    g.add_argument("--keep-duplicates", action="store_true", help="keep exact duplicate texts")
+    g.add_argument("--junk", help="comma-separated placeholder values to drop (replaces defaults)")
+    g.add_argument("--strip-html", action="store_true", help="remove HTML tags")
+    g.add_argument("--strip-urls", action="store_true", help="remove URLs")
+    g.add_argument("--collapse-whitespace", action="store_true", help="collapse runs of spaces")
+    add_near_dup_option(p)
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_index)
+
+    p = sub.add_parser("upsert", help="add or replace documents without a full rebuild")
+    p.add_argument("collection")
+    p.add_argument("corpus")
+    add_corpus_options(p)
+    add_near_dup_option(p)
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_upsert)
+
+    p = sub.add_parser("search", help="find the texts closest in meaning to a query")
+    p.add_argument("collection")
+    p.add_argument("query", nargs="?", help="the query text (or use --queries FILE)")
+    p.add_argument("--queries", dest="queries_file", help="a file with one query per line")
+    p.add_argument("-k", type=int, default=10, help="results per query (default 10)")
+    p.add_argument("--threshold", type=float, help="minimum score, in [-1, 1]")
+    p.add_argument("--where", action="append", default=[],
+                   help="metadata condition, e.g. 'year>=2022' (repeat for AND)")
+    p.add_argument("--contains", action="append", default=[],
+                   help="only texts containing this word (repeatable)")
+    add_mode_options(p)
+    p.add_argument("--model", help="check that this model is the collection's")
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_search)
+
+    p = sub.add_parser("delete", help="remove documents by id")
+    p.add_argument("collection")
+    p.add_argument("ids", nargs="+")
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_delete)
+
+    p = sub.add_parser("info", help="size, model and settings of a collection")
+    p.add_argument("collection")
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_info)
+
+    p = sub.add_parser("repair", help="rebuild a collection's vector index from its database "
+                                      "and report what was wrong")
+    p.add_argument("collection")
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_repair)
+
+    p = sub.add_parser("migrate", help="copy a collection to another store (a directory, Milvus) "
+                                       "without re-embedding")
+    p.add_argument("source", help="collection to copy (directory or Milvus address)")
+    p.add_argument("destination", help="where to copy it (must not exist yet)")
+    g = p.add_argument_group("destination index")
+    add_index_options(g)
+    g.set_defaults(index=None)
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_migrate)
+
+    p = sub.add_parser("reindex", help="re-embed a collection with another model (swapped in when done)")
+    p.add_argument("collection")
+    p.add_argument("--model", required=True, help="the new model: name or local directory")
+    p.add_argument("--query-prefix", default=None, help="text put before every query (default: the model's)")
+    p.add_argument("--document-prefix", default=None, help="text put before every document")
+    p.add_argument("--pooling", choices=POOLING_MODES, help="override the model's pooling")
+    p.add_argument("--max-seq-length", type=int, help="tokens read per text")
+    p.add_argument("--keep-previous", action="store_true",
+                   help="keep the old version at COLLECTION.previous")
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_reindex)
+
+
+def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
+    from ..cleaning import DEFAULT_JUNK, CleaningOptions
+    from ..collection import Collection
+
+    encoder_options = {k: v for k, v in (
+        ("query_prefix", args.query_prefix), ("document_prefix", args.document_prefix),
+        ("pooling", args.pooling), ("max_seq_length", args.max_seq_length),
+        ("normalize", False if args.no_normalize else None)) if v is not None}
+    cleaning = None
+    if (args.no_clean or args.keep_duplicates or args.junk is not None or args.strip_html
+            or args.strip_urls or args.collapse_whitespace):
+        junk = tuple(split_list(args.junk) or ()) if args.junk is not None else DEFAULT_JUNK
+        cleaning = CleaningOptions(
+            enabled=not args.no_clean, drop_duplicates=not args.keep_duplicates,
+            junk_values=junk, strip_html=args.strip_html, strip_urls=args.strip_urls,
+            collapse_whitespace=args.collapse_whitespace)
+    report, _ = Collection.index_corpus(
+        args.collection, args.corpus, split_list(args.text), args.id_column,
+        encoding=args.encoding, progress=show_progress(args),
+        skip_near_duplicates=args.skip_near_duplicates, model=args.model,
+        batch_size=args.batch_size, encoder_options=encoder_options, chunk=args.chunk,
+        overlap=args.overlap, index=args.index, cleaning=cleaning, milvus=milvus_options(args))
+    return print_report(args, report, args.collection)
+
+
+def _cmd_upsert(args: argparse.Namespace) -> dict[str, Any]:
+    from ..collection import Collection
+
+    with Collection.open(args.collection) as col:
+        report = col.index_file(args.corpus, split_list(args.text), args.id_column,
+                                encoding=args.encoding, progress=show_progress(args),
+                                skip_near_duplicates=args.skip_near_duplicates)
+    return print_report(args, report, args.collection)
+
+
+def _cmd_search(args: argparse.Namespace) -> Any:
+    from ..collection import Collection
+    from ..searching import SearchOptions
+
+    if (args.query is None) == (args.queries_file is None):
+        raise InputError("give a query or --queries FILE (one of them)")
+    if args.queries_file:
+        from ..readers import lines, read_text
+
+        qpath = Path(args.queries_file)
+        queries = [q.strip() for q in lines(read_text(qpath)) if q.strip()]
+        if not queries:
+            raise InputError(f"{qpath}: no queries in the file")
+    else:
+        queries = [args.query]
+    opts = SearchOptions(args.k, args.threshold, args.mode, args.fusion, args.alpha)
+    with Collection.open(args.collection, model=args.model) as col:
+        results = col.search_many(queries, where=args.where, contains=args.contains,
+                                  options=opts)
+    if not args.json:
+        for q, rows in zip(queries, results):
+            if len(queries) > 1:
+                print(f"\n# {q}")
+            print_results(rows)
+    dicts = [[r.to_dict() for r in rows] for rows in results]
+    if args.queries_file:
+        return [{"query": q, "results": d} for q, d in zip(queries, dicts)]
+    return dicts[0]
+
+
+def _cmd_delete(args: argparse.Namespace) -> dict[str, Any]:
+    from ..collection import Collection
+
+    with Collection.open(args.collection) as col:
+        removed = col.delete(args.ids)
+        left = len(col)
+    if not args.json:
+        print(f"{args.collection}: {removed} removed, {len(args.ids) - removed} not found, "
+              f"{left} documents left")
+    return {"collection": args.collection, "removed": removed,
+            "not_found": len(args.ids) - removed, "documents": left}
+
+
+def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
+    from ..collection import Collection
+
+    with Collection.open(args.collection) as col:
+        info = col.info()
+    if not args.json:
+        width = max(len(k) for k in info)
+        for k, v in info.items():
+            print(f"{k:<{width}}  {json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v}")
+    return info
+
+
+def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
+    from ..collection import Collection
+
+    with Collection.open(args.collection) as col:
+        res = col.repair()
+    if not args.json:
+        before = res.get("index_file_before")
+        if before is not None:
+            was = (f"the index file held {before.get('vectors')} vectors of generation "
+                   f"{before.get('generation')}" if "vectors" in before else
+                   f"the index file was unusable ({before.get('problem')})")
+            print(f"{args.collection}: index rebuilt from the database: {res['passages']} vectors "
+                  f"for {res['documents']} documents at generation {res['generation']} ({was}); "
+                  f"database check: {res['database']}")
+            for key, what in (("passages_without_document", "passages without a document"),
+                              ("documents_without_passage", "documents without a passage")):
+                if res.get(key):
+                    print(f"warning: {res[key]} {what}", file=sys.stderr)
+        else:
+            print(f"{args.collection}: {res.get('note')}; {res['documents']} documents")
+    return res
+
+
+def _cmd_migrate(args: argparse.Namespace) -> dict[str, Any]:
+    from ..migrate import migrate
+
+    report = migrate(args.source, args.destination, index=args.index,
+                     milvus=milvus_options(args), progress=show_progress(args))
+    if not args.json:
+        print(report.summary())
+    return report.to_dict()
+
+
+def _cmd_reindex(args: argparse.Namespace) -> dict[str, Any]:
+    from ..encoders import EncoderSettings
+    from ..reindex import reindex
+
+    settings: Any = args.model
+    if any(v is not None for v in (args.query_prefix, args.document_prefix, args.pooling,
+                                   args.max_seq_length)):
+        settings = EncoderSettings(model=args.model, query_prefix=args.query_prefix,
+                                   document_prefix=args.document_prefix, pooling=args.pooling,
+                                   max_seq_length=args.max_seq_length)
+    report = reindex(args.collection, settings, progress=show_progress(args),
+                     keep_previous=args.keep_previous)
+    if not args.json:
+        print(report.summary())
+        for note in report.notes:
+            print(f"  note: {note}")
+    return report.to_dict()

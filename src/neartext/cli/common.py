@@ -1,0 +1,186 @@
+"""Options and output shared by the ``neartext`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from ..clustering import METHODS as CLUSTER_METHODS
+from ..encoders.base import POOLING_MODES
+from ..errors import InputError
+from ..hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
+from ..store.local import INDEX_KINDS
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=None,
+                   help="built-in model name or local sentence-transformers directory "
+                        "(default: all-MiniLM-L6-v2)")
+    g.add_argument("--query-prefix", default=None, help="text put before every query")
+    g.add_argument("--document-prefix", default=None, help="text put before every document")
+    g.add_argument("--pooling", choices=POOLING_MODES, help="override the model's pooling")
+    g.add_argument("--max-seq-length", type=int, help="tokens read per text (longer: truncated)")
+    g.add_argument("--no-normalize", action="store_true", help="keep raw vector lengths (dot product)")
+    g.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
+
+
+def add_index_options(g: Any) -> None:
+    g.add_argument("--index", default=None, choices=INDEX_KINDS,
+                   help="vector index (auto: exact below 200k passages, IVF above; on a Milvus "
+                        "server AUTOINDEX, on Milvus Lite exact)")
+    g.add_argument("--index-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="Milvus index parameter, e.g. M=32, nlist=4096, metric_type=COSINE "
+                        "(repeatable)")
+    g.add_argument("--search-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="Milvus search parameter, e.g. ef=128 or nprobe=32 (repeatable)")
+
+
+def milvus_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--index-param``/``--search-param`` as the ``milvus`` argument of Collection.create."""
+    def parse(items: list[str], flag: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise InputError(f"{flag} '{item}': write KEY=VALUE, e.g. {flag} ef=128")
+            v = value.strip()
+            out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
+        return out
+    if not args.index_param and not args.search_param:
+        return None
+    return {"index_params": parse(args.index_param, "--index-param"),
+            "search_params": parse(args.search_param, "--search-param")}
+
+
+def add_corpus_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("corpus")
+    g.add_argument("--text", help="text column(s), comma-separated; several are joined")
+    g.add_argument("--id", dest="id_column", help="id column (default: ids from the text)")
+    g.add_argument("--encoding", default="utf-8", help="file encoding (default utf-8)")
+
+
+def add_cluster_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("clustering")
+    g.add_argument("--method", default="community", choices=CLUSTER_METHODS,
+                   help="community (at --threshold), kmeans (--k clusters) or hdbscan")
+    g.add_argument("--threshold", type=float,
+                   help="community: cosine linking a text to a centre (default: the calibrated "
+                        "threshold, else 0.75)")
+    g.add_argument("--min-size", type=int, default=3, help="community/hdbscan: smallest cluster (3)")
+    g.add_argument("--k", type=int, help="kmeans: number of clusters")
+    g.add_argument("--seed", type=int, default=42)
+
+
+def add_mode_options(p: argparse.ArgumentParser, repeat: bool = False) -> None:
+    modes = list(MODES)
+    if repeat:
+        p.add_argument("--mode", action="append", choices=modes,
+                       help="semantic (default), keyword or hybrid; repeat to compare")
+    else:
+        p.add_argument("--mode", default="semantic", choices=modes,
+                       help="semantic (vectors), keyword (BM25 over stemmed words) or hybrid (both)")
+    p.add_argument("--fusion", default=DEFAULT_FUSION, choices=FUSIONS,
+                   help="hybrid: weighted blend (default) or reciprocal rank fusion")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help=f"blend: weight of the cosine, the rest goes to BM25 (default {DEFAULT_ALPHA})")
+
+
+def add_threshold(p: argparse.ArgumentParser, op: str) -> None:
+    from ..analysis import DEFAULT_THRESHOLDS
+
+    p.add_argument("--threshold", type=float,
+                   help=f"minimum similarity (default: the collection's calibrated threshold, "
+                        f"else {DEFAULT_THRESHOLDS[op]})")
+
+
+def add_pair_columns(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text1", help="first text column (name or 1-based position)")
+    p.add_argument("--text2", help="second text column")
+    p.add_argument("--score", "--label", dest="score", help="score or 0/1 label column (name or position)")
+    p.add_argument("--encoding", default="utf-8")
+
+
+def add_near_dup_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-near-duplicates", type=float, metavar="T",
+                   help="skip incoming texts scoring >= T against the collection or each other")
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and not args.json and sys.stderr.isatty()
+
+
+def split_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def one_line(text: str, width: int = 100) -> str:
+    t = " ".join(text.split())
+    return t if len(t) <= width else t[: width - 1] + "…"
+
+
+def at_least_one(*options: tuple[str, int]) -> None:
+    for name, value in options:
+        if value < 1:
+            raise InputError(f"{name} must be at least 1")
+
+
+def print_report(args: argparse.Namespace, report: Any, path: Any) -> dict[str, Any]:
+    if not args.json:
+        print(f"{path}: {report.summary()}")
+        for nd in report.near_duplicates[:10]:
+            print(f"  skipped {nd['id']}: {nd['score']:.3f} to {nd['duplicate_of']}")
+        if len(report.near_duplicates) > 10:
+            print(f"  ... and {len(report.near_duplicates) - 10} more (see --json)")
+    return {"collection": str(path), **report.to_dict()}
+
+
+def print_results(rows: list) -> None:
+    if not rows:
+        print("no results (nothing matched the filters or passed the threshold)")
+    for i, r in enumerate(rows, 1):
+        text = " ".join((r.passage or r.text).split())
+        print(f"{i:>2}. {r.score:.3f}  {r.id}  {text}")
+        meta = "  ".join(f"{k}={v}" for k, v in r.metadata.items() if v is not None)
+        if meta:
+            print(f"    {meta}")
+
+
+def log_warnings(command: str) -> None:
+    """Warnings the library logs (e.g. an index cache that could not be saved after a committed
+    write) go to stderr as one line each."""
+    logger = logging.getLogger("neartext")
+    if not any(getattr(h, "_neartext_cli", False) for h in logger.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter(f"neartext {command}: warning: %(message)s"))
+        h.setLevel(logging.WARNING)
+        h._neartext_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(h)
+
+
+def resolve_api_key(given: str | None, key_file: str | None) -> str | None:
+    """The key from --api-key (with a warning: other users see it in ``ps``) or --api-key-file;
+    None lets the environment variable decide."""
+    if given is not None and key_file is not None:
+        raise InputError("give --api-key or --api-key-file, not both")
+    if given is not None:
+        print("warning: --api-key is visible to other users of this machine in the process "
+              "list; prefer NEARTEXT_API_KEY or --api-key-file", file=sys.stderr)
+        return given
+    if key_file is not None:
+        from ..readers import read_text
+
+        key = read_text(key_file).strip()
+        if not key or "\n" in key:
+            raise InputError(f"{key_file}: expected one line holding the API key")
+        return key
+    return None

@@ -1,0 +1,250 @@
+"""``neartext`` commands: serving, exporting and the Telegram bot; ratings."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, MissingExtra
+from .common import (
+    add_output_options,
+    resolve_api_key,
+)
+
+
+def register(sub: Any) -> None:
+    """Add the serve, export, distill, bot, feedback commands to ``sub``."""
+    p = sub.add_parser("serve", help="serve collections over HTTP with a web UI (needs neartext[serve])")
+    p.add_argument("collections", nargs="*", metavar="[NAME=]DIR",
+                   help="collections to serve; the name is the directory's unless NAME= is given")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; 0.0.0.0 serves other machines)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", help="model of /embed, /similarity and /v1/embeddings "
+                                   "(default: the first collection's)")
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY'; visible to other users in the "
+                        "process list: prefer NEARTEXT_API_KEY or --api-key-file")
+    p.add_argument("--api-key-file", metavar="FILE",
+                   help="read the API key from FILE (default: $NEARTEXT_API_KEY, else no key)")
+    from ..serve.settings import ServeSettings as SS  # light: no FastAPI import
+
+    g = p.add_argument_group("limits and batching")
+    g.add_argument("--max-body-bytes", type=int, default=SS.max_body_bytes)
+    g.add_argument("--max-texts", type=int, default=SS.max_texts, help="texts per request")
+    g.add_argument("--max-text-chars", type=int, default=SS.max_text_chars)
+    g.add_argument("--max-k", type=int, default=SS.max_k)
+    g.add_argument("--max-results", type=int, default=SS.max_results,
+                   help="queries x k per search request")
+    g.add_argument("--max-batch", type=int, default=SS.max_batch,
+                   help="texts encoded together from concurrent requests (1: no micro-batching)")
+    g.add_argument("--max-wait-ms", type=float, default=SS.max_wait_ms,
+                   help="how long a batch waits for more requests")
+    g.add_argument("--forward-batch", type=int, default=SS.forward_batch,
+                   help="texts per forward pass within a batch (small passes pad less)")
+    p.set_defaults(json=False, quiet=False)
+    p.set_defaults(handler=_cmd_serve)
+
+    p = sub.add_parser("export", help="deployable forms: an MLflow model of a collection, an ONNX model")
+    ex = p.add_subparsers(dest="export_kind", required=True, metavar="FORMAT")
+    q = ex.add_parser("mlflow", help="an MLflow pyfunc model: the encoder plus the stored vectors")
+    q.add_argument("collection")
+    q.add_argument("-o", "--output", help="directory to save the model in")
+    q.add_argument("--log", action="store_true",
+                   help="log it to MLflow's tracking store instead (MLFLOW_TRACKING_URI, else MLflow's "
+                        "default)")
+    q.add_argument("--force", action="store_true", help="replace an existing output directory")
+    add_output_options(q)
+    q = ex.add_parser("onnx", help="an ONNX model (pooling inside) + tokenizer, run without torch")
+    q.add_argument("--model", default="default", help="the model to export: name or local path")
+    q.add_argument("-o", "--output", required=True, help="directory to write")
+    q.add_argument("--quantize", choices=["int8"], help="also write an int8 model and use it")
+    q.add_argument("--force", action="store_true", help="replace an existing output directory")
+    add_output_options(q)
+    p.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser("distill", help="a static (model2vec) model from a sentence-transformers model")
+    p.add_argument("--model", default="default", help="the model to distill: name or local path")
+    p.add_argument("-o", "--output", required=True, help="directory for the static model")
+    p.add_argument("--pca-dims", type=int, default=256,
+                   help="dimensions kept by PCA (default 256; 0 keeps the model's)")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_distill)
+
+    p = sub.add_parser("bot", help="a Telegram bot answering with the top-k results, 👍/👎 stored")
+    p.add_argument("collection", nargs="?", help="collection directory (or use --url)")
+    p.add_argument("--url", help="a running service's collection, e.g. http://127.0.0.1:8000/collections/memes")
+    p.add_argument("--api-key", help="the service's API key (default: NEARTEXT_API_KEY; on the "
+                                     "command line it is visible in the process list)")
+    p.add_argument("-k", type=int, default=5, help="answers per question (5)")
+    p.add_argument("--show", default="text",
+                   help="fields in an answer, comma-separated: text and/or metadata columns")
+    p.add_argument("--photo-column", help="metadata column holding an image URL: answers are photos")
+    p.add_argument("--threshold", type=float, help="minimum score of an answer")
+    p.add_argument("--per-minute", type=int, default=20, help="questions per chat per minute (20)")
+    p.add_argument("--max-chars", type=int, default=500, help="longest question (500 characters)")
+    for name, what in (("start", "/start"), ("help", "/help"), ("nothing", "no-answer")):
+        p.add_argument(f"--{name}-text", help=f"the {what} message (text, or @file); "
+                                              "{k} and {max_chars} are filled in")
+    p.add_argument("--webhook", metavar="URL", help="receive updates at this public URL instead of polling")
+    p.add_argument("--host", default="0.0.0.0", help="webhook: interface to listen on")
+    p.add_argument("--port", type=int, default=8443, help="webhook: port to listen on (8443)")
+    p.add_argument("--secret", help="webhook: secret Telegram sends back with every update")
+    p.add_argument("--api-server", help="another Bot API server (default: Telegram's)")
+    p.set_defaults(json=False, quiet=False)
+    p.set_defaults(handler=_cmd_bot)
+
+    p = sub.add_parser("feedback", help="ratings stored by the service")
+    fb = p.add_subparsers(dest="feedback_kind", required=True, metavar="ACTION")
+    q = fb.add_parser("export", help="write ratings as training data for 'neartext train'")
+    q.add_argument("collection")
+    q.add_argument("-o", "--output", required=True, help=".csv or .tsv to write")
+    add_output_options(q)
+    q = fb.add_parser("list", help="the stored ratings, newest first")
+    q.add_argument("collection")
+    q.add_argument("-n", "--limit", type=int, default=50)
+    add_output_options(q)
+    p.set_defaults(handler=_cmd_feedback)
+
+
+def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from ..serve import ServeSettings, run
+        from ..serve.settings import check_port
+    except ImportError as e:
+        raise MissingExtra(e.name or "fastapi", "serve") from None
+    check_port(args.port)
+    api_key = resolve_api_key(args.api_key, args.api_key_file)
+    settings = ServeSettings.from_args(
+        args.collections, api_key=api_key, model=args.model, max_results=args.max_results,
+        max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
+        max_text_chars=args.max_text_chars, max_k=args.max_k, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, forward_batch=args.forward_batch)
+    names = ", ".join(settings.collections) or "no collections"
+    auth = "API key required" if settings.api_key else "no API key"
+
+    def ready(url: str) -> None:
+        print(f"neartext serving {names} at {url}  (web UI: {url}/, API docs: {url}/docs; {auth}; "
+              "Ctrl-C stops)", flush=True)
+        if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+            print("warning: reachable from other machines without an API key "
+                  "(set NEARTEXT_API_KEY)", file=sys.stderr, flush=True)
+
+    print(f"loading {names} ...", file=sys.stderr, flush=True)
+    run(settings, host=args.host, port=args.port, on_ready=ready)
+    return {}
+
+
+def _cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    if args.export_kind == "onnx":
+        from ..export.onnx import export_onnx
+
+        res = export_onnx(args.model, args.output, quantize=args.quantize, force=args.force)
+        if not args.json:
+            for kind, p in res["parity"].items():
+                print(f"{kind}: cosine with the torch model: min {p['min_cosine']:.5f}, mean "
+                      f"{p['mean_cosine']:.5f}", file=sys.stderr)
+            for w in res["warnings"]:
+                print(f"warning: {w}", file=sys.stderr)
+            print(f"exported {res['base']} to {res['output']}; use it with --model {res['output']}")
+        return res
+    from ..export.mlflow_model import export_mlflow
+
+    res = export_mlflow(args.collection, args.output, log=args.log, force=args.force)
+    if not args.json:
+        where = res.get("model_uri") or res["output"]
+        print(f"exported {args.collection} ({res['documents']} documents, {res['model']}) as an "
+              f"MLflow model: {where}")
+        if not res.get("logged"):
+            print(f"serve it: mlflow models serve -m {where} --env-manager local -p 5001",
+                  file=sys.stderr)
+    return res
+
+
+def _cmd_distill(args: argparse.Namespace) -> dict[str, Any]:
+    from ..encoders.static import distill_model
+
+    if args.pca_dims < 0:
+        raise InputError("--pca-dims must be 0 (keep all) or more")
+    res = distill_model(args.model, args.output, pca_dims=args.pca_dims or None, force=args.force)
+    if not args.json:
+        print(f"wrote a static model to {res['output']}: {res['vocabulary']} tokens x {res['dim']} "
+              f"dimensions, from {res['base']}; use it with --model {res['output']}")
+    return res
+
+
+def _cmd_bot(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncio
+
+    try:
+        import aiogram  # noqa: F401
+
+        from ..bot import BotSettings, LocalBackend, ServiceBackend, run_polling, run_webhook
+    except ImportError as e:
+        raise MissingExtra(e.name or "aiogram", "bot") from None
+    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if not token:
+        raise InputError("set TELEGRAM_BOT_TOKEN to the token @BotFather gave you")
+    if (args.collection is None) == (args.url is None):
+        raise InputError("give a collection directory or --url of a running service (one of them)")
+    texts = {}
+    for name in ("start", "help", "nothing"):
+        value = getattr(args, f"{name}_text")
+        if value and value.startswith("@"):
+            path = Path(value[1:])
+            if not path.is_file():
+                raise InputError(f"{path}: no such file (--{name}-text)")
+            value = path.read_text(encoding="utf-8").strip()
+        if value:
+            texts[f"{name}_text"] = value
+    show = [f.strip() for f in args.show.split(",") if f.strip()]
+    settings = BotSettings(k=args.k, show=show, threshold=args.threshold,
+                           photo_column=args.photo_column, per_minute=args.per_minute,
+                           max_chars=args.max_chars, **texts)  # checked before loading a model
+    backend: Any
+    if args.url:
+        backend = ServiceBackend(args.url, resolve_api_key(args.api_key, None)
+                                 or os.environ.get("NEARTEXT_API_KEY"))
+    else:
+        backend = LocalBackend(args.collection)
+        backend.check_fields([*show, *([args.photo_column] if args.photo_column else [])])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    how = f"webhook {args.webhook}" if args.webhook else "long polling"
+    print(f"neartext bot answering from {backend.name} ({how}); Ctrl-C stops", file=sys.stderr,
+          flush=True)
+    try:
+        if args.webhook:
+            run_webhook(backend, settings, token, args.webhook, host=args.host, port=args.port,
+                        secret=args.secret, api_server=args.api_server)
+        else:
+            asyncio.run(run_polling(backend, settings, token, args.api_server))
+    finally:
+        backend.close()
+    return {}
+
+
+def _cmd_feedback(args: argparse.Namespace) -> Any:
+    from ..collection import Collection
+    from ..feedback import FeedbackStore, export_feedback
+
+    with Collection.open(args.collection) as col:
+        if args.feedback_kind == "export":
+            report = export_feedback(col, args.output)
+            if not args.json:
+                print(report.summary())
+            return vars(report)
+        rows = FeedbackStore(col.path).list(args.limit)
+    if not args.json:
+        for r in rows:
+            print(f"{r['created']}  {'👍' if r['relevant'] else '👎'}  {r['doc_id']}  {r['query']}")
+        if not rows:
+            print(f"{args.collection}: no feedback stored")
+    return rows

@@ -1,0 +1,272 @@
+"""``neartext`` commands: measuring models and collections, training, thresholds."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..training.losses import LOSSES
+from .common import (
+    add_mode_options,
+    add_output_options,
+    add_pair_columns,
+    at_least_one,
+    show_progress,
+)
+
+
+def register(sub: Any) -> None:
+    """Add the eval, train, calibrate, bench-encoders commands to ``sub``."""
+    p = sub.add_parser("eval", help="evaluate models on labeled pairs (a column per model)")
+    ev = p.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
+    for kind, what in (("sts", "Spearman/Pearson x100 against similarity scores"),
+                       ("pairs", "average precision, best-F1 and best-accuracy thresholds "
+                                 "on 0/1 labeled pairs")):
+        q = ev.add_parser(kind, help=what)
+        q.add_argument("file", help="CSV/TSV/JSONL with two texts and a score or label")
+        q.add_argument("--model", action="append", default=[],
+                       help="model name or path (repeat to compare; default: default)")
+        add_pair_columns(q)
+        if kind == "pairs":
+            q.add_argument("--min-precision", type=float,
+                           help="also report the lowest threshold with at least this precision")
+            q.add_argument("--plot", metavar="PNG",
+                           help="write a histogram of both classes' scores with the best-F1 threshold")
+        add_output_options(q)
+
+    q = ev.add_parser("retrieval", help="MRR@10, nDCG@10, Recall@1/5/10, MAP@100")
+    q.add_argument("--pairs", help="(query, passage) rows: each query's gold is its passage")
+    q.add_argument("--query", help="query column of --pairs (name or position)")
+    q.add_argument("--passage", help="passage column of --pairs")
+    q.add_argument("--corpus", help="BEIR corpus.jsonl")
+    q.add_argument("--queries", help="BEIR queries.jsonl")
+    q.add_argument("--qrels", help="BEIR qrels TSV (query-id, corpus-id, score)")
+    q.add_argument("--model", action="append", default=[], help="model (repeat to compare)")
+    add_mode_options(q, repeat=True)
+    q.add_argument("--encoding", default="utf-8")
+    add_output_options(q)
+
+    q = ev.add_parser("collection", help="retrieval metrics of an existing collection for held-out queries")
+    q.add_argument("collection")
+    q.add_argument("--pairs", required=True,
+                   help="(query, passage) rows; each passage must be a document of the collection")
+    q.add_argument("--query", help="query column (name or position)")
+    q.add_argument("--passage", help="passage column (matched to documents by text)")
+    q.add_argument("--gold-id", help="column with the gold document's id (instead of its text)")
+    add_mode_options(q)
+    q.add_argument("--encoding", default="utf-8")
+    add_output_options(q)
+    p.set_defaults(handler=_cmd_eval)
+
+    p = sub.add_parser("train", help="fine-tune a model on your pairs (format and loss detected)")
+    p.add_argument("file", help="CSV/TSV/JSONL: (anchor, positive[, negative]) or two texts + score/label")
+    p.add_argument("-o", "--output", required=True, help="directory for the trained model")
+    p.add_argument("--base", default="default", help="model to start from: name or path (default: default)")
+    p.add_argument("--loss", choices=list(LOSSES),
+                   help="override the loss chosen from the data format")
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the data (default 1)")
+    p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=2e-5,
+                   help="peak learning rate (default 2e-5)")
+    p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps warming up (0.1)")
+    p.add_argument("--batch-size", default=None,
+                   help="rows per step, or 'auto': the largest that fits, found by trial "
+                        "(default: 32 for mnrl, 128 for cached-mnrl, 16 for the others)")
+    p.add_argument("--mini-batch-size", type=int, default=32,
+                   help="cached-mnrl: rows per forward pass inside a batch (32)")
+    p.add_argument("--max-seq-length", type=int, help="tokens read per text while training")
+    p.add_argument("--seed", type=int, default=42)
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--eval", dest="eval_file", help="evaluation file, measured before, after each epoch "
+                                                    "and after training; the best epoch is kept")
+    g.add_argument("--eval-split", type=float,
+                   help="hold out this fraction instead (default: 0.1 from 200 rows up; 0: none)")
+    g = p.add_argument_group("data")
+    g.add_argument("--anchor", help="first text column (name or 1-based position)")
+    g.add_argument("--positive", help="second text column")
+    g.add_argument("--negative", help="hard-negative column")
+    g.add_argument("--score", help="score or label column")
+    g.add_argument("--encoding", default="utf-8")
+    g.add_argument("--balance", action="store_true",
+                   help="labeled pairs: repeat the smaller class until both are equal")
+    g.add_argument("--mine-hard-negatives", action="store_true",
+                   help="pairs: add the closest wrong positive to each pair as a hard negative")
+    g = p.add_argument_group("run")
+    g.add_argument("--save-steps", type=int, help="checkpoint (and evaluate) every N steps, not per epoch")
+    g.add_argument("--memory-budget", type=float, metavar="GB",
+                   help="--batch-size auto: memory a step may use (default: half of what is free)")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted run of this output")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("calibrate", help="pick a similarity threshold from labeled pairs and "
+                                         "store it in the collection")
+    p.add_argument("collection")
+    p.add_argument("--pairs", required=True, help="two texts + 0/1 label per row")
+    p.add_argument("--min-precision", type=float,
+                   help="choose the threshold with most recall at this precision "
+                        "(default: best F1)")
+    add_pair_columns(p)
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_calibrate)
+
+    p = sub.add_parser("bench-encoders",
+                       help="torch vs ONNX fp32/int8 vs static on your data; recommends one")
+    p.add_argument("--model", default="default", help="a sentence-transformers model: name or path")
+    p.add_argument("--sts", help="pairs with a similarity score to measure quality (Spearman)")
+    p.add_argument("--pairs", help="(query, passage) rows to measure retrieval MRR@10 instead")
+    p.add_argument("--tolerance", type=float, default=1.0,
+                   help="points of quality a faster backend may lose (default 1)")
+    p.add_argument("--keep", metavar="DIR", help="keep the built backends here (default: a temp dir)")
+    p.add_argument("--rounds", type=int, default=2, help="timing rounds per backend (2)")
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_bench_encoders)
+
+
+def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+    from ..evaluate import evaluate_pairs, evaluate_retrieval_modes, evaluate_sts, load_pairs, pair_scores
+    from ..tables import check_output_path
+
+    if args.eval_kind == "collection":
+        return _eval_collection(args)
+    models = args.model or ["default"]
+    results: dict[str, dict[str, float]] = {}
+    if args.eval_kind == "retrieval":
+        data = _retrieval_data(args)
+        modes = args.mode or ["semantic"]
+        columns = []
+        for m in models:
+            by_mode = evaluate_retrieval_modes(m, data, modes, fusion=args.fusion, alpha=args.alpha)
+            for mode in modes:
+                col = m if len(modes) == 1 else f"{m} [{mode}]"
+                results[col] = by_mode[mode]
+                columns.append(col)
+        models = columns
+        heading = f"{data.source}: {len(data.qrels)} queries, {len(data.corpus)} documents"
+        summary: dict[str, Any] = {"file": data.source, "queries": len(data.qrels),
+                                   "documents": len(data.corpus)}
+    else:
+        pairs = load_pairs(args.file, args.text1, args.text2, args.score, encoding=args.encoding)
+        plot = getattr(args, "plot", None)
+        if plot:
+            check_output_path(plot, (".png",))
+        panels = {}
+        for m in models:
+            if args.eval_kind == "sts":
+                results[m] = evaluate_sts(m, pairs)
+                continue
+            scores = pair_scores(m, pairs)
+            results[m] = evaluate_pairs(m, pairs, args.min_precision, scores=scores)
+            panels[m] = (scores, pairs.value.astype(int), results[m]["best_f1_threshold"])
+        if plot:
+            from ..plots import pair_histogram
+
+            pair_histogram(plot, panels, title=Path(pairs.source).name)
+            if not args.json:
+                print(f"histogram written to {plot}", file=sys.stderr)
+        heading = f"{pairs.source}: {len(pairs.value)} pairs; columns {', '.join(pairs.columns)}"
+        summary = {"file": pairs.source, "pairs": len(pairs.value), "columns": list(pairs.columns)}
+    if not args.json:
+        print(heading)
+        width = max(len(k) for r in results.values() for k in r)
+        print(" " * width + "".join(f"  {m[-24:]:>24}" for m in models))
+        for key in next(iter(results.values())):
+            print(f"{key:<{width}}" + "".join(f"  {results[m].get(key, float('nan')):>24.4f}"
+                                             for m in models))
+    return {**summary, "results": results}
+
+
+def _eval_collection(args: argparse.Namespace) -> dict[str, Any]:
+    from ..collection import Collection
+    from ..evaluate import evaluate_collection
+
+    with Collection.open(args.collection) as col:
+        res = evaluate_collection(col, args.pairs, args.query, args.passage, args.gold_id,
+                                  encoding=args.encoding, mode=args.mode, fusion=args.fusion,
+                                  alpha=args.alpha)
+        model = col.manifest.model.name
+    if not args.json:
+        skipped = f" ({res['skipped']} skipped: passage not in the collection)" if res["skipped"] else ""
+        print(f"{args.collection} ({model}, {args.mode}): {res['queries']} queries from "
+              f"{args.pairs}{skipped}")
+        for k, v in res.items():
+            if k not in ("queries", "skipped"):
+                print(f"{k:<10} {v:.4f}")
+    return {"collection": args.collection, "model": model, "mode": args.mode, "file": args.pairs,
+            **res}
+
+
+def _retrieval_data(args: argparse.Namespace) -> Any:
+    from ..evaluate import load_beir, load_retrieval_pairs
+
+    beir = (args.corpus, args.queries, args.qrels)
+    if args.pairs and not any(beir):
+        return load_retrieval_pairs(args.pairs, args.query, args.passage, encoding=args.encoding)
+    if all(beir) and not args.pairs:
+        return load_beir(*beir)
+    raise InputError("give --pairs FILE, or all of --corpus, --queries and --qrels (BEIR layout)")
+
+
+def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from ..training import TrainConfig, train
+
+    config = TrainConfig(
+        output=args.output, base=args.base, loss=args.loss, epochs=args.epochs,
+        learning_rate=args.learning_rate, warmup_ratio=args.warmup, batch_size=args.batch_size,
+        mini_batch_size=args.mini_batch_size, max_seq_length=args.max_seq_length, seed=args.seed,
+        eval_file=args.eval_file, eval_split=args.eval_split, balance=args.balance,
+        mine_hard_negatives=args.mine_hard_negatives, save_steps=args.save_steps,
+        memory_budget_gb=args.memory_budget, anchor=args.anchor, positive=args.positive,
+        negative=args.negative, score=args.score, encoding=args.encoding)
+    result = train(args.file, config, progress=show_progress(args), resume=args.resume,
+                   overwrite=args.overwrite)
+    if not args.json:
+        print(result.summary())
+        for note in result.notes:
+            print(f"  note: {note}")
+    return {"output": str(result.output), **result.metrics}
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
+    from ..collection import Collection
+    from ..evaluate import load_pairs
+
+    data = load_pairs(args.pairs, args.text1, args.text2, args.score, encoding=args.encoding)
+    with Collection.open(args.collection) as col:
+        cal = col.calibrate(data, min_precision=args.min_precision)
+    if not args.json:
+        print(f"{args.collection}: threshold {cal['threshold']:.4f} ({cal['rule']}): precision "
+              f"{cal['precision']:.3f}, recall {cal['recall']:.3f} on {cal['pairs']} pairs; "
+              "stored: mine, paraphrases and dedup now use it by default")
+    return cal
+
+
+def _cmd_bench_encoders(args: argparse.Namespace) -> dict[str, Any]:
+    import tempfile
+
+    from ..backends import compare_backends
+    from ..evaluate import load_pairs, load_retrieval_pairs
+
+    if (args.sts is None) == (args.pairs is None):
+        raise InputError("give --sts FILE or --pairs FILE (one of them)")
+    at_least_one(("--rounds", args.rounds))
+    sts = load_pairs(args.sts) if args.sts else None
+    retrieval = load_retrieval_pairs(args.pairs) if args.pairs else None
+    with tempfile.TemporaryDirectory(prefix="neartext-backends-") as tmp:
+        work = Path(args.keep) if args.keep else Path(tmp)
+        res = compare_backends(args.model, work=work, sts=sts, retrieval=retrieval,
+                               tolerance=args.tolerance, rounds=args.rounds)
+    if not args.json:
+        print(f"{res['model']}: {res['metric']} and speed on {res['texts']} texts")
+        print(f"{'backend':<10} {'quality':>8} {'lost':>6} {'texts/s':>10} {'speed':>7}")
+        for name, r in res["results"].items():
+            print(f"{name:<10} {r['quality']:>8.2f} {r['lost_points']:>6.2f} {r['texts_per_s']:>10.0f} "
+                  f"{r['speed_vs_torch']:>6.2f}x")
+        best = res["recommended"]
+        where = f" ({res['paths'][best]})" if args.keep and best != "torch" else ""
+        print(f"recommended: {best}{where} — the fastest within {args.tolerance:g} "
+              "points of torch")
+    return res

@@ -1,0 +1,162 @@
+"""The upsert pipeline: what changed, which texts need vectors, embedding with checkpoints,
+near-duplicate skipping, and one atomic store write.
+
+``Collection.upsert`` delegates here. Vectors are keyed by the content hash of each passage's text
+(with the collection's model fixed by the manifest), so unchanged texts, texts that moved to
+another id and vectors staged by an interrupted run are never encoded again.
+
+Example:
+    >>> text_hash("hello") == text_hash("hello") != text_hash("hello!")
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .cleaning import CleaningOptions, chunk_spans, clean
+from .corpus import Record
+from .errors import InputError
+from .results import IndexReport
+from .searching import check_threshold
+from .store import Document, Passage
+from .validate import check_text, check_value
+
+if TYPE_CHECKING:
+    from .collection import Collection
+
+EMBED_CHUNK = 1024  # texts encoded (and checkpointed) at a time
+
+
+def text_hash(text: str) -> str:
+    """Content hash of a text; with the model fingerprint it decides whether to re-embed."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def clean_or_refuse(records: list[Record], path: str | Path, options: CleaningOptions
+                    ) -> tuple[list[Record], Any]:
+    """``cleaning.clean`` with the refusal of a corpus that keeps nothing."""
+    kept, cleaning = clean(records, options)
+    if not kept:
+        why = ", ".join(f"{n} {r}" for r, n in cleaning.dropped.items()) or "no rows"
+        raise InputError(f"{path}: nothing to index ({cleaning.read} rows read; dropped: {why})")
+    return kept, cleaning
+
+
+def check_records(records: Sequence[Record]) -> None:
+    """Ids unique within one upsert, and every id, text and metadata value valid text."""
+    for r in records:
+        check_text(r.id, "a document id")
+        check_text(r.text, f"document {r.id!r}: text")
+        check_value(r.metadata, f"document {r.id!r}: metadata")
+    ids = [r.id for r in records]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+        raise InputError(f"duplicate ids in one upsert: {', '.join(map(repr, dup[:3]))}")
+
+
+def upsert(col: Collection, records: Sequence[Record], *, sync: bool = False,
+           progress: bool = False, skip_near_duplicates: float | None = None) -> IndexReport:
+    """See :meth:`neartext.collection.Collection.upsert`."""
+    if skip_near_duplicates is not None:
+        check_threshold(skip_near_duplicates, "--skip-near-duplicates")
+        if col.manifest.chunking:
+            raise InputError("--skip-near-duplicates works on collections without chunking")
+    t0 = time.perf_counter()
+    check_records(records)
+    ids = [r.id for r in records]
+    report = IndexReport(rows_read=len(records))
+    old = {d.id: d for d in col.store.get(ids)}
+    docs: list[Document] = []
+    changed: list[Document] = []
+    for r in records:
+        h = text_hash(r.text)
+        prev = old.get(r.id)
+        if prev is not None and prev.hash == h and prev.metadata == r.metadata:
+            report.unchanged += 1
+            continue
+        doc = Document(r.id, r.text, dict(r.metadata), h)
+        docs.append(doc)
+        if prev is None or prev.hash != h:
+            changed.append(doc)
+    passages = _passages(col, changed, report, progress)
+    if skip_near_duplicates is not None and passages:
+        docs, passages = _drop_near_duplicates(col, docs, passages, set(old),
+                                               skip_near_duplicates, report)
+    delete_ids: list[str] = []
+    if sync:
+        keep = set(ids)
+        delete_ids = [i for i in col.store.document_hashes() if i not in keep]
+    if docs or delete_ids:
+        res = col.store.write(docs, passages, delete_ids)
+        report.added, report.updated, report.removed = res.added, res.updated, res.removed
+        report.warnings += res.warnings
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _drop_near_duplicates(col: Collection, docs: list[Document], passages: list[Passage],
+                          stored: set[str], threshold: float, report: IndexReport
+                          ) -> tuple[list[Document], list[Passage]]:
+    from .analysis import near_duplicates
+
+    new = [p for p in passages if p.doc_id not in stored]
+    if not new:
+        return docs, passages
+    found = near_duplicates(col, [p.doc_id for p in new], np.stack([p.vector for p in new]),
+                            threshold)
+    report.near_duplicates = [{"id": i, "duplicate_of": d, "score": s}
+                              for i, (d, s) in found.items()]
+    report.skipped_near_duplicates = len(found)
+    return ([d for d in docs if d.id not in found],
+            [p for p in passages if p.doc_id not in found])
+
+
+def _passages(col: Collection, docs: list[Document], report: IndexReport, progress: bool
+              ) -> list[Passage]:
+    """Each document's passages (one, or its chunks) with vectors: reused by content hash from
+    the store (stored or staged), the rest encoded."""
+    size, overlap = col.manifest.chunk_size, col.manifest.chunk_overlap
+    spans: list[tuple[Document, int, int, str]] = []
+    for d in docs:
+        if size:
+            for s, e in chunk_spans(d.text, size, overlap):
+                spans.append((d, s, e, text_hash(d.text[s:e])))
+        else:
+            spans.append((d, 0, len(d.text), d.hash))
+    vectors = col.store.vectors_by_hash([h for *_, h in spans])
+    todo: dict[str, str] = {}
+    for d, s, e, h in spans:
+        if h not in vectors:
+            todo.setdefault(h, d.text[s:e])
+    report.vectors_reused = len(spans) - sum(1 for *_, h in spans if h not in vectors)
+    if todo:
+        vectors.update(_embed(col, todo, report, progress))
+    return [Passage(d.id, s, e, h, vectors[h]) for d, s, e, h in spans]
+
+
+def _embed(col: Collection, todo: dict[str, str], report: IndexReport, progress: bool
+           ) -> dict[str, np.ndarray]:
+    from tqdm.auto import tqdm
+
+    enc = col.encoder
+    # Longest first, as sentence-transformers does inside one call: batches pad little.
+    order = sorted(todo, key=lambda h: -len(todo[h]))
+    out: dict[str, np.ndarray] = {}
+    report.truncated += enc.count_truncated([todo[h] for h in order])
+    with tqdm(total=len(order), desc="embedding", unit="text", disable=not progress) as bar:
+        for i in range(0, len(order), EMBED_CHUNK):
+            part = order[i : i + EMBED_CHUNK]
+            vecs = enc.encode([todo[h] for h in part], kind="document")
+            col.store.stage_vectors(part, vecs)  # survives a crash before the final write
+            out.update(zip(part, vecs))
+            bar.update(len(part))
+    report.texts_embedded = len(order)
+    return out

@@ -1,0 +1,133 @@
+"""Search over a collection's store: options, filters, the three modes, result assembly.
+
+:class:`SearchOptions` is the one validated set of ranking options (k, threshold, mode, fusion,
+alpha) that the library, the CLI, the service and the MLflow model all build; the functions here
+run a search for :class:`~neartext.collection.Collection` (which only delegates).
+
+Example:
+    >>> SearchOptions(k=5, mode="hybrid").fusion
+    'blend'
+    >>> SearchOptions(k=5, mode="keyword", threshold=0.5)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    neartext.errors.InputError: a threshold applies to cosine scores: use it with the ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .filters import Filter, parse_filter
+from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, blend, candidates, check_mode, rrf
+from .results import SearchResult
+from .store import Hit, Store
+
+
+def check_k(k: Any, what: str = "k") -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InputError(f"{what} must be a whole number >= 1 (got {k})")
+
+
+def check_threshold(threshold: float | None, what: str = "threshold") -> None:
+    if threshold is not None and not -1.0 <= threshold <= 1.0:
+        raise InputError(f"{what} must be between -1 and 1 (got {threshold})")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to rank: ``k`` results, at least ``threshold`` (cosine; semantic mode only), the
+    ``mode`` (semantic, keyword, hybrid) and for hybrid the ``fusion`` (blend, rrf) and blend
+    weight ``alpha``. Checked when made: an :class:`InputError` names the bad value."""
+
+    k: int = 10
+    threshold: float | None = None
+    mode: str = "semantic"
+    fusion: str = DEFAULT_FUSION
+    alpha: float = DEFAULT_ALPHA
+
+    def __post_init__(self) -> None:
+        check_k(self.k)
+        check_threshold(self.threshold)
+        check_mode(self.mode, self.fusion, self.alpha)
+        if self.mode != "semantic" and self.threshold is not None:
+            raise InputError(f"a threshold applies to cosine scores: use it with the semantic "
+                             f"mode, not {self.mode}")
+
+
+def make_filter(store: Store, where: Sequence[str] | str | Filter | None = None,
+                contains: Sequence[str] | None = None) -> Filter:
+    """Parse ``where``/``contains`` into a :class:`Filter` checked against the stored fields."""
+    flt = where if isinstance(where, Filter) else parse_filter(where, contains)
+    if isinstance(where, Filter) and contains:
+        flt = Filter(where.conditions, [*where.contains, *contains])
+    known = store.metadata_fields()
+    for f in sorted(flt.fields):
+        if f not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise InputError(f"unknown metadata field '{f}' in filter; fields: {listed}")
+    return flt
+
+
+Ranked = list[list[tuple[str, float, Hit | None]]]
+
+
+def search_vectors(store: Store, chunked: bool, vectors: np.ndarray | None,
+                   texts: Sequence[str] | None, flt: Filter | None, opts: SearchOptions
+                   ) -> list[list[SearchResult]]:
+    """Rank with ``opts`` (semantic needs ``vectors``, keyword the query ``texts``, hybrid
+    both), then fetch the documents. A document deleted by another process between the ranking
+    and the fetch is left out."""
+    if opts.mode != "semantic" and texts is None:
+        raise InputError(f"{opts.mode} search needs the query texts")
+    if opts.mode != "keyword" and vectors is None:
+        raise InputError(f"{opts.mode} search needs query vectors")
+    ranked: Ranked
+    if opts.mode == "semantic":
+        assert vectors is not None
+        ranked = [[(h.doc_id, h.score, h) for h in row
+                   if opts.threshold is None or h.score >= opts.threshold]
+                  for row in store.search(vectors, opts.k, flt)]
+    elif opts.mode == "keyword":
+        assert texts is not None
+        ranked = [[(h.doc_id, h.score, None) for h in row]
+                  for row in store.keyword_search(texts, opts.k, flt)]
+    else:
+        assert texts is not None and vectors is not None
+        ranked = _hybrid(store, vectors, texts, flt, opts)
+    docs = {d.id: d for d in store.get(sorted({d for row in ranked for d, _, _ in row}))}
+    out = []
+    for row in ranked:
+        results = []
+        for doc_id, score, hit in row:
+            d = docs.get(doc_id)
+            if d is None:
+                continue
+            passage = d.text[hit.start:hit.end] if chunked and hit is not None else None
+            results.append(SearchResult(d.id, d.text, score, d.metadata, passage))
+        out.append(results)
+    return out
+
+
+def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter | None,
+            opts: SearchOptions) -> Ranked:
+    n = candidates(opts.k)
+    sem_rows = store.search(vectors, n, flt)
+    kw_rows = store.keyword_search(texts, n, flt)
+    norms = store.keyword_norms(texts) if opts.fusion == "blend" else [0.0] * len(texts)
+    out = []
+    for q, sem, kw, norm in zip(vectors, sem_rows, kw_rows, norms):
+        best = {h.doc_id: h for h in sem}
+        if opts.fusion == "rrf":
+            fused = rrf([h.doc_id for h in sem], [h.doc_id for h in kw], opts.k)
+        else:
+            cosine = {h.doc_id: h.score for h in sem}
+            missing = [h.doc_id for h in kw if h.doc_id not in cosine]
+            for doc, vecs in store.doc_vectors(missing).items():
+                cosine[doc] = float(np.max(vecs @ q))
+            fused = blend(cosine, {h.doc_id: h.score for h in kw}, norm, opts.alpha, opts.k)
+        out.append([(doc, score, best.get(doc)) for doc, score in fused])
+    return out
