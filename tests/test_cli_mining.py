@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 
 import pytest
 
@@ -40,7 +41,13 @@ def test_mine_writes_every_format(capsys, demo_collection, tmp_path, suffix):
 def test_mine_verify_reports_recall(capsys, demo_collection):
     code, _, err = run(capsys, "mine", demo_collection, "--threshold", "0.7", "--method", "approx",
                        "--verify", "247")
-    assert code == 0 and "approx" in err and "recall vs exact on 247 sampled texts" in err
+    assert code == 0 and "approx" in err
+    m = re.search(r"recall vs exact on 247 sampled texts: ([\d.]+) \((\d+) pairs\)", err)
+    assert m, err
+    with Collection.open(demo_collection) as col:  # the oracle: exact mining of every text
+        exact = col.mine(0.7, method="exact")
+    # every text is sampled, so each exact pair is counted from both of its ends
+    assert int(m.group(2)) == 2 * len(exact.pairs) and float(m.group(1)) >= 0.99
 
 
 def test_paraphrases_json_and_notice(capsys, demo_collection):

@@ -89,6 +89,7 @@ def test_hybrid_does_not_lose_on_paraphrases(mixed):
              for name, got in (("semantic", semantic), ("hybrid", hybrid), ("rrf", rrf))}
     assert right["semantic"] == len(PARAPHRASES)
     assert right["hybrid"] == len(PARAPHRASES), (right, hybrid)
+    assert right["rrf"] == len(PARAPHRASES), (right, rrf)
 
 
 def test_keyword_search_filters_and_scores(mixed):

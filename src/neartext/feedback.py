@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import os
 import random
 import sqlite3
 import threading
@@ -25,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .atomic import staged_file
 from .errors import InputError
 
 FEEDBACK_DB = "feedback.sqlite"
@@ -179,15 +179,10 @@ def export_feedback(collection: Any, output: str | Path, *, seed: int = 42) -> F
         raise InputError(f"{collection.path}: no query has a 👍 rating of a stored document; "
                          "nothing to train on")
     header = ["query", "passage", "negative"] if with_negatives else ["query", "passage"]
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f, delimiter="\t" if out.suffix.lower() == ".tsv" else ",")
-            w.writerow(header)
-            w.writerows(rows)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with staged_file(out) as tmp, tmp.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="\t" if out.suffix.lower() == ".tsv" else ",")
+        w.writerow(header)
+        w.writerows(rows)
     return FeedbackExport(str(out), "triplets" if with_negatives else "pairs", len(rows),
                           len(queries), sum(map(len, pos.values())), sum(map(len, neg.values())),
                           missing, sum(1 for q in neg if q not in pos))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .atomic import staged_file
 from .errors import InputError, MissingExtra
 
 if TYPE_CHECKING:
@@ -85,9 +85,8 @@ def project(col: Collection, *, sample: int | None = None, seed: int = 42,
                         low_memory=True)
     xy = np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)  # a Milvus collection's state dir may be new
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    np.savez(tmp, ids=np.array(ids), xy=xy)
-    os.replace(tmp, path)
+    with staged_file(path, ".npz") as tmp:
+        np.savez(tmp, ids=np.array(ids), xy=xy)
     for old in path.parent.glob("projection-*.npz"):  # older generations are of no use
         if old != path and old.stat().st_mtime < path.stat().st_mtime - 1:
             old.unlink(missing_ok=True)
@@ -168,16 +167,12 @@ def draw(col: Collection, proj: Projection, path: str | Path, *, color_by: str |
     names, colours = colour_groups(col, proj, color_by, clusters)
     title = title or f"{col.path.name}: {len(proj.ids)} documents"
     qxy = place(col, proj, [query])[0] if query else None
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}{p.suffix}")
-    try:
+    with staged_file(p, p.suffix) as tmp:
         if p.suffix.lower() == ".png":
             _png(tmp, proj, names, colours, title, qxy, query)
         else:
             texts = {d.id: d.text for d in col.get(proj.ids)}
             _html(tmp, proj, names, colours, texts, title, qxy, query)
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
     return p
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .atomic import staged_file
 from .errors import InputError, MissingExtra
 
 TABLE_FORMATS = (".csv", ".jsonl", ".parquet")
@@ -36,23 +36,10 @@ def check_output_dir(path: str | Path, force: bool = False) -> Path:
     return p
 
 
-def publish_dir(staged: Path, out: Path) -> None:
-    """Move a completed ``staged`` directory to ``out``, replacing what was there."""
-    import shutil
-
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    staged.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def write_table(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
     """Write ``rows`` (dicts) with ``columns`` to ``path``; the format comes from the suffix."""
     p = check_output_path(path)
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    try:
+    with staged_file(p) as tmp:
         suffix = p.suffix.lower()
         if suffix == ".csv":
             with tmp.open("w", newline="", encoding="utf-8") as f:
@@ -73,9 +60,6 @@ def write_table(path: str | Path, rows: Sequence[dict[str, Any]], columns: Seque
             table = pa.table({k: [_cell(r.get(k)) if isinstance(r.get(k), (dict, list)) else r.get(k)
                                   for r in rows] for k in columns})
             pq.write_table(table, tmp)
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
     return p
 
 

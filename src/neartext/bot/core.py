@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import InputError, NeartextError
+from ..retry import call as retry_call
 
 MAX_QUERY_CHARS = 500
 DEFAULT_START = ("Hi! Describe a situation in a few words and I will find the closest matches. "
@@ -89,6 +90,18 @@ class LocalBackend:
         self.collection.close()
 
 
+class ServiceError(NeartextError):
+    """A neartext service answered with an error (``status``) or could not be reached (None)."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _transient(e: BaseException) -> bool:
+    return isinstance(e, ServiceError) and e.status in (None, 502, 503, 504)
+
+
 class ServiceBackend:
     """A running ``neartext serve``: ``url`` like ``http://127.0.0.1:8000/collections/memes``."""
 
@@ -116,18 +129,25 @@ class ServiceBackend:
                 detail = json.loads(e.read()).get("detail", "")
             except Exception:
                 detail = ""
-            raise NeartextError(f"{self.url}{path}: HTTP {e.code} {detail}".strip()) from None
+            raise ServiceError(f"{self.url}{path}: HTTP {e.code} {detail}".strip(),
+                               e.code) from None
         except (urllib.error.URLError, OSError) as e:
-            raise NeartextError(f"{self.url}: cannot reach the service ({e})") from None
+            raise ServiceError(f"{self.url}: cannot reach the service ({e})", None) from None
+
+    def _retried(self, method: str, path: str, body: Any = None) -> Any:
+        """:meth:`_call` with the retry policy: the service restarting or overloaded (no
+        connection, 502/503/504) is retried; a refusal (4xx) is not."""
+        return retry_call(lambda: self._call(method, path, body), transient=_transient,
+                          what=f"{self.url}{path}", attempts=4)
 
     async def search(self, query: str, k: int, threshold: float | None = None) -> list[Hit]:
         body = {"query": query, "k": k, "threshold": threshold}
-        data = await asyncio.to_thread(self._call, "POST", "/search", body)
+        data = await asyncio.to_thread(self._retried, "POST", "/search", body)
         return [Hit(h["id"], float(h["score"]), h["text"], h.get("metadata") or {})
                 for h in data["results"][0]]
 
     async def rate(self, query: str, doc_id: str, relevant: bool) -> None:
-        await asyncio.to_thread(self._call, "POST", "/feedback",
+        await asyncio.to_thread(self._retried, "POST", "/feedback",
                                 {"query": query, "doc_id": doc_id, "relevant": relevant})
 
     def close(self) -> None:

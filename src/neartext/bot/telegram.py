@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..errors import InputError, ServerUnreachable
+from ..retry import acall as retry_acall
 from .core import (
     DEFAULT_HELP,
     DEFAULT_NOTHING,
@@ -82,25 +83,17 @@ def protect_token(token: str) -> None:
 
 
 async def with_retries(call: Callable[[], Awaitable[T]], retries: int = 4) -> T:
-    """Run a Bot API call, retrying network and server errors with exponential backoff and
-    waiting out flood limits (``RetryAfter``)."""
+    """Run a Bot API call with neartext's retry policy (:mod:`neartext.retry`): network and
+    server errors retried with backoff, flood limits (``RetryAfter``) waited out as told."""
     from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 
-    delay = 0.5
-    for attempt in range(retries + 1):
-        try:
-            return await call()
-        except TelegramRetryAfter as e:
-            if attempt == retries:
-                raise
-            await asyncio.sleep(min(float(e.retry_after), 30))
-        except (TelegramNetworkError, TelegramServerError) as e:
-            if attempt == retries:
-                raise
-            log.warning("Telegram call failed (%s); retrying in %.1f s", type(e).__name__, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
-    raise AssertionError("unreachable")
+    def told(e: BaseException) -> float | None:
+        return min(float(e.retry_after), 30) if isinstance(e, TelegramRetryAfter) else None
+
+    return await retry_acall(
+        call, what="Telegram call", attempts=retries + 1, wait_for=told,
+        transient=lambda e: isinstance(e, (TelegramRetryAfter, TelegramNetworkError,
+                                           TelegramServerError)))
 
 
 def make_bot(token: str, api_server: str | None = None) -> Any:

@@ -13,15 +13,15 @@ Example::
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import staged_dir
 from ..errors import InputError, MissingExtra, ModelNotFound
-from ..tables import check_output_dir, publish_dir
+from ..tables import check_output_dir
 from .base import EncoderBase, EncoderSettings, settings_digest, weights_digest
 
 DEFAULT_MAX_TOKENS = 512
@@ -98,14 +98,8 @@ def distill_model(model: str, output: str | Path, *, pca_dims: int | None = 256,
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    staged = out.with_name(out.name + ".partial")
-    shutil.rmtree(staged, ignore_errors=True)
-    try:
+    with staged_dir(out, make=False) as staged:
         static = distill(model_name=str(src), pca_dims=pca_dims, device="cpu")
         static.save_pretrained(str(staged))
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    publish_dir(staged, out)
     return {"output": str(out), "base": str(src), "dim": int(static.dim),
             "vocabulary": int(static.embedding.shape[0])}

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..atomic import staged_dir
 from ..errors import InputError, MissingExtra
 from ..searching import SearchOptions
-from ..tables import check_output_dir, publish_dir
+from ..tables import check_output_dir
 from ..validate import check_text
 
 PARAMS = {"top_k": 10, "similarity_threshold": 0.5, "mode": "search"}
@@ -191,13 +191,6 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
             return {"logged": True, "run_id": run.info.run_id, "model_uri": info.model_uri,
                     "documents": documents, "model": name}
         assert out is not None
-        staged = out.with_name(out.name + ".partial")
-        shutil.rmtree(staged, ignore_errors=True)
-        try:
-            with _quiet_mlflow():
-                mlflow.pyfunc.save_model(str(staged), **kw)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
-        publish_dir(staged, out)
+        with staged_dir(out, make=False) as staged, _quiet_mlflow():
+            mlflow.pyfunc.save_model(str(staged), **kw)
     return {"output": str(out), "documents": documents, "model": name}

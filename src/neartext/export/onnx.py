@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import staged_dir
 from ..errors import InputError, MissingExtra
-from ..tables import check_output_dir, publish_dir
+from ..tables import check_output_dir
 
 META = "neartext_onnx.json"
 FP32_MIN_COSINE = 0.9999
@@ -74,10 +74,7 @@ def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
         def forward(self, *inputs: Any) -> Any:
             return self.m(dict(zip(names, inputs)))["sentence_embedding"]
 
-    staged = out.with_name(out.name + ".partial")
-    shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir()
-    try:
+    with staged_dir(out) as staged:
         axes = {n: {0: "batch", 1: "tokens"} for n in names}
         axes["sentence_embedding"] = {0: "batch"}
         import warnings
@@ -132,10 +129,6 @@ def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
                 "normalized_in_graph": any(type(m).__name__ == "Normalize" for m in st),
                 "parity": parity}
         (staged / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    publish_dir(staged, out)
     warnings_ = []
     if quantize and parity["int8"]["mean_cosine"] < INT8_WARN_COSINE:
         warnings_.append(f"int8 mean cosine {parity['int8']['mean_cosine']:.4f} on the parity texts "

@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import sqlite3
 import struct
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..address import Address
+from ..atomic import TEMP_NAME, staged_file
 from ..errors import (
     CollectionExists,
     CollectionNotFound,
@@ -62,7 +62,6 @@ INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 AUTO_ANN_ABOVE = 200_000  # passages; below this an exact flat index is fast enough
 MANIFEST = "manifest.json"
 INDEX_FILE = "index.bin"
-_TMP_FILE = re.compile(r"^\..+\.tmp(\d+)$")  # what write_json_atomic / save_index leave if killed
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS documents (
@@ -148,7 +147,7 @@ def remove_orphan_temp_files(path: Path) -> None:
     process is gone). Best effort: a read-only directory is left as it is."""
     with contextlib.suppress(OSError):
         for f in path.iterdir():
-            m = _TMP_FILE.match(f.name)
+            m = TEMP_NAME.match(f.name)
             if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
                 with contextlib.suppress(OSError):
                     f.unlink()
@@ -156,29 +155,20 @@ def remove_orphan_temp_files(path: Path) -> None:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` so that readers see either the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with staged_file(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
 
 
 def copy_sqlite(src: Path, dst: Path) -> None:
     """A consistent copy of the SQLite database ``src`` at ``dst`` (SQLite's backup API, so a
     writer in another process is no problem), written to a temporary file and renamed."""
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    a, b = sqlite3.connect(src), sqlite3.connect(tmp)
-    try:
-        a.backup(b)
-    finally:
-        a.close()
-        b.close()
-    os.replace(tmp, dst)
+    with staged_file(dst) as tmp:
+        a, b = sqlite3.connect(src), sqlite3.connect(tmp)
+        try:
+            a.backup(b)
+        finally:
+            a.close()
+            b.close()
 
 
 class LocalStore:

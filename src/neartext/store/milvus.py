@@ -40,7 +40,6 @@ import logging
 import math
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +58,7 @@ from ..errors import (
 )
 from ..filters import Condition, Filter, as_number
 from ..lexical import index_text, terms
+from ..retry import call as retry_call
 from .base import Document, Hit, Passage, WriteResult, check_store_manifest
 
 META_SUFFIX = "__neartext"
@@ -175,7 +175,7 @@ def _unreachable(address: Address, e: Exception) -> str:
             "port (Milvus' gRPC port, 19530 by default) and NEARTEXT_MILVUS_TOKEN")
 
 
-def _transient(e: Exception) -> bool:
+def _transient(e: BaseException) -> bool:
     """Errors worth retrying: the server is unavailable, busy or rate-limiting."""
     pm = _pymilvus()
     if isinstance(e, (pm.exceptions.MilvusUnavailableException, ConnectionError, TimeoutError)):
@@ -186,19 +186,15 @@ def _transient(e: Exception) -> bool:
 
 
 def retry(call: Callable[[], T], what: str, *, attempts: int = RETRIES, base: float = 0.5) -> T:
-    """Run ``call``, retrying transient failures with exponential backoff (0.5, 1, 2, 4 s)."""
-    for i in range(attempts):
-        try:
-            return call()
-        except Exception as e:
-            if not _transient(e):
-                raise
-            if i == attempts - 1:
-                raise StoreUnavailable(f"{what}: still failing after {attempts} attempts: "
-                                       f"{str(e).strip().splitlines()[0]}") from None
-            log.warning("%s: %s; retrying", what, e)
-            time.sleep(base * 2 ** i)
-    raise AssertionError("unreachable")
+    """Run ``call`` with neartext's retry policy (:mod:`neartext.retry`) for transient Milvus
+    errors; after the last attempt, :class:`StoreUnavailable` naming the call."""
+    try:
+        return retry_call(call, transient=_transient, what=what, attempts=attempts, base=base)
+    except Exception as e:
+        if not _transient(e):
+            raise
+        raise StoreUnavailable(f"{what}: still failing after {attempts} attempts: "
+                               f"{str(e).strip().splitlines()[0]}") from None
 
 
 class MilvusStore:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -17,6 +16,7 @@ from typing import Any, BinaryIO, Protocol
 import faiss
 import numpy as np
 
+from ..atomic import staged_file
 from ..linalg import top_k
 
 QUERY_BLOCK = 256  # queries scored at once: bounds the (queries x vectors) score matrix
@@ -227,19 +227,11 @@ _MAGIC = b"NEARTEXT-INDEX 2\n"
 def save_index(index: VectorIndex, path: Path, header: dict[str, Any]) -> None:
     """Write ``index`` with ``header`` (what it holds: generation, kind, ...) to ``path``
     atomically: a temporary file renamed into place, removed if anything fails."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     head = json.dumps({**header, "kind": index.kind, "ntotal": index.ntotal,
                        "trained_on": getattr(index, "trained_on", 0)}).encode()
-    try:
-        with tmp.open("wb") as f:
-            f.write(_MAGIC + struct.pack("<I", len(head)) + head)
-            index.write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with staged_file(path) as tmp, tmp.open("wb") as f:
+        f.write(_MAGIC + struct.pack("<I", len(head)) + head)
+        index.write(f)
 
 
 def read_index_header(path: Path) -> dict[str, Any]:

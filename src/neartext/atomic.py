@@ -1,0 +1,69 @@
+"""Write to a temporary place, publish when complete: the one home of all-or-nothing outputs.
+
+A killed process leaves the previous file or directory (and at worst a temporary file named
+``.NAME.tmpPID``, which :func:`neartext.store.local.remove_orphan_temp_files` clears), never a
+half-written one.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> with staged_file(out) as tmp:
+    ...     _ = tmp.write_text("complete")
+    >>> out.read_text()
+    'complete'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+#: the names staged_file uses; a file matching this whose process is gone is an orphan
+TEMP_NAME = re.compile(r"^\..+\.tmp(\d+)(\.\w+)?$")
+
+
+@contextlib.contextmanager
+def staged_file(path: Path, suffix: str = "") -> Iterator[Path]:
+    """A temporary path beside ``path`` (``.NAME.tmpPID`` + ``suffix``, for writers that
+    insist on an extension); when the block completes its data is synced to disk and it replaces
+    ``path`` in one rename; if the block fails it is removed."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def staged_dir(out: Path, *, make: bool = True) -> Iterator[Path]:
+    """An empty ``<out>.partial`` directory (not yet made with ``make=False``, for writers that
+    create it themselves); when the block completes it replaces ``out`` (renamed into place, an
+    existing ``out`` moved aside first and then removed); if the block fails it is removed."""
+    staged = out.with_name(out.name + ".partial")
+    shutil.rmtree(staged, ignore_errors=True)
+    if make:
+        staged.mkdir()
+    try:
+        yield staged
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    publish_dir(staged, out)
+
+
+def publish_dir(staged: Path, out: Path) -> None:
+    """Move a completed ``staged`` directory to ``out``, replacing what was there."""
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    staged.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
