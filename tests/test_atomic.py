@@ -130,7 +130,7 @@ def test_a_killed_build_is_not_resumed_with_another_model(tmp_path, tiny_model_d
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["vectors_reused"] == 0
     with Collection.open(target) as col:
-        assert col.info()["dim"] == 32 and len(col) == 3000
+        assert col.info().dim == 32 and len(col) == 3000
 
 
 def test_two_builds_of_one_new_collection_one_runs_the_other_is_refused(tmp_path):

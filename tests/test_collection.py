@@ -145,7 +145,7 @@ def test_index_rebuilt_when_cache_missing_or_stale(demo_copy):
     (demo_copy / "index.bin").write_bytes(b"garbage")  # damaged: rebuilt
     with Collection.open(demo_copy) as col:
         assert [r.id for r in col.search("login problems", k=5)] == want
-        assert col.info()["index"]["file"]["current"]
+        assert col.info().index["file"]["current"]
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
@@ -154,7 +154,7 @@ def test_ann_indexes_agree_with_exact_and_support_writes(tmp_path, encoder, kind
 
     exact, _ = Collection.from_file(tmp_path / "flat", DEMO, ["text"], "id", model=encoder)
     ann, _ = Collection.from_file(tmp_path / kind, DEMO, ["text"], "id", model=encoder, index=kind)
-    assert ann.info()["index"]["kind"] == kind
+    assert ann.info().index["kind"] == kind
     for q in ["app crashes on startup", "refund", "dark mode please", "password reset email"]:
         assert ann.search(q, k=1)[0].id == exact.search(q, k=1)[0].id
     gone = ann.search("refund", k=1)[0].id
@@ -176,7 +176,7 @@ def test_chunking_maps_passages_to_parent(tmp_path, encoder):
                            for i, t in [("a", long_a), ("b", long_b)]), encoding="utf-8")
     col, rep = Collection.from_file(tmp_path / "c", f, id_column="id", model=encoder,
                                     chunk=12, overlap=3)
-    assert col.info()["passages"] > 2
+    assert col.info().passages > 2
     res = col.search("the coffee machine leaks", k=5)
     assert [r.id for r in res] == ["a", "b"]  # one hit per document
     assert "coffee machine" in res[0].passage and res[0].text == long_a
@@ -219,7 +219,7 @@ def test_local_model_with_e5_prefixes(tmp_path, tiny_model_dir):
     f = tmp_path / "c.txt"
     f.write_text("alpha\nbeta\n")
     col, _ = Collection.from_file(tmp_path / "col", f, model=enc)
-    assert col.info()["prefixes"] == {"query": "query: ", "document": "passage: "}
+    assert col.info().prefixes == {"query": "query: ", "document": "passage: "}
     assert len(col.search("alpha", k=2)) == 2
     col.close()
     with Collection.open(tmp_path / "col") as reopened:  # loads the model by its recorded path

@@ -84,7 +84,7 @@ def test_two_handles_see_each_others_writes_and_lose_nothing(demo_copy, encoder)
         for i, t in new.items():
             if i != gone:
                 assert c.search(t, k=1)[0].id == i
-        info = c.info()["index"]
+        info = c.info().index
         assert info["vectors"] == info["passages"] == len(c) == 247 + 3
         assert info["file"]["current"] and info["file"]["vectors"] == info["vectors"]
 

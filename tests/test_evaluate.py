@@ -81,11 +81,11 @@ def test_calibrate_finds_separating_threshold_and_mine_uses_it(tmp_path, demo_co
     assert sims[data.value == 1].min() > sims[data.value == 0].max()  # separable by design
     with Collection.open(demo_copy) as col:
         cal = col.calibrate(data)
-        assert cal["threshold"] == pytest.approx(sims[data.value == 1].min(), abs=1e-5)
-        assert cal["precision"] == 1.0 and cal["recall"] == 1.0
+        assert cal.threshold == pytest.approx(sims[data.value == 1].min(), abs=1e-5)
+        assert cal.precision == 1.0 and cal.recall == 1.0
     with Collection.open(demo_copy) as col:
-        assert col.manifest.threshold == pytest.approx(cal["threshold"])
-        assert col.mine().threshold == pytest.approx(cal["threshold"])  # the default now
+        assert col.manifest.threshold == pytest.approx(cal.threshold)
+        assert col.mine().threshold == pytest.approx(cal.threshold)  # the default now
 
 
 def test_cli_eval_and_calibrate(capsys, tmp_path, demo_copy):

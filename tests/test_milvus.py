@@ -171,7 +171,7 @@ def scenario(address: str, encoder) -> dict:
     seen["mine"] = sorted((tuple(sorted((p["id1"], p["id2"]))), round(p["score"], 4))
                           for p in mined.pairs)
     groups = col.dedup(threshold=0.85).groups
-    seen["dedup"] = sorted(sorted(m["id"] for m in g["members"]) for g in groups)
+    seen["dedup"] = sorted(sorted(m.id for m in g.members) for g in groups)
     para, _ = col.paraphrases(old66.text, threshold=0.6)
     seen["paraphrases"] = _ranked(para)
     clusters = col.cluster("community", threshold=0.7, min_size=3)

@@ -117,13 +117,13 @@ def test_mine_and_dedup_recover_known_groups(known_collection):
                 for a in range(len(ts)) for b in range(a + 1, len(ts))}
     assert found == expected, (found ^ expected)
     groups = known_collection.dedup(threshold=0.7)
-    assert sorted(sorted(m["id"] for m in g["members"]) for g in groups.groups) == sorted(
+    assert sorted(sorted(m.id for m in g.members) for g in groups.groups) == sorted(
         sorted(f"{k}-{n}" for n in range(len(ts))) for k, ts in KNOWN.items())
     assert groups.sizes == {2: 2, 3: 1} and groups.duplicates == 4
-    crash = next(g for g in groups.groups if len(g["members"]) == 3)
-    assert crash["representative"] in {m["id"] for m in crash["members"]}
+    crash = next(g for g in groups.groups if len(g.members) == 3)
+    assert crash.representative in {m.id for m in crash.members}
     first = known_collection.dedup(threshold=0.7, representative="first")
-    assert next(g for g in first.groups if len(g["members"]) == 3)["representative"] == "crash-0"
+    assert next(g for g in first.groups if len(g.members) == 3).representative == "crash-0"
 
 
 def test_paraphrases_contract(tmp_path, encoder, counting):

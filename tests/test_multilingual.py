@@ -90,7 +90,7 @@ def test_hybrid_and_info_on_russian(ru_collection):
     hits = ru_collection.search("списали подписка", k=2, mode="keyword")
     assert hits[0].id == "bill"  # "списали" / "подписку": stems match
     assert ru_collection.search("фотографии приложение", k=1, mode="hybrid")[0].id == "app"
-    assert ru_collection.info()["scripts"] == {"cyrillic": 0.5, "latin": 0.5, "other": 0.0}
+    assert ru_collection.info().scripts == {"cyrillic": 0.5, "latin": 0.5, "other": 0.0}
 
 
 def test_what_does_not_apply_is_refused(tmp_path, capsys):

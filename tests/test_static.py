@@ -32,7 +32,7 @@ def test_distilled_model_works_by_path(static_dir, tmp_path):
     col = Collection.create(tmp_path / "c", model=str(static_dir))
     col.upsert([Record("a", "the app crashes on start", {}), Record("b", "refund my payment", {})])
     assert col.search("the app crashes on start", k=1)[0].id == "a"
-    assert col.info()["dim"] == 16
+    assert col.info().dim == 16
     col.close()
 
 

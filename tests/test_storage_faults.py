@@ -66,7 +66,7 @@ def test_disk_full_after_a_delete_commits_is_a_warning_and_the_delete_stands(sma
     with Collection.open(col) as c:  # the stale index file is caught up on open
         assert len(c) == 246 and c.get(["fb-0001"]) == []
         assert "fb-0001" not in [r.id for r in c.search("fb-0001 text", k=246)]
-        info = c.info()["index"]
+        info = c.info().index
         assert info["vectors"] == info["passages"] == 246 and info["file"]["current"]
 
 

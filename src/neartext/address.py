@@ -25,6 +25,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from .errors import InputError
@@ -35,11 +36,14 @@ LITE_PREFIX = "milvus-lite:"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
 
 
+AddressKind = Literal["local", "milvus", "milvus-lite"]
+
+
 @dataclass(frozen=True)
 class Address:
     """A parsed collection address; ``str(address)`` gives it back as the user wrote it."""
 
-    kind: str  # "local" | "milvus" | "milvus-lite"
+    kind: AddressKind
     text: str
     path: Path | None = None  # the directory (local) or the Milvus Lite file
     uri: str | None = None  # what pymilvus connects to

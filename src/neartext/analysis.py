@@ -57,10 +57,29 @@ class MiningResult:
 
 
 @dataclass
+class GroupMember:
+    """A document of a duplicate group: its id, text and similarity to the representative."""
+
+    id: str
+    text: str
+    score: float
+
+
+@dataclass
+class DuplicateGroup:
+    """Group ``group`` (numbered from 1, largest first): the ``representative`` id and the
+    ``members`` (the representative included)."""
+
+    group: int
+    representative: str
+    members: list[GroupMember]
+
+
+@dataclass
 class DedupResult:
     """Duplicate groups: each a representative id and its members (representative included)."""
 
-    groups: list[dict[str, Any]]
+    groups: list[DuplicateGroup]
     texts: int
     threshold: float
     method: str
@@ -70,20 +89,20 @@ class DedupResult:
     @property
     def duplicates(self) -> int:
         """Documents that would be dropped keeping one per group."""
-        return sum(len(g["members"]) - 1 for g in self.groups)
+        return sum(len(g.members) - 1 for g in self.groups)
 
     def mapping(self, all_ids: list[str]) -> dict[str, str]:
         """``id -> kept id`` for every document (itself when not in a group)."""
         out = {i: i for i in all_ids}
         for g in self.groups:
-            for m in g["members"]:
-                out[m["id"]] = g["representative"]
+            for m in g.members:
+                out[m.id] = g.representative
         return out
 
     def member_rows(self) -> list[dict[str, Any]]:
         """One row per group member: group, id, representative (bool), score, text."""
-        return [{"group": g["group"], "id": m["id"], "representative": m["id"] == g["representative"],
-                 "score": m["score"], "text": m["text"]} for g in self.groups for m in g["members"]]
+        return [{"group": g.group, "id": m.id, "representative": m.id == g.representative,
+                 "score": m.score, "text": m.text} for g in self.groups for m in g.members]
 
     def summary(self) -> str:
         sizes = ", ".join(f"{n}x{size}" for size, n in self.sizes.items()) or "none"
@@ -239,11 +258,9 @@ def dedup(
     for n, g in enumerate(groups, 1):
         rep = g.representative
         sims = vectors[g.members] @ vectors[rep]
-        rows.append({
-            "group": n, "representative": doc_ids[rep],
-            "members": [{"id": doc_ids[m], "text": texts[doc_ids[m]], "score": float(s)}
-                        for m, s in zip(g.members.tolist(), sims.tolist())],
-        })
+        rows.append(DuplicateGroup(n, doc_ids[rep], [
+            GroupMember(doc_ids[m], texts[doc_ids[m]], float(s))
+            for m, s in zip(g.members.tolist(), sims.tolist())]))
     return DedupResult(rows, len(doc_ids), t, method, size_summary(groups),
                        time.perf_counter() - t0)
 

@@ -23,11 +23,11 @@ from .corpus import Record, read_corpus
 from .encoders import Encoder, EncoderSettings, canonical_name, load_encoder
 from .errors import InputError, ModelMismatch
 from .filters import Filter
-from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION
+from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, Fusion, Mode
 from .ingest import clean_or_refuse
 from .lexical import script_shares
 from .manifest import Manifest
-from .results import IndexReport, SearchResult
+from .results import Calibration, CollectionInfo, IndexReport, SearchResult
 from .searching import SearchOptions, check_threshold, make_filter, search_vectors
 from .store import Document, Store
 from .store.factory import building, connected, create_store, kind_of, open_store, store_exists
@@ -342,8 +342,8 @@ class Collection:
         threshold: float | None = None,
         where: Sequence[str] | str | Filter | None = None,
         contains: Sequence[str] | None = None,
-        mode: str = "semantic",
-        fusion: str = DEFAULT_FUSION,
+        mode: Mode = "semantic",
+        fusion: Fusion = DEFAULT_FUSION,
         alpha: float = DEFAULT_ALPHA,
         options: SearchOptions | None = None,
     ) -> list[SearchResult]:
@@ -374,8 +374,8 @@ class Collection:
         threshold: float | None = None,
         where: Sequence[str] | str | Filter | None = None,
         contains: Sequence[str] | None = None,
-        mode: str = "semantic",
-        fusion: str = DEFAULT_FUSION,
+        mode: Mode = "semantic",
+        fusion: Fusion = DEFAULT_FUSION,
         alpha: float = DEFAULT_ALPHA,
         options: SearchOptions | None = None,
     ) -> list[list[SearchResult]]:
@@ -398,8 +398,8 @@ class Collection:
 
     def search_vectors(
         self, vectors: np.ndarray | None, k: int = 10, *, threshold: float | None = None,
-        where: Filter | None = None, texts: Sequence[str] | None = None, mode: str = "semantic",
-        fusion: str = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA,
+        where: Filter | None = None, texts: Sequence[str] | None = None, mode: Mode = "semantic",
+        fusion: Fusion = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA,
         options: SearchOptions | None = None,
     ) -> list[list[SearchResult]]:
         """:meth:`search_many` for query vectors already encoded with the collection's model
@@ -437,7 +437,7 @@ class Collection:
 
         return cluster(self, method, **kw)
 
-    def calibrate(self, pairs: PairData, *, min_precision: float | None = None) -> dict[str, Any]:
+    def calibrate(self, pairs: PairData, *, min_precision: float | None = None) -> Calibration:
         """Choose a similarity threshold from labeled pairs with the collection's model and store
         it in the manifest (``mine``, ``paraphrases`` and ``dedup`` then use it by default).
 
@@ -457,12 +457,11 @@ class Collection:
         else:
             t, prec, rec = m["best_f1_threshold"], m["precision_at_best_f1"], m["recall_at_best_f1"]
             rule = "best F1"
-        cal = {"threshold": float(t), "rule": rule, "precision": prec, "recall": rec,
-               "pairs": len(pairs.value), "source": pairs.source,
-               "average_precision": m["average_precision"],
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        self.manifest.threshold = float(t)
-        self.manifest.calibration = cal
+        cal = Calibration(float(t), rule, float(prec), float(rec), len(pairs.value),
+                          pairs.source, float(m["average_precision"]),
+                          datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self.manifest.threshold = cal.threshold
+        self.manifest.calibration = cal.to_dict()
         self.save_manifest()
         return cal
 
@@ -482,36 +481,35 @@ class Collection:
     def __len__(self) -> int:
         return self.store.count()
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> CollectionInfo:
         """Size, model and settings of the collection; ``scripts`` gives the share of texts
         written mostly in Cyrillic, mostly in Latin letters, or neither."""
         size = kind_of(self.address).bytes_on_disk(self.address)
         m = self.manifest
-        return {
-            "path": str(self.address),
-            "store": self.address.kind,
-            "documents": self.store.count(),
-            "passages": self.store.passage_count(),
-            "model": m.model.name,
-            "fingerprint": m.model.fingerprint,
-            "dim": m.dim,
-            "metric": m.metric,
-            "index": self.store.index_info(),
-            "chunking": m.chunking,
-            "prefixes": {"query": m.model.settings.get("query_prefix"),
-                         "document": m.model.settings.get("document_prefix")},
-            "pooling": m.model.settings.get("pooling"),
-            "max_seq_length": m.model.settings.get("max_seq_length"),
-            "metadata_fields": sorted(self.store.metadata_fields()),
-            "scripts": self._script_shares(),
-            "keyword_index": self.store.has_keyword_index(),
-            "source": m.source,
-            "threshold": m.threshold,
-            "created": m.created,
-            "neartext_version": m.neartext_version,
-            "bytes_on_disk": size,
-        }
-
+        return CollectionInfo(
+            path=str(self.address),
+            store=self.address.kind,
+            documents=self.store.count(),
+            passages=self.store.passage_count(),
+            model=m.model.name,
+            fingerprint=m.model.fingerprint,
+            dim=m.dim,
+            metric=m.metric,
+            index=self.store.index_info(),
+            chunking=m.chunking,
+            prefixes={"query": m.model.settings.get("query_prefix"),
+                      "document": m.model.settings.get("document_prefix")},
+            pooling=m.model.settings.get("pooling"),
+            max_seq_length=m.model.settings.get("max_seq_length"),
+            metadata_fields=sorted(self.store.metadata_fields()),
+            scripts=self._script_shares(),
+            keyword_index=self.store.has_keyword_index(),
+            source=m.source,
+            threshold=m.threshold,
+            created=m.created,
+            neartext_version=m.neartext_version,
+            bytes_on_disk=size,
+        )
 
     def _script_shares(self) -> dict[str, float]:
         """``lexical.script_shares`` of every text, recomputed only after a write (the service

@@ -23,7 +23,7 @@ import numpy as np
 
 from .encoders import Encoder, load_encoder
 from .errors import InputError
-from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION
+from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, Fusion, Mode
 from .metrics import pair_classification, sts_correlation
 from .readers import delimited_rows, jsonl_values, read_text
 from .searching import SearchOptions
@@ -128,7 +128,9 @@ def _named_column(p: Path, names: list[str], given: str, what: str) -> int:
     raise InputError(f"{p}: unknown {what} column '{given}'; available columns: {', '.join(names)}")
 
 
-def _pick_columns(p, names, table, has_header, text1, text2, value) -> tuple[int, int, int]:
+def _pick_columns(p: Path, names: list[str], table: list[list[Any]], has_header: bool,
+                  text1: str | None, text2: str | None, value: str | None
+                  ) -> tuple[int, int, int]:
     def find(given: str | None, candidates: Sequence[str], what: str) -> int | None:
         if given is not None:
             return _named_column(p, names, given, what)
@@ -233,16 +235,16 @@ def load_beir(corpus: str | Path, queries: str | Path, qrels: str | Path) -> Ret
     return RetrievalData(qs, docs, rel, str(qrels))
 
 
-def evaluate_retrieval(model: str | Encoder, data: RetrievalData, mode: str = "semantic", *,
-                       fusion: str = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA
+def evaluate_retrieval(model: str | Encoder, data: RetrievalData, mode: Mode = "semantic", *,
+                       fusion: Fusion = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA
                        ) -> dict[str, float]:
     """MRR@10, nDCG@10, Recall@1/5/10, MAP@100 (primary: mrr@10) of one search ``mode``."""
     return evaluate_retrieval_modes(model, data, [mode], fusion=fusion, alpha=alpha)[mode]
 
 
-def evaluate_retrieval_modes(model: str | Encoder, data: RetrievalData, modes: Sequence[str], *,
-                             fusion: str = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA
-                             ) -> dict[str, dict[str, float]]:
+def evaluate_retrieval_modes(model: str | Encoder, data: RetrievalData,
+                             modes: Sequence[Mode], *, fusion: Fusion = DEFAULT_FUSION,
+                             alpha: float = DEFAULT_ALPHA) -> dict[str, dict[str, float]]:
     """:func:`evaluate_retrieval` for several modes, encoding the corpus once. Semantic alone
     runs an exact vector search; with keyword or hybrid the corpus goes into a temporary
     collection searched as ``Collection.search`` does."""
@@ -273,7 +275,7 @@ def evaluate_retrieval_modes(model: str | Encoder, data: RetrievalData, modes: S
     from .collection import Collection
     from .corpus import Record
 
-    out = {}
+    out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="neartext-eval-") as tmp, \
             Collection.create(Path(tmp) / "corpus", model=enc) as col:
         col.upsert([Record(d, data.corpus[d], {}) for d in doc_ids])
@@ -292,7 +294,7 @@ def _similarities(encoder: Encoder, data: PairData) -> np.ndarray:
     pos = {t: i for i, t in enumerate(unique)}
     a = vecs[[pos[t] for t in data.text1]]
     b = vecs[[pos[t] for t in data.text2]]
-    return np.einsum("ij,ij->i", a, b)  # cosine per pair
+    return np.asarray(np.einsum("ij,ij->i", a, b))  # cosine per pair
 
 
 def _encoder(model: str | Encoder) -> Encoder:
@@ -338,8 +340,8 @@ def evaluate_pairs(
 
 def evaluate_collection(
     collection: Any, path: str | Path, query: str | None = None, passage: str | None = None,
-    gold_id: str | None = None, *, encoding: str = "utf-8", mode: str = "semantic",
-    fusion: str = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA,
+    gold_id: str | None = None, *, encoding: str = "utf-8", mode: Mode = "semantic",
+    fusion: Fusion = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA,
 ) -> dict[str, Any]:
     """Retrieval metrics of an existing collection (its model, index and chunking) for held-out
     (query, passage) rows. Each passage is found in the collection by ``gold_id`` column, else by

@@ -117,4 +117,4 @@ def _holds(c: Condition, v: Any) -> bool:
         return {"=": n == c.value, "!=": n != c.value, ">=": n >= c.value, "<=": n <= c.value,
                 ">": n > c.value, "<": n < c.value}[c.op]
     s = str(v)
-    return s == c.value if c.op == "=" else s != c.value
+    return bool(s == c.value) if c.op == "=" else bool(s != c.value)

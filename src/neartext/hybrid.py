@@ -30,6 +30,7 @@ RRF_K = 60
 # Chosen on Cranfield and 3,000 Quora duplicate pairs with all-MiniLM-L6-v2 (bench/bench_multilingual.py):
 # blend at 0.7 beat semantic search on both (nDCG@10 0.42 vs 0.38; 0.894 vs 0.891), while
 # RRF lost on the Quora paraphrases (0.887).
+Mode = Literal["semantic", "keyword", "hybrid"]
 Fusion = Literal["blend", "rrf"]
 DEFAULT_FUSION: Fusion = "blend"
 DEFAULT_ALPHA = 0.7

@@ -30,8 +30,8 @@ def scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """
     product = _torch_product(queries, matrix)
     if product is not None:
-        return product.numpy()
-    return queries @ matrix.T
+        return np.asarray(product.numpy())
+    return np.asarray(queries @ matrix.T)
 
 
 def top_k(queries: np.ndarray, matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,10 @@ def mine_pairs(
     return Pairs(i, j, s, method, time.perf_counter() - t0, details)
 
 
-def _exact(v: np.ndarray, threshold: float, top_k: int, progress: bool):
+Triples = tuple[np.ndarray, np.ndarray, np.ndarray]  # row i, row j, score
+
+
+def _exact(v: np.ndarray, threshold: float, top_k: int, progress: bool) -> Triples:
     """Upper triangle only (scores are symmetric), then the per-row top-k rule over all pairs."""
     from tqdm.auto import tqdm
 
@@ -154,7 +158,7 @@ def _top_k_rule(i: np.ndarray, j: np.ndarray, s: np.ndarray, top_k: int) -> np.n
 
 
 def _approx(v: np.ndarray, threshold: float, top_k: int, nprobe: int | None, progress: bool,
-            soft: int = SOFT_ASSIGN):
+            soft: int = SOFT_ASSIGN) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Blocked IVF self-join: k-means cells; each cell's members are scored against the
     candidates of the ``nprobe`` cells nearest to its centroid, one matrix product per cell.
 
@@ -207,11 +211,11 @@ def _approx(v: np.ndarray, threshold: float, top_k: int, nprobe: int | None, pro
     return _cat(out_i, np.int64), _cat(out_j, np.int64), _cat(out_s, np.float32), details
 
 
-def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
 
 
-def unique_pairs(i: np.ndarray, j: np.ndarray, s: np.ndarray):
+def unique_pairs(i: np.ndarray, j: np.ndarray, s: np.ndarray) -> Triples:
     """Each unordered pair once (its best score), sorted by score descending, then (i, j)."""
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     if not len(lo):

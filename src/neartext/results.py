@@ -67,3 +67,95 @@ class IndexReport:
             line += (f"; {self.truncated} texts are longer than the model reads and were truncated"
                      " (consider --chunk)")
         return line
+
+
+@dataclass
+class Calibration:
+    """A threshold chosen from labeled pairs (``Collection.calibrate``): the ``rule`` (best F1,
+    or precision at least some value), what it reaches, on which pairs, and when."""
+
+    threshold: float
+    rule: str
+    precision: float
+    recall: float
+    pairs: int
+    source: str
+    average_precision: float
+    date: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CollectionInfo:
+    """What ``neartext info`` shows (``Collection.info``)."""
+
+    path: str
+    store: str
+    documents: int
+    passages: int
+    model: str
+    fingerprint: str
+    dim: int
+    metric: str
+    index: dict[str, Any]
+    chunking: dict[str, int] | None
+    prefixes: dict[str, str | None]
+    pooling: str | None
+    max_seq_length: int | None
+    metadata_fields: list[str]
+    scripts: dict[str, float]
+    keyword_index: bool
+    source: dict[str, Any]
+    threshold: float | None
+    created: str
+    neartext_version: str
+    bytes_on_disk: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class MlflowExport:
+    """An MLflow model made of a collection: saved at ``output``, or logged (``run_id``,
+    ``model_uri``)."""
+
+    documents: int
+    model: str
+    output: str | None = None
+    logged: bool = False
+    run_id: str | None = None
+    model_uri: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class OnnxExport:
+    """An ONNX model directory: its files, the cosine parity with the torch model per file."""
+
+    output: str
+    base: str
+    files: dict[str, str]
+    parity: dict[str, dict[str, float]]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StaticExport:
+    """A static (model2vec) model directory distilled from ``base``."""
+
+    output: str
+    base: str
+    dim: int
+    vocabulary: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+

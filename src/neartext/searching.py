@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import InputError
 from .filters import Filter, parse_filter
-from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, blend, candidates, check_mode, rrf
+from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, Fusion, Mode, blend, candidates, check_mode, rrf
 from .results import SearchResult
 from .store import Hit, Store
 
@@ -45,8 +45,8 @@ class SearchOptions:
 
     k: int = 10
     threshold: float | None = None
-    mode: str = "semantic"
-    fusion: str = DEFAULT_FUSION
+    mode: Mode = "semantic"
+    fusion: Fusion = DEFAULT_FUSION
     alpha: float = DEFAULT_ALPHA
 
     def __post_init__(self) -> None:

@@ -22,11 +22,11 @@ import time
 import urllib.error
 import urllib.request
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import InputError, NeartextError
+from ..results import SearchResult
 from ..retry import call as retry_call
 
 MAX_QUERY_CHARS = 500
@@ -37,20 +37,10 @@ DEFAULT_HELP = ("Send me a short text (up to {max_chars} characters) and I answe
 DEFAULT_NOTHING = "Nothing close enough this time. Try other words?"
 
 
-@dataclass
-class Hit:
-    """One answer: a document id, its score, its text and metadata."""
-
-    id: str
-    score: float
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
 class Backend(Protocol):
     name: str
 
-    async def search(self, query: str, k: int, threshold: float | None = None) -> list[Hit]: ...
+    async def search(self, query: str, k: int, threshold: float | None = None) -> list[SearchResult]: ...
 
     async def rate(self, query: str, doc_id: str, relevant: bool) -> None: ...
 
@@ -78,9 +68,9 @@ class LocalBackend:
                 raise InputError(f"unknown field '{f}' for --show/--photo-column; fields: text, "
                                  f"{', '.join(sorted(known))}")
 
-    async def search(self, query: str, k: int, threshold: float | None = None) -> list[Hit]:
+    async def search(self, query: str, k: int, threshold: float | None = None) -> list[SearchResult]:
         rows = await asyncio.to_thread(self.collection.search, query, k, threshold=threshold)
-        return [Hit(r.id, float(r.score), r.text, dict(r.metadata)) for r in rows]
+        return list(rows)
 
     async def rate(self, query: str, doc_id: str, relevant: bool) -> None:
         await asyncio.to_thread(self.feedback.add, query, doc_id, relevant)
@@ -140,10 +130,10 @@ class ServiceBackend:
         return retry_call(lambda: self._call(method, path, body), transient=_transient,
                           what=f"{self.url}{path}", attempts=4)
 
-    async def search(self, query: str, k: int, threshold: float | None = None) -> list[Hit]:
+    async def search(self, query: str, k: int, threshold: float | None = None) -> list[SearchResult]:
         body = {"query": query, "k": k, "threshold": threshold}
         data = await asyncio.to_thread(self._retried, "POST", "/search", body)
-        return [Hit(h["id"], float(h["score"]), h["text"], h.get("metadata") or {})
+        return [SearchResult(h["id"], h["text"], float(h["score"]), h.get("metadata") or {})
                 for h in data["results"][0]]
 
     async def rate(self, query: str, doc_id: str, relevant: bool) -> None:
@@ -154,7 +144,7 @@ class ServiceBackend:
         pass
 
 
-def format_result(rank: int, hit: Hit, show: list[str] | None = None) -> str:
+def format_result(rank: int, hit: SearchResult, show: list[str] | None = None) -> str:
     """HTML message text for one answer: the ``show`` fields (``text`` is the document's text,
     other names are metadata columns; default: the text), links made clickable."""
     parts = []
@@ -173,7 +163,7 @@ def format_result(rank: int, hit: Hit, show: list[str] | None = None) -> str:
     return f"{rank}. {body}"
 
 
-def photo_url(hit: Hit, column: str | None) -> str | None:
+def photo_url(hit: SearchResult, column: str | None) -> str | None:
     """The image URL in ``column`` of the hit's metadata, if there is one."""
     if not column:
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..groups import GROUPINGS, REPRESENTATIVES
@@ -18,6 +18,10 @@ from .common import (
     print_results,
     show_progress,
 )
+
+if TYPE_CHECKING:
+    from ..clustering import ClusterResult
+    from ..collection import Collection
 
 
 def register(sub: Any) -> None:
@@ -141,17 +145,17 @@ def _cmd_dedup(args: argparse.Namespace) -> dict[str, Any]:
     if not args.json:
         if not args.output:
             for g in res.groups[:10]:
-                print(f"group {g['group']} ({len(g['members'])}):")
-                for m in g["members"]:
-                    mark = "*" if m["id"] == g["representative"] else " "
-                    print(f"  {mark} {m['score']:.3f}  {m['id']}  {one_line(m['text'])}")
+                print(f"group {g.group} ({len(g.members)}):")
+                for m in g.members:
+                    mark = "*" if m.id == g.representative else " "
+                    print(f"  {mark} {m.score:.3f}  {m.id}  {one_line(m.text)}")
             if len(res.groups) > 10:
                 print(f"... {len(res.groups) - 10} more groups (use -o FILE to write them all)")
         print(res.summary(), file=sys.stderr)
     return res.to_dict()
 
 
-def _cluster(col: Any, args: argparse.Namespace, central: int = 3) -> Any:
+def _cluster(col: Collection, args: argparse.Namespace, central: int = 3) -> ClusterResult:
     return col.cluster(args.method, threshold=args.threshold, min_size=args.min_size, k=args.k,
                        seed=args.seed, central=central, progress=show_progress(args))
 

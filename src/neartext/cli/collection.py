@@ -193,7 +193,7 @@ def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     from ..collection import Collection
 
     with Collection.open(args.collection) as col:
-        info = col.info()
+        info = col.info().to_dict()
     if not args.json:
         width = max(len(k) for k in info)
         for k, v in info.items():

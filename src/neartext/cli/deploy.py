@@ -149,24 +149,24 @@ def _cmd_export(args: argparse.Namespace) -> dict[str, Any]:
 
         res = export_onnx(args.model, args.output, quantize=args.quantize, force=args.force)
         if not args.json:
-            for kind, p in res["parity"].items():
+            for kind, p in res.parity.items():
                 print(f"{kind}: cosine with the torch model: min {p['min_cosine']:.5f}, mean "
                       f"{p['mean_cosine']:.5f}", file=sys.stderr)
-            for w in res["warnings"]:
+            for w in res.warnings:
                 print(f"warning: {w}", file=sys.stderr)
-            print(f"exported {res['base']} to {res['output']}; use it with --model {res['output']}")
-        return res
+            print(f"exported {res.base} to {res.output}; use it with --model {res.output}")
+        return res.to_dict()
     from ..export.mlflow_model import export_mlflow
 
-    res = export_mlflow(args.collection, args.output, log=args.log, force=args.force)
+    exported = export_mlflow(args.collection, args.output, log=args.log, force=args.force)
     if not args.json:
-        where = res.get("model_uri") or res["output"]
-        print(f"exported {args.collection} ({res['documents']} documents, {res['model']}) as an "
+        where = exported.model_uri or exported.output
+        print(f"exported {args.collection} ({exported.documents} documents, {exported.model}) as an "
               f"MLflow model: {where}")
-        if not res.get("logged"):
+        if not exported.logged:
             print(f"serve it: mlflow models serve -m {where} --env-manager local -p 5001",
                   file=sys.stderr)
-    return res
+    return exported.to_dict()
 
 
 def _cmd_distill(args: argparse.Namespace) -> dict[str, Any]:
@@ -176,9 +176,9 @@ def _cmd_distill(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError("--pca-dims must be 0 (keep all) or more")
     res = distill_model(args.model, args.output, pca_dims=args.pca_dims or None, force=args.force)
     if not args.json:
-        print(f"wrote a static model to {res['output']}: {res['vocabulary']} tokens x {res['dim']} "
-              f"dimensions, from {res['base']}; use it with --model {res['output']}")
-    return res
+        print(f"wrote a static model to {res.output}: {res.vocabulary} tokens x {res.dim} "
+              f"dimensions, from {res.base}; use it with --model {res.output}")
+    return res.to_dict()
 
 
 def _cmd_bot(args: argparse.Namespace) -> dict[str, Any]:

@@ -238,10 +238,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     with Collection.open(args.collection) as col:
         cal = col.calibrate(data, min_precision=args.min_precision)
     if not args.json:
-        print(f"{args.collection}: threshold {cal['threshold']:.4f} ({cal['rule']}): precision "
-              f"{cal['precision']:.3f}, recall {cal['recall']:.3f} on {cal['pairs']} pairs; "
+        print(f"{args.collection}: threshold {cal.threshold:.4f} ({cal.rule}): precision "
+              f"{cal.precision:.3f}, recall {cal.recall:.3f} on {cal.pairs} pairs; "
               "stored: mine, paraphrases and dedup now use it by default")
-    return cal
+    return cal.to_dict()
 
 
 def _cmd_bench_encoders(args: argparse.Namespace) -> dict[str, Any]:

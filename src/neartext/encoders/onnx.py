@@ -47,7 +47,7 @@ class OnnxEncoder(EncoderBase):
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise ModelNotFound(f"model '{settings.model}': cannot load {model_dir}: {e}") from None
         self.inputs: list[str] = meta["inputs"]
-        self._max = min(settings.max_seq_length or meta["max_seq_length"], meta["max_seq_length"])
+        self._max: int = min(settings.max_seq_length or meta["max_seq_length"], meta["max_seq_length"])
         self.tokenizer.enable_truncation(self._max)
         self.tokenizer.enable_padding()
         self._normalized = bool(meta.get("normalized_in_graph"))

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..atomic import staged_dir
 from ..errors import InputError, MissingExtra, ModelNotFound
+from ..results import StaticExport
 from ..tables import check_output_dir
 from .base import EncoderBase, EncoderSettings, settings_digest, weights_digest
 
@@ -30,7 +31,8 @@ DEFAULT_MAX_TOKENS = 512
 def is_static_model(path: Path) -> bool:
     """A model2vec directory: its config.json says ``"model_type": "model2vec"``."""
     try:
-        return json.loads((path / "config.json").read_text()).get("model_type") == "model2vec"
+        return bool(json.loads((path / "config.json").read_text()).get("model_type")
+                    == "model2vec")
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -79,7 +81,7 @@ class StaticEncoder(EncoderBase):
 
 
 def distill_model(model: str, output: str | Path, *, pca_dims: int | None = 256,
-                  force: bool = False) -> dict[str, Any]:
+                  force: bool = False) -> StaticExport:
     """Distill a local sentence-transformers model into a static model2vec model in ``output``
     (written to ``output.partial`` first). Offline: the model's own vocabulary is used."""
     from .registry import backend_of, resolve_model_path
@@ -101,5 +103,4 @@ def distill_model(model: str, output: str | Path, *, pca_dims: int | None = 256,
     with staged_dir(out, make=False) as staged:
         static = distill(model_name=str(src), pca_dims=pca_dims, device="cpu")
         static.save_pretrained(str(staged))
-    return {"output": str(out), "base": str(src), "dim": int(static.dim),
-            "vocabulary": int(static.embedding.shape[0])}
+    return StaticExport(str(out), str(src), int(static.dim), int(static.embedding.shape[0]))

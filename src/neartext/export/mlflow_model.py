@@ -25,6 +25,7 @@ from typing import Any
 
 from ..atomic import staged_dir
 from ..errors import InputError, MissingExtra
+from ..results import MlflowExport
 from ..searching import SearchOptions
 from ..tables import check_output_dir
 from ..validate import check_text
@@ -146,7 +147,7 @@ def _quiet_mlflow() -> Iterator[None]:
 
 
 def export_mlflow(collection: str | Path, output: str | Path | None = None, *, log: bool = False,
-                  force: bool = False) -> dict[str, Any]:
+                  force: bool = False) -> MlflowExport:
     """Save the collection as an MLflow model in ``output`` (atomically), or log it to the
     tracking store (``log=True``; ``MLFLOW_TRACKING_URI``, else MLflow's default)."""
     import os
@@ -188,9 +189,9 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
         if log:
             with mlflow.start_run() as run, _quiet_mlflow():
                 info = mlflow.pyfunc.log_model(name="neartext", **kw)
-            return {"logged": True, "run_id": run.info.run_id, "model_uri": info.model_uri,
-                    "documents": documents, "model": name}
+            return MlflowExport(documents, name, logged=True, run_id=run.info.run_id,
+                                model_uri=info.model_uri)
         assert out is not None
         with staged_dir(out, make=False) as staged, _quiet_mlflow():
             mlflow.pyfunc.save_model(str(staged), **kw)
-    return {"output": str(out), "documents": documents, "model": name}
+    return MlflowExport(documents, name, output=str(out))

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..atomic import staged_dir
 from ..errors import InputError, MissingExtra
+from ..results import OnnxExport
 from ..tables import check_output_dir
 
 META = "neartext_onnx.json"
@@ -44,7 +45,7 @@ PARITY_TEXTS = [
 
 
 def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
-                force: bool = False, opset: int = 17) -> dict[str, Any]:
+                force: bool = False, opset: int = 17) -> OnnxExport:
     """Export ``model`` (a name or local path of a sentence-transformers model) to ``output``."""
     from ..encoders import backend_of, load_encoder, resolve_model_path
 
@@ -134,10 +135,9 @@ def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
         warnings_.append(f"int8 mean cosine {parity['int8']['mean_cosine']:.4f} on the parity texts "
                          f"is under {INT8_WARN_COSINE}: check accuracy on your data "
                          "(neartext eval sts/retrieval --model DIR)")
-    return {"output": str(out), "base": str(src), "files": files, "parity": parity,
-            "warnings": warnings_}
+    return OnnxExport(str(out), str(src), files, parity, warnings_)
 
 
 def _run(sess: Any, tokenizer: Any, texts: list[str], names: list[str], max_len: int) -> np.ndarray:
     tok = tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="np")
-    return sess.run(None, {n: tok[n].astype(np.int64) for n in names})[0]
+    return np.asarray(sess.run(None, {n: tok[n].astype(np.int64) for n in names})[0])

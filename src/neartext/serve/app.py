@@ -111,8 +111,8 @@ def _error(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"error": title, "detail": detail}, status_code=status, headers=headers)
 
 
-def _hit(r: SearchResult) -> S.Hit:
-    return S.Hit(id=r.id, text=r.text, score=round(float(r.score), 6), metadata=r.metadata,
+def _hit(r: SearchResult) -> S.SearchHit:
+    return S.SearchHit(id=r.id, text=r.text, score=round(float(r.score), 6), metadata=r.metadata,
                  passage=r.passage)
 
 
@@ -242,7 +242,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     @app.get("/collections/{name}", tags=["collections"])
     async def collection_info(name: str) -> dict[str, Any]:
         served = engine.get(name)
-        info = await engine.in_thread(served.collection.info)
+        info = (await engine.in_thread(served.collection.info)).to_dict()
         info.pop("path", None)  # the server's file system is not the client's business
         return {"name": name, **info, "feedback": served.feedback.count()}
 
@@ -350,8 +350,9 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         ``cluster`` (k-means with about sqrt(n/2) clusters, at most 20, unless told otherwise)
         or a metadata field: ``{points: [[x, y, group, id, text]], groups, labels}``."""
         served = engine.get(name)
-        return await engine.in_thread(_map_payload, served.collection, color_by, sample, method,
-                                      threshold, k, min_size)
+        payload: dict[str, Any] = await engine.in_thread(
+            _map_payload, served.collection, color_by, sample, method, threshold, k, min_size)
+        return payload
 
     @app.post("/collections/{name}/map/place", tags=["map"])
     async def place_on_map(name: str, body: S.PlaceRequest) -> S.PlaceResponse:

@@ -39,7 +39,7 @@ class SearchRequest(_Body):
     alpha: float = Field(DEFAULT_ALPHA, ge=0, le=1, description="blend: weight of the cosine score")
 
 
-class Hit(BaseModel):
+class SearchHit(BaseModel):
     id: str
     text: str
     score: float
@@ -48,7 +48,7 @@ class Hit(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    results: list[list[Hit]] = Field(description="one list per query, best first")
+    results: list[list[SearchHit]] = Field(description="one list per query, best first")
 
 
 class ParaphrasesRequest(_Body):
@@ -59,7 +59,7 @@ class ParaphrasesRequest(_Body):
 
 
 class ParaphrasesResponse(BaseModel):
-    results: list[Hit]
+    results: list[SearchHit]
     threshold: float
     notice: str | None = None
 

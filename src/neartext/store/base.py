@@ -48,7 +48,7 @@ def check_store_manifest(where: object, manifest: Any) -> dict[str, Any]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("dim"), int) \
             or isinstance(manifest.get("dim"), bool):
         check_manifest(where, manifest)  # raises, naming the field at fault
-    return manifest
+    return dict(manifest)
 
 
 @dataclass

@@ -326,10 +326,10 @@ class LocalStore:
         return int(row[0])
 
     def count(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        return int(self.conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
 
     def passage_count(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+        return int(self.conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0])
 
     def document_hashes(self, ids: Sequence[str] | None = None) -> dict[str, str]:
         if ids is None:

@@ -810,7 +810,8 @@ def _lit(v: Any) -> str:
 
 
 def _floats(v: np.ndarray) -> list[float]:
-    return np.asarray(v, dtype=np.float32).tolist()
+    out: list[float] = np.asarray(v, dtype=np.float32).tolist()
+    return out
 
 
 def _vec(v: Any) -> np.ndarray:

@@ -95,7 +95,7 @@ class ExactIndex:
             return np.zeros(0, dtype=np.int64)
         ids = np.unique(ids)
         pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
-        return pos[self.ids[pos] == ids]
+        return np.asarray(pos[self.ids[pos] == ids])
 
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
