@@ -7,7 +7,7 @@ A collection talks to its store only through :class:`Store`; two implement it: t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -179,3 +179,109 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class StoreBase:
+    """What both stores do the same way, over primitives each backend supplies: the cached
+    metadata field list, order-preserving ``get``, vector lookup (stored, then staged), write
+    counts, the best passage per document, and keyword-score norms.
+
+    A backend implements ``generation``, ``count``, ``_metadata_field_names``,
+    ``_documents_by_id``, ``_stored_vectors``, ``_staged_vectors``, ``_document_frequencies``
+    and ``_idf``.
+    """
+
+    _fields: tuple[int, set[str]] | None = None
+    _df: tuple[int, dict[str, int]] = (-1, {})
+
+    # -- primitives ------------------------------------------------------------------------
+
+    def generation(self) -> int:
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def _metadata_field_names(self) -> set[str]:
+        raise NotImplementedError
+
+    def _documents_by_id(self, ids: Sequence[str]) -> dict[str, Document]:
+        raise NotImplementedError
+
+    def _stored_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _staged_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _document_frequencies(self, words: list[str]) -> dict[str, int]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _idf(n: int, df: int) -> float:
+        raise NotImplementedError
+
+    # -- shared logic ----------------------------------------------------------------------
+
+    def metadata_fields(self) -> set[str]:
+        """Metadata field names in use, computed once per generation."""
+        gen = self.generation()
+        if self._fields is None or self._fields[0] != gen:
+            self._fields = (gen, self._metadata_field_names())
+        return set(self._fields[1])
+
+    def get(self, ids: Sequence[str]) -> list[Document]:
+        """Documents by id, in the given order; unknown ids are left out."""
+        found = self._documents_by_id(ids)
+        return [found[i] for i in ids if i in found]
+
+    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors of passages with these content hashes: stored ones, else staged ones."""
+        wanted = list(dict.fromkeys(hashes))
+        out = self._stored_vectors(wanted)
+        rest = [h for h in wanted if h not in out]
+        if rest:
+            out.update({h: v for h, v in self._staged_vectors(rest).items() if h not in out})
+        return out
+
+    def keyword_norms(self, queries: Sequence[str]) -> list[float]:
+        """Per query, the BM25 score of a document of average length holding each query word
+        once: the sum of the words' IDFs (as the backend's BM25 computes them; words no
+        document has included). Dividing a BM25 score by it puts keyword scores of different
+        queries on one scale (about 1 = a full match). Frequencies are cached per generation."""
+        from ..lexical import terms
+
+        n, gen = self.count(), self.generation()
+        if self._df[0] != gen:
+            self._df = (gen, {})
+        df = self._df[1]
+        out = []
+        for q in queries:
+            words = list(dict.fromkeys(terms(q)))
+            missing = [w for w in words if w not in df]
+            if missing:
+                df.update(self._document_frequencies(missing))
+            out.append(sum(self._idf(n, df.get(w, 0)) for w in words))
+        return out
+
+
+def best_per_document(rows: Iterable[Iterable[Hit]], k: int) -> list[list[Hit]]:
+    """For each query's passage hits (best first), the best passage of each document, the
+    ``k`` best documents."""
+    out = []
+    for row in rows:
+        seen: dict[str, Hit] = {}
+        for h in row:
+            if h.doc_id not in seen:
+                seen[h.doc_id] = h
+                if len(seen) == k:
+                    break
+        out.append(sorted(seen.values(), key=lambda x: -x.score))
+    return out
+
+
+def write_counts(documents: Sequence[Document], existing: set[str], removed: int
+                 ) -> WriteResult:
+    """``WriteResult`` of a write of ``documents`` where ``existing`` ids were stored before."""
+    added = sum(1 for d in documents if d.id not in existing)
+    return WriteResult(added=added, updated=len(documents) - added, removed=removed)

@@ -44,9 +44,18 @@ from ..errors import (
     StorageError,
 )
 from ..filters import Condition, Filter, as_number
-from ..lexical import index_text, match_expression, terms
+from ..lexical import index_text, match_expression
 from ..locking import exclusive, release_file
-from .base import Document, Hit, Passage, WriteResult, check_store_manifest
+from .base import (
+    Document,
+    Hit,
+    Passage,
+    StoreBase,
+    WriteResult,
+    best_per_document,
+    check_store_manifest,
+    write_counts,
+)
 from .vector_index import (
     FaissIndex,
     VectorIndex,
@@ -171,7 +180,7 @@ def copy_sqlite(src: Path, dst: Path) -> None:
             b.close()
 
 
-class LocalStore:
+class LocalStore(StoreBase):
     """SQLite + vector index store in one directory. Thread-safe; one writer at a time.
 
     Example:
@@ -203,7 +212,6 @@ class LocalStore:
         self.conn.create_function("nt_num", 1, as_number, deterministic=True)
         self.conn.create_function("nt_fold", 1, lambda s: s.casefold() if s else s,
                                   deterministic=True)
-        self._fields: tuple[int, set[str]] | None = None
         self._filter_cache: dict[tuple, np.ndarray] = {}
         self._index_gen = -1  # the database generation self.index holds
         remove_orphan_temp_files(self.path)
@@ -340,32 +348,33 @@ class LocalStore:
             out.update(self.conn.execute(q, part))
         return out
 
-    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+    def _vectors_in(self, table: str, hashes: list[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        for part in _batches(list(set(hashes)), 900):
+        for part in _batches(hashes, 900):
             marks = ",".join("?" * len(part))
-            for table in ("passages", "staged"):
-                rows = self.conn.execute(
-                    f"SELECT hash, vec FROM {table} WHERE hash IN ({marks})", part)
-                for h, blob in rows:
-                    out.setdefault(h, np.frombuffer(blob, dtype=np.float32))
+            for h, blob in self.conn.execute(
+                    f"SELECT hash, vec FROM {table} WHERE hash IN ({marks})", part):
+                out.setdefault(h, np.frombuffer(blob, dtype=np.float32))
         return out
 
-    def get(self, ids: Sequence[str]) -> list[Document]:
+    def _stored_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        return self._vectors_in("passages", hashes)
+
+    def _staged_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        return self._vectors_in("staged", hashes)
+
+    def _documents_by_id(self, ids: Sequence[str]) -> dict[str, Document]:
         found: dict[str, Document] = {}
         for part in _batches(list(ids), 900):
             q = f"SELECT id, text, metadata, hash FROM documents WHERE id IN ({','.join('?' * len(part))})"
             for i, t, m, h in self.conn.execute(q, part):
                 found[i] = Document(i, t, json.loads(m), h)
-        return [found[i] for i in ids if i in found]
+        return found
 
-    def metadata_fields(self) -> set[str]:
-        gen = self.generation()
-        if self._fields is None or self._fields[0] != gen:
-            rows = self.conn.execute(
-                "SELECT DISTINCT j.key FROM documents, json_each(documents.metadata) AS j")
-            self._fields = (gen, {r[0] for r in rows})
-        return set(self._fields[1])
+    def _metadata_field_names(self) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT DISTINCT j.key FROM documents, json_each(documents.metadata) AS j")
+        return {r[0] for r in rows}
 
     def iter_texts(self, batch_size: int = 4096) -> Iterator[str]:
         cur = self.conn.execute("SELECT text FROM documents")
@@ -402,7 +411,6 @@ class LocalStore:
         self, documents: Sequence[Document], passages: Sequence[Passage], delete_ids: Sequence[str]
     ) -> WriteResult:
         replaced = {p.doc_id for p in passages}
-        result = WriteResult()
         with self._lock:
             with self._transaction():
                 before = self.generation()
@@ -415,10 +423,11 @@ class LocalStore:
                 lexical = self.has_keyword_index()
                 if lexical:
                     self._lexical_delete(list(existing) + gone)  # before their rows go
+                removed = 0
                 for part in _batches(gone, 900):
                     marks = ",".join("?" * len(part))
                     cur = self.conn.execute(f"DELETE FROM documents WHERE id IN ({marks})", part)
-                    result.removed += cur.rowcount
+                    removed += cur.rowcount
                 # An upsert, not INSERT OR REPLACE: a document keeps its rowid (the key of its
                 # row in the full-text index).
                 self.conn.executemany(
@@ -428,8 +437,7 @@ class LocalStore:
                      for d in documents])
                 if lexical:
                     self._lexical_add([(d.id, d.text) for d in documents])
-                result.added = sum(1 for d in documents if d.id not in existing)
-                result.updated = len(documents) - result.added
+                result = write_counts(documents, existing, removed)
                 new_pids = self._next_pids(len(passages))
                 self.conn.executemany(
                     "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?)",
@@ -509,19 +517,11 @@ class LocalStore:
             for pid, doc, s, e in self.conn.execute(
                     f"SELECT pid, doc_id, start, end FROM passages WHERE pid IN ({marks})", part):
                 info[pid] = (doc, s, e)
-        out = []
-        for row_scores, row_pids in zip(scores, pids):
-            seen: dict[str, Hit] = {}
-            for sc, pid in zip(row_scores, row_pids):
-                if pid < 0 or int(pid) not in info:
-                    continue
-                doc, s, e = info[int(pid)]
-                if doc not in seen:
-                    seen[doc] = Hit(doc, float(sc), s, e)
-                    if len(seen) == k:
-                        break
-            out.append(list(seen.values()))
-        return out
+        def hits(row_s: np.ndarray, row_p: np.ndarray) -> list[Hit]:
+            found = [(float(sc), info.get(int(p))) for sc, p in zip(row_s, row_p) if p >= 0]
+            return [Hit(at[0], sc, at[1], at[2]) for sc, at in found if at is not None]
+
+        return best_per_document((hits(s, p) for s, p in zip(scores, pids)), k)
 
     # -- keyword search (SQLite FTS5 over stemmed words, BM25) ----------------------------------
 
@@ -548,28 +548,24 @@ class LocalStore:
                 out.append([Hit(doc, float(score), 0, n) for doc, score, n in rows])
         return out
 
-    def keyword_norms(self, queries: Sequence[str]) -> list[float]:
-        """For each query, the BM25 score of a document of average length holding each query
-        word once: the sum of the words' IDFs (as FTS5 computes them; words no document has
-        included). Dividing a BM25 score by
-        it puts keyword scores of different queries on one scale (about 1 = a full match)."""
+    def _document_frequencies(self, words: list[str]) -> dict[str, int]:
+        """Documents holding each stemmed word, from FTS5's vocabulary."""
         self.ensure_lexical()
+        df: dict[str, int] = {}
         with self._lock:
             self.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.lexical_vocab "
                               "USING fts5vocab(main, lexical, row)")
-            n = self.conn.execute("SELECT COUNT(*) FROM lexical").fetchone()[0]
-            out = []
-            for q in queries:
-                words = list(dict.fromkeys(terms(q)))
-                df: dict[str, int] = {}
-                for part in _batches(words, 900):
-                    marks = ",".join("?" * len(part))
-                    df.update(self.conn.execute(
-                        f"SELECT term, doc FROM temp.lexical_vocab WHERE term IN ({marks})", part))
-                # a word no document has counts too: matching the rest is a partial match
-                out.append(sum(max(math.log((n - df.get(w, 0) + 0.5) / (df.get(w, 0) + 0.5)), 1e-6)
-                               for w in words))
-        return out
+            for part in _batches(words, 900):
+                marks = ",".join("?" * len(part))
+                df.update(self.conn.execute(
+                    f"SELECT term, doc FROM temp.lexical_vocab WHERE term IN ({marks})", part))
+        return df
+
+    @staticmethod
+    def _idf(n: int, df: int) -> float:
+        # FTS5's BM25 IDF, floored as FTS5 does: a word no document has still counts, so
+        # matching the rest of a query is a partial match
+        return max(math.log((n - df + 0.5) / (df + 0.5)), 1e-6)
 
     def ensure_lexical(self) -> bool:
         """Build the full-text index if this collection has none yet (one transaction).

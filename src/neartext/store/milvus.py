@@ -59,7 +59,16 @@ from ..errors import (
 from ..filters import Condition, Filter, as_number
 from ..lexical import index_text, terms
 from ..retry import call as retry_call
-from .base import Document, Hit, Passage, WriteResult, check_store_manifest
+from .base import (
+    Document,
+    Hit,
+    Passage,
+    StoreBase,
+    WriteResult,
+    best_per_document,
+    check_store_manifest,
+    write_counts,
+)
 
 META_SUFFIX = "__neartext"
 MAX_VARCHAR = 65_535  # bytes in a Milvus VARCHAR field
@@ -197,7 +206,7 @@ def retry(call: Callable[[], T], what: str, *, attempts: int = RETRIES, base: fl
                                f"{str(e).strip().splitlines()[0]}") from None
 
 
-class MilvusStore:
+class MilvusStore(StoreBase):
     """A :class:`neartext.store.base.Store` on Milvus (a server, a cluster or Milvus Lite)."""
 
     def __init__(self, address: Address, client: Any | None = None, *,
@@ -207,8 +216,6 @@ class MilvusStore:
         self.name, self.meta_name = _names(address)
         self.client = client or connect(address)
         self._lock = threading.RLock()
-        self._fields: tuple[int, set[str]] | None = None
-        self._df: tuple[int, dict[str, int]] = (-1, {})
         self._text_match = True
         try:
             if not (self._call("has_collection", self.name) and
@@ -427,12 +434,9 @@ class MilvusStore:
         rows = self._call("query", self.name, filter=expr, output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
-    def metadata_fields(self) -> set[str]:
-        gen = self.generation()
-        if self._fields is None or self._fields[0] != gen:
-            counts = json.loads(self._meta_value("fields") or "{}")
-            self._fields = (gen, {f for f, n in counts.items() if n > 0})
-        return set(self._fields[1])
+    def _metadata_field_names(self) -> set[str]:
+        counts = json.loads(self._meta_value("fields") or "{}")
+        return {f for f, n in counts.items() if n > 0}
 
     def index_info(self) -> dict[str, Any]:
         return {"kind": self.settings.get("index_type", "?").lower(),
@@ -457,22 +461,24 @@ class MilvusStore:
                     self._iterate(self.name, "seq == 0", ["doc_id", "doc_hash"]) for r in batch}
         return {r["doc_id"]: r["doc_hash"] for r in self._by_ids(ids, ["doc_id", "doc_hash"], True)}
 
-    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+    def _stored_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        wanted = list(set(hashes))
-        for i in range(0, len(wanted), IN_BATCH):
-            part = wanted[i:i + IN_BATCH]
-            for r in self._query(self.name, f"hash in {_lit(part)}", ["hash", "vec"]):
+        for i in range(0, len(hashes), IN_BATCH):
+            for r in self._query(self.name, f"hash in {_lit(hashes[i:i + IN_BATCH])}",
+                                 ["hash", "vec"]):
                 out.setdefault(r["hash"], _vec(r["vec"]))
-            keys = ["staged:" + h for h in part if h not in out]
-            if keys:
-                for r in self._query(self.meta_name, f"key in {_lit(keys)}", ["key", "vec"]):
-                    out.setdefault(r["key"][7:], _vec(r["vec"]))
         return out
 
-    def get(self, ids: Sequence[str]) -> list[Document]:
-        found = {r["doc_id"]: _document(r) for r in self._by_ids(ids, _DOC, True)}
-        return [found[i] for i in ids if i in found]
+    def _staged_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for i in range(0, len(hashes), IN_BATCH):
+            keys = ["staged:" + h for h in hashes[i:i + IN_BATCH]]
+            for r in self._query(self.meta_name, f"key in {_lit(keys)}", ["key", "vec"]):
+                out.setdefault(r["key"][7:], _vec(r["vec"]))
+        return out
+
+    def _documents_by_id(self, ids: Sequence[str]) -> dict[str, Document]:
+        return {r["doc_id"]: _document(r) for r in self._by_ids(ids, _DOC, True)}
 
     def _passages_of(self, doc_ids: Sequence[str]) -> dict[str, list[Passage]]:
         """The stored passages of each document, in order, vectors included."""
@@ -523,15 +529,9 @@ class MilvusStore:
                          anns_field="vec", output_fields=["doc_id", "start", "end"],
                          search_params={"metric_type": self.settings.get("metric_type", "IP"),
                                         "params": params}, **kw)
-        out = []
-        for row in res:
-            hits: dict[str, Hit] = {}
-            for h in row:
-                e = h["entity"]
-                if e["doc_id"] not in hits:
-                    hits[e["doc_id"]] = Hit(e["doc_id"], float(h["distance"]), e["start"], e["end"])
-            out.append(sorted(hits.values(), key=lambda x: -x.score)[:k])
-        return out
+        return best_per_document(
+            ([Hit(h["entity"]["doc_id"], float(h["distance"]), h["entity"]["start"],
+                  h["entity"]["end"]) for h in row] for row in res), k)
 
     def _search_expression(self, flt: Filter) -> str | None:
         cond = conditions_expression(flt.conditions)
@@ -574,23 +574,12 @@ class MilvusStore:
             out[i] = [Hit(h["entity"]["doc_id"], abs(float(h["distance"]))) for h in row]
         return out
 
-    def keyword_norms(self, queries: Sequence[str]) -> list[float]:
-        """Per query, the BM25 score of a document of average length holding each query word
-        once: the sum of the words' IDFs (Milvus' formula, ``log(1 + (N - df + 0.5) /
-        (df + 0.5))``), which puts keyword scores of different queries on one scale."""
-        n = self.count()
-        gen = self.generation()
-        if self._df[0] != gen:  # document frequencies, asked once per word and write
-            self._df = (gen, {})
-        df = self._df[1]
-        out = []
-        for q in queries:
-            words = list(dict.fromkeys(terms(q)))
-            for w in words:
-                if w not in df:
-                    df[w] = self._document_frequency(w)
-            out.append(sum(math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)) for w in words))
-        return out
+    def _document_frequencies(self, words: list[str]) -> dict[str, int]:
+        return {w: self._document_frequency(w) for w in words}
+
+    @staticmethod
+    def _idf(n: int, df: int) -> float:
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))  # Milvus' BM25 IDF
 
     def _document_frequency(self, word: str) -> int:
         """Documents whose stems include ``word``: a ``text_match`` count where the deployment
@@ -646,10 +635,8 @@ class MilvusStore:
             stale = [r["pk"] for r in old_rows if r["pk"] not in new_pks]
             for i in range(0, len(stale), IN_BATCH):
                 self._call("delete", self.name, filter=f"pk in {_lit(stale[i:i + IN_BATCH])}")
-            result = WriteResult()
-            result.added = sum(1 for d in documents if d.id not in old_meta)
-            result.updated = len(documents) - result.added
-            result.removed = sum(1 for i in set(delete_ids) if i in old_meta)
+            result = write_counts(documents, set(old_meta),
+                                  sum(1 for i in set(delete_ids) if i in old_meta))
             counts: dict[str, int] = json.loads(self._meta_value("fields") or "{}")
             for meta in old_meta.values():
                 for f in meta:
