@@ -25,7 +25,8 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 T = TypeVar("T")
@@ -35,7 +36,8 @@ MAX_WAIT = 10.0  # seconds between two attempts at the most
 
 def _policy(transient: Callable[[BaseException], bool], what: str, attempts: int, base: float,
             wait_for: Callable[[BaseException], float | None] | None) -> dict[str, Any]:
-    backoff = wait_exponential_jitter(initial=base, max=MAX_WAIT, jitter=base)
+    # base, 2 base, 4 base ... (at most MAX_WAIT) plus up to ``base`` of random jitter
+    backoff = wait_exponential(multiplier=base, max=MAX_WAIT) + wait_random(0, base)
 
     def wait(state: RetryCallState) -> float:
         e = state.outcome.exception() if state.outcome else None
