@@ -131,65 +131,51 @@ class Collection:
         return cls.open(path, model=col.encoder), report
 
     @classmethod
-    def index_corpus(
-        cls,
-        path: str | Path | Address,
-        corpus: str | Path,
-        text: Sequence[str] | None = None,
-        id_column: str | None = None,
-        *,
-        encoding: str = "utf-8",
-        progress: bool = False,
-        skip_near_duplicates: float | None = None,
-        model: str | None = None,
-        batch_size: int | None = None,
-        encoder_options: dict[str, Any] | None = None,
-        chunk: int | None = None,
-        overlap: int | None = None,
-        index: str | None = None,
-        cleaning: CleaningOptions | None = None,
-        milvus: dict[str, Any] | None = None,
-    ) -> tuple[IndexReport, bool]:
+    def index_corpus(cls, path: str | Path | Address, corpus: str | Path,
+                     text: Sequence[str] | None = None, id_column: str | None = None, *,
+                     model: str | None = None, batch_size: int | None = None,
+                     encoder_options: dict[str, Any] | None = None, **options: Any
+                     ) -> tuple[IndexReport, bool]:
         """Build the collection at ``path`` from ``corpus``, or, when one is there, bring it in
         line with the corpus (new and changed texts embedded, absent ids removed). Returns the
         report and whether the collection was created.
 
-        The options that shape a collection (``encoder_options`` such as prefixes or pooling,
-        ``chunk``, ``overlap``, ``index``, ``cleaning``, ``milvus``) apply when creating;
-        given for an existing collection they are an :class:`InputError` naming them, since
-        re-indexing keeps the collection's settings. ``model`` names the model to build with,
-        or for an existing collection the model it must have been built with.
+        ``options`` are :meth:`from_file`'s (``encoding``, ``progress``,
+        ``skip_near_duplicates``, ``chunk``, ``overlap``, ``index``, ``cleaning``, ``milvus``).
+        Those that shape a collection (and ``encoder_options`` such as prefixes or pooling)
+        apply when creating; given for an existing collection they are an :class:`InputError`
+        naming them, since re-indexing keeps the collection's settings. ``model`` names the
+        model to build with, or for an existing collection the model it must have been built
+        with.
 
         >>> report, created = Collection.index_corpus("feedback/", "demo/feedback.csv",
         ...                                           id_column="id")  # doctest: +SKIP
         """
+        shaping = ("chunk", "overlap", "index", "cleaning", "milvus")
         a = parse_address(path)
         with connected(a):  # asked whether it exists, then opened or built
             if store_exists(a):
                 given = [("--no-normalize" if k == "normalize" else "--" + k.replace("_", "-"))
                          for k in (encoder_options or {})]
-                given += [f"--{k}" for k, v in (("chunk", chunk), ("overlap", overlap),
-                                                 ("index", index)) if v]
-                given += ["cleaning options"] * bool(cleaning)
-                given += ["--index-param/--search-param"] * bool(milvus)
+                given += [{"cleaning": "cleaning options",
+                           "milvus": "--index-param/--search-param"}.get(k, f"--{k}")
+                          for k in shaping if options.get(k)]
                 if given:
                     raise InputError(
                         f"{path}: the collection exists, and {', '.join(given)} only apply when "
                         "creating one; re-indexing keeps its settings (index into a new "
                         "directory to change them)")
                 with cls.open(a, model=model) as col:
-                    report = col.index_file(corpus, text, id_column, encoding=encoding,
-                                            sync=True, progress=progress,
-                                            skip_near_duplicates=skip_near_duplicates)
+                    report = col.index_file(corpus, text, id_column, sync=True, **{
+                        k: v for k, v in options.items() if k not in shaping})
                 return report, False
             kw: dict[str, Any] = dict(encoder_options or {})
             if batch_size is not None:
                 kw["batch_size"] = batch_size
-            settings = EncoderSettings(model=model or "default", **kw)
-            col, report = cls.from_file(
-                a, corpus, text, id_column, encoding=encoding, progress=progress,
-                model=settings, chunk=chunk, overlap=overlap or 0, index=index or "auto",
-                cleaning=cleaning, skip_near_duplicates=skip_near_duplicates, milvus=milvus)
+            given_options = {k: v for k, v in options.items() if v is not None}
+            col, report = cls.from_file(a, corpus, text, id_column,
+                                        model=EncoderSettings(model=model or "default", **kw),
+                                        **given_options)
             col.close()
             return report, True
 

@@ -37,8 +37,7 @@ def register(sub: Any) -> None:
                    help="approx: cells each cell is compared with (default 1); more: slower, more complete")
     p.add_argument("--verify", type=int, metavar="N",
                    help="also run exact search for N random texts and report recall")
-    p.add_argument("-o", "--output", help="write pairs to .csv, .jsonl or .parquet")
-    add_output_options(p)
+    add_output_options(p, table="pairs")
     p.set_defaults(handler=_cmd_mine)
 
     p = sub.add_parser("paraphrases", help="paraphrases of one text in a collection")
@@ -46,8 +45,7 @@ def register(sub: Any) -> None:
     p.add_argument("text")
     add_threshold(p, "paraphrases")
     p.add_argument("--top-k", type=int, default=100, help="at most this many (100)")
-    p.add_argument("-o", "--output", help="write them to .csv, .jsonl or .parquet")
-    add_output_options(p)
+    add_output_options(p, table="them")
     p.set_defaults(handler=_cmd_paraphrases)
 
     p = sub.add_parser("dedup", help="groups of near-duplicates; optionally a cleaned corpus")
@@ -68,8 +66,7 @@ def register(sub: Any) -> None:
     p.add_argument("collection")
     add_cluster_options(p)
     p.add_argument("--central", type=int, default=3, help="central texts shown per cluster (3)")
-    p.add_argument("-o", "--output", help="write id, cluster, label, text to .csv, .jsonl or .parquet")
-    add_output_options(p)
+    add_output_options(p, table="id, cluster, label, text")
     p.set_defaults(handler=_cmd_cluster)
 
     p = sub.add_parser("map", help="a 2-D map of the collection (UMAP) as PNG or offline HTML")

@@ -108,7 +108,10 @@ def add_near_dup_option(p: argparse.ArgumentParser) -> None:
                    help="skip incoming texts scoring >= T against the collection or each other")
 
 
-def add_output_options(p: argparse.ArgumentParser) -> None:
+def add_output_options(p: argparse.ArgumentParser, table: str | None = None) -> None:
+    """``--json`` and ``-q``; with ``table`` (what the rows are) also ``-o FILE``."""
+    if table:
+        p.add_argument("-o", "--output", help=f"write {table} to .csv, .jsonl or .parquet")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 

@@ -10,10 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, MissingExtra
-from .common import (
-    add_output_options,
-    resolve_api_key,
-)
+from .common import add_output_options, resolve_api_key
 
 
 def register(sub: Any) -> None:
@@ -46,8 +43,7 @@ def register(sub: Any) -> None:
                    help="how long a batch waits for more requests")
     g.add_argument("--forward-batch", type=int, default=SS.forward_batch,
                    help="texts per forward pass within a batch (small passes pad less)")
-    p.set_defaults(json=False, quiet=False)
-    p.set_defaults(handler=_cmd_serve)
+    p.set_defaults(handler=_cmd_serve, json=False, quiet=False)
 
     p = sub.add_parser("export", help="deployable forms: an MLflow model of a collection, an ONNX model")
     ex = p.add_subparsers(dest="export_kind", required=True, metavar="FORMAT")
@@ -96,8 +92,7 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8443, help="webhook: port to listen on (8443)")
     p.add_argument("--secret", help="webhook: secret Telegram sends back with every update")
     p.add_argument("--api-server", help="another Bot API server (default: Telegram's)")
-    p.set_defaults(json=False, quiet=False)
-    p.set_defaults(handler=_cmd_bot)
+    p.set_defaults(handler=_cmd_bot, json=False, quiet=False)
 
     p = sub.add_parser("feedback", help="ratings stored by the service")
     fb = p.add_subparsers(dest="feedback_kind", required=True, metavar="ACTION")

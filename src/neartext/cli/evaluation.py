@@ -9,13 +9,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..training.losses import LOSSES
-from .common import (
-    add_mode_options,
-    add_output_options,
-    add_pair_columns,
-    at_least_one,
-    show_progress,
-)
+from .common import add_mode_options, add_output_options, add_pair_columns, at_least_one, show_progress
 
 
 def register(sub: Any) -> None:

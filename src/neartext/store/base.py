@@ -264,24 +264,24 @@ class StoreBase:
             out.append(sum(self._idf(n, df.get(w, 0)) for w in words))
         return out
 
+    @staticmethod
+    def best_per_document(rows: Iterable[Iterable[Hit]], k: int) -> list[list[Hit]]:
+        """For each query's passage hits (best first), the best passage of each document, the
+        ``k`` best documents."""
+        out = []
+        for row in rows:
+            seen: dict[str, Hit] = {}
+            for h in row:
+                if h.doc_id not in seen:
+                    seen[h.doc_id] = h
+                    if len(seen) == k:
+                        break
+            out.append(sorted(seen.values(), key=lambda x: -x.score))
+        return out
 
-def best_per_document(rows: Iterable[Iterable[Hit]], k: int) -> list[list[Hit]]:
-    """For each query's passage hits (best first), the best passage of each document, the
-    ``k`` best documents."""
-    out = []
-    for row in rows:
-        seen: dict[str, Hit] = {}
-        for h in row:
-            if h.doc_id not in seen:
-                seen[h.doc_id] = h
-                if len(seen) == k:
-                    break
-        out.append(sorted(seen.values(), key=lambda x: -x.score))
-    return out
-
-
-def write_counts(documents: Sequence[Document], existing: set[str], removed: int
-                 ) -> WriteResult:
-    """``WriteResult`` of a write of ``documents`` where ``existing`` ids were stored before."""
-    added = sum(1 for d in documents if d.id not in existing)
-    return WriteResult(added=added, updated=len(documents) - added, removed=removed)
+    @staticmethod
+    def write_counts(documents: Sequence[Document], existing: set[str], removed: int
+                     ) -> WriteResult:
+        """``WriteResult`` of a write of ``documents`` where ``existing`` ids were stored before."""
+        added = sum(1 for d in documents if d.id not in existing)
+        return WriteResult(added=added, updated=len(documents) - added, removed=removed)

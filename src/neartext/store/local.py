@@ -46,16 +46,7 @@ from ..errors import (
 from ..filters import Condition, Filter, as_number
 from ..lexical import index_text, match_expression
 from ..locking import exclusive, release_file
-from .base import (
-    Document,
-    Hit,
-    Passage,
-    StoreBase,
-    WriteResult,
-    best_per_document,
-    check_store_manifest,
-    write_counts,
-)
+from .base import Document, Hit, Passage, StoreBase, WriteResult, check_store_manifest
 from .vector_index import (
     FaissIndex,
     VectorIndex,
@@ -437,7 +428,7 @@ class LocalStore(StoreBase):
                      for d in documents])
                 if lexical:
                     self._lexical_add([(d.id, d.text) for d in documents])
-                result = write_counts(documents, existing, removed)
+                result = self.write_counts(documents, existing, removed)
                 new_pids = self._next_pids(len(passages))
                 self.conn.executemany(
                     "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?)",
@@ -521,7 +512,7 @@ class LocalStore(StoreBase):
             found = [(float(sc), info.get(int(p))) for sc, p in zip(row_s, row_p) if p >= 0]
             return [Hit(at[0], sc, at[1], at[2]) for sc, at in found if at is not None]
 
-        return best_per_document((hits(s, p) for s, p in zip(scores, pids)), k)
+        return self.best_per_document((hits(s, p) for s, p in zip(scores, pids)), k)
 
     # -- keyword search (SQLite FTS5 over stemmed words, BM25) ----------------------------------
 

@@ -59,16 +59,7 @@ from ..errors import (
 from ..filters import Condition, Filter, as_number
 from ..lexical import index_text, terms
 from ..retry import call as retry_call
-from .base import (
-    Document,
-    Hit,
-    Passage,
-    StoreBase,
-    WriteResult,
-    best_per_document,
-    check_store_manifest,
-    write_counts,
-)
+from .base import Document, Hit, Passage, StoreBase, WriteResult, check_store_manifest
 
 META_SUFFIX = "__neartext"
 MAX_VARCHAR = 65_535  # bytes in a Milvus VARCHAR field
@@ -529,7 +520,7 @@ class MilvusStore(StoreBase):
                          anns_field="vec", output_fields=["doc_id", "start", "end"],
                          search_params={"metric_type": self.settings.get("metric_type", "IP"),
                                         "params": params}, **kw)
-        return best_per_document(
+        return self.best_per_document(
             ([Hit(h["entity"]["doc_id"], float(h["distance"]), h["entity"]["start"],
                   h["entity"]["end"]) for h in row] for row in res), k)
 
@@ -635,7 +626,7 @@ class MilvusStore(StoreBase):
             stale = [r["pk"] for r in old_rows if r["pk"] not in new_pks]
             for i in range(0, len(stale), IN_BATCH):
                 self._call("delete", self.name, filter=f"pk in {_lit(stale[i:i + IN_BATCH])}")
-            result = write_counts(documents, set(old_meta),
+            result = self.write_counts(documents, set(old_meta),
                                   sum(1 for i in set(delete_ids) if i in old_meta))
             counts: dict[str, int] = json.loads(self._meta_value("fields") or "{}")
             for meta in old_meta.values():
