@@ -223,7 +223,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
                 raise ApiError(422, f"{what}[{i}] is {len(t)} characters; the limit is "
                                     f"{limits.max_text_chars}")
 
-    def check_k(k: int, what: str = "k") -> None:
+    def within_max_k(k: int, what: str = "k") -> None:
         if k > limits.max_k:
             raise ApiError(422, f"{what} is {k}; the limit is {limits.max_k}")
 
@@ -252,7 +252,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
             raise ApiError(422, "give either 'query' or 'queries'")
         queries = [body.query] if body.query is not None else list(body.queries or [])
         check_texts(queries, "queries")
-        check_k(body.k)
+        within_max_k(body.k)
         if len(queries) * body.k > limits.max_results:
             raise ApiError(413, f"{len(queries)} queries x k={body.k} = {len(queries) * body.k} "
                                 f"results; the limit is {limits.max_results} per request "
@@ -265,7 +265,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     async def paraphrases(name: str, body: S.ParaphrasesRequest) -> S.ParaphrasesResponse:
         served = engine.get(name)
         check_texts([body.text], "text")
-        check_k(body.top_k, "top_k")
+        within_max_k(body.top_k, "top_k")
         from ..analysis import resolve_threshold
 
         found, notice = await engine.in_thread(served.collection.paraphrases, body.text,
