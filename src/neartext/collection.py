@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,7 @@ from .manifest import Manifest
 from .results import Calibration, CollectionInfo, IndexReport, SearchResult
 from .searching import SearchOptions, check_threshold, make_filter, search_vectors
 from .store import Document, Store
-from .store.factory import building, connected, create_store, kind_of, open_store, store_exists
+from .store.factory import building, create_store, kind_of, open_store
 from .validate import check_text
 
 if TYPE_CHECKING:
@@ -151,33 +150,9 @@ class Collection:
         >>> report, created = Collection.index_corpus("feedback/", "demo/feedback.csv",
         ...                                           id_column="id")  # doctest: +SKIP
         """
-        shaping = ("chunk", "overlap", "index", "cleaning", "milvus")
-        a = parse_address(path)
-        with connected(a):  # asked whether it exists, then opened or built
-            if store_exists(a):
-                given = [("--no-normalize" if k == "normalize" else "--" + k.replace("_", "-"))
-                         for k in (encoder_options or {})]
-                given += [{"cleaning": "cleaning options",
-                           "milvus": "--index-param/--search-param"}.get(k, f"--{k}")
-                          for k in shaping if options.get(k)]
-                if given:
-                    raise InputError(
-                        f"{path}: the collection exists, and {', '.join(given)} only apply when "
-                        "creating one; re-indexing keeps its settings (index into a new "
-                        "directory to change them)")
-                with cls.open(a, model=model) as col:
-                    report = col.index_file(corpus, text, id_column, sync=True, **{
-                        k: v for k, v in options.items() if k not in shaping})
-                return report, False
-            kw: dict[str, Any] = dict(encoder_options or {})
-            if batch_size is not None:
-                kw["batch_size"] = batch_size
-            given_options = {k: v for k, v in options.items() if v is not None}
-            col, report = cls.from_file(a, corpus, text, id_column,
-                                        model=EncoderSettings(model=model or "default", **kw),
-                                        **given_options)
-            col.close()
-            return report, True
+        return ingest.index_corpus(cls, path, corpus, text, id_column, model=model,
+                                   batch_size=batch_size, encoder_options=encoder_options,
+                                   **options)
 
     @classmethod
     def _create_at(
@@ -430,22 +405,9 @@ class Collection:
         The threshold is the best-F1 one, or with ``min_precision`` the one with most recall at
         that precision.
         """
-        from .evaluate import evaluate_pairs
+        from .evaluate import choose_threshold
 
-        m = evaluate_pairs(self.encoder, pairs, min_precision)
-        if min_precision is not None:
-            if "min_precision_threshold" not in m:
-                raise InputError(f"{pairs.source}: no threshold reaches precision "
-                                 f"{min_precision:g} (best F1 {m['best_f1']:.3f})")
-            t, prec, rec = (m["min_precision_threshold"], m["precision_at_min_precision"],
-                            m["recall_at_min_precision"])
-            rule = f"precision >= {min_precision:g}"
-        else:
-            t, prec, rec = m["best_f1_threshold"], m["precision_at_best_f1"], m["recall_at_best_f1"]
-            rule = "best F1"
-        cal = Calibration(float(t), rule, float(prec), float(rec), len(pairs.value),
-                          pairs.source, float(m["average_precision"]),
-                          datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        cal = choose_threshold(self.encoder, pairs, min_precision)
         self.manifest.threshold = cal.threshold
         self.manifest.calibration = cal.to_dict()
         self.save_manifest()

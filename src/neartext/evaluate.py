@@ -26,6 +26,7 @@ from .errors import InputError
 from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, Fusion, Mode
 from .metrics import pair_classification, sts_correlation
 from .readers import delimited_rows, jsonl_values, read_text
+from .results import Calibration
 from .searching import SearchOptions
 
 TEXT1 = ("sentence1", "text1", "question1", "s1", "text_a", "anchor", "query", "sentence_a")
@@ -398,3 +399,27 @@ def _all_documents(collection: Any, batch: int = 5000) -> Any:
     ids = list(collection.store.document_hashes())
     for start in range(0, len(ids), batch):
         yield from collection.store.get(ids[start:start + batch])
+
+
+def choose_threshold(encoder: Encoder, pairs: PairData, min_precision: float | None = None
+                     ) -> Calibration:
+    """The similarity threshold ``encoder`` needs on labeled ``pairs``: the best-F1 one, or
+    with ``min_precision`` the one with most recall at that precision
+    (``Collection.calibrate`` stores it)."""
+    from datetime import datetime, timezone
+
+    m = evaluate_pairs(encoder, pairs, min_precision)
+    if min_precision is not None:
+        if "min_precision_threshold" not in m:
+            raise InputError(f"{pairs.source}: no threshold reaches precision "
+                             f"{min_precision:g} (best F1 {m['best_f1']:.3f})")
+        t, prec, rec = (m["min_precision_threshold"], m["precision_at_min_precision"],
+                        m["recall_at_min_precision"])
+        rule = f"precision >= {min_precision:g}"
+    else:
+        t, prec, rec = m["best_f1_threshold"], m["precision_at_best_f1"], m["recall_at_best_f1"]
+        rule = "best F1"
+    return Calibration(float(t), rule, float(prec), float(rec), len(pairs.value), pairs.source,
+                       float(m["average_precision"]),
+                       datetime.now(timezone.utc).isoformat(timespec="seconds"))
+

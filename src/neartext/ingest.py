@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .address import Address, parse_address
 from .cleaning import CleaningOptions, chunk_spans, clean
 from .corpus import Record
 from .errors import InputError
@@ -160,3 +161,42 @@ def _embed(col: Collection, todo: dict[str, str], report: IndexReport, progress:
             bar.update(len(part))
     report.texts_embedded = len(order)
     return out
+
+
+SHAPING = ("chunk", "overlap", "index", "cleaning", "milvus")  # creation-only options
+
+
+def index_corpus(cls: type[Collection], path: str | Path | Address, corpus: str | Path,
+                 text: Sequence[str] | None, id_column: str | None, *, model: str | None,
+                 batch_size: int | None, encoder_options: dict[str, Any] | None,
+                 **options: Any) -> tuple[IndexReport, bool]:
+    """See :meth:`neartext.collection.Collection.index_corpus`: the create-or-sync decision."""
+    from .encoders import EncoderSettings
+    from .store.factory import connected, store_exists
+
+    a = parse_address(path)
+    with connected(a):  # asked whether it exists, then opened or built
+        if store_exists(a):
+            given = [("--no-normalize" if k == "normalize" else "--" + k.replace("_", "-"))
+                     for k in (encoder_options or {})]
+            given += [{"cleaning": "cleaning options",
+                       "milvus": "--index-param/--search-param"}.get(k, f"--{k}")
+                      for k in SHAPING if options.get(k)]
+            if given:
+                raise InputError(
+                    f"{path}: the collection exists, and {', '.join(given)} only apply when "
+                    "creating one; re-indexing keeps its settings (index into a new "
+                    "directory to change them)")
+            with cls.open(a, model=model) as col:
+                report = col.index_file(corpus, text, id_column, sync=True, **{
+                    k: v for k, v in options.items() if k not in SHAPING})
+            return report, False
+        kw: dict[str, Any] = dict(encoder_options or {})
+        if batch_size is not None:
+            kw["batch_size"] = batch_size
+        col, report = cls.from_file(a, corpus, text, id_column,
+                                    model=EncoderSettings(model=model or "default", **kw),
+                                    **{k: v for k, v in options.items() if v is not None})
+        col.close()
+        return report, True
+
