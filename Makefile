@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus lint clean
+.PHONY: setup browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions lint clean
 
 setup: $(STAMP)
 
@@ -82,3 +82,8 @@ bench-clusters: setup
 # 100k documents on the local store vs Milvus Lite (embedded and as a gRPC server); ~15 min.
 bench-milvus: setup
 	$(BIN)/python bench/bench_milvus.py
+
+# This code against an earlier neartext, side by side: BASELINE=its src directory (e.g. of
+# `git worktree add /tmp/base COMMIT`), BASELINE_NAME=what to call it; ~6 min with 4 rounds.
+bench-versions: setup
+	$(BIN)/python bench/bench_versions.py --baseline $(BASELINE) --name $(or $(BASELINE_NAME),baseline) --rounds 4

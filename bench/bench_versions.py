@@ -8,7 +8,9 @@ better round kept (the machines are shared and noisy). Same texts, same model, s
   - search: ``Collection.search`` p50 over the queries (encoding included);
   - search_vector: ``Store.search`` p50 with the query vector given (k=10), unfiltered and with
     a filter passing 10% of documents;
-  - upsert_1pct: ``Collection.upsert`` of 1% of the documents with changed text.
+  - upsert_1pct: ``Collection.upsert`` of 1% of the documents with changed text;
+  - the service (``create_app`` under uvicorn, HTTP on loopback): search p50 of 100 sequential
+    requests, and the time 8 concurrent clients take for all queries.
 
 Usage: python bench/bench_versions.py --baseline /path/to/old/src [--docs 2000] [--rounds 2]
 Writes bench/results/versions.json and prints a Markdown table.
@@ -63,6 +65,37 @@ t = time.perf_counter()
 col.upsert(recs)
 out["upsert_1pct_s"] = time.perf_counter() - t
 col.close()
+# the service: a real uvicorn server in this process, HTTP from threads
+import socket, threading, urllib.request
+import uvicorn
+from neartext.serve import ServeSettings, create_app
+sock = socket.socket(); sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]; sock.close()
+server = uvicorn.Server(uvicorn.Config(create_app(ServeSettings.from_args([path])), host="127.0.0.1",
+                                       port=port, log_level="warning", access_log=False))
+th = threading.Thread(target=server.run, daemon=True); th.start()
+while not server.started:
+    time.sleep(0.05)
+name = path.rstrip("/").rsplit("/", 1)[-1]
+def ask(q):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/collections/{name}/search",
+                                 data=json.dumps({"query": q, "k": 10}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        r.read()
+ask("warm up")
+lat = []
+for q in queries[:100]:
+    t = time.perf_counter(); ask(q); lat.append(time.perf_counter() - t)
+out["http_search_p50_ms"] = 1000 * statistics.median(lat)
+def client(qs):
+    for q in qs:
+        ask(q)
+threads = [threading.Thread(target=client, args=(queries[i::8],)) for i in range(8)]
+t = time.perf_counter()
+for x in threads: x.start()
+for x in threads: x.join()
+out["http_8_clients_s"] = time.perf_counter() - t
+server.should_exit = True; th.join(30)
 print(json.dumps(out))
 '''
 

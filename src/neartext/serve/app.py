@@ -95,6 +95,36 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class CatchAll:
+    """ASGI middleware: an unexpected error is logged and answered 500 without details. Here
+    rather than as an exception handler for ``Exception``: Starlette re-raises after such a
+    handler answers, and the server then drops the keep-alive connection. (Plain ASGI, not an
+    ``@app.middleware``: those cost about 2 ms per request.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception:
+            log.exception("unhandled error")
+            if started:
+                raise  # half a response is out: only closing the connection is left
+            await _error(500, "internal error; the server log has the details")(
+                scope, receive, send)
+
+
 async def _too_large(send: Send, limit: int) -> None:
     resp = JSONResponse({"error": "payload too large",
                          "detail": f"request body over the limit of {limit} bytes"}, status_code=413)
@@ -200,15 +230,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
             return _error(422, "the body is not valid JSON (malformed or nested too deeply)")
         return _error(e.status_code, str(e.detail))
 
-    @app.middleware("http")
-    async def crash(request: Request, call_next: Any) -> Any:
-        # Here rather than as an exception handler for Exception: Starlette re-raises after
-        # such a handler answers, and the server then drops the keep-alive connection.
-        try:
-            return await call_next(request)
-        except Exception:
-            log.exception("unhandled error")
-            return _error(500, "internal error; the server log has the details")
+    app.add_middleware(CatchAll)
 
     def check_texts(texts: list[str], what: str = "texts") -> None:
         if not texts:
