@@ -115,6 +115,7 @@ def test_kill_during_creation_leaves_nothing_at_the_target(tmp_path):
         assert len(col) == 6000 and col.store.passage_count() == 6000
 
 
+@pytest.mark.slow  # 20-25 s: a real build of 3,000 texts
 def test_a_killed_build_is_not_resumed_with_another_model(tmp_path, tiny_model_dir):
     big = tmp_path / "big.csv"
     big_corpus(big, 3000, seed=4)
@@ -133,6 +134,7 @@ def test_a_killed_build_is_not_resumed_with_another_model(tmp_path, tiny_model_d
         assert col.info().dim == 32 and len(col) == 3000
 
 
+@pytest.mark.slow  # 20-25 s: a real build of 3,000 texts
 def test_two_builds_of_one_new_collection_one_runs_the_other_is_refused(tmp_path):
     """Two 'neartext index' runs into the same new directory: the second says who is building
     and exits 1; the collection holds exactly the first run's corpus."""
