@@ -93,15 +93,22 @@ def test_kill_at_random_moments_never_leaves_half_a_write(demo_copy, tmp_path):
             assert col.store.passage_count() == n
 
 
-def test_kill_during_creation_leaves_nothing_at_the_target(tmp_path):
+def kill_a_build(tmp_path, rows: int, seed: int):
+    """Start ``neartext index`` of ``rows`` texts into a new collection, SIGKILL it once 1,024
+    vectors are staged; returns (corpus, target, the build directory it left)."""
     big = tmp_path / "big.csv"
-    big_corpus(big, 6000, seed=2)
+    big_corpus(big, rows, seed=seed)
     target = tmp_path / "newcol"
     proc = start("index", big, "-c", target)
     partial = tmp_path / "newcol.partial"
     assert wait_until(lambda: staged_count(partial) >= 1024, proc), proc.stderr.read().decode()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    return big, target, partial
+
+
+def test_kill_during_creation_leaves_nothing_at_the_target(tmp_path):
+    big, target, partial = kill_a_build(tmp_path, 6000, seed=2)
     assert not target.exists()
     with pytest.raises(FileNotFoundError):
         Collection.open(target)
@@ -117,14 +124,7 @@ def test_kill_during_creation_leaves_nothing_at_the_target(tmp_path):
 
 @pytest.mark.slow  # 20-25 s: a real build of 3,000 texts
 def test_a_killed_build_is_not_resumed_with_another_model(tmp_path, tiny_model_dir):
-    big = tmp_path / "big.csv"
-    big_corpus(big, 3000, seed=4)
-    target = tmp_path / "newcol"
-    proc = start("index", big, "-c", target)
-    partial = tmp_path / "newcol.partial"
-    assert wait_until(lambda: staged_count(partial) >= 1024, proc), proc.stderr.read().decode()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    big, target, _ = kill_a_build(tmp_path, 3000, seed=4)
     done = subprocess.run([sys.executable, "-m", "neartext", "index", str(big), "-c", str(target),
                            "--model", str(tiny_model_dir), "--json", "-q"],
                           capture_output=True, text=True)
