@@ -236,3 +236,9 @@ def test_a_bad_token_or_an_unreachable_api_is_one_line(tg, demo_copy, monkeypatc
         assert len(lines) == 1 and needle in lines[0], err
         assert "Traceback" not in err and "Unclosed client session" not in err
         assert token not in err or token == "not-a-token"
+
+
+def test_help_names_the_token_variable(capsys):
+    with pytest.raises(SystemExit):
+        main(["bot", "--help"])
+    assert "TELEGRAM_BOT_TOKEN" in capsys.readouterr().out

@@ -138,3 +138,29 @@ def test_bad_input(capsys, tmp_path, monkeypatch, demo_collection, one_doc, empt
     assert code == 1 and len(err.strip().splitlines()) == 1 and message in err, err
     assert sorted(os.listdir(work)) == before
     assert sorted((p.name, p.stat().st_mtime_ns) for p in demo_collection.iterdir()) == demo_before
+
+
+def test_an_id_column_not_passed_as_id_is_pointed_out_and_never_duplicated(capsys, tmp_path):
+    """A CSV with an 'id' column indexed without --id: index says to pass it, and the clean
+    corpus of dedup has each column once, its ids those of the mapping file."""
+    src = tmp_path / "fb.csv"
+    rows = ["id,text,topic"] + [f"r{i},{t},t{i % 3}" for i, t in enumerate(
+        ["the app crashes when I open it", "the app crashes whenever I open it",
+         "please add a dark mode", "I was billed twice this month", "refund my money please"])]
+    src.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    code, _, err = run(capsys, "index", src, "-c", tmp_path / "col")
+    assert code == 0 and "column 'id' looks like ids; pass --id id" in err
+    clean = tmp_path / "clean.csv"
+    code, _, _ = run(capsys, "dedup", tmp_path / "col", "--threshold", "0.9", "--write-clean",
+                     clean, "--json")
+    assert code == 0
+    header = clean.read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert len(header) == len(set(header)) and {"id", "text", "topic"} <= set(header)
+    c_rows = list(csv.DictReader(clean.open(encoding="utf-8")))
+    mapping = list(csv.DictReader((tmp_path / "clean.mapping.csv").open(encoding="utf-8")))
+    id_col = next(c for c in mapping[0] if c != "kept_id")
+    kept = {r[id_col] for r in c_rows}
+    assert len(c_rows) == 4 and all(m["kept_id"] in kept for m in mapping)
+    assert {r["id"] for r in c_rows} <= {f"r{i}" for i in range(5)}  # the file's own ids kept
+    code, _, err = run(capsys, "index", src, "-c", tmp_path / "col2", "--id", "id")
+    assert code == 0 and "looks like ids" not in err

@@ -273,10 +273,22 @@ def write_clean(col: Collection, result: DedupResult, path: str | Path) -> tuple
     mapping = result.mapping(all_ids)
     docs = col.get([i for i in all_ids if mapping[i] == i])
     fields = sorted({k for d in docs for k in d.metadata})
+    # the corpus's own column names where known; never one that a metadata field already has
+    source = col.manifest.source
+    texts = source.get("text") or []
+    id_col = _free_name(source.get("id") or "id", fields)
+    text_col = _free_name(texts[0] if len(texts) == 1 else "text", [*fields, id_col])
     mapping_path = p.with_name(p.stem + ".mapping.csv")
-    write_table(mapping_path, [{"id": i, "kept_id": k} for i, k in mapping.items()], ["id", "kept_id"])
-    write_table(p, [{"id": d.id, "text": d.text, **d.metadata} for d in docs], ["id", "text", *fields])
+    write_table(mapping_path, [{id_col: i, "kept_id": k} for i, k in mapping.items()],
+                [id_col, "kept_id"])
+    write_table(p, [{**d.metadata, id_col: d.id, text_col: d.text} for d in docs],
+                [id_col, text_col, *fields])
     return len(docs), mapping_path
+
+
+def _free_name(name: str, taken: list[str]) -> str:
+    """``name``, or ``neartext_NAME`` when a column of that name exists already."""
+    return name if name not in taken else f"neartext_{name}"
 
 
 def _mean_vectors(vectors: np.ndarray, doc_of_row: np.ndarray, n_docs: int) -> np.ndarray:

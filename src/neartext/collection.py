@@ -18,7 +18,7 @@ import numpy as np
 from . import ingest
 from .address import Address, parse_address
 from .cleaning import CleaningOptions, chunk_spans
-from .corpus import Record, read_corpus
+from .corpus import Record, id_column_hint, read_corpus
 from .encoders import Encoder, EncoderSettings, canonical_name, load_encoder
 from .errors import InputError, ModelMismatch
 from .filters import Filter
@@ -116,6 +116,7 @@ class Collection:
             chunk_spans("x", chunk, overlap)  # validates size/overlap
         # Read and clean the corpus before loading the model, so bad input fails fast.
         records = read_corpus(corpus, text, id_column, encoding=encoding)
+        hint = id_column_hint(corpus, records, id_column)
         kept, cleaned = clean_or_refuse(records, corpus, cleaning or CleaningOptions())
         with building(parse_address(path)) as tmp:
             col = cls._create_at(tmp, model, chunk, overlap, index, cleaning,
@@ -125,6 +126,7 @@ class Collection:
                 report = col.upsert(kept, sync=True, progress=progress,
                                     skip_near_duplicates=skip_near_duplicates)
                 report.add_cleaning(cleaned)
+                report.warn(hint)
             finally:
                 col.close()
         return cls.open(path, model=col.encoder), report
@@ -249,6 +251,7 @@ class Collection:
         records = read_corpus(path, text, id_column, encoding=encoding)
         report = self._index_records(records, path, sync=sync, progress=progress,
                                      skip_near_duplicates=skip_near_duplicates)
+        report.warn(id_column_hint(path, records, id_column))
         if not src.get("text") and text:
             self.manifest.source = {"text": list(text), "id": id_column}
             self.save_manifest()

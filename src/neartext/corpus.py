@@ -219,3 +219,23 @@ def _as_text(value: Any) -> str:
     if isinstance(value, float) and value != value:  # NaN from parquet/pandas
         return ""
     return str(value)
+
+
+ID_LIKE = ("id", "_id", "doc_id", "docid")
+
+
+def id_column_hint(path: str | Path, records: Sequence[Record], id_column: str | None
+                   ) -> str | None:
+    """When no id column was given but the file has a column named like one (``id``, ``_id``,
+    ``doc_id``) whose values are unique and never empty: a line saying to pass it."""
+    if id_column is not None or not records:
+        return None
+    for name in records[0].metadata:
+        if name.lower() not in ID_LIKE:
+            continue
+        values = [_as_text(r.metadata.get(name)).strip() for r in records]
+        if all(values) and len(set(values)) == len(values):
+            return (f"{path}: column '{name}' looks like ids; pass --id {name} (without it, ids "
+                    f"are made from the text and '{name}' is kept as metadata)")
+    return None
+

@@ -45,6 +45,14 @@ class IndexReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def warn(self, message: str | None) -> None:
+        """Record a warning (and log it: the CLI shows logged warnings on stderr)."""
+        if message:
+            import logging
+
+            logging.getLogger("neartext").warning(message)
+            self.warnings.append(message)
+
     def add_cleaning(self, cleaning: Any) -> None:
         """Take rows read and dropped from a ``cleaning.CleaningReport``."""
         self.rows_read = cleaning.read

@@ -72,7 +72,12 @@ def register(sub: Any) -> None:
     add_output_options(p)
     p.set_defaults(handler=_cmd_distill)
 
-    p = sub.add_parser("bot", help="a Telegram bot answering with the top-k results, 👍/👎 stored")
+    p = sub.add_parser(
+        "bot", help="a Telegram bot answering with the top-k results, 👍/👎 stored",
+        description="A Telegram bot answering each message with the top-k results of a "
+                    "collection (or of a running service, --url); 👍/👎 buttons store ratings. "
+                    "The bot's token is read from the environment variable TELEGRAM_BOT_TOKEN "
+                    "(the token @BotFather gives you), never from the command line.")
     p.add_argument("collection", nargs="?", help="collection directory (or use --url)")
     p.add_argument("--url", help="a running service's collection, e.g. http://127.0.0.1:8000/collections/memes")
     p.add_argument("--api-key", help="the service's API key (default: NEARTEXT_API_KEY; on the "
