@@ -115,3 +115,25 @@ def test_map_view_places_a_query(browser, demo_copy, tmp_path):
         "for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n;")
     assert drawn > 1000
     assert "billing" in browser.find_element(By.ID, "legend").text
+
+
+def test_the_header_names_the_chosen_collections_model(browser, demo_copy, tmp_path,
+                                                        tiny_model_dir):
+    from conftest import DEMO
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from neartext import Collection
+
+    tiny, _ = Collection.from_file(tmp_path / "tiny", DEMO, ["text"], "id",
+                                   model=str(tiny_model_dir))
+    tiny.close()
+    wait = WebDriverWait(browser, 60)
+    with running(ServeSettings.from_args([str(demo_copy), str(tmp_path / "tiny")])) as server:
+        browser.get(server.base + "/")
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        status = browser.find_element(By.ID, "status")
+        assert "feedback: model all-MiniLM-L6-v2" in status.text
+        Select(browser.find_element(By.ID, "collection")).select_by_value("tiny")
+        wait.until(lambda d: "tiny: model" in status.text)
+        assert str(tiny_model_dir) in status.text and "MiniLM" not in status.text

@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { key: localStorage.getItem("neartext-key") || "", lastQuery: "" };
+const state = { key: localStorage.getItem("neartext-key") || "", lastQuery: "", collections: [] };
 
 async function api(method, path, body) {
   const headers = { "Content-Type": "application/json" };
@@ -105,6 +105,15 @@ async function moreLike(hit) {
   } catch (e) { say(e.message); }
 }
 
+// The header names the model of the collection being searched, not of the first one served.
+function showStatus() {
+  const cols = state.collections;
+  const chosen = cols.find((c) => c.name === $("collection").value) || cols[0];
+  $("status").textContent = cols.length
+    ? `${cols.length} collection${cols.length === 1 ? "" : "s"}; ${chosen.name}: model ${chosen.model}`
+    : "no collections served";
+}
+
 async function loadCollections() {
   try {
     const cols = await api("GET", "/collections");
@@ -116,13 +125,15 @@ async function loadCollections() {
       o.textContent = `${c.name} (${c.documents})`;
       sel.appendChild(o);
     }
-    $("status").textContent = cols.length ? `${cols.length} collection${cols.length === 1 ? "" : "s"}, model ${cols[0].model}` : "no collections served";
+    state.collections = cols;
+    showStatus();
     $("key-box").hidden = true;
     document.body.dataset.ready = "1";
   } catch (e) { say(e.message); }
 }
 
 $("search-form").addEventListener("submit", search);
+$("collection").addEventListener("change", showStatus);
 $("key-save").addEventListener("click", () => {
   state.key = $("api-key").value.trim();
   localStorage.setItem("neartext-key", state.key);
