@@ -72,9 +72,6 @@ class StorageError(NeartextError, OSError):
         super().__init__(message)
         self.kind = kind
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
 
 class CollectionBusy(NeartextError, BlockingIOError):
     """Another process holds a lock this operation needs (a build of the same collection)."""

@@ -6,6 +6,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+class AsDict:
+    """``to_dict()`` of a result dataclass: its fields as plain JSON-ready values."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = asdict(self)  # type: ignore[call-overload]
+        return out
+
+
 @dataclass
 class SearchResult:
     """One document found by a search. ``passage`` is the best-matching span when chunking."""
@@ -24,7 +32,7 @@ class SearchResult:
 
 
 @dataclass
-class IndexReport:
+class IndexReport(AsDict):
     """What an index or upsert did: rows read and dropped, documents added/updated/... ."""
 
     rows_read: int = 0
@@ -41,9 +49,6 @@ class IndexReport:
     near_duplicates: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # after the commit: the change happened
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def warn(self, message: str | None) -> None:
         """Record a warning (and log it: the CLI shows logged warnings on stderr)."""
@@ -78,7 +83,7 @@ class IndexReport:
 
 
 @dataclass
-class Calibration:
+class Calibration(AsDict):
     """A threshold chosen from labeled pairs (``Collection.calibrate``): the ``rule`` (best F1,
     or precision at least some value), what it reaches, on which pairs, and when."""
 
@@ -91,12 +96,9 @@ class Calibration:
     average_precision: float
     date: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class CollectionInfo:
+class CollectionInfo(AsDict):
     """What ``neartext info`` shows (``Collection.info``)."""
 
     path: str
@@ -121,9 +123,6 @@ class CollectionInfo:
     neartext_version: str
     bytes_on_disk: int | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
 class MlflowExport:
@@ -142,7 +141,7 @@ class MlflowExport:
 
 
 @dataclass
-class OnnxExport:
+class OnnxExport(AsDict):
     """An ONNX model directory: its files, the cosine parity with the torch model per file."""
 
     output: str
@@ -151,19 +150,13 @@ class OnnxExport:
     parity: dict[str, dict[str, float]]
     warnings: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class StaticExport:
+class StaticExport(AsDict):
     """A static (model2vec) model directory distilled from ``base``."""
 
     output: str
     base: str
     dim: int
     vocabulary: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 

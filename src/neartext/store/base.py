@@ -192,7 +192,7 @@ class StoreBase:
     """
 
     _fields: tuple[int, set[str]] | None = None
-    _df: tuple[int, dict[str, int]] = (-1, {})
+    _df: tuple[int, dict[str, int]] | None = None  # (generation, document frequencies)
 
     # -- primitives ------------------------------------------------------------------------
 
@@ -252,7 +252,7 @@ class StoreBase:
         from ..lexical import terms
 
         n, gen = self.count(), self.generation()
-        if self._df[0] != gen:
+        if self._df is None or self._df[0] != gen:
             self._df = (gen, {})
         df = self._df[1]
         out = []
