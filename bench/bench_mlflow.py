@@ -71,7 +71,7 @@ def main() -> None:
         _wait(f"http://127.0.0.1:{pn}/health", nts)
         targets = {
             "mlflow /invocations": lambda q: _post(f"http://127.0.0.1:{pm}/invocations",
-                                                   {"inputs": {"query": q},
+                                                   {"inputs": [q],
                                                     "params": {"top_k": 5, "similarity_threshold": 0.0}}),
             "neartext serve /search": lambda q: _post(f"http://127.0.0.1:{pn}/collections/c/search",
                                                       {"query": q, "k": 5}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,49 +29,95 @@ def exported(tmp_path_factory, demo_collection):
     return out
 
 
-def test_load_and_predict_every_input_shape(exported, demo_collection):
+def test_load_and_predict(exported, demo_collection):
     import pandas as pd
 
     from neartext import Collection
 
     model = mlflow.pyfunc.load_model(str(exported))
-    got = model.predict({"query": QUERY}, params={"top_k": 3})
+    got = model.predict([QUERY], params={"top_k": 3})
     with Collection.open(demo_collection) as col:
         want = col.search(QUERY, k=3, threshold=0.5)
     assert list(got["id"]) == [r.id for r in want] and list(got["rank"]) == [1, 2, 3][:len(want)]
-    assert json.loads(got["metadata"][0])["topic"] == "billing"
-    two = model.predict({"queries": [QUERY, "dark mode please"]}, params={"top_k": 1})
+    assert got["metadata"][0]["topic"] == "billing"  # an object, not a JSON string
+    two = model.predict([QUERY, "dark mode please"], params={"top_k": 1})
     assert list(two["query"]) == [QUERY, "dark mode please"]
     assert model.predict(pd.DataFrame({"anything": [QUERY]})).iloc[0]["id"] == got.iloc[0]["id"]
-    assert len(model.predict([QUERY, "refund"], params={"top_k": 2})) == 4
-    # defaults from the signature: top_k 10, threshold 0.5
-    assert 1 <= len(model.predict(QUERY)) <= 10
-    para = model.predict({"query": "Please add a dark mode."},
+    # defaults from the signature: top_k 10, threshold 0.5, mode search
+    assert 1 <= len(model.predict([QUERY])) <= 10
+    para = model.predict(["Please add a dark mode."],
                          params={"mode": "paraphrases", "similarity_threshold": 0.6})
     assert "Please add a dark mode." not in set(para["text"])  # the text itself is left out
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        empty = model.predict({"query": "quantum chromodynamics"}, params={"similarity_threshold": 0.95})
+        empty = model.predict(["quantum chromodynamics"], params={"similarity_threshold": 0.95})
     assert empty.empty and any("no result scored 0.95" in str(x.message) for x in w)
 
 
-@pytest.mark.parametrize("bad,message", [
-    ("two columns", "exactly one column"),
-    ({"q": "x"}, "needs 'query' or 'queries'"),
-    (42, "unsupported input type int"),
-    ({"queries": "x"}, "'queries' must be a list"),
-    ([""], "non-empty strings"),
+def test_the_model_describes_itself(exported):
+    """A signature with inputs and params, an input example, metadata, neartext in the model and
+    pinned requirements from the registry (no neartext==, which no registry has)."""
+    info = mlflow.models.get_model_info(str(exported))
+    assert info.signature.inputs.to_dict() == [{"type": "string", "required": True}]
+    assert {p.name: p.default for p in info.signature.params} == {
+        "top_k": 10, "similarity_threshold": 0.5, "mode": "search"}
+    assert info.metadata["neartext_documents"] == 247
+    example = json.loads((exported / "serving_input_example.json").read_text())
+    assert isinstance(example["inputs"][0], str) and example["params"]["mode"] == "search"
+    assert (exported / "code" / "neartext" / "export" / "mlflow_model.py").is_file()
+    assert not list((exported / "code").rglob("__pycache__"))
+    reqs = (exported / "requirements.txt").read_text().split()
+    assert "torch==2.13.0" in reqs and any(r.startswith("sentence-transformers==") for r in reqs)
+    assert not any(r.startswith("neartext") for r in reqs)
+
+
+def test_export_mode_sets_the_default_and_the_paraphrase_finder_leaves_the_query_out(
+        tmp_path, demo_collection):
+    from neartext import Collection
+
+    with Collection.open(demo_collection) as col:
+        doc = col.store.get(["fb-0066"])[0]
+    out = tmp_path / "finder"
+    assert main(["export", "mlflow", str(demo_collection), "-o", str(out), "--mode",
+                 "paraphrases", "-q"]) == 0
+    finder = mlflow.pyfunc.load_model(str(out))
+    assert finder.metadata.metadata["neartext_default_mode"] == "paraphrases"
+    found = finder.predict([doc.text], params={"similarity_threshold": 0.3})
+    assert len(found) and doc.text not in set(found["text"]) and "fb-0066" not in set(found["id"])
+    searched = finder.predict([doc.text], params={"mode": "search"})
+    assert searched.iloc[0]["id"] == "fb-0066" and searched.iloc[0]["score"] > 0.999
+
+
+@pytest.mark.parametrize("bad,params,message", [
+    ({"query": "x"}, None, "Expected list"),
+    ("a string", None, "Expected list"),
+    ([""], None, "query 1: a query must be a non-empty string"),
+    ([QUERY], {"mode": "nope"}, "mode must be one of"),
+    ([QUERY], {"top_k": 0}, "k must be a whole number"),
+    ([QUERY], {"threshold": 0.9}, "unknown parameter threshold; known: top_k, "
+                                  "similarity_threshold, mode"),
 ])
-def test_bad_input_is_a_clear_error(exported, bad, message):
-    import pandas as pd
+def test_bad_input_is_a_clear_error(exported, bad, params, message):
+    from mlflow.exceptions import MlflowException
 
     model = mlflow.pyfunc.load_model(str(exported))
-    if bad == "two columns":
-        bad = pd.DataFrame({"a": ["x"], "b": ["y"]})
-    with pytest.raises(ValueError, match=message):
-        model.predict(bad)
-    with pytest.raises(ValueError, match="mode must be one of"):
-        model.predict(QUERY, params={"mode": "nope"})
+    with pytest.raises(MlflowException, match=message):
+        model.predict(bad, params=params)
+    assert len(model.predict([QUERY], params={"top_k": 1})) == 1  # nothing left behind
+
+
+def test_another_models_unknown_params_keep_mlflows_behaviour(exported, tmp_path):
+    """The unknown-parameter check applies to neartext's models only."""
+
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
+            return model_input
+
+    mlflow.pyfunc.load_model(str(exported))  # installs the check
+    mlflow.pyfunc.save_model(str(tmp_path / "echo"), python_model=Echo(),
+                             input_example=(["x"], {"k": 1}))
+    assert mlflow.pyfunc.load_model(str(tmp_path / "echo")).predict(
+        ["a"], params={"nope": 1}) == ["a"]
 
 
 def test_export_refusals_and_force(tmp_path, demo_collection, capsys):
@@ -91,28 +138,38 @@ def test_log_to_a_tracking_store(tmp_path, demo_collection, capsys, monkeypatch)
     assert main(["export", "mlflow", str(demo_collection), "--log", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     model = mlflow.pyfunc.load_model(res["model_uri"])
-    assert model.predict({"query": QUERY}, params={"top_k": 1}).iloc[0]["id"] == "fb-0066"
+    assert model.predict([QUERY], params={"top_k": 1}).iloc[0]["id"] == "fb-0066"
 
 
 @pytest.mark.slow
-def test_mlflow_models_serve_answers_invocations(exported):
+def test_mlflow_models_serve_builds_its_environment_from_the_model_alone(exported):
+    """`mlflow models serve` with MLflow's virtualenv manager: a new environment from the
+    model's requirements (the registry) and neartext from the model's code; minutes the first
+    time, MLflow keeps the environment for the next run."""
+    import shutil
+
     from serving import free_port
 
+    if shutil.which("pyenv") is None and not os.environ.get("CI"):
+        pytest.skip("MLflow's virtualenv manager needs pyenv")
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    proc = subprocess.Popen([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", str(exported),
-                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    log = exported.parent / "serve.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m",
+                                 str(exported), "--env-manager", "virtualenv", "-h", "127.0.0.1",
+                                 "-p", str(port)], env=env, stdout=err, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
+        for _ in range(1800):
             try:
                 with urllib.request.urlopen(base + "/ping", timeout=2):
                     break
             except OSError:
                 if proc.poll() is not None:
-                    raise AssertionError(proc.stderr.read()[-2000:]) from None
+                    raise AssertionError(log.read_text()[-3000:]) from None
                 time.sleep(0.5)
 
         def invoke(body: dict) -> tuple[int, dict]:
@@ -124,14 +181,24 @@ def test_mlflow_models_serve_answers_invocations(exported):
             except urllib.error.HTTPError as e:
                 return e.code, json.loads(e.read())
 
-        status, out = invoke({"inputs": {"query": QUERY}, "params": {"top_k": 2}})
-        assert status == 200 and [p["id"] for p in out["predictions"]] == ["fb-0066", "fb-0067"]
-        status, out = invoke({"inputs": {"queries": ["dark mode", "refund"]},
+        status, out = invoke({"inputs": [QUERY], "params": {"top_k": 2}})
+        assert status == 200, out
+        assert [p["id"] for p in out["predictions"]] == ["fb-0066", "fb-0067"]
+        assert out["predictions"][0]["metadata"]["topic"] == "billing"
+        status, out = invoke({"inputs": ["dark mode", "refund"],
                               "params": {"top_k": 1, "mode": "paraphrases",
                                          "similarity_threshold": 0.6}})
         assert status == 200 and len(out["predictions"]) == 2
-        status, out = invoke({"inputs": {"q": "x"}})
-        assert status == 400
+        status, out = invoke({"inputs": [QUERY], "params": {"threshold": 0.9}})
+        assert status == 400 and "unknown parameter threshold; known:" in out["message"]
+        status, out = invoke({"inputs": [" "]})
+        assert status == 400 and "query 1: a query must be a non-empty string" in out["message"]
+        # the environment is MLflow's own, without neartext installed: it came from the model
+        used = re.search(r"Creating a new environment in (\S+)|Environment (\S+) already exists",
+                         log.read_text())
+        assert used, log.read_text()[-2000:]
+        site = Path(used[1] or used[2]) / "lib"
+        assert not list(site.glob("python*/site-packages/neartext*"))
     finally:
         proc.terminate()
         proc.wait(30)

@@ -552,7 +552,7 @@ def test_an_mlflow_model_exported_from_milvus_searches_like_the_collection(tmp_p
     col.close()
     export_mlflow(address, tmp_path / "model")
     got = mlflow.pyfunc.load_model(str(tmp_path / "model")).predict(
-        {"query": QUERIES[1]}, params={"top_k": 3})
+        [QUERIES[1]], params={"top_k": 3})
     assert list(got["id"]) == want
 
 

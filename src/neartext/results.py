@@ -135,6 +135,7 @@ class MlflowExport:
     logged: bool = False
     run_id: str | None = None
     model_uri: str | None = None
+    mode: str = "search"
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

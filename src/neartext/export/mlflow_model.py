@@ -1,27 +1,37 @@
-"""A collection as an MLflow pyfunc model: its encoder and its stored vectors and documents.
+"""A collection as a self-contained MLflow pyfunc model: neartext's code, the encoder's files and
+the stored vectors and documents, with pinned requirements from the package registry.
 
 The corpus is never re-encoded: loading opens the copied collection, and ``predict`` encodes only
-the queries. Input: ``{"query": str}``, ``{"queries": [str, ...]}``, a pandas DataFrame with exactly
-one column, a list of strings or one string. Parameters (declared in the signature, with defaults):
-``top_k`` (10), ``similarity_threshold`` (0.5), ``mode`` (``search`` or ``paraphrases``). Output: a
-DataFrame with one row per result: ``query, rank, id, score, text, metadata`` (JSON).
+the queries. The model carries neartext itself (MLflow's ``code_paths``: ``code/neartext``), so
+``mlflow models serve -m MODEL`` builds its environment from the model alone (``--env-manager
+virtualenv`` or ``uv``, or ``local`` where neartext is installed).
+
+Input: a list of query texts (MLflow's ``{"inputs": ["..."]}``, or a one-column DataFrame).
+Parameters (declared in the signature): ``top_k`` (10), ``similarity_threshold`` (0.5) and
+``mode``: ``search`` (the best documents, a query that is itself in the corpus comes back first)
+or ``paraphrases`` (other texts meaning the same: the query and its exact copies left out); the
+default mode is chosen at export (``--mode``). An unknown parameter is refused (MLflow itself
+would drop it with a log line). Output: a DataFrame with one row per result: ``query, rank, id,
+score, text, metadata`` (an object).
 
 Example::
 
-    export_mlflow("feedback/", "feedback_model")             # or log=True: the tracking store
+    export_mlflow("feedback/", "feedback_model", mode="paraphrases")
     model = mlflow.pyfunc.load_model("feedback_model")
-    model.predict({"query": "refund"}, params={"top_k": 3})
+    model.predict(["I was charged twice"], params={"top_k": 3})
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import logging
+import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..atomic import staged_dir
 from ..errors import InputError, MissingExtra
@@ -30,13 +40,14 @@ from ..searching import SearchOptions
 from ..tables import check_output_dir
 from ..validate import check_text
 
-PARAMS = {"top_k": 10, "similarity_threshold": 0.5, "mode": "search"}
-MODES = ("search", "paraphrases")
+Mode = Literal["search", "paraphrases"]
+MODES: tuple[Mode, ...] = ("search", "paraphrases")
+PARAMS: dict[str, Any] = {"top_k": 10, "similarity_threshold": 0.5, "mode": "search"}
 COLUMNS = ["query", "rank", "id", "score", "text", "metadata"]
 
 
 def queries_of(model_input: Any) -> list[str]:
-    """The query texts in any accepted input shape; a clear ``InputError`` otherwise."""
+    """The query texts of a list of strings or a one-column DataFrame; ``InputError`` otherwise."""
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - MLflow brings pandas
@@ -46,53 +57,72 @@ def queries_of(model_input: Any) -> list[str]:
             raise InputError(f"a DataFrame input needs exactly one column of query texts; got "
                              f"{model_input.shape[1]}: {', '.join(map(str, model_input.columns))}")
         values = model_input.iloc[:, 0].tolist()
-    elif isinstance(model_input, dict):
-        # MLflow's scoring server hands JSON values over as numpy arrays
-        plain = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in model_input.items()}
-        if "query" in plain:
-            q = plain["query"]
-            values = q if isinstance(q, list) else [q]
-        elif "queries" in plain:
-            values = plain["queries"]
-            if not isinstance(values, list):
-                raise InputError("'queries' must be a list of strings")
-        else:
-            raise InputError(f"a dict input needs 'query' or 'queries'; got keys: "
-                             f"{', '.join(map(str, model_input)) or 'none'}")
-    elif isinstance(model_input, str):
-        values = [model_input]
     elif isinstance(model_input, list) or hasattr(model_input, "tolist"):
         values = model_input if isinstance(model_input, list) else model_input.tolist()
         values = values if isinstance(values, list) else [values]
     else:
-        raise InputError(f"unsupported input type {type(model_input).__name__}: give a dict with "
-                         "'query' or 'queries', a one-column DataFrame or a list of strings")
-    bad = [v for v in values if not isinstance(v, str) or not v.strip()]
-    if bad or not values:
-        raise InputError(f"queries must be non-empty strings; got {bad[:3] if bad else 'none'}")
+        raise InputError(f"unsupported input type {type(model_input).__name__}: give a list of "
+                         "query texts ({\"inputs\": [\"...\"]} over HTTP)")
+    if not values:
+        raise InputError("no queries: give a list of one or more query texts")
     for i, v in enumerate(values):
+        if not isinstance(v, str) or not v.strip():
+            raise InputError(f"query {i + 1}: a query must be a non-empty string; got {v!r}"[:200])
         check_text(v, f"query {i + 1}")
     return [str(v) for v in values]
 
 
-def check_params(params: dict[str, Any] | None) -> dict[str, Any]:
-    p = {**PARAMS, **(params or {})}
+def check_params(params: dict[str, Any] | None) -> tuple[Mode, SearchOptions]:
+    """The mode and search options of ``params`` (defaults filled in); ``InputError`` otherwise."""
+    p = {**PARAMS, **{k: v for k, v in (params or {}).items() if v is not None}}
     unknown = set(p) - set(PARAMS)
     if unknown:
-        raise InputError(f"unknown parameters: {', '.join(sorted(unknown))}; known: "
-                         f"{', '.join(PARAMS)}")
-    if p["mode"] not in MODES:
-        raise InputError(f"mode must be one of {', '.join(MODES)}; got {p['mode']!r}")
+        raise InputError(f"unknown parameter{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(sorted(unknown))}; known: {', '.join(PARAMS)}")
+    mode = p["mode"]
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     try:
-        p["options"] = SearchOptions(k=int(p["top_k"]),
-                                     threshold=float(p["similarity_threshold"]))
+        options = SearchOptions(k=int(p["top_k"]), threshold=float(p["similarity_threshold"]))
     except (InputError, TypeError, ValueError) as e:
         raise InputError(f"{e} (parameters top_k and similarity_threshold)") from None
-    return p
+    return mode, options
+
+
+class _RefuseUnknownParams(logging.Filter):
+    """MLflow drops parameters its signature does not declare, with only a log line on the
+    server (``mlflow.models.utils._enforce_params_schema``), so a misspelt ``threshold`` would
+    silently give the default's results. This filter turns that log line, for this model's
+    parameter set only, into the error the caller sees (raised inside MLflow's check, before
+    ``predict``: a 400 with the message over HTTP)."""
+
+    PATTERN = re.compile(r"Unrecognized params \[(?P<given>[^\]]*)\].*?Supported params are: "
+                         r"\{(?P<known>[^}]*)\}", re.S)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        m = self.PATTERN.search(record.getMessage())
+        if m is None:
+            return True
+        known = set(re.findall(r"'([^']*)'", m["known"]))
+        if known != set(PARAMS):  # another model's parameters: MLflow's own behaviour
+            return True
+        given = re.findall(r"'([^']*)'", m["given"])
+        from mlflow.exceptions import MlflowException
+
+        raise MlflowException.invalid_parameter_value(
+            f"unknown parameter{'s' if len(given) > 1 else ''} {', '.join(sorted(given))}; "
+            f"known: {', '.join(PARAMS)}")
+
+
+def _install_param_check() -> None:
+    log = logging.getLogger("mlflow.models.utils")
+    if not any(isinstance(f, _RefuseUnknownParams) for f in log.filters):
+        log.addFilter(_RefuseUnknownParams())
 
 
 try:
     import mlflow.pyfunc
+    import pandas as pd  # predict's return type: MLflow reads the hints at run time
 
     _Base: Any = mlflow.pyfunc.PythonModel
 except ImportError:  # the class is still importable for its helpers
@@ -102,7 +132,7 @@ except ImportError:  # the class is still importable for its helpers
 class NeartextModel(_Base):  # type: ignore[misc]
     """The pyfunc model; see the module docs."""
 
-    def load_context(self, context):  # type: ignore[no-untyped-def]
+    def load_context(self, context: Any) -> None:
         from ..collection import Collection
         from ..encoders import load_encoder
 
@@ -110,61 +140,102 @@ class NeartextModel(_Base):  # type: ignore[misc]
         # the model's files travel as an artifact: load them from there
         col.use_encoder(load_encoder(col.manifest.encoder_settings(context.artifacts.get("model"))))
         self.collection = col
+        _install_param_check()
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        # no type hints: MLflow would treat them as an input schema
-        import pandas as pd
+    def predict(self, context: Any, model_input: list[str],
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """One row per result (see the module docs); neartext's message as MLflow's error."""
+        from mlflow.exceptions import MlflowException
 
+        try:
+            return self._predict(model_input, params)
+        except InputError as e:
+            raise MlflowException.invalid_parameter_value(str(e)) from None
+
+    def _predict(self, model_input: Any, params: dict[str, Any] | None) -> pd.DataFrame:
         from ..analysis import paraphrases
 
         queries = queries_of(model_input)
-        p = check_params(params)
-        opts = p["options"]
-        k, t = opts.k, opts.threshold
-        rows = []
-        if p["mode"] == "search":
+        mode, opts = check_params(params)
+        if mode == "search":
             results = self.collection.search_many(queries, options=opts)
         else:
-            results = [paraphrases(self.collection, q, t, top_k=k)[0] for q in queries]
-        for q, hits in zip(queries, results):
-            for rank, h in enumerate(hits, 1):
-                rows.append({"query": q, "rank": rank, "id": h.id, "score": float(h.score),
-                             "text": h.text, "metadata": json.dumps(h.metadata, ensure_ascii=False)})
+            results = [paraphrases(self.collection, q, opts.threshold, top_k=opts.k)[0]
+                       for q in queries]
+        rows = [{"query": q, "rank": rank, "id": h.id, "score": float(h.score), "text": h.text,
+                 "metadata": dict(h.metadata)}
+                for q, hits in zip(queries, results) for rank, h in enumerate(hits, 1)]
         if not rows:
-            warnings.warn(f"no result scored {t} or more for {len(queries)} quer"
+            warnings.warn(f"no result scored {opts.threshold} or more for {len(queries)} quer"
                           f"{'y' if len(queries) == 1 else 'ies'}; lower similarity_threshold",
-                          stacklevel=2)
+                          stacklevel=3)
         return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def pip_requirements(backend: str) -> list[str]:
+    """Pinned requirements (this environment's versions, public part) for serving a model of
+    ``backend``: neartext's own dependencies and the backend's run-time packages; neartext
+    itself travels in the model. MLflow adds its own pin.
+
+    >>> any(r.startswith("numpy==") for r in pip_requirements("sbert"))
+    True
+    """
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from ..encoders.registry import RUNTIME_PACKAGES
+
+    try:
+        core = [Requirement(r) for r in requires("neartext") or []]
+    except PackageNotFoundError:
+        raise InputError("neartext is not installed as a package (pip install -e .), so its "
+                         "requirements are unknown") from None
+    names = [r.name for r in core if r.marker is None]
+    names += [*RUNTIME_PACKAGES.get(backend, ()), "pandas"]
+    pins = []
+    for name in dict.fromkeys(names):
+        try:
+            pins.append(f"{name}=={Version(version(name)).public}")
+        except PackageNotFoundError:
+            raise MissingExtra(f"{name} (needed to serve a {backend} model)", "mlflow") from None
+    return pins
+
+
 @contextlib.contextmanager
-def _quiet_mlflow() -> Iterator[None]:
-    """MLflow's advice about type hints and input examples does not apply to this model (its
-    input is free-form on purpose and validated in ``predict``)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(type hint|input example|input_example).*")
-        yield
+def _saving() -> Iterator[None]:
+    """Quiet while MLflow saves: its note that a DataFrame output has no inferred schema, and
+    the example's empty answer (MLflow runs the input example through ``predict``), are not the
+    user's concern."""
+    log = logging.getLogger("mlflow.models.signature")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="no result scored")
+            yield
+    finally:
+        log.setLevel(level)
 
 
 def export_mlflow(collection: str | Path, output: str | Path | None = None, *, log: bool = False,
-                  force: bool = False) -> MlflowExport:
+                  force: bool = False, mode: Mode = "search") -> MlflowExport:
     """Save the collection as an MLflow model in ``output`` (atomically), or log it to the
-    tracking store (``log=True``; ``MLFLOW_TRACKING_URI``, else MLflow's default)."""
-    import os
-
+    tracking store (``log=True``; ``MLFLOW_TRACKING_URI``, else MLflow's default). ``mode`` is
+    the model's default mode (``search`` or ``paraphrases``)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         import mlflow
-        from mlflow.models import ModelSignature
-        from mlflow.types.schema import ParamSchema, ParamSpec
     except ImportError:
         raise MissingExtra("mlflow", "mlflow") from None
-    from .. import __version__
     from ..address import parse_address
     from ..collection import Collection
     from ..encoders import backend_of, resolve_model_path
     from ..store.factory import kind_of
 
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     address = parse_address(collection)
     out = Path(output) if output else None
     if out is None and not log:
@@ -174,24 +245,30 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
     with Collection.open(address) as col:
         name = col.manifest.model.name
         documents = len(col)
-    signature = ModelSignature(inputs=None, params=ParamSchema(
-        [ParamSpec("top_k", "long", PARAMS["top_k"]),
-         ParamSpec("similarity_threshold", "double", PARAMS["similarity_threshold"]),
-         ParamSpec("mode", "string", PARAMS["mode"])]))
+        example = next(col.store.iter_texts(batch_size=1), None)
+    backend = backend_of(name)
+    requirements = pip_requirements(backend)
+    # an example query: the start of a stored text; the params give the signature its defaults
+    query = (example or "")[:80].strip() or "an example query"
+    params = {**PARAMS, "mode": mode}
+    package = str(Path(__file__).resolve().parents[1])
     code = str(Path(__file__).with_name("mlflow_entry.py"))
     with tempfile.TemporaryDirectory(prefix="neartext-mlflow-") as tmp:
         # a consistent local copy (from Milvus: the same vectors, nothing re-embedded)
         artifacts = {"collection": str(kind_of(address).copy_to_directory(address, Path(tmp)))}
-        if backend_of(name) == "sbert":
+        if backend != "use":  # use-multilingual's files come with its package
             artifacts["model"] = str(resolve_model_path(name))
-        kw = {"python_model": code, "artifacts": artifacts, "signature": signature,
-              "pip_requirements": [f"neartext=={__version__}"]}
+        kw: dict[str, Any] = {
+            "python_model": code, "artifacts": artifacts, "code_paths": [package],
+            "pip_requirements": requirements, "input_example": ([query], params),
+            "metadata": {"neartext_documents": documents, "neartext_model": name,
+                         "neartext_default_mode": mode}}
         if log:
-            with mlflow.start_run() as run, _quiet_mlflow():
+            with mlflow.start_run() as run, _saving():
                 info = mlflow.pyfunc.log_model(name="neartext", **kw)
             return MlflowExport(documents, name, logged=True, run_id=run.info.run_id,
-                                model_uri=info.model_uri)
+                                model_uri=info.model_uri, mode=mode)
         assert out is not None
-        with staged_dir(out, make=False) as staged, _quiet_mlflow():
+        with staged_dir(out, make=False) as staged, _saving():
             mlflow.pyfunc.save_model(str(staged), **kw)
-    return MlflowExport(documents, name, output=str(out))
+    return MlflowExport(documents, name, output=str(out), mode=mode)
