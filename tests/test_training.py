@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -309,3 +310,45 @@ def test_cli_train_bad_options(tmp_path, pairs_csv, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith("neartext train: error:") and message in err
     assert not (tmp_path / "m").exists() and not (tmp_path / "m.partial").exists()
+
+
+def test_cli_train_redirected_logs_progress_and_warns_of_a_small_held_out_set(
+        tmp_path, pairs_csv, capsys, monkeypatch):
+    """stderr is not a terminal here (as in `neartext train ... 2> log`): progress comes as
+    lines with rate and time left, for the baseline evaluation too; 6 held-out queries are far
+    too few to trust, and the run says how many would be."""
+    monkeypatch.setenv("NEARTEXT_PROGRESS_SECONDS", "0")
+    out = tmp_path / "logged"
+    assert main(["train", str(pairs_csv), "-o", str(out), "--batch-size", "8", "--eval-split",
+                 "0.25", "--epochs", "1"]) == 0
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "\r" not in err
+    speed = r"([\d.,]+ (texts|steps)/s|[\d.,]+ s/(text|step))"
+    assert re.search(rf"^evaluating \(baseline\): \d+/\d+ texts \(\d+%\), {speed}", err, re.M)
+    assert re.search(rf"^training: \d/\d steps \(\d+%\), {speed}, .*(left|in all)", err, re.M)
+    assert re.search(r"^warning: the held-out data is small: on 6 queries a change of up to "
+                     r"±0\.4 in mrr@10 can be chance \(95%\); about 385 queries are needed", err, re.M)
+    assert "note: the held-out data is small" in captured.out
+    assert re.search(r"peak memory [\d.]+ GB", captured.out)
+
+
+def test_long_texts_train_with_the_gradient_cache_within_the_memory_budget(tmp_path):
+    """A step over the budget switches MNRL to its gradient-cached form (same loss and
+    gradients, memory per mini-batch); naming the loss keeps it."""
+    from neartext.training.batch_size import _reset_peak
+
+    if not _reset_peak():
+        pytest.skip("peak memory cannot be measured here (/proc/self/clear_refs)")
+    rows = [(a, f"{b}. {LONG}") for a, b in PAIRS]
+    data = write_csv(tmp_path / "long.csv", "anchor,positive", rows)
+    res = train(data, TrainConfig(output=str(tmp_path / "cached"), batch_size=8, eval_split=0,
+                                  memory_budget_gb=0.001))
+    assert res.metrics["train"]["loss"] == "cached-mnrl"
+    assert any("gradient cache" in n and "mini-batches of 2" in n for n in res.notes)
+    config = json.loads((tmp_path / "cached" / "training_config.json").read_text())
+    assert config["loss_resolved"] == "cached-mnrl"
+    assert res.metrics["train"]["peak_memory_gb"] > 0.1
+    kept = train(data, TrainConfig(output=str(tmp_path / "plain"), batch_size=8, eval_split=0,
+                                   memory_budget_gb=0.001, loss="mnrl"))
+    assert kept.metrics["train"]["loss"] == "mnrl"

@@ -24,6 +24,7 @@ from .address import Address, parse_address
 from .cleaning import CleaningOptions, chunk_spans, clean
 from .corpus import Record
 from .errors import InputError
+from .progress import progress_bar
 from .results import IndexReport
 from .searching import check_threshold
 from .store import Document, Passage
@@ -145,14 +146,13 @@ def _passages(col: Collection, docs: list[Document], report: IndexReport, progre
 
 def _embed(col: Collection, todo: dict[str, str], report: IndexReport, progress: bool
            ) -> dict[str, np.ndarray]:
-    from tqdm.auto import tqdm
 
     enc = col.encoder
     # Longest first, as sentence-transformers does inside one call: batches pad little.
     order = sorted(todo, key=lambda h: -len(todo[h]))
     out: dict[str, np.ndarray] = {}
     report.truncated += enc.count_truncated([todo[h] for h in order])
-    with tqdm(total=len(order), desc="embedding", unit="text", disable=not progress) as bar:
+    with progress_bar(len(order), "embedding", "text", enabled=progress) as bar:
         for i in range(0, len(order), EMBED_CHUNK):
             part = order[i : i + EMBED_CHUNK]
             vecs = enc.encode([todo[h] for h in part], kind="document")

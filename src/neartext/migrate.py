@@ -25,6 +25,7 @@ from .address import Address, parse_address
 from .collection import Collection
 from .errors import CorruptCollection, InputError
 from .feedback import FEEDBACK_DB
+from .progress import progress_bar
 from .store.factory import building, create_store
 from .store.local import copy_sqlite
 
@@ -64,7 +65,6 @@ def migrate(
     ``index`` replaces the vector index kind (``auto``, ``flat``, ``hnsw``, ``ivf``); ``milvus``
     may give ``index_params``/``search_params`` for a Milvus destination.
     """
-    from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     src, dst = parse_address(source), parse_address(destination)
@@ -80,7 +80,7 @@ def migrate(
         with building(dst) as tmp:
             store = create_store(tmp, manifest.to_dict(), milvus)
             try:
-                with tqdm(total=total, desc="copying", unit="doc", disable=not progress) as bar:
+                with progress_bar(total, "copying", "doc", enabled=progress) as bar:
                     for docs, parts in col.store.export(BATCH):
                         store.write(docs, parts, [])
                         bar.update(len(docs))

@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import InputError
 from .linalg import scores as matmul_scores
+from .progress import progress_bar
 
 METHODS = ("auto", "exact", "approx")
 AUTO_APPROX_ABOVE = 50_000  # rows; below this the exact path is fast
@@ -110,12 +111,11 @@ Triples = tuple[np.ndarray, np.ndarray, np.ndarray]  # row i, row j, score
 
 def _exact(v: np.ndarray, threshold: float, top_k: int, progress: bool) -> Triples:
     """Upper triangle only (scores are symmetric), then the per-row top-k rule over all pairs."""
-    from tqdm.auto import tqdm
 
     n = len(v)
     block = max(1, min(n, BLOCK_BYTES // (4 * n)))
     out_i, out_j, out_s = [], [], []
-    with tqdm(total=n, desc="mining (exact)", unit="text", disable=not progress) as bar:
+    with progress_bar(n, "mining (exact)", "text", enabled=progress) as bar:
         for start in range(0, n, block):
             rows = v[start : start + block]
             scores = matmul_scores(rows, v[start:])  # (b, n - start): columns from `start` on
@@ -166,7 +166,6 @@ def _approx(v: np.ndarray, threshold: float, top_k: int, nprobe: int | None, pro
     between two unrelated centroids (seen on real embeddings: a 0.98 pair whose cells' centroids
     had similarity 0.05), which probing by centroid alone never finds."""
     import faiss
-    from tqdm.auto import tqdm
 
     n, d = v.shape
     nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
@@ -189,7 +188,7 @@ def _approx(v: np.ndarray, threshold: float, top_k: int, nprobe: int | None, pro
     near = np.argsort(-(centroids @ centroids.T), axis=1)[:, :nprobe]  # (nlist, nprobe)
     t_build = time.perf_counter() - t
     out_i, out_j, out_s = [], [], []
-    with tqdm(total=n, desc="mining (approx)", unit="text", disable=not progress) as bar:
+    with progress_bar(n, "mining (approx)", "text", enabled=progress) as bar:
         for cell in range(nlist):
             members = order[bounds[cell] : bounds[cell + 1]]
             if not len(members):

@@ -117,7 +117,9 @@ def add_output_options(p: argparse.ArgumentParser, table: str | None = None) -> 
 
 
 def show_progress(args: argparse.Namespace) -> bool:
-    return not args.quiet and not args.json and sys.stderr.isatty()
+    """Progress unless ``-q`` or ``--json``: a bar on a terminal, log lines otherwise
+    (:mod:`neartext.progress`)."""
+    return not args.quiet and not args.json
 
 
 def split_list(value: str | None) -> list[str] | None:

@@ -90,7 +90,9 @@ def register(sub: Any) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--save-steps", type=int, help="checkpoint (and evaluate) every N steps, not per epoch")
     g.add_argument("--memory-budget", type=float, metavar="GB",
-                   help="--batch-size auto: memory a step may use (default: half of what is free)")
+                   help="memory a training step may add: with pairs/triplets a step over it uses "
+                        "the gradient cache (default 2); --batch-size auto: the search's budget "
+                        "(default: half of what is free)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run of this output")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     add_output_options(p)

@@ -66,18 +66,14 @@ class UseEncoder(EncoderBase):
 
     def _encode(self, batch: list[str], show_progress: bool) -> np.ndarray:
         out = np.zeros((len(batch), DIM), dtype=np.float32)
-        bar = None
-        if show_progress and len(batch) > _CALL:
-            from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-            bar = tqdm(total=len(batch), desc="Encoding", unit="text")
-        for i in range(0, len(batch), _CALL):
-            part = batch[i:i + _CALL]
-            out[i:i + len(part)] = self._use.encode(part)
-            if bar is not None:
+        with progress_bar(len(batch), "encoding", "text",
+                          enabled=show_progress and len(batch) > _CALL) as bar:
+            for i in range(0, len(batch), _CALL):
+                part = batch[i:i + _CALL]
+                out[i:i + len(part)] = self._use.encode(part)
                 bar.update(len(part))
-        if bar is not None:
-            bar.close()
         return out
 
     def count_truncated(self, texts: Sequence[str]) -> int:

@@ -9,6 +9,9 @@ the budget, or until an allocation fails. Weights are not changed by the trials.
 The chosen size is also capped so an epoch has at least :data:`MIN_STEPS_PER_EPOCH` steps, and
 never exceeds :data:`MAX_BATCH`.
 
+:func:`step_memory` estimates one step's memory from two small trials; ``train`` uses it to keep
+a step of long texts within a budget (the gradient cache, see ``train``).
+
 Example (numbers depend on the machine)::
 
     probe = find_batch_size(model, loss, data)
@@ -53,6 +56,24 @@ def _status_kb(key: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def malloc_trim() -> None:
+    """Hand memory the heap holds free back to the system (glibc's ``malloc_trim``; a no-op
+    elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _release() -> None:
+    """Free what can be freed, so that a trial's peak is measured from a baseline that does not
+    hide reusable free memory."""
+    gc.collect()
+    malloc_trim()
+
+
 def _reset_peak() -> bool:
     """Reset the kernel's peak-RSS counter (Linux); False where that is not possible."""
     try:
@@ -89,54 +110,107 @@ def cap_for_rows(rows: int) -> int:
     return size
 
 
+def _longest_rows(data: TrainingData) -> list[int]:
+    """Row numbers, longest texts first: the worst batch of a run is made of these."""
+    columns = data.as_columns()
+    keys = [k for k in columns if k in data.texts]
+    length = [sum(len(columns[k][i]) for k in keys) for i in range(len(data))]
+    return sorted(range(len(data)), key=lambda i: -length[i])
+
+
+def _trial(model: Any, loss: Any, data: TrainingData, longest: list[int], size: int,
+           prompts: dict[str, str]) -> dict[str, float | None]:
+    """One real forward and backward pass of ``loss`` on ``size`` of the longest rows (weights
+    untouched): its time and the peak memory it added (None where that cannot be measured).
+    ``MemoryError`` when it does not fit."""
+    import torch
+
+    columns = data.as_columns()
+    text_keys = [k for k in columns if k in data.texts]
+    prepare = getattr(model, "preprocess", None) or model.tokenize  # renamed in sentence-transformers 6
+    rows = [longest[i % len(longest)] for i in range(size)]
+    _release()
+    baseline = _status_kb("VmRSS")
+    measured = _reset_peak() and baseline is not None
+    t0 = time.perf_counter()
+    try:
+        features = [prepare([prompts.get(k, "") + columns[k][i] for i in rows])
+                    for k in text_keys]
+        label_key = "score" if "score" in columns else "label" if "label" in columns else None
+        labels = torch.tensor([float(columns[label_key][i]) for i in rows]) if label_key \
+            else torch.zeros(size)
+        loss(features, labels).backward()
+    except RuntimeError as e:
+        if "memory" not in str(e).lower():
+            raise
+        raise MemoryError(str(e)) from None
+    finally:
+        model.zero_grad(set_to_none=True)
+        gc.collect()
+    seconds = time.perf_counter() - t0
+    peak = _status_kb("VmHWM") if measured else None
+    used = (peak - baseline) * 1024 if peak is not None and baseline is not None else None
+    return {"batch_size": size, "seconds": round(seconds, 3),
+            "pairs_per_second": round(size / seconds, 1),
+            "peak_gb": None if used is None else round(used / 2**30, 3)}
+
+
+@dataclass
+class StepMemory:
+    """Memory one training step adds, as a line in the batch size fitted to two small trials."""
+
+    fixed: float  # bytes
+    per_row: float  # bytes
+    trials: list[dict[str, float | None]]
+
+    def at(self, batch_size: int) -> int:
+        return int(max(self.fixed + self.per_row * batch_size, 0.0))
+
+
+def step_memory(model: Any, loss: Any, data: TrainingData, prompts: dict[str, str] | None = None,
+                small: tuple[int, int] = (4, 8)) -> StepMemory | None:
+    """How much memory one training step adds, estimated from two small trial steps on the
+    longest rows (activation memory grows linearly with the batch), so that a large step is never
+    run to find out; None where memory cannot be measured."""
+    longest = _longest_rows(data)
+    was_training = model.training
+    model.train()
+    try:
+        trials = [_trial(model, loss, data, longest, b, prompts or {}) for b in small]
+    finally:
+        model.train(was_training)
+    peaks = [t["peak_gb"] for t in trials]
+    if peaks[0] is None or peaks[1] is None:
+        return None
+    (b1, b2), (m1, m2) = small, (float(peaks[0]) * 2**30, float(peaks[1]) * 2**30)
+    per_row = (m2 - m1) / (b2 - b1) if m2 > m1 else m2 / b2  # noise: assume all of it per row
+    return StepMemory(m2 - per_row * b2, per_row, trials)
+
+
 def find_batch_size(
     model: Any, loss: Any, data: TrainingData, *, budget_bytes: int | None = None,
     start: int = 16, prompts: dict[str, str] | None = None,
 ) -> BatchProbe:
     """Try batch sizes ``start, 2*start, ...`` on the longest rows; return the largest that fits."""
-    import torch
 
     budget = int(budget_bytes if budget_bytes is not None else available_memory() // 2)
     cap = cap_for_rows(len(data))
-    columns = data.as_columns()
-    text_keys = [k for k in columns if k in data.texts]
-    length = [sum(len(columns[k][i]) for k in text_keys) for i in range(len(data))]
-    longest = sorted(range(len(data)), key=lambda i: -length[i])
+    longest = _longest_rows(data)
     prompts = prompts or {}
     trials: list[dict[str, float | None]] = []
     chosen, reason = min(start, cap), "capped by the number of rows"
     size = min(start, cap)
-    prepare = getattr(model, "preprocess", None) or model.tokenize  # renamed in sentence-transformers 6
     was_training = model.training
     model.train()
     try:
         while True:
-            rows = [longest[i % len(longest)] for i in range(size)]
-            baseline = _status_kb("VmRSS")
-            measured = _reset_peak() and baseline is not None
-            t0 = time.perf_counter()
             try:
-                features = [prepare([prompts.get(k, "") + columns[k][i] for i in rows])
-                            for k in text_keys]
-                label_key = "score" if "score" in columns else "label" if "label" in columns else None
-                labels = torch.tensor([float(columns[label_key][i]) for i in rows]) if label_key \
-                    else torch.zeros(size)
-                value = loss(features, labels)
-                value.backward()
-            except (RuntimeError, MemoryError) as e:
-                if "memory" not in str(e).lower() and not isinstance(e, MemoryError):
-                    raise
+                trial = _trial(model, loss, data, longest, size, prompts)
+            except MemoryError:
                 reason = f"batch {size} failed to allocate memory"
                 break
-            finally:
-                model.zero_grad(set_to_none=True)
-                gc.collect()
-            seconds = time.perf_counter() - t0
-            peak = _status_kb("VmHWM") if measured else None
-            used = (peak - baseline) * 1024 if peak is not None and baseline is not None else None
-            trials.append({"batch_size": size, "seconds": round(seconds, 3),
-                           "pairs_per_second": round(size / seconds, 1),
-                           "peak_gb": None if used is None else round(used / 2**30, 3)})
+            trials.append(trial)
+            used = None if trial["peak_gb"] is None else trial["peak_gb"] * 2**30
             chosen = size
             if size * 2 > cap:
                 reason = (f"largest power of two leaving >= {MIN_STEPS_PER_EPOCH} steps per epoch"

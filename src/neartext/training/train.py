@@ -33,6 +33,7 @@ from typing import Any
 from .. import __version__
 from ..encoders import EncoderSettings, backend_of, load_encoder
 from ..errors import InputError, Interrupted, MissingExtra
+from ..progress import on_terminal
 from .batch_size import BatchProbe, available_memory, cap_for_rows, find_batch_size
 from .data import TrainingData, load_training_data
 from .evaluation import EvalSet, trainer_evaluator
@@ -110,7 +111,7 @@ class TrainResult:
         t = self.metrics["train"]
         parts = [f"{self.output}: trained {t['rows']} rows x {t['epochs']:g} epochs with "
                  f"{t['loss']} in {t['seconds']:.0f} s ({t['pairs_per_second']:.1f} pairs/s, "
-                 f"batch {t['batch_size']})"]
+                 f"batch {t['batch_size']}, peak memory {t['peak_memory_gb']:.1f} GB)"]
         ev = self.metrics.get("eval")
         if ev:
             k = ev["primary"]
@@ -174,6 +175,13 @@ def train(file: str | Path, config: TrainConfig, *, progress: bool = False,
 
     prompts = _prompts(data, q, d)
     loss = build_loss(loss_name, model, config.mini_batch_size)
+    if loss_name == "mnrl" and config.loss is None and isinstance(batch_size, int):
+        cached = _gradient_cache(model, loss, data, batch_size, prompts, config, notes)
+        if cached is not None:
+            loss_name, loss = "cached-mnrl", cached
+            run_config = {**run_config, "loss_resolved": loss_name}
+            if progress:
+                print(f"note: {notes[-1]}", file=sys.stderr)
     probe: BatchProbe | None = None
     if batch_size == "auto":
         budget = int(config.memory_budget_gb * 2**30) if config.memory_budget_gb else None
@@ -189,7 +197,12 @@ def train(file: str | Path, config: TrainConfig, *, progress: bool = False,
     assert isinstance(batch_size, int)
 
     eval_set = EvalSet.of(eval_data) if eval_data is not None else None
-    before = eval_set.run(enc) if eval_set else None
+    before = eval_set.run(enc, progress=progress, what="baseline") if eval_set else None
+    small = eval_set.small_warning(before[eval_set.primary]) if eval_set and before else None
+    if small:
+        notes.append(small)
+        if progress:  # now, not only after the run
+            print(f"warning: {small}", file=sys.stderr)
 
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -197,7 +210,7 @@ def train(file: str | Path, config: TrainConfig, *, progress: bool = False,
     def live_encoder(m: Any) -> Any:
         return type(enc).wrap(m, enc.settings, enc.model_dir)  # type: ignore[attr-defined]
 
-    evaluator = trainer_evaluator(eval_set, live_encoder) if eval_set else None
+    evaluator = trainer_evaluator(eval_set, live_encoder, progress) if eval_set else None
     steps_per_epoch = max(1, -(-len(data) // batch_size))
     total_steps = math.ceil(steps_per_epoch * config.epochs)
     by_steps = config.save_steps is not None
@@ -224,8 +237,8 @@ def train(file: str | Path, config: TrainConfig, *, progress: bool = False,
     stopper = _CtrlC()
     trainer = Trainer(
         model=model, args=args, train_dataset=Dataset.from_dict(data.as_columns()), loss=loss,
-        evaluator=evaluator, callbacks=[stopper.callback(), *_progress_callbacks(progress),
-                                        *(callbacks or [])])
+        evaluator=evaluator, callbacks=[stopper.callback(), _release_callback(),
+                                        *_progress_callbacks(progress), *(callbacks or [])])
     _quiet_trainer(trainer)
     t0 = time.perf_counter()
     from ..encoders.sbert import _quiet_transformers
@@ -241,7 +254,8 @@ def train(file: str | Path, config: TrainConfig, *, progress: bool = False,
             f"so far is in {keep} (usable with --model or --base) and the checkpoint in {checkpoints}; "
             "run the same command with --resume to continue")
 
-    after = eval_set.run(live_encoder(model)) if eval_set else None
+    after = (eval_set.run(live_encoder(model), progress=progress, what="final")
+             if eval_set else None)
     rows_seen = len(data) * config.epochs
     metrics: dict[str, Any] = {
         "train": {
@@ -250,6 +264,7 @@ def train(file: str | Path, config: TrainConfig, *, progress: bool = False,
             "seconds": round(seconds, 1), "pairs_per_second": round(rows_seen / max(seconds, 1e-9), 2),
             "final_loss": round(float(output.training_loss), 5),
             "batch_probe": probe.to_dict() if probe else None,
+            "peak_memory_gb": peak_memory_gb(),
         },
         "machine": _machine(),
     }
@@ -274,6 +289,46 @@ def train(file: str | Path, config: TrainConfig, *, progress: bool = False,
     _publish(staged, out)
     shutil.rmtree(partial, ignore_errors=True)
     return TrainResult(out, metrics, notes)
+
+
+STEP_BUDGET_GB = 2.0  # memory a training step may add before the gradient cache takes over
+
+
+def _gradient_cache(model: Any, loss: Any, data: TrainingData, batch_size: int,
+                    prompts: dict[str, str], config: TrainConfig, notes: list[str]) -> Any:
+    """A cached-mnrl loss when a step of ``batch_size`` rows would add more memory than the
+    budget (``--memory-budget``, else :data:`STEP_BUDGET_GB`), else None.
+
+    MNRL holds the activations of every text of the batch for the backward pass, so long texts
+    make a step of 32 pairs cost gigabytes (5 GB for 256-token descriptions with MiniLM). The
+    gradient cache (GradCache, sentence-transformers' CachedMultipleNegativesRankingLoss) computes
+    the same loss and gradients over mini-batches, so memory follows the mini-batch; measured on
+    such data it costs a few percent of time. The mini-batch is the largest power of two that
+    fits the budget."""
+    from .batch_size import step_memory
+
+    budget = (config.memory_budget_gb or STEP_BUDGET_GB) * 2**30
+    est = step_memory(model, loss, data, prompts)
+    if est is None or est.at(batch_size) <= budget:
+        return None
+    mini = 2
+    while mini * 2 < batch_size and est.at(mini * 2) <= budget:
+        mini *= 2
+    notes.append(f"a step of {batch_size} rows of these texts would add about "
+                 f"{est.at(batch_size) / 2**30:.1f} GB; training with the gradient cache instead "
+                 f"(cached-mnrl, mini-batches of {mini}: the same loss and gradients, about "
+                 f"{est.at(mini) / 2**30:.1f} GB; --memory-budget GB sets the limit, --loss mnrl "
+                 "turns this off)")
+    return build_loss("cached-mnrl", model, mini)
+
+
+def peak_memory_gb() -> float:
+    """The most resident memory this process has used so far (what ``/usr/bin/time -v``
+    reports as its maximum resident set size), in GB."""
+    import resource
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return round(kib / 2**20, 2)
 
 
 def _require_training_extra() -> None:
@@ -345,7 +400,7 @@ def _mine_negatives(data: TrainingData, model: Any, q: str, d: str, batch_size: 
         Dataset.from_dict(data.as_columns()), model, anchor_column_name="anchor",
         positive_column_name="positive", range_max=30, relative_margin=0.05, num_negatives=1,
         sampling_strategy="top", query_prompt=q or None, corpus_prompt=d or None,
-        batch_size=batch_size, output_format="triplet", verbose=progress)
+        batch_size=batch_size, output_format="triplet", verbose=progress and on_terminal())
     if len(mined) == 0:
         raise InputError(f"{data.source}: no hard negatives found (every candidate scored too close "
                          "to its positive); train without --mine-hard-negatives")
@@ -393,18 +448,35 @@ class _CtrlC:
         return StopOnCtrlC()
 
 
+def _release_callback() -> Any:
+    """After each step, hand freed memory back to the system: steps of varying text lengths
+    otherwise leave the heap fragmented and resident memory creeping up over a run."""
+    from transformers import TrainerCallback
+
+    from .batch_size import malloc_trim
+
+    class Release(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            malloc_trim()
+
+    return Release()
+
+
 def _progress_callbacks(progress: bool) -> list[Any]:
+    """Training steps with the loss: a bar on a terminal, log lines with rate and time left
+    otherwise (:mod:`neartext.progress`); each evaluation's metrics on a line of their own."""
     if not progress:
         return []
-    from tqdm.auto import tqdm
     from transformers import TrainerCallback
+
+    from ..progress import progress_bar
 
     class Bar(TrainerCallback):
         bar: Any = None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training",
-                            unit="step", file=sys.stderr)
+            self.bar = progress_bar(state.max_steps, "training", "step", enabled=True,
+                                    initial=state.global_step)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.bar.update(state.global_step - self.bar.n)
