@@ -152,3 +152,44 @@ def test_map_png_and_html_with_cache(demo_copy, tmp_path, capsys):
     assert main(["map", str(demo_copy), "-o", str(page), "--color-by", "colour"]) == 1
     assert "unknown metadata column 'colour'" in capsys.readouterr().err
     assert main(["map", str(demo_copy), "-o", str(tmp_path / "map.svg")]) == 1
+
+
+def test_map_labels_neither_overlap_nor_leave_the_picture_and_colours_are_regions(
+        demo_copy, tmp_path):
+    """20 k-means labels on a few hundred points: crowded, so placement is what is tested."""
+    from neartext.maps import colour_groups, draw, projected
+
+    with Collection.open(demo_copy) as col:
+        proj, clusters = projected(col, color_by="cluster", method="kmeans", k=20)
+        drawn = draw(col, proj, tmp_path / "m.png", color_by="cluster", clusters=clusters)
+        names, colours = colour_groups(col, proj, "cluster", clusters)
+    boxes = [b for _, b in drawn.labels]
+    assert len(boxes) >= 15
+    x0, y0, x1, y1 = drawn.area
+    for i, a in enumerate(boxes):
+        assert x0 <= a[0] and a[2] <= x1 and y0 <= a[1] and a[3] <= y1, a
+        for b in boxes[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+    # the legend lists clusters in number order (0, 1, 2, ... 10, 11), not as strings sort
+    numbers = [int(n.split(":")[0]) for n in colours if n != "none"]
+    assert numbers == sorted(numbers) and numbers[:12] == list(range(12))
+    # clusters are made on the map itself: each point is nearest to its own cluster's mean
+    assert clusters.params["space"] == "map"
+    of = dict(zip(clusters.ids, clusters.assignment.tolist()))
+    labels_ = np.array([of[d] for d in proj.ids])
+    means = np.stack([proj.xy[labels_ == c].mean(axis=0) for c in range(labels_.max() + 1)])
+    nearest = np.argmin(((proj.xy[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    assert (nearest == labels_).mean() > 0.97
+
+
+def test_map_hover_shows_a_chosen_field_and_the_text(demo_copy, tmp_path, capsys):
+    page = tmp_path / "map.html"
+    assert main(["map", str(demo_copy), "-o", str(page), "--hover", "topic", "-q"]) == 0
+    parser = _Collect()
+    parser.feed(page.read_text(encoding="utf-8"))
+    data = json.loads(parser.data["map-data"])
+    with Collection.open(demo_copy) as col:
+        doc = col.get([data["points"][0][3]])[0]
+    assert data["points"][0][4] == f"{doc.metadata['topic']} — {' '.join(doc.text.split())}"
+    assert main(["map", str(demo_copy), "-o", str(page), "--hover", "nope"]) == 1
+    assert "unknown metadata column 'nope' for --hover" in capsys.readouterr().err

@@ -137,3 +137,38 @@ def test_the_header_names_the_chosen_collections_model(browser, demo_copy, tmp_p
         Select(browser.find_element(By.ID, "collection")).select_by_value("tiny")
         wait.until(lambda d: "tiny: model" in status.text)
         assert str(tiny_model_dir) in status.text and "MiniLM" not in status.text
+
+
+def test_html_map_labels_legend_and_hover(browser, demo_copy, tmp_path):
+    """The offline HTML map in a real browser: labels inside the canvas and apart, the legend in
+    cluster-number order, and the hover text is the chosen field and the text (not an id)."""
+    from selenium.webdriver.common.by import By
+
+    from neartext.cli import main
+
+    page = tmp_path / "map.html"
+    assert main(["map", str(demo_copy), "-o", str(page), "--color-by", "cluster", "--method",
+                 "kmeans", "--k", "16", "--hover", "topic", "-q"]) == 0
+    browser.set_window_size(1200, 1000)
+    browser.get(page.as_uri())
+    boxes = browser.execute_script("return window.neartextMap.labels")
+    assert len(boxes) >= 12
+    size = browser.execute_script(
+        "const c = document.getElementById('map'); return [c.width, c.height]")
+    for i, a in enumerate(boxes):
+        assert 0 <= a["x0"] and a["x1"] <= size[0] and 0 <= a["y0"] and a["y1"] <= size[1], a
+        for b in boxes[i + 1:]:
+            assert not (a["x0"] < b["x1"] and b["x0"] < a["x1"] and a["y0"] < b["y1"]
+                        and b["y0"] < a["y1"]), (a, b)
+    legend = [s.text for s in browser.find_elements(By.CSS_SELECTOR, "#legend span")]
+    numbers = [int(t.lstrip("● ").split(":")[0]) for t in legend if ":" in t]
+    assert numbers == list(range(16))
+    tip = browser.execute_script("""
+        const data = JSON.parse(document.getElementById('map-data').textContent);
+        const c = document.getElementById('map'), box = c.getBoundingClientRect();
+        const [x, y] = window.neartextMap.at(data.points[0]);
+        c.dispatchEvent(new MouseEvent('mousemove', {clientX: box.left + x * box.width / c.width,
+                                                     clientY: box.top + y * box.height / c.height}));
+        return [document.getElementById('tip').textContent, data.points[0][3]];""")
+    text, doc_id = tip
+    assert " — " in text and doc_id not in text

@@ -112,9 +112,9 @@ def document_matrix(col: Collection) -> tuple[list[str], np.ndarray]:
 
 def cluster_vectors(vectors: np.ndarray, method: str = "community", *, threshold: float = 0.75,
                     min_size: int = 3, k: int | None = None, seed: int = 42,
-                    progress: bool = False) -> np.ndarray:
-    """Cluster id per row of ``vectors`` (unit rows), ``NOISE`` for none; ids 0, 1, ... by
-    decreasing cluster size."""
+                    progress: bool = False, spherical: bool = True) -> np.ndarray:
+    """Cluster id per row of ``vectors`` (unit rows; or any points with ``spherical=False``,
+    such as map positions), ``NOISE`` for none; ids 0, 1, ... by decreasing cluster size."""
     n = len(vectors)
     check_cluster_args(method, n, k=k, threshold=threshold, min_size=min_size)
     labels_ = np.full(n, NOISE, dtype=np.int64)
@@ -126,10 +126,11 @@ def cluster_vectors(vectors: np.ndarray, method: str = "community", *, threshold
     elif method == "kmeans":
         import faiss
 
-        km = faiss.Kmeans(vectors.shape[1], int(k or 2), niter=25, nredo=5, seed=seed, spherical=True,
-                          verbose=False, min_points_per_centroid=1)
-        km.train(vectors)
-        _, assign = km.index.search(vectors, 1)
+        points = np.ascontiguousarray(vectors, dtype=np.float32)
+        km = faiss.Kmeans(points.shape[1], int(k or 2), niter=25, nredo=5, seed=seed,
+                          spherical=spherical, verbose=False, min_points_per_centroid=1)
+        km.train(points)
+        _, assign = km.index.search(points, 1)
         labels_ = assign[:, 0].astype(np.int64)
     else:
         try:
@@ -164,6 +165,18 @@ def cluster(col: Collection, method: str = "community", *, threshold: float | No
     ids, vectors = document_matrix(col)
     assignment = cluster_vectors(vectors, method, threshold=t, min_size=min_size, k=k, seed=seed,
                                  progress=progress)
+    params = {"threshold": t, "min_size": min_size} if method == "community" else (
+        {"k": k, "seed": seed} if method == "kmeans" else {"min_size": min_size})
+    return describe(col, ids, vectors, assignment, method, params, central=central,
+                    label_words=label_words, started=t0)
+
+
+def describe(col: Collection, ids: list[str], vectors: np.ndarray, assignment: np.ndarray,
+             method: str, params: dict[str, Any], *, central: int = 3, label_words: int = 4,
+             started: float | None = None) -> ClusterResult:
+    """Labels and central texts of the clusters ``assignment`` gives the documents ``ids``
+    (``vectors``: their unit vectors, row for row)."""
+    t0 = time.perf_counter() if started is None else started
     members = [np.flatnonzero(assignment == c) for c in range(int(assignment.max()) + 1)]
     texts = {d.id: d.text for d in col.get(ids)}
     tops = []
@@ -177,7 +190,5 @@ def cluster(col: Collection, method: str = "community", *, threshold: float | No
                  "central": [{"id": ids[r], "text": texts[ids[r]], "score": round(s, 4)}
                              for r, s in top[:central]]}
                 for c, top in enumerate(tops)]
-    params = {"threshold": t, "min_size": min_size} if method == "community" else (
-        {"k": k, "seed": seed} if method == "kmeans" else {"min_size": min_size})
     return ClusterResult(ids, assignment, clusters, method, params, time.perf_counter() - t0)
 

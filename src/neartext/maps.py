@@ -18,6 +18,7 @@ import hashlib
 import html
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ import numpy as np
 
 from .atomic import staged_file
 from .errors import InputError, MissingExtra
+from .progress import on_terminal
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -81,7 +83,8 @@ def project(col: Collection, *, sample: int | None = None, seed: int = 42,
     except ImportError:
         raise MissingExtra("umap-learn (for maps)", "clusters") from None
     reducer = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(neighbours, len(ids) - 1),
-                        min_dist=0.1, random_state=seed, n_jobs=1, verbose=progress,
+                        min_dist=0.1, random_state=seed, n_jobs=1,
+                        verbose=progress and on_terminal(),
                         low_memory=True)
     xy = np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)  # a Milvus collection's state dir may be new
@@ -109,26 +112,56 @@ def place(col: Collection, proj: Projection, queries: list[str], k: int = 10) ->
     return out
 
 
-def check_color_by(col: Collection, color_by: str | None) -> None:
+def check_color_by(col: Collection, color_by: str | None, option: str = "--color-by") -> None:
     """``cluster``, a metadata field of the collection, or None; an :class:`InputError` listing
     the fields otherwise (asked before the projection is computed)."""
-    if color_by is None or color_by == "cluster":
+    if color_by is None or (color_by == "cluster" and option == "--color-by"):
         return
     known = col.store.metadata_fields()
     if color_by not in known:
-        raise InputError(f"unknown metadata column '{color_by}' for --color-by; columns: "
-                         f"{', '.join(sorted(known)) or 'none'} (or 'cluster')")
+        extra = " (or 'cluster')" if option == "--color-by" else ""
+        raise InputError(f"unknown metadata column '{color_by}' for {option}; columns: "
+                         f"{', '.join(sorted(known)) or 'none'}{extra}")
 
 
-def map_clusters(col: Collection, n: int, method: str, *, threshold: float | None = None,
-                 k: int | None = None, min_size: int = 3, seed: int = 42, central: int = 3,
-                 progress: bool = False) -> Any:
-    """Clusters for colouring a map of ``n`` points; k-means without ``k`` makes about
-    sqrt(n/2) clusters (2 to 20), what a map can show in distinct colours."""
+def map_clusters(col: Collection, proj: Projection, method: str, *,
+                 threshold: float | None = None, k: int | None = None, min_size: int = 3,
+                 seed: int = 42, central: int = 3, progress: bool = False) -> Any:
+    """Clusters for colouring a map. ``kmeans`` and ``hdbscan`` cluster the map's own 2-D
+    positions (BERTopic's recipe: reduce with UMAP, then cluster the reduced points), so each
+    colour is one region of the map; clustering the full vectors and drawing them in 2-D makes
+    colours interleave. ``community`` links texts by cosine similarity (a threshold on the
+    vectors), so it stays on the vectors. K-means without ``k`` makes about sqrt(n/2) clusters
+    (2 to 20), what a map can show in distinct colours."""
+    from .clustering import cluster_vectors, describe, document_matrix
+
+    n = len(proj.ids)
     if method == "kmeans" and k is None:
         k = max(2, min(20, round((n / 2) ** 0.5)))
-    return col.cluster(method, threshold=threshold, k=k, min_size=min_size, seed=seed,
-                       central=central, progress=progress)
+    if method == "community":
+        return col.cluster(method, threshold=threshold, k=k, min_size=min_size, seed=seed,
+                           central=central, progress=progress)
+    t0 = time.perf_counter()
+    assignment = cluster_vectors(proj.xy, method, k=k, min_size=min_size, seed=seed,
+                                 spherical=False)
+    ids, vectors = document_matrix(col)
+    row = {d: i for i, d in enumerate(ids)}
+    params = {"k": k, "seed": seed} if method == "kmeans" else {"min_size": min_size}
+    return describe(col, proj.ids, vectors[[row[d] for d in proj.ids]], assignment, method,
+                    {**params, "space": "map"}, central=central, started=t0)
+
+
+def projected(col: Collection, *, color_by: str | None = None, sample: int | None = None,
+              seed: int = 42, method: str = "community", threshold: float | None = None,
+              k: int | None = None, min_size: int = 3, progress: bool = False
+              ) -> tuple[Projection, Any]:
+    """The projection and, for ``color_by="cluster"``, the clusters to colour it: what the
+    ``map`` command and the service's map view draw."""
+    check_color_by(col, color_by)
+    proj = project(col, sample=sample, seed=seed, progress=progress)
+    clusters = (map_clusters(col, proj, method, threshold=threshold, k=k, min_size=min_size,
+                             seed=seed, progress=progress) if color_by == "cluster" else None)
+    return proj, clusters
 
 
 def colour_groups(col: Collection, proj: Projection, color_by: str | None,
@@ -150,15 +183,59 @@ def colour_groups(col: Collection, proj: Projection, color_by: str | None,
     counts: dict[str, int] = {}
     for n in names:
         counts[n] = counts.get(n, 0) + 1
-    ranked = sorted((n for n in counts if n != "none"), key=lambda n: (-counts[n], n))
+    ranked = sorted((n for n in counts if n != "none"), key=lambda n: (-counts[n], natural_key(n)))
+    if color_by == "cluster":  # clusters are numbered by size: keep their numbers in order
+        ranked.sort(key=natural_key)
     colours = {n: PALETTE[i] if i < len(PALETTE) else NOISE_COLOUR for i, n in enumerate(ranked)}
     colours["none"] = NOISE_COLOUR
     return names, colours
 
 
+def natural_key(name: str) -> tuple[Any, ...]:
+    """Sort key reading runs of digits as numbers: ``2: b`` before ``10: a``.
+
+    >>> sorted(["10: a", "1: c", "2: b", "none"], key=natural_key)
+    ['1: c', '2: b', '10: a', 'none']
+    """
+    import re
+
+    return tuple(int(part) if part.isdigit() else part.lower()
+                 for part in re.split(r"(\d+)", name))
+
+
+def legend_order(colours: dict[str, str]) -> list[str]:
+    """Groups in the order a legend lists them: coloured ones as ranked, grey ones last."""
+    return sorted(colours, key=lambda n: colours[n] == NOISE_COLOUR)
+
+
+def hover_texts(col: Collection, ids: list[str], hover: str | None) -> dict[str, str]:
+    """What a point shows on hover: its text, or the metadata field ``hover`` (a title, a
+    link) followed by the text."""
+    if hover is not None:
+        check_color_by(col, hover, option="--hover")
+    out = {}
+    for d in col.get(ids):
+        text = " ".join(d.text.split())
+        value = d.metadata.get(hover) if hover else None
+        out[d.id] = f"{value} — {text}" if value not in (None, "") else text
+    return out
+
+
+@dataclass
+class Drawn:
+    """A map written to ``path``; for a PNG, each label's box in the figure's pixels
+    (``x0, y0, x1, y1``, origin bottom left) and the plotting area's box, to check the layout."""
+
+    path: Path
+    labels: list[tuple[str, tuple[float, float, float, float]]]
+    area: tuple[float, float, float, float] | None
+
+
 def draw(col: Collection, proj: Projection, path: str | Path, *, color_by: str | None = None,
-         clusters: Any = None, title: str | None = None, query: str | None = None) -> Path:
-    """Write the map to ``path`` (.png or .html, atomically)."""
+         clusters: Any = None, title: str | None = None, query: str | None = None,
+         hover: str | None = None) -> Drawn:
+    """Write the map to ``path`` (.png or .html, atomically). ``hover``: a metadata field the
+    HTML map shows (before the text) when the pointer is on a point."""
     p = Path(path)
     if p.suffix.lower() not in MAP_FORMATS:
         raise InputError(f"{p}: a map is written as .png or .html")
@@ -169,65 +246,151 @@ def draw(col: Collection, proj: Projection, path: str | Path, *, color_by: str |
     qxy = place(col, proj, [query])[0] if query else None
     with staged_file(p, p.suffix) as tmp:
         if p.suffix.lower() == ".png":
-            _png(tmp, proj, names, colours, title, qxy, query)
-        else:
-            texts = {d.id: d.text for d in col.get(proj.ids)}
-            _html(tmp, proj, names, colours, texts, title, qxy, query)
-    return p
+            boxes, area = _png(tmp, proj, names, colours, title, qxy, query,
+                               legend=color_by is not None)
+            return Drawn(p, boxes, area)
+        _html(tmp, proj, names, colours, hover_texts(col, proj.ids, hover), title, qxy, query)
+    return Drawn(p, [], None)
 
 
 def _centres(proj: Projection, names: list[str], colours: dict[str, str]) -> dict[str, np.ndarray]:
+    """Where each coloured group's label belongs: its medoid-like centre (the median point),
+    largest groups first."""
     arr = np.array(names)
-    return {n: np.median(proj.xy[arr == n], axis=0) for n in colours
-            if n != "none" and colours[n] != NOISE_COLOUR and (arr == n).any()}
+    out = {}
+    for n in legend_order(colours):
+        sel = arr == n
+        if n != "none" and colours[n] != NOISE_COLOUR and sel.any():
+            out[n] = np.median(proj.xy[sel], axis=0)
+    return out
+
+
+def _candidates(step: float, rings: int = 12) -> list[tuple[float, float]]:
+    """Offsets (pixels) to try for a label, nearest first: the spot itself, then rings of 16."""
+    out = [(0.0, 0.0)]
+    for r in range(1, rings + 1):
+        for a in range(16):
+            angle = 2 * np.pi * a / 16
+            out.append((r * step * 1.6 * float(np.cos(angle)), r * step * float(np.sin(angle))))
+    return out
+
+
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_labels(ax: Any, renderer: Any, labels: dict[str, np.ndarray], *, pad: float = 3.0,
+                 fontsize: float = 8, avoid: Sequence[tuple[float, float, float, float]] = ()
+                 ) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """Put each label at its group's centre, or, where that would overlap a label already
+    placed, a box in ``avoid`` (the query's) or leave the plotting area, at the nearest free
+    spot around it with a leader line; a label with no free spot is left to the legend.
+    Returns the boxes drawn (pixels)."""
+    area = ax.get_window_extent(renderer)
+    inside = (area.x0 + pad, area.y0 + pad, area.x1 - pad, area.y1 - pad)
+    placed: list[tuple[str, tuple[float, float, float, float]]] = []
+    taken = list(avoid)
+    to_data = ax.transData.inverted()
+    for name, centre in labels.items():
+        anchor = ax.transData.transform(centre)
+        text = ax.text(float(centre[0]), float(centre[1]), name, fontsize=fontsize, ha="center",
+                       va="center", zorder=5,
+                       bbox={"boxstyle": "round,pad=0.25", "fc": "white", "alpha": 0.85, "lw": 0})
+        box = text.get_window_extent(renderer)
+        w, h = box.width + 2 * pad, box.height + 2 * pad
+        spot = None
+        for dx, dy in _candidates(h):
+            cx, cy = anchor[0] + dx, anchor[1] + dy
+            cand = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+            if (cand[0] >= inside[0] and cand[1] >= inside[1] and cand[2] <= inside[2]
+                    and cand[3] <= inside[3]
+                    and not any(_overlaps(cand, other) for _, other in placed)
+                    and not any(_overlaps(cand, other) for other in taken)):
+                spot = (cx, cy, cand)
+                break
+        if spot is None:
+            text.remove()
+            continue
+        cx, cy, cand = spot
+        text.set_position(tuple(to_data.transform((cx, cy))))
+        if (cx, cy) != (anchor[0], anchor[1]):
+            ax.annotate("", xy=(float(centre[0]), float(centre[1])),
+                        xytext=tuple(to_data.transform((cx, cy))), zorder=4,
+                        arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "#555"})
+        placed.append((name, cand))
+    return placed
 
 
 def _png(path: Path, proj: Projection, names: list[str], colours: dict[str, str], title: str,
-         qxy: np.ndarray | None, query: str | None) -> None:
+         qxy: np.ndarray | None, query: str | None, *, legend: bool
+         ) -> tuple[list[tuple[str, tuple[float, float, float, float]]],
+                    tuple[float, float, float, float]]:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
     except ImportError:
         raise MissingExtra("matplotlib (for PNG maps)", "viz") from None
-    fig, ax = plt.subplots(figsize=(10, 8), dpi=110)
-    point = max(3.0, min(40.0, 6000 / max(len(names), 1)))
+    fig, ax = plt.subplots(figsize=(13, 8) if legend else (10, 8), dpi=110)
+    point = max(4.0, min(40.0, 12000 / max(len(names), 1)))
     arr = np.array(names)
     for n in sorted(colours, key=lambda n: colours[n] != NOISE_COLOUR):  # grey first, below
         sel = arr == n
         if sel.any():
             ax.scatter(proj.xy[sel, 0], proj.xy[sel, 1], s=point, c=colours[n], alpha=0.75,
                        linewidths=0)
-    for n, c in _centres(proj, names, colours).items():
-        ax.text(c[0], c[1], n[:40], fontsize=8, ha="center", va="center",
-                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.7, "lw": 0})
-    if qxy is not None:
-        ax.scatter([qxy[0]], [qxy[1]], marker="*", s=300, c="black")
-        right = qxy[0] > float(np.median(proj.xy[:, 0]))  # write towards the middle
-        ax.annotate(f"query: {query}"[:60], (float(qxy[0]), float(qxy[1])),
-                    textcoords="offset points", xytext=(-10, 10) if right else (10, 10),
-                    ha="right" if right else "left", fontsize=9,
-                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8, "lw": 0})
+    lo, hi = proj.xy.min(axis=0), proj.xy.max(axis=0)
+    margin = (hi - lo) * 0.04 + 1e-6
+    ax.set_xlim(lo[0] - margin[0], hi[0] + margin[0])
+    ax.set_ylim(lo[1] - margin[1], hi[1] + margin[1])
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
+    if legend:
+        shown = [n for n in legend_order(colours) if (arr == n).any()]
+        handles = [Line2D([], [], marker="o", ls="", color=colours[n], markersize=7,
+                          label=(n if len(n) <= 48 else n[:47] + "…")) for n in shown[:21]]
+        if len(shown) > 21:
+            handles.append(Line2D([], [], ls="", label=f"… {len(shown) - 21} more (grey)"))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                  frameon=False, borderaxespad=0)
     fig.tight_layout()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg has it
+    avoid = []
+    if qxy is not None:
+        ax.scatter([qxy[0]], [qxy[1]], marker="*", s=300, c="black", zorder=6)
+        right = qxy[0] > float(np.median(proj.xy[:, 0]))  # write towards the middle
+        note = ax.annotate(f"query: {query}"[:60], (float(qxy[0]), float(qxy[1])),
+                           textcoords="offset points", xytext=(-10, 10) if right else (10, 10),
+                           ha="right" if right else "left", fontsize=9, zorder=6,
+                           bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8,
+                                 "lw": 0})
+        b = note.get_window_extent(renderer)
+        sx, sy = ax.transData.transform((float(qxy[0]), float(qxy[1])))
+        avoid += [(b.x0, b.y0, b.x1, b.y1), (sx - 14, sy - 14, sx + 14, sy + 14)]  # the star
+    labels = {n: c for n, c in _centres(proj, names, colours).items()}
+    boxes = place_labels(ax, renderer, {(n if len(n) <= 40 else n[:39] + "…"): c
+                                        for n, c in labels.items()}, avoid=avoid)
+    extent = ax.get_window_extent(renderer)
     fig.savefig(path, format="png")
     plt.close(fig)
+    return boxes, (extent.x0, extent.y0, extent.x1, extent.y1)
 
 
 def map_payload(proj: Projection, names: list[str], colours: dict[str, str],
                 texts: dict[str, str]) -> dict[str, Any]:
-    """What the HTML map and the service's map view draw: points, colours and label positions."""
-    groups = sorted(colours, key=lambda n: (colours[n] == NOISE_COLOUR, n))
+    """What the HTML map and the service's map view draw: points (x, y, group, id, hover text),
+    groups in legend order, and where each label belongs (the page places them)."""
+    groups = legend_order(colours)
     index = {n: i for i, n in enumerate(groups)}
     return {
         "points": [[round(float(x), 4), round(float(y), 4), index[n], d, texts.get(d, "")[:300]]
                    for (x, y), n, d in zip(proj.xy.tolist(), names, proj.ids)],
         "groups": [{"name": n, "colour": colours[n]} for n in groups],
-        "labels": [{"name": n[:40], "x": float(c[0]), "y": float(c[1])}
-                   for n, c in _centres(proj, names, colours).items()],
+        "labels": [{"name": n if len(n) <= 40 else n[:39] + "…", "x": float(c[0]),
+                    "y": float(c[1])} for n, c in _centres(proj, names, colours).items()],
     }
 
 
@@ -242,13 +405,15 @@ def _html(path: Path, proj: Projection, names: list[str], colours: dict[str, str
 <html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:1rem}}canvas{{border:1px solid #ddd;max-width:100%}}
 #tip{{position:fixed;pointer-events:none;background:#fff;border:1px solid #999;padding:4px 6px;
-max-width:360px;font-size:13px;display:none}}#legend span{{margin-right:12px;font-size:13px}}</style>
+max-width:360px;font-size:13px;display:none}}#legend span{{margin-right:12px;font-size:13px;
+white-space:nowrap;display:inline-block}}</style>
 </head><body><h1 style="font-size:1.2rem">{html.escape(title)}</h1>
 <canvas id="map" width="1000" height="720"></canvas><div id="legend"></div><div id="tip"></div>
 <script id="map-data" type="application/json">{payload}</script>
 <script>{script}
-drawMap(document.getElementById("map"), JSON.parse(document.getElementById("map-data").textContent),
-        document.getElementById("tip"), document.getElementById("legend"));</script>
+window.neartextMap = drawMap(document.getElementById("map"),
+  JSON.parse(document.getElementById("map-data").textContent),
+  document.getElementById("tip"), document.getElementById("legend"));</script>
 </body></html>
 """
     path.write_text(page, encoding="utf-8")

@@ -75,6 +75,8 @@ def register(sub: Any) -> None:
     p.add_argument("--color-by", help="'cluster' or a metadata column")
     p.add_argument("--sample", type=int, help="map a random sample of N documents")
     p.add_argument("--query", help="mark where this query lands")
+    p.add_argument("--hover", metavar="FIELD",
+                   help="HTML: a metadata field (a title, a link) shown with the text on hover")
     add_cluster_options(p)
     add_output_options(p)
     p.set_defaults(handler=_cmd_map)
@@ -177,19 +179,19 @@ def _cmd_cluster(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_map(args: argparse.Namespace) -> dict[str, Any]:
     from ..collection import Collection
-    from ..maps import MAP_FORMATS, check_color_by, draw, map_clusters, project
+    from ..maps import MAP_FORMATS, check_color_by, draw, projected
 
     out = Path(args.output)
     if out.suffix.lower() not in MAP_FORMATS or not out.parent.is_dir():
         raise InputError(f"{out}: give a .png or .html file in an existing folder")
     with Collection.open(args.collection) as col:
-        check_color_by(col, args.color_by)
-        proj = project(col, sample=args.sample, seed=args.seed, progress=show_progress(args))
-        clusters = (map_clusters(col, len(proj.ids), args.method, threshold=args.threshold,
-                                 k=args.k, min_size=args.min_size, seed=args.seed,
-                                 progress=show_progress(args))
-                    if args.color_by == "cluster" else None)
-        draw(col, proj, out, color_by=args.color_by, clusters=clusters, query=args.query)
+        check_color_by(col, args.hover, option="--hover")
+        proj, clusters = projected(col, color_by=args.color_by, sample=args.sample,
+                                   seed=args.seed, method=args.method, threshold=args.threshold,
+                                   k=args.k, min_size=args.min_size,
+                                   progress=show_progress(args))
+        draw(col, proj, out, color_by=args.color_by, clusters=clusters, query=args.query,
+             hover=args.hover)
     if not args.json:
         how = "from the cache" if proj.cached else f"in {proj.seconds:.1f} s"
         print(f"wrote {out}: {len(proj.ids)} documents (projection {how})")

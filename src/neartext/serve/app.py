@@ -148,15 +148,12 @@ def _hit(r: SearchResult) -> S.SearchHit:
 
 def _map_payload(col: Any, color_by: str | None, sample: int | None, method: str,
                  threshold: float | None, k: int | None, min_size: int) -> dict[str, Any]:
-    from ..maps import check_color_by, colour_groups, map_clusters, map_payload, project
+    from ..maps import colour_groups, hover_texts, map_payload, projected
 
-    check_color_by(col, color_by)
-    proj = project(col, sample=sample)
-    clusters = (map_clusters(col, len(proj.ids), method, threshold=threshold, k=k,
-                             min_size=min_size) if color_by == "cluster" else None)
+    proj, clusters = projected(col, color_by=color_by, sample=sample, method=method,
+                               threshold=threshold, k=k, min_size=min_size)
     names, colours = colour_groups(col, proj, color_by, clusters)
-    texts = {d.id: d.text for d in col.get(proj.ids)}
-    return map_payload(proj, names, colours, texts)
+    return map_payload(proj, names, colours, hover_texts(col, proj.ids, None))
 
 
 def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI:

@@ -1,5 +1,6 @@
-// Draws a neartext map (points, group colours, labels, an optional query) on a canvas, with
-// hover text. Used by the offline HTML maps and by the service's map view. No dependencies.
+// Draws a neartext map (points, group colours, labels placed without overlap, an optional
+// query) on a canvas, with hover text (the point's text, or a chosen field and the text).
+// Used by the offline HTML maps and by the service's map view. No dependencies.
 "use strict";
 
 function drawMap(canvas, data, tip, legend) {
@@ -17,6 +18,8 @@ function drawMap(canvas, data, tip, legend) {
   const Y = (y) => canvas.height - pad - (y - minY) * sy;
   const r = Math.max(1.5, Math.min(5, 600 / Math.sqrt(pts.length + 1)));
 
+  const placed = [];  // label boxes drawn (canvas pixels), for tests and callers
+
   function paint(query) {
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     ctx.globalAlpha = 0.75;
@@ -27,12 +30,36 @@ function drawMap(canvas, data, tip, legend) {
     ctx.globalAlpha = 1;
     ctx.font = "12px system-ui, sans-serif";
     ctx.textAlign = "center";
+    placed.length = 0;
     for (const l of data.labels || []) {
-      const w = ctx.measureText(l.name).width + 8;
-      ctx.fillStyle = "rgba(255,255,255,0.8)";
-      ctx.fillRect(X(l.x) - w / 2, Y(l.y) - 9, w, 16);
+      // at the group's centre, or the nearest free spot around it inside the canvas (a leader
+      // line back to the centre); a label with no free spot is left to the legend
+      const w = ctx.measureText(l.name).width + 8, h = 16, ax = X(l.x), ay = Y(l.y);
+      let spot = null;
+      for (let ring = 0; ring <= 12 && !spot; ring++) {
+        for (let a = 0; a < (ring ? 16 : 1) && !spot; a++) {
+          const t = 2 * Math.PI * a / 16;
+          const cx = ax + ring * h * 1.6 * Math.cos(t), cy = ay + ring * h * Math.sin(t);
+          const box = {x0: cx - w / 2, y0: cy - h / 2, x1: cx + w / 2, y1: cy + h / 2};
+          const inside = box.x0 >= 2 && box.y0 >= 2 && box.x1 <= canvas.width - 2 &&
+                         box.y1 <= canvas.height - 2;
+          if (inside && !placed.some((o) => box.x0 < o.x1 && o.x0 < box.x1 &&
+                                            box.y0 < o.y1 && o.y0 < box.y1)) {
+            spot = box;
+          }
+        }
+      }
+      if (!spot) continue;
+      const cx = (spot.x0 + spot.x1) / 2, cy = (spot.y0 + spot.y1) / 2;
+      if (cx !== ax || cy !== ay) {
+        ctx.strokeStyle = "#555"; ctx.lineWidth = 0.7;
+        ctx.beginPath(); ctx.moveTo(ax, ay); ctx.lineTo(cx, cy); ctx.stroke();
+      }
+      ctx.fillStyle = "rgba(255,255,255,0.85)";
+      ctx.fillRect(spot.x0, spot.y0, w, h);
       ctx.fillStyle = "#222";
-      ctx.fillText(l.name, X(l.x), Y(l.y) + 3);
+      ctx.fillText(l.name, cx, cy + 4);
+      placed.push({name: l.name, ...spot});
     }
     if (query) {
       ctx.fillStyle = "#000";
@@ -69,12 +96,14 @@ function drawMap(canvas, data, tip, legend) {
         if (d < bestD) { bestD = d; best = p; }
       }
       if (!best) { tip.style.display = "none"; return; }
-      tip.textContent = best[3] + ": " + best[4];
+      tip.textContent = best[4] || best[3];
       tip.style.left = (ev.clientX + 12) + "px";
       tip.style.top = (ev.clientY + 12) + "px";
       tip.style.display = "block";
     };
     canvas.onmouseleave = () => { tip.style.display = "none"; };
   }
-  return { repaint: paint };
+  // where a point is drawn, in canvas pixels
+  const at = (p) => [X(p[0]), Y(p[1])];
+  return { repaint: paint, labels: placed, at: at };
 }
