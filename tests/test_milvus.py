@@ -230,7 +230,10 @@ TRICKY = [2023, "2023", 2023.0, 2022, "2024.5", "abc", "", True, False, None, 's
           "кириллица", [1, 2]]
 CONDITIONS = ["v=2023", "v!=2023", "v>=2023", "v<2024", "v>2022.5", "v=abc", "v!=abc",
               "v=true", "v!=true", "v=false", "v='2023'", "v!='say \"hi\"'", "v='say \"hi\"'",
-              "v=кириллица", "w=1", "w!=1", "v=''", "v!=''"]
+              "v=кириллица", "w=1", "w!=1", "v=''", "v!=''",
+              # OR, NOT, grouping: NOT of a condition on a missing field holds
+              "v=2023|v=abc", "!v=2023", "!w=1", "!v!=abc", "!(v>=2023|w=1)",
+              "(v=true|v=false)&!w=1", "!(!v=abc)", "v<2024&(w=1|!v='2023')"]
 
 
 def _tricky_docs() -> tuple[list[Document], list[Passage]]:
@@ -588,3 +591,33 @@ def test_cli_commands_take_milvus_addresses(tmp_path):
         assert list((parse_address(address).state_dir() / "cache").glob("projection-*.npz"))
     out = _cli("search", address, "crash photo", "--mode", "hybrid", "-k", "2", "--json").stdout
     assert len(json.loads(out)) == 2
+
+
+def test_random_or_not_filters_on_milvus_mean_what_the_reference_means(tmp_path, milvus_address):
+    import random
+
+    from test_filters import random_term
+
+    rng = random.Random(3)
+    values = [None, 0, 1, 2022, 2023, 2.5, "2022", "abc", "", True, False]
+    docs, passages = [], []
+    for i in range(60):
+        meta = {f: rng.choice(values) for f in ("year", "topic", "flag") if rng.random() < 0.7}
+        meta = {k: v for k, v in meta.items() if v is not None}
+        docs.append(Document(f"d{i}", "text", meta, f"h{i}"))
+        passages.append(Passage(f"d{i}", 0, 4, f"h{i}", np.ones(8, dtype=np.float32) / 8 ** 0.5))
+    store = MilvusStore.create(parse_address(milvus_address), {"dim": 8, "index": "flat"})
+    store.write(docs, passages, [])
+    q = np.ones((1, 8), dtype=np.float32)
+    for _ in range(40):
+        flt = parse_filter([random_term(rng)])
+        want = {d.id for d in docs if matches(flt, d.text, d.metadata)}
+        assert {h.doc_id for h in store.search(q, len(docs), flt)[0]} == want, flt
+        assert set(store.ids_where(flt)) == want, flt
+    # delete by filter: exactly what it selects goes
+    flt = parse_filter(["!(topic=abc|year>=2023)"])
+    gone = {d.id for d in docs if matches(flt, d.text, d.metadata)}
+    assert 0 < len(gone) < len(docs)
+    assert store.write([], [], flt).removed == len(gone)
+    assert set(store.document_hashes()) == {d.id for d in docs} - gone
+    store.close()

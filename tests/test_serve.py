@@ -373,3 +373,27 @@ def test_jobs_queued_while_a_batch_runs_form_one_batch():
 
     assert asyncio.run(scenario()) == [i * 10 for i in range(9)]
     assert seen == [[0], list(range(1, 9))]
+
+
+def test_delete_by_filter_over_http(demo_copy, monkeypatch):
+    """POST /collections/{name}/delete removes what the filter selects (OR and NOT included);
+    a broken filter is a 422 (as all bad input here) naming the position and changes nothing;
+    the API key applies."""
+    with Collection.open(demo_copy) as col:
+        want = set(col.matching(["topic=billing|topic=sync", "!platform=ios"]))
+        total = len(col)
+    assert want
+    monkeypatch.setenv("NEARTEXT_API_KEY", "k")
+    with running(ServeSettings.from_args([str(demo_copy)])) as c:
+        body = {"where": ["topic=billing|topic=sync", "!platform=ios"]}
+        assert c.call("POST", "/collections/feedback/delete", body)[0] == 401
+        c.key = "k"
+        status, err = c.call("POST", "/collections/feedback/delete", {"where": ["(topic=billing"]})
+        assert status == 422 and "position 1: '(' is not closed" in err["detail"]
+        status, err = c.call("POST", "/collections/feedback/delete", {})
+        assert status == 422 and "a filter that selects documents is needed" in err["detail"]
+        assert c.call("GET", "/collections/feedback")[1]["documents"] == total
+        status, rep = c.call("POST", "/collections/feedback/delete", body)
+        assert status == 200 and rep == {"deleted": len(want), "documents": total - len(want)}
+    with Collection.open(demo_copy) as col:
+        assert not set(col.get(sorted(want))) and len(col) == total - len(want)

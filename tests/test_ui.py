@@ -156,7 +156,7 @@ def test_html_map_labels_legend_and_hover(browser, demo_copy, tmp_path):
     size = browser.execute_script(
         "const c = document.getElementById('map'); return [c.width, c.height]")
     for i, a in enumerate(boxes):
-        assert 0 <= a["x0"] and a["x1"] <= size[0] and 0 <= a["y0"] and a["y1"] <= size[1], a
+        assert a["x0"] >= 0 and a["x1"] <= size[0] and a["y0"] >= 0 and a["y1"] <= size[1], a
         for b in boxes[i + 1:]:
             assert not (a["x0"] < b["x1"] and b["x0"] < a["x1"] and a["y0"] < b["y1"]
                         and b["y0"] < a["y1"]), (a, b)

@@ -296,6 +296,33 @@ class Collection:
         index cache not saved) is logged as a warning: the documents are deleted."""
         return self.store.write([], [], list(ids)).removed
 
+    def matching(self, where: Sequence[str] | str | Filter | None = None,
+                 contains: Sequence[str] | None = None) -> list[str]:
+        """The ids of the documents a filter selects (what :meth:`delete_where` would delete).
+
+        >>> col.matching("topic=billing|topic=refund")                         # doctest: +SKIP
+        ['fb-0066', 'fb-0067', ...]
+        """
+        return self.store.ids_where(self._selection(where, contains))
+
+    def delete_where(self, where: Sequence[str] | str | Filter | None = None,
+                     contains: Sequence[str] | None = None) -> int:
+        """Delete the documents a filter selects, chosen and deleted in one write (on Milvus,
+        which has no transactions: chosen just before); returns how many.
+
+        >>> col.delete_where("!platform=ios", contains=["crash"])             # doctest: +SKIP
+        12
+        """
+        return self.store.write([], [], self._selection(where, contains)).removed
+
+    def _selection(self, where: Sequence[str] | str | Filter | None,
+                   contains: Sequence[str] | None) -> Filter:
+        flt = self.make_filter(where, contains)
+        if not flt:
+            raise InputError("a filter that selects documents is needed: give --where or "
+                             "--contains (to delete everything, delete the collection)")
+        return flt
+
     # -- reading ---------------------------------------------------------------------------------
 
     def search(

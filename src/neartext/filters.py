@@ -1,13 +1,30 @@
 """Metadata and keyword filters, parsed once and translated by each store.
 
-A filter is a conjunction (AND) of :class:`Condition` objects on metadata fields plus a list of
-words every matching text must contain. Stores translate it: the local store to SQL, a server
-store to its own expression language.
+A filter is a conjunction (AND) of terms on metadata fields plus a list of words every matching
+text must contain. A term is a :class:`Condition` (``field op value``), or a combination of terms:
+:class:`AnyOf` (OR), :class:`AllOf` (AND) and :class:`Not`. Stores translate it: the local store
+to SQL, a server store to its own expression language; :func:`matches` is the reference meaning.
+
+The ``--where`` grammar (several ``--where`` are joined with AND)::
+
+    expr      := any
+    any       := all ("|" all)*              OR
+    all       := unary ("&" unary)*          AND
+    unary     := "!" unary | "(" expr ")" | condition
+    condition := FIELD OP VALUE              OP: = == != >= <= > <
+
+A VALUE holding ``| & ( )`` or spaces at its ends is quoted (``'...'`` or ``"..."``). ``!``
+negates what follows; a document without the field matches no condition, so ``!topic=x`` does
+match it (``topic!=x`` does not).
 
 Example:
     >>> f = parse_filter(["topic=sync", "year>=2023"], contains=["offline"])
     >>> [(c.field, c.op, c.value) for c in f.conditions], f.contains
     ([('topic', '=', 'sync'), ('year', '>=', 2023)], ['offline'])
+    >>> parse_filter("(topic=billing|topic=refund)&!platform=ios").conditions[0]
+    AllOf(terms=(AnyOf(terms=(Condition(field='topic', op='=', value='billing'), \
+Condition(field='topic', op='=', value='refund'))), Not(term=Condition(field='platform', op='=', \
+value='ios'))))
 """
 
 from __future__ import annotations
@@ -22,6 +39,7 @@ from .errors import InputError
 
 OPERATORS = ("=", "!=", ">=", "<=", ">", "<")
 _EXPR = re.compile(r"^\s*([^\s=!<>]+)\s*(==|!=|>=|<=|=|>|<)\s*(.*?)\s*$", re.DOTALL)
+_HEAD = re.compile(r"\s*[^\s=!<>|&()]+\s*(?:==|!=|>=|<=|=|>|<)\s*")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
@@ -34,11 +52,45 @@ class Condition:
     value: Any
 
 
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one of ``terms`` holds (OR)."""
+
+    terms: tuple[Term, ...]
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Every one of ``terms`` holds (AND)."""
+
+    terms: tuple[Term, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """``term`` does not hold."""
+
+    term: Term
+
+
+Term = Condition | AnyOf | AllOf | Not
+
+
+def term_fields(term: Term) -> set[str]:
+    """The metadata fields a term reads."""
+    if isinstance(term, Condition):
+        return {term.field}
+    if isinstance(term, Not):
+        return term_fields(term.term)
+    return set().union(*(term_fields(t) for t in term.terms))
+
+
 @dataclass
 class Filter:
-    """All conditions must hold and the text must contain every word of ``contains``."""
+    """All terms of ``conditions`` must hold and the text must contain every word of
+    ``contains``."""
 
-    conditions: list[Condition] = field(default_factory=list)
+    conditions: list[Term] = field(default_factory=list)
     contains: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -46,7 +98,7 @@ class Filter:
 
     @property
     def fields(self) -> set[str]:
-        return {c.field for c in self.conditions}
+        return set().union(*(term_fields(t) for t in self.conditions))
 
 
 def parse_condition(expr: str) -> Condition:
@@ -82,7 +134,109 @@ def parse_filter(
     if isinstance(where, str):
         where = [where]
     words = [w for w in (contains or []) if w.strip()]
-    return Filter([parse_condition(w) for w in (where or [])], [w.strip() for w in words])
+    return Filter([parse_expression(w) for w in (where or [])], [w.strip() for w in words])
+
+
+def parse_expression(expr: str) -> Term:
+    """One ``--where`` expression (see the module docs) as a :class:`Term`; an
+    :class:`InputError` naming the position of what is wrong otherwise.
+
+    >>> parse_expression("!platform=ios")
+    Not(term=Condition(field='platform', op='=', value='ios'))
+    """
+    return _Parser(expr).parse()
+
+
+class _Parser:
+    """Recursive descent over the grammar in the module docs; conditions are the runs of text
+    between operators (quotes protect operator characters inside values)."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.i = text, 0
+
+    def fail(self, what: str, at: int | None = None) -> InputError:
+        at = self.i if at is None else at
+        return InputError(f"bad filter '{self.text}' at position {at + 1}: {what}")
+
+    def skip(self) -> None:
+        while self.i < len(self.text) and self.text[self.i].isspace():
+            self.i += 1
+
+    def peek(self) -> str:
+        self.skip()
+        return self.text[self.i] if self.i < len(self.text) else ""
+
+    def parse(self) -> Term:
+        if not self.text.strip():
+            raise InputError("empty filter; write FIELD OP VALUE (e.g. --where \"year>=2022\")")
+        term = self.any()
+        if self.peek():
+            raise self.fail("unexpected ')'" if self.peek() == ")" else
+                            f"unexpected '{self.peek()}'")
+        return term
+
+    def any(self) -> Term:
+        terms = [self.all()]
+        while self.peek() == "|":
+            self.i += 1
+            terms.append(self.all())
+        return terms[0] if len(terms) == 1 else AnyOf(tuple(terms))
+
+    def all(self) -> Term:
+        terms = [self.unary()]
+        while self.peek() == "&":
+            self.i += 1
+            terms.append(self.unary())
+        return terms[0] if len(terms) == 1 else AllOf(tuple(terms))
+
+    def unary(self) -> Term:
+        c = self.peek()
+        if c == "!":
+            self.i += 1
+            return Not(self.unary())
+        if c == "(":
+            start = self.i
+            self.i += 1
+            term = self.any()
+            if self.peek() != ")":
+                raise self.fail("'(' is not closed", start)
+            self.i += 1
+            return term
+        if c in ("", "|", "&", ")"):
+            raise self.fail(f"a condition is missing before '{c}'" if c else
+                            "a condition is missing at the end")
+        return self.condition()
+
+    def condition(self) -> Condition:
+        start = self.i
+        m = _HEAD.match(self.text, self.i)  # FIELD OP, then the value
+        if m is None:
+            raise self.fail(f"'{self._run(start)}' is not FIELD OP VALUE (OP one of: "
+                            f"{', '.join(OPERATORS)}; quote a value that holds | & ( or ), "
+                            "e.g. name='AT&T')", start)
+        self.i = m.end()
+        if self.i < len(self.text) and self.text[self.i] in "'\"":  # a quoted value
+            end = self.text.find(self.text[self.i], self.i + 1)
+            if end < 0:
+                raise self.fail(f"the quote {self.text[self.i]} is not closed", self.i)
+            self.i = end + 1
+        else:
+            while self.i < len(self.text) and self.text[self.i] not in "|&()":
+                self.i += 1
+        run = self.text[start:self.i].strip()
+        try:
+            return parse_condition(run)
+        except InputError as e:
+            if run == self.text.strip():
+                raise
+            reason = str(e).removeprefix(f"bad filter '{run}'").lstrip(":; ")
+            raise self.fail(f"'{run}': {reason}", start) from None
+
+    def _run(self, start: int) -> str:
+        end = start
+        while end < len(self.text) and self.text[end] not in "|&()":
+            end += 1
+        return self.text[start:end].strip()
 
 
 def matches(flt: Filter, text: str, metadata: dict[str, Any]) -> bool:
@@ -90,7 +244,18 @@ def matches(flt: Filter, text: str, metadata: dict[str, Any]) -> bool:
     folded = text.casefold()
     if any(w.casefold() not in folded for w in flt.contains):
         return False
-    return all(_holds(c, metadata.get(c.field)) for c in flt.conditions)
+    return all(term_holds(t, metadata) for t in flt.conditions)
+
+
+def term_holds(term: Term, metadata: dict[str, Any]) -> bool:
+    """Whether ``term`` holds for a document's metadata (the reference meaning)."""
+    if isinstance(term, Condition):
+        return _holds(term, metadata.get(term.field))
+    if isinstance(term, Not):
+        return not term_holds(term.term, metadata)
+    if isinstance(term, AnyOf):
+        return any(term_holds(t, metadata) for t in term.terms)
+    return all(term_holds(t, metadata) for t in term.terms)
 
 
 def as_number(v: Any) -> float | None:

@@ -71,9 +71,18 @@ def register(sub: Any) -> None:
     add_output_options(p)
     p.set_defaults(handler=_cmd_search)
 
-    p = sub.add_parser("delete", help="remove documents by id")
+    p = sub.add_parser("delete", help="remove documents by id, or those a filter selects",
+                       description="Remove documents by id, or every document a filter selects "
+                                   "(--where, --contains; the count is shown and confirmed, or "
+                                   "--yes).")
     p.add_argument("collection")
-    p.add_argument("ids", nargs="+")
+    p.add_argument("ids", nargs="*", help="ids of the documents to remove")
+    p.add_argument("--where", action="append", metavar="EXPR",
+                   help="metadata filter: FIELD OP VALUE, | (or), & (and), ! (not), "
+                        "parentheses; repeat for AND")
+    p.add_argument("--contains", action="append", metavar="WORD",
+                   help="only documents containing this word (repeat for AND)")
+    p.add_argument("--yes", action="store_true", help="delete what the filter selects without asking")
     add_output_options(p)
     p.set_defaults(handler=_cmd_delete)
 
@@ -179,14 +188,37 @@ def _cmd_search(args: argparse.Namespace) -> Any:
 def _cmd_delete(args: argparse.Namespace) -> dict[str, Any]:
     from ..collection import Collection
 
+    by_filter = bool(args.where or args.contains)
+    if by_filter == bool(args.ids):
+        raise InputError("give the ids to delete, or --where/--contains (one of them)")
     with Collection.open(args.collection) as col:
-        removed = col.delete(args.ids)
+        if not by_filter:
+            removed = col.delete(args.ids)
+            left = len(col)
+            if not args.json:
+                print(f"{args.collection}: {removed} removed, {len(args.ids) - removed} not "
+                      f"found, {left} documents left")
+            return {"collection": args.collection, "removed": removed,
+                    "not_found": len(args.ids) - removed, "documents": left}
+        selected = len(col.matching(args.where, args.contains))
+        if selected and not args.yes and not _confirm(
+                f"{args.collection}: delete {selected} of {len(col)} documents? [y/N] ", args):
+            raise InputError(f"{args.collection}: the filter selects {selected} documents; "
+                             "nothing deleted (pass --yes to delete them)")
+        removed = col.delete_where(args.where, args.contains) if selected else 0
         left = len(col)
     if not args.json:
-        print(f"{args.collection}: {removed} removed, {len(args.ids) - removed} not found, "
-              f"{left} documents left")
-    return {"collection": args.collection, "removed": removed,
-            "not_found": len(args.ids) - removed, "documents": left}
+        print(f"{args.collection}: {removed} removed (matched by the filter), {left} documents "
+              "left")
+    return {"collection": args.collection, "removed": removed, "documents": left}
+
+
+def _confirm(question: str, args: argparse.Namespace) -> bool:
+    """Ask on a terminal; never elsewhere (a script must say --yes)."""
+    if args.json or not sys.stdin.isatty():
+        return False
+    print(question, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:

@@ -312,6 +312,13 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
             raise NotFound(f"no document {doc_id!r} in {name!r}")
         return S.DeleteResponse(deleted=doc_id, documents=len(served.collection))
 
+    @app.post("/collections/{name}/delete", tags=["documents"])
+    async def delete_where(name: str, body: S.DeleteWhereRequest) -> S.DeleteWhereResponse:
+        """Delete every document the filter selects (at least one condition or word)."""
+        served = engine.get(name)
+        removed = await engine.write(served.collection.delete_where, body.where, body.contains)
+        return S.DeleteWhereResponse(deleted=removed, documents=len(served.collection))
+
     @app.post("/similarity", tags=["embeddings"])
     async def similarity(body: S.SimilarityRequest) -> S.SimilarityResponse:
         check_texts(body.texts_a, "texts_a")

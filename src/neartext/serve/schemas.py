@@ -87,6 +87,17 @@ class DeleteResponse(BaseModel):
     documents: int
 
 
+class DeleteWhereRequest(_Body):
+    where: list[str] = Field(default_factory=list, description='metadata conditions: FIELD OP '
+                             'VALUE, "|" or, "&" and, "!" not, parentheses; all must hold')
+    contains: list[str] = Field(default_factory=list, description="words every document must contain")
+
+
+class DeleteWhereResponse(BaseModel):
+    deleted: int = Field(description="documents the filter selected and deleted")
+    documents: int
+
+
 class SimilarityRequest(_Body):
     texts_a: list[str]
     texts_b: list[str]

@@ -121,9 +121,15 @@ class Store(Protocol):
         ...
 
     def write(
-        self, documents: Sequence[Document], passages: Sequence[Passage], delete_ids: Sequence[str]
+        self, documents: Sequence[Document], passages: Sequence[Passage],
+        delete_ids: Sequence[str] | Filter
     ) -> WriteResult:
-        """Upsert ``documents`` (replacing their passages) and delete ``delete_ids``, atomically."""
+        """Upsert ``documents`` (replacing their passages) and delete ``delete_ids`` (or the
+        documents a filter selects, chosen inside the write), atomically."""
+        ...
+
+    def ids_where(self, flt: Filter) -> list[str]:
+        """The ids of the documents ``flt`` selects."""
         ...
 
     def search(

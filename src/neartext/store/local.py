@@ -43,7 +43,7 @@ from ..errors import (
     InputError,
     StorageError,
 )
-from ..filters import Condition, Filter, as_number
+from ..filters import AnyOf, Condition, Filter, Not, Term, as_number
 from ..lexical import index_text, match_expression
 from ..locking import exclusive, release_file
 from .base import Document, Hit, Passage, StoreBase, WriteResult, check_store_manifest
@@ -399,14 +399,18 @@ class LocalStore(StoreBase):
             self.conn.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?)", rows)
 
     def write(
-        self, documents: Sequence[Document], passages: Sequence[Passage], delete_ids: Sequence[str]
+        self, documents: Sequence[Document], passages: Sequence[Passage],
+        delete_ids: Sequence[str] | Filter
     ) -> WriteResult:
         replaced = {p.doc_id for p in passages}
         with self._lock:
             with self._transaction():
                 before = self.generation()
                 existing = set(self.document_hashes([d.id for d in documents]))
-                gone = list(delete_ids)
+                # a filter's documents are chosen inside the transaction: what it deletes is
+                # exactly what matched at the commit, whatever other writers do
+                gone = self.ids_where(delete_ids) if isinstance(delete_ids, Filter) \
+                    else list(delete_ids)
                 old_pids = self._pids_of(list(replaced) + gone)
                 for part in _batches(list(replaced) + gone, 900):
                     marks = ",".join("?" * len(part))
@@ -601,6 +605,11 @@ class LocalStore(StoreBase):
             "INSERT INTO lexical(rowid, terms) SELECT rowid, ? FROM documents WHERE id = ?",
             [(index_text(text), doc) for doc, text in docs])
 
+    def ids_where(self, flt: Filter) -> list[str]:
+        where, params = filter_to_sql(flt)
+        return [r[0] for r in self.conn.execute(f"SELECT d.id FROM documents d WHERE {where}",
+                                                params)]
+
     def _filtered_pids(self, flt: Filter) -> np.ndarray:
         """Passage ids that pass ``flt``; cached per database generation (writes invalidate)."""
         where, params = filter_to_sql(flt)
@@ -775,11 +784,29 @@ def filter_to_sql(flt: Filter) -> tuple[str, list[Any]]:
     for w in flt.contains:
         parts.append("instr(nt_fold(d.text), ?) > 0")
         params.append(w.casefold())
-    for c in flt.conditions:
-        sql, ps = _condition_sql(c)
+    for t in flt.conditions:
+        sql, ps = term_sql(t)
         parts.append(sql)
         params += ps
     return (" AND ".join(parts) or "1"), params
+
+
+def term_sql(term: Term) -> tuple[str, list[Any]]:
+    """SQL for one filter term, in two-valued logic: each condition is wrapped so that a missing
+    field gives false, not NULL, and ``NOT`` of it gives true, as :func:`neartext.filters.matches`
+    has it."""
+    if isinstance(term, Condition):
+        sql, ps = _condition_sql(term)
+        return f"COALESCE(({sql}), 0)", ps
+    if isinstance(term, Not):
+        sql, ps = term_sql(term.term)
+        return f"(NOT {sql})", ps
+    parts, params = [], []
+    for t in term.terms:
+        sql, ps = term_sql(t)
+        parts.append(sql)
+        params += ps
+    return "(" + (" OR " if isinstance(term, AnyOf) else " AND ").join(parts) + ")", params
 
 
 def _condition_sql(c: Condition) -> tuple[str, list[Any]]:

@@ -56,7 +56,7 @@ from ..errors import (
     StoreUnavailable,
     Unsupported,
 )
-from ..filters import Condition, Filter, as_number
+from ..filters import AllOf, Condition, Filter, Not, Term, as_number
 from ..lexical import index_text, terms
 from ..retry import call as retry_call
 from .base import Document, Hit, Passage, StoreBase, WriteResult, check_store_manifest
@@ -524,8 +524,31 @@ class MilvusStore(StoreBase):
             ([Hit(h["entity"]["doc_id"], float(h["distance"]), h["entity"]["start"],
                   h["entity"]["end"]) for h in row] for row in res), k)
 
+    def _not(self, expr: str) -> str | bool:
+        """``not expr`` as an expression over document ids: the documents ``expr`` selects
+        left out, or (when those are many) the others named; ``True``/``False`` when none or
+        all."""
+        hit = {r["doc_id"] for r in self._query(self.name, _and("seq == 0", expr), ["doc_id"])}
+        if not hit:
+            return True
+        if len(hit) <= CONTAINS_IDS:
+            return f"doc_id not in {_lit(sorted(hit))}"
+        rest = [r["doc_id"] for r in self._query(self.name, "seq == 0", ["doc_id"])
+                if r["doc_id"] not in hit]
+        if not rest:
+            return False
+        if len(rest) > CONTAINS_IDS:
+            raise Unsupported(
+                f"{self.address}: a negated filter (!) here selects {len(rest):,} documents and "
+                f"leaves out {len(hit):,} (at most {CONTAINS_IDS:,} either way on Milvus); "
+                "narrow it with more conditions")
+        return f"doc_id in {_lit(rest)}"
+
     def _search_expression(self, flt: Filter) -> str | None:
-        cond = conditions_expression(flt.conditions)
+        folded = conditions_expression(flt.conditions, self._not)
+        if folded is False:
+            return None  # nothing can match
+        cond = "" if folded is True else folded
         words = contains_expression(flt.contains)
         if not words:
             return cond
@@ -599,14 +622,22 @@ class MilvusStore(StoreBase):
         for batch in _request_batches(rows, self.dim):
             self._call("upsert", self.meta_name, batch)
 
+    def ids_where(self, flt: Filter) -> list[str]:
+        expr = self._search_expression(flt)
+        if expr is None:
+            return []
+        return [r["doc_id"] for r in self._query(self.name, _and("seq == 0", expr), ["doc_id"])]
+
     def write(self, documents: Sequence[Document], passages: Sequence[Passage],
-              delete_ids: Sequence[str]) -> WriteResult:
+              delete_ids: Sequence[str] | Filter) -> WriteResult:
         for d in documents:
             check_document(d, self.address)
         by_doc: dict[str, list[Passage]] = {}
         for p in passages:
             by_doc.setdefault(p.doc_id, []).append(p)
         with self._lock:
+            if isinstance(delete_ids, Filter):  # Milvus has no transactions: chosen just before
+                delete_ids = self.ids_where(delete_ids)
             touched = [d.id for d in documents] + list(delete_ids)
             old_rows = self._by_ids(touched, ["pk", "doc_id", "seq", "meta"], False)
             old_meta = {r["doc_id"]: r["meta"] or {} for r in old_rows if r["seq"] == 0}
@@ -726,15 +757,49 @@ def typed_metadata(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # -- filters -> Milvus boolean expressions ----------------------------------------------------
 
 
-def conditions_expression(conditions: Sequence[Condition]) -> str:
-    """A Milvus expression true where every condition holds (as in
-    :func:`neartext.filters.matches`).
+def conditions_expression(conditions: Sequence[Term],
+                          resolve_not: Callable[[str], str | bool] | None = None) -> str | bool:
+    """A Milvus expression true where every term holds (as in :func:`neartext.filters.matches`),
+    or ``True``/``False`` when that is decided without one.
+
+    Milvus cannot be asked ``not`` portably: its C++ engine (2.5) refuses the operator, and where
+    it is accepted a JSON key a document lacks makes the comparison null and ``not null`` null, so
+    ``!topic=x`` would leave out documents without a topic. ``resolve_not(expr)`` turns the
+    negation of ``expr`` into an expression over document ids (the store queries which documents
+    ``expr`` selects); without it a negation is refused.
 
     >>> from neartext.filters import parse_filter
-    >>> conditions_expression(parse_filter(["year>=2023", "topic=sync"]).conditions)
-    '(f_num["year"] >= 2023) and (f_txt["topic"] == "sync")'
+    >>> conditions_expression(parse_filter(["year>=2023", "topic=sync|topic=x"]).conditions)
+    '((f_num["year"] >= 2023) and ((f_txt["topic"] == "sync") or (f_txt["topic"] == "x")))'
     """
-    return " and ".join(f"({_condition(c)})" for c in conditions)
+    return _combine(True, [term_expression(t, resolve_not) for t in conditions])
+
+
+def term_expression(term: Term, resolve_not: Callable[[str], str | bool] | None = None
+                    ) -> str | bool:
+    """One filter term as a parenthesised Milvus expression (or ``True``/``False``)."""
+    if isinstance(term, Condition):
+        return f"({_condition(term)})"
+    if isinstance(term, Not):
+        inner = term_expression(term.term, resolve_not)
+        if isinstance(inner, bool):
+            return not inner
+        if resolve_not is None:
+            raise Unsupported("a negated filter (!) needs the collection to resolve it")
+        return resolve_not(inner)
+    return _combine(isinstance(term, AllOf), [term_expression(t, resolve_not)
+                                              for t in term.terms])
+
+
+def _combine(every: bool, parts: list[str | bool]) -> str | bool:
+    """AND (``every``) or OR of expressions, with ``True``/``False`` folded in."""
+    if every and False in parts or not every and True in parts:
+        return not every
+    kept = [p for p in parts if not isinstance(p, bool)]
+    if not kept:
+        return every
+    joined = (" and " if every else " or ").join(kept)
+    return joined if len(kept) == 1 else f"({joined})"
 
 
 def _condition(c: Condition) -> str:
