@@ -31,6 +31,7 @@ from .searching import SearchOptions, check_threshold, make_filter, search_vecto
 from .store import Document, Store
 from .store.factory import building, create_store, kind_of, open_store
 from .validate import check_text
+from .vectors import query_vectors
 
 if TYPE_CHECKING:
     from .analysis import DedupResult, MiningResult
@@ -101,6 +102,8 @@ class Collection:
         cleaning: CleaningOptions | None = None,
         skip_near_duplicates: float | None = None,
         milvus: dict[str, Any] | None = None,
+        vectors: str | None = None,
+        vectors_from: str | None = None,
     ) -> tuple[Collection, IndexReport]:
         """Build a new collection at ``path`` from a corpus file, all or nothing.
 
@@ -115,7 +118,8 @@ class Collection:
         if chunk is not None:
             chunk_spans("x", chunk, overlap)  # validates size/overlap
         # Read and clean the corpus before loading the model, so bad input fails fast.
-        records = read_corpus(corpus, text, id_column, encoding=encoding)
+        records = read_corpus(corpus, text, id_column, encoding=encoding, vectors=vectors)
+        vectors_from = _file_model(corpus, vectors, vectors_from)
         hint = id_column_hint(corpus, records, id_column)
         kept, cleaned = clean_or_refuse(records, corpus, cleaning or CleaningOptions())
         with building(parse_address(path)) as tmp:
@@ -123,8 +127,9 @@ class Collection:
                                  {"text": list(text) if text else None, "id": id_column}, milvus)
             try:
                 # sync: a build resumed in a directory an earlier run left holds nothing else
-                report = col.upsert(kept, sync=True, progress=progress,
-                                    skip_near_duplicates=skip_near_duplicates)
+                report = ingest.upsert(col, kept, sync=True, progress=progress,
+                                       skip_near_duplicates=skip_near_duplicates,
+                                       vectors_from=vectors_from, source=str(corpus))
                 report.add_cleaning(cleaned)
                 report.warn(hint)
             finally:
@@ -239,8 +244,12 @@ class Collection:
         sync: bool = False,
         progress: bool = False,
         skip_near_duplicates: float | None = None,
+        vectors: str | None = None,
+        vectors_from: str | None = None,
     ) -> IndexReport:
         """Read, clean and upsert a corpus file. ``sync=True`` also removes documents not in it.
+        ``vectors`` names a column of the rows' own vectors, made by ``vectors_from`` (the
+        collection's model: its name, fingerprint or ``same``; see :mod:`neartext.vectors`).
 
         Column choices default to those recorded when the collection was first indexed.
         """
@@ -248,9 +257,10 @@ class Collection:
         src = self.manifest.source
         text = text or src.get("text")
         id_column = id_column or src.get("id")
-        records = read_corpus(path, text, id_column, encoding=encoding)
+        records = read_corpus(path, text, id_column, encoding=encoding, vectors=vectors)
         report = self._index_records(records, path, sync=sync, progress=progress,
-                                     skip_near_duplicates=skip_near_duplicates)
+                                     skip_near_duplicates=skip_near_duplicates,
+                                     vectors_from=_file_model(path, vectors, vectors_from))
         report.warn(id_column_hint(path, records, id_column))
         if not src.get("text") and text:
             self.manifest.source = {"text": list(text), "id": id_column}
@@ -265,11 +275,13 @@ class Collection:
         sync: bool,
         progress: bool,
         skip_near_duplicates: float | None = None,
+        vectors_from: str | None = None,
     ) -> IndexReport:
         """Clean ``records`` read from ``path`` with the collection's options, then upsert them."""
         kept, cleaning = clean_or_refuse(records, path, self.manifest.cleaning_options())
-        report = self.upsert(kept, sync=sync, progress=progress,
-                             skip_near_duplicates=skip_near_duplicates)
+        report = ingest.upsert(self, kept, sync=sync, progress=progress,
+                               skip_near_duplicates=skip_near_duplicates,
+                               vectors_from=vectors_from, source=str(path))
         report.add_cleaning(cleaning)
         return report
 
@@ -280,16 +292,19 @@ class Collection:
         sync: bool = False,
         progress: bool = False,
         skip_near_duplicates: float | None = None,
+        vectors_from: str | None = None,
     ) -> IndexReport:
         """Add or replace ``records``; only new or changed texts are embedded.
 
         With ``sync=True`` documents absent from ``records`` are removed (a full re-index).
         With ``skip_near_duplicates=T``, new documents (ids not yet stored) scoring ``>= T``
         against a stored document or an earlier incoming one are not written; the report lists
-        them. Updates of stored ids are always applied.
+        them. Updates of stored ids are always applied. Records with their own ``vector`` are
+        stored with it, not encoded; ``vectors_from`` must name the collection's model (its
+        name, fingerprint, or ``same``).
         """
         return ingest.upsert(self, records, sync=sync, progress=progress,
-                             skip_near_duplicates=skip_near_duplicates)
+                             skip_near_duplicates=skip_near_duplicates, vectors_from=vectors_from)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete documents by id; returns how many existed. A problem after the commit (the
@@ -389,16 +404,25 @@ class Collection:
 
     def search_vectors(
         self, vectors: np.ndarray | None, k: int = 10, *, threshold: float | None = None,
-        where: Filter | None = None, texts: Sequence[str] | None = None, mode: Mode = "semantic",
+        where: Sequence[str] | str | Filter | None = None, contains: Sequence[str] | None = None,
+        texts: Sequence[str] | None = None, mode: Mode = "semantic",
         fusion: Fusion = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA,
         options: SearchOptions | None = None,
     ) -> list[list[SearchResult]]:
         """:meth:`search_many` for query vectors already encoded with the collection's model
-        (the service encodes the queries of concurrent requests together, then calls this).
-        Keyword and hybrid modes also need the query ``texts``; keyword mode needs no vectors."""
+        (the service encodes the queries of concurrent requests together, then calls this; a
+        user brings vectors of their own). ``where`` and ``contains`` as in :meth:`search`.
+        Keyword and hybrid modes also need the query ``texts``; keyword mode needs no vectors.
+
+        >>> col.search_vectors(np.random.rand(1, 384), k=3, where="topic=billing")  # doctest: +SKIP
+        """
         opts = options or SearchOptions(k, threshold, mode, fusion, alpha)
+        if vectors is not None:
+            vectors = query_vectors(vectors, self.manifest.dim)
+        flt = where if isinstance(where, Filter) and not contains else \
+            self.make_filter(where, contains)
         return search_vectors(self.store, bool(self.manifest.chunking), vectors, texts,
-                              where or None, opts)
+                              flt or None, opts)
 
     # -- corpus-level operations (neartext.analysis) ---------------------------------------------
 
@@ -496,3 +520,17 @@ class Collection:
         if self._scripts is None or self._scripts[0] != gen:
             self._scripts = (gen, script_shares(self.store.iter_texts()))
         return dict(self._scripts[1])
+
+
+def _file_model(path: str | Path, vectors: str | None, vectors_from: str | None) -> str | None:
+    """Which model made a file's vectors: as the caller says, else as a ``neartext export
+    vectors`` file records (a contradiction is refused)."""
+    if vectors is None:
+        return vectors_from
+    from .vectors import file_fingerprint
+
+    recorded = file_fingerprint(path)
+    if recorded and vectors_from not in (None, "same") and not recorded.startswith(vectors_from):
+        raise InputError(f"{path}: its vectors were made by the model with fingerprint "
+                         f"{recorded[:12]}, not {vectors_from}")
+    return recorded or vectors_from

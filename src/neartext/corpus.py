@@ -36,6 +36,7 @@ class Record:
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
     row: int = 0  # 1-based line (txt, jsonl, csv) or row (parquet) in the source file
+    vector: Any = None  # the row's own vector (a list or array), stored instead of encoding
 
 
 def generated_id(text: str) -> str:
@@ -62,6 +63,7 @@ def read_corpus(
     *,
     encoding: str = "utf-8",
     join_with: str = "\n",
+    vectors: str | None = None,
 ) -> list[Record]:
     """Read ``path`` into :class:`Record` objects.
 
@@ -72,6 +74,8 @@ def read_corpus(
         id_column: column holding unique ids; default: ids generated from the text.
         encoding: the file's text encoding.
         join_with: separator placed between several text columns.
+        vectors: a column holding each row's vector (a list of numbers; .jsonl and .parquet),
+            stored instead of encoding the text (see :mod:`neartext.vectors`).
 
     Raises:
         CorpusFileNotFound: the file does not exist.
@@ -99,6 +103,12 @@ def read_corpus(
         raise InputError(
             f"{p}: unknown id column '{id_column}'; available columns: {', '.join(columns)}"
         )
+    if vectors is not None:
+        if fmt not in ("jsonl", "parquet"):
+            raise InputError(f"{p}: vectors come in a list column of a .jsonl or .parquet file")
+        if vectors not in columns:
+            raise InputError(f"{p}: unknown vectors column '{vectors}'; available columns: "
+                             f"{', '.join(columns)}")
     records: list[Record] = []
     for row_no, row in rows:
         bad = invalid_text_path(row)
@@ -107,11 +117,21 @@ def read_corpus(
                              f"'{bad}' is not valid Unicode text (a lone surrogate)")
         parts = [_as_text(row.get(c)) for c in text_cols]
         body = join_with.join(s for s in parts if s)
-        meta = {k: v for k, v in row.items() if k not in text_cols and k != id_column}
+        meta = {k: v for k, v in row.items()
+                if k not in text_cols and k != id_column and k != vectors}
         rid = _as_text(row.get(id_column)).strip() if id_column else ""
         if id_column and not rid:
             raise InputError(f"{p}: row {row_no}: empty id in column '{id_column}'")
-        records.append(Record(rid or generated_id(body), body, meta, row_no))
+        vec = None
+        if vectors is not None:
+            if row.get(vectors) is None:
+                raise InputError(f"{p}: {'row' if fmt == 'parquet' else 'line'} {row_no}: no "
+                                 f"vector in column '{vectors}'")
+            from .vectors import as_vector
+
+            vec = as_vector(row[vectors], f"{p}: {'row' if fmt == 'parquet' else 'line'} "
+                                          f"{row_no}: column '{vectors}'")
+        records.append(Record(rid or generated_id(body), body, meta, row_no, vec))
     if id_column:
         _check_unique_ids(p, records)
     return records

@@ -65,7 +65,8 @@ def check_records(records: Sequence[Record]) -> None:
 
 
 def upsert(col: Collection, records: Sequence[Record], *, sync: bool = False,
-           progress: bool = False, skip_near_duplicates: float | None = None) -> IndexReport:
+           progress: bool = False, skip_near_duplicates: float | None = None,
+           vectors_from: str | None = None, source: str = "records") -> IndexReport:
     """See :meth:`neartext.collection.Collection.upsert`."""
     if skip_near_duplicates is not None:
         check_threshold(skip_near_duplicates, "--skip-near-duplicates")
@@ -73,22 +74,26 @@ def upsert(col: Collection, records: Sequence[Record], *, sync: bool = False,
             raise InputError("--skip-near-duplicates works on collections without chunking")
     t0 = time.perf_counter()
     check_records(records)
+    given = _given_vectors(col, records, vectors_from, source)
     ids = [r.id for r in records]
     report = IndexReport(rows_read=len(records))
     old = {d.id: d for d in col.store.get(ids)}
+    stored = col.store.doc_vectors([i for i in given if i in old]) if given else {}
     docs: list[Document] = []
     changed: list[Document] = []
     for r in records:
         h = text_hash(r.text)
         prev = old.get(r.id)
-        if prev is not None and prev.hash == h and prev.metadata == r.metadata:
+        same_vector = r.id not in given or (
+            r.id in stored and np.allclose(stored[r.id], given[r.id], atol=1e-6))
+        if prev is not None and prev.hash == h and prev.metadata == r.metadata and same_vector:
             report.unchanged += 1
             continue
         doc = Document(r.id, r.text, dict(r.metadata), h)
         docs.append(doc)
-        if prev is None or prev.hash != h:
+        if prev is None or prev.hash != h or not same_vector:
             changed.append(doc)
-    passages = _passages(col, changed, report, progress)
+    passages = _passages(col, changed, report, progress, given)
     if skip_near_duplicates is not None and passages:
         docs, passages = _drop_near_duplicates(col, docs, passages, set(old),
                                                skip_near_duplicates, report)
@@ -121,11 +126,32 @@ def _drop_near_duplicates(col: Collection, docs: list[Document], passages: list[
             [p for p in passages if p.doc_id not in found])
 
 
-def _passages(col: Collection, docs: list[Document], report: IndexReport, progress: bool
-              ) -> list[Passage]:
-    """Each document's passages (one, or its chunks) with vectors: reused by content hash from
-    the store (stored or staged), the rest encoded."""
+def _given_vectors(col: Collection, records: Sequence[Record], vectors_from: str | None,
+                   source: str) -> dict[str, np.ndarray]:
+    """The records' own vectors by id, checked (:mod:`neartext.vectors`); empty without."""
+    from .vectors import check_vectors, check_vectors_model
+
+    if not check_vectors(records, col.manifest.dim, source):
+        return {}
+    if col.manifest.chunking:
+        raise InputError(f"{source}: this collection is chunked: each chunk has its own vector, "
+                         "so rows cannot bring one; index without vectors")
+    model = col.manifest.model
+    check_vectors_model(vectors_from, model.name, model.fingerprint)
+    return {r.id: r.vector for r in records}
+
+
+def _passages(col: Collection, docs: list[Document], report: IndexReport, progress: bool,
+              given: dict[str, np.ndarray] | None = None) -> list[Passage]:
+    """Each document's passages (one, or its chunks) with vectors: the ones the rows brought,
+    else reused by content hash from the store (stored or staged), the rest encoded."""
     size, overlap = col.manifest.chunk_size, col.manifest.chunk_overlap
+    if given:
+        report.vectors_given = sum(1 for d in docs if d.id in given)
+        own = [Passage(d.id, 0, len(d.text), d.hash, given[d.id]) for d in docs if d.id in given]
+        docs = [d for d in docs if d.id not in given]
+    else:
+        own = []
     spans: list[tuple[Document, int, int, str]] = []
     for d in docs:
         if size:
@@ -141,7 +167,7 @@ def _passages(col: Collection, docs: list[Document], report: IndexReport, progre
     report.vectors_reused = len(spans) - sum(1 for *_, h in spans if h not in vectors)
     if todo:
         vectors.update(_embed(col, todo, report, progress))
-    return [Passage(d.id, s, e, h, vectors[h]) for d, s, e, h in spans]
+    return own + [Passage(d.id, s, e, h, vectors[h]) for d, s, e, h in spans]
 
 
 def _embed(col: Collection, todo: dict[str, str], report: IndexReport, progress: bool

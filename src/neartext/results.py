@@ -44,6 +44,7 @@ class IndexReport(AsDict):
     removed: int = 0
     texts_embedded: int = 0
     vectors_reused: int = 0
+    vectors_given: int = 0  # rows that brought their own vector (stored, not encoded)
     truncated: int = 0
     skipped_near_duplicates: int = 0
     near_duplicates: list[dict[str, Any]] = field(default_factory=list)
@@ -74,6 +75,8 @@ class IndexReport(AsDict):
             f"{self.removed} removed", f"{self.texts_embedded} texts embedded",
         ]
         line = ", ".join(parts) + f" in {self.seconds:.1f}s"
+        if self.vectors_given:
+            line += f"; {self.vectors_given} vectors given with the rows"
         if self.skipped_near_duplicates:
             line += f"; {self.skipped_near_duplicates} near-duplicates skipped"
         if self.truncated:

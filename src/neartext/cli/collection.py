@@ -17,6 +17,7 @@ from .common import (
     add_model_options,
     add_near_dup_option,
     add_output_options,
+    add_vector_options,
     milvus_options,
     print_report,
     print_results,
@@ -32,6 +33,7 @@ def register(sub: Any) -> None:
     p.add_argument("-c", "--collection", required=True,
                    help="collection: a directory, milvus://HOST:PORT/NAME or milvus-lite:FILE")
     add_corpus_options(p)
+    add_vector_options(p)
     add_model_options(p)
     g = p.add_argument_group("collection")
     g.add_argument("--chunk", type=int, help="split texts into passages of N words")
@@ -52,6 +54,7 @@ def register(sub: Any) -> None:
     p.add_argument("collection")
     p.add_argument("corpus")
     add_corpus_options(p)
+    add_vector_options(p)
     add_near_dup_option(p)
     add_output_options(p)
     p.set_defaults(handler=_cmd_upsert)
@@ -141,7 +144,8 @@ def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
         encoding=args.encoding, progress=show_progress(args),
         skip_near_duplicates=args.skip_near_duplicates, model=args.model,
         batch_size=args.batch_size, encoder_options=encoder_options, chunk=args.chunk,
-        overlap=args.overlap, index=args.index, cleaning=cleaning, milvus=milvus_options(args))
+        overlap=args.overlap, index=args.index, cleaning=cleaning, milvus=milvus_options(args),
+        vectors=args.vectors, vectors_from=args.vectors_from)
     return print_report(args, report, args.collection)
 
 
@@ -151,7 +155,8 @@ def _cmd_upsert(args: argparse.Namespace) -> dict[str, Any]:
     with Collection.open(args.collection) as col:
         report = col.index_file(args.corpus, split_list(args.text), args.id_column,
                                 encoding=args.encoding, progress=show_progress(args),
-                                skip_near_duplicates=args.skip_near_duplicates)
+                                skip_near_duplicates=args.skip_near_duplicates,
+                                vectors=args.vectors, vectors_from=args.vectors_from)
     return print_report(args, report, args.collection)
 
 

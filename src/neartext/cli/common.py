@@ -62,6 +62,16 @@ def add_corpus_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encoding", default="utf-8", help="file encoding (default utf-8)")
 
 
+def add_vector_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("vectors the rows bring")
+    g.add_argument("--vectors", metavar="COLUMN",
+                   help="a list column (.jsonl, .parquet) with each row's vector: stored instead "
+                        "of encoding the text")
+    g.add_argument("--vectors-from", metavar="MODEL",
+                   help="the model that made them: the collection's model name, its fingerprint, "
+                        "or 'same' (a file from 'neartext export vectors' says it itself)")
+
+
 def add_cluster_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("clustering")
     g.add_argument("--method", default="community", choices=CLUSTER_METHODS,

@@ -59,6 +59,11 @@ def register(sub: Any) -> None:
                         "query and its copies left out); callers can still pass params.mode")
     q.add_argument("--force", action="store_true", help="replace an existing output directory")
     add_output_options(q)
+    q = ex.add_parser("vectors", help="a collection's vectors as Parquet: id, start, end, hash, "
+                                      "vector; the model in the file's metadata")
+    q.add_argument("collection")
+    q.add_argument("-o", "--output", required=True, help="the .parquet file to write")
+    add_output_options(q)
     q = ex.add_parser("onnx", help="an ONNX model (pooling inside) + tokenizer, run without torch")
     q.add_argument("--model", default="default", help="the model to export: name or local path")
     q.add_argument("-o", "--output", required=True, help="directory to write")
@@ -148,6 +153,18 @@ def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    if args.export_kind == "vectors":
+        from ..collection import Collection
+        from ..vectors import export_vectors
+
+        with Collection.open(args.collection) as col:
+            rows = export_vectors(col, args.output)
+            model = col.manifest.model
+        if not args.json:
+            print(f"wrote {rows} vectors of {args.collection} ({model.name}, fingerprint "
+                  f"{model.fingerprint[:12]}) to {args.output}")
+        return {"output": args.output, "vectors": rows, "model": model.name,
+                "fingerprint": model.fingerprint}
     if args.export_kind == "onnx":
         from ..export.onnx import export_onnx
 

@@ -1,0 +1,162 @@
+"""Vectors a user brings: checked once here before anything is written, and written out.
+
+A corpus row may carry its vector (``Record.vector``; a list column of a ``.jsonl`` or
+``.parquet`` corpus given with ``--vectors COLUMN``). neartext then stores that vector instead
+of running the encoder. A vector is only comparable with the collection's others if the same
+model made it, so the caller names the model (``vectors_from``: the collection's model name, its
+fingerprint, or ``same``); a file written by ``neartext export vectors`` names it itself.
+
+Example:
+    >>> import numpy as np
+    >>> from neartext.corpus import Record
+    >>> rs = [Record("a", "hi", vector=np.array([3.0, 4.0]))]
+    >>> check_vectors(rs, 2, "rows")
+    1
+    >>> rs[0].vector.tolist()
+    [0.6000000238418579, 0.800000011920929]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InputError, MissingExtra
+
+if TYPE_CHECKING:
+    from .collection import Collection
+    from .corpus import Record
+
+FINGERPRINT_KEY = b"neartext.model_fingerprint"  # in the Parquet schema metadata of an export
+
+
+def as_vector(value: Any, where: str) -> np.ndarray:
+    """One vector from a list of numbers (or an array); an :class:`InputError` naming ``where``
+    otherwise."""
+    if isinstance(value, (list, tuple)) and None in value:
+        raise InputError(f"{where}: the vector has no value at position {value.index(None) + 1}")
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: the vector is not a list of numbers") from None
+    if v.ndim != 1 or v.size == 0:
+        raise InputError(f"{where}: the vector must be a flat list of numbers (got shape "
+                         f"{v.shape})")
+    return v
+
+
+def check_vectors(records: Sequence[Record], dim: int, source: str) -> int:
+    """Check the records' own vectors (all or none of them, ``dim`` numbers each, finite, not
+    zero) and scale them to unit length, as the collection's vectors are; returns how many."""
+    given = [r for r in records if r.vector is not None]
+    if not given:
+        return 0
+    if len(given) != len(records):
+        missing = next(r for r in records if r.vector is None)
+        raise InputError(f"{source}: row {missing.row or missing.id!r} has no vector while "
+                         f"{len(given)} other rows have one; give a vector on every row or none")
+    for r in given:
+        where = f"{source}: row {r.row}" if r.row else f"{source}: document {r.id!r}"
+        v = as_vector(r.vector, where)
+        if v.size != dim:
+            raise InputError(f"{where}: the vector has {v.size} numbers; the collection's have "
+                             f"{dim}")
+        if not np.isfinite(v).all():
+            bad = int(np.flatnonzero(~np.isfinite(v))[0])
+            raise InputError(f"{where}: the vector holds {v[bad]} at position {bad + 1}")
+        norm = float(np.linalg.norm(v))
+        if norm == 0:
+            raise InputError(f"{where}: the vector is all zeros")
+        r.vector = (v / norm).astype(np.float32)
+    return len(given)
+
+
+def query_vectors(vectors: Any, dim: int) -> np.ndarray:
+    """Query vectors as a ``(n, dim)`` float32 array (one vector may be given flat); an
+    :class:`InputError` for another dimension, NaN or infinity.
+
+    >>> query_vectors([1.0, 0.0], 2).shape
+    (1, 2)
+    """
+    try:
+        v = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputError("query vectors must be numbers") from None
+    if v.ndim == 1:
+        v = v[None, :]
+    if v.ndim != 2 or v.shape[1] != dim:
+        raise InputError(f"query vectors must have {dim} numbers each (got shape {v.shape})")
+    bad = np.argwhere(~np.isfinite(v))
+    if len(bad):
+        raise InputError(f"query vector {bad[0][0] + 1}: {v[tuple(bad[0])]} at position "
+                         f"{bad[0][1] + 1}")
+    return np.ascontiguousarray(v)
+
+
+def check_vectors_model(vectors_from: str | None, name: str, fingerprint: str) -> None:
+    """Refuse vectors unless the caller said they come from the collection's model."""
+    if vectors_from is None:
+        raise InputError(f"the rows carry vectors: say which model made them with --vectors-from "
+                         f"(the collection's model is {name}, fingerprint {fingerprint[:12]}; "
+                         "'same' if they come from it)")
+    if vectors_from not in ("same", name, fingerprint) and not (
+            len(vectors_from) >= 8 and fingerprint.startswith(vectors_from)):
+        raise InputError(f"vectors from {vectors_from} cannot go into a collection of {name} "
+                         f"(fingerprint {fingerprint[:12]}): vectors of another model do not "
+                         "compare with these; re-embed the texts instead")
+
+
+def file_fingerprint(path: str | Path) -> str | None:
+    """The model fingerprint a ``neartext export vectors`` Parquet file records, if any."""
+    if Path(path).suffix.lower() != ".parquet":
+        return None
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    meta = pq.read_schema(path).metadata or {}
+    value = meta.get(FINGERPRINT_KEY)
+    return value.decode() if value else None
+
+
+def vector_rows(col: Collection, batch_size: int = 1024) -> Iterator[dict[str, Any]]:
+    """Every passage's row for an export: id, start, end, content hash, vector."""
+    for _docs, passages in col.store.export(batch_size):
+        for p in passages:
+            yield {"id": p.doc_id, "start": p.start, "end": p.end, "hash": p.hash,
+                   "vector": p.vector.astype(np.float32).tolist()}
+
+
+def export_vectors(col: Collection, output: str | Path) -> int:
+    """Write the collection's vectors to a Parquet file (atomically): one row per passage,
+    ``id, start, end, hash, vector``, the model's name and fingerprint in the file's metadata;
+    returns the number of rows."""
+    from .atomic import staged_file
+    from .tables import check_output_path
+
+    out = check_output_path(output, (".parquet",))
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingExtra("pyarrow (needed for .parquet)", "parquet") from None
+    schema = pa.schema([("id", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
+                        ("hash", pa.string()), ("vector", pa.list_(pa.float32(), col.manifest.dim))],
+                       metadata={FINGERPRINT_KEY: col.manifest.model.fingerprint.encode(),
+                                 b"neartext.model": col.manifest.model.name.encode()})
+    n = 0
+    with staged_file(out, ".parquet") as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        batch: list[dict[str, Any]] = []
+        for row in vector_rows(col):
+            batch.append(row)
+            if len(batch) == 4096:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                n += len(batch)
+                batch = []
+        if batch or not n:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            n += len(batch)
+    return n

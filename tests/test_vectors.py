@@ -1,0 +1,144 @@
+"""Vectors in and out: rows that bring their own vectors, query vectors with filters, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neartext import Collection, Record
+from neartext.cli import main
+from neartext.errors import InputError
+
+TEXTS = {
+    "a": ("My card was charged twice this month.", "billing"),
+    "b": ("The app crashes when I open a photo.", "crash"),
+    "c": ("Please add a dark mode for night reading.", "feature"),
+    "d": ("I want a refund for the accidental upgrade.", "billing"),
+    "e": ("Sync never finishes on my phone.", "sync"),
+}
+
+
+def write_jsonl(path: Path, encoder, *, vector=lambda i, v: v) -> Path:
+    vecs = encoder.encode([t for t, _ in TEXTS.values()], kind="document")
+    with path.open("w", encoding="utf-8") as f:
+        for i, ((doc, (text, topic)), v) in enumerate(zip(TEXTS.items(), vecs)):
+            row = {"id": doc, "text": text, "topic": topic, "emb": vector(i, v.tolist())}
+            if row["emb"] is None:
+                del row["emb"]
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def test_rows_with_vectors_are_stored_without_encoding_and_search_alike(tmp_path, encoder,
+                                                                         capsys):
+    corpus = write_jsonl(tmp_path / "c.jsonl", encoder)
+    assert main(["index", str(corpus), "-c", str(tmp_path / "given"), "--id", "id",
+                 "--vectors", "emb", "--vectors-from", "same", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["texts_embedded"] == 0 and report["vectors_given"] == 5 and report["added"] == 5
+    assert main(["index", str(corpus), "-c", str(tmp_path / "encoded"), "--id", "id", "-q"]) == 0
+    capsys.readouterr()
+    with Collection.open(tmp_path / "given") as given, \
+            Collection.open(tmp_path / "encoded") as encoded:
+        for q in ("charged two times", "night theme"):
+            a, b = given.search(q, k=3), encoded.search(q, k=3)
+            assert [r.id for r in a] == [r.id for r in b]
+            assert np.allclose([r.score for r in a], [r.score for r in b], atol=1e-5)
+        # query vectors with a filter given as text
+        qv = encoder.encode(["money back"], kind="query")
+        hits = given.search_vectors(qv, k=5, where="topic=billing|topic=sync")
+        assert {r.id for r in hits[0]} == {"a", "d", "e"}
+        with pytest.raises(InputError, match="must have 384 numbers each"):
+            given.search_vectors(np.ones((1, 3)), k=1)
+        with pytest.raises(InputError, match="query vector 1: nan at position 2"):
+            given.search_vectors(np.array([[0.1, np.nan] + [0.0] * 382]), k=1)
+
+
+def test_a_new_vector_for_the_same_text_replaces_the_old_one(tmp_path, encoder):
+    corpus = write_jsonl(tmp_path / "c.jsonl", encoder)
+    col, _ = Collection.from_file(tmp_path / "col", corpus, id_column="id", vectors="emb",
+                                  vectors_from="same", model=encoder)
+    with col:
+        same = col.index_file(corpus, vectors="emb", vectors_from="same")
+        assert same.unchanged == 5 and same.updated == 0
+        v = np.zeros(384, dtype=np.float32)
+        v[0] = 1.0
+        rep = col.upsert([Record("a", TEXTS["a"][0], {"topic": "billing"}, vector=v * 2)],
+                         vectors_from=col.manifest.model.name)
+        assert rep.updated == 1 and rep.texts_embedded == 0
+        assert np.allclose(col.store.doc_vectors(["a"])["a"][0], v)  # stored at unit length
+
+
+@pytest.mark.parametrize("vector,argv,message", [
+    (lambda i, v: v, [], "say which model made them with --vectors-from"),
+    (lambda i, v: v, ["--vectors-from", "use-multilingual"],
+     "vectors from use-multilingual cannot go into a collection of all-MiniLM-L6-v2"),
+    (lambda i, v: v[:3] if i == 2 else v, ["--vectors-from", "same"],
+     "c.jsonl: row 3: the vector has 3 numbers; the collection's have 384"),
+    (lambda i, v: [None] + v[1:] if i == 1 else v, ["--vectors-from", "same"],
+     "c.jsonl: line 2: column 'emb': the vector has no value at position 1"),
+    (lambda i, v: "abc" if i == 1 else v, ["--vectors-from", "same"],
+     "c.jsonl: line 2: column 'emb': the vector is not a list of numbers"),
+    (lambda i, v: [1e999] + v[1:] if i == 1 else v, ["--vectors-from", "same"],
+     "c.jsonl: row 2: the vector holds inf at position 1"),
+    (lambda i, v: None if i == 3 else v, ["--vectors-from", "same"],
+     "c.jsonl: line 4: no vector in column 'emb'"),
+    (lambda i, v: [0.0] * 384 if i == 0 else v, ["--vectors-from", "same"],
+     "c.jsonl: row 1: the vector is all zeros"),
+    (lambda i, v: v, ["--vectors-from", "same", "--chunk", "3"],
+     "this collection is chunked: each chunk has its own vector"),
+])
+def test_bad_vectors_are_one_line_and_nothing_is_written(tmp_path, encoder, capsys, vector, argv,
+                                                         message):
+    corpus = write_jsonl(tmp_path / "c.jsonl", encoder, vector=vector)
+    out = tmp_path / "col"
+    assert main(["index", str(corpus), "-c", str(out), "--id", "id", "--vectors", "emb",
+                 *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists() and not out.with_name("col.partial").exists()
+
+
+def test_vectors_in_a_csv_are_refused(tmp_path, capsys):
+    (tmp_path / "c.csv").write_text("text,emb\nhello,\"[1, 2]\"\n")
+    assert main(["index", str(tmp_path / "c.csv"), "-c", str(tmp_path / "x"), "--vectors",
+                 "emb", "--vectors-from", "same"]) == 1
+    assert "vectors come in a list column of a .jsonl or .parquet file" in capsys.readouterr().err
+
+
+def test_export_vectors_round_trip_with_the_model_recorded(tmp_path, encoder, capsys):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", encoder)
+    assert main(["index", str(corpus), "-c", str(tmp_path / "col"), "--id", "id", "-q"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "v.parquet"
+    assert main(["export", "vectors", str(tmp_path / "col"), "-o", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    table = pq.read_table(out)
+    assert res["vectors"] == table.num_rows == 5
+    assert table.column_names == ["id", "start", "end", "hash", "vector"]
+    meta = table.schema.metadata
+    assert meta[b"neartext.model_fingerprint"].decode() == res["fingerprint"]
+    with Collection.open(tmp_path / "col") as col:
+        stored = col.store.doc_vectors(["b"])["b"][0]
+    row = next(r for r in table.to_pylist() if r["id"] == "b")
+    assert np.allclose(row["vector"], stored)
+    # a corpus file that carries the exporting model's fingerprint needs no --vectors-from ...
+    texts = {d: t for d, (t, _) in TEXTS.items()}
+    joined = pa.table({"id": table["id"], "text": [texts[i] for i in table["id"].to_pylist()],
+                       "emb": table["vector"]}).replace_schema_metadata(meta)
+    pq.write_table(joined, tmp_path / "j.parquet")
+    assert main(["index", str(tmp_path / "j.parquet"), "-c", str(tmp_path / "again"), "--id",
+                 "id", "--vectors", "emb", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["texts_embedded"] == 0
+    # ... and one recording another model is refused, whatever the caller says
+    other = {**meta, b"neartext.model_fingerprint": b"0123456789abcdef"}
+    pq.write_table(joined.replace_schema_metadata(other), tmp_path / "o.parquet")
+    assert main(["index", str(tmp_path / "o.parquet"), "-c", str(tmp_path / "other"), "--id",
+                 "id", "--vectors", "emb", "--vectors-from", "same"]) == 1
+    assert "vectors from 0123456789abcdef cannot go into a collection" in capsys.readouterr().err
