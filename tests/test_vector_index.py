@@ -64,3 +64,54 @@ def test_ann_recall_on_clustered_data(kind):
     _, got = ann.search(q, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(want, got)])
     assert recall >= 0.95, recall
+
+
+def test_ivf_tuned_at_build_reaches_its_recall_and_filters_find_k():
+    """tune() picks the fewest lists reaching recall@10 >= 0.99 (checked here on other
+    queries), and a filtered search is exact among the allowed ids: k results when k exist."""
+    rng = np.random.default_rng(2)
+    centers = unit(rng, 80, 64)
+    x = centers[rng.integers(0, 80, 20000)] + 0.2 * rng.standard_normal((20000, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = np.arange(20000) * 3  # ids are not positions
+    exact = ExactIndex(64)
+    exact.add(x, ids)
+    ann = FaissIndex.build("ivf", 64, x)
+    ann.add(x, ids)
+    measured = ann.tune(x)
+    assert measured >= 0.99 and ann.recall == round(measured, 4)
+    assert 1 <= ann.nprobe < ann.nlist  # not everything: the point of an index
+    q = x[rng.choice(20000, 300, replace=False)] + 0.05 * rng.standard_normal((300, 64)).astype(
+        np.float32)
+    _, want = exact.search(q, 10)
+    _, got = ann.search(q, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(want, got)]) >= 0.98
+    allowed = np.sort(rng.choice(ids, 40, replace=False))  # 0.2%: few per list
+    s_want, want = exact.search(q[:20], 10, allowed)
+    s_got, got = ann.search(q[:20], 10, allowed)
+    assert (got >= 0).all() and (got == want).all()
+    assert np.allclose(s_got, s_want, atol=1e-5)
+
+
+def test_a_collection_on_ivf_reports_the_recall_measured_at_build(tmp_path):
+    from neartext.store import Document, Passage
+    from neartext.store.local import LocalStore
+
+    rng = np.random.default_rng(4)
+    centers = unit(rng, 40, 32)
+    x = centers[rng.integers(0, 40, 6000)] + 0.2 * rng.standard_normal((6000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    docs = [Document(f"d{i}", "t", {"even": i % 2 == 0}, f"h{i}") for i in range(6000)]
+    store = LocalStore.create(tmp_path / "s", {"dim": 32, "index": "ivf"})
+    store.write(docs, [Passage(d.id, 0, 1, d.hash, v) for d, v in zip(docs, x)], [])
+    info = store.index_info()
+    assert info["kind"] == "ivf" and info["recall_at_10"] >= 0.99
+    assert info["lists_searched"] < info["lists"]
+    store.close()
+    again = LocalStore(tmp_path / "s")  # the measurement travels with the index file
+    assert again.index_info()["recall_at_10"] == info["recall_at_10"]
+    from neartext.filters import parse_filter
+
+    hits = again.search(x[:3], 10, parse_filter("even=false"))  # half the documents
+    assert all(len(h) == 10 and all(int(x.doc_id[1:]) % 2 for x in h) for h in hits)
+    again.close()
