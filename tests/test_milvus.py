@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -77,6 +78,9 @@ def milvus_engine(tmp_path_factory):
                             stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready", "the Milvus engine did not start"
+        # the engine logs to the same pipe: keep draining it, or it fills (64 KiB) and the
+        # engine blocks on a write and stops answering, minutes into the session
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
         _wait_for(f"milvus://127.0.0.1:{port}", proc)
         yield f"milvus://127.0.0.1:{port}"
     finally:
@@ -269,6 +273,36 @@ def test_filters_translate_to_milvus_with_the_reference_meaning(tmp_path, milvus
     assert checked > 20  # most combinations select something
     milvus.close()
     local.close()
+
+
+def test_random_or_not_filters_on_milvus_mean_what_the_reference_means(tmp_path, milvus_address):
+    import random
+
+    from test_filters import random_term
+
+    rng = random.Random(3)
+    values = [None, 0, 1, 2022, 2023, 2.5, "2022", "abc", "", True, False]
+    docs, passages = [], []
+    for i in range(60):
+        meta = {f: rng.choice(values) for f in ("year", "topic", "flag") if rng.random() < 0.7}
+        meta = {k: v for k, v in meta.items() if v is not None}
+        docs.append(Document(f"d{i}", "text", meta, f"h{i}"))
+        passages.append(Passage(f"d{i}", 0, 4, f"h{i}", np.ones(8, dtype=np.float32) / 8 ** 0.5))
+    store = MilvusStore.create(parse_address(milvus_address), {"dim": 8, "index": "flat"})
+    store.write(docs, passages, [])
+    q = np.ones((1, 8), dtype=np.float32)
+    for _ in range(40):
+        flt = parse_filter([random_term(rng)])
+        want = {d.id for d in docs if matches(flt, d.text, d.metadata)}
+        assert {h.doc_id for h in store.search(q, len(docs), flt)[0]} == want, flt
+        assert set(store.ids_where(flt)) == want, flt
+    # delete by filter: exactly what it selects goes
+    flt = parse_filter(["!(topic=abc|year>=2023)"])
+    gone = {d.id for d in docs if matches(flt, d.text, d.metadata)}
+    assert 0 < len(gone) < len(docs)
+    assert store.write([], [], flt).removed == len(gone)
+    assert set(store.document_hashes()) == {d.id for d in docs} - gone
+    store.close()
 
 
 def test_filters_milvus_cannot_express_are_refused(tmp_path):
@@ -592,32 +626,3 @@ def test_cli_commands_take_milvus_addresses(tmp_path):
     out = _cli("search", address, "crash photo", "--mode", "hybrid", "-k", "2", "--json").stdout
     assert len(json.loads(out)) == 2
 
-
-def test_random_or_not_filters_on_milvus_mean_what_the_reference_means(tmp_path, milvus_address):
-    import random
-
-    from test_filters import random_term
-
-    rng = random.Random(3)
-    values = [None, 0, 1, 2022, 2023, 2.5, "2022", "abc", "", True, False]
-    docs, passages = [], []
-    for i in range(60):
-        meta = {f: rng.choice(values) for f in ("year", "topic", "flag") if rng.random() < 0.7}
-        meta = {k: v for k, v in meta.items() if v is not None}
-        docs.append(Document(f"d{i}", "text", meta, f"h{i}"))
-        passages.append(Passage(f"d{i}", 0, 4, f"h{i}", np.ones(8, dtype=np.float32) / 8 ** 0.5))
-    store = MilvusStore.create(parse_address(milvus_address), {"dim": 8, "index": "flat"})
-    store.write(docs, passages, [])
-    q = np.ones((1, 8), dtype=np.float32)
-    for _ in range(40):
-        flt = parse_filter([random_term(rng)])
-        want = {d.id for d in docs if matches(flt, d.text, d.metadata)}
-        assert {h.doc_id for h in store.search(q, len(docs), flt)[0]} == want, flt
-        assert set(store.ids_where(flt)) == want, flt
-    # delete by filter: exactly what it selects goes
-    flt = parse_filter(["!(topic=abc|year>=2023)"])
-    gone = {d.id for d in docs if matches(flt, d.text, d.metadata)}
-    assert 0 < len(gone) < len(docs)
-    assert store.write([], [], flt).removed == len(gone)
-    assert set(store.document_hashes()) == {d.id for d in docs} - gone
-    store.close()

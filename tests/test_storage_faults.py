@@ -51,10 +51,15 @@ def cli(*args: object) -> subprocess.CompletedProcess:
 
 
 def test_disk_full_after_a_delete_commits_is_a_warning_and_the_delete_stands(small_disk,
-                                                                              demo_collection):
+                                                                              encoder):
+    # an HNSW index file holds its graph and vectors: large enough to fail alone (flat and IVF
+    # files hold ids only, smaller than a database page)
+    from conftest import DEMO
+
     col = small_disk / "feedback"
-    shutil.copytree(demo_collection, col)
+    Collection.from_file(col, DEMO, ["text"], "id", model=encoder, index="hnsw")[0].close()
     index_size = (col / "index.bin").stat().st_size
+    assert index_size > 200_000
     fill(small_disk, index_size // 2)  # room for the database's few pages, not for the index
     res = cli("delete", col, "fb-0001")
     assert res.returncode == 0, res.stderr

@@ -115,3 +115,50 @@ def test_a_collection_on_ivf_reports_the_recall_measured_at_build(tmp_path):
     hits = again.search(x[:3], 10, parse_filter("even=false"))  # half the documents
     assert all(len(h) == 10 and all(int(x.doc_id[1:]) % 2 for x in h) for h in hits)
     again.close()
+
+
+def test_vectors_are_stored_once_and_freed_space_is_given_back(tmp_path):
+    """The database holds the vectors; the index file holds ids (and IVF's centroids and
+    lists), not a second copy. Pages freed by a write are returned to the file system, and
+    'repair' compacts a database made before that."""
+    import sqlite3
+
+    from neartext.store import Document, Passage
+    from neartext.store.local import LocalStore
+
+    rng = np.random.default_rng(5)
+    x = unit(rng, 6000, 384)
+    docs = [Document(f"d{i}", "t", {}, f"h{i}") for i in range(6000)]
+    for kind in ("flat", "ivf"):
+        store = LocalStore.create(tmp_path / kind, {"dim": 384, "index": kind})
+        store.stage_vectors([d.hash for d in docs], x)  # as a build does before its write
+        store.write(docs, [Passage(d.id, 0, 1, d.hash, v) for d, v in zip(docs, x)], [])
+        before = store.search(x[:5], 10)
+        store.write([], [], [f"d{i}" for i in range(3000)])  # frees half the pages
+        after = store.search(x[:5], 10)
+        store.close()
+        db = sqlite3.connect(tmp_path / kind / "data.sqlite")
+        assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 8192
+        db.close()
+        vectors_bytes = 3000 * 384 * 4
+        assert (tmp_path / kind / "data.sqlite").stat().st_size < 1.25 * vectors_bytes + 2**20
+        assert (tmp_path / kind / "index.bin").stat().st_size < 0.15 * vectors_bytes, kind
+        again = LocalStore(tmp_path / kind)  # the index comes back from the database
+        assert [[h.doc_id for h in r] for r in again.search(x[:5], 10)] == \
+            [[h.doc_id for h in r] for r in after]
+        assert [h.doc_id for h in before[0]][0] == "d0" and after[0][0].doc_id != "d0"
+        again.close()
+    # a database of the old layout (no incremental vacuum) keeps its free pages after a
+    # delete; repair compacts it and sets it up for incremental vacuum
+    store = LocalStore.create(tmp_path / "old", {"dim": 384})
+    store.write(docs, [Passage(d.id, 0, 1, d.hash, v) for d, v in zip(docs, x)], [])
+    store.conn.execute("PRAGMA auto_vacuum = NONE")
+    store.conn.execute("VACUUM")
+    store.write([], [], [f"d{i}" for i in range(5000)])
+    assert store.conn.execute("PRAGMA freelist_count").fetchone()[0] > 500
+    report = store.repair()
+    assert report["compacted_bytes"] > 5000 * 384 * 4 * 0.8
+    assert store.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+    assert len(store.search(x[5000:5001], 1)[0]) == 1
+    store.close()

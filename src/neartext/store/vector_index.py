@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -47,6 +48,11 @@ class VectorIndex(Protocol):
     def write(self, f: BinaryIO) -> None:
         """Serialize the index (its ids included) to an open binary file."""
         ...
+
+
+# sorted ids -> (the ids found, their vectors in that order): how an index file's vectors are
+# read back from the database
+VectorSource = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class ExactIndex:
@@ -123,14 +129,12 @@ class ExactIndex:
         return self.ids
 
     def write(self, f: BinaryIO) -> None:
-        np.save(f, self.ids)
-        np.save(f, self.vectors)
+        np.save(f, self.ids)  # the vectors are the database's: not a second copy here
 
     @classmethod
-    def read(cls, f: BinaryIO, dim: int) -> ExactIndex:
+    def read(cls, f: BinaryIO, dim: int, vectors_of: VectorSource) -> ExactIndex:
         ix = cls(dim)
-        ix.ids = np.load(f)
-        ix.vectors = np.load(f)
+        ix.ids, ix.vectors = vectors_of(np.load(f))
         if ix.vectors.shape != (len(ix.ids), dim):
             raise ValueError(f"vectors of shape {ix.vectors.shape} for {len(ix.ids)} ids")
         return ix
@@ -247,16 +251,50 @@ class FaissIndex:
 
     def write(self, f: BinaryIO) -> None:
         np.save(f, self.ids)
-        np.save(f, faiss.serialize_index(self.index))
+        if self.kind == "ivf":  # the trained centroids and each id's list, not the vectors
+            ivf = faiss.downcast_index(self.index)
+            np.save(f, ivf.quantizer.reconstruct_n(0, ivf.nlist))  # type: ignore[attr-defined]
+            np.save(f, self._lists())
+        else:  # HNSW: its graph is the index; the file holds it whole
+            np.save(f, faiss.serialize_index(self.index))
+
+    def _lists(self) -> np.ndarray:
+        """The IVF list of each id of ``self.ids`` (in that order)."""
+        from faiss.contrib.inspect_tools import get_invlist
+
+        ivf = faiss.downcast_index(self.index)
+        ids, lists = [], []
+        for lst in range(ivf.nlist):  # type: ignore[attr-defined]
+            held, _ = get_invlist(ivf.invlists, lst)  # type: ignore[attr-defined]
+            ids.append(np.asarray(held, dtype=np.int64))
+            lists.append(np.full(len(held), lst, dtype=np.int64))
+        every, where = np.concatenate(ids), np.concatenate(lists)
+        return where[np.argsort(every, kind="stable")]
 
     @classmethod
-    def read(cls, f: BinaryIO, kind: str, dim: int, trained_on: int,
+    def read(cls, f: BinaryIO, kind: str, dim: int, trained_on: int, vectors_of: VectorSource,
              nprobe: int | None = None, recall: float | None = None) -> FaissIndex:
         ids = np.load(f)
-        index = faiss.deserialize_index(np.load(f))
-        if index.ntotal != len(ids) or index.d != dim:
-            raise ValueError(f"a faiss index of {index.ntotal} x {index.d} for {len(ids)} ids")
-        return cls(kind, dim, index, trained_on, ids, nprobe, recall)
+        if kind != "ivf":
+            index = faiss.deserialize_index(np.load(f))
+            if index.ntotal != len(ids) or index.d != dim:
+                raise ValueError(f"a faiss index of {index.ntotal} x {index.d} for {len(ids)} ids")
+            return cls(kind, dim, index, trained_on, ids, nprobe, recall)
+        centroids, lists = np.load(f), np.load(f)
+        if centroids.ndim != 2 or centroids.shape[1] != dim or len(lists) != len(ids):
+            raise ValueError("a damaged IVF index file")
+        quantizer = faiss.IndexFlatIP(dim)
+        quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+        ivf = faiss.IndexIVFFlat(quantizer, dim, len(centroids), faiss.METRIC_INNER_PRODUCT)
+        ivf.is_trained = True
+        found, vectors = vectors_of(ids)  # ids the database no longer holds are left out
+        keep = np.isin(ids, found, assume_unique=True)
+        ids, lists = ids[keep], np.ascontiguousarray(lists[keep], dtype=np.int64)
+        if len(ids):
+            x = np.ascontiguousarray(vectors, dtype=np.float32)
+            ivf.add_core(len(ids), faiss.swig_ptr(x), faiss.swig_ptr(ids),  # type: ignore[attr-defined]
+                         faiss.swig_ptr(lists))
+        return cls(kind, dim, ivf, trained_on, ids, nprobe, recall)
 
 
 def new_index(kind: str, dim: int, sample: np.ndarray) -> VectorIndex:
@@ -268,7 +306,8 @@ def new_index(kind: str, dim: int, sample: np.ndarray) -> VectorIndex:
 
 # The index file: a magic line, the length of a JSON header, the header, then the index. One
 # file, replaced by rename, so the header always describes the index beside it.
-_MAGIC = b"NEARTEXT-INDEX 2\n"
+# Version 3 holds no vectors for flat and IVF indexes (they are read from the database).
+_MAGIC = b"NEARTEXT-INDEX 3\n"
 
 
 def save_index(index: VectorIndex, path: Path, header: dict[str, Any]) -> None:
@@ -300,15 +339,18 @@ def _read_header(f: BinaryIO) -> dict[str, Any]:
     return header
 
 
-def load_index(path: Path, dim: int) -> tuple[VectorIndex, dict[str, Any]]:
-    """``(index, header)`` from a file written by :func:`save_index`; ValueError, OSError or
-    RuntimeError (faiss) when it is unreadable."""
+def load_index(path: Path, dim: int, vectors_of: VectorSource
+               ) -> tuple[VectorIndex, dict[str, Any]]:
+    """``(index, header)`` from a file written by :func:`save_index`, the vectors read with
+    ``vectors_of`` (ids the database no longer holds are left out: the caller catches up);
+    ValueError, OSError or RuntimeError (faiss) when it is unreadable."""
     with path.open("rb") as f:
         header = _read_header(f)
         kind = header["kind"]
-        index: VectorIndex = (ExactIndex.read(f, dim) if kind == "flat" else
-                              FaissIndex.read(f, kind, dim, int(header.get("trained_on", 0)),
-                                              header.get("nprobe"), header.get("recall")))
-    if index.ntotal != header.get("ntotal"):
-        raise ValueError("the index holds another number of vectors than its header says")
+        index: VectorIndex = (
+            ExactIndex.read(f, dim, vectors_of) if kind == "flat" else
+            FaissIndex.read(f, kind, dim, int(header.get("trained_on", 0)), vectors_of,
+                            header.get("nprobe"), header.get("recall")))
+    if index.ntotal > int(header.get("ntotal", -1)):
+        raise ValueError("the index holds more vectors than its header says")
     return index, header
