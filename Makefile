@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions lint clean
+.PHONY: setup browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-peers lint clean
 
 setup: $(STAMP)
 
@@ -87,3 +87,20 @@ bench-milvus: setup
 # `git worktree add /tmp/base COMMIT`), BASELINE_NAME=what to call it; ~6 min with 4 rounds.
 bench-versions: setup
 	$(BIN)/python bench/bench_versions.py --baseline $(BASELINE) --name $(or $(BASELINE_NAME),baseline) --rounds 4
+
+# Exact index against IVF tuned to recall 0.99, 20k real vectors (embeds them once: ~1 min).
+bench-ann: setup
+	$(BIN)/python bench/bench_ann.py
+
+# neartext against qdrant-client (local), LanceDB and txtai on the same given vectors, each in its
+# own environment under bench/.peers (torch pinned first for txtai: the CPU build).
+PEERS := bench/.peers
+$(PEERS)/%/.installed:
+	$(PYTHON) -m venv $(PEERS)/$*
+	$(PEERS)/$*/bin/pip install --quiet $(PEER_PACKAGES_$*)
+	touch $@
+PEER_PACKAGES_qdrant  := qdrant-client numpy
+PEER_PACKAGES_lancedb := lancedb numpy pyarrow
+PEER_PACKAGES_txtai   := torch==2.13.0 txtai faiss-cpu
+bench-peers: setup $(PEERS)/qdrant/.installed $(PEERS)/lancedb/.installed $(PEERS)/txtai/.installed
+	$(BIN)/python bench/bench_peers.py
