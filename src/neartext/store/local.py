@@ -4,9 +4,11 @@ Layout of a collection directory::
 
     manifest.json   what built the collection (model, settings); see neartext.manifest (this
                     store reads only ``dim``, ``index`` and ``chunking`` from it)
-    data.sqlite     documents, passages (+ vectors), staged vectors, a generation counter
-    index.bin       the vector index (exact matrix, or faiss HNSW/IVF), a cache of SQLite, with
-                    a header naming the generation it holds
+    data.sqlite     documents, passages (+ vectors: stored here only), staged vectors, a
+                    generation counter; 8 KiB pages, incremental vacuum
+    index.bin       the vector index's state without the vectors (ids; IVF centroids and each
+                    id's list; a forced HNSW graph whole), with a header naming the generation
+                    it holds; the vectors are read back from SQLite on open
 
 SQLite is the source of truth and every write is one transaction, so killing a process mid-write
 leaves the previous state. Any number of processes may open the same collection: each keeps its
