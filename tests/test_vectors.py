@@ -136,6 +136,13 @@ def test_export_vectors_round_trip_with_the_model_recorded(tmp_path, encoder, ca
     assert main(["index", str(tmp_path / "j.parquet"), "-c", str(tmp_path / "again"), "--id",
                  "id", "--vectors", "emb", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["texts_embedded"] == 0
+    # naming the model that the file records is fine too; naming another is a contradiction
+    assert main(["index", str(tmp_path / "j.parquet"), "-c", str(tmp_path / "named"), "--id",
+                 "id", "--vectors", "emb", "--vectors-from", "all-MiniLM-L6-v2", "-q"]) == 0
+    assert main(["index", str(tmp_path / "j.parquet"), "-c", str(tmp_path / "contra"), "--id",
+                 "id", "--vectors", "emb", "--vectors-from", "use-multilingual"]) == 1
+    assert "made by all-MiniLM-L6-v2 (fingerprint" in capsys.readouterr().err
+    assert Record("a", "t", vector=np.ones(2)) == Record("a", "t", vector=np.zeros(2))
     # ... and one recording another model is refused, whatever the caller says
     other = {**meta, b"neartext.model_fingerprint": b"0123456789abcdef"}
     pq.write_table(joined.replace_schema_metadata(other), tmp_path / "o.parquet")

@@ -527,10 +527,13 @@ def _file_model(path: str | Path, vectors: str | None, vectors_from: str | None)
     vectors`` file records (a contradiction is refused)."""
     if vectors is None:
         return vectors_from
-    from .vectors import file_fingerprint
+    from .vectors import file_model
 
-    recorded = file_fingerprint(path)
-    if recorded and vectors_from not in (None, "same") and not recorded.startswith(vectors_from):
-        raise InputError(f"{path}: its vectors were made by the model with fingerprint "
-                         f"{recorded[:12]}, not {vectors_from}")
-    return recorded or vectors_from
+    recorded = file_model(path)
+    if recorded is None:
+        return vectors_from
+    fingerprint, name = recorded
+    if vectors_from not in (None, "same", name) and not fingerprint.startswith(vectors_from):
+        raise InputError(f"{path}: its vectors were made by {name or 'the model'} (fingerprint "
+                         f"{fingerprint[:12]}), not {vectors_from}")
+    return fingerprint

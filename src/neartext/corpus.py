@@ -36,7 +36,8 @@ class Record:
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
     row: int = 0  # 1-based line (txt, jsonl, csv) or row (parquet) in the source file
-    vector: Any = None  # the row's own vector (a list or array), stored instead of encoding
+    # the row's own vector (a list or array), stored instead of encoding; not compared (arrays)
+    vector: Any = field(default=None, compare=False)
 
 
 def generated_id(text: str) -> str:

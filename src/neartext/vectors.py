@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .corpus import Record
 
 FINGERPRINT_KEY = b"neartext.model_fingerprint"  # in the Parquet schema metadata of an export
+MODEL_KEY = b"neartext.model"
 
 
 def as_vector(value: Any, where: str) -> np.ndarray:
@@ -109,8 +110,9 @@ def check_vectors_model(vectors_from: str | None, name: str, fingerprint: str) -
                          "compare with these; re-embed the texts instead")
 
 
-def file_fingerprint(path: str | Path) -> str | None:
-    """The model fingerprint a ``neartext export vectors`` Parquet file records, if any."""
+def file_model(path: str | Path) -> tuple[str, str] | None:
+    """``(fingerprint, name)`` of the model a Parquet file records (as ``neartext export
+    vectors`` writes them), if it records one."""
     if Path(path).suffix.lower() != ".parquet":
         return None
     try:
@@ -119,7 +121,9 @@ def file_fingerprint(path: str | Path) -> str | None:
         return None
     meta = pq.read_schema(path).metadata or {}
     value = meta.get(FINGERPRINT_KEY)
-    return value.decode() if value else None
+    if not value:
+        return None
+    return value.decode(), (meta.get(MODEL_KEY) or b"").decode()
 
 
 def vector_rows(col: Collection, batch_size: int = 1024) -> Iterator[dict[str, Any]]:
@@ -146,7 +150,7 @@ def export_vectors(col: Collection, output: str | Path) -> int:
     schema = pa.schema([("id", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
                         ("hash", pa.string()), ("vector", pa.list_(pa.float32(), col.manifest.dim))],
                        metadata={FINGERPRINT_KEY: col.manifest.model.fingerprint.encode(),
-                                 b"neartext.model": col.manifest.model.name.encode()})
+                                 MODEL_KEY: col.manifest.model.name.encode()})
     n = 0
     with staged_file(out, ".parquet") as tmp, pq.ParquetWriter(tmp, schema) as writer:
         batch: list[dict[str, Any]] = []
