@@ -119,7 +119,7 @@ def test_a_collection_on_ivf_reports_the_recall_measured_at_build(tmp_path):
 
 def test_vectors_are_stored_once_and_freed_space_is_given_back(tmp_path):
     """The database holds the vectors; the index file holds ids (and IVF's centroids and
-    lists), not a second copy. Pages freed by a write are returned to the file system, and
+    lists, or HNSW's graph), not a second copy. Pages freed by a write are returned to the file system, and
     'repair' compacts a database made before that."""
     import sqlite3
 
@@ -129,7 +129,7 @@ def test_vectors_are_stored_once_and_freed_space_is_given_back(tmp_path):
     rng = np.random.default_rng(5)
     x = unit(rng, 6000, 384)
     docs = [Document(f"d{i}", "t", {}, f"h{i}") for i in range(6000)]
-    for kind in ("flat", "ivf"):
+    for kind in ("flat", "ivf", "hnsw"):
         store = LocalStore.create(tmp_path / kind, {"dim": 384, "index": kind})
         store.stage_vectors([d.hash for d in docs], x)  # as a build does before its write
         store.write(docs, [Passage(d.id, 0, 1, d.hash, v) for d, v in zip(docs, x)], [])
@@ -162,3 +162,46 @@ def test_vectors_are_stored_once_and_freed_space_is_given_back(tmp_path):
     assert store.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
     assert len(store.search(x[5000:5001], 1)[0]) == 1
     store.close()
+
+
+def test_hnsw_removes_by_tombstones_and_comes_back_from_its_graph(tmp_path):
+    """A removed HNSW node stays in the graph but is never returned; the graph is saved
+    without the live vectors and comes back from the database with the same answers;
+    past a quarter of the nodes removed the graph is rebuilt. Filtered searches are exact."""
+    from neartext.filters import parse_filter
+    from neartext.store import Document, Passage
+    from neartext.store.local import LocalStore
+
+    rng = np.random.default_rng(6)
+    centers = unit(rng, 40, 32)
+    x = centers[rng.integers(0, 40, 4000)] + 0.2 * rng.standard_normal((4000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    docs = [Document(f"d{i}", "t", {"even": i % 2 == 0}, f"h{i}") for i in range(4000)]
+    store = LocalStore.create(tmp_path / "s", {"dim": 32, "index": "hnsw"})
+    store.write(docs, [Passage(d.id, 0, 1, d.hash, v) for d, v in zip(docs, x)], [])
+    gone = {f"d{i}" for i in range(0, 4000, 13)}  # 308 documents: tombstones, no rebuild
+    store.write([], [], sorted(gone))
+    info = store.index_info()
+    assert info["kind"] == "hnsw" and info["removed_nodes"] == len(gone)
+    assert info["vectors"] == info["passages"] == 4000 - len(gone) and info["recall_at_10"] >= 0.99
+    live = np.array([i for i in range(4000) if f"d{i}" not in gone])
+    q = x[rng.choice(4000, 50, replace=False)] + 0.4 * x[rng.choice(4000, 50, replace=False)]
+    q /= np.linalg.norm(q, axis=1, keepdims=True)  # between documents, not on one
+    exact = np.argsort(-(q @ x[live].T), axis=1)[:, :10]
+    got = [[h.doc_id for h in r] for r in store.search(q, 10)]
+    assert not gone & {d for r in got for d in r}
+    recall = np.mean([len({f"d{i}" for i in live[e]} & set(g)) / 10 for e, g in zip(exact, got)])
+    assert recall >= 0.97, recall
+    odd = live[live % 2 == 1]  # the filter: exact among the allowed documents, k of them
+    want = [[f"d{i}" for i in odd[np.argsort(-(v @ x[odd].T))[:10]]] for v in q]
+    flt = parse_filter("even=false")
+    assert [[h.doc_id for h in r] for r in store.search(q, 10, flt)] == want
+    store.close()
+    again = LocalStore(tmp_path / "s")
+    assert again.index_info()["removed_nodes"] == len(gone)
+    assert [[h.doc_id for h in r] for r in again.search(q, 10)] == got
+    assert [[h.doc_id for h in r] for r in again.search(q, 10, flt)] == want
+    again.write([], [], [f"d{i}" for i in range(1, 4000, 4)])  # past a quarter: rebuilt
+    assert again.index_info()["removed_nodes"] == 0
+    assert all(int(h.doc_id[1:]) % 4 != 1 for r in again.search(q, 10) for h in r)
+    again.close()

@@ -7,8 +7,9 @@ Layout of a collection directory::
     data.sqlite     documents, passages (+ vectors: stored here only), staged vectors, a
                     generation counter; 8 KiB pages, incremental vacuum
     index.bin       the vector index's state without the vectors (ids; IVF centroids and each
-                    id's list; a forced HNSW graph whole), with a header naming the generation
-                    it holds; the vectors are read back from SQLite on open
+                    id's list; an HNSW graph and the vectors of its removed nodes), with a
+                    header naming the generation it holds; the vectors are read back from
+                    SQLite on open
 
 SQLite is the source of truth and every write is one transaction, so killing a process mid-write
 leaves the previous state. Any number of processes may open the same collection: each keeps its
@@ -61,10 +62,11 @@ from .vector_index import (
 log = logging.getLogger("neartext")
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
-# passages from which `auto` uses IVF (tuned at build for recall@10 >= 0.99): measured at 20,000
-# real vectors (bench/bench_ann.py), IVF answers a query in a tenth of the exact index's time,
-# filtered ones exactly; below, the exact index is about a millisecond and builds in no time
+# passages from which `auto` uses an HNSW graph (tuned at build for recall@10 >= 0.99): at 20,000
+# real vectors (bench/bench_ann.py) a query takes a tenth of the exact index's time, filtered
+# ones are exact; below, the exact index is about a millisecond and builds in no time
 AUTO_ANN_ABOVE = 20_000
+PASSAGE_INFO_CACHE = 100_000  # passages whose document and span a handle remembers
 MANIFEST = "manifest.json"
 INDEX_FILE = "index.bin"
 _SCHEMA = """
@@ -215,6 +217,9 @@ class LocalStore(StoreBase):
         self.conn.create_function("nt_fold", 1, lambda s: s.casefold() if s else s,
                                   deterministic=True)
         self._filter_cache: dict[tuple, np.ndarray] = {}
+        # pid -> (document, start, end) of passages found by searches: always valid, since a
+        # passage id is never reused and the index returns only passages the database holds
+        self._passage_info: dict[int, tuple[str, int, int]] = {}
         self._index_gen = -1  # the database generation self.index holds
         remove_orphan_temp_files(self.path)
         self.index = self._open_index()
@@ -530,18 +535,23 @@ class LocalStore(StoreBase):
 
     def _collapse(self, scores: np.ndarray, pids: np.ndarray, k: int) -> list[list[Hit]]:
         """Passage hits -> best passage per document, top ``k`` documents."""
-        wanted = sorted({int(p) for p in pids.ravel() if p >= 0})
-        info: dict[int, tuple[str, int, int]] = {}
+        info = self._passage_info
+        score_rows, pid_rows = scores.tolist(), pids.tolist()  # Python numbers: fast to walk
+        wanted = sorted({p for row in pid_rows for p in row if p >= 0 and p not in info})
+        if len(info) + len(wanted) > PASSAGE_INFO_CACHE:
+            info.clear()
         for part in _batches(wanted, 900):
             marks = ",".join("?" * len(part))
             for pid, doc, s, e in self.conn.execute(
                     f"SELECT pid, doc_id, start, end FROM passages WHERE pid IN ({marks})", part):
                 info[pid] = (doc, s, e)
-        def hits(row_s: np.ndarray, row_p: np.ndarray) -> list[Hit]:
-            found = [(float(sc), info.get(int(p))) for sc, p in zip(row_s, row_p) if p >= 0]
+
+        def hits(row_s: list[float], row_p: list[int]) -> list[Hit]:
+            found = [(sc, info.get(p)) for sc, p in zip(row_s, row_p) if p >= 0]
             return [Hit(at[0], sc, at[1], at[2]) for sc, at in found if at is not None]
 
-        return self.best_per_document((hits(s, p) for s, p in zip(scores, pids)), k)
+        return self.best_per_document(
+            (hits(s, p) for s, p in zip(score_rows, pid_rows)), k)
 
     # -- keyword search (SQLite FTS5 over stemmed words, BM25) ----------------------------------
 
@@ -658,7 +668,7 @@ class LocalStore(StoreBase):
             return "flat"  # nothing to train an IVF index on yet
         if self.index_kind != "auto":
             return self.index_kind
-        return "ivf" if n >= AUTO_ANN_ABOVE else "flat"
+        return "hnsw" if n >= AUTO_ANN_ABOVE else "flat"
 
     def _stale(self, n: int) -> bool:
         """Wrong kind for the size, or an IVF index trained on far fewer vectors than it holds."""
@@ -677,7 +687,10 @@ class LocalStore(StoreBase):
             return self._rebuild_index(save=True)  # missing, old format or damaged
         if self._index_gen > self.generation():  # a database restored from an older copy
             return self._rebuild_index(save=True)
-        if self._catch_up(force=True):
+        file_generation = self._index_gen
+        # saved again when it changed, or when only its label was behind (passages another
+        # process removed were already left out while reading it)
+        if self._catch_up(force=True) or self._index_gen != file_generation:
             self._persist_index(quiet=True)
         return self.index
 
@@ -840,10 +853,14 @@ class LocalStore(StoreBase):
             info = {"kind": self.index.kind, "requested": self.index_kind,
                     "vectors": self.index.ntotal, "passages": self.passage_count(),
                     "generation": self._index_gen, "file": self.index_file_info()}
-            if isinstance(self.index, FaissIndex) and self.index.kind == "ivf":
+            if isinstance(self.index, FaissIndex):
                 # measured when the index was built: sampled stored vectors as queries
-                info.update(lists=self.index.nlist, lists_searched=self.index.nprobe,
-                            recall_at_10=self.index.recall)
+                info["recall_at_10"] = self.index.recall
+                if self.index.kind == "ivf":
+                    info.update(lists=self.index.nlist, lists_searched=self.index.nprobe)
+                else:
+                    info.update(ef_search=self.index.ef_search,
+                                removed_nodes=len(self.index.deleted))
             return info
 
 

@@ -140,28 +140,40 @@ class ExactIndex:
         return ix
 
 
+HNSW_M = 16  # graph degree: at 20k Quora vectors M=16 and M=32 reach the same recall, M=16 builds faster
+MAX_TOMBSTONES = 0.25  # removed HNSW nodes (kept for routing) beyond which the graph is rebuilt
+SUBSET_EXACT_MAX = 200_000  # a filter keeping at most this many vectors is searched exactly
+
+
 class FaissIndex:
-    """Approximate search with faiss: ``hnsw`` (HNSW, cannot remove) or ``ivf`` (IVF-Flat)."""
+    """Approximate search with faiss: ``hnsw`` (an HNSW graph) or ``ivf`` (IVF-Flat).
+
+    HNSW cannot unlink a node, so a removed id becomes a tombstone: still a waypoint of the graph,
+    never a result; past :data:`MAX_TOMBSTONES` of the nodes the caller rebuilds (``remove``
+    returns False). A filtered search over an HNSW index is exact among the allowed vectors
+    (one product over them, gathered once per filter), so it returns ``k`` whenever ``k`` exist.
+    """
 
     def __init__(self, kind: str, dim: int, index: faiss.Index, trained_on: int = 0,
                  ids: np.ndarray | None = None, nprobe: int | None = None,
-                 recall: float | None = None) -> None:
+                 recall: float | None = None, ef_search: int | None = None) -> None:
         self.kind = kind
         self.dim = dim
         self.index = index
         self.trained_on = trained_on
-        self.ef_search = 128
+        self.ef_search = ef_search or 64  # HNSW candidates kept, chosen by tune()
         self.nprobe = nprobe  # IVF lists searched, chosen by tune()
         self.recall = recall  # recall@10 against exact search, measured by tune()
         # faiss does not list the ids an index holds; kept here (sorted) for catching up
         self.ids = np.zeros(0, dtype=np.int64) if ids is None else ids
+        self.deleted = np.zeros(0, dtype=np.int64)  # HNSW tombstones, sorted
+        self._not_deleted: Any = None  # the selector excluding them, made once per change
+        self._subsets: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def build(cls, kind: str, dim: int, sample: np.ndarray) -> FaissIndex:
         if kind == "hnsw":
-            hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-            hnsw.hnsw.efConstruction = 80
-            return cls(kind, dim, faiss.IndexIDMap2(hnsw))
+            return cls(kind, dim, faiss.IndexIDMap2(_new_hnsw(dim)))
         n = len(sample)
         nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
         ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -171,20 +183,26 @@ class FaissIndex:
 
     @property
     def ntotal(self) -> int:
-        return int(self.index.ntotal)
+        return len(self.ids)
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         if len(ids):
             ids = np.asarray(ids, dtype=np.int64)
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
             self.ids = np.union1d(self.ids, ids)
+            self._subsets.clear()
 
     def remove(self, ids: np.ndarray) -> bool:
+        ids = np.intersect1d(np.asarray(ids, dtype=np.int64), self.ids)
         if self.kind == "hnsw":
-            return False
-        ids = np.asarray(ids, dtype=np.int64)
-        self.index.remove_ids(faiss.IDSelectorBatch(ids))
-        self.ids = np.setdiff1d(self.ids, ids)
+            if len(self.deleted) + len(ids) > MAX_TOMBSTONES * (len(self.ids) + len(self.deleted)):
+                return False
+            self.deleted = np.union1d(self.deleted, ids)
+            self._not_deleted = None
+        else:
+            self.index.remove_ids(faiss.IDSelectorBatch(ids))
+        self.ids = np.setdiff1d(self.ids, ids, assume_unique=True)
+        self._subsets.clear()
         return True
 
     def stored_ids(self) -> np.ndarray:
@@ -196,57 +214,106 @@ class FaissIndex:
 
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
-        nprobe: int | None = None,
+        nprobe: int | None = None, ef_search: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate search; with ``allowed`` (a filter) IVF visits every list, so a filtered
-        search is exact among the allowed ids and finds ``k`` whenever ``k`` are allowed (a few
-        lists could hold fewer than ``k`` of them)."""
-        sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)) if allowed is not None \
-            else None
+        """Approximate search. With ``allowed`` (a filter) the search is exact among the
+        allowed ids and finds ``k`` whenever ``k`` are allowed: HNSW scores the allowed
+        vectors directly, IVF visits every list (a few lists could hold fewer than ``k``)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         params: Any
         if self.kind == "hnsw":
+            if allowed is not None and len(allowed) <= SUBSET_EXACT_MAX:
+                return self._search_subset(queries, k, allowed)
             params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
-            params.efSearch = max(self.ef_search, k)
+            params.efSearch = max(ef_search or self.ef_search, k)
+            if allowed is not None:
+                params.sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+                params.efSearch = max(params.efSearch, 4 * k)
+            elif len(self.deleted):
+                if self._not_deleted is None:
+                    self._not_deleted = faiss.IDSelectorNot(faiss.IDSelectorBatch(self.deleted))
+                params.sel = self._not_deleted
         else:
             params = faiss.SearchParametersIVF()
-            params.nprobe = self.nlist if sel is not None else (
+            if allowed is not None:
+                params.sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+            params.nprobe = self.nlist if allowed is not None else (
                 nprobe or self.nprobe or max(16, self.nlist // 8))
-        if sel is not None:
-            params.sel = sel
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+        return self.index.search(queries, k, params=params)
+
+    def _search_subset(self, queries: np.ndarray, k: int, allowed: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top ``k`` among the ``allowed`` ids held; the gathered vectors are kept for
+        the same ``allowed`` array (the store caches one per filter and generation)."""
+        got = self._subsets.get(id(allowed))
+        if got is None or got[0] is not allowed:
+            hnsw = faiss.downcast_index(self.index.index)
+            labels = faiss.vector_to_array(self.index.id_map)
+            order = np.argsort(labels, kind="stable")
+            want = np.intersect1d(np.asarray(allowed, dtype=np.int64), self.ids)
+            rows = order[np.searchsorted(labels, want, sorter=order)]
+            matrix = _hnsw_vectors(hnsw, self.dim)[rows]
+            if len(self._subsets) >= 4:
+                self._subsets.pop(next(iter(self._subsets)))
+            got = self._subsets[id(allowed)] = (allowed, matrix, want)
+        _, matrix, ids = got
+        out_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_i = np.full((len(queries), k), -1, dtype=np.int64)
+        kk = min(k, len(ids))
+        if kk:
+            s, pos = top_k(queries, matrix, kk)
+            out_s[:, :kk], out_i[:, :kk] = s, ids[pos]
+        return out_s, out_i
 
     def tune(self, vectors: np.ndarray, *, target: float = 0.993, k: int = 10,
              sample: int = 512, seed: int = 0) -> float:
-        """Choose the fewest IVF lists to search (``nprobe``) whose recall@``k`` against exact
-        search reaches ``target`` on ``sample`` of the stored ``vectors`` used as queries (real
-        vectors, not random ones); returns the recall measured. 0.993 leaves a margin so that
-        other queries get 0.99 (bench/bench_ann.py: 0.9927 on held-out Quora questions). HNSW
-        is left as it is."""
-        from ..linalg import top_k
+        """Choose the cheapest search setting (IVF: lists searched, ``nprobe``; HNSW:
+        candidates kept, ``ef_search``) whose recall@``k`` against exact search reaches
+        ``target`` on ``sample`` queries made from the stored ``vectors`` (real vectors, not
+        random ones); returns the recall measured.
 
-        if self.kind != "ivf" or len(vectors) <= k:
+        IVF is measured with stored vectors as queries and a margin (0.993): held-out Quora
+        questions then get 0.9927 (bench/bench_ann.py). A stored vector is too easy a query
+        for a graph (it is a node; its neighbours are one hop away), so HNSW is measured with
+        blends ``a + 0.3 b`` of two stored vectors, renormalised: on 20,000 Quora questions the
+        setting these choose (ef 48, 0.994) gives held-out questions 0.996.
+        """
+        if len(vectors) <= k:
             return 1.0
         rng = np.random.default_rng(seed)
-        queries = vectors[rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)]
+        size = min(sample, len(vectors))
+        queries = vectors[rng.choice(len(vectors), size=size, replace=False)]
+        if self.kind == "hnsw":
+            queries = queries + 0.3 * vectors[rng.choice(len(vectors), size=size, replace=False)]
+            queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+            target = min(target, 0.99)
         _, exact_pos = top_k(queries, vectors, k)
         exact = self.ids[exact_pos] if len(self.ids) == len(vectors) else exact_pos
-        def measure(nprobe: int) -> float:
-            _, got = self.search(queries, k, nprobe=nprobe)
+        hnsw = self.kind == "hnsw"
+
+        def measure(setting: int) -> float:
+            _, got = (self.search(queries, k, ef_search=setting) if hnsw
+                      else self.search(queries, k, nprobe=setting))
             return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got, exact)]))
 
-        low, nprobe = 0, max(1, self.nlist // 64)  # low: known to fall short
-        recall = measure(nprobe)
-        while recall < target and nprobe < self.nlist:
-            low, nprobe = nprobe, min(self.nlist, nprobe * 2)
-            recall = measure(nprobe)
-        while recall >= target and nprobe - low > max(1, nprobe // 8):  # narrow the last step
-            mid = (low + nprobe) // 2
+        top = 1024 if hnsw else self.nlist
+        low, setting = (0, 16) if hnsw else (0, max(1, self.nlist // 64))  # low: known short
+        recall = measure(setting)
+        while recall < target and setting < top:
+            low, setting = setting, min(top, setting * 2)
+            recall = measure(setting)
+        while recall >= target and setting - low > max(1, setting // 8):  # narrow the last step
+            mid = (low + setting) // 2
             r = measure(mid)
             if r >= target:
-                nprobe, recall = mid, r
+                setting, recall = mid, r
             else:
                 low = mid
-        self.nprobe, self.recall = nprobe, round(recall, 4)
+        if hnsw:
+            self.ef_search = max(setting, k)
+        else:
+            self.nprobe = setting
+        self.recall = round(recall, 4)
         return recall
 
     def write(self, f: BinaryIO) -> None:
@@ -255,8 +322,19 @@ class FaissIndex:
             ivf = faiss.downcast_index(self.index)
             np.save(f, ivf.quantizer.reconstruct_n(0, ivf.nlist))  # type: ignore[attr-defined]
             np.save(f, self._lists())
-        else:  # HNSW: its graph is the index; the file holds it whole
-            np.save(f, faiss.serialize_index(self.index))
+            return
+        # HNSW: the graph and each node's id; of the vectors only the tombstones' (the database
+        # no longer has them), the live ones are the database's
+        hnsw = faiss.downcast_index(self.index.index)
+        labels = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        dead = np.flatnonzero(np.isin(labels, self.deleted))
+        g = hnsw.hnsw
+        np.save(f, labels)
+        np.save(f, dead)
+        np.save(f, _hnsw_vectors(hnsw, self.dim)[dead])
+        for part in _HNSW_ARRAYS:
+            np.save(f, faiss.vector_to_array(getattr(g, part)))
+        np.save(f, np.array([g.entry_point, g.max_level, HNSW_M], dtype=np.int64))
 
     def _lists(self) -> np.ndarray:
         """The IVF list of each id of ``self.ids`` (in that order)."""
@@ -273,13 +351,13 @@ class FaissIndex:
 
     @classmethod
     def read(cls, f: BinaryIO, kind: str, dim: int, trained_on: int, vectors_of: VectorSource,
-             nprobe: int | None = None, recall: float | None = None) -> FaissIndex:
+             nprobe: int | None = None, recall: float | None = None,
+             ef_search: int | None = None) -> FaissIndex:
         ids = np.load(f)
+        if kind == "hnsw":
+            return cls._read_hnsw(f, dim, ids, vectors_of, recall, ef_search)
         if kind != "ivf":
-            index = faiss.deserialize_index(np.load(f))
-            if index.ntotal != len(ids) or index.d != dim:
-                raise ValueError(f"a faiss index of {index.ntotal} x {index.d} for {len(ids)} ids")
-            return cls(kind, dim, index, trained_on, ids, nprobe, recall)
+            raise ValueError(f"unknown index kind {kind!r}")
         centroids, lists = np.load(f), np.load(f)
         if centroids.ndim != 2 or centroids.shape[1] != dim or len(lists) != len(ids):
             raise ValueError("a damaged IVF index file")
@@ -296,6 +374,58 @@ class FaissIndex:
                          faiss.swig_ptr(lists))
         return cls(kind, dim, ivf, trained_on, ids, nprobe, recall)
 
+    @classmethod
+    def _read_hnsw(cls, f: BinaryIO, dim: int, ids: np.ndarray, vectors_of: VectorSource,
+                   recall: float | None, ef_search: int | None) -> FaissIndex:
+        """The graph from the file, the live nodes' vectors from the database. A node whose
+        vector the database no longer has (another process deleted it since the file was
+        saved) keeps a zero vector and becomes a tombstone."""
+        labels, dead, dead_vectors = np.load(f), np.load(f), np.load(f)
+        parts = {name: np.load(f) for name in _HNSW_ARRAYS}
+        entry_point, max_level, m = (int(v) for v in np.load(f))
+        n = len(labels)
+        if (m != HNSW_M or len(parts["levels"]) != n or len(parts["offsets"]) != n + 1
+                or dead_vectors.shape != (len(dead), dim) or len(ids) + len(dead) != n):
+            raise ValueError("a damaged HNSW index file")
+        matrix = np.zeros((n, dim), dtype=np.float32)
+        matrix[dead] = dead_vectors
+        found, vectors = vectors_of(ids)
+        order = np.argsort(labels, kind="stable")
+        matrix[order[np.searchsorted(labels, found, sorter=order)]] = vectors
+        hnsw = _new_hnsw(dim)
+        index = faiss.IndexIDMap2(hnsw)  # wraps an empty index only; filled below
+        hnsw.storage.add(matrix)
+        hnsw.ntotal = n
+        for name, values in parts.items():
+            target = getattr(hnsw.hnsw, name)
+            target.clear()
+            faiss.copy_array_to_vector(values, target)
+        hnsw.hnsw.entry_point, hnsw.hnsw.max_level = entry_point, max_level
+        faiss.copy_array_to_vector(labels.astype(np.int64), index.id_map)
+        index.ntotal = n
+        index.construct_rev_map()
+        out = cls("hnsw", dim, index, 0, found, None, recall, ef_search)
+        out.deleted = np.union1d(labels[dead], np.setdiff1d(ids, found))
+        return out
+
+
+# the parts of faiss's HNSW structure saved in an index file (the rest is set by M)
+_HNSW_ARRAYS = ("assign_probas", "cum_nneighbor_per_level", "levels", "offsets", "neighbors")
+
+
+def _hnsw_vectors(hnsw: Any, dim: int) -> np.ndarray:
+    """The vectors an HNSW index holds, by internal position (a view, not a copy)."""
+    flat = faiss.downcast_index(hnsw.storage)
+    if hnsw.ntotal == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.asarray(faiss.rev_swig_ptr(flat.get_xb(), hnsw.ntotal * dim)).reshape(-1, dim)
+
+
+def _new_hnsw(dim: int) -> Any:
+    hnsw = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = 80
+    return hnsw
+
 
 def new_index(kind: str, dim: int, sample: np.ndarray) -> VectorIndex:
     """An empty index of ``kind`` (``flat``, ``hnsw`` or ``ivf``); IVF trains on ``sample``."""
@@ -306,8 +436,9 @@ def new_index(kind: str, dim: int, sample: np.ndarray) -> VectorIndex:
 
 # The index file: a magic line, the length of a JSON header, the header, then the index. One
 # file, replaced by rename, so the header always describes the index beside it.
-# Version 3 holds no vectors for flat and IVF indexes (they are read from the database).
-_MAGIC = b"NEARTEXT-INDEX 3\n"
+# Version 3 holds no vectors for flat and IVF indexes (they are read from the database); version 4
+# holds an HNSW index as its graph without the live vectors.
+_MAGIC = b"NEARTEXT-INDEX 4\n"
 
 
 def save_index(index: VectorIndex, path: Path, header: dict[str, Any]) -> None:
@@ -316,7 +447,9 @@ def save_index(index: VectorIndex, path: Path, header: dict[str, Any]) -> None:
     head = json.dumps({**header, "kind": index.kind, "ntotal": index.ntotal,
                        "trained_on": getattr(index, "trained_on", 0),
                        "nprobe": getattr(index, "nprobe", None),
-                       "recall": getattr(index, "recall", None)}).encode()
+                       "recall": getattr(index, "recall", None),
+                       "ef_search": getattr(index, "ef_search", None) if index.kind == "hnsw"
+                       else None}).encode()
     with staged_file(path) as tmp, tmp.open("wb") as f:
         f.write(_MAGIC + struct.pack("<I", len(head)) + head)
         index.write(f)
@@ -350,7 +483,7 @@ def load_index(path: Path, dim: int, vectors_of: VectorSource
         index: VectorIndex = (
             ExactIndex.read(f, dim, vectors_of) if kind == "flat" else
             FaissIndex.read(f, kind, dim, int(header.get("trained_on", 0)), vectors_of,
-                            header.get("nprobe"), header.get("recall")))
+                            header.get("nprobe"), header.get("recall"), header.get("ef_search")))
     if index.ntotal > int(header.get("ntotal", -1)):
         raise ValueError("the index holds more vectors than its header says")
     return index, header
