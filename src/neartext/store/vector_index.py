@@ -159,7 +159,7 @@ class FaissIndex:
                  recall: float | None = None, ef_search: int | None = None) -> None:
         self.kind = kind
         self.dim = dim
-        self.index = index
+        self.index: Any = index  # faiss's Python types do not name their subclasses' members
         self.trained_on = trained_on
         self.ef_search = ef_search or 64  # HNSW candidates kept, chosen by tune()
         self.nprobe = nprobe  # IVF lists searched, chosen by tune()
@@ -239,7 +239,8 @@ class FaissIndex:
                 params.sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
             params.nprobe = self.nlist if allowed is not None else (
                 nprobe or self.nprobe or max(16, self.nlist // 8))
-        return self.index.search(queries, k, params=params)
+        found_s, found_i = self.index.search(queries, k, params=params)
+        return found_s, found_i
 
     def _search_subset(self, queries: np.ndarray, k: int, allowed: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +248,7 @@ class FaissIndex:
         the same ``allowed`` array (the store caches one per filter and generation)."""
         got = self._subsets.get(id(allowed))
         if got is None or got[0] is not allowed:
-            hnsw = faiss.downcast_index(self.index.index)
+            hnsw: Any = faiss.downcast_index(self.index.index)
             labels = faiss.vector_to_array(self.index.id_map)
             order = np.argsort(labels, kind="stable")
             want = np.intersect1d(np.asarray(allowed, dtype=np.int64), self.ids)
@@ -325,7 +326,7 @@ class FaissIndex:
             return
         # HNSW: the graph and each node's id; of the vectors only the tombstones' (the database
         # no longer has them), the live ones are the database's
-        hnsw = faiss.downcast_index(self.index.index)
+        hnsw: Any = faiss.downcast_index(self.index.index)
         labels = faiss.vector_to_array(self.index.id_map).astype(np.int64)
         dead = np.flatnonzero(np.isin(labels, self.deleted))
         g = hnsw.hnsw
@@ -415,7 +416,7 @@ _HNSW_ARRAYS = ("assign_probas", "cum_nneighbor_per_level", "levels", "offsets",
 
 def _hnsw_vectors(hnsw: Any, dim: int) -> np.ndarray:
     """The vectors an HNSW index holds, by internal position (a view, not a copy)."""
-    flat = faiss.downcast_index(hnsw.storage)
+    flat: Any = faiss.downcast_index(hnsw.storage)
     if hnsw.ntotal == 0:
         return np.zeros((0, dim), dtype=np.float32)
     return np.asarray(faiss.rev_swig_ptr(flat.get_xb(), hnsw.ntotal * dim)).reshape(-1, dim)
