@@ -92,7 +92,7 @@ bench-versions: setup
 bench-ann: setup
 	$(BIN)/python bench/bench_ann.py
 
-# neartext against qdrant-client (local), LanceDB and txtai on the same given vectors, each in its
+# neartext against qdrant-client (local), LanceDB, txtai and Chroma on the same given vectors, each in its
 # own environment under bench/.peers (torch pinned first for txtai: the CPU build).
 PEERS := bench/.peers
 $(PEERS)/%/.installed:
@@ -102,5 +102,7 @@ $(PEERS)/%/.installed:
 PEER_PACKAGES_qdrant  := qdrant-client numpy
 PEER_PACKAGES_lancedb := lancedb numpy pyarrow
 PEER_PACKAGES_txtai   := torch==2.13.0 txtai faiss-cpu
-bench-peers: setup $(PEERS)/qdrant/.installed $(PEERS)/lancedb/.installed $(PEERS)/txtai/.installed
+PEER_PACKAGES_chroma  := chromadb numpy
+bench-peers: setup $(PEERS)/qdrant/.installed $(PEERS)/lancedb/.installed $(PEERS)/txtai/.installed \
+		$(PEERS)/chroma/.installed
 	$(BIN)/python bench/bench_peers.py

@@ -1,11 +1,12 @@
 """neartext against the vector stores users would pick instead, on the same vectors: qdrant-client
-(local mode), LanceDB and txtai (faiss), each in its own virtual environment (``make bench-peers``
+(local mode), LanceDB, txtai (faiss) and Chroma, each in its own virtual environment (``make bench-peers``
 creates them in bench/.peers), so only each tool's own cost counts (the vectors are given:
 20,000 Quora questions embedded once with the default model, bench/.cache). Build, disk, open,
-query p50 with the query vector given, a filter keeping 10%, recall@10 against exact search;
+query p50 with the query vector given, a filter keeping 10%, recall@10 against exact search, an
+update giving 1% of the documents new vectors;
 the stores take turns in alternating order over the rounds; medians of the rounds.
 
-    python bench/bench_peers.py [--rounds 3] [--queries 300] [--stores neartext,qdrant,lancedb,txtai]
+    python bench/bench_peers.py [--rounds 3] [--queries 300] [--stores neartext,qdrant,...,chroma]
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ from common import ROOT, machine, machine_line, save  # noqa: E402
 
 PEERS = ROOT / "bench" / ".peers"
 PYTHON = {"neartext": Path(sys.executable), "qdrant": PEERS / "qdrant" / "bin" / "python",
-          "lancedb": PEERS / "lancedb" / "bin" / "python", "txtai": PEERS / "txtai" / "bin" / "python"}
+          "lancedb": PEERS / "lancedb" / "bin" / "python", "txtai": PEERS / "txtai" / "bin" / "python",
+          "chroma": PEERS / "chroma" / "bin" / "python"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--stores", default="neartext,qdrant,lancedb,txtai")
+    ap.add_argument("--stores", default="neartext,qdrant,lancedb,txtai,chroma")
     args = ap.parse_args()
     stores = [s for s in args.stores.split(",") if s]
     missing = [s for s in stores if not PYTHON[s].is_file()]
@@ -61,13 +63,15 @@ def main() -> None:
                 res = json.loads(out.stdout.strip().splitlines()[-1])
                 print(res, flush=True)
                 runs[store].append(res)
-    keys = ["build_s", "open_s", "disk_mb", "p50_ms", "p50_filtered_ms", "recall_at_10"]
+    keys = ["build_s", "open_s", "disk_mb", "p50_ms", "p50_filtered_ms", "recall_at_10",
+            "update_s", "update_found"]
     med = {s: {k: float(np.median([r[k] for r in runs[s]])) for k in keys} for s in stores}
     for s in stores:
         med[s]["filtered_always_k"] = all(r["filtered_always_k"] for r in runs[s])
     rows = [f"| {len(x):,} vectors (given) | " + " | ".join(stores) + " |",
             "|---|" + "---|" * len(stores)]
     for k, label in (("disk_mb", "disk, MB"), ("build_s", "build, s"), ("open_s", "open, s"),
+                     ("update_s", "update 1% (200 new vectors), s"),
                      ("p50_ms", "query p50, ms"), ("p50_filtered_ms", "filtered (10%) p50, ms"),
                      ("recall_at_10", "recall@10 vs exact")):
         rows.append(f"| {label} | " + " | ".join(f"{med[s][k]:g}" for s in stores) + " |")

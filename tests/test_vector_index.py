@@ -205,3 +205,28 @@ def test_hnsw_removes_by_tombstones_and_comes_back_from_its_graph(tmp_path):
     assert again.index_info()["removed_nodes"] == 0
     assert all(int(h.doc_id[1:]) % 4 != 1 for r in again.search(q, 10) for h in r)
     again.close()
+
+
+def test_an_hnsw_file_older_than_a_delete_comes_back_without_the_deleted(tmp_path):
+    """The index file was saved before another process deleted passages (its save failed,
+    say): on open those nodes are tombstones (their vectors are gone from the database), never
+    returned, and the file is saved again for the database's generation."""
+    from neartext.store import Document, Passage
+    from neartext.store.local import INDEX_FILE, LocalStore
+
+    rng = np.random.default_rng(7)
+    x = unit(rng, 3000, 32)
+    docs = [Document(f"d{i}", "t", {}, f"h{i}") for i in range(3000)]
+    store = LocalStore.create(tmp_path / "s", {"dim": 32, "index": "hnsw"})
+    store.write(docs, [Passage(d.id, 0, 1, d.hash, v) for d, v in zip(docs, x)], [])
+    before = (tmp_path / "s" / INDEX_FILE).read_bytes()
+    store.write([], [], ["d5", "d6", "d7"])
+    store.close()
+    (tmp_path / "s" / INDEX_FILE).write_bytes(before)  # the file from before the delete
+    again = LocalStore(tmp_path / "s")
+    info = again.index_info()
+    assert info["removed_nodes"] == 3 and info["vectors"] == 2997 and info["file"]["current"]
+    found = again.search(x[[5, 6, 7, 8]], 5)
+    assert not {"d5", "d6", "d7"} & {h.doc_id for r in found for h in r}
+    assert found[3][0].doc_id == "d8"
+    again.close()

@@ -149,3 +149,44 @@ def test_export_vectors_round_trip_with_the_model_recorded(tmp_path, encoder, ca
     assert main(["index", str(tmp_path / "o.parquet"), "-c", str(tmp_path / "other"), "--id",
                  "id", "--vectors", "emb", "--vectors-from", "same"]) == 1
     assert "vectors from 0123456789abcdef cannot go into a collection" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("precision", ["float16", "int8"])
+def test_vectors_stored_at_lower_precision_search_alike_in_less_space(tmp_path, encoder,
+                                                                      precision):
+    """float16/int8 storage: the same best documents as float32, scores within the codec's
+    error, a smaller database; the setting lives in the manifest, survives reopen and
+    migrate, and is a creation-only option."""
+    from conftest import DEMO
+
+    from neartext.migrate import migrate
+
+    full, _ = Collection.from_file(tmp_path / "f32", DEMO, ["text"], "id", model=encoder)
+    small, _ = Collection.from_file(tmp_path / precision, DEMO, ["text"], "id", model=encoder,
+                                    precision=precision)
+    assert small.manifest.precision == precision
+    queries = ["app crashes on startup", "refund please", "dark mode", "password reset email",
+               "slow sync between devices", "billing charged twice"]
+    tol = 2e-3 if precision == "float16" else 2e-2
+    for q in queries:
+        a, b = full.search(q, k=5), small.search(q, k=5)
+        assert a[0].id == b[0].id
+        assert abs(a[0].score - b[0].score) < tol
+    small.close()
+    ratio = (tmp_path / precision / "data.sqlite").stat().st_size / \
+        (tmp_path / "f32" / "data.sqlite").stat().st_size
+    assert ratio < (0.75 if precision == "float16" else 0.6), ratio
+    again = Collection.open(tmp_path / precision, model=encoder)  # decoded the same way
+    assert again.search(queries[0], k=1)[0].id == full.search(queries[0], k=1)[0].id
+    again.close()
+    report = migrate(tmp_path / "f32", tmp_path / "copy", precision=precision)
+    assert report.documents == len(full)
+    with Collection.open(tmp_path / "copy", model=encoder) as copy:
+        assert copy.manifest.precision == precision
+        assert copy.search(queries[1], k=1)[0].id == full.search(queries[1], k=1)[0].id
+    full.close()
+    with pytest.raises(InputError, match="unknown vector precision 'int4'"):
+        Collection.create(tmp_path / "bad", model=encoder, precision="int4")
+    assert not (tmp_path / "bad").exists()
+    assert main(["index", str(DEMO), "-c", str(tmp_path / precision), "--id", "id",
+                 "--precision", "float32", "-q"]) == 1  # the collection exists: creation-only

@@ -29,6 +29,7 @@ from .manifest import Manifest
 from .results import Calibration, CollectionInfo, IndexReport, SearchResult
 from .searching import SearchOptions, check_threshold, make_filter, search_vectors
 from .store import Document, Store
+from .store.codec import codec
 from .store.factory import building, create_store, kind_of, open_store
 from .validate import check_text
 from .vectors import query_vectors
@@ -72,6 +73,7 @@ class Collection:
         cleaning: CleaningOptions | None = None,
         source: dict[str, Any] | None = None,
         milvus: dict[str, Any] | None = None,
+        precision: str = "float32",
     ) -> Collection:
         """Create an empty collection at ``path`` (a directory or a Milvus address);
         :class:`CollectionExists` if one is there. ``milvus`` may give ``index_params`` and
@@ -81,7 +83,8 @@ class Collection:
         >>> col = Collection.create("milvus-lite:/tmp/nt.db", index="flat")  # doctest: +SKIP
         """
         with building(parse_address(path)) as tmp:
-            col = cls._create_at(tmp, model, chunk, overlap, index, cleaning, source, milvus)
+            col = cls._create_at(tmp, model, chunk, overlap, index, cleaning, source, milvus,
+                                 precision)
             col.close()
         return cls.open(path, model=col.encoder)
 
@@ -104,6 +107,7 @@ class Collection:
         milvus: dict[str, Any] | None = None,
         vectors: str | None = None,
         vectors_from: str | None = None,
+        precision: str = "float32",
     ) -> tuple[Collection, IndexReport]:
         """Build a new collection at ``path`` from a corpus file, all or nothing.
 
@@ -124,7 +128,8 @@ class Collection:
         kept, cleaned = clean_or_refuse(records, corpus, cleaning or CleaningOptions())
         with building(parse_address(path)) as tmp:
             col = cls._create_at(tmp, model, chunk, overlap, index, cleaning,
-                                 {"text": list(text) if text else None, "id": id_column}, milvus)
+                                 {"text": list(text) if text else None, "id": id_column}, milvus,
+                                 precision)
             try:
                 # sync: a build resumed in a directory an earlier run left holds nothing else
                 report = ingest.upsert(col, kept, sync=True, progress=progress,
@@ -172,13 +177,19 @@ class Collection:
         cleaning: CleaningOptions | None,
         source: dict[str, Any] | None,
         milvus: dict[str, Any] | None = None,
+        precision: str = "float32",
     ) -> Collection:
         if chunk is not None:
             chunk_spans("x", chunk, overlap)  # validates size/overlap
+        codec(precision, 1)  # a known precision, before the model loads
+        if precision != "float32" and p.kind != "local":
+            raise InputError(f"{p}: --precision {precision} applies to local collections; "
+                             "Milvus stores float32 vectors (its index types quantize)")
         encoder = model if isinstance(model, Encoder) else load_encoder(
             model if isinstance(model, EncoderSettings) else EncoderSettings(model=model))
         manifest = Manifest.new(encoder, canonical_name(encoder.settings.model), index=index,
-                                chunk=chunk, overlap=overlap, cleaning=cleaning, source=source)
+                                precision=precision, chunk=chunk, overlap=overlap,
+                                cleaning=cleaning, source=source)
         return cls(p, create_store(p, manifest.to_dict(), milvus), encoder)
 
     @classmethod

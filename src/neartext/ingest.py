@@ -189,7 +189,7 @@ def _embed(col: Collection, todo: dict[str, str], report: IndexReport, progress:
     return out
 
 
-SHAPING = ("chunk", "overlap", "index", "cleaning", "milvus")  # creation-only options
+SHAPING = ("chunk", "overlap", "index", "cleaning", "milvus", "precision")  # creation-only
 
 
 def index_corpus(cls: type[Collection], path: str | Path | Address, corpus: str | Path,

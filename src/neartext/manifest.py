@@ -20,6 +20,7 @@ from . import __version__
 from .cleaning import CleaningOptions
 from .encoders.base import EncoderSettings
 from .store.base import check_manifest
+from .store.codec import codec
 
 if TYPE_CHECKING:
     from .encoders.base import Encoder
@@ -53,6 +54,7 @@ class Manifest:
     neartext_version: str
     format: int = FORMAT_VERSION
     index: str = "auto"
+    precision: str = "float32"  # how the local store keeps vectors: neartext.store.codec
     chunking: dict[str, int] | None = None  # {"size": words, "overlap": words}
     cleaning: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # {"text": [columns], "id": column}
@@ -68,7 +70,7 @@ class Manifest:
     @classmethod
     def new(cls, encoder: Encoder, name: str, *, index: str = "auto", chunk: int | None = None,
             overlap: int = 0, cleaning: CleaningOptions | None = None,
-            source: dict[str, Any] | None = None) -> Manifest:
+            source: dict[str, Any] | None = None, precision: str = "float32") -> Manifest:
         """The manifest of a new collection built with ``encoder`` (called ``name``)."""
         return cls(
             dim=encoder.dim,
@@ -76,7 +78,7 @@ class Manifest:
             model=ModelInfo(name, encoder.fingerprint,
                             encoder.settings.to_dict() | {"model": name}),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            neartext_version=__version__, index=index,
+            neartext_version=__version__, index=index, precision=codec(precision, 1).precision,
             chunking={"size": chunk, "overlap": overlap} if chunk else None,
             cleaning=dict(vars(cleaning or CleaningOptions())), source=dict(source or {}))
 

@@ -26,6 +26,7 @@ from .collection import Collection
 from .errors import CorruptCollection, InputError
 from .feedback import FEEDBACK_DB
 from .progress import progress_bar
+from .store.codec import codec
 from .store.factory import building, create_store
 from .store.local import copy_sqlite
 
@@ -59,11 +60,14 @@ def migrate(
     index: str | None = None,
     milvus: dict[str, Any] | None = None,
     progress: bool = False,
+    precision: str | None = None,
 ) -> MigrateReport:
     """Copy the collection at ``source`` to ``destination`` (which must not exist).
 
     ``index`` replaces the vector index kind (``auto``, ``flat``, ``hnsw``, ``ivf``); ``milvus``
-    may give ``index_params``/``search_params`` for a Milvus destination.
+    may give ``index_params``/``search_params`` for a Milvus destination; ``precision``
+    (``float32``, ``float16``, ``int8``) how a local destination stores the vectors (default:
+    as the source; a Milvus destination stores float32).
     """
 
     t0 = time.perf_counter()
@@ -74,6 +78,14 @@ def migrate(
         manifest = col.manifest.portable()
         if index is not None:
             manifest.index = index
+        if precision is not None:
+            codec(precision, 1)
+            if dst.kind != "local" and precision != "float32":
+                raise InputError(f"{dst}: --precision {precision} applies to local "
+                                 "collections; Milvus stores float32 vectors")
+            manifest.precision = precision
+        elif dst.kind != "local":
+            manifest.precision = "float32"
         manifest.migrated = {"from": str(src),
                              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         total, passages = col.store.count(), col.store.passage_count()

@@ -145,7 +145,7 @@ def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
         skip_near_duplicates=args.skip_near_duplicates, model=args.model,
         batch_size=args.batch_size, encoder_options=encoder_options, chunk=args.chunk,
         overlap=args.overlap, index=args.index, cleaning=cleaning, milvus=milvus_options(args),
-        vectors=args.vectors, vectors_from=args.vectors_from)
+        vectors=args.vectors, vectors_from=args.vectors_from, precision=args.precision)
     return print_report(args, report, args.collection)
 
 
@@ -265,7 +265,8 @@ def _cmd_migrate(args: argparse.Namespace) -> dict[str, Any]:
     from ..migrate import migrate
 
     report = migrate(args.source, args.destination, index=args.index,
-                     milvus=milvus_options(args), progress=show_progress(args))
+                     milvus=milvus_options(args), progress=show_progress(args),
+                     precision=args.precision)
     if not args.json:
         print(report.summary())
     return report.to_dict()

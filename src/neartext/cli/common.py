@@ -11,6 +11,7 @@ from ..clustering import METHODS as CLUSTER_METHODS
 from ..encoders.base import POOLING_MODES
 from ..errors import InputError
 from ..hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
+from ..store.codec import PRECISIONS
 from ..store.local import INDEX_KINDS
 
 
@@ -29,9 +30,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def add_index_options(g: Any) -> None:
     g.add_argument("--index", default=None, choices=INDEX_KINDS,
-                   help="vector index (auto: exact below 20,000 passages, IVF above, tuned at "
-                        "build to recall@10 >= 0.99; on a Milvus server AUTOINDEX, on Milvus "
-                        "Lite exact)")
+                   help="vector index (auto: exact below 20,000 passages, an HNSW graph above, "
+                        "tuned at build to recall@10 >= 0.99; on a Milvus server AUTOINDEX, on "
+                        "Milvus Lite exact)")
+    g.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="how a local collection stores its vectors: float32 (default), float16 "
+                        "(half the space) or int8 (a quarter); see docs for the measured cost")
     g.add_argument("--index-param", action="append", default=[], metavar="KEY=VALUE",
                    help="Milvus index parameter, e.g. M=32, nlist=4096, metric_type=COSINE "
                         "(repeatable)")

@@ -4,7 +4,8 @@ Layout of a collection directory::
 
     manifest.json   what built the collection (model, settings); see neartext.manifest (this
                     store reads only ``dim``, ``index`` and ``chunking`` from it)
-    data.sqlite     documents, passages (+ vectors: stored here only), staged vectors, a
+    data.sqlite     documents, passages (+ vectors: stored here only, at the manifest's
+                    ``precision``: neartext.store.codec), staged vectors, a
                     generation counter; 8 KiB pages, incremental vacuum
     index.bin       the vector index's state without the vectors (ids; IVF centroids and each
                     id's list; an HNSW graph and the vectors of its removed nodes), with a
@@ -50,6 +51,7 @@ from ..filters import AnyOf, Condition, Filter, Not, Term, as_number
 from ..lexical import index_text, match_expression
 from ..locking import exclusive, release_file
 from .base import Document, Hit, Passage, StoreBase, WriteResult, check_store_manifest
+from .codec import codec
 from .vector_index import (
     FaissIndex,
     VectorIndex,
@@ -203,6 +205,7 @@ class LocalStore(StoreBase):
         self._manifest = self.read_manifest()
         self.dim = int(self._manifest["dim"])
         self.index_kind = index or self._manifest.get("index", "auto")
+        self.codec = codec(self._manifest.get("precision", "float32"), self.dim)
         if self.index_kind not in INDEX_KINDS:
             raise InputError(f"Unknown index '{self.index_kind}'; choose one of: {', '.join(INDEX_KINDS)}")
         self._lock = threading.RLock()
@@ -245,15 +248,16 @@ class LocalStore(StoreBase):
     @staticmethod
     def _keep_reusable_vectors(p: Path, manifest: dict[str, Any]) -> None:
         """A build directory left by a run that stopped: keep the vectors it computed when they
-        come from the same model (same fingerprint) as staged vectors, and nothing else; with
-        another model, nothing at all."""
+        come from the same model (same fingerprint) and are stored at the same precision as
+        staged vectors, and nothing else; otherwise nothing at all."""
         db = p / "data.sqlite"
         if not db.is_file():
             return
         try:
             old = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
             same = old["model"]["fingerprint"] == manifest["model"]["fingerprint"] and \
-                old["dim"] == manifest["dim"]
+                old["dim"] == manifest["dim"] and \
+                old.get("precision", "float32") == manifest.get("precision", "float32")
         except (OSError, ValueError, KeyError, TypeError):
             same = False
         if same:
@@ -361,7 +365,7 @@ class LocalStore(StoreBase):
             marks = ",".join("?" * len(part))
             for h, blob in self.conn.execute(
                     f"SELECT hash, vec FROM {table} WHERE hash IN ({marks})", part):
-                out.setdefault(h, np.frombuffer(blob, dtype=np.float32))
+                out.setdefault(h, self.codec.decode_one(blob))
         return out
 
     def _stored_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
@@ -391,8 +395,7 @@ class LocalStore(StoreBase):
     def iter_vectors(self, batch_size: int = 8192) -> Iterator[tuple[list[str], np.ndarray]]:
         cur = self.conn.execute("SELECT doc_id, vec FROM passages ORDER BY pid")
         while rows := cur.fetchmany(batch_size):
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-            yield [r[0] for r in rows], vecs.reshape(len(rows), self.dim)
+            yield [r[0] for r in rows], self.codec.decode([r[1] for r in rows])
 
     def export(self, batch_size: int = 1024) -> Iterator[tuple[list[Document], list[Passage]]]:
         """Every document with its passages (vectors included), in batches of documents."""
@@ -401,7 +404,7 @@ class LocalStore(StoreBase):
         while rows := cur.fetchmany(batch_size):
             docs = [Document(i, t, json.loads(m), h) for i, t, m, h in rows]
             marks = ",".join("?" * len(docs))
-            passages = [Passage(d, s, e, h, np.frombuffer(v, dtype=np.float32))
+            passages = [Passage(d, s, e, h, self.codec.decode_one(v))
                         for d, s, e, h, v in self.conn.execute(
                             f"SELECT doc_id, start, end, hash, vec FROM passages "
                             f"WHERE doc_id IN ({marks}) ORDER BY pid", [d.id for d in docs])]
@@ -410,7 +413,7 @@ class LocalStore(StoreBase):
     # -- writes ---------------------------------------------------------------------------------
 
     def stage_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
-        rows = [(h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in zip(hashes, vectors)]
+        rows = list(zip(hashes, self.codec.encode(np.asarray(vectors).reshape(-1, self.dim))))
         with self._lock, self._transaction():
             self.conn.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?)", rows)
 
@@ -452,9 +455,9 @@ class LocalStore(StoreBase):
                 new_pids = self._next_pids(len(passages))
                 self.conn.executemany(
                     "INSERT INTO passages VALUES (?, ?, ?, ?, ?, ?)",
-                    [(int(pid), p.doc_id, p.start, p.end, p.hash,
-                      np.asarray(p.vector, dtype=np.float32).tobytes())
-                     for pid, p in zip(new_pids, passages)])
+                    [(int(pid), p.doc_id, p.start, p.end, p.hash, blob)
+                     for pid, p, blob in zip(new_pids, passages, self.codec.encode(
+                         np.array([p.vector for p in passages], dtype=np.float32)))])
                 # Staged vectors exist to resume an interrupted write; those stored now are no
                 # longer needed. Others may belong to a write still running in another process.
                 for part in _batches(sorted({p.hash for p in passages}), 900):
@@ -620,7 +623,7 @@ class LocalStore(StoreBase):
             marks = ",".join("?" * len(part))
             for doc, blob in self.conn.execute(
                     f"SELECT doc_id, vec FROM passages WHERE doc_id IN ({marks})", part):
-                out.setdefault(doc, []).append(np.frombuffer(blob, dtype=np.float32))
+                out.setdefault(doc, []).append(self.codec.decode_one(blob))
         return {d: np.stack(v) for d, v in out.items()}
 
     def has_keyword_index(self) -> bool:
@@ -745,9 +748,7 @@ class LocalStore(StoreBase):
                         f"SELECT pid, vec FROM passages WHERE pid IN ({marks})", part))
                 found = sorted(got)
                 blobs = [got[p] for p in found]
-        vecs = (np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(found), self.dim)
-                if found else np.zeros((0, self.dim), dtype=np.float32))
-        return np.asarray(found, dtype=np.int64), np.array(vecs)
+        return np.asarray(found, dtype=np.int64), self.codec.decode(blobs)
 
     def _vectors_of(self, pids: np.ndarray) -> np.ndarray:
         out = np.zeros((len(pids), self.dim), dtype=np.float32)
@@ -756,7 +757,7 @@ class LocalStore(StoreBase):
             marks = ",".join("?" * len(part))
             for pid, blob in self.conn.execute(
                     f"SELECT pid, vec FROM passages WHERE pid IN ({marks})", part):
-                out[pos[pid]] = np.frombuffer(blob, dtype=np.float32)
+                out[pos[pid]] = self.codec.decode_one(blob)
         return out
 
     def _rebuild_index(self, save: bool = False) -> VectorIndex:
