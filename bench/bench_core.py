@@ -6,7 +6,10 @@ Baselines, in the same run on the same texts and model:
     ``util.semantic_search`` over the corpus tensor), and a hand-written numpy version
     (``encode`` + matrix-vector product + argpartition), each followed by a text lookup.
 
-Usage: python bench/bench_core.py [--docs 10000] [--synthetic 100000] [--queries 300]
+The large collection holds real texts (bench_mining's corpus: real sentences, then texts joining
+two), embedded once and cached in bench/.cache.
+
+Usage: python bench/bench_core.py [--docs 10000] [--large 100000] [--queries 300]
 Writes bench/results/core.json and prints a Markdown table.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 import shutil
 import sys
@@ -24,11 +28,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, machine, machine_line, median, need, percentile, save, timed  # noqa: E402
+from common import ROOT, SHARED, machine, machine_line, median, need, percentile, save, timed  # noqa: E402
 
 from neartext import Collection, load_encoder  # noqa: E402
 from neartext.ingest import text_hash  # noqa: E402
 from neartext.store import Document, Passage  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache"
 
 
 def quora_texts(n_docs: int, n_queries: int) -> tuple[list[str], list[str]]:
@@ -144,26 +150,27 @@ def bench_latency(enc, col_dir: Path, queries: list[str]) -> dict:
     return {"documents": docs, **res}
 
 
-def build_synthetic(enc, n: int, work: Path) -> Path:
-    """A collection of ``n`` documents with random unit vectors (texts are placeholders)."""
-    path = work / f"synthetic{n}"
+def build_large(enc, n: int, work: Path) -> tuple[Path, list[str]]:
+    """A collection of ``n`` real texts (bench_mining's corpus: 58k real English sentences, then
+    texts joining two of them), their vectors embedded once and cached; returns its texts."""
+    from bench_mining import vectors as mining_vectors
+
+    vecs = np.load(mining_vectors(n))
+    texts = json.loads((CACHE / f"texts_{n}.json").read_text())
+    path = work / f"large{n}"
     col = Collection.create(path, model=enc)
-    rng = np.random.default_rng(0)
-    vecs = rng.standard_normal((n, enc.dim), dtype=np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     docs, passages = [], []
-    for i in range(n):
-        text = f"synthetic document number {i}"
+    for i, (text, v) in enumerate(zip(texts, vecs)):
         h = text_hash(text)
         docs.append(Document(f"s{i}", text, {"n": i % 10}, h))
-        passages.append(Passage(f"s{i}", 0, len(text), h, vecs[i]))
+        passages.append(Passage(f"s{i}", 0, len(text), h, v))
     col.store.write(docs, passages, [])
     col.close()
-    return path
+    return path, texts
 
 
-def bench_synthetic(enc, n: int, work: Path, queries: list[str]) -> dict:
-    t_build, path = timed(build_synthetic, enc, n, work)
+def bench_large(enc, n: int, work: Path, queries: list[str]) -> dict:
+    t_build, (path, texts) = timed(build_large, enc, n, work)
     opens = []
     for _ in range(5):
         t, col = timed(Collection.open, path)
@@ -171,7 +178,6 @@ def bench_synthetic(enc, n: int, work: Path, queries: list[str]) -> dict:
         col.close()
     with Collection.open(path, model=enc) as col:
         matrix = np.concatenate([v for _, v in col.store.iter_vectors()])
-        texts = [f"synthetic document number {i}" for i in range(n)]
         res = latency({"neartext": lambda q: col.search(q, k=10),
                        "st_semantic_search": st_semantic_search(enc, matrix, texts),
                        "numpy_handwritten": handwritten_search(enc, matrix, texts)}, queries)
@@ -185,7 +191,7 @@ def bench_synthetic(enc, n: int, work: Path, queries: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=10000)
-    ap.add_argument("--synthetic", type=int, default=100000)
+    ap.add_argument("--large", type=int, default=100000)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
@@ -198,8 +204,8 @@ def main() -> None:
         print("indexing", result["indexing"], flush=True)
         result["latency_real"] = bench_latency(enc, Path(result["indexing"]["collection"]), queries)
         print("latency", result["latency_real"], flush=True)
-        result["synthetic"] = bench_synthetic(enc, args.synthetic, work, queries)
-        print("synthetic", result["synthetic"], flush=True)
+        result["large"] = bench_large(enc, args.large, work, queries)
+        print("large", result["large"], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = save("core", result)
@@ -217,7 +223,7 @@ def _latency_row(r: dict, target: str) -> tuple[str, ...]:
 
 
 def table(r: dict) -> str:
-    ix, lr, sy = r["indexing"], r["latency_real"], r["synthetic"]
+    ix, lr, sy = r["indexing"], r["latency_real"], r["large"]
     m = r["machine"]
     rows = [
         ("Indexing throughput, texts/s", f"{ix['neartext_texts_per_s']:.0f}",

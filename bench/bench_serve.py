@@ -1,8 +1,8 @@
 """Service benchmark (issue 5): throughput and latency under concurrent load, side by side with
 a baseline server that encodes each request on its own (no micro-batching).
 
-Both servers are ``neartext serve`` on the same 100k-document collection (random unit vectors
-with placeholder texts, as in bench_core; queries are real Quora questions, encoded for real);
+Both servers are ``neartext serve`` on the same 100k-document collection (real texts and their
+vectors, as in bench_core; queries are real Quora questions, encoded for real);
 the baseline runs with ``--max-batch 1``. A load generator in a separate process keeps C
 connections busy (keep-alive, one request in flight each) for a fixed time, bounded in requests
 too, at C = 1, 8 and 32; the two servers are measured in alternating rounds.
@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import build_synthetic, quora_texts  # noqa: E402
+from bench_core import build_large, quora_texts  # noqa: E402
 from common import machine, machine_line, percentile, save  # noqa: E402
 
 PATH = "/collections/bench/search"
@@ -138,7 +138,7 @@ def main() -> None:
     qfile = work / "queries.json"
     qfile.write_text(json.dumps(queries))
     print(f"building a {args.docs}-document collection ...", flush=True)
-    col = build_synthetic(load_encoder("default"), args.docs, work)
+    col, _ = build_large(load_encoder("default"), args.docs, work)
     servers = {"neartext": _start(col, args.max_batch), "baseline_no_batching": _start(col, 1)}
     results: dict[str, list[dict]] = {name: [] for name in servers}
     try:

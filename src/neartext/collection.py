@@ -35,6 +35,7 @@ from .validate import check_text
 from .vectors import query_vectors
 
 if TYPE_CHECKING:
+    from .adapters import Adapter
     from .analysis import DedupResult, MiningResult
     from .clustering import ClusterResult
     from .evaluate import PairData
@@ -57,6 +58,7 @@ class Collection:
         self.store = store
         self.manifest = Manifest.from_dict(self.address, store.read_manifest())
         self._encoder = encoder
+        self._adapter: tuple[tuple[int, str], Adapter | None] | None = None
         self._scripts: tuple[int, dict[str, float]] | None = None  # (generation, shares)
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -224,6 +226,21 @@ class Collection:
         if self._encoder is None:
             self._encoder = self._load_encoder(None)
         return self._encoder
+
+    @property
+    def adapter(self) -> Adapter | None:
+        """The current version's query-side adapter (:mod:`neartext.versions`), if any;
+        applied to query vectors by every search."""
+        key = (self.manifest.version, repr(self.manifest.adapter))
+        if self._adapter is None or self._adapter[0] != key:
+            from .versions import load_adapter
+
+            self._adapter = (key, load_adapter(self))
+        return self._adapter[1]
+
+    def forget_adapter(self) -> None:
+        """Read the adapter again on next use (the manifest changed)."""
+        self._adapter = None
 
     def use_encoder(self, encoder: Encoder) -> None:
         """Use an already loaded ``encoder`` (shared with other collections); ``ModelMismatch``
@@ -430,6 +447,9 @@ class Collection:
         opts = options or SearchOptions(k, threshold, mode, fusion, alpha)
         if vectors is not None:
             vectors = query_vectors(vectors, self.manifest.dim)
+            adapter = self.adapter
+            if adapter is not None:  # the current version's query-side adapter
+                vectors = adapter.apply(vectors)
         flt = where if isinstance(where, Filter) and not contains else \
             self.make_filter(where, contains)
         return search_vectors(self.store, bool(self.manifest.chunking), vectors, texts,

@@ -61,6 +61,7 @@ class Manifest:
     threshold: float | None = None
     calibration: dict[str, Any] | None = None
     version: int = 1
+    adapter: dict[str, Any] | None = None  # the current version's adapter: neartext.versions
     history: list[dict[str, Any]] = field(default_factory=list)
     migrated: dict[str, Any] | None = None  # {"from": address, "date": ...}
     extra: dict[str, Any] = field(default_factory=dict)

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -29,6 +30,7 @@ from .progress import progress_bar
 from .store.codec import codec
 from .store.factory import building, create_store
 from .store.local import copy_sqlite
+from .versions import ADAPTERS
 
 BATCH = 8192  # documents per read from the source and write to the destination
 
@@ -103,9 +105,16 @@ def migrate(
                         f"{total} / {passages} (was the source written to meanwhile?)")
             finally:
                 store.close()
+            _copy_adapters(col.path / ADAPTERS, tmp.state_dir() / ADAPTERS)
         copied = _copy_feedback(col.path / FEEDBACK_DB, dst.state_dir() / FEEDBACK_DB)
     return MigrateReport(str(src), str(dst), total, passages, copied,
                          time.perf_counter() - t0)
+
+
+def _copy_adapters(src: Path, dst: Path) -> None:
+    """The versions' adapter files (the manifest names them), before the copy is published."""
+    if src.is_dir():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
 
 
 def _copy_feedback(src: Path, dst: Path) -> bool:

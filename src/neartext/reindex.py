@@ -97,11 +97,12 @@ def reindex(
                 rep = new.upsert([Record(d.id, d.text, d.metadata) for d in docs], progress=progress)
                 embedded += rep.texts_embedded
             new.store.write([], [], [i for i in new.store.document_hashes() if i not in set(ids)])
-            version = manifest.version + 1
+            version = max([manifest.version, *(int(h.get("version", 0))
+                                               for h in manifest.history)]) + 1
             new.manifest.version = version
             new.manifest.history = [*manifest.history, {
-                "version": version - 1, "model": manifest.model.name,
-                "fingerprint": manifest.model.fingerprint,
+                "version": manifest.version, "model": manifest.model.name,
+                "fingerprint": manifest.model.fingerprint, "adapter": manifest.adapter,
                 "replaced": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
             new.save_manifest()
             new_name = new.manifest.model.name
@@ -111,6 +112,9 @@ def reindex(
     if manifest.threshold is not None:
         notes.append(f"the calibrated threshold {manifest.threshold:.4f} belonged to the old "
                      "model and was dropped; run 'neartext calibrate' again")
+    if manifest.adapter:
+        notes.append(f"the adapter of version {manifest.version} was trained on the old model's "
+                     "vectors and is not used by the new version; run 'neartext tune' again")
     _carry_feedback(target, scratch)
     _swap(target, scratch, keep_previous)
     return ReindexReport(str(target), len(ids), embedded, manifest.model.name, new_name,

@@ -7,13 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..adapters import KINDS as ADAPTER_KINDS
 from ..errors import InputError
 from ..training.losses import LOSSES
+from ..tuning import DEFAULT_MARGIN
 from .common import add_mode_options, add_output_options, add_pair_columns, at_least_one, show_progress
 
 
 def register(sub: Any) -> None:
-    """Add the eval, train, calibrate, bench-encoders commands to ``sub``."""
+    """Add the eval, train, calibrate, tune, versions, rollback, bench-encoders commands."""
     p = sub.add_parser("eval", help="evaluate models on labeled pairs (a column per model)")
     ev = p.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
     for kind, what in (("sts", "Spearman/Pearson x100 against similarity scores"),
@@ -108,6 +110,36 @@ def register(sub: Any) -> None:
     add_pair_columns(p)
     add_output_options(p)
     p.set_defaults(handler=_cmd_calibrate)
+
+    p = sub.add_parser("tune", help="learn a query adapter from pairs and/or users' ratings; "
+                                    "promoted as a new version only if held-out MRR@10 improves")
+    p.add_argument("collection")
+    p.add_argument("--pairs", help="(query, passage) rows; the passage is a document's text or id")
+    p.add_argument("--query", help="query column of --pairs (name or position)")
+    p.add_argument("--passage", help="passage column of --pairs")
+    p.add_argument("--feedback", action="store_true",
+                   help="also learn from the collection's ratings (👍 relevant, 👎 hard negative)")
+    p.add_argument("--kind", choices=ADAPTER_KINDS, default="linear",
+                   help="linear (a full matrix kept near the identity), lowrank, diagonal")
+    p.add_argument("--held-out", type=float, default=0.2,
+                   help="share of queries held out to measure before/after (default 0.2)")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                   help=f"MRR@10 gain needed to promote (default {DEFAULT_MARGIN})")
+    p.add_argument("--force", action="store_true", help="promote even without a gain")
+    p.add_argument("--seed", type=int, default=0)
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_tune)
+
+    p = sub.add_parser("versions", help="a collection's versions (model, adapter, metrics)")
+    p.add_argument("collection")
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_versions)
+
+    p = sub.add_parser("rollback", help="go back to an earlier version (default: the previous)")
+    p.add_argument("collection")
+    p.add_argument("--to", type=int, help="the version to go back to")
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_rollback)
 
     p = sub.add_parser("bench-encoders",
                        help="torch vs ONNX fp32/int8 vs static on your data; recommends one")
@@ -238,6 +270,50 @@ def _cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
               f"{cal.precision:.3f}, recall {cal.recall:.3f} on {cal.pairs} pairs; "
               "stored: mine, paraphrases and dedup now use it by default")
     return cal.to_dict()
+
+
+def _cmd_tune(args: argparse.Namespace) -> dict[str, Any]:
+    from ..collection import Collection
+    from ..tuning import tune
+
+    if not 0 < args.held_out < 1:
+        raise InputError(f"--held-out {args.held_out}: give a share between 0 and 1, e.g. 0.2")
+    with Collection.open(args.collection) as col:
+        report = tune(col, args.pairs, feedback=args.feedback, kind=args.kind,
+                      held_out=args.held_out, margin=args.margin, force=args.force,
+                      query_column=args.query, passage_column=args.passage, seed=args.seed)
+    if not args.json:
+        print(report.summary())
+    return report.to_dict()
+
+
+def _cmd_versions(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from ..collection import Collection
+    from ..versions import list_versions
+
+    with Collection.open(args.collection) as col:
+        rows = list_versions(col)
+    if not args.json:
+        for v in rows:
+            a = v.get("adapter") or {}
+            what = f"{a.get('kind')} adapter" if a else "base model"
+            m = a.get("metrics") or {}
+            score = f", held-out MRR@10 {m['mrr@10']:.4f}" if "mrr@10" in m else ""
+            mark = "*" if v["current"] else " "
+            print(f"{mark} {v['version']:>3}  {v['model']}  {what}{score}")
+    return rows
+
+
+def _cmd_rollback(args: argparse.Namespace) -> dict[str, Any]:
+    from ..collection import Collection
+    from ..versions import rollback
+
+    with Collection.open(args.collection) as col:
+        now = rollback(col, args.to)
+    if not args.json:
+        what = f"{now['adapter']['kind']} adapter" if now.get("adapter") else "base model"
+        print(f"{args.collection}: version {now['version']} is current ({now['model']}, {what})")
+    return now
 
 
 def _cmd_bench_encoders(args: argparse.Namespace) -> dict[str, Any]:

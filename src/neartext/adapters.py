@@ -1,0 +1,308 @@
+"""Embedding adapters: a small transform learned on top of any encoder's vectors.
+
+An adapter maps a query vector ``q`` to ``normalize(q @ W)`` and leaves the documents' stored
+vectors alone (a query-side adapter: nothing is re-embedded). It needs only vectors, so it works
+for every encoder neartext runs (sentence-transformers, ``use-multilingual``, ONNX, static).
+Training follows the embedding-adapter recipe (Chroma's technical report "Embedding Adapters";
+LlamaIndex's ``EmbeddingAdapterFinetuneEngine``): a softmax over each query's positive document
+against the other positives of the batch and random documents of the collection, plus the
+hard negatives users marked 👎. A full square matrix overfits a few hundred pairs within epochs,
+so ``W`` is kept near the identity (a penalty on ``W - I``), training stops at the best held-out
+MRR@10 (queries split into train and held-out groups), and two smaller kinds exist:
+
+- ``linear``: ``W = I + D`` with ``D`` a full ``dim x dim`` matrix;
+- ``lowrank``: ``W = I + U V^T`` of rank 16;
+- ``diagonal``: ``W = diag(1 + d)``, a re-weighting of the dimensions.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> docs = rng.standard_normal((200, 8)).astype(np.float32)
+    >>> docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    >>> rows = np.arange(200)
+    >>> c, s = np.cos(0.8), np.sin(0.8)      # a rotation by 0.8 rad in 4 planes
+    >>> rotation = np.kron(np.eye(4), [[c, -s], [s, c]]).astype(np.float32)
+    >>> queries = docs @ rotation.T          # each query is its document, rotated
+    >>> result = train_adapter(queries, rows, docs, groups=rows, base_fingerprint="x", seed=0)
+    >>> result.after["mrr@10"] > result.before["mrr@10"] + 0.2
+    True
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import staged_file
+from .errors import InputError, ModelMismatch
+from .linalg import top_k
+from .metrics import retrieval_metrics
+
+KINDS = ("linear", "lowrank", "diagonal")
+SIDES = ("query",)
+MIN_PAIRS = 20  # fewer (query, document) pairs than this teach an adapter nothing measurable
+RANK = 16
+STEPS_PER_EPOCH = 10  # at least, between two held-out evaluations (small pair sets)
+_FORMAT = "neartext-adapter 1"
+
+
+@dataclass
+class Adapter:
+    """A learned map of query vectors: ``normalize(q @ matrix)``. ``base_fingerprint`` is the
+    fingerprint of the encoder whose vectors it was trained on."""
+
+    kind: str
+    side: str
+    matrix: np.ndarray
+    base_fingerprint: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[0])
+
+    def apply(self, vectors: np.ndarray) -> np.ndarray:
+        """The adapted vectors, unit length (rows of ``vectors``)."""
+        v = np.asarray(vectors, dtype=np.float32) @ self.matrix
+        out: np.ndarray = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+        return out.astype(np.float32)
+
+    def save(self, path: str | Path) -> None:
+        """Write the adapter to ``path`` (one ``.npz`` file, replaced atomically)."""
+        meta = {"format": _FORMAT, "kind": self.kind, "side": self.side,
+                "base_fingerprint": self.base_fingerprint, "info": self.info}
+        buf = io.BytesIO()
+        np.savez(buf, matrix=self.matrix.astype(np.float32), meta=np.array(json.dumps(meta)))
+        with staged_file(Path(path)) as tmp:
+            tmp.write_bytes(buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path, fingerprint: str | None = None) -> Adapter:
+        """Read an adapter; :class:`InputError` naming the file when it does not load, and
+        :class:`ModelMismatch` when ``fingerprint`` (the encoder's) is not the one it was
+        trained on."""
+        p = Path(path)
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                matrix = np.asarray(z["matrix"], dtype=np.float32)
+                meta = json.loads(str(z["meta"]))
+            if meta.get("format") != _FORMAT or matrix.ndim != 2 or \
+                    matrix.shape[0] != matrix.shape[1] or not np.isfinite(matrix).all():
+                raise ValueError("not a neartext adapter")
+            adapter = cls(meta["kind"], meta["side"], matrix, meta["base_fingerprint"],
+                          dict(meta.get("info") or {}))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{p}: the adapter does not load ({e})") from None
+        if fingerprint is not None and fingerprint != adapter.base_fingerprint:
+            raise ModelMismatch(
+                f"{p}: the adapter was trained on vectors of model {adapter.base_fingerprint[:12]}, "
+                f"this collection's model is {fingerprint[:12]}; tune it again")
+        return adapter
+
+
+@dataclass
+class TuneResult:
+    """An adapter and its held-out metrics before (no adapter) and after."""
+
+    adapter: Adapter
+    before: dict[str, float]
+    after: dict[str, float]
+    train_pairs: int
+    held_out_pairs: int
+    epochs: int
+    best_epoch: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    rr_before: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    rr_after: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def gain(self, metric: str = "mrr@10") -> float:
+        return self.after[metric] - self.before[metric]
+
+    def gain_interval(self) -> tuple[float, float]:
+        """MRR@10 gain on the held-out queries and the lower end of its 95% interval."""
+        return paired_gain(self.rr_before, self.rr_after)
+
+
+def split_groups(groups: Sequence[Any] | np.ndarray, held_out: float, seed: int) -> np.ndarray:
+    """A boolean mask of the rows whose group is held out (a share ``held_out`` of the groups,
+    at least one): pairs of one query stay on one side."""
+    keys = list(dict.fromkeys(groups))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(keys))
+    n_held = max(1, int(round(held_out * len(keys))))
+    held = {keys[i] for i in order[:n_held]}
+    return np.array([g in held for g in groups], dtype=bool)
+
+
+def ranking_metrics(queries: np.ndarray, docs: np.ndarray, gold: Sequence[set[int]]
+                    ) -> tuple[dict[str, float], np.ndarray]:
+    """MRR@10, nDCG@10, Recall@k of the queries ranked against **all** ``docs``, and each
+    query's reciprocal rank (0 outside the top 10), for paired comparisons."""
+    k = min(100, len(docs))
+    _, pos = top_k(np.asarray(queries, dtype=np.float32), docs, k)
+    ranked = {str(i): [str(int(p)) for p in row] for i, row in enumerate(pos)}
+    relevant = {str(i): {str(d): 1.0 for d in g} for i, g in enumerate(gold)}
+    rr = np.array([next((1.0 / (r + 1) for r, p in enumerate(row[:10]) if int(p) in g), 0.0)
+                   for row, g in zip(pos, gold)])
+    return retrieval_metrics(ranked, relevant), rr
+
+
+def paired_gain(before: np.ndarray, after: np.ndarray, *, rounds: int = 2000, seed: int = 0
+                ) -> tuple[float, float]:
+    """The mean per-query gain ``after - before`` and the lower end of its one-sided 95%
+    bootstrap interval (resampling queries): a gain whose lower end is not above 0 could be
+    the luck of which queries were held out."""
+    diff = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    if len(diff) == 0:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (rounds, len(diff)))].mean(axis=1)
+    return float(diff.mean()), float(np.quantile(means, 0.05))
+
+
+def train_adapter(
+    queries: np.ndarray,
+    positives: np.ndarray,
+    docs: np.ndarray,
+    *,
+    groups: Sequence[Any] | np.ndarray,
+    base_fingerprint: str,
+    hard_negatives: Sequence[tuple[int, int]] = (),
+    kind: str = "linear",
+    held_out: float = 0.2,
+    epochs: int = 60,
+    batch_size: int = 64,
+    random_negatives: int = 64,
+    identity_weight: float = 1e-3,
+    patience: int = 8,
+    lr: float = 3e-3,
+    baseline: np.ndarray | None = None,
+    seed: int = 0,
+) -> TuneResult:
+    """Learn a query-side adapter from (query vector, positive document row) pairs.
+
+    ``queries`` (n, dim) are the queries' vectors (repeated per pair), ``positives`` (n,) the
+    row in ``docs`` (the collection's vectors) of each pair's document, ``groups`` the query each
+    pair belongs to (the held-out split keeps a query's pairs together), ``hard_negatives``
+    (pair index, doc row) rows marked not relevant. Held-out queries are ranked against all
+    ``docs`` before and after; the adapter kept is the one of the best held-out MRR@10 epoch.
+    """
+    import torch
+
+    if kind not in KINDS:
+        raise InputError(f"unknown adapter kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    d = np.ascontiguousarray(docs, dtype=np.float32)
+    pos = np.asarray(positives, dtype=np.int64)
+    if len(q) != len(pos) or len(q) != len(groups):
+        raise ValueError("queries, positives and groups must be aligned")
+    if len(q) < MIN_PAIRS:
+        raise InputError(f"{len(q)} (query, document) pairs are too few to learn from; "
+                         f"at least {MIN_PAIRS} are needed")
+    group_of = list(groups)
+    held = split_groups(group_of, held_out, seed)
+    if held.all() or not held.any():
+        raise InputError("the pairs come from too few distinct queries to hold some out; "
+                         "at least 2 are needed")
+    t0 = time.perf_counter()
+    dim = q.shape[1]
+    held_idx, train_idx = np.flatnonzero(held), np.flatnonzero(~held)
+    gold_by_group: dict[Any, set[int]] = {}
+    for g, p in zip(group_of, pos):
+        gold_by_group.setdefault(g, set()).add(int(p))
+    # one held-out query per group (its vector), its gold rows: every positive of that query
+    first: dict[Any, int] = {}
+    for i in held_idx.tolist():
+        first.setdefault(group_of[i], i)
+    eval_rows = list(first.values())
+    eval_gold = [gold_by_group[group_of[i]] for i in eval_rows]
+    q_eval = q[eval_rows]
+
+    def evaluate(matrix: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        v = q_eval @ matrix
+        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return ranking_metrics(v, d, eval_gold)
+
+    start = np.eye(dim, dtype=np.float32) if baseline is None else \
+        np.asarray(baseline, dtype=np.float32)
+    before, rr_before = evaluate(start)
+    gen = torch.Generator().manual_seed(seed)
+    torch_q = torch.from_numpy(q)
+    torch_d = torch.from_numpy(d)
+    if kind == "linear":
+        params = [torch.zeros(dim, dim)]
+    elif kind == "lowrank":
+        params = [torch.randn(dim, RANK, generator=gen) * 0.01, torch.zeros(RANK, dim)]
+    else:
+        params = [torch.zeros(dim)]
+    for p in params:
+        p.requires_grad_(True)
+    eye = torch.eye(dim)
+
+    def weight() -> torch.Tensor:
+        if kind == "linear":
+            return eye + params[0]
+        if kind == "lowrank":
+            return eye + params[0] @ params[1]
+        return torch.diag(1 + params[0])
+
+    negatives_of: dict[int, list[int]] = {}
+    for pair, row in hard_negatives:
+        negatives_of.setdefault(int(pair), []).append(int(row))
+    opt = torch.optim.Adam(params, lr=lr)
+    rng = np.random.default_rng(seed)
+    best = (before["mrr@10"], 0, start)
+    history, stale, epoch = [], 0, 0
+    scale = 20.0
+    steps = max(STEPS_PER_EPOCH, -(-len(train_idx) // batch_size))
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(train_idx)
+        for step in range(steps):
+            at = (step * batch_size) % len(order)
+            batch = order[at:at + batch_size]
+            if len(batch) < min(batch_size, len(order)):
+                batch = np.concatenate([batch, order[:min(batch_size, len(order)) - len(batch)]])
+            cand_rows = list(pos[batch])
+            hard = [r for i in batch for r in negatives_of.get(int(i), [])]
+            rand = rng.integers(0, len(d), random_negatives).tolist()
+            cand = np.array(cand_rows + hard + rand, dtype=np.int64)
+            w = weight()
+            qa = torch.nn.functional.normalize(torch_q[batch] @ w, dim=1)
+            logits = scale * qa @ torch_d[cand].T
+            # another query's positive that is also this query's positive is not a negative
+            same = torch.from_numpy(
+                np.array([[c in gold_by_group[group_of[i]] for c in cand.tolist()]
+                          for i in batch.tolist()]))
+            target = torch.arange(len(batch))
+            own = torch.zeros_like(same)
+            own[target, target] = True
+            logits = logits.masked_fill(same & ~own, float("-inf"))
+            loss = torch.nn.functional.cross_entropy(logits, target)
+            loss = loss + identity_weight * ((w - eye) ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        m = weight().detach().numpy()
+        metrics, _ = evaluate(m)
+        history.append({"epoch": float(epoch), **metrics})
+        if metrics["mrr@10"] > best[0] + 1e-6:
+            best, stale = (metrics["mrr@10"], epoch, m.copy()), 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    _, best_epoch, matrix = best
+    after, rr_after = evaluate(matrix) if best_epoch else (before, rr_before)
+    adapter = Adapter(kind, "query", matrix.astype(np.float32), base_fingerprint,
+                      {"best_epoch": best_epoch, "train_pairs": len(train_idx),
+                       "held_out_pairs": len(held_idx)})
+    return TuneResult(adapter, before, after, len(train_idx), len(held_idx), epoch, best_epoch,
+                      time.perf_counter() - t0, history, rr_before, rr_after)

@@ -1,0 +1,123 @@
+"""A collection's versions: every promoted model state (the base model, an adapter on it, or a
+re-embedding by ``reindex``) is a numbered version with its metrics; the one home for listing,
+promoting and rolling back.
+
+The manifest holds the current version (``version``, ``adapter``) and the earlier ones
+(``history``: one record each). An adapter's weights live in ``adapters/vN.npz`` in the
+collection's state directory and are never rewritten, so going back is one manifest write
+(atomic): the searches of every process that opens the collection then use that version.
+
+Example:
+    >>> from neartext.versions import list_versions, rollback     # doctest: +SKIP
+    >>> [v["version"] for v in list_versions(col)]                 # doctest: +SKIP
+    [1, 2]
+    >>> rollback(col)["version"]                                   # doctest: +SKIP
+    1
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .adapters import Adapter
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .collection import Collection
+
+ADAPTERS = "adapters"
+CANDIDATE = "candidate.npz"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def adapter_file(col: Collection, version: int) -> Path:
+    return col.path / ADAPTERS / f"v{version}.npz"
+
+
+def current_record(col: Collection) -> dict[str, Any]:
+    """The current version as a history record."""
+    m = col.manifest
+    return {"version": m.version, "model": m.model.name, "fingerprint": m.model.fingerprint,
+            "adapter": m.adapter}
+
+
+def load_adapter(col: Collection) -> Adapter | None:
+    """The current version's adapter (None without one); checked against the model's
+    fingerprint, so an adapter trained on another model's vectors is refused."""
+    info = col.manifest.adapter
+    if not info:
+        return None
+    return Adapter.load(col.path / info["file"], col.manifest.model.fingerprint)
+
+
+def promote(col: Collection, adapter: Adapter, details: dict[str, Any]) -> int:
+    """Make ``adapter`` the current version (a new number); returns it."""
+    m = col.manifest
+    number = max([m.version, *(int(h.get("version", 0)) for h in m.history)]) + 1
+    path = adapter_file(col, number)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    adapter.save(path)
+    record = {**current_record(col), "replaced": _now()}
+    m.history = [*m.history, record]
+    m.version = number
+    m.adapter = {"file": f"{ADAPTERS}/{path.name}", "kind": adapter.kind, "side": adapter.side,
+                 "created": _now(), **details}
+    col.save_manifest()
+    col.forget_adapter()
+    return number
+
+
+def keep_candidate(col: Collection, adapter: Adapter) -> Path:
+    """Keep an adapter that was not promoted (``adapters/candidate.npz``, replaced each time)."""
+    path = col.path / ADAPTERS / CANDIDATE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    adapter.save(path)
+    return path
+
+
+def list_versions(col: Collection) -> list[dict[str, Any]]:
+    """Every version, oldest first: number, model, adapter (kind and metrics) and whether it
+    is the current one."""
+    seen: dict[int, dict[str, Any]] = {}
+    for h in col.manifest.history:
+        seen[int(h.get("version", 0))] = {**h, "current": False}
+    seen[col.manifest.version] = {**current_record(col), "current": True}
+    return [seen[k] for k in sorted(seen)]
+
+
+def rollback(col: Collection, to: int | None = None) -> dict[str, Any]:
+    """Go back to version ``to`` (default: the one before the current). Only versions of the
+    current model's vectors can come back (an adapter or none); a version before a re-embedding
+    needs ``reindex`` with its model. Returns the version now current."""
+    m = col.manifest
+    earlier = {int(h.get("version", 0)): h for h in m.history}
+    if to is None:
+        before = [v for v in earlier if v < m.version]
+        if not before:
+            raise InputError(f"{col.address}: version {m.version} is the first; nothing to go "
+                             "back to")
+        to = max(before)
+    if to == m.version:
+        raise InputError(f"{col.address}: version {to} is already the current one")
+    record = earlier.get(to)
+    if record is None:
+        known = ", ".join(str(v["version"]) for v in list_versions(col))
+        raise InputError(f"{col.address}: there is no version {to}; versions: {known}")
+    if record.get("fingerprint") != m.model.fingerprint:
+        raise InputError(
+            f"{col.address}: version {to} used model {record.get('model')}, whose vectors were "
+            "replaced by a re-embedding; go back with 'neartext reindex' and that model")
+    adapter = record.get("adapter")
+    if adapter:  # its weights must still load before anything changes
+        Adapter.load(col.path / adapter["file"], m.model.fingerprint)
+    m.history = [h for h in m.history if int(h.get("version", 0)) != to] + [
+        {**current_record(col), "replaced": _now()}]
+    m.version, m.adapter = to, adapter
+    col.save_manifest()
+    col.forget_adapter()
+    return current_record(col)

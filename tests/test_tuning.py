@@ -1,0 +1,180 @@
+"""Adapters, tune, versions and rollback: with the bundled model on the demo collection."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from neartext import Collection
+from neartext.adapters import Adapter, train_adapter
+from neartext.cli import main
+from neartext.errors import InputError, ModelMismatch
+from neartext.feedback import FeedbackStore
+from neartext.tuning import tune
+from neartext.versions import list_versions, rollback
+
+
+def rotated(n: int = 300, dim: int = 16, angle: float = 1.2, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    docs = rng.standard_normal((n, dim)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    c, s = np.cos(angle), np.sin(angle)
+    rotation = np.kron(np.eye(dim // 2), [[c, -s], [s, c]]).astype(np.float32)
+    return docs, docs @ rotation.T, rotation
+
+
+@pytest.mark.parametrize("kind", ["linear", "lowrank"])
+def test_an_adapter_learns_a_known_rotation(kind):
+    docs, queries, rotation = rotated()
+    rows = np.arange(len(docs))
+    res = train_adapter(queries, rows, docs, groups=rows, base_fingerprint="f", kind=kind)
+    assert res.before["mrr@10"] < 0.5 and res.after["mrr@10"] > 0.95, (res.before, res.after)
+    # queries are moved towards their documents: the matrix undoes much of the rotation
+    cos_before = float(np.mean(np.sum(queries * docs, axis=1)))  # cos 1.2 = 0.36
+    cos_after = float(np.mean(np.sum(res.adapter.apply(queries) * docs, axis=1)))
+    assert cos_after > cos_before + 0.3, (cos_before, cos_after)
+    assert res.best_epoch >= 1 and res.train_pairs + res.held_out_pairs == len(docs)
+
+
+def test_a_diagonal_adapter_cannot_undo_a_rotation_and_says_so_by_its_metrics():
+    docs, queries, _ = rotated()
+    rows = np.arange(len(docs))
+    res = train_adapter(queries, rows, docs, groups=rows, base_fingerprint="f", kind="diagonal")
+    assert res.gain() < 0.05
+
+
+def test_adapter_file_round_trip_and_refusals(tmp_path):
+    docs, queries, _ = rotated(n=100, dim=8)
+    rows = np.arange(100)
+    res = train_adapter(queries, rows, docs, groups=rows, base_fingerprint="abc", kind="lowrank")
+    path = tmp_path / "a.npz"
+    res.adapter.save(path)
+    back = Adapter.load(path, "abc")
+    assert np.array_equal(back.matrix, res.adapter.matrix) and back.kind == "lowrank"
+    with pytest.raises(ModelMismatch, match="trained on vectors of model abc"):
+        Adapter.load(path, "xyz")
+    path.write_bytes(b"not an adapter")
+    with pytest.raises(InputError, match="a.npz: the adapter does not load"):
+        Adapter.load(path)
+    with pytest.raises(InputError, match="3 \\(query, document\\) pairs are too few"):
+        train_adapter(queries[:3], rows[:3], docs, groups=rows[:3], base_fingerprint="abc")
+    with pytest.raises(InputError, match="unknown adapter kind 'mlp'"):
+        train_adapter(queries, rows, docs, groups=rows, base_fingerprint="abc", kind="mlp")
+
+
+def _texts(col: Collection) -> list[tuple[str, str]]:
+    ids = list(col.store.document_hashes())
+    return [(d.id, d.text) for d in col.store.get(ids)]
+
+
+def _write_pairs(path, rows) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["query", "passage"])
+        w.writerows(rows)
+
+
+def test_tune_refuses_an_adapter_that_does_not_help_and_changes_nothing(demo_copy, tmp_path):
+    """Each query is its document's own text: search is already right for every held-out
+    query, an adapter can only do as well or worse, so nothing is promoted; the candidate is
+    kept, the manifest and the searches are unchanged."""
+    with Collection.open(demo_copy) as col:
+        docs = _texts(col)
+        _write_pairs(tmp_path / "self.csv", [(t, t) for _, t in docs[:150]])
+        before = [(r.id, round(r.score, 6)) for r in col.search("refund my money", k=5)]
+        manifest = (demo_copy / "manifest.json").read_text()
+        report = tune(col, tmp_path / "self.csv")
+        assert report.before["mrr@10"] > 0.95
+        assert not report.promoted and "not promoted" in report.reason, report.reason
+        assert report.from_file == 150 and report.version == 1
+        assert (demo_copy / "adapters" / "candidate.npz").is_file()
+        assert (demo_copy / "manifest.json").read_text() == manifest
+        assert [(r.id, round(r.score, 6)) for r in col.search("refund my money", k=5)] == before
+
+
+def test_the_gate_needs_a_gain_beyond_the_luck_of_the_split():
+    from neartext.adapters import paired_gain
+
+    steady = paired_gain(np.zeros(40), np.full(40, 0.1))
+    assert steady[0] == pytest.approx(0.1) and steady[1] > 0.09
+    lucky = paired_gain(np.zeros(40), np.r_[1.0, np.zeros(39)])  # one query, by chance
+    assert lucky[0] == pytest.approx(0.025) and lucky[1] <= 0
+
+
+def test_promote_then_rollback_restores_exactly_the_previous_results(demo_copy, tmp_path,
+                                                                     encoder):
+    with Collection.open(demo_copy, model=encoder) as col:
+        docs = _texts(col)
+        # queries are documents' texts with their words reversed, answered by the document
+        _write_pairs(tmp_path / "pairs.csv", [(" ".join(t.split()[::-1]), t) for _, t in docs])
+        queries = ["refund my money", "the app crashes when I open it", "dark mode please"]
+        before = [[(r.id, r.score) for r in col.search(q, k=5)] for q in queries]
+        report = tune(col, tmp_path / "pairs.csv", force=True)
+        assert report.promoted and report.version == 2 and report.from_file == len(docs)
+        after = [[(r.id, r.score) for r in col.search(q, k=5)] for q in queries]
+        assert after != before  # the adapter is applied to every search
+    with Collection.open(demo_copy, model=encoder) as col:  # survives reopening
+        assert col.manifest.version == 2 and col.adapter is not None
+        assert [[(r.id, r.score) for r in col.search(q, k=5)] for q in queries] == after
+        assert [v["version"] for v in list_versions(col)] == [1, 2]
+        with pytest.raises(InputError, match="there is no version 7; versions: 1, 2"):
+            rollback(col, 7)
+        assert rollback(col)["version"] == 1
+        assert [[(r.id, r.score) for r in col.search(q, k=5)] for q in queries] == before
+        assert [v["version"] for v in list_versions(col) if v["current"]] == [1]
+        assert rollback(col, 2)["version"] == 2  # and forward again
+        assert [[(r.id, r.score) for r in col.search(q, k=5)] for q in queries] == after
+
+
+def test_tune_learns_from_ratings_and_names_what_it_cannot_use(demo_copy, tmp_path):
+    with Collection.open(demo_copy) as col:
+        docs = _texts(col)
+    fb = FeedbackStore(demo_copy)
+    for i, (doc, text) in enumerate(docs[:40]):
+        fb.add(" ".join(text.split()[:4]), doc, True)
+        fb.add(" ".join(text.split()[:4]), docs[-1 - i][0], False)  # a 👎 next to the 👍
+    fb.add("a rated document that was deleted", "no-such-doc", True)
+    fb.close()
+    _write_pairs(tmp_path / "few.csv", [("q1", "a passage no document has")] + [
+        (f"q{i}", t) for i, (_, t) in enumerate(docs[:5])])
+    with Collection.open(demo_copy) as col:
+        with pytest.raises(InputError, match="5 usable \\(query, document\\) pairs \\(5 from the "
+                                             "file, 0 👍 ratings\\); at least 20"):
+            tune(col, tmp_path / "few.csv")
+        report = tune(col, tmp_path / "few.csv", feedback=True, force=True)
+        assert report.from_feedback == 40 and report.hard_negatives == 40
+        assert any("1 pairs of" in n and "a passage no document has" in n for n in report.notes)
+        assert any("1 ratings name documents no longer in the collection" in n
+                   for n in report.notes)
+
+
+def test_cli_tune_versions_rollback(demo_copy, tmp_path, capsys):
+    with Collection.open(demo_copy) as col:
+        docs = _texts(col)
+    _write_pairs(tmp_path / "pairs.csv", [(" ".join(t.split()[::-1]), d) for d, t in docs])
+    assert main(["tune", str(demo_copy), "--pairs", str(tmp_path / "pairs.csv"), "--force",
+                 "--kind", "lowrank", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["promoted"] and out["version"] == 2 and out["kind"] == "lowrank"
+    assert main(["versions", str(demo_copy)]) == 0
+    listing = capsys.readouterr().out
+    assert "*   2" in listing and "lowrank adapter" in listing
+    assert main(["rollback", str(demo_copy), "--to", "5"]) == 1
+    assert "there is no version 5" in capsys.readouterr().err
+    assert main(["rollback", str(demo_copy)]) == 0
+    assert "version 1 is current" in capsys.readouterr().out
+    assert main(["tune", str(demo_copy)]) == 1
+    assert "give training pairs" in capsys.readouterr().err
+    # an adapter trained on another model's vectors is refused when the collection opens it
+    shutil.copy(demo_copy / "adapters" / "v2.npz", tmp_path / "keep.npz")
+    assert main(["rollback", str(demo_copy), "--to", "2"]) == 0
+    capsys.readouterr()
+    a = Adapter.load(tmp_path / "keep.npz")
+    a.base_fingerprint = "0" * 64
+    a.save(demo_copy / "adapters" / "v2.npz")
+    assert main(["search", str(demo_copy), "refund"]) == 1
+    assert "trained on vectors of model 000000000000" in capsys.readouterr().err
