@@ -202,3 +202,25 @@ def test_mlflow_models_serve_builds_its_environment_from_the_model_alone(exporte
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_the_model_searches_with_the_collections_current_adapter(tmp_path, demo_copy):
+    """A promoted adapter (issue 19) travels with the export and is applied to the queries."""
+    import numpy as np
+
+    from neartext import Collection
+    from neartext.adapters import Adapter
+    from neartext.versions import promote
+
+    with Collection.open(demo_copy) as col:
+        rng = np.random.default_rng(0)
+        m = np.eye(col.manifest.dim, dtype=np.float32) + 0.3 * rng.standard_normal(
+            (col.manifest.dim, col.manifest.dim)).astype(np.float32)
+        promote(col, Adapter("linear", "query", m, col.manifest.model.fingerprint), {})
+        want = [(r.id, r.score) for r in col.search(QUERY, k=5)]
+    out = tmp_path / "adapted"
+    assert main(["export", "mlflow", str(demo_copy), "-o", str(out), "-q"]) == 0
+    got = mlflow.pyfunc.load_model(str(out)).predict(
+        [QUERY], params={"top_k": 5, "similarity_threshold": -1.0})
+    assert list(got["id"]) == [i for i, _ in want]
+    assert np.allclose(got["score"], [s for _, s in want], atol=1e-5)

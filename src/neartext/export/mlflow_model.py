@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -233,6 +234,7 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
     from ..collection import Collection
     from ..encoders import backend_of, resolve_model_path
     from ..store.factory import kind_of
+    from ..versions import ADAPTERS
 
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
@@ -255,7 +257,11 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
     code = str(Path(__file__).with_name("mlflow_entry.py"))
     with tempfile.TemporaryDirectory(prefix="neartext-mlflow-") as tmp:
         # a consistent local copy (from Milvus: the same vectors, nothing re-embedded)
-        artifacts = {"collection": str(kind_of(address).copy_to_directory(address, Path(tmp)))}
+        copied = kind_of(address).copy_to_directory(address, Path(tmp))
+        adapters = address.state_dir() / ADAPTERS  # the versions' adapters travel with it
+        if adapters.is_dir() and not (copied / ADAPTERS).exists():
+            shutil.copytree(adapters, copied / ADAPTERS)
+        artifacts = {"collection": str(copied)}
         if backend != "use":  # use-multilingual's files come with its package
             artifacts["model"] = str(resolve_model_path(name))
         kw: dict[str, Any] = {

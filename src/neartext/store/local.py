@@ -223,6 +223,7 @@ class LocalStore(StoreBase):
         # pid -> (document, start, end) of passages found by searches: always valid, since a
         # passage id is never reused and the index returns only passages the database holds
         self._passage_info: dict[int, tuple[str, int, int]] = {}
+        self._passage_info_loaded = False
         self._index_gen = -1  # the database generation self.index holds
         remove_orphan_temp_files(self.path)
         self.index = self._open_index()
@@ -539,6 +540,11 @@ class LocalStore(StoreBase):
     def _collapse(self, scores: np.ndarray, pids: np.ndarray, k: int) -> list[list[Hit]]:
         """Passage hits -> best passage per document, top ``k`` documents."""
         info = self._passage_info
+        if not self._passage_info_loaded:  # all at once when they fit: no lookup per search
+            self._passage_info_loaded = True
+            if self.passage_count() <= PASSAGE_INFO_CACHE:
+                info.update((pid, (doc, s, e)) for pid, doc, s, e in self.conn.execute(
+                    "SELECT pid, doc_id, start, end FROM passages"))
         score_rows, pid_rows = scores.tolist(), pids.tolist()  # Python numbers: fast to walk
         wanted = sorted({p for row in pid_rows for p in row if p >= 0 and p not in info})
         if len(info) + len(wanted) > PASSAGE_INFO_CACHE:

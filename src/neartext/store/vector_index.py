@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 
 from ..atomic import staged_file
-from ..linalg import top_k
+from ..linalg import faiss_threads_for, top_k
 
 QUERY_BLOCK = 256  # queries scored at once: bounds the (queries x vectors) score matrix
 
@@ -239,7 +239,8 @@ class FaissIndex:
                 params.sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
             params.nprobe = self.nlist if allowed is not None else (
                 nprobe or self.nprobe or max(16, self.nlist // 8))
-        found_s, found_i = self.index.search(queries, k, params=params)
+        with faiss_threads_for(len(queries)):
+            found_s, found_i = self.index.search(queries, k, params=params)
         return found_s, found_i
 
     def _search_subset(self, queries: np.ndarray, k: int, allowed: np.ndarray
