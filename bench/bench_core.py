@@ -208,8 +208,7 @@ def main() -> None:
         print("large", result["large"], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    out = save("core", result)
-    print(table(result))
+    out = save("core", result, table(result))
     print(f"saved {out}")
 
 
