@@ -376,9 +376,9 @@ class Collection:
         threshold: float | None = None,
         where: Sequence[str] | str | Filter | None = None,
         contains: Sequence[str] | None = None,
-        mode: Mode = "semantic",
-        fusion: Fusion = DEFAULT_FUSION,
-        alpha: float = DEFAULT_ALPHA,
+        mode: Mode | None = None,
+        fusion: Fusion | None = None,
+        alpha: float | None = None,
         options: SearchOptions | None = None,
     ) -> list[SearchResult]:
         """The ``k`` documents closest in meaning to ``query``, best first.
@@ -408,13 +408,13 @@ class Collection:
         threshold: float | None = None,
         where: Sequence[str] | str | Filter | None = None,
         contains: Sequence[str] | None = None,
-        mode: Mode = "semantic",
-        fusion: Fusion = DEFAULT_FUSION,
-        alpha: float = DEFAULT_ALPHA,
+        mode: Mode | None = None,
+        fusion: Fusion | None = None,
+        alpha: float | None = None,
         options: SearchOptions | None = None,
     ) -> list[list[SearchResult]]:
         """:meth:`search` for several queries at once (encoded in one batch)."""
-        opts = options or SearchOptions(k, threshold, mode, fusion, alpha)
+        opts = options or self.search_options(k, threshold, mode, fusion, alpha)
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise InputError("empty query; give some text to search for")
@@ -423,6 +423,27 @@ class Collection:
         vecs = None if opts.mode == "keyword" else self.encoder.encode(list(queries),
                                                                        kind="query")
         return self.search_vectors(vecs, where=flt, texts=list(queries), options=opts)
+
+    def search_options(self, k: int = 10, threshold: float | None = None,
+                       mode: Mode | None = None, fusion: Fusion | None = None,
+                       alpha: float | None = None) -> SearchOptions:
+        """:class:`SearchOptions` from what the caller named; the rest from the current
+        version's tuned ranking (``neartext tune``), else semantic. A threshold without a mode
+        means semantic (it is a cosine).
+
+        >>> col.search_options(5).mode                          # doctest: +SKIP
+        'hybrid'
+        """
+        tuned = self.manifest.search or {}
+        if mode is None:
+            mode = "semantic" if threshold is not None else tuned.get("mode", "semantic")
+        from_tuned = mode == tuned.get("mode")
+        if fusion is None:
+            fusion = tuned.get("fusion", DEFAULT_FUSION) if from_tuned else DEFAULT_FUSION
+        if alpha is None:
+            tuned_alpha = tuned.get("alpha") if from_tuned else None
+            alpha = float(tuned_alpha) if tuned_alpha is not None else DEFAULT_ALPHA
+        return SearchOptions(k, threshold, mode, fusion, alpha)
 
     def make_filter(
         self, where: Sequence[str] | str | Filter | None = None, contains: Sequence[str] | None = None
@@ -433,8 +454,8 @@ class Collection:
     def search_vectors(
         self, vectors: np.ndarray | None, k: int = 10, *, threshold: float | None = None,
         where: Sequence[str] | str | Filter | None = None, contains: Sequence[str] | None = None,
-        texts: Sequence[str] | None = None, mode: Mode = "semantic",
-        fusion: Fusion = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA,
+        texts: Sequence[str] | None = None, mode: Mode | None = None,
+        fusion: Fusion | None = None, alpha: float | None = None,
         options: SearchOptions | None = None,
     ) -> list[list[SearchResult]]:
         """:meth:`search_many` for query vectors already encoded with the collection's model
@@ -444,7 +465,7 @@ class Collection:
 
         >>> col.search_vectors(np.random.rand(1, 384), k=3, where="topic=billing")  # doctest: +SKIP
         """
-        opts = options or SearchOptions(k, threshold, mode, fusion, alpha)
+        opts = options or self.search_options(k, threshold, mode, fusion, alpha)
         if vectors is not None:
             vectors = query_vectors(vectors, self.manifest.dim)
             adapter = self.adapter

@@ -341,13 +341,15 @@ def evaluate_pairs(
 
 def evaluate_collection(
     collection: Any, path: str | Path, query: str | None = None, passage: str | None = None,
-    gold_id: str | None = None, *, encoding: str = "utf-8", mode: Mode = "semantic",
-    fusion: Fusion = DEFAULT_FUSION, alpha: float = DEFAULT_ALPHA,
+    gold_id: str | None = None, *, encoding: str = "utf-8", mode: Mode | None = None,
+    fusion: Fusion | None = None, alpha: float | None = None,
 ) -> dict[str, Any]:
     """Retrieval metrics of an existing collection (its model, index and chunking) for held-out
     (query, passage) rows. Each passage is found in the collection by ``gold_id`` column, else by
     its text (exact, then with whitespace collapsed); rows whose passage is not there are skipped
-    and counted. Returns the metrics plus ``queries`` and ``skipped``.
+    and counted. Without a ``mode``, the collection's current version ranks as it was tuned
+    (its adapter applies either way). Returns the metrics plus ``queries``, ``skipped`` and
+    the ``ranking`` used.
     """
     from .ingest import text_hash
 
@@ -386,13 +388,14 @@ def evaluate_collection(
         raise InputError(f"{p}: none of its passages is in the collection {collection.path}: "
                          "no overlap to evaluate (check the file, or give --gold-id with document ids)")
     qids = list(gold)
-    results = collection.search_many([queries[q] for q in qids], 100, mode=mode, fusion=fusion,
-                                     alpha=alpha)
+    opts = collection.search_options(100, None, mode, fusion, alpha)
+    results = collection.search_many([queries[q] for q in qids], options=opts)
     ranked = {q: [r.id for r in rows] for q, rows in zip(qids, results)}
     from .metrics import retrieval_metrics
 
     return {**retrieval_metrics(ranked, gold), "queries": len(qids),
-            "skipped": len(queries) - len(qids)}
+            "skipped": len(queries) - len(qids), "mode": opts.mode,
+            **({"fusion": opts.fusion, "alpha": opts.alpha} if opts.mode == "hybrid" else {})}
 
 
 def _all_documents(collection: Any, batch: int = 5000) -> Any:

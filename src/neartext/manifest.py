@@ -62,6 +62,7 @@ class Manifest:
     calibration: dict[str, Any] | None = None
     version: int = 1
     adapter: dict[str, Any] | None = None  # the current version's adapter: neartext.versions
+    search: dict[str, Any] | None = None  # its ranking settings (mode, fusion, alpha), if tuned
     history: list[dict[str, Any]] = field(default_factory=list)
     migrated: dict[str, Any] | None = None  # {"from": address, "date": ...}
     extra: dict[str, Any] = field(default_factory=dict)

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .adapters import MIN_PAIRS, train_adapter
+from .adapters import MIN_PAIRS, Adapter, paired_gain, split_groups, train_adapter
 from .errors import InputError
-from .versions import keep_candidate, promote
+from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION
+from .versions import keep_candidate, promote, ranking
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -30,6 +31,38 @@ if TYPE_CHECKING:
 # MRR@10 an adapter must gain over the current version on held-out queries to be promoted, on
 # average, with the lower end of the gain's 95% bootstrap interval above 0 as well
 DEFAULT_MARGIN = 0.005
+# the ranking settings tried on the held-out queries (mode, fusion, alpha)
+SETTINGS: list[dict[str, Any]] = [
+    {"mode": "semantic"}, {"mode": "keyword"}, {"mode": "hybrid", "fusion": "rrf"},
+    *({"mode": "hybrid", "fusion": "blend", "alpha": a} for a in (0.3, 0.5, 0.7, 0.9))]
+
+
+def describe(setting: dict[str, Any] | None) -> str:
+    s = setting or {"mode": "semantic"}
+    if s["mode"] != "hybrid":
+        return str(s["mode"])
+    return "hybrid rrf" if s.get("fusion") == "rrf" else f"hybrid blend alpha {s.get('alpha')}"
+
+
+def _evaluate(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
+              adapter: Adapter | None, setting: dict[str, Any]
+              ) -> tuple[dict[str, float], np.ndarray]:
+    """Retrieval metrics of the queries as a search with ``adapter`` and ``setting`` ranks the
+    documents (not passages), and each query's reciprocal rank (0 outside the top 10)."""
+    from .metrics import retrieval_metrics
+    from .searching import SearchOptions, search_vectors
+
+    opts = SearchOptions(k=10, mode=setting["mode"],
+                         fusion=setting.get("fusion", DEFAULT_FUSION),
+                         alpha=setting.get("alpha", DEFAULT_ALPHA))
+    vecs = None if opts.mode == "keyword" else (
+        base if adapter is None else adapter.apply(base))
+    hits = search_vectors(col.store, bool(col.manifest.chunking), vecs, queries, None, opts)
+    rr = np.array([next((1.0 / (i + 1) for i, r in enumerate(row) if r.id in g), 0.0)
+                   for row, g in zip(hits, gold)])
+    metrics = retrieval_metrics({str(i): [r.id for r in row] for i, row in enumerate(hits)},
+                                {str(i): {d: 1.0 for d in g} for i, g in enumerate(gold)})
+    return metrics, rr
 
 
 @dataclass
@@ -51,6 +84,8 @@ class TuneReport:
     seconds: float
     epochs: int
     notes: list[str] = field(default_factory=list)
+    ranking: str = "semantic"
+    candidates: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -60,9 +95,11 @@ class TuneReport:
                 f"{self.from_feedback} from ratings; {self.hard_negatives} hard negatives), "
                 f"{self.queries} queries; {self.kind} adapter, {self.epochs} epochs, "
                 f"{self.seconds:.1f} s",
-                f"  held-out      {'current':>8} {'adapter':>8}"]
+                f"  held-out      {'current':>8} {'chosen':>8}"]
         for k in ("mrr@10", "ndcg@10", "recall@1", "recall@10"):
             rows.append(f"  {k:<12}  {self.before[k]:8.4f} {self.after[k]:8.4f}")
+        rows.append("  candidates (held-out MRR@10): " + "; ".join(
+            f"{c['adapter']} adapter + {c['ranking']} {c['mrr@10']:.4f}" for c in self.candidates))
         rows.append(f"  {self.reason}")
         return "\n".join(rows + [f"  note: {n}" for n in self.notes])
 
@@ -180,30 +217,69 @@ def tune(
     pos = np.array([row_of[d] for d in data.doc_ids], dtype=np.int64)
     hard = [(i, row_of[d]) for i, d in data.hard if d in row_of]
     current = col.adapter
+    current_setting = ranking(col.manifest.search)
     result = train_adapter(q, pos, docs, groups=data.queries,
                            base_fingerprint=col.encoder.fingerprint,
                            hard_negatives=hard, kind=kind, held_out=held_out, seed=seed,
                            baseline=None if current is None else current.matrix)
-    gain, low = result.gain_interval()
-    summary = {"metrics": result.after, "previous_metrics": result.before,
-               "gain_lower_95": round(low, 4),
-               "pairs": len(data.queries), "queries": len(unique), "from_file": data.from_file,
+    # the same held-out queries (the split is by query, seeded), now at document level and
+    # through the real search path: the adapter, and the ranking settings, chosen together
+    held = split_groups(data.queries, held_out, seed)
+    held_queries = list(dict.fromkeys(t for t, h in zip(data.queries, held) if h))
+    gold: dict[str, set[str]] = {}
+    for t, d, h in zip(data.queries, data.doc_ids, held):
+        if h:
+            gold.setdefault(t, set()).add(d)
+    base = np.stack([vec_of[t] for t in held_queries]).astype(np.float32)
+    golds = [gold[t] for t in held_queries]
+
+    def measure(adapter: Adapter | None, setting: dict[str, Any]) -> tuple[dict, np.ndarray]:
+        return _evaluate(col, held_queries, base, golds, adapter, setting)
+
+    now_metrics, now_rr = measure(current, current_setting)
+    rows: list[tuple[str, dict[str, Any], dict[str, float], np.ndarray]] = []
+    for setting in SETTINGS:
+        for which, adapter in (("current", current), ("new", result.adapter)):
+            if setting["mode"] == "keyword" and which == "new":
+                continue  # keyword ranking ignores vectors
+            m, rr = measure(adapter, setting)
+            rows.append((which, setting, m, rr))
+    candidates = [{"adapter": w, "ranking": describe(st), **{k: round(v, 4) for k, v in m.items()
+                   if k in ("mrr@10", "ndcg@10", "recall@10")}} for w, st, m, _ in rows]
+    # the best; on a tie the current adapter, then the simpler setting (earlier in SETTINGS)
+    best = max(range(len(rows)), key=lambda i: (round(float(rows[i][3].mean()), 6),
+                                                rows[i][0] == "current", -i))
+    if force:
+        best = max((i for i in range(len(rows)) if rows[i][0] == "new"),
+                   key=lambda i: float(rows[i][3].mean()))
+    which, setting, after, rr = rows[best]
+    gain, low = paired_gain(now_rr, rr)
+    chosen = (result.adapter if which == "new" else current), setting
+    unchanged = which == "current" and ranking(setting) == current_setting
+    summary = {"metrics": after, "previous_metrics": now_metrics, "gain_lower_95": round(low, 4),
+               "ranking": describe(setting), "pairs": len(data.queries),
+               "queries": len(unique), "from_file": data.from_file,
                "from_feedback": data.from_feedback, "hard_negatives": len(hard)}
-    measured = (f"MRR@10 {gain:+.4f} on {len(result.rr_after)} held-out queries "
+    what = ("the new adapter" if which == "new" else "the current adapter" if current
+            else "no adapter") + f" with {describe(setting)} ranking"
+    measured = (f"{what}: MRR@10 {gain:+.4f} on {len(held_queries)} held-out queries "
                 f"(95% lower bound {low:+.4f})")
-    if (gain >= margin and low > 0) or force:
-        version = promote(col, result.adapter, summary)
+    if force or (not unchanged and gain >= margin and low > 0):
+        version = promote(col, chosen[0], summary, search=setting)
         reason = f"promoted as version {version}: {measured}" + (
             "" if gain >= margin and low > 0 else " (forced)")
         promoted = True
     else:
         path = keep_candidate(col, result.adapter)
         version = col.manifest.version
-        why = f"below the margin {margin}" if gain < margin else \
-            "not above 0 at its lower bound: it could be the luck of the split"
-        reason = (f"not promoted: {measured}, {why}; kept as a candidate in {path} "
-                  "(--force promotes anyway)")
+        why = ("the current version ranks best" if unchanged else
+               f"below the margin {margin}" if gain < margin else
+               "not above 0 at its lower bound: it could be the luck of the split")
+        reason = (f"not promoted: {measured}; {why}; the new adapter is kept as a candidate in "
+                  f"{path} (--force promotes it)")
         promoted = False
+        after = now_metrics
     return TuneReport(str(col.address), kind, len(data.queries), len(unique), data.from_file,
-                      data.from_feedback, len(hard), result.before, result.after, promoted,
-                      version, reason, result.seconds, result.epochs, data.notes)
+                      data.from_feedback, len(hard), now_metrics, after, promoted, version,
+                      reason, result.seconds, result.epochs, data.notes, describe(setting),
+                      candidates)

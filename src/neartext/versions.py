@@ -39,11 +39,22 @@ def adapter_file(col: Collection, version: int) -> Path:
     return col.path / ADAPTERS / f"v{version}.npz"
 
 
+def ranking(search: dict[str, Any] | None) -> dict[str, Any]:
+    """The ranking settings of a version (mode, and for hybrid fusion and alpha)."""
+    s = search or {}
+    out = {"mode": s.get("mode", "semantic")}
+    if out["mode"] == "hybrid":
+        out["fusion"] = s.get("fusion", "blend")
+        if out["fusion"] == "blend":
+            out["alpha"] = s.get("alpha")
+    return out
+
+
 def current_record(col: Collection) -> dict[str, Any]:
     """The current version as a history record."""
     m = col.manifest
     return {"version": m.version, "model": m.model.name, "fingerprint": m.model.fingerprint,
-            "adapter": m.adapter}
+            "adapter": m.adapter, "search": m.search}
 
 
 def load_adapter(col: Collection) -> Adapter | None:
@@ -55,18 +66,25 @@ def load_adapter(col: Collection) -> Adapter | None:
     return Adapter.load(col.path / info["file"], col.manifest.model.fingerprint)
 
 
-def promote(col: Collection, adapter: Adapter, details: dict[str, Any]) -> int:
-    """Make ``adapter`` the current version (a new number); returns it."""
+def promote(col: Collection, adapter: Adapter | None, details: dict[str, Any],
+            search: dict[str, Any] | None = None) -> int:
+    """Make ``adapter`` (None: no adapter) with the ranking settings ``search`` the current
+    version (a new number); returns it. ``details`` (metrics, data) are kept with it."""
     m = col.manifest
     number = max([m.version, *(int(h.get("version", 0)) for h in m.history)]) + 1
-    path = adapter_file(col, number)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    adapter.save(path)
+    info = None
+    if adapter is not None:
+        path = adapter_file(col, number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        adapter.save(path)
+        info = {"file": f"{ADAPTERS}/{path.name}", "kind": adapter.kind, "side": adapter.side}
     record = {**current_record(col), "replaced": _now()}
     m.history = [*m.history, record]
     m.version = number
-    m.adapter = {"file": f"{ADAPTERS}/{path.name}", "kind": adapter.kind, "side": adapter.side,
-                 "created": _now(), **details}
+    m.adapter = None if info is None else {**info, "created": _now(), **details}
+    m.search = dict(search) if search else None
+    if info is None and details:  # settings only: their measurements go with them
+        m.search = {**(m.search or {"mode": "semantic"}), "details": details}
     col.save_manifest()
     col.forget_adapter()
     return number
@@ -117,7 +135,7 @@ def rollback(col: Collection, to: int | None = None) -> dict[str, Any]:
         Adapter.load(col.path / adapter["file"], m.model.fingerprint)
     m.history = [h for h in m.history if int(h.get("version", 0)) != to] + [
         {**current_record(col), "replaced": _now()}]
-    m.version, m.adapter = to, adapter
+    m.version, m.adapter, m.search = to, adapter, record.get("search")
     col.save_manifest()
     col.forget_adapter()
     return current_record(col)

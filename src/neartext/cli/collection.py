@@ -162,7 +162,6 @@ def _cmd_upsert(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_search(args: argparse.Namespace) -> Any:
     from ..collection import Collection
-    from ..searching import SearchOptions
 
     if (args.query is None) == (args.queries_file is None):
         raise InputError("give a query or --queries FILE (one of them)")
@@ -175,8 +174,8 @@ def _cmd_search(args: argparse.Namespace) -> Any:
             raise InputError(f"{qpath}: no queries in the file")
     else:
         queries = [args.query]
-    opts = SearchOptions(args.k, args.threshold, args.mode, args.fusion, args.alpha)
     with Collection.open(args.collection, model=args.model) as col:
+        opts = col.search_options(args.k, args.threshold, args.mode, args.fusion, args.alpha)
         results = col.search_many(queries, where=args.where, contains=args.contains,
                                   options=opts)
     if not args.json:

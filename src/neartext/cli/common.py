@@ -95,11 +95,12 @@ def add_mode_options(p: argparse.ArgumentParser, repeat: bool = False) -> None:
         p.add_argument("--mode", action="append", choices=modes,
                        help="semantic (default), keyword or hybrid; repeat to compare")
     else:
-        p.add_argument("--mode", default="semantic", choices=modes,
-                       help="semantic (vectors), keyword (BM25 over stemmed words) or hybrid (both)")
-    p.add_argument("--fusion", default=DEFAULT_FUSION, choices=FUSIONS,
+        p.add_argument("--mode", default=None, choices=modes,
+                       help="semantic (vectors), keyword (BM25 over stemmed words) or hybrid "
+                            "(both); default: the collection's tuned ranking, else semantic")
+    p.add_argument("--fusion", default=None if not repeat else DEFAULT_FUSION, choices=FUSIONS,
                    help="hybrid: weighted blend (default) or reciprocal rank fusion")
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+    p.add_argument("--alpha", type=float, default=None if not repeat else DEFAULT_ALPHA,
                    help=f"blend: weight of the cosine, the rest goes to BM25 (default {DEFAULT_ALPHA})")
 
 

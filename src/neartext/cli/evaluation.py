@@ -218,13 +218,12 @@ def _eval_collection(args: argparse.Namespace) -> dict[str, Any]:
         model = col.manifest.model.name
     if not args.json:
         skipped = f" ({res['skipped']} skipped: passage not in the collection)" if res["skipped"] else ""
-        print(f"{args.collection} ({model}, {args.mode}): {res['queries']} queries from "
+        print(f"{args.collection} ({model}, {res['mode']}): {res['queries']} queries from "
               f"{args.pairs}{skipped}")
         for k, v in res.items():
-            if k not in ("queries", "skipped"):
+            if k not in ("queries", "skipped", "mode", "fusion", "alpha"):
                 print(f"{k:<10} {v:.4f}")
-    return {"collection": args.collection, "model": model, "mode": args.mode, "file": args.pairs,
-            **res}
+    return {"collection": args.collection, "model": model, "file": args.pairs, **res}
 
 
 def _retrieval_data(args: argparse.Namespace) -> Any:

@@ -27,7 +27,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..errors import InputError, NeartextError, StorageError
 from ..results import SearchResult
-from ..searching import SearchOptions
 from . import schemas as S
 from .engine import Engine, NotFound
 from .settings import ServeSettings
@@ -156,6 +155,18 @@ def _map_payload(col: Any, color_by: str | None, sample: int | None, method: str
     return map_payload(proj, names, colours, hover_texts(col, proj.ids, None))
 
 
+def _summary(name: str, col: Any) -> S.CollectionSummary:
+    """A served collection in a line: size, model, and its current version."""
+    from ..tuning import describe
+
+    m = col.manifest
+    details = (m.adapter or {}) or (m.search or {}).get("details") or {}
+    return S.CollectionSummary(
+        name=name, documents=len(col), model=m.model.name, version=m.version,
+        adapter=(m.adapter or {}).get("kind"), ranking=describe(m.search),
+        mrr_at_10=(details.get("metrics") or {}).get("mrr@10"))
+
+
 def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI:
     """Build the service: collections opened and the model loaded once, here, at start-up."""
     engine = engine or Engine(settings)
@@ -254,9 +265,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
 
     @app.get("/collections", tags=["collections"])
     async def list_collections() -> list[S.CollectionSummary]:
-        return [S.CollectionSummary(name=n, documents=len(s.collection),
-                                    model=s.collection.manifest.model.name)
-                for n, s in engine.collections.items()]
+        return [_summary(n, s.collection) for n, s in engine.collections.items()]
 
     @app.get("/collections/{name}", tags=["collections"])
     async def collection_info(name: str) -> dict[str, Any]:
@@ -276,7 +285,9 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
             raise ApiError(413, f"{len(queries)} queries x k={body.k} = {len(queries) * body.k} "
                                 f"results; the limit is {limits.max_results} per request "
                                 "(send fewer queries or a smaller k)")
-        opts = SearchOptions(body.k, body.threshold, body.mode, body.fusion, body.alpha)
+        # what the request leaves out comes from the collection's tuned ranking
+        opts = engine.get(name).collection.search_options(body.k, body.threshold, body.mode,
+                                                         body.fusion, body.alpha)
         rows = await engine.search(name, queries, opts, body.where, body.contains)
         return S.SearchResponse(results=[[_hit(r) for r in row] for row in rows])
 

@@ -32,11 +32,13 @@ class SearchRequest(_Body):
     threshold: float | None = Field(None, ge=-1, le=1, description="drop results scoring below this")
     where: list[str] = Field(default_factory=list, description='metadata conditions, e.g. "year>=2023"')
     contains: list[str] = Field(default_factory=list, description="words every result must contain")
-    mode: Literal["semantic", "keyword", "hybrid"] = Field(
-        "semantic", description="vectors, BM25 over stemmed words, or both fused")
-    fusion: Fusion = Field(DEFAULT_FUSION,
-                                            description="hybrid: how the two rankings merge")
-    alpha: float = Field(DEFAULT_ALPHA, ge=0, le=1, description="blend: weight of the cosine score")
+    mode: Literal["semantic", "keyword", "hybrid"] | None = Field(
+        None, description="vectors, BM25 over stemmed words, or both fused; default: the "
+                          "collection's tuned ranking (neartext tune), else semantic")
+    fusion: Fusion | None = Field(None, description=f"hybrid: how the two rankings merge "
+                                                    f"(default {DEFAULT_FUSION})")
+    alpha: float | None = Field(None, ge=0, le=1, description=f"blend: weight of the cosine "
+                                                              f"score (default {DEFAULT_ALPHA})")
 
 
 class SearchHit(BaseModel):
@@ -167,6 +169,10 @@ class CollectionSummary(BaseModel):
     name: str
     documents: int
     model: str
+    version: int = Field(1, description="the current version (neartext tune / rollback)")
+    adapter: str | None = Field(None, description="its adapter kind, if any")
+    ranking: str = Field("semantic", description="its ranking when a search names no mode")
+    mrr_at_10: float | None = Field(None, description="held-out MRR@10 measured when promoted")
 
 
 class Error(BaseModel):

@@ -62,9 +62,10 @@ function render(title, hits, query) {
 function settings() {
   const k = parseInt($("k").value, 10) || 5;
   const t = $("threshold").value.trim();
-  const mode = $("mode").value;
-  // a threshold is a cosine: it only applies to the semantic mode
-  return { k, mode, threshold: t === "" || mode !== "semantic" ? null : parseFloat(t) };
+  // "" = the collection's tuned ranking (neartext tune), else semantic
+  const mode = $("mode").value || null;
+  // a threshold is a cosine: it only applies to the semantic mode (and selects it)
+  return { k, mode, threshold: t === "" || (mode !== null && mode !== "semantic") ? null : parseFloat(t) };
 }
 
 async function search(ev) {
@@ -79,7 +80,7 @@ async function search(ev) {
     const hits = data.results[0];
     state.lastQuery = query;
     render(`${hits.length} result${hits.length === 1 ? "" : "s"} for “${query}”`, hits, query);
-    if (!hits.length) say(mode === "semantic" ? "Nothing scored above the threshold."
+    if (!hits.length) say(mode === "semantic" || mode === null ? "Nothing scored above the threshold."
                                               : "Nothing matched.", true);
   } catch (e) { say(e.message); }
 }
@@ -110,7 +111,10 @@ function showStatus() {
   const cols = state.collections;
   const chosen = cols.find((c) => c.name === $("collection").value) || cols[0];
   $("status").textContent = cols.length
-    ? `${cols.length} collection${cols.length === 1 ? "" : "s"}; ${chosen.name}: model ${chosen.model}`
+    ? `${cols.length} collection${cols.length === 1 ? "" : "s"}; ${chosen.name}: model ${chosen.model}, ` +
+      `version ${chosen.version}` + (chosen.adapter ? ` (${chosen.adapter} adapter` : " (") +
+      `${chosen.adapter ? ", " : ""}${chosen.ranking} ranking` +
+      (chosen.mrr_at_10 != null ? `, held-out MRR@10 ${chosen.mrr_at_10.toFixed(3)})` : ")")
     : "no collections served";
 }
 
