@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-peers lint clean
+.PHONY: setup browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-adapters bench-peers lint clean
 
 setup: $(STAMP)
 
@@ -88,9 +88,13 @@ bench-milvus: setup
 bench-versions: setup
 	$(BIN)/python bench/bench_versions.py --baseline $(BASELINE) --name $(or $(BASELINE_NAME),baseline) --rounds 4
 
-# Exact index against IVF tuned to recall 0.99, 20k real vectors (embeds them once: ~1 min).
+# Exact index, HNSW, IVF and float16/int8 vectors on 20k real vectors (embeds them once: ~1 min).
 bench-ann: setup
 	$(BIN)/python bench/bench_ann.py
+
+# Query adapters vs none vs full fine-tuning, Russian and English (~12 min, the fine-tune most).
+bench-adapters: setup
+	$(BIN)/python bench/bench_adapters.py
 
 # neartext against qdrant-client (local), LanceDB, txtai and Chroma on the same given vectors, each in its
 # own environment under bench/.peers (torch pinned first for txtai: the CPU build).
