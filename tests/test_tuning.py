@@ -224,3 +224,37 @@ def _write_rows(path, header, rows) -> None:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(rows)
+
+
+def test_improve_runs_only_on_new_ratings_and_the_bots_ratings_reach_it(demo_copy, capsys):
+    """The bot's 👍/👎 (its backend, as Telegram drives it) land in the collection's ratings;
+    `improve` tunes when ratings came in since the current version learned, and says so
+    when none did."""
+    import asyncio
+
+    from neartext.bot.core import LocalBackend
+
+    assert main(["improve", str(demo_copy)]) == 0
+    assert "0 new ratings since version 1" in capsys.readouterr().out
+    backend = LocalBackend(demo_copy)
+    docs = _texts(backend.collection)
+
+    async def rate_all() -> None:
+        for i, (doc, text) in enumerate(docs[:40]):
+            await backend.rate(" ".join(text.split()[:4]), doc, True)
+            await backend.rate(" ".join(text.split()[:4]), docs[-1 - i][0], False)
+
+    asyncio.run(rate_all())
+    backend.close()
+    assert main(["improve", str(demo_copy), "--force", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["promoted"] and out["from_feedback"] == 40 and out["hard_negatives"] == 40
+    assert main(["improve", str(demo_copy)]) == 0  # nothing new since version 2
+    assert "0 new ratings since version 2 (80 in all)" in capsys.readouterr().out
+    fb = FeedbackStore(demo_copy)
+    fb.add("one more query", docs[0][0], True)
+    fb.close()
+    assert main(["improve", str(demo_copy), "--min-new", "2"]) == 0
+    assert "1 new ratings since version 2" in capsys.readouterr().out
+    assert main(["improve", str(demo_copy), "--min-new", "0"]) == 1
+    assert "--min-new must be at least 1" in capsys.readouterr().err

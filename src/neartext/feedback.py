@@ -89,6 +89,23 @@ class FeedbackStore:
         return [{"id": i, "query": q, "doc_id": d, "relevant": bool(r), "created": c}
                 for i, q, d, r, c in rows]
 
+    def newest_id(self) -> int:
+        """The id of the newest rating (ids only grow), 0 without ratings."""
+        with self._lock:
+            db = self._db(create=False)
+            if db is None:
+                return 0
+            return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM feedback").fetchone()[0])
+
+    def count_after(self, rating_id: int) -> int:
+        """How many ratings came after the one with ``rating_id``."""
+        with self._lock:
+            db = self._db(create=False)
+            if db is None:
+                return 0
+            return int(db.execute("SELECT COUNT(*) FROM feedback WHERE id > ?",
+                                  (int(rating_id),)).fetchone()[0])
+
     def count(self) -> int:
         with self._lock:
             db = self._db(create=False)

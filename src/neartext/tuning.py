@@ -112,6 +112,7 @@ class _Data:
     from_file: int
     from_feedback: int
     notes: list[str]
+    ratings_through: int = 0  # the newest rating id read
 
 
 def _gather(col: Collection, pairs: str | Path | None, feedback: bool,
@@ -147,8 +148,12 @@ def _gather(col: Collection, pairs: str | Path | None, feedback: bool,
                          f"{missing[0][:80]!r}; left out")
     hard: list[tuple[int, str]] = []
     from_feedback = 0
+    through = 0
     if feedback:
-        ratings = FeedbackStore(col.path).latest()
+        store = FeedbackStore(col.path)
+        through = store.newest_id()
+        ratings = store.latest()
+        store.close()
         known = set(col.store.document_hashes()) if ratings else set()
         gone = 0
         down: list[tuple[str, str]] = []
@@ -169,7 +174,7 @@ def _gather(col: Collection, pairs: str | Path | None, feedback: bool,
                 hard.append((first[q], doc))
         if gone:
             notes.append(f"{gone} ratings name documents no longer in the collection; left out")
-    return _Data(queries, doc_ids, hard, from_file, from_feedback, notes)
+    return _Data(queries, doc_ids, hard, from_file, from_feedback, notes, through)
 
 
 def _documents(col: Collection, batch: int = 5000) -> Any:
@@ -257,6 +262,7 @@ def tune(
     chosen = (result.adapter if which == "new" else current), setting
     unchanged = which == "current" and ranking(setting) == current_setting
     summary = {"metrics": after, "previous_metrics": now_metrics, "gain_lower_95": round(low, 4),
+               "ratings_through": data.ratings_through,
                "ranking": describe(setting), "pairs": len(data.queries),
                "queries": len(unique), "from_file": data.from_file,
                "from_feedback": data.from_feedback, "hard_negatives": len(hard)}
@@ -283,3 +289,30 @@ def tune(
                       data.from_feedback, len(hard), now_metrics, after, promoted, version,
                       reason, result.seconds, result.epochs, data.notes, describe(setting),
                       candidates)
+
+
+def last_ratings_used(col: Collection) -> int:
+    """The newest rating id the current version learned from (0: none)."""
+    m = col.manifest
+    details = m.adapter or (m.search or {}).get("details") or {}
+    return int(details.get("ratings_through") or 0)
+
+
+def improve(col: Collection, pairs: str | Path | None = None, *, min_new: int = 1,
+            **options: Any) -> tuple[TuneReport | None, str]:
+    """The loop in one step: when at least ``min_new`` ratings came in since the current
+    version learned, :func:`tune` on all ratings (and ``pairs``); ``options`` are tune's.
+    Returns the report (None when there was nothing new) and a one-line summary."""
+    from .feedback import FeedbackStore
+
+    store = FeedbackStore(col.path)
+    try:
+        new = store.count_after(last_ratings_used(col))
+        total = store.count()
+    finally:
+        store.close()
+    if new < min_new:
+        return None, (f"{col.address}: {new} new ratings since version {col.manifest.version} "
+                      f"({total} in all); {min_new} needed to try again — nothing changed")
+    report = tune(col, pairs, feedback=True, **options)
+    return report, report.reason

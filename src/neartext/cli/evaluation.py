@@ -15,7 +15,8 @@ from .common import add_mode_options, add_output_options, add_pair_columns, at_l
 
 
 def register(sub: Any) -> None:
-    """Add the eval, train, calibrate, tune, versions, rollback, bench-encoders commands."""
+    """Add the eval, train, calibrate, tune, improve, versions, rollback, bench-encoders
+    commands."""
     p = sub.add_parser("eval", help="evaluate models on labeled pairs (a column per model)")
     ev = p.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
     for kind, what in (("sts", "Spearman/Pearson x100 against similarity scores"),
@@ -113,22 +114,17 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("tune", help="learn a query adapter from pairs and/or users' ratings; "
                                     "promoted as a new version only if held-out MRR@10 improves")
-    p.add_argument("collection")
-    p.add_argument("--pairs", help="(query, passage) rows; the passage is a document's text or id")
-    p.add_argument("--query", help="query column of --pairs (name or position)")
-    p.add_argument("--passage", help="passage column of --pairs")
+    _tune_options(p)
     p.add_argument("--feedback", action="store_true",
                    help="also learn from the collection's ratings (👍 relevant, 👎 hard negative)")
-    p.add_argument("--kind", choices=ADAPTER_KINDS, default="linear",
-                   help="linear (a full matrix kept near the identity), lowrank, diagonal")
-    p.add_argument("--held-out", type=float, default=0.2,
-                   help="share of queries held out to measure before/after (default 0.2)")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                   help=f"MRR@10 gain needed to promote (default {DEFAULT_MARGIN})")
-    p.add_argument("--force", action="store_true", help="promote even without a gain")
-    p.add_argument("--seed", type=int, default=0)
-    add_output_options(p)
     p.set_defaults(handler=_cmd_tune)
+
+    p = sub.add_parser("improve", help="when new ratings came in since the current version: "
+                                       "tune on all ratings (and --pairs), promote only a gain")
+    _tune_options(p)
+    p.add_argument("--min-new", type=int, default=1,
+                   help="new ratings needed to try (default 1)")
+    p.set_defaults(handler=_cmd_improve)
 
     p = sub.add_parser("versions", help="a collection's versions (model, adapter, metrics)")
     p.add_argument("collection")
@@ -271,19 +267,54 @@ def _cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     return cal.to_dict()
 
 
+def _tune_options(p: Any) -> None:
+    p.add_argument("collection")
+    p.add_argument("--pairs", help="(query, passage) rows; the passage is a document's text or id")
+    p.add_argument("--query", help="query column of --pairs (name or position)")
+    p.add_argument("--passage", help="passage column of --pairs")
+    p.add_argument("--kind", choices=ADAPTER_KINDS, default="linear",
+                   help="linear (a full matrix kept near the identity), lowrank, diagonal")
+    p.add_argument("--held-out", type=float, default=0.2,
+                   help="share of queries held out to measure before/after (default 0.2)")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                   help=f"MRR@10 gain needed to promote (default {DEFAULT_MARGIN})")
+    p.add_argument("--force", action="store_true", help="promote even without a gain")
+    p.add_argument("--seed", type=int, default=0)
+    add_output_options(p)
+
+
+def _tune_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    if not 0 < args.held_out < 1:
+        raise InputError(f"--held-out {args.held_out}: give a share between 0 and 1, e.g. 0.2")
+    return {"kind": args.kind, "held_out": args.held_out, "margin": args.margin,
+            "force": args.force, "query_column": args.query, "passage_column": args.passage,
+            "seed": args.seed}
+
+
 def _cmd_tune(args: argparse.Namespace) -> dict[str, Any]:
     from ..collection import Collection
     from ..tuning import tune
 
-    if not 0 < args.held_out < 1:
-        raise InputError(f"--held-out {args.held_out}: give a share between 0 and 1, e.g. 0.2")
+    kw = _tune_kwargs(args)
     with Collection.open(args.collection) as col:
-        report = tune(col, args.pairs, feedback=args.feedback, kind=args.kind,
-                      held_out=args.held_out, margin=args.margin, force=args.force,
-                      query_column=args.query, passage_column=args.passage, seed=args.seed)
+        report = tune(col, args.pairs, feedback=args.feedback, **kw)
     if not args.json:
         print(report.summary())
     return report.to_dict()
+
+
+def _cmd_improve(args: argparse.Namespace) -> dict[str, Any]:
+    from ..collection import Collection
+    from ..tuning import improve
+
+    at_least_one(("--min-new", args.min_new))
+    kw = _tune_kwargs(args)
+    with Collection.open(args.collection) as col:
+        report, line = improve(col, args.pairs, min_new=args.min_new, **kw)
+    if not args.json:
+        print(report.summary() if report else line)
+    return report.to_dict() if report else {"collection": args.collection, "promoted": False,
+                                            "reason": line}
 
 
 def _cmd_versions(args: argparse.Namespace) -> list[dict[str, Any]]:
