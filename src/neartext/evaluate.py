@@ -360,7 +360,7 @@ def evaluate_collection(
         for doc_id, h in collection.store.document_hashes().items():
             by_hash.setdefault(h, []).append(doc_id)
         by_text: dict[str, list[str]] = {}
-        for doc in _all_documents(collection):
+        for doc in all_documents(collection):
             by_text.setdefault(" ".join(doc.text.split()), []).append(doc.id)
         gold: dict[str, dict[str, float]] = {}
         for qid, rel in data.qrels.items():
@@ -398,7 +398,8 @@ def evaluate_collection(
             **({"fusion": opts.fusion, "alpha": opts.alpha} if opts.mode == "hybrid" else {})}
 
 
-def _all_documents(collection: Any, batch: int = 5000) -> Any:
+def all_documents(collection: Any, batch: int = 5000) -> Any:
+    """Every stored document of ``collection``, read ``batch`` at a time."""
     ids = list(collection.store.document_hashes())
     for start in range(0, len(ids), batch):
         yield from collection.store.get(ids[start:start + batch])

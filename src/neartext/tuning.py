@@ -117,7 +117,7 @@ class _Data:
 
 def _gather(col: Collection, pairs: str | Path | None, feedback: bool,
             query_column: str | None, passage_column: str | None) -> _Data:
-    from .evaluate import load_retrieval_pairs
+    from .evaluate import all_documents, load_retrieval_pairs
     from .feedback import FeedbackStore
 
     queries: list[str] = []
@@ -127,9 +127,8 @@ def _gather(col: Collection, pairs: str | Path | None, feedback: bool,
     if pairs is not None:
         data = load_retrieval_pairs(pairs, query_column, passage_column)
         by_text: dict[str, str] = {}
-        for batch in _documents(col):
-            for d in batch:
-                by_text.setdefault(" ".join(d.text.split()), d.id)
+        for d in all_documents(col):
+            by_text.setdefault(" ".join(d.text.split()), d.id)
         ids = set(col.store.document_hashes())
         missing: list[str] = []
         for qid, rel in data.qrels.items():
@@ -175,12 +174,6 @@ def _gather(col: Collection, pairs: str | Path | None, feedback: bool,
         if gone:
             notes.append(f"{gone} ratings name documents no longer in the collection; left out")
     return _Data(queries, doc_ids, hard, from_file, from_feedback, notes, through)
-
-
-def _documents(col: Collection, batch: int = 5000) -> Any:
-    ids = list(col.store.document_hashes())
-    for start in range(0, len(ids), batch):
-        yield col.store.get(ids[start:start + batch])
 
 
 def tune(
