@@ -9,9 +9,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from .clustering import ClusterResult
     from .evaluate import PairData
 
+T = TypeVar("T")
+
 
 
 class Collection:
@@ -56,6 +58,7 @@ class Collection:
         # where local state lives: the directory itself, or one kept for a Milvus collection
         self.path = self.address.state_dir()
         self.store = store
+        self._manifest_stamp = store.manifest_stamp()
         self.manifest = Manifest.from_dict(self.address, store.read_manifest())
         self._encoder = encoder
         self._adapter: tuple[tuple[int, str], Adapter | None] | None = None
@@ -231,12 +234,21 @@ class Collection:
     def adapter(self) -> Adapter | None:
         """The current version's query-side adapter (:mod:`neartext.versions`), if any;
         applied to query vectors by every search."""
-        key = (self.manifest.version, repr(self.manifest.adapter))
-        if self._adapter is None or self._adapter[0] != key:
+        return self.current()[1]
+
+    def current(self) -> tuple[Manifest, Adapter | None]:
+        """The current version's manifest and adapter, taken together: a search that ranks
+        with one pair never mixes the ranking of one version with the adapter of another,
+        whatever another thread or process promotes meanwhile."""
+        m = self.manifest
+        key = (m.version, repr(m.adapter))
+        cached = self._adapter
+        if cached is None or cached[0] != key:
             from .versions import load_adapter
 
-            self._adapter = (key, load_adapter(self))
-        return self._adapter[1]
+            cached = (key, load_adapter(self, m))
+            self._adapter = cached
+        return m, cached[1]
 
     def forget_adapter(self) -> None:
         """Read the adapter again on next use (the manifest changed)."""
@@ -291,8 +303,8 @@ class Collection:
                                      vectors_from=_file_model(path, vectors, vectors_from))
         report.warn(id_column_hint(path, records, id_column))
         if not src.get("text") and text:
-            self.manifest.source = {"text": list(text), "id": id_column}
-            self.save_manifest()
+            source = {"text": list(text), "id": id_column}
+            self.update_manifest(lambda m: setattr(m, "source", source))
         return report
 
     def _index_records(
@@ -414,7 +426,10 @@ class Collection:
         options: SearchOptions | None = None,
     ) -> list[list[SearchResult]]:
         """:meth:`search` for several queries at once (encoded in one batch)."""
-        opts = options or self.search_options(k, threshold, mode, fusion, alpha)
+        self.refresh()  # the version current now, even if another process promoted it
+        version = self.current()
+        opts = options or self.search_options(k, threshold, mode, fusion, alpha,
+                                              manifest=version[0])
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise InputError("empty query; give some text to search for")
@@ -422,19 +437,23 @@ class Collection:
         flt = self.make_filter(where, contains)
         vecs = None if opts.mode == "keyword" else self.encoder.encode(list(queries),
                                                                        kind="query")
-        return self.search_vectors(vecs, where=flt, texts=list(queries), options=opts)
+        return self.search_vectors(vecs, where=flt, texts=list(queries), options=opts,
+                                   version=version)
 
     def search_options(self, k: int = 10, threshold: float | None = None,
                        mode: Mode | None = None, fusion: Fusion | None = None,
-                       alpha: float | None = None) -> SearchOptions:
+                       alpha: float | None = None, *, manifest: Manifest | None = None
+                       ) -> SearchOptions:
         """:class:`SearchOptions` from what the caller named; the rest from the current
         version's tuned ranking (``neartext tune``), else semantic. A threshold without a mode
         means semantic (it is a cosine).
 
         >>> col.search_options(5).mode                          # doctest: +SKIP
         'hybrid'
+
+        ``manifest``: the version to take the tuned ranking from (default: the current one).
         """
-        tuned = self.manifest.search or {}
+        tuned = (manifest or self.manifest).search or {}
         if mode is None:
             mode = "semantic" if threshold is not None else tuned.get("mode", "semantic")
         from_tuned = mode == tuned.get("mode")
@@ -457,6 +476,7 @@ class Collection:
         texts: Sequence[str] | None = None, mode: Mode | None = None,
         fusion: Fusion | None = None, alpha: float | None = None,
         options: SearchOptions | None = None,
+        version: tuple[Manifest, Adapter | None] | None = None,
     ) -> list[list[SearchResult]]:
         """:meth:`search_many` for query vectors already encoded with the collection's model
         (the service encodes the queries of concurrent requests together, then calls this; a
@@ -465,16 +485,15 @@ class Collection:
 
         >>> col.search_vectors(np.random.rand(1, 384), k=3, where="topic=billing")  # doctest: +SKIP
         """
-        opts = options or self.search_options(k, threshold, mode, fusion, alpha)
+        m, adapter = version or self.current()  # ``version``: one taken by :meth:`current`
+        opts = options or self.search_options(k, threshold, mode, fusion, alpha, manifest=m)
         if vectors is not None:
-            vectors = query_vectors(vectors, self.manifest.dim)
-            adapter = self.adapter
+            vectors = query_vectors(vectors, m.dim)
             if adapter is not None:  # the current version's query-side adapter
                 vectors = adapter.apply(vectors)
         flt = where if isinstance(where, Filter) and not contains else \
             self.make_filter(where, contains)
-        return search_vectors(self.store, bool(self.manifest.chunking), vectors, texts,
-                              flt or None, opts)
+        return search_vectors(self.store, bool(m.chunking), vectors, texts, flt or None, opts)
 
     # -- corpus-level operations (neartext.analysis) ---------------------------------------------
 
@@ -514,14 +533,58 @@ class Collection:
         from .evaluate import choose_threshold
 
         cal = choose_threshold(self.encoder, pairs, min_precision)
-        self.manifest.threshold = cal.threshold
-        self.manifest.calibration = cal.to_dict()
-        self.save_manifest()
+
+        def store(m: Manifest) -> None:
+            m.threshold = cal.threshold
+            m.calibration = cal.to_dict()
+
+        self.update_manifest(store)
         return cal
 
     def save_manifest(self) -> None:
-        """Store :attr:`manifest` (after changing it) with the store's atomic write."""
+        """Store :attr:`manifest` (after changing it) with the store's atomic write. A change
+        that must not overwrite another process's goes through :meth:`update_manifest`."""
         self.store.write_manifest(self.manifest.to_dict())
+        self._manifest_stamp = self.store.manifest_stamp()
+
+    def refresh(self) -> bool:
+        """Adopt the manifest as another process stored it since this one read it (a new
+        version, ranking or threshold), so a long-lived process (the service, the bot) serves
+        what was promoted elsewhere; True if it changed. Cheap when nothing changed (one
+        ``stat`` of the manifest; on Milvus one read a second at most).
+
+        A manifest of other vectors (a ``reindex`` swapped in a re-embedded collection with
+        another model) is not adopted: this process still reads the collection it opened,
+        and serves it until it opens the collection again.
+        """
+        stamp = self.store.manifest_stamp()
+        if stamp == self._manifest_stamp:
+            return False
+        new = Manifest.from_dict(self.address, self.store.read_manifest())
+        self._manifest_stamp = stamp
+        old = self.manifest
+        if (new.model.fingerprint, new.dim) != (old.model.fingerprint, old.dim):
+            return False
+        changed = new.to_dict() != old.to_dict()
+        self.manifest = new
+        return changed
+
+    def update_manifest(self, change: Callable[[Manifest], T]) -> T:
+        """Apply ``change`` to the manifest as stored now and store the result, with other
+        processes' manifest writes kept out meanwhile (so neither overwrites the other's);
+        returns what ``change`` returns. Nothing is stored if ``change`` raises.
+
+        >>> col.update_manifest(lambda m: setattr(m, "threshold", 0.8))  # doctest: +SKIP
+        """
+        with self.store.manifest_lock():
+            self._manifest_stamp = None
+            self.refresh()
+            draft = Manifest.from_dict(self.address, self.manifest.to_dict())
+            out = change(draft)
+            self.store.write_manifest(draft.to_dict())
+            self.manifest = draft
+            self._manifest_stamp = self.store.manifest_stamp()
+        return out
 
     def repair(self) -> dict[str, Any]:
         """Rebuild the vector index from the stored passages (the source of truth) and report

@@ -64,3 +64,16 @@ def release_file(directory: Path) -> None:
     """Remove the lock file (while still holding the lock) before ``directory`` is renamed or
     deleted, so that a waiting run does not lock a file at a path that no longer exists."""
     (directory / LOCK_FILE).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def waiting(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``path`` (made if needed) for the block, waiting
+    for another holder to finish: for short critical sections between processes, such as a
+    manifest's read-modify-write."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,10 +189,14 @@ def tune(
     query_column: str | None = None,
     passage_column: str | None = None,
     seed: int = 0,
+    encode: Callable[[list[str]], np.ndarray] | None = None,
 ) -> TuneReport:
     """Train an adapter on ``pairs`` and/or the ratings, evaluate it on held-out queries
     against the current version, promote it when MRR@10 gains at least ``margin`` (or
-    ``force``), else keep it as a candidate. Nothing changes unless it is promoted."""
+    ``force``), else keep it as a candidate. Nothing changes unless it is promoted.
+
+    ``encode``: how to get query vectors (default: the collection's encoder; the service
+    passes its batcher, so tuning shares the model with live searches)."""
     if pairs is None and not feedback:
         raise InputError("give training pairs (--pairs FILE), --feedback, or both")
     data = _gather(col, pairs, feedback, query_column, passage_column)
@@ -210,10 +215,13 @@ def tune(
     for row, d in enumerate(doc_ids):
         row_of.setdefault(d, row)  # a document's first passage stands for it
     unique = list(dict.fromkeys(data.queries))
-    vec_of = dict(zip(unique, col.encoder.encode(unique, kind="query")))
+    vectors = encode(unique) if encode else col.encoder.encode(unique, kind="query")
+    vec_of = dict(zip(unique, vectors))
     q = np.stack([vec_of[t] for t in data.queries]).astype(np.float32)
     pos = np.array([row_of[d] for d in data.doc_ids], dtype=np.int64)
     hard = [(i, row_of[d]) for i, d in data.hard if d in row_of]
+    col.refresh()
+    measured_version = col.manifest.version
     current = col.adapter
     current_setting = ranking(col.manifest.search)
     result = train_adapter(q, pos, docs, groups=data.queries,
@@ -264,7 +272,8 @@ def tune(
     measured = (f"{what}: MRR@10 {gain:+.4f} on {len(held_queries)} held-out queries "
                 f"(95% lower bound {low:+.4f})")
     if force or (not unchanged and gain >= margin and low > 0):
-        version = promote(col, chosen[0], summary, search=setting)
+        version = promote(col, chosen[0], summary, search=setting,
+                          measured_against=measured_version)
         reason = f"promoted as version {version}: {measured}" + (
             "" if gain >= margin and low > 0 else " (forced)")
         promoted = True

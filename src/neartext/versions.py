@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .adapters import Adapter
-from .errors import InputError
+from .errors import CollectionBusy, InputError
 
 if TYPE_CHECKING:
     from .collection import Collection
+    from .manifest import Manifest
 
 ADAPTERS = "adapters"
 CANDIDATE = "candidate.npz"
@@ -52,40 +53,54 @@ def ranking(search: dict[str, Any] | None) -> dict[str, Any]:
 
 def current_record(col: Collection) -> dict[str, Any]:
     """The current version as a history record."""
-    m = col.manifest
+    return _record(col.manifest)
+
+
+def _record(m: Manifest) -> dict[str, Any]:
     return {"version": m.version, "model": m.model.name, "fingerprint": m.model.fingerprint,
             "adapter": m.adapter, "search": m.search}
 
 
-def load_adapter(col: Collection) -> Adapter | None:
-    """The current version's adapter (None without one); checked against the model's
-    fingerprint, so an adapter trained on another model's vectors is refused."""
-    info = col.manifest.adapter
-    if not info:
+def load_adapter(col: Collection, manifest: Manifest | None = None) -> Adapter | None:
+    """The adapter of the current version (or of ``manifest``'s), None without one; checked
+    against the model's fingerprint, so an adapter trained on another model's vectors is
+    refused."""
+    m = manifest or col.manifest
+    if not m.adapter:
         return None
-    return Adapter.load(col.path / info["file"], col.manifest.model.fingerprint)
+    return Adapter.load(col.path / m.adapter["file"], m.model.fingerprint)
 
 
 def promote(col: Collection, adapter: Adapter | None, details: dict[str, Any],
-            search: dict[str, Any] | None = None) -> int:
+            search: dict[str, Any] | None = None, *, measured_against: int | None = None) -> int:
     """Make ``adapter`` (None: no adapter) with the ranking settings ``search`` the current
-    version (a new number); returns it. ``details`` (metrics, data) are kept with it."""
-    m = col.manifest
-    number = max([m.version, *(int(h.get("version", 0)) for h in m.history)]) + 1
-    info = None
-    if adapter is not None:
-        path = adapter_file(col, number)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        adapter.save(path)
-        info = {"file": f"{ADAPTERS}/{path.name}", "kind": adapter.kind, "side": adapter.side}
-    record = {**current_record(col), "replaced": _now()}
-    m.history = [*m.history, record]
-    m.version = number
-    m.adapter = None if info is None else {**info, "created": _now(), **details}
-    m.search = dict(search) if search else None
-    if info is None and details:  # settings only: their measurements go with them
-        m.search = {**(m.search or {"mode": "semantic"}), "details": details}
-    col.save_manifest()
+    version (a new number); returns it. ``details`` (metrics, data) are kept with it.
+
+    ``measured_against``: the version the caller compared with; if another process promoted
+    or rolled back meanwhile, nothing changes and :class:`CollectionBusy` says so (the gate
+    measured against a version that is no longer current)."""
+
+    def change(m: Manifest) -> int:
+        if measured_against is not None and m.version != measured_against:
+            raise CollectionBusy(
+                f"{col.address}: version {m.version} became current while this run measured "
+                f"against version {measured_against}; nothing promoted: run it again")
+        number = max([m.version, *(int(h.get("version", 0)) for h in m.history)]) + 1
+        info = None
+        if adapter is not None:
+            path = adapter_file(col, number)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            adapter.save(path)
+            info = {"file": f"{ADAPTERS}/{path.name}", "kind": adapter.kind, "side": adapter.side}
+        m.history = [*m.history, {**_record(m), "replaced": _now()}]
+        m.version = number
+        m.adapter = None if info is None else {**info, "created": _now(), **details}
+        m.search = dict(search) if search else None
+        if info is None and details:  # settings only: their measurements go with them
+            m.search = {**(m.search or {"mode": "semantic"}), "details": details}
+        return number
+
+    number = col.update_manifest(change)
     col.forget_adapter()
     return number
 
@@ -112,30 +127,33 @@ def rollback(col: Collection, to: int | None = None) -> dict[str, Any]:
     """Go back to version ``to`` (default: the one before the current). Only versions of the
     current model's vectors can come back (an adapter or none); a version before a re-embedding
     needs ``reindex`` with its model. Returns the version now current."""
-    m = col.manifest
-    earlier = {int(h.get("version", 0)): h for h in m.history}
-    if to is None:
-        before = [v for v in earlier if v < m.version]
-        if not before:
-            raise InputError(f"{col.address}: version {m.version} is the first; nothing to go "
-                             "back to")
-        to = max(before)
-    if to == m.version:
-        raise InputError(f"{col.address}: version {to} is already the current one")
-    record = earlier.get(to)
-    if record is None:
-        known = ", ".join(str(v["version"]) for v in list_versions(col))
-        raise InputError(f"{col.address}: there is no version {to}; versions: {known}")
-    if record.get("fingerprint") != m.model.fingerprint:
-        raise InputError(
-            f"{col.address}: version {to} used model {record.get('model')}, whose vectors were "
-            "replaced by a re-embedding; go back with 'neartext reindex' and that model")
-    adapter = record.get("adapter")
-    if adapter:  # its weights must still load before anything changes
-        Adapter.load(col.path / adapter["file"], m.model.fingerprint)
-    m.history = [h for h in m.history if int(h.get("version", 0)) != to] + [
-        {**current_record(col), "replaced": _now()}]
-    m.version, m.adapter, m.search = to, adapter, record.get("search")
-    col.save_manifest()
+
+    def change(m: Manifest) -> None:
+        nonlocal to
+        earlier = {int(h.get("version", 0)): h for h in m.history}
+        if to is None:
+            before = [v for v in earlier if v < m.version]
+            if not before:
+                raise InputError(f"{col.address}: version {m.version} is the first; nothing to "
+                                 "go back to")
+            to = max(before)
+        if to == m.version:
+            raise InputError(f"{col.address}: version {to} is already the current one")
+        record = earlier.get(to)
+        if record is None:
+            known = ", ".join(str(v) for v in sorted([*earlier, m.version]))
+            raise InputError(f"{col.address}: there is no version {to}; versions: {known}")
+        if record.get("fingerprint") != m.model.fingerprint:
+            raise InputError(
+                f"{col.address}: version {to} used model {record.get('model')}, whose vectors "
+                "were replaced by a re-embedding; go back with 'neartext reindex' and that model")
+        adapter = record.get("adapter")
+        if adapter:  # its weights must still load before anything changes
+            Adapter.load(col.path / adapter["file"], m.model.fingerprint)
+        m.history = [h for h in m.history if int(h.get("version", 0)) != to] + [
+            {**_record(m), "replaced": _now()}]
+        m.version, m.adapter, m.search = to, adapter, record.get("search")
+
+    col.update_manifest(change)
     col.forget_adapter()
     return current_record(col)

@@ -176,12 +176,25 @@ def print_results(rows: list) -> None:
             print(f"    {meta}")
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a record is logged, not as it was when the
+    handler was made (a caller that swaps stderr, as a test's capture does, is followed)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def log_warnings(command: str) -> None:
     """Warnings the library logs (e.g. an index cache that could not be saved after a committed
     write) go to stderr as one line each."""
     logger = logging.getLogger("neartext")
     if not any(getattr(h, "_neartext_cli", False) for h in logger.handlers):
-        h = logging.StreamHandler(sys.stderr)
+        h = _CurrentStderr()
         h.setFormatter(logging.Formatter(f"neartext {command}: warning: %(message)s"))
         h.setLevel(logging.WARNING)
         h._neartext_cli = True  # type: ignore[attr-defined]

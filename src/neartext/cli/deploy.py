@@ -43,6 +43,9 @@ def register(sub: Any) -> None:
                    help="how long a batch waits for more requests")
     g.add_argument("--forward-batch", type=int, default=SS.forward_batch,
                    help="texts per forward pass within a batch (small passes pad less)")
+    p.add_argument("--improve-every", type=int, metavar="N",
+                   help="run 'neartext improve' on a collection by itself after every N new "
+                        "ratings, in the background (promoted only if held-out MRR@10 gains)")
     p.set_defaults(handler=_cmd_serve, json=False, quiet=False)
 
     p = sub.add_parser("export", help="deployable forms: an MLflow model of a collection, an ONNX model")
@@ -136,7 +139,8 @@ def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
         args.collections, api_key=api_key, model=args.model, max_results=args.max_results,
         max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
         max_text_chars=args.max_text_chars, max_k=args.max_k, max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms, forward_batch=args.forward_batch)
+        max_wait_ms=args.max_wait_ms, forward_batch=args.forward_batch,
+        improve_every=args.improve_every)
     names = ", ".join(settings.collections) or "no collections"
     auth = "API key required" if settings.api_key else "no API key"
 

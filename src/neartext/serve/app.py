@@ -28,7 +28,7 @@ from .. import __version__
 from ..errors import InputError, NeartextError, StorageError
 from ..results import SearchResult
 from . import schemas as S
-from .engine import Engine, NotFound
+from .engine import Busy, Engine, Named, NotFound
 from .settings import ServeSettings
 
 log = logging.getLogger("neartext.serve")
@@ -206,6 +206,10 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     async def _not_found(_: Request, e: NotFound) -> JSONResponse:
         return _error(404, str(e))
 
+    @app.exception_handler(Busy)
+    async def _busy(_: Request, e: Busy) -> JSONResponse:
+        return _error(409, str(e))
+
     @app.exception_handler(InputError)
     async def _input_error(_: Request, e: InputError) -> JSONResponse:
         return _error(422, str(e))
@@ -285,10 +289,12 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
             raise ApiError(413, f"{len(queries)} queries x k={body.k} = {len(queries) * body.k} "
                                 f"results; the limit is {limits.max_results} per request "
                                 "(send fewer queries or a smaller k)")
-        # what the request leaves out comes from the collection's tuned ranking
-        opts = engine.get(name).collection.search_options(body.k, body.threshold, body.mode,
-                                                         body.fusion, body.alpha)
-        rows = await engine.search(name, queries, opts, body.where, body.contains)
+        # checked now (a bad combination is a 422 before any work); what the request leaves
+        # out comes from the collection's tuned ranking, as current when the search runs
+        engine.get(name).collection.search_options(body.k, body.threshold, body.mode,
+                                                   body.fusion, body.alpha)
+        named = Named(body.k, body.threshold, body.mode, body.fusion, body.alpha)
+        rows = await engine.search(name, queries, named, body.where, body.contains)
         return S.SearchResponse(results=[[_hit(r) for r in row] for row in rows])
 
     @app.post("/collections/{name}/paraphrases", tags=["search"])
@@ -363,7 +369,22 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         if not served.collection.get([body.doc_id]):
             raise NotFound(f"no document {body.doc_id!r} in {name!r}")
         row = await engine.in_thread(served.feedback.add, body.query, body.doc_id, body.relevant)
+        engine.improve_soon(name)  # with --improve-every: learn from the ratings in the background
         return S.FeedbackRow(**row)
+
+    @app.post("/collections/{name}/improve", tags=["feedback"])
+    async def improve(name: str, body: S.ImproveRequest) -> dict[str, Any]:
+        """Learn from the ratings that came in since the current version (``neartext
+        improve``): an adapter and ranking are tuned and promoted only if held-out MRR@10
+        gains. Searches go on meanwhile and switch to the new version at once. Needs the
+        service's API key."""
+        if not settings.api_key:
+            raise ApiError(403, "improve changes what every search returns: start the service "
+                                "with an API key (NEARTEXT_API_KEY or --api-key-file) to allow it")
+        engine.get(name)
+        result: dict[str, Any] = await engine.improve(name, min_new=body.min_new,
+                                                      force=body.force, kind=body.kind)
+        return result
 
     @app.get("/collections/{name}/feedback", tags=["feedback"])
     async def list_feedback(name: str, limit: int = Query(100, ge=1, le=10_000),

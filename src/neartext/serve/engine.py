@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import gc
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,19 +28,28 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..adapters import Adapter
 from ..collection import Collection
 from ..encoders import Encoder, EncoderSettings, load_encoder
 from ..errors import InputError
 from ..feedback import FeedbackStore
 from ..filters import Filter
+from ..hybrid import Fusion, Mode
+from ..manifest import Manifest
 from ..results import SearchResult
 from ..searching import SearchOptions
 from .batcher import MicroBatcher
 from .settings import ServeSettings
 
+log = logging.getLogger("neartext.serve")
+
 
 class NotFound(LookupError):
     """A collection or document the request names does not exist (HTTP 404)."""
+
+
+class Busy(RuntimeError):
+    """The work asked for is already under way (HTTP 409)."""
 
 
 Kind = Literal["query", "document"]
@@ -55,8 +65,20 @@ class EncodeJob:
 class SearchJob:
     collection: str
     queries: list[str]
-    options: SearchOptions
+    options: SearchOptions | Named  # Named: resolved in the batch against the version then
     filter: Filter
+
+
+@dataclass(frozen=True)
+class Named:
+    """What a request named of its ranking; the rest comes from the collection's version
+    current when the search runs (so a promotion switches every search at once)."""
+
+    k: int = 10
+    threshold: float | None = None
+    mode: Mode | None = None
+    fusion: Fusion | None = None
+    alpha: float | None = None
 
 
 Job = EncodeJob | SearchJob
@@ -91,6 +113,10 @@ class Engine:
         self.default_key = ""
         # One writer for every collection: writes never race, reads go on meanwhile.
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="neartext-writer")
+        # ``improve`` runs (seconds of training) have a thread of their own, one at a time
+        self.improver = ThreadPoolExecutor(1, thread_name_prefix="neartext-improve")
+        self.improving: dict[str, asyncio.Future[Any]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
         try:
             for name, path in settings.collections.items():
                 self.collections[name] = self._open(name, path)
@@ -140,6 +166,9 @@ class Engine:
 
     async def stop(self) -> None:
         gc.unfreeze()
+        # an improve under way finishes first (it encodes through the batchers)
+        await asyncio.gather(*self.improving.values(), return_exceptions=True)
+        self.improver.shutdown(wait=True)
         for b in self.batchers.values():
             await b.stop()
         self.writer.shutdown(wait=True)
@@ -154,6 +183,7 @@ class Engine:
         if served is None:
             listed = ", ".join(sorted(self.collections)) or "none"
             raise NotFound(f"no collection named {name!r}; served: {listed}")
+        served.collection.refresh()  # a version promoted by another process is served at once
         return served
 
     def model_names(self) -> dict[str, str]:
@@ -178,7 +208,10 @@ class Engine:
                      ) -> np.ndarray:
         """Vectors of ``texts``, encoded together with concurrent requests (in turns of
         ``max_batch`` texts, so that other requests go between the turns of a large one)."""
-        batcher = self.batchers[self.encoder_key(model)]
+        return await self._encode_with(self.encoder_key(model), texts, kind)
+
+    async def _encode_with(self, key: str, texts: list[str], kind: Kind) -> np.ndarray:
+        batcher = self.batchers[key]
         parts = [await batcher.submit(EncodeJob(part, kind)) for part in self._turns(texts)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
@@ -186,7 +219,7 @@ class Engine:
         n = max(1, self.settings.max_batch)
         return [items[i:i + n] for i in range(0, len(items), n)] or [items]
 
-    async def search(self, name: str, queries: list[str], options: SearchOptions,
+    async def search(self, name: str, queries: list[str], options: SearchOptions | Named,
                      where: Sequence[str] | None = None, contains: Sequence[str] | None = None
                      ) -> list[list[SearchResult]]:
         served = self.get(name)
@@ -203,43 +236,109 @@ class Engine:
         by_kind: dict[Kind, dict[str, int]] = {"query": {}, "document": {}}
         for j in jobs:
             if isinstance(j, SearchJob) and j.options.mode == "keyword":
-                continue  # no vectors needed
+                continue  # no vectors needed (a mode left to the version may need them)
             kind: Kind = j.kind if isinstance(j, EncodeJob) else "query"
             for t in (j.texts if isinstance(j, EncodeJob) else j.queries):
                 by_kind[kind].setdefault(t, len(by_kind[kind]))
         vectors = {kind: enc.encode(list(texts), kind=kind)
                    for kind, texts in by_kind.items() if texts}
         results: list[Any] = [None] * len(jobs)
-        groups: dict[tuple, list[tuple[int, SearchJob]]] = defaultdict(list)
+        groups: dict[tuple, list[tuple[int, SearchJob, SearchOptions]]] = defaultdict(list)
+        # each collection's version, taken once for the batch: every search of it ranks with
+        # the same version's settings and adapter
+        versions: dict[str, tuple[Manifest, Adapter | None]] = {}
         for i, j in enumerate(jobs):
             if isinstance(j, EncodeJob):
                 results[i] = vectors[j.kind][[by_kind[j.kind][t] for t in j.texts]]
-            else:
-                o = j.options
-                groups[(j.collection, repr(j.filter), o.mode, o.fusion, o.alpha)].append((i, j))
+                continue
+            col = self.collections[j.collection].collection
+            try:
+                if j.collection not in versions:
+                    versions[j.collection] = col.current()
+                o = j.options if isinstance(j.options, SearchOptions) else col.search_options(
+                    j.options.k, j.options.threshold, j.options.mode, j.options.fusion,
+                    j.options.alpha, manifest=versions[j.collection][0])
+            except Exception as e:
+                results[i] = e
+                continue
+            groups[(j.collection, repr(j.filter), o.mode, o.fusion, o.alpha)].append((i, j, o))
         for (name, *_), members in groups.items():
             col = self.collections[name].collection
-            first = members[0][1]
-            texts = [t for _, j in members for t in j.queries]
-            vecs = (None if first.options.mode == "keyword"
+            first = members[0][2]
+            texts = [t for _, j, _ in members for t in j.queries]
+            vecs = (None if first.mode == "keyword"
                     else vectors["query"][[by_kind["query"][t] for t in texts]])
             # one search for the group: the largest k, thresholds applied per job below
-            opts = dataclasses.replace(first.options, k=max(j.options.k for _, j in members),
-                                       threshold=None)
+            opts = dataclasses.replace(first, k=max(o.k for _, _, o in members), threshold=None)
             try:
-                hits = col.search_vectors(vecs, where=first.filter, texts=texts, options=opts)
+                hits = col.search_vectors(vecs, where=members[0][1].filter, texts=texts,
+                                          options=opts, version=versions[name])
             except Exception as e:
-                for i, _ in members:
+                for i, _, _ in members:
                     results[i] = e
                 continue
             pos = 0
-            for i, j in members:
+            for i, j, o in members:
                 mine = hits[pos:pos + len(j.queries)]
                 pos += len(j.queries)
-                floor = j.options.threshold
-                results[i] = [[r for r in row[:j.options.k] if floor is None or r.score >= floor]
+                floor = o.threshold
+                results[i] = [[r for r in row[:o.k] if floor is None or r.score >= floor]
                               for row in mine]
         return results
+
+    # -- improving from ratings ------------------------------------------------------------------
+
+    async def improve(self, name: str, **options: Any) -> dict[str, Any]:
+        """Run :func:`neartext.tuning.improve` on a served collection in the improver thread,
+        its queries encoded through the batcher (searches go on meanwhile, and switch to the
+        new version at once if it is promoted). ``options``: improve's. One run per collection
+        at a time: :class:`Busy` while one is under way."""
+        served = self.get(name)
+        if name in self.improving:
+            raise Busy(f"an improve of {name!r} is already running; wait for it to finish")
+        loop = asyncio.get_running_loop()
+
+        def encode(texts: list[str]) -> np.ndarray:
+            return asyncio.run_coroutine_threadsafe(
+                self._encode_with(served.model_key, texts, "query"), loop).result()
+
+        def run() -> dict[str, Any]:
+            from ..tuning import improve
+
+            report, line = improve(served.collection, encode=encode, **options)
+            return report.to_dict() if report else {
+                "collection": str(served.collection.address), "promoted": False,
+                "version": served.collection.manifest.version, "reason": line}
+
+        future = loop.run_in_executor(self.improver, run)
+        self.improving[name] = future
+        try:
+            return await future
+        finally:
+            self.improving.pop(name, None)
+
+    def improve_soon(self, name: str) -> None:
+        """After a rating: with ``improve_every`` set, start an improve of ``name`` in the
+        background when that many ratings came in since its version learned."""
+        every = self.settings.improve_every
+        if not every or name in self.improving:
+            return
+        from ..tuning import last_ratings_used
+
+        served = self.get(name)
+        if served.feedback.count_after(last_ratings_used(served.collection)) < every:
+            return
+
+        async def background() -> None:
+            try:
+                result = await self.improve(name, min_new=every)
+                log.info("improve %s: %s", name, result.get("reason"))
+            except Exception as e:  # a run that could not learn is logged, nothing changed
+                log.warning("improve %s: %s", name, e)
+
+        task = asyncio.get_running_loop().create_task(background())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     # -- other work (threads) --------------------------------------------------------------------
 

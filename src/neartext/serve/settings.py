@@ -48,6 +48,9 @@ class ServeSettings:
     of ``forward_batch`` texts, sorted by length: small passes pad short queries less (on the
     2-core benchmark machine 8 texts per pass encoded 32 Quora questions in 70 ms mean / 96 ms
     worst against 85 / 179 ms in one pass of 32).
+    ``improve_every``: after this many new ratings of a collection, the service runs
+    ``neartext improve`` on it in the background (searches go on; the new version, if the
+    gate lets it through, serves every search from then on).
     """
 
     collections: dict[str, str] = field(default_factory=dict)
@@ -61,6 +64,7 @@ class ServeSettings:
     max_batch: int = 64
     max_wait_ms: float = 2.0
     forward_batch: int = 8
+    improve_every: int | None = None  # run ``improve`` after this many new ratings
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_texts", "max_text_chars", "max_k", "max_results",
@@ -68,6 +72,8 @@ class ServeSettings:
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 "
                                  f"(got {getattr(self, name)})")
+        if self.improve_every is not None and self.improve_every < 1:
+            raise InputError(f"--improve-every must be at least 1 (got {self.improve_every})")
         if self.max_wait_ms < 0:
             raise InputError(f"--max-wait-ms must be 0 or more (got {self.max_wait_ms})")
 

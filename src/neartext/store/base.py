@@ -7,6 +7,7 @@ A collection talks to its store only through :class:`Store`; two implement it: t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -97,6 +98,16 @@ class Store(Protocol):
     def read_manifest(self) -> dict[str, Any]: ...
 
     def write_manifest(self, manifest: dict[str, Any]) -> None: ...
+
+    def manifest_stamp(self) -> object:
+        """A cheap value that changes whenever the stored manifest does (another process's
+        write included), so a long-lived reader knows when to read it again."""
+        ...
+
+    def manifest_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held around a manifest's read-modify-write, so that writers in other processes do
+        not overwrite each other's changes."""
+        ...
 
     def generation(self) -> int:
         """A number that changes with every committed write (for caches of derived data)."""

@@ -4,6 +4,7 @@ Layout of a collection directory::
 
     manifest.json   what built the collection (model, settings); see neartext.manifest (this
                     store reads only ``dim``, ``index`` and ``chunking`` from it)
+    manifest.lock   locked around a manifest's read-modify-write (versions, calibration)
     data.sqlite     documents, passages (+ vectors: stored here only, at the manifest's
                     ``precision``: neartext.store.codec), staged vectors, a
                     generation counter; 8 KiB pages, incremental vacuum
@@ -49,7 +50,7 @@ from ..errors import (
 )
 from ..filters import AnyOf, Condition, Filter, Not, Term, as_number
 from ..lexical import index_text, match_expression
-from ..locking import exclusive, release_file
+from ..locking import exclusive, release_file, waiting
 from .base import Document, Hit, Passage, StoreBase, WriteResult, check_store_manifest
 from .codec import codec
 from .vector_index import (
@@ -70,6 +71,7 @@ INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 AUTO_ANN_ABOVE = 20_000
 PASSAGE_INFO_CACHE = 100_000  # passages whose document and span a handle remembers
 MANIFEST = "manifest.json"
+MANIFEST_LOCK = "manifest.lock"
 INDEX_FILE = "index.bin"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -305,6 +307,16 @@ class LocalStore(StoreBase):
             raise StorageError(f"{self.path / MANIFEST}: could not be written "
                                f"({e.strerror or e}); the manifest is unchanged") from None
         self._manifest = manifest
+
+    def manifest_stamp(self) -> object:
+        try:  # the manifest is replaced by a rename: a new inode and time at every write
+            st = os.stat(self.path / MANIFEST)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def manifest_lock(self) -> contextlib.AbstractContextManager[None]:
+        return waiting(self.path / MANIFEST_LOCK)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:

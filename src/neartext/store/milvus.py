@@ -40,6 +40,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,6 +71,7 @@ REQUEST_BYTES = 8 << 20  # rows per insert request stay well under gRPC's 64 MB 
 IN_BATCH = 1_000  # ids per "doc_id in [...]" expression
 CONTAINS_IDS = 16_384  # documents a --contains filter may select on a chunked collection
 RETRIES = 5
+MANIFEST_RECHECK_S = 1.0  # how often a long-lived reader looks for a new manifest
 FLUSH_ROWS = 1_024  # a write of this many rows is sealed at once (see MilvusStore.write)
 BM25_PARAMS = {"bm25_k1": 1.2, "bm25_b": 0.75}  # SQLite FTS5's, used by the local store
 
@@ -207,6 +209,7 @@ class MilvusStore(StoreBase):
         self.name, self.meta_name = _names(address)
         self.client = client or connect(address)
         self._lock = threading.RLock()
+        self._stamp: tuple[float, str | None] | None = None
         self._text_match = True
         try:
             if not (self._call("has_collection", self.name) and
@@ -411,6 +414,19 @@ class MilvusStore(StoreBase):
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self._set_meta({"manifest": json.dumps(manifest, ensure_ascii=False)})
         self._manifest = manifest
+
+    def manifest_stamp(self) -> object:
+        # Milvus has no cheap change marker for one row: the row itself, read at most once a
+        # second (a served collection then sees another process's new version within a second)
+        now = time.monotonic()
+        if self._stamp is None or now - self._stamp[0] >= MANIFEST_RECHECK_S:
+            self._stamp = (now, self._meta_value("manifest"))
+        return self._stamp[1]
+
+    def manifest_lock(self) -> contextlib.AbstractContextManager[None]:
+        # no lock across Milvus clients: the manifest is read again just before it is changed
+        self._stamp = None
+        return contextlib.nullcontext()
 
     def generation(self) -> int:
         return int(self._meta_value("generation") or 0)

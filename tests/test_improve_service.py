@@ -1,0 +1,230 @@
+"""The feedback → improve → promote loop in a running service, and versions written by other
+processes: a real uvicorn server, the bundled model, real subprocesses."""
+
+from __future__ import annotations
+
+import csv
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from serving import running
+
+from neartext import Collection
+from neartext.feedback import FeedbackStore
+from neartext.serve import ServeSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+NAMES_SAY = ["reported that the app is slow", "asked for a refund of the last invoice",
+             "cannot log in since the update", "wants a dark mode", "found a crash on startup"]
+
+
+def _write_rows(path: Path, header: list[str], rows: list) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def names_base(tmp_path_factory, encoder) -> tuple[Path, list[str]]:
+    """Tickets of 200 customers with made-up names: keyword matching finds a name, meaning
+    does not, so ratings of names teach the service a better ranking."""
+    rng = random.Random(1)
+    syllables = ["qor", "vex", "blin", "tam", "zur", "pok", "lim", "dra", "fen", "mul", "sak"]
+    names = list(dict.fromkeys("".join(rng.sample(syllables, 3)) for _ in range(400)))[:200]
+    root = tmp_path_factory.mktemp("names")
+    _write_rows(root / "tickets.csv", ["id", "text"],
+                [(f"t{i}", f"Customer {n} {NAMES_SAY[i % 5]}.") for i, n in enumerate(names)])
+    col, _ = Collection.from_file(root / "tickets", root / "tickets.csv", ["text"], "id",
+                                  model=encoder)
+    col.close()
+    return root / "tickets", names
+
+
+@pytest.fixture
+def names(names_base, tmp_path) -> tuple[Path, list[str]]:
+    path = tmp_path / "tickets"
+    shutil.copytree(names_base[0], path)
+    return path, names_base[1]
+
+
+def _rate(path: Path, names: list[str], n: int = 150) -> None:
+    fb = FeedbackStore(path)
+    for i, name in enumerate(names[:n]):
+        fb.add(name, f"t{i}", True)
+    fb.close()
+
+
+def _top(client, name: str, q: str) -> tuple[int, list[tuple[str, float]]]:
+    status, body = client.call("POST", f"/collections/{name}/search", {"query": q, "k": 5})
+    if status != 200:
+        return status, []
+    return status, [(h["id"], h["score"]) for h in body["results"][0]]
+
+
+def same(a: list[tuple[str, float]], b: list[tuple[str, float]]) -> bool:
+    """The same answer: ids in order, scores within 1e-4 (a query encoded in one batch with
+    others differs from itself alone in the 7th place)."""
+    return [i for i, _ in a] == [i for i, _ in b] and \
+        all(abs(x - y) < 1e-4 for (_, x), (_, y) in zip(a, b))
+
+
+def test_improve_over_http_switches_searches_atomically_while_they_run(names):
+    """Searches run without pause while ``POST /improve`` trains and promotes: none fails,
+    each answer is exactly the old version's or the new one's, and after the promotion every
+    answer is the new one's, equal to the library's search of the promoted collection."""
+    path, people = names
+    _rate(path, people)
+    queries = people[140:160]  # rated and never rated
+    settings = ServeSettings.from_args([str(path)], api_key="k")
+    with running(settings) as c:
+        c.key = "k"
+        before = {q: _top(c, "tickets", q)[1] for q in queries}
+        answers: list[tuple[str, int, list[tuple[str, float]]]] = []
+        stop = threading.Event()
+
+        def hammer(seed: int) -> None:
+            rng = random.Random(seed)
+            while not stop.is_set():
+                q = rng.choice(queries)
+                status, top = _top(c, "tickets", q)
+                answers.append((q, status, top))
+
+        threads = [threading.Thread(target=hammer, args=(s,)) for s in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.3)
+            status, report = c.call("POST", "/collections/tickets/improve", {})
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert status == 200 and report["promoted"] and report["version"] == 2, report
+        assert report["from_feedback"] == 150
+        after = {q: _top(c, "tickets", q)[1] for q in queries}
+        assert sum(not same(after[q], before[q]) for q in queries) >= 10
+        with Collection.open(path) as col:  # what the library serves at version 2
+            assert col.manifest.version == 2
+            for q in queries:
+                assert [i for i, _ in after[q]] == [r.id for r in col.search(q, k=5)]
+        assert len(answers) > 20 and all(s == 200 for _, s, _ in answers)
+        mixed = [(q, top) for q, _, top in answers
+                 if not same(top, before[q]) and not same(top, after[q])]
+        assert not mixed, [(q, t, before[q], after[q]) for q, t in mixed[:1]]
+        assert any(same(top, after[q]) and not same(top, before[q])
+                   for q, _, top in answers)  # seen live
+        status, summary = c.call("GET", "/collections")
+        assert summary[0]["version"] == 2 and summary[0]["ranking"] == report["ranking"]
+        # nothing new since version 2: says so, changes nothing
+        status, again = c.call("POST", "/collections/tickets/improve", {})
+        assert status == 200 and not again["promoted"] and again["version"] == 2
+        assert "0 new ratings since version 2" in again["reason"]
+        c.key = None
+        assert c.call("POST", "/collections/tickets/improve", {})[0] == 401
+        c.key = "k"
+        assert c.call("POST", "/collections/tickets/improve", {"min_new": 0})[0] == 422
+        assert c.call("POST", "/collections/nope/improve", {})[0] == 404
+
+
+def test_improve_needs_a_key_and_enough_ratings(demo_copy):
+    fb = FeedbackStore(demo_copy)
+    fb.add("refund", "fb-0001", True)
+    fb.close()
+    with running(ServeSettings.from_args([str(demo_copy)])) as c:
+        status, err = c.call("POST", "/collections/feedback/improve", {})
+        assert status == 403 and "API key" in err["detail"]
+    with running(ServeSettings.from_args([str(demo_copy)], api_key="k")) as c:
+        c.key = "k"
+        status, err = c.call("POST", "/collections/feedback/improve", {})
+        assert status == 422 and "1 usable (query, document) pairs" in err["detail"] \
+            and "at least 20" in err["detail"], err
+        assert (demo_copy / "manifest.json").read_text().count('"version": 1') == 1
+
+
+def test_a_version_promoted_or_rolled_back_by_another_process_is_served_at_once(names):
+    """The service keeps running while the CLI, in its own process, promotes and rolls back:
+    its next search uses that version."""
+    path, people = names
+    _rate(path, people)
+    queries = people[150:170]
+    with running(ServeSettings.from_args([str(path)])) as c:
+        before = {q: _top(c, "tickets", q)[1] for q in queries}
+        cli = [sys.executable, "-m", "neartext"]
+        done = subprocess.run([*cli, "improve", str(path)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and "promoted as version 2" in done.stdout, done
+        promoted = {q: _top(c, "tickets", q)[1] for q in queries}
+        assert sum(not same(promoted[q], before[q]) for q in queries) >= 10
+        assert c.call("GET", "/collections")[1][0]["version"] == 2
+        done = subprocess.run([*cli, "rollback", str(path)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert all(same(_top(c, "tickets", q)[1], before[q]) for q in queries)
+        assert c.call("GET", "/collections")[1][0]["version"] == 1
+
+
+PROMOTER = """
+import os, sys, time
+from neartext import Collection
+from neartext.versions import promote
+path, tag, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+col = Collection.open(path)
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.001)
+for i in range(n):
+    promote(col, None, {"by": f"{tag}{i}"}, search={"mode": "keyword"})
+col.close()
+"""
+
+
+def test_two_processes_promoting_at_once_lose_no_version(demo_copy):
+    """Two processes promote 15 versions each at the same time: every one of the 30 is
+    recorded (the manifest's read-modify-write is locked between processes), numbered once."""
+    go = demo_copy.parent / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", PROMOTER, str(demo_copy), tag, "15",
+                               str(go)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for tag in "ab"]
+    for p in procs:  # both have the collection open, then start together
+        assert p.stdout and p.stdout.readline().strip() == "ready"
+    go.touch()
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read() if p.stderr else ""
+    with Collection.open(demo_copy) as col:
+        m = col.manifest
+        versions = [int(h["version"]) for h in m.history] + [m.version]
+        assert sorted(versions) == list(range(1, 32)), versions
+        tags = [((h.get("search") or {}).get("details") or {}).get("by") for h in m.history]
+        tags.append((m.search or {})["details"]["by"])
+        assert sorted(t for t in tags if t) == sorted(f"{t}{i}" for t in "ab" for i in range(15))
+
+
+def test_the_service_improves_by_itself_after_n_ratings(names):
+    """``--improve-every 150``: after the 150th rating the service tunes in the background
+    and promotes a better ranking, while it goes on answering."""
+    path, people = names
+    with running(ServeSettings.from_args([str(path)], improve_every=150)) as c:
+        for i, n in enumerate(people[:150]):
+            assert c.call("POST", "/collections/tickets/feedback",
+                          {"query": n, "doc_id": f"t{i}", "relevant": True})[0] == 201
+        deadline = time.monotonic() + 240
+        while c.call("GET", "/collections")[1][0]["version"] == 1:
+            assert _top(c, "tickets", people[0])[0] == 200  # answering meanwhile
+            assert time.monotonic() < deadline, "no improve within 240 s"
+            time.sleep(0.5)
+        summary = c.call("GET", "/collections")[1][0]
+        assert summary["version"] == 2 and summary["ranking"] != "semantic", summary
+        # the new ranking finds the names the ratings taught, unseen ones included
+        hits = sum(_top(c, "tickets", n)[1][0][0] == f"t{i}"
+                   for i, n in enumerate(people[150:], 150))
+        assert hits >= 40, hits
