@@ -424,10 +424,14 @@ class Collection:
         fusion: Fusion | None = None,
         alpha: float | None = None,
         options: SearchOptions | None = None,
+        version: tuple[Manifest, Adapter | None] | None = None,
     ) -> list[list[SearchResult]]:
-        """:meth:`search` for several queries at once (encoded in one batch)."""
-        self.refresh()  # the version current now, even if another process promoted it
-        version = self.current()
+        """:meth:`search` for several queries at once (encoded in one batch). ``version``:
+        rank as that version (a manifest and adapter, e.g. from
+        :func:`neartext.versions.version_view`) instead of the current one."""
+        if version is None:
+            self.refresh()  # the version current now, even if another process promoted it
+            version = self.current()
         opts = options or self.search_options(k, threshold, mode, fusion, alpha,
                                               manifest=version[0])
         for q in queries:

@@ -243,12 +243,35 @@ def evaluate_retrieval(model: str | Encoder, data: RetrievalData, mode: Mode = "
     return evaluate_retrieval_modes(model, data, [mode], fusion=fusion, alpha=alpha)[mode]
 
 
+def model_with_adapter(spec: str) -> tuple[str | Encoder, Any]:
+    """A ``--model`` value of ``eval retrieval``: a model (name or path), ``MODEL+ADAPTER.npz``
+    (that model with a query adapter), or ``COLLECTION@VERSION`` (a collection's model with
+    that version's adapter, e.g. ``memes/@v2``). Returns the model and the adapter (or None)."""
+    from .adapters import Adapter
+
+    if "+" in spec and spec.endswith(".npz"):
+        name, _, file = spec.rpartition("+")
+        enc = _encoder(name)
+        return enc, Adapter.load(file, enc.fingerprint)
+    where, at, version = spec.rpartition("@")
+    if at and where and (version.lstrip("vV").isdigit() or version in ("current", "base")):
+        from .collection import Collection
+        from .versions import version_view
+
+        with Collection.open(where) as col:
+            _, _, adapter = version_view(col, version)
+            return col.encoder, adapter
+    return spec, None
+
+
 def evaluate_retrieval_modes(model: str | Encoder, data: RetrievalData,
                              modes: Sequence[Mode], *, fusion: Fusion = DEFAULT_FUSION,
-                             alpha: float = DEFAULT_ALPHA) -> dict[str, dict[str, float]]:
+                             alpha: float = DEFAULT_ALPHA, adapter: Any = None
+                             ) -> dict[str, dict[str, float]]:
     """:func:`evaluate_retrieval` for several modes, encoding the corpus once. Semantic alone
     runs an exact vector search; with keyword or hybrid the corpus goes into a temporary
-    collection searched as ``Collection.search`` does."""
+    collection searched as ``Collection.search`` does. ``adapter``: a query adapter
+    (:mod:`neartext.adapters`) applied to the query vectors."""
     from .metrics import retrieval_metrics
     from .store.vector_index import ExactIndex
 
@@ -268,7 +291,8 @@ def evaluate_retrieval_modes(model: str | Encoder, data: RetrievalData,
         index = ExactIndex(enc.dim)
         index.add(enc.encode([data.corpus[d] for d in doc_ids], kind="document"),
                   np.arange(len(doc_ids)))
-        _, top = index.search(enc.encode(texts, kind="query"), 100)
+        q = enc.encode(texts, kind="query")
+        _, top = index.search(q if adapter is None else adapter.apply(q), 100)
         ranked = {q: [doc_ids[i] for i in row if i >= 0] for q, row in zip(qids, top)}
         return {"semantic": retrieval_metrics(ranked, qrels)}
     import tempfile
@@ -281,7 +305,8 @@ def evaluate_retrieval_modes(model: str | Encoder, data: RetrievalData,
             Collection.create(Path(tmp) / "corpus", model=enc) as col:
         col.upsert([Record(d, data.corpus[d], {}) for d in doc_ids])
         for mode in modes:
-            rows = col.search_many(texts, 100, mode=mode, fusion=fusion, alpha=alpha)
+            rows = col.search_many(texts, 100, mode=mode, fusion=fusion, alpha=alpha,
+                                   version=(col.manifest, adapter))
             out[mode] = retrieval_metrics({q: [r.id for r in row] for q, row in zip(qids, rows)},
                                           qrels)
     return out
@@ -342,14 +367,15 @@ def evaluate_pairs(
 def evaluate_collection(
     collection: Any, path: str | Path, query: str | None = None, passage: str | None = None,
     gold_id: str | None = None, *, encoding: str = "utf-8", mode: Mode | None = None,
-    fusion: Fusion | None = None, alpha: float | None = None,
+    fusion: Fusion | None = None, alpha: float | None = None, version: Any = None,
 ) -> dict[str, Any]:
     """Retrieval metrics of an existing collection (its model, index and chunking) for held-out
-    (query, passage) rows. Each passage is found in the collection by ``gold_id`` column, else by
-    its text (exact, then with whitespace collapsed); rows whose passage is not there are skipped
-    and counted. Without a ``mode``, the collection's current version ranks as it was tuned
-    (its adapter applies either way). Returns the metrics plus ``queries``, ``skipped`` and
-    the ``ranking`` used.
+    (query, passage) rows. Each passage is found in the collection by ``gold_id`` column, else
+    by its text (exact, then with whitespace collapsed); rows whose passage is not there are
+    skipped and counted. Without a ``mode``, the version ranks as it was tuned (its adapter
+    applies either way). ``version``: rank as that version (a manifest and adapter from
+    :func:`neartext.versions.version_view`) instead of the current one. Returns the metrics
+    plus ``queries``, ``skipped`` and the ``ranking`` used.
     """
     from .ingest import text_hash
 
@@ -388,8 +414,11 @@ def evaluate_collection(
         raise InputError(f"{p}: none of its passages is in the collection {collection.path}: "
                          "no overlap to evaluate (check the file, or give --gold-id with document ids)")
     qids = list(gold)
-    opts = collection.search_options(100, None, mode, fusion, alpha)
-    results = collection.search_many([queries[q] for q in qids], options=opts)
+    if version is None:
+        collection.refresh()
+        version = collection.current()
+    opts = collection.search_options(100, None, mode, fusion, alpha, manifest=version[0])
+    results = collection.search_many([queries[q] for q in qids], options=opts, version=version)
     ranked = {q: [r.id for r in rows] for q, rows in zip(qids, results)}
     from .metrics import retrieval_metrics
 

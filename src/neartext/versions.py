@@ -68,7 +68,52 @@ def load_adapter(col: Collection, manifest: Manifest | None = None) -> Adapter |
     m = manifest or col.manifest
     if not m.adapter:
         return None
-    return Adapter.load(col.path / m.adapter["file"], m.model.fingerprint)
+    return Adapter.load(col.path / m.adapter["file"], m.model.fingerprint)  # absolute stays
+
+
+def version_view(col: Collection, spec: str | int) -> tuple[str, Manifest, Adapter | None]:
+    """A version to search or evaluate as, without making it current: ``current``; ``base``
+    (the model alone, semantic ranking); a version number (``2`` or ``v2``); or an adapter file
+    (``.npz``, e.g. ``adapters/candidate.npz``, with the current ranking). Returns its label,
+    a manifest with that version's adapter and ranking, and the adapter.
+
+    >>> label, m, adapter = version_view(col, "v1")               # doctest: +SKIP
+    >>> col.search_many(["refund"], version=(m, adapter))         # doctest: +SKIP
+    """
+    import dataclasses
+
+    m = col.manifest
+    text = str(spec).strip()
+    if text == "current":
+        now, adapter = col.current()
+        return f"v{now.version} (current)", now, adapter
+    if text == "base":
+        return "base model", dataclasses.replace(m, adapter=None, search=None), None
+    number = text[1:] if text[:1] in "vV" else text
+    if number.isdigit():
+        records = {int(h.get("version", 0)): h for h in m.history}
+        records[m.version] = current_record(col)
+        record = records.get(int(number))
+        if record is None:
+            known = ", ".join(str(v) for v in sorted(records))
+            raise InputError(f"{col.address}: there is no version {number}; versions: {known}")
+        if record.get("fingerprint") != m.model.fingerprint:
+            raise InputError(f"{col.address}: version {number} used model "
+                             f"{record.get('model')}, whose vectors were replaced by a "
+                             "re-embedding; it cannot be searched here")
+        view = dataclasses.replace(m, version=int(number), adapter=record.get("adapter"),
+                                   search=record.get("search"))
+        current = " (current)" if int(number) == m.version else ""
+        return f"v{number}{current}", view, load_adapter(col, view)
+    path = Path(text)
+    if path.suffix != ".npz":
+        raise InputError(f"{text!r}: give 'current', 'base', a version number (e.g. v2) or "
+                         "an adapter file (.npz)")
+    if not path.is_file() and (col.path / path).is_file():
+        path = col.path / path
+    adapter = Adapter.load(path, m.model.fingerprint)
+    info = {"file": str(path), "kind": adapter.kind, "side": adapter.side}
+    return path.name, dataclasses.replace(m, adapter=info), adapter
 
 
 def promote(col: Collection, adapter: Adapter | None, details: dict[str, Any],

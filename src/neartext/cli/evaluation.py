@@ -41,7 +41,9 @@ def register(sub: Any) -> None:
     q.add_argument("--corpus", help="BEIR corpus.jsonl")
     q.add_argument("--queries", help="BEIR queries.jsonl")
     q.add_argument("--qrels", help="BEIR qrels TSV (query-id, corpus-id, score)")
-    q.add_argument("--model", action="append", default=[], help="model (repeat to compare)")
+    q.add_argument("--model", action="append", default=[],
+                   help="model (repeat to compare); MODEL+ADAPTER.npz adds a query adapter, "
+                        "COLLECTION@v2 is a collection's model with that version's adapter")
     add_mode_options(q, repeat=True)
     q.add_argument("--encoding", default="utf-8")
     add_output_options(q)
@@ -53,6 +55,9 @@ def register(sub: Any) -> None:
     q.add_argument("--query", help="query column (name or position)")
     q.add_argument("--passage", help="passage column (matched to documents by text)")
     q.add_argument("--gold-id", help="column with the gold document's id (instead of its text)")
+    q.add_argument("--model", action="append", default=[], metavar="VERSION",
+                   help="rank as this version: a number (v2), 'current', 'base' (no adapter) or "
+                        "an adapter file (.npz); repeat to compare side by side (default: current)")
     add_mode_options(q)
     q.add_argument("--encoding", default="utf-8")
     add_output_options(q)
@@ -151,7 +156,14 @@ def register(sub: Any) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
-    from ..evaluate import evaluate_pairs, evaluate_retrieval_modes, evaluate_sts, load_pairs, pair_scores
+    from ..evaluate import (
+        evaluate_pairs,
+        evaluate_retrieval_modes,
+        evaluate_sts,
+        load_pairs,
+        model_with_adapter,
+        pair_scores,
+    )
     from ..tables import check_output_path
 
     if args.eval_kind == "collection":
@@ -163,7 +175,9 @@ def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         modes = args.mode or ["semantic"]
         columns = []
         for m in models:
-            by_mode = evaluate_retrieval_modes(m, data, modes, fusion=args.fusion, alpha=args.alpha)
+            model, adapter = model_with_adapter(m)
+            by_mode = evaluate_retrieval_modes(model, data, modes, fusion=args.fusion,
+                                               alpha=args.alpha, adapter=adapter)
             for mode in modes:
                 col = m if len(modes) == 1 else f"{m} [{mode}]"
                 results[col] = by_mode[mode]
@@ -206,20 +220,33 @@ def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 def _eval_collection(args: argparse.Namespace) -> dict[str, Any]:
     from ..collection import Collection
     from ..evaluate import evaluate_collection
+    from ..versions import version_view
 
     with Collection.open(args.collection) as col:
-        res = evaluate_collection(col, args.pairs, args.query, args.passage, args.gold_id,
-                                  encoding=args.encoding, mode=args.mode, fusion=args.fusion,
-                                  alpha=args.alpha)
+        views = [version_view(col, spec) for spec in args.model or ["current"]]
+        by_label = {label: evaluate_collection(
+            col, args.pairs, args.query, args.passage, args.gold_id, encoding=args.encoding,
+            mode=args.mode, fusion=args.fusion, alpha=args.alpha, version=(m, adapter))
+            for label, m, adapter in views}
         model = col.manifest.model.name
+    res = next(iter(by_label.values()))
+    meta = ("queries", "skipped", "mode", "fusion", "alpha")
     if not args.json:
         skipped = f" ({res['skipped']} skipped: passage not in the collection)" if res["skipped"] else ""
-        print(f"{args.collection} ({model}, {res['mode']}): {res['queries']} queries from "
-              f"{args.pairs}{skipped}")
-        for k, v in res.items():
-            if k not in ("queries", "skipped", "mode", "fusion", "alpha"):
-                print(f"{k:<10} {v:.4f}")
-    return {"collection": args.collection, "model": model, "file": args.pairs, **res}
+        print(f"{args.collection} ({model}): {res['queries']} queries from {args.pairs}{skipped}")
+        labels = list(by_label)
+        width = max(len(k) for k in res if k not in meta)
+        print(" " * width + "".join(f"  {lb[-20:]:>20}" for lb in labels))
+        ranking = {lb: r["mode"] + (f" {r['fusion']}" if r["mode"] == "hybrid" else "")
+                   for lb, r in by_label.items()}
+        print(f"{'ranking':<{width}}" + "".join(f"  {ranking[lb][-20:]:>20}" for lb in labels))
+        for k in res:
+            if k not in meta:
+                print(f"{k:<{width}}" + "".join(f"  {by_label[lb][k]:>20.4f}" for lb in labels))
+    out = {"collection": args.collection, "model": model, "file": args.pairs, **res}
+    if args.model:
+        out["results"] = by_label
+    return out
 
 
 def _retrieval_data(args: argparse.Namespace) -> Any:
