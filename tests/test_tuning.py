@@ -28,7 +28,7 @@ def rotated(n: int = 300, dim: int = 16, angle: float = 1.2, seed: int = 0):
     return docs, docs @ rotation.T, rotation
 
 
-@pytest.mark.parametrize("kind", ["linear", "lowrank"])
+@pytest.mark.parametrize("kind", ["linear", "lowrank", "residual-mlp"])
 def test_an_adapter_learns_a_known_rotation(kind):
     docs, queries, rotation = rotated()
     rows = np.arange(len(docs))
@@ -41,6 +41,32 @@ def test_an_adapter_learns_a_known_rotation(kind):
     cos_after = float(np.mean(np.sum(res.adapter.apply(queries) * docs, axis=1)))
     assert cos_after > cos_before + 0.3, (cos_before, cos_after)
     assert res.best_epoch >= 1 and res.train_pairs + res.held_out_pairs == len(docs)
+
+
+def test_a_residual_mlp_fits_a_map_no_matrix_can(tmp_path):
+    """Queries rotated one way or the other by the sign of their first coordinate: no single
+    matrix undoes both, the residual MLP's non-linear correction does better; its file
+    round-trips to the same vectors."""
+    docs, _, _ = rotated(n=1000, angle=0.8)
+    _, plus, _ = rotated(n=1000, angle=0.8)
+    _, minus, _ = rotated(n=1000, angle=-0.8)
+    queries = np.where(docs[:, :1] > 0, plus, minus).astype(np.float32)
+    rows = np.arange(len(docs))
+    gains = {kind: train_adapter(queries, rows, docs, groups=rows, base_fingerprint="f",
+                                 kind=kind, lr=3e-3) for kind in ("linear", "residual-mlp")}
+    assert gains["residual-mlp"].gain() > gains["linear"].gain() + 0.03, \
+        {k: (r.before, r.after) for k, r in gains.items()}
+    mlp = gains["residual-mlp"].adapter
+    assert mlp.mlp is not None and mlp.kind == "residual-mlp"
+    mlp.save(tmp_path / "mlp.npz")
+    back = Adapter.load(tmp_path / "mlp.npz", "f")
+    assert np.allclose(back.apply(queries[:50]), mlp.apply(queries[:50]), atol=1e-6)
+    with np.load(tmp_path / "mlp.npz") as z:
+        parts = dict(z)
+    parts["out"] = parts["out"][:, :3]  # a hidden layer that does not fit
+    np.savez(tmp_path / "bad.npz", **parts)
+    with pytest.raises(InputError, match="bad.npz: the adapter does not load"):
+        Adapter.load(tmp_path / "bad.npz")
 
 
 def test_a_diagonal_adapter_cannot_undo_a_rotation_and_says_so_by_its_metrics():
@@ -211,6 +237,8 @@ def test_tune_chooses_the_ranking_too_and_search_uses_it_when_no_mode_is_named(t
         assert by[("current", "keyword")] > by[("current", "semantic")] + 0.1
         assert report.after["mrr@10"] >= best_single - 1e-9
         assert report.promoted and report.ranking != "semantic", report.summary()
+        assert {"current", "new"} <= {c["adapter"] for c in report.candidates
+                                      if c["ranking"] == "hybrid learned"}
         tuned = col.search_options(5)
         assert tuned.mode == col.manifest.search["mode"] != "semantic"
         assert col.search_options(5, mode="semantic").mode == "semantic"
@@ -308,3 +336,38 @@ def test_eval_compares_versions_and_adapters_side_by_side(demo_copy, tmp_path, c
     assert main(["eval", "retrieval", "--pairs", str(held), "--model",
                  f"default+{tmp_path / 'other.npz'}"]) == 1
     assert "trained on vectors of model 000000000000" in capsys.readouterr().err
+
+
+def test_logistic_fit_recovers_the_direction_that_separates():
+    from neartext.tuning import fit_logistic
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 5)) * [1, 3, 1, 1, 0.1] + [0, 5, 0, 0, 1]
+    y = ((x[:, 0] - 0.5 * x[:, 1] + 2.5 + 0.3 * rng.standard_normal(3000)) > 0).astype(float)
+    w = fit_logistic(x, y)
+    assert w[0] > 0 and w[1] < 0 and abs(w[1] / w[0] + 0.5) < 0.1, w
+    score = x @ w[:-1] + w[-1]
+    assert ((score > 0) == (y > 0)).mean() > 0.95
+
+
+def test_the_learned_fusion_ranks_by_its_weights_and_needs_them(demo_copy):
+    """A version whose learned weights count the cosine alone ranks as semantic search does
+    (the oracle); the learned fusion without weights is refused with the reason."""
+    from neartext.searching import SearchOptions
+    from neartext.versions import promote
+
+    with pytest.raises(InputError, match="weights 'neartext tune' fits"):
+        SearchOptions(mode="hybrid", fusion="learned")
+    queries = ["refund my money", "the app crashes when I open it", "dark mode please"]
+    with Collection.open(demo_copy) as col:
+        semantic = [[r.id for r in col.search(q, k=10)] for q in queries]
+        with pytest.raises(InputError, match="this version has none"):
+            col.search(queries[0], mode="hybrid", fusion="learned")
+        promote(col, None, {}, search={"mode": "hybrid", "fusion": "learned",
+                                       "weights": [1.0, 0, 0, 0, 0, 0]})
+        assert col.search_options(10).fusion == "learned"
+        assert [[r.id for r in col.search(q, k=10)] for q in queries] == semantic
+        promote(col, None, {}, search={"mode": "hybrid", "fusion": "learned",
+                                       "weights": [0, 0, 0, 1.0, 0, 0]})  # keyword rank
+        assert [r.id for r in col.search(queries[0], k=5)] == \
+            [r.id for r in col.search(queries[0], k=5, mode="keyword")]

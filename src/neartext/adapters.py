@@ -12,7 +12,9 @@ MRR@10 (queries split into train and held-out groups), and two smaller kinds exi
 
 - ``linear``: ``W = I + D`` with ``D`` a full ``dim x dim`` matrix;
 - ``lowrank``: ``W = I + U V^T`` of rank 16;
-- ``diagonal``: ``W = diag(1 + d)``, a re-weighting of the dimensions.
+- ``diagonal``: ``W = diag(1 + d)``, a re-weighting of the dimensions;
+- ``residual-mlp``: ``normalize(q + relu(q A + b) B)`` with a hidden layer of 256, ``B``
+  starting at zero (the identity): a non-linear correction, for data a matrix cannot fit.
 
 Example:
     >>> import numpy as np
@@ -45,28 +47,31 @@ from .errors import InputError, ModelMismatch
 from .linalg import top_k
 from .metrics import retrieval_metrics
 
-KINDS = ("linear", "lowrank", "diagonal")
+KINDS = ("linear", "lowrank", "diagonal", "residual-mlp")
 SIDES = ("query",)
 MIN_PAIRS = 20  # fewer (query, document) pairs than this teach an adapter nothing measurable
 RANK = 16
+HIDDEN = 256  # residual-mlp's hidden units
 STEPS_PER_EPOCH = 10  # at least, between two held-out evaluations (small pair sets)
 # Adam's step is about lr per weight: a full matrix moves all dim x dim of them at once. Chosen on
 # ParaPhraser with all-MiniLM-L6-v2 (held-out MRR@10 from 0.664): linear 1e-4 -> 0.695 (3e-3:
 # 0.672, 3e-5: 0.669), lowrank 1e-3 -> 0.672, diagonal 1e-3 -> 0.667
-LEARNING_RATES = {"linear": 1e-4, "lowrank": 1e-3, "diagonal": 1e-3}
+LEARNING_RATES = {"linear": 1e-4, "lowrank": 1e-3, "diagonal": 1e-3, "residual-mlp": 1e-3}
 _FORMAT = "neartext-adapter 1"
 
 
 @dataclass
 class Adapter:
-    """A learned map of query vectors: ``normalize(q @ matrix)``. ``base_fingerprint`` is the
-    fingerprint of the encoder whose vectors it was trained on."""
+    """A learned map of query vectors: ``normalize(q @ matrix)``, plus for ``residual-mlp``
+    ``relu(q @ hidden + bias) @ out`` added before normalizing (``mlp``: those three arrays).
+    ``base_fingerprint`` is the fingerprint of the encoder whose vectors it was trained on."""
 
     kind: str
     side: str
     matrix: np.ndarray
     base_fingerprint: str
     info: dict[str, Any] = field(default_factory=dict)
+    mlp: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def dim(self) -> int:
@@ -74,16 +79,23 @@ class Adapter:
 
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """The adapted vectors, unit length (rows of ``vectors``)."""
-        v = np.asarray(vectors, dtype=np.float32) @ self.matrix
-        out: np.ndarray = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-        return out.astype(np.float32)
+        x = np.asarray(vectors, dtype=np.float32)
+        v = x @ self.matrix
+        if self.mlp is not None:
+            hidden, bias, out = self.mlp
+            v = v + np.maximum(x @ hidden + bias, 0) @ out
+        norm: np.ndarray = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+        return norm.astype(np.float32)
 
     def save(self, path: str | Path) -> None:
         """Write the adapter to ``path`` (one ``.npz`` file, replaced atomically)."""
         meta = {"format": _FORMAT, "kind": self.kind, "side": self.side,
                 "base_fingerprint": self.base_fingerprint, "info": self.info}
+        arrays = {"matrix": self.matrix.astype(np.float32), "meta": np.array(json.dumps(meta))}
+        if self.mlp is not None:
+            arrays.update(zip(("hidden", "bias", "out"), (a.astype(np.float32) for a in self.mlp)))
         buf = io.BytesIO()
-        np.savez(buf, matrix=self.matrix.astype(np.float32), meta=np.array(json.dumps(meta)))
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
         with staged_file(Path(path)) as tmp:
             tmp.write_bytes(buf.getvalue())
 
@@ -97,11 +109,22 @@ class Adapter:
             with np.load(p, allow_pickle=False) as z:
                 matrix = np.asarray(z["matrix"], dtype=np.float32)
                 meta = json.loads(str(z["meta"]))
-            if meta.get("format") != _FORMAT or matrix.ndim != 2 or \
-                    matrix.shape[0] != matrix.shape[1] or not np.isfinite(matrix).all():
+                mlp = None
+                if "hidden" in z.files:
+                    mlp = tuple(np.asarray(z[k], dtype=np.float32)
+                                for k in ("hidden", "bias", "out"))
+            dim = matrix.shape[0] if matrix.ndim == 2 else -1
+            if meta.get("format") != _FORMAT or matrix.ndim != 2 or matrix.shape[1] != dim or \
+                    not np.isfinite(matrix).all():
                 raise ValueError("not a neartext adapter")
+            if mlp is not None:
+                hidden, bias, out = mlp
+                if hidden.ndim != 2 or hidden.shape[0] != dim or bias.shape != hidden.shape[1:] \
+                        or out.shape != (hidden.shape[1], dim) or \
+                        not all(np.isfinite(a).all() for a in mlp):
+                    raise ValueError("its hidden layer does not fit its matrix")
             adapter = cls(meta["kind"], meta["side"], matrix, meta["base_fingerprint"],
-                          dict(meta.get("info") or {}))
+                          dict(meta.get("info") or {}), mlp)  # type: ignore[arg-type]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise InputError(f"{p}: the adapter does not load ({e})") from None
         if fingerprint is not None and fingerprint != adapter.base_fingerprint:
@@ -188,7 +211,7 @@ def train_adapter(
     identity_weight: float = 1e-3,
     patience: int = 8,
     lr: float | None = None,
-    baseline: np.ndarray | None = None,
+    baseline: Adapter | None = None,
     seed: int = 0,
 ) -> TuneResult:
     """Learn a query-side adapter from (query vector, positive document row) pairs.
@@ -230,14 +253,11 @@ def train_adapter(
     eval_gold = [gold_by_group[group_of[i]] for i in eval_rows]
     q_eval = q[eval_rows]
 
-    def evaluate(matrix: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-        v = q_eval @ matrix
-        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        return ranking_metrics(v, d, eval_gold)
+    def evaluate(adapter: Adapter | None) -> tuple[dict[str, float], np.ndarray]:
+        return ranking_metrics(q_eval if adapter is None else adapter.apply(q_eval), d,
+                               eval_gold)
 
-    start = np.eye(dim, dtype=np.float32) if baseline is None else \
-        np.asarray(baseline, dtype=np.float32)
-    before, rr_before = evaluate(start)
+    before, rr_before = evaluate(baseline)
     gen = torch.Generator().manual_seed(seed)
     torch_q = torch.from_numpy(q)
     torch_d = torch.from_numpy(d)
@@ -245,6 +265,9 @@ def train_adapter(
         params = [torch.zeros(dim, dim)]
     elif kind == "lowrank":
         params = [torch.randn(dim, RANK, generator=gen) * 0.01, torch.zeros(RANK, dim)]
+    elif kind == "residual-mlp":
+        params = [torch.randn(dim, HIDDEN, generator=gen) * dim ** -0.5, torch.zeros(HIDDEN),
+                  torch.zeros(HIDDEN, dim)]
     else:
         params = [torch.zeros(dim)]
     for p in params:
@@ -256,14 +279,35 @@ def train_adapter(
             return eye + params[0]
         if kind == "lowrank":
             return eye + params[0] @ params[1]
+        if kind == "residual-mlp":
+            return eye
         return torch.diag(1 + params[0])
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        v = x @ weight()
+        if kind == "residual-mlp":
+            v = v + torch.relu(x @ params[0] + params[1]) @ params[2]
+        return torch.nn.functional.normalize(v, dim=1)
+
+    def penalty() -> torch.Tensor:
+        # the pull toward the identity: on the matrix, or on the correction's output layer
+        if kind == "residual-mlp":
+            return (params[2] ** 2).sum()
+        return ((weight() - eye) ** 2).sum()
+
+    def snapshot() -> Adapter:
+        with torch.no_grad():
+            mlp = None if kind != "residual-mlp" else tuple(
+                p.detach().numpy().astype(np.float32).copy() for p in params)
+            return Adapter(kind, "query", weight().detach().numpy().astype(np.float32).copy(),
+                           base_fingerprint, {}, mlp)  # type: ignore[arg-type]
 
     negatives_of: dict[int, list[int]] = {}
     for pair, row in hard_negatives:
         negatives_of.setdefault(int(pair), []).append(int(row))
     opt = torch.optim.Adam(params, lr=lr or LEARNING_RATES[kind])
     rng = np.random.default_rng(seed)
-    best = (before["mrr@10"], 0, start)
+    best: tuple[float, int, Adapter | None] = (before["mrr@10"], 0, baseline)
     history, stale, epoch = [], 0, 0
     scale = 20.0
     steps = max(STEPS_PER_EPOCH, -(-len(train_idx) // batch_size))
@@ -278,8 +322,7 @@ def train_adapter(
             hard = [r for i in batch for r in negatives_of.get(int(i), [])]
             rand = rng.integers(0, len(d), random_negatives).tolist()
             cand = np.array(cand_rows + hard + rand, dtype=np.int64)
-            w = weight()
-            qa = torch.nn.functional.normalize(torch_q[batch] @ w, dim=1)
+            qa = forward(torch_q[batch])
             logits = scale * qa @ torch_d[cand].T
             # another query's positive that is also this query's positive is not a negative
             same = torch.from_numpy(
@@ -290,23 +333,31 @@ def train_adapter(
             own[target, target] = True
             logits = logits.masked_fill(same & ~own, float("-inf"))
             loss = torch.nn.functional.cross_entropy(logits, target)
-            loss = loss + identity_weight * ((w - eye) ** 2).sum()
+            loss = loss + identity_weight * penalty()
             opt.zero_grad()
             loss.backward()
             opt.step()
-        m = weight().detach().numpy()
-        metrics, _ = evaluate(m)
+        candidate = snapshot()
+        metrics, _ = evaluate(candidate)
         history.append({"epoch": float(epoch), **metrics})
         if metrics["mrr@10"] > best[0] + 1e-6:
-            best, stale = (metrics["mrr@10"], epoch, m.copy()), 0
+            best, stale = (metrics["mrr@10"], epoch, candidate), 0
         else:
             stale += 1
             if stale >= patience:
                 break
-    _, best_epoch, matrix = best
-    after, rr_after = evaluate(matrix) if best_epoch else (before, rr_before)
-    adapter = Adapter(kind, "query", matrix.astype(np.float32), base_fingerprint,
-                      {"best_epoch": best_epoch, "train_pairs": len(train_idx),
-                       "held_out_pairs": len(held_idx)})
+    _, best_epoch, kept = best
+    after, rr_after = evaluate(kept) if best_epoch else (before, rr_before)
+    if kept is None or not best_epoch:  # no epoch beat the start: the start, as this kind
+        kept = Adapter(kind, "query", np.eye(dim, dtype=np.float32), base_fingerprint, {},
+                       None if kind != "residual-mlp" else (
+                           np.zeros((dim, HIDDEN), np.float32), np.zeros(HIDDEN, np.float32),
+                           np.zeros((HIDDEN, dim), np.float32)))
+        if baseline is not None:
+            kept = Adapter(baseline.kind, baseline.side, baseline.matrix, base_fingerprint, {},
+                           baseline.mlp)
+    kept.info = {"best_epoch": best_epoch, "train_pairs": len(train_idx),
+                 "held_out_pairs": len(held_idx)}
+    adapter = kept
     return TuneResult(adapter, before, after, len(train_idx), len(held_idx), epoch, best_epoch,
                       time.perf_counter() - t0, history, rr_before, rr_after)

@@ -466,7 +466,9 @@ class Collection:
         if alpha is None:
             tuned_alpha = tuned.get("alpha") if from_tuned else None
             alpha = float(tuned_alpha) if tuned_alpha is not None else DEFAULT_ALPHA
-        return SearchOptions(k, threshold, mode, fusion, alpha)
+        weights = tuned.get("weights") if fusion == "learned" else None
+        return SearchOptions(k, threshold, mode, fusion, alpha,
+                             None if weights is None else tuple(float(w) for w in weights))
 
     def make_filter(
         self, where: Sequence[str] | str | Filter | None = None, contains: Sequence[str] | None = None

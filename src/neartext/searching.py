@@ -22,7 +22,18 @@ import numpy as np
 
 from .errors import InputError
 from .filters import Filter, parse_filter
-from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, Fusion, Mode, blend, candidates, check_mode, rrf
+from .hybrid import (
+    DEFAULT_ALPHA,
+    DEFAULT_FUSION,
+    Fusion,
+    Mode,
+    blend,
+    candidates,
+    check_mode,
+    features,
+    learned,
+    rrf,
+)
 from .results import SearchResult
 from .store import Hit, Store
 
@@ -40,19 +51,21 @@ def check_threshold(threshold: float | None, what: str = "threshold") -> None:
 @dataclass(frozen=True)
 class SearchOptions:
     """How to rank: ``k`` results, at least ``threshold`` (cosine; semantic mode only), the
-    ``mode`` (semantic, keyword, hybrid) and for hybrid the ``fusion`` (blend, rrf) and blend
-    weight ``alpha``. Checked when made: an :class:`InputError` names the bad value."""
+    ``mode`` (semantic, keyword, hybrid) and for hybrid the ``fusion`` (blend, rrf, learned),
+    blend weight ``alpha`` and the learned fusion's ``weights`` (from ``neartext tune``).
+    Checked when made: an :class:`InputError` names the bad value."""
 
     k: int = 10
     threshold: float | None = None
     mode: Mode = "semantic"
     fusion: Fusion = DEFAULT_FUSION
     alpha: float = DEFAULT_ALPHA
+    weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         check_k(self.k)
         check_threshold(self.threshold)
-        check_mode(self.mode, self.fusion, self.alpha)
+        check_mode(self.mode, self.fusion, self.alpha, self.weights)
         if self.mode != "semantic" and self.threshold is not None:
             raise InputError(f"a threshold applies to cosine scores: use it with the semantic "
                              f"mode, not {self.mode}")
@@ -117,17 +130,43 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
     n = candidates(opts.k)
     sem_rows = store.search(vectors, n, flt)
     kw_rows = store.keyword_search(texts, n, flt)
-    norms = store.keyword_norms(texts) if opts.fusion == "blend" else [0.0] * len(texts)
+    norms = store.keyword_norms(texts) if opts.fusion != "rrf" else [0.0] * len(texts)
     out = []
     for q, sem, kw, norm in zip(vectors, sem_rows, kw_rows, norms):
         best = {h.doc_id: h for h in sem}
         if opts.fusion == "rrf":
             fused = rrf([h.doc_id for h in sem], [h.doc_id for h in kw], opts.k)
         else:
-            cosine = {h.doc_id: h.score for h in sem}
-            missing = [h.doc_id for h in kw if h.doc_id not in cosine]
-            for doc, vecs in store.doc_vectors(missing).items():
-                cosine[doc] = float(np.max(vecs @ q))
-            fused = blend(cosine, {h.doc_id: h.score for h in kw}, norm, opts.alpha, opts.k)
+            cosine = _cosines(store, q, sem, kw)
+            bm25 = {h.doc_id: h.score for h in kw}
+            if opts.fusion == "learned":
+                assert opts.weights is not None
+                docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
+                                      bm25, norm)
+                fused = learned(docs, rows, opts.weights, opts.k)
+            else:
+                fused = blend(cosine, bm25, norm, opts.alpha, opts.k)
         out.append([(doc, score, best.get(doc)) for doc, score in fused])
     return out
+
+
+def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit]) -> dict[str, float]:
+    """The cosine of every candidate: from the semantic hits, computed for the keyword ones."""
+    cosine = {h.doc_id: h.score for h in sem}
+    missing = [h.doc_id for h in kw if h.doc_id not in cosine]
+    for doc, vecs in store.doc_vectors(missing).items():
+        cosine[doc] = float(np.max(vecs @ q))
+    return cosine
+
+
+def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: int = 10
+                    ) -> list[tuple[list[str], np.ndarray]]:
+    """Per query, the candidates a hybrid search for the top ``k`` weighs and their
+    :data:`~neartext.hybrid.FEATURES`: what the learned fusion is trained on."""
+    n = candidates(k)
+    sem_rows = store.search(vectors, n, None)
+    kw_rows = store.keyword_search(texts, n, None)
+    norms = store.keyword_norms(texts)
+    return [features([h.doc_id for h in sem], [h.doc_id for h in kw],
+                     _cosines(store, q, sem, kw), {h.doc_id: h.score for h in kw}, norm)
+            for q, sem, kw, norm in zip(vectors, sem_rows, kw_rows, norms)]

@@ -38,11 +38,64 @@ SETTINGS: list[dict[str, Any]] = [
     *({"mode": "hybrid", "fusion": "blend", "alpha": a} for a in (0.3, 0.5, 0.7, 0.9))]
 
 
+# queries the learned fusion is fitted on, at most (a seeded sample of the training queries)
+FUSION_QUERIES = 2000
+
+
 def describe(setting: dict[str, Any] | None) -> str:
     s = setting or {"mode": "semantic"}
     if s["mode"] != "hybrid":
         return str(s["mode"])
-    return "hybrid rrf" if s.get("fusion") == "rrf" else f"hybrid blend alpha {s.get('alpha')}"
+    if s.get("fusion") in ("rrf", "learned"):
+        return f"hybrid {s['fusion']}"
+    return f"hybrid blend alpha {s.get('alpha')}"
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, rounds: int = 50
+                 ) -> np.ndarray:
+    """Logistic regression of ``y`` (0/1) on the columns of ``x`` by Newton's method, the
+    classes weighted to count equally and an L2 penalty on the standardized weights; returns
+    the weights on the raw columns followed by the intercept."""
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    sd[sd == 0] = 1.0
+    z = np.column_stack([(x - mu) / sd, np.ones(len(x))])
+    pos = max(1.0, float(y.sum()))
+    sample = np.where(y > 0, len(y) / (2 * pos), len(y) / (2 * max(1.0, len(y) - pos)))
+    w = np.zeros(z.shape[1])
+    reg = np.full(z.shape[1], l2)
+    reg[-1] = 0.0
+    for _ in range(rounds):
+        p = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -30, 30)))
+        grad = z.T @ (sample * (p - y)) + reg * w
+        hess = (z * (sample * p * (1 - p))[:, None]).T @ z + np.diag(reg + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    raw = w[:-1] / sd
+    return np.append(raw, w[-1] - float(mu @ raw))
+
+
+def _fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
+                adapter: Adapter | None, seed: int) -> list[float] | None:
+    """Weights of the learned fusion fitted on ``queries`` (their candidates as a hybrid
+    search with ``adapter`` finds them); None when no candidate is relevant."""
+    from .searching import fusion_features
+
+    if len(queries) > FUSION_QUERIES:
+        keep = np.sort(np.random.default_rng(seed).choice(len(queries), FUSION_QUERIES, False))
+        queries, base, gold = [queries[i] for i in keep], base[keep], [gold[i] for i in keep]
+    vecs = base if adapter is None else adapter.apply(base)
+    xs, ys = [], []
+    for (docs, rows), g in zip(fusion_features(col.store, vecs, queries), gold):
+        xs.append(rows)
+        ys.append(np.array([d in g for d in docs], dtype=np.float64))
+    if not xs:
+        return None
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if not 0 < y.sum() < len(y):
+        return None
+    return [round(float(v), 6) for v in fit_logistic(x, y)]
 
 
 def _evaluate(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
@@ -53,9 +106,11 @@ def _evaluate(col: Collection, queries: list[str], base: np.ndarray, gold: list[
     from .metrics import retrieval_metrics
     from .searching import SearchOptions, search_vectors
 
+    weights = setting.get("weights")
     opts = SearchOptions(k=10, mode=setting["mode"],
                          fusion=setting.get("fusion", DEFAULT_FUSION),
-                         alpha=setting.get("alpha", DEFAULT_ALPHA))
+                         alpha=setting.get("alpha", DEFAULT_ALPHA),
+                         weights=None if weights is None else tuple(weights))
     vecs = None if opts.mode == "keyword" else (
         base if adapter is None else adapter.apply(base))
     hits = search_vectors(col.store, bool(col.manifest.chunking), vecs, queries, None, opts)
@@ -87,6 +142,10 @@ class TuneReport:
     notes: list[str] = field(default_factory=list)
     ranking: str = "semantic"
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    # the best option measured: which adapter ("new", "current") and the ranking settings
+    chosen: dict[str, Any] = field(default_factory=dict)
+    gain: float = 0.0  # its held-out MRR@10 gain over the current version, promoted or not
+    gain_lower_95: float = 0.0  # the lower end of the gain's 95% bootstrap interval
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -227,7 +286,7 @@ def tune(
     result = train_adapter(q, pos, docs, groups=data.queries,
                            base_fingerprint=col.encoder.fingerprint,
                            hard_negatives=hard, kind=kind, held_out=held_out, seed=seed,
-                           baseline=None if current is None else current.matrix)
+                           baseline=current)
     # the same held-out queries (the split is by query, seeded), now at document level and
     # through the real search path: the adapter, and the ranking settings, chosen together
     held = split_groups(data.queries, held_out, seed)
@@ -250,9 +309,24 @@ def tune(
                 continue  # keyword ranking ignores vectors
             m, rr = measure(adapter, setting)
             rows.append((which, setting, m, rr))
+    # the learned fusion, fitted for each adapter on the training queries' candidates
+    train_queries = list(dict.fromkeys(t for t, h in zip(data.queries, held) if not h))
+    train_gold: dict[str, set[str]] = {}
+    for t, d, h in zip(data.queries, data.doc_ids, held):
+        if not h:
+            train_gold.setdefault(t, set()).add(d)
+    if train_queries and col.store.has_keyword_index():
+        train_base = np.stack([vec_of[t] for t in train_queries]).astype(np.float32)
+        for which, adapter in (("current", current), ("new", result.adapter)):
+            fitted = _fit_fusion(col, train_queries, train_base,
+                                 [train_gold[t] for t in train_queries], adapter, seed)
+            if fitted is not None:
+                setting = {"mode": "hybrid", "fusion": "learned", "weights": fitted}
+                m, rr = measure(adapter, setting)
+                rows.append((which, setting, m, rr))
     candidates = [{"adapter": w, "ranking": describe(st), **{k: round(v, 4) for k, v in m.items()
                    if k in ("mrr@10", "ndcg@10", "recall@10")}} for w, st, m, _ in rows]
-    # the best; on a tie the current adapter, then the simpler setting (earlier in SETTINGS)
+    # the best; on a tie the current adapter, then the simpler setting (earlier in the list)
     best = max(range(len(rows)), key=lambda i: (round(float(rows[i][3].mean()), 6),
                                                 rows[i][0] == "current", -i))
     if force:
@@ -290,7 +364,8 @@ def tune(
     return TuneReport(str(col.address), kind, len(data.queries), len(unique), data.from_file,
                       data.from_feedback, len(hard), now_metrics, after, promoted, version,
                       reason, result.seconds, result.epochs, data.notes, describe(setting),
-                      candidates)
+                      candidates, {"adapter": which, "search": dict(setting)},
+                      round(gain, 4), round(low, 4))
 
 
 def last_ratings_used(col: Collection) -> int:

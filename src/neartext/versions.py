@@ -48,6 +48,8 @@ def ranking(search: dict[str, Any] | None) -> dict[str, Any]:
         out["fusion"] = s.get("fusion", "blend")
         if out["fusion"] == "blend":
             out["alpha"] = s.get("alpha")
+        elif out["fusion"] == "learned":
+            out["weights"] = s.get("weights")
     return out
 
 

@@ -261,7 +261,8 @@ class Engine:
             except Exception as e:
                 results[i] = e
                 continue
-            groups[(j.collection, repr(j.filter), o.mode, o.fusion, o.alpha)].append((i, j, o))
+            groups[(j.collection, repr(j.filter), o.mode, o.fusion, o.alpha, o.weights)
+                   ].append((i, j, o))
         for (name, *_), members in groups.items():
             col = self.collections[name].collection
             first = members[0][2]

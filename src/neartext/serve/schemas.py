@@ -156,7 +156,8 @@ class ImproveRequest(_Body):
     min_new: int = Field(1, ge=1, le=10_000_000,
                          description="ratings needed since the current version learned")
     force: bool = Field(False, description="promote the new adapter even without a gain")
-    kind: Literal["linear", "lowrank", "diagonal"] = Field("linear", description="adapter kind")
+    kind: Literal["linear", "lowrank", "diagonal", "residual-mlp"] = Field(
+        "linear", description="adapter kind")
 
 
 class FeedbackRow(BaseModel):
