@@ -228,3 +228,33 @@ def test_the_service_improves_by_itself_after_n_ratings(names):
         hits = sum(_top(c, "tickets", n)[1][0][0] == f"t{i}"
                    for i, n in enumerate(people[150:], 150))
         assert hits >= 40, hits
+
+
+def test_the_service_serves_a_collection_another_process_reindexed(demo_copy, tiny_model_dir):
+    """``neartext reindex`` in another process swaps in a version embedded with another
+    model: the running service's next search uses it (its model loaded then), a write goes
+    into it, and a rating too."""
+    with running(ServeSettings.from_args([str(demo_copy)])) as c:
+        q = "I was charged twice for one month"
+        assert _top(c, "feedback", q)[0] == 200
+        done = subprocess.run([sys.executable, "-m", "neartext", "reindex", str(demo_copy),
+                               "--model", str(tiny_model_dir)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr
+        status, top = _top(c, "feedback", q)
+        assert status == 200
+        with Collection.open(demo_copy) as col:
+            assert col.manifest.model.name == str(tiny_model_dir)
+            assert same(top, [(r.id, r.score) for r in col.search(q, k=5)])
+        status, body = c.call("POST", "/collections/feedback/documents", {"documents": [
+            {"id": "after-reindex", "text": "a ticket written after the reindex"}]})
+        assert status == 200 and body["added"] == 1, body
+        assert c.call("POST", "/collections/feedback/feedback", {
+            "query": "ticket", "doc_id": "after-reindex", "relevant": True})[0] == 201
+        summary = c.call("GET", "/collections")[1][0]
+        assert summary["version"] == 2 and summary["model"] == str(tiny_model_dir)
+    with Collection.open(demo_copy) as col:
+        assert col.get(["after-reindex"])
+    fb = FeedbackStore(demo_copy)
+    assert [r["doc_id"] for r in fb.list()] == ["after-reindex"]
+    fb.close()

@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -165,3 +166,66 @@ def test_encoder_wrap_matches_loaded(encoder):
     a = wrapped.encode(["same text"])
     b = load_encoder(EncoderSettings(model="default")).encode(["same text"])
     assert np.allclose(a, b, atol=1e-6) and wrapped.fingerprint != encoder.fingerprint
+
+
+WRITER = r"""
+import sys, time
+from pathlib import Path
+from neartext import Collection, Record
+from neartext.errors import CollectionReplaced
+from neartext.feedback import FeedbackStore
+path, stop = sys.argv[1], Path(sys.argv[2])
+col = Collection.open(path)
+fb = FeedbackStore(path)
+i = refused = 0
+while not stop.exists():
+    try:
+        col.upsert([Record(f"w{i}", f"written during the reindex, number {i}", {})])
+    except CollectionReplaced:
+        refused += 1            # a well-behaved client: open the new version, write again
+        col.close()
+        col = Collection.open(path)
+        continue
+    fb.add(f"query {i}", f"w{i}", True)
+    print(f"w{i}", flush=True)  # reported written only once committed
+    i += 1
+    time.sleep(0.01)
+print(f"refused {refused}", flush=True)
+"""
+
+
+def test_a_reindex_loses_no_write_of_another_process(demo_copy, tiny_model_dir):
+    """Another process writes documents and ratings without pause while the collection is
+    re-embedded: every write it was told succeeded is in the new version (a write that met the
+    swap was refused, and succeeded again on the new version), and so is every rating."""
+    stop = demo_copy.parent / "stop"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(demo_copy), str(stop)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout and writer.stdout.readline().strip() == "w0"
+        report = reindex(demo_copy, str(tiny_model_dir))
+        # a few more writes on the new version, then stop
+        with Collection.open(demo_copy) as col:
+            start = len(col)
+        deadline = time.monotonic() + 120
+        while writer.poll() is None and time.monotonic() < deadline:
+            with Collection.open(demo_copy) as col:
+                if len(col) >= start + 3:
+                    break
+            time.sleep(0.05)
+    finally:
+        stop.touch()
+        out, err = writer.communicate(timeout=120)
+    assert writer.returncode == 0, err
+    written = ["w0"] + [ln for ln in out.split() if ln.startswith("w")]
+    assert len(written) > 5
+    with Collection.open(demo_copy) as col:
+        assert col.manifest.version == report.version == 2
+        present = {d.id for d in col.get(written)}
+    assert present == set(written), sorted(set(written) - present)[:5]
+    from neartext.feedback import FeedbackStore
+
+    fb = FeedbackStore(demo_copy)
+    rated = {r["doc_id"] for r in fb.list()}
+    fb.close()
+    assert set(written) <= rated, sorted(set(written) - rated)[:5]

@@ -73,6 +73,11 @@ class StorageError(NeartextError, OSError):
         self.kind = kind
 
 
+class CollectionReplaced(NeartextError):
+    """The collection this process opened was replaced by a new version (another process's
+    ``reindex`` swapped in a re-embedded copy): a write to the old one is refused."""
+
+
 class CollectionBusy(NeartextError, BlockingIOError):
     """Another process holds a lock this operation needs (a build of the same collection)."""
 

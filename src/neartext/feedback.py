@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import os
 import random
 import sqlite3
 import threading
@@ -45,8 +46,20 @@ class FeedbackStore:
         self.path = Path(collection_path) / FEEDBACK_DB
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._ino = -1  # the file the connection is to
+
+    def _moved(self) -> bool:
+        """Whether the path now holds another file than the connection's (a ``reindex`` by
+        another process swapped in the new version's copy of the ratings)."""
+        try:
+            return os.stat(self.path).st_ino != self._ino
+        except OSError:
+            return True
 
     def _db(self, create: bool) -> sqlite3.Connection | None:
+        if self._conn is not None and self._moved():
+            self._conn.close()  # follow the ratings to the collection's current version
+            self._conn = None
         if self._conn is None:
             if not create and not self.path.is_file():
                 return None
@@ -56,6 +69,7 @@ class FeedbackStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
             self._conn = conn
+            self._ino = os.stat(self.path).st_ino
         return self._conn
 
     def add(self, query: str, doc_id: str, relevant: bool) -> dict[str, Any]:
@@ -69,11 +83,23 @@ class FeedbackStore:
             raise InputError("feedback needs the id of the rated document")
         created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         with self._lock:
-            db = self._db(create=True)
-            assert db is not None
-            cur = db.execute("INSERT INTO feedback (query, doc_id, relevant, created) VALUES (?,?,?,?)",
-                             (query, str(doc_id), int(bool(relevant)), created))
-            row_id = cur.lastrowid
+            while True:
+                db = self._db(create=True)
+                assert db is not None
+                db.execute("BEGIN IMMEDIATE")
+                if not self._moved():
+                    break
+                db.execute("ROLLBACK")  # swapped while waiting for the lock: to the new file
+            try:
+                cur = db.execute("INSERT INTO feedback (query, doc_id, relevant, created) "
+                                 "VALUES (?,?,?,?)",
+                                 (query, str(doc_id), int(bool(relevant)), created))
+                row_id = cur.lastrowid
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
         return {"id": row_id, "query": query, "doc_id": str(doc_id), "relevant": bool(relevant),
                 "created": created}
 

@@ -15,8 +15,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +31,7 @@ from .encoders import EncoderSettings, canonical_name
 from .errors import InputError, Unsupported
 from .manifest import Manifest
 from .store.factory import kind_of
-from .store.local import MANIFEST
+from .store.local import MANIFEST, LocalStore
 
 READ_BATCH = 5000
 
@@ -90,22 +92,32 @@ def reindex(
                 shutil.rmtree(scratch, ignore_errors=True)
                 raise InputError(f"{target}: already embedded with this model and these settings; "
                                  "nothing to re-embed")
-            ids = list(old.store.document_hashes())
-            embedded = 0
-            for start in range(0, len(ids), READ_BATCH):
-                docs = old.store.get(ids[start:start + READ_BATCH])
-                rep = new.upsert([Record(d.id, d.text, d.metadata) for d in docs], progress=progress)
-                embedded += rep.texts_embedded
-            new.store.write([], [], [i for i in new.store.document_hashes() if i not in set(ids)])
-            version = max([manifest.version, *(int(h.get("version", 0))
-                                               for h in manifest.history)]) + 1
-            new.manifest.version = version
-            new.manifest.history = [*manifest.history, {
-                "version": manifest.version, "model": manifest.model.name,
-                "fingerprint": manifest.model.fingerprint, "adapter": manifest.adapter,
-                "replaced": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
-            new.save_manifest()
-            new_name = new.manifest.model.name
+            generation = old.store.generation()
+            ids, embedded = _copy(old, new, progress)
+            store = old.store
+            assert isinstance(store, LocalStore)
+            # Writes of other processes that landed while copying are caught up with every
+            # writer held off, and the swap happens before they go on: they then find the
+            # collection replaced and are refused (nothing is written to the old copy).
+            with store.hold_writes():
+                if store.generation() != generation:
+                    ids, more = _copy(old, new, False)
+                    embedded += more
+                new.store.write([], [], [i for i in new.store.document_hashes()
+                                         if i not in set(ids)])
+                version = max([manifest.version, *(int(h.get("version", 0))
+                                                   for h in manifest.history)]) + 1
+                new.manifest.version = version
+                new.manifest.history = [*manifest.history, {
+                    "version": manifest.version, "model": manifest.model.name,
+                    "fingerprint": manifest.model.fingerprint, "adapter": manifest.adapter,
+                    "search": manifest.search,
+                    "replaced": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
+                new.save_manifest()
+                new_name = new.manifest.model.name
+                new.close()
+                with _holding_feedback(target, scratch):
+                    _swap(target, scratch, keep_previous)
         finally:
             new.close()
     notes = []
@@ -115,8 +127,6 @@ def reindex(
     if manifest.adapter:
         notes.append(f"the adapter of version {manifest.version} was trained on the old model's "
                      "vectors and is not used by the new version; run 'neartext tune' again")
-    _carry_feedback(target, scratch)
-    _swap(target, scratch, keep_previous)
     return ReindexReport(str(target), len(ids), embedded, manifest.model.name, new_name,
                          version, time.perf_counter() - t0, resumed, notes)
 
@@ -148,20 +158,51 @@ def _same_settings(stored: dict[str, Any], wanted: EncoderSettings) -> bool:
     return all(stored.get(k) == v for k, v in given.items())
 
 
-def _carry_feedback(target: Path, scratch: Path) -> None:
-    """Ratings belong to the documents, not the model: copy them into the new version."""
+def _copy(old: Collection, new: Collection, progress: bool) -> tuple[list[str], int]:
+    """Every document of ``old`` upserted into ``new`` (texts already there cost nothing);
+    returns the ids and the number of texts embedded."""
+    ids = list(old.store.document_hashes())
+    embedded = 0
+    for start in range(0, len(ids), READ_BATCH):
+        docs = old.store.get(ids[start:start + READ_BATCH])
+        rep = new.upsert([Record(d.id, d.text, d.metadata) for d in docs], progress=progress)
+        embedded += rep.texts_embedded
+    return ids, embedded
+
+
+@contextlib.contextmanager
+def _holding_feedback(target: Path, scratch: Path) -> Iterator[None]:
+    """Ratings belong to the documents, not the model: copy them into the new version and
+    hold the old file's write lock until the block (the swap) is done, so that a rating given
+    meanwhile waits and then goes to the new file (``FeedbackStore`` follows the path)."""
     import sqlite3
 
     from .feedback import FEEDBACK_DB
 
     src = target / FEEDBACK_DB
     if not src.is_file():
+        yield
         return
     (scratch / FEEDBACK_DB).unlink(missing_ok=True)
-    with sqlite3.connect(src) as a, sqlite3.connect(scratch / FEEDBACK_DB) as b:
-        a.backup(b)  # a consistent copy even while the service writes ratings
-    a.close()
-    b.close()
+    a = sqlite3.connect(src, isolation_level=None, timeout=30)
+    try:
+        b = sqlite3.connect(scratch / FEEDBACK_DB)
+        try:
+            a.backup(b)  # a consistent copy, while ratings still come in
+            a.execute("BEGIN IMMEDIATE")  # from here a rating waits until the swap is done
+            last = b.execute("SELECT COALESCE(MAX(id), 0) FROM feedback").fetchone()[0]
+            b.executemany("INSERT INTO feedback (id, query, doc_id, relevant, created) "
+                          "VALUES (?,?,?,?,?)", a.execute(
+                              "SELECT id, query, doc_id, relevant, created FROM feedback "
+                              "WHERE id > ?", (last,)).fetchall())
+            b.commit()
+        finally:
+            b.close()
+        yield
+    finally:
+        if a.in_transaction:
+            a.execute("ROLLBACK")
+        a.close()
 
 
 def _swap(target: Path, scratch: Path, keep_previous: bool) -> None:

@@ -45,8 +45,12 @@ class MicroBatcher(Generic[J]):
         self._last_batch = 0
 
     async def start(self) -> None:
+        self.start_now()
+
+    def start_now(self) -> None:
+        """:meth:`start` from code running in the event loop that cannot await."""
         self._queue = asyncio.Queue()
-        self._task = asyncio.create_task(self._run())
+        self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:

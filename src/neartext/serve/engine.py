@@ -63,7 +63,7 @@ class EncodeJob:
 
 @dataclass
 class SearchJob:
-    collection: str
+    collection: Collection  # the one served when the request came (a reindex may replace it)
     queries: list[str]
     options: SearchOptions | Named  # Named: resolved in the batch against the version then
     filter: Filter
@@ -117,6 +117,7 @@ class Engine:
         self.improver = ThreadPoolExecutor(1, thread_name_prefix="neartext-improve")
         self.improving: dict[str, asyncio.Future[Any]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.retired: list[Served] = []  # replaced by a reindex elsewhere; closed at stop
         try:
             for name, path in settings.collections.items():
                 self.collections[name] = self._open(name, path)
@@ -172,7 +173,7 @@ class Engine:
         for b in self.batchers.values():
             await b.stop()
         self.writer.shutdown(wait=True)
-        for s in self.collections.values():
+        for s in [*self.collections.values(), *self.retired]:
             s.feedback.close()
             s.collection.close()
 
@@ -183,7 +184,29 @@ class Engine:
         if served is None:
             listed = ", ".join(sorted(self.collections)) or "none"
             raise NotFound(f"no collection named {name!r}; served: {listed}")
+        if served.collection.store.replaced():
+            served = self._replace(name)  # a reindex by another process: serve the new version
         served.collection.refresh()  # a version promoted by another process is served at once
+        return served
+
+    def _replace(self, name: str) -> Served:
+        """Open the collection ``name`` again, after another process swapped in a new version
+        (``reindex``): its model is loaded if no served collection uses it yet. The old
+        collection stays open until the service stops (searches of it may still be running)."""
+        old = self.collections[name]
+        path = self.settings.collections[name]
+        served = self._open(name, path)
+        if served.model_key not in self.batchers:
+            b: MicroBatcher[Job] = MicroBatcher(
+                functools.partial(self._handle, self.encoders[served.model_key]),
+                max_items=self.settings.max_batch, max_wait=self.settings.max_wait_ms / 1000,
+                size=_job_size)
+            b.start_now()
+            self.batchers[served.model_key] = b
+        self.collections[name] = served
+        self.retired.append(old)
+        log.info("%s: another process replaced it with version %s (%s); serving that",
+                 name, served.collection.manifest.version, served.collection.manifest.model.name)
         return served
 
     def model_names(self) -> dict[str, str]:
@@ -227,7 +250,7 @@ class Engine:
         out: list[list[SearchResult]] = []
         for part in self._turns(queries):  # fair: other clients' requests go between turns
             out += await self.batchers[served.model_key].submit(
-                SearchJob(name, part, options, flt))
+                SearchJob(served.collection, part, options, flt))
         return out
 
     def _handle(self, enc: Encoder, jobs: list[Job]) -> list[Any]:
@@ -246,25 +269,25 @@ class Engine:
         groups: dict[tuple, list[tuple[int, SearchJob, SearchOptions]]] = defaultdict(list)
         # each collection's version, taken once for the batch: every search of it ranks with
         # the same version's settings and adapter
-        versions: dict[str, tuple[Manifest, Adapter | None]] = {}
+        versions: dict[int, tuple[Manifest, Adapter | None]] = {}
         for i, j in enumerate(jobs):
             if isinstance(j, EncodeJob):
                 results[i] = vectors[j.kind][[by_kind[j.kind][t] for t in j.texts]]
                 continue
-            col = self.collections[j.collection].collection
+            col = j.collection
             try:
-                if j.collection not in versions:
-                    versions[j.collection] = col.current()
+                if id(col) not in versions:
+                    versions[id(col)] = col.current()
                 o = j.options if isinstance(j.options, SearchOptions) else col.search_options(
                     j.options.k, j.options.threshold, j.options.mode, j.options.fusion,
-                    j.options.alpha, manifest=versions[j.collection][0])
+                    j.options.alpha, manifest=versions[id(col)][0])
             except Exception as e:
                 results[i] = e
                 continue
-            groups[(j.collection, repr(j.filter), o.mode, o.fusion, o.alpha, o.weights)
+            groups[(id(col), repr(j.filter), o.mode, o.fusion, o.alpha, o.weights)
                    ].append((i, j, o))
-        for (name, *_), members in groups.items():
-            col = self.collections[name].collection
+        for (key, *_), members in groups.items():
+            col = members[0][1].collection
             first = members[0][2]
             texts = [t for _, j, _ in members for t in j.queries]
             vecs = (None if first.mode == "keyword"
@@ -273,7 +296,7 @@ class Engine:
             opts = dataclasses.replace(first, k=max(o.k for _, _, o in members), threshold=None)
             try:
                 hits = col.search_vectors(vecs, where=members[0][1].filter, texts=texts,
-                                          options=opts, version=versions[name])
+                                          options=opts, version=versions[key])
             except Exception as e:
                 for i, _, _ in members:
                     results[i] = e

@@ -113,6 +113,11 @@ class Store(Protocol):
         """A number that changes with every committed write (for caches of derived data)."""
         ...
 
+    def replaced(self) -> bool:
+        """Whether another process replaced the collection with a new version since this store
+        opened it (``reindex`` swaps directories); writes to a replaced store are refused."""
+        ...
+
     def count(self) -> int:
         """Number of documents."""
         ...

@@ -44,6 +44,7 @@ from ..atomic import TEMP_NAME, staged_file
 from ..errors import (
     CollectionExists,
     CollectionNotFound,
+    CollectionReplaced,
     CorruptCollection,
     InputError,
     StorageError,
@@ -214,7 +215,13 @@ class LocalStore(StoreBase):
         db = self.path / "data.sqlite"
         if not db.is_file():
             raise CorruptCollection(f"{self.path}: data.sqlite is missing")
-        self.conn = _connect(db)
+        while True:  # the database file this connection is to (reindex swaps directories)
+            ino = os.stat(db).st_ino
+            self.conn = _connect(db)
+            self._db_ino = os.stat(db).st_ino
+            if self._db_ino == ino:
+                break
+            self.conn.close()
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
         if not {"meta", "documents", "passages", "staged"} <= tables:
             raise CorruptCollection(f"{db}: not a neartext collection database")
@@ -326,6 +333,11 @@ class LocalStore(StoreBase):
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
+                if self.replaced():
+                    raise CollectionReplaced(
+                        f"{self.path}: another process replaced this collection with a new "
+                        "version (reindex) while this one had it open; nothing was written: "
+                        "open it again (restart the service) and repeat the change")
                 yield
                 self.conn.execute("COMMIT")
             except BaseException:
@@ -337,6 +349,22 @@ class LocalStore(StoreBase):
                 raise
         except sqlite3.OperationalError as e:
             raise storage_error(self.path, e) from None
+
+    def replaced(self) -> bool:
+        """Whether the directory now holds another database than the one this store opened
+        (another process's ``reindex`` swapped in a new version)."""
+        try:
+            return os.stat(self.path / "data.sqlite").st_ino != self._db_ino
+        except OSError:
+            return True
+
+    @contextlib.contextmanager
+    def hold_writes(self) -> Iterator[None]:
+        """Hold the collection's write lock for the block: writers of every process wait
+        (up to SQLite's 30 s busy timeout, then a 'locked' error), readers go on. What
+        ``reindex`` takes for its last catch-up and the swap."""
+        with self._lock, self._transaction():
+            yield
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[None]:

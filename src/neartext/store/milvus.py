@@ -428,6 +428,9 @@ class MilvusStore(StoreBase):
         self._stamp = None
         return contextlib.nullcontext()
 
+    def replaced(self) -> bool:
+        return False  # a Milvus collection is never swapped for another (no reindex there)
+
     def generation(self) -> int:
         return int(self._meta_value("generation") or 0)
 
