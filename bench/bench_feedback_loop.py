@@ -16,7 +16,7 @@ promoting it would have given).
 
     python bench/bench_feedback_loop.py [--model all-MiniLM-L6-v2] [--rounds 8] [--noisy 5]
 
-Writes bench/results/feedback-loop.{json,txt,png}.
+Writes bench/results/feedback-loop-MODEL.{json,txt,png}.
 """
 
 from __future__ import annotations
@@ -185,8 +185,9 @@ def main() -> None:
     args = ap.parse_args()
     r = run(args.model, args.rounds, args.noisy, args.pairs)
     r["machine"] = machine()
-    plot(r, RESULTS / "feedback-loop.png")
-    save("feedback-loop", r, table(r))
+    name = f"feedback-loop-{args.model.lower().replace('/', '-')}"
+    plot(r, RESULTS / f"{name}.png")
+    save(name, r, table(r))
 
 
 if __name__ == "__main__":

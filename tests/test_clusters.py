@@ -193,3 +193,14 @@ def test_map_hover_shows_a_chosen_field_and_the_text(demo_copy, tmp_path, capsys
     assert data["points"][0][4] == f"{doc.metadata['topic']} — {' '.join(doc.text.split())}"
     assert main(["map", str(demo_copy), "-o", str(page), "--hover", "nope"]) == 1
     assert "unknown metadata column 'nope' for --hover" in capsys.readouterr().err
+
+
+def test_a_map_of_three_documents_or_a_sample_of_three(demo_copy):
+    """The smallest map there is: three points (UMAP's spectral start failed on them with a
+    TypeError, a 500 over HTTP, found by schemathesis)."""
+    from neartext.maps import place, project
+
+    with Collection.open(demo_copy) as col:
+        proj = project(col, sample=3)
+        assert len(proj.ids) == 3 and np.isfinite(proj.xy).all()
+        assert np.isfinite(place(col, proj, ["refund"])).all()

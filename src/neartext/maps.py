@@ -82,7 +82,10 @@ def project(col: Collection, *, sample: int | None = None, seed: int = 42,
         import umap
     except ImportError:
         raise MissingExtra("umap-learn (for maps)", "clusters") from None
+    # UMAP's spectral start needs more points than dimensions + 1 (3 points failed with a
+    # TypeError from scipy); so few points start from random positions
     reducer = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(neighbours, len(ids) - 1),
+                        init="spectral" if len(ids) > 3 else "random",
                         min_dist=0.1, random_state=seed, n_jobs=1,
                         verbose=progress and on_terminal(),
                         low_memory=True)
