@@ -161,3 +161,35 @@ def test_http_writes_on_a_full_disk_are_507_and_the_service_carries_on(small_dis
         (small_disk / "filler").unlink()
         status, body = client.call("POST", "/collections/feedback/documents", {"documents": docs})
         assert status == 200 and body["added"] == 50 and body["documents"] == 297
+
+
+@pytest.mark.parametrize("leave_kb", [100, 400])
+def test_disk_full_during_a_promotion_changes_nothing(small_disk, demo_collection, tmp_path,
+                                                      leave_kb):
+    """``tune --force`` on a full disk: with 100 KB free the keyword index tune builds does
+    not fit, with 400 KB the adapter file (590 KB) does not: one line, the manifest, the
+    versions and the searches as they were, no file left behind."""
+    import csv
+
+    col = small_disk / "feedback"
+    shutil.copytree(demo_collection, col)
+    with Collection.open(col) as c:
+        docs = c.store.get(list(c.store.document_hashes()))
+        before = [(r.id, r.score) for r in c.search("refund my money", k=5)]
+    with (tmp_path / "pairs.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["query", "passage"])
+        w.writerows((" ".join(d.text.split()[:3]), d.text) for d in docs)
+    manifest = (col / "manifest.json").read_text()
+    fill(small_disk, leave_kb * 1024)
+    res = cli("tune", col, "--pairs", tmp_path / "pairs.csv", "--force")
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    why = "the disk is full" if leave_kb == 100 else "adapter could not be written (No space"
+    assert len(lines) == 1 and why in lines[0] and "nothing was changed" in lines[0], res.stderr
+    (small_disk / "filler").unlink()
+    assert (col / "manifest.json").read_text() == manifest
+    assert not [p for p in (col / "adapters").iterdir()] if (col / "adapters").exists() else True
+    with Collection.open(col) as c:
+        assert c.manifest.version == 1 and c.adapter is None
+        assert [(r.id, r.score) for r in c.search("refund my money", k=5)] == before

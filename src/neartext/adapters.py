@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import time
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import staged_file
-from .errors import InputError, ModelMismatch
+from .errors import InputError, ModelMismatch, StorageError
 from .linalg import top_k
 from .metrics import retrieval_metrics
 
@@ -96,8 +97,14 @@ class Adapter:
             arrays.update(zip(("hidden", "bias", "out"), (a.astype(np.float32) for a in self.mlp)))
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # type: ignore[arg-type]
-        with staged_file(Path(path)) as tmp:
-            tmp.write_bytes(buf.getvalue())
+        try:
+            with staged_file(Path(path)) as tmp:
+                tmp.write_bytes(buf.getvalue())
+        except OSError as e:  # a full disk: the staged file is gone, the old one untouched
+            kind = "full" if e.errno == errno.ENOSPC else "read-only" if e.errno in (
+                errno.EROFS, errno.EACCES, errno.EPERM) else "io"
+            raise StorageError(f"{path}: the adapter could not be written ({e.strerror or e}); "
+                               "nothing was changed", kind) from None
 
     @classmethod
     def load(cls, path: str | Path, fingerprint: str | None = None) -> Adapter:
