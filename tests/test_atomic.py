@@ -157,3 +157,38 @@ def test_two_builds_of_one_new_collection_one_runs_the_other_is_refused(tmp_path
                             str(target) + "/", "--id", "id", "--chunk", "5"],
                            capture_output=True, text=True)  # a creation option on an existing one
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+@pytest.mark.slow
+def test_kill_during_tune_leaves_one_version_or_the_next(demo_copy, tmp_path):
+    """``tune --force`` killed at random moments (encoding, training, evaluating, promoting):
+    the collection opens at version 1, or at version 2 with its adapter file whole; a run
+    left to finish promotes."""
+    import csv
+
+    with Collection.open(demo_copy) as col:
+        docs = col.store.get(list(col.store.document_hashes()))
+    pairs = tmp_path / "pairs.csv"
+    with pairs.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["query", "passage"])
+        w.writerows((" ".join(d.text.split()[:3]), d.text) for d in docs)
+    rng = random.Random(5)
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-m", "neartext", "tune", str(demo_copy),
+                                 "--pairs", str(pairs), "--force", "-q"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 8.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with Collection.open(demo_copy) as col:
+            assert col.manifest.version in (1, 2)
+            assert (col.adapter is not None) == (col.manifest.version == 2)
+            assert len(col.search("sync crash", k=3)) == 3
+        if col.manifest.version == 2:
+            break
+    done = subprocess.run([sys.executable, "-m", "neartext", "tune", str(demo_copy), "--pairs",
+                           str(pairs), "--force", "--json"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["promoted"]
