@@ -132,8 +132,10 @@ class Adapter:
                     raise ValueError("its hidden layer does not fit its matrix")
             adapter = cls(meta["kind"], meta["side"], matrix, meta["base_fingerprint"],
                           dict(meta.get("info") or {}), mlp)  # type: ignore[arg-type]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise InputError(f"{p}: the adapter does not load ({e})") from None
+        except Exception as e:  # noqa: BLE001 - whatever the bytes are: not an adapter
+            # (numpy raises EOFError for an empty file, BadZipFile for a damaged archive, ...)
+            raise InputError(f"{p}: the adapter does not load ({type(e).__name__}: {e})"
+                             ) from None
         if fingerprint is not None and fingerprint != adapter.base_fingerprint:
             raise ModelMismatch(
                 f"{p}: the adapter was trained on vectors of model {adapter.base_fingerprint[:12]}, "

@@ -1,0 +1,84 @@
+"""Properties of library pieces under generated input (hypothesis): what a user may type or
+load never ends in anything but a clear neartext error, and round trips are exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from neartext import Collection  # noqa: E402
+from neartext.adapters import HIDDEN, Adapter  # noqa: E402
+from neartext.errors import NeartextError  # noqa: E402
+from neartext.hybrid import FEATURES, features, learned  # noqa: E402
+
+FAST = settings(max_examples=60, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FAST
+@given(kind=st.sampled_from(["linear", "lowrank", "diagonal", "residual-mlp"]),
+       dim=st.integers(2, 24), seed=st.integers(0, 2**16))
+def test_an_adapter_file_round_trips_and_gives_unit_vectors(tmp_path_factory, kind, dim, seed):
+    rng = np.random.default_rng(seed)
+    mlp = None
+    if kind == "residual-mlp":
+        mlp = (rng.standard_normal((dim, HIDDEN)).astype(np.float32),
+               rng.standard_normal(HIDDEN).astype(np.float32),
+               rng.standard_normal((HIDDEN, dim)).astype(np.float32) * 0.01)
+    a = Adapter(kind, "query", np.eye(dim, dtype=np.float32)
+                + 0.1 * rng.standard_normal((dim, dim)).astype(np.float32), "fp", {"x": 1}, mlp)
+    path = tmp_path_factory.mktemp("a") / "a.npz"
+    a.save(path)
+    b = Adapter.load(path, "fp")
+    x = rng.standard_normal((5, dim)).astype(np.float32)
+    assert np.array_equal(a.apply(x), b.apply(x))
+    assert np.allclose(np.linalg.norm(b.apply(x), axis=1), 1, atol=1e-5)
+
+
+@FAST
+@given(data=st.binary(max_size=2000))
+def test_any_bytes_as_an_adapter_file_are_refused_in_one_line(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("b") / "x.npz"
+    path.write_bytes(data)
+    with pytest.raises(NeartextError, match="x.npz: the adapter does not load"):
+        Adapter.load(path)
+
+
+@pytest.fixture(scope="module")
+def col(demo_collection):
+    with Collection.open(demo_collection) as c:
+        yield c
+
+
+@FAST
+@given(spec=st.one_of(st.text(max_size=30), st.from_regex(r"v?[0-9]{1,3}", fullmatch=True),
+                      st.just("current"), st.just("base"), st.just("a.npz")))
+def test_any_version_named_is_found_or_refused_in_one_line(col, spec):
+    from neartext.versions import version_view
+
+    try:
+        label, manifest, adapter = version_view(col, spec)
+    except NeartextError as e:
+        assert "\n" not in str(e)
+    else:
+        assert label and manifest.dim == col.manifest.dim
+
+
+@FAST
+@given(n=st.integers(1, 30), seed=st.integers(0, 2**16))
+def test_the_learned_fusion_with_cosine_alone_orders_by_cosine(n, seed):
+    rng = np.random.default_rng(seed)
+    docs = [f"d{i}" for i in range(n)]
+    cosine = {d: float(c) for d, c in zip(docs, rng.uniform(-1, 1, n))}
+    sem = sorted(docs, key=lambda d: -cosine[d])[: max(1, n // 2)]
+    kw = list(rng.permutation(docs))[: max(1, n // 3)]
+    bm25 = {d: float(rng.uniform(0, 10)) for d in kw}
+    names, rows = features(sem, kw, cosine, bm25, norm=8.0)
+    assert rows.shape == (len(set(sem) | set(kw)), len(FEATURES))
+    assert ((rows[:, 1] >= 0) & (rows[:, 1] <= 1)).all()
+    ranked = learned(names, rows, [1.0, 0, 0, 0, 0, 0.3], k=n)
+    assert [d for d, _ in ranked] == sorted(names, key=lambda d: (-cosine[d], d))
