@@ -12,6 +12,7 @@ Latency: the 100k collection of bench_core (real sentences) searched with a quer
 given, with and without an adapter applied, alternating (p50).
 
     python bench/bench_adapters.py [--only ru|en|finetune|latency] [--pairs 6000]
+        [--kinds linear,residual-mlp] [--out adapters]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED, machine, machine_line, need, save  # noqa: E402
 
-KINDS = ("linear", "lowrank", "diagonal")
+KINDS = ("linear", "lowrank", "diagonal", "residual-mlp")
 
 
 def paraphraser(limit: int) -> list[tuple[str, str]]:
@@ -194,22 +195,26 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=("ru", "en", "finetune", "latency"))
     ap.add_argument("--pairs", type=int, default=6000)
+    ap.add_argument("--kinds", default=",".join(KINDS), help="adapter kinds, comma-separated")
+    ap.add_argument("--out", default="adapters", help="results name in bench/results")
     args = ap.parse_args()
+    kinds = tuple(args.kinds.split(","))
     r: dict = {"machine": machine()}
     if args.only in (None, "ru"):
         ru = paraphraser(args.pairs)
-        r["ru"] = [adapters_on("use-multilingual", ru), adapters_on("all-MiniLM-L6-v2", ru)]
+        r["ru"] = [adapters_on("use-multilingual", ru, kinds),
+                   adapters_on("all-MiniLM-L6-v2", ru, kinds)]
     if args.only in (None, "finetune"):
         r["finetune"] = finetune(paraphraser(args.pairs))
         print("finetune", r["finetune"], flush=True)
     if args.only in (None, "en"):
-        r["en"] = [adapters_on("all-MiniLM-L6-v2", quora(args.pairs))]
+        r["en"] = [adapters_on("all-MiniLM-L6-v2", quora(args.pairs), kinds)]
     if args.only in (None, "latency"):
         r["latency"] = latency()
         print("latency", r["latency"], flush=True)
     text = table(r)
     print(text)
-    save("adapters", r, text)
+    save(args.out, r, text)
 
 
 if __name__ == "__main__":
