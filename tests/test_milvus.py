@@ -626,3 +626,49 @@ def test_cli_commands_take_milvus_addresses(tmp_path):
     out = _cli("search", address, "crash photo", "--mode", "hybrid", "-k", "2", "--json").stdout
     assert len(json.loads(out)) == 2
 
+
+
+def test_versions_on_milvus_match_the_local_collection(tmp_path, encoder, milvus_address):
+    """tune (forced, fixed seed) on the same documents, locally and on Milvus: version 2 with
+    alike adapters; a second handle of the Milvus collection sees the promotion without reopening
+    (within a second), and rollback restores the previous ranking there too."""
+    import csv
+
+    from neartext.tuning import tune
+    from neartext.versions import rollback
+
+    rows = []
+    with DEMO.open(encoding="utf-8") as f:
+        rows = [(r["id"], r["text"]) for r in csv.DictReader(f)]
+    pairs = tmp_path / "pairs.csv"
+    with pairs.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["query", "passage"])
+        w.writerows((" ".join(t.split()[:3]), t) for _, t in rows)
+    q = "refund my money"
+    ranked = {}
+    for where in (str(tmp_path / "local"), milvus_address):
+        col, _ = Collection.from_file(where, DEMO, ["text"], "id", model=encoder, index="flat")
+        with col:
+            other = Collection.open(where, model=encoder)
+            before = _ranked(other.search(q, k=5))
+            report = tune(col, pairs, force=True)
+            assert report.promoted and report.version == 2
+            deadline = time.monotonic() + 5
+            while other.manifest.version != 2:  # the other handle follows on its next search
+                other.search(q, k=1)
+                assert time.monotonic() < deadline, "the promotion was not seen"
+                time.sleep(0.2)
+            ranked[where] = _ranked(other.search(q, k=5))
+            assert ranked[where] != before
+            assert rollback(col)["version"] == 1
+            deadline = time.monotonic() + 5
+            while _ranked(other.search(q, k=5)) != before:
+                assert time.monotonic() < deadline, "the rollback was not seen"
+                time.sleep(0.2)
+            other.close()
+    # the stores hand the documents to training in their own order (random negatives differ):
+    # adapters alike, not identical
+    local, remote = ranked[str(tmp_path / "local")], ranked[milvus_address]
+    assert {i for i, _ in local} == {i for i, _ in remote}
+    assert all(abs(a - b) < 0.01 for (_, a), (_, b) in zip(local, remote)), (local, remote)
