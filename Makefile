@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-peers lint clean
+.PHONY: setup browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-peers lint clean
 
 setup: $(STAMP)
 
@@ -95,6 +95,9 @@ bench-ann: setup
 # Query adapters vs none vs full fine-tuning, Russian and English (~12 min, the fine-tune most).
 bench-adapters: setup
 	$(BIN)/python bench/bench_adapters.py
+
+bench-ray: setup
+	$(BIN)/python bench/bench_ray.py
 
 bench-feedback-loop: setup
 	$(BIN)/python bench/bench_feedback_loop.py --model all-MiniLM-L6-v2

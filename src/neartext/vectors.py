@@ -18,7 +18,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,10 +135,12 @@ def vector_rows(col: Collection, batch_size: int = 1024) -> Iterator[dict[str, A
                    "vector": p.vector.astype(np.float32).tolist()}
 
 
-def export_vectors(col: Collection, output: str | Path) -> int:
-    """Write the collection's vectors to a Parquet file (atomically): one row per passage,
-    ``id, start, end, hash, vector``, the model's name and fingerprint in the file's metadata;
-    returns the number of rows."""
+@contextlib.contextmanager
+def vector_file(output: str | Path, dim: int, model: str, fingerprint: str
+                ) -> Iterator[Callable[[list[dict[str, Any]]], None]]:
+    """A Parquet file of vectors, written atomically (nothing at ``output`` unless the block
+    completes): ``id, start, end, hash, vector`` rows, the model's name and fingerprint in the
+    file's metadata (what ``neartext index --vectors`` reads back). Yields ``write(rows)``."""
     from .atomic import staged_file
     from .tables import check_output_path
 
@@ -148,19 +151,36 @@ def export_vectors(col: Collection, output: str | Path) -> int:
     except ImportError:
         raise MissingExtra("pyarrow (needed for .parquet)", "parquet") from None
     schema = pa.schema([("id", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
-                        ("hash", pa.string()), ("vector", pa.list_(pa.float32(), col.manifest.dim))],
-                       metadata={FINGERPRINT_KEY: col.manifest.model.fingerprint.encode(),
-                                 MODEL_KEY: col.manifest.model.name.encode()})
-    n = 0
+                        ("hash", pa.string()), ("vector", pa.list_(pa.float32(), dim))],
+                       metadata={FINGERPRINT_KEY: fingerprint.encode(), MODEL_KEY: model.encode()})
     with staged_file(out, ".parquet") as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        wrote = False
+
+        def write(rows: list[dict[str, Any]]) -> None:
+            nonlocal wrote
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            wrote = True
+
+        yield write
+        if not wrote:  # an empty file still has its schema
+            write([])
+
+
+def export_vectors(col: Collection, output: str | Path) -> int:
+    """Write the collection's vectors to a Parquet file (atomically): one row per passage,
+    ``id, start, end, hash, vector``, the model's name and fingerprint in the file's metadata;
+    returns the number of rows."""
+    n = 0
+    m = col.manifest
+    with vector_file(output, m.dim, m.model.name, m.model.fingerprint) as write:
         batch: list[dict[str, Any]] = []
         for row in vector_rows(col):
             batch.append(row)
             if len(batch) == 4096:
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                write(batch)
                 n += len(batch)
                 batch = []
-        if batch or not n:
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+        if batch:
+            write(batch)
             n += len(batch)
     return n

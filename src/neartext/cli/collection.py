@@ -18,6 +18,7 @@ from .common import (
     add_near_dup_option,
     add_output_options,
     add_vector_options,
+    at_least_one,
     milvus_options,
     print_report,
     print_results,
@@ -27,7 +28,8 @@ from .common import (
 
 
 def register(sub: Any) -> None:
-    """Add the index, upsert, search, delete, info, repair, migrate, reindex commands to ``sub``."""
+    """Add the index, embed, upsert, search, delete, info, repair, migrate, reindex commands to
+    ``sub``."""
     p = sub.add_parser("index", help="build a collection from a corpus file (or re-index it)")
     p.add_argument("corpus", help=".txt, .csv, .tsv, .jsonl or .parquet file")
     p.add_argument("-c", "--collection", required=True,
@@ -49,6 +51,23 @@ def register(sub: Any) -> None:
     add_near_dup_option(p)
     add_output_options(p)
     p.set_defaults(handler=_cmd_index)
+
+    p = sub.add_parser("embed", help="a corpus file to a Parquet file of vectors (id, hash, "
+                                     "vector; the model recorded), here or on a Ray cluster")
+    p.add_argument("corpus", help=".txt, .csv, .tsv, .jsonl or .parquet file")
+    p.add_argument("-o", "--output", required=True, help="the .parquet file to write")
+    p.add_argument("--model", default="default", help="model name or path (default: default)")
+    add_corpus_options(p)
+    g = p.add_argument_group("Ray (neartext[ray])")
+    g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="embed with encoder actors on Ray: 'local' (a Ray started here, the "
+                        "default), 'auto' (the cluster 'ray start' or RAY_ADDRESS names) or "
+                        "ray://HOST:10001")
+    g.add_argument("--actors", type=int, default=2, help="encoder actors (default 2)")
+    g.add_argument("--gpus-per-actor", type=float, default=0.0)
+    g.add_argument("--batch-size", type=int, default=256, help="texts per actor call (256)")
+    add_output_options(p)
+    p.set_defaults(handler=_cmd_embed)
 
     p = sub.add_parser("upsert", help="add or replace documents without a full rebuild")
     p.add_argument("collection")
@@ -147,6 +166,20 @@ def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
         overlap=args.overlap, index=args.index, cleaning=cleaning, milvus=milvus_options(args),
         vectors=args.vectors, vectors_from=args.vectors_from, precision=args.precision)
     return print_report(args, report, args.collection)
+
+
+def _cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
+    from ..embedding import embed_file
+
+    at_least_one(("--actors", args.actors), ("--batch-size", args.batch_size))
+    report = embed_file(args.corpus, args.output, model=args.model,
+                        text=split_list(args.text),
+                        id_column=args.id_column, ray=args.ray, actors=args.actors,
+                        batch_size=args.batch_size, gpus_per_actor=args.gpus_per_actor,
+                        encoding=args.encoding)
+    if not args.json and not args.quiet:
+        print(report.summary())
+    return report.to_dict()
 
 
 def _cmd_upsert(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,0 +1,126 @@
+"""Compute on a Ray cluster: the one home of neartext's Ray wiring (``neartext[ray]``).
+
+``ray_session`` connects (a cluster's address, ``auto`` for the one ``RAY_ADDRESS`` or a running
+``ray start`` names, or a Ray started here), ``embed_on_ray`` embeds texts with encoder actors
+(each loads the model once) through Ray Data's ``map_batches``. Ray schedules, retries and moves
+the data; neartext only says what to compute.
+
+Example::
+
+    with ray_session("local", cpus=2):
+        vectors = embed_on_ray(texts, EncoderSettings(model="default"), actors=2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from .encoders import EncoderSettings
+from .errors import InputError, MissingExtra, ServerUnreachable
+
+LOCAL = "local"
+REACH_TIMEOUT_S = 5.0
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise MissingExtra("ray", "ray") from None
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """One line at once when a ``ray://host:port`` (or ``host:port``) address does not answer,
+    rather than Ray's retries."""
+    parsed = urlparse(address if "://" in address else f"ray://{address}")
+    if not parsed.hostname or not parsed.port:
+        raise InputError(f"--ray {address}: give 'local', 'auto' or an address like "
+                         "ray://HOST:10001")
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=REACH_TIMEOUT_S):
+            pass
+    except OSError as e:
+        raise ServerUnreachable(f"--ray {address}: no Ray cluster answers there "
+                                f"({e.strerror or e})") from None
+
+
+@contextlib.contextmanager
+def ray_session(address: str = LOCAL, *, cpus: int | None = None) -> Iterator[Any]:
+    """Connected to Ray for the block: ``local`` starts Ray in this process' machine with
+    ``cpus`` CPUs (default: all), ``auto`` joins the cluster ``ray start`` or ``RAY_ADDRESS``
+    names, anything else is a cluster address. Yields the ``ray`` module."""
+    ray = _ray()
+    for name in ("ray", "ray.data"):  # Ray's progress lines; its warnings and errors stay
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if address not in (LOCAL, "auto"):
+        _check_reachable(address)
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "configure_logging": False}
+    if address == LOCAL:
+        kwargs["num_cpus"] = cpus or os.cpu_count() or 1
+    else:
+        kwargs["address"] = address
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as e:
+        raise ServerUnreachable(f"--ray {address}: could not join the cluster ({e})") from None
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.enable_progress_bars = False
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+class _Embedder:
+    """A Ray actor's state: the model, loaded once per actor."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # an actor is given one CPU
+        from .encoders import load_encoder
+
+        self.encoder = load_encoder(EncoderSettings(**settings))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        vectors = self.encoder.encode([str(t) for t in batch["text"]], kind="document")
+        return {"row": batch["row"], "vector": vectors}
+
+
+def embed_on_ray(texts: Sequence[str], settings: EncoderSettings, *, actors: int = 2,
+                 batch_size: int = 256, gpus_per_actor: float = 0.0) -> np.ndarray:
+    """Vectors of ``texts`` (in order) embedded by ``actors`` encoder actors of the current
+    Ray session (:func:`ray_session`), ``batch_size`` texts per call. A model the workers
+    cannot load is named in one line."""
+    ray = _ray()  # with ray.data imported
+    ds = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
+    mapped = ds.map_batches(
+        _Embedder, fn_constructor_kwargs={"settings": settings.to_dict()},
+        batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=1, num_gpus=gpus_per_actor or None, batch_format="numpy")
+    out: np.ndarray | None = None
+    try:
+        for batch in mapped.iter_batches(batch_format="numpy", batch_size=4096):
+            vecs = np.asarray(batch["vector"], dtype=np.float32)
+            if out is None:
+                out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[np.asarray(batch["row"], dtype=np.int64)] = vecs
+    except Exception as e:  # Ray wraps what failed in the actors
+        cause = str(e).strip().splitlines()
+        detail = next((ln for ln in reversed(cause) if ln.strip()), type(e).__name__)
+        raise InputError(f"the encoder actors failed: {detail[:300]}") from None
+    if out is None:
+        return np.zeros((0, 0), dtype=np.float32)
+    return out
