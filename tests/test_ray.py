@@ -98,3 +98,79 @@ def test_a_two_node_cluster_of_separate_processes_embeds_the_same(single, tmp_pa
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
         shutil.rmtree(env_tmp, ignore_errors=True)
+
+
+def _rows(path: Path) -> tuple[dict, np.ndarray]:
+    from neartext import Collection
+
+    with Collection.open(path) as col:
+        ids = sorted(col.store.document_hashes())
+        docs = {d.id: (d.text, d.metadata) for d in col.get(ids)}
+        vecs = col.store.doc_vectors(ids)
+        return docs, np.stack([vecs[i][0] for i in ids])
+
+
+def test_index_with_ray_builds_the_same_collection_and_reruns_embed_nothing(tmp_path,
+                                                                          demo_collection,
+                                                                          capsys):
+    out = tmp_path / "ray_col"
+    assert main(["index", str(DEMO), "-c", str(out), "--text", "text", "--id", "id", "--ray",
+                 "--actors", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["added"] == 247 and report["texts_embedded"] == 247
+    docs, vecs = _rows(out)
+    docs1, vecs1 = _rows(demo_collection)
+    assert docs == docs1 and float(np.abs(vecs - vecs1).max()) <= 1e-5
+    assert main(["index", str(DEMO), "-c", str(out), "--text", "text", "--id", "id", "--ray",
+                 "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["unchanged"] == 247 and again["texts_embedded"] == 0
+
+
+@pytest.mark.slow
+def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_rest(tmp_path):
+    """SIGKILL the driver of ``index --ray`` once some batches are done: nothing is at the
+    target; the rerun embeds only what the first run had not staged and every row is there
+    exactly once."""
+    import random
+    import signal
+
+    from neartext import Collection
+
+    words = ("sync crash login refund invoice editor search export reminder battery tablet "
+             "phone laptop notebook template calendar offline widget password").split()
+    rng = random.Random(0)
+    corpus = tmp_path / "big.csv"
+    corpus.write_text("id,text\n" + "".join(
+        f"b{i},{' '.join(rng.choice(words) for _ in range(20))} {i}\n" for i in range(3000)),
+        encoding="utf-8")
+    target = tmp_path / "big"
+    cmd = [sys.executable, "-m", "neartext", "index", str(corpus), "-c", str(target), "--text",
+           "text", "--id", "id", "--ray", "--actors", "2", "--batch-size", "64", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / "big.partial"
+    deadline = time.monotonic() + 300
+    staged = 0
+    while time.monotonic() < deadline and proc.poll() is None and staged < 500:
+        time.sleep(0.5)
+        db = partial / "data.sqlite"
+        if db.exists():
+            import sqlite3
+
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
+                    staged = c.execute("SELECT COUNT(*) FROM staged").fetchone()[0]
+            except sqlite3.Error:
+                pass
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run([shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray", "stop",
+                    "--force"], capture_output=True, timeout=120)
+    assert not target.exists() and staged >= 500
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["added"] == 3000 and report["texts_embedded"] <= 3000 - staged
+    with Collection.open(target) as col:
+        assert len(col) == 3000 and col.store.passage_count() == 3000

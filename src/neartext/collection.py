@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .adapters import Adapter
     from .analysis import DedupResult, MiningResult
     from .clustering import ClusterResult
+    from .compute import RayCompute
     from .evaluate import PairData
 
 T = TypeVar("T")
@@ -63,6 +64,8 @@ class Collection:
         self._encoder = encoder
         self._adapter: tuple[tuple[int, str], Adapter | None] | None = None
         self._scripts: tuple[int, dict[str, float]] | None = None  # (generation, shares)
+        # where new texts are embedded: None in this process, else a neartext.compute.RayCompute
+        self.compute: RayCompute | None = None
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -113,8 +116,10 @@ class Collection:
         vectors: str | None = None,
         vectors_from: str | None = None,
         precision: str = "float32",
+        compute: RayCompute | None = None,
     ) -> tuple[Collection, IndexReport]:
-        """Build a new collection at ``path`` from a corpus file, all or nothing.
+        """Build a new collection at ``path`` from a corpus file, all or nothing (``compute``:
+        embed on Ray's encoder actors, inside a :func:`neartext.compute.ray_session`).
 
         The store builds it all or nothing (a directory in ``<path>.partial``, renamed into
         place when complete; a Milvus collection marked unfinished until then), so an error or
@@ -135,6 +140,7 @@ class Collection:
             col = cls._create_at(tmp, model, chunk, overlap, index, cleaning,
                                  {"text": list(text) if text else None, "id": id_column}, milvus,
                                  precision)
+            col.compute = compute
             try:
                 # sync: a build resumed in a directory an earlier run left holds nothing else
                 report = ingest.upsert(col, kept, sync=True, progress=progress,

@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -99,28 +100,46 @@ class _Embedder:
         return {"row": batch["row"], "vector": vectors}
 
 
-def embed_on_ray(texts: Sequence[str], settings: EncoderSettings, *, actors: int = 2,
-                 batch_size: int = 256, gpus_per_actor: float = 0.0) -> np.ndarray:
-    """Vectors of ``texts`` (in order) embedded by ``actors`` encoder actors of the current
-    Ray session (:func:`ray_session`), ``batch_size`` texts per call. A model the workers
-    cannot load is named in one line."""
+@dataclass(frozen=True)
+class RayCompute:
+    """Embed a collection's new texts on Ray (set with ``Collection.compute``): ``actors``
+    encoder actors, ``batch_size`` texts per call, inside a :func:`ray_session`."""
+
+    actors: int = 2
+    batch_size: int = 256
+    gpus_per_actor: float = 0.0
+
+
+def embed_stream(texts: Sequence[str], settings: EncoderSettings, *, actors: int = 2,
+                 batch_size: int = 256, gpus_per_actor: float = 0.0
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(rows, vectors)`` of ``texts`` as Ray's encoder actors finish them (rows index
+    ``texts``): the caller keeps each batch as it comes (a killed job keeps what was done).
+    A model the workers cannot load is named in one line."""
     ray = _ray()  # with ray.data imported
     ds = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
     mapped = ds.map_batches(
         _Embedder, fn_constructor_kwargs={"settings": settings.to_dict()},
         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=1, num_gpus=gpus_per_actor or None, batch_format="numpy")
-    out: np.ndarray | None = None
     try:
-        for batch in mapped.iter_batches(batch_format="numpy", batch_size=4096):
-            vecs = np.asarray(batch["vector"], dtype=np.float32)
-            if out is None:
-                out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
-            out[np.asarray(batch["row"], dtype=np.int64)] = vecs
+        for batch in mapped.iter_batches(batch_format="numpy", batch_size=batch_size):
+            yield (np.asarray(batch["row"], dtype=np.int64),
+                   np.asarray(batch["vector"], dtype=np.float32))
     except Exception as e:  # Ray wraps what failed in the actors
-        cause = str(e).strip().splitlines()
-        detail = next((ln for ln in reversed(cause) if ln.strip()), type(e).__name__)
+        cause = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+        detail = cause[-1] if cause else type(e).__name__
         raise InputError(f"the encoder actors failed: {detail[:300]}") from None
-    if out is None:
-        return np.zeros((0, 0), dtype=np.float32)
-    return out
+
+
+def embed_on_ray(texts: Sequence[str], settings: EncoderSettings, *, actors: int = 2,
+                 batch_size: int = 256, gpus_per_actor: float = 0.0) -> np.ndarray:
+    """Vectors of ``texts`` (in order) embedded by ``actors`` encoder actors of the current
+    Ray session (:func:`ray_session`), ``batch_size`` texts per call."""
+    out: np.ndarray | None = None
+    for rows, vecs in embed_stream(texts, settings, actors=actors, batch_size=batch_size,
+                                   gpus_per_actor=gpus_per_actor):
+        if out is None:
+            out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+        out[rows] = vecs
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)

@@ -179,7 +179,18 @@ def _embed(col: Collection, todo: dict[str, str], report: IndexReport, progress:
     out: dict[str, np.ndarray] = {}
     report.truncated += enc.count_truncated([todo[h] for h in order])
     with progress_bar(len(order), "embedding", "text", enabled=progress) as bar:
-        for i in range(0, len(order), EMBED_CHUNK):
+        if col.compute is not None:  # encoder actors on Ray (neartext.compute)
+            from .compute import embed_stream
+
+            c = col.compute
+            for rows, vecs in embed_stream([todo[h] for h in order], enc.settings,
+                                           actors=c.actors, batch_size=c.batch_size,
+                                           gpus_per_actor=c.gpus_per_actor):
+                part = [order[int(r)] for r in rows]
+                col.store.stage_vectors(part, vecs)  # a rerun embeds only what is missing
+                out.update(zip(part, vecs))
+                bar.update(len(part))
+        for i in range(0, len(order) if col.compute is None else 0, EMBED_CHUNK):
             part = order[i : i + EMBED_CHUNK]
             vecs = enc.encode([todo[h] for h in part], kind="document")
             col.store.stage_vectors(part, vecs)  # survives a crash before the final write
@@ -214,6 +225,7 @@ def index_corpus(cls: type[Collection], path: str | Path | Address, corpus: str 
                     "creating one; re-indexing keeps its settings (index into a new "
                     "directory to change them)")
             with cls.open(a, model=model) as col:
+                col.compute = options.pop("compute", None)
                 report = col.index_file(corpus, text, id_column, sync=True, **{
                     k: v for k, v in options.items() if k not in SHAPING})
             return report, False

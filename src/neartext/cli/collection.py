@@ -17,6 +17,7 @@ from .common import (
     add_model_options,
     add_near_dup_option,
     add_output_options,
+    add_ray_options,
     add_vector_options,
     at_least_one,
     milvus_options,
@@ -49,6 +50,7 @@ def register(sub: Any) -> None:
     g.add_argument("--strip-urls", action="store_true", help="remove URLs")
     g.add_argument("--collapse-whitespace", action="store_true", help="collapse runs of spaces")
     add_near_dup_option(p)
+    add_ray_options(p)
     add_output_options(p)
     p.set_defaults(handler=_cmd_index)
 
@@ -58,14 +60,7 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="the .parquet file to write")
     p.add_argument("--model", default="default", help="model name or path (default: default)")
     add_corpus_options(p)
-    g = p.add_argument_group("Ray (neartext[ray])")
-    g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="embed with encoder actors on Ray: 'local' (a Ray started here, the "
-                        "default), 'auto' (the cluster 'ray start' or RAY_ADDRESS names) or "
-                        "ray://HOST:10001")
-    g.add_argument("--actors", type=int, default=2, help="encoder actors (default 2)")
-    g.add_argument("--gpus-per-actor", type=float, default=0.0)
-    g.add_argument("--batch-size", type=int, default=256, help="texts per actor call (256)")
+    add_ray_options(p, batch_size=True)
     add_output_options(p)
     p.set_defaults(handler=_cmd_embed)
 
@@ -144,7 +139,6 @@ def register(sub: Any) -> None:
 
 def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
     from ..cleaning import DEFAULT_JUNK, CleaningOptions
-    from ..collection import Collection
 
     encoder_options = {k: v for k, v in (
         ("query_prefix", args.query_prefix), ("document_prefix", args.document_prefix),
@@ -158,13 +152,32 @@ def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
             enabled=not args.no_clean, drop_duplicates=not args.keep_duplicates,
             junk_values=junk, strip_html=args.strip_html, strip_urls=args.strip_urls,
             collapse_whitespace=args.collapse_whitespace)
+    from contextlib import nullcontext
+
+    session: Any = nullcontext()
+    compute = None
+    if args.ray is not None:
+        from ..compute import RayCompute, ray_session
+
+        at_least_one(("--actors", args.actors))
+        compute = RayCompute(args.actors, max(args.batch_size, 64), args.gpus_per_actor)
+        session = ray_session(args.ray)
+    with session:
+        return _index(args, encoder_options, cleaning, compute)
+
+
+def _index(args: argparse.Namespace, encoder_options: dict[str, Any], cleaning: Any,
+           compute: Any) -> dict[str, Any]:
+    from ..collection import Collection
+
     report, _ = Collection.index_corpus(
         args.collection, args.corpus, split_list(args.text), args.id_column,
         encoding=args.encoding, progress=show_progress(args),
         skip_near_duplicates=args.skip_near_duplicates, model=args.model,
         batch_size=args.batch_size, encoder_options=encoder_options, chunk=args.chunk,
         overlap=args.overlap, index=args.index, cleaning=cleaning, milvus=milvus_options(args),
-        vectors=args.vectors, vectors_from=args.vectors_from, precision=args.precision)
+        vectors=args.vectors, vectors_from=args.vectors_from, precision=args.precision,
+        compute=compute)
     return print_report(args, report, args.collection)
 
 

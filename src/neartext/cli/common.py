@@ -28,6 +28,20 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
 
 
+def add_ray_options(p: argparse.ArgumentParser, batch_size: bool = False) -> None:
+    """``--ray [ADDRESS]``, ``--actors``, ``--gpus-per-actor`` (and ``--batch-size``, when the
+    command has no model options that define it)."""
+    g = p.add_argument_group("Ray (neartext[ray])")
+    g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="embed with encoder actors on Ray: 'local' (a Ray started here, the "
+                        "default), 'auto' (the cluster 'ray start' or RAY_ADDRESS names) or "
+                        "ray://HOST:10001")
+    g.add_argument("--actors", type=int, default=2, help="encoder actors (default 2)")
+    g.add_argument("--gpus-per-actor", type=float, default=0.0)
+    if batch_size:
+        g.add_argument("--batch-size", type=int, default=256, help="texts per actor call (256)")
+
+
 def add_index_options(g: Any) -> None:
     g.add_argument("--index", default=None, choices=INDEX_KINDS,
                    help="vector index (auto: exact below 20,000 passages, an HNSW graph above, "
