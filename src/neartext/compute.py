@@ -117,7 +117,9 @@ def embed_stream(texts: Sequence[str], settings: EncoderSettings, *, actors: int
     ``texts``): the caller keeps each batch as it comes (a killed job keeps what was done).
     A model the workers cannot load is named in one line."""
     ray = _ray()  # with ray.data imported
-    ds = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
+    # longest first, as one process' encoder does: each actor's batch pads little
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    ds = ray.data.from_items([{"row": i, "text": texts[i]} for i in order])
     mapped = ds.map_batches(
         _Embedder, fn_constructor_kwargs={"settings": settings.to_dict()},
         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
