@@ -190,12 +190,13 @@ def _embed(col: Collection, todo: dict[str, str], report: IndexReport, progress:
                 col.store.stage_vectors(part, vecs)  # a rerun embeds only what is missing
                 out.update(zip(part, vecs))
                 bar.update(len(part))
-        for i in range(0, len(order) if col.compute is None else 0, EMBED_CHUNK):
-            part = order[i : i + EMBED_CHUNK]
-            vecs = enc.encode([todo[h] for h in part], kind="document")
-            col.store.stage_vectors(part, vecs)  # survives a crash before the final write
-            out.update(zip(part, vecs))
-            bar.update(len(part))
+        else:
+            for i in range(0, len(order), EMBED_CHUNK):
+                part = order[i : i + EMBED_CHUNK]
+                vecs = enc.encode([todo[h] for h in part], kind="document")
+                col.store.stage_vectors(part, vecs)  # survives a crash before the final write
+                out.update(zip(part, vecs))
+                bar.update(len(part))
     report.texts_embedded = len(order)
     return out
 
