@@ -154,16 +154,20 @@ class Engine:
 
     async def start(self) -> None:
         for key, enc in self.encoders.items():
-            b: MicroBatcher[Job] = MicroBatcher(
-                functools.partial(self._handle, enc), max_items=self.settings.max_batch,
-                max_wait=self.settings.max_wait_ms / 1000, size=_job_size)
-            await b.start()
-            self.batchers[key] = b
+            self._start_batcher(key, enc)
         # The model, torch and the web stack are half a million long-lived objects; a full
         # garbage collection walking them stalls every request for ~200 ms (measured on the
         # 2-core benchmark machine). Frozen, they are left out of collections for good.
         gc.collect()
         gc.freeze()
+
+    def _start_batcher(self, key: str, enc: Encoder) -> None:
+        """The micro-batcher of one model (called in the event loop)."""
+        b: MicroBatcher[Job] = MicroBatcher(
+            functools.partial(self._handle, enc), max_items=self.settings.max_batch,
+            max_wait=self.settings.max_wait_ms / 1000, size=_job_size)
+        b.start_now()
+        self.batchers[key] = b
 
     async def stop(self) -> None:
         gc.unfreeze()
@@ -197,12 +201,7 @@ class Engine:
         path = self.settings.collections[name]
         served = self._open(name, path)
         if served.model_key not in self.batchers:
-            b: MicroBatcher[Job] = MicroBatcher(
-                functools.partial(self._handle, self.encoders[served.model_key]),
-                max_items=self.settings.max_batch, max_wait=self.settings.max_wait_ms / 1000,
-                size=_job_size)
-            b.start_now()
-            self.batchers[served.model_key] = b
+            self._start_batcher(served.model_key, self.encoders[served.model_key])
         self.collections[name] = served
         self.retired.append(old)
         log.info("%s: another process replaced it with version %s (%s); serving that",
