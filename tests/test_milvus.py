@@ -628,8 +628,11 @@ def test_cli_commands_take_milvus_addresses(tmp_path):
 
 
 
-def test_versions_on_milvus_match_the_local_collection(tmp_path, encoder, milvus_address,
-                                                       request):
+# Not on the C++ engine: it passes there alone (-k engine), but last in this file the engine
+# refuses new connections after sending GOAWAY (too_many_pings) to the session's idle ones, a
+# connection problem of long sessions, not of versions (reported on issue 19)
+@pytest.mark.parametrize("target", ["lite", "server"])
+def test_versions_on_milvus_match_the_local_collection(tmp_path, encoder, request, target):
     """tune (forced, fixed seed) on the same documents, locally and on Milvus: version 2 with
     alike adapters; a second handle of the Milvus collection sees the promotion without reopening
     (within a second), and rollback restores the previous ranking there too."""
@@ -638,11 +641,12 @@ def test_versions_on_milvus_match_the_local_collection(tmp_path, encoder, milvus
     from neartext.tuning import tune
     from neartext.versions import rollback
 
-    if request.node.callspec.params["milvus_address"] == "engine":
-        # Passes alone (-k engine), but last in this file the engine refuses new connections
-        # after sending GOAWAY (too_many_pings) to the session's idle ones: a connection
-        # problem of long sessions, not of versions; reported on issue 19
-        pytest.skip("engine: new connections refused late in the session (issue 19 note)")
+    name = "t_" + uuid.uuid4().hex[:10]
+    if target == "lite":
+        milvus_address = f"milvus-lite:{tmp_path / 'store.db'}#{name}"
+    else:
+        milvus_address = f"{request.getfixturevalue('milvus_server')}/{name}"
+        request.addfinalizer(lambda: MilvusStore.drop(parse_address(milvus_address)))
     rows = []
     with DEMO.open(encoding="utf-8") as f:
         rows = [(r["id"], r["text"]) for r in csv.DictReader(f)]
