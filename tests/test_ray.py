@@ -174,3 +174,64 @@ def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_res
     assert report["added"] == 3000 and report["texts_embedded"] <= 3000 - staged
     with Collection.open(target) as col:
         assert len(col) == 3000 and col.store.passage_count() == 3000
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory) -> Path:
+    """A collection of 4,000 stored vectors in 250 tight groups (many pairs above 0.9, few
+    across groups): enough rows for the approximate path's 102 cells."""
+    rng = np.random.default_rng(7)
+    dim, groups, n = 384, 250, 4000
+    centres = rng.normal(size=(groups, dim))
+    rows = centres[rng.integers(0, groups, size=n)] + rng.normal(scale=0.012, size=(n, dim)) * \
+        np.sqrt(dim) * rng.uniform(0.2, 1.0, size=(n, 1))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    corpus = tmp_path_factory.mktemp("mine") / "vectors.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"v{i}", "text": f"text number {i}",
+                                          "vector": [round(float(x), 6) for x in r]}) + "\n"
+                              for i, r in enumerate(rows)), encoding="utf-8")
+    out = corpus.parent / "col"
+    assert main(["index", str(corpus), "-c", str(out), "--vectors", "vector", "--vectors-from",
+                 "all-MiniLM-L6-v2", "--id", "id", "-q"]) == 0
+    return out
+
+
+def _pairs(table) -> dict[tuple[str, str], float]:
+    return {(a, b): s for a, b, s in zip(table.column("id1").to_pylist(),
+                                         table.column("id2").to_pylist(),
+                                         table.column("score").to_pylist())}
+
+
+def test_mine_and_dedup_on_ray_find_the_same_as_one_process(clustered, tmp_path, capsys):
+    """The cell self-joins as Ray tasks: the same pairs (and scores) as the approximate path in
+    one process with the same cells; written as Parquet shards; dedup's groups the same."""
+    one = tmp_path / "one.parquet"
+    assert main(["mine", str(clustered), "--threshold", "0.9", "--method", "approx", "-o",
+                 str(one), "--json"]) == 0
+    single = json.loads(capsys.readouterr().out)
+    shards = tmp_path / "pairs"
+    assert main(["mine", str(clustered), "--threshold", "0.9", "--ray", "-o", f"{shards}/",
+                 "--json"]) == 0
+    on_ray = json.loads(capsys.readouterr().out)
+    assert on_ray["method"] == "approx" and on_ray["details"]["on"] == "Ray"
+    assert on_ray["details"]["nlist"] == single["details"]["nlist"] == 102
+    files = sorted(p.name for p in shards.iterdir())
+    assert files == ["part-00000.parquet"]
+    a, b = _pairs(pq.read_table(one)), _pairs(pq.read_table(shards))
+    assert len(a) > 5000 and a.keys() == b.keys()
+    assert max(abs(a[k] - b[k]) for k in a) <= 1e-5
+    assert main(["dedup", str(clustered), "--threshold", "0.9", "--json"]) == 0
+    exact = json.loads(capsys.readouterr().out)
+    assert main(["dedup", str(clustered), "--threshold", "0.9", "--ray", "--json"]) == 0
+    ray_groups = json.loads(capsys.readouterr().out)
+    key = lambda r: sorted(sorted(m["id"] for m in g["members"]) for g in r["groups"])  # noqa: E731
+    assert key(exact) == key(ray_groups) and len(exact["groups"]) > 100
+    # bad input stays one line; an existing directory of other files is not replaced
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine", encoding="utf-8")
+    assert main(["mine", str(clustered), "--ray", "-o", str(tmp_path / "mine")]) == 1
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and len(err.strip().splitlines()) == 1
+    assert main(["mine", str(clustered), "--ray", "--method", "exact"]) == 1
+    err = capsys.readouterr().err
+    assert "--method approx" in err and len(err.strip().splitlines()) == 1

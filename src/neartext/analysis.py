@@ -169,7 +169,8 @@ def mine(
     t0 = time.perf_counter()
     doc_ids, vectors, doc_of_row = document_vectors(col)
     _need_two(len(doc_ids), "mining")
-    pairs = mine_pairs(vectors, t, top_k, method=method, nprobe=nprobe, progress=progress)
+    pairs = mine_pairs(vectors, t, top_k, method=method, nprobe=nprobe, progress=progress,
+                       compute=col.compute)
     recall = sample_recall(vectors, pairs, t, top_k, verify) if verify else None
     chunked = len(doc_of_row) != len(doc_ids)
     if chunked:
@@ -246,7 +247,8 @@ def dedup(
     t0 = time.perf_counter()
     doc_ids, vectors, doc_of_row = document_vectors(col)
     _need_two(len(doc_ids), "dedup")
-    pairs = mine_pairs(vectors, t, top_k, method=mining_method, progress=progress)
+    pairs = mine_pairs(vectors, t, top_k, method=mining_method, progress=progress,
+                       compute=col.compute)
     if len(doc_of_row) != len(doc_ids):
         pairs = _document_pairs(pairs, doc_of_row)
         vectors = _mean_vectors(vectors, doc_of_row, len(doc_ids))

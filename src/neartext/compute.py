@@ -19,13 +19,16 @@ import os
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
 
 from .encoders import EncoderSettings
 from .errors import InputError, MissingExtra, ServerUnreachable
+
+if TYPE_CHECKING:
+    from .mining import CellPlan, Triples
 
 LOCAL = "local"
 REACH_TIMEOUT_S = 5.0
@@ -102,12 +105,67 @@ class _Embedder:
 
 @dataclass(frozen=True)
 class RayCompute:
-    """Embed a collection's new texts on Ray (set with ``Collection.compute``): ``actors``
-    encoder actors, ``batch_size`` texts per call, inside a :func:`ray_session`."""
+    """A collection's compute on Ray (set with ``Collection.compute``), inside a
+    :func:`ray_session`: new texts embedded by ``actors`` encoder actors, ``batch_size`` texts
+    per call; mining's cell self-joins as Ray tasks (:meth:`join_cells`)."""
 
     actors: int = 2
     batch_size: int = 256
     gpus_per_actor: float = 0.0
+
+    def join_cells(self, v: np.ndarray, plan: CellPlan, threshold: float, top_k: int,
+                   progress: bool = False) -> Triples:
+        """:func:`neartext.mining.join_cells` over every cell of ``plan``, the cells split into
+        tasks of about equal work: the same pairs as the loop in one process."""
+        return join_cells_on_ray(v, plan, threshold, top_k, progress=progress)
+
+
+TASKS_PER_CPU = 4  # more tasks than CPUs: a slow or retried task holds up less of the join
+
+
+def _cell_chunks(plan: CellPlan, chunks: int) -> list[np.ndarray]:
+    """The cells split into at most ``chunks`` runs of about equal work (members x candidates
+    is a cell's matrix product; members alone is a good enough proxy)."""
+    sizes = plan.sizes().astype(np.float64)
+    cum = np.cumsum(sizes)
+    total = float(cum[-1]) if len(cum) else 0.0
+    if total == 0:
+        return []
+    edges = np.searchsorted(cum, np.linspace(0, total, chunks + 1)[1:-1], side="right")
+    return [c for c in np.split(np.arange(plan.nlist), edges) if len(c)]
+
+
+def join_cells_on_ray(v: np.ndarray, plan: CellPlan, threshold: float, top_k: int, *,
+                      progress: bool = False) -> Triples:
+    """Mining's cell self-joins as Ray tasks (1 CPU each) of the current Ray session; the
+    vectors and the plan are put in Ray's object store once and shared by every task."""
+    from .mining import join_cells
+    from .progress import progress_bar
+
+    ray = _ray()
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    task = ray.remote(num_cpus=1, max_retries=3)(join_cells)
+    v_ref, plan_ref = ray.put(np.ascontiguousarray(v, dtype=np.float32)), ray.put(plan)
+    chunks = _cell_chunks(plan, cpus * TASKS_PER_CPU)
+    work = {task.remote(v_ref, plan_ref, cells, threshold, top_k):
+            int(plan.sizes()[cells].sum()) for cells in chunks}
+    parts: list[Triples] = []
+    pending = list(work)
+    with progress_bar(len(v), "mining (approx, Ray)", "text", enabled=progress) as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                parts.append(ray.get(done[0]))
+            except Exception as e:  # Ray wraps what failed in the task
+                lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+                raise InputError(f"a mining task failed on Ray: "
+                                 f"{(lines[-1] if lines else type(e).__name__)[:300]}") from None
+            bar.update(work[done[0]])
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float32)
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]))
 
 
 def embed_stream(texts: Sequence[str], settings: EncoderSettings, *, actors: int = 2,

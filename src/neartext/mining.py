@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,7 @@ def mine_pairs(
     method: str = "auto",
     nprobe: int | None = None,
     progress: bool = False,
+    compute: Any = None,
 ) -> Pairs:
     """All pairs of rows of ``vectors`` (unit length) with inner product ``>= threshold``.
 
@@ -85,12 +87,17 @@ def mine_pairs(
         nprobe: approx only: cells each cell's members are compared with (default 1; each
             vector is also a candidate in its 16 nearest cells); more is slower and more complete.
         progress: show a progress bar.
+        compute: where the approximate path's cell self-joins run (a
+            :class:`neartext.compute.RayCompute`: Ray tasks); ``auto`` is then ``approx``.
     """
     check_mining_args(threshold, top_k, max_pairs, method)
+    if compute is not None and method == "exact":
+        raise InputError("--ray runs the approximate path's cell self-joins on Ray; use "
+                         "--method approx (or auto), or drop --ray for exact mining")
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(vectors)
     if method == "auto":
-        method = "approx" if n > AUTO_APPROX_ABOVE else "exact"
+        method = "approx" if n > AUTO_APPROX_ABOVE or compute is not None else "exact"
     t0 = time.perf_counter()
     if n < 2:
         empty = np.zeros(0, dtype=np.int64)
@@ -98,8 +105,12 @@ def mine_pairs(
     if method == "exact":
         i, j, s = _exact(vectors, threshold, top_k, progress)
         details: dict = {}
-    else:
+    elif compute is None:
         i, j, s, details = _approx(vectors, threshold, top_k, nprobe, progress)
+    else:
+        plan = plan_cells(vectors, nprobe)
+        i, j, s = compute.join_cells(vectors, plan, threshold, top_k, progress)
+        details = {**plan.details(), "on": "Ray"}
     i, j, s = unique_pairs(i, j, s)
     if max_pairs is not None:
         i, j, s = i[:max_pairs], j[:max_pairs], s[:max_pairs]
@@ -157,21 +168,46 @@ def _top_k_rule(i: np.ndarray, j: np.ndarray, s: np.ndarray, top_k: int) -> np.n
     return (ranks[: len(i)] < top_k) | (ranks[len(i) :] < top_k)
 
 
-def _approx(v: np.ndarray, threshold: float, top_k: int, nprobe: int | None, progress: bool,
-            soft: int = SOFT_ASSIGN) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Blocked IVF self-join: k-means cells; each cell's members are scored against the
-    candidates of the ``nprobe`` cells nearest to its centroid, one matrix product per cell.
+@dataclass(frozen=True)
+class CellPlan:
+    """The approximate path's cells: members of each cell (hard assignment, ``order`` sliced by
+    ``bounds``), each cell's candidates (soft assignment, ``soft_rows`` sliced by
+    ``soft_bounds``) and the ``nprobe`` cells each cell is scored against (``near``)."""
+
+    order: np.ndarray
+    bounds: np.ndarray
+    soft_rows: np.ndarray
+    soft_bounds: np.ndarray
+    near: np.ndarray
+    nlist: int
+    nprobe: int
+    soft: int
+    build_seconds: float
+
+    def members(self, cell: int) -> np.ndarray:
+        return self.order[self.bounds[cell] : self.bounds[cell + 1]]
+
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.bounds)
+
+    def details(self) -> dict[str, Any]:
+        return {"nlist": self.nlist, "nprobe": self.nprobe, "soft_assign": self.soft,
+                "build_seconds": self.build_seconds}
+
+
+def plan_cells(v: np.ndarray, nprobe: int | None = None, soft: int = SOFT_ASSIGN) -> CellPlan:
+    """k-means cells over ``v`` (seeded: the same vectors give the same cells).
 
     Every vector is a candidate in its ``soft`` nearest cells: two very similar texts can lie
     between two unrelated centroids (seen on real embeddings: a 0.98 pair whose cells' centroids
     had similarity 0.05), which probing by centroid alone never finds."""
     import faiss
 
+    t = time.perf_counter()
     n, d = v.shape
     nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
     nprobe = min(nlist, nprobe or DEFAULT_NPROBE)
     soft = min(soft, nlist)
-    t = time.perf_counter()
     rng = np.random.default_rng(0)
     km = faiss.Kmeans(d, nlist, niter=10, spherical=True, seed=1)
     km.train(v[rng.choice(n, size=min(n, 40 * nlist), replace=False)])
@@ -186,28 +222,49 @@ def _approx(v: np.ndarray, threshold: float, top_k: int, nprobe: int | None, pro
     centroids = np.asarray(km.centroids)
     centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
     near = np.argsort(-(centroids @ centroids.T), axis=1)[:, :nprobe]  # (nlist, nprobe)
-    t_build = time.perf_counter() - t
+    return CellPlan(order, bounds, soft_rows, soft_bounds, near, nlist, nprobe, soft,
+                    time.perf_counter() - t)
+
+
+def join_cells(v: np.ndarray, plan: CellPlan, cells: Sequence[int], threshold: float,
+               top_k: int) -> Triples:
+    """The self-join of ``cells``: each member scored against its cell's candidates, one matrix
+    product per cell; a member keeps its ``top_k`` best pairs ``>= threshold``. Cells are
+    independent, so any split of them (a loop here, tasks on Ray) gives the same pairs."""
     out_i, out_j, out_s = [], [], []
-    with progress_bar(n, "mining (approx)", "text", enabled=progress) as bar:
-        for cell in range(nlist):
-            members = order[bounds[cell] : bounds[cell + 1]]
-            if not len(members):
-                continue
-            cand = np.unique(np.concatenate(
-                [soft_rows[soft_bounds[p] : soft_bounds[p + 1]] for p in near[cell]]))
-            scores = matmul_scores(v[members], v[cand])  # (members, candidates)
-            r, c = np.nonzero(scores >= threshold)
-            sc = scores[r, c]
-            gi, gj = members[r], cand[c]
-            ok = gi != gj
-            gi, gj, sc = gi[ok], gj[ok], sc[ok]
-            keep = _rank_within(gi, sc) < top_k
-            out_i.append(gi[keep])
-            out_j.append(gj[keep])
-            out_s.append(sc[keep])
-            bar.update(len(members))
-    details = {"nlist": nlist, "nprobe": nprobe, "soft_assign": soft, "build_seconds": t_build}
-    return _cat(out_i, np.int64), _cat(out_j, np.int64), _cat(out_s, np.float32), details
+    for cell in cells:
+        members = plan.members(cell)
+        if not len(members):
+            continue
+        cand = np.unique(np.concatenate(
+            [plan.soft_rows[plan.soft_bounds[p] : plan.soft_bounds[p + 1]]
+             for p in plan.near[cell]]))
+        scores = matmul_scores(v[members], v[cand])  # (members, candidates)
+        r, c = np.nonzero(scores >= threshold)
+        sc = scores[r, c]
+        gi, gj = members[r], cand[c]
+        ok = gi != gj
+        gi, gj, sc = gi[ok], gj[ok], sc[ok]
+        keep = _rank_within(gi, sc) < top_k
+        out_i.append(gi[keep])
+        out_j.append(gj[keep])
+        out_s.append(sc[keep])
+    return _cat(out_i, np.int64), _cat(out_j, np.int64), _cat(out_s, np.float32)
+
+
+def _approx(v: np.ndarray, threshold: float, top_k: int, nprobe: int | None, progress: bool,
+            soft: int = SOFT_ASSIGN) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Blocked IVF self-join in this process: :func:`plan_cells`, then :func:`join_cells` cell
+    by cell."""
+    plan = plan_cells(v, nprobe, soft)
+    parts = []
+    with progress_bar(len(v), "mining (approx)", "text", enabled=progress) as bar:
+        for cell in range(plan.nlist):
+            parts.append(join_cells(v, plan, [cell], threshold, top_k))
+            bar.update(len(plan.members(cell)))
+    i, j, s = (_cat([p[k] for p in parts], t) for k, t in
+               enumerate((np.int64, np.int64, np.float32)))
+    return i, j, s, plan.details()
 
 
 def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

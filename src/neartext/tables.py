@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .atomic import staged_file
+from .atomic import staged_dir, staged_file
 from .errors import InputError, MissingExtra
 
 TABLE_FORMATS = (".csv", ".jsonl", ".parquet")
@@ -52,15 +52,65 @@ def write_table(path: str | Path, rows: Sequence[dict[str, Any]], columns: Seque
                 for r in rows:
                     f.write(json.dumps({k: r.get(k) for k in columns}, ensure_ascii=False) + "\n")
         else:
-            try:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-            except ImportError:
-                raise MissingExtra("pyarrow (needed for .parquet)", "parquet") from None
-            table = pa.table({k: [_cell(r.get(k)) if isinstance(r.get(k), (dict, list)) else r.get(k)
-                                  for r in rows] for k in columns})
-            pq.write_table(table, tmp)
+            _pq().write_table(_arrow_table(rows, columns), tmp)
     return p
+
+
+SHARD_ROWS = 1_000_000
+SHARD_NAME = "part-{:05d}.parquet"
+
+
+def is_shard_dir(path: str | Path) -> bool:
+    """Whether an output path names a directory of Parquet shards: it ends in ``/`` or is an
+    existing directory."""
+    return str(path).endswith(("/", "\\")) or Path(path).is_dir()
+
+
+def check_shard_dir(path: str | Path) -> Path:
+    """Fail early on a shard directory that cannot be written: its parent must exist; an
+    existing one may hold only earlier shards (nothing else of the user's is replaced)."""
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise InputError(f"{p}: the folder {p.parent} does not exist")
+    if p.is_dir():
+        other = [f.name for f in p.iterdir() if not (f.name.startswith("part-")
+                                                     and f.suffix == ".parquet")]
+        if other:
+            raise InputError(f"{p}: holds files that are not Parquet shards ({other[0]}, ...); "
+                             "give a new or empty directory")
+    elif p.exists():
+        raise InputError(f"{p}: is a file; give a directory for Parquet shards")
+    return p
+
+
+def write_shards(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str],
+                 shard_rows: int = SHARD_ROWS) -> tuple[Path, int]:
+    """Write ``rows`` as Parquet shards ``part-00000.parquet`` ... of at most ``shard_rows``
+    rows into the directory ``path``, all or nothing (the directory is replaced in one rename).
+    Returns the directory and the number of shards (at least one, so the schema is there)."""
+    p = check_shard_dir(path)
+    pq = _pq()
+    with staged_dir(p) as tmp:
+        starts = range(0, max(len(rows), 1), shard_rows)
+        for n, start in enumerate(starts):
+            pq.write_table(_arrow_table(rows[start : start + shard_rows], columns),
+                           tmp / SHARD_NAME.format(n))
+    return p, len(starts)
+
+
+def _pq() -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingExtra("pyarrow (needed for .parquet)", "parquet") from None
+    return pq
+
+
+def _arrow_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.table({k: [_cell(r.get(k)) if isinstance(r.get(k), (dict, list)) else r.get(k)
+                         for r in rows] for k in columns})
 
 
 def _cell(v: Any) -> Any:

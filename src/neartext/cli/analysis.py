@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from ..mining import METHODS as MINING_METHODS
 from .common import (
     add_cluster_options,
     add_output_options,
+    add_ray_options,
     add_threshold,
     one_line,
     print_results,
@@ -37,7 +39,8 @@ def register(sub: Any) -> None:
                    help="approx: cells each cell is compared with (default 1); more: slower, more complete")
     p.add_argument("--verify", type=int, metavar="N",
                    help="also run exact search for N random texts and report recall")
-    add_output_options(p, table="pairs")
+    add_ray_options(p, actors=False, what="run the approximate path's cell self-joins as tasks")
+    add_output_options(p, table="pairs (a directory, e.g. pairs/: Parquet shards)")
     p.set_defaults(handler=_cmd_mine)
 
     p = sub.add_parser("paraphrases", help="paraphrases of one text in a collection")
@@ -59,6 +62,7 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", help="write groups to .csv, .jsonl or .parquet")
     p.add_argument("--write-clean", metavar="FILE",
                    help="write the corpus with one row per group (+ FILE's .mapping.csv: id -> kept id)")
+    add_ray_options(p, actors=False, what="mine the pairs (approximate path) as tasks")
     add_output_options(p)
     p.set_defaults(handler=_cmd_dedup)
 
@@ -82,17 +86,34 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_cmd_map)
 
 
+def _on_ray(args: argparse.Namespace) -> Any:
+    """The Ray session ``--ray`` asks for (a null context without it) and the compute to give
+    the collection."""
+    if args.ray is None:
+        return nullcontext(), None
+    from ..compute import RayCompute, ray_session
+
+    return ray_session(args.ray), RayCompute()
+
+
 def _cmd_mine(args: argparse.Namespace) -> dict[str, Any]:
     from ..collection import Collection
-    from ..tables import check_output_path, write_table
+    from ..tables import check_output_path, check_shard_dir, is_shard_dir, write_shards, write_table
 
+    shards = bool(args.output) and is_shard_dir(args.output)
     if args.output:
-        check_output_path(args.output)
-    with Collection.open(args.collection) as col:
+        (check_shard_dir if shards else check_output_path)(args.output)
+    session, compute = _on_ray(args)
+    with Collection.open(args.collection) as col, session:
+        col.compute = compute
         res = col.mine(args.threshold, args.top_k, max_pairs=args.max_pairs, method=args.method,
                        verify=args.verify, nprobe=args.nprobe, progress=show_progress(args))
-    if args.output:
-        write_table(args.output, res.pairs, ["id1", "id2", "score", "text1", "text2"])
+    columns = ["id1", "id2", "score", "text1", "text2"]
+    if shards:
+        _, n = write_shards(args.output, res.pairs, columns)
+        args.output = f"{args.output} ({n} Parquet shard{'s' if n > 1 else ''})"
+    elif args.output:
+        write_table(args.output, res.pairs, columns)
     if not args.json:
         if not args.output:
             for p in res.pairs[:20]:
@@ -131,7 +152,9 @@ def _cmd_dedup(args: argparse.Namespace) -> dict[str, Any]:
     for out in (args.output, args.write_clean):
         if out:
             check_output_path(out)
-    with Collection.open(args.collection) as col:
+    session, compute = _on_ray(args)
+    with Collection.open(args.collection) as col, session:
+        col.compute = compute
         res = col.dedup(args.threshold, method=args.method, representative=args.representative,
                         top_k=args.top_k, progress=show_progress(args))
         if args.write_clean:

@@ -28,14 +28,17 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
 
 
-def add_ray_options(p: argparse.ArgumentParser, batch_size: bool = False) -> None:
-    """``--ray [ADDRESS]``, ``--actors``, ``--gpus-per-actor`` (and ``--batch-size``, when the
-    command has no model options that define it)."""
+def add_ray_options(p: argparse.ArgumentParser, batch_size: bool = False,
+                    actors: bool = True, what: str = "embed with encoder actors") -> None:
+    """``--ray [ADDRESS]``, ``--actors``, ``--gpus-per-actor`` (unless ``actors`` is false) and
+    ``--batch-size`` (when the command has no model options that define it)."""
     g = p.add_argument_group("Ray (neartext[ray])")
     g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="embed with encoder actors on Ray: 'local' (a Ray started here, the "
+                   help=f"{what} on Ray: 'local' (a Ray started here, the "
                         "default), 'auto' (the cluster 'ray start' or RAY_ADDRESS names) or "
                         "ray://HOST:10001")
+    if not actors:
+        return
     g.add_argument("--actors", type=int, default=2, help="encoder actors (default 2)")
     g.add_argument("--gpus-per-actor", type=float, default=0.0)
     if batch_size:
