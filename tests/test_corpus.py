@@ -111,3 +111,30 @@ def test_too_many_fields_names_line(tmp_path):
     f.write_text("text,n\nok,1\nbad,2,3\n")
     with pytest.raises(InputError, match="line 3: 3 fields"):
         read_corpus(f)
+
+
+def test_a_directory_of_files_is_one_corpus_in_path_order(tmp_path):
+    d = tmp_path / "corpus"
+    (d / "sub").mkdir(parents=True)
+    (d / ".cache").mkdir()
+    (d / "b.csv").write_text("id,text,kind\nb1,second file,x\n", encoding="utf-8")
+    (d / "a.jsonl").write_text('{"id": "a1", "text": "first file"}\n', encoding="utf-8")
+    (d / "sub" / "c.csv").write_text("id,text\nc1,nested\n", encoding="utf-8")
+    (d / ".cache" / "junk.csv").write_text("id,text\nz,hidden\n", encoding="utf-8")
+    (d / "notes.md").write_text("not a corpus file", encoding="utf-8")
+    recs = read_corpus(d, id_column="id")
+    assert [(r.id, r.text, r.where) for r in recs] == [
+        ("a1", "first file", "a.jsonl:1"), ("b1", "second file", "b.csv:2"),
+        ("c1", "nested", "sub/c.csv:2")]
+    assert recs[1].metadata == {"kind": "x"}
+    (d / "sub" / "d.csv").write_text("id,text\nb1,same id as in b.csv\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"duplicate ids: 'b1' \(rows b.csv:2 and sub/d.csv:2\)"):
+        read_corpus(d, id_column="id")
+    (d / "sub" / "d.csv").write_text("id,txt\nd1,wrong column\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"sub/d.csv: unknown text column 'text'"):
+        read_corpus(d, text=["text"], id_column="id")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.md").write_text("x", encoding="utf-8")
+    with pytest.raises(InputError, match="no corpus files in the directory"):
+        read_corpus(empty)

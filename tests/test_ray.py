@@ -235,3 +235,44 @@ def test_mine_and_dedup_on_ray_find_the_same_as_one_process(clustered, tmp_path,
     assert main(["mine", str(clustered), "--ray", "--method", "exact"]) == 1
     err = capsys.readouterr().err
     assert "--method approx" in err and len(err.strip().splitlines()) == 1
+
+
+def test_index_a_directory_with_ray_into_milvus_lite_matches_one_process(tmp_path,
+                                                                        demo_collection,
+                                                                        capsys):
+    """A corpus of several files (csv and jsonl, nested) indexed with ``--ray`` into a Milvus Lite
+    target: the same documents and vectors as the single-process local build of one file; a rerun
+    embeds nothing."""
+    pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
+    import csv
+
+    from neartext import Collection
+
+    with DEMO.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    d = tmp_path / "corpus"
+    (d / "later").mkdir(parents=True)
+    with (d / "a.csv").open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows[:100])
+    (d / "later" / "b.jsonl").write_text(
+        "".join(json.dumps({k: (int(v) if v.isdigit() else v)
+                            for k, v in r.items()}, ensure_ascii=False) + "\n"
+                for r in rows[100:]), encoding="utf-8")
+    target = f"milvus-lite:{tmp_path / 'm.db'}"
+    assert main(["index", str(d), "-c", target, "--text", "text", "--id", "id", "--ray",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["added"] == 247 and report["texts_embedded"] == 247
+    with Collection.open(target) as col, Collection.open(demo_collection) as local:
+        ids = sorted(local.store.document_hashes())
+        assert sorted(col.store.document_hashes()) == ids
+        assert [(d.text, d.metadata) for d in col.get(ids)] == \
+            [(d.text, d.metadata) for d in local.get(ids)]
+        mv, lv = col.store.doc_vectors(ids), local.store.doc_vectors(ids)
+        assert max(float(np.abs(mv[i][0] - lv[i][0]).max()) for i in ids) <= 1e-5
+    assert main(["index", str(d), "-c", target, "--text", "text", "--id", "id", "--ray",
+                 "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["unchanged"] == 247 and again["texts_embedded"] == 0

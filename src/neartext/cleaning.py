@@ -50,9 +50,9 @@ class CleaningReport:
 
     read: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
-    examples: dict[str, list[int]] = field(default_factory=dict)
+    examples: dict[str, list[int | str]] = field(default_factory=dict)
 
-    def drop(self, reason: str, row: int) -> None:
+    def drop(self, reason: str, row: int | str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
         ex = self.examples.setdefault(reason, [])
         if len(ex) < 5:
@@ -95,11 +95,11 @@ def clean(
         r.text = normalize(r.text, options)
         stripped = r.text.strip()
         if not stripped:
-            report.drop("empty", r.row)
+            report.drop("empty", r.where)
         elif stripped.casefold() in junk:
-            report.drop("junk value", r.row)
+            report.drop("junk value", r.where)
         elif options.drop_duplicates and stripped in seen:
-            report.drop("duplicate text", r.row)
+            report.drop("duplicate text", r.where)
         else:
             seen.add(stripped)
             kept.append(r)

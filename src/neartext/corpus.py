@@ -38,6 +38,12 @@ class Record:
     row: int = 0  # 1-based line (txt, jsonl, csv) or row (parquet) in the source file
     # the row's own vector (a list or array), stored instead of encoding; not compared (arrays)
     vector: Any = field(default=None, compare=False)
+    source: str = ""  # the file within a corpus directory ("" for a corpus of one file)
+
+    @property
+    def where(self) -> int | str:
+        """The row for messages and reports: its number, with its file in a corpus directory."""
+        return f"{self.source}:{self.row}" if self.source else self.row
 
 
 def generated_id(text: str) -> str:
@@ -57,6 +63,18 @@ def detect_format(path: Path) -> str:
     )
 
 
+def corpus_files(directory: Path) -> list[Path]:
+    """The corpus files of a directory (any depth, by path; hidden ones and files of other
+    formats left out); one line when there are none."""
+    files = sorted(f for f in directory.rglob("*") if f.is_file()
+                   and not any(part.startswith(".") for part in f.relative_to(directory).parts)
+                   and f.suffix.lower().lstrip(".") in (*FORMATS, "ndjson"))
+    if not files:
+        raise InputError(f"{directory}: no corpus files in the directory (.txt, .csv, .tsv, "
+                         ".jsonl, .parquet)")
+    return files
+
+
 def read_corpus(
     path: str | Path,
     text: Sequence[str] | None = None,
@@ -66,7 +84,53 @@ def read_corpus(
     join_with: str = "\n",
     vectors: str | None = None,
 ) -> list[Record]:
-    """Read ``path`` into :class:`Record` objects.
+    """Read ``path`` (a file, or a directory of files read in order of their paths) into
+    :class:`Record` objects.
+
+    Args:
+        path: the corpus file, or a directory of them (any of the formats, mixed).
+        text: column(s) holding the text; several are joined with ``join_with``. Default: a column
+            named ``text`` if present, else the only column. Ignored for ``.txt``.
+        id_column: column holding unique ids (across all files); default: ids generated from
+            the text.
+        encoding: the files' text encoding.
+        join_with: separator placed between several text columns.
+        vectors: a column holding each row's vector (a list of numbers; .jsonl and .parquet),
+            stored instead of encoding the text (see :mod:`neartext.vectors`).
+
+    Raises:
+        CorpusFileNotFound: the path does not exist.
+        InputError: unknown format or column, undecodable bytes, malformed JSON, duplicate ids;
+            the file and row are named.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return _read_file(p, text, id_column, encoding=encoding, join_with=join_with,
+                          vectors=vectors)
+    records: list[Record] = []
+    for f in corpus_files(p):
+        part = _read_file(f, text, id_column, encoding=encoding, join_with=join_with,
+                          vectors=vectors, check_ids=False)
+        name = f.relative_to(p).as_posix()
+        for r in part:
+            r.source = name
+        records.extend(part)
+    if id_column:
+        _check_unique_ids(p, records)
+    return records
+
+
+def _read_file(
+    path: Path,
+    text: Sequence[str] | None = None,
+    id_column: str | None = None,
+    *,
+    encoding: str = "utf-8",
+    join_with: str = "\n",
+    vectors: str | None = None,
+    check_ids: bool = True,
+) -> list[Record]:
+    """Read one corpus file into :class:`Record` objects.
 
     Args:
         path: the corpus file.
@@ -133,7 +197,7 @@ def read_corpus(
             vec = as_vector(row[vectors], f"{p}: {'row' if fmt == 'parquet' else 'line'} "
                                           f"{row_no}: column '{vectors}'")
         records.append(Record(rid or generated_id(body), body, meta, row_no, vec))
-    if id_column:
+    if id_column and check_ids:
         _check_unique_ids(p, records)
     return records
 
@@ -213,13 +277,13 @@ def _text_columns(path: Path, columns: list[str], text: Sequence[str] | None, fm
 
 
 def _check_unique_ids(path: Path, records: list[Record]) -> None:
-    first: dict[str, int] = {}
+    first: dict[str, int | str] = {}
     dupes: list[str] = []
     for r in records:
         if r.id in first:
-            dupes.append(f"'{r.id}' (rows {first[r.id]} and {r.row})")
+            dupes.append(f"'{r.id}' (rows {first[r.id]} and {r.where})")
         else:
-            first[r.id] = r.row
+            first[r.id] = r.where
     if dupes:
         more = f" and {len(dupes) - 3} more" if len(dupes) > 3 else ""
         raise InputError(f"{path}: duplicate ids: {', '.join(dupes[:3])}{more}")

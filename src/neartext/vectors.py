@@ -58,10 +58,10 @@ def check_vectors(records: Sequence[Record], dim: int, source: str) -> int:
         return 0
     if len(given) != len(records):
         missing = next(r for r in records if r.vector is None)
-        raise InputError(f"{source}: row {missing.row or missing.id!r} has no vector while "
+        raise InputError(f"{source}: row {missing.where or missing.id!r} has no vector while "
                          f"{len(given)} other rows have one; give a vector on every row or none")
     for r in given:
-        where = f"{source}: row {r.row}" if r.row else f"{source}: document {r.id!r}"
+        where = f"{source}: row {r.where}" if r.row else f"{source}: document {r.id!r}"
         v = as_vector(r.vector, where)
         if v.size != dim:
             raise InputError(f"{where}: the vector has {v.size} numbers; the collection's have "

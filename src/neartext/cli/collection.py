@@ -32,7 +32,8 @@ def register(sub: Any) -> None:
     """Add the index, embed, upsert, search, delete, info, repair, migrate, reindex commands to
     ``sub``."""
     p = sub.add_parser("index", help="build a collection from a corpus file (or re-index it)")
-    p.add_argument("corpus", help=".txt, .csv, .tsv, .jsonl or .parquet file")
+    p.add_argument("corpus", help=".txt, .csv, .tsv, .jsonl or .parquet file, or a directory "
+                   "of them (read in path order)")
     p.add_argument("-c", "--collection", required=True,
                    help="collection: a directory, milvus://HOST:PORT/NAME or milvus-lite:FILE")
     add_corpus_options(p)
@@ -56,7 +57,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("embed", help="a corpus file to a Parquet file of vectors (id, hash, "
                                      "vector; the model recorded), here or on a Ray cluster")
-    p.add_argument("corpus", help=".txt, .csv, .tsv, .jsonl or .parquet file")
+    p.add_argument("corpus", help=".txt, .csv, .tsv, .jsonl or .parquet file, or a directory "
+                   "of them (read in path order)")
     p.add_argument("-o", "--output", required=True, help="the .parquet file to write")
     p.add_argument("--model", default="default", help="model name or path (default: default)")
     add_corpus_options(p)
@@ -66,7 +68,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("upsert", help="add or replace documents without a full rebuild")
     p.add_argument("collection")
-    p.add_argument("corpus")
+    p.add_argument("corpus", help="a corpus file or a directory of them")
     add_corpus_options(p)
     add_vector_options(p)
     add_near_dup_option(p)
