@@ -276,3 +276,74 @@ def test_index_a_directory_with_ray_into_milvus_lite_matches_one_process(tmp_pat
                  "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["unchanged"] == 247 and again["texts_embedded"] == 0
+
+
+@pytest.mark.slow
+def test_an_encoder_actor_killed_mid_run_is_restarted_and_every_row_embedded_once(tmp_path):
+    """SIGKILL one of the encoder actors' processes while ``embed --ray`` runs: Ray restarts it
+    and retries its batch; the run succeeds and each row is in the output once, with the single
+    process' vector."""
+    import os
+    import random
+    import signal
+
+    words = ("sync crash login refund invoice editor search export reminder battery tablet "
+             "phone laptop notebook template calendar offline widget password").split()
+    rng = random.Random(1)
+    corpus = tmp_path / "big.csv"
+    corpus.write_text("id,text\n" + "".join(
+        f"k{i},{' '.join(rng.choice(words) for _ in range(24))} {i}\n" for i in range(2000)),
+        encoding="utf-8")
+    out = tmp_path / "ray.parquet"
+    cmd = [sys.executable, "-m", "neartext", "embed", str(corpus), "-o", str(out), "--text",
+           "text", "--id", "id", "--ray", "--actors", "2", "--batch-size", "32"]
+    env = {**os.environ, "NEARTEXT_PROGRESS_SECONDS": "0.2"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    killed = None
+    deadline = time.monotonic() + 300
+    lines: list[str] = []
+    assert proc.stderr is not None
+    while killed is None and time.monotonic() < deadline and proc.poll() is None:
+        line = proc.stderr.readline()
+        lines.append(line)
+        if line.startswith("embedding: ") and not line.startswith("embedding: 0/"):
+            ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+            actors = [int(ln.split()[0]) for ln in ps.splitlines() if "MapWorker" in ln
+                      and "_Embedder" in ln]
+            if actors:
+                killed = actors[0]
+                os.kill(killed, signal.SIGKILL)
+                at = line
+    assert killed, "no encoder actor was found running:\n" + "".join(lines[-20:])
+    done = int(at.split()[1].split("/")[0].replace(",", ""))
+    assert done < 2000, at  # killed mid-run
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "wrote 2000 vectors" in stdout, stdout
+    single = tmp_path / "single.parquet"
+    assert main(["embed", str(corpus), "-o", str(single), "--text", "text", "--id", "id",
+                 "-q"]) == 0
+    ids, hashes, vecs, _ = _read(out)
+    ids1, hashes1, vecs1, _ = _read(single)
+    assert ids == ids1 and len(set(ids)) == 2000 and hashes == hashes1
+    assert float(np.abs(vecs - vecs1).max()) <= 1e-5
+    assert (np.linalg.norm(vecs, axis=1) > 0.99).all()  # no row left as zeros
+
+
+def test_a_model_the_workers_cannot_load_is_named_and_stdout_stays_clean(tmp_path, capfd):
+    """The driver had the model; the workers do not (a path only on the driver's machine): the
+    actors' failure comes back as one error naming the path, and Ray's retry tracebacks do not
+    land on stdout, which carries a command's ``--json``."""
+    from neartext.compute import embed_on_ray, ray_session
+    from neartext.encoders import EncoderSettings
+    from neartext.errors import InputError
+
+    only_on_driver = tmp_path / "model-on-the-driver-only"
+    with ray_session("local", cpus=2), pytest.raises(InputError) as e:
+        embed_on_ray(["a text", "another"], EncoderSettings(model=str(only_on_driver)))
+    message = str(e.value)
+    assert "model-on-the-driver-only" in message and "\n" not in message
+    out, err = capfd.readouterr()
+    assert out == "", out[:2000]
+    assert "Traceback" not in err, err[:2000]

@@ -82,9 +82,66 @@ def ray_session(address: str = LOCAL, *, cpus: int | None = None) -> Iterator[An
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = False
-        yield ray
+        with _ray_errors_logged(), _ray_data_errors_raised():
+            yield ray
     finally:
         ray.shutdown()
+
+
+log = logging.getLogger("neartext.ray")
+
+
+def _quiet(record: logging.LogRecord) -> bool:
+    """Ray Data's records a command shows: warnings (an actor pool that cannot be scheduled),
+    not the notice that its progress bars are off (neartext shows its own) and not its errors
+    (each is raised to the caller, who reports it in one line)."""
+    return (record.levelno < logging.ERROR
+            and not record.getMessage().startswith("Progress bars disabled"))
+
+
+@contextlib.contextmanager
+def _ray_data_errors_raised() -> Iterator[None]:
+    handlers = [h for name in ("ray", "ray.data") for h in logging.getLogger(name).handlers]
+    for h in handlers:
+        h.addFilter(_quiet)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(_quiet)
+
+
+@contextlib.contextmanager
+def _ray_errors_logged() -> Iterator[None]:
+    """The cluster's error messages (a task retried, an actor restarted, each with a traceback)
+    to the ``neartext.ray`` log rather than this process' stdout, which carries a command's
+    output (``--json``): what failed for good reaches the caller as one error line. Ray prints
+    them from a thread of the driver through ``ray._private.worker.print_to_stdstream``; if a
+    Ray version has no such function, nothing changes."""
+    try:
+        from ray._private import worker
+    except ImportError:
+        yield
+        return
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None:
+        yield
+        return
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            original(data, ignore_prefix)
+            return
+        for message in data.get("lines", []):
+            first = next((ln for ln in str(message).splitlines() if ln.strip()), "")
+            log.info("Ray: %s", first)
+            log.debug("Ray: %s", message)
+
+    worker.print_to_stdstream = to_log
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = original
 
 
 class _Embedder:

@@ -25,7 +25,8 @@ import numpy as np
 from .corpus import read_corpus
 from .encoders import EncoderSettings, canonical_name, load_encoder
 from .errors import InputError
-from .ingest import text_hash
+from .ingest import EMBED_CHUNK, text_hash
+from .progress import progress_bar
 from .vectors import vector_file
 
 WRITE_BATCH = 4096
@@ -53,9 +54,11 @@ class EmbedReport:
 def embed_file(path: str | Path, output: str | Path, *, model: str = "default",
                text: list[str] | None = None, id_column: str | None = None,
                ray: str | None = None, actors: int = 2, batch_size: int = 256,
-               gpus_per_actor: float = 0.0, encoding: str = "utf-8") -> EmbedReport:
-    """Embed every row of ``path`` with ``model`` into ``output`` (``.parquet``); with ``ray``
-    (``local``, ``auto`` or a cluster address) on ``actors`` encoder actors."""
+               gpus_per_actor: float = 0.0, encoding: str = "utf-8",
+               progress: bool = False) -> EmbedReport:
+    """Embed every row of ``path`` (a corpus file or directory) with ``model`` into ``output``
+    (``.parquet``); with ``ray`` (``local``, ``auto`` or a cluster address) on ``actors`` encoder
+    actors; ``progress``: rows done of all, rate and time left (:mod:`neartext.progress`)."""
     t0 = time.perf_counter()
     if actors < 1 or batch_size < 1:
         raise InputError("--actors and --batch-size must be at least 1")
@@ -64,17 +67,24 @@ def embed_file(path: str | Path, output: str | Path, *, model: str = "default",
     # the model is loaded here first: it must exist (named if not) and it gives the fingerprint
     settings = EncoderSettings(model=model, batch_size=min(batch_size, 64))
     encoder = load_encoder(settings)
-    if ray is None:
-        vectors = encoder.encode(texts, kind="document") if texts else \
-            np.zeros((0, encoder.dim), dtype=np.float32)
-        on = "this process"
-    else:
-        from .compute import embed_on_ray, ray_session
+    vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    with progress_bar(len(texts), "embedding", "text", enabled=progress) as bar:
+        if ray is None:
+            for start in range(0, len(texts), EMBED_CHUNK):
+                part = texts[start : start + EMBED_CHUNK]
+                vectors[start : start + len(part)] = encoder.encode(part, kind="document")
+                bar.update(len(part))
+            on = "this process"
+        else:
+            from .compute import embed_stream, ray_session
 
-        with ray_session(ray):
-            vectors = embed_on_ray(texts, encoder.settings, actors=actors,
-                                   batch_size=batch_size, gpus_per_actor=gpus_per_actor)
-        on = f"Ray {ray}, {actors} actors"
+            with ray_session(ray):
+                for rows, vecs in embed_stream(texts, encoder.settings, actors=actors,
+                                               batch_size=batch_size,
+                                               gpus_per_actor=gpus_per_actor):
+                    vectors[rows] = vecs
+                    bar.update(len(rows))
+            on = f"Ray {ray}, {actors} actors"
     name = canonical_name(encoder.settings.model)
     with vector_file(output, encoder.dim, name, encoder.fingerprint) as write:
         for start in range(0, len(records), WRITE_BATCH):

@@ -191,7 +191,7 @@ def _cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
                         text=split_list(args.text),
                         id_column=args.id_column, ray=args.ray, actors=args.actors,
                         batch_size=args.batch_size, gpus_per_actor=args.gpus_per_actor,
-                        encoding=args.encoding)
+                        encoding=args.encoding, progress=show_progress(args))
     if not args.json and not args.quiet:
         print(report.summary())
     return report.to_dict()
