@@ -27,6 +27,15 @@ def _read(path: Path) -> tuple[list[str], list[str], np.ndarray, dict]:
             np.array(t.column("vector").to_pylist(), dtype=np.float32), t.schema.metadata)
 
 
+def _by_id(path: Path) -> tuple[list[str], list[str], np.ndarray, dict]:
+    """:func:`_read` in the order of the ids (on Ray the rows come longest text first); each
+    id once."""
+    ids, hashes, vecs, meta = _read(path)
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    assert len(set(ids)) == len(ids)
+    return [ids[i] for i in order], [hashes[i] for i in order], vecs[order], meta
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("embed") / "single.parquet"
@@ -40,13 +49,17 @@ def test_ray_embeds_the_same_vectors_as_one_process(single, tmp_path, capsys):
                  "--ray", "--actors", "2", "--batch-size", "64", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["rows"] == 247 and report["on"] == "Ray local, 2 actors"
-    ids, hashes, vecs, meta = _read(out)
-    ids1, hashes1, vecs1, meta1 = _read(single)
+    ids, hashes, vecs, meta = _by_id(out)
+    ids1, hashes1, vecs1, meta1 = _by_id(single)
     assert ids == ids1 and hashes == hashes1 and meta == meta1
     assert vecs.shape == (247, 384) and float(np.abs(vecs - vecs1).max()) <= 1e-5
+    lengths = pq.read_table(out).column("end").to_pylist()
+    assert lengths == sorted(lengths, reverse=True)  # on Ray: longest first
 
 
-def test_bad_input_is_one_line_before_ray_starts(tmp_path, capsys):
+def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, capsys):
+    """A bad row (found by Ray's reading task, before any embedding), a missing model and an
+    address nobody answers (both before Ray starts): one line each, no output file."""
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "text": "also fine"}\n{oops\n',
                    encoding="utf-8")
@@ -91,8 +104,8 @@ def test_a_two_node_cluster_of_separate_processes_embeds_the_same(single, tmp_pa
                                f"127.0.0.1:{port}", "--actors", "2", "--json"],
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
-        ids, hashes, vecs, _ = _read(out)
-        ids1, hashes1, vecs1, _ = _read(single)
+        ids, hashes, vecs, _ = _by_id(out)
+        ids1, hashes1, vecs1, _ = _by_id(single)
         assert ids == ids1 and hashes == hashes1
         assert float(np.abs(vecs - vecs1).max()) <= 1e-5
     finally:
@@ -324,9 +337,9 @@ def test_an_encoder_actor_killed_mid_run_is_restarted_and_every_row_embedded_onc
     single = tmp_path / "single.parquet"
     assert main(["embed", str(corpus), "-o", str(single), "--text", "text", "--id", "id",
                  "-q"]) == 0
-    ids, hashes, vecs, _ = _read(out)
-    ids1, hashes1, vecs1, _ = _read(single)
-    assert ids == ids1 and len(set(ids)) == 2000 and hashes == hashes1
+    ids, hashes, vecs, _ = _by_id(out)
+    ids1, hashes1, vecs1, _ = _by_id(single)
+    assert ids == ids1 and len(ids) == 2000 and hashes == hashes1
     assert float(np.abs(vecs - vecs1).max()) <= 1e-5
     assert (np.linalg.norm(vecs, axis=1) > 0.99).all()  # no row left as zeros
 
@@ -347,3 +360,30 @@ def test_a_model_the_workers_cannot_load_is_named_and_stdout_stays_clean(tmp_pat
     out, err = capfd.readouterr()
     assert out == "", out[:2000]
     assert "Traceback" not in err, err[:2000]
+
+
+def test_a_directory_is_read_by_ray_tasks_with_the_same_rows_and_checks(single, tmp_path,
+                                                                       capsys):
+    """``embed DIR --ray``: files read by Ray tasks (a file each) give the rows and vectors of
+    the one-file corpus; an id given in two files is one line naming both rows."""
+    lines = DEMO.read_text(encoding="utf-8").splitlines(keepends=True)
+    d = tmp_path / "parts"
+    (d / "z").mkdir(parents=True)
+    (d / "a.csv").write_text("".join(lines[:1] + lines[1:90]), encoding="utf-8")
+    (d / "b.csv").write_text("".join(lines[:1] + lines[90:200]), encoding="utf-8")
+    (d / "z" / "c.csv").write_text("".join(lines[:1] + lines[200:]), encoding="utf-8")
+    out = tmp_path / "parts.parquet"
+    assert main(["embed", str(d), "-o", str(out), "--text", "text", "--id", "id", "--ray",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 247
+    ids, hashes, vecs, _ = _by_id(out)
+    ids1, hashes1, vecs1, _ = _by_id(single)
+    assert ids == ids1 and hashes == hashes1 and float(np.abs(vecs - vecs1).max()) <= 1e-5
+    (d / "z" / "c.csv").write_text("".join(lines[:1] + lines[200:] + lines[5:6]),
+                                   encoding="utf-8")
+    dup = lines[5].split(",")[0]
+    assert main(["embed", str(d), "-o", str(tmp_path / "dup.parquet"), "--text", "text",
+                 "--id", "id", "--ray"]) == 1
+    err = capsys.readouterr().err
+    assert f"duplicate ids: '{dup}' (rows a.csv:6 and z/c.csv:50)" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "dup.parquet").exists()

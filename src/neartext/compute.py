@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -144,6 +146,29 @@ def _ray_errors_logged() -> Iterator[None]:
         worker.print_to_stdstream = original
 
 
+_RAISED = re.compile(r"^([\w.]+): (.+)$")  # "module.Error: message" lines of a traceback
+
+
+def failure(e: BaseException) -> str:
+    """The line that says what failed in a task or actor, out of Ray's wrapped exception: the
+    first exception a traceback in it names that is not Ray's own wrapper (a neartext error's
+    message without its class name), else the last line."""
+    texts: list[str] = []
+    x: BaseException | None = e
+    seen = 0
+    while x is not None and seen < 10:  # Ray chains its wrappers through __cause__/__context__
+        texts.append(str(x))
+        x, seen = x.__cause__ or x.__context__, seen + 1
+    lines = [ln.strip() for t in texts for ln in t.splitlines() if ln.strip()]
+    for ln in lines:
+        m = _RAISED.match(ln)
+        if m and not m.group(1).startswith("ray.") and m.group(1)[0] != "[" and \
+                m.group(1).split(".")[-1][0].isupper():
+            name, message = m.groups()
+            return (message if name.startswith("neartext.") else f"{name}: {message}")[:400]
+    return (lines[-1] if lines else type(e).__name__)[:400]
+
+
 class _Embedder:
     """A Ray actor's state: the model, loaded once per actor."""
 
@@ -157,7 +182,8 @@ class _Embedder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vectors = self.encoder.encode([str(t) for t in batch["text"]], kind="document")
-        return {"row": batch["row"], "vector": vectors}
+        return {**{k: v for k, v in batch.items() if k not in ("text", "where")},
+                "vector": vectors}
 
 
 @dataclass(frozen=True)
@@ -214,9 +240,7 @@ def join_cells_on_ray(v: np.ndarray, plan: CellPlan, threshold: float, top_k: in
             try:
                 parts.append(ray.get(done[0]))
             except Exception as e:  # Ray wraps what failed in the task
-                lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-                raise InputError(f"a mining task failed on Ray: "
-                                 f"{(lines[-1] if lines else type(e).__name__)[:300]}") from None
+                raise InputError(f"a mining task failed on Ray: {failure(e)}") from None
             bar.update(work[done[0]])
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
@@ -244,9 +268,7 @@ def embed_stream(texts: Sequence[str], settings: EncoderSettings, *, actors: int
             yield (np.asarray(batch["row"], dtype=np.int64),
                    np.asarray(batch["vector"], dtype=np.float32))
     except Exception as e:  # Ray wraps what failed in the actors
-        cause = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-        detail = cause[-1] if cause else type(e).__name__
-        raise InputError(f"the encoder actors failed: {detail[:300]}") from None
+        raise InputError(f"the encoder actors failed: {failure(e)}") from None
 
 
 def embed_on_ray(texts: Sequence[str], settings: EncoderSettings, *, actors: int = 2,
@@ -260,3 +282,81 @@ def embed_on_ray(texts: Sequence[str], settings: EncoderSettings, *, actors: int
             out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
         out[rows] = vecs
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def _read_rows(item: dict[str, Any], text: list[str] | None, id_column: str | None,
+               encoding: str) -> list[dict[str, Any]]:
+    """A Ray task: one corpus file read by neartext's own reader (the same checks and the same
+    row-numbered errors as without Ray), as rows to embed."""
+    from .corpus import read_corpus
+    from .ingest import text_hash
+
+    records = read_corpus(item["path"], text, id_column, encoding=encoding)
+    # longest first, as one process' encoder orders its batches: a batch pads to its longest
+    records.sort(key=lambda r: -len(r.text))
+    source = item["source"]
+    return [{"id": r.id, "text": r.text, "hash": text_hash(r.text), "length": len(r.text),
+             "where": f"{source}:{r.row}" if source else str(r.row)} for r in records]
+
+
+ROWS_PER_BLOCK = 512  # rows of a block the actors share out (a few batches: an even share)
+
+
+def read_on_ray(path: str | Path, text: list[str] | None = None, id_column: str | None = None,
+                *, encoding: str = "utf-8", rows_per_block: int = ROWS_PER_BLOCK
+                ) -> tuple[Any, int]:
+    """A corpus file or directory read by Ray tasks, a file per task (its rows longest text
+    first), split into blocks of ``rows_per_block`` rows held in Ray's object store (not this
+    process' memory): ``(dataset, rows)``. Every node must see the files at the same path. A
+    bad row, or an id given twice across files, is one error naming the file and row, before
+    any embedding."""
+    from .corpus import corpus_files
+    from .errors import CorpusFileNotFound
+
+    ray = _ray()
+    p = Path(path)
+    if not p.exists():
+        raise CorpusFileNotFound(f"{p}: no such file")
+    files = corpus_files(p) if p.is_dir() else [p]
+    items = [{"path": str(f.resolve()), "source": f.relative_to(p).as_posix() if p.is_dir()
+              else ""} for f in files]
+    ds = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(
+        _read_rows, fn_kwargs={"text": text, "id_column": id_column, "encoding": encoding}
+    ).repartition(target_num_rows_per_block=rows_per_block)
+    try:
+        ds = ds.materialize()
+        rows = ds.count()
+        if id_column and p.is_dir():
+            _check_ids_across_files(p, ds)
+    except InputError:
+        raise
+    except Exception as e:  # Ray wraps what failed in a reading task
+        raise InputError(failure(e)) from None
+    return ds, rows
+
+
+def _check_ids_across_files(directory: Path, ds: Any) -> None:
+    first: dict[str, str] = {}
+    for batch in ds.select_columns(["id", "where"]).iter_batches(batch_format="numpy",
+                                                                 batch_size=65536):
+        for i, where in zip(batch["id"].tolist(), batch["where"].tolist()):
+            seen = first.setdefault(i, where)
+            if seen != where:
+                raise InputError(f"{directory}: duplicate ids: '{i}' (rows {seen} and {where})")
+
+
+def embed_rows_on_ray(ds: Any, settings: EncoderSettings, *, actors: int = 2,
+                      batch_size: int = 256, gpus_per_actor: float = 0.0
+                      ) -> Iterator[dict[str, np.ndarray]]:
+    """Batches of ``ds`` (rows of :func:`read_on_ray`, materialized: no task runs beside the
+    actors, which hold the CPUs) with a ``vector`` column, embedded by encoder actors, yielded
+    as they finish; the texts themselves stay on the cluster."""
+    ray = _ray()
+    try:
+        mapped = ds.map_batches(
+            _Embedder, fn_constructor_kwargs={"settings": settings.to_dict()},
+            batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=1, num_gpus=gpus_per_actor or None, batch_format="numpy")
+        yield from mapped.iter_batches(batch_format="numpy", batch_size=batch_size)
+    except Exception as e:  # Ray wraps what failed in the actors
+        raise InputError(f"the encoder actors failed: {failure(e)}") from None

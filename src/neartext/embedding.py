@@ -2,10 +2,15 @@
 process, or on a Ray cluster (:mod:`neartext.compute`) when one machine is not enough.
 
 Rows are read and checked as ``neartext index`` reads them (a bad row is named with its number
-before any work starts). The output has one row per text: ``id, start, end, hash, vector``, the
+before any embedding). The output has one row per text: ``id, start, end, hash, vector``, the
 model's name and fingerprint in the file's metadata (the format of ``neartext export vectors``,
 which ``neartext index --vectors vector --vectors-from same`` reads back). It is written
 atomically: an interrupted run leaves nothing at the output path.
+
+In this process the rows keep the corpus' order. On Ray, files are read by Ray tasks (a file
+each) into Ray's object store, sorted longest text first across the cluster, embedded by encoder
+actors and streamed into the file batch by batch, in that order: the driver never holds the
+corpus, so its size is bounded by the cluster, not by one machine.
 
 Example:
     >>> from neartext.embedding import embed_file                       # doctest: +SKIP
@@ -23,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from .corpus import read_corpus
-from .encoders import EncoderSettings, canonical_name, load_encoder
+from .encoders import Encoder, EncoderSettings, canonical_name, load_encoder
 from .errors import InputError
 from .ingest import EMBED_CHUNK, text_hash
 from .progress import progress_bar
+from .tables import check_output_path
 from .vectors import vector_file
 
 WRITE_BATCH = 4096
@@ -62,30 +68,26 @@ def embed_file(path: str | Path, output: str | Path, *, model: str = "default",
     t0 = time.perf_counter()
     if actors < 1 or batch_size < 1:
         raise InputError("--actors and --batch-size must be at least 1")
+    check_output_path(output, (".parquet",))
+    settings = EncoderSettings(model=model, batch_size=min(batch_size, 64))
+    # the model is loaded here first: it must exist (named if not) and it gives the fingerprint
+    # and the resolved settings the actors load (loading it in a thread while Ray starts gained
+    # nothing measurable on 2 cores: the two compete for them)
+    encoder = load_encoder(settings)
+    name = canonical_name(encoder.settings.model)
+    if ray is not None:
+        rows = _embed_on_ray(path, output, encoder, name, text, id_column, encoding, ray,
+                             actors, batch_size, gpus_per_actor, progress)
+        return EmbedReport(str(output), rows, name, encoder.fingerprint,
+                           time.perf_counter() - t0, f"Ray {ray}, {actors} actors")
     records = read_corpus(path, text, id_column, encoding=encoding)
     texts = [r.text for r in records]
-    # the model is loaded here first: it must exist (named if not) and it gives the fingerprint
-    settings = EncoderSettings(model=model, batch_size=min(batch_size, 64))
-    encoder = load_encoder(settings)
     vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     with progress_bar(len(texts), "embedding", "text", enabled=progress) as bar:
-        if ray is None:
-            for start in range(0, len(texts), EMBED_CHUNK):
-                part = texts[start : start + EMBED_CHUNK]
-                vectors[start : start + len(part)] = encoder.encode(part, kind="document")
-                bar.update(len(part))
-            on = "this process"
-        else:
-            from .compute import embed_stream, ray_session
-
-            with ray_session(ray):
-                for rows, vecs in embed_stream(texts, encoder.settings, actors=actors,
-                                               batch_size=batch_size,
-                                               gpus_per_actor=gpus_per_actor):
-                    vectors[rows] = vecs
-                    bar.update(len(rows))
-            on = f"Ray {ray}, {actors} actors"
-    name = canonical_name(encoder.settings.model)
+        for start in range(0, len(texts), EMBED_CHUNK):
+            part = texts[start : start + EMBED_CHUNK]
+            vectors[start : start + len(part)] = encoder.encode(part, kind="document")
+            bar.update(len(part))
     with vector_file(output, encoder.dim, name, encoder.fingerprint) as write:
         for start in range(0, len(records), WRITE_BATCH):
             write([{"id": r.id, "start": 0, "end": len(r.text), "hash": text_hash(r.text),
@@ -93,4 +95,26 @@ def embed_file(path: str | Path, output: str | Path, *, model: str = "default",
                    for r, v in zip(records[start:start + WRITE_BATCH],
                                    vectors[start:start + WRITE_BATCH])])
     return EmbedReport(str(output), len(records), name, encoder.fingerprint,
-                       time.perf_counter() - t0, on)
+                       time.perf_counter() - t0, "this process")
+
+
+def _embed_on_ray(path: str | Path, output: str | Path, encoder: Encoder, name: str,
+                  text: list[str] | None, id_column: str | None, encoding: str, ray: str,
+                  actors: int, batch_size: int, gpus_per_actor: float, progress: bool) -> int:
+    """Read by Ray tasks, embedded by encoder actors, streamed into the file as batches finish
+    (each file's longest texts first): this process holds one batch at a time, never the
+    corpus."""
+    from .compute import embed_rows_on_ray, ray_session, read_on_ray
+
+    with ray_session(ray):
+        ds, rows = read_on_ray(path, text, id_column, encoding=encoding)
+        with vector_file(output, encoder.dim, name, encoder.fingerprint) as write, \
+                progress_bar(rows, "embedding", "text", enabled=progress) as bar:
+            for b in embed_rows_on_ray(ds, encoder.settings, actors=actors,
+                                       batch_size=batch_size, gpus_per_actor=gpus_per_actor):
+                write([{"id": i, "start": 0, "end": int(n), "hash": h,
+                        "vector": v.astype(np.float32).tolist()}
+                       for i, n, h, v in zip(b["id"].tolist(), b["length"].tolist(),
+                                             b["hash"].tolist(), b["vector"])])
+                bar.update(len(b["id"]))
+    return rows
