@@ -348,15 +348,20 @@ def test_a_model_the_workers_cannot_load_is_named_and_stdout_stays_clean(tmp_pat
     """The driver had the model; the workers do not (a path only on the driver's machine): the
     actors' failure comes back as one error naming the path, and Ray's retry tracebacks do not
     land on stdout, which carries a command's ``--json``."""
-    from neartext.compute import embed_on_ray, ray_session
+    from neartext.compute import embed_on_ray, embed_stream, ray_session
     from neartext.encoders import EncoderSettings
     from neartext.errors import InputError
 
     only_on_driver = tmp_path / "model-on-the-driver-only"
-    with ray_session("local", cpus=2), pytest.raises(InputError) as e:
-        embed_on_ray(["a text", "another"], EncoderSettings(model=str(only_on_driver)))
-    message = str(e.value)
-    assert "model-on-the-driver-only" in message and "\n" not in message
+    with ray_session("local", cpus=2):
+        with pytest.raises(InputError) as e:
+            embed_on_ray(["a text", "another"], EncoderSettings(model=str(only_on_driver)))
+        message = str(e.value)
+        assert "model-on-the-driver-only" in message and "\n" not in message
+        # a node whose copy of the model differs from this process' (another fingerprint)
+        with pytest.raises(InputError, match="an encoder actor loaded a different model"):
+            list(embed_stream(["a text"], EncoderSettings(model="default"), actors=1,
+                              fingerprint="0" * 64))
     out, err = capfd.readouterr()
     assert out == "", out[:2000]
     assert "Traceback" not in err, err[:2000]

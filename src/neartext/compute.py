@@ -183,7 +183,19 @@ class _Embedder:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vectors = self.encoder.encode([str(t) for t in batch["text"]], kind="document")
         return {**{k: v for k, v in batch.items() if k not in ("text", "where")},
-                "vector": vectors}
+                "vector": vectors,
+                # which model made them: every node must load the same one
+                "fingerprint": np.full(len(vectors), self.encoder.fingerprint)}
+
+
+def check_fingerprint(batch: dict[str, np.ndarray], expected: str, model: str) -> None:
+    """One line when an actor's model is not the one expected (a node whose copy of ``model``
+    differs): its vectors would not be comparable with the rest."""
+    other = {str(f) for f in batch["fingerprint"]} - {expected}
+    if other:
+        raise InputError(f"model '{model}': an encoder actor loaded a different model there "
+                         f"(fingerprint {sorted(other)[0][:12]} against {expected[:12]}); "
+                         "every Ray node must hold the same copy")
 
 
 @dataclass(frozen=True)
@@ -250,11 +262,12 @@ def join_cells_on_ray(v: np.ndarray, plan: CellPlan, threshold: float, top_k: in
 
 
 def embed_stream(texts: Sequence[str], settings: EncoderSettings, *, actors: int = 2,
-                 batch_size: int = 256, gpus_per_actor: float = 0.0
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                 batch_size: int = 256, gpus_per_actor: float = 0.0,
+                 fingerprint: str | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(rows, vectors)`` of ``texts`` as Ray's encoder actors finish them (rows index
     ``texts``): the caller keeps each batch as it comes (a killed job keeps what was done).
-    A model the workers cannot load is named in one line."""
+    A model the workers cannot load, or load as another model than ``settings`` gives here
+    (``fingerprint``), is named in one line."""
     ray = _ray()  # with ray.data imported
     # longest first, as one process' encoder does: each actor's batch pads little
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -265,8 +278,12 @@ def embed_stream(texts: Sequence[str], settings: EncoderSettings, *, actors: int
         num_cpus=1, num_gpus=gpus_per_actor or None, batch_format="numpy")
     try:
         for batch in mapped.iter_batches(batch_format="numpy", batch_size=batch_size):
+            if fingerprint is not None:
+                check_fingerprint(batch, fingerprint, settings.model)
             yield (np.asarray(batch["row"], dtype=np.int64),
                    np.asarray(batch["vector"], dtype=np.float32))
+    except InputError:
+        raise
     except Exception as e:  # Ray wraps what failed in the actors
         raise InputError(f"the encoder actors failed: {failure(e)}") from None
 

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from .corpus import read_corpus
-from .encoders import Encoder, EncoderSettings, canonical_name, load_encoder
+from .encoders import EncoderSettings, canonical_name, load_encoder
+from .encoders.registry import resolve_model_path
 from .errors import InputError
 from .ingest import EMBED_CHUNK, text_hash
 from .progress import progress_bar
@@ -70,16 +72,18 @@ def embed_file(path: str | Path, output: str | Path, *, model: str = "default",
         raise InputError("--actors and --batch-size must be at least 1")
     check_output_path(output, (".parquet",))
     settings = EncoderSettings(model=model, batch_size=min(batch_size, 64))
-    # the model is loaded here first: it must exist (named if not) and it gives the fingerprint
-    # and the resolved settings the actors load (loading it in a thread while Ray starts gained
-    # nothing measurable on 2 cores: the two compete for them)
+    if ray is not None:
+        # the model is named here if it is not there; only the actors load it (their
+        # fingerprint goes to the file): this process never needs torch or the model's memory
+        resolve_model_path(settings.model)
+        name = canonical_name(settings.model)
+        rows, fingerprint = _embed_on_ray(path, output, settings, name, text, id_column,
+                                          encoding, ray, actors, batch_size, gpus_per_actor,
+                                          progress)
+        return EmbedReport(str(output), rows, name, fingerprint, time.perf_counter() - t0,
+                           f"Ray {ray}, {actors} actors")
     encoder = load_encoder(settings)
     name = canonical_name(encoder.settings.model)
-    if ray is not None:
-        rows = _embed_on_ray(path, output, encoder, name, text, id_column, encoding, ray,
-                             actors, batch_size, gpus_per_actor, progress)
-        return EmbedReport(str(output), rows, name, encoder.fingerprint,
-                           time.perf_counter() - t0, f"Ray {ray}, {actors} actors")
     records = read_corpus(path, text, id_column, encoding=encoding)
     texts = [r.text for r in records]
     vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)
@@ -98,23 +102,33 @@ def embed_file(path: str | Path, output: str | Path, *, model: str = "default",
                        time.perf_counter() - t0, "this process")
 
 
-def _embed_on_ray(path: str | Path, output: str | Path, encoder: Encoder, name: str,
+def _embed_on_ray(path: str | Path, output: str | Path, settings: EncoderSettings, name: str,
                   text: list[str] | None, id_column: str | None, encoding: str, ray: str,
-                  actors: int, batch_size: int, gpus_per_actor: float, progress: bool) -> int:
+                  actors: int, batch_size: int, gpus_per_actor: float, progress: bool
+                  ) -> tuple[int, str]:
     """Read by Ray tasks, embedded by encoder actors, streamed into the file as batches finish
     (each file's longest texts first): this process holds one batch at a time, never the
-    corpus."""
-    from .compute import embed_rows_on_ray, ray_session, read_on_ray
+    corpus. Returns the rows and the model's fingerprint (the first batch's; every batch must
+    carry the same)."""
+    from .compute import check_fingerprint, embed_rows_on_ray, ray_session, read_on_ray
 
     with ray_session(ray):
         ds, rows = read_on_ray(path, text, id_column, encoding=encoding)
-        with vector_file(output, encoder.dim, name, encoder.fingerprint) as write, \
-                progress_bar(rows, "embedding", "text", enabled=progress) as bar:
-            for b in embed_rows_on_ray(ds, encoder.settings, actors=actors,
-                                       batch_size=batch_size, gpus_per_actor=gpus_per_actor):
-                write([{"id": i, "start": 0, "end": int(n), "hash": h,
-                        "vector": v.astype(np.float32).tolist()}
-                       for i, n, h, v in zip(b["id"].tolist(), b["length"].tolist(),
-                                             b["hash"].tolist(), b["vector"])])
-                bar.update(len(b["id"]))
-    return rows
+        batches = embed_rows_on_ray(ds, settings, actors=actors, batch_size=batch_size,
+                                    gpus_per_actor=gpus_per_actor)
+        with progress_bar(rows, "embedding", "text", enabled=progress) as bar:
+            first = next(batches, None)
+            if first is None:  # no rows: the schema still needs the model's dimension
+                encoder = load_encoder(settings)
+                dim, fingerprint = encoder.dim, encoder.fingerprint
+            else:
+                dim, fingerprint = int(first["vector"].shape[1]), str(first["fingerprint"][0])
+            with vector_file(output, dim, name, fingerprint) as write:
+                for b in itertools.chain([first] if first is not None else [], batches):
+                    check_fingerprint(b, fingerprint, settings.model)
+                    write([{"id": i, "start": 0, "end": int(n), "hash": h,
+                            "vector": v.astype(np.float32).tolist()}
+                           for i, n, h, v in zip(b["id"].tolist(), b["length"].tolist(),
+                                                 b["hash"].tolist(), b["vector"])])
+                    bar.update(len(b["id"]))
+    return rows, fingerprint

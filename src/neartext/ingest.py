@@ -185,7 +185,8 @@ def _embed(col: Collection, todo: dict[str, str], report: IndexReport, progress:
             c = col.compute
             for rows, vecs in embed_stream([todo[h] for h in order], enc.settings,
                                            actors=c.actors, batch_size=c.batch_size,
-                                           gpus_per_actor=c.gpus_per_actor):
+                                           gpus_per_actor=c.gpus_per_actor,
+                                           fingerprint=enc.fingerprint):
                 part = [order[int(r)] for r in rows]
                 col.store.stage_vectors(part, vecs)  # a rerun embeds only what is missing
                 out.update(zip(part, vecs))
