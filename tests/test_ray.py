@@ -113,6 +113,19 @@ def test_a_two_node_cluster_of_separate_processes_embeds_the_same(single, tmp_pa
         shutil.rmtree(env_tmp, ignore_errors=True)
 
 
+def _word_corpus(path: Path, rows: int, words: int, *, seed: int, prefix: str) -> Path:
+    """A CSV of ``rows`` distinct texts of ``words`` random product words (ids ``prefix``N)."""
+    import random
+
+    vocabulary = ("sync crash login refund invoice editor search export reminder battery "
+                  "tablet phone laptop notebook template calendar offline widget password").split()
+    rng = random.Random(seed)
+    path.write_text("id,text\n" + "".join(
+        f"{prefix}{i},{' '.join(rng.choice(vocabulary) for _ in range(words))} {i}\n"
+        for i in range(rows)), encoding="utf-8")
+    return path
+
+
 def _rows(path: Path) -> tuple[dict, np.ndarray]:
     from neartext import Collection
 
@@ -145,18 +158,11 @@ def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_res
     """SIGKILL the driver of ``index --ray`` once some batches are done: nothing is at the
     target; the rerun embeds only what the first run had not staged and every row is there
     exactly once."""
-    import random
     import signal
 
     from neartext import Collection
 
-    words = ("sync crash login refund invoice editor search export reminder battery tablet "
-             "phone laptop notebook template calendar offline widget password").split()
-    rng = random.Random(0)
-    corpus = tmp_path / "big.csv"
-    corpus.write_text("id,text\n" + "".join(
-        f"b{i},{' '.join(rng.choice(words) for _ in range(20))} {i}\n" for i in range(3000)),
-        encoding="utf-8")
+    corpus = _word_corpus(tmp_path / "big.csv", 3000, 20, seed=0, prefix="b")
     target = tmp_path / "big"
     cmd = [sys.executable, "-m", "neartext", "index", str(corpus), "-c", str(target), "--text",
            "text", "--id", "id", "--ray", "--actors", "2", "--batch-size", "64", "--json"]
@@ -297,16 +303,9 @@ def test_an_encoder_actor_killed_mid_run_is_restarted_and_every_row_embedded_onc
     and retries its batch; the run succeeds and each row is in the output once, with the single
     process' vector."""
     import os
-    import random
     import signal
 
-    words = ("sync crash login refund invoice editor search export reminder battery tablet "
-             "phone laptop notebook template calendar offline widget password").split()
-    rng = random.Random(1)
-    corpus = tmp_path / "big.csv"
-    corpus.write_text("id,text\n" + "".join(
-        f"k{i},{' '.join(rng.choice(words) for _ in range(24))} {i}\n" for i in range(2000)),
-        encoding="utf-8")
+    corpus = _word_corpus(tmp_path / "big.csv", 2000, 24, seed=1, prefix="k")
     out = tmp_path / "ray.parquet"
     cmd = [sys.executable, "-m", "neartext", "embed", str(corpus), "-o", str(out), "--text",
            "text", "--id", "id", "--ray", "--actors", "2", "--batch-size", "32"]
