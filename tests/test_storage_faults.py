@@ -193,3 +193,18 @@ def test_disk_full_during_a_promotion_changes_nothing(small_disk, demo_collectio
     with Collection.open(col) as c:
         assert c.manifest.version == 1 and c.adapter is None
         assert [(r.id, r.score) for r in c.search("refund my money", k=5)] == before
+
+
+@pytest.mark.parametrize("output", ["pairs.csv", "pairs.parquet", "shards/"])
+def test_disk_full_while_writing_results_is_one_line_and_leaves_nothing(small_disk,
+                                                                       demo_collection, output):
+    """A result table (or a directory of Parquet shards) that does not fit: one line naming the
+    path and the cause, exit 1, nothing at the path and no temporary file left (it was a
+    traceback before)."""
+    fill(small_disk, 4 * 1024)
+    res = cli("mine", demo_collection, "--threshold", "0.3", "-o", f"{small_disk}/{output}")
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 1 and len(lines) == 1, res.stderr[-2000:]
+    assert "could not be written (No space left on device)" in lines[0]
+    assert "nothing was written there" in lines[0]
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]

@@ -16,27 +16,52 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import StorageError
+
 #: the names staged_file uses; a file matching this whose process is gone is an orphan
 TEMP_NAME = re.compile(r"^\..+\.tmp(\d+)(\.\w+)?$")
 
 
+def write_error(path: Path, e: OSError, what: str = "the output",
+                outcome: str = "nothing was written there") -> StorageError:
+    """A failed write (a full disk, a read-only file system) as one line naming ``path``, the
+    cause and what happened; a :class:`StorageError` passes through."""
+    if isinstance(e, StorageError):
+        return e
+    text = f"{e.strerror or e}"
+    if e.errno == errno.ENOSPC or "No space left" in text:
+        kind, text = "full", "No space left on device"
+    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        kind = "read-only"
+    else:
+        kind = "io"
+    return StorageError(f"{path}: {what} could not be written ({text}); {outcome}", kind)
+
+
 @contextlib.contextmanager
-def staged_file(path: Path, suffix: str = "") -> Iterator[Path]:
+def staged_file(path: Path, suffix: str = "", *, what: str = "the output",
+                outcome: str = "nothing was written there") -> Iterator[Path]:
     """A temporary path beside ``path`` (``.NAME.tmpPID`` + ``suffix``, for writers that
     insist on an extension); when the block completes its data is synced to disk and it replaces
-    ``path`` in one rename; if the block fails it is removed."""
+    ``path`` in one rename; if the block fails it is removed. A write that fails for lack of
+    space or permission is a :class:`StorageError` naming ``path`` (``what`` and ``outcome``
+    word it)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
     try:
         yield tmp
         with tmp.open("rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e, what, outcome) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -53,6 +78,9 @@ def staged_dir(out: Path, *, make: bool = True) -> Iterator[Path]:
         staged.mkdir()
     try:
         yield staged
+    except OSError as e:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise write_error(out, e) from None
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise

@@ -18,7 +18,8 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,9 @@ def ray_session(address: str = LOCAL, *, cpus: int | None = None) -> Iterator[An
     ``cpus`` CPUs (default: all), ``auto`` joins the cluster ``ray start`` or ``RAY_ADDRESS``
     names, anything else is a cluster address. Yields the ``ray`` module."""
     ray = _ray()
+    # a corpus of fewer blocks than actors leaves actors idle: true, and nothing to act on
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors",
+                            category=UserWarning)
     for name in ("ray", "ray.data"):  # Ray's progress lines; its warnings and errors stay
         logging.getLogger(name).setLevel(logging.WARNING)
     if address not in (LOCAL, "auto"):
@@ -263,7 +267,8 @@ def join_cells_on_ray(v: np.ndarray, plan: CellPlan, threshold: float, top_k: in
 
 def embed_stream(texts: Sequence[str], settings: EncoderSettings, *, actors: int = 2,
                  batch_size: int = 256, gpus_per_actor: float = 0.0,
-                 fingerprint: str | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                 fingerprint: str | None = None
+                 ) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
     """``(rows, vectors)`` of ``texts`` as Ray's encoder actors finish them (rows index
     ``texts``): the caller keeps each batch as it comes (a killed job keeps what was done).
     A model the workers cannot load, or load as another model than ``settings`` gives here
@@ -364,7 +369,7 @@ def _check_ids_across_files(directory: Path, ds: Any) -> None:
 
 def embed_rows_on_ray(ds: Any, settings: EncoderSettings, *, actors: int = 2,
                       batch_size: int = 256, gpus_per_actor: float = 0.0
-                      ) -> Iterator[dict[str, np.ndarray]]:
+                      ) -> Generator[dict[str, np.ndarray], None, None]:
     """Batches of ``ds`` (rows of :func:`read_on_ray`, materialized: no task runs beside the
     actors, which hold the CPUs) with a ``vector`` column, embedded by encoder actors, yielded
     as they finish; the texts themselves stay on the cluster."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,9 @@ def _embed_on_ray(path: str | Path, output: str | Path, settings: EncoderSetting
         ds, rows = read_on_ray(path, text, id_column, encoding=encoding)
         batches = embed_rows_on_ray(ds, settings, actors=actors, batch_size=batch_size,
                                     gpus_per_actor=gpus_per_actor)
-        with progress_bar(rows, "embedding", "text", enabled=progress) as bar:
+        # closed inside the session: a write that fails (a full disk) must not leave Ray's
+        # iterator to be cleaned up after Ray is gone
+        with closing(batches), progress_bar(rows, "embedding", "text", enabled=progress) as bar:
             first = next(batches, None)
             if first is None:  # no rows: the schema still needs the model's dimension
                 encoder = load_encoder(settings)

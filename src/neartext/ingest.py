@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,14 +184,15 @@ def _embed(col: Collection, todo: dict[str, str], report: IndexReport, progress:
             from .compute import embed_stream
 
             c = col.compute
-            for rows, vecs in embed_stream([todo[h] for h in order], enc.settings,
-                                           actors=c.actors, batch_size=c.batch_size,
-                                           gpus_per_actor=c.gpus_per_actor,
-                                           fingerprint=enc.fingerprint):
-                part = [order[int(r)] for r in rows]
-                col.store.stage_vectors(part, vecs)  # a rerun embeds only what is missing
-                out.update(zip(part, vecs))
-                bar.update(len(part))
+            stream = embed_stream([todo[h] for h in order], enc.settings, actors=c.actors,
+                                  batch_size=c.batch_size, gpus_per_actor=c.gpus_per_actor,
+                                  fingerprint=enc.fingerprint)
+            with closing(stream):  # closed while Ray is up, even when staging fails
+                for rows, vecs in stream:
+                    part = [order[int(r)] for r in rows]
+                    col.store.stage_vectors(part, vecs)  # a rerun embeds only what is missing
+                    out.update(zip(part, vecs))
+                    bar.update(len(part))
         else:
             for i in range(0, len(order), EMBED_CHUNK):
                 part = order[i : i + EMBED_CHUNK]
