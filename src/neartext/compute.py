@@ -358,13 +358,12 @@ def read_on_ray(path: str | Path, text: list[str] | None = None, id_column: str 
 
 
 def _check_ids_across_files(directory: Path, ds: Any) -> None:
-    first: dict[str, str] = {}
-    for batch in ds.select_columns(["id", "where"]).iter_batches(batch_format="numpy",
-                                                                 batch_size=65536):
-        for i, where in zip(batch["id"].tolist(), batch["where"].tolist()):
-            seen = first.setdefault(i, where)
-            if seen != where:
-                raise InputError(f"{directory}: duplicate ids: '{i}' (rows {seen} and {where})")
+    from .corpus import check_unique_ids
+
+    batches = ds.select_columns(["id", "where"]).iter_batches(batch_format="numpy",
+                                                             batch_size=65536)
+    check_unique_ids(directory, ((i, w) for b in batches
+                                 for i, w in zip(b["id"].tolist(), b["where"].tolist())))
 
 
 def embed_rows_on_ray(ds: Any, settings: EncoderSettings, *, actors: int = 2,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,13 +277,19 @@ def _text_columns(path: Path, columns: list[str], text: Sequence[str] | None, fm
 
 
 def _check_unique_ids(path: Path, records: list[Record]) -> None:
+    check_unique_ids(path, ((r.id, r.where) for r in records))
+
+
+def check_unique_ids(path: Path, ids: Iterable[tuple[str, int | str]]) -> None:
+    """One error naming the first duplicate ids and both of their rows, from ``(id, where)``
+    pairs (``where``: a row number, or ``file:row`` in a directory)."""
     first: dict[str, int | str] = {}
     dupes: list[str] = []
-    for r in records:
-        if r.id in first:
-            dupes.append(f"'{r.id}' (rows {first[r.id]} and {r.where})")
+    for i, where in ids:
+        if i in first:
+            dupes.append(f"'{i}' (rows {first[i]} and {where})")
         else:
-            first[r.id] = r.where
+            first[i] = where
     if dupes:
         more = f" and {len(dupes) - 3} more" if len(dupes) > 3 else ""
         raise InputError(f"{path}: duplicate ids: {', '.join(dupes[:3])}{more}")
