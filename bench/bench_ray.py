@@ -5,8 +5,9 @@ start and the Parquet write included), and the per-actor throughput with 1 and 2
 Texts: the first N distinct questions of ../shared/datasets/quora_duplicates/eval.csv.
 
     python bench/bench_ray.py [--n 20000] [--repeats 2]
+    python bench/bench_ray.py --mine 100000   # mining: one process vs Ray
 
-Writes bench/results/ray.{json,txt}.
+Writes bench/results/ray.{json,txt} (ray-mine.{json,txt} with --mine).
 """
 
 from __future__ import annotations
@@ -46,11 +47,62 @@ def run(corpus: Path, out: Path, *extra: str) -> float:
     return time.perf_counter() - t
 
 
+def mine(n: int) -> None:
+    """``mine --method approx`` in one process against ``mine --ray`` (the cells' self-joins as
+    Ray tasks, 2 CPUs) on n real MiniLM vectors of bench_mining's corpus, in one run: whole
+    command time and whether the pairs are the same. Writes bench/results/ray-mine.{json,txt}."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from bench_mining import CACHE, vectors
+
+    v = np.load(vectors(n))[:n]
+    texts = json.loads((CACHE / f"texts_{n}.json").read_text())[:n]
+    r: dict = {"vectors": n, "threshold": 0.8, "machine": machine()}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "v.parquet"
+        pq.write_table(pa.table({"id": [f"d{i}" for i in range(n)], "text": texts,
+                                 "vector": [row.tolist() for row in v]}), src)
+        col = Path(tmp) / "col"
+        subprocess.run([sys.executable, "-m", "neartext", "index", str(src), "-c", str(col),
+                        "--vectors", "vector", "--vectors-from", "all-MiniLM-L6-v2", "--id", "id",
+                        "--index", "flat", "-q"], check=True)
+        runs = {}
+        for name, extra, out in (("one process", ["--method", "approx"], "one.parquet"),
+                                 ("Ray, 2 CPUs", ["--ray"], "shards/")):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "neartext", "mine", str(col), "--threshold",
+                            "0.8", *extra, "-o", f"{tmp}/{out}", "-q"], check=True,
+                           capture_output=True)
+            runs[name] = round(time.perf_counter() - t, 1)
+            table = pq.read_table(Path(tmp) / out)
+            r[f"pairs ({name})"] = table.num_rows
+            r.setdefault("sets", []).append(set(zip(table.column("id1").to_pylist(),
+                                                    table.column("id2").to_pylist())))
+        sets = r.pop("sets")
+        r["same_pairs"] = sets[0] == sets[1]
+        r["seconds"] = runs
+    base = runs["one process"]
+    text = "\n".join([
+        f"| {n} real vectors, whole `neartext mine --threshold 0.8` | seconds | ratio | pairs |",
+        "|---|---|---|---|",
+        *(f"| {k} | {t} | {t / base:.2f} | {r[f'pairs ({k})']} |" for k, t in runs.items()),
+        "", f"Same pairs: {r['same_pairs']}.", machine_line(r["machine"])])
+    save("ray-mine", r, text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--mine", type=int, metavar="N",
+                    help="instead: mining N real vectors in one process vs on Ray")
     args = ap.parse_args()
+    if args.mine:
+        mine(args.mine)
+        return
     rows = texts(args.n)
     r: dict = {"texts": len(rows), "machine": machine()}
     with tempfile.TemporaryDirectory() as tmp:
