@@ -192,3 +192,22 @@ def test_kill_during_tune_leaves_one_version_or_the_next(demo_copy, tmp_path):
                           timeout=600)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["promoted"]
+
+
+def test_only_write_failures_are_reworded_by_the_staged_writers(tmp_path):
+    """A full disk inside a staged block is one StorageError naming the output; an error that is
+    not a failed write (a neartext error, a file the block could not find) passes unchanged."""
+    import errno
+
+    from neartext.atomic import staged_dir, staged_file
+    from neartext.errors import CorpusFileNotFound, StorageError
+
+    full = r"out.csv: the output could not be written \(No space"
+    with pytest.raises(StorageError, match=full), staged_file(tmp_path / "out.csv"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(CorpusFileNotFound, match="^corpus.csv: no such file$"), \
+            staged_dir(tmp_path / "col"):
+        raise CorpusFileNotFound("corpus.csv: no such file")
+    with pytest.raises(FileNotFoundError, match="gone"), staged_file(tmp_path / "out.csv"):
+        raise FileNotFoundError(errno.ENOENT, "gone")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

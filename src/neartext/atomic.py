@@ -23,25 +23,32 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import StorageError
+from .errors import NeartextError, StorageError
 
 #: the names staged_file uses; a file matching this whose process is gone is an orphan
 TEMP_NAME = re.compile(r"^\..+\.tmp(\d+)(\.\w+)?$")
 
 
+_WRITE_ERRNOS = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EFBIG: "full",
+                 errno.EROFS: "read-only", errno.EACCES: "read-only", errno.EPERM: "read-only",
+                 errno.EIO: "io"}
+
+
 def write_error(path: Path, e: OSError, what: str = "the output",
-                outcome: str = "nothing was written there") -> StorageError:
-    """A failed write (a full disk, a read-only file system) as one line naming ``path``, the
-    cause and what happened; a :class:`StorageError` passes through."""
-    if isinstance(e, StorageError):
-        return e
+                outcome: str = "nothing was written there") -> StorageError | None:
+    """A failed write (a full disk, a read-only file system, an I/O error) as one line naming
+    ``path``, the cause and what happened; None for any other error (a neartext error, a file
+    the block could not find), which is raised as it is."""
+    if isinstance(e, NeartextError):
+        return None
     text = f"{e.strerror or e}"
-    if e.errno == errno.ENOSPC or "No space left" in text:
-        kind, text = "full", "No space left on device"
-    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        kind = "read-only"
-    else:
-        kind = "io"
+    kind = _WRITE_ERRNOS.get(e.errno or 0)
+    if kind is None and "No space left" in text:  # pyarrow's errors carry no errno
+        kind = "full"
+    if kind is None:
+        return None
+    if kind == "full":
+        text = "No space left on device"
     return StorageError(f"{path}: {what} could not be written ({text}); {outcome}", kind)
 
 
@@ -61,7 +68,10 @@ def staged_file(path: Path, suffix: str = "", *, what: str = "the output",
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise write_error(path, e, what, outcome) from None
+        error = write_error(path, e, what, outcome)
+        if error is None:
+            raise
+        raise error from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -80,7 +90,10 @@ def staged_dir(out: Path, *, make: bool = True) -> Iterator[Path]:
         yield staged
     except OSError as e:
         shutil.rmtree(staged, ignore_errors=True)
-        raise write_error(out, e) from None
+        error = write_error(out, e)
+        if error is None:
+            raise
+        raise error from None
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
