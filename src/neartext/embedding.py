@@ -8,9 +8,9 @@ which ``neartext index --vectors vector --vectors-from same`` reads back). It is
 atomically: an interrupted run leaves nothing at the output path.
 
 In this process the rows keep the corpus' order. On Ray, files are read by Ray tasks (a file
-each) into Ray's object store, sorted longest text first across the cluster, embedded by encoder
-actors and streamed into the file batch by batch, in that order: the driver never holds the
-corpus, so its size is bounded by the cluster, not by one machine.
+each, its rows longest text first) into Ray's object store, embedded by encoder actors and
+streamed into the file batch by batch, in that order: the driver never holds the corpus nor
+loads the model, so the corpus' size is bounded by the cluster, not by one machine.
 
 Example:
     >>> from neartext.embedding import embed_file                       # doctest: +SKIP

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from .common import (
     add_output_options,
     add_ray_options,
     add_threshold,
+    on_ray,
     one_line,
     print_results,
     show_progress,
@@ -86,16 +86,6 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_cmd_map)
 
 
-def _on_ray(args: argparse.Namespace) -> Any:
-    """The Ray session ``--ray`` asks for (a null context without it) and the compute to give
-    the collection."""
-    if args.ray is None:
-        return nullcontext(), None
-    from ..compute import RayCompute, ray_session
-
-    return ray_session(args.ray), RayCompute()
-
-
 def _cmd_mine(args: argparse.Namespace) -> dict[str, Any]:
     from ..collection import Collection
     from ..tables import check_output_path, check_shard_dir, is_shard_dir, write_shards, write_table
@@ -103,7 +93,7 @@ def _cmd_mine(args: argparse.Namespace) -> dict[str, Any]:
     shards = bool(args.output) and is_shard_dir(args.output)
     if args.output:
         (check_shard_dir if shards else check_output_path)(args.output)
-    session, compute = _on_ray(args)
+    session, compute = on_ray(args)
     with Collection.open(args.collection) as col, session:
         col.compute = compute
         res = col.mine(args.threshold, args.top_k, max_pairs=args.max_pairs, method=args.method,
@@ -152,7 +142,7 @@ def _cmd_dedup(args: argparse.Namespace) -> dict[str, Any]:
     for out in (args.output, args.write_clean):
         if out:
             check_output_path(out)
-    session, compute = _on_ray(args)
+    session, compute = on_ray(args)
     with Collection.open(args.collection) as col, session:
         col.compute = compute
         res = col.dedup(args.threshold, method=args.method, representative=args.representative,

@@ -21,6 +21,7 @@ from .common import (
     add_vector_options,
     at_least_one,
     milvus_options,
+    on_ray,
     print_report,
     print_results,
     show_progress,
@@ -154,16 +155,10 @@ def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
             enabled=not args.no_clean, drop_duplicates=not args.keep_duplicates,
             junk_values=junk, strip_html=args.strip_html, strip_urls=args.strip_urls,
             collapse_whitespace=args.collapse_whitespace)
-    from contextlib import nullcontext
-
-    session: Any = nullcontext()
-    compute = None
     if args.ray is not None:
-        from ..compute import RayCompute, ray_session
-
         at_least_one(("--actors", args.actors))
-        compute = RayCompute(args.actors, max(args.batch_size, 64), args.gpus_per_actor)
-        session = ray_session(args.ray)
+    session, compute = on_ray(args, actors=args.actors, batch_size=max(args.batch_size, 64),
+                              gpus_per_actor=args.gpus_per_actor)
     with session:
         return _index(args, encoder_options, cleaning, compute)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from typing import Any
@@ -43,6 +44,16 @@ def add_ray_options(p: argparse.ArgumentParser, batch_size: bool = False,
     g.add_argument("--gpus-per-actor", type=float, default=0.0)
     if batch_size:
         g.add_argument("--batch-size", type=int, default=256, help="texts per actor call (256)")
+
+
+def on_ray(args: argparse.Namespace, **compute: Any) -> tuple[Any, Any]:
+    """The Ray session ``--ray`` asks for (a null context without it) and the
+    :class:`neartext.compute.RayCompute` (``compute``: its settings) to give the collection."""
+    if args.ray is None:
+        return contextlib.nullcontext(), None
+    from ..compute import RayCompute, ray_session
+
+    return ray_session(args.ray), RayCompute(**compute)
 
 
 def add_index_options(g: Any) -> None:
