@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,29 +179,35 @@ def _embed(col: Collection, todo: dict[str, str], report: IndexReport, progress:
     order = sorted(todo, key=lambda h: -len(todo[h]))
     out: dict[str, np.ndarray] = {}
     report.truncated += enc.count_truncated([todo[h] for h in order])
-    with progress_bar(len(order), "embedding", "text", enabled=progress) as bar:
-        if col.compute is not None:  # encoder actors on Ray (neartext.compute)
-            from .compute import embed_stream
-
-            c = col.compute
-            stream = embed_stream([todo[h] for h in order], enc.settings, actors=c.actors,
-                                  batch_size=c.batch_size, gpus_per_actor=c.gpus_per_actor,
-                                  fingerprint=enc.fingerprint)
-            with closing(stream):  # closed while Ray is up, even when staging fails
-                for rows, vecs in stream:
-                    part = [order[int(r)] for r in rows]
-                    col.store.stage_vectors(part, vecs)  # a rerun embeds only what is missing
-                    out.update(zip(part, vecs))
-                    bar.update(len(part))
-        else:
-            for i in range(0, len(order), EMBED_CHUNK):
-                part = order[i : i + EMBED_CHUNK]
-                vecs = enc.encode([todo[h] for h in part], kind="document")
-                col.store.stage_vectors(part, vecs)  # survives a crash before the final write
-                out.update(zip(part, vecs))
-                bar.update(len(part))
+    with progress_bar(len(order), "embedding", "text", enabled=progress) as bar, \
+            closing(_embedded(col, order, todo)) as batches:  # closed while Ray is still up
+        for part, vecs in batches:
+            col.store.stage_vectors(part, vecs)  # survives a crash: a rerun embeds the rest
+            out.update(zip(part, vecs))
+            bar.update(len(part))
     report.texts_embedded = len(order)
     return out
+
+
+def _embedded(col: Collection, order: list[str], todo: dict[str, str]
+              ) -> Generator[tuple[list[str], np.ndarray], None, None]:
+    """``(hashes, vectors)`` batches of ``todo``'s texts in ``order``: encoded here a chunk at a
+    time, or by encoder actors on Ray (``col.compute``) as they finish."""
+    enc = col.encoder
+    if col.compute is None:
+        for i in range(0, len(order), EMBED_CHUNK):
+            part = order[i : i + EMBED_CHUNK]
+            yield part, enc.encode([todo[h] for h in part], kind="document")
+        return
+    from .compute import embed_stream
+
+    c = col.compute
+    stream = embed_stream([todo[h] for h in order], enc.settings, actors=c.actors,
+                          batch_size=c.batch_size, gpus_per_actor=c.gpus_per_actor,
+                          fingerprint=enc.fingerprint)
+    with closing(stream):
+        for rows, vecs in stream:
+            yield [order[int(r)] for r in rows], vecs
 
 
 SHAPING = ("chunk", "overlap", "index", "cleaning", "milvus", "precision")  # creation-only
