@@ -6,8 +6,10 @@ Texts: the first N distinct questions of ../shared/datasets/quora_duplicates/eva
 
     python bench/bench_ray.py [--n 20000] [--repeats 2]
     python bench/bench_ray.py --mine 100000   # mining: one process vs Ray
+    python bench/bench_ray.py --driver 2000,20000   # index: the driver's memory per row
 
-Writes bench/results/ray.{json,txt} (ray-mine.{json,txt} with --mine).
+Writes bench/results/ray.{json,txt} (ray-mine.{json,txt} with --mine, ray-driver.{json,txt}
+with --driver).
 """
 
 from __future__ import annotations
@@ -93,13 +95,68 @@ def mine(n: int) -> None:
     save("ray-mine", r, text)
 
 
+PEAK = ("import resource, sys\n"
+        "from neartext.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print('peak-rss-kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+        "file=sys.stderr)\n"
+        "sys.exit(rc)\n")
+
+
+def driver(sizes: list[int]) -> None:
+    """``neartext index CSV -c DIR`` in one process and with ``--ray`` (2 actors) for each
+    corpus size, in one run: the peak memory of the command's own process (with Ray: the
+    driver; Ray's workers are other processes) and its time. The growth per row between the
+    sizes is what a larger corpus adds to the driver. Writes bench/results/ray-driver.*"""
+    rows = texts(max(sizes))
+    r: dict = {"machine": machine(), "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            corpus = Path(tmp) / f"q{n}.csv"
+            with corpus.open("w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["id", "text"])
+                w.writerows((f"q{i}", t) for i, t in enumerate(rows[:n]))
+            for name, extra in (("one process", []), ("--ray, 2 actors", ["--ray"])):
+                t = time.perf_counter()
+                done = subprocess.run(
+                    [sys.executable, "-c", PEAK, "index", str(corpus), "-c",
+                     f"{tmp}/c{n}{len(extra)}", "--text", "text", "--id", "id", "-q", *extra],
+                    capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise RuntimeError(done.stderr[-2000:])
+                peak = int(done.stderr.split("peak-rss-kb")[-1].split()[0])
+                r["runs"].append({"rows": n, "how": name, "peak_mb": round(peak / 1024),
+                                  "seconds": round(time.perf_counter() - t, 1)})
+                print(r["runs"][-1], flush=True)
+    lo, hi = min(sizes), max(sizes)
+    lines = ["| `neartext index`, Quora questions | rows | peak MB of the command's process "
+             "| seconds |", "|---|---|---|---|"]
+    lines += [f"| {x['how']} | {x['rows']} | {x['peak_mb']} | {x['seconds']} |"
+              for x in r["runs"]]
+    for name in ("one process", "--ray, 2 actors"):
+        a, b = (next(x for x in r["runs"] if x["how"] == name and x["rows"] == n)
+                for n in (lo, hi))
+        per = (b["peak_mb"] - a["peak_mb"]) * 1024 * 1024 / (hi - lo)
+        r[f"bytes_per_row ({name})"] = round(per)
+        lines.append(f"\n{name}: {per / 1024:.1f} KB more per row from {lo} to {hi} rows "
+                     f"(100M rows: {per * 1e8 / 1e9:.0f} GB, extrapolated)")
+    lines.append(machine_line(r["machine"]))
+    save("ray-driver", r, "\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--mine", type=int, metavar="N",
                     help="instead: mining N real vectors in one process vs on Ray")
+    ap.add_argument("--driver", metavar="N1,N2",
+                    help="instead: the driver's peak memory for index at these corpus sizes")
     args = ap.parse_args()
+    if args.driver:
+        driver([int(x) for x in args.driver.split(",")])
+        return
     if args.mine:
         mine(args.mine)
         return

@@ -159,6 +159,14 @@ def test_index_with_ray_builds_the_same_collection_and_reruns_embed_nothing(tmp_
                  "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["unchanged"] == 247 and again["texts_embedded"] == 0
+    more = tmp_path / "more.csv"
+    more.write_text("id,text\nn1,a brand new complaint about sync\nn2,another new one\n",
+                    encoding="utf-8")
+    assert main(["upsert", str(out), str(more), "--ray", "--actors", "1", "--json"]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert added["added"] == 2 and added["texts_embedded"] == 2
+    assert main(["upsert", str(out), str(more), "--ray", "--actors", "0"]) == 1
+    assert "--actors must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -399,3 +407,61 @@ def test_a_directory_is_read_by_ray_tasks_with_the_same_rows_and_checks(single, 
     err = capsys.readouterr().err
     assert f"duplicate ids: '{dup}' (rows a.csv:6 and z/c.csv:50)" in err, err
     assert _one_error_line(err) and not (tmp_path / "dup.parquet").exists()
+
+
+def test_index_on_ray_reads_and_embeds_on_the_cluster_as_one_process_would(tmp_path,
+                                                                           monkeypatch):
+    """``index --ray``: Ray's tasks read the corpus (a directory, texts normalized there), the
+    actors embed the new texts from the rows kept on the cluster (no text is sent from this
+    process: ``embed_stream`` is not called), and the collection is the one a single process
+    builds: ids, texts, metadata of every type, cleaning report, vectors. An update embeds only
+    the changed and new texts."""
+    import neartext.compute as compute
+    from neartext import Collection
+    from neartext.cleaning import CleaningOptions
+    from neartext.compute import RayCompute, ray_session
+
+    d = tmp_path / "corpus"
+    (d / "sub").mkdir(parents=True)
+    rows = [{"id": f"r{i}", "text": f"<p>Refund &amp; invoice   problem number {i}</p>",
+             "stars": i % 5, "price": i / 4, "tags": ["a", str(i)], "note": None}
+            for i in range(120)]
+    rows[7]["text"] = rows[3]["text"]  # a duplicate text: kept (--keep-duplicates), once embedded
+    rows[9]["text"] = "   "  # dropped as empty, in either path
+    rows[11]["text"] = "&amp;lt;b&amp;gt;"  # normalized once, not twice
+    (d / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:50]),
+                               encoding="utf-8")
+    (d / "sub" / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[50:]),
+                                       encoding="utf-8")
+    cleaning = CleaningOptions(strip_html=True, drop_duplicates=False)
+    one, report1 = Collection.from_file(tmp_path / "one", d, ["text"], "id", cleaning=cleaning)
+
+    def no_texts_from_here(*a, **k):
+        raise AssertionError("texts were sent from the driver")
+
+    monkeypatch.setattr(compute, "embed_stream", no_texts_from_here)
+    with ray_session("local", cpus=2):
+        ray_col, report = Collection.from_file(tmp_path / "ray", d, ["text"], "id",
+                                               cleaning=cleaning, compute=RayCompute(actors=2))
+        assert (report.dropped, report.dropped_example_rows) == \
+            (report1.dropped, report1.dropped_example_rows) == ({"empty": 1}, {"empty": ["a.jsonl:10"]})
+        assert report.added == report1.added == 119
+        assert report.texts_embedded == report1.texts_embedded == 118
+        ids = sorted(one.store.document_hashes())
+        assert sorted(ray_col.store.document_hashes()) == ids
+        assert [(x.text, x.metadata) for x in ray_col.get(ids)] == \
+            [(x.text, x.metadata) for x in one.get(ids)]
+        assert ray_col.get(["r11"])[0].text == "&lt;b&gt;"
+        a, b = ray_col.store.doc_vectors(ids), one.store.doc_vectors(ids)
+        assert max(float(np.abs(a[i][0] - b[i][0]).max()) for i in ids) <= 1e-5
+        rows[60]["text"] = "a changed text about a late refund"
+        rows.append({"id": "new", "text": "<b>a new</b> text", "stars": 1, "price": 0.5,
+                     "tags": [], "note": "x"})
+        (d / "sub" / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[50:]),
+                                           encoding="utf-8")
+        ray_col.compute = RayCompute(actors=2)
+        again = ray_col.index_file(d, sync=True)
+        assert (again.added, again.updated, again.texts_embedded) == (1, 1, 2)
+        assert ray_col.get(["new"])[0].text == "a new text"
+        ray_col.close()
+    one.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .corpus import Record
 from .errors import InputError
@@ -42,6 +42,16 @@ class CleaningOptions:
     strip_html: bool = False
     strip_urls: bool = False
     collapse_whitespace: bool = False
+
+    @property
+    def normalizes(self) -> bool:
+        """Whether :func:`normalize` changes texts under these options."""
+        return self.strip_html or self.strip_urls or self.collapse_whitespace
+
+    def after_normalizing(self) -> CleaningOptions:
+        """These options for texts already normalized with them (by Ray's reading tasks):
+        normalizing twice is not always the same as once (``&amp;lt;`` unescapes twice)."""
+        return replace(self, strip_html=False, strip_urls=False, collapse_whitespace=False)
 
 
 @dataclass
@@ -73,7 +83,7 @@ def normalize(text: str, options: CleaningOptions) -> str:
         text = html.unescape(_TAG.sub(" ", text))
     if options.strip_urls:
         text = _URL.sub(" ", text)
-    if options.collapse_whitespace or options.strip_html or options.strip_urls:
+    if options.normalizes:
         text = _SPACE.sub(" ", text).strip()
     return text
 

@@ -18,12 +18,12 @@ import numpy as np
 from . import ingest
 from .address import Address, parse_address
 from .cleaning import CleaningOptions, chunk_spans
-from .corpus import Record, id_column_hint, read_corpus
+from .corpus import Record, id_column_hint
 from .encoders import Encoder, EncoderSettings, canonical_name, load_encoder
 from .errors import InputError, ModelMismatch
 from .filters import Filter
 from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, Fusion, Mode
-from .ingest import clean_or_refuse
+from .ingest import read_cleaned
 from .lexical import script_shares
 from .manifest import Manifest
 from .results import Calibration, CollectionInfo, IndexReport, SearchResult
@@ -132,10 +132,12 @@ class Collection:
         if chunk is not None:
             chunk_spans("x", chunk, overlap)  # validates size/overlap
         # Read and clean the corpus before loading the model, so bad input fails fast.
-        records = read_corpus(corpus, text, id_column, encoding=encoding, vectors=vectors)
+        records, kept, cleaned, compute = read_cleaned(
+            corpus, text, id_column, encoding=encoding, vectors=vectors,
+            cleaning=cleaning or CleaningOptions(), compute=compute)
         vectors_from = _file_model(corpus, vectors, vectors_from)
         hint = id_column_hint(corpus, records, id_column)
-        kept, cleaned = clean_or_refuse(records, corpus, cleaning or CleaningOptions())
+        del records
         with building(parse_address(path)) as tmp:
             col = cls._create_at(tmp, model, chunk, overlap, index, cleaning,
                                  {"text": list(text) if text else None, "id": id_column}, milvus,
@@ -303,32 +305,24 @@ class Collection:
         src = self.manifest.source
         text = text or src.get("text")
         id_column = id_column or src.get("id")
-        records = read_corpus(path, text, id_column, encoding=encoding, vectors=vectors)
-        report = self._index_records(records, path, sync=sync, progress=progress,
-                                     skip_near_duplicates=skip_near_duplicates,
-                                     vectors_from=_file_model(path, vectors, vectors_from))
-        report.warn(id_column_hint(path, records, id_column))
+        records, kept, cleaning, compute = read_cleaned(
+            path, text, id_column, encoding=encoding, vectors=vectors,
+            cleaning=self.manifest.cleaning_options(), compute=self.compute)
+        hint = id_column_hint(path, records, id_column)
+        del records
+        given, self.compute = self.compute, compute  # with the rows Ray's tasks read
+        try:
+            report = ingest.upsert(self, kept, sync=sync, progress=progress,
+                                   skip_near_duplicates=skip_near_duplicates,
+                                   vectors_from=_file_model(path, vectors, vectors_from),
+                                   source=str(path))
+        finally:
+            self.compute = given
+        report.add_cleaning(cleaning)
+        report.warn(hint)
         if not src.get("text") and text:
             source = {"text": list(text), "id": id_column}
             self.update_manifest(lambda m: setattr(m, "source", source))
-        return report
-
-    def _index_records(
-        self,
-        records: list[Record],
-        path: str | Path,
-        *,
-        sync: bool,
-        progress: bool,
-        skip_near_duplicates: float | None = None,
-        vectors_from: str | None = None,
-    ) -> IndexReport:
-        """Clean ``records`` read from ``path`` with the collection's options, then upsert them."""
-        kept, cleaning = clean_or_refuse(records, path, self.manifest.cleaning_options())
-        report = ingest.upsert(self, kept, sync=sync, progress=progress,
-                               skip_near_duplicates=skip_near_duplicates,
-                               vectors_from=vectors_from, source=str(path))
-        report.add_cleaning(cleaning)
         return report
 
     def upsert(

@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import re
 import socket
 import warnings
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -31,6 +32,8 @@ from .encoders import EncoderSettings
 from .errors import InputError, MissingExtra, ServerUnreachable
 
 if TYPE_CHECKING:
+    from .cleaning import CleaningOptions
+    from .corpus import Record
     from .mining import CellPlan, Triples
 
 LOCAL = "local"
@@ -205,12 +208,71 @@ def check_fingerprint(batch: dict[str, np.ndarray], expected: str, model: str) -
 @dataclass(frozen=True)
 class RayCompute:
     """A collection's compute on Ray (set with ``Collection.compute``), inside a
-    :func:`ray_session`: new texts embedded by ``actors`` encoder actors, ``batch_size`` texts
-    per call; mining's cell self-joins as Ray tasks (:meth:`join_cells`)."""
+    :func:`ray_session`: a corpus read by Ray tasks (:meth:`read`), new texts embedded by
+    ``actors`` encoder actors, ``batch_size`` texts per call (:meth:`embed`); mining's cell
+    self-joins as Ray tasks (:meth:`join_cells`)."""
 
     actors: int = 2
     batch_size: int = 256
     gpus_per_actor: float = 0.0
+    # the corpus as Ray's tasks read it (:meth:`read`): its new texts are embedded from there
+    rows: Any = None
+
+    def read(self, path: str | Path, text: Sequence[str] | None, id_column: str | None, *,
+             encoding: str = "utf-8", cleaning: CleaningOptions | None = None
+             ) -> tuple[list[Record], RayCompute]:
+        """The corpus read by Ray tasks (:func:`read_on_ray`, texts normalized as ``cleaning``
+        says), as records in the corpus' order (the order reading in one process gives), and
+        this compute with the rows kept on the cluster, so that :meth:`embed` sends the actors
+        the texts from there rather than from this process."""
+        from .corpus import Record
+
+        ds, _ = read_on_ray(path, list(text) if text else None, id_column, encoding=encoding,
+                            normalize=cleaning, records=True)
+        keyed: list[tuple[int, int, Record]] = []
+        columns = ["id", "text", "metadata", "file", "row", "source"]
+        for b in ds.select_columns(columns).iter_batches(batch_format="numpy",
+                                                         batch_size=8192):
+            for i, t, m, f, r, s in zip(*(b[c].tolist() for c in columns)):
+                keyed.append((f, r, Record(i, t, pickle.loads(m), r, source=s)))
+        keyed.sort(key=lambda k: (k[0], k[1]))
+        return [k[2] for k in keyed], replace(self, rows=ds)
+
+    def embed(self, texts: dict[str, str], order: Sequence[str], settings: EncoderSettings,
+              fingerprint: str, *, rows: bool = False
+              ) -> Generator[tuple[list[str], np.ndarray], None, None]:
+        """``(hashes, vectors)`` of ``texts`` (content hash to text, in ``order``) as the
+        encoder actors finish them. With ``rows`` (each text is a whole row of the corpus
+        :meth:`read` kept on the cluster), the actors take them from there: this process sends
+        only the hashes wanted; else the texts go from here. Each hash once; a batch of
+        another model is one error (:func:`check_fingerprint`)."""
+        if not (rows and self.rows is not None):
+            stream = embed_stream([texts[h] for h in order], settings, actors=self.actors,
+                                  batch_size=self.batch_size,
+                                  gpus_per_actor=self.gpus_per_actor, fingerprint=fingerprint)
+            with contextlib.closing(stream):
+                for found, vecs in stream:
+                    yield [order[int(r)] for r in found], vecs
+            return
+        ray = _ray()
+        try:
+            wanted = self.rows.select_columns(["hash", "text"]).map_batches(
+                _rows_wanted, fn_kwargs={"wanted": ray.put(np.array(list(order)))},
+                batch_format="numpy").materialize()  # before the actors take the CPUs
+        except Exception as e:  # Ray wraps what failed in the tasks
+            raise InputError(f"a Ray task failed: {failure(e)}") from None
+        seen: set[str] = set()
+        batches = embed_rows_on_ray(wanted, settings, actors=self.actors,
+                                    batch_size=self.batch_size,
+                                    gpus_per_actor=self.gpus_per_actor)
+        with contextlib.closing(batches):
+            for b in batches:
+                check_fingerprint(b, fingerprint, settings.model)
+                keep = [j for j, h in enumerate(b["hash"].tolist())
+                        if h in texts and h not in seen and not seen.add(h)]  # type: ignore[func-returns-value]
+                if keep:
+                    yield [str(b["hash"][j]) for j in keep], \
+                        np.asarray(b["vector"][keep], dtype=np.float32)
 
     def join_cells(self, v: np.ndarray, plan: CellPlan, threshold: float, top_k: int,
                    progress: bool = False) -> Triples:
@@ -307,31 +369,55 @@ def embed_on_ray(texts: Sequence[str], settings: EncoderSettings, *, actors: int
 
 
 def _read_rows(item: dict[str, Any], text: list[str] | None, id_column: str | None,
-               encoding: str) -> list[dict[str, Any]]:
+               encoding: str, normalize: dict[str, Any] | None, records: bool
+               ) -> list[dict[str, Any]]:
     """A Ray task: one corpus file read by neartext's own reader (the same checks and the same
-    row-numbered errors as without Ray), as rows to embed."""
+    row-numbered errors as without Ray), as rows to embed: texts normalized as ``normalize``
+    (:class:`neartext.cleaning.CleaningOptions`) says; with ``records``, what a
+    :class:`neartext.corpus.Record` needs too (its metadata, file and row)."""
+    from .cleaning import CleaningOptions
+    from .cleaning import normalize as normalized
     from .corpus import read_corpus
     from .ingest import text_hash
 
-    records = read_corpus(item["path"], text, id_column, encoding=encoding)
+    rows = read_corpus(item["path"], text, id_column, encoding=encoding)
+    if normalize:
+        options = CleaningOptions(**normalize)
+        for r in rows:
+            r.text = normalized(r.text, options)
     # longest first, as one process' encoder orders its batches: a batch pads to its longest
-    records.sort(key=lambda r: -len(r.text))
+    rows.sort(key=lambda r: -len(r.text))
     source = item["source"]
-    return [{"id": r.id, "text": r.text, "hash": text_hash(r.text), "length": len(r.text),
-             "where": f"{source}:{r.row}" if source else str(r.row)} for r in records]
+    out = [{"id": r.id, "text": r.text, "hash": text_hash(r.text), "length": len(r.text),
+            "where": f"{source}:{r.row}" if source else str(r.row)} for r in rows]
+    if records:
+        for o, r in zip(out, rows):
+            o.update(file=item["file"], row=r.row, source=source,
+                     metadata=pickle.dumps(r.metadata))
+    return out
+
+
+def _rows_wanted(batch: dict[str, np.ndarray], wanted: Any) -> dict[str, np.ndarray]:
+    """A Ray task: the rows of ``batch`` whose hash is ``wanted`` (an array, or its object
+    reference)."""
+    if not isinstance(wanted, np.ndarray):
+        wanted = _ray().get(wanted)
+    keep = np.isin(batch["hash"], wanted)
+    return {k: v[keep] for k, v in batch.items()}
 
 
 ROWS_PER_BLOCK = 512  # rows of a block the actors share out (a few batches: an even share)
 
 
 def read_on_ray(path: str | Path, text: list[str] | None = None, id_column: str | None = None,
-                *, encoding: str = "utf-8", rows_per_block: int = ROWS_PER_BLOCK
+                *, encoding: str = "utf-8", rows_per_block: int = ROWS_PER_BLOCK,
+                normalize: CleaningOptions | None = None, records: bool = False
                 ) -> tuple[Any, int]:
     """A corpus file or directory read by Ray tasks, a file per task (its rows longest text
     first), split into blocks of ``rows_per_block`` rows held in Ray's object store (not this
     process' memory): ``(dataset, rows)``. Every node must see the files at the same path. A
     bad row, or an id given twice across files, is one error naming the file and row, before
-    any embedding."""
+    any embedding. ``normalize`` and ``records``: see :func:`_read_rows`."""
     from .corpus import corpus_files
     from .errors import CorpusFileNotFound
 
@@ -340,10 +426,15 @@ def read_on_ray(path: str | Path, text: list[str] | None = None, id_column: str 
     if not p.exists():
         raise CorpusFileNotFound(f"{p}: no such file")
     files = corpus_files(p) if p.is_dir() else [p]
-    items = [{"path": str(f.resolve()), "source": f.relative_to(p).as_posix() if p.is_dir()
-              else ""} for f in files]
+    items = [{"path": str(f.resolve()), "file": n,
+              "source": f.relative_to(p).as_posix() if p.is_dir() else ""}
+             for n, f in enumerate(files)]
+    shaping = None
+    if normalize is not None and normalize.enabled and normalize.normalizes:
+        shaping = asdict(normalize)
     ds = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(
-        _read_rows, fn_kwargs={"text": text, "id_column": id_column, "encoding": encoding}
+        _read_rows, fn_kwargs={"text": text, "id_column": id_column, "encoding": encoding,
+                               "normalize": shaping, "records": records}
     ).repartition(target_num_rows_per_block=rows_per_block)
     try:
         ds = ds.materialize()

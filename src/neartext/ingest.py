@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .address import Address, parse_address
-from .cleaning import CleaningOptions, chunk_spans, clean
-from .corpus import Record
+from .cleaning import CleaningOptions, CleaningReport, chunk_spans, clean
+from .corpus import Record, read_corpus
 from .errors import InputError
 from .progress import progress_bar
 from .results import IndexReport
@@ -33,6 +33,7 @@ from .validate import check_text, check_value
 
 if TYPE_CHECKING:
     from .collection import Collection
+    from .compute import RayCompute
 
 EMBED_CHUNK = 1024  # texts encoded (and checkpointed) at a time
 
@@ -42,14 +43,25 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def clean_or_refuse(records: list[Record], path: str | Path, options: CleaningOptions
-                    ) -> tuple[list[Record], Any]:
-    """``cleaning.clean`` with the refusal of a corpus that keeps nothing."""
-    kept, cleaning = clean(records, options)
+def read_cleaned(corpus: str | Path, text: Sequence[str] | None, id_column: str | None, *,
+                 encoding: str, vectors: str | None, cleaning: CleaningOptions,
+                 compute: RayCompute | None = None
+                 ) -> tuple[list[Record], list[Record], CleaningReport, RayCompute | None]:
+    """A corpus read and cleaned: ``(records, kept, cleaning report, compute)``. With
+    ``compute`` (and no vectors in the rows) Ray's tasks read it and normalize its texts, and
+    the compute returned keeps those rows on the cluster for the actors; else it is read here.
+    A corpus that keeps nothing is refused."""
+    if compute is not None and vectors is None:
+        records, compute = compute.read(corpus, text, id_column, encoding=encoding,
+                                        cleaning=cleaning)
+        cleaning = cleaning.after_normalizing()
+    else:
+        records = read_corpus(corpus, text, id_column, encoding=encoding, vectors=vectors)
+    kept, report = clean(records, cleaning)
     if not kept:
-        why = ", ".join(f"{n} {r}" for r, n in cleaning.dropped.items()) or "no rows"
-        raise InputError(f"{path}: nothing to index ({cleaning.read} rows read; dropped: {why})")
-    return kept, cleaning
+        why = ", ".join(f"{n} {r}" for r, n in report.dropped.items()) or "no rows"
+        raise InputError(f"{corpus}: nothing to index ({report.read} rows read; dropped: {why})")
+    return records, kept, report, compute
 
 
 def check_records(records: Sequence[Record]) -> None:
@@ -199,15 +211,9 @@ def _embedded(col: Collection, order: list[str], todo: dict[str, str]
             part = order[i : i + EMBED_CHUNK]
             yield part, enc.encode([todo[h] for h in part], kind="document")
         return
-    from .compute import embed_stream
-
-    c = col.compute
-    stream = embed_stream([todo[h] for h in order], enc.settings, actors=c.actors,
-                          batch_size=c.batch_size, gpus_per_actor=c.gpus_per_actor,
-                          fingerprint=enc.fingerprint)
-    with closing(stream):
-        for rows, vecs in stream:
-            yield [order[int(r)] for r in rows], vecs
+    # a whole document's text is a row of the corpus Ray's tasks read (kept on the cluster)
+    yield from col.compute.embed(todo, order, enc.settings, enc.fingerprint,
+                                 rows=not col.manifest.chunking)
 
 
 SHAPING = ("chunk", "overlap", "index", "cleaning", "milvus", "precision")  # creation-only

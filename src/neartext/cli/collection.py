@@ -73,6 +73,7 @@ def register(sub: Any) -> None:
     add_corpus_options(p)
     add_vector_options(p)
     add_near_dup_option(p)
+    add_ray_options(p, batch_size=True)
     add_output_options(p)
     p.set_defaults(handler=_cmd_upsert)
 
@@ -195,7 +196,11 @@ def _cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_upsert(args: argparse.Namespace) -> dict[str, Any]:
     from ..collection import Collection
 
-    with Collection.open(args.collection) as col:
+    at_least_one(("--actors", args.actors), ("--batch-size", args.batch_size))
+    session, compute = on_ray(args, actors=args.actors, batch_size=args.batch_size,
+                              gpus_per_actor=args.gpus_per_actor)
+    with session, Collection.open(args.collection) as col:
+        col.compute = compute
         report = col.index_file(args.corpus, split_list(args.text), args.id_column,
                                 encoding=args.encoding, progress=show_progress(args),
                                 skip_near_duplicates=args.skip_near_duplicates,
