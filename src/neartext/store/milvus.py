@@ -41,7 +41,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -663,12 +663,13 @@ class MilvusStore(StoreBase):
             # documents whose text is unchanged (metadata-only updates) keep their passages
             kept = [d.id for d in documents if d.id not in by_doc and d.id in old_meta]
             by_doc.update(self._passages_of(kept))
-            groups = [document_rows(d, by_doc.get(d.id, [])) for d in documents]
-            rows = [r for g in groups for r in g]
-            new_pks = {r["pk"] for r in rows}
+            # rows are built a request at a time: as Python lists a row's vector is ~10 KB
+            groups = (document_rows(d, by_doc.get(d.id, [])) for d in documents)
+            new_pks = {row_key(seq, d.id) for d in documents
+                       for seq in range(len(by_doc.get(d.id, [])))}
             for batch in _request_batches(groups, self.dim):
                 self._call("upsert", self.name, batch)
-            if len(rows) >= FLUSH_ROWS:
+            if len(new_pks) >= FLUSH_ROWS:
                 # Seal a bulk write into indexed segments now: unsealed rows are searched by
                 # brute force (on Milvus Lite in Python: 140 ms per query for 5,000 rows
                 # against 6 ms sealed). Small writes are left to Milvus' own flushing.
@@ -737,11 +738,16 @@ def check_document(d: Document, address: Address | str) -> None:
         raise InputError(f"{address}: document '{d.id}': metadata over {MAX_JSON:,} bytes")
 
 
+def row_key(seq: int, doc_id: str) -> str:
+    """The primary key of a document's ``seq``-th passage row."""
+    return f"{seq}|{doc_id}"
+
+
 def document_rows(d: Document, passages: list[Passage]) -> list[dict[str, Any]]:
     """The Milvus rows of one document: one per passage, the text on the first."""
     typed = typed_metadata(d.metadata)
     folded = d.text.casefold()
-    return [{"pk": f"{seq}|{d.id}", "doc_id": d.id, "seq": seq, "start": p.start, "end": p.end,
+    return [{"pk": row_key(seq, d.id), "doc_id": d.id, "seq": seq, "start": p.start, "end": p.end,
              "hash": p.hash, "doc_hash": d.hash, "text": d.text if seq == 0 else "",
              "folded": folded if seq == 0 else "", "meta": d.metadata if seq == 0 else {},
              "terms": index_text(d.text) if seq == 0 else "",
@@ -880,7 +886,8 @@ def _vec(v: Any) -> np.ndarray:
     return np.asarray(v, dtype=np.float32)
 
 
-def _request_batches(groups: list[list[dict[str, Any]]], dim: int) -> Iterator[list[dict[str, Any]]]:
+def _request_batches(groups: Iterable[list[dict[str, Any]]], dim: int
+                     ) -> Iterator[list[dict[str, Any]]]:
     """Groups of rows (a document's) in requests of at most :data:`REQUEST_BYTES` (estimated),
     never splitting a group."""
     batch: list[dict[str, Any]] = []
