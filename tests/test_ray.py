@@ -465,3 +465,59 @@ def test_index_on_ray_reads_and_embeds_on_the_cluster_as_one_process_would(tmp_p
         assert ray_col.get(["new"])[0].text == "a new text"
         ray_col.close()
     one.close()
+
+
+def test_a_build_on_ray_in_parts_is_the_build_of_the_whole_corpus(tmp_path, monkeypatch,
+                                                                  capsys):
+    """A directory built on Ray in parts (here a file per part): each part read, cleaned and
+    written before the next is read, yet the collection is the one-process build of the whole
+    corpus (a text repeated in a later part dropped as a duplicate, the cleaning report, the
+    vectors); a rerun embeds nothing; an id given in two parts is one line naming both rows,
+    and nothing is published."""
+    import neartext.ingest as ingest
+    from neartext import Collection
+
+    lines = DEMO.read_text(encoding="utf-8").splitlines(keepends=True)
+    d = tmp_path / "parts"
+    d.mkdir()
+    for n, (a, b) in enumerate(((1, 80), (80, 160), (160, len(lines)))):
+        (d / f"{n}.csv").write_text("".join(lines[:1] + lines[a:b]), encoding="utf-8")
+    # a later part repeats a text of the first (a new id): dropped, as in one process
+    first_text = lines[3].split(",", 1)[1]
+    with (d / "2.csv").open("a", encoding="utf-8") as f:
+        f.write(f"again-1,{first_text}")
+    one = tmp_path / "one"
+    assert main(["index", str(d), "-c", str(one), "--text", "text", "--id", "id", "--json"]) == 0
+    single = json.loads(capsys.readouterr().out)
+    monkeypatch.setattr(ingest, "PART_BYTES", 1)  # a part per file
+    seen_parts: list[int] = []
+    upsert = ingest.upsert
+    monkeypatch.setattr(ingest, "upsert", lambda col, kept, **k: (
+        seen_parts.append(len(kept)), upsert(col, kept, **k))[1])
+    out = tmp_path / "ray"
+    assert main(["index", str(d), "-c", str(out), "--text", "text", "--id", "id", "--ray",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(seen_parts) == 3 and sum(seen_parts) == 247
+    assert single["dropped"] == report["dropped"] == {"duplicate text": 1}
+    for key in ("rows_read", "added", "texts_embedded", "dropped_example_rows"):
+        assert report[key] == single[key], key
+    docs, vecs = _rows(out)
+    docs1, vecs1 = _rows(one)
+    assert docs == docs1 and float(np.abs(vecs - vecs1).max()) <= 1e-5
+    assert main(["index", str(d), "-c", str(out), "--text", "text", "--id", "id", "--ray",
+                 "--json"]) == 0  # an existing collection: one part, one atomic write
+    assert json.loads(capsys.readouterr().out)["texts_embedded"] == 0
+    # an id of the first part given again in the last: one line naming both rows
+    dup = lines[5].split(",")[0]
+    with (d / "2.csv").open("a", encoding="utf-8") as f:
+        f.write(f"{dup},a new text under an old id\n")
+    seen_parts.clear()
+    bad = tmp_path / "bad"
+    assert main(["index", str(d), "-c", str(bad), "--text", "text", "--id", "id",
+                 "--ray"]) == 1
+    err = capsys.readouterr().err
+    assert f"duplicate ids: '{dup}' (rows 0.csv:6 and 2.csv:" in err and _one_error_line(err)
+    assert not bad.exists() and len(seen_parts) == 2  # found reading the last part
+    with Collection.open(out) as col:
+        assert len(col) == 247

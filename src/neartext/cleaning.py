@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from collections.abc import Iterable
@@ -89,13 +90,16 @@ def normalize(text: str, options: CleaningOptions) -> str:
 
 
 def clean(
-    records: Iterable[Record], options: CleaningOptions | None = None
+    records: Iterable[Record], options: CleaningOptions | None = None, *,
+    report: CleaningReport | None = None, seen: set[bytes] | None = None
 ) -> tuple[list[Record], CleaningReport]:
-    """Return the records worth embedding and a report of what was dropped and why."""
+    """Return the records worth embedding and a report of what was dropped and why. A corpus
+    cleaned in parts passes the same ``report`` and ``seen`` (digests of the texts kept so far)
+    to every part: duplicates are found across the parts, as in one call."""
     options = options or CleaningOptions()
-    report = CleaningReport()
+    report = report if report is not None else CleaningReport()
     junk = {j.casefold() for j in options.junk_values}
-    seen: set[str] = set()
+    seen = seen if seen is not None else set()
     kept: list[Record] = []
     for r in records:
         report.read += 1
@@ -108,12 +112,18 @@ def clean(
             report.drop("empty", r.where)
         elif stripped.casefold() in junk:
             report.drop("junk value", r.where)
-        elif options.drop_duplicates and stripped in seen:
+        elif options.drop_duplicates and (digest := _digest(stripped)) in seen:
             report.drop("duplicate text", r.where)
         else:
-            seen.add(stripped)
+            if options.drop_duplicates:
+                seen.add(digest)
             kept.append(r)
     return kept, report
+
+
+def _digest(text: str) -> bytes:
+    """16 bytes standing for a text among those seen (a corpus' texts need not be kept)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def chunk_spans(text: str, size: int, overlap: int = 0) -> list[tuple[int, int]]:

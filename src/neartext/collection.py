@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,7 +24,6 @@ from .encoders import Encoder, EncoderSettings, canonical_name, load_encoder
 from .errors import InputError, ModelMismatch
 from .filters import Filter
 from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, Fusion, Mode
-from .ingest import read_cleaned
 from .lexical import script_shares
 from .manifest import Manifest
 from .results import Calibration, CollectionInfo, IndexReport, SearchResult
@@ -132,23 +132,23 @@ class Collection:
         if chunk is not None:
             chunk_spans("x", chunk, overlap)  # validates size/overlap
         # Read and clean the corpus before loading the model, so bad input fails fast.
-        records, kept, cleaned, compute = read_cleaned(
-            corpus, text, id_column, encoding=encoding, vectors=vectors,
-            cleaning=cleaning or CleaningOptions(), compute=compute)
+        # (on Ray, a directory in parts: the first part)
+        parts = ingest.read_parts(corpus, text, id_column, encoding=encoding, vectors=vectors,
+                                  cleaning=cleaning or CleaningOptions(), compute=compute,
+                                  in_parts=True)
+        first = next(parts)
         vectors_from = _file_model(corpus, vectors, vectors_from)
-        hint = id_column_hint(corpus, records, id_column)
-        del records
+        hint = id_column_hint(corpus, first.records, id_column)
         with building(parse_address(path)) as tmp:
             col = cls._create_at(tmp, model, chunk, overlap, index, cleaning,
                                  {"text": list(text) if text else None, "id": id_column}, milvus,
                                  precision)
-            col.compute = compute
             try:
-                # sync: a build resumed in a directory an earlier run left holds nothing else
-                report = ingest.upsert(col, kept, sync=True, progress=progress,
-                                       skip_near_duplicates=skip_near_duplicates,
-                                       vectors_from=vectors_from, source=str(corpus))
-                report.add_cleaning(cleaned)
+                # a build resumed in a directory an earlier run left ends holding nothing else
+                report = ingest.upsert_parts(col, itertools.chain([first], parts),
+                                             progress=progress,
+                                             skip_near_duplicates=skip_near_duplicates,
+                                             vectors_from=vectors_from, source=str(corpus))
                 report.warn(hint)
             finally:
                 col.close()
@@ -305,20 +305,20 @@ class Collection:
         src = self.manifest.source
         text = text or src.get("text")
         id_column = id_column or src.get("id")
-        records, kept, cleaning, compute = read_cleaned(
-            path, text, id_column, encoding=encoding, vectors=vectors,
-            cleaning=self.manifest.cleaning_options(), compute=self.compute)
-        hint = id_column_hint(path, records, id_column)
-        del records
-        given, self.compute = self.compute, compute  # with the rows Ray's tasks read
+        # one part: the change is one atomic write
+        part = ingest.read_cleaned(path, text, id_column, encoding=encoding, vectors=vectors,
+                                   cleaning=self.manifest.cleaning_options(),
+                                   compute=self.compute)
+        hint = id_column_hint(path, part.records, id_column)
+        given, self.compute = self.compute, part.compute  # with the rows Ray's tasks read
         try:
-            report = ingest.upsert(self, kept, sync=sync, progress=progress,
+            report = ingest.upsert(self, part.kept, sync=sync, progress=progress,
                                    skip_near_duplicates=skip_near_duplicates,
                                    vectors_from=_file_model(path, vectors, vectors_from),
                                    source=str(path))
         finally:
             self.compute = given
-        report.add_cleaning(cleaning)
+        report.add_cleaning(part.cleaning)
         report.warn(hint)
         if not src.get("text") and text:
             source = {"text": list(text), "id": id_column}

@@ -219,16 +219,17 @@ class RayCompute:
     rows: Any = None
 
     def read(self, path: str | Path, text: Sequence[str] | None, id_column: str | None, *,
-             encoding: str = "utf-8", cleaning: CleaningOptions | None = None
+             encoding: str = "utf-8", cleaning: CleaningOptions | None = None,
+             part: Sequence[tuple[int, Path]] | None = None
              ) -> tuple[list[Record], RayCompute]:
-        """The corpus read by Ray tasks (:func:`read_on_ray`, texts normalized as ``cleaning``
-        says), as records in the corpus' order (the order reading in one process gives), and
-        this compute with the rows kept on the cluster, so that :meth:`embed` sends the actors
-        the texts from there rather than from this process."""
+        """The corpus (or a ``part`` of its files) read by Ray tasks (:func:`read_on_ray`,
+        texts normalized as ``cleaning`` says), as records in the corpus' order (the order
+        reading in one process gives), and this compute with the rows kept on the cluster, so
+        that :meth:`embed` sends the actors the texts from there rather than from here."""
         from .corpus import Record
 
         ds, _ = read_on_ray(path, list(text) if text else None, id_column, encoding=encoding,
-                            normalize=cleaning, records=True)
+                            normalize=cleaning, records=True, part=part)
         keyed: list[tuple[int, int, Record]] = []
         columns = ["id", "text", "metadata", "file", "row", "source"]
         for b in ds.select_columns(columns).iter_batches(batch_format="numpy",
@@ -411,13 +412,15 @@ ROWS_PER_BLOCK = 512  # rows of a block the actors share out (a few batches: an 
 
 def read_on_ray(path: str | Path, text: list[str] | None = None, id_column: str | None = None,
                 *, encoding: str = "utf-8", rows_per_block: int = ROWS_PER_BLOCK,
-                normalize: CleaningOptions | None = None, records: bool = False
-                ) -> tuple[Any, int]:
+                normalize: CleaningOptions | None = None, records: bool = False,
+                part: Sequence[tuple[int, Path]] | None = None) -> tuple[Any, int]:
     """A corpus file or directory read by Ray tasks, a file per task (its rows longest text
     first), split into blocks of ``rows_per_block`` rows held in Ray's object store (not this
     process' memory): ``(dataset, rows)``. Every node must see the files at the same path. A
     bad row, or an id given twice across files, is one error naming the file and row, before
-    any embedding. ``normalize`` and ``records``: see :func:`_read_rows`."""
+    any embedding. ``normalize`` and ``records``: see :func:`_read_rows`. ``part``: only these
+    files of the directory (with their positions in it), a part of a corpus read in parts;
+    ids are then checked within the part (the caller checks them across parts)."""
     from .corpus import corpus_files
     from .errors import CorpusFileNotFound
 
@@ -425,10 +428,11 @@ def read_on_ray(path: str | Path, text: list[str] | None = None, id_column: str 
     p = Path(path)
     if not p.exists():
         raise CorpusFileNotFound(f"{p}: no such file")
-    files = corpus_files(p) if p.is_dir() else [p]
+    files = part if part is not None else list(enumerate(corpus_files(p) if p.is_dir()
+                                                         else [p]))
     items = [{"path": str(f.resolve()), "file": n,
               "source": f.relative_to(p).as_posix() if p.is_dir() else ""}
-             for n, f in enumerate(files)]
+             for n, f in files]
     shaping = None
     if normalize is not None and normalize.enabled and normalize.normalizes:
         shaping = asdict(normalize)

@@ -283,16 +283,31 @@ def _check_unique_ids(path: Path, records: list[Record]) -> None:
 def check_unique_ids(path: Path, ids: Iterable[tuple[str, int | str]]) -> None:
     """One error naming the first duplicate ids and both of their rows, from ``(id, where)``
     pairs (``where``: a row number, or ``file:row`` in a directory)."""
-    first: dict[str, int | str] = {}
-    dupes: list[str] = []
-    for i, where in ids:
-        if i in first:
-            dupes.append(f"'{i}' (rows {first[i]} and {where})")
-        else:
-            first[i] = where
-    if dupes:
-        more = f" and {len(dupes) - 3} more" if len(dupes) > 3 else ""
-        raise InputError(f"{path}: duplicate ids: {', '.join(dupes[:3])}{more}")
+    UniqueIds(path).add(ids)
+
+
+class UniqueIds:
+    """The ids of a corpus read so far, each with its first row: :meth:`add` the ids of each
+    part of a corpus read in parts, and an id given twice anywhere is one error naming both
+    rows (as :func:`check_unique_ids` does for a corpus read at once)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.first: dict[str, int | str] = {}
+
+    def add(self, ids: Iterable[tuple[str, int | str]]) -> None:
+        dupes: list[str] = []
+        for i, where in ids:
+            if i in self.first:
+                dupes.append(f"'{i}' (rows {self.first[i]} and {where})")
+            else:
+                self.first[i] = where
+        if dupes:
+            more = f" and {len(dupes) - 3} more" if len(dupes) > 3 else ""
+            raise InputError(f"{self.path}: duplicate ids: {', '.join(dupes[:3])}{more}")
+
+    def __contains__(self, i: str) -> bool:
+        return i in self.first
 
 
 def _infer(value: str) -> Any:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from .address import Address, parse_address
 from .cleaning import CleaningOptions, CleaningReport, chunk_spans, clean
-from .corpus import Record, read_corpus
+from .corpus import Record, UniqueIds, corpus_files, read_corpus
 from .errors import InputError
 from .progress import progress_bar
 from .results import IndexReport
@@ -43,25 +44,116 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+PART_BYTES = 256 << 20  # corpus bytes a build on Ray reads, cleans and writes at a time
+
+
+@dataclass
+class Part:
+    """A part of a corpus, read and cleaned (:func:`read_parts`)."""
+
+    records: list[Record]  # as read
+    kept: list[Record]  # as cleaned
+    compute: RayCompute | None  # with the part's rows on the cluster, on Ray
+    cleaning: CleaningReport  # of the corpus so far
+    only: bool  # the whole corpus is this one part
+
+
+def corpus_parts(directory: Path, part_bytes: int) -> list[list[tuple[int, Path]]]:
+    """A directory's corpus files, with their positions, in runs of about ``part_bytes``
+    bytes (a file is never split).
+
+    >>> corpus_parts(Path("demo"), 1 << 30)[0][0][0]  # doctest: +SKIP
+    0
+    """
+    parts: list[list[tuple[int, Path]]] = [[]]
+    size = 0
+    for n, f in enumerate(corpus_files(directory)):
+        bytes_ = f.stat().st_size
+        if parts[-1] and size + bytes_ > part_bytes:
+            parts.append([])
+            size = 0
+        parts[-1].append((n, f))
+        size += bytes_
+    return parts
+
+
+def read_parts(corpus: str | Path, text: Sequence[str] | None, id_column: str | None, *,
+               encoding: str, vectors: str | None, cleaning: CleaningOptions,
+               compute: RayCompute | None = None, in_parts: bool = False
+               ) -> Generator[Part, None, None]:
+    """A corpus read and cleaned. With ``compute`` (and no vectors in the rows) Ray's tasks
+    read it and normalize its texts, and each part's compute keeps its rows on the cluster for
+    the actors; else it is read here. With ``in_parts`` too, a directory is read in parts of
+    about :data:`PART_BYTES` of files, each read and cleaned when the caller asks for it (it
+    holds one part at a time), duplicates and ids checked across the parts. A corpus that
+    keeps nothing is refused, after its last part."""
+    on_ray = compute is not None and vectors is None
+    path = Path(corpus)
+    groups: list[list[tuple[int, Path]] | None] = [None]
+    if on_ray and in_parts and path.is_dir():
+        groups = list(corpus_parts(path, PART_BYTES))
+    report, seen, ids = CleaningReport(), set[bytes](), UniqueIds(path)
+    kept_so_far = 0
+    for n, group in enumerate(groups):
+        part_compute: RayCompute | None = compute
+        if on_ray:
+            assert compute is not None
+            records, part_compute = compute.read(corpus, text, id_column, encoding=encoding,
+                                                 cleaning=cleaning, part=group)
+            options = cleaning.after_normalizing()  # done by the reading tasks
+        else:
+            records = read_corpus(corpus, text, id_column, encoding=encoding, vectors=vectors)
+            options = cleaning
+        if len(groups) > 1 and id_column:  # (within a part, the reader checked them)
+            ids.add((r.id, r.where) for r in records)
+        kept, report = clean(records, options, report=report, seen=seen)
+        if len(groups) > 1 and not id_column:  # ids made from the texts: as one upsert would
+            ids.add((r.id, r.where) for r in kept)
+        kept_so_far += len(kept)
+        if n == len(groups) - 1 and not kept_so_far:
+            why = ", ".join(f"{k} {r}" for r, k in report.dropped.items()) or "no rows"
+            raise InputError(f"{corpus}: nothing to index ({report.read} rows read; "
+                             f"dropped: {why})")
+        yield Part(records, kept, part_compute, report, only=len(groups) == 1)
+
+
 def read_cleaned(corpus: str | Path, text: Sequence[str] | None, id_column: str | None, *,
                  encoding: str, vectors: str | None, cleaning: CleaningOptions,
-                 compute: RayCompute | None = None
-                 ) -> tuple[list[Record], list[Record], CleaningReport, RayCompute | None]:
-    """A corpus read and cleaned: ``(records, kept, cleaning report, compute)``. With
-    ``compute`` (and no vectors in the rows) Ray's tasks read it and normalize its texts, and
-    the compute returned keeps those rows on the cluster for the actors; else it is read here.
-    A corpus that keeps nothing is refused."""
-    if compute is not None and vectors is None:
-        records, compute = compute.read(corpus, text, id_column, encoding=encoding,
-                                        cleaning=cleaning)
-        cleaning = cleaning.after_normalizing()
-    else:
-        records = read_corpus(corpus, text, id_column, encoding=encoding, vectors=vectors)
-    kept, report = clean(records, cleaning)
-    if not kept:
-        why = ", ".join(f"{n} {r}" for r, n in report.dropped.items()) or "no rows"
-        raise InputError(f"{corpus}: nothing to index ({report.read} rows read; dropped: {why})")
-    return records, kept, report, compute
+                 compute: RayCompute | None = None) -> Part:
+    """The whole corpus as one :class:`Part` (:func:`read_parts`)."""
+    return next(read_parts(corpus, text, id_column, encoding=encoding, vectors=vectors,
+                           cleaning=cleaning, compute=compute))
+
+
+def upsert_parts(col: Collection, parts: Iterable[Part], *, progress: bool = False,
+                 skip_near_duplicates: float | None = None, vectors_from: str | None = None,
+                 source: str = "records") -> IndexReport:
+    """A new collection built from the parts of its corpus (a build: nothing is visible
+    before it is published), each part upserted in turn, then what an interrupted earlier
+    build left that the corpus does not hold removed. One part: one upsert that does both."""
+    total: IndexReport | None = None
+    last: Part | None = None
+    written: set[str] = set()
+    given = col.compute
+    try:
+        for part in parts:
+            col.compute = part.compute
+            report = upsert(col, part.kept, sync=part.only, progress=progress,
+                            skip_near_duplicates=skip_near_duplicates,
+                            vectors_from=vectors_from, source=source)
+            if not part.only:
+                written.update(r.id for r in part.kept)
+            total = report if total is None else total.merge(report)
+            last = part
+            part.records = part.kept = []  # this part is written: let it go
+        assert total is not None and last is not None
+        if not last.only and col.store.count() > total.added + total.updated + total.unchanged:
+            left = [i for i in col.store.document_hashes() if i not in written]
+            total.removed += col.store.write([], [], left).removed
+    finally:
+        col.compute = given
+    total.add_cleaning(last.cleaning)
+    return total
 
 
 def check_records(records: Sequence[Record]) -> None:

@@ -59,6 +59,16 @@ class IndexReport(AsDict):
             logging.getLogger("neartext").warning(message)
             self.warnings.append(message)
 
+    def merge(self, other: IndexReport) -> IndexReport:
+        """This report with ``other``'s counts added (the parts of one build)."""
+        for name in ("rows_read", "added", "updated", "unchanged", "removed", "texts_embedded",
+                     "vectors_reused", "vectors_given", "truncated", "skipped_near_duplicates"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.near_duplicates += other.near_duplicates
+        self.warnings += other.warnings
+        self.seconds += other.seconds
+        return self
+
     def add_cleaning(self, cleaning: Any) -> None:
         """Take rows read and dropped from a ``cleaning.CleaningReport``."""
         self.rows_read = cleaning.read
