@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import subprocess
 import sys
 import tempfile
@@ -95,7 +96,9 @@ def mine(n: int) -> None:
     save("ray-mine", r, text)
 
 
-PEAK = ("import resource, sys\n"
+PEAK = ("import os, resource, sys\n"
+        "import neartext.ingest\n"
+        "neartext.ingest.PART_BYTES = int(os.environ.get('PART_BYTES', 256 << 20))\n"
         "from neartext.cli import main\n"
         "rc = main(sys.argv[1:])\n"
         "print('peak-rss-kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
@@ -103,46 +106,79 @@ PEAK = ("import resource, sys\n"
         "sys.exit(rc)\n")
 
 
-def driver(sizes: list[int]) -> None:
-    """``neartext index CSV -c DIR`` in one process and with ``--ray`` (2 actors) for each
-    corpus size, in one run: the peak memory of the command's own process (with Ray: the
-    driver; Ray's workers are other processes) and its time. The growth per row between the
-    sizes is what a larger corpus adds to the driver. Writes bench/results/ray-driver.*"""
+PARTED = "--ray, 2 actors, in parts of 1,000 rows"
+HOW = {"one process": [], "--ray, 2 actors": ["--ray"], PARTED: ["--ray"]}
+
+
+def driver(sizes: list[int], milvus: bool = False) -> None:
+    """``neartext index DIR -c DIR`` (the corpus in files of 1,000 rows) in one process, with
+    ``--ray`` (2 actors) reading it at once, and with ``--ray`` building it in parts of a file
+    each, for each corpus size, in one run: the peak memory of the command's own process (with
+    Ray: the driver; Ray's workers are other processes) and its time. The growth per row
+    between the sizes is what a larger corpus adds to the driver. ``milvus``: into a Milvus
+    Lite server (a process of its own, holding the index) instead of local directories.
+    Writes bench/results/ray-driver.* (ray-driver-milvus.*)"""
     rows = texts(max(sizes))
-    r: dict = {"machine": machine(), "runs": []}
+    r: dict = {"machine": machine(), "runs": [], "target": "milvus" if milvus else "local"}
     with tempfile.TemporaryDirectory() as tmp:
-        for n in sizes:
-            corpus = Path(tmp) / f"q{n}.csv"
-            with corpus.open("w", newline="", encoding="utf-8") as f:
+        server, port = None, 0
+        if milvus:
+            from bench_milvus import free_port, start
+
+            port = free_port()
+            server, _ = start([str(Path(sys.executable).with_name("milvus-lite")), "server",
+                               "--data-dir", f"{tmp}/server", "--host", "127.0.0.1", "--port",
+                               str(port)], port, "Milvus Lite server")
+        try:
+            _driver_runs(Path(tmp), sizes, rows, r, f"milvus://127.0.0.1:{port}/c" if milvus
+                         else f"{tmp}/c")
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(60)
+    _driver_table(sizes, r, "ray-driver-milvus" if milvus else "ray-driver")
+
+
+def _driver_runs(tmp: Path, sizes: list[int], rows: list[str], r: dict, prefix: str) -> None:
+    for n in sizes:
+        corpus = Path(tmp) / f"q{n}"
+        corpus.mkdir()
+        for start in range(0, n, 1000):
+            with (corpus / f"{start:08d}.csv").open("w", newline="", encoding="utf-8") as f:
                 w = csv.writer(f)
                 w.writerow(["id", "text"])
-                w.writerows((f"q{i}", t) for i, t in enumerate(rows[:n]))
-            for name, extra in (("one process", []), ("--ray, 2 actors", ["--ray"])):
-                t = time.perf_counter()
-                done = subprocess.run(
-                    [sys.executable, "-c", PEAK, "index", str(corpus), "-c",
-                     f"{tmp}/c{n}{len(extra)}", "--text", "text", "--id", "id", "-q", *extra],
-                    capture_output=True, text=True)
-                if done.returncode != 0:
-                    raise RuntimeError(done.stderr[-2000:])
-                peak = int(done.stderr.split("peak-rss-kb")[-1].split()[0])
-                r["runs"].append({"rows": n, "how": name, "peak_mb": round(peak / 1024),
-                                  "seconds": round(time.perf_counter() - t, 1)})
-                print(r["runs"][-1], flush=True)
+                w.writerows((f"q{i}", rows[i]) for i in range(start, min(n, start + 1000)))
+        for k, (name, extra) in enumerate(HOW.items()):
+            env = {**os.environ, "PART_BYTES": "1" if name == PARTED else str(256 << 20)}
+            t = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-c", PEAK, "index", str(corpus), "-c",
+                 f"{prefix}{n}_{k}", "--text", "text", "--id", "id", "-q", *extra],
+                capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr[-2000:])
+            peak = int(done.stderr.split("peak-rss-kb")[-1].split()[0])
+            r["runs"].append({"rows": n, "how": name, "peak_mb": round(peak / 1024),
+                              "seconds": round(time.perf_counter() - t, 1)})
+            print(r["runs"][-1], flush=True)
+
+
+def _driver_table(sizes: list[int], r: dict, result: str) -> None:
     lo, hi = min(sizes), max(sizes)
-    lines = ["| `neartext index`, Quora questions | rows | peak MB of the command's process "
+    lines = [f"| `neartext index` into {r['target']}, Quora questions | rows | peak MB of the "
+             "command's process "
              "| seconds |", "|---|---|---|---|"]
     lines += [f"| {x['how']} | {x['rows']} | {x['peak_mb']} | {x['seconds']} |"
               for x in r["runs"]]
-    for name in ("one process", "--ray, 2 actors"):
+    for name in HOW:
         a, b = (next(x for x in r["runs"] if x["how"] == name and x["rows"] == n)
                 for n in (lo, hi))
         per = (b["peak_mb"] - a["peak_mb"]) * 1024 * 1024 / (hi - lo)
         r[f"bytes_per_row ({name})"] = round(per)
         lines.append(f"\n{name}: {per / 1024:.1f} KB more per row from {lo} to {hi} rows "
                      f"(100M rows: {per * 1e8 / 1e9:.0f} GB, extrapolated)")
-    lines.append(machine_line(r["machine"]))
-    save("ray-driver", r, "\n".join(lines))
+    lines.append(f"Target: {r['target']}. " + machine_line(r["machine"]))
+    save(result, r, "\n".join(lines))
 
 
 def main() -> None:
@@ -153,9 +189,10 @@ def main() -> None:
                     help="instead: mining N real vectors in one process vs on Ray")
     ap.add_argument("--driver", metavar="N1,N2",
                     help="instead: the driver's peak memory for index at these corpus sizes")
+    ap.add_argument("--milvus", action="store_true", help="with --driver: into Milvus")
     args = ap.parse_args()
     if args.driver:
-        driver([int(x) for x in args.driver.split(",")])
+        driver([int(x) for x in args.driver.split(",")], args.milvus)
         return
     if args.mine:
         mine(args.mine)

@@ -519,5 +519,57 @@ def test_a_build_on_ray_in_parts_is_the_build_of_the_whole_corpus(tmp_path, monk
     err = capsys.readouterr().err
     assert f"duplicate ids: '{dup}' (rows 0.csv:6 and 2.csv:" in err and _one_error_line(err)
     assert not bad.exists() and len(seen_parts) == 2  # found reading the last part
+    # the parts written before are kept for a rerun: it embeds nothing they had
+    (d / "2.csv").write_text("".join(lines[:1] + lines[160:]), encoding="utf-8")
+    assert main(["index", str(d), "-c", str(bad), "--text", "text", "--id", "id", "--ray",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["texts_embedded"] == 247 - 159
     with Collection.open(out) as col:
         assert len(col) == 247
+
+
+@pytest.mark.slow
+def test_a_build_in_parts_killed_after_some_parts_reruns_to_the_whole_corpus(tmp_path):
+    """SIGKILL the driver of a build in parts once two parts are written: nothing is at the
+    target; the rerun embeds only what those parts had not, and every row is there exactly
+    once."""
+    import signal
+    import sqlite3
+
+    from neartext import Collection
+
+    d = tmp_path / "corpus"
+    d.mkdir()
+    for n in range(6):
+        _word_corpus(d / f"{n}.csv", 400, 12, seed=n, prefix=f"p{n}-")
+    target = tmp_path / "built"
+    wrapper = ("import sys\nimport neartext.ingest\nneartext.ingest.PART_BYTES = 1\n"
+               "from neartext.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    cmd = [sys.executable, "-c", wrapper, "index", str(d), "-c", str(target), "--text", "text",
+           "--id", "id", "--ray", "--actors", "2", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "built.partial" / "data.sqlite"
+    written, deadline = 0, time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and written < 800:
+        time.sleep(0.3)
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
+                    written = c.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+            except sqlite3.Error:
+                pass
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run([shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray", "stop",
+                    "--force"], capture_output=True, timeout=120)
+    assert not target.exists() and 800 <= written < 2400
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    # the build starts over, reusing the vectors of the parts written (and staged) before
+    assert report["added"] == 2400 and report["texts_embedded"] <= 2400 - written
+    with Collection.open(target) as col:
+        assert len(col) == 2400 and col.store.passage_count() == 2400
+        assert sorted(col.store.document_hashes()) == sorted(
+            f"p{n}-{i}" for n in range(6) for i in range(400))

@@ -145,7 +145,8 @@ def upsert_parts(col: Collection, parts: Iterable[Part], *, progress: bool = Fal
                 written.update(r.id for r in part.kept)
             total = report if total is None else total.merge(report)
             last = part
-            part.records = part.kept = []  # this part is written: let it go
+            # this part is written: let it go (its rows on the cluster too)
+            part.records, part.kept, part.compute = [], [], None
         assert total is not None and last is not None
         if not last.only and col.store.count() > total.added + total.updated + total.unchanged:
             left = [i for i in col.store.document_hashes() if i not in written]

@@ -290,11 +290,13 @@ class LocalStore(StoreBase):
 
     @staticmethod
     def has_staged(p: Path) -> bool:
-        """Whether ``p`` holds a collection database with staged (reusable) vectors."""
+        """Whether ``p`` holds a collection database with vectors a rerun can reuse: staged
+        ones, or stored ones (the parts of a build in parts written before it stopped)."""
         try:
             conn = sqlite3.connect(f"file:{p / 'data.sqlite'}?mode=ro", uri=True, timeout=5)
             try:
-                return conn.execute("SELECT 1 FROM staged LIMIT 1").fetchone() is not None
+                return conn.execute("SELECT 1 FROM staged UNION ALL SELECT 1 FROM passages "
+                                    "LIMIT 1").fetchone() is not None
             finally:
                 conn.close()
         except sqlite3.Error:
