@@ -442,6 +442,25 @@ def test_an_interrupted_build_leaves_nothing_and_an_interrupted_update_resumes(
     col.close()
 
 
+def test_an_interrupted_build_is_resumed_by_the_next_build_of_the_same_settings(
+        tmp_path, encoder, monkeypatch):
+    """An interrupted build on Milvus stays unfinished (it does not open) with the vectors it
+    staged; the rerun embeds only the rest and the collection is whole."""
+    import neartext.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "EMBED_CHUNK", 60)
+    address = f"milvus-lite:{tmp_path / 'r.db'}#rb"
+    with pytest.raises(KeyboardInterrupt):
+        Collection.from_file(address, DEMO, ["text"], "id", model=FailingEncoder(encoder, 3))
+    with pytest.raises(CollectionNotFound, match="did not complete"):
+        Collection.open(address)
+    resumed = FailingEncoder(encoder, 0)
+    col, report = Collection.from_file(address, DEMO, ["text"], "id", model=resumed)
+    assert report.added == 247 and report.texts_embedded == 247 - 120
+    assert len(resumed.encoded) == 247 - 120 and len(col) == 247
+    col.close()
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 

@@ -467,6 +467,7 @@ def test_index_on_ray_reads_and_embeds_on_the_cluster_as_one_process_would(tmp_p
     one.close()
 
 
+@pytest.mark.slow
 def test_a_build_on_ray_in_parts_is_the_build_of_the_whole_corpus(tmp_path, monkeypatch,
                                                                   capsys):
     """A directory built on Ray in parts (here a file per part): each part read, cleaned and

@@ -264,12 +264,24 @@ class MilvusStore(StoreBase):
         cls, address: Address, manifest: dict[str, Any], *,
         index_params: dict[str, Any] | None = None, search_params: dict[str, Any] | None = None,
     ) -> MilvusStore:
-        """Create the Milvus collections for ``address`` with ``manifest``;
-        :class:`CollectionExists` if it is taken. ``index_params`` may hold ``metric_type`` and
+        """Create the Milvus collections for ``address`` with ``manifest``, or resume the
+        unfinished build of the same settings left there; :class:`CollectionExists` if it is
+        taken. ``index_params`` may hold ``metric_type`` and
         the index's build parameters (``M``, ``efConstruction``, ``nlist``); ``search_params``
         those of a search (``ef``, ``nprobe``)."""
         pm = _pymilvus()
         assert address.name is not None
+        settings = resolve_settings(address, manifest.get("index", "auto"), index_params or {},
+                                    search_params or {})
+        # "building" until finish_build(): an interrupted build never opens as a collection
+        manifest = dict(manifest, milvus=settings, building=True)
+        left = cls._unfinished_manifest(address)
+        if left is not None:
+            if _same_build(left, manifest):  # resumed: its rows and staged vectors are reused
+                store = cls(address, unfinished_ok=True)
+                store.write_manifest(manifest)
+                return store
+            cls.drop(address)  # another build's: replaced
         client = connect(address)
         name, meta = _names(address)
         try:
@@ -277,10 +289,6 @@ class MilvusStore(StoreBase):
         except CollectionExists:
             disconnect(address, client)
             raise
-        settings = resolve_settings(address, manifest.get("index", "auto"), index_params or {},
-                                    search_params or {})
-        # "building" until finish_build(): an interrupted build never opens as a collection
-        manifest = dict(manifest, milvus=settings, building=True)
         dim = int(manifest["dim"])
         dt = pm.DataType
         s = client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -344,12 +352,31 @@ class MilvusStore(StoreBase):
     @staticmethod
     def unfinished(address: Address) -> bool:
         """Whether ``address`` holds a collection whose build never completed."""
+        return MilvusStore._unfinished_manifest(address) is not None
+
+    @staticmethod
+    def _unfinished_manifest(address: Address) -> dict[str, Any] | None:
         try:
             store = MilvusStore(address, unfinished_ok=True)
         except CollectionNotFound:
+            return None
+        try:
+            return dict(store._manifest) if store._manifest.get("building") else None
+        finally:
+            store.close()
+
+    @staticmethod
+    def reusable(address: Address) -> bool:
+        """Whether an unfinished build at ``address`` holds vectors a rerun can reuse: staged
+        ones, or the rows of the parts it wrote."""
+        try:
+            store = MilvusStore(address, unfinished_ok=True)
+        except (CollectionNotFound, StoreUnavailable):
             return False
         try:
-            return bool(store._manifest.get("building"))
+            return store.count() > 0 or bool(store._call(
+                "query", store.meta_name, filter='key like "staged:%"', output_fields=["key"],
+                limit=1))
         finally:
             store.close()
 
@@ -738,6 +765,15 @@ def check_document(d: Document, address: Address | str) -> None:
         raise InputError(f"{address}: document '{d.id}': metadata over {MAX_JSON:,} bytes")
 
 
+def _same_build(left: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether an unfinished build's manifest describes the build ``new`` describes (the same
+    model, dimension, index and options; only when it was started differs)."""
+    when = ("created", "neartext_version")
+    stored = json.loads(json.dumps(new, ensure_ascii=False))  # as the manifest is stored
+    return {k: v for k, v in left.items() if k not in when} == \
+        {k: v for k, v in stored.items() if k not in when}
+
+
 def row_key(seq: int, doc_id: str) -> str:
     """The primary key of a document's ``seq``-th passage row."""
     return f"{seq}|{doc_id}"
@@ -923,17 +959,20 @@ class MilvusKind:
     @contextlib.contextmanager
     def building(self, address: Address) -> Iterator[Address]:
         """A new collection is built in place, marked ``building`` in its manifest until
-        complete (it does not open before), and dropped if the block fails; one left by a run
-        that was killed is dropped before building again. (Not built under another name and
-        renamed: not every Milvus deployment implements renaming.)"""
+        complete (it does not open before). If the block fails, or the run is killed, it stays
+        unfinished when it holds vectors (staged, or the parts written), and the next build
+        with the same settings resumes it (:meth:`MilvusStore.create`: reruns embed only what
+        is missing); one with other settings replaces it; without vectors it is dropped. (Not
+        built under another name and renamed: not every Milvus deployment implements
+        renaming.)"""
         with held(address):
-            if MilvusStore.unfinished(address):
-                MilvusStore.drop(address)  # left by an earlier run that did not finish
-            MilvusStore.check_free(address)
+            if not MilvusStore.unfinished(address):  # (one an earlier run left: see create)
+                MilvusStore.check_free(address)
             try:
                 yield address
             except BaseException:
-                MilvusStore.drop(address)
+                if not MilvusStore.reusable(address):  # else kept for the rerun to resume
+                    MilvusStore.drop(address)
                 raise
             store = MilvusStore(address, unfinished_ok=True)
             try:
