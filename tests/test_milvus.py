@@ -459,6 +459,13 @@ def test_an_interrupted_build_is_resumed_by_the_next_build_of_the_same_settings(
     assert report.added == 247 and report.texts_embedded == 247 - 120
     assert len(resumed.encoded) == 247 - 120 and len(col) == 247
     col.close()
+    # `neartext index` (create or sync) takes an unfinished build for one to resume, not for
+    # a collection to open (which said to run the command again, and again)
+    other = f"milvus-lite:{tmp_path / 'r.db'}#rc"
+    with pytest.raises(KeyboardInterrupt):
+        Collection.from_file(other, DEMO, ["text"], "id", model=FailingEncoder(encoder, 3))
+    report, created = Collection.index_corpus(other, DEMO, ["text"], "id")
+    assert created and report.added == 247 and report.texts_embedded == 247 - 120
 
 
 # -- errors ----------------------------------------------------------------------------------

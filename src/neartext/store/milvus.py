@@ -954,7 +954,9 @@ class MilvusKind:
         return MilvusStore.create(address, manifest, **(options or {}))
 
     def exists(self, address: Address) -> bool:
-        return MilvusStore.exists(address)
+        """A collection whose build completed is there (an unfinished one is built again,
+        resumed or replaced: see :meth:`building`)."""
+        return MilvusStore.exists(address) and not MilvusStore.unfinished(address)
 
     @contextlib.contextmanager
     def building(self, address: Address) -> Iterator[Address]:
