@@ -169,32 +169,20 @@ def test_index_with_ray_builds_the_same_collection_and_reruns_embed_nothing(tmp_
     assert "--actors must be at least 1" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_rest(tmp_path):
-    """SIGKILL the driver of ``index --ray`` once some batches are done: nothing is at the
-    target; the rerun embeds only what the first run had not staged and every row is there
-    exactly once."""
+def _kill_once_written(cmd: list[str], db: Path, table: str, rows: int) -> int:
+    """Run ``cmd``, SIGKILL it once ``table`` of the build database ``db`` holds ``rows`` rows,
+    stop what it left of Ray; the rows there when it was killed."""
     import signal
+    import sqlite3
 
-    from neartext import Collection
-
-    corpus = _word_corpus(tmp_path / "big.csv", 3000, 20, seed=0, prefix="b")
-    target = tmp_path / "big"
-    cmd = [sys.executable, "-m", "neartext", "index", str(corpus), "-c", str(target), "--text",
-           "text", "--id", "id", "--ray", "--actors", "2", "--batch-size", "64", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    partial = tmp_path / "big.partial"
-    deadline = time.monotonic() + 300
-    staged = 0
-    while time.monotonic() < deadline and proc.poll() is None and staged < 500:
-        time.sleep(0.5)
-        db = partial / "data.sqlite"
+    count, deadline = 0, time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and count < rows:
+        time.sleep(0.3)
         if db.exists():
-            import sqlite3
-
             try:
                 with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
-                    staged = c.execute("SELECT COUNT(*) FROM staged").fetchone()[0]
+                    count = c.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
             except sqlite3.Error:
                 pass
     assert proc.poll() is None, "the run ended before it could be killed"
@@ -202,6 +190,22 @@ def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_res
     proc.wait()
     subprocess.run([shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray", "stop",
                     "--force"], capture_output=True, timeout=120)
+    return count
+
+
+@pytest.mark.slow
+def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_rest(tmp_path):
+    """SIGKILL the driver of ``index --ray`` once some batches are done: nothing is at the
+    target; the rerun embeds only what the first run had not staged and every row is there
+    exactly once."""
+
+    from neartext import Collection
+
+    corpus = _word_corpus(tmp_path / "big.csv", 3000, 20, seed=0, prefix="b")
+    target = tmp_path / "big"
+    cmd = [sys.executable, "-m", "neartext", "index", str(corpus), "-c", str(target), "--text",
+           "text", "--id", "id", "--ray", "--actors", "2", "--batch-size", "64", "--json"]
+    staged = _kill_once_written(cmd, tmp_path / "big.partial" / "data.sqlite", "staged", 500)
     assert not target.exists() and staged >= 500
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -534,8 +538,6 @@ def test_a_build_in_parts_killed_after_some_parts_reruns_to_the_whole_corpus(tmp
     """SIGKILL the driver of a build in parts once two parts are written: nothing is at the
     target; the rerun embeds only what those parts had not, and every row is there exactly
     once."""
-    import signal
-    import sqlite3
 
     from neartext import Collection
 
@@ -548,22 +550,8 @@ def test_a_build_in_parts_killed_after_some_parts_reruns_to_the_whole_corpus(tmp
                "from neartext.cli import main\nsys.exit(main(sys.argv[1:]))\n")
     cmd = [sys.executable, "-c", wrapper, "index", str(d), "-c", str(target), "--text", "text",
            "--id", "id", "--ray", "--actors", "2", "--json"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    db = tmp_path / "built.partial" / "data.sqlite"
-    written, deadline = 0, time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and written < 800:
-        time.sleep(0.3)
-        if db.exists():
-            try:
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
-                    written = c.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
-            except sqlite3.Error:
-                pass
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    subprocess.run([shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray", "stop",
-                    "--force"], capture_output=True, timeout=120)
+    written = _kill_once_written(cmd, tmp_path / "built.partial" / "data.sqlite", "documents",
+                                 800)
     assert not target.exists() and 800 <= written < 2400
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -269,8 +269,11 @@ class RayCompute:
         with contextlib.closing(batches):
             for b in batches:
                 check_fingerprint(b, fingerprint, settings.model)
-                keep = [j for j, h in enumerate(b["hash"].tolist())
-                        if h in texts and h not in seen and not seen.add(h)]  # type: ignore[func-returns-value]
+                keep = []  # each hash once: rows of the same text all pass the filter
+                for j, h in enumerate(b["hash"].tolist()):
+                    if h in texts and h not in seen:
+                        seen.add(h)
+                        keep.append(j)
                 if keep:
                     yield [str(b["hash"][j]) for j in keep], \
                         np.asarray(b["vector"][keep], dtype=np.float32)
