@@ -37,14 +37,14 @@ def test_load_and_predict(exported, demo_collection):
     model = mlflow.pyfunc.load_model(str(exported))
     got = model.predict([QUERY], params={"top_k": 3})
     with Collection.open(demo_collection) as col:
-        want = col.search(QUERY, k=3, threshold=0.5)
+        want = col.search(QUERY, k=3)
     assert list(got["id"]) == [r.id for r in want] and list(got["rank"]) == [1, 2, 3][:len(want)]
     assert got["metadata"][0]["topic"] == "billing"  # an object, not a JSON string
     two = model.predict([QUERY, "dark mode please"], params={"top_k": 1})
     assert list(two["query"]) == [QUERY, "dark mode please"]
     assert model.predict(pd.DataFrame({"anything": [QUERY]})).iloc[0]["id"] == got.iloc[0]["id"]
-    # defaults from the signature: top_k 10, threshold 0.5, mode search
-    assert 1 <= len(model.predict([QUERY])) <= 10
+    # defaults from the signature: top_k 10, no threshold, mode search, the tuned ranking
+    assert len(model.predict([QUERY])) == 10
     para = model.predict(["Please add a dark mode."],
                          params={"mode": "paraphrases", "similarity_threshold": 0.6})
     assert "Please add a dark mode." not in set(para["text"])  # the text itself is left out
@@ -60,7 +60,7 @@ def test_the_model_describes_itself(exported):
     info = mlflow.models.get_model_info(str(exported))
     assert info.signature.inputs.to_dict() == [{"type": "string", "required": True}]
     assert {p.name: p.default for p in info.signature.params} == {
-        "top_k": 10, "similarity_threshold": 0.5, "mode": "search"}
+        "top_k": 10, "similarity_threshold": -1.0, "mode": "search", "ranking": "tuned"}
     assert info.metadata["neartext_documents"] == 247
     example = json.loads((exported / "serving_input_example.json").read_text())
     assert isinstance(example["inputs"][0], str) and example["params"]["mode"] == "search"
@@ -95,7 +95,10 @@ def test_export_mode_sets_the_default_and_the_paraphrase_finder_leaves_the_query
     ([QUERY], {"mode": "nope"}, "mode must be one of"),
     ([QUERY], {"top_k": 0}, "k must be a whole number"),
     ([QUERY], {"threshold": 0.9}, "unknown parameter threshold; known: top_k, "
-                                  "similarity_threshold, mode"),
+                                  "similarity_threshold, mode, ranking"),
+    ([QUERY], {"ranking": "bm25"}, "ranking must be one of tuned, semantic, keyword, hybrid"),
+    ([QUERY], {"ranking": "hybrid", "similarity_threshold": 0.5},
+     "a threshold applies to cosine scores: use it with the semantic mode, not hybrid"),
 ])
 def test_bad_input_is_a_clear_error(exported, bad, params, message):
     from mlflow.exceptions import MlflowException
@@ -205,7 +208,8 @@ def test_mlflow_models_serve_builds_its_environment_from_the_model_alone(exporte
 
 
 def test_the_model_searches_with_the_collections_current_adapter(tmp_path, demo_copy):
-    """A promoted adapter (issue 19) travels with the export and is applied to the queries."""
+    """A promoted adapter (issue 19) travels with the export and is applied to the queries;
+    the version's tuned ranking (hybrid here) is the model's default, as in ``search``."""
     import numpy as np
 
     from neartext import Collection
@@ -216,11 +220,21 @@ def test_the_model_searches_with_the_collections_current_adapter(tmp_path, demo_
         rng = np.random.default_rng(0)
         m = np.eye(col.manifest.dim, dtype=np.float32) + 0.3 * rng.standard_normal(
             (col.manifest.dim, col.manifest.dim)).astype(np.float32)
-        promote(col, Adapter("linear", "query", m, col.manifest.model.fingerprint), {})
-        want = [(r.id, r.score) for r in col.search(QUERY, k=5)]
+        promote(col, Adapter("linear", "query", m, col.manifest.model.fingerprint), {},
+                search={"mode": "hybrid", "fusion": "blend", "alpha": 0.3})
+        tuned = [(r.id, r.score) for r in col.search(QUERY, k=5)]
+        semantic = [(r.id, r.score) for r in col.search(QUERY, k=5, mode="semantic")]
+        cut = [r.id for r in col.search(QUERY, k=5, threshold=0.4)]
+        keyword = [r.id for r in col.search("dark mode", k=5, mode="keyword")]
+    assert [i for i, _ in tuned] != [i for i, _ in semantic]  # the test tells them apart
     out = tmp_path / "adapted"
     assert main(["export", "mlflow", str(demo_copy), "-o", str(out), "-q"]) == 0
-    got = mlflow.pyfunc.load_model(str(out)).predict(
-        [QUERY], params={"top_k": 5, "similarity_threshold": -1.0})
-    assert list(got["id"]) == [i for i, _ in want]
-    assert np.allclose(got["score"], [s for _, s in want], atol=1e-5)
+    model = mlflow.pyfunc.load_model(str(out))
+    for params, want in (({"top_k": 5}, tuned), ({"top_k": 5, "ranking": "semantic"}, semantic)):
+        got = model.predict([QUERY], params=params)
+        assert list(got["id"]) == [i for i, _ in want]
+        assert np.allclose(got["score"], [s for _, s in want], atol=1e-5)
+    assert list(model.predict([QUERY], params={"top_k": 5, "similarity_threshold": 0.4})[
+        "id"]) == cut  # a cosine cut ranks semantically, as search does
+    assert list(model.predict(["dark mode"], params={"top_k": 5, "ranking": "keyword"})[
+        "id"]) == keyword

@@ -7,12 +7,22 @@ the queries. The model carries neartext itself (MLflow's ``code_paths``: ``code/
 virtualenv`` or ``uv``, or ``local`` where neartext is installed).
 
 Input: a list of query texts (MLflow's ``{"inputs": ["..."]}``, or a one-column DataFrame).
-Parameters (declared in the signature): ``top_k`` (10), ``similarity_threshold`` (0.5) and
-``mode``: ``search`` (the best documents, a query that is itself in the corpus comes back first)
-or ``paraphrases`` (other texts meaning the same: the query and its exact copies left out); the
-default mode is chosen at export (``--mode``). An unknown parameter is refused (MLflow itself
-would drop it with a log line). Output: a DataFrame with one row per result: ``query, rank, id,
-score, text, metadata`` (an object).
+Parameters (declared in the signature, with these defaults):
+
+- ``top_k`` (10);
+- ``mode``: ``search`` (the best documents, a query that is itself in the corpus comes back
+  first) or ``paraphrases`` (other texts meaning the same: the query and its exact copies left
+  out); the default is chosen at export (``--mode``);
+- ``ranking`` (search mode): ``tuned`` (the collection's promoted version ranks as it was tuned:
+  its adapter and its semantic, keyword or hybrid settings, as ``neartext search`` without
+  ``--mode``), or ``semantic``, ``keyword``, ``hybrid``;
+- ``similarity_threshold``: a cosine cut; the default, -1, cuts nothing in search (every cosine
+  is at least -1) and means the collection's threshold (calibrated, else 0.75) for paraphrases,
+  as the CLI without ``--threshold``. A threshold with ``ranking`` ``tuned`` ranks semantically
+  (it is a cosine); with ``keyword`` or ``hybrid`` it is refused.
+
+An unknown parameter is refused (MLflow itself would drop it with a log line). Output: a
+DataFrame with one row per result: ``query, rank, id, score, text, metadata`` (an object).
 
 Example::
 
@@ -31,8 +41,9 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..atomic import staged_dir
 from ..errors import InputError, MissingExtra
@@ -41,9 +52,16 @@ from ..searching import SearchOptions
 from ..tables import check_output_dir
 from ..validate import check_text
 
+if TYPE_CHECKING:
+    from ..collection import Collection
+
 Mode = Literal["search", "paraphrases"]
 MODES: tuple[Mode, ...] = ("search", "paraphrases")
-PARAMS: dict[str, Any] = {"top_k": 10, "similarity_threshold": 0.5, "mode": "search"}
+Ranking = Literal["tuned", "semantic", "keyword", "hybrid"]
+RANKINGS: tuple[Ranking, ...] = ("tuned", "semantic", "keyword", "hybrid")
+NO_THRESHOLD = -1.0  # every cosine is at least -1: the default cuts nothing
+PARAMS: dict[str, Any] = {"top_k": 10, "similarity_threshold": NO_THRESHOLD, "mode": "search",
+                          "ranking": "tuned"}
 COLUMNS = ["query", "rank", "id", "score", "text", "metadata"]
 
 
@@ -73,21 +91,47 @@ def queries_of(model_input: Any) -> list[str]:
     return [str(v) for v in values]
 
 
-def check_params(params: dict[str, Any] | None) -> tuple[Mode, SearchOptions]:
-    """The mode and search options of ``params`` (defaults filled in); ``InputError`` otherwise."""
+@dataclass(frozen=True)
+class Request:
+    """What a caller asked for: the mode, ``k``, the cosine threshold (None: the default) and
+    the ranking (``tuned``: the promoted version's)."""
+
+    mode: Mode
+    k: int
+    threshold: float | None
+    ranking: Ranking
+
+    def options(self, col: Collection) -> SearchOptions:
+        """The search options on ``col`` (its tuned ranking unless another is named)."""
+        try:
+            return col.search_options(self.k, self.threshold,
+                                      None if self.ranking == "tuned" else self.ranking)
+        except InputError as e:
+            raise InputError(f"{e} (parameters similarity_threshold and ranking)") from None
+
+
+def check_params(params: dict[str, Any] | None) -> Request:
+    """The request of ``params`` (defaults filled in), checked; ``InputError`` otherwise.
+
+    >>> check_params({"top_k": 3}).k, check_params(None).threshold
+    (3, None)
+    """
     p = {**PARAMS, **{k: v for k, v in (params or {}).items() if v is not None}}
     unknown = set(p) - set(PARAMS)
     if unknown:
         raise InputError(f"unknown parameter{'s' if len(unknown) > 1 else ''} "
                          f"{', '.join(sorted(unknown))}; known: {', '.join(PARAMS)}")
-    mode = p["mode"]
+    mode, ranking = p["mode"], p["ranking"]
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if ranking not in RANKINGS:
+        raise InputError(f"ranking must be one of {', '.join(RANKINGS)}; got {ranking!r}")
     try:
-        options = SearchOptions(k=int(p["top_k"]), threshold=float(p["similarity_threshold"]))
+        k, threshold = int(p["top_k"]), float(p["similarity_threshold"])
+        SearchOptions(k=k, threshold=None if threshold <= NO_THRESHOLD else threshold)
     except (InputError, TypeError, ValueError) as e:
         raise InputError(f"{e} (parameters top_k and similarity_threshold)") from None
-    return mode, options
+    return Request(mode, k, None if threshold <= NO_THRESHOLD else threshold, ranking)
 
 
 class _RefuseUnknownParams(logging.Filter):
@@ -154,22 +198,25 @@ class NeartextModel(_Base):  # type: ignore[misc]
             raise MlflowException.invalid_parameter_value(str(e)) from None
 
     def _predict(self, model_input: Any, params: dict[str, Any] | None) -> pd.DataFrame:
-        from ..analysis import paraphrases
+        from ..analysis import paraphrases, resolve_threshold
 
         queries = queries_of(model_input)
-        mode, opts = check_params(params)
-        if mode == "search":
-            results = self.collection.search_many(queries, options=opts)
+        request = check_params(params)
+        col = self.collection
+        if request.mode == "search":
+            results = col.search_many(queries, options=request.options(col))
+            cut = request.threshold
         else:
-            results = [paraphrases(self.collection, q, opts.threshold, top_k=opts.k)[0]
-                       for q in queries]
+            cut = resolve_threshold(col, request.threshold, "paraphrases")
+            results = [paraphrases(col, q, cut, top_k=request.k)[0] for q in queries]
         rows = [{"query": q, "rank": rank, "id": h.id, "score": float(h.score), "text": h.text,
                  "metadata": dict(h.metadata)}
                 for q, hits in zip(queries, results) for rank, h in enumerate(hits, 1)]
         if not rows:
-            warnings.warn(f"no result scored {opts.threshold} or more for {len(queries)} quer"
-                          f"{'y' if len(queries) == 1 else 'ies'}; lower similarity_threshold",
-                          stacklevel=3)
+            asked = f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'}"
+            warnings.warn(f"no result for {asked}" if cut is None else
+                          f"no result scored {cut} or more for {asked}; lower "
+                          "similarity_threshold", stacklevel=3)
         return pd.DataFrame(rows, columns=COLUMNS)
 
 
