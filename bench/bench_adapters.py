@@ -11,7 +11,16 @@ English: Quora duplicates (question1 -> question2) the same way with all-MiniLM-
 Latency: the 100k collection of bench_core (real sentences) searched with a query vector
 given, with and without an adapter applied, alternating (p50).
 
-    python bench/bench_adapters.py [--only ru|en|finetune|latency] [--pairs 6000]
+Both sides (``--only both``, results ``adapters-both``): the symmetric task, "are these two
+texts paraphrases?", scored by the cosine of the two texts as stored vectors (what mining,
+dedup and paraphrases compare). ParaPhraser (all classes: 0 and 1 paraphrases, -1 not; split
+80/20 by text_1, seeded) and MSRP (its own train and test files): adapters are trained on the
+training split's paraphrase pairs (both directions; the documents are every training text), then
+the held-out labeled pairs are scored with no adapter, a query-side adapter (applied to the
+first text: all it can change in a document-document comparison) and a both-side adapter
+(applied to both texts), as average precision and the best F1 over thresholds.
+
+    python bench/bench_adapters.py [--only ru|en|finetune|latency|both] [--pairs 6000]
         [--kinds linear,residual-mlp] [--out adapters]
 """
 
@@ -101,6 +110,93 @@ def adapters_on(model: str, pairs: list[tuple[str, str]], kinds=KINDS) -> dict:
                      "train_s": round(res.seconds, 1), "epochs": res.epochs}
         print(model, kind, out[kind], flush=True)
     return out
+
+
+def labeled_paraphraser() -> list[tuple[str, str, int]]:
+    root = ET.parse(need(SHARED / "paraphraser_ru" / "paraphrases.xml")).getroot()
+    out = []
+    for p in root.iter("paraphrase"):
+        v = {e.get("name"): (e.text or "").strip() for e in p.iter("value")}
+        if v.get("class") in ("-1", "0", "1") and v.get("text_1") and v.get("text_2"):
+            out.append((v["text_1"], v["text_2"], int(v["class"] != "-1")))
+    return out
+
+
+def labeled_msrp(name: str) -> list[tuple[str, str, int]]:
+    path = need(SHARED / "msrp" / f"msr_paraphrase_{name}.txt")
+    with path.open(encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    return [(r[3].strip(), r[4].strip(), int(r[0])) for r in rows if len(r) == 5]
+
+
+def pair_scores(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Average precision of ranking the pairs by score, and the best F1 over thresholds."""
+    order = np.argsort(-scores, kind="stable")
+    hits = labels[order].astype(float)
+    tp = np.cumsum(hits)
+    precision = tp / np.arange(1, len(hits) + 1)
+    ap = float((precision * hits).sum() / max(1.0, hits.sum()))
+    recall = tp / max(1.0, hits.sum())
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0)
+    return {"ap": round(ap, 4), "best_f1": round(float(f1.max()), 4)}
+
+
+def both_sides(model: str, train: list[tuple[str, str, int]],
+               held: list[tuple[str, str, int]], kinds=("linear", "lowrank", "diagonal")) -> dict:
+    from neartext import load_encoder
+    from neartext.adapters import train_adapter
+
+    enc = load_encoder(model)
+    texts = list(dict.fromkeys([t for a, b, _ in train + held for t in (a, b)]))
+    t = time.perf_counter()
+    vec = dict(zip(texts, enc.encode(texts, kind="document")))
+    encode_s = time.perf_counter() - t
+    train_texts = list(dict.fromkeys(t for a, b, _ in train for t in (a, b)))
+    row = {x: i for i, x in enumerate(train_texts)}
+    docs = np.stack([vec[x] for x in train_texts])
+    positives = [(a, b) for a, b, y in train if y] + [(b, a) for a, b, y in train if y]
+    q = np.stack([vec[a] for a, _ in positives])
+    labels = np.array([y for _, _, y in held])
+    a_held = np.stack([vec[a] for a, _, _ in held])
+    b_held = np.stack([vec[b] for _, b, _ in held])
+
+    def cos(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", x, y)
+
+    out = {"model": model, "train_pairs": len(train), "train_positives": len(positives) // 2,
+           "held_out_pairs": len(held), "held_out_positives": int(labels.sum()),
+           "encode_s": round(encode_s, 1), "none": pair_scores(cos(a_held, b_held), labels)}
+    for kind in kinds:
+        for side in ("query", "both"):
+            res = train_adapter(q, np.array([row[b] for _, b in positives]), docs,
+                                groups=[a for a, _ in positives],
+                                base_fingerprint=enc.fingerprint, kind=kind, side=side,
+                                held_out=0.1)
+            ad = res.adapter
+            a2 = ad.apply(a_held)
+            b2 = ad.apply(b_held) if side == "both" else b_held
+            out[f"{kind}/{side}"] = {**pair_scores(cos(a2, b2), labels),
+                                     "train_s": round(res.seconds, 1), "epochs": res.epochs,
+                                     "best_epoch": res.best_epoch}
+            print(model, kind, side, out[f"{kind}/{side}"], flush=True)
+    return out
+
+
+def both_table(r: dict) -> str:
+    lines = []
+    for block in r["both"]:
+        lines += [f"| {block['data']}: {block['model']} ({block['held_out_pairs']} held-out "
+                  f"pairs, {block['held_out_positives']} paraphrases) | AP | best F1 | train s |",
+                  "|---|---|---|---|",
+                  f"| no adapter | {block['none']['ap']} | {block['none']['best_f1']} | |"]
+        for key, b in block.items():
+            if "/" in key:
+                kind, side = key.split("/")
+                what = "both sides" if side == "both" else "query side (first text only)"
+                lines.append(f"| {kind}, {what} | {b['ap']} | {b['best_f1']} | {b['train_s']} |")
+        lines.append("")
+    lines.append(machine_line(r["machine"]))
+    return "\n".join(lines)
 
 
 def finetune(pairs: list[tuple[str, str]]) -> dict:
@@ -193,13 +289,30 @@ def table(r: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=("ru", "en", "finetune", "latency"))
+    ap.add_argument("--only", choices=("ru", "en", "finetune", "latency", "both"))
     ap.add_argument("--pairs", type=int, default=6000)
     ap.add_argument("--kinds", default=",".join(KINDS), help="adapter kinds, comma-separated")
     ap.add_argument("--out", default="adapters", help="results name in bench/results")
     args = ap.parse_args()
     kinds = tuple(args.kinds.split(","))
     r: dict = {"machine": machine()}
+    if args.only == "both":
+        from neartext.adapters import split_groups
+
+        ru = labeled_paraphraser()
+        held = split_groups([a for a, _, _ in ru], 0.2, 0)
+        ru_train = [x for x, h in zip(ru, held) if not h]
+        ru_held = [x for x, h in zip(ru, held) if h]
+        r["both"] = []
+        for model, data, train_rows, held_rows in (
+                ("use-multilingual", "ParaPhraser (ru)", ru_train, ru_held),
+                ("all-MiniLM-L6-v2", "ParaPhraser (ru)", ru_train, ru_held),
+                ("all-MiniLM-L6-v2", "MSRP (en)", labeled_msrp("train"), labeled_msrp("test"))):
+            r["both"].append({"data": data, **both_sides(model, train_rows, held_rows)})
+        text = both_table(r)
+        print(text)
+        save("adapters-both" if args.out == "adapters" else args.out, r, text)
+        return
     if args.only in (None, "ru"):
         ru = paraphraser(args.pairs)
         r["ru"] = [adapters_on("use-multilingual", ru, kinds),

@@ -77,10 +77,12 @@ def same(a: list[tuple[str, float]], b: list[tuple[str, float]]) -> bool:
         all(abs(x - y) < 1e-4 for (_, x), (_, y) in zip(a, b))
 
 
-def test_improve_over_http_switches_searches_atomically_while_they_run(names):
+@pytest.mark.parametrize("body", [{}, {"side": "both", "force": True}], ids=["query", "both"])
+def test_improve_over_http_switches_searches_atomically_while_they_run(names, body):
     """Searches run without pause while ``POST /improve`` trains and promotes: none fails,
     each answer is exactly the old version's or the new one's, and after the promotion every
-    answer is the new one's, equal to the library's search of the promoted collection."""
+    answer is the new one's, equal to the library's search of the promoted collection. A
+    both-side adapter (its stored vectors mapped into a copy swapped in) likewise."""
     path, people = names
     _rate(path, people)
     queries = people[140:160]  # rated and never rated
@@ -103,7 +105,7 @@ def test_improve_over_http_switches_searches_atomically_while_they_run(names):
             t.start()
         try:
             time.sleep(0.3)
-            status, report = c.call("POST", "/collections/tickets/improve", {})
+            status, report = c.call("POST", "/collections/tickets/improve", body)
             time.sleep(0.3)
         finally:
             stop.set()
@@ -111,10 +113,13 @@ def test_improve_over_http_switches_searches_atomically_while_they_run(names):
                 t.join()
         assert status == 200 and report["promoted"] and report["version"] == 2, report
         assert report["from_feedback"] == 150
+        if body:
+            assert report["side"] == "both" and report["chosen"]["adapter"] == "new"
         after = {q: _top(c, "tickets", q)[1] for q in queries}
         assert sum(not same(after[q], before[q]) for q in queries) >= 10
         with Collection.open(path) as col:  # what the library serves at version 2
             assert col.manifest.version == 2
+            assert (col.manifest.adapter or {}).get("side", "query") == body.get("side", "query")
             for q in queries:
                 assert [i for i, _ in after[q]] == [r.id for r in col.search(q, k=5)]
         assert len(answers) > 20 and all(s == 200 for _, s, _ in answers)

@@ -708,3 +708,24 @@ def test_versions_on_milvus_match_the_local_collection(tmp_path, encoder, reques
     local, remote = ranked[str(tmp_path / "local")], ranked[milvus_address]
     assert {i for i, _ in local} == {i for i, _ in remote}
     assert all(abs(a - b) < 0.01 for (_, a), (_, b) in zip(local, remote)), (local, remote)
+
+
+def test_a_both_side_adapter_is_refused_on_milvus_with_one_line(tmp_path, encoder, capsys):
+    """A both-side adapter maps the stored vectors into a copy swapped in whole: directories
+    only. On Milvus: one line saying what to do, nothing changed."""
+    import csv
+
+    from neartext.cli import main
+
+    address = f"milvus-lite:{tmp_path / 'store.db'}#both"
+    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    with col:
+        rows = [(" ".join(d.text.split()[:3]), d.text)
+                for d in col.store.get(list(col.store.document_hashes()))]
+    with (tmp_path / "pairs.csv").open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("query", "passage"), *rows])
+    assert main(["tune", address, "--pairs", str(tmp_path / "pairs.csv"), "--side", "both"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "works on collections in a directory" in err[0], err
+    with Collection.open(address) as col:
+        assert col.manifest.version == 1 and col.manifest.adapter is None

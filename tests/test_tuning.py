@@ -13,10 +13,11 @@ import pytest
 from neartext import Collection
 from neartext.adapters import Adapter, train_adapter
 from neartext.cli import main
+from neartext.corpus import Record
 from neartext.errors import InputError, ModelMismatch
 from neartext.feedback import FeedbackStore
 from neartext.tuning import tune
-from neartext.versions import list_versions, rollback
+from neartext.versions import list_versions, rollback, version_view
 
 
 def rotated(n: int = 300, dim: int = 16, angle: float = 1.2, seed: int = 0):
@@ -371,3 +372,211 @@ def test_the_learned_fusion_ranks_by_its_weights_and_needs_them(demo_copy):
                                        "weights": [0, 0, 0, 1.0, 0, 0]})  # keyword rank
         assert [r.id for r in col.search(queries[0], k=5)] == \
             [r.id for r in col.search(queries[0], k=5, mode="keyword")]
+
+
+def _vectors(col: Collection) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for ids, vecs in col.store.iter_vectors():
+        out.update(zip(ids, vecs))
+    return out
+
+
+def test_a_both_side_adapter_maps_the_stored_vectors_and_rollback_maps_them_back(
+        demo_copy, tmp_path, encoder, capsys):
+    """``--side both``: promoting maps every stored vector by the adapter (the encoder does not
+    run), new documents are mapped as they come, paraphrases compare in the new space; going
+    back maps them back (vectors within 1e-5, the same results), and forward again."""
+    with Collection.open(demo_copy, model=encoder) as col:
+        docs = _texts(col)
+        col.update_manifest(lambda m: setattr(m, "threshold", 0.8))
+        _write_pairs(tmp_path / "pairs.csv", [(" ".join(t.split()[:3]), t) for _, t in docs])
+        base = _vectors(col)
+        queries = ["refund my money", "the app crashes when I open it", "dark mode please"]
+        before = [[(r.id, r.score) for r in col.search(q, k=5)] for q in queries]
+    assert main(["tune", str(demo_copy), "--pairs", str(tmp_path / "pairs.csv"), "--side",
+                 "both", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "(both side)" in out and "were mapped into the new version's space" in out, out
+    assert "threshold 0.8000 belonged to the old space" in out
+    with Collection.open(demo_copy, model=encoder) as col:
+        adapter = col.adapter
+        assert adapter is not None and adapter.side == "both" and col.manifest.version == 2
+        assert col.manifest.threshold is None
+        mapped = _vectors(col)
+        assert mapped.keys() == base.keys()
+        ids = list(base)
+        want = adapter.apply(np.stack([base[i] for i in ids]))
+        assert np.abs(np.stack([mapped[i] for i in ids]) - want).max() < 1e-5
+        # a search ranks adapted queries against the mapped documents
+        q = adapter.apply(encoder.encode([queries[0]], kind="query"))[0]
+        exact = sorted(ids, key=lambda i: -float(mapped[i] @ q))[:5]
+        assert [r.id for r in col.search(queries[0], k=5, mode="semantic")] == exact
+        # a new document is mapped as it is stored; paraphrases compare in the new space
+        text = "My card was charged twice for one order, please refund the second charge"
+        col.upsert([Record("new-1", text, {})])
+        got = _vectors(col)["new-1"]
+        assert np.abs(got - adapter.apply(encoder.encode([text], kind="document"))[0]).max() \
+            < 1e-5
+        found, _ = col.paraphrases(text + "!", threshold=-1.0, top_k=3)
+        assert found[0].id == "new-1"
+        v = adapter.apply(encoder.encode([text + "!"], kind="document"))[0]
+        assert found[0].score == pytest.approx(float(got @ v), abs=1e-5)
+        # exported vectors are the model's (the mapping undone): what --vectors reads back
+        from neartext.vectors import export_vectors
+
+        export_vectors(col, tmp_path / "v.parquet")
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(tmp_path / "v.parquet").to_pylist()
+        exported = {r["id"]: np.array(r["vector"]) for r in table}
+        assert max(float(np.abs(exported[i] - base[i]).max()) for i in ids) < 1e-5
+        # another version's space cannot be searched in place: one line
+        with pytest.raises(InputError, match="version 1 ranks documents by vectors in another"):
+            version_view(col, "v1")
+        assert rollback(col)["version"] == 1  # maps back; the collection is opened again
+        assert col.manifest.threshold == 0.8 and col.adapter is None
+        back = _vectors(col)
+        assert np.abs(np.stack([back[i] for i in ids]) - np.stack([base[i] for i in ids])
+                      ).max() < 1e-5
+        assert np.abs(back["new-1"] - encoder.encode([text], kind="document")[0]).max() < 1e-5
+        col.delete(["new-1"])
+        again = [[(r.id, r.score) for r in col.search(q, k=5)] for q in queries]
+        assert [[i for i, _ in row] for row in again] == [[i for i, _ in row] for row in before]
+        assert np.allclose([s for row in again for _, s in row],
+                           [s for row in before for _, s in row], atol=1e-5)
+        assert rollback(col, 2)["version"] == 2  # and forward again
+        assert np.abs(np.stack([_vectors(col)[i] for i in ids]) - want).max() < 1e-5
+
+
+def test_a_both_side_adapter_must_be_invertible_and_nothing_changes_when_refused(
+        demo_copy, tmp_path, capsys):
+    with Collection.open(demo_copy) as col:
+        _write_pairs(tmp_path / "pairs.csv",
+                     [(" ".join(t.split()[:3]), t) for _, t in _texts(col)])
+    manifest = (demo_copy / "manifest.json").read_text()
+    assert main(["tune", str(demo_copy), "--pairs", str(tmp_path / "pairs.csv"), "--side",
+                 "both", "--kind", "residual-mlp"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a residual-mlp adapter cannot be both-side" in err[0], err
+    assert (demo_copy / "manifest.json").read_text() == manifest
+    assert not (demo_copy / "adapters").exists()
+
+
+def test_writes_landing_during_the_mapping_are_caught_up_and_mapped(demo_copy, encoder,
+                                                                    monkeypatch):
+    """A document another writer adds while the stored vectors are being mapped is in the new
+    version, encoded and mapped by its adapter; one it deletes is gone."""
+    from neartext import reindex as reindex_module
+    from neartext.versions import promote
+
+    rng = np.random.default_rng(0)
+    with Collection.open(demo_copy, model=encoder) as col:
+        dim = col.manifest.dim
+        m = np.eye(dim, dtype=np.float32) + 0.2 * rng.standard_normal((dim, dim)).astype(
+            np.float32)
+        adapter = Adapter("linear", "both", m, col.manifest.model.fingerprint)
+        other = Collection.open(demo_copy, model=encoder)
+        export = reindex_module.LocalStore.export
+        done = []
+
+        def export_then_write(self, batch_size=1024):
+            yield from export(self, batch_size)
+            if not done:  # after the copy: another writer's change, committed
+                done.append(1)
+                other.upsert([Record("late-1", "A late ticket about a refund", {})])
+                other.delete(["fb-0001"])
+
+        monkeypatch.setattr(reindex_module.LocalStore, "export", export_then_write)
+        promote(col, adapter, {})
+        other.close()
+        got = _vectors(col)
+        assert "fb-0001" not in got and col.store.get(["fb-0001"]) == []
+        want = adapter.apply(encoder.encode(["A late ticket about a refund"], kind="document"))
+        assert np.abs(got["late-1"] - want[0]).max() < 1e-5
+
+
+def test_a_process_holding_the_old_version_cannot_write_its_manifest_over_the_new(demo_copy):
+    """A version swapped in by another process (a both-side promotion, or reindex) is not
+    overwritten by the manifest write of a process that still has the old one open."""
+    from neartext.errors import CollectionReplaced
+    from neartext.versions import promote
+
+    stale = Collection.open(demo_copy)
+    with Collection.open(demo_copy) as col:
+        m = np.eye(col.manifest.dim, dtype=np.float32) * 1.5
+        promote(col, Adapter("diagonal", "both", m, col.manifest.model.fingerprint), {})
+    assert not stale.refresh() and stale.manifest.version == 1  # another database's manifest
+    with pytest.raises(CollectionReplaced, match="the manifest was not written"):
+        stale.update_manifest(lambda m: setattr(m, "threshold", 0.5))
+    stale.close()
+    with Collection.open(demo_copy) as col:
+        assert col.manifest.version == 2 and col.manifest.adapter["side"] == "both"
+        assert col.manifest.threshold is None
+
+
+def test_improve_full_fine_tunes_reembeds_and_promotes_only_through_the_gate(demo_copy,
+                                                                          tmp_path, capsys):
+    """``improve --full``: the model is fine-tuned on the training queries, the documents are
+    re-embedded beside the collection and the held-out queries measured there. Refused by the
+    gate: nothing changes, the model is kept as the candidate. Forced: the new version uses the
+    fine-tuned model (inside the collection) for documents and queries; going back names the
+    command that does it."""
+    from neartext.encoders import load_encoder
+
+    with Collection.open(demo_copy) as col:
+        docs = _texts(col)
+        FeedbackStore(demo_copy).add("refund my money", docs[0][0], True)
+    _write_pairs(tmp_path / "pairs.csv", [(" ".join(t.split()[:3]), t) for _, t in docs])
+    manifest = (demo_copy / "manifest.json").read_text()
+    args = ["improve", str(demo_copy), "--pairs", str(tmp_path / "pairs.csv"), "--full",
+            "--epochs", "0.5"]
+    assert main([*args, "--margin", "1.0"]) == 0
+    out = capsys.readouterr().out
+    assert "not promoted" in out and "below the margin 1.0" in out, out
+    assert (demo_copy / "manifest.json").read_text() == manifest
+    assert (demo_copy / "models" / "candidate" / "config.json").is_file()
+    assert not (demo_copy.parent / "feedback.reindex").exists()
+    assert main([*args, "--force", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["promoted"] and report["version"] == 2 and report["from_feedback"] == 1
+    assert report["pairs"] == len(docs) + 1
+    assert report["reason"].startswith("promoted as version 2: the fine-tuned model with")
+    with Collection.open(demo_copy) as col:
+        m = col.manifest
+        assert m.version == 2 and m.model.name == str((demo_copy / "models" / "v2").resolve())
+        assert m.search["details"]["fine_tuned"]["train_pairs"] > 150
+        tuned = load_encoder(m.encoder_settings())
+        assert col.encoder.fingerprint == tuned.fingerprint == m.model.fingerprint
+        stored = _vectors(col)
+        want = tuned.encode([t for _, t in docs], kind="document")
+        assert np.abs(np.stack([stored[i] for i, _ in docs]) - want).max() < 1e-5
+        hits = col.search("refund my money", k=3, mode="semantic")
+        q = tuned.encode(["refund my money"], kind="query")[0]
+        exact = sorted(stored, key=lambda i: -float(stored[i] @ q))[:3]
+        assert [h.id for h in hits] == exact
+        assert FeedbackStore(demo_copy).count() == 1  # ratings go along
+        with pytest.raises(InputError, match="neartext reindex .* all-MiniLM-L6-v2"):
+            rollback(col)
+    assert main(["versions", str(demo_copy)]) == 0
+    listing = capsys.readouterr().out
+    assert "*   2" in listing and "fine-tuned model" in listing, listing
+    # nothing new since version 2: says so
+    assert main([*args[:4], "--full"]) == 0
+    assert "0 new ratings since version 2" in capsys.readouterr().out
+
+
+def test_improve_full_refuses_what_it_cannot_do_in_one_line(demo_copy, tmp_path, capsys):
+    with Collection.open(demo_copy) as col:
+        docs = _texts(col)
+        FeedbackStore(demo_copy).add("refund my money", docs[0][0], True)
+    _write_pairs(tmp_path / "few.csv", [(" ".join(t.split()[:3]), t) for _, t in docs[:50]])
+    manifest = (demo_copy / "manifest.json").read_text()
+    for extra, message in ((["--pairs", str(tmp_path / "few.csv")],
+                            "51 usable (query, document) pairs (50 from the file, 1 👍 ratings); "
+                            "at least 200 are needed to fine-tune"),
+                           (["--side", "both"], "--kind and --side shape an adapter")):
+        assert main(["improve", str(demo_copy), "--full", *extra]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert (demo_copy / "manifest.json").read_text() == manifest
+    assert not (demo_copy / "models").exists()

@@ -1,7 +1,11 @@
 """Embedding adapters: a small transform learned on top of any encoder's vectors.
 
 An adapter maps a query vector ``q`` to ``normalize(q @ W)`` and leaves the documents' stored
-vectors alone (a query-side adapter: nothing is re-embedded). It needs only vectors, so it works
+vectors alone (a query-side adapter: nothing is re-embedded). A both-side adapter (``side``
+``both``, for symmetric tasks: paraphrase mining, dedup) maps the documents too: the stored
+vectors are transformed by the same matrix product when it is promoted (the encoder does not
+run), and back by its inverse on a rollback, so only the invertible kinds (``linear``,
+``lowrank``, ``diagonal``) can be both-side. It needs only vectors, so it works
 for every encoder neartext runs (sentence-transformers, ``use-multilingual``, ONNX, static).
 Training follows the embedding-adapter recipe (Chroma's technical report "Embedding Adapters";
 LlamaIndex's ``EmbeddingAdapterFinetuneEngine``): a softmax over each query's positive document
@@ -48,7 +52,9 @@ from .linalg import top_k
 from .metrics import retrieval_metrics
 
 KINDS = ("linear", "lowrank", "diagonal", "residual-mlp")
-SIDES = ("query",)
+SIDES = ("query", "both")
+BOTH_KINDS = ("linear", "lowrank", "diagonal")  # invertible: a rollback maps the documents back
+MAX_CONDITION = 1e4  # a both-side matrix less well-conditioned than this is not kept
 MIN_PAIRS = 20  # fewer (query, document) pairs than this teach an adapter nothing measurable
 RANK = 16
 HIDDEN = 256  # residual-mlp's hidden units
@@ -87,6 +93,27 @@ class Adapter:
         norm: np.ndarray = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
         return norm.astype(np.float32)
 
+    @property
+    def documents_too(self) -> bool:
+        """Whether it maps the documents' vectors as well (``side`` ``both``)."""
+        return self.side == "both"
+
+    def invert(self, vectors: np.ndarray) -> np.ndarray:
+        """The unit vectors that :meth:`apply` maps to ``vectors`` (a both-side adapter's
+        documents brought back to the encoder's space; within float precision).
+
+        >>> a = Adapter("linear", "both", np.array([[2.0, 1.0], [0.0, 1.0]], np.float32), "x")
+        >>> x = np.array([[0.6, 0.8]], np.float32)
+        >>> bool(np.allclose(a.invert(a.apply(x)), x, atol=1e-6))
+        True
+        """
+        if self.mlp is not None:
+            raise InputError(f"a {self.kind} adapter cannot be inverted")
+        inverse = np.linalg.inv(self.matrix.astype(np.float64))
+        v = np.asarray(vectors, dtype=np.float64) @ inverse
+        v /= np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+        return v.astype(np.float32)
+
     def save(self, path: str | Path) -> None:
         """Write the adapter to ``path`` (one ``.npz`` file, replaced atomically)."""
         meta = {"format": _FORMAT, "kind": self.kind, "side": self.side,
@@ -124,6 +151,8 @@ class Adapter:
                         or out.shape != (hidden.shape[1], dim) or \
                         not all(np.isfinite(a).all() for a in mlp):
                     raise ValueError("its hidden layer does not fit its matrix")
+            if meta.get("side") not in SIDES or (meta["side"] == "both" and mlp is not None):
+                raise ValueError(f"unknown side {meta.get('side')!r}")
             adapter = cls(meta["kind"], meta["side"], matrix, meta["base_fingerprint"],
                           dict(meta.get("info") or {}), mlp)  # type: ignore[arg-type]
         except Exception as e:  # noqa: BLE001 - whatever the bytes are: not an adapter
@@ -159,6 +188,18 @@ class TuneResult:
     def gain_interval(self) -> tuple[float, float]:
         """MRR@10 gain on the held-out queries and the lower end of its 95% interval."""
         return paired_gain(self.rr_before, self.rr_after)
+
+
+def check_kind(kind: str, side: str) -> None:
+    """An :class:`InputError` for an unknown kind or side, or a kind that cannot be both-side."""
+    if kind not in KINDS:
+        raise InputError(f"unknown adapter kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    if side not in SIDES:
+        raise InputError(f"unknown adapter side {side!r}; choose one of: {', '.join(SIDES)}")
+    if side == "both" and kind not in BOTH_KINDS:
+        raise InputError(f"a {kind} adapter cannot be both-side: the stored vectors are mapped "
+                         "by it and back by its inverse on a rollback; use one of: "
+                         f"{', '.join(BOTH_KINDS)}")
 
 
 def split_groups(groups: Sequence[Any] | np.ndarray, held_out: float, seed: int) -> np.ndarray:
@@ -207,6 +248,7 @@ def train_adapter(
     base_fingerprint: str,
     hard_negatives: Sequence[tuple[int, int]] = (),
     kind: str = "linear",
+    side: str = "query",
     held_out: float = 0.2,
     epochs: int = 60,
     batch_size: int = 64,
@@ -217,7 +259,8 @@ def train_adapter(
     baseline: Adapter | None = None,
     seed: int = 0,
 ) -> TuneResult:
-    """Learn a query-side adapter from (query vector, positive document row) pairs.
+    """Learn an adapter from (query vector, positive document row) pairs: query-side, or with
+``side="both"`` applied to the documents as well (then its matrix must stay invertible).
 
     ``queries`` (n, dim) are the queries' vectors (repeated per pair), ``positives`` (n,) the
     row in ``docs`` (the collection's vectors) of each pair's document, ``groups`` the query each
@@ -227,8 +270,7 @@ def train_adapter(
     """
     import torch
 
-    if kind not in KINDS:
-        raise InputError(f"unknown adapter kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    check_kind(kind, side)
     q = np.ascontiguousarray(queries, dtype=np.float32)
     d = np.ascontiguousarray(docs, dtype=np.float32)
     pos = np.asarray(positives, dtype=np.int64)
@@ -257,8 +299,10 @@ def train_adapter(
     q_eval = q[eval_rows]
 
     def evaluate(adapter: Adapter | None) -> tuple[dict[str, float], np.ndarray]:
-        return ranking_metrics(q_eval if adapter is None else adapter.apply(q_eval), d,
-                               eval_gold)
+        if adapter is None:
+            return ranking_metrics(q_eval, d, eval_gold)
+        return ranking_metrics(adapter.apply(q_eval),
+                               adapter.apply(d) if adapter.documents_too else d, eval_gold)
 
     before, rr_before = evaluate(baseline)
     gen = torch.Generator().manual_seed(seed)
@@ -302,7 +346,7 @@ def train_adapter(
         with torch.no_grad():
             mlp = None if kind != "residual-mlp" else tuple(
                 p.detach().numpy().astype(np.float32).copy() for p in params)
-            return Adapter(kind, "query", weight().detach().numpy().astype(np.float32).copy(),
+            return Adapter(kind, side, weight().detach().numpy().astype(np.float32).copy(),
                            base_fingerprint, {}, mlp)  # type: ignore[arg-type]
 
     negatives_of: dict[int, list[int]] = {}
@@ -326,7 +370,8 @@ def train_adapter(
             rand = rng.integers(0, len(d), random_negatives).tolist()
             cand = np.array(cand_rows + hard + rand, dtype=np.int64)
             qa = forward(torch_q[batch])
-            logits = scale * qa @ torch_d[cand].T
+            da = forward(torch_d[cand]) if side == "both" else torch_d[cand]
+            logits = scale * qa @ da.T
             # another query's positive that is also this query's positive is not a negative
             same = torch.from_numpy(
                 np.array([[c in gold_by_group[group_of[i]] for c in cand.tolist()]
@@ -343,7 +388,8 @@ def train_adapter(
         candidate = snapshot()
         metrics, _ = evaluate(candidate)
         history.append({"epoch": float(epoch), **metrics})
-        if metrics["mrr@10"] > best[0] + 1e-6:
+        invertible = side == "query" or np.linalg.cond(candidate.matrix) < MAX_CONDITION
+        if metrics["mrr@10"] > best[0] + 1e-6 and invertible:
             best, stale = (metrics["mrr@10"], epoch, candidate), 0
         else:
             stale += 1
@@ -352,7 +398,7 @@ def train_adapter(
     _, best_epoch, kept = best
     after, rr_after = evaluate(kept) if best_epoch else (before, rr_before)
     if kept is None or not best_epoch:  # no epoch beat the start: the start, as this kind
-        kept = Adapter(kind, "query", np.eye(dim, dtype=np.float32), base_fingerprint, {},
+        kept = Adapter(kind, side, np.eye(dim, dtype=np.float32), base_fingerprint, {},
                        None if kind != "residual-mlp" else (
                            np.zeros((dim, HIDDEN), np.float32), np.zeros(HIDDEN, np.float32),
                            np.zeros((HIDDEN, dim), np.float32)))

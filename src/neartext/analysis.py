@@ -200,7 +200,7 @@ def paraphrases(
     if not isinstance(text, str) or not text.strip():
         raise InputError("empty text; give the text to find paraphrases of")
     own = _norm(text)
-    vec = col.encoder.encode([text], kind="document")
+    vec = col.to_stored_space(col.encoder.encode([text], kind="document"))
     total = len(col)
     fetch = min(total, top_k + 10)
     while True:

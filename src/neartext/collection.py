@@ -66,6 +66,9 @@ class Collection:
         self._scripts: tuple[int, dict[str, float]] | None = None  # (generation, shares)
         # where new texts are embedded: None in this process, else a neartext.compute.RayCompute
         self.compute: RayCompute | None = None
+        # set by a process that serves it to several threads: a new version this process swaps
+        # in (a both-side adapter's) is then opened anew by that process, not in place
+        self.shared = False
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -223,6 +226,18 @@ class Collection:
     def close(self) -> None:
         self.store.close()
 
+    def reopen(self) -> None:
+        """Open the collection at this address again (after this process swapped in a new
+        version of it: a both-side adapter's promotion or rollback); the encoder stays."""
+        from .store.factory import open_store
+
+        self.store.close()
+        self.store = open_store(self.address)
+        self._manifest_stamp = self.store.manifest_stamp()
+        self.manifest = Manifest.from_dict(self.address, self.store.read_manifest())
+        self._adapter = None
+        self._scripts = None
+
     def __enter__(self) -> Collection:
         return self
 
@@ -257,6 +272,16 @@ class Collection:
             cached = (key, load_adapter(self, m))
             self._adapter = cached
         return m, cached[1]
+
+    def to_stored_space(self, vectors: np.ndarray,
+                        version: tuple[Manifest, Adapter | None] | None = None) -> np.ndarray:
+        """Document vectors from the encoder (or brought by rows) as the stored ones are:
+        mapped by the current version's both-side adapter (:mod:`neartext.adapters`), if any;
+        ``version``: one taken by :meth:`current` (a long write maps every batch alike)."""
+        _, adapter = version or self.current()
+        if adapter is None or not adapter.documents_too:
+            return vectors
+        return adapter.apply(vectors)
 
     def forget_adapter(self) -> None:
         """Read the adapter again on next use (the manifest changed)."""
@@ -569,8 +594,9 @@ class Collection:
         new = Manifest.from_dict(self.address, self.store.read_manifest())
         self._manifest_stamp = stamp
         old = self.manifest
-        if (new.model.fingerprint, new.dim) != (old.model.fingerprint, old.dim):
-            return False
+        if self.store.replaced() or (new.model.fingerprint, new.dim) != (
+                old.model.fingerprint, old.dim):
+            return False  # the manifest of another database (a reindex or remap swapped it)
         changed = new.to_dict() != old.to_dict()
         self.manifest = new
         return changed

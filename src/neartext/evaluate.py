@@ -259,7 +259,7 @@ def model_with_adapter(spec: str) -> tuple[str | Encoder, Any]:
         from .versions import version_view
 
         with Collection.open(where) as col:
-            _, _, adapter = version_view(col, version)
+            _, _, adapter = version_view(col, version, in_place=False)
             return col.encoder, adapter
     return spec, None
 
@@ -270,8 +270,9 @@ def evaluate_retrieval_modes(model: str | Encoder, data: RetrievalData,
                              ) -> dict[str, dict[str, float]]:
     """:func:`evaluate_retrieval` for several modes, encoding the corpus once. Semantic alone
     runs an exact vector search; with keyword or hybrid the corpus goes into a temporary
-    collection searched as ``Collection.search`` does. ``adapter``: a query adapter
-    (:mod:`neartext.adapters`) applied to the query vectors."""
+    collection searched as ``Collection.search`` does. ``adapter``: an adapter
+    (:mod:`neartext.adapters`) applied to the query vectors (and to the documents' when it is
+    both-side)."""
     from .metrics import retrieval_metrics
     from .store.vector_index import ExactIndex
 
@@ -289,7 +290,8 @@ def evaluate_retrieval_modes(model: str | Encoder, data: RetrievalData,
     texts = [data.queries[q] for q in qids]
     if list(modes) == ["semantic"]:
         index = ExactIndex(enc.dim)
-        index.add(enc.encode([data.corpus[d] for d in doc_ids], kind="document"),
+        vecs = enc.encode([data.corpus[d] for d in doc_ids], kind="document")
+        index.add(adapter.apply(vecs) if adapter is not None and adapter.documents_too else vecs,
                   np.arange(len(doc_ids)))
         q = enc.encode(texts, kind="query")
         _, top = index.search(q if adapter is None else adapter.apply(q), 100)
@@ -303,7 +305,11 @@ def evaluate_retrieval_modes(model: str | Encoder, data: RetrievalData,
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="neartext-eval-") as tmp, \
             Collection.create(Path(tmp) / "corpus", model=enc) as col:
-        col.upsert([Record(d, data.corpus[d], {}) for d in doc_ids])
+        if adapter is not None and adapter.documents_too:  # stored as its version stores them
+            vecs = adapter.apply(enc.encode([data.corpus[d] for d in doc_ids], kind="document"))
+            col.upsert([Record(d, data.corpus[d], {}, vector=v) for d, v in zip(doc_ids, vecs)])
+        else:
+            col.upsert([Record(d, data.corpus[d], {}) for d in doc_ids])
         for mode in modes:
             rows = col.search_many(texts, 100, mode=mode, fusion=fusion, alpha=alpha,
                                    version=(col.manifest, adapter))

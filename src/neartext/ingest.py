@@ -244,7 +244,9 @@ def _given_vectors(col: Collection, records: Sequence[Record], vectors_from: str
                          "so rows cannot bring one; index without vectors")
     model = col.manifest.model
     check_vectors_model(vectors_from, model.name, model.fingerprint)
-    return {r.id: r.vector for r in records}
+    ids = [r.id for r in records]  # the encoder's vectors, mapped as the stored ones are
+    mapped = col.to_stored_space(np.stack([np.asarray(r.vector, np.float32) for r in records]))
+    return dict(zip(ids, mapped))
 
 
 def _passages(col: Collection, docs: list[Document], report: IndexReport, progress: bool,
@@ -299,14 +301,18 @@ def _embedded(col: Collection, order: list[str], todo: dict[str, str]
     """``(hashes, vectors)`` batches of ``todo``'s texts in ``order``: encoded here a chunk at a
     time, or by encoder actors on Ray (``col.compute``) as they finish."""
     enc = col.encoder
+    version = col.current()  # mapped as the stored vectors are (a both-side adapter)
     if col.compute is None:
         for i in range(0, len(order), EMBED_CHUNK):
             part = order[i : i + EMBED_CHUNK]
-            yield part, enc.encode([todo[h] for h in part], kind="document")
+            yield part, col.to_stored_space(enc.encode([todo[h] for h in part],
+                                                       kind="document"), version)
         return
     # a whole document's text is a row of the corpus Ray's tasks read (kept on the cluster)
-    yield from col.compute.embed(todo, order, enc.settings, enc.fingerprint,
-                                 rows=not col.manifest.chunking)
+    with closing(col.compute.embed(todo, order, enc.settings, enc.fingerprint,
+                                   rows=not col.manifest.chunking)) as batches:
+        for part, vecs in batches:
+            yield part, col.to_stored_space(vecs, version)
 
 
 SHAPING = ("chunk", "overlap", "index", "cleaning", "milvus", "precision")  # creation-only

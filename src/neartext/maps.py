@@ -53,8 +53,10 @@ class Projection:
 
 def _cache_path(col: Collection, sample: int | None, seed: int) -> Path:
     gen = col.store.generation()
+    from .versions import vector_space
+
     key = json.dumps({"gen": gen, "fp": col.manifest.model.fingerprint, "sample": sample,
-                      "seed": seed}, sort_keys=True)
+                      "seed": seed, "space": vector_space(col.manifest.adapter)}, sort_keys=True)
     return col.path / "cache" / f"projection-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 

@@ -1,4 +1,5 @@
-"""Re-embed a collection with another model: a new version, swapped in only when complete.
+"""Re-embed a collection with another model, or map its stored vectors to another space (a
+both-side adapter, :func:`remap`): a new version, swapped in only when complete.
 
 The new version is built beside the collection in ``<path>.reindex/`` from the stored texts
 and metadata (already cleaned; the source file is not needed). Readers keep using the old
@@ -16,24 +17,30 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
 
 from .address import parse_address
 from .collection import Collection
 from .corpus import Record
 from .encoders import EncoderSettings, canonical_name
-from .errors import InputError, Unsupported
+from .errors import CollectionBusy, InputError, Unsupported
 from .manifest import Manifest
-from .store.factory import kind_of
+from .progress import progress_bar
+from .store.base import Passage
+from .store.factory import create_store, kind_of
 from .store.local import MANIFEST, LocalStore
+from .versions import replaced_record
 
 READ_BATCH = 5000
+T = TypeVar("T")
 
 
 @dataclass
@@ -65,19 +72,22 @@ def reindex(
     *,
     progress: bool = False,
     keep_previous: bool = False,
+    gate: Callable[[Collection], dict[str, Any]] | None = None,
 ) -> ReindexReport:
     """Re-embed every document of the collection at ``path`` with ``model``; swap when done.
 
     ``model`` is a name/path (prefixes, pooling and sequence length then come from the new
     model; normalization and batch size are kept) or full :class:`EncoderSettings`. With
     ``keep_previous`` the old version stays at ``<path>.previous``.
+
+    ``gate`` is called with the new version once its documents are embedded, before the last
+    catch-up and the swap: it returns manifest fields to give the new version (its ranking,
+    what it was measured with), or raises to leave the collection as it was (the new version's
+    files are removed); the swap is then refused (:class:`CollectionBusy`) if another version
+    became current meanwhile. The collection's fine-tuned models (``models/``) go along.
     """
     t0 = time.perf_counter()
-    address = parse_address(path)
-    if not kind_of(address).swaps_directories:
-        raise Unsupported(f"{path}: reindex works on collections in a directory; for a Milvus "
-                          "collection: 'neartext migrate' it to a directory, reindex that, and "
-                          "migrate it back under a new name")
+    _check_directory(path, "reindex")
     target = Path(path)
     with Collection.open(target) as old:
         manifest = old.manifest
@@ -94,12 +104,27 @@ def reindex(
                                  "nothing to re-embed")
             generation = old.store.generation()
             ids, embedded = _copy(old, new, progress)
+            fields: dict[str, Any] = {}
+            if gate is not None:
+                try:
+                    fields = gate(new)
+                except BaseException:
+                    new.close()
+                    shutil.rmtree(scratch, ignore_errors=True)
+                    raise
             store = old.store
             assert isinstance(store, LocalStore)
             # Writes of other processes that landed while copying are caught up with every
             # writer held off, and the swap happens before they go on: they then find the
             # collection replaced and are refused (nothing is written to the old copy).
-            with store.hold_writes():
+            with store.manifest_lock(), store.hold_writes():
+                now = Manifest.from_dict(old.address, store.read_manifest())
+                if gate is not None and now.version != manifest.version:
+                    raise CollectionBusy(
+                        f"{target}: version {now.version} became current while this run "
+                        f"measured against version {manifest.version}; nothing changed: run "
+                        "it again")
+                manifest = now
                 if store.generation() != generation:
                     ids, more = _copy(old, new, False)
                     embedded += more
@@ -108,14 +133,13 @@ def reindex(
                 version = max([manifest.version, *(int(h.get("version", 0))
                                                    for h in manifest.history)]) + 1
                 new.manifest.version = version
-                new.manifest.history = [*manifest.history, {
-                    "version": manifest.version, "model": manifest.model.name,
-                    "fingerprint": manifest.model.fingerprint, "adapter": manifest.adapter,
-                    "search": manifest.search,
-                    "replaced": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
+                new.manifest.history = [*manifest.history, replaced_record(manifest)]
+                for key, value in fields.items():
+                    setattr(new.manifest, key, value)
                 new.save_manifest()
                 new_name = new.manifest.model.name
                 new.close()
+                _carry_models(target, scratch)
                 with _holding_feedback(target, scratch):
                     _swap(target, scratch, keep_previous)
         finally:
@@ -129,6 +153,72 @@ def reindex(
                      "vectors and is not used by the new version; run 'neartext tune' again")
     return ReindexReport(str(target), len(ids), embedded, manifest.model.name, new_name,
                          version, time.perf_counter() - t0, resumed, notes)
+
+
+def _check_directory(path: str | Path, what: str) -> None:
+    if not kind_of(parse_address(path)).swaps_directories:
+        raise Unsupported(f"{path}: {what} works on collections in a directory; for a Milvus "
+                          f"collection: 'neartext migrate' it to a directory, {what} that, and "
+                          "migrate it back under a new name")
+
+
+def remap(path: str | Path, vectors: Callable[[np.ndarray], np.ndarray],
+          change: Callable[[Manifest], T], *, progress: bool = False) -> T:
+    """A new version of the collection at ``path`` whose stored vectors are ``vectors(old)``
+    (rows of passage vectors; the encoder does not run) and whose manifest is the current one
+    as ``change`` leaves it (it may raise: nothing changes). Built beside the collection and
+    swapped in like a reindex: readers use the old version until then, writes that land
+    meanwhile are caught up with writers held off (their new texts encoded and mapped by the
+    new version's adapter), and a process that still has the old version open cannot write
+    its manifest afterwards. Returns what ``change`` returns.
+
+    What a both-side adapter's promotion and rollback do (:mod:`neartext.versions`)."""
+    _check_directory(path, "a both-side adapter")
+    target = Path(path)
+    scratch = target.with_name(target.name + ".remap")
+    if scratch.exists():  # a killed run's: nothing to resume, the mapping is cheap
+        shutil.rmtree(scratch)
+    with Collection.open(target) as old:
+        store = old.store
+        assert isinstance(store, LocalStore)
+        generation = store.generation()
+        new_store = create_store(parse_address(scratch), old.manifest.portable().to_dict())
+        try:
+            with progress_bar(store.count(), "mapping", "doc", enabled=progress) as bar:
+                for docs, parts in store.export(READ_BATCH):
+                    if parts:
+                        mapped = vectors(np.stack([p.vector for p in parts]))
+                        parts = [Passage(p.doc_id, p.start, p.end, p.hash, v)
+                                 for p, v in zip(parts, mapped)]
+                    new_store.write(docs, parts, [])
+                    bar.update(len(docs))
+        finally:
+            new_store.close()
+        try:
+            with store.manifest_lock(), store.hold_writes():
+                draft = Manifest.from_dict(old.address, store.read_manifest())
+                out = change(draft)  # it may write the new version's adapter: copied next
+                from .versions import ADAPTERS
+
+                if (old.path / ADAPTERS).is_dir():
+                    shutil.copytree(old.path / ADAPTERS, scratch / ADAPTERS, dirs_exist_ok=True)
+                new = Collection.open(scratch)
+                try:
+                    new.manifest = Manifest.from_dict(new.address, draft.to_dict())
+                    new.save_manifest()
+                    if store.generation() != generation:  # writes that landed meanwhile
+                        new.use_encoder(old.encoder)
+                        ids, _ = _copy(old, new, False)
+                        new.store.write([], [], [i for i in new.store.document_hashes()
+                                                 if i not in set(ids)])
+                finally:
+                    new.close()
+                with _holding_feedback(target, scratch):
+                    _swap(target, scratch, keep_previous=False)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+    return out
 
 
 def _open_scratch(scratch: Path, manifest: Manifest, settings: EncoderSettings
@@ -203,6 +293,17 @@ def _holding_feedback(target: Path, scratch: Path) -> Iterator[None]:
         if a.in_transaction:
             a.execute("ROLLBACK")
         a.close()
+
+
+MODELS = "models"  # fine-tuned models of the collection's versions (``improve --full``)
+
+
+def _carry_models(target: Path, scratch: Path) -> None:
+    """The collection's fine-tuned models into the new version (hard links: no copy of the
+    weights), so a version's model path, inside the collection, stays valid."""
+    src = target / MODELS
+    if src.is_dir():
+        shutil.copytree(src, scratch / MODELS, copy_function=os.link, dirs_exist_ok=True)
 
 
 def _swap(target: Path, scratch: Path, keep_previous: bool) -> None:

@@ -21,10 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .adapters import MIN_PAIRS, Adapter, paired_gain, split_groups, train_adapter
+from .adapters import (
+    MIN_PAIRS,
+    Adapter,
+    check_kind,
+    paired_gain,
+    split_groups,
+    train_adapter,
+)
 from .errors import InputError
 from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION
-from .versions import keep_candidate, promote, ranking
+from .linalg import top_k
+from .store.base import Hit, Store, StoreBase
+from .versions import _between, keep_candidate, promote, ranking, vector_space
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -76,8 +85,36 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, rounds: int = 50
     return np.append(raw, w[-1] - float(mu @ raw))
 
 
+class _MovedStore:
+    """The collection's store as a search would see it with the documents' vectors in another
+    space (a both-side adapter not current yet): semantic search and document vectors over the
+    moved vectors, held in memory; the rest (keyword search, documents) from the store."""
+
+    def __init__(self, store: Store, doc_ids: list[str], vectors: np.ndarray) -> None:
+        self._store = store
+        self._ids = doc_ids
+        self._vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._rows: dict[str, list[int]] = {}
+        for row, d in enumerate(doc_ids):
+            self._rows.setdefault(d, []).append(row)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def search(self, queries: np.ndarray, k: int, flt: Any = None) -> list[list[Hit]]:
+        assert flt is None  # tuning ranks the whole collection
+        n = min(len(self._ids), 4 * k)
+        scores, pos = top_k(np.asarray(queries, dtype=np.float32), self._vectors, n)
+        rows = ([Hit(self._ids[int(p)], float(v)) for v, p in zip(sv, sp)]
+                for sv, sp in zip(scores, pos))
+        return StoreBase.best_per_document(rows, k)
+
+    def doc_vectors(self, doc_ids: list[str]) -> dict[str, np.ndarray]:
+        return {d: self._vectors[self._rows[d]] for d in doc_ids if d in self._rows}
+
+
 def _fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
-                adapter: Adapter | None, seed: int) -> list[float] | None:
+                adapter: Adapter | None, seed: int, store: Any = None) -> list[float] | None:
     """Weights of the learned fusion fitted on ``queries`` (their candidates as a hybrid
     search with ``adapter`` finds them); None when no candidate is relevant."""
     from .searching import fusion_features
@@ -87,7 +124,7 @@ def _fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: lis
         queries, base, gold = [queries[i] for i in keep], base[keep], [gold[i] for i in keep]
     vecs = base if adapter is None else adapter.apply(base)
     xs, ys = [], []
-    for (docs, rows), g in zip(fusion_features(col.store, vecs, queries), gold):
+    for (docs, rows), g in zip(fusion_features(store or col.store, vecs, queries), gold):
         xs.append(rows)
         ys.append(np.array([d in g for d in docs], dtype=np.float64))
     if not xs:
@@ -98,11 +135,30 @@ def _fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: lis
     return [round(float(v), 6) for v in fit_logistic(x, y)]
 
 
-def _evaluate(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
-              adapter: Adapter | None, setting: dict[str, Any]
-              ) -> tuple[dict[str, float], np.ndarray]:
+def _info(adapter: Adapter | None) -> dict[str, Any] | None:
+    """An adapter's side, as a version records it (for :func:`vector_space`)."""
+    return None if adapter is None else {"file": id(adapter), "side": adapter.side}
+
+
+def _check_both(col: Collection) -> None:
+    """An :class:`InputError` when the collection cannot hold a both-side adapter."""
+    from .store.factory import kind_of
+
+    if not kind_of(col.address).swaps_directories:
+        raise InputError(f"{col.address}: a both-side adapter maps the stored vectors into a "
+                         "copy swapped in whole, which works on collections in a directory: "
+                         "'neartext migrate' it to one, tune that, and migrate it back")
+    if not col.manifest.model.settings.get("normalize", True):
+        raise InputError(f"{col.address}: its vectors are not normalized (normalize: false); "
+                         "a both-side adapter maps unit vectors: use --side query")
+
+
+def evaluate_setting(col: Collection, queries: list[str], base: np.ndarray,
+                     gold: list[set[str]], adapter: Adapter | None, setting: dict[str, Any],
+                     store: Any = None) -> tuple[dict[str, float], np.ndarray]:
     """Retrieval metrics of the queries as a search with ``adapter`` and ``setting`` ranks the
-    documents (not passages), and each query's reciprocal rank (0 outside the top 10)."""
+    documents (not passages), and each query's reciprocal rank (0 outside the top 10).
+    ``store``: the documents as that adapter's version would store them (default: as now)."""
     from .metrics import retrieval_metrics
     from .searching import SearchOptions, search_vectors
 
@@ -113,12 +169,20 @@ def _evaluate(col: Collection, queries: list[str], base: np.ndarray, gold: list[
                          weights=None if weights is None else tuple(weights))
     vecs = None if opts.mode == "keyword" else (
         base if adapter is None else adapter.apply(base))
-    hits = search_vectors(col.store, bool(col.manifest.chunking), vecs, queries, None, opts)
+    hits = search_vectors(store or col.store, bool(col.manifest.chunking), vecs, queries, None,
+                          opts)
     rr = np.array([next((1.0 / (i + 1) for i, r in enumerate(row) if r.id in g), 0.0)
                    for row, g in zip(hits, gold)])
     metrics = retrieval_metrics({str(i): [r.id for r in row] for i, row in enumerate(hits)},
                                 {str(i): {d: 1.0 for d in g} for i, g in enumerate(gold)})
     return metrics, rr
+
+
+def metric_rows(before: dict[str, float], after: dict[str, float], label: str) -> list[str]:
+    """The held-out metrics of the current version and of ``label``, side by side."""
+    return [f"  held-out      {'current':>8} {label:>8}",
+            *(f"  {k:<12}  {before[k]:8.4f} {after[k]:8.4f}"
+              for k in ("mrr@10", "ndcg@10", "recall@1", "recall@10"))]
 
 
 @dataclass
@@ -146,6 +210,7 @@ class TuneReport:
     chosen: dict[str, Any] = field(default_factory=dict)
     gain: float = 0.0  # its held-out MRR@10 gain over the current version, promoted or not
     gain_lower_95: float = 0.0  # the lower end of the gain's 95% bootstrap interval
+    side: str = "query"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -153,11 +218,9 @@ class TuneReport:
     def summary(self) -> str:
         rows = [f"{self.collection}: {self.pairs} pairs ({self.from_file} from the file, "
                 f"{self.from_feedback} from ratings; {self.hard_negatives} hard negatives), "
-                f"{self.queries} queries; {self.kind} adapter, {self.epochs} epochs, "
-                f"{self.seconds:.1f} s",
-                f"  held-out      {'current':>8} {'chosen':>8}"]
-        for k in ("mrr@10", "ndcg@10", "recall@1", "recall@10"):
-            rows.append(f"  {k:<12}  {self.before[k]:8.4f} {self.after[k]:8.4f}")
+                f"{self.queries} queries; {self.kind} adapter ({self.side} side), "
+                f"{self.epochs} epochs, {self.seconds:.1f} s",
+                *metric_rows(self.before, self.after, "chosen")]
         rows.append("  candidates (held-out MRR@10): " + "; ".join(
             f"{c['adapter']} adapter + {c['ranking']} {c['mrr@10']:.4f}" for c in self.candidates))
         rows.append(f"  {self.reason}")
@@ -165,7 +228,9 @@ class TuneReport:
 
 
 @dataclass
-class _Data:
+class TrainingData:
+    """(query, document) pairs from a file and the ratings, with what was left out and why."""
+
     queries: list[str]  # one per pair
     doc_ids: list[str]  # the pair's relevant document
     hard: list[tuple[int, str]]  # (pair index, document rated not relevant)
@@ -175,8 +240,10 @@ class _Data:
     ratings_through: int = 0  # the newest rating id read
 
 
-def _gather(col: Collection, pairs: str | Path | None, feedback: bool,
-            query_column: str | None, passage_column: str | None) -> _Data:
+def gather(col: Collection, pairs: str | Path | None, feedback: bool,
+           query_column: str | None, passage_column: str | None) -> TrainingData:
+    """The training pairs of ``pairs`` (passages matched to stored documents by text or id)
+    and, with ``feedback``, of the ratings (👍 pairs; 👎 hard negatives of a query with a 👍)."""
     from .evaluate import all_documents, load_retrieval_pairs
     from .feedback import FeedbackStore
 
@@ -233,7 +300,7 @@ def _gather(col: Collection, pairs: str | Path | None, feedback: bool,
                 hard.append((first[q], doc))
         if gone:
             notes.append(f"{gone} ratings name documents no longer in the collection; left out")
-    return _Data(queries, doc_ids, hard, from_file, from_feedback, notes, through)
+    return TrainingData(queries, doc_ids, hard, from_file, from_feedback, notes, through)
 
 
 def tune(
@@ -242,6 +309,7 @@ def tune(
     *,
     feedback: bool = False,
     kind: str = "linear",
+    side: str = "query",
     held_out: float = 0.2,
     margin: float = DEFAULT_MARGIN,
     force: bool = False,
@@ -253,23 +321,33 @@ def tune(
     """Train an adapter on ``pairs`` and/or the ratings, evaluate it on held-out queries
     against the current version, promote it when MRR@10 gains at least ``margin`` (or
     ``force``), else keep it as a candidate. Nothing changes unless it is promoted.
+    ``side="both"``: the adapter maps the documents too (their stored vectors are mapped when
+    it is promoted; for paraphrases, mining and dedup).
 
     ``encode``: how to get query vectors (default: the collection's encoder; the service
     passes its batcher, so tuning shares the model with live searches)."""
     if pairs is None and not feedback:
         raise InputError("give training pairs (--pairs FILE), --feedback, or both")
-    data = _gather(col, pairs, feedback, query_column, passage_column)
+    check_kind(kind, side)
+    if side == "both":
+        _check_both(col)
+    data = gather(col, pairs, feedback, query_column, passage_column)
     if len(data.queries) < MIN_PAIRS:
         raise InputError(
             f"{col.address}: {len(data.queries)} usable (query, document) pairs "
             f"({data.from_file} from the file, {data.from_feedback} 👍 ratings); at least "
             f"{MIN_PAIRS} are needed to learn from" + "".join(f"; {n}" for n in data.notes))
+    col.refresh()
+    measured_version = col.manifest.version
+    current = col.adapter
+    current_setting = ranking(col.manifest.search)
     doc_ids: list[str] = []
     parts: list[np.ndarray] = []
     for ids, vecs in col.store.iter_vectors():
         doc_ids += ids
         parts.append(vecs)
-    docs = np.concatenate(parts).astype(np.float32)
+    # the documents as the encoder gives them (a current both-side adapter's mapping undone)
+    docs = _between(current, None)(np.concatenate(parts).astype(np.float32))
     row_of: dict[str, int] = {}
     for row, d in enumerate(doc_ids):
         row_of.setdefault(d, row)  # a document's first passage stands for it
@@ -279,14 +357,15 @@ def tune(
     q = np.stack([vec_of[t] for t in data.queries]).astype(np.float32)
     pos = np.array([row_of[d] for d in data.doc_ids], dtype=np.int64)
     hard = [(i, row_of[d]) for i, d in data.hard if d in row_of]
-    col.refresh()
-    measured_version = col.manifest.version
-    current = col.adapter
-    current_setting = ranking(col.manifest.search)
     result = train_adapter(q, pos, docs, groups=data.queries,
                            base_fingerprint=col.encoder.fingerprint,
-                           hard_negatives=hard, kind=kind, held_out=held_out, seed=seed,
-                           baseline=current)
+                           hard_negatives=hard, kind=kind, side=side, held_out=held_out,
+                           seed=seed, baseline=current)
+    # the new adapter's documents, where they differ from the stored ones
+    moved = None
+    if vector_space(_info(result.adapter)) != vector_space(_info(current)):
+        moved = _MovedStore(col.store, doc_ids, _between(None, result.adapter)(docs))
+    store_of = {"current": None, "new": moved}
     # the same held-out queries (the split is by query, seeded), now at document level and
     # through the real search path: the adapter, and the ranking settings, chosen together
     held = split_groups(data.queries, held_out, seed)
@@ -298,16 +377,17 @@ def tune(
     base = np.stack([vec_of[t] for t in held_queries]).astype(np.float32)
     golds = [gold[t] for t in held_queries]
 
-    def measure(adapter: Adapter | None, setting: dict[str, Any]) -> tuple[dict, np.ndarray]:
-        return _evaluate(col, held_queries, base, golds, adapter, setting)
+    def measure(which: str, adapter: Adapter | None, setting: dict[str, Any]
+                ) -> tuple[dict, np.ndarray]:
+        return evaluate_setting(col, held_queries, base, golds, adapter, setting, store_of[which])
 
-    now_metrics, now_rr = measure(current, current_setting)
+    now_metrics, now_rr = measure("current", current, current_setting)
     rows: list[tuple[str, dict[str, Any], dict[str, float], np.ndarray]] = []
     for setting in SETTINGS:
         for which, adapter in (("current", current), ("new", result.adapter)):
             if setting["mode"] == "keyword" and which == "new":
                 continue  # keyword ranking ignores vectors
-            m, rr = measure(adapter, setting)
+            m, rr = measure(which, adapter, setting)
             rows.append((which, setting, m, rr))
     # the learned fusion, fitted for each adapter on the training queries' candidates
     train_queries = list(dict.fromkeys(t for t, h in zip(data.queries, held) if not h))
@@ -319,10 +399,11 @@ def tune(
         train_base = np.stack([vec_of[t] for t in train_queries]).astype(np.float32)
         for which, adapter in (("current", current), ("new", result.adapter)):
             fitted = _fit_fusion(col, train_queries, train_base,
-                                 [train_gold[t] for t in train_queries], adapter, seed)
+                                 [train_gold[t] for t in train_queries], adapter, seed,
+                                 store_of[which])
             if fitted is not None:
                 setting = {"mode": "hybrid", "fusion": "learned", "weights": fitted}
-                m, rr = measure(adapter, setting)
+                m, rr = measure(which, adapter, setting)
                 rows.append((which, setting, m, rr))
     candidates = [{"adapter": w, "ranking": describe(st), **{k: round(v, 4) for k, v in m.items()
                    if k in ("mrr@10", "ndcg@10", "recall@10")}} for w, st, m, _ in rows]
@@ -346,8 +427,16 @@ def tune(
     measured = (f"{what}: MRR@10 {gain:+.4f} on {len(held_queries)} held-out queries "
                 f"(95% lower bound {low:+.4f})")
     if force or (not unchanged and gain >= margin and low > 0):
+        threshold = col.manifest.threshold
         version = promote(col, chosen[0], summary, search=setting,
                           measured_against=measured_version)
+        if which == "new" and moved is not None:
+            data.notes.append(f"the stored vectors ({len(doc_ids)} passages) were mapped into "
+                              "the new version's space (the encoder did not run); paraphrases, "
+                              "mining and dedup compare them there")
+            if threshold is not None:
+                data.notes.append(f"the calibrated threshold {threshold:.4f} belonged to the "
+                                  "old space and was dropped; run 'neartext calibrate' again")
         reason = f"promoted as version {version}: {measured}" + (
             "" if gain >= margin and low > 0 else " (forced)")
         promoted = True
@@ -365,7 +454,7 @@ def tune(
                       data.from_feedback, len(hard), now_metrics, after, promoted, version,
                       reason, result.seconds, result.epochs, data.notes, describe(setting),
                       candidates, {"adapter": which, "search": dict(setting)},
-                      round(gain, 4), round(low, 4))
+                      round(gain, 4), round(low, 4), side)
 
 
 def last_ratings_used(col: Collection) -> int:
@@ -376,10 +465,13 @@ def last_ratings_used(col: Collection) -> int:
 
 
 def improve(col: Collection, pairs: str | Path | None = None, *, min_new: int = 1,
-            **options: Any) -> tuple[TuneReport | None, str]:
+            full: bool = False, epochs: float = 1.0, **options: Any) -> tuple[Any, str]:
     """The loop in one step: when at least ``min_new`` ratings came in since the current
     version learned, :func:`tune` on all ratings (and ``pairs``); ``options`` are tune's.
-    Returns the report (None when there was nothing new) and a one-line summary."""
+    With ``full``, fine-tune the model and re-embed instead
+    (:func:`neartext.finetuning.improve_full`, ``epochs`` of training; ``col`` is then the
+    old version). Returns the report (None when there was nothing new) and a one-line
+    summary."""
     from .feedback import FeedbackStore
 
     store = FeedbackStore(col.path)
@@ -391,5 +483,15 @@ def improve(col: Collection, pairs: str | Path | None = None, *, min_new: int = 
     if new < min_new:
         return None, (f"{col.address}: {new} new ratings since version {col.manifest.version} "
                       f"({total} in all); {min_new} needed to try again — nothing changed")
+    if full:
+        from .finetuning import improve_full
+
+        unknown = set(options) - {"held_out", "margin", "force", "seed", "query_column",
+                                  "passage_column"}
+        if unknown:
+            raise InputError(f"improve --full fine-tunes the model: {', '.join(sorted(unknown))} "
+                             "are adapter options")
+        full_report = improve_full(col.path, pairs, epochs=epochs, **options)
+        return full_report, full_report.reason
     report = tune(col, pairs, feedback=True, **options)
     return report, report.reason

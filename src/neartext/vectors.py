@@ -128,11 +128,18 @@ def file_model(path: str | Path) -> tuple[str, str] | None:
 
 
 def vector_rows(col: Collection, batch_size: int = 1024) -> Iterator[dict[str, Any]]:
-    """Every passage's row for an export: id, start, end, content hash, vector."""
+    """Every passage's row for an export: id, start, end, content hash, vector (the model's:
+    a current both-side adapter's mapping of the stored vectors is undone)."""
+    _, adapter = col.current()
     for _docs, passages in col.store.export(batch_size):
-        for p in passages:
+        if not passages:
+            continue
+        vecs = np.stack([p.vector for p in passages]).astype(np.float32)
+        if adapter is not None and adapter.documents_too:
+            vecs = adapter.invert(vecs)
+        for p, v in zip(passages, vecs):
             yield {"id": p.doc_id, "start": p.start, "end": p.end, "hash": p.hash,
-                   "vector": p.vector.astype(np.float32).tolist()}
+                   "vector": v.tolist()}
 
 
 @contextlib.contextmanager

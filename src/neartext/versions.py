@@ -7,6 +7,12 @@ The manifest holds the current version (``version``, ``adapter``) and the earlie
 collection's state directory and are never rewritten, so going back is one manifest write
 (atomic): the searches of every process that opens the collection then use that version.
 
+A both-side adapter also maps the documents: the stored vectors of its version are in its
+space (:func:`vector_space`). Promoting one, or going from it to a version of another space,
+maps every stored vector (the adapter's matrix, or its inverse; the encoder does not run) into
+a copy swapped in whole (:func:`neartext.reindex.remap`), so a reader sees one version or the
+other, never a mix.
+
 Example:
     >>> from neartext.versions import list_versions, rollback     # doctest: +SKIP
     >>> [v["version"] for v in list_versions(col)]                 # doctest: +SKIP
@@ -17,9 +23,12 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .adapters import Adapter
 from .errors import CollectionBusy, InputError
@@ -55,12 +64,56 @@ def ranking(search: dict[str, Any] | None) -> dict[str, Any]:
 
 def current_record(col: Collection) -> dict[str, Any]:
     """The current version as a history record."""
-    return _record(col.manifest)
+    return history_record(col.manifest)
 
 
-def _record(m: Manifest) -> dict[str, Any]:
+def history_record(m: Manifest) -> dict[str, Any]:
+    """What ``history`` keeps of the version ``m`` holds when another replaces it."""
     return {"version": m.version, "model": m.model.name, "fingerprint": m.model.fingerprint,
-            "adapter": m.adapter, "search": m.search}
+            "adapter": m.adapter, "search": m.search, "threshold": m.threshold}
+
+
+def replaced_record(m: Manifest) -> dict[str, Any]:
+    """:func:`history_record` of ``m``, stamped with the time it is replaced."""
+    return {**history_record(m), "replaced": _now()}
+
+
+def vector_space(adapter: dict[str, Any] | None) -> str | None:
+    """The space a version's stored vectors are in: its both-side adapter's file, else None
+    (the encoder's own).
+
+    >>> vector_space({"file": "adapters/v2.npz", "side": "both"}), vector_space(None)
+    ('adapters/v2.npz', None)
+    """
+    return str(adapter["file"]) if adapter and adapter.get("side") == "both" else None
+
+
+def _between(current: Adapter | None, target: Adapter | None
+             ) -> Callable[[np.ndarray], np.ndarray]:
+    """The map of stored vectors from ``current``'s space to ``target``'s."""
+
+    def move(v: np.ndarray) -> np.ndarray:
+        if current is not None and current.documents_too:
+            v = current.invert(v)
+        if target is not None and target.documents_too:
+            v = target.apply(v)
+        return v
+
+    return move
+
+
+def _in_space(col: Collection, space: str | None, change: Callable[[Manifest], Any]
+              ) -> Callable[[Manifest], Any]:
+    """``change``, refused if the stored vectors left ``space`` meanwhile (another process
+    promoted or rolled back: the mapping computed from ``space`` would be wrong)."""
+
+    def guarded(m: Manifest) -> Any:
+        if vector_space(m.adapter) != space:
+            raise CollectionBusy(f"{col.address}: version {m.version} became current "
+                                 "meanwhile; nothing changed: run it again")
+        return change(m)
+
+    return guarded
 
 
 def load_adapter(col: Collection, manifest: Manifest | None = None) -> Adapter | None:
@@ -73,7 +126,8 @@ def load_adapter(col: Collection, manifest: Manifest | None = None) -> Adapter |
     return Adapter.load(col.path / m.adapter["file"], m.model.fingerprint)  # absolute stays
 
 
-def version_view(col: Collection, spec: str | int) -> tuple[str, Manifest, Adapter | None]:
+def version_view(col: Collection, spec: str | int, *, in_place: bool = True
+                 ) -> tuple[str, Manifest, Adapter | None]:
     """A version to search or evaluate as, without making it current: ``current``; ``base``
     (the model alone, semantic ranking); a version number (``2`` or ``v2``); or an adapter file
     (``.npz``, e.g. ``adapters/candidate.npz``, with the current ranking). Returns its label,
@@ -81,6 +135,10 @@ def version_view(col: Collection, spec: str | int) -> tuple[str, Manifest, Adapt
 
     >>> label, m, adapter = version_view(col, "v1")               # doctest: +SKIP
     >>> col.search_many(["refund"], version=(m, adapter))         # doctest: +SKIP
+
+    ``in_place``: the view ranks this collection's stored documents, so a version whose
+    documents' vectors are in another space (a both-side adapter's) than the stored ones is
+    refused; without it (another corpus, embedded anew) any version goes.
     """
     import dataclasses
 
@@ -90,6 +148,8 @@ def version_view(col: Collection, spec: str | int) -> tuple[str, Manifest, Adapt
         now, adapter = col.current()
         return f"v{now.version} (current)", now, adapter
     if text == "base":
+        if in_place:
+            _same_space(col, None, "the base model")
         return "base model", dataclasses.replace(m, adapter=None, search=None), None
     number = text[1:] if text[:1] in "vV" else text
     if number.isdigit():
@@ -103,6 +163,8 @@ def version_view(col: Collection, spec: str | int) -> tuple[str, Manifest, Adapt
             raise InputError(f"{col.address}: version {number} used model "
                              f"{record.get('model')}, whose vectors were replaced by a "
                              "re-embedding; it cannot be searched here")
+        if in_place:
+            _same_space(col, vector_space(record.get("adapter")), f"version {number}")
         view = dataclasses.replace(m, version=int(number), adapter=record.get("adapter"),
                                    search=record.get("search"))
         current = " (current)" if int(number) == m.version else ""
@@ -115,7 +177,20 @@ def version_view(col: Collection, spec: str | int) -> tuple[str, Manifest, Adapt
         path = col.path / path
     adapter = Adapter.load(path, m.model.fingerprint)
     info = {"file": str(path), "kind": adapter.kind, "side": adapter.side}
+    if in_place:
+        _same_space(col, vector_space(info), str(path))
     return path.name, dataclasses.replace(m, adapter=info), adapter
+
+
+def _same_space(col: Collection, space: str | None, what: str) -> None:
+    """An :class:`InputError` if ``what`` ranks documents whose vectors are in another space
+    than the stored ones (a both-side adapter's): it can be searched once it is current."""
+    now = vector_space(col.manifest.adapter)
+    if space != now:
+        which = f"the space of {now}" if now else "the encoder's space"
+        raise InputError(f"{col.address}: {what} ranks documents by vectors in another space "
+                         f"than the stored ones ({which}, a both-side adapter's); make it "
+                         "current to search it (promote or rollback)")
 
 
 def promote(col: Collection, adapter: Adapter | None, details: dict[str, Any],
@@ -127,6 +202,13 @@ def promote(col: Collection, adapter: Adapter | None, details: dict[str, Any],
     or rolled back meanwhile, nothing changes and :class:`CollectionBusy` says so (the gate
     measured against a version that is no longer current)."""
 
+    space = vector_space(col.manifest.adapter)
+    # the current adapter again (with other ranking settings): its file, and its space, stay
+    same = adapter is not None and adapter is col.adapter and col.manifest.adapter is not None
+    kept_file = str(col.manifest.adapter["file"]) if same and col.manifest.adapter else None
+    new_space = space if same else (
+        vector_space({"file": "?", "side": adapter.side}) if adapter else None)
+
     def change(m: Manifest) -> int:
         if measured_against is not None and m.version != measured_against:
             raise CollectionBusy(
@@ -134,22 +216,43 @@ def promote(col: Collection, adapter: Adapter | None, details: dict[str, Any],
                 f"against version {measured_against}; nothing promoted: run it again")
         number = max([m.version, *(int(h.get("version", 0)) for h in m.history)]) + 1
         info = None
-        if adapter is not None:
+        if adapter is not None and kept_file is not None:
+            if (m.adapter or {}).get("file") != kept_file:
+                raise CollectionBusy(f"{col.address}: version {m.version} became current "
+                                     "meanwhile; nothing promoted: run it again")
+            info = {"file": kept_file, "kind": adapter.kind, "side": adapter.side}
+        elif adapter is not None:
             path = adapter_file(col, number)
             path.parent.mkdir(parents=True, exist_ok=True)
             adapter.save(path)
             info = {"file": f"{ADAPTERS}/{path.name}", "kind": adapter.kind, "side": adapter.side}
-        m.history = [*m.history, {**_record(m), "replaced": _now()}]
+        m.history = [*m.history, replaced_record(m)]
         m.version = number
         m.adapter = None if info is None else {**info, "created": _now(), **details}
         m.search = dict(search) if search else None
         if info is None and details:  # settings only: their measurements go with them
             m.search = {**(m.search or {"mode": "semantic"}), "details": details}
+        if space != new_space:
+            m.threshold = None  # a calibrated threshold belongs to the old space's cosines
         return number
 
-    number = col.update_manifest(change)
-    col.forget_adapter()
-    return number
+    if space == new_space:
+        number = col.update_manifest(change)
+        col.forget_adapter()
+        return number
+    return int(_remap(col, _between(col.adapter, adapter), _in_space(col, space, change)))
+
+
+def _remap(col: Collection, move: Callable[[np.ndarray], np.ndarray],
+           change: Callable[[Manifest], Any]) -> Any:
+    """A new version whose stored vectors are moved to another space (see the module docs);
+    ``col`` is opened again on it (unless :attr:`Collection.shared`: its server does that)."""
+    from .reindex import remap
+
+    out = remap(col.path, move, change)
+    if not col.shared:
+        col.reopen()
+    return out
 
 
 def keep_candidate(col: Collection, adapter: Adapter) -> Path:
@@ -173,34 +276,54 @@ def list_versions(col: Collection) -> list[dict[str, Any]]:
 def rollback(col: Collection, to: int | None = None) -> dict[str, Any]:
     """Go back to version ``to`` (default: the one before the current). Only versions of the
     current model's vectors can come back (an adapter or none); a version before a re-embedding
-    needs ``reindex`` with its model. Returns the version now current."""
+    needs ``reindex`` with its model. Going to or from a both-side adapter's version maps the
+    stored vectors (see the module docs). Returns the version now current."""
+    col.refresh()
+    space = vector_space(col.manifest.adapter)
+    number, record = _earlier(col, col.manifest, to)  # what is wrong is said before any work
 
     def change(m: Manifest) -> None:
-        nonlocal to
-        earlier = {int(h.get("version", 0)): h for h in m.history}
-        if to is None:
-            before = [v for v in earlier if v < m.version]
-            if not before:
-                raise InputError(f"{col.address}: version {m.version} is the first; nothing to "
-                                 "go back to")
-            to = max(before)
-        if to == m.version:
-            raise InputError(f"{col.address}: version {to} is already the current one")
-        record = earlier.get(to)
-        if record is None:
-            known = ", ".join(str(v) for v in sorted([*earlier, m.version]))
-            raise InputError(f"{col.address}: there is no version {to}; versions: {known}")
-        if record.get("fingerprint") != m.model.fingerprint:
-            raise InputError(
-                f"{col.address}: version {to} used model {record.get('model')}, whose vectors "
-                "were replaced by a re-embedding; go back with 'neartext reindex' and that model")
+        number, record = _earlier(col, m, to)
         adapter = record.get("adapter")
-        if adapter:  # its weights must still load before anything changes
-            Adapter.load(col.path / adapter["file"], m.model.fingerprint)
-        m.history = [h for h in m.history if int(h.get("version", 0)) != to] + [
-            {**_record(m), "replaced": _now()}]
-        m.version, m.adapter, m.search = to, adapter, record.get("search")
+        if vector_space(adapter) != vector_space(m.adapter):
+            m.threshold = record.get("threshold")  # its own space's calibrated one
+        m.history = [h for h in m.history if int(h.get("version", 0)) != number] + [
+            replaced_record(m)]
+        m.version, m.adapter, m.search = number, adapter, record.get("search")
 
-    col.update_manifest(change)
-    col.forget_adapter()
+    info = record.get("adapter")
+    if vector_space(info) == space:
+        col.update_manifest(change)
+        col.forget_adapter()
+    else:
+        goal = Adapter.load(col.path / info["file"], col.manifest.model.fingerprint) \
+            if info else None
+        _remap(col, _between(col.adapter, goal), _in_space(col, space, change))
     return current_record(col)
+
+
+def _earlier(col: Collection, m: Manifest, to: int | None) -> tuple[int, dict[str, Any]]:
+    """The version to go back to (``to``, else the one before the current) and its record;
+    an :class:`InputError` naming what is wrong."""
+    earlier = {int(h.get("version", 0)): h for h in m.history}
+    if to is None:
+        before = [v for v in earlier if v < m.version]
+        if not before:
+            raise InputError(f"{col.address}: version {m.version} is the first; nothing to "
+                             "go back to")
+        to = max(before)
+    if to == m.version:
+        raise InputError(f"{col.address}: version {to} is already the current one")
+    record = earlier.get(to)
+    if record is None:
+        known = ", ".join(str(v) for v in sorted([*earlier, m.version]))
+        raise InputError(f"{col.address}: there is no version {to}; versions: {known}")
+    if record.get("fingerprint") != m.model.fingerprint:
+        raise InputError(
+            f"{col.address}: version {to} used model {record.get('model')}, whose vectors "
+            f"were replaced by a re-embedding; go back with: neartext reindex {col.address} "
+            f"{record.get('model')}")
+    adapter = record.get("adapter")
+    if adapter:  # its weights must still load before anything changes
+        Adapter.load(col.path / adapter["file"], m.model.fingerprint)
+    return to, record

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters import KINDS as ADAPTER_KINDS
+from ..adapters import SIDES as ADAPTER_SIDES
 from ..errors import InputError
 from ..training.losses import LOSSES
 from ..tuning import DEFAULT_MARGIN
@@ -129,6 +130,11 @@ def register(sub: Any) -> None:
     _tune_options(p)
     p.add_argument("--min-new", type=int, default=1,
                    help="new ratings needed to try (default 1)")
+    p.add_argument("--full", action="store_true",
+                   help="fine-tune the collection's model (sentence-transformers; at least 200 "
+                        "pairs) and re-embed the documents as the new version, instead of an "
+                        "adapter; promoted only on a held-out gain")
+    p.add_argument("--epochs", type=float, default=1.0, help="--full: training epochs (1)")
     p.set_defaults(handler=_cmd_improve)
 
     p = sub.add_parser("versions", help="a collection's versions (model, adapter, metrics)")
@@ -301,6 +307,10 @@ def _tune_options(p: Any) -> None:
     p.add_argument("--passage", help="passage column of --pairs")
     p.add_argument("--kind", choices=ADAPTER_KINDS, default="linear",
                    help="linear (a full matrix kept near the identity), lowrank, diagonal")
+    p.add_argument("--side", choices=ADAPTER_SIDES, default="query",
+                   help="query (default: the documents' vectors stay), or both: the documents "
+                        "are mapped too (their stored vectors, without the encoder), for "
+                        "paraphrases, mining and dedup; linear, lowrank or diagonal")
     p.add_argument("--held-out", type=float, default=0.2,
                    help="share of queries held out to measure before/after (default 0.2)")
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
@@ -313,7 +323,7 @@ def _tune_options(p: Any) -> None:
 def _tune_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if not 0 < args.held_out < 1:
         raise InputError(f"--held-out {args.held_out}: give a share between 0 and 1, e.g. 0.2")
-    return {"kind": args.kind, "held_out": args.held_out, "margin": args.margin,
+    return {"kind": args.kind, "side": args.side, "held_out": args.held_out, "margin": args.margin,
             "force": args.force, "query_column": args.query, "passage_column": args.passage,
             "seed": args.seed}
 
@@ -336,8 +346,15 @@ def _cmd_improve(args: argparse.Namespace) -> dict[str, Any]:
 
     at_least_one(("--min-new", args.min_new))
     kw = _tune_kwargs(args)
+    if args.full:
+        if args.kind != "linear" or args.side != "query":
+            raise InputError("--kind and --side shape an adapter; --full fine-tunes the model")
+        kw = {k: v for k, v in kw.items() if k not in ("kind", "side")}
+        if not args.epochs > 0:
+            raise InputError(f"--epochs {args.epochs}: give a number above 0, e.g. 1")
     with Collection.open(args.collection) as col:
-        report, line = improve(col, args.pairs, min_new=args.min_new, **kw)
+        report, line = improve(col, args.pairs, min_new=args.min_new, full=args.full,
+                               epochs=args.epochs, **kw)
     if not args.json:
         print(report.summary() if report else line)
     return report.to_dict() if report else {"collection": args.collection, "promoted": False,
@@ -351,13 +368,18 @@ def _cmd_versions(args: argparse.Namespace) -> list[dict[str, Any]]:
     with Collection.open(args.collection) as col:
         rows = list_versions(col)
     if not args.json:
+        from ..tuning import describe
+
         for v in rows:
             a = v.get("adapter") or {}
-            what = f"{a.get('kind')} adapter" if a else "base model"
-            m = a.get("metrics") or {}
+            details = a or (v.get("search") or {}).get("details") or {}
+            what = (f"{a.get('kind')} adapter ({a.get('side', 'query')} side)" if a else
+                    "fine-tuned model" if details.get("fine_tuned") else "no adapter")
+            m = details.get("metrics") or {}
             score = f", held-out MRR@10 {m['mrr@10']:.4f}" if "mrr@10" in m else ""
             mark = "*" if v["current"] else " "
-            print(f"{mark} {v['version']:>3}  {v['model']}  {what}{score}")
+            print(f"{mark} {v['version']:>3}  {v['model']}  {what}, "
+                  f"{describe(v.get('search'))} ranking{score}")
     return rows
 
 

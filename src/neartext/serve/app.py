@@ -383,7 +383,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
                                 "with an API key (NEARTEXT_API_KEY or --api-key-file) to allow it")
         engine.get(name)
         result: dict[str, Any] = await engine.improve(name, min_new=body.min_new,
-                                                      force=body.force, kind=body.kind)
+                                                      force=body.force, kind=body.kind,
+                                                      side=body.side)
         return result
 
     @app.get("/collections/{name}/feedback", tags=["feedback"])

@@ -138,6 +138,7 @@ class Engine:
     def _open(self, name: str, path: str) -> Served:
         """Open a collection once; collections of the same model share one encoder."""
         col = Collection.open(path)
+        col.shared = True  # a version swapped in by an improve here is opened anew (get)
         try:
             m = col.manifest.model
             key = _model_key(m.settings, m.name)

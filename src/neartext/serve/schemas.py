@@ -158,6 +158,9 @@ class ImproveRequest(_Body):
     force: bool = Field(False, description="promote the new adapter even without a gain")
     kind: Literal["linear", "lowrank", "diagonal", "residual-mlp"] = Field(
         "linear", description="adapter kind")
+    side: Literal["query", "both"] = Field(
+        "query", description="query: the documents' vectors stay; both: they are mapped too "
+                             "(linear, lowrank or diagonal)")
 
 
 class FeedbackRow(BaseModel):

@@ -215,12 +215,14 @@ class LocalStore(StoreBase):
         db = self.path / "data.sqlite"
         if not db.is_file():
             raise CorruptCollection(f"{self.path}: data.sqlite is missing")
-        while True:  # the database file this connection is to (reindex swaps directories)
-            ino = os.stat(db).st_ino
+        while True:  # the database file this connection is to (reindex swaps directories),
+            ino = os.stat(db).st_ino  # and the manifest that goes with it
             self.conn = _connect(db)
             self._db_ino = os.stat(db).st_ino
             if self._db_ino == ino:
-                break
+                self._manifest = self.read_manifest()
+                if not self.replaced():
+                    break
             self.conn.close()
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
         if not {"meta", "documents", "passages", "staged"} <= tables:
@@ -310,6 +312,11 @@ class LocalStore(StoreBase):
         return check_store_manifest(self.path / MANIFEST, data)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
+        if hasattr(self, "_db_ino") and self.replaced():  # it would land on the new version
+            raise CollectionReplaced(
+                f"{self.path}: another process replaced this collection with a new version "
+                "while this one had it open; the manifest was not written: open it again and "
+                "repeat the change")
         try:
             write_json_atomic(self.path / MANIFEST, manifest)
         except OSError as e:
