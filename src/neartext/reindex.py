@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -128,8 +129,9 @@ def reindex(
                 if store.generation() != generation:
                     ids, more = _copy(old, new, False)
                     embedded += more
+                kept = set(ids)
                 new.store.write([], [], [i for i in new.store.document_hashes()
-                                         if i not in set(ids)])
+                                         if i not in kept])
                 version = max([manifest.version, *(int(h.get("version", 0))
                                                    for h in manifest.history)]) + 1
                 new.manifest.version = version
@@ -178,7 +180,7 @@ def remap(path: str | Path, vectors: Callable[[np.ndarray], np.ndarray],
     scratch = target.with_name(target.name + ".remap")
     if scratch.exists():  # a killed run's: nothing to resume, the mapping is cheap
         shutil.rmtree(scratch)
-    with Collection.open(target) as old:
+    with Collection.open(target) as old, _quiet_about(scratch):
         store = old.store
         assert isinstance(store, LocalStore)
         generation = store.generation()
@@ -209,8 +211,9 @@ def remap(path: str | Path, vectors: Callable[[np.ndarray], np.ndarray],
                     if store.generation() != generation:  # writes that landed meanwhile
                         new.use_encoder(old.encoder)
                         ids, _ = _copy(old, new, False)
+                        kept = set(ids)
                         new.store.write([], [], [i for i in new.store.document_hashes()
-                                                 if i not in set(ids)])
+                                                 if i not in kept])
                 finally:
                     new.close()
                 with _holding_feedback(target, scratch):
@@ -219,6 +222,24 @@ def remap(path: str | Path, vectors: Callable[[np.ndarray], np.ndarray],
             shutil.rmtree(scratch, ignore_errors=True)
             raise
     return out
+
+
+@contextlib.contextmanager
+def _quiet_about(scratch: Path) -> Iterator[None]:
+    """Leave out the store's warnings about the copy being built (an index cache it could not
+    save): the copy is either swapped in, its index rebuilt when opened, or removed."""
+
+    class Quiet(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not record.getMessage().startswith(str(scratch))
+
+    quiet = Quiet()
+    log = logging.getLogger("neartext")
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        log.removeFilter(quiet)
 
 
 def _open_scratch(scratch: Path, manifest: Manifest, settings: EncoderSettings
