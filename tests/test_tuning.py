@@ -573,6 +573,12 @@ def test_improve_full_fine_tunes_reembeds_and_promotes_only_through_the_gate(dem
     # nothing new since version 2: says so
     assert main([*args[:4], "--full"]) == 0
     assert "0 new ratings since version 2" in capsys.readouterr().out
+    # a both-side adapter on the fine-tuned version: the model (inside) goes along the swap
+    assert main(["tune", str(demo_copy), "--pairs", str(tmp_path / "pairs.csv"), "--side",
+                 "both", "--force", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == 3
+    with Collection.open(demo_copy) as col:
+        assert col.encoder.fingerprint == tuned.fingerprint and col.search("refund", k=1)
 
 
 def test_improve_full_refuses_what_it_cannot_do_in_one_line(demo_copy, tmp_path, capsys):

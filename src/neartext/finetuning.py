@@ -30,7 +30,7 @@ from typing import Any
 
 from .adapters import paired_gain, split_groups
 from .errors import InputError
-from .reindex import MODELS, reindex
+from .reindex import MODELS, check_directory, reindex
 from .tuning import (
     DEFAULT_MARGIN,
     SETTINGS,
@@ -94,9 +94,7 @@ def improve_full(path: str | Path, pairs: str | Path | None = None, *, feedback:
     :data:`MIN_FULL_PAIRS` pairs, a collection that is not in a directory."""
     from .collection import Collection
     from .encoders import backend_of
-    from .reindex import _check_directory
-
-    _check_directory(path, "improve --full")
+    check_directory(path, "improve --full")
     target = Path(path)
     with Collection.open(target) as col:
         name = col.manifest.model.name

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .address import parse_address
+from .address import Address, parse_address
 from .collection import Collection
 from .corpus import Record
 from .encoders import EncoderSettings, canonical_name
@@ -38,9 +38,10 @@ from .progress import progress_bar
 from .store.base import Passage
 from .store.factory import create_store, kind_of
 from .store.local import MANIFEST, LocalStore
-from .versions import replaced_record
+from .versions import ADAPTERS, replaced_record
 
 READ_BATCH = 5000
+MODELS = "models"  # fine-tuned models of the collection's versions (``improve --full``)
 T = TypeVar("T")
 
 
@@ -88,7 +89,7 @@ def reindex(
     became current meanwhile. The collection's fine-tuned models (``models/``) go along.
     """
     t0 = time.perf_counter()
-    _check_directory(path, "reindex")
+    check_directory(path, "reindex")
     target = Path(path)
     with Collection.open(target) as old:
         manifest = old.manifest
@@ -141,7 +142,7 @@ def reindex(
                 new.save_manifest()
                 new_name = new.manifest.model.name
                 new.close()
-                _carry_models(target, scratch)
+                _carry(target, scratch)
                 with _holding_feedback(target, scratch):
                     _swap(target, scratch, keep_previous)
         finally:
@@ -157,11 +158,13 @@ def reindex(
                          version, time.perf_counter() - t0, resumed, notes)
 
 
-def _check_directory(path: str | Path, what: str) -> None:
+def check_directory(path: str | Path | Address, what: str) -> None:
+    """:class:`Unsupported` unless ``path`` is a collection in a directory: ``what`` (an
+    operation that builds a new version beside it and swaps) needs one."""
     if not kind_of(parse_address(path)).swaps_directories:
         raise Unsupported(f"{path}: {what} works on collections in a directory; for a Milvus "
-                          f"collection: 'neartext migrate' it to a directory, {what} that, and "
-                          "migrate it back under a new name")
+                          f"collection: 'neartext migrate' it to a directory, run {what} "
+                          "there, and migrate it back under a new name")
 
 
 def remap(path: str | Path, vectors: Callable[[np.ndarray], np.ndarray],
@@ -175,7 +178,7 @@ def remap(path: str | Path, vectors: Callable[[np.ndarray], np.ndarray],
     its manifest afterwards. Returns what ``change`` returns.
 
     What a both-side adapter's promotion and rollback do (:mod:`neartext.versions`)."""
-    _check_directory(path, "a both-side adapter")
+    check_directory(path, "a both-side adapter")
     target = Path(path)
     scratch = target.with_name(target.name + ".remap")
     if scratch.exists():  # a killed run's: nothing to resume, the mapping is cheap
@@ -199,11 +202,8 @@ def remap(path: str | Path, vectors: Callable[[np.ndarray], np.ndarray],
         try:
             with store.manifest_lock(), store.hold_writes():
                 draft = Manifest.from_dict(old.address, store.read_manifest())
-                out = change(draft)  # it may write the new version's adapter: copied next
-                from .versions import ADAPTERS
-
-                if (old.path / ADAPTERS).is_dir():
-                    shutil.copytree(old.path / ADAPTERS, scratch / ADAPTERS, dirs_exist_ok=True)
+                out = change(draft)  # it may write the new version's adapter: carried next
+                _carry(target, scratch, (ADAPTERS, MODELS))
                 new = Collection.open(scratch)
                 try:
                     new.manifest = Manifest.from_dict(new.address, draft.to_dict())
@@ -316,15 +316,14 @@ def _holding_feedback(target: Path, scratch: Path) -> Iterator[None]:
         a.close()
 
 
-MODELS = "models"  # fine-tuned models of the collection's versions (``improve --full``)
-
-
-def _carry_models(target: Path, scratch: Path) -> None:
-    """The collection's fine-tuned models into the new version (hard links: no copy of the
-    weights), so a version's model path, inside the collection, stays valid."""
-    src = target / MODELS
-    if src.is_dir():
-        shutil.copytree(src, scratch / MODELS, copy_function=os.link, dirs_exist_ok=True)
+def _carry(target: Path, scratch: Path, folders: tuple[str, ...] = (MODELS,)) -> None:
+    """The collection's files that versions name into the new version: its fine-tuned models
+    (a version's model path, inside the collection, stays valid) and for a remap its adapters.
+    Hard links: the files are never rewritten in place, and weights are not copied."""
+    for name in folders:
+        if (target / name).is_dir():
+            shutil.copytree(target / name, scratch / name, copy_function=os.link,
+                            dirs_exist_ok=True)
 
 
 def _swap(target: Path, scratch: Path, keep_previous: bool) -> None:

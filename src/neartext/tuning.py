@@ -33,7 +33,7 @@ from .errors import InputError
 from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION
 from .linalg import top_k
 from .store.base import Hit, Store, StoreBase
-from .versions import _between, keep_candidate, promote, ranking, vector_space
+from .versions import between_spaces, keep_candidate, promote, ranking
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -135,19 +135,12 @@ def _fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: lis
     return [round(float(v), 6) for v in fit_logistic(x, y)]
 
 
-def _info(adapter: Adapter | None) -> dict[str, Any] | None:
-    """An adapter's side, as a version records it (for :func:`vector_space`)."""
-    return None if adapter is None else {"file": id(adapter), "side": adapter.side}
-
-
 def _check_both(col: Collection) -> None:
-    """An :class:`InputError` when the collection cannot hold a both-side adapter."""
-    from .store.factory import kind_of
+    """An :class:`InputError` (or :class:`Unsupported`) when the collection cannot hold a
+    both-side adapter."""
+    from .reindex import check_directory
 
-    if not kind_of(col.address).swaps_directories:
-        raise InputError(f"{col.address}: a both-side adapter maps the stored vectors into a "
-                         "copy swapped in whole, which works on collections in a directory: "
-                         "'neartext migrate' it to one, tune that, and migrate it back")
+    check_directory(col.address, "tune --side both")
     if not col.manifest.model.settings.get("normalize", True):
         raise InputError(f"{col.address}: its vectors are not normalized (normalize: false); "
                          "a both-side adapter maps unit vectors: use --side query")
@@ -347,7 +340,7 @@ def tune(
         doc_ids += ids
         parts.append(vecs)
     # the documents as the encoder gives them (a current both-side adapter's mapping undone)
-    docs = _between(current, None)(np.concatenate(parts).astype(np.float32))
+    docs = between_spaces(current, None)(np.concatenate(parts).astype(np.float32))
     row_of: dict[str, int] = {}
     for row, d in enumerate(doc_ids):
         row_of.setdefault(d, row)  # a document's first passage stands for it
@@ -363,8 +356,8 @@ def tune(
                            seed=seed, baseline=current)
     # the new adapter's documents, where they differ from the stored ones
     moved = None
-    if vector_space(_info(result.adapter)) != vector_space(_info(current)):
-        moved = _MovedStore(col.store, doc_ids, _between(None, result.adapter)(docs))
+    if result.adapter.documents_too or (current is not None and current.documents_too):
+        moved = _MovedStore(col.store, doc_ids, between_spaces(None, result.adapter)(docs))
     store_of = {"current": None, "new": moved}
     # the same held-out queries (the split is by query, seeded), now at document level and
     # through the real search path: the adapter, and the ranking settings, chosen together

@@ -88,9 +88,10 @@ def vector_space(adapter: dict[str, Any] | None) -> str | None:
     return str(adapter["file"]) if adapter and adapter.get("side") == "both" else None
 
 
-def _between(current: Adapter | None, target: Adapter | None
-             ) -> Callable[[np.ndarray], np.ndarray]:
-    """The map of stored vectors from ``current``'s space to ``target``'s."""
+def between_spaces(current: Adapter | None, target: Adapter | None
+                   ) -> Callable[[np.ndarray], np.ndarray]:
+    """The map of stored vectors from ``current``'s space to ``target``'s (None, or a
+    query-side adapter: the encoder's own)."""
 
     def move(v: np.ndarray) -> np.ndarray:
         if current is not None and current.documents_too:
@@ -187,10 +188,10 @@ def _same_space(col: Collection, space: str | None, what: str) -> None:
     than the stored ones (a both-side adapter's): it can be searched once it is current."""
     now = vector_space(col.manifest.adapter)
     if space != now:
-        which = f"the space of {now}" if now else "the encoder's space"
+        which = f"those of {now}, a both-side adapter" if now else "the encoder's own"
         raise InputError(f"{col.address}: {what} ranks documents by vectors in another space "
-                         f"than the stored ones ({which}, a both-side adapter's); make it "
-                         "current to search it (promote or rollback)")
+                         f"than the stored ones ({which}); make it current to search it "
+                         "(rollback or promote)")
 
 
 def promote(col: Collection, adapter: Adapter | None, details: dict[str, Any],
@@ -240,7 +241,7 @@ def promote(col: Collection, adapter: Adapter | None, details: dict[str, Any],
         number = col.update_manifest(change)
         col.forget_adapter()
         return number
-    return int(_remap(col, _between(col.adapter, adapter), _in_space(col, space, change)))
+    return int(_remap(col, between_spaces(col.adapter, adapter), _in_space(col, space, change)))
 
 
 def _remap(col: Collection, move: Callable[[np.ndarray], np.ndarray],
@@ -298,7 +299,7 @@ def rollback(col: Collection, to: int | None = None) -> dict[str, Any]:
     else:
         goal = Adapter.load(col.path / info["file"], col.manifest.model.fingerprint) \
             if info else None
-        _remap(col, _between(col.adapter, goal), _in_space(col, space, change))
+        _remap(col, between_spaces(col.adapter, goal), _in_space(col, space, change))
     return current_record(col)
 
 
