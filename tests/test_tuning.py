@@ -529,13 +529,15 @@ def test_improve_full_fine_tunes_reembeds_and_promotes_only_through_the_gate(dem
     """``improve --full``: the model is fine-tuned on the training queries, the documents are
     re-embedded beside the collection and the held-out queries measured there. Refused by the
     gate: nothing changes, the model is kept as the candidate. Forced: the new version uses the
-    fine-tuned model (inside the collection) for documents and queries; going back names the
-    command that does it."""
+    fine-tuned model (inside the collection) for documents and queries; rollback re-embeds
+    with the version's model, both ways."""
     from neartext.encoders import load_encoder
 
     with Collection.open(demo_copy) as col:
         docs = _texts(col)
         FeedbackStore(demo_copy).add("refund my money", docs[0][0], True)
+        base = _vectors(col)
+        before = [(r.id, r.score) for r in col.search("refund my money", k=5)]
     _write_pairs(tmp_path / "pairs.csv", [(" ".join(t.split()[:3]), t) for _, t in docs])
     manifest = (demo_copy / "manifest.json").read_text()
     args = ["improve", str(demo_copy), "--pairs", str(tmp_path / "pairs.csv"), "--full",
@@ -565,8 +567,6 @@ def test_improve_full_fine_tunes_reembeds_and_promotes_only_through_the_gate(dem
         exact = sorted(stored, key=lambda i: -float(stored[i] @ q))[:3]
         assert [h.id for h in hits] == exact
         assert FeedbackStore(demo_copy).count() == 1  # ratings go along
-        with pytest.raises(InputError, match="neartext reindex .* all-MiniLM-L6-v2"):
-            rollback(col)
     assert main(["versions", str(demo_copy)]) == 0
     listing = capsys.readouterr().out
     assert "*   2" in listing and "fine-tuned model" in listing, listing
@@ -579,6 +579,17 @@ def test_improve_full_fine_tunes_reembeds_and_promotes_only_through_the_gate(dem
     assert json.loads(capsys.readouterr().out)["version"] == 3
     with Collection.open(demo_copy) as col:
         assert col.encoder.fingerprint == tuned.fingerprint and col.search("refund", k=1)
+        # back to version 1: the documents re-embedded with its model, its results again
+        assert rollback(col, 1)["version"] == 1
+        assert col.manifest.model.name == "all-MiniLM-L6-v2" and col.adapter is None
+        assert [v["version"] for v in list_versions(col)] == [1, 2, 3]
+        assert np.abs(np.stack([_vectors(col)[i] for i, _ in docs]) -
+                      np.stack([base[i] for i, _ in docs])).max() < 1e-5
+        assert [(r.id, round(r.score, 5)) for r in col.search("refund my money", k=5)] == \
+            [(i, round(s, 5)) for i, s in before]
+        assert rollback(col, 2)["version"] == 2  # and to the fine-tuned one, from models/v2
+        assert col.encoder.fingerprint == tuned.fingerprint
+        assert np.abs(np.stack([_vectors(col)[i] for i, _ in docs]) - want).max() < 1e-5
 
 
 def test_improve_full_refuses_what_it_cannot_do_in_one_line(demo_copy, tmp_path, capsys):

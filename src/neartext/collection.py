@@ -228,13 +228,17 @@ class Collection:
 
     def reopen(self) -> None:
         """Open the collection at this address again (after this process swapped in a new
-        version of it: a both-side adapter's promotion or rollback); the encoder stays."""
+        version of it: a both-side adapter's promotion, a rollback); the encoder stays if the
+        new version has the same model, else the new one loads on first use."""
         from .store.factory import open_store
 
         self.store.close()
         self.store = open_store(self.address)
         self._manifest_stamp = self.store.manifest_stamp()
         self.manifest = Manifest.from_dict(self.address, self.store.read_manifest())
+        if self._encoder is not None and \
+                self._encoder.fingerprint != self.manifest.model.fingerprint:
+            self._encoder = None
         self._adapter = None
         self._scripts = None
 

@@ -139,10 +139,13 @@ def reindex(
                 new.manifest.history = [*manifest.history, replaced_record(manifest)]
                 for key, value in fields.items():
                     setattr(new.manifest, key, value)
+                if "version" in fields:  # a version that comes back leaves the history
+                    new.manifest.history = [h for h in new.manifest.history
+                                            if int(h.get("version", 0)) != fields["version"]]
                 new.save_manifest()
                 new_name = new.manifest.model.name
                 new.close()
-                _carry(target, scratch)
+                _carry(target, scratch, (ADAPTERS, MODELS))
                 with _holding_feedback(target, scratch):
                     _swap(target, scratch, keep_previous)
         finally:
@@ -316,10 +319,11 @@ def _holding_feedback(target: Path, scratch: Path) -> Iterator[None]:
         a.close()
 
 
-def _carry(target: Path, scratch: Path, folders: tuple[str, ...] = (MODELS,)) -> None:
+def _carry(target: Path, scratch: Path, folders: tuple[str, ...]) -> None:
     """The collection's files that versions name into the new version: its fine-tuned models
-    (a version's model path, inside the collection, stays valid) and for a remap its adapters.
-    Hard links: the files are never rewritten in place, and weights are not copied."""
+    (a version's model path, inside the collection, stays valid) and its adapters (a version
+    that comes back finds its own). Hard links: the files are never rewritten in place, and
+    weights are not copied."""
     for name in folders:
         if (target / name).is_dir():
             shutil.copytree(target / name, scratch / name, copy_function=os.link,

@@ -70,7 +70,8 @@ def current_record(col: Collection) -> dict[str, Any]:
 def history_record(m: Manifest) -> dict[str, Any]:
     """What ``history`` keeps of the version ``m`` holds when another replaces it."""
     return {"version": m.version, "model": m.model.name, "fingerprint": m.model.fingerprint,
-            "adapter": m.adapter, "search": m.search, "threshold": m.threshold}
+            "settings": dict(m.model.settings), "adapter": m.adapter, "search": m.search,
+            "threshold": m.threshold}
 
 
 def replaced_record(m: Manifest) -> dict[str, Any]:
@@ -275,13 +276,17 @@ def list_versions(col: Collection) -> list[dict[str, Any]]:
 
 
 def rollback(col: Collection, to: int | None = None) -> dict[str, Any]:
-    """Go back to version ``to`` (default: the one before the current). Only versions of the
-    current model's vectors can come back (an adapter or none); a version before a re-embedding
-    needs ``reindex`` with its model. Going to or from a both-side adapter's version maps the
-    stored vectors (see the module docs). Returns the version now current."""
+    """Go back to version ``to`` (default: the one before the current). Going to or from a
+    both-side adapter's version maps the stored vectors (see the module docs); going to a
+    version of another model (before ``improve --full`` or ``reindex``) re-embeds the documents
+    with that model (:func:`neartext.reindex.reindex`: swapped in whole). Returns the version
+    now current."""
     col.refresh()
     space = vector_space(col.manifest.adapter)
     number, record = _earlier(col, col.manifest, to)  # what is wrong is said before any work
+    if record.get("fingerprint") != col.manifest.model.fingerprint:
+        _reembed_back(col, number, record)
+        return current_record(col)
 
     def change(m: Manifest) -> None:
         number, record = _earlier(col, m, to)
@@ -319,12 +324,33 @@ def _earlier(col: Collection, m: Manifest, to: int | None) -> tuple[int, dict[st
     if record is None:
         known = ", ".join(str(v) for v in sorted([*earlier, m.version]))
         raise InputError(f"{col.address}: there is no version {to}; versions: {known}")
-    if record.get("fingerprint") != m.model.fingerprint:
-        raise InputError(
-            f"{col.address}: version {to} used model {record.get('model')}, whose vectors "
-            f"were replaced by a re-embedding; go back with: neartext reindex {col.address} "
-            f"{record.get('model')}")
     adapter = record.get("adapter")
     if adapter:  # its weights must still load before anything changes
-        Adapter.load(col.path / adapter["file"], m.model.fingerprint)
+        Adapter.load(col.path / adapter["file"], record.get("fingerprint"))
     return to, record
+
+
+def _reembed_back(col: Collection, number: int, record: dict[str, Any]) -> None:
+    """Make version ``number``, of another model than the current one, current again: the
+    documents re-embedded with its model (which must still give its vectors), its adapter
+    (query-side) and ranking restored."""
+    from .encoders import EncoderSettings, load_encoder
+    from .reindex import reindex
+
+    model = str(record.get("model"))
+    if vector_space(record.get("adapter")):
+        raise InputError(f"{col.address}: version {number} is a both-side adapter on model "
+                         f"{model}, whose vectors were replaced by a re-embedding; go back to "
+                         "the version before it")
+    now = col.manifest.model.settings
+    kept = record.get("settings") or {"normalize": now.get("normalize", True),
+                                      "batch_size": now.get("batch_size", 32)}
+    settings = EncoderSettings(**{**kept, "model": model})
+    if load_encoder(settings).fingerprint != record.get("fingerprint"):
+        raise InputError(f"{col.address}: the model of version {number} ({model}) no longer "
+                         "gives that version's vectors (its files changed); nothing changed")
+    reindex(col.path, settings, gate=lambda new: {
+        "version": number, "adapter": record.get("adapter"), "search": record.get("search"),
+        "threshold": record.get("threshold")})
+    if not col.shared:
+        col.reopen()
