@@ -27,6 +27,19 @@ def _read(path: Path) -> tuple[list[str], list[str], np.ndarray, dict]:
             np.array(t.column("vector").to_pylist(), dtype=np.float32), t.schema.metadata)
 
 
+@pytest.fixture(autouse=True)
+def _ray_logs_to_a_closed_capture_are_dropped(monkeypatch):
+    """Ray's loggers get their stream handler when ``ray`` is first imported: in this session
+    that is the capture of the test that imported it, closed since. A warning Ray logs later
+    (say "the cluster currently does not have any available CPUs" while the previous command's
+    actors are let go) then makes ``logging`` print "--- Logging error ---" and a traceback to the
+    current test's stderr. In a command's own process stderr stays open; here such a record is
+    dropped, as ``logging.raiseExceptions = False`` does in production."""
+    import logging
+
+    monkeypatch.setattr(logging, "raiseExceptions", False)
+
+
 def _one_error_line(err: str) -> bool:
     """neartext said what failed in one line, without a traceback. Once Ray has started, Ray's
     own start-up notices may stand beside it on stderr (seen in a long test session: "Failed to
