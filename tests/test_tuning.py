@@ -607,3 +607,29 @@ def test_improve_full_refuses_what_it_cannot_do_in_one_line(demo_copy, tmp_path,
         assert len(err) == 1 and message in err[0], err
     assert (demo_copy / "manifest.json").read_text() == manifest
     assert not (demo_copy / "models").exists()
+
+
+def test_tune_both_sides_while_another_writer_adds_and_deletes(demo_copy, tmp_path,
+                                                             monkeypatch):
+    """Tuning reads the pairs, then the stored vectors, then searches: documents written or
+    deleted in between by another writer (seen as a 500 of the service's improve while its
+    upserts ran) are measured as they are found or left out, with a note; nothing fails."""
+    with Collection.open(demo_copy) as col:
+        docs = _texts(col)
+        late, gone = docs[0], docs[1]
+        # a query whose words find the late document by keyword, answered by another one
+        pairs = [(" ".join(t.split()[:3]), t) for _, t in docs[2:]]
+        pairs.append((" ".join(late[1].split()[:4]), docs[2][1]))
+        pairs.append((" ".join(gone[1].split()[:3]), gone[1]))
+        _write_pairs(tmp_path / "pairs.csv", pairs)
+        real = col.store.iter_vectors
+
+        def as_if_written_later(batch_size=8192):
+            for ids, vecs in real(batch_size):
+                keep = [i for i, d in enumerate(ids) if d not in (late[0], gone[0])]
+                yield [ids[i] for i in keep], vecs[keep]
+
+        monkeypatch.setattr(col.store, "iter_vectors", as_if_written_later)
+        report = tune(col, tmp_path / "pairs.csv", side="both", force=True)
+        assert report.promoted and report.pairs == len(pairs) - 1
+        assert any("1 pairs name documents deleted while tuning" in n for n in report.notes)

@@ -38,6 +38,7 @@ from .tuning import (
     evaluate_setting,
     gather,
     metric_rows,
+    without_gone,
 )
 from .versions import ranking
 
@@ -109,8 +110,9 @@ def improve_full(path: str | Path, pairs: str | Path | None = None, *, feedback:
                 f"({data.from_file} from the file, {data.from_feedback} 👍 ratings); at least "
                 f"{MIN_FULL_PAIRS} are needed to fine-tune the model (an adapter needs fewer: "
                 "'neartext improve' without --full)" + "".join(f"; {n}" for n in data.notes))
-        held = split_groups(data.queries, held_out, seed)
         texts = {d.id: d.text for d in col.store.get(list(dict.fromkeys(data.doc_ids)))}
+        data = without_gone(data, texts)
+        held = split_groups(data.queries, held_out, seed)
         held_queries = list(dict.fromkeys(q for q, h in zip(data.queries, held) if h))
         gold: dict[str, set[str]] = {}
         for q, d, h in zip(data.queries, data.doc_ids, held):

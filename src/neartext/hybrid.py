@@ -88,8 +88,14 @@ def blend(cosine: dict[str, float], bm25: dict[str, float], norm: float, alpha: 
 def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, float],
              bm25: dict[str, float], norm: float) -> tuple[list[str], np.ndarray]:
     """The candidates of both rankings (semantic first) and their :data:`FEATURES`, one row
-    each; ``cosine`` must cover every candidate (as for :func:`blend`)."""
-    docs = list(dict.fromkeys([*semantic, *keyword]))
+    each; ``cosine`` covers every candidate (as for :func:`blend`) but one whose vectors were
+    gone when asked for (deleted by another writer meanwhile), which is left out.
+
+    >>> docs, rows = features(["a"], ["b", "gone"], {"a": 0.9, "b": 0.4}, {"b": 3.0}, norm=3.0)
+    >>> docs, rows[:, 1].tolist()
+    (['a', 'b'], [0.0, 1.0])
+    """
+    docs = [d for d in dict.fromkeys([*semantic, *keyword]) if d in cosine]
     s_rank = {d: i for i, d in enumerate(semantic)}
     k_rank = {d: i for i, d in enumerate(keyword)}
     rows = np.zeros((len(docs), len(FEATURES)), dtype=np.float64)

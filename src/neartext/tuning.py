@@ -14,7 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,10 +89,14 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, rounds: int = 50
 class _MovedStore:
     """The collection's store as a search would see it with the documents' vectors in another
     space (a both-side adapter not current yet): semantic search and document vectors over the
-    moved vectors, held in memory; the rest (keyword search, documents) from the store."""
+    moved vectors, held in memory; the rest (keyword search, documents) from the store. A
+    document written since (found by a keyword search) has its stored vectors moved by
+    ``move`` when asked for."""
 
-    def __init__(self, store: Store, doc_ids: list[str], vectors: np.ndarray) -> None:
+    def __init__(self, store: Store, doc_ids: list[str], vectors: np.ndarray,
+                 move: Callable[[np.ndarray], np.ndarray]) -> None:
         self._store = store
+        self._move = move
         self._ids = doc_ids
         self._vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self._rows: dict[str, list[int]] = {}
@@ -110,7 +115,11 @@ class _MovedStore:
         return StoreBase.best_per_document(rows, k)
 
     def doc_vectors(self, doc_ids: list[str]) -> dict[str, np.ndarray]:
-        return {d: self._vectors[self._rows[d]] for d in doc_ids if d in self._rows}
+        out = {d: self._vectors[self._rows[d]] for d in doc_ids if d in self._rows}
+        newer = [d for d in doc_ids if d not in self._rows]
+        for d, vecs in (self._store.doc_vectors(newer).items() if newer else ()):
+            out[d] = self._move(np.asarray(vecs, dtype=np.float32))
+        return out
 
 
 def _fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
@@ -296,6 +305,24 @@ def gather(col: Collection, pairs: str | Path | None, feedback: bool,
     return TrainingData(queries, doc_ids, hard, from_file, from_feedback, notes, through)
 
 
+def without_gone(data: TrainingData, stored: Mapping[str, Any]) -> TrainingData:
+    """``data`` without the pairs whose document was deleted by another writer between
+    reading the pairs and reading the stored vectors (said in a note)."""
+    keep = [i for i, d in enumerate(data.doc_ids) if d in stored]
+    if len(keep) == len(data.doc_ids):
+        return data
+    if len(keep) < MIN_PAIRS:
+        raise InputError(f"{len(data.doc_ids) - len(keep)} of the pairs' documents were "
+                         f"deleted while tuning read the collection; {len(keep)} pairs are "
+                         f"left, at least {MIN_PAIRS} are needed: run it again")
+    new_index = {old: new for new, old in enumerate(keep)}
+    return dataclasses.replace(
+        data, queries=[data.queries[i] for i in keep], doc_ids=[data.doc_ids[i] for i in keep],
+        hard=[(new_index[i], d) for i, d in data.hard if i in new_index],
+        notes=[*data.notes, f"{len(data.doc_ids) - len(keep)} pairs name documents deleted "
+                            "while tuning read the collection; left out"])
+
+
 def tune(
     col: Collection,
     pairs: str | Path | None = None,
@@ -344,6 +371,7 @@ def tune(
     row_of: dict[str, int] = {}
     for row, d in enumerate(doc_ids):
         row_of.setdefault(d, row)  # a document's first passage stands for it
+    data = without_gone(data, row_of)
     unique = list(dict.fromkeys(data.queries))
     vectors = encode(unique) if encode else col.encoder.encode(unique, kind="query")
     vec_of = dict(zip(unique, vectors))
@@ -357,7 +385,8 @@ def tune(
     # the new adapter's documents, where they differ from the stored ones
     moved = None
     if result.adapter.documents_too or (current is not None and current.documents_too):
-        moved = _MovedStore(col.store, doc_ids, between_spaces(None, result.adapter)(docs))
+        moved = _MovedStore(col.store, doc_ids, between_spaces(None, result.adapter)(docs),
+                            between_spaces(current, result.adapter))
     store_of = {"current": None, "new": moved}
     # the same held-out queries (the split is by query, seeded), now at document level and
     # through the real search path: the adapter, and the ranking settings, chosen together

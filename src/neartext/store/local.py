@@ -314,9 +314,9 @@ class LocalStore(StoreBase):
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         if hasattr(self, "_db_ino") and self.replaced():  # it would land on the new version
             raise CollectionReplaced(
-                f"{self.path}: another process replaced this collection with a new version "
-                "while this one had it open; the manifest was not written: open it again and "
-                "repeat the change")
+                f"{self.path}: a new version of this collection was swapped in while this "
+                "process had the old one open; the manifest was not written: open it again "
+                "and repeat the change")
         try:
             write_json_atomic(self.path / MANIFEST, manifest)
         except OSError as e:
@@ -344,9 +344,10 @@ class LocalStore(StoreBase):
             try:
                 if self.replaced():
                     raise CollectionReplaced(
-                        f"{self.path}: another process replaced this collection with a new "
-                        "version (reindex) while this one had it open; nothing was written: "
-                        "open it again (restart the service) and repeat the change")
+                        f"{self.path}: a new version of this collection was swapped in "
+                        "(reindex, rollback, a both-side adapter) while this write had the "
+                        "old one open; nothing was written: repeat the change (a running "
+                        "service serves the new version from its next request)")
                 yield
                 self.conn.execute("COMMIT")
             except BaseException:
