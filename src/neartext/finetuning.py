@@ -158,6 +158,15 @@ def improve_full(path: str | Path, pairs: str | Path | None = None, *, feedback:
     from .encoders import EncoderSettings
 
     t1 = time.perf_counter()
+
+    def report(promoted: bool, version: int, reason: str, after: dict[str, float],
+               notes: list[str]) -> FullReport:
+        return FullReport(str(target), name, len(data.queries), len(set(data.queries)),
+                          data.from_file, data.from_feedback, before, after, promoted, version,
+                          reason, train_seconds, time.perf_counter() - t1,
+                          describe(chosen["setting"]), round(chosen["gain"], 4),
+                          round(chosen["low"], 4), notes)
+
     try:
         rep = reindex(target, EncoderSettings(
             model=str(out.resolve()), normalize=settings.get("normalize", True),
@@ -168,21 +177,13 @@ def improve_full(path: str | Path, pairs: str | Path | None = None, *, feedback:
             shutil.rmtree(kept)
         out.rename(kept)
         reason = f"{e}; the model is kept in {kept}"
-        return FullReport(str(target), name, len(data.queries), len(set(data.queries)),
-                          data.from_file, data.from_feedback, before, before, False,
-                          now.version, reason, train_seconds, time.perf_counter() - t1,
-                          describe(chosen["setting"]), round(chosen["gain"], 4),
-                          round(chosen["low"], 4), data.notes)
+        return report(False, now.version, reason, before, data.notes)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # nothing refers to it
         raise
     reason = f"promoted as version {rep.version}: {chosen['what']}" + (
         "" if chosen["gain"] >= margin and chosen["low"] > 0 else " (forced)")
-    return FullReport(str(target), name, len(data.queries), len(set(data.queries)),
-                      data.from_file, data.from_feedback, before, chosen["after"], True,
-                      rep.version, reason, train_seconds, time.perf_counter() - t1,
-                      describe(chosen["setting"]), round(chosen["gain"], 4),
-                      round(chosen["low"], 4), data.notes + rep.notes)
+    return report(True, rep.version, reason, chosen["after"], data.notes + rep.notes)
 
 
 def _train(out: Path, base: str, pairs: list[tuple[str, str]], epochs: float, seed: int,
