@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-peers lint clean
+.PHONY: setup browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers lint clean
 
 setup: $(STAMP)
 
@@ -102,6 +102,10 @@ bench-ray: setup
 bench-feedback-loop: setup
 	$(BIN)/python bench/bench_feedback_loop.py --model all-MiniLM-L6-v2
 	$(BIN)/python bench/bench_feedback_loop.py --model use-multilingual
+
+# The learned fusion's features and fit, Cranfield (title + body) and Quora, 5 folds (~3 min).
+bench-ranker: setup
+	$(BIN)/python bench/bench_ranker.py
 
 # neartext against qdrant-client (local), LanceDB, txtai and Chroma on the same given vectors, each in its
 # own environment under bench/.peers (torch pinned first for txtai: the CPU build).

@@ -729,3 +729,28 @@ def test_a_both_side_adapter_is_refused_on_milvus_with_one_line(tmp_path, encode
     assert len(err) == 1 and "works on collections in a directory" in err[0], err
     with Collection.open(address) as col:
         assert col.manifest.version == 1 and col.manifest.adapter is None
+
+
+def test_the_learned_fusion_with_text_features_ranks_alike_on_milvus(tmp_path, encoder):
+    """A version whose learned fusion weighs the cosine and the text features (read from each
+    candidate's stored text): the same top 5 with the same scores on Milvus Lite as locally,
+    and a document whose first line is the query first on both."""
+    import csv
+
+    from neartext.versions import promote
+
+    with DEMO.open(encoding="utf-8") as f:
+        texts = [r["text"] for r in csv.DictReader(f)]
+    queries = ["refund my money", texts[10], " ".join(texts[40].split()[:4])]
+    setting = {"mode": "hybrid", "fusion": "learned",
+               "features": ["cosine", "phrase", "lead_exact"], "weights": [1.0, 0.5, 2.0, 0.0]}
+    ranked = {}
+    for where in (str(tmp_path / "local"), f"milvus-lite:{tmp_path / 'store.db'}#learned"):
+        col, _ = Collection.from_file(where, DEMO, ["text"], "id", model=encoder, index="flat")
+        with col:
+            promote(col, None, {}, search=setting)
+            ranked[where] = [_ranked(col.search(q, k=5)) for q in queries]
+    local, remote = ranked.values()
+    for a, b in zip(local, remote):
+        assert_same_ranking(a, b)
+    assert local[1][0][1] > 2.9  # its own text: cosine 1 + phrase 0.5 + first line 2

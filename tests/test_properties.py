@@ -13,7 +13,7 @@ from hypothesis import strategies as st  # noqa: E402
 from neartext import Collection  # noqa: E402
 from neartext.adapters import HIDDEN, Adapter  # noqa: E402
 from neartext.errors import NeartextError  # noqa: E402
-from neartext.hybrid import FEATURES, features, learned  # noqa: E402
+from neartext.hybrid import BASE_FEATURES, features, learned  # noqa: E402
 
 FAST = settings(max_examples=60, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -78,7 +78,7 @@ def test_the_learned_fusion_with_cosine_alone_orders_by_cosine(n, seed):
     kw = list(rng.permutation(docs))[: max(1, n // 3)]
     bm25 = {d: float(rng.uniform(0, 10)) for d in kw}
     names, rows = features(sem, kw, cosine, bm25, norm=8.0)
-    assert rows.shape == (len(set(sem) | set(kw)), len(FEATURES))
+    assert rows.shape == (len(set(sem) | set(kw)), len(BASE_FEATURES))
     assert ((rows[:, 1] >= 0) & (rows[:, 1] <= 1)).all()
     ranked = learned(names, rows, [1.0, 0, 0, 0, 0, 0.3], k=n)
     assert [d for d, _ in ranked] == sorted(names, key=lambda d: (-cosine[d], d))

@@ -374,6 +374,81 @@ def test_the_learned_fusion_ranks_by_its_weights_and_needs_them(demo_copy):
             [r.id for r in col.search(queries[0], k=5, mode="keyword")]
 
 
+def _memes(tmp_path):
+    """150 memes (title, description) whose descriptions name three other memes' titles, and
+    (title, id) pairs: only a meme's first line tells it from those that mention it."""
+    rng = random.Random(3)
+    syl = ["qor", "vex", "blin", "tam", "zur", "pok", "lim", "dra", "fen", "mul", "sak", "tor",
+           "gub", "nel"]
+    titles = list(dict.fromkeys(f"{''.join(rng.sample(syl, 2))} {''.join(rng.sample(syl, 2))}"
+                                for _ in range(400)))[:150]
+    rows = []
+    for i, t in enumerate(titles):
+        others = rng.sample([x for x in titles if x != t], 3)
+        rows.append((f"m{i}", t, f"A meme people post when plans fall apart. Often confused "
+                                 f"with {others[0]}; fans of {others[1]} and {others[2]} share "
+                                 f"it too. Not {others[0]}."))
+    _write_rows(tmp_path / "memes.csv", ["id", "title", "description"], rows)
+    _write_rows(tmp_path / "titles.csv", ["query", "id"], [(t, f"m{i}")
+                                                           for i, t in enumerate(titles)])
+    return titles
+
+
+def test_the_learned_fusion_learns_the_title_of_a_collection_built_from_two_columns(
+        tmp_path, encoder):
+    """Queries that are titles, in a collection of (title, description) rows whose
+    descriptions name other titles: the learned fusion with the text features ranks every
+    held-out title first, where the fixed rankings and the base features alone do not; the
+    version keeps the features' names, and searches after a reopen use them."""
+    from neartext.hybrid import BASE_FEATURES, FEATURES
+    from neartext.searching import fusion_features
+    from neartext.tuning import evaluate_setting, fit_pairwise
+
+    titles = _memes(tmp_path)
+    col, _ = Collection.from_file(tmp_path / "col", tmp_path / "memes.csv",
+                                  ["title", "description"], "id", model=encoder)
+    with col:
+        report = tune(col, tmp_path / "titles.csv")
+        assert report.promoted and report.ranking == "hybrid learned", report.summary()
+        assert report.after["mrr@10"] == 1.0
+        fixed = max(c["mrr@10"] for c in report.candidates if c["ranking"] != "hybrid learned")
+        assert fixed < 0.9
+        assert col.manifest.search["features"] == list(FEATURES)
+        # the base features alone, fitted and measured the same way, fall short
+        vecs = encoder.encode(titles)
+        train = np.arange(len(titles)) % 5 != 0
+        feats = fusion_features(col.store, vecs[train],
+                                [t for t, k in zip(titles, train) if k], names=BASE_FEATURES)
+        ids = [f"m{i}" for i in range(len(titles))]
+        labels = [np.array([d == g for d in docs], dtype=np.float64)
+                  for (docs, _), g in zip(feats, [d for d, k in zip(ids, train) if k])]
+        weights = [float(w) for w in fit_pairwise([x for _, x in feats], labels)]
+        held = ~train
+        base, _ = evaluate_setting(
+            col, [t for t, k in zip(titles, held) if k], vecs[held],
+            [{d} for d, k in zip(ids, held) if k], None,
+            {"mode": "hybrid", "fusion": "learned", "weights": weights,
+             "features": list(BASE_FEATURES)})
+        assert base["mrr@10"] < 0.95
+    with Collection.open(tmp_path / "col", model=encoder) as col:
+        assert col.search_options(5).features == FEATURES
+        assert [col.search(t, k=1)[0].id for t in titles] == ids
+
+
+def test_a_learned_version_naming_an_unknown_feature_is_refused_in_one_line(demo_copy):
+    """A version tuned by a newer neartext (a feature this one does not compute): searches
+    that would use it are refused with the reason, others still work."""
+    from neartext.versions import promote
+
+    with Collection.open(demo_copy) as col:
+        promote(col, None, {}, search={"mode": "hybrid", "fusion": "learned",
+                                       "features": ["cosine", "title_bm25"],
+                                       "weights": [1.0, 0.5, 0.0]})
+        with pytest.raises(InputError, match=r"does not know \('title_bm25'\)"):
+            col.search("refund", k=3)
+        assert len(col.search("refund", k=3, mode="semantic")) == 3
+
+
 def _vectors(col: Collection) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for ids, vecs in col.store.iter_vectors():

@@ -496,8 +496,10 @@ class Collection:
             tuned_alpha = tuned.get("alpha") if from_tuned else None
             alpha = float(tuned_alpha) if tuned_alpha is not None else DEFAULT_ALPHA
         weights = tuned.get("weights") if fusion == "learned" else None
+        names = tuned.get("features") if fusion == "learned" else None
         return SearchOptions(k, threshold, mode, fusion, alpha,
-                             None if weights is None else tuple(float(w) for w in weights))
+                             None if weights is None else tuple(float(w) for w in weights),
+                             None if names is None else tuple(str(n) for n in names))
 
     def make_filter(
         self, where: Sequence[str] | str | Filter | None = None, contains: Sequence[str] | None = None

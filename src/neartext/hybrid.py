@@ -9,11 +9,16 @@ Three ways, each per query over the candidates each side returned:
   counts by how much of the query it covers, not relative to the best keyword match (which may
   be a poor one). A document missing from the keyword list counts 0 there; its cosine is
   computed for every candidate.
-- ``learned``: a linear score over a handful of features of each candidate (:data:`FEATURES`:
-  its cosine, keyword coverage as in blend, the reciprocal of its rank on each side, and
-  whether every query word is in it), with weights ``neartext tune`` fits on the collection's
-  own pairs and ratings (logistic regression) and keeps only when they beat the fixed fusions
-  on held-out queries. The weights live with the version (its ranking settings).
+- ``learned``: a linear score over features of each candidate (:data:`FEATURES`: its cosine,
+  keyword coverage as in blend, the reciprocal of its rank on each side, whether every query
+  word is in it, whether the query's words stand in it as one phrase, and how much of the query
+  its first line covers and whether the first line is the query: the title, when the collection
+  was built from several text columns, which are joined by lines with the title first), with
+  weights ``neartext tune`` fits on the collection's own pairs and ratings (a pairwise logistic
+  regression: RankNet's loss with a linear scorer) and keeps only when they beat the fixed
+  fusions on held-out queries. The weights and the names of the features they weigh live with
+  the version (its ranking settings); a version tuned before the text features were added
+  weighs :data:`BASE_FEATURES`.
 
 Example:
     >>> [(d, round(s, 4)) for d, s in rrf(["a", "b", "c"], ["c", "d"], k=3)]
@@ -26,15 +31,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 
 from .errors import InputError
+from .lexical import terms
 
 MODES = ("semantic", "keyword", "hybrid")
 FUSIONS = ("rrf", "blend", "learned")
-FEATURES = ("cosine", "coverage", "semantic_rr", "keyword_rr", "all_words")
+# what every learned version weighs; the first five are all a version tuned before the text
+# features has (its settings name no features)
+BASE_FEATURES = ("cosine", "coverage", "semantic_rr", "keyword_rr", "all_words")
+# computed from the candidate's stored text and the query's words (neartext.lexical)
+TEXT_FEATURES = ("phrase", "lead_coverage", "lead_exact")
+FEATURES = BASE_FEATURES + TEXT_FEATURES
+# the text features read a document's first characters only (a long text's phrase further on
+# does not count): what one query's candidates cost stays bounded
+PHRASE_CHARS = 10_000
 RRF_K = 60
 # Chosen on Cranfield and 3,000 Quora duplicate pairs with all-MiniLM-L6-v2 (bench/bench_multilingual.py):
 # blend at 0.7 beat semantic search on both (nDCG@10 0.42 vs 0.38; 0.894 vs 0.891), while
@@ -51,18 +66,30 @@ def candidates(k: int) -> int:
 
 
 def check_mode(mode: str, fusion: str, alpha: float,
-               weights: Sequence[float] | None = None) -> None:
+               weights: Sequence[float] | None = None,
+               names: Sequence[str] | None = None) -> None:
     if mode not in MODES:
         raise InputError(f"unknown search mode '{mode}'; choose one of: {', '.join(MODES)}")
     if fusion not in FUSIONS:
         raise InputError(f"unknown fusion '{fusion}'; choose one of: {', '.join(FUSIONS)}")
-    if fusion == "learned" and mode == "hybrid" and (
-            weights is None or len(weights) != len(FEATURES) + 1
-            or not all(math.isfinite(w) for w in weights)):
-        raise InputError("the learned fusion ranks with weights 'neartext tune' fits on a "
-                         "collection's pairs or ratings; this version has none: use blend or rrf")
+    if fusion == "learned" and mode == "hybrid":
+        unknown = [n for n in names or () if n not in FEATURES]
+        if unknown:
+            raise InputError(f"the learned fusion of this version weighs a feature this "
+                             f"neartext does not know ('{unknown[0]}'): use blend or rrf, or a "
+                             f"newer neartext")
+        if (weights is None or len(weights) != len(names or BASE_FEATURES) + 1
+                or not all(math.isfinite(w) for w in weights)):
+            raise InputError("the learned fusion ranks with weights 'neartext tune' fits on a "
+                             "collection's pairs or ratings; this version has none: use blend "
+                             "or rrf")
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha must be between 0 and 1 (got {alpha})")
+
+
+def needs_text(names: Sequence[str] | None) -> bool:
+    """Whether the features ``names`` are computed from the candidates' stored text."""
+    return any(n in TEXT_FEATURES for n in names or ())
 
 
 def rrf(semantic: Sequence[str], keyword: Sequence[str], k: int) -> list[tuple[str, float]]:
@@ -86,30 +113,71 @@ def blend(cosine: dict[str, float], bm25: dict[str, float], norm: float, alpha: 
 
 
 def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, float],
-             bm25: dict[str, float], norm: float) -> tuple[list[str], np.ndarray]:
-    """The candidates of both rankings (semantic first) and their :data:`FEATURES`, one row
-    each; ``cosine`` covers every candidate (as for :func:`blend`) but one whose vectors were
-    gone when asked for (deleted by another writer meanwhile), which is left out.
+             bm25: dict[str, float], norm: float, names: Sequence[str] = BASE_FEATURES,
+             words: dict[str, float] | None = None, texts: dict[str, str] | None = None
+             ) -> tuple[list[str], np.ndarray]:
+    """The candidates of both rankings (semantic first) and their features ``names`` (of
+    :data:`FEATURES`), one row each. ``cosine`` covers every candidate (as for :func:`blend`)
+    but one whose vectors were gone when asked for (deleted by another writer meanwhile), which
+    is left out. The text features need the query's stemmed ``words`` in order with their
+    weights (IDF: :meth:`~neartext.store.base.StoreBase.keyword_weights`) and the candidates'
+    ``texts`` (one missing from them was deleted too, and is left out as well).
 
     >>> docs, rows = features(["a"], ["b", "gone"], {"a": 0.9, "b": 0.4}, {"b": 3.0}, norm=3.0)
     >>> docs, rows[:, 1].tolist()
     (['a', 'b'], [0.0, 1.0])
+    >>> docs, rows = features(["a", "b"], [], {"a": 0.9, "b": 0.4}, {}, 0.0, TEXT_FEATURES,
+    ...                       {"cat": 3.0, "fall": 1.0}, {"a": "Falling cats\\nThe cat falls",
+    ...                                                 "b": "cats"})
+    >>> rows.tolist()  # phrase, lead_coverage, lead_exact
+    [[1.0, 1.0, 0.0], [0.0, 0.75, 0.0]]
     """
-    docs = [d for d in dict.fromkeys([*semantic, *keyword]) if d in cosine]
+    text_of = texts or {}
+    with_text = needs_text(names)
+    docs = [d for d in dict.fromkeys([*semantic, *keyword])
+            if d in cosine and (not with_text or d in text_of)]
     s_rank = {d: i for i, d in enumerate(semantic)}
     k_rank = {d: i for i, d in enumerate(keyword)}
-    rows = np.zeros((len(docs), len(FEATURES)), dtype=np.float64)
+    rows = np.zeros((len(docs), len(names)), dtype=np.float64)
     for i, d in enumerate(docs):
         cover = min(1.0, bm25.get(d, 0.0) / norm) if norm > 0 else 0.0
-        rows[i] = (cosine[d], cover, 1.0 / (1 + s_rank[d]) if d in s_rank else 0.0,
-                   1.0 / (1 + k_rank[d]) if d in k_rank else 0.0, float(cover >= 0.999))
+        value = {"cosine": cosine[d], "coverage": cover,
+                 "semantic_rr": 1.0 / (1 + s_rank[d]) if d in s_rank else 0.0,
+                 "keyword_rr": 1.0 / (1 + k_rank[d]) if d in k_rank else 0.0,
+                 "all_words": float(cover >= 0.999)}
+        if with_text:
+            value.update(_text_features(words or {}, text_of[d]))
+        rows[i] = [value[n] for n in names]
     return docs, rows
+
+
+def _text_features(words: dict[str, float], text: str) -> dict[str, float]:
+    """:data:`TEXT_FEATURES` of a document's ``text`` for a query of the weighted ``words``:
+    whether they stand in it in the query's order, next to each other; the share of their
+    weight its first line holds; whether its first line is the query."""
+    total = sum(words.values())
+    if not words or total <= 0:
+        return dict.fromkeys(TEXT_FEATURES, 0.0)
+    query = list(words)
+    lead = _terms(text[:PHRASE_CHARS].split("\n", 1)[0])
+    body = _terms(text[:PHRASE_CHARS])
+    n = len(query)
+    phrase = any(body[i:i + n] == query for i in range(len(body) - n + 1))
+    in_lead = set(lead)
+    return {"phrase": float(phrase),
+            "lead_coverage": sum(w for t, w in words.items() if t in in_lead) / total,
+            "lead_exact": float(list(dict.fromkeys(lead)) == query)}
+
+
+@lru_cache(maxsize=1024)  # candidates recur across queries; bounded: texts can be long
+def _terms(text: str) -> list[str]:
+    return terms(text)
 
 
 def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int
             ) -> list[tuple[str, float]]:
-    """The best ``k`` candidates by ``rows @ weights[:-1] + weights[-1]`` (the fitted
-    log-odds of relevance)."""
+    """The best ``k`` candidates by ``rows @ weights[:-1] + weights[-1]`` (a ranking score:
+    only its order within one query means anything)."""
     w = np.asarray(weights, dtype=np.float64)
     score = rows @ w[:-1] + w[-1] if len(docs) else np.zeros(0)
     return sorted(zip(docs, score.tolist()), key=lambda x: (-x[1], x[0]))[:k]

@@ -23,8 +23,10 @@ import numpy as np
 from .errors import InputError
 from .filters import Filter, parse_filter
 from .hybrid import (
+    BASE_FEATURES,
     DEFAULT_ALPHA,
     DEFAULT_FUSION,
+    FEATURES,
     Fusion,
     Mode,
     blend,
@@ -32,6 +34,7 @@ from .hybrid import (
     check_mode,
     features,
     learned,
+    needs_text,
     rrf,
 )
 from .results import SearchResult
@@ -52,8 +55,9 @@ def check_threshold(threshold: float | None, what: str = "threshold") -> None:
 class SearchOptions:
     """How to rank: ``k`` results, at least ``threshold`` (cosine; semantic mode only), the
     ``mode`` (semantic, keyword, hybrid) and for hybrid the ``fusion`` (blend, rrf, learned),
-    blend weight ``alpha`` and the learned fusion's ``weights`` (from ``neartext tune``).
-    Checked when made: an :class:`InputError` names the bad value."""
+    blend weight ``alpha``, and the learned fusion's ``weights`` and the names of the
+    ``features`` they weigh (from ``neartext tune``; default: the base features). Checked when
+    made: an :class:`InputError` names the bad value."""
 
     k: int = 10
     threshold: float | None = None
@@ -61,11 +65,12 @@ class SearchOptions:
     fusion: Fusion = DEFAULT_FUSION
     alpha: float = DEFAULT_ALPHA
     weights: tuple[float, ...] | None = None
+    features: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_k(self.k)
         check_threshold(self.threshold)
-        check_mode(self.mode, self.fusion, self.alpha, self.weights)
+        check_mode(self.mode, self.fusion, self.alpha, self.weights, self.features)
         if self.mode != "semantic" and self.threshold is not None:
             raise InputError(f"a threshold applies to cosine scores: use it with the semantic "
                              f"mode, not {self.mode}")
@@ -130,9 +135,14 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
     n = candidates(opts.k)
     sem_rows = store.search(vectors, n, flt)
     kw_rows = store.keyword_search(texts, n, flt)
-    norms = store.keyword_norms(texts) if opts.fusion != "rrf" else [0.0] * len(texts)
+    weights = (store.keyword_weights(texts) if opts.fusion != "rrf"
+               else [{} for _ in texts])
+    names = opts.features or BASE_FEATURES
+    text_of = (_texts(store, sem_rows, kw_rows)
+               if opts.fusion == "learned" and needs_text(names) else None)
     out = []
-    for q, sem, kw, norm in zip(vectors, sem_rows, kw_rows, norms):
+    for q, words, sem, kw in zip(vectors, weights, sem_rows, kw_rows):
+        norm = sum(words.values())
         best = {h.doc_id: h for h in sem}
         if opts.fusion == "rrf":
             fused = rrf([h.doc_id for h in sem], [h.doc_id for h in kw], opts.k)
@@ -142,12 +152,18 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
             if opts.fusion == "learned":
                 assert opts.weights is not None
                 docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
-                                      bm25, norm)
+                                      bm25, norm, names, words, text_of)
                 fused = learned(docs, rows, opts.weights, opts.k)
             else:
                 fused = blend(cosine, bm25, norm, opts.alpha, opts.k)
         out.append([(doc, score, best.get(doc)) for doc, score in fused])
     return out
+
+
+def _texts(store: Store, sem_rows: list[list[Hit]], kw_rows: list[list[Hit]]) -> dict[str, str]:
+    """The stored text of every candidate (one deleted meanwhile is missing)."""
+    ids = sorted({h.doc_id for rows in (sem_rows, kw_rows) for row in rows for h in row})
+    return {d.id: d.text for d in store.get(ids)}
 
 
 def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit]) -> dict[str, float]:
@@ -159,14 +175,17 @@ def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit]) -> dict
     return cosine
 
 
-def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: int = 10
-                    ) -> list[tuple[list[str], np.ndarray]]:
-    """Per query, the candidates a hybrid search for the top ``k`` weighs and their
-    :data:`~neartext.hybrid.FEATURES`: what the learned fusion is trained on."""
+def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: int = 10,
+                    names: Sequence[str] = FEATURES) -> list[tuple[list[str], np.ndarray]]:
+    """Per query, the candidates a hybrid search for the top ``k`` weighs and their features
+    ``names`` (default: all of :data:`~neartext.hybrid.FEATURES`): what the learned fusion is
+    trained on."""
     n = candidates(k)
     sem_rows = store.search(vectors, n, None)
     kw_rows = store.keyword_search(texts, n, None)
-    norms = store.keyword_norms(texts)
+    weights = store.keyword_weights(texts)
+    text_of = _texts(store, sem_rows, kw_rows) if needs_text(names) else None
     return [features([h.doc_id for h in sem], [h.doc_id for h in kw],
-                     _cosines(store, q, sem, kw), {h.doc_id: h.score for h in kw}, norm)
-            for q, sem, kw, norm in zip(vectors, sem_rows, kw_rows, norms)]
+                     _cosines(store, q, sem, kw), {h.doc_id: h.score for h in kw},
+                     sum(words.values()), names, words, text_of)
+            for q, words, sem, kw in zip(vectors, weights, sem_rows, kw_rows)]

@@ -31,7 +31,7 @@ from .adapters import (
     train_adapter,
 )
 from .errors import InputError
-from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION
+from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, FEATURES
 from .linalg import top_k
 from .store.base import Hit, Store, StoreBase
 from .versions import between_spaces, keep_candidate, promote, ranking
@@ -86,6 +86,35 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, rounds: int = 50
     return np.append(raw, w[-1] - float(mu @ raw))
 
 
+def fit_pairwise(rows: list[np.ndarray], labels: list[np.ndarray], per_positive: int = 50,
+                 seed: int = 0) -> np.ndarray:
+    """Ranking weights from each query's candidates (``rows``: one feature row per candidate;
+    ``labels``: 1 relevant, 0 not): a logistic regression of "the first of two candidates of
+    one query is the relevant one" on their feature difference (RankNet's pairwise loss with
+    a linear scorer), up to ``per_positive`` sampled irrelevant candidates per relevant one.
+    Returns the weights followed by a zero intercept (a ranking needs none); all zeros when no
+    query has both kinds.
+
+    >>> x = [np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])]
+    >>> w = fit_pairwise(x, [np.array([1.0, 0.0, 0.0])])
+    >>> bool(w[0] > 0 > w[1]), float(w[2])
+    (True, 0.0)
+    """
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for x, y in zip(rows, labels):
+        pos, neg = np.flatnonzero(y > 0), np.flatnonzero(y <= 0)
+        for p in pos:
+            if len(neg):
+                pick = neg if len(neg) <= per_positive else rng.choice(neg, per_positive, False)
+                diffs.append(x[p] - x[pick])
+    if not diffs:
+        return np.zeros((rows[0].shape[1] if rows else 0) + 1)
+    d = np.concatenate(diffs)
+    w = fit_logistic(np.concatenate([d, -d]), np.repeat([1.0, 0.0], len(d)))
+    return np.append(w[:-1], 0.0)
+
+
 class _MovedStore:
     """The collection's store as a search would see it with the documents' vectors in another
     space (a both-side adapter not current yet): semantic search and document vectors over the
@@ -125,7 +154,8 @@ class _MovedStore:
 def _fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
                 adapter: Adapter | None, seed: int, store: Any = None) -> list[float] | None:
     """Weights of the learned fusion fitted on ``queries`` (their candidates as a hybrid
-    search with ``adapter`` finds them); None when no candidate is relevant."""
+    search with ``adapter`` finds them, :func:`fit_pairwise`); None when no query has both a
+    relevant and an irrelevant candidate."""
     from .searching import fusion_features
 
     if len(queries) > FUSION_QUERIES:
@@ -136,12 +166,9 @@ def _fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: lis
     for (docs, rows), g in zip(fusion_features(store or col.store, vecs, queries), gold):
         xs.append(rows)
         ys.append(np.array([d in g for d in docs], dtype=np.float64))
-    if not xs:
+    if not any(0 < y.sum() < len(y) for y in ys):
         return None
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    if not 0 < y.sum() < len(y):
-        return None
-    return [round(float(v), 6) for v in fit_logistic(x, y)]
+    return [round(float(v), 6) for v in fit_pairwise(xs, ys, seed=seed)]
 
 
 def _check_both(col: Collection) -> None:
@@ -164,11 +191,12 @@ def evaluate_setting(col: Collection, queries: list[str], base: np.ndarray,
     from .metrics import retrieval_metrics
     from .searching import SearchOptions, search_vectors
 
-    weights = setting.get("weights")
+    weights, names = setting.get("weights"), setting.get("features")
     opts = SearchOptions(k=10, mode=setting["mode"],
                          fusion=setting.get("fusion", DEFAULT_FUSION),
                          alpha=setting.get("alpha", DEFAULT_ALPHA),
-                         weights=None if weights is None else tuple(weights))
+                         weights=None if weights is None else tuple(weights),
+                         features=None if names is None else tuple(names))
     vecs = None if opts.mode == "keyword" else (
         base if adapter is None else adapter.apply(base))
     hits = search_vectors(store or col.store, bool(col.manifest.chunking), vecs, queries, None,
@@ -424,7 +452,8 @@ def tune(
                                  [train_gold[t] for t in train_queries], adapter, seed,
                                  store_of[which])
             if fitted is not None:
-                setting = {"mode": "hybrid", "fusion": "learned", "weights": fitted}
+                setting = {"mode": "hybrid", "fusion": "learned", "weights": fitted,
+                           "features": list(FEATURES)}
                 m, rr = measure(which, adapter, setting)
                 rows.append((which, setting, m, rr))
     candidates = [{"adapter": w, "ranking": describe(st), **{k: round(v, 4) for k, v in m.items()

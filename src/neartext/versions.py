@@ -59,6 +59,8 @@ def ranking(search: dict[str, Any] | None) -> dict[str, Any]:
             out["alpha"] = s.get("alpha")
         elif out["fusion"] == "learned":
             out["weights"] = s.get("weights")
+            if s.get("features") is not None:
+                out["features"] = s.get("features")
     return out
 
 

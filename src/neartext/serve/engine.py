@@ -284,8 +284,8 @@ class Engine:
             except Exception as e:
                 results[i] = e
                 continue
-            groups[(id(col), repr(j.filter), o.mode, o.fusion, o.alpha, o.weights)
-                   ].append((i, j, o))
+            groups[(id(col), repr(j.filter), o.mode, o.fusion, o.alpha, o.weights,
+                    o.features)].append((i, j, o))
         for (key, *_), members in groups.items():
             col = members[0][1].collection
             first = members[0][2]

@@ -164,6 +164,10 @@ class Store(Protocol):
         """Per query, the keyword score of a full match (to put scores on one scale)."""
         ...
 
+    def keyword_weights(self, queries: Sequence[str]) -> list[dict[str, float]]:
+        """Per query, the weight (IDF) of each of its distinct stemmed words."""
+        ...
+
     def has_keyword_index(self) -> bool:
         """Whether the lexical index behind :meth:`keyword_search` exists yet."""
         ...
@@ -270,7 +274,12 @@ class StoreBase:
         """Per query, the BM25 score of a document of average length holding each query word
         once: the sum of the words' IDFs (as the backend's BM25 computes them; words no
         document has included). Dividing a BM25 score by it puts keyword scores of different
-        queries on one scale (about 1 = a full match). Frequencies are cached per generation."""
+        queries on one scale (about 1 = a full match)."""
+        return [sum(w.values()) for w in self.keyword_weights(queries)]
+
+    def keyword_weights(self, queries: Sequence[str]) -> list[dict[str, float]]:
+        """Per query, the IDF of each of its distinct stemmed words (in order), as the
+        backend's BM25 weighs them. Frequencies are cached per generation."""
         from ..lexical import terms
 
         n, gen = self.count(), self.generation()
@@ -283,7 +292,7 @@ class StoreBase:
             missing = [w for w in words if w not in df]
             if missing:
                 df.update(self._document_frequencies(missing))
-            out.append(sum(self._idf(n, df.get(w, 0)) for w in words))
+            out.append({w: self._idf(n, df.get(w, 0)) for w in words})
         return out
 
     @staticmethod
