@@ -141,6 +141,57 @@ def test_improve_over_http_switches_searches_atomically_while_they_run(names, bo
         assert c.call("POST", "/collections/nope/improve", {})[0] == 404
 
 
+def test_improve_full_over_http_serves_the_fine_tuned_model_while_searches_run(names):
+    """``POST /improve {"full": true}``: the model is fine-tuned on the ratings and the
+    documents re-embedded while searches go on; none fails, each answer is the old version's
+    or the new one's, and from then on the service encodes queries with the fine-tuned model
+    (its answers are the library's on the promoted collection). Adapter options with full,
+    and epochs without it, are refused in one line."""
+    path, people = names
+    _rate(path, people, 200)
+    queries = people[180:195]
+    with running(ServeSettings.from_args([str(path)], api_key="k")) as c:
+        c.key = "k"
+        for bad, says in (({"full": True, "kind": "lowrank"}, "kind are adapter options"),
+                          ({"epochs": 2}, "epochs is an option of full")):
+            status, err = c.call("POST", "/collections/tickets/improve", bad)
+            assert status == 422 and says in err["detail"], err
+        before = {q: _top(c, "tickets", q)[1] for q in queries}
+        answers: list[tuple[str, int, list[tuple[str, float]]]] = []
+        stop = threading.Event()
+
+        def hammer(seed: int) -> None:
+            rng = random.Random(seed)
+            while not stop.is_set():
+                q = rng.choice(queries)
+                status, top = _top(c, "tickets", q)
+                answers.append((q, status, top))
+
+        threads = [threading.Thread(target=hammer, args=(s,)) for s in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            status, report = c.call("POST", "/collections/tickets/improve",
+                                    {"full": True, "epochs": 0.3, "force": True})
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert status == 200 and report["promoted"] and report["version"] == 2, report
+        assert report["kind"] == "full" and report["from_feedback"] == 200
+        after = {q: _top(c, "tickets", q)[1] for q in queries}
+        with Collection.open(path) as col:
+            assert col.manifest.version == 2 and "models/v2" in col.manifest.model.name
+            for q in queries:
+                assert same(after[q], [(r.id, r.score) for r in col.search(q, k=5)])
+        assert sum(not same(after[q], before[q]) for q in queries) >= 5
+        assert len(answers) > 10 and all(s == 200 for _, s, _ in answers)
+        mixed = [(q, top) for q, _, top in answers
+                 if not same(top, before[q]) and not same(top, after[q])]
+        assert not mixed, [(q, t, before[q], after[q]) for q, t in mixed[:1]]
+
+
 def test_improve_needs_a_key_and_enough_ratings(demo_copy):
     fb = FeedbackStore(demo_copy)
     fb.add("refund", "fb-0001", True)

@@ -375,16 +375,26 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     @app.post("/collections/{name}/improve", tags=["feedback"])
     async def improve(name: str, body: S.ImproveRequest) -> dict[str, Any]:
         """Learn from the ratings that came in since the current version (``neartext
-        improve``): an adapter and ranking are tuned and promoted only if held-out MRR@10
-        gains. Searches go on meanwhile and switch to the new version at once. Needs the
-        service's API key."""
+        improve``): an adapter and ranking are tuned (with ``full``: the model is fine-tuned
+        and the documents re-embedded, ``neartext improve --full``) and promoted only if
+        held-out MRR@10 gains. Searches go on meanwhile and switch to the new version at once.
+        Needs the service's API key."""
         if not settings.api_key:
             raise ApiError(403, "improve changes what every search returns: start the service "
                                 "with an API key (NEARTEXT_API_KEY or --api-key-file) to allow it")
         engine.get(name)
-        result: dict[str, Any] = await engine.improve(name, min_new=body.min_new,
-                                                      force=body.force, kind=body.kind,
-                                                      side=body.side)
+        options: dict[str, Any] = {"min_new": body.min_new, "force": body.force}
+        if body.full:
+            adapter_only = sorted({"kind", "side"} & body.model_fields_set)
+            if adapter_only:
+                raise InputError(f"full fine-tunes the model: {', '.join(adapter_only)} "
+                                 "are adapter options")
+            options.update(full=True, epochs=body.epochs)
+        else:
+            if "epochs" in body.model_fields_set:
+                raise InputError("epochs is an option of full (fine-tuning the model)")
+            options.update(kind=body.kind, side=body.side)
+        result: dict[str, Any] = await engine.improve(name, **options)
         return result
 
     @app.get("/collections/{name}/feedback", tags=["feedback"])

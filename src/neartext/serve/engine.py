@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -329,7 +330,11 @@ class Engine:
         def run() -> dict[str, Any]:
             from ..tuning import improve
 
-            report, line = improve(served.collection, encode=encode, **options)
+            full = bool(options.get("full"))
+            extra: dict[str, Any] = {} if full else {"encode": encode}
+            report, line = improve(served.collection, **options, **extra)
+            if full and report is not None and report.promoted:
+                self._load_model_of(served.collection.path)
             return report.to_dict() if report else {
                 "collection": str(served.collection.address), "promoted": False,
                 "version": served.collection.manifest.version, "reason": line}
@@ -337,9 +342,22 @@ class Engine:
         future = loop.run_in_executor(self.improver, run)
         self.improving[name] = future
         try:
-            return await future
+            result = await future
         finally:
             self.improving.pop(name, None)
+        self.get(name)  # a version swapped in whole (a fine-tuned model) is served from now on
+        return result
+
+    def _load_model_of(self, path: Path) -> None:
+        """Load the model of the collection now at ``path`` (a fine-tune swapped in) if no
+        served collection uses it yet: in the improver thread, so that the swap to it in the
+        event loop (:meth:`get`) does not stall searches while a model loads."""
+        with Collection.open(path) as col:
+            m = col.manifest
+            key = _model_key(m.model.settings, m.model.name)
+            if key not in self.encoders:
+                self.encoders[key] = load_encoder(dataclasses.replace(
+                    m.encoder_settings(), batch_size=self.settings.forward_batch))
 
     def improve_soon(self, name: str) -> None:
         """After a rating: with ``improve_every`` set, start an improve of ``name`` in the

@@ -161,6 +161,10 @@ class ImproveRequest(_Body):
     side: Literal["query", "both"] = Field(
         "query", description="query: the documents' vectors stay; both: they are mapped too "
                              "(linear, lowrank or diagonal)")
+    full: bool = Field(False, description="fine-tune the collection's model on the ratings and "
+                                          "re-embed the documents (minutes; at least 200 "
+                                          "rated pairs) instead of learning an adapter")
+    epochs: float = Field(1.0, gt=0, le=100, description="with full: passes over the pairs")
 
 
 class FeedbackRow(BaseModel):
