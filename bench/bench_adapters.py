@@ -20,7 +20,11 @@ the held-out labeled pairs are scored with no adapter, a query-side adapter (app
 first text: all it can change in a document-document comparison) and a both-side adapter
 (applied to both texts), as average precision and the best F1 over thresholds.
 
-    python bench/bench_adapters.py [--only ru|en|finetune|latency|both] [--pairs 6000]
+STS-B ru (``--only ru-stsb``): the issue's other Russian set, pairs of the machine-translated STS
+Benchmark (all splits) scoring at least 4 of 5 as (query = sentence1, passage = sentence2), the
+same way as ParaPhraser.
+
+    python bench/bench_adapters.py [--only ru|ru-stsb|en|finetune|latency|both] [--pairs 6000]
         [--kinds linear,residual-mlp] [--out adapters]
 """
 
@@ -57,6 +61,18 @@ def quora(limit: int) -> list[tuple[str, str]]:
     with need(SHARED / "quora_duplicates" / "eval.csv").open(encoding="utf-8") as f:
         rows = [(r["question1"].strip(), r["question2"].strip()) for r in csv.DictReader(f)]
     return [r for r in rows if r[0] and r[1] and r[0] != r[1]][:limit]
+
+
+def stsb_ru() -> list[tuple[str, str]]:
+    """STS-B ru (machine-translated; train, dev and test) pairs scoring at least 4 of 5."""
+    out = []
+    for part in ("train", "dev", "test"):
+        path = need(SHARED / "stsb_multi_mt" / f"stsb-ru-{part}.csv")
+        with path.open(encoding="utf-8", newline="") as f:
+            for a, b, score in csv.reader(f):
+                if float(score) >= 4 and a.strip() and b.strip() and a.strip() != b.strip():
+                    out.append((a.strip(), b.strip()))
+    return out
 
 
 def split(pairs: list[tuple[str, str]], seed: int = 0):
@@ -260,6 +276,8 @@ def latency(rounds: int = 3, queries: int = 300) -> dict:
 def table(r: dict) -> str:
     lines = []
     for key, title in (("ru", "Russian: ParaPhraser, held-out queries vs all passages"),
+                       ("ru_stsb", "Russian: STS-B ru pairs scoring >= 4, held-out queries vs "
+                                   "all passages"),
                        ("en", "English: Quora duplicates, held-out queries vs all passages")):
         if key not in r:
             continue
@@ -289,7 +307,7 @@ def table(r: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=("ru", "en", "finetune", "latency", "both"))
+    ap.add_argument("--only", choices=("ru", "ru-stsb", "en", "finetune", "latency", "both"))
     ap.add_argument("--pairs", type=int, default=6000)
     ap.add_argument("--kinds", default=",".join(KINDS), help="adapter kinds, comma-separated")
     ap.add_argument("--out", default="adapters", help="results name in bench/results")
@@ -317,6 +335,9 @@ def main() -> None:
         ru = paraphraser(args.pairs)
         r["ru"] = [adapters_on("use-multilingual", ru, kinds),
                    adapters_on("all-MiniLM-L6-v2", ru, kinds)]
+    if args.only in (None, "ru-stsb"):
+        r["ru_stsb"] = [adapters_on("use-multilingual", stsb_ru(), kinds),
+                        adapters_on("all-MiniLM-L6-v2", stsb_ru(), kinds)]
     if args.only in (None, "finetune"):
         r["finetune"] = finetune(paraphraser(args.pairs))
         print("finetune", r["finetune"], flush=True)
