@@ -1,24 +1,29 @@
-"""The learned fusion's features (issue 19): the base features against base + text features,
-and both against the fixed rankings, on the same held-out queries in one run.
+"""The learned fusion's features (issue 19): the base features against all of them, fitted
+pointwise and pairwise, and against the fixed rankings, on the same held-out queries in one run.
 
-The learned fusion (``neartext tune``) scores each hybrid candidate by a logistic regression over
+The learned fusion (``neartext tune``) scores each hybrid candidate by a linear function of its
 features. The base features are the cosine, keyword coverage, both reciprocal ranks and "every
-query word present"; the text features add whether the query's words stand in the document as
-one phrase, how much of the query the document's first line covers (the title, when the
-collection was built from several text columns) and whether the first line is the query.
+query word present"; all features add the cosine before the query-side adapter, whether the
+query's words stand in the document as one phrase, how much of the query's weight the
+document's first line holds (the title, when the collection was built from several text
+columns) and whether the first line is the query.
 
 Data (../shared/datasets), each built as a neartext collection with all-MiniLM-L6-v2:
   - Cranfield (BEIR layout): 1,400 abstracts built from two text columns, title and body (the
     body with the title it repeats removed), 225 queries with graded judgements;
-  - Quora duplicates (eval.csv, the first 3,000 pairs): question1 -> question2, one column.
-Queries are split into 5 folds by query (seeded); the weights are fitted on four folds' queries
-(their candidates, as ``tune`` fits them) and every query is measured once, held out, through
-the real search path. Fixed rankings need no fitting and are measured on all queries. Each set of
-features is fitted two ways: pointwise (a class-weighted logistic regression of relevance, what
-``tune`` fitted before) and pairwise (RankNet's loss over relevant/irrelevant candidate pairs of
-one query, what it fits now). Gains are paired per query with a 95% bootstrap interval.
+  - Quora duplicates (eval.csv, the first 3,000 pairs): question1 -> question2, one column;
+  - ParaPhraser (ru; classes 0 and 1, the first 3,000 pairs): text_1 -> text_2, one column,
+    with a linear query-side adapter trained on each fold's training queries (where adapters
+    gain with MiniLM), to weigh the cosine before the adapter against the one after.
+Queries are split into 5 folds by query (seeded); the weights (and the adapter) are fitted on
+four folds' queries (their candidates, as ``tune`` fits them) and every query is measured once,
+held out, through the real search path; the fixed rankings are measured on the same folds. Each
+set of features is fitted two ways: pointwise (a class-weighted logistic regression of
+relevance, what ``tune`` fitted before) and pairwise (RankNet's loss over relevant/irrelevant
+candidate pairs of one query, what it fits now). Gains are paired per query with a 95%
+bootstrap interval.
 
-    python bench/bench_ranker.py [--only cranfield|quora] [--out ranker]
+    python bench/bench_ranker.py [--only cranfield|quora|paraphraser] [--out ranker]
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ from common import SHARED, machine, machine_line, need, save  # noqa: E402
 FOLDS = 5
 # (label, features, pairwise fit): what tune fitted before (pointwise, base features) and now
 BEFORE = "learned pointwise, base features"
-SHIPPED = "learned pairwise, base + text features"
+SHIPPED = "learned pairwise, all features"
 VARIANTS = [(BEFORE, "base", False), ("learned pairwise, base features", "base", True),
-            ("learned pointwise, base + text features", "all", False), (SHIPPED, "all", True)]
+            ("learned pointwise, all features", "all", False), (SHIPPED, "all", True)]
+WITHOUT_MODEL_COSINE = "learned pairwise, all but the cosine before the adapter"
 
 
 def cranfield(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str, dict]]:
@@ -86,76 +92,126 @@ def quora(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str, d
     return path, ["text"], queries, gold
 
 
-def run(name: str, data, tmp: Path) -> dict:
-    from neartext import Collection
+def paraphraser(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str, dict]]:
+    """ParaPhraser (ru) headline paraphrases, classes 0 and 1: text_1 -> text_2 (one column)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(need(SHARED / "paraphraser_ru" / "paraphrases.xml")).getroot()
+    ids: dict[str, str] = {}
+    queries: dict[str, list[str]] = {}
+    gold: dict[str, dict] = {}
+    for p in root.iter("paraphrase"):
+        v = {e.get("name"): (e.text or "").strip() for e in p.iter("value")}
+        if v.get("class") in ("0", "1") and v.get("text_1") and v.get("text_2"):
+            pid = ids.setdefault(v["text_2"], f"p{len(ids)}")
+            qid = f"q{len(queries)}"
+            queries[qid] = [v["text_1"]]
+            gold[qid] = {pid: 1.0}
+            if len(queries) == 3000:
+                break
+    path = tmp / "paraphraser.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text"])
+        w.writerows((pid, text) for text, pid in ids.items())
+    return path, ["text"], queries, gold
+
+
+def folds_of(qids: list[str]) -> np.ndarray:
+    """Each query's fold (0..FOLDS-1), split by query, seeded."""
     from neartext.adapters import split_groups
+
+    fold = np.zeros(len(qids), dtype=int)
+    rest = np.ones(len(qids), dtype=bool)
+    for f in range(FOLDS - 1):  # each fold takes 1/(folds left) of what is not assigned
+        idx = np.flatnonzero(rest)
+        held = split_groups([qids[i] for i in idx], 1.0 / (FOLDS - f), seed=f)
+        chosen = idx[np.asarray(held, dtype=bool)]
+        fold[chosen] = f
+        rest[chosen] = False
+    fold[rest] = FOLDS - 1
+    return fold
+
+
+def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = False) -> dict:
+    """Every ranking on every query held out once (5 folds); with ``adapter``, a linear
+    query-side adapter trained on each fold's training queries is applied throughout."""
+    from neartext import Collection
+    from neartext.adapters import train_adapter
     from neartext.hybrid import BASE_FEATURES, FEATURES
     from neartext.searching import fusion_features
     from neartext.tuning import SETTINGS, describe, evaluate_setting, fit_logistic, fit_pairwise
 
     path, columns, queries, gold = data(tmp)
     t0 = time.perf_counter()
-    col, _ = Collection.from_file(tmp / name, path, columns, "id")
+    col, _ = Collection.from_file(tmp / name, path, columns, "id", model=model)
     build = time.perf_counter() - t0
     qids = sorted(queries)
     texts = [queries[q][0] for q in qids]
     golds = [set(gold[q]) for q in qids]
+    fold = folds_of(qids)
+    variants = [*VARIANTS, *([(WITHOUT_MODEL_COSINE, "no-model", True)] if adapter else [])]
     with col:
-        vecs = col.encoder.encode(texts)
+        vecs = col.encoder.encode(texts, kind="query")
+        doc_ids, doc_vecs = [], []
+        if adapter:
+            for ids, v in col.store.iter_vectors():
+                doc_ids.extend(ids)
+                doc_vecs.append(v)
+        row_of = {d: i for i, d in enumerate(doc_ids)}
+        docs = np.concatenate(doc_vecs) if doc_vecs else None
         out: dict = {"documents": len(col), "queries": len(qids), "columns": columns,
+                     "model": col.manifest.model.name, "adapter": adapter,
                      "build_s": round(build, 1)}
-        rr: dict[str, np.ndarray] = {}
-        ndcg: dict[str, list[float]] = {}
-        for setting in SETTINGS:
-            m, r = evaluate_setting(col, texts, vecs, golds, None, setting)
-            rr[describe(setting)] = r
-            ndcg[describe(setting)] = [m["ndcg@10"]]
-        # 5 folds by query: fit on four, measure the fifth
-        fold = np.zeros(len(qids), dtype=int)
-        rest = np.ones(len(qids), dtype=bool)
-        for f in range(FOLDS - 1):  # each fold takes 1/(folds left) of what is not assigned
-            idx = np.flatnonzero(rest)
-            held = split_groups([qids[i] for i in idx], 1.0 / (FOLDS - f), seed=f)
-            chosen = idx[np.asarray(held, dtype=bool)]
-            fold[chosen] = f
-            rest[chosen] = False
-        fold[rest] = FOLDS - 1
-        all_rows = fusion_features(col.store, vecs, texts, names=FEATURES)
-        ys = [np.array([d in g for d in docs], dtype=np.float64)
-              for (docs, _), g in zip(all_rows, golds)]
-        fit_s: dict[str, float] = {}
-        for label, which, pairwise in VARIANTS:
-            names = BASE_FEATURES if which == "base" else FEATURES
-            cols = [FEATURES.index(n) for n in names]
-            r_all = np.zeros(len(qids))
-            nd = []
-            t0 = time.perf_counter()
-            for f in range(FOLDS):
-                train = np.flatnonzero(fold != f)
-                test = np.flatnonzero(fold == f)
-                x = np.concatenate([all_rows[i][1][:, cols] for i in train])
-                y = np.concatenate([ys[i] for i in train])
-                if pairwise:
-                    fitted = fit_pairwise([all_rows[i][1][:, cols] for i in train],
-                                          [ys[i] for i in train])
-                else:
-                    fitted = fit_logistic(x, y)
-                w = [float(v) for v in fitted]
-                setting = {"mode": "hybrid", "fusion": "learned", "weights": w,
-                           "features": list(names)}
-                m, r = evaluate_setting(col, [texts[i] for i in test], vecs[test],
-                                        [golds[i] for i in test], None, setting)
-                r_all[test] = r
-                nd.append(m["ndcg@10"] * len(test))
-            fit_s[label] = round(time.perf_counter() - t0, 1)
-            rr[label] = r_all
-            ndcg[label] = [sum(nd) / len(qids)]
+        rr = {describe(s): np.zeros(len(qids)) for s in SETTINGS}
+        rr.update({v[0]: np.zeros(len(qids)) for v in variants})
+        ndcg = {k: 0.0 for k in rr}
+        fit_s = {v[0]: 0.0 for v in variants}
+        for f in range(FOLDS):
+            train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+            ad = None
+            if adapter:
+                pos = [(i, row_of[d]) for i in train for d in golds[i] if d in row_of]
+                ad = train_adapter(vecs[[i for i, _ in pos]], np.array([r for _, r in pos]),
+                                   docs, groups=[i for i, _ in pos],
+                                   base_fingerprint=col.encoder.fingerprint,
+                                   held_out=0.1).adapter
+            test_texts, test_golds = [texts[i] for i in test], [golds[i] for i in test]
+
+            def measure(label: str, setting: dict, test=test, test_texts=test_texts,
+                        test_golds=test_golds, ad=ad) -> None:
+                m, r = evaluate_setting(col, test_texts, vecs[test], test_golds, ad, setting)
+                rr[label][test] = r
+                ndcg[label] += m["ndcg@10"] * len(test) / len(qids)
+
+            for setting in SETTINGS:
+                measure(describe(setting), setting)
+            qv = vecs[train] if ad is None else ad.apply(vecs[train])
+            rows = fusion_features(col.store, qv, [texts[i] for i in train], names=FEATURES,
+                                   model_vectors=None if ad is None else vecs[train])
+            ys = [np.array([d in golds[i] for d in docs_], dtype=np.float64)
+                  for (docs_, _), i in zip(rows, train)]
+            for label, which, pairwise in variants:
+                names = (BASE_FEATURES if which == "base" else
+                         [n for n in FEATURES if n != "model_cosine"] if which == "no-model"
+                         else FEATURES)
+                cols = [FEATURES.index(n) for n in names]
+                t0 = time.perf_counter()
+                xs = [x[:, cols] for _, x in rows]
+                fitted = (fit_pairwise(xs, ys) if pairwise
+                          else fit_logistic(np.concatenate(xs), np.concatenate(ys)))
+                fit_s[label] += time.perf_counter() - t0
+                measure(label, {"mode": "hybrid", "fusion": "learned",
+                                "weights": [float(v) for v in fitted], "features": list(names)})
         out["mrr@10"] = {k: round(float(v.mean()), 4) for k, v in rr.items()}
-        out["ndcg@10"] = {k: round(float(v[0]), 4) for k, v in ndcg.items()}
-        out["learned_s"] = fit_s
+        out["ndcg@10"] = {k: round(v, 4) for k, v in ndcg.items()}
+        out["learned_fit_s"] = {k: round(v, 2) for k, v in fit_s.items()}
         out["gains"] = {}
-        for new, old in ((SHIPPED, BEFORE), (SHIPPED, "learned pairwise, base features"),
-                         (SHIPPED, "learned pointwise, base + text features")):
+        pairs = [(SHIPPED, BEFORE), (SHIPPED, "learned pairwise, base features"),
+                 (SHIPPED, "learned pointwise, all features")]
+        if adapter:
+            pairs.append((SHIPPED, WITHOUT_MODEL_COSINE))
+        for new, old in pairs:
             d = rr[new] - rr[old]
             boots = np.random.default_rng(0).choice(d, (2000, len(d))).mean(axis=1)
             out["gains"][f"{new} vs {old}"] = {
@@ -163,8 +219,7 @@ def run(name: str, data, tmp: Path) -> dict:
                 "ci95": [round(float(np.quantile(boots, 0.025)), 4),
                          round(float(np.quantile(boots, 0.975)), 4)]}
         fixed = [k for k in rr if not k.startswith("learned")]
-        best = max(fixed, key=lambda k: float(rr[k].mean()))
-        out["best_fixed"] = best
+        out["best_fixed"] = max(fixed, key=lambda k: float(rr[k].mean()))
         # search latency of a learned hybrid search, with and without the text features
         lat = {}
         for label, names in (("base", BASE_FEATURES), ("text", FEATURES)):
@@ -185,7 +240,8 @@ def table(res: dict) -> str:
     lines = []
     for name, r in res["data"].items():
         lines.append(f"{name}: {r['documents']} documents ({', '.join(r['columns'])}), "
-                     f"{r['queries']} queries")
+                     f"{r['queries']} queries, {r['model']}"
+                     + (", a linear query adapter trained on each fold" if r["adapter"] else ""))
         lines.append("| ranking | MRR@10 | nDCG@10 | vs best fixed (MRR@10) |")
         lines.append("|---|---|---|---|")
         best = r["mrr@10"][r["best_fixed"]]
@@ -204,15 +260,18 @@ def table(res: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=("cranfield", "quora"))
+    ap.add_argument("--only", choices=("cranfield", "quora", "paraphraser"))
     ap.add_argument("--out", default="ranker")
     args = ap.parse_args()
     res: dict = {"machine": machine(), "data": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, data in (("cranfield", cranfield), ("quora_3000", quora)):
+        for name, data, model, adapter in (
+                ("cranfield", cranfield, "default", False),
+                ("quora_3000", quora, "default", False),
+                ("paraphraser_ru_3000 + adapter", paraphraser, "default", True)):
             if args.only and not name.startswith(args.only):
                 continue
-            res["data"][name] = run(name, data, Path(tmp))
+            res["data"][name] = run(name.split()[0], data, Path(tmp), model, adapter)
     text = table(res)
     save(args.out, res, text)
     print(text)

@@ -192,6 +192,51 @@ def test_improve_full_over_http_serves_the_fine_tuned_model_while_searches_run(n
         assert not mixed, [(q, t, before[q], after[q]) for q, t in mixed[:1]]
 
 
+def test_writes_during_a_swap_by_improve_are_made_on_the_new_version(names):
+    """Documents added and deleted one by one over HTTP while ``POST /improve`` maps every
+    stored vector into a copy and swaps it in (both sides): every write is acknowledged — one
+    that met the swap is made again on the new version — and a fresh process finds exactly
+    what was acknowledged (no write lost, none refused)."""
+    path, people = names
+    _rate(path, people)
+    with running(ServeSettings.from_args([str(path)], api_key="k")) as c:
+        c.key = "k"
+        written: list[tuple[str, int]] = []
+        deleted: list[tuple[str, int]] = []
+        stop = threading.Event()
+
+        def write() -> None:
+            n = 0
+            while not stop.is_set():
+                doc = f"w{n}"
+                status, _ = c.call("POST", "/collections/tickets/documents", {"documents": [
+                    {"id": doc, "text": f"Note {n}: a customer wrote again about the order."}]})
+                written.append((doc, status))
+                if n % 3 == 0:
+                    status, _ = c.call("DELETE", f"/collections/tickets/documents/t{n // 3}")
+                    deleted.append((f"t{n // 3}", status))
+                n += 1
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            time.sleep(0.3)
+            status, report = c.call("POST", "/collections/tickets/improve",
+                                    {"side": "both", "force": True})
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            writer.join()
+        assert status == 200 and report["promoted"] and report["side"] == "both", report
+        assert len(written) > 5 and [w for w in written if w[1] != 200] == []
+        assert [d for d in deleted if d[1] != 200] == []
+    with Collection.open(path) as col:
+        assert col.manifest.version == 2
+        assert len(col.get([d for d, _ in written])) == len(written)
+        assert col.get([d for d, _ in deleted]) == []
+        assert len(col) == 200 + len(written) - len(deleted)
+
+
 def test_improve_needs_a_key_and_enough_ratings(demo_copy):
     fb = FeedbackStore(demo_copy)
     fb.add("refund", "fb-0001", True)

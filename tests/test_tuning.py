@@ -435,6 +435,37 @@ def test_the_learned_fusion_learns_the_title_of_a_collection_built_from_two_colu
         assert [col.search(t, k=1)[0].id for t in titles] == ids
 
 
+def test_the_learned_fusion_weighs_the_cosine_before_the_query_adapter(demo_copy, encoder):
+    """A version with a query-side adapter whose learned weights count only the cosine before
+    the adapter: its hybrid searches rank the candidates (the adapted semantic hits and the
+    keyword hits) by the model's own cosine, computed here with numpy from the stored
+    vectors (the oracle); with weights on the adapted cosine they rank by that instead."""
+    from neartext.versions import promote
+
+    rng = np.random.default_rng(0)
+    matrix = np.eye(384, dtype=np.float32) + 0.4 * rng.standard_normal((384, 384)).astype(
+        np.float32) / np.sqrt(384)
+    adapter = Adapter("linear", "query", matrix, encoder.fingerprint)
+    queries = ["refund my money", "the app crashes when I open it", "dark mode please"]
+    with Collection.open(demo_copy, model=encoder) as col:
+        vectors = _vectors(col)
+        for features, weights, adapted in ((["model_cosine"], [1.0, 0.0], False),
+                                           (["cosine", "model_cosine"], [1.0, 0.0, 0.0], True)):
+            promote(col, adapter, {}, search={"mode": "hybrid", "fusion": "learned",
+                                              "features": features, "weights": weights})
+            for q in queries:
+                base = encoder.encode([q], kind="query")[0]
+                moved = adapter.apply(base[None])[0]
+                cands = {h.doc_id for h in col.store.search(moved[None], 50)[0]} | \
+                    {h.doc_id for h in col.store.keyword_search([q], 50)[0]}
+                by = moved if adapted else base
+                oracle = sorted(cands, key=lambda d: (-float(vectors[d] @ by), d))[:5]
+                got = col.search(q, k=5)
+                assert [r.id for r in got] == oracle, (features, q)
+                assert [round(r.score, 4) for r in got] == \
+                    [round(float(vectors[d] @ by), 4) for d in oracle]
+
+
 def test_a_learned_version_naming_an_unknown_feature_is_refused_in_one_line(demo_copy):
     """A version tuned by a newer neartext (a feature this one does not compute): searches
     that would use it are refused with the reason, others still work."""

@@ -524,13 +524,16 @@ class Collection:
         """
         m, adapter = version or self.current()  # ``version``: one taken by :meth:`current`
         opts = options or self.search_options(k, threshold, mode, fusion, alpha, manifest=m)
+        before = None
         if vectors is not None:
             vectors = query_vectors(vectors, m.dim)
             if adapter is not None:  # the current version's query-side adapter
+                before = None if adapter.documents_too else vectors
                 vectors = adapter.apply(vectors)
         flt = where if isinstance(where, Filter) and not contains else \
             self.make_filter(where, contains)
-        return search_vectors(self.store, bool(m.chunking), vectors, texts, flt or None, opts)
+        return search_vectors(self.store, bool(m.chunking), vectors, texts, flt or None, opts,
+                              before)
 
     # -- corpus-level operations (neartext.analysis) ---------------------------------------------
 

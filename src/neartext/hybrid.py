@@ -11,14 +11,15 @@ Three ways, each per query over the candidates each side returned:
   computed for every candidate.
 - ``learned``: a linear score over features of each candidate (:data:`FEATURES`: its cosine,
   keyword coverage as in blend, the reciprocal of its rank on each side, whether every query
-  word is in it, whether the query's words stand in it as one phrase, and how much of the query
-  its first line covers and whether the first line is the query: the title, when the collection
-  was built from several text columns, which are joined by lines with the title first), with
-  weights ``neartext tune`` fits on the collection's own pairs and ratings (a pairwise logistic
-  regression: RankNet's loss with a linear scorer) and keeps only when they beat the fixed
-  fusions on held-out queries. The weights and the names of the features they weigh live with
-  the version (its ranking settings); a version tuned before the text features were added
-  weighs :data:`BASE_FEATURES`.
+  word is in it, its cosine before the version's query-side adapter, whether the query's words
+  stand in it as one phrase, how much of the query's weight its first line holds and whether
+  the first line is the query: the title, when the collection was built from several text
+  columns, which are joined by lines with the title first), with weights ``neartext tune`` fits
+  on the collection's own pairs and ratings (a pairwise logistic regression: RankNet's loss
+  with a linear scorer) and keeps only when they beat the fixed fusions on held-out queries.
+  The weights and the names of the features they weigh live with the version (its ranking
+  settings); a version tuned before the other features were added weighs
+  :data:`BASE_FEATURES`.
 
 Example:
     >>> [(d, round(s, 4)) for d, s in rrf(["a", "b", "c"], ["c", "d"], k=3)]
@@ -46,7 +47,9 @@ FUSIONS = ("rrf", "blend", "learned")
 BASE_FEATURES = ("cosine", "coverage", "semantic_rr", "keyword_rr", "all_words")
 # computed from the candidate's stored text and the query's words (neartext.lexical)
 TEXT_FEATURES = ("phrase", "lead_coverage", "lead_exact")
-FEATURES = BASE_FEATURES + TEXT_FEATURES
+# the cosine of the query as the model gives it, before the version's query-side adapter (the
+# cosine itself without one)
+FEATURES = BASE_FEATURES + ("model_cosine",) + TEXT_FEATURES
 # the text features read a document's first characters only (a long text's phrase further on
 # does not count): what one query's candidates cost stays bounded
 PHRASE_CHARS = 10_000
@@ -114,14 +117,16 @@ def blend(cosine: dict[str, float], bm25: dict[str, float], norm: float, alpha: 
 
 def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, float],
              bm25: dict[str, float], norm: float, names: Sequence[str] = BASE_FEATURES,
-             words: dict[str, float] | None = None, texts: dict[str, str] | None = None
-             ) -> tuple[list[str], np.ndarray]:
+             words: dict[str, float] | None = None, texts: dict[str, str] | None = None,
+             model_cosine: dict[str, float] | None = None) -> tuple[list[str], np.ndarray]:
     """The candidates of both rankings (semantic first) and their features ``names`` (of
     :data:`FEATURES`), one row each. ``cosine`` covers every candidate (as for :func:`blend`)
     but one whose vectors were gone when asked for (deleted by another writer meanwhile), which
     is left out. The text features need the query's stemmed ``words`` in order with their
     weights (IDF: :meth:`~neartext.store.base.StoreBase.keyword_weights`) and the candidates'
-    ``texts`` (one missing from them was deleted too, and is left out as well).
+    ``texts`` (one missing from them was deleted too, and is left out as well);
+    ``model_cosine``: each candidate's cosine before the query-side adapter (default: ``cosine``,
+    a version without one).
 
     >>> docs, rows = features(["a"], ["b", "gone"], {"a": 0.9, "b": 0.4}, {"b": 3.0}, norm=3.0)
     >>> docs, rows[:, 1].tolist()
@@ -144,7 +149,8 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
         value = {"cosine": cosine[d], "coverage": cover,
                  "semantic_rr": 1.0 / (1 + s_rank[d]) if d in s_rank else 0.0,
                  "keyword_rr": 1.0 / (1 + k_rank[d]) if d in k_rank else 0.0,
-                 "all_words": float(cover >= 0.999)}
+                 "all_words": float(cover >= 0.999),
+                 "model_cosine": (model_cosine or cosine).get(d, cosine[d])}
         if with_text:
             value.update(_text_features(words or {}, text_of[d]))
         rows[i] = [value[n] for n in names]

@@ -94,11 +94,12 @@ Ranked = list[list[tuple[str, float, Hit | None]]]
 
 
 def search_vectors(store: Store, chunked: bool, vectors: np.ndarray | None,
-                   texts: Sequence[str] | None, flt: Filter | None, opts: SearchOptions
-                   ) -> list[list[SearchResult]]:
+                   texts: Sequence[str] | None, flt: Filter | None, opts: SearchOptions,
+                   model_vectors: np.ndarray | None = None) -> list[list[SearchResult]]:
     """Rank with ``opts`` (semantic needs ``vectors``, keyword the query ``texts``, hybrid
     both), then fetch the documents. A document deleted by another process between the ranking
-    and the fetch is left out."""
+    and the fetch is left out. ``model_vectors``: the queries before a query-side adapter made
+    ``vectors`` of them (the learned fusion may weigh their cosine too)."""
     if opts.mode != "semantic" and texts is None:
         raise InputError(f"{opts.mode} search needs the query texts")
     if opts.mode != "keyword" and vectors is None:
@@ -115,7 +116,7 @@ def search_vectors(store: Store, chunked: bool, vectors: np.ndarray | None,
                   for row in store.keyword_search(texts, opts.k, flt)]
     else:
         assert texts is not None and vectors is not None
-        ranked = _hybrid(store, vectors, texts, flt, opts)
+        ranked = _hybrid(store, vectors, texts, flt, opts, model_vectors)
     docs = {d.id: d for d in store.get(sorted({d for row in ranked for d, _, _ in row}))}
     out = []
     for row in ranked:
@@ -131,7 +132,7 @@ def search_vectors(store: Store, chunked: bool, vectors: np.ndarray | None,
 
 
 def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter | None,
-            opts: SearchOptions) -> Ranked:
+            opts: SearchOptions, model_vectors: np.ndarray | None = None) -> Ranked:
     n = candidates(opts.k)
     sem_rows = store.search(vectors, n, flt)
     kw_rows = store.keyword_search(texts, n, flt)
@@ -140,8 +141,9 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
     names = opts.features or BASE_FEATURES
     text_of = (_texts(store, sem_rows, kw_rows)
                if opts.fusion == "learned" and needs_text(names) else None)
+    before = model_vectors if opts.fusion == "learned" and "model_cosine" in names else None
     out = []
-    for q, words, sem, kw in zip(vectors, weights, sem_rows, kw_rows):
+    for i, (q, words, sem, kw) in enumerate(zip(vectors, weights, sem_rows, kw_rows)):
         norm = sum(words.values())
         best = {h.doc_id: h for h in sem}
         if opts.fusion == "rrf":
@@ -152,7 +154,9 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
             if opts.fusion == "learned":
                 assert opts.weights is not None
                 docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
-                                      bm25, norm, names, words, text_of)
+                                      bm25, norm, names, words, text_of,
+                                      None if before is None else
+                                      _model_cosines(store, before[i], cosine))
                 fused = learned(docs, rows, opts.weights, opts.k)
             else:
                 fused = blend(cosine, bm25, norm, opts.alpha, opts.k)
@@ -175,17 +179,29 @@ def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit]) -> dict
     return cosine
 
 
+def _model_cosines(store: Store, q: np.ndarray, cosine: dict[str, float]) -> dict[str, float]:
+    """The cosine of the query before its adapter (``q``) with every candidate of ``cosine``."""
+    return {d: float(np.max(vecs @ q)) for d, vecs in store.doc_vectors(list(cosine)).items()}
+
+
 def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: int = 10,
-                    names: Sequence[str] = FEATURES) -> list[tuple[list[str], np.ndarray]]:
+                    names: Sequence[str] = FEATURES, model_vectors: np.ndarray | None = None
+                    ) -> list[tuple[list[str], np.ndarray]]:
     """Per query, the candidates a hybrid search for the top ``k`` weighs and their features
     ``names`` (default: all of :data:`~neartext.hybrid.FEATURES`): what the learned fusion is
-    trained on."""
+    trained on. ``model_vectors``: the queries before a query-side adapter, as for
+    :func:`search_vectors`."""
     n = candidates(k)
     sem_rows = store.search(vectors, n, None)
     kw_rows = store.keyword_search(texts, n, None)
     weights = store.keyword_weights(texts)
     text_of = _texts(store, sem_rows, kw_rows) if needs_text(names) else None
-    return [features([h.doc_id for h in sem], [h.doc_id for h in kw],
-                     _cosines(store, q, sem, kw), {h.doc_id: h.score for h in kw},
-                     sum(words.values()), names, words, text_of)
-            for q, words, sem, kw in zip(vectors, weights, sem_rows, kw_rows)]
+    out = []
+    for i, (q, words, sem, kw) in enumerate(zip(vectors, weights, sem_rows, kw_rows)):
+        cosine = _cosines(store, q, sem, kw)
+        before = (_model_cosines(store, model_vectors[i], cosine)
+                  if model_vectors is not None and "model_cosine" in names else None)
+        out.append(features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
+                            {h.doc_id: h.score for h in kw}, sum(words.values()), names, words,
+                            text_of, before))
+    return out

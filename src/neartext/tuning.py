@@ -163,12 +163,18 @@ def _fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: lis
         queries, base, gold = [queries[i] for i in keep], base[keep], [gold[i] for i in keep]
     vecs = base if adapter is None else adapter.apply(base)
     xs, ys = [], []
-    for (docs, rows), g in zip(fusion_features(store or col.store, vecs, queries), gold):
+    for (docs, rows), g in zip(fusion_features(store or col.store, vecs, queries,
+                                               model_vectors=_model_side(adapter, base)), gold):
         xs.append(rows)
         ys.append(np.array([d in g for d in docs], dtype=np.float64))
     if not any(0 < y.sum() < len(y) for y in ys):
         return None
     return [round(float(v), 6) for v in fit_pairwise(xs, ys, seed=seed)]
+
+
+def _model_side(adapter: Adapter | None, base: np.ndarray) -> np.ndarray | None:
+    """The queries as the model gives them, when ``adapter`` maps them (query side only)."""
+    return base if adapter is not None and not adapter.documents_too else None
 
 
 def _check_both(col: Collection) -> None:
@@ -200,7 +206,7 @@ def evaluate_setting(col: Collection, queries: list[str], base: np.ndarray,
     vecs = None if opts.mode == "keyword" else (
         base if adapter is None else adapter.apply(base))
     hits = search_vectors(store or col.store, bool(col.manifest.chunking), vecs, queries, None,
-                          opts)
+                          opts, _model_side(adapter, base))
     rr = np.array([next((1.0 / (i + 1) for i, r in enumerate(row) if r.id in g), 0.0)
                    for row, g in zip(hits, gold)])
     metrics = retrieval_metrics({str(i): [r.id for r in row] for i, row in enumerate(hits)},

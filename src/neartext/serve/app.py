@@ -316,15 +316,14 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         from ..corpus import Record
 
         records = [Record(d.id, d.text, d.metadata, n) for n, d in enumerate(body.documents, 1)]
-        report = await engine.write(served.collection.upsert, records)
+        served, report = await engine.write_to(name, "upsert", records)
         return S.UpsertResponse(added=report.added, updated=report.updated,
                                 unchanged=report.unchanged, texts_embedded=report.texts_embedded,
                                 documents=len(served.collection))
 
     @app.delete("/collections/{name}/documents/{doc_id:path}", tags=["documents"])
     async def delete(name: str, doc_id: str) -> S.DeleteResponse:
-        served = engine.get(name)
-        removed = await engine.write(served.collection.delete, [doc_id])
+        served, removed = await engine.write_to(name, "delete", [doc_id])
         if not removed:
             raise NotFound(f"no document {doc_id!r} in {name!r}")
         return S.DeleteResponse(deleted=doc_id, documents=len(served.collection))
@@ -332,8 +331,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     @app.post("/collections/{name}/delete", tags=["documents"])
     async def delete_where(name: str, body: S.DeleteWhereRequest) -> S.DeleteWhereResponse:
         """Delete every document the filter selects (at least one condition or word)."""
-        served = engine.get(name)
-        removed = await engine.write(served.collection.delete_where, body.where, body.contains)
+        served, removed = await engine.write_to(name, "delete_where", body.where, body.contains)
         return S.DeleteWhereResponse(deleted=removed, documents=len(served.collection))
 
     @app.post("/similarity", tags=["embeddings"])

@@ -32,7 +32,7 @@ import numpy as np
 from ..adapters import Adapter
 from ..collection import Collection
 from ..encoders import Encoder, EncoderSettings, load_encoder
-from ..errors import InputError
+from ..errors import CollectionReplaced, InputError
 from ..feedback import FeedbackStore
 from ..filters import Filter
 from ..hybrid import Fusion, Mode
@@ -43,6 +43,9 @@ from .batcher import MicroBatcher
 from .settings import ServeSettings
 
 log = logging.getLogger("neartext.serve")
+# times a write that met a swapped-in version is made again on the new one (each swap is
+# minutes of work: a second one meanwhile is rare, a third means something is wrong)
+SWAP_RETRIES = 2
 
 
 class NotFound(LookupError):
@@ -390,6 +393,21 @@ class Engine:
     async def write(self, fn: Any, *args: Any, **kw: Any) -> Any:
         """Run a write through the single writer thread."""
         return await asyncio.get_running_loop().run_in_executor(self.writer, lambda: fn(*args, **kw))
+
+    async def write_to(self, name: str, operation: str, *args: Any) -> tuple[Served, Any]:
+        """Run the :class:`Collection` method ``operation`` of the collection ``name`` through
+        the writer thread; returns the served collection it wrote to and the result. A write
+        that meets a new version swapped in (an improve with ``full`` or both sides here, a
+        reindex or rollback elsewhere: nothing was written) is made again on that version."""
+        for attempt in range(SWAP_RETRIES + 1):
+            served = self.get(name)  # follows a swap (in the event loop: it may start a batcher)
+            try:
+                return served, await self.write(getattr(served.collection, operation), *args)
+            except CollectionReplaced:
+                if attempt == SWAP_RETRIES:
+                    raise
+                log.info("%s: a write met a new version swapped in; made again on it", name)
+        raise AssertionError("unreachable")
 
     def check_text(self, text: str, what: str = "text") -> None:
         if len(text) > self.settings.max_text_chars:
