@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,6 +113,38 @@ def fit_pairwise(rows: list[np.ndarray], labels: list[np.ndarray], per_positive:
     d = np.concatenate(diffs)
     w = fit_logistic(np.concatenate([d, -d]), np.repeat([1.0, 0.0], len(d)))
     return np.append(w[:-1], 0.0)
+
+
+class _SearchMemo:
+    """The collection's store with each query's hits kept: ``tune`` ranks the same queries
+    under every setting, and the keyword side depends on no adapter (on 100,000 documents the
+    repeated searches were four fifths of a ``tune``'s time). Searches without a filter only."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._keyword: dict[tuple[str, int], list[Hit]] = {}
+        self._semantic: dict[tuple[bytes, int], list[Hit]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def keyword_search(self, queries: Sequence[str], k: int, flt: Any = None) -> list[list[Hit]]:
+        assert flt is None  # tuning ranks the whole collection
+        missing = [q for q in dict.fromkeys(queries) if (q, k) not in self._keyword]
+        if missing:
+            for q, row in zip(missing, self._store.keyword_search(missing, k, None)):
+                self._keyword[(q, k)] = row
+        return [self._keyword[(q, k)] for q in queries]
+
+    def search(self, queries: np.ndarray, k: int, flt: Any = None) -> list[list[Hit]]:
+        assert flt is None
+        vecs = np.ascontiguousarray(queries, dtype=np.float32)
+        keys = [(v.tobytes(), k) for v in vecs]
+        missing = [i for i, key in enumerate(keys) if key not in self._semantic]
+        if missing:
+            for i, row in zip(missing, self._store.search(vecs[missing], k, None)):
+                self._semantic[keys[i]] = row
+        return [self._semantic[key] for key in keys]
 
 
 class _MovedStore:
@@ -417,11 +449,12 @@ def tune(
                            hard_negatives=hard, kind=kind, side=side, held_out=held_out,
                            seed=seed, baseline=current)
     # the new adapter's documents, where they differ from the stored ones
+    memo = _SearchMemo(col.store)
     moved = None
     if result.adapter.documents_too or (current is not None and current.documents_too):
-        moved = _MovedStore(col.store, doc_ids, between_spaces(None, result.adapter)(docs),
+        moved = _MovedStore(memo, doc_ids, between_spaces(None, result.adapter)(docs),
                             between_spaces(current, result.adapter))
-    store_of = {"current": None, "new": moved}
+    store_of = {"current": memo, "new": moved or memo}
     # the same held-out queries (the split is by query, seeded), now at document level and
     # through the real search path: the adapter, and the ranking settings, chosen together
     held = split_groups(data.queries, held_out, seed)
