@@ -75,6 +75,15 @@ def cranfield(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[st
     return path, ["title", "body"], {q: [queries[q]] for q in gold}, gold
 
 
+def one_column(path: Path, ids: dict[str, str]) -> Path:
+    """Write the passages (text -> id) as an (id, text) corpus file."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text"])
+        w.writerows((pid, text) for text, pid in ids.items())
+    return path
+
+
 def quora(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str, dict]]:
     with need(SHARED / "quora_duplicates" / "eval.csv").open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))[:3000]
@@ -84,12 +93,7 @@ def quora(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str, d
         pid = ids.setdefault(r["question2"], f"p{len(ids)}")
         queries[f"q{i}"] = [r["question1"]]
         gold[f"q{i}"] = {pid: 1.0}
-    path = tmp / "quora.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "text"])
-        w.writerows((pid, text) for text, pid in ids.items())
-    return path, ["text"], queries, gold
+    return one_column(tmp / "quora.csv", ids), ["text"], queries, gold
 
 
 def paraphraser(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str, dict]]:
@@ -109,12 +113,7 @@ def paraphraser(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[
             gold[qid] = {pid: 1.0}
             if len(queries) == 3000:
                 break
-    path = tmp / "paraphraser.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "text"])
-        w.writerows((pid, text) for text, pid in ids.items())
-    return path, ["text"], queries, gold
+    return one_column(tmp / "paraphraser.csv", ids), ["text"], queries, gold
 
 
 def folds_of(qids: list[str]) -> np.ndarray:

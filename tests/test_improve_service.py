@@ -77,6 +77,41 @@ def same(a: list[tuple[str, float]], b: list[tuple[str, float]]) -> bool:
         all(abs(x - y) < 1e-4 for (_, x), (_, y) in zip(a, b))
 
 
+def _improve_while_searching(c, queries: list[str], body: dict, threads: int = 3):
+    """``POST /improve`` with ``body`` while ``threads`` threads search ``queries`` without
+    pause: its (status, report) and every search's (query, status, top 5)."""
+    answers: list[tuple[str, int, list[tuple[str, float]]]] = []
+    stop = threading.Event()
+
+    def hammer(seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            q = rng.choice(queries)
+            status, top = _top(c, "tickets", q)
+            answers.append((q, status, top))
+
+    running_ = [threading.Thread(target=hammer, args=(s,)) for s in range(threads)]
+    for t in running_:
+        t.start()
+    try:
+        time.sleep(0.3)
+        result = c.call("POST", "/collections/tickets/improve", body)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in running_:
+            t.join()
+    return result, answers
+
+
+def _old_or_new(answers, before, after) -> None:
+    """Every search answered, each exactly the old version's or the new one's."""
+    assert len(answers) > 10 and all(s == 200 for _, s, _ in answers)
+    mixed = [(q, top) for q, _, top in answers
+             if not same(top, before[q]) and not same(top, after[q])]
+    assert not mixed, [(q, t, before[q], after[q]) for q, t in mixed[:1]]
+
+
 @pytest.mark.parametrize("body", [{}, {"side": "both", "force": True}], ids=["query", "both"])
 def test_improve_over_http_switches_searches_atomically_while_they_run(names, body):
     """Searches run without pause while ``POST /improve`` trains and promotes: none fails,
@@ -90,27 +125,7 @@ def test_improve_over_http_switches_searches_atomically_while_they_run(names, bo
     with running(settings) as c:
         c.key = "k"
         before = {q: _top(c, "tickets", q)[1] for q in queries}
-        answers: list[tuple[str, int, list[tuple[str, float]]]] = []
-        stop = threading.Event()
-
-        def hammer(seed: int) -> None:
-            rng = random.Random(seed)
-            while not stop.is_set():
-                q = rng.choice(queries)
-                status, top = _top(c, "tickets", q)
-                answers.append((q, status, top))
-
-        threads = [threading.Thread(target=hammer, args=(s,)) for s in range(3)]
-        for t in threads:
-            t.start()
-        try:
-            time.sleep(0.3)
-            status, report = c.call("POST", "/collections/tickets/improve", body)
-            time.sleep(0.3)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
+        (status, report), answers = _improve_while_searching(c, queries, body)
         assert status == 200 and report["promoted"] and report["version"] == 2, report
         assert report["from_feedback"] == 150
         if body:
@@ -122,10 +137,7 @@ def test_improve_over_http_switches_searches_atomically_while_they_run(names, bo
             assert (col.manifest.adapter or {}).get("side", "query") == body.get("side", "query")
             for q in queries:
                 assert [i for i, _ in after[q]] == [r.id for r in col.search(q, k=5)]
-        assert len(answers) > 20 and all(s == 200 for _, s, _ in answers)
-        mixed = [(q, top) for q, _, top in answers
-                 if not same(top, before[q]) and not same(top, after[q])]
-        assert not mixed, [(q, t, before[q], after[q]) for q, t in mixed[:1]]
+        _old_or_new(answers, before, after)
         assert any(same(top, after[q]) and not same(top, before[q])
                    for q, _, top in answers)  # seen live
         status, summary = c.call("GET", "/collections")
@@ -157,27 +169,8 @@ def test_improve_full_over_http_serves_the_fine_tuned_model_while_searches_run(n
             status, err = c.call("POST", "/collections/tickets/improve", bad)
             assert status == 422 and says in err["detail"], err
         before = {q: _top(c, "tickets", q)[1] for q in queries}
-        answers: list[tuple[str, int, list[tuple[str, float]]]] = []
-        stop = threading.Event()
-
-        def hammer(seed: int) -> None:
-            rng = random.Random(seed)
-            while not stop.is_set():
-                q = rng.choice(queries)
-                status, top = _top(c, "tickets", q)
-                answers.append((q, status, top))
-
-        threads = [threading.Thread(target=hammer, args=(s,)) for s in range(2)]
-        for t in threads:
-            t.start()
-        try:
-            status, report = c.call("POST", "/collections/tickets/improve",
-                                    {"full": True, "epochs": 0.3, "force": True})
-            time.sleep(0.3)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
+        (status, report), answers = _improve_while_searching(
+            c, queries, {"full": True, "epochs": 0.3, "force": True}, threads=2)
         assert status == 200 and report["promoted"] and report["version"] == 2, report
         assert report["kind"] == "full" and report["from_feedback"] == 200
         after = {q: _top(c, "tickets", q)[1] for q in queries}
@@ -186,10 +179,7 @@ def test_improve_full_over_http_serves_the_fine_tuned_model_while_searches_run(n
             for q in queries:
                 assert same(after[q], [(r.id, r.score) for r in col.search(q, k=5)])
         assert sum(not same(after[q], before[q]) for q in queries) >= 5
-        assert len(answers) > 10 and all(s == 200 for _, s, _ in answers)
-        mixed = [(q, top) for q, _, top in answers
-                 if not same(top, before[q]) and not same(top, after[q])]
-        assert not mixed, [(q, t, before[q], after[q]) for q, t in mixed[:1]]
+        _old_or_new(answers, before, after)
 
 
 def test_writes_during_a_swap_by_improve_are_made_on_the_new_version(names):
