@@ -400,14 +400,15 @@ def test_the_learned_fusion_ranks_by_its_weights_and_needs_them(demo_copy):
             [r.id for r in col.search(queries[0], k=5, mode="keyword")]
 
 
-def _memes(tmp_path):
-    """150 memes (title, description) whose descriptions name three other memes' titles, and
+def _memes(tmp_path, n: int = 150):
+    """``n`` memes (title, description) whose descriptions name three other memes' titles, and
     (title, id) pairs: only a meme's first line tells it from those that mention it."""
     rng = random.Random(3)
     syl = ["qor", "vex", "blin", "tam", "zur", "pok", "lim", "dra", "fen", "mul", "sak", "tor",
            "gub", "nel"]
     titles = list(dict.fromkeys(f"{''.join(rng.sample(syl, 2))} {''.join(rng.sample(syl, 2))}"
-                                for _ in range(400)))[:150]
+                                for _ in range(3 * n)))[:n]
+    assert len(titles) == n
     rows = []
     for i, t in enumerate(titles):
         others = rng.sample([x for x in titles if x != t], 3)
@@ -490,6 +491,24 @@ def test_the_learned_fusion_weighs_the_cosine_before_the_query_adapter(demo_copy
                 assert [r.id for r in got] == oracle, (features, q)
                 assert [round(r.score, 4) for r in got] == \
                     [round(float(vectors[d] @ by), 4) for d in oracle]
+
+
+def test_improve_full_weighs_the_learned_fusion_too(tmp_path, encoder):
+    """improve --full chooses the new version's ranking among the same settings as tune,
+    the learned fusion included: on title queries it is the one kept, with its features."""
+    from neartext.finetuning import improve_full
+    from neartext.hybrid import FEATURES
+
+    _memes(tmp_path, 220)
+    col, _ = Collection.from_file(tmp_path / "col", tmp_path / "memes.csv",
+                                  ["title", "description"], "id", model=encoder)
+    col.close()
+    report = improve_full(tmp_path / "col", tmp_path / "titles.csv", feedback=False,
+                          epochs=0.1, force=True)
+    assert report.promoted and report.ranking == "hybrid learned", report.summary()
+    assert report.after["mrr@10"] > 0.95
+    with Collection.open(tmp_path / "col") as col:
+        assert col.manifest.search["features"] == list(FEATURES)
 
 
 def test_a_learned_version_naming_an_unknown_feature_is_refused_in_one_line(demo_copy):

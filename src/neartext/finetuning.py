@@ -36,6 +36,7 @@ from .tuning import (
     SETTINGS,
     describe,
     evaluate_setting,
+    fit_fusion,
     gather,
     metric_rows,
     without_gone,
@@ -134,9 +135,20 @@ def improve_full(path: str | Path, pairs: str | Path | None = None, *, feedback:
     train_seconds = time.perf_counter() - t0
     chosen: dict[str, Any] = {}
 
+    train_gold: dict[str, set[str]] = {}
+    for q, d, h in zip(data.queries, data.doc_ids, held):
+        if not h:
+            train_gold.setdefault(q, set()).add(d)
+
     def gate(new: Collection) -> dict[str, Any]:
         q = new.encoder.encode(held_queries, kind="query")
         rows = [(s, *evaluate_setting(new, held_queries, q, golds, None, s)) for s in SETTINGS]
+        train = list(train_gold)  # the learned fusion, fitted as tune fits it (after the
+        # keyword ranking above, which builds the copy's keyword index)
+        learned = fit_fusion(new, train, new.encoder.encode(train, kind="query"),
+                             [train_gold[t] for t in train], None, seed) if train else None
+        if learned is not None:
+            rows.append((learned, *evaluate_setting(new, held_queries, q, golds, None, learned)))
         setting, after, rr = max(rows, key=lambda r: round(float(r[2].mean()), 6))
         gain, low = paired_gain(before_rr, rr)
         chosen.update(setting=setting, after=after, gain=gain, low=low)

@@ -183,13 +183,17 @@ class _MovedStore:
         return out
 
 
-def _fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
-                adapter: Adapter | None, seed: int, store: Any = None) -> list[float] | None:
-    """Weights of the learned fusion fitted on ``queries`` (their candidates as a hybrid
-    search with ``adapter`` finds them, :func:`fit_pairwise`); None when no query has both a
-    relevant and an irrelevant candidate."""
+def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
+                adapter: Adapter | None, seed: int, store: Any = None
+                ) -> dict[str, Any] | None:
+    """The ranking setting of the learned fusion fitted on ``queries`` (their candidates as a
+    hybrid search with ``adapter`` finds them, :func:`fit_pairwise`): its weights and the
+    features they weigh; None when no query has both a relevant and an irrelevant candidate
+    (or the collection has no keyword index)."""
     from .searching import fusion_features
 
+    if not queries or not (store or col.store).has_keyword_index():
+        return None
     if len(queries) > FUSION_QUERIES:
         keep = np.sort(np.random.default_rng(seed).choice(len(queries), FUSION_QUERIES, False))
         queries, base, gold = [queries[i] for i in keep], base[keep], [gold[i] for i in keep]
@@ -201,7 +205,8 @@ def _fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: lis
         ys.append(np.array([d in g for d in docs], dtype=np.float64))
     if not any(0 < y.sum() < len(y) for y in ys):
         return None
-    return [round(float(v), 6) for v in fit_pairwise(xs, ys, seed=seed)]
+    return {"mode": "hybrid", "fusion": "learned", "features": list(FEATURES),
+            "weights": [round(float(v), 6) for v in fit_pairwise(xs, ys, seed=seed)]}
 
 
 def _model_side(adapter: Adapter | None, base: np.ndarray) -> np.ndarray | None:
@@ -484,17 +489,15 @@ def tune(
     for t, d, h in zip(data.queries, data.doc_ids, held):
         if not h:
             train_gold.setdefault(t, set()).add(d)
-    if train_queries and col.store.has_keyword_index():
+    if train_queries:
         train_base = np.stack([vec_of[t] for t in train_queries]).astype(np.float32)
         for which, adapter in (("current", current), ("new", result.adapter)):
-            fitted = _fit_fusion(col, train_queries, train_base,
+            learned = fit_fusion(col, train_queries, train_base,
                                  [train_gold[t] for t in train_queries], adapter, seed,
                                  store_of[which])
-            if fitted is not None:
-                setting = {"mode": "hybrid", "fusion": "learned", "weights": fitted,
-                           "features": list(FEATURES)}
-                m, rr = measure(which, adapter, setting)
-                rows.append((which, setting, m, rr))
+            if learned is not None:
+                m, rr = measure(which, adapter, learned)
+                rows.append((which, learned, m, rr))
     candidates = [{"adapter": w, "ranking": describe(st), **{k: round(v, 4) for k, v in m.items()
                    if k in ("mrr@10", "ndcg@10", "recall@10")}} for w, st, m, _ in rows]
     # the best; on a tie the current adapter, then the simpler setting (earlier in the list)
