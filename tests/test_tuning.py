@@ -212,14 +212,31 @@ def test_tune_learns_from_ratings_and_names_what_it_cannot_use(demo_copy, tmp_pa
                    for n in report.notes)
 
 
-def test_cli_tune_versions_rollback(demo_copy, tmp_path, capsys):
+def test_cli_tune_shows_its_progress(demo_copy, tmp_path, capsys, monkeypatch):
+    """tune says how far it is in measuring the rankings (a log line when not on a terminal;
+    none with -q)."""
     with Collection.open(demo_copy) as col:
         docs = _texts(col)
     _write_pairs(tmp_path / "pairs.csv", [(" ".join(t.split()[::-1]), d) for d, t in docs])
+    monkeypatch.setenv("NEARTEXT_PROGRESS_SECONDS", "0")  # a progress line at every step
+    assert main(["tune", str(demo_copy), "--pairs", str(tmp_path / "pairs.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "measuring rankings on 49 held-out queries: 16/16 rankings (100%)" in err, err
+    assert main(["tune", str(demo_copy), "--pairs", str(tmp_path / "pairs.csv"), "-q"]) == 0
+    assert "measuring rankings" not in capsys.readouterr().err
+
+
+def test_cli_tune_versions_rollback(demo_copy, tmp_path, capsys, monkeypatch):
+    with Collection.open(demo_copy) as col:
+        docs = _texts(col)
+    _write_pairs(tmp_path / "pairs.csv", [(" ".join(t.split()[::-1]), d) for d, t in docs])
+    monkeypatch.setenv("NEARTEXT_PROGRESS_SECONDS", "0")  # a progress line at every step
     assert main(["tune", str(demo_copy), "--pairs", str(tmp_path / "pairs.csv"), "--force",
                  "--kind", "lowrank", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
     assert out["promoted"] and out["version"] == 2 and out["kind"] == "lowrank"
+    assert "measuring rankings" not in captured.err  # --json: no progress
     assert main(["versions", str(demo_copy)]) == 0
     listing = capsys.readouterr().out
     assert "*   2" in listing and "lowrank adapter" in listing

@@ -33,6 +33,7 @@ from .adapters import (
 from .errors import InputError
 from .hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, FEATURES
 from .linalg import top_k
+from .progress import progress_bar
 from .store.base import Hit, Store, StoreBase
 from .versions import between_spaces, keep_candidate, promote, ranking
 
@@ -408,6 +409,7 @@ def tune(
     passage_column: str | None = None,
     seed: int = 0,
     encode: Callable[[list[str]], np.ndarray] | None = None,
+    progress: bool = False,
 ) -> TuneReport:
     """Train an adapter on ``pairs`` and/or the ratings, evaluate it on held-out queries
     against the current version, promote it when MRR@10 gains at least ``margin`` (or
@@ -416,7 +418,8 @@ def tune(
     it is promoted; for paraphrases, mining and dedup).
 
     ``encode``: how to get query vectors (default: the collection's encoder; the service
-    passes its batcher, so tuning shares the model with live searches)."""
+    passes its batcher, so tuning shares the model with live searches). ``progress``: show
+    the rankings measured (the long part on a large collection) as they go."""
     if pairs is None and not feedback:
         raise InputError("give training pairs (--pairs FILE), --feedback, or both")
     check_kind(kind, side)
@@ -475,29 +478,35 @@ def tune(
                 ) -> tuple[dict, np.ndarray]:
         return evaluate_setting(col, held_queries, base, golds, adapter, setting, store_of[which])
 
-    now_metrics, now_rr = measure("current", current, current_setting)
-    rows: list[tuple[str, dict[str, Any], dict[str, float], np.ndarray]] = []
-    for setting in SETTINGS:
-        for which, adapter in (("current", current), ("new", result.adapter)):
-            if setting["mode"] == "keyword" and which == "new":
-                continue  # keyword ranking ignores vectors
-            m, rr = measure(which, adapter, setting)
-            rows.append((which, setting, m, rr))
     # the learned fusion, fitted for each adapter on the training queries' candidates
     train_queries = list(dict.fromkeys(t for t, h in zip(data.queries, held) if not h))
     train_gold: dict[str, set[str]] = {}
     for t, d, h in zip(data.queries, data.doc_ids, held):
         if not h:
             train_gold.setdefault(t, set()).add(d)
-    if train_queries:
-        train_base = np.stack([vec_of[t] for t in train_queries]).astype(np.float32)
-        for which, adapter in (("current", current), ("new", result.adapter)):
-            learned = fit_fusion(col, train_queries, train_base,
-                                 [train_gold[t] for t in train_queries], adapter, seed,
-                                 store_of[which])
-            if learned is not None:
-                m, rr = measure(which, adapter, learned)
-                rows.append((which, learned, m, rr))
+    fixed = [(which, adapter, setting) for setting in SETTINGS
+             for which, adapter in (("current", current), ("new", result.adapter))
+             if not (setting["mode"] == "keyword" and which == "new")]  # keyword ignores vectors
+    rows: list[tuple[str, dict[str, Any], dict[str, float], np.ndarray]] = []
+    with progress_bar(1 + len(fixed) + 2 * bool(train_queries),
+                      f"measuring rankings on {len(held_queries)} held-out queries", "ranking",
+                      enabled=progress) as bar:
+        now_metrics, now_rr = measure("current", current, current_setting)
+        bar.update(1)
+        for which, adapter, setting in fixed:
+            m, rr = measure(which, adapter, setting)
+            rows.append((which, setting, m, rr))
+            bar.update(1)
+        if train_queries:
+            train_base = np.stack([vec_of[t] for t in train_queries]).astype(np.float32)
+            for which, adapter in (("current", current), ("new", result.adapter)):
+                learned = fit_fusion(col, train_queries, train_base,
+                                     [train_gold[t] for t in train_queries], adapter, seed,
+                                     store_of[which])
+                if learned is not None:
+                    m, rr = measure(which, adapter, learned)
+                    rows.append((which, learned, m, rr))
+                bar.update(1)
     candidates = [{"adapter": w, "ranking": describe(st), **{k: round(v, 4) for k, v in m.items()
                    if k in ("mrr@10", "ndcg@10", "recall@10")}} for w, st, m, _ in rows]
     # the best; on a tie the current adapter, then the simpler setting (earlier in the list)
@@ -580,7 +589,7 @@ def improve(col: Collection, pairs: str | Path | None = None, *, min_new: int = 
         from .finetuning import improve_full
 
         unknown = set(options) - {"held_out", "margin", "force", "seed", "query_column",
-                                  "passage_column"}
+                                  "passage_column", "progress"}
         if unknown:
             raise InputError(f"improve --full fine-tunes the model: {', '.join(sorted(unknown))} "
                              "are adapter options")

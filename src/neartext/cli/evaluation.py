@@ -334,7 +334,8 @@ def _cmd_tune(args: argparse.Namespace) -> dict[str, Any]:
 
     kw = _tune_kwargs(args)
     with Collection.open(args.collection) as col:
-        report = tune(col, args.pairs, feedback=args.feedback, **kw)
+        report = tune(col, args.pairs, feedback=args.feedback, progress=show_progress(args),
+                      **kw)
     if not args.json:
         print(report.summary())
     return report.to_dict()
@@ -354,7 +355,7 @@ def _cmd_improve(args: argparse.Namespace) -> dict[str, Any]:
             raise InputError(f"--epochs {args.epochs}: give a number above 0, e.g. 1")
     with Collection.open(args.collection) as col:
         report, line = improve(col, args.pairs, min_new=args.min_new, full=args.full,
-                               epochs=args.epochs, **kw)
+                               epochs=args.epochs, progress=show_progress(args), **kw)
     if not args.json:
         print(report.summary() if report else line)
     return report.to_dict() if report else {"collection": args.collection, "promoted": False,
