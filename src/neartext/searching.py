@@ -149,14 +149,12 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
         if opts.fusion == "rrf":
             fused = rrf([h.doc_id for h in sem], [h.doc_id for h in kw], opts.k)
         else:
-            cosine = _cosines(store, q, sem, kw)
+            cosine, model = _cosines(store, q, sem, kw, None if before is None else before[i])
             bm25 = {h.doc_id: h.score for h in kw}
             if opts.fusion == "learned":
                 assert opts.weights is not None
                 docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
-                                      bm25, norm, names, words, text_of,
-                                      None if before is None else
-                                      _model_cosines(store, before[i], cosine))
+                                      bm25, norm, names, words, text_of, model)
                 fused = learned(docs, rows, opts.weights, opts.k)
             else:
                 fused = blend(cosine, bm25, norm, opts.alpha, opts.k)
@@ -170,18 +168,22 @@ def _texts(store: Store, sem_rows: list[list[Hit]], kw_rows: list[list[Hit]]) ->
     return {d.id: d.text for d in store.get(ids)}
 
 
-def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit]) -> dict[str, float]:
-    """The cosine of every candidate: from the semantic hits, computed for the keyword ones."""
+def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit],
+             before: np.ndarray | None = None) -> tuple[dict[str, float], dict[str, float] | None]:
+    """The cosine of every candidate (from the semantic hits, computed for the keyword ones)
+    and, given the query ``before`` its adapter, every candidate's cosine with that: one read
+    of the documents' vectors either way."""
     cosine = {h.doc_id: h.score for h in sem}
-    missing = [h.doc_id for h in kw if h.doc_id not in cosine]
-    for doc, vecs in store.doc_vectors(missing).items():
-        cosine[doc] = float(np.max(vecs @ q))
-    return cosine
-
-
-def _model_cosines(store: Store, q: np.ndarray, cosine: dict[str, float]) -> dict[str, float]:
-    """The cosine of the query before its adapter (``q``) with every candidate of ``cosine``."""
-    return {d: float(np.max(vecs @ q)) for d, vecs in store.doc_vectors(list(cosine)).items()}
+    wanted = [h.doc_id for h in kw if h.doc_id not in cosine]
+    if before is not None:
+        wanted = list(dict.fromkeys([*cosine, *wanted]))
+    model: dict[str, float] | None = None if before is None else {}
+    for doc, vecs in store.doc_vectors(wanted).items():
+        if doc not in cosine:
+            cosine[doc] = float(np.max(vecs @ q))
+        if model is not None and before is not None:
+            model[doc] = float(np.max(vecs @ before))
+    return cosine, model
 
 
 def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: int = 10,
@@ -198,10 +200,10 @@ def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: 
     text_of = _texts(store, sem_rows, kw_rows) if needs_text(names) else None
     out = []
     for i, (q, words, sem, kw) in enumerate(zip(vectors, weights, sem_rows, kw_rows)):
-        cosine = _cosines(store, q, sem, kw)
-        before = (_model_cosines(store, model_vectors[i], cosine)
-                  if model_vectors is not None and "model_cosine" in names else None)
+        before = (model_vectors[i] if model_vectors is not None and "model_cosine" in names
+                  else None)
+        cosine, model = _cosines(store, q, sem, kw, before)
         out.append(features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                             {h.doc_id: h.score for h in kw}, sum(words.values()), names, words,
-                            text_of, before))
+                            text_of, model))
     return out
