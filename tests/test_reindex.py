@@ -229,3 +229,40 @@ def test_a_reindex_loses_no_write_of_another_process(demo_copy, tiny_model_dir):
     rated = {r["doc_id"] for r in fb.list()}
     fb.close()
     assert set(written) <= rated, sorted(set(written) - rated)[:5]
+
+
+@pytest.mark.parametrize("command", ["upsert", "index"])
+def test_a_cli_write_that_meets_a_swap_is_made_on_the_new_version(demo_copy, tmp_path, capsys,
+                                                                  monkeypatch, command):
+    """A new version swapped in (a both-side mapping here, by the real code) after the CLI
+    opened the collection and before it wrote: the store refuses the write (nothing written),
+    the CLI says so and makes it on the new version; the documents are there (exit 1 with
+    "repeat the change" before)."""
+    from neartext.reindex import remap
+
+    rows = tmp_path / "new.csv"
+    with rows.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text"])
+        w.writerows([("n1", "The widget freezes when I rotate the phone."),
+                     ("n2", "Please add an export to calendar files.")])
+    if command == "index":  # a sync: the file and the collection's documents
+        with rows.open("a", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows((r["id"], r["text"]) for r in demo_rows())
+    original = Collection.index_file
+    swapped: list[bool] = []
+
+    def swap_first(self, *args, **kw):
+        if not swapped:
+            swapped.append(True)
+            remap(demo_copy, lambda v: v, lambda m: None)  # another process's swap
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(Collection, "index_file", swap_first)
+    args = (["upsert", str(demo_copy), str(rows)] if command == "upsert"
+            else ["index", str(rows), "-c", str(demo_copy)])
+    assert main([*args, "--id", "id", "-q"]) == 0, capsys.readouterr().err
+    assert swapped and "making the change on the new version" in capsys.readouterr().err
+    with Collection.open(demo_copy) as col:
+        assert [d.id for d in col.get(["n1", "n2"])] == ["n1", "n2"]
+        assert len(col) == 249

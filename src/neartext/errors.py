@@ -75,7 +75,13 @@ class StorageError(NeartextError, OSError):
 
 class CollectionReplaced(NeartextError):
     """The collection this process opened was replaced by a new version (another process's
-    ``reindex`` swapped in a re-embedded copy): a write to the old one is refused."""
+    ``reindex`` swapped in a re-embedded copy): a write to the old one is refused, nothing
+    written. The service and the CLI make such a write again on the new version, at most
+    :data:`SWAP_RETRIES` times (each swap is minutes of work: a second one meanwhile is rare,
+    a third means something else is wrong)."""
+
+
+SWAP_RETRIES = 2
 
 
 class CollectionBusy(NeartextError, BlockingIOError):

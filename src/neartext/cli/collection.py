@@ -19,6 +19,7 @@ from .common import (
     add_output_options,
     add_ray_options,
     add_vector_options,
+    again_after_swap,
     at_least_one,
     milvus_options,
     on_ray,
@@ -168,14 +169,14 @@ def _index(args: argparse.Namespace, encoder_options: dict[str, Any], cleaning: 
            compute: Any) -> dict[str, Any]:
     from ..collection import Collection
 
-    report, _ = Collection.index_corpus(
+    report, _ = again_after_swap(lambda: Collection.index_corpus(
         args.collection, args.corpus, split_list(args.text), args.id_column,
         encoding=args.encoding, progress=show_progress(args),
         skip_near_duplicates=args.skip_near_duplicates, model=args.model,
         batch_size=args.batch_size, encoder_options=encoder_options, chunk=args.chunk,
         overlap=args.overlap, index=args.index, cleaning=cleaning, milvus=milvus_options(args),
         vectors=args.vectors, vectors_from=args.vectors_from, precision=args.precision,
-        compute=compute)
+        compute=compute))
     return print_report(args, report, args.collection)
 
 
@@ -199,12 +200,17 @@ def _cmd_upsert(args: argparse.Namespace) -> dict[str, Any]:
     at_least_one(("--actors", args.actors), ("--batch-size", args.batch_size))
     session, compute = on_ray(args, actors=args.actors, batch_size=args.batch_size,
                               gpus_per_actor=args.gpus_per_actor)
-    with session, Collection.open(args.collection) as col:
-        col.compute = compute
-        report = col.index_file(args.corpus, split_list(args.text), args.id_column,
-                                encoding=args.encoding, progress=show_progress(args),
-                                skip_near_duplicates=args.skip_near_duplicates,
-                                vectors=args.vectors, vectors_from=args.vectors_from)
+
+    def write() -> Any:
+        with Collection.open(args.collection) as col:
+            col.compute = compute
+            return col.index_file(args.corpus, split_list(args.text), args.id_column,
+                                  encoding=args.encoding, progress=show_progress(args),
+                                  skip_near_duplicates=args.skip_near_duplicates,
+                                  vectors=args.vectors, vectors_from=args.vectors_from)
+
+    with session:
+        report = again_after_swap(write)
     return print_report(args, report, args.collection)
 
 

@@ -6,11 +6,12 @@ import argparse
 import contextlib
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..clustering import METHODS as CLUSTER_METHODS
 from ..encoders.base import POOLING_MODES
-from ..errors import InputError
+from ..errors import SWAP_RETRIES, CollectionReplaced, InputError
 from ..hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
 from ..store.codec import PRECISIONS
 from ..store.local import INDEX_KINDS
@@ -158,6 +159,25 @@ def add_output_options(p: argparse.ArgumentParser, table: str | None = None) -> 
         p.add_argument("-o", "--output", help=f"write {table} to .csv, .jsonl or .parquet")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+T = TypeVar("T")
+
+
+def again_after_swap(write: Callable[[], T]) -> T:
+    """Run ``write`` (which opens the collection itself); when a new version was swapped in
+    while it had the old one open (nothing was written), say so and run it again on the new
+    version, at most :data:`~neartext.errors.SWAP_RETRIES` times."""
+    for attempt in range(SWAP_RETRIES + 1):
+        try:
+            return write()
+        except CollectionReplaced:
+            if attempt == SWAP_RETRIES:
+                raise
+            print("note: a new version of the collection was swapped in while this write had "
+                  "the old one open (nothing was written); making the change on the new "
+                  "version", file=sys.stderr, flush=True)
+    raise AssertionError("unreachable")
 
 
 def show_progress(args: argparse.Namespace) -> bool:

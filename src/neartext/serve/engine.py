@@ -32,7 +32,7 @@ import numpy as np
 from ..adapters import Adapter
 from ..collection import Collection
 from ..encoders import Encoder, EncoderSettings, load_encoder
-from ..errors import CollectionReplaced, InputError
+from ..errors import SWAP_RETRIES, CollectionReplaced, InputError
 from ..feedback import FeedbackStore
 from ..filters import Filter
 from ..hybrid import Fusion, Mode
@@ -43,9 +43,6 @@ from .batcher import MicroBatcher
 from .settings import ServeSettings
 
 log = logging.getLogger("neartext.serve")
-# times a write that met a swapped-in version is made again on the new one (each swap is
-# minutes of work: a second one meanwhile is rare, a third means something is wrong)
-SWAP_RETRIES = 2
 
 
 class NotFound(LookupError):
