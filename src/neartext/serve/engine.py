@@ -141,11 +141,7 @@ class Engine:
         col = Collection.open(path)
         col.shared = True  # a version swapped in by an improve here is opened anew (get)
         try:
-            m = col.manifest.model
-            key = _model_key(m.settings, m.name)
-            if key not in self.encoders:
-                self.encoders[key] = load_encoder(dataclasses.replace(
-                    col.manifest.encoder_settings(), batch_size=self.settings.forward_batch))
+            key = self._encoder_of(col.manifest)
             col.use_encoder(self.encoders[key])  # checks the fingerprint
             return Served(name, col, FeedbackStore(col.path), key)
         except BaseException:
@@ -353,11 +349,16 @@ class Engine:
         served collection uses it yet: in the improver thread, so that the swap to it in the
         event loop (:meth:`get`) does not stall searches while a model loads."""
         with Collection.open(path) as col:
-            m = col.manifest
-            key = _model_key(m.model.settings, m.model.name)
-            if key not in self.encoders:
-                self.encoders[key] = load_encoder(dataclasses.replace(
-                    m.encoder_settings(), batch_size=self.settings.forward_batch))
+            self._encoder_of(col.manifest)
+
+    def _encoder_of(self, manifest: Manifest) -> str:
+        """The key of the encoder of ``manifest``'s model, loaded if no collection uses it yet
+        (collections of the same model share one)."""
+        key = _model_key(manifest.model.settings, manifest.model.name)
+        if key not in self.encoders:
+            self.encoders[key] = load_encoder(dataclasses.replace(
+                manifest.encoder_settings(), batch_size=self.settings.forward_batch))
+        return key
 
     def improve_soon(self, name: str) -> None:
         """After a rating: with ``improve_every`` set, start an improve of ``name`` in the
