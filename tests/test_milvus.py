@@ -710,25 +710,259 @@ def test_versions_on_milvus_match_the_local_collection(tmp_path, encoder, reques
     assert all(abs(a - b) < 0.01 for (_, a), (_, b) in zip(local, remote)), (local, remote)
 
 
-def test_a_both_side_adapter_is_refused_on_milvus_with_one_line(tmp_path, encoder, capsys):
-    """A both-side adapter maps the stored vectors into a copy swapped in whole: directories
-    only. On Milvus: one line saying what to do, nothing changed."""
-    import csv
+def _milvus_collections(address: str) -> set[str]:
+    from neartext.store.milvus import connect, disconnect
 
-    from neartext.cli import main
+    a = parse_address(address)
+    client = connect(a)
+    try:
+        return set(client.list_collections())
+    finally:
+        disconnect(a, client)
 
-    address = f"milvus-lite:{tmp_path / 'store.db'}#both"
+
+def _both_side(encoder):
+    """A both-side linear adapter of ``encoder``'s vectors."""
+    from neartext.adapters import Adapter
+
+    rng = np.random.default_rng(0)
+    dim = encoder.dim
+    # near the identity, as trained adapters are (well conditioned: rollback inverts it)
+    m = np.eye(dim, dtype=np.float32) + 0.02 * rng.standard_normal((dim, dim)).astype(np.float32)
+    return Adapter("linear", "both", m, encoder.fingerprint)
+
+
+def test_a_both_side_adapter_and_its_rollback_swap_on_milvus_as_locally(tmp_path, encoder,
+                                                                         milvus_address):
+    """Promoting a both-side adapter maps the stored vectors into new passages built beside
+    the collection in the same Milvus, switched to by the manifest: semantic and hybrid answers
+    equal the local collection's with the same adapter; a handle opened before sees the switch
+    within a second and its write is refused in one line (a service makes it again on the new
+    version); rollback maps back to the first answers; the old passages are dropped."""
+    from neartext.errors import CollectionReplaced
+    from neartext.versions import promote, rollback
+
+    adapter = _both_side(encoder)
+    answers = {}
+    for where in (str(tmp_path / "local"), milvus_address):
+        col, _ = Collection.from_file(where, DEMO, ["text"], "id", model=encoder, index="flat")
+        with col:
+            def ranked(col=col):
+                return [_ranked(col.search(q, k=5, mode=m)) for q in QUERIES
+                        for m in ("semantic", "hybrid")]
+
+            before = ranked()
+            other = Collection.open(where, model=encoder)  # another process's handle
+            assert promote(col, adapter, {}) == 2
+            assert col.manifest.adapter["side"] == "both"
+            after = ranked()
+            assert after != before
+            deadline = time.monotonic() + 5
+            while not other.store.replaced():
+                assert time.monotonic() < deadline, "the switch was not seen"
+                time.sleep(0.1)
+            with pytest.raises(CollectionReplaced, match="swapped in"):
+                other.upsert([Record("late", "a ticket written on the old version", {})])
+            other.close()
+            assert rollback(col)["version"] == 1
+            for a, b in zip(ranked(), before):
+                assert_same_ranking(a, b)
+            answers[where] = after
+            assert col.store.count() == 247
+        if where == milvus_address:
+            name = parse_address(where).name
+            left = {n for n in _milvus_collections(where) if n.startswith(name)}
+            assert len(left) == 2 and f"{name}__neartext" in left, left  # manifest + passages
+    # semantic answers alike; hybrid ones by the same documents (the stores' BM25 differ in
+    # the last digits: SQLite FTS5 against Milvus' own)
+    local, remote = answers.values()
+    for i, (a, b) in enumerate(zip(local, remote)):
+        if i % 2 == 0:
+            assert_same_ranking(a, b)
+        else:
+            assert {d for d, _ in a} == {d for d, _ in b}, (a, b)
+
+
+def test_a_failed_mapping_on_milvus_leaves_the_collection_as_it_was(tmp_path, encoder):
+    """A both-side promotion that fails while mapping (here: the third batch) changes
+    nothing: same version, same answers, nothing left beside the collection."""
+    from neartext.versions import promote
+
+    address = f"milvus-lite:{tmp_path / 'store.db'}#fail"
+    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    adapter = _both_side(encoder)
+    with col:
+        before = [_ranked(col.search(q, k=5)) for q in QUERIES]
+        calls = []
+        real = adapter.apply
+
+        def failing(vectors, *a, **kw):
+            calls.append(1)
+            if len(calls) == 1:
+                raise OSError("disk full (simulated)")
+            return real(vectors, *a, **kw)
+
+        import neartext.reindex as reindex_module
+
+        monkey = pytest.MonkeyPatch()
+        monkey.setattr(reindex_module, "READ_BATCH", 50)
+        monkey.setattr(adapter, "apply", failing)
+        try:
+            with pytest.raises(OSError, match="simulated"):
+                promote(col, adapter, {})
+        finally:
+            monkey.undo()
+        assert calls
+        assert col.manifest.version == 1
+        assert [_ranked(col.search(q, k=5)) for q in QUERIES] == before
+    assert _milvus_collections(address) == {"fail", "fail__neartext"}
+
+
+def test_reindex_and_rollback_across_models_on_milvus(tmp_path, encoder, tiny_model_dir):
+    """A re-embedding with another model (what improve --full promotes) is built beside the
+    collection in the same Milvus and swapped in; rollback re-embeds with the first model and
+    gives the first answers again."""
+    from neartext.reindex import reindex
+    from neartext.versions import rollback
+
+    address = f"milvus-lite:{tmp_path / 'store.db'}#models"
     col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
     with col:
-        rows = [(" ".join(d.text.split()[:3]), d.text)
-                for d in col.store.get(list(col.store.document_hashes()))]
-    with (tmp_path / "pairs.csv").open("w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([("query", "passage"), *rows])
-    assert main(["tune", address, "--pairs", str(tmp_path / "pairs.csv"), "--side", "both"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "works on collections in a directory" in err[0], err
+        before = [_ranked(col.search(q, k=5)) for q in QUERIES]
+    report = reindex(address, str(tiny_model_dir))
+    assert report.version == 2 and report.documents == 247
     with Collection.open(address) as col:
-        assert col.manifest.version == 1 and col.manifest.adapter is None
+        assert col.manifest.model.name == str(tiny_model_dir) and col.store.count() == 247
+        assert col.search(QUERIES[0], k=3)
+        assert rollback(col, 1)["version"] == 1
+        assert col.manifest.model.name == "all-MiniLM-L6-v2"
+        for a, b in zip([_ranked(col.search(q, k=5)) for q in QUERIES], before):
+            assert_same_ranking(a, b)
+    assert len(_milvus_collections(address)) == 2
+
+
+def test_writes_hold_while_another_process_holds_them_and_a_dead_hold_expires(tmp_path,
+                                                                               encoder):
+    """A write waits while a swap holds the collection's writes (a lease row in Milvus), and
+    goes on once it is released; a hold whose holder died stops counting when its lease ends;
+    two holders never overlap."""
+    from neartext.store import milvus as M
+
+    address = f"milvus-lite:{tmp_path / 'store.db'}#hold"
+    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    col.close()
+    a = M.MilvusStore(parse_address(address))
+    b = Collection.open(address, model=encoder)
+    try:
+        released = []
+
+        def hold_for(seconds):
+            with a.hold_writes():
+                time.sleep(seconds)
+                released.append(time.monotonic())
+
+        t = threading.Thread(target=hold_for, args=(1.5,))
+        t.start()
+        time.sleep(0.5)
+        b.upsert([Record("w1", "written while held", {})])
+        done = time.monotonic()
+        t.join()
+        assert done >= released[0] and b.store.get(["w1"])
+        # a killed holder's row: counts until its lease ends, then not
+        dead = {"until": time.time() + 1.0, "by": "gone:1"}
+        a._call("upsert", a.meta_name, [{"key": "hold:dead", "value": json.dumps(dead),
+                                         "vec": [0.0] * a.dim}])
+        t0 = time.monotonic()
+        b.upsert([Record("w2", "written after a dead hold", {})])
+        assert 0.5 < time.monotonic() - t0 < 10 and b.store.get(["w2"])
+        # two holders (threads, as two processes would): never at once
+        spans = []
+
+        def holder(store):
+            for _ in range(3):
+                with store.hold_writes():
+                    start = time.monotonic()
+                    time.sleep(0.1)
+                    spans.append((start, time.monotonic()))
+
+        other = M.MilvusStore(parse_address(address))
+        ts = [threading.Thread(target=holder, args=(s,)) for s in (a, other)]
+        for x in ts:
+            x.start()
+        for x in ts:
+            x.join()
+        other.close()
+        spans.sort()
+        assert len(spans) == 6
+        assert all(s2 >= e1 for (_, e1), (s2, _) in zip(spans, spans[1:])), spans
+    finally:
+        a.close()
+        b.close()
+
+
+WRITER = """
+import sys, time
+from neartext import Collection
+from neartext.corpus import Record
+from neartext.errors import CollectionReplaced
+col = Collection.open(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    rec = Record(f"late-{i}", f"a late ticket number {i} about refunds and crashes", {})
+    for attempt in range(3):
+        try:
+            col.upsert([rec])
+            break
+        except CollectionReplaced:
+            col.reopen()  # what the service and the CLI do
+    else:
+        sys.exit(f"late-{i} not written")
+    print(i, flush=True)
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.slow
+def test_writes_of_another_process_during_a_swap_on_a_milvus_server_are_all_kept(
+        tmp_path, encoder, milvus_server):
+    """Another process upserts one document at a time while this one promotes a both-side
+    adapter on a Milvus server: every acknowledged write is in the new version, its vector the
+    adapter's map of its text (caught up, or made again on the new version)."""
+    from neartext.versions import promote
+
+    address = f"{milvus_server}/t_{uuid.uuid4().hex[:10]}"
+    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    n = 80
+    adapter = _both_side(encoder)
+    try:
+        with col:
+            proc = subprocess.Popen([sys.executable, "-c", WRITER, address, str(n)],
+                                    stdout=subprocess.PIPE, text=True, cwd=ROOT)
+            acked: list[tuple[float, int]] = []
+            reader = threading.Thread(target=lambda: acked.extend(
+                (time.monotonic(), int(line)) for line in proc.stdout), daemon=True)
+            reader.start()
+            while not acked:
+                assert proc.poll() is None, "the writer stopped"
+                time.sleep(0.05)
+            start = time.monotonic()
+            promote(col, adapter, {})
+            end = time.monotonic()
+            assert proc.wait(120) == 0
+            reader.join(10)
+            assert [i for _, i in acked] == list(range(n))
+            during = [i for t, i in acked if start < t < end]
+            assert during and acked[-1][0] > end, (start, end, acked)  # writes on both sides
+        with Collection.open(address, model=encoder) as col:
+            assert col.manifest.version == 2 and col.store.count() == 247 + n
+            ids = [f"late-{i}" for i in range(n)]
+            vectors = col.store.doc_vectors(ids)
+            want = adapter.apply(encoder.encode(
+                [f"a late ticket number {i} about refunds and crashes" for i in range(n)],
+                kind="document"))
+            got = np.stack([vectors[i][0] for i in ids])
+            assert np.abs(got - want).max() < 1e-4
+    finally:
+        MilvusStore.drop(parse_address(address))
 
 
 def test_the_learned_fusion_with_text_features_ranks_alike_on_milvus(tmp_path, encoder):

@@ -644,7 +644,9 @@ def test_writes_landing_during_the_mapping_are_caught_up_and_mapped(demo_copy, e
             np.float32)
         adapter = Adapter("linear", "both", m, col.manifest.model.fingerprint)
         other = Collection.open(demo_copy, model=encoder)
-        export = reindex_module.LocalStore.export
+        from neartext.store.local import LocalStore
+
+        export = LocalStore.export
         done = []
 
         def export_then_write(self, batch_size=1024):
@@ -654,7 +656,7 @@ def test_writes_landing_during_the_mapping_are_caught_up_and_mapped(demo_copy, e
                 other.upsert([Record("late-1", "A late ticket about a refund", {})])
                 other.delete(["fb-0001"])
 
-        monkeypatch.setattr(reindex_module.LocalStore, "export", export_then_write)
+        monkeypatch.setattr(LocalStore, "export", export_then_write)
         sets = []
 
         def counted_set(*a):

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from .adapters import paired_gain, split_groups
+from .address import Address, parse_address
 from .errors import InputError
-from .reindex import MODELS, check_directory, reindex
+from .reindex import MODELS, reindex
 from .tuning import (
     DEFAULT_MARGIN,
     SETTINGS,
@@ -87,17 +88,16 @@ class FullReport:
         return "\n".join(rows + [f"  note: {n}" for n in self.notes])
 
 
-def improve_full(path: str | Path, pairs: str | Path | None = None, *, feedback: bool = True,
+def improve_full(path: str | Path | Address, pairs: str | Path | None = None, *, feedback: bool = True,
                  held_out: float = 0.2, margin: float = DEFAULT_MARGIN, force: bool = False,
                  epochs: float = 1.0, seed: int = 0, query_column: str | None = None,
                  passage_column: str | None = None, progress: bool = False) -> FullReport:
     """Fine-tune, re-embed, measure, and promote only a gain (see the module docs). Refused
     with one line, nothing changed: a model that cannot be fine-tuned, fewer than
-    :data:`MIN_FULL_PAIRS` pairs, a collection that is not in a directory."""
+    :data:`MIN_FULL_PAIRS` pairs."""
     from .collection import Collection
     from .encoders import backend_of
-    check_directory(path, "improve --full")
-    target = Path(path)
+    target = parse_address(path)
     with Collection.open(target) as col:
         name = col.manifest.model.name
         if backend_of(name) != "sbert":
@@ -127,7 +127,7 @@ def improve_full(path: str | Path, pairs: str | Path | None = None, *, feedback:
         before, before_rr = evaluate_setting(col, held_queries, vecs, golds, current,
                                              ranking(now.search))
         settings = now.model.settings
-    models = target / MODELS
+    models = target.state_dir() / MODELS
     out = models / f"v{number}"
     t0 = time.perf_counter()
     _train(out, name, [(q, texts[d]) for q, d, h in zip(data.queries, data.doc_ids, held)

@@ -35,9 +35,8 @@ from .encoders import EncoderSettings, canonical_name
 from .errors import CollectionBusy, InputError, Unsupported
 from .manifest import Manifest
 from .progress import progress_bar
-from .store.base import Passage
+from .store.base import Passage, Store
 from .store.factory import create_store, kind_of
-from .store.local import MANIFEST, LocalStore
 from .versions import ADAPTERS, replaced_record
 
 READ_BATCH = 5000
@@ -69,7 +68,7 @@ class ReindexReport:
 
 
 def reindex(
-    path: str | Path,
+    path: str | Path | Address,
     model: str | EncoderSettings,
     *,
     progress: bool = False,
@@ -80,7 +79,9 @@ def reindex(
 
     ``model`` is a name/path (prefixes, pooling and sequence length then come from the new
     model; normalization and batch size are kept) or full :class:`EncoderSettings`. With
-    ``keep_previous`` the old version stays at ``<path>.previous``.
+    ``keep_previous`` the old version stays at ``<path>.previous`` (collections in a
+    directory). On Milvus the new version is built beside the collection in the same Milvus
+    and swapped in by its manifest (:meth:`neartext.store.milvus.MilvusKind.swap`).
 
     ``gate`` is called with the new version once its documents are embedded, before the last
     catch-up and the swap: it returns manifest fields to give the new version (its ranking,
@@ -89,19 +90,23 @@ def reindex(
     became current meanwhile. The collection's fine-tuned models (``models/``) go along.
     """
     t0 = time.perf_counter()
-    check_directory(path, "reindex")
-    target = Path(path)
-    with Collection.open(target) as old:
+    target = parse_address(path)
+    kind = kind_of(target)
+    if keep_previous and not kind.state_with_store:
+        raise Unsupported(f"{target}: --keep-previous keeps the old directory of a collection "
+                          "in a directory; on Milvus, 'neartext rollback' goes back")
+    with kind.connected(target), Collection.open(target) as old:
         manifest = old.manifest
         old_settings = manifest.model.settings
         settings = model if isinstance(model, EncoderSettings) else EncoderSettings(
             model=model, normalize=old_settings.get("normalize", True),
             batch_size=old_settings.get("batch_size", 32))
-        scratch = target.with_name(target.name + ".reindex")
-        new, resumed = _open_scratch(scratch, manifest, settings)
+        scratch = kind.beside(target, "reindex")
+        new, resumed = _open_scratch(scratch, old, settings)
         try:
             if new.encoder.fingerprint == manifest.model.fingerprint:
-                shutil.rmtree(scratch, ignore_errors=True)
+                new.close()
+                kind.remove(scratch)
                 raise InputError(f"{target}: already embedded with this model and these settings; "
                                  "nothing to re-embed")
             generation = old.store.generation()
@@ -112,10 +117,9 @@ def reindex(
                     fields = gate(new)
                 except BaseException:
                     new.close()
-                    shutil.rmtree(scratch, ignore_errors=True)
+                    kind.remove(scratch)
                     raise
             store = old.store
-            assert isinstance(store, LocalStore)
             # Writes of other processes that landed while copying are caught up with every
             # writer held off, and the swap happens before they go on: they then find the
             # collection replaced and are refused (nothing is written to the old copy).
@@ -145,9 +149,7 @@ def reindex(
                 new.save_manifest()
                 new_name = new.manifest.model.name
                 new.close()
-                _carry(target, scratch, (ADAPTERS, MODELS))
-                with _holding_feedback(target, scratch):
-                    _swap(target, scratch, keep_previous)
+                _swap_in(target, store, scratch, keep_previous)
         finally:
             new.close()
     notes = []
@@ -161,16 +163,7 @@ def reindex(
                          version, time.perf_counter() - t0, resumed, notes)
 
 
-def check_directory(path: str | Path | Address, what: str) -> None:
-    """:class:`Unsupported` unless ``path`` is a collection in a directory: ``what`` (an
-    operation that builds a new version beside it and swaps) needs one."""
-    if not kind_of(parse_address(path)).swaps_directories:
-        raise Unsupported(f"{path}: {what} works on collections in a directory; for a Milvus "
-                          f"collection: 'neartext migrate' it to a directory, run {what} "
-                          "there, and migrate it back under a new name")
-
-
-def remap(path: str | Path, vectors: Callable[[np.ndarray], np.ndarray],
+def remap(path: str | Path | Address, vectors: Callable[[np.ndarray], np.ndarray],
           change: Callable[[Manifest], T], *, progress: bool = False) -> T:
     """A new version of the collection at ``path`` whose stored vectors are ``vectors(old)``
     (rows of passage vectors; the encoder does not run) and whose manifest is the current one
@@ -181,54 +174,72 @@ def remap(path: str | Path, vectors: Callable[[np.ndarray], np.ndarray],
     its manifest afterwards. Returns what ``change`` returns.
 
     What a both-side adapter's promotion and rollback do (:mod:`neartext.versions`)."""
-    check_directory(path, "a both-side adapter")
-    target = Path(path)
-    scratch = target.with_name(target.name + ".remap")
-    if scratch.exists():  # a killed run's: nothing to resume, the mapping is cheap
-        shutil.rmtree(scratch)
-    with Collection.open(target) as old, _quiet_about(scratch):
-        store = old.store
-        assert isinstance(store, LocalStore)
-        generation = store.generation()
-        new_store = create_store(parse_address(scratch), old.manifest.portable().to_dict())
-        try:
-            with progress_bar(store.count(), "mapping", "doc", enabled=progress) as bar:
-                for docs, parts in store.export(READ_BATCH):
-                    if parts:
-                        mapped = vectors(np.stack([p.vector for p in parts]))
-                        parts = [Passage(p.doc_id, p.start, p.end, p.hash, v)
-                                 for p, v in zip(parts, mapped)]
-                    new_store.write(docs, parts, [])
-                    bar.update(len(docs))
-        finally:
+    target = parse_address(path)
+    kind = kind_of(target)
+    with kind.connected(target):
+        scratch = kind.beside(target, "remap")
+        kind.remove(scratch)  # a killed run's: nothing to resume, the mapping is cheap
+        with Collection.open(target) as old, _quiet_about(scratch):
+            store = old.store
+            generation = store.generation()
+            new_store = create_store(scratch, old.manifest.portable().to_dict(),
+                                     store.creation_options())
+            try:
+                with progress_bar(store.count(), "mapping", "doc", enabled=progress) as bar:
+                    for docs, parts in store.export(READ_BATCH):
+                        if parts:
+                            mapped = vectors(np.stack([p.vector for p in parts]))
+                            parts = [Passage(p.doc_id, p.start, p.end, p.hash, v)
+                                     for p, v in zip(parts, mapped)]
+                        new_store.write(docs, parts, [])
+                        bar.update(len(docs))
+                new_store.finish_build()
+            except BaseException:
+                new_store.close()
+                kind.remove(scratch)
+                raise
             new_store.close()
-        try:
-            with store.manifest_lock(), store.hold_writes():
-                draft = Manifest.from_dict(old.address, store.read_manifest())
-                out = change(draft)  # it may write the new version's adapter: carried next
-                _carry(target, scratch, (ADAPTERS, MODELS))
-                new = Collection.open(scratch)
-                try:
-                    new.manifest = Manifest.from_dict(new.address, draft.to_dict())
-                    new.save_manifest()
-                    if store.generation() != generation:  # writes that landed meanwhile
-                        new.use_encoder(old.encoder)
-                        ids, _ = _copy(old, new, False)
-                        kept = set(ids)
-                        new.store.write([], [], [i for i in new.store.document_hashes()
-                                                 if i not in kept])
-                finally:
-                    new.close()
-                with _holding_feedback(target, scratch):
-                    _swap(target, scratch, keep_previous=False)
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
+            try:
+                with store.manifest_lock(), store.hold_writes():
+                    draft = Manifest.from_dict(old.address, store.read_manifest())
+                    out = change(draft)  # it may write the new version's adapter: carried next
+                    _carry(target, scratch)
+                    new = Collection.open(scratch)
+                    try:
+                        new.manifest = Manifest.from_dict(new.address, draft.to_dict())
+                        new.save_manifest()
+                        if store.generation() != generation:  # writes that landed meanwhile
+                            new.use_encoder(old.encoder)
+                            ids, _ = _copy(old, new, False)
+                            kept = set(ids)
+                            new.store.write([], [], [i for i in new.store.document_hashes()
+                                                     if i not in kept])
+                    finally:
+                        new.close()
+                    _swap_in(target, store, scratch, keep_previous=False)
+            except BaseException:
+                kind.remove(scratch)
+                raise
     return out
 
 
+def _swap_in(target: Address, store: Store, scratch: Address, keep_previous: bool) -> None:
+    """Make the version built at ``scratch`` current in the place of ``store``'s (its writes
+    held). Where the collection's state (ratings, adapters, fine-tuned models) lives in its
+    directory, that goes along: the folders versions name, and the ratings, with a rating
+    given meanwhile held until the swap is done."""
+    kind = kind_of(target)
+    if not kind.state_with_store:  # the state stays where it is; the new version's copy goes
+        kind.swap(store, scratch, keep_previous)
+        shutil.rmtree(scratch.state_dir(), ignore_errors=True)
+        return
+    _carry(target, scratch)
+    with _holding_feedback(target.state_dir(), scratch.state_dir()):
+        kind.swap(store, scratch, keep_previous)
+
+
 @contextlib.contextmanager
-def _quiet_about(scratch: Path) -> Iterator[None]:
+def _quiet_about(scratch: object) -> Iterator[None]:
     """Leave out the store's warnings about the copy being built (an index cache it could not
     save): the copy is either swapped in, its index rebuilt when opened, or removed."""
 
@@ -245,10 +256,13 @@ def _quiet_about(scratch: Path) -> Iterator[None]:
         log.removeFilter(quiet)
 
 
-def _open_scratch(scratch: Path, manifest: Manifest, settings: EncoderSettings
+def _open_scratch(scratch: Address, old: Collection, settings: EncoderSettings
                   ) -> tuple[Collection, bool]:
-    """The half-built new version if one with the same model survives a killed run, else a new one."""
-    if (scratch / MANIFEST).is_file():
+    """The half-built new version if one with the same model survives a killed run, else a new
+    one (with the collection's backend settings: a Milvus index type and parameters)."""
+    manifest = old.manifest
+    kind = kind_of(scratch)
+    if kind.exists(scratch):
         col = Collection.open(scratch)
         want = canonical_name(settings.model)
         try:
@@ -259,11 +273,12 @@ def _open_scratch(scratch: Path, manifest: Manifest, settings: EncoderSettings
         if same and _same_settings(col.manifest.model.settings, settings):
             return col, True
         col.close()
-    if scratch.exists():
-        shutil.rmtree(scratch)
+    kind.remove(scratch)
     col = Collection._create_at(
-        parse_address(scratch), settings, manifest.chunk_size, manifest.chunk_overlap,
-        manifest.index, manifest.cleaning_options(), manifest.source)
+        scratch, settings, manifest.chunk_size, manifest.chunk_overlap,
+        manifest.index, manifest.cleaning_options(), manifest.source,
+        old.store.creation_options())
+    col.store.finish_build()
     return col, False
 
 
@@ -319,23 +334,17 @@ def _holding_feedback(target: Path, scratch: Path) -> Iterator[None]:
         a.close()
 
 
-def _carry(target: Path, scratch: Path, folders: tuple[str, ...]) -> None:
-    """The collection's files that versions name into the new version: its fine-tuned models
-    (a version's model path, inside the collection, stays valid) and its adapters (a version
-    that comes back finds its own). Hard links: the files are never rewritten in place, and
-    weights are not copied."""
-    for name in folders:
-        if (target / name).is_dir():
-            shutil.copytree(target / name, scratch / name, copy_function=os.link,
-                            dirs_exist_ok=True)
+def _carry(target: Address, scratch: Address) -> None:
+    """The collection's files that versions name into the new version's state directory: its
+    fine-tuned models (a version's model path, inside the collection, stays valid) and its
+    adapters (a version that comes back finds its own; the new version's own catch-up maps
+    by its adapter). Hard links: the files are never rewritten in place, and weights are not
+    copied; files already there are kept."""
+    def link(src: str, dst: str) -> None:
+        if not os.path.exists(dst):
+            os.link(src, dst)
 
-
-def _swap(target: Path, scratch: Path, keep_previous: bool) -> None:
-    """Put the new version at ``target``; the old one goes to ``<target>.previous`` first."""
-    previous = target.with_name(target.name + ".previous")
-    if previous.exists():
-        shutil.rmtree(previous)
-    target.rename(previous)
-    scratch.rename(target)
-    if not keep_previous:
-        shutil.rmtree(previous, ignore_errors=True)
+    for name in (ADAPTERS, MODELS):
+        if (target.state_dir() / name).is_dir():
+            shutil.copytree(target.state_dir() / name, scratch.state_dir() / name,
+                            copy_function=link, dirs_exist_ok=True)

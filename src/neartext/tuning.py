@@ -218,9 +218,6 @@ def _model_side(adapter: Adapter | None, base: np.ndarray) -> np.ndarray | None:
 def _check_both(col: Collection) -> None:
     """An :class:`InputError` (or :class:`Unsupported`) when the collection cannot hold a
     both-side adapter."""
-    from .reindex import check_directory
-
-    check_directory(col.address, "tune --side both")
     if not col.manifest.model.settings.get("normalize", True):
         raise InputError(f"{col.address}: its vectors are not normalized (normalize: false); "
                          "a both-side adapter maps unit vectors: use --side query")
@@ -593,7 +590,7 @@ def improve(col: Collection, pairs: str | Path | None = None, *, min_new: int = 
         if unknown:
             raise InputError(f"improve --full fine-tunes the model: {', '.join(sorted(unknown))} "
                              "are adapter options")
-        full_report = improve_full(col.path, pairs, epochs=epochs, **options)
+        full_report = improve_full(col.address, pairs, epochs=epochs, **options)
         return full_report, full_report.reason
     report = tune(col, pairs, feedback=True, **options)
     return report, report.reason

@@ -253,7 +253,7 @@ def _remap(col: Collection, move: Callable[[np.ndarray], np.ndarray],
     ``col`` is opened again on it (unless :attr:`Collection.shared`: its server does that)."""
     from .reindex import remap
 
-    out = remap(col.path, move, change)
+    out = remap(col.address, move, change)
     if not col.shared:
         col.reopen()
     return out
@@ -351,7 +351,7 @@ def _reembed_back(col: Collection, number: int, record: dict[str, Any]) -> None:
     if load_encoder(settings).fingerprint != record.get("fingerprint"):
         raise InputError(f"{col.address}: the model of version {number} ({model}) no longer "
                          "gives that version's vectors (its files changed); nothing changed")
-    reindex(col.path, settings, gate=lambda new: {
+    reindex(col.address, settings, gate=lambda new: {
         "version": number, "adapter": record.get("adapter"), "search": record.get("search"),
         "threshold": record.get("threshold")})
     if not col.shared:

@@ -115,7 +115,20 @@ class Store(Protocol):
 
     def replaced(self) -> bool:
         """Whether another process replaced the collection with a new version since this store
-        opened it (``reindex`` swaps directories); writes to a replaced store are refused."""
+        opened it (``reindex`` and the other swaps); writes to a replaced store are refused."""
+        ...
+
+    def hold_writes(self) -> contextlib.AbstractContextManager[None]:
+        """Held around a swap's last catch-up and switch: writers of every process wait
+        (readers go on), and those that had the old version open are refused after it."""
+        ...
+
+    def finish_build(self) -> None:
+        """Mark a collection built beside another (a new version) complete, so it opens."""
+        ...
+
+    def creation_options(self) -> dict[str, Any] | None:
+        """Backend options that create another collection with this one's index settings."""
         ...
 
     def count(self) -> int:
@@ -219,6 +232,12 @@ class StoreBase:
 
     _fields: tuple[int, set[str]] | None = None
     _df: tuple[int, dict[str, int]] | None = None  # (generation, document frequencies)
+
+    def finish_build(self) -> None:
+        """Nothing to mark where a collection opens as soon as it is created."""
+
+    def creation_options(self) -> dict[str, Any] | None:
+        return None
 
     # -- primitives ------------------------------------------------------------------------
 

@@ -27,8 +27,9 @@ class StoreKind(Protocol):
     """What a backend provides for its addresses."""
 
     name: str
-    #: whether a collection is a directory here that ``reindex`` can rebuild and swap
-    swaps_directories: bool
+    #: whether the collection's local state (ratings, adapters, fine-tuned models) lives in
+    #: the store's own directory, and so must go along when a new version is swapped in
+    state_with_store: bool
 
     def open(self, address: Address) -> Store:
         """Open the collection at ``address``; ``CollectionNotFound`` if there is none."""
@@ -49,6 +50,20 @@ class StoreKind(Protocol):
 
     def connected(self, address: Address) -> AbstractContextManager[None]:
         """Around several operations on one address (keeps an embedded server running)."""
+        ...
+
+    def beside(self, address: Address, what: str) -> Address:
+        """Where a new version of the collection at ``address`` is built (``what``: the
+        operation), to be swapped in; the one a killed run left, if any."""
+        ...
+
+    def remove(self, address: Address) -> None:
+        """Delete what was built at an address :meth:`beside` gave."""
+        ...
+
+    def swap(self, store: Store, beside: Address, keep_previous: bool = False) -> None:
+        """Make the collection built at ``beside`` current in the place of ``store``'s, whose
+        writes the caller holds (:meth:`Store.hold_writes`)."""
         ...
 
     def copy_to_directory(self, address: Address, into: Path) -> Path:

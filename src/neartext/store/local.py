@@ -52,7 +52,15 @@ from ..errors import (
 from ..filters import AnyOf, Condition, Filter, Not, Term, as_number
 from ..lexical import index_text, match_expression
 from ..locking import exclusive, release_file, waiting
-from .base import Document, Hit, Passage, StoreBase, WriteResult, check_store_manifest
+from .base import (
+    Document,
+    Hit,
+    Passage,
+    Store,
+    StoreBase,
+    WriteResult,
+    check_store_manifest,
+)
 from .codec import codec
 from .vector_index import (
     FaissIndex,
@@ -986,7 +994,30 @@ class LocalKind:
     """:class:`~neartext.store.factory.StoreKind` of directories."""
 
     name = "local"
-    swaps_directories = True
+    state_with_store = True  # ratings, adapters, models: in the collection's directory
+
+    def beside(self, address: Address, what: str) -> Address:
+        """Where a new version of the collection is built: ``<dir>.<what>`` next to it."""
+        path = _path(address)
+        scratch = path.with_name(f"{path.name}.{what}")
+        return Address("local", str(scratch), path=scratch)
+
+    def remove(self, address: Address) -> None:
+        shutil.rmtree(_path(address), ignore_errors=True)
+
+    def swap(self, store: Store, beside: Address, keep_previous: bool = False) -> None:
+        """Put the directory built at ``beside`` in the place of ``store``'s (whose writes the
+        caller holds); the old one goes to ``<dir>.previous`` first, kept with
+        ``keep_previous``. Processes that had the old one open find it replaced."""
+        assert isinstance(store, LocalStore)
+        target, scratch = store.path, _path(beside)
+        previous = target.with_name(target.name + ".previous")
+        if previous.exists():
+            shutil.rmtree(previous)
+        target.rename(previous)
+        scratch.rename(target)
+        if not keep_previous:
+            shutil.rmtree(previous, ignore_errors=True)
 
     def open(self, address: Address) -> LocalStore:
         path = _path(address)

@@ -35,12 +35,18 @@ Example (Milvus Lite, embedded in a local file):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import os
+import random
+import re
+import shutil
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,8 +55,10 @@ import numpy as np
 
 from ..address import Address
 from ..errors import (
+    CollectionBusy,
     CollectionExists,
     CollectionNotFound,
+    CollectionReplaced,
     CorruptCollection,
     InputError,
     MissingExtra,
@@ -60,9 +68,26 @@ from ..errors import (
 from ..filters import AllOf, Condition, Filter, Not, Term, as_number
 from ..lexical import index_text, terms
 from ..retry import call as retry_call
-from .base import Document, Hit, Passage, StoreBase, WriteResult, check_store_manifest
+from .base import (
+    Document,
+    Hit,
+    Passage,
+    Store,
+    StoreBase,
+    WriteResult,
+    check_store_manifest,
+)
 
 META_SUFFIX = "__neartext"
+# A collection's passages live in a Milvus collection named by its manifest (``milvus.passages``;
+# absent: the collection's own name). A new version (reindex, a both-side adapter, rollback) is
+# built beside it as a whole collection under ``<name>__neartext_<what>_<hex>`` and swapped in
+# by pointing the manifest at its passages (see MilvusKind.swap).
+BESIDE_INFIX = META_SUFFIX + "_"
+HOLD_PREFIX = "hold:"  # a meta row per process holding the collection's writes (a lease)
+LEASE_S = 60.0  # a hold not renewed for this long is dead (its holder was killed)
+HOLD_CHECK_S = 0.1  # how often a waiting writer looks again
+DROP_GRACE_S = 2.0  # the old passages are dropped this long after a swap (readers move over)
 MAX_VARCHAR = 65_535  # bytes in a Milvus VARCHAR field
 MAX_JSON = 65_536  # bytes in a Milvus JSON value (the server's default limit)
 MAX_ID = 1_024  # bytes in a document id
@@ -206,19 +231,28 @@ class MilvusStore(StoreBase):
                  unfinished_ok: bool = False) -> None:
         self.address = address
         assert address.name is not None
-        self.name, self.meta_name = _names(address)
+        self.base_name, self.meta_name = _names(address)
         self.client = client or connect(address)
         self._lock = threading.RLock()
         self._stamp: tuple[float, str | None] | None = None
+        self._pointer: tuple[str | None, str] | None = None  # (manifest row, passages named)
         self._text_match = True
+        self._holding: dict[str, Any] = {}  # this store's hold on writes, while held
         try:
-            if not (self._call("has_collection", self.name) and
-                    self._call("has_collection", self.meta_name)):
-                raise CollectionNotFound(f"{address}: no neartext collection '{self.name}' "
+            if not self._call("has_collection", self.meta_name):
+                raise CollectionNotFound(f"{address}: no neartext collection '{self.base_name}' "
                                          "there; create one with 'neartext index'")
-            for n in (self.name, self.meta_name):
-                self._call("load_collection", n)
+            self._call("load_collection", self.meta_name)
             self._manifest = self.read_manifest()
+            self.name = passages_name(self._manifest, address)
+            if not self._call("has_collection", self.name):
+                if self.name == self.base_name:
+                    raise CollectionNotFound(f"{address}: no neartext collection "
+                                             f"'{self.base_name}' there; create one with "
+                                             "'neartext index'")
+                raise CorruptCollection(f"{address}: its manifest names the Milvus collection "
+                                        f"'{self.name}' for its passages, which is missing")
+            self._call("load_collection", self.name)
             if self._manifest.get("building") and not unfinished_ok:
                 raise CollectionNotFound(
                     f"{address}: the collection's build did not complete (it was interrupted); "
@@ -227,6 +261,9 @@ class MilvusStore(StoreBase):
             self.close()
             raise
         self.dim = int(self._manifest["dim"])
+        # the manifest's collection keeps the dimension it was made with (a reindex with
+        # another model changes the passages' only): its rows carry vectors of that size
+        self.meta_dim = _vector_dim(self._call("describe_collection", self.meta_name)) or self.dim
         self.chunked = bool(self._manifest.get("chunking"))
         self.settings: dict[str, Any] = self._manifest.get("milvus") or {}
 
@@ -234,23 +271,24 @@ class MilvusStore(StoreBase):
 
     @classmethod
     def exists(cls, address: Address) -> bool:
-        """Whether a neartext collection is at ``address`` (both of its Milvus collections)."""
-        return all(cls._taken(address).values())
+        """Whether a neartext collection is at ``address`` (its manifest's Milvus collection)."""
+        return cls._taken(address)[_names(address)[1]]
 
     @classmethod
     def check_free(cls, address: Address, client: Any | None = None) -> None:
         """:class:`CollectionExists` if a neartext collection, or any Milvus collection under one
         of the names a new one needs, is at ``address``."""
-        taken = [n for n, t in cls._taken(address, client).items() if t]
-        if len(taken) == 2:
+        name, meta = _names(address)
+        taken = cls._taken(address, client)
+        if taken[meta]:
             raise CollectionExists(f"{address}: a collection already exists there")
-        if taken:
-            raise CollectionExists(f"{address}: Milvus already has a collection '{taken[0]}' "
+        if taken[name]:
+            raise CollectionExists(f"{address}: Milvus already has a collection '{name}' "
                                    "that is not a neartext collection; choose another name")
 
     @staticmethod
     def _taken(address: Address, client: Any | None = None) -> dict[str, bool]:
-        """Which of the two Milvus collections of ``address`` exist."""
+        """Which of the two Milvus collections named after ``address`` exist."""
         if client is not None:
             return {n: bool(client.has_collection(n)) for n in _names(address)}
         own = connect(address)
@@ -340,11 +378,19 @@ class MilvusStore(StoreBase):
 
     @staticmethod
     def drop(address: Address) -> None:
-        """Delete both Milvus collections of ``address`` (missing ones are ignored)."""
+        """Delete the Milvus collections of ``address``: its manifest's, the passages it names,
+        and what versions built beside it left (missing ones are ignored)."""
+        name, meta = _names(address)
         client = connect(address)
         try:
-            for n in _names(address):
-                if client.has_collection(n):
+            passages: str | None = None
+            if client.has_collection(meta):
+                with contextlib.suppress(Exception):
+                    rows = client.query(meta, filter='key == "manifest"', output_fields=["value"])
+                    passages = passages_name(json.loads(rows[0]["value"]), address)
+            mine = {meta, passages or name}
+            for n in client.list_collections():
+                if n in mine or n.startswith(name + BESIDE_INFIX):
                     client.drop_collection(n)
         finally:
             disconnect(address, client)
@@ -388,7 +434,21 @@ class MilvusStore(StoreBase):
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         fn = getattr(self.client, method)
-        return retry(lambda: fn(*args, **kwargs), f"{self.address}: {method}")
+        try:
+            return retry(lambda: fn(*args, **kwargs), f"{self.address}: {method}")
+        except StoreUnavailable:
+            raise
+        except Exception as e:
+            # the old passages of a version swapped out are dropped (DROP_GRACE_S after the
+            # switch): a process still reading them is told what happened, not Milvus' words
+            gone = getattr(e, "code", None) == 100 or any(
+                w in str(e).lower() for w in ("not exist", "not found"))  # (100: no collection)
+            if args and args[0] == getattr(self, "name", None) and gone and self._swapped_out():
+                raise CollectionReplaced(
+                    f"{self.address}: a new version of this collection was swapped in (reindex, "
+                    "rollback, a both-side adapter) while this process had the old one open; "
+                    "nothing was written: open it again and repeat the request") from None
+            raise
 
     def _query(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
         """All rows matching ``expr`` (one request when they fit in a query window)."""
@@ -422,7 +482,7 @@ class MilvusStore(StoreBase):
         return rows[0]["value"] if rows else None
 
     def _set_meta(self, values: dict[str, str]) -> None:
-        zero = [0.0] * self.dim
+        zero = [0.0] * self.meta_dim
         self._call("upsert", self.meta_name,
                    [{"key": k, "value": v, "vec": zero} for k, v in values.items()])
 
@@ -439,8 +499,28 @@ class MilvusStore(StoreBase):
         return check_store_manifest(self.address, data)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
+        raw = self._meta_value("manifest")
+        if raw is not None and self._passages_in(raw) != self.name:
+            raise CollectionReplaced(
+                f"{self.address}: a new version of this collection was swapped in while this "
+                "process had the old one open; the manifest was not written: open it again "
+                "and repeat the change")
+        # the store's own settings and passages are its to say (a manifest from another
+        # version, as a swap's new one is made from the current one's, carries that one's)
+        own = dict(self.settings) if hasattr(self, "settings") else manifest.get("milvus")
+        if own is not None:
+            own.pop("passages", None)
+            if self.name != self.base_name:
+                own["passages"] = self.name
+            manifest = {**manifest, "milvus": own}
         self._set_meta({"manifest": json.dumps(manifest, ensure_ascii=False)})
         self._manifest = manifest
+
+    def creation_options(self) -> dict[str, Any]:
+        """The options that create a collection with this one's index and search settings."""
+        return {"index_params": {"metric_type": self.settings.get("metric_type", "IP"),
+                                 **(self.settings.get("index_params") or {})},
+                "search_params": dict(self.settings.get("search_params") or {})}
 
     def manifest_stamp(self) -> object:
         # Milvus has no cheap change marker for one row: the row itself, read at most once a
@@ -451,12 +531,146 @@ class MilvusStore(StoreBase):
         return self._stamp[1]
 
     def manifest_lock(self) -> contextlib.AbstractContextManager[None]:
-        # no lock across Milvus clients: the manifest is read again just before it is changed
+        """The collection's writes held (:meth:`hold_writes`): Milvus has no lock, so a
+        manifest's read-modify-write excludes the others' like a swap does."""
         self._stamp = None
-        return contextlib.nullcontext()
+        return self.hold_writes()
 
     def replaced(self) -> bool:
-        return False  # a Milvus collection is never swapped for another (no reindex there)
+        """Whether the manifest (as last read: at most a second ago) names other passages
+        than this store opened: a new version was swapped in."""
+        raw = self.manifest_stamp()
+        return raw is not None and self._passages_in(str(raw)) != self.name
+
+    def _swapped_out(self) -> bool:
+        """Whether the manifest, read now, names other passages than this store's."""
+        try:
+            raw = self._meta_value("manifest")
+        except Exception:
+            return False
+        return raw is not None and self._passages_in(raw) != self.name
+
+    def _passages_in(self, raw: str) -> str:
+        if self._pointer is None or self._pointer[0] != raw:
+            try:
+                self._pointer = (raw, passages_name(json.loads(raw), self.address))
+            except ValueError:
+                return self.name  # unreadable: read_manifest says so where it matters
+        return self._pointer[1]
+
+    # -- holding writes (a lease in the meta collection) ----------------------------------------
+
+    @contextlib.contextmanager
+    def hold_writes(self) -> Iterator[None]:
+        """Hold every process's writes to the collection for the block (what a swap takes for
+        its last catch-up and the switch, and a manifest change): writers wait, readers go on.
+
+        Milvus has neither locks nor compare-and-set: each holder writes its own row
+        (``hold:<token>`` with an expiry) and then reads the others'; seeing another live one
+        it withdraws and tries again, so two never both hold (each read follows its own write).
+        The row is renewed while held; one whose holder was killed expires after
+        :data:`LEASE_S`. A write in :meth:`write` checks for holds before and after it writes
+        (see there)."""
+        if self._holding.get("thread") == threading.get_ident():
+            yield  # held already by this thread (a swap changes the manifest)
+            return
+        token = HOLD_PREFIX + uuid.uuid4().hex
+        told = False
+        while True:
+            self._put_hold(token)
+            others = self._live_holds(exclude=token)
+            if not others:
+                break
+            self._call("delete", self.meta_name, filter=f"key == {_lit(token)}")
+            if not told:
+                log.info("%s: waiting for %s, which holds the collection's writes",
+                         self.address, ", ".join(str(o.get("by")) for o in others.values()))
+                told = True
+            time.sleep(random.uniform(HOLD_CHECK_S / 2, HOLD_CHECK_S * 3))
+        stop = threading.Event()
+        self._holding = {"token": token, "lost": False, "thread": threading.get_ident()}
+
+        def renew() -> None:
+            while not stop.wait(LEASE_S / 4):
+                try:
+                    self._put_hold(token)
+                except Exception:
+                    self._holding["lost"] = True
+                    return
+
+        renewer = threading.Thread(target=renew, daemon=True, name="neartext-hold")
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            self._holding = {}
+            with contextlib.suppress(Exception):
+                self._call("delete", self.meta_name, filter=f"key == {_lit(token)}")
+
+    def check_hold(self) -> None:
+        """:class:`CollectionBusy` unless this store still holds the writes (what a swap checks
+        just before it switches: a lease not renewed in time may have let writers in)."""
+        token = self._holding.get("token")
+        if token is None or self._holding.get("lost") or \
+                token not in self._live_holds(exclude=None, margin=LEASE_S / 2):
+            raise CollectionBusy(f"{self.address}: the hold on the collection's writes lapsed "
+                                 "(Milvus did not answer in time); nothing changed: run it again")
+
+    def _put_hold(self, token: str) -> None:
+        value = {"until": time.time() + LEASE_S, "by": f"{socket.gethostname()}:{os.getpid()}"}
+        self._call("upsert", self.meta_name,
+                   [{"key": token, "value": json.dumps(value), "vec": [0.0] * self.meta_dim}])
+
+    def _live_holds(self, exclude: str | None, margin: float = 0.0,
+                    rows: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+        """The holds whose lease has not expired (``margin`` seconds before it would), by row
+        key (from ``rows`` when the caller read them); expired ones are removed."""
+        out: dict[str, dict[str, Any]] = {}
+        dead = []
+        if rows is None:
+            rows = self._query(self.meta_name, f'key like "{HOLD_PREFIX}%"', ["key", "value"])
+        for r in rows:
+            if not r["key"].startswith(HOLD_PREFIX):
+                continue
+            try:
+                value = json.loads(r["value"])
+                until = float(value["until"])
+            except (ValueError, KeyError, TypeError):
+                dead.append(r["key"])
+                continue
+            if until - margin < time.time():
+                if until < time.time():
+                    dead.append(r["key"])
+            elif r["key"] != exclude:
+                out[r["key"]] = value
+        if dead:
+            with contextlib.suppress(Exception):
+                self._call("delete", self.meta_name, filter=f"key in {_lit(dead)}")
+        return out
+
+    def _await_current(self, written: bool) -> None:
+        """Wait while another process holds the writes; then :class:`CollectionReplaced` if a
+        new version was swapped in. Before a write: nothing was written. After it: the write
+        landed on a version that a swap may have copied before it, so it is made again on the
+        new one (writes are idempotent: upserts by id, deletes). One read of the meta
+        collection when nothing holds the writes (the holds and the manifest together)."""
+        while True:  # (a holder writes no documents itself)
+            rows = self._query(self.meta_name, f'key == "manifest" or key like "{HOLD_PREFIX}%"',
+                               ["key", "value"])
+            if not self._live_holds(exclude=None, rows=rows):
+                break
+            time.sleep(HOLD_CHECK_S)
+        raw = next((r["value"] for r in rows if r["key"] == "manifest"), None)
+        if raw is not None and self._passages_in(raw) != self.name:
+            self._stamp = None
+            what = ("the write went to the old version; make it again on the new one" if written
+                    else "nothing was written: repeat the change")
+            raise CollectionReplaced(
+                f"{self.address}: a new version of this collection was swapped in (reindex, "
+                f"rollback, a both-side adapter) while this write had the old one open; {what} "
+                "(a running service and the CLI do)")
 
     def generation(self) -> int:
         return int(self._meta_value("generation") or 0)
@@ -663,6 +877,8 @@ class MilvusStore(StoreBase):
     # -- writes ---------------------------------------------------------------------------------
 
     def stage_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        if self.meta_dim != self.dim:  # (after a reindex to another dimension) not kept:
+            return  # an interrupted write then embeds its texts again
         rows = [[{"key": "staged:" + h, "value": "", "vec": _floats(v)}]
                 for h, v in zip(hashes, vectors)]
         for batch in _request_batches(rows, self.dim):
@@ -682,6 +898,7 @@ class MilvusStore(StoreBase):
         for p in passages:
             by_doc.setdefault(p.doc_id, []).append(p)
         with self._lock:
+            self._await_current(written=False)
             if isinstance(delete_ids, Filter):  # Milvus has no transactions: chosen just before
                 delete_ids = self.ids_where(delete_ids)
             touched = [d.id for d in documents] + list(delete_ids)
@@ -718,6 +935,8 @@ class MilvusStore(StoreBase):
                             "generation": str(self.generation() + 1)})
             # staged vectors served an interrupted write; after a complete one they are stored
             self._call("delete", self.meta_name, filter='key like "staged:%"')
+            # a swap that began while this wrote may have copied the rows before it did
+            self._await_current(written=True)
         return result
 
     def close(self) -> None:
@@ -896,8 +1115,31 @@ def contains_expression(words: Sequence[str]) -> str:
 
 
 def _names(address: Address) -> tuple[str, str]:
-    """The Milvus collections of a neartext collection: its passages, its manifest and state."""
+    """The Milvus collections named after a neartext collection: its first passages (where its
+    manifest names no others) and its manifest and state."""
     return str(address.name), f"{address.name}{META_SUFFIX}"
+
+
+def passages_name(manifest: dict[str, Any], address: Address) -> str:
+    """The Milvus collection holding the passages of the collection at ``address``."""
+    return str((manifest.get("milvus") or {}).get("passages") or address.name)
+
+
+def _vector_dim(description: dict[str, Any]) -> int | None:
+    """The dimension of the vector field in a ``describe_collection`` answer."""
+    for f in description.get("fields") or []:
+        dim = (f.get("params") or {}).get("dim")
+        if f.get("name") == "vec" and dim is not None:
+            return int(dim)
+    return None
+
+
+def _renamed(address: Address, name: str) -> Address:
+    """``address`` with another collection name (its text too)."""
+    assert address.name is not None
+    text = address.text[:-len(address.name)] if address.text.endswith(address.name) else \
+        address.text + "/"
+    return dataclasses.replace(address, name=name, text=text + name)
 
 
 def _document(row: dict[str, Any]) -> Document:
@@ -944,7 +1186,7 @@ class MilvusKind:
     """:class:`~neartext.store.factory.StoreKind` of Milvus addresses (servers and Lite)."""
 
     name = "milvus"
-    swaps_directories = False
+    state_with_store = False  # ratings, adapters, models: in a local state directory
 
     def open(self, address: Address) -> MilvusStore:
         return MilvusStore(address)
@@ -984,6 +1226,62 @@ class MilvusKind:
 
     def connected(self, address: Address) -> contextlib.AbstractContextManager[None]:
         return held(address)
+
+    def beside(self, address: Address, what: str) -> Address:
+        """Where a new version of the collection at ``address`` is built (``what``: reindex,
+        remap): a collection ``<name>__neartext_<what>_<hex>`` in the same Milvus, the one a
+        killed run left if there is one (a reindex resumes it)."""
+        assert address.name is not None
+        stem = f"{address.name}{BESIDE_INFIX}{what}_"
+        left = re.compile(re.escape(stem) + "[0-9a-f]{8}" + re.escape(META_SUFFIX) + "$")
+        client = connect(address)
+        try:
+            names = sorted(client.list_collections())
+        finally:
+            disconnect(address, client)
+        found = [n[:-len(META_SUFFIX)] for n in names if left.match(n)]
+        return _renamed(address, found[0] if found else stem + uuid.uuid4().hex[:8])
+
+    def remove(self, address: Address) -> None:
+        """Drop what was built at ``address`` (its Milvus collections and local state)."""
+        MilvusStore.drop(address)
+        shutil.rmtree(address.state_dir(), ignore_errors=True)
+
+    def swap(self, store: Store, beside: Address, keep_previous: bool = False) -> None:
+        """Make the collection built at ``beside`` the collection of ``store`` (whose writes
+        the caller holds): its manifest, naming the new passages, replaces the current one in
+        one row write, which is the switch (readers and writers see it at their next request,
+        a served collection within :data:`MANIFEST_RECHECK_S`). The old passages are dropped
+        :data:`DROP_GRACE_S` later (searches already under way finish on them), with any a
+        killed swap left behind."""
+        assert isinstance(store, MilvusStore)
+        if keep_previous:
+            raise Unsupported(f"{store.address}: keeping the previous version applies to "
+                              "collections in a directory; on Milvus, 'neartext rollback' "
+                              "goes back")
+        new = MilvusStore(beside, unfinished_ok=True)
+        try:
+            manifest = {k: v for k, v in new.read_manifest().items() if k != "building"}
+            passages, scratch_meta = new.name, new.meta_name
+        finally:
+            new.close()
+        manifest["milvus"] = {**(manifest.get("milvus") or {}), "passages": passages}
+        old = store.name
+        store.check_hold()
+        store._set_meta({"generation": str(store.generation() + 1)})
+        # vectors an interrupted write staged are the old version's (keyed by text only)
+        store._call("delete", store.meta_name, filter='key like "staged:%"')
+        store._set_meta({"manifest": json.dumps(manifest, ensure_ascii=False)})  # the switch
+        store._stamp = None
+        store._call("drop_collection", scratch_meta)  # its passages are the collection's now
+        time.sleep(DROP_GRACE_S)
+        names = set(store._call("list_collections"))
+        stem = f"{store.base_name}{BESIDE_INFIX}"
+        orphans = {n for n in names if n.startswith(stem) and not n.endswith(META_SUFFIX)
+                   and n + META_SUFFIX not in names}
+        for n in ({old} | orphans) - {passages}:
+            if n in names:
+                store._call("drop_collection", n)
 
     def copy_to_directory(self, address: Address, into: Path) -> Path:
         """Copied with :func:`neartext.migrate.migrate`: same vectors, nothing re-embedded."""
