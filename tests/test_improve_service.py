@@ -182,13 +182,21 @@ def test_improve_full_over_http_serves_the_fine_tuned_model_while_searches_run(n
         _old_or_new(answers, before, after)
 
 
-def test_writes_during_a_swap_by_improve_are_made_on_the_new_version(names):
+@pytest.mark.parametrize("where", ["directory", "milvus-lite"])
+def test_writes_during_a_swap_by_improve_are_made_on_the_new_version(names, tmp_path, where):
     """Documents added and deleted one by one over HTTP while ``POST /improve`` maps every
     stored vector into a copy and swaps it in (both sides): every write is acknowledged — one
     that met the swap is made again on the new version — and a fresh process finds exactly
-    what was acknowledged (no write lost, none refused)."""
+    what was acknowledged (no write lost, none refused). In a directory and on Milvus."""
     path, people = names
     _rate(path, people)
+    if where == "milvus-lite":
+        pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
+        from neartext.migrate import migrate
+
+        address = f"milvus-lite:{tmp_path / 'store.db'}#tickets"
+        migrate(path, address)  # the ratings go along
+        path = address  # type: ignore[assignment]
     with running(ServeSettings.from_args([str(path)], api_key="k")) as c:
         c.key = "k"
         written: list[tuple[str, int]] = []
