@@ -988,3 +988,69 @@ def test_the_learned_fusion_with_text_features_ranks_alike_on_milvus(tmp_path, e
     for a, b in zip(local, remote):
         assert_same_ranking(a, b)
     assert local[1][0][1] > 2.9  # its own text: cosine 1 + phrase 0.5 + first line 2
+
+
+KILLED = """
+import sys, time
+import numpy as np
+from neartext import Collection
+from neartext.store import milvus as M
+from neartext.versions import promote
+sys.path.insert(0, "tests")
+from test_milvus import _both_side
+M.LEASE_S = 8.0  # this holder's lease: the test need not wait a minute for it to lapse
+col = Collection.open(sys.argv[1])
+adapter = _both_side(col.encoder)
+real = adapter.apply
+if sys.argv[2] == "mapping":  # killed while mapping the stored vectors
+    def slow(v, *a, **k):
+        print("mapping", flush=True)
+        time.sleep(3600)
+    adapter.apply = slow
+    promote(col, adapter, {})
+else:  # killed while holding the writes (the catch-up and the switch)
+    with col.store.hold_writes():
+        print("holding", flush=True)
+        time.sleep(3600)
+"""
+
+
+@pytest.mark.slow
+def test_a_swap_killed_on_a_milvus_server_leaves_the_collection_usable(tmp_path, encoder,
+                                                                        milvus_server):
+    """A process killed (SIGKILL) while it maps the stored vectors leaves the collection as it
+    was, and the next promotion removes what it left; one killed while it holds the writes
+    stops holding them when its lease ends (a write waits, then goes through)."""
+    from neartext.versions import promote
+
+    address = f"{milvus_server}/t_{uuid.uuid4().hex[:10]}"
+    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    name = parse_address(address).name
+    try:
+        with col:
+            before = [_ranked(col.search(q, k=5)) for q in QUERIES]
+        for stage in ("mapping", "holding"):
+            proc = subprocess.Popen([sys.executable, "-c", KILLED, address, stage],
+                                    stdout=subprocess.PIPE, text=True, cwd=ROOT)
+            assert proc.stdout.readline().strip() == stage
+            proc.kill()
+            proc.wait(30)
+            with Collection.open(address, model=encoder) as col:
+                held = bool(col.store._live_holds(exclude=None))
+                assert held == (stage == "holding")
+                assert col.manifest.version == 1
+                assert [_ranked(col.search(q, k=5)) for q in QUERIES] == before  # reads go on
+                t0 = time.monotonic()
+                col.upsert([Record(f"after-{stage}", "a ticket after the kill", {})])
+                waited = time.monotonic() - t0
+                # a write waits for a killed holder's lease (8 s here) to lapse, then goes on
+                assert (0.5 < waited < 15) if held else waited < 5, waited
+        assert any(n.startswith(f"{name}__neartext_remap_") for n in
+                   _milvus_collections(address))  # what the killed mapping left
+        with Collection.open(address, model=encoder) as col:
+            assert promote(col, _both_side(encoder), {}) == 2
+            assert col.store.count() == 249
+        left = {n for n in _milvus_collections(address) if n.startswith(name)}
+        assert len(left) == 2, left
+    finally:
+        MilvusStore.drop(parse_address(address))
