@@ -153,14 +153,29 @@ def test_improve_over_http_switches_searches_atomically_while_they_run(names, bo
         assert c.call("POST", "/collections/nope/improve", {})[0] == 404
 
 
-def test_improve_full_over_http_serves_the_fine_tuned_model_while_searches_run(names):
+def _on(where: str, path: Path, tmp_path: Path) -> str | Path:
+    """The collection at ``path`` (ratings included) where the test runs it."""
+    if where == "directory":
+        return path
+    pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
+    from neartext.migrate import migrate
+
+    address = f"milvus-lite:{tmp_path / 'store.db'}#tickets"
+    migrate(path, address)  # the ratings go along
+    return address
+
+
+@pytest.mark.parametrize("where", ["directory", "milvus-lite"])
+def test_improve_full_over_http_serves_the_fine_tuned_model_while_searches_run(names, tmp_path,
+                                                                                where):
     """``POST /improve {"full": true}``: the model is fine-tuned on the ratings and the
     documents re-embedded while searches go on; none fails, each answer is the old version's
     or the new one's, and from then on the service encodes queries with the fine-tuned model
     (its answers are the library's on the promoted collection). Adapter options with full,
-    and epochs without it, are refused in one line."""
+    and epochs without it, are refused in one line. In a directory and on Milvus."""
     path, people = names
     _rate(path, people, 200)
+    path = _on(where, path, tmp_path)
     queries = people[180:195]
     with running(ServeSettings.from_args([str(path)], api_key="k")) as c:
         c.key = "k"
@@ -190,13 +205,7 @@ def test_writes_during_a_swap_by_improve_are_made_on_the_new_version(names, tmp_
     what was acknowledged (no write lost, none refused). In a directory and on Milvus."""
     path, people = names
     _rate(path, people)
-    if where == "milvus-lite":
-        pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
-        from neartext.migrate import migrate
-
-        address = f"milvus-lite:{tmp_path / 'store.db'}#tickets"
-        migrate(path, address)  # the ratings go along
-        path = address  # type: ignore[assignment]
+    path = _on(where, path, tmp_path)
     with running(ServeSettings.from_args([str(path)], api_key="k")) as c:
         c.key = "k"
         written: list[tuple[str, int]] = []

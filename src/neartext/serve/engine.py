@@ -24,12 +24,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from ..adapters import Adapter
+from ..address import Address
 from ..collection import Collection
 from ..encoders import Encoder, EncoderSettings, load_encoder
 from ..errors import SWAP_RETRIES, CollectionReplaced, InputError
@@ -330,7 +330,7 @@ class Engine:
             extra: dict[str, Any] = {} if full else {"encode": encode}
             report, line = improve(served.collection, **options, **extra)
             if full and report is not None and report.promoted:
-                self._load_model_of(served.collection.path)
+                self._load_model_of(served.collection.address)
             return report.to_dict() if report else {
                 "collection": str(served.collection.address), "promoted": False,
                 "version": served.collection.manifest.version, "reason": line}
@@ -344,7 +344,7 @@ class Engine:
         self.get(name)  # a version swapped in whole (a fine-tuned model) is served from now on
         return result
 
-    def _load_model_of(self, path: Path) -> None:
+    def _load_model_of(self, path: Address) -> None:
         """Load the model of the collection now at ``path`` (a fine-tune swapped in) if no
         served collection uses it yet: in the improver thread, so that the swap to it in the
         event loop (:meth:`get`) does not stall searches while a model loads."""
