@@ -366,3 +366,42 @@ def test_the_service_serves_a_collection_another_process_reindexed(demo_copy, ti
     fb = FeedbackStore(demo_copy)
     assert [r["doc_id"] for r in fb.list()] == ["after-reindex"]
     fb.close()
+
+
+def test_improve_in_the_background_says_how_it_went(names):
+    """``POST /improve {"wait": false}`` answers 202 at once and runs in the background; a
+    second one meanwhile is 409; ``GET /improve`` says it is running, then how it went: failed
+    with the reason (nothing changed), or done with its report."""
+    path, people = names
+    _rate(path, people)  # 150 ratings: enough for an adapter, too few to fine-tune
+
+    def finished(c) -> dict:
+        deadline = time.monotonic() + 300
+        while True:
+            status, body = c.call("GET", "/collections/tickets/improve")
+            assert status == 200, body
+            if body["state"] != "running":
+                return body
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+
+    with running(ServeSettings.from_args([str(path)], api_key="k")) as c:
+        c.key = "k"
+        assert c.call("GET", "/collections/tickets/improve") == (
+            200, {"collection": "tickets", "state": "none"})
+        status, body = c.call("POST", "/collections/tickets/improve",
+                              {"wait": False, "full": True})
+        assert status == 202 and body["state"] == "running", body
+        body = finished(c)
+        assert body["state"] == "failed" and "at least 200 are needed" in body["error"], body
+        status, body = c.call("POST", "/collections/tickets/improve",
+                              {"wait": False, "force": True})
+        assert status == 202 and body["state"] == "running", body
+        status, err = c.call("POST", "/collections/tickets/improve", {"force": True})
+        assert status == 409 and "already running" in err["detail"], err
+        body = finished(c)
+        assert body["state"] == "done" and body["result"]["promoted"], body
+        assert body["result"]["version"] == 2 and body["finished"] >= body["started"]
+        assert c.call("GET", "/collections/nope/improve")[0] == 404
+    with Collection.open(path) as col:
+        assert col.manifest.version == 2

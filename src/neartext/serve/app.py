@@ -371,7 +371,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         return S.FeedbackRow(**row)
 
     @app.post("/collections/{name}/improve", tags=["feedback"])
-    async def improve(name: str, body: S.ImproveRequest) -> dict[str, Any]:
+    async def improve(name: str, body: S.ImproveRequest) -> Any:
         """Learn from the ratings that came in since the current version (``neartext
         improve``): an adapter and ranking are tuned (with ``full``: the model is fine-tuned
         and the documents re-embedded, ``neartext improve --full``) and promoted only if
@@ -392,8 +392,17 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
             if "epochs" in body.model_fields_set:
                 raise InputError("epochs is an option of full (fine-tuning the model)")
             options.update(kind=body.kind, side=body.side)
+        if not body.wait:
+            return JSONResponse(engine.start_improve(name, **options), status_code=202)
         result: dict[str, Any] = await engine.improve(name, **options)
         return result
+
+    @app.get("/collections/{name}/improve", tags=["feedback"])
+    async def improve_status(name: str) -> dict[str, Any]:
+        """The improve under way, or the last one this service ran: ``state`` is ``running``,
+        ``done`` (``result``: its report, promoted or not and why), ``failed`` (``error``: the
+        reason, nothing changed) or ``none``."""
+        return engine.improve_status(name)
 
     @app.get("/collections/{name}/feedback", tags=["feedback"])
     async def list_feedback(name: str, limit: int = Query(100, ge=1, le=10_000),

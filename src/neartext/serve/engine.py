@@ -20,6 +20,7 @@ import functools
 import gc
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +118,7 @@ class Engine:
         # ``improve`` runs (seconds of training) have a thread of their own, one at a time
         self.improver = ThreadPoolExecutor(1, thread_name_prefix="neartext-improve")
         self.improving: dict[str, asyncio.Future[Any]] = {}
+        self.improve_runs: dict[str, dict[str, Any]] = {}  # the last run of each, or this one
         self.tasks: set[asyncio.Task[None]] = set()
         self.retired: list[Served] = []  # replaced by a reindex elsewhere; closed at stop
         try:
@@ -314,6 +316,28 @@ class Engine:
         its queries encoded through the batcher (searches go on meanwhile, and switch to the
         new version at once if it is promoted). ``options``: improve's. One run per collection
         at a time: :class:`Busy` while one is under way."""
+        return await self._finish_improve(name, *self._begin_improve(name, options))
+
+    def start_improve(self, name: str, **options: Any) -> dict[str, Any]:
+        """Start :meth:`improve` in the background and return its status at once (what
+        :meth:`improve_status` gives until it ends). :class:`Busy` while one is under way."""
+        future, status = self._begin_improve(name, options)
+
+        async def background() -> None:
+            try:
+                result = await self._finish_improve(name, future, status)
+                log.info("improve %s: %s", name, result.get("reason"))
+            except Exception as e:  # kept in the status, nothing changed
+                log.warning("improve %s: %s", name, e)
+
+        task = asyncio.get_running_loop().create_task(background())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return status
+
+    def _begin_improve(self, name: str, options: dict[str, Any]
+                       ) -> tuple[asyncio.Future[Any], dict[str, Any]]:
+        """Start the run in the improver thread (in the event loop); its future and status."""
         served = self.get(name)
         if name in self.improving:
             raise Busy(f"an improve of {name!r} is already running; wait for it to finish")
@@ -337,12 +361,30 @@ class Engine:
 
         future = loop.run_in_executor(self.improver, run)
         self.improving[name] = future
+        status = self.improve_runs[name] = {
+            "collection": name, "state": "running", "started": _now(), "finished": None,
+            "options": dict(options), "result": None, "error": None}
+        return future, status
+
+    async def _finish_improve(self, name: str, future: asyncio.Future[Any],
+                              status: dict[str, Any]) -> dict[str, Any]:
         try:
-            result = await future
+            result: dict[str, Any] = await future
+        except Exception as e:
+            status.update(state="failed", finished=_now(),
+                          error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+            raise
         finally:
             self.improving.pop(name, None)
+        status.update(state="done", finished=_now(), result=result)
         self.get(name)  # a version swapped in whole (a fine-tuned model) is served from now on
         return result
+
+    def improve_status(self, name: str) -> dict[str, Any]:
+        """The improve of ``name`` under way, or the last one this service ran (state
+        ``running``, ``done`` with its report, ``failed`` with the reason, or ``none``)."""
+        self.get(name)
+        return self.improve_runs.get(name) or {"collection": name, "state": "none"}
 
     def _load_model_of(self, path: Address) -> None:
         """Load the model of the collection now at ``path`` (a fine-tune swapped in) if no
@@ -372,16 +414,7 @@ class Engine:
         if served.feedback.count_after(last_ratings_used(served.collection)) < every:
             return
 
-        async def background() -> None:
-            try:
-                result = await self.improve(name, min_new=every)
-                log.info("improve %s: %s", name, result.get("reason"))
-            except Exception as e:  # a run that could not learn is logged, nothing changed
-                log.warning("improve %s: %s", name, e)
-
-        task = asyncio.get_running_loop().create_task(background())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.start_improve(name, min_new=every)
 
     # -- other work (threads) --------------------------------------------------------------------
 
@@ -411,3 +444,7 @@ class Engine:
         if len(text) > self.settings.max_text_chars:
             raise InputError(f"{what} is {len(text)} characters; the limit is "
                              f"{self.settings.max_text_chars}")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -165,6 +165,8 @@ class ImproveRequest(_Body):
                                           "re-embed the documents (minutes; at least 200 "
                                           "rated pairs) instead of learning an adapter")
     epochs: float = Field(1.0, gt=0, le=100, description="with full: passes over the pairs")
+    wait: bool = Field(True, description="false: answer 202 at once and run in the background; "
+                                         "GET /collections/{name}/improve says how it went")
 
 
 class FeedbackRow(BaseModel):
