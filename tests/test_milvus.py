@@ -1054,3 +1054,71 @@ def test_a_swap_killed_on_a_milvus_server_leaves_the_collection_usable(tmp_path,
         assert len(left) == 2, left
     finally:
         MilvusStore.drop(parse_address(address))
+
+
+def test_two_both_side_promotions_at_once_on_milvus_one_wins_whole(tmp_path, encoder):
+    """Two handles promote different both-side adapters at the same time: one becomes version
+    2, the other is refused in one line (nothing of it stays), and the stored vectors are the
+    winner's map of the first version's, every one of them."""
+    from neartext.adapters import Adapter
+    from neartext.errors import CollectionBusy, CollectionReplaced
+    from neartext.versions import promote
+
+    address = f"milvus-lite:{tmp_path / 'store.db'}#race"
+    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    with col:
+        base = col.store.doc_vectors(list(col.store.document_hashes()))
+    first = _both_side(encoder)
+    second = Adapter("linear", "both", first.matrix.T.copy(), encoder.fingerprint)
+    outcome: dict[int, object] = {}
+
+    def run(i: int, adapter) -> None:
+        with Collection.open(address, model=encoder) as c:
+            try:
+                outcome[i] = promote(c, adapter, {})
+            except (CollectionBusy, CollectionReplaced) as e:
+                outcome[i] = e
+
+    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate((first, second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [i for i, o in outcome.items() if o == 2]
+    assert len(won) == 1, outcome
+    lost = outcome[1 - won[0]]
+    assert isinstance(lost, (CollectionBusy, CollectionReplaced)) and "\n" not in str(lost)
+    winner = (first, second)[won[0]]
+    with Collection.open(address, model=encoder) as col:
+        assert col.manifest.version == 2 and [h["version"] for h in col.manifest.history] == [1]
+        stored = col.store.doc_vectors(list(base))
+        ids = sorted(base)
+        want = winner.apply(np.stack([base[i][0] for i in ids]))
+        assert np.abs(np.stack([stored[i][0] for i in ids]) - want).max() < 1e-5
+    left = {n for n in _milvus_collections(address)}
+    assert len(left) == 2, left
+
+
+def test_threads_opening_one_milvus_lite_file_at_once_all_get_it(tmp_path, encoder):
+    """Milvus Lite starts one embedded server per file: threads of one process opening the
+    same file at once (none holding it before) all open it ("Open local milvus failed" for
+    some before)."""
+    address = f"milvus-lite:{tmp_path / 'store.db'}#threads"
+    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    col.close()
+    for _ in range(4):
+        errors: list[BaseException] = []
+
+        def one(errors: list[BaseException] = errors) -> None:
+            try:
+                with Collection.open(address, model=encoder) as c:
+                    assert c.store.count() == 247
+            except BaseException as e:  # noqa: BLE001 (collected for the assertion)
+                errors.append(e)
+
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], errors

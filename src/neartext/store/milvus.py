@@ -129,7 +129,7 @@ def _pymilvus() -> Any:
 # until released: count the clients of each file and release it when the last one closes, so
 # that another process (a service, a second command) can open it.
 _LITE_CLIENTS: dict[str, int] = {}
-_LITE_LOCK = threading.Lock()
+_LITE_LOCK = threading.RLock()
 
 
 def disconnect(address: Address, client: Any) -> None:
@@ -144,9 +144,9 @@ def disconnect(address: Address, client: Any) -> None:
         if _LITE_CLIENTS[key] > 0:
             return
         del _LITE_CLIENTS[key]
-    from milvus_lite.server_manager import server_manager_instance
+        from milvus_lite.server_manager import server_manager_instance
 
-    server_manager_instance.release_server(key)
+        server_manager_instance.release_server(key)
 
 
 def connect(address: Address, timeout: float = 10.0) -> Any:
@@ -167,16 +167,24 @@ def connect(address: Address, timeout: float = 10.0) -> Any:
             kw["token"] = token
         if address.db_name:
             kw["db_name"] = address.db_name
-    if address.kind == "milvus-lite":
-        with _LITE_LOCK:
-            _LITE_CLIENTS[str(address.uri)] = _LITE_CLIENTS.get(str(address.uri), 0) + 1
+    if address.kind != "milvus-lite":
+        return _client(pm, address, kw)
+    # one thread at a time starts (or joins) a file's embedded server, and none releases it
+    # meanwhile: two threads starting it at once fail ("Open local milvus failed")
+    with _LITE_LOCK:
+        _LITE_CLIENTS[str(address.uri)] = _LITE_CLIENTS.get(str(address.uri), 0) + 1
+        try:
+            return _client(pm, address, kw)
+        except StoreUnavailable:
+            _LITE_CLIENTS[str(address.uri)] -= 1
+            raise
+
+
+def _client(pm: Any, address: Address, kw: dict[str, Any]) -> Any:
     try:
         client = pm.MilvusClient(uri=address.uri, **kw)
         client.list_collections()
     except Exception as e:  # pymilvus raises MilvusException, grpc errors, OSError, ...
-        if address.kind == "milvus-lite":
-            with _LITE_LOCK:
-                _LITE_CLIENTS[str(address.uri)] -= 1
         raise StoreUnavailable(_unreachable(address, e)) from None
     return client
 
