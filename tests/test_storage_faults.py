@@ -208,3 +208,48 @@ def test_disk_full_while_writing_results_is_one_line_and_leaves_nothing(small_di
     assert "could not be written (No space left on device)" in lines[0]
     assert "nothing was written there" in lines[0]
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+def test_a_full_disk_while_a_milvus_lite_collection_maps_its_vectors_changes_nothing(
+        small_disk, encoder, tmp_path):
+    """``tune --side both`` on a Milvus Lite collection whose disk fills while the mapped copy
+    is built: exit 1, one line naming the collection and saying nothing changed (and that the
+    unfinished copy goes with the next run); the collection answers as before; with room
+    again, the same command promotes and the copy left is gone."""
+    pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
+    import csv
+
+    from conftest import DEMO
+
+    from neartext.store.milvus import connect, disconnect
+
+    address = f"milvus-lite:{small_disk / 'store.db'}#full"
+    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    with col:
+        before = [r.id for r in col.search("refund my money", k=5)]
+        rows = [(" ".join(d.text.split()[:3]), d.text)
+                for d in col.store.get(list(col.store.document_hashes()))]
+    pairs = tmp_path / "pairs.csv"
+    with pairs.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("query", "passage"), *rows])
+    filler = fill(small_disk, 100_000)
+    res = cli("tune", address, "--pairs", pairs, "--side", "both", "--force")
+    filler.unlink()
+    err = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and len(err) == 1, res.stderr
+    assert err[0].startswith(f"neartext tune: error: {address}: its new version could not be "
+                             "built beside it "
+                             "(no space left") and "nothing changed" in err[0], err
+    with Collection.open(address, model=encoder) as col:
+        assert col.manifest.version == 1
+        assert [r.id for r in col.search("refund my money", k=5)] == before
+    res = cli("tune", address, "--pairs", pairs, "--side", "both", "--force")
+    assert res.returncode == 0, res.stderr
+    with Collection.open(address, model=encoder) as col:
+        assert col.manifest.version == 2 and col.store.count() == 247
+    a = Collection.open(address).address
+    client = connect(a)
+    try:
+        assert len([n for n in client.list_collections() if n.startswith("full")]) == 2
+    finally:
+        disconnect(a, client)

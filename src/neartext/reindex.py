@@ -32,13 +32,14 @@ from .address import Address, parse_address
 from .collection import Collection
 from .corpus import Record
 from .encoders import EncoderSettings, canonical_name
-from .errors import CollectionBusy, InputError, Unsupported
+from .errors import CollectionBusy, InputError, StorageError, Unsupported
 from .manifest import Manifest
 from .progress import progress_bar
 from .store.base import Passage, Store
 from .store.factory import create_store, kind_of
 from .versions import ADAPTERS, replaced_record
 
+log = logging.getLogger(__name__)
 READ_BATCH = 5000
 MODELS = "models"  # fine-tuned models of the collection's versions (``improve --full``)
 T = TypeVar("T")
@@ -110,15 +111,16 @@ def reindex(
                 raise InputError(f"{target}: already embedded with this model and these settings; "
                                  "nothing to re-embed")
             generation = old.store.generation()
-            ids, embedded = _copy(old, new, progress)
+            with _naming(target, "what was embedded is kept: the next run resumes it"):
+                ids, embedded = _copy(old, new, progress)
             fields: dict[str, Any] = {}
             if gate is not None:
-                try:
-                    fields = gate(new)
-                except BaseException:
-                    new.close()
-                    kind.remove(scratch)
-                    raise
+                with _discarding(scratch):
+                    try:
+                        fields = gate(new)
+                    except BaseException:
+                        new.close()
+                        raise
             store = old.store
             # Writes of other processes that landed while copying are caught up with every
             # writer held off, and the swap happens before they go on: they then find the
@@ -182,45 +184,74 @@ def remap(path: str | Path | Address, vectors: Callable[[np.ndarray], np.ndarray
         with Collection.open(target) as old, _quiet_about(scratch):
             store = old.store
             generation = store.generation()
-            new_store = create_store(scratch, old.manifest.portable().to_dict(),
-                                     store.creation_options())
-            try:
-                with progress_bar(store.count(), "mapping", "doc", enabled=progress) as bar:
-                    for docs, parts in store.export(READ_BATCH):
-                        if parts:
-                            mapped = vectors(np.stack([p.vector for p in parts]))
-                            parts = [Passage(p.doc_id, p.start, p.end, p.hash, v)
-                                     for p, v in zip(parts, mapped)]
-                        new_store.write(docs, parts, [])
-                        bar.update(len(docs))
-                new_store.finish_build()
-            except BaseException:
-                new_store.close()
-                kind.remove(scratch)
-                raise
-            new_store.close()
-            try:
-                with store.manifest_lock(), store.hold_writes():
-                    draft = Manifest.from_dict(old.address, store.read_manifest())
-                    out = change(draft)  # it may write the new version's adapter: carried next
-                    _carry(target, scratch)
-                    new = Collection.open(scratch)
-                    try:
-                        new.manifest = Manifest.from_dict(new.address, draft.to_dict())
-                        new.save_manifest()
-                        if store.generation() != generation:  # writes that landed meanwhile
-                            new.use_encoder(old.encoder)
-                            ids, _ = _copy(old, new, False)
-                            kept = set(ids)
-                            new.store.write([], [], [i for i in new.store.document_hashes()
-                                                     if i not in kept])
-                    finally:
-                        new.close()
-                    _swap_in(target, store, scratch, keep_previous=False)
-            except BaseException:
-                kind.remove(scratch)
-                raise
+            with _discarding(scratch), _naming(target, "nothing changed"):
+                new_store = create_store(scratch, old.manifest.portable().to_dict(),
+                                         store.creation_options())
+            with _discarding(scratch), _naming(target, "nothing changed"):
+                try:
+                    with progress_bar(store.count(), "mapping", "doc", enabled=progress) as bar:
+                        for docs, parts in store.export(READ_BATCH):
+                            if parts:
+                                mapped = vectors(np.stack([p.vector for p in parts]))
+                                parts = [Passage(p.doc_id, p.start, p.end, p.hash, v)
+                                         for p, v in zip(parts, mapped)]
+                            new_store.write(docs, parts, [])
+                            bar.update(len(docs))
+                    new_store.finish_build()
+                finally:
+                    new_store.close()
+            with _discarding(scratch), store.manifest_lock(), store.hold_writes():
+                draft = Manifest.from_dict(old.address, store.read_manifest())
+                out = change(draft)  # it may write the new version's adapter: carried next
+                _carry(target, scratch)
+                new = Collection.open(scratch)
+                try:
+                    new.manifest = Manifest.from_dict(new.address, draft.to_dict())
+                    new.save_manifest()
+                    if store.generation() != generation:  # writes that landed meanwhile
+                        new.use_encoder(old.encoder)
+                        ids, _ = _copy(old, new, False)
+                        kept = set(ids)
+                        new.store.write([], [], [i for i in new.store.document_hashes()
+                                                 if i not in kept])
+                finally:
+                    new.close()
+                _swap_in(target, store, scratch, keep_previous=False)
     return out
+
+
+@contextlib.contextmanager
+def _naming(target: Address, outcome: str) -> Iterator[None]:
+    """A storage error while the new version is built (a full disk) said of the collection,
+    not of the copy beside it, with what became of the work."""
+    try:
+        yield
+    except StorageError as e:
+        reason = str(e).split(": ", 1)[-1].split(";")[0]
+        raise StorageError(f"{target}: its new version could not be built beside it "
+                           f"({reason}); {outcome}", e.kind) from None
+
+
+@contextlib.contextmanager
+def _discarding(scratch: Address) -> Iterator[None]:
+    """Remove the new version built at ``scratch`` if the block fails (it will not be swapped
+    in). If that fails too (a full disk: Milvus Lite needs space to drop a collection), the
+    block's error is raised all the same, saying so when it is a storage error (else a
+    warning does); the next run removes what is left."""
+    try:
+        yield
+    except BaseException as e:
+        try:
+            kind_of(scratch).remove(scratch)
+        except Exception as r:
+            why = ("no space left to drop it" if "no space left" in str(r).lower() else
+                   str(r).strip().splitlines()[0] if str(r) else type(r).__name__)
+            note = f"the unfinished copy {scratch} could not be removed now ({why}): the " \
+                "next run removes it"
+            if isinstance(e, StorageError):
+                raise StorageError(f"{e}; {note}", e.kind) from None
+            log.warning("%s", note)
+        raise
 
 
 def _swap_in(target: Address, store: Store, scratch: Address, keep_previous: bool) -> None:

@@ -62,6 +62,7 @@ from ..errors import (
     CorruptCollection,
     InputError,
     MissingExtra,
+    StorageError,
     StoreUnavailable,
     Unsupported,
 )
@@ -447,6 +448,11 @@ class MilvusStore(StoreBase):
         except StoreUnavailable:
             raise
         except Exception as e:
+            if "no space left" in str(e).lower():  # Milvus Lite's file, or a server's disk
+                raise StorageError(
+                    f"{self.address}: no space left on the device Milvus writes to; this "
+                    f"{method} did not complete: free space and repeat the command",
+                    "full") from None
             # the old passages of a version swapped out are dropped (DROP_GRACE_S after the
             # switch): a process still reading them is told what happened, not Milvus' words
             gone = getattr(e, "code", None) == 100 or any(
