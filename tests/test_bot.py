@@ -7,6 +7,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -242,3 +243,40 @@ def test_help_names_the_token_variable(capsys):
     with pytest.raises(SystemExit):
         main(["bot", "--help"])
     assert "TELEGRAM_BOT_TOKEN" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["directory", "milvus-lite"])
+def test_the_bot_answers_from_a_version_another_process_swapped_in(demo_copy, tmp_path, encoder,
+                                                                    where):
+    """A both-side adapter promoted by another process swaps the stored vectors: the bot's
+    next answer is the new version's (it served the old one in a directory, and failed on
+    Milvus once the old passages were dropped)."""
+    import asyncio
+
+    import numpy as np
+
+    from neartext import Collection
+    from neartext.adapters import Adapter
+    from neartext.versions import promote
+
+    address = str(demo_copy)
+    if where == "milvus-lite":
+        pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
+        from neartext.migrate import migrate
+
+        address = f"milvus-lite:{tmp_path / 'store.db'}#feedback"
+        migrate(demo_copy, address)
+    backend = LocalBackend(address)
+    try:
+        before = asyncio.run(backend.search(QUERY, 5))
+        rng = np.random.default_rng(0)
+        m = np.eye(encoder.dim, dtype=np.float32) + 0.05 * rng.standard_normal(
+            (encoder.dim, encoder.dim)).astype(np.float32)
+        with Collection.open(address, model=encoder) as col:  # as another process would
+            assert promote(col, Adapter("linear", "both", m, encoder.fingerprint), {}) == 2
+            want = [(r.id, round(r.score, 4)) for r in col.search(QUERY, k=5)]
+        time.sleep(1.1)  # a Milvus handle reads the manifest again after a second
+        after = [(r.id, round(r.score, 4)) for r in asyncio.run(backend.search(QUERY, 5))]
+        assert after == want and after != [(r.id, round(r.score, 4)) for r in before]
+    finally:
+        backend.close()

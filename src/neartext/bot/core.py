@@ -16,18 +16,23 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections import OrderedDict, deque
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import InputError, NeartextError
+from ..errors import InputError, ModelMismatch, NeartextError
 from ..results import SearchResult
 from ..retry import call as retry_call
+
+if TYPE_CHECKING:
+    from ..collection import Collection
 
 MAX_QUERY_CHARS = 500
 DEFAULT_START = ("Hi! Describe a situation in a few words and I will find the closest matches. "
@@ -58,6 +63,8 @@ class LocalBackend:
         self.collection.encoder  # noqa: B018  load the model now, not on the first message
         self.feedback = FeedbackStore(self.collection.path)
         self.name = self.collection.path.name
+        self._lock = threading.Lock()
+        self._retired: list[Collection] = []  # old versions: searches of them may be running
 
     def check_fields(self, fields: list[str]) -> None:
         """Fields an answer shows (``--show``, ``--photo-column``): ``text`` or metadata."""
@@ -69,15 +76,34 @@ class LocalBackend:
                                  f"{', '.join(sorted(known))}")
 
     async def search(self, query: str, k: int, threshold: float | None = None) -> list[SearchResult]:
-        rows = await asyncio.to_thread(self.collection.search, query, k, threshold=threshold)
-        return list(rows)
+        def run() -> list[SearchResult]:
+            return list(self._current().search(query, k, threshold=threshold))
+
+        return await asyncio.to_thread(run)
+
+    def _current(self) -> Collection:
+        """The collection, opened again when another process swapped a new version in (a
+        reindex, a both-side adapter, a rollback across models): its model is kept when the
+        new version has the same one."""
+        from ..collection import Collection
+
+        with self._lock:
+            old = self.collection
+            if old.store.replaced():
+                new = Collection.open(old.address)
+                with contextlib.suppress(ModelMismatch):
+                    new.use_encoder(old.encoder)
+                self.collection = new
+                self._retired.append(old)
+            return self.collection
 
     async def rate(self, query: str, doc_id: str, relevant: bool) -> None:
         await asyncio.to_thread(self.feedback.add, query, doc_id, relevant)
 
     def close(self) -> None:
         self.feedback.close()
-        self.collection.close()
+        for c in [*self._retired, self.collection]:
+            c.close()
 
 
 class ServiceError(NeartextError):
