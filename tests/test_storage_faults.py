@@ -210,6 +210,7 @@ def test_disk_full_while_writing_results_is_one_line_and_leaves_nothing(small_di
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_a_milvus_lite_collection_maps_its_vectors_changes_nothing(
         small_disk, encoder, tmp_path):
     """``tune --side both`` on a Milvus Lite collection whose disk fills while the mapped copy
