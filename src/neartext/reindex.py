@@ -187,7 +187,6 @@ def remap(path: str | Path | Address, vectors: Callable[[np.ndarray], np.ndarray
             with _discarding(scratch), _naming(target, "nothing changed"):
                 new_store = create_store(scratch, old.manifest.portable().to_dict(),
                                          store.creation_options())
-            with _discarding(scratch), _naming(target, "nothing changed"):
                 try:
                     with progress_bar(store.count(), "mapping", "doc", enabled=progress) as bar:
                         for docs, parts in store.export(READ_BATCH):
