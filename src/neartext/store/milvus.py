@@ -513,8 +513,7 @@ class MilvusStore(StoreBase):
         return check_store_manifest(self.address, data)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        raw = self._meta_value("manifest")
-        if raw is not None and self._passages_in(raw) != self.name:
+        if self._swapped_out():
             raise CollectionReplaced(
                 f"{self.address}: a new version of this collection was swapped in while this "
                 "process had the old one open; the manifest was not written: open it again "
@@ -557,12 +556,13 @@ class MilvusStore(StoreBase):
         return raw is not None and self._passages_in(str(raw)) != self.name
 
     def _swapped_out(self) -> bool:
-        """Whether the manifest, read now, names other passages than this store's."""
+        """:meth:`replaced`, with the manifest read now (False if it cannot be read: the
+        caller's own error then stands)."""
+        self._stamp = None
         try:
-            raw = self._meta_value("manifest")
+            return self.replaced()
         except Exception:
             return False
-        return raw is not None and self._passages_in(raw) != self.name
 
     def _passages_in(self, raw: str) -> str:
         if self._pointer is None or self._pointer[0] != raw:
