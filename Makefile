@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers lint clean
+.PHONY: setup system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers lint clean
 
 setup: $(STAMP)
 
@@ -16,14 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
-# Debian's chromium + chromium-driver for the web UI test (a real headless browser).
-# Installed when missing and possible (root or sudo); without them that one test skips, except in CI.
-browser:
-	@if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then \
+# Debian's chromium + chromium-driver for the web UI test (a real headless browser), and strace
+# for the tests that kill a swap at every rename and fsync. Installed when missing and possible
+# (root or sudo); without them those tests skip, except in CI.
+system-packages:
+	@if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/strace ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else SUDO=none; fi; \
-	  if [ "$$SUDO" = none ]; then echo "note: no root: install chromium and chromium-driver for the UI test"; \
-	  else $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; fi; \
+	  if [ "$$SUDO" = none ]; then echo "note: no root: install chromium, chromium-driver and strace for the UI and swap tests"; \
+	  else $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver strace >/dev/null; fi; \
 	fi
+browser: system-packages
 
 # Milvus' C++ engine (the milvus binary that milvus-lite 2.5 bundles) in its own venv, for the
 # Milvus tests: tests/test_milvus.py starts it as a server on a free port. Milvus Lite 3 (in
@@ -43,11 +45,11 @@ demo: setup
 	$(BIN)/neartext serve demo/feedback --port $${PORT:-8000}
 
 # Full suite (slow tests included, as in CI).
-test: setup browser milvus-engine
+test: setup system-packages milvus-engine
 	$(BIN)/python -m pytest --runslow
 
 # Default local suite: slow tests skipped.
-test-fast: setup browser milvus-engine
+test-fast: setup system-packages milvus-engine
 	$(BIN)/python -m pytest
 
 bench: setup

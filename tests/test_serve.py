@@ -342,6 +342,24 @@ def test_map_and_placing_a_query(served):
     assert status == 422 and "unknown metadata column 'nope'" in err["detail"]
 
 
+def test_concurrent_map_requests_after_a_write_all_succeed(served):
+    """After a write the map is computed again: three map requests and a placement at once
+    (threads of one process used to share one temporary file name: 200, 500, 500, 500)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    status, _ = served.call("POST", "/collections/second/documents", {"documents": [
+        {"id": "map-new", "text": "the map moved after this write"}]})
+    assert status == 200
+    calls = [("GET", "/collections/second/map", None)] * 3 + [
+        ("POST", "/collections/second/map/place", {"query": "charged twice"})]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda c: served.call(*c), calls))
+    assert [s for s, _ in answers] == [200] * 4, answers
+    assert len({json.dumps(b["points"]) for _, b in answers[:3]}) == 1  # one projection
+    assert not [f for f in (served.path / "cache").iterdir() if ".tmp" in f.name]
+    served.call("DELETE", "/collections/second/documents/map-new")
+
+
 def test_jobs_queued_while_a_batch_runs_form_one_batch():
     """While the worker runs one batch, the jobs that arrive meanwhile are handed over together."""
     import asyncio

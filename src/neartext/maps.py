@@ -14,9 +14,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import json
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,17 +62,42 @@ def _cache_path(col: Collection, sample: int | None, seed: int) -> Path:
     return col.path / "cache" / f"projection-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
+_computing: dict[Path, threading.Lock] = {}
+_computing_lock = threading.Lock()
+
+
 def project(col: Collection, *, sample: int | None = None, seed: int = 42,
             neighbours: int = 15, progress: bool = False) -> Projection:
-    """UMAP of the collection's documents (or a random ``sample`` of them), cached."""
-    from .clustering import document_matrix
-
+    """UMAP of the collection's documents (or a random ``sample`` of them), cached. Threads
+    asking for the same projection at once (the service's map requests) compute it once."""
     t0 = time.perf_counter()
     path = _cache_path(col, sample, seed)
-    if path.is_file():
+    with _computing_lock:
+        lock = _computing.setdefault(path, threading.Lock())
+    with lock:
+        try:
+            cached = _cached(path, sample, t0)
+            if cached is not None:
+                return cached
+            return _project(col, path, sample, seed, neighbours, progress, t0)
+        finally:
+            with _computing_lock:
+                _computing.pop(path, None)
+
+
+def _cached(path: Path, sample: int | None, t0: float) -> Projection | None:
+    try:
         with np.load(path, allow_pickle=False) as z:
             return Projection([str(x) for x in z["ids"]], z["xy"], True,
                               time.perf_counter() - t0, sample)
+    except FileNotFoundError:
+        return None
+
+
+def _project(col: Collection, path: Path, sample: int | None, seed: int, neighbours: int,
+             progress: bool, t0: float) -> Projection:
+    from .clustering import document_matrix
+
     ids, vectors = document_matrix(col)
     if len(ids) < 3:
         raise InputError(f"a map needs a collection of at least 3 documents (this one has {len(ids)})")
@@ -95,9 +122,11 @@ def project(col: Collection, *, sample: int | None = None, seed: int = 42,
     path.parent.mkdir(parents=True, exist_ok=True)  # a Milvus collection's state dir may be new
     with staged_file(path, ".npz") as tmp:
         np.savez(tmp, ids=np.array(ids), xy=xy)
+    made = path.stat().st_mtime
     for old in path.parent.glob("projection-*.npz"):  # older generations are of no use
-        if old != path and old.stat().st_mtime < path.stat().st_mtime - 1:
-            old.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # (another thread's clean-up)
+            if old != path and old.stat().st_mtime < made - 1:
+                old.unlink(missing_ok=True)
     return Projection(ids, xy, False, time.perf_counter() - t0, sample)
 
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..address import Address
-from ..atomic import TEMP_NAME, staged_file
+from ..atomic import TEMP_NAME, settle_swap, staged_file, swap_dirs
 from ..errors import (
     CollectionExists,
     CollectionNotFound,
@@ -211,6 +211,7 @@ class LocalStore(StoreBase):
 
     def __init__(self, path: str | Path, *, index: str | None = None) -> None:
         self.path = Path(path)
+        settle_swap(self.path)  # a swap of versions a kill interrupted: finished or undone
         if not (self.path / MANIFEST).is_file():
             raise CollectionNotFound(f"{self.path}: no collection here (no {MANIFEST})")
         self._manifest = self.read_manifest()
@@ -999,6 +1000,7 @@ class LocalKind:
     def beside(self, address: Address, what: str) -> Address:
         """Where a new version of the collection is built: ``<dir>.<what>`` next to it."""
         path = _path(address)
+        settle_swap(path)  # what an interrupted swap left there is the old version, or the new
         scratch = path.with_name(f"{path.name}.{what}")
         return Address("local", str(scratch), path=scratch)
 
@@ -1007,20 +1009,18 @@ class LocalKind:
 
     def swap(self, store: Store, beside: Address, keep_previous: bool = False) -> None:
         """Put the directory built at ``beside`` in the place of ``store``'s (whose writes the
-        caller holds); the old one goes to ``<dir>.previous`` first, kept with
-        ``keep_previous``. Processes that had the old one open find it replaced."""
+        caller holds) in one step (:func:`neartext.atomic.swap_dirs`: a kill at any point
+        leaves the old version or the new one at the path); the old one goes to
+        ``<dir>.previous``, kept with ``keep_previous``. Processes that had the old one open
+        find it replaced."""
         assert isinstance(store, LocalStore)
-        target, scratch = store.path, _path(beside)
-        previous = target.with_name(target.name + ".previous")
-        if previous.exists():
-            shutil.rmtree(previous)
-        target.rename(previous)
-        scratch.rename(target)
-        if not keep_previous:
-            shutil.rmtree(previous, ignore_errors=True)
+        target = store.path
+        swap_dirs(target, _path(beside), target.with_name(target.name + ".previous"),
+                  keep_previous)
 
     def open(self, address: Address) -> LocalStore:
         path = _path(address)
+        settle_swap(path)
         if not (path / MANIFEST).is_file():
             raise CollectionNotFound(f"{path}: no collection here; create one with "
                                      "'neartext index'")
@@ -1033,6 +1033,7 @@ class LocalKind:
         return LocalStore.create(_path(address), manifest)
 
     def exists(self, address: Address) -> bool:
+        settle_swap(_path(address))
         return (_path(address) / MANIFEST).is_file()
 
     @contextlib.contextmanager
@@ -1084,6 +1085,7 @@ def _path(address: Address) -> Path:
 
 
 def _check_target(target: Path) -> None:
+    settle_swap(target)  # a collection an interrupted swap left aside is the one here
     if (target / MANIFEST).exists():
         raise CollectionExists(f"{target}: a collection already exists here")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
