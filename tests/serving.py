@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -41,6 +43,32 @@ def running(settings: ServeSettings):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@contextmanager
+def serve_process(*args: str, timeout: float = 180):
+    """``neartext serve ARGS --port P`` in a process of its own; yields (base URL, process),
+    the process stopped on exit."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "neartext", "serve", *args, "--port",
+                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"the server did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.2)
+        yield base, proc
+    finally:
+        proc.terminate()
+        proc.wait(60)
 
 
 class Client:

@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from serving import free_port
+from serving import free_port, serve_process
 
 from neartext import Collection, Record
 from neartext.store.local import INDEX_FILE
@@ -197,3 +197,57 @@ def test_server_and_cli_writers_interleaved_lose_nothing(demo_copy, tmp_path):
             assert col.search(t, k=1)[0].id == i
         for i in deleted:
             assert col.get([i]) == []
+
+
+def test_a_write_waiting_behind_a_swap_freezes_neither_health_nor_searches(demo_copy, tmp_path):
+    """Another process holds the collection's writes (as a swap does for its catch-up and the
+    switch) while a client's upsert waits for them: the service's other requests go on. The
+    writer thread used to hold the store's one SQLite connection (and its lock) while waiting,
+    and the event loop waited on it: /health and searches stalled for the whole hold."""
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from neartext.store.local import LocalStore
+store = LocalStore({str(demo_copy)!r})
+sys.stdin.readline()
+with store.hold_writes():
+    print("held", flush=True)
+    time.sleep(5)
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with serve_process(str(demo_copy)) as (base, _):
+        http(base, "POST", "/collections/feedback/search", {"query": "warm up"})
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "held"
+        upserted: list[tuple[int, float]] = []
+
+        def upsert() -> None:
+            t0 = time.perf_counter()
+            status, _ = http(base, "POST", "/collections/feedback/documents", {"documents": [
+                {"id": "behind-the-swap", "text": "written once the hold is over"}]})
+            upserted.append((status, time.perf_counter() - t0))
+
+        writer = threading.Thread(target=upsert)
+        writer.start()
+        time.sleep(0.3)  # the upsert is now waiting for the held writes
+        times: dict[str, list[float]] = {"health": [], "search": []}
+        end = time.time() + 3
+        while time.time() < end:
+            for what, method, path, body in (
+                    ("health", "GET", "/health", None),
+                    ("search", "POST", "/collections/feedback/search",
+                     {"query": "refund my money", "k": 5})):
+                t0 = time.perf_counter()
+                status, _ = http(base, method, path, body)
+                times[what].append(time.perf_counter() - t0)
+                assert status == 200
+        assert writer.is_alive(), ("the upsert did not wait for the hold", upserted, times)
+        writer.join(60)
+        holder.wait(30)
+        assert upserted and upserted[0][0] == 200 and upserted[0][1] > 3, upserted
+        for what, ts in times.items():
+            ts.sort()
+            p99 = ts[min(len(ts) - 1, int(len(ts) * 0.99))]
+            assert p99 <= 0.2, f"{what}: p99 {p99 * 1000:.0f} ms over {len(ts)} requests"
+        status, body = http(base, "POST", "/collections/feedback/search",
+                            {"query": "written once the hold is over", "k": 1})
+        assert body["results"][0][0]["id"] == "behind-the-swap"

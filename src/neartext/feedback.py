@@ -44,23 +44,28 @@ class FeedbackStore:
 
     def __init__(self, collection_path: str | Path) -> None:
         self.path = Path(collection_path) / FEEDBACK_DB
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._ino = -1  # the file the connection is to
+        # A reading connection and a writing one, so that a rating waiting for the file's
+        # write lock (a swap holds it while the ratings are copied to the new version) never
+        # holds up a read (the service counts ratings in its event loop).
+        self._lock = threading.Lock()  # the reader's connection
+        self._write_lock = threading.Lock()  # ratings, one at a time
+        self._conns: dict[str, sqlite3.Connection | None] = {"read": None, "write": None}
+        self._inodes = {"read": -1, "write": -1}  # the file each connection is to
 
-    def _moved(self) -> bool:
+    def _moved(self, role: str) -> bool:
         """Whether the path now holds another file than the connection's (a ``reindex`` by
         another process swapped in the new version's copy of the ratings)."""
         try:
-            return os.stat(self.path).st_ino != self._ino
+            return os.stat(self.path).st_ino != self._inodes[role]
         except OSError:
             return True
 
-    def _db(self, create: bool) -> sqlite3.Connection | None:
-        if self._conn is not None and self._moved():
-            self._conn.close()  # follow the ratings to the collection's current version
-            self._conn = None
-        if self._conn is None:
+    def _db(self, create: bool, role: str = "read") -> sqlite3.Connection | None:
+        conn = self._conns[role]
+        if conn is not None and self._moved(role):
+            conn.close()  # follow the ratings to the collection's current version
+            conn = self._conns[role] = None
+        if conn is None:
             if not create and not self.path.is_file():
                 return None
             self.path.parent.mkdir(parents=True, exist_ok=True)  # a Milvus collection's state dir
@@ -68,9 +73,9 @@ class FeedbackStore:
                                    timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
-            self._conn = conn
-            self._ino = os.stat(self.path).st_ino
-        return self._conn
+            self._conns[role] = conn
+            self._inodes[role] = os.stat(self.path).st_ino
+        return conn
 
     def add(self, query: str, doc_id: str, relevant: bool) -> dict[str, Any]:
         """Store one rating with the current UTC time; returns the stored row."""
@@ -82,12 +87,12 @@ class FeedbackStore:
         if not str(doc_id):
             raise InputError("feedback needs the id of the rated document")
         created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        with self._lock:
+        with self._write_lock:
             while True:
-                db = self._db(create=True)
+                db = self._db(create=True, role="write")
                 assert db is not None
                 db.execute("BEGIN IMMEDIATE")
-                if not self._moved():
+                if not self._moved("write"):
                     break
                 db.execute("ROLLBACK")  # swapped while waiting for the lock: to the new file
             try:
@@ -145,10 +150,11 @@ class FeedbackStore:
         return out
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        with self._write_lock, self._lock:
+            for role, conn in self._conns.items():
+                if conn is not None:
+                    conn.close()
+                    self._conns[role] = None
 
 
 @dataclass

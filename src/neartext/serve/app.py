@@ -269,11 +269,14 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
 
     @app.get("/collections", tags=["collections"])
     async def list_collections() -> list[S.CollectionSummary]:
-        return [_summary(n, s.collection) for n, s in engine.collections.items()]
+        served = list(engine.collections.items())
+        rows: list[S.CollectionSummary] = await engine.in_thread(
+            lambda: [_summary(n, s.collection) for n, s in served])
+        return rows
 
     @app.get("/collections/{name}", tags=["collections"])
     async def collection_info(name: str) -> dict[str, Any]:
-        served = engine.get(name)
+        served = await engine.get(name)
         info = (await engine.in_thread(served.collection.info)).to_dict()
         info.pop("path", None)  # the server's file system is not the client's business
         return {"name": name, **info, "feedback": served.feedback.count()}
@@ -291,15 +294,15 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
                                 "(send fewer queries or a smaller k)")
         # checked now (a bad combination is a 422 before any work); what the request leaves
         # out comes from the collection's tuned ranking, as current when the search runs
-        engine.get(name).collection.search_options(body.k, body.threshold, body.mode,
-                                                   body.fusion, body.alpha)
+        (await engine.get(name)).collection.search_options(body.k, body.threshold, body.mode,
+                                                           body.fusion, body.alpha)
         named = Named(body.k, body.threshold, body.mode, body.fusion, body.alpha)
         rows = await engine.search(name, queries, named, body.where, body.contains)
         return S.SearchResponse(results=[[_hit(r) for r in row] for row in rows])
 
     @app.post("/collections/{name}/paraphrases", tags=["search"])
     async def paraphrases(name: str, body: S.ParaphrasesRequest) -> S.ParaphrasesResponse:
-        served = engine.get(name)
+        served = await engine.get(name)
         check_texts([body.text], "text")
         within_max_k(body.top_k, "top_k")
         from ..analysis import resolve_threshold
@@ -311,7 +314,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
 
     @app.post("/collections/{name}/documents", tags=["documents"])
     async def upsert(name: str, body: S.UpsertRequest) -> S.UpsertResponse:
-        served = engine.get(name)
+        await engine.get(name)
         check_texts([d.text for d in body.documents], "documents")
         from ..corpus import Record
 
@@ -319,20 +322,22 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         served, report = await engine.write_to(name, "upsert", records)
         return S.UpsertResponse(added=report.added, updated=report.updated,
                                 unchanged=report.unchanged, texts_embedded=report.texts_embedded,
-                                documents=len(served.collection))
+                                documents=await engine.in_thread(len, served.collection))
 
     @app.delete("/collections/{name}/documents/{doc_id:path}", tags=["documents"])
     async def delete(name: str, doc_id: str) -> S.DeleteResponse:
         served, removed = await engine.write_to(name, "delete", [doc_id])
         if not removed:
             raise NotFound(f"no document {doc_id!r} in {name!r}")
-        return S.DeleteResponse(deleted=doc_id, documents=len(served.collection))
+        return S.DeleteResponse(deleted=doc_id,
+                                documents=await engine.in_thread(len, served.collection))
 
     @app.post("/collections/{name}/delete", tags=["documents"])
     async def delete_where(name: str, body: S.DeleteWhereRequest) -> S.DeleteWhereResponse:
         """Delete every document the filter selects (at least one condition or word)."""
         served, removed = await engine.write_to(name, "delete_where", body.where, body.contains)
-        return S.DeleteWhereResponse(deleted=removed, documents=len(served.collection))
+        return S.DeleteWhereResponse(deleted=removed,
+                                     documents=await engine.in_thread(len, served.collection))
 
     @app.post("/similarity", tags=["embeddings"])
     async def similarity(body: S.SimilarityRequest) -> S.SimilarityResponse:
@@ -362,12 +367,16 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
 
     @app.post("/collections/{name}/feedback", tags=["feedback"], status_code=201)
     async def add_feedback(name: str, body: S.FeedbackIn) -> S.FeedbackRow:
-        served = engine.get(name)
+        served = await engine.get(name)
         check_texts([body.query], "query")
-        if not served.collection.get([body.doc_id]):
-            raise NotFound(f"no document {body.doc_id!r} in {name!r}")
-        row = await engine.in_thread(served.feedback.add, body.query, body.doc_id, body.relevant)
-        engine.improve_soon(name)  # with --improve-every: learn from the ratings in the background
+
+        def rate() -> dict[str, Any]:
+            if not served.collection.get([body.doc_id]):
+                raise NotFound(f"no document {body.doc_id!r} in {name!r}")
+            return served.feedback.add(body.query, body.doc_id, body.relevant)
+
+        row = await engine.in_thread(rate)
+        await engine.improve_soon(name)  # with --improve-every: learn in the background
         return S.FeedbackRow(**row)
 
     @app.post("/collections/{name}/improve", tags=["feedback"])
@@ -380,7 +389,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         if not settings.api_key:
             raise ApiError(403, "improve changes what every search returns: start the service "
                                 "with an API key (NEARTEXT_API_KEY or --api-key-file) to allow it")
-        engine.get(name)
+        await engine.get(name)
         options: dict[str, Any] = {"min_new": body.min_new, "force": body.force}
         if body.full:
             adapter_only = sorted({"kind", "side"} & body.model_fields_set)
@@ -393,7 +402,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
                 raise InputError("epochs is an option of full (fine-tuning the model)")
             options.update(kind=body.kind, side=body.side)
         if not body.wait:
-            return JSONResponse(engine.start_improve(name, **options), status_code=202)
+            return JSONResponse(await engine.start_improve(name, **options), status_code=202)
         result: dict[str, Any] = await engine.improve(name, **options)
         return result
 
@@ -402,14 +411,14 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         """The improve under way, or the last one this service ran: ``state`` is ``running``,
         ``done`` (``result``: its report, promoted or not and why), ``failed`` (``error``: the
         reason, nothing changed) or ``none``."""
-        return engine.improve_status(name)
+        return await engine.improve_status(name)
 
     @app.get("/collections/{name}/feedback", tags=["feedback"])
     async def list_feedback(name: str, limit: int = Query(100, ge=1, le=10_000),
                             offset: int = Query(0, ge=0, le=2**63 - 1)) -> S.FeedbackList:
-        served = engine.get(name)
+        served = await engine.get(name)
         rows = await engine.in_thread(served.feedback.list, limit, offset)
-        return S.FeedbackList(total=served.feedback.count(),
+        return S.FeedbackList(total=await engine.in_thread(served.feedback.count),
                               feedback=[S.FeedbackRow(**r) for r in rows])
 
     # -- the web UI (same origin, no CDN) -------------------------------------------------------
@@ -425,7 +434,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         """2-D map points (UMAP, computed once and cached in the collection), coloured by
         ``cluster`` (k-means with about sqrt(n/2) clusters, at most 20, unless told otherwise)
         or a metadata field: ``{points: [[x, y, group, id, text]], groups, labels}``."""
-        served = engine.get(name)
+        served = await engine.get(name)
         payload: dict[str, Any] = await engine.in_thread(
             _map_payload, served.collection, color_by, sample, method, threshold, k, min_size)
         return payload
@@ -433,7 +442,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     @app.post("/collections/{name}/map/place", tags=["map"])
     async def place_on_map(name: str, body: S.PlaceRequest) -> S.PlaceResponse:
         """Where ``query`` lands on the map: the weighted mean position of its nearest documents."""
-        served = engine.get(name)
+        served = await engine.get(name)
         check_texts([body.query], "query")
         from ..maps import place, project
 

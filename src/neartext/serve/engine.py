@@ -121,6 +121,7 @@ class Engine:
         self.improve_runs: dict[str, dict[str, Any]] = {}  # the last run of each, or this one
         self.tasks: set[asyncio.Task[None]] = set()
         self.retired: list[Served] = []  # replaced by a reindex elsewhere; closed at stop
+        self._replacing: dict[str, asyncio.Lock] = {}  # one opening of a new version at a time
         try:
             for name, path in settings.collections.items():
                 self.collections[name] = self._open(name, path)
@@ -183,23 +184,29 @@ class Engine:
 
     # -- lookups ---------------------------------------------------------------------------------
 
-    def get(self, name: str) -> Served:
+    async def get(self, name: str) -> Served:
+        """The served collection ``name`` as it is now: a new version another process swapped
+        in is opened (in a thread: opening and loading a model must not stall the event loop),
+        a version promoted elsewhere adopted (a ``stat`` of the manifest)."""
         served = self.collections.get(name)
         if served is None:
             listed = ", ".join(sorted(self.collections)) or "none"
             raise NotFound(f"no collection named {name!r}; served: {listed}")
         if served.collection.store.replaced():
-            served = self._replace(name)  # a reindex by another process: serve the new version
+            async with self._replacing.setdefault(name, asyncio.Lock()):
+                served = self.collections[name]
+                if served.collection.store.replaced():  # (not already by another request)
+                    served = await self._replace(name)  # a reindex elsewhere: the new version
         served.collection.refresh()  # a version promoted by another process is served at once
         return served
 
-    def _replace(self, name: str) -> Served:
+    async def _replace(self, name: str) -> Served:
         """Open the collection ``name`` again, after another process swapped in a new version
         (``reindex``): its model is loaded if no served collection uses it yet. The old
         collection stays open until the service stops (searches of it may still be running)."""
         old = self.collections[name]
         path = self.settings.collections[name]
-        served = self._open(name, path)
+        served: Served = await self.in_thread(self._open, name, path)
         if served.model_key not in self.batchers:
             self._start_batcher(served.model_key, self.encoders[served.model_key])
         self.collections[name] = served
@@ -244,8 +251,9 @@ class Engine:
     async def search(self, name: str, queries: list[str], options: SearchOptions | Named,
                      where: Sequence[str] | None = None, contains: Sequence[str] | None = None
                      ) -> list[list[SearchResult]]:
-        served = self.get(name)
-        flt = served.collection.make_filter(list(where or []), list(contains or []))
+        served = await self.get(name)
+        flt = (await self.in_thread(served.collection.make_filter, list(where or []), list(
+            contains or [])) if where or contains else Filter())
         out: list[list[SearchResult]] = []
         for part in self._turns(queries):  # fair: other clients' requests go between turns
             out += await self.batchers[served.model_key].submit(
@@ -316,12 +324,12 @@ class Engine:
         its queries encoded through the batcher (searches go on meanwhile, and switch to the
         new version at once if it is promoted). ``options``: improve's. One run per collection
         at a time: :class:`Busy` while one is under way."""
-        return await self._finish_improve(name, *self._begin_improve(name, options))
+        return await self._finish_improve(name, *await self._begin_improve(name, options))
 
-    def start_improve(self, name: str, **options: Any) -> dict[str, Any]:
+    async def start_improve(self, name: str, **options: Any) -> dict[str, Any]:
         """Start :meth:`improve` in the background and return its status at once (what
         :meth:`improve_status` gives until it ends). :class:`Busy` while one is under way."""
-        future, status = self._begin_improve(name, options)
+        future, status = await self._begin_improve(name, options)
 
         async def background() -> None:
             try:
@@ -335,10 +343,10 @@ class Engine:
         task.add_done_callback(self.tasks.discard)
         return status
 
-    def _begin_improve(self, name: str, options: dict[str, Any]
-                       ) -> tuple[asyncio.Future[Any], dict[str, Any]]:
+    async def _begin_improve(self, name: str, options: dict[str, Any]
+                             ) -> tuple[asyncio.Future[Any], dict[str, Any]]:
         """Start the run in the improver thread (in the event loop); its future and status."""
-        served = self.get(name)
+        served = await self.get(name)
         if name in self.improving:
             raise Busy(f"an improve of {name!r} is already running; wait for it to finish")
         loop = asyncio.get_running_loop()
@@ -377,13 +385,13 @@ class Engine:
         finally:
             self.improving.pop(name, None)
         status.update(state="done", finished=_now(), result=result)
-        self.get(name)  # a version swapped in whole (a fine-tuned model) is served from now on
+        await self.get(name)  # a version swapped in whole (a fine-tuned model) is served from now on
         return result
 
-    def improve_status(self, name: str) -> dict[str, Any]:
+    async def improve_status(self, name: str) -> dict[str, Any]:
         """The improve of ``name`` under way, or the last one this service ran (state
         ``running``, ``done`` with its report, ``failed`` with the reason, or ``none``)."""
-        self.get(name)
+        await self.get(name)
         return self.improve_runs.get(name) or {"collection": name, "state": "none"}
 
     def _load_model_of(self, path: Address) -> None:
@@ -402,7 +410,7 @@ class Engine:
                 manifest.encoder_settings(), batch_size=self.settings.forward_batch))
         return key
 
-    def improve_soon(self, name: str) -> None:
+    async def improve_soon(self, name: str) -> None:
         """After a rating: with ``improve_every`` set, start an improve of ``name`` in the
         background when that many ratings came in since its version learned."""
         every = self.settings.improve_every
@@ -410,11 +418,11 @@ class Engine:
             return
         from ..tuning import last_ratings_used
 
-        served = self.get(name)
+        served = await self.get(name)
         if served.feedback.count_after(last_ratings_used(served.collection)) < every:
             return
 
-        self.start_improve(name, min_new=every)
+        await self.start_improve(name, min_new=every)
 
     # -- other work (threads) --------------------------------------------------------------------
 
@@ -431,7 +439,7 @@ class Engine:
         that meets a new version swapped in (an improve with ``full`` or both sides here, a
         reindex or rollback elsewhere: nothing was written) is made again on that version."""
         for attempt in range(SWAP_RETRIES + 1):
-            served = self.get(name)  # follows a swap (in the event loop: it may start a batcher)
+            served = await self.get(name)  # follows a swap
             try:
                 return served, await self.write(getattr(served.collection, operation), *args)
             except CollectionReplaced:

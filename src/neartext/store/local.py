@@ -220,25 +220,36 @@ class LocalStore(StoreBase):
         self.codec = codec(self._manifest.get("precision", "float32"), self.dim)
         if self.index_kind not in INDEX_KINDS:
             raise InputError(f"Unknown index '{self.index_kind}'; choose one of: {', '.join(INDEX_KINDS)}")
+        # Two connections, so that reading never waits for a writer: writes (one at a time in
+        # this process, under ``_write_lock``) go through ``_wconn``, which may wait up to 30 s
+        # for another process's write lock; everything else reads through ``_rconn`` (WAL:
+        # readers see the last commit and are never blocked). ``_lock`` guards the in-memory
+        # index and is never held while waiting for a write lock. ``conn`` is the writer's
+        # connection in the thread inside a write, the reader's everywhere else.
         self._lock = threading.RLock()
+        self._write_lock = threading.RLock()
+        self._writing = threading.local()
         db = self.path / "data.sqlite"
         if not db.is_file():
             raise CorruptCollection(f"{self.path}: data.sqlite is missing")
-        while True:  # the database file this connection is to (reindex swaps directories),
-            ino = os.stat(db).st_ino  # and the manifest that goes with it
-            self.conn = _connect(db)
+        while True:  # the database file these connections are to (a swap replaces the
+            ino = os.stat(db).st_ino  # directory), and the manifest that goes with it
+            self._wconn = _connect(db)
+            self._rconn = _connect(db)
             self._db_ino = os.stat(db).st_ino
             if self._db_ino == ino:
                 self._manifest = self.read_manifest()
                 if not self.replaced():
                     break
-            self.conn.close()
-        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+            self._wconn.close()
+            self._rconn.close()
+        tables = {r[0] for r in self._rconn.execute("SELECT name FROM sqlite_master")}
         if not {"meta", "documents", "passages", "staged"} <= tables:
             raise CorruptCollection(f"{db}: not a neartext collection database")
-        self.conn.create_function("nt_num", 1, as_number, deterministic=True)
-        self.conn.create_function("nt_fold", 1, lambda s: s.casefold() if s else s,
-                                  deterministic=True)
+        for conn in (self._wconn, self._rconn):
+            conn.create_function("nt_num", 1, as_number, deterministic=True)
+            conn.create_function("nt_fold", 1, lambda s: s.casefold() if s else s,
+                                 deterministic=True)
         self._filter_cache: dict[tuple, np.ndarray] = {}
         # pid -> (document, start, end) of passages found by searches: always valid, since a
         # passage id is never reused and the index returns only passages the database holds
@@ -343,31 +354,70 @@ class LocalStore(StoreBase):
     def manifest_lock(self) -> contextlib.AbstractContextManager[None]:
         return waiting(self.path / MANIFEST_LOCK)
 
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The writer's connection in a thread inside a write (:meth:`_as_writer`), else the
+        reader's."""
+        return self._wconn if getattr(self._writing, "on", False) else self._rconn
+
+    @contextlib.contextmanager
+    def _as_writer(self) -> Iterator[None]:
+        """The block runs in this thread on the writer's connection (with ``_write_lock``)."""
+        with self._write_lock:
+            outer = getattr(self._writing, "on", False)
+            self._writing.on = True
+            try:
+                yield
+            finally:
+                self._writing.on = outer
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        """One write transaction (the caller holds ``self._lock``): committed if the block
-        completes, rolled back otherwise; SQLite's storage errors (disk full, read-only, locked)
-        become one :class:`StorageError` line saying nothing was changed."""
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
+        """One write transaction on the writer's connection (taking ``_write_lock``; never
+        ``_lock``, which searches need): committed if the block completes, rolled back
+        otherwise; SQLite's storage errors (disk full, read-only, locked) become one
+        :class:`StorageError` line saying nothing was changed. A write that failed for lack
+        of space gives back what its log took (:meth:`_give_back_log`)."""
+        with self._as_writer():
+            conn = self._wconn
             try:
-                if self.replaced():
-                    raise CollectionReplaced(
-                        f"{self.path}: a new version of this collection was swapped in "
-                        "(reindex, rollback, a both-side adapter) while this write had the "
-                        "old one open; nothing was written: repeat the change (a running "
-                        "service serves the new version from its next request)")
-                yield
-                self.conn.execute("COMMIT")
-            except BaseException:
-                # SQLite may already have rolled back (a full disk does): ROLLBACK would then
-                # fail with "no transaction is active" and hide the real error.
-                if self.conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        self.conn.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as e:
-            raise storage_error(self.path, e) from None
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if self.replaced():
+                        raise CollectionReplaced(
+                            f"{self.path}: a new version of this collection was swapped in "
+                            "(reindex, rollback, a both-side adapter) while this write had the "
+                            "old one open; nothing was written: repeat the change (a running "
+                            "service serves the new version from its next request)")
+                    yield
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite may already have rolled back (a full disk does): ROLLBACK would
+                    # then fail with "no transaction is active" and hide the real error.
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as e:
+                error = storage_error(self.path, e)
+                if getattr(error, "kind", None) == "full":
+                    self._give_back_log()
+                raise error from None
+
+    def _give_back_log(self) -> None:
+        """After a write failed for lack of space: the pages it wrote to the write-ahead log
+        are of no use, and the log file keeps the space they took; truncated, it gives that
+        space back, so that freeing some is enough for the next write (a delete, say).
+        Best effort: other processes' readers may keep it from happening now."""
+        conn = self._wconn
+        try:
+            conn.execute("PRAGMA busy_timeout = 200")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error:
+            pass
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA busy_timeout = 30000")
 
     def replaced(self) -> bool:
         """Whether the directory now holds another database than the one this store opened
@@ -382,7 +432,7 @@ class LocalStore(StoreBase):
         """Hold the collection's write lock for the block: writers of every process wait
         (up to SQLite's 30 s busy timeout, then a 'locked' error), readers go on. What
         ``reindex`` takes for its last catch-up and the swap."""
-        with self._lock, self._transaction():
+        with self._transaction():
             yield
 
     @contextlib.contextmanager
@@ -474,7 +524,7 @@ class LocalStore(StoreBase):
 
     def stage_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
         rows = list(zip(hashes, self.codec.encode(np.asarray(vectors).reshape(-1, self.dim))))
-        with self._lock, self._transaction():
+        with self._transaction():
             self.conn.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?)", rows)
 
     def write(
@@ -482,7 +532,7 @@ class LocalStore(StoreBase):
         delete_ids: Sequence[str] | Filter
     ) -> WriteResult:
         replaced = {p.doc_id for p in passages}
-        with self._lock:
+        with self._write_lock:
             with self._transaction():
                 before = self.generation()
                 existing = set(self.document_hashes([d.id for d in documents]))
@@ -529,11 +579,12 @@ class LocalStore(StoreBase):
             # error that would claim the committed change did not happen.
             vecs = (np.stack([np.asarray(p.vector, dtype=np.float32) for p in passages])
                     if passages else np.zeros((0, self.dim), dtype=np.float32))
-            if self._index_gen == before:  # nobody else wrote in between: apply this write
-                self._apply_to_index(old_pids, new_pids, vecs, before + 1)
-            else:
-                self._catch_up()
-            warning = self._persist_index()
+            with self._lock:
+                if self._index_gen == before:  # nobody else wrote in between: apply this write
+                    self._apply_to_index(old_pids, new_pids, vecs, before + 1)
+                else:
+                    self._catch_up()
+                warning = self._persist_index()
             if warning:
                 result.warnings.append(warning)
             self._reclaim()
@@ -543,12 +594,13 @@ class LocalStore(StoreBase):
         """Give the pages that a write freed (staged vectors stored for good, replaced or
         deleted passages) back to the file system once they are ``at_least`` of the file: the
         database is built for incremental vacuum. Best effort: the write has committed."""
+        conn = self._wconn  # (the caller holds ``_write_lock``)
         try:
-            free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
-            pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
             if free and free >= at_least * pages:
                 # (executescript steps the pragma to the end; execute frees one page)
-                self.conn.executescript("PRAGMA incremental_vacuum;")
+                conn.executescript("PRAGMA incremental_vacuum;")
         except sqlite3.Error:
             pass
 
@@ -570,8 +622,9 @@ class LocalStore(StoreBase):
         return np.array(pids, dtype=np.int64)
 
     def close(self) -> None:
-        with self._lock:
-            self.conn.close()
+        with self._write_lock, self._lock:
+            self._wconn.close()
+            self._rconn.close()
 
     # -- search ---------------------------------------------------------------------------------
 
@@ -668,18 +721,17 @@ class LocalStore(StoreBase):
     def ensure_lexical(self) -> bool:
         """Build the full-text index if this collection has none yet (one transaction).
         Returns True when it was built now."""
-        with self._lock:
-            if self.has_keyword_index():
+        if self.has_keyword_index():
+            return False
+        with self._transaction():
+            if self.has_keyword_index():  # built by another process meanwhile
                 return False
-            with self._transaction():
-                if self.has_keyword_index():  # built by another process meanwhile
-                    return False
-                self.conn.execute(_LEXICAL_SCHEMA)
-                cur = self.conn.execute("SELECT rowid, text FROM documents")
-                while rows := cur.fetchmany(4096):
-                    self.conn.executemany("INSERT INTO lexical(rowid, terms) VALUES (?, ?)",
-                                          [(r, index_text(t)) for r, t in rows])
-            return True
+            self.conn.execute(_LEXICAL_SCHEMA)
+            cur = self.conn.execute("SELECT rowid, text FROM documents")
+            while rows := cur.fetchmany(4096):
+                self.conn.executemany("INSERT INTO lexical(rowid, terms) VALUES (?, ?)",
+                                      [(r, index_text(t)) for r, t in rows])
+        return True
 
     def doc_vectors(self, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Every passage vector of the given documents, ``doc_id -> (n_passages, dim)``."""
@@ -870,7 +922,7 @@ class LocalStore(StoreBase):
         """Rebuild the vector index from SQLite and save it; report what was found: the index
         file's generation and size against the database's, and orphaned rows (passages whose
         document is gone, documents without a passage)."""
-        with self._lock:
+        with self._write_lock, self._lock:  # (always in this order)
             before = self.index_file_info()
             with self._snapshot():
                 orphans = self.conn.execute(
@@ -894,9 +946,10 @@ class LocalStore(StoreBase):
         collection made before neartext reclaimed space is converted here); bytes saved."""
         size = (self.path / "data.sqlite").stat().st_size
         try:
-            self.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            self.conn.execute("VACUUM")
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # into the file
+            with self._as_writer():
+                self.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                self.conn.execute("VACUUM")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # into the file
         except sqlite3.OperationalError as e:
             raise storage_error(self.path, e) from None
         return size - (self.path / "data.sqlite").stat().st_size
