@@ -64,6 +64,8 @@ def test_surrogates_over_http_are_422_naming_the_field(demo_copy):
             ("/collections/feedback/search", '{"query": "crash \\ud800"}', "query"),
             ("/collections/feedback/search", '{"queries": ["ok", "\\udfff x"]}', "queries[1]"),
             ("/embed", '{"texts": ["\\ud800"]}', "texts[0]"),
+            ("/v1/embeddings", '{"input": "a \\ud800"}', "input"),
+            ("/v1/embeddings", '{"input": ["ok", "\\udc00"], "model": "default"}', "input[1]"),
             ("/collections/feedback/documents",
              '{"documents": [{"id": "s1", "text": "fine", "metadata": {"k": "\\ud800"}}]}',
              "documents[0].metadata.k"),

@@ -11,8 +11,9 @@ from ..hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, Fusion
 from ..validate import invalid_text_path
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Text(BaseModel):
+    """A request whose strings are checked: lone surrogates (valid JSON escapes, not text)
+    are refused with the field's path (422), wherever they are."""
 
     @model_validator(mode="before")
     @classmethod
@@ -23,6 +24,10 @@ class _Body(BaseModel):
             raise PydanticCustomError("invalid_text", "{path}: not valid Unicode text (a lone "
                                       "surrogate)", {"path": bad or "body"})
         return data
+
+
+class _Body(_Text):
+    model_config = ConfigDict(extra="forbid")
 
 
 class SearchRequest(_Body):
@@ -121,7 +126,7 @@ class EmbedResponse(BaseModel):
     embeddings: list[list[float]]
 
 
-class OpenAIEmbeddingsRequest(BaseModel):
+class OpenAIEmbeddingsRequest(_Text):  # (other fields OpenAI's clients send are let be)
     input: str | list[str]
     model: str = "default"
     encoding_format: Literal["float"] = "float"
