@@ -13,6 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from neartext import Collection
@@ -37,6 +38,7 @@ def small_disk(tmp_path):
 def fill(disk: Path, leave: int) -> Path:
     """Fill ``disk`` until ``leave`` bytes are free."""
     filler = disk / "filler"
+    filler.unlink(missing_ok=True)  # (its space counts as free)
     st = os.statvfs(disk)
     free = st.f_bavail * st.f_frsize
     with filler.open("wb") as f:
@@ -254,3 +256,43 @@ def test_a_full_disk_while_a_milvus_lite_collection_maps_its_vectors_changes_not
         assert len([n for n in client.list_collections() if n.startswith("full")]) == 2
     finally:
         disconnect(a, client)
+
+
+def test_a_failed_write_on_a_full_disk_gives_back_the_space_it_took(small_disk, encoder):
+    """A write that fails for lack of space leaves the disk as free as before it: the pages it
+    wrote to SQLite's log are given back. Before, each failed attempt kept them in the log
+    file (3.1 -> 4.2 MB on one failed delete), so freeing space was never enough: a handle
+    held open (as the service's) could not delete even with 4 MB freed."""
+    from neartext import Record
+    from neartext.errors import StorageError
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(2000, encoder.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    col = Collection.create(small_disk / "col", model=encoder)
+    col.upsert([Record(f"d{i}", f"document {i} about {('billing', 'crash', 'ui')[i % 3]}",
+                       {"topic": ("billing", "crash", "ui")[i % 3]}, vector=vectors[i])
+                for i in range(2000)], vectors_from="same")
+    col.close()
+    col = Collection.open(small_disk / "col")  # as a service opens it: its log emptied
+    wal = small_disk / "col" / "data.sqlite-wal"
+    try:
+        for topic in ("billing", "crash"):  # twice: the first success leaves a log behind
+            fill(small_disk, 0)
+            for freed_mb in range(0, 7):
+                fill(small_disk, freed_mb << 20)
+                free = shutil.disk_usage(small_disk).free
+                try:
+                    removed = col.delete_where(f"topic={topic}")
+                    break
+                except StorageError as e:
+                    assert e.kind == "full", e
+                    assert shutil.disk_usage(small_disk).free >= free - (64 << 10), freed_mb
+                    assert not wal.exists() or wal.stat().st_size <= 64 << 10
+            else:
+                raise AssertionError(f"deleting {topic} failed with 6 MB freed")
+            assert removed == 667 and freed_mb <= 5, (topic, freed_mb)
+        (small_disk / "filler").unlink()
+        assert len(col) == 666 and not col.matching("topic=billing")
+    finally:
+        col.close()
