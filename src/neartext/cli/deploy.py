@@ -39,6 +39,9 @@ def register(sub: Any) -> None:
                    help="queries x k per search request")
     g.add_argument("--max-batch", type=int, default=SS.max_batch,
                    help="texts encoded together from concurrent requests (1: no micro-batching)")
+    g.add_argument("--max-batch-tokens", type=int, default=SS.max_batch_tokens,
+                   help="work encoded together, in tokens estimated from the characters: a "
+                        "request costing more runs in turns, other clients' requests between")
     g.add_argument("--max-wait-ms", type=float, default=SS.max_wait_ms,
                    help="how long a batch waits for more requests")
     g.add_argument("--forward-batch", type=int, default=SS.forward_batch,
@@ -139,7 +142,8 @@ def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
         args.collections, api_key=api_key, model=args.model, max_results=args.max_results,
         max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
         max_text_chars=args.max_text_chars, max_k=args.max_k, max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms, forward_batch=args.forward_batch,
+        max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms,
+        forward_batch=args.forward_batch,
         improve_every=args.improve_every)
     names = ", ".join(settings.collections) or "no collections"
     auth = "API key required" if settings.api_key else "no API key"

@@ -28,15 +28,20 @@ J = TypeVar("J")
 
 class MicroBatcher(Generic[J]):
     """Collect concurrent jobs into batches for ``handler(jobs) -> results`` (an Exception in
-    the results fails only its own job)."""
+    the results fails only its own job). A batch holds at most ``max_items`` items (``size``
+    of each job) and, with ``max_cost``, at most that much work (``cost`` of each job, e.g. the
+    tokens it encodes); the first job of a batch is always taken."""
 
     def __init__(self, handler: Callable[[list[J]], Sequence[Any]], *, max_items: int = 64,
                  max_wait: float = 0.002, size: Callable[[J], int] = lambda _: 1,
+                 max_cost: int | None = None, cost: Callable[[J], int] = lambda _: 0,
                  name: str = "neartext-batch") -> None:
         self.handler = handler
         self.max_items = max(1, max_items)
         self.max_wait = max(0.0, max_wait)
         self.size = size
+        self.max_cost = max_cost
+        self.cost = cost
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._queue: asyncio.Queue[tuple[J, asyncio.Future]] | None = None
         self._task: asyncio.Task | None = None
@@ -92,11 +97,12 @@ class MicroBatcher(Generic[J]):
             pending = None
             batch = [first]
             total = self.size(first[0])
+            spent = self.cost(first[0])
             # Wait for company only under load (the last batch was shared): a lone client
             # pays no added latency, concurrent ones fill bigger batches.
             wait = self.max_wait if self._last_batch > 1 else 0.0
             deadline = time.monotonic() + wait
-            while total < self.max_items:
+            while total < self.max_items and (self.max_cost is None or spent < self.max_cost):
                 try:
                     item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -107,11 +113,14 @@ class MicroBatcher(Generic[J]):
                         item = await asyncio.wait_for(self._queue.get(), left)
                     except asyncio.TimeoutError:
                         break
-                if total + self.size(item[0]) > self.max_items:
+                size, cost = self.size(item[0]), self.cost(item[0])
+                if total + size > self.max_items or (
+                        self.max_cost is not None and spent + cost > self.max_cost):
                     pending = item  # starts the next batch
                     break
                 batch.append(item)
-                total += self.size(item[0])
+                total += size
+                spent += cost
             live = [(j, f) for j, f in batch if not f.done()]  # skip jobs whose client went away
             if not live:
                 continue

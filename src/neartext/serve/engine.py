@@ -97,7 +97,23 @@ class Served:
 
 
 def _job_size(job: Job) -> int:
-    return len(job.texts if isinstance(job, EncodeJob) else job.queries)
+    return len(_job_texts(job))
+
+
+def _job_texts(job: Job) -> list[str]:
+    return job.texts if isinstance(job, EncodeJob) else job.queries
+
+
+#: characters per token when a text's cost is estimated (wordpieces of English run to about
+#: four characters; the estimate only shapes turns and batches)
+CHARS_PER_TOKEN = 4
+
+
+def text_cost(text: str, max_tokens: int | None) -> int:
+    """The work of encoding ``text`` in estimated tokens (a model truncates at
+    ``max_tokens``)."""
+    tokens = len(text) // CHARS_PER_TOKEN + 2
+    return tokens if max_tokens is None else min(tokens, max_tokens)
 
 
 def _model_key(settings: dict[str, Any], name: str) -> str:
@@ -164,9 +180,12 @@ class Engine:
 
     def _start_batcher(self, key: str, enc: Encoder) -> None:
         """The micro-batcher of one model (called in the event loop)."""
+        cap = enc.max_tokens
         b: MicroBatcher[Job] = MicroBatcher(
             functools.partial(self._handle, enc), max_items=self.settings.max_batch,
-            max_wait=self.settings.max_wait_ms / 1000, size=_job_size)
+            max_wait=self.settings.max_wait_ms / 1000, size=_job_size,
+            max_cost=self.settings.max_batch_tokens,
+            cost=lambda job: sum(text_cost(t, cap) for t in _job_texts(job)))
         b.start_now()
         self.batchers[key] = b
 
@@ -241,12 +260,26 @@ class Engine:
 
     async def _encode_with(self, key: str, texts: list[str], kind: Kind) -> np.ndarray:
         batcher = self.batchers[key]
-        parts = [await batcher.submit(EncodeJob(part, kind)) for part in self._turns(texts)]
+        parts = [await batcher.submit(EncodeJob(part, kind)) for part in self._turns(texts, key)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _turns(self, items: list[str]) -> list[list[str]]:
-        n = max(1, self.settings.max_batch)
-        return [items[i:i + n] for i in range(0, len(items), n)] or [items]
+    def _turns(self, items: list[str], key: str) -> list[list[str]]:
+        """``items`` in turns of at most ``max_batch`` texts costing at most
+        ``max_batch_tokens`` (a turn holds one text at least): the work one request gets
+        before other clients' requests go next."""
+        n, budget = max(1, self.settings.max_batch), self.settings.max_batch_tokens
+        cap = self.encoders[key].max_tokens
+        turns: list[list[str]] = []
+        turn: list[str] = []
+        spent = 0
+        for text in items:
+            cost = text_cost(text, cap)
+            if turn and (len(turn) == n or spent + cost > budget):
+                turns.append(turn)
+                turn, spent = [], 0
+            turn.append(text)
+            spent += cost
+        return [*turns, turn] if turn or not turns else turns
 
     async def search(self, name: str, queries: list[str], options: SearchOptions | Named,
                      where: Sequence[str] | None = None, contains: Sequence[str] | None = None
@@ -255,7 +288,7 @@ class Engine:
         flt = (await self.in_thread(served.collection.make_filter, list(where or []), list(
             contains or [])) if where or contains else Filter())
         out: list[list[SearchResult]] = []
-        for part in self._turns(queries):  # fair: other clients' requests go between turns
+        for part in self._turns(queries, served.model_key):  # other clients go between turns
             out += await self.batchers[served.model_key].submit(
                 SearchJob(served.collection, part, options, flt))
         return out

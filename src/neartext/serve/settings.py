@@ -40,8 +40,12 @@ class ServeSettings:
     """Everything :func:`neartext.serve.create_app` needs.
 
     Limits are answered with 413 (body size, texts per request, queries x k above
-    ``max_results``) or 422 (text length, k). A request with more texts than ``max_batch`` is
-    encoded and searched in turns of ``max_batch``, so requests of other clients go between them.
+    ``max_results``) or 422 (text length, k). A request with more texts than ``max_batch``, or
+    texts costing more than ``max_batch_tokens`` (tokens estimated from the characters, at
+    most the model's limit per text), is encoded and searched in turns of that much, so
+    requests of other clients go between them: a client sending long texts cannot hold the
+    model for longer than a turn (on the 2-core machine a turn of 1,024 tokens is four long
+    texts, about a quarter of a second).
     ``max_batch``/``max_wait_ms`` shape micro-batching: concurrent requests are encoded together
     in batches of up to ``max_batch`` texts, waiting at most ``max_wait_ms`` for more to arrive;
     ``max_batch=1`` encodes each request on its own. A micro-batch is encoded in forward passes
@@ -62,13 +66,14 @@ class ServeSettings:
     max_k: int = 1000
     max_results: int = 10_000  # queries x k in one search request
     max_batch: int = 64
+    max_batch_tokens: int = 1024
     max_wait_ms: float = 2.0
     forward_batch: int = 8
     improve_every: int | None = None  # run ``improve`` after this many new ratings
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_texts", "max_text_chars", "max_k", "max_results",
-                     "max_batch", "forward_batch"):
+                     "max_batch", "max_batch_tokens", "forward_batch"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 "
                                  f"(got {getattr(self, name)})")
