@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from neartext.serve import ServeSettings, create_app
+from neartext.serve.http import server_config
 
 
 def free_port() -> int:
@@ -29,8 +30,7 @@ def running(settings: ServeSettings):
     """Yield a :class:`Client` for a server started with ``settings``; stopped on exit."""
     port = free_port()
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 120

@@ -378,3 +378,87 @@ def test_serve_stops_promptly_on_sigint_after_in_flight_requests(demo_copy):
     assert answer == {"status": 200, "rows": 200}  # the request in flight was answered
     assert proc.returncode == 0 and took < 10, (proc.returncode, took)
     assert "Traceback" not in proc.stderr.read().decode()
+
+
+# -- the third hostile run's small holes (issue 33) ---------------------------------------------
+
+def test_options_and_rows_that_were_accepted_are_refused_in_one_line(capsys, tmp_path,
+                                                                     demo_copy):
+    # NaN and infinity are numbers to Python, not a margin, threshold or weight
+    with pytest.raises(SystemExit) as exit_:
+        from neartext.cli import main
+
+        main(["tune", str(demo_copy), "--pairs", "p.csv", "--margin", "nan"])
+    assert exit_.value.code == 2 and "'nan' is not a finite number" in capsys.readouterr().err
+    from neartext.tuning import tune
+
+    with Collection.open(demo_copy) as col, pytest.raises(InputError, match="--margin"):
+        tune(col, tmp_path / "none.csv", margin=float("nan"))
+    cli_error(capsys, ["mine", str(demo_copy), "--method", "approx", "--nprobe", "0"],
+              "nprobe must be a whole number >= 1 (got 0)")
+    objects = tmp_path / "objects.jsonl"
+    objects.write_text('{"id": "1", "text": "fine"}\n{"id": "2", "text": {"a": 1}}\n')
+    cli_error(capsys, ["index", str(objects), "-c", str(tmp_path / "c"), "--id", "id"],
+              "objects.jsonl: line 2: column 'text' holds an object, not text")
+    nul_id = tmp_path / "ids.csv"
+    nul_id.write_text("id,text\nok,fine\nbad\x01id,text\n")
+    cli_error(capsys, ["index", str(nul_id), "-c", str(tmp_path / "c"), "--id", "id"],
+              "ids.csv: row 3", "control character")
+    assert not (tmp_path / "c").exists()
+    # a map's clustering options are checked before the projection (37.7 s before)
+    t0 = time.perf_counter()
+    cli_error(capsys, ["map", str(demo_copy), "-o", str(tmp_path / "m.png"), "--color-by",
+                       "cluster", "--method", "kmeans", "--k", "1"], "k must be")
+    assert time.perf_counter() - t0 < 5 and not (demo_copy / "cache").exists()
+
+
+def test_filters_show_the_grammar_they_take(capsys):
+    """``==`` is the grammar's other spelling of ``=`` (it was taken, and right, but the help
+    and the errors did not show it, so a delete with it looked like a misparse)."""
+    from neartext.cli import main
+    from neartext.filters import parse_expression
+
+    assert parse_expression("topic==billing") == parse_expression("topic=billing")
+    for command in ("search", "delete"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "= (or ==) != >= <= > <" in text and "| (or), & (and), ! (not)" in text
+    with pytest.raises(InputError, match=r"= may be written =="):
+        parse_expression("topic=<billing")
+
+
+def test_ids_and_field_names_that_cannot_be_kept_are_refused(demo_copy, encoder):
+    with Collection.open(demo_copy, model=encoder) as col:
+        for record, needle in ((Record("   ", "blank id"), "blank"),
+                               (Record("a\x00b", "nul in id"), "control character"),
+                               (Record("ok", "key", {"to\x00pic": "x"}), "control character"),
+                               (Record("ok", "key", {"": "x"}), "blank")):
+            with pytest.raises(InputError, match=needle):
+                col.upsert([record])
+        assert len(col) == 247 and "to" not in col.store.metadata_fields()
+
+
+def test_http_bodies_the_parser_or_the_store_cannot_take_are_4xx_json(server):
+    for doc, needle in (({"id": "x", "text": "t", "metadata": {"to\u0000pic": 1}}, "control"),
+                        ({"id": "   ", "text": "t"}, "blank"),
+                        ({"id": "a\u0000b", "text": "t"}, "control")):
+        status, body = server.call("POST", "/collections/feedback/documents",
+                                   {"documents": [doc]})
+        assert status == 422 and needle in body["detail"], (doc, status, body)
+    status, body = server.call("GET", "/collections/feedback")
+    assert "to" not in body["metadata_fields"] and body["documents"] == 247
+    import socket
+
+    host, port = server.base.split("//")[1].split(":")
+    for length in (b"-1", b"abc"):
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"POST /collections/feedback/search HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: " + length +
+                      b"\r\n\r\n{}")
+            raw = b""
+            while chunk := s.recv(4096):
+                raw += chunk
+        head, _, payload = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, raw
+        assert "not valid HTTP" in json.loads(payload)["detail"]

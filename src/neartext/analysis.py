@@ -163,7 +163,7 @@ def mine(
 ) -> MiningResult:
     """Every pair of documents scoring ``>= threshold``, best first (see :mod:`neartext.mining`)."""
     t = resolve_threshold(col, threshold, "mine")
-    check_mining_args(t, top_k, max_pairs, method)
+    check_mining_args(t, top_k, max_pairs, method, nprobe)
     if verify is not None and verify < 1:
         raise InputError(f"verify must be >= 1 (got {verify})")
     t0 = time.perf_counter()

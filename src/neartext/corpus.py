@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import CorpusFileNotFound, InputError, MissingExtra
 from .readers import delimited_rows, jsonl_values, lines, read_text
-from .validate import invalid_text_path
+from .validate import check_id, invalid_text_path
 
 FORMATS = ("txt", "csv", "tsv", "jsonl", "parquet")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?")
@@ -180,6 +180,11 @@ def _read_file(
         if bad is not None:  # JSON escapes and parquet strings can hold lone surrogates
             raise InputError(f"{p}: {'row' if fmt == 'parquet' else 'line'} {row_no}: field "
                              f"'{bad}' is not valid Unicode text (a lone surrogate)")
+        for c in [*text_cols, *([id_column] if id_column else [])]:
+            if isinstance(row.get(c), (dict, list)):
+                kind = "an object" if isinstance(row[c], dict) else "a list"
+                raise InputError(f"{p}: {'row' if fmt == 'parquet' else 'line'} {row_no}: "
+                                 f"column '{c}' holds {kind}, not text")
         parts = [_as_text(row.get(c)) for c in text_cols]
         body = join_with.join(s for s in parts if s)
         meta = {k: v for k, v in row.items()
@@ -187,6 +192,11 @@ def _read_file(
         rid = _as_text(row.get(id_column)).strip() if id_column else ""
         if id_column and not rid:
             raise InputError(f"{p}: row {row_no}: empty id in column '{id_column}'")
+        if rid:
+            try:
+                check_id(rid)
+            except InputError as e:
+                raise InputError(f"{p}: row {row_no}: {e}") from None
         vec = None
         if vectors is not None:
             if row.get(vectors) is None:

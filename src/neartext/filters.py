@@ -37,7 +37,11 @@ from typing import Any
 
 from .errors import InputError
 
-OPERATORS = ("=", "!=", ">=", "<=", ">", "<")
+OPERATORS = ("=", "!=", ">=", "<=", ">", "<")  # and "==", the same as "="
+#: the grammar in a line, for help texts and errors
+WHERE_HELP = ("metadata filter: FIELD OP VALUE with OP one of = (or ==) != >= <= > <; combine "
+              "with | (or), & (and), ! (not) and parentheses; repeat for AND "
+              "(e.g. \"(topic=billing|topic=refund)&!platform=ios\")")
 _EXPR = re.compile(r"^\s*([^\s=!<>]+)\s*(==|!=|>=|<=|=|>|<)\s*(.*?)\s*$", re.DOTALL)
 _HEAD = re.compile(r"\s*[^\s=!<>|&()]+\s*(?:==|!=|>=|<=|=|>|<)\s*")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
@@ -107,7 +111,7 @@ def parse_condition(expr: str) -> Condition:
     if not m or not m.group(3) or m.group(3)[0] in "=<>!":
         raise InputError(
             f"bad filter '{expr}'; write FIELD OP VALUE with OP one of: {', '.join(OPERATORS)} "
-            "(e.g. --where \"year>=2022\")"
+            "(= may be written ==; e.g. --where \"year>=2022\")"
         )
     name, op, raw = m.group(1), m.group(2), m.group(3)
     op = "=" if op == "==" else op

@@ -30,7 +30,7 @@ from .progress import progress_bar
 from .results import IndexReport
 from .searching import check_threshold
 from .store import Document, Passage
-from .validate import check_text, check_value
+from .validate import check_field_names, check_id, check_text, check_value
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -160,8 +160,12 @@ def upsert_parts(col: Collection, parts: Iterable[Part], *, progress: bool = Fal
 def check_records(records: Sequence[Record]) -> None:
     """Ids unique within one upsert, and every id, text and metadata value valid text."""
     for r in records:
-        check_text(r.id, "a document id")
+        check_id(r.id)
+        if not isinstance(r.text, str):
+            raise InputError(f"document {r.id!r}: text must be a string, got "
+                             f"{type(r.text).__name__}")
         check_text(r.text, f"document {r.id!r}: text")
+        check_field_names(r.metadata, f"document {r.id!r}")
         check_value(r.metadata, f"document {r.id!r}: metadata")
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):

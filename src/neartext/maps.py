@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import html
 import json
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -170,8 +171,7 @@ def map_clusters(col: Collection, proj: Projection, method: str, *,
     from .clustering import cluster_vectors, describe, document_matrix
 
     n = len(proj.ids)
-    if method == "kmeans" and k is None:
-        k = max(2, min(20, round((n / 2) ** 0.5)))
+    k = map_k(n, method, k)
     if method == "community":
         return col.cluster(method, threshold=threshold, k=k, min_size=min_size, seed=seed,
                            central=central, progress=progress)
@@ -185,13 +185,30 @@ def map_clusters(col: Collection, proj: Projection, method: str, *,
                     {**params, "space": "map"}, central=central, started=t0)
 
 
+def map_k(n: int, method: str, k: int | None) -> int | None:
+    """K-means' clusters on a map of ``n`` points: ``k``, else about sqrt(n/2) (2 to 20)."""
+    if method == "kmeans" and k is None:
+        return max(2, min(20, round(math.sqrt(n / 2))))
+    return k
+
+
 def projected(col: Collection, *, color_by: str | None = None, sample: int | None = None,
               seed: int = 42, method: str = "community", threshold: float | None = None,
               k: int | None = None, min_size: int = 3, progress: bool = False
               ) -> tuple[Projection, Any]:
     """The projection and, for ``color_by="cluster"``, the clusters to colour it: what the
-    ``map`` command and the service's map view draw."""
+    ``map`` command and the service's map view draw. Options are checked before the
+    projection is computed (it takes a while)."""
+    from .clustering import check_cluster_args
+
     check_color_by(col, color_by)
+    if k is not None and k < 2:
+        raise InputError(f"k must be at least 2 (got {k})")
+    if color_by == "cluster":
+        n = len(col) if sample is None else min(sample, len(col))
+        check_cluster_args(method, n, k=map_k(n, method, k),  # (k-means has no minimum size)
+                           min_size=2 if method == "kmeans" else min_size,
+                           threshold=0.0 if threshold is None else threshold)
     proj = project(col, sample=sample, seed=seed, progress=progress)
     clusters = (map_clusters(col, proj, method, threshold=threshold, k=k, min_size=min_size,
                              seed=seed, progress=progress) if color_by == "cluster" else None)

@@ -53,8 +53,11 @@ class Pairs:
         return len(self.score)
 
 
-def check_mining_args(threshold: float, top_k: int, max_pairs: int | None, method: str) -> None:
+def check_mining_args(threshold: float, top_k: int, max_pairs: int | None, method: str,
+                      nprobe: int | None = None) -> None:
     """Validate mining options with messages that name the bad value."""
+    if nprobe is not None and (not isinstance(nprobe, int) or nprobe < 1):
+        raise InputError(f"nprobe must be a whole number >= 1 (got {nprobe})")
     if not -1.0 <= threshold <= 1.0:
         raise InputError(f"threshold must be between -1 and 1 (got {threshold})")
     if not isinstance(top_k, int) or top_k < 1:
@@ -90,7 +93,7 @@ def mine_pairs(
         compute: where the approximate path's cell self-joins run (a
             :class:`neartext.compute.RayCompute`: Ray tasks); ``auto`` is then ``approx``.
     """
-    check_mining_args(threshold, top_k, max_pairs, method)
+    check_mining_args(threshold, top_k, max_pairs, method, nprobe)
     if compute is not None and method == "exact":
         raise InputError("--ray runs the approximate path's cell self-joins on Ray; use "
                          "--method approx (or auto), or drop --ray for exact mining")

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -419,6 +420,10 @@ def tune(
     the rankings measured (the long part on a large collection) as they go."""
     if pairs is None and not feedback:
         raise InputError("give training pairs (--pairs FILE), --feedback, or both")
+    if not math.isfinite(margin):
+        raise InputError(f"--margin must be a finite number (got {margin})")
+    if not 0 < held_out < 1:
+        raise InputError(f"--held-out must be a share between 0 and 1 (got {held_out})")
     check_kind(kind, side)
     if side == "both":
         _check_both(col)

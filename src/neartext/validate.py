@@ -55,6 +55,45 @@ def invalid_text_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+_CONTROL = {*range(0, 32), 127}
+
+
+def _control_at(text: str) -> int | None:
+    for i, ch in enumerate(text):
+        if ord(ch) in _CONTROL:
+            return i
+    return None
+
+
+def check_id(doc_id: Any) -> None:
+    """A document id: text that is not blank and holds no control character (a NUL cut ids
+    short in SQLite's JSON functions; ids are shown, typed and put in URLs)."""
+    if not isinstance(doc_id, str):
+        raise InputError(f"a document id must be text, got {type(doc_id).__name__} {doc_id!r}")
+    check_text(doc_id, "a document id")
+    if not doc_id.strip():
+        raise InputError(f"a document id is blank ({doc_id!r}); give every document an id with "
+                         "some text")
+    at = _control_at(doc_id)
+    if at is not None:
+        raise InputError(f"document id {doc_id!r}: a control character (U+{ord(doc_id[at]):04X}) "
+                         f"at character {at + 1}")
+
+
+def check_field_names(metadata: Any, what: str) -> None:
+    """Metadata field names: non-empty text without control characters (a NUL made SQLite list
+    ``"to\\u0000pic"`` as the field ``to``)."""
+    if not isinstance(metadata, dict):
+        raise InputError(f"{what}: metadata must be a mapping of field names to values")
+    for key in metadata:
+        if not isinstance(key, str) or not key.strip():
+            raise InputError(f"{what}: a metadata field name is blank ({key!r})")
+        at = _control_at(key)
+        if at is not None:
+            raise InputError(f"{what}: metadata field {key!r}: a control character "
+                             f"(U+{ord(key[at]):04X}) at character {at + 1}")
+
+
 def check_value(value: Any, what: str) -> None:
     """:func:`check_text` for every string inside ``value`` (metadata, request bodies)."""
     bad = invalid_text_path(value)

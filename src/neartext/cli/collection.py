@@ -10,6 +10,7 @@ from typing import Any
 
 from ..encoders.base import POOLING_MODES
 from ..errors import InputError
+from ..filters import WHERE_HELP
 from .common import (
     add_corpus_options,
     add_index_options,
@@ -21,6 +22,7 @@ from .common import (
     add_vector_options,
     again_after_swap,
     at_least_one,
+    finite_float,
     milvus_options,
     on_ray,
     print_report,
@@ -83,9 +85,8 @@ def register(sub: Any) -> None:
     p.add_argument("query", nargs="?", help="the query text (or use --queries FILE)")
     p.add_argument("--queries", dest="queries_file", help="a file with one query per line")
     p.add_argument("-k", type=int, default=10, help="results per query (default 10)")
-    p.add_argument("--threshold", type=float, help="minimum score, in [-1, 1]")
-    p.add_argument("--where", action="append", default=[],
-                   help="metadata condition, e.g. 'year>=2022' (repeat for AND)")
+    p.add_argument("--threshold", type=finite_float, help="minimum score, in [-1, 1]")
+    p.add_argument("--where", action="append", default=[], metavar="EXPR", help=WHERE_HELP)
     p.add_argument("--contains", action="append", default=[],
                    help="only texts containing this word (repeatable)")
     add_mode_options(p)
@@ -99,9 +100,7 @@ def register(sub: Any) -> None:
                                    "--yes).")
     p.add_argument("collection")
     p.add_argument("ids", nargs="*", help="ids of the documents to remove")
-    p.add_argument("--where", action="append", metavar="EXPR",
-                   help="metadata filter: FIELD OP VALUE, | (or), & (and), ! (not), "
-                        "parentheses; repeat for AND")
+    p.add_argument("--where", action="append", metavar="EXPR", help=WHERE_HELP)
     p.add_argument("--contains", action="append", metavar="WORD",
                    help="only documents containing this word (repeat for AND)")
     p.add_argument("--yes", action="store_true", help="delete what the filter selects without asking")

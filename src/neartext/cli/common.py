@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,6 +16,18 @@ from ..errors import SWAP_RETRIES, CollectionReplaced, InputError
 from ..hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
 from ..store.codec import PRECISIONS
 from ..store.local import INDEX_KINDS
+
+
+def finite_float(text: str) -> float:
+    """An option's number: argparse's ``type`` for every float option (``nan`` and ``inf``
+    parse as floats but mean nothing as a threshold, margin or weight)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -42,7 +55,7 @@ def add_ray_options(p: argparse.ArgumentParser, batch_size: bool = False,
     if not actors:
         return
     g.add_argument("--actors", type=int, default=2, help="encoder actors (default 2)")
-    g.add_argument("--gpus-per-actor", type=float, default=0.0)
+    g.add_argument("--gpus-per-actor", type=finite_float, default=0.0)
     if batch_size:
         g.add_argument("--batch-size", type=int, default=256, help="texts per actor call (256)")
 
@@ -110,7 +123,7 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("clustering")
     g.add_argument("--method", default="community", choices=CLUSTER_METHODS,
                    help="community (at --threshold), kmeans (--k clusters) or hdbscan")
-    g.add_argument("--threshold", type=float,
+    g.add_argument("--threshold", type=finite_float,
                    help="community: cosine linking a text to a centre (default: the calibrated "
                         "threshold, else 0.75)")
     g.add_argument("--min-size", type=int, default=3, help="community/hdbscan: smallest cluster (3)")
@@ -129,14 +142,14 @@ def add_mode_options(p: argparse.ArgumentParser, repeat: bool = False) -> None:
                             "(both); default: the collection's tuned ranking, else semantic")
     p.add_argument("--fusion", default=None if not repeat else DEFAULT_FUSION, choices=FUSIONS,
                    help="hybrid: weighted blend (default) or reciprocal rank fusion")
-    p.add_argument("--alpha", type=float, default=None if not repeat else DEFAULT_ALPHA,
+    p.add_argument("--alpha", type=finite_float, default=None if not repeat else DEFAULT_ALPHA,
                    help=f"blend: weight of the cosine, the rest goes to BM25 (default {DEFAULT_ALPHA})")
 
 
 def add_threshold(p: argparse.ArgumentParser, op: str) -> None:
     from ..analysis import DEFAULT_THRESHOLDS
 
-    p.add_argument("--threshold", type=float,
+    p.add_argument("--threshold", type=finite_float,
                    help=f"minimum similarity (default: the collection's calibrated threshold, "
                         f"else {DEFAULT_THRESHOLDS[op]})")
 
@@ -149,7 +162,7 @@ def add_pair_columns(p: argparse.ArgumentParser) -> None:
 
 
 def add_near_dup_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--skip-near-duplicates", type=float, metavar="T",
+    p.add_argument("--skip-near-duplicates", type=finite_float, metavar="T",
                    help="skip incoming texts scoring >= T against the collection or each other")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, MissingExtra
-from .common import add_output_options, resolve_api_key
+from .common import add_output_options, finite_float, resolve_api_key
 
 
 def register(sub: Any) -> None:
@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
     g.add_argument("--max-batch-tokens", type=int, default=SS.max_batch_tokens,
                    help="work encoded together, in tokens estimated from the characters: a "
                         "request costing more runs in turns, other clients' requests between")
-    g.add_argument("--max-wait-ms", type=float, default=SS.max_wait_ms,
+    g.add_argument("--max-wait-ms", type=finite_float, default=SS.max_wait_ms,
                    help="how long a batch waits for more requests")
     g.add_argument("--forward-batch", type=int, default=SS.forward_batch,
                    help="texts per forward pass within a batch (small passes pad less)")
@@ -101,7 +101,7 @@ def register(sub: Any) -> None:
     p.add_argument("--show", default="text",
                    help="fields in an answer, comma-separated: text and/or metadata columns")
     p.add_argument("--photo-column", help="metadata column holding an image URL: answers are photos")
-    p.add_argument("--threshold", type=float, help="minimum score of an answer")
+    p.add_argument("--threshold", type=finite_float, help="minimum score of an answer")
     p.add_argument("--per-minute", type=int, default=20, help="questions per chat per minute (20)")
     p.add_argument("--max-chars", type=int, default=500, help="longest question (500 characters)")
     for name, what in (("start", "/start"), ("help", "/help"), ("nothing", "no-answer")):

@@ -12,7 +12,14 @@ from ..adapters import SIDES as ADAPTER_SIDES
 from ..errors import InputError
 from ..training.losses import LOSSES
 from ..tuning import DEFAULT_MARGIN
-from .common import add_mode_options, add_output_options, add_pair_columns, at_least_one, show_progress
+from .common import (
+    add_mode_options,
+    add_output_options,
+    add_pair_columns,
+    at_least_one,
+    finite_float,
+    show_progress,
+)
 
 
 def register(sub: Any) -> None:
@@ -29,7 +36,7 @@ def register(sub: Any) -> None:
                        help="model name or path (repeat to compare; default: default)")
         add_pair_columns(q)
         if kind == "pairs":
-            q.add_argument("--min-precision", type=float,
+            q.add_argument("--min-precision", type=finite_float,
                            help="also report the lowest threshold with at least this precision")
             q.add_argument("--plot", metavar="PNG",
                            help="write a histogram of both classes' scores with the best-F1 threshold")
@@ -70,10 +77,10 @@ def register(sub: Any) -> None:
     p.add_argument("--base", default="default", help="model to start from: name or path (default: default)")
     p.add_argument("--loss", choices=list(LOSSES),
                    help="override the loss chosen from the data format")
-    p.add_argument("--epochs", type=float, default=1.0, help="passes over the data (default 1)")
-    p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=2e-5,
+    p.add_argument("--epochs", type=finite_float, default=1.0, help="passes over the data (default 1)")
+    p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=finite_float, default=2e-5,
                    help="peak learning rate (default 2e-5)")
-    p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps warming up (0.1)")
+    p.add_argument("--warmup", type=finite_float, default=0.1, help="fraction of steps warming up (0.1)")
     p.add_argument("--batch-size", default=None,
                    help="rows per step, or 'auto': the largest that fits, found by trial "
                         "(default: 32 for mnrl, 128 for cached-mnrl, 16 for the others)")
@@ -84,7 +91,7 @@ def register(sub: Any) -> None:
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval", dest="eval_file", help="evaluation file, measured before, after each epoch "
                                                     "and after training; the best epoch is kept")
-    g.add_argument("--eval-split", type=float,
+    g.add_argument("--eval-split", type=finite_float,
                    help="hold out this fraction instead (default: 0.1 from 200 rows up; 0: none)")
     g = p.add_argument_group("data")
     g.add_argument("--anchor", help="first text column (name or 1-based position)")
@@ -98,7 +105,7 @@ def register(sub: Any) -> None:
                    help="pairs: add the closest wrong positive to each pair as a hard negative")
     g = p.add_argument_group("run")
     g.add_argument("--save-steps", type=int, help="checkpoint (and evaluate) every N steps, not per epoch")
-    g.add_argument("--memory-budget", type=float, metavar="GB",
+    g.add_argument("--memory-budget", type=finite_float, metavar="GB",
                    help="memory a training step may add: with pairs/triplets a step over it uses "
                         "the gradient cache (default 2); --batch-size auto: the search's budget "
                         "(default: half of what is free)")
@@ -111,7 +118,7 @@ def register(sub: Any) -> None:
                                          "store it in the collection")
     p.add_argument("collection")
     p.add_argument("--pairs", required=True, help="two texts + 0/1 label per row")
-    p.add_argument("--min-precision", type=float,
+    p.add_argument("--min-precision", type=finite_float,
                    help="choose the threshold with most recall at this precision "
                         "(default: best F1)")
     add_pair_columns(p)
@@ -134,7 +141,7 @@ def register(sub: Any) -> None:
                    help="fine-tune the collection's model (sentence-transformers; at least 200 "
                         "pairs) and re-embed the documents as the new version, instead of an "
                         "adapter; promoted only on a held-out gain")
-    p.add_argument("--epochs", type=float, default=1.0, help="--full: training epochs (1)")
+    p.add_argument("--epochs", type=finite_float, default=1.0, help="--full: training epochs (1)")
     p.set_defaults(handler=_cmd_improve)
 
     p = sub.add_parser("versions", help="a collection's versions (model, adapter, metrics)")
@@ -153,7 +160,7 @@ def register(sub: Any) -> None:
     p.add_argument("--model", default="default", help="a sentence-transformers model: name or path")
     p.add_argument("--sts", help="pairs with a similarity score to measure quality (Spearman)")
     p.add_argument("--pairs", help="(query, passage) rows to measure retrieval MRR@10 instead")
-    p.add_argument("--tolerance", type=float, default=1.0,
+    p.add_argument("--tolerance", type=finite_float, default=1.0,
                    help="points of quality a faster backend may lose (default 1)")
     p.add_argument("--keep", metavar="DIR", help="keep the built backends here (default: a temp dir)")
     p.add_argument("--rounds", type=int, default=2, help="timing rounds per backend (2)")
@@ -311,9 +318,9 @@ def _tune_options(p: Any) -> None:
                    help="query (default: the documents' vectors stay), or both: the documents "
                         "are mapped too (their stored vectors, without the encoder), for "
                         "paraphrases, mining and dedup; linear, lowrank or diagonal")
-    p.add_argument("--held-out", type=float, default=0.2,
+    p.add_argument("--held-out", type=finite_float, default=0.2,
                    help="share of queries held out to measure before/after (default 0.2)")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+    p.add_argument("--margin", type=finite_float, default=DEFAULT_MARGIN,
                    help=f"MRR@10 gain needed to promote (default {DEFAULT_MARGIN})")
     p.add_argument("--force", action="store_true", help="promote even without a gain")
     p.add_argument("--seed", type=int, default=0)

@@ -27,9 +27,10 @@ def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
     """Serve until interrupted. ``on_ready(url)`` is called once the socket accepts requests."""
     import uvicorn
 
+    from .http import server_config
+
     app = create_app(settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                            timeout_graceful_shutdown=5)
+    config = server_config(app, host, port, log_level=log_level, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     if on_ready is not None:
         startup = server.startup
