@@ -114,7 +114,19 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+#: gRPC channel settings of every Milvus client. Keep-alive pings no more often than gRPC
+#: servers accept by default (5 minutes; Milvus Lite's server keeps gRPC's defaults, Milvus'
+#: own accepts pings every 5 s) and none without a call under way: pymilvus pings every 10 s,
+#: and on a loaded machine Milvus Lite's server answered GOAWAY "too_many_pings".
+GRPC_OPTIONS: dict[str, Any] = {"grpc.keepalive_time_ms": 300_000,
+                                "grpc.keepalive_timeout_ms": 20_000,
+                                "grpc.keepalive_permit_without_calls": False}
+
+
 def _pymilvus() -> Any:
+    # gRPC's C core logs to stderr on its own (a GOAWAY, a reconnect); neartext reports a
+    # failed call in one line itself. Read when gRPC starts (unless the user set it).
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     try:
         import pymilvus
     except ImportError:
@@ -153,7 +165,7 @@ def disconnect(address: Address, client: Any) -> None:
 def connect(address: Address, timeout: float = 10.0) -> Any:
     """A ``MilvusClient`` for ``address``; :class:`StoreUnavailable` naming it when unreachable."""
     pm = _pymilvus()
-    kw: dict[str, Any] = {"timeout": timeout}
+    kw: dict[str, Any] = {"timeout": timeout, "grpc_options": dict(GRPC_OPTIONS)}
     if address.kind == "milvus-lite":
         assert address.path is not None
         if not address.path.parent.is_dir():
