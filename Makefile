@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers lint clean
+.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers lint clean
 
 setup: $(STAMP)
 
@@ -44,8 +44,13 @@ demo: setup
 	$(BIN)/neartext search demo/feedback "the app crashes when I open it" -k 3
 	$(BIN)/neartext serve demo/feedback --port $${PORT:-8000}
 
-# Full suite (slow tests included, as in CI).
-test: setup system-packages milvus-engine
+# The layers contract and the light-imports contract in pyproject.toml ([tool.importlinter]);
+# docs/architecture.md draws them.
+layers: setup
+	$(BIN)/lint-imports
+
+# Full suite (slow tests included, as in CI), after the import contracts.
+test: setup layers system-packages milvus-engine
 	$(BIN)/python -m pytest --runslow
 
 # Default local suite: slow tests skipped.
@@ -63,7 +68,7 @@ bench-mining: setup
 bench-training: setup
 	$(BIN)/python bench/bench_training.py
 
-lint: setup
+lint: setup layers
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 

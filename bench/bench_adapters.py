@@ -77,7 +77,7 @@ def stsb_ru() -> list[tuple[str, str]]:
 
 def split(pairs: list[tuple[str, str]], seed: int = 0):
     """(train pairs, held-out pairs, passages) with queries split 80/20."""
-    from neartext.adapters import split_groups
+    from neartext.algo.adapters import split_groups
 
     held = split_groups([q for q, _ in pairs], 0.2, seed)
     passages = list(dict.fromkeys(p for _, p in pairs))
@@ -86,7 +86,7 @@ def split(pairs: list[tuple[str, str]], seed: int = 0):
 
 
 def evaluate(enc, held, passages, pvecs=None, adapter=None) -> dict[str, float]:
-    from neartext.adapters import ranking_metrics
+    from neartext.algo.adapters import ranking_metrics
 
     row = {p: i for i, p in enumerate(passages)}
     queries = list(dict.fromkeys(q for q, _ in held))
@@ -104,7 +104,7 @@ def evaluate(enc, held, passages, pvecs=None, adapter=None) -> dict[str, float]:
 
 def adapters_on(model: str, pairs: list[tuple[str, str]], kinds=KINDS) -> dict:
     from neartext import load_encoder
-    from neartext.adapters import train_adapter
+    from neartext.algo.adapters import train_adapter
 
     enc = load_encoder(model)
     train, held, passages = split(pairs)
@@ -160,7 +160,7 @@ def pair_scores(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 def both_sides(model: str, train: list[tuple[str, str, int]],
                held: list[tuple[str, str, int]], kinds=("linear", "lowrank", "diagonal")) -> dict:
     from neartext import load_encoder
-    from neartext.adapters import train_adapter
+    from neartext.algo.adapters import train_adapter
 
     enc = load_encoder(model)
     texts = list(dict.fromkeys([t for a, b, _ in train + held for t in (a, b)]))
@@ -217,7 +217,7 @@ def both_table(r: dict) -> str:
 
 def finetune(pairs: list[tuple[str, str]]) -> dict:
     from neartext import load_encoder
-    from neartext.training.train import TrainConfig, train
+    from neartext.training.trainer import TrainConfig, train
 
     trainp, held, passages = split(pairs)
     work = Path(tempfile.mkdtemp(prefix="nt-bench-ft-"))
@@ -241,7 +241,7 @@ def latency(rounds: int = 3, queries: int = 300) -> dict:
     from bench_core import build_large
 
     from neartext import load_encoder
-    from neartext.adapters import Adapter
+    from neartext.algo.adapters import Adapter
 
     enc = load_encoder("default")
     work = Path(tempfile.mkdtemp(prefix="nt-bench-ad-"))
@@ -315,7 +315,7 @@ def main() -> None:
     kinds = tuple(args.kinds.split(","))
     r: dict = {"machine": machine()}
     if args.only == "both":
-        from neartext.adapters import split_groups
+        from neartext.algo.adapters import split_groups
 
         ru = labeled_paraphraser()
         held = split_groups([a for a, _, _ in ru], 0.2, 0)

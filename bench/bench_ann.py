@@ -112,7 +112,7 @@ def main() -> None:
     ap.add_argument("--corpus", choices=("quora", "mixed"), default="quora",
                     help="quora: up to 28k questions; mixed: real sentences and joined pairs")
     args = ap.parse_args()
-    from neartext.filters import parse_filter
+    from neartext.data.filters import parse_filter
 
     labels = [c for c in args.configs.split(",") if c]
     if labels[0] != "exact":

@@ -4,7 +4,7 @@ Vectors: the all-MiniLM-L6-v2 embeddings bench_mining.py caches (bench/.cache; r
 ``make bench-mining`` first): the first 10k of the 50k real-text
 corpus (Quora questions first) and the first 100k of the 200k corpus.
 
-1. Time and peak RSS of ``neartext.clustering.cluster_vectors`` (community at 0.75 with min size 2,
+1. Time and peak RSS of ``neartext.engine.clustering.cluster_vectors`` (community at 0.75 with min size 2,
    k-means with k=100) and of the UMAP map projection, at 10k and 100k texts.
 2. Quality against gold groups: the Quora questions of the 50k corpus (29k), gold groups = the
    connected components of the Quora duplicate pairs, everything else a singleton. Adjusted Rand
@@ -65,7 +65,7 @@ def worker(task: str, n: int) -> None:
         labels = np.zeros(n, dtype=np.int64)
         out["spread"] = float(np.ptp(xy, axis=0).max())
     else:
-        from neartext.clustering import cluster_vectors
+        from neartext.engine.clustering import cluster_vectors
 
         method = "community" if task == "community" else "kmeans"
         kw = {"threshold": THRESHOLD, "min_size": 2} if method == "community" else {"k": 100}

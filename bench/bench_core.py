@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, machine, machine_line, median, need, percentile, save, timed  # noqa: E402
 
 from neartext import Collection, load_encoder  # noqa: E402
-from neartext.ingest import text_hash  # noqa: E402
+from neartext.data.hashing import text_hash  # noqa: E402
 from neartext.store import Document, Passage  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"

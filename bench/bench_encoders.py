@@ -27,9 +27,10 @@ def main() -> None:
     import numpy as np
 
     from neartext import load_encoder
-    from neartext.encoders.static import distill_model
-    from neartext.evaluate import evaluate_sts, load_pairs
+    from neartext.data.evaldata import load_pairs
+    from neartext.engine.modeleval import evaluate_sts
     from neartext.export.onnx import export_onnx
+    from neartext.export.static import distill_model
 
     CACHE.mkdir(exist_ok=True)
     made = {}

@@ -9,7 +9,7 @@ are the pool users come from.
 Each round, 100 pool queries not asked before are searched with the collection's current
 version (top 5, as the bot shows them), and their user rates two results: 👍 the gold passage
 and 👎 the best-ranked wrong one (200 ratings). In the noisy round, 30% of the round's
-ratings are flipped (👍 on the wrong passage, 👎 on the gold). Then ``neartext.tuning.improve``
+ratings are flipped (👍 on the wrong passage, 👎 on the gold). Then ``neartext.ops.improve.improve``
 runs (all ratings so far, its held-out gate), and MRR@10 of the clean set is measured with the
 version now current and, when the gate refused, with the refused candidate as well (what
 promoting it would have given).
@@ -38,7 +38,7 @@ FLIPPED = 0.3
 
 
 def clean_mrr(col, held, version=None) -> float:
-    from neartext.metrics import retrieval_metrics
+    from neartext.algo.metrics import retrieval_metrics
 
     queries = list(dict.fromkeys(q for q, _ in held))
     gold: dict[str, set[str]] = {}
@@ -52,9 +52,10 @@ def clean_mrr(col, held, version=None) -> float:
 
 def run(model: str, rounds: int, noisy: int, pairs: int, seed: int = 0) -> dict:
     from neartext import Collection, Record
-    from neartext.feedback import FeedbackStore
-    from neartext.tuning import improve
-    from neartext.versions import ranking, version_view
+    from neartext.data.ranking import Ranking
+    from neartext.engine.feedback import FeedbackStore
+    from neartext.ops.improve import improve
+    from neartext.ops.versions import version_view
 
     data = paraphraser(pairs)
     train, held, passages = split(data, seed)
@@ -104,15 +105,15 @@ def run(model: str, rounds: int, noisy: int, pairs: int, seed: int = 0) -> dict:
                    "gate_lower_95": report.gain_lower_95,
                    "improve_s": seconds, "reason": report.reason,
                    "mrr@10": clean_mrr(col, held)}
-            if not report.promoted and report.chosen != {"adapter": "current",
-                                                         "search": ranking(col.manifest.search)}:
+            current = {"adapter": "current", "search": col.manifest.ranking().setting().to_dict()}
+            if not report.promoted and report.chosen != current:
                 # what the gate refused: its best option (the new adapter or the current one,
                 # with the ranking measured best), had it been promoted
                 now, adapter = col.current()
                 if report.chosen["adapter"] == "new":
                     _, now, adapter = version_view(col, str(col.path / "adapters" /
                                                              "candidate.npz"))
-                refused = dataclasses.replace(now, search=report.chosen["search"])
+                refused = dataclasses.replace(now, search=Ranking.from_dict(report.chosen["search"]))
                 row["candidate_mrr@10"] = clean_mrr(col, held, (refused, adapter))
             out["rounds"].append(row)
             print(f"round {r}{' (noisy)' if r == noisy else ''}: {row['reason']}; clean MRR@10 "

@@ -38,11 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, machine, percentile, run_worker, save, timed  # noqa: E402
 
 from neartext import Collection  # noqa: E402
-from neartext.address import parse_address  # noqa: E402
-from neartext.ingest import text_hash  # noqa: E402
+from neartext.data.address import parse_address  # noqa: E402
+from neartext.data.hashing import text_hash  # noqa: E402
+from neartext.errors import StoreUnavailable  # noqa: E402
 from neartext.store import Document, Passage  # noqa: E402
 from neartext.store.factory import create_store  # noqa: E402
-from neartext.store.milvus import StoreUnavailable, connect, disconnect  # noqa: E402
+from neartext.store.milvus import connect, disconnect  # noqa: E402
 
 DIM = 384
 
@@ -135,7 +136,7 @@ def worker(address: str, n_queries: int, n_filtered: int) -> dict:
     """Search timings of one target, in a process of its own: an embedded engine's threads
     (Milvus Lite's gRPC server and faiss) would otherwise share the CPU with the next target's
     measurements."""
-    from neartext.filters import parse_filter
+    from neartext.data.filters import parse_filter
 
     qv = query_vectors(n_queries)
     words = [" ".join(t.split()[:4]) for t in texts(n_queries * 7)[::7]]

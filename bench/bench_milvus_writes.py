@@ -32,10 +32,10 @@ HERE = Path(__file__).resolve().parents[1] / "src"
 WORKER = r'''
 import json, sys, time, uuid
 import numpy as np
-from neartext.address import parse_address
+from neartext.data.address import parse_address
 from neartext.store.base import Document, Passage
 from neartext.store.milvus import MilvusStore
-from neartext.ingest import text_hash
+from neartext.data.hashing import text_hash
 base = sys.argv[1]
 dim = 384
 rng = np.random.default_rng(0)

@@ -123,7 +123,7 @@ def worker(method: str, n: int) -> None:
         j = np.array([p[1] for p in kept], dtype=np.int64)
         extra = {"returned_pairs": len(res)}
     else:
-        from neartext.mining import mine_pairs, sample_recall
+        from neartext.algo.mining import mine_pairs, sample_recall
 
         p = mine_pairs(v, THRESHOLD, TOP_K, method=method)
         secs = time.perf_counter() - t
@@ -148,7 +148,7 @@ def pair_set(method: str, n: int) -> set[tuple[int, int]]:
 
 def quora_quality(n: int) -> dict:
     """Share of Quora gold pairs that ``mine`` recovers at several thresholds (50k corpus)."""
-    from neartext.mining import mine_pairs
+    from neartext.algo.mining import mine_pairs
 
     texts = json.loads((CACHE / f"texts_{n}.json").read_text())
     pos = {t: k for k, t in enumerate(texts)}

@@ -40,7 +40,8 @@ def _rows(path: Path) -> list[list[str]]:
 
 
 def sts(models: dict) -> dict:
-    from neartext.evaluate import PairData, evaluate_sts
+    from neartext.data.evaldata import PairData
+    from neartext.engine.modeleval import evaluate_sts
 
     out: dict[str, dict[str, float]] = {}
     for lang in ("en", "ru"):
@@ -53,7 +54,8 @@ def sts(models: dict) -> dict:
 
 
 def paraphraser(models: dict) -> dict:
-    from neartext.evaluate import PairData, evaluate_pairs
+    from neartext.data.evaldata import PairData
+    from neartext.engine.modeleval import evaluate_pairs
 
     with need(SHARED / "paraphraser_ru" / "para_gold.csv").open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -92,7 +94,8 @@ def cross_lingual(models: dict) -> dict:
 
 
 def hybrid(models: dict) -> dict:
-    from neartext.evaluate import RetrievalData, evaluate_retrieval_modes, load_beir
+    from neartext.data.evaldata import RetrievalData, load_beir
+    from neartext.ops.evaluation import evaluate_retrieval_modes
 
     c = SHARED / "cranfield"
     cran = load_beir(need(c / "corpus.jsonl"), c / "queries.jsonl", c / "qrels" / "test.tsv")

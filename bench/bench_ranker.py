@@ -123,7 +123,7 @@ def paraphraser(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[
 
 def folds_of(qids: list[str]) -> np.ndarray:
     """Each query's fold (0..FOLDS-1), split by query, seeded."""
-    from neartext.adapters import split_groups
+    from neartext.algo.adapters import split_groups
 
     fold = np.zeros(len(qids), dtype=int)
     rest = np.ones(len(qids), dtype=bool)
@@ -141,10 +141,10 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
     """Every ranking on every query held out once (5 folds); with ``adapter``, a linear
     query-side adapter trained on each fold's training queries is applied throughout."""
     from neartext import Collection
-    from neartext.adapters import train_adapter
-    from neartext.hybrid import BASE_FEATURES, FEATURES
-    from neartext.searching import fusion_features
-    from neartext.tuning import SETTINGS, describe, evaluate_setting, fit_logistic, fit_pairwise
+    from neartext.algo.adapters import train_adapter
+    from neartext.data.ranking import BASE_FEATURES, FEATURES
+    from neartext.engine.searching import fusion_features
+    from neartext.ops.tune import SETTINGS, evaluate_setting, fit_logistic, fit_pairwise
 
     path, columns, queries, gold = data(tmp)
     t0 = time.perf_counter()
@@ -167,7 +167,7 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
         out: dict = {"documents": len(col), "queries": len(qids), "columns": columns,
                      "model": col.manifest.model.name, "adapter": adapter,
                      "build_s": round(build, 1)}
-        rr = {describe(s): np.zeros(len(qids)) for s in SETTINGS}
+        rr = {s.describe(): np.zeros(len(qids)) for s in SETTINGS}
         rr.update({v[0]: np.zeros(len(qids)) for v in variants})
         if adapter:
             rr[NO_ADAPTER] = np.zeros(len(qids))
@@ -191,7 +191,7 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
                 ndcg[label] += m["ndcg@10"] * len(test) / len(qids)
 
             for setting in SETTINGS:
-                measure(describe(setting), setting)
+                measure(setting.describe(), setting)
             if adapter:  # where the loop starts: the model alone, semantic
                 m, r = evaluate_setting(col, test_texts, vecs[test], test_golds, None,
                                         {"mode": "semantic"})

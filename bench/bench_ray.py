@@ -97,8 +97,8 @@ def mine(n: int) -> None:
 
 
 PEAK = ("import os, resource, sys\n"
-        "import neartext.ingest\n"
-        "neartext.ingest.PART_BYTES = int(os.environ.get('PART_BYTES', 256 << 20))\n"
+        "import neartext.engine.ingest\n"
+        "neartext.engine.ingest.PART_BYTES = int(os.environ.get('PART_BYTES', 256 << 20))\n"
         "from neartext.cli import main\n"
         "rc = main(sys.argv[1:])\n"
         "print('peak-rss-kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "

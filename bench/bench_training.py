@@ -1,7 +1,7 @@
 """Fine-tuning benchmark (issue: training), against the raw sentence-transformers trainer in one run.
 
 1. STS-B: one epoch of CoSENT on ../shared/datasets/stsb_multi_mt/stsb-en-train.csv (5,749 pairs,
-   batch 16, lr 2e-5, 10% warmup), once with ``neartext.training.train`` and once with a hand-written
+   batch 16, lr 2e-5, 10% warmup), once with ``neartext.training.trainer`` and once with a hand-written
    ``SentenceTransformerTrainer`` script with the same settings (the baseline). Both models are
    scored on ../shared/datasets/stsbenchmark/sts-test.csv (Spearman x100); pairs/s compared.
 2. Quora: the 14,926 duplicate pairs of ../shared/datasets/quora_duplicates/eval.csv are split
@@ -34,7 +34,7 @@ WORK = ROOT / "bench" / ".cache" / "training"
 
 
 def sts_test() -> object:
-    from neartext.evaluate import load_pairs
+    from neartext.data.evaldata import load_pairs
 
     return load_pairs(need(SHARED / "stsbenchmark" / "sts-test.csv"))
 
@@ -80,7 +80,7 @@ def neartext_train(file: Path, out: Path, **kw) -> dict:
 
 
 def sts_part(skip_baseline: bool) -> dict:
-    from neartext.evaluate import evaluate_sts
+    from neartext.engine.modeleval import evaluate_sts
 
     train_file = need(SHARED / "stsb_multi_mt" / "stsb-en-train.csv")
     test = sts_test()

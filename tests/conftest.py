@@ -94,3 +94,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = root / "tiny-e5-model"
     SentenceTransformer(modules=[word, pool, models.Normalize()], device="cpu").save(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory, tiny_model_dir) -> Path:
+    """The demo corpus indexed once with the tiny model: for the mechanics of fine-tuning and
+    re-embedding (what is trained, swapped, rolled back), where the real model only adds time."""
+    path = tmp_path_factory.mktemp("tiny-demo") / "feedback"
+    col, _ = Collection.from_file(path, DEMO, ["text"], "id", model=str(tiny_model_dir))
+    col.close()
+    return path
+
+
+@pytest.fixture
+def tiny_demo_copy(tiny_demo, tmp_path) -> Path:
+    dst = tmp_path / "feedback"
+    shutil.copytree(tiny_demo, dst)
+    return dst

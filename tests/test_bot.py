@@ -17,7 +17,7 @@ from fake_telegram import TOKEN, FakeTelegram, reply_markup  # noqa: E402
 
 from neartext.bot import BotSettings, LocalBackend, RateLimiter, ServiceBackend, run_polling  # noqa: E402
 from neartext.cli import main  # noqa: E402
-from neartext.feedback import FEEDBACK_DB  # noqa: E402
+from neartext.engine.feedback import FEEDBACK_DB  # noqa: E402
 
 QUERY = "the app crashes when I open a note with a picture"
 
@@ -256,13 +256,13 @@ def test_the_bot_answers_from_a_version_another_process_swapped_in(demo_copy, tm
     import numpy as np
 
     from neartext import Collection
-    from neartext.adapters import Adapter
-    from neartext.versions import promote
+    from neartext.algo.adapters import Adapter
+    from neartext.ops.versions import promote
 
     address = str(demo_copy)
     if where == "milvus-lite":
         pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
-        from neartext.migrate import migrate
+        from neartext.ops.migrate import migrate
 
         address = f"milvus-lite:{tmp_path / 'store.db'}#feedback"
         migrate(demo_copy, address)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from neartext.cleaning import CleaningOptions, chunk_spans, clean, normalize
-from neartext.corpus import Record
+from neartext.data.cleaning import CleaningOptions, chunk_spans, clean, normalize
+from neartext.data.corpus import Record
 
 
 def recs(*texts):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from neartext import Collection, Record
+from neartext.algo.topics import labels
 from neartext.cli import main
-from neartext.clustering import NOISE, cluster_vectors
-from neartext.topics import labels
+from neartext.engine.clustering import NOISE, cluster_vectors
 
 GROUPS = {
     "refund": ["I want my money back for the subscription.", "Please refund my last payment.",
@@ -157,7 +157,7 @@ def test_map_png_and_html_with_cache(demo_copy, tmp_path, capsys):
 def test_map_labels_neither_overlap_nor_leave_the_picture_and_colours_are_regions(
         demo_copy, tmp_path):
     """20 k-means labels on a few hundred points: crowded, so placement is what is tested."""
-    from neartext.maps import colour_groups, draw, projected
+    from neartext.ops.maps import colour_groups, draw, projected
 
     with Collection.open(demo_copy) as col:
         proj, clusters = projected(col, color_by="cluster", method="kmeans", k=20)
@@ -198,7 +198,7 @@ def test_map_hover_shows_a_chosen_field_and_the_text(demo_copy, tmp_path, capsys
 def test_a_map_of_three_documents_or_a_sample_of_three(demo_copy):
     """The smallest map there is: three points (UMAP's spectral start failed on them with a
     TypeError, a 500 over HTTP, found by schemathesis)."""
-    from neartext.maps import place, project
+    from neartext.ops.maps import place, project
 
     with Collection.open(demo_copy) as col:
         proj = project(col, sample=3)

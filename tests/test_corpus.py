@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from neartext.corpus import generated_id, read_corpus
+from neartext.data.corpus import generated_id, read_corpus
 from neartext.errors import CorpusFileNotFound, InputError
 
 

@@ -9,10 +9,11 @@ import pytest
 from conftest import SHARED
 
 from neartext import Collection
+from neartext.algo.metrics import sts_correlation
 from neartext.cli import main
+from neartext.data.evaldata import load_pairs
+from neartext.engine.modeleval import evaluate_pairs, evaluate_sts
 from neartext.errors import InputError
-from neartext.evaluate import evaluate_pairs, evaluate_sts, load_pairs
-from neartext.metrics import sts_correlation
 
 STS_ROWS = [
     ("A man is playing a guitar.", "A man plays the guitar.", 4.8),

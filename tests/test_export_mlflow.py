@@ -213,8 +213,8 @@ def test_the_model_searches_with_the_collections_current_adapter(tmp_path, demo_
     import numpy as np
 
     from neartext import Collection
-    from neartext.adapters import Adapter
-    from neartext.versions import promote
+    from neartext.algo.adapters import Adapter
+    from neartext.ops.versions import promote
 
     with Collection.open(demo_copy) as col:
         rng = np.random.default_rng(0)

@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
+from neartext.data.filters import Condition, matches, parse_condition, parse_filter
 from neartext.errors import InputError
-from neartext.filters import Condition, matches, parse_condition, parse_filter
 from neartext.store import Document, Passage
 from neartext.store.local import LocalStore
 
@@ -67,7 +67,7 @@ def test_sql_translation_agrees_with_python_reference(tmp_path):
     ("topic = 'sup port'", "Condition"),
 ])
 def test_parse_expressions(expr, want):
-    from neartext.filters import parse_expression
+    from neartext.data.filters import parse_expression
 
     assert type(parse_expression(expr)).__name__ == want
 

@@ -17,9 +17,9 @@ import pytest
 from serving import running
 
 from neartext import Collection, Record
-from neartext.corpus import read_corpus
+from neartext.data.corpus import read_corpus
+from neartext.data.ranking import SearchOptions
 from neartext.errors import InputError
-from neartext.searching import SearchOptions
 from neartext.serve import ServeSettings
 from neartext.serve.engine import Engine
 
@@ -276,14 +276,14 @@ def test_jsonl_lines_split_on_newlines_only(tmp_path):
                          for i, t in enumerate(texts)), encoding="utf-8")
     recs = read_corpus(f, id_column="_id")
     assert [r.text for r in recs] == texts and [r.row for r in recs] == [1, 2, 3, 4]
-    from neartext.evaluate import read_table
+    from neartext.data.evaldata import read_table
 
     names, table, _ = read_table(f)
     assert [row[names.index("text")] for row in table] == texts
 
 
 def test_delimiter_from_the_header_line_not_the_free_text(tmp_path):
-    from neartext.evaluate import load_retrieval_pairs
+    from neartext.data.evaldata import load_retrieval_pairs
 
     f = tmp_path / "pairs.csv"
     rows = ["Когда кот; сидит | на окне\tи смотрит", "Мем про пятницу; конец недели | ура"]
@@ -390,7 +390,7 @@ def test_options_and_rows_that_were_accepted_are_refused_in_one_line(capsys, tmp
 
         main(["tune", str(demo_copy), "--pairs", "p.csv", "--margin", "nan"])
     assert exit_.value.code == 2 and "'nan' is not a finite number" in capsys.readouterr().err
-    from neartext.tuning import tune
+    from neartext.ops.tune import tune
 
     with Collection.open(demo_copy) as col, pytest.raises(InputError, match="--margin"):
         tune(col, tmp_path / "none.csv", margin=float("nan"))
@@ -416,7 +416,7 @@ def test_filters_show_the_grammar_they_take(capsys):
     """``==`` is the grammar's other spelling of ``=`` (it was taken, and right, but the help
     and the errors did not show it, so a delete with it looked like a misparse)."""
     from neartext.cli import main
-    from neartext.filters import parse_expression
+    from neartext.data.filters import parse_expression
 
     assert parse_expression("topic==billing") == parse_expression("topic=billing")
     for command in ("search", "delete"):

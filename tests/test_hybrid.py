@@ -9,7 +9,7 @@ import pytest
 
 from neartext import Collection, Record
 from neartext.cli import main
-from neartext.lexical import index_text, match_expression, terms
+from neartext.data.lexical import index_text, match_expression, terms
 
 # Long support tickets: the identifier that tells them apart comes after the first 32 tokens,
 # which is all the model reads in this collection (as in long documents with a signature or an

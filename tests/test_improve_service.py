@@ -16,7 +16,7 @@ import pytest
 from serving import running
 
 from neartext import Collection
-from neartext.feedback import FeedbackStore
+from neartext.engine.feedback import FeedbackStore
 from neartext.serve import ServeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +134,8 @@ def test_improve_over_http_switches_searches_atomically_while_they_run(names, bo
         assert sum(not same(after[q], before[q]) for q in queries) >= 10
         with Collection.open(path) as col:  # what the library serves at version 2
             assert col.manifest.version == 2
-            assert (col.manifest.adapter or {}).get("side", "query") == body.get("side", "query")
+            assert (col.manifest.adapter.side if col.manifest.adapter else "query") == body.get(
+                "side", "query")
             for q in queries:
                 assert [i for i, _ in after[q]] == [r.id for r in col.search(q, k=5)]
         _old_or_new(answers, before, after)
@@ -158,7 +159,7 @@ def _on(where: str, path: Path, tmp_path: Path) -> str | Path:
     if where == "directory":
         return path
     pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
-    from neartext.migrate import migrate
+    from neartext.ops.migrate import migrate
 
     address = f"milvus-lite:{tmp_path / 'store.db'}#tickets"
     migrate(path, address)  # the ratings go along
@@ -284,7 +285,7 @@ def test_a_version_promoted_or_rolled_back_by_another_process_is_served_at_once(
 PROMOTER = """
 import os, sys, time
 from neartext import Collection
-from neartext.versions import promote
+from neartext.ops.versions import promote
 path, tag, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 col = Collection.open(path)
 print("ready", flush=True)
@@ -310,10 +311,10 @@ def test_two_processes_promoting_at_once_lose_no_version(demo_copy):
         assert p.wait(timeout=300) == 0, p.stderr.read() if p.stderr else ""
     with Collection.open(demo_copy) as col:
         m = col.manifest
-        versions = [int(h["version"]) for h in m.history] + [m.version]
+        versions = [h.version for h in m.history] + [m.version]
         assert sorted(versions) == list(range(1, 32)), versions
-        tags = [((h.get("search") or {}).get("details") or {}).get("by") for h in m.history]
-        tags.append((m.search or {})["details"]["by"])
+        tags = [(h.search.details if h.search else {}).get("by") for h in m.history]
+        tags.append(m.ranking().details["by"])
         assert sorted(t for t in tags if t) == sorted(f"{t}{i}" for t in "ab" for i in range(15))
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from neartext.metrics import pair_classification, rankdata, retrieval_metrics, sts_correlation
+from neartext.algo.metrics import pair_classification, rankdata, retrieval_metrics, sts_correlation
 
 
 def test_rankdata_ties_average():

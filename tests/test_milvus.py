@@ -9,6 +9,8 @@ when ``NEARTEXT_MILVUS_URI`` (e.g. ``milvus://db-host:19530``) is set.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -26,12 +28,14 @@ pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
 from conftest import DEMO, ROOT  # noqa: E402
 from serving import free_port, running  # noqa: E402
 
+import neartext.store.milvus.kind as M_kind  # noqa: E402
 from neartext import Collection  # noqa: E402
-from neartext.address import parse_address  # noqa: E402
-from neartext.corpus import Record  # noqa: E402
+from neartext.cli import main  # noqa: E402
+from neartext.data.address import parse_address  # noqa: E402
+from neartext.data.corpus import Record  # noqa: E402
+from neartext.data.filters import matches, parse_filter  # noqa: E402
 from neartext.errors import CollectionExists, CollectionNotFound, InputError, StoreUnavailable, Unsupported  # noqa: E402
-from neartext.filters import matches, parse_filter  # noqa: E402
-from neartext.migrate import migrate  # noqa: E402
+from neartext.ops.migrate import migrate  # noqa: E402
 from neartext.store.base import Document, Passage  # noqa: E402
 from neartext.store.local import LocalStore  # noqa: E402
 from neartext.store.milvus import MilvusStore, retry  # noqa: E402
@@ -41,6 +45,15 @@ QUERIES = ["the app crashes as soon as I attach a picture", "I was charged twice
            "syncing between my phone and laptop is slow", "please add a dark theme"]
 FILTERS = [(["year>=2023"], None), (["topic=billing"], None), (["platform!=ios", "rating<=2"], None),
            (["rating=5"], None), ([], ["crash"]), (["year<2024"], ["sync"])]
+
+
+@pytest.fixture(autouse=True)
+def _short_milvus_drop_grace(monkeypatch):
+    """A Milvus swap drops the old passages DROP_GRACE_S (2 s) after the switch, for searches
+    under way. No test here searches across a swap in its own process, so 0.2 s is as good a
+    grace and each swap 1.8 s shorter (subprocesses keep the real one; the service's tests
+    that search during a swap, tests/test_improve_service.py, keep it too)."""
+    monkeypatch.setattr(M_kind, "DROP_GRACE_S", 0.2)
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +134,23 @@ def milvus_address(request, tmp_path):
     address = f"{base}/{name}"
     request.addfinalizer(lambda: MilvusStore.drop(parse_address(address)))
     return address
+
+
+@pytest.fixture(scope="session")
+def flat_demo(tmp_path_factory, encoder) -> Path:
+    """The demo corpus indexed once (exact index), for tests about what happens after a build:
+    each migrates it where it runs (nothing re-embedded; the scenario tests the build itself)."""
+    path = tmp_path_factory.mktemp("flat-demo") / "feedback"
+    col, _ = Collection.from_file(path, DEMO, ["text"], "id", model=encoder, index="flat")
+    col.close()
+    return path
+
+
+def _demo_at(where, flat_demo: Path, encoder) -> tuple[Collection, None]:
+    """The demo collection at ``where`` (a directory or a Milvus address), as
+    ``Collection.from_file(where, DEMO, ..., index="flat")`` builds it, by ``migrate``."""
+    migrate(flat_demo, where)
+    return Collection.open(where, model=encoder), None
 
 
 # -- the congruence scenario ----------------------------------------------------------------
@@ -360,7 +390,7 @@ def test_chunked_collections_agree(tmp_path, encoder, milvus_address):
 
 
 def test_migrate_local_to_milvus_and_back_reembeds_nothing(demo_copy, tmp_path, counting):
-    from neartext.feedback import FeedbackStore
+    from neartext.engine.feedback import FeedbackStore
 
     FeedbackStore(demo_copy).add("charged twice", "fb-0066", True)
     lite = f"milvus-lite:{tmp_path / 'm.db'}#fb"
@@ -409,7 +439,7 @@ class FailingEncoder:
 
 def test_an_interrupted_build_leaves_nothing_and_an_interrupted_update_resumes(
         tmp_path, encoder, monkeypatch):
-    import neartext.ingest as ingest_module
+    import neartext.engine.ingest as ingest_module
 
     monkeypatch.setattr(ingest_module, "EMBED_CHUNK", 60)
     address = f"milvus-lite:{tmp_path / 'i.db'}#fb"
@@ -446,7 +476,7 @@ def test_an_interrupted_build_is_resumed_by_the_next_build_of_the_same_settings(
         tmp_path, encoder, monkeypatch):
     """An interrupted build on Milvus stays unfinished (it does not open) with the vectors it
     staged; the rerun embeds only the rest and the collection is whole."""
-    import neartext.ingest as ingest_module
+    import neartext.engine.ingest as ingest_module
 
     monkeypatch.setattr(ingest_module, "EMBED_CHUNK", 60)
     address = f"milvus-lite:{tmp_path / 'r.db'}#rb"
@@ -482,7 +512,7 @@ def test_an_unreachable_server_is_named_quickly():
 GRPC_CLIENT = """
 import time
 import neartext.store.milvus as m
-m._pymilvus()  # what every Milvus connection of neartext does first
+m.load_pymilvus()  # what every Milvus connection of neartext does first
 import grpc
 from concurrent import futures
 from pymilvus.client.grpc_handler import GrpcHandler
@@ -596,8 +626,20 @@ def test_what_milvus_cannot_store_is_refused_naming_the_document(tmp_path, encod
 # -- CLI and service -------------------------------------------------------------------------
 
 
-def _cli(*args, check=True):
-    r = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=ROOT)
+def _cli(*args, check=True, process=False):
+    """``neartext ARGS``: its exit code, stdout and stderr. Run by ``main`` in this process
+    (the model and pymilvus are loaded once, not by every command), or with ``process`` as
+    the real command."""
+    if process:
+        r = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=ROOT)
+    else:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse's refusals
+                code = e.code if isinstance(e.code, int) else 1
+        r = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
     if check:
         assert r.returncode == 0, r.stderr
     return r
@@ -703,7 +745,8 @@ def test_cli_commands_take_milvus_addresses(tmp_path):
         _cli("map", address, "-o", str(tmp_path / "map.png"), "-q")
         assert (tmp_path / "map.png").stat().st_size > 10_000
         assert list((parse_address(address).state_dir() / "cache").glob("projection-*.npz"))
-    out = _cli("search", address, "crash photo", "--mode", "hybrid", "-k", "2", "--json").stdout
+    out = _cli("search", address, "crash photo", "--mode", "hybrid", "-k", "2", "--json",
+               process=True).stdout  # and as its own process
     assert len(json.loads(out)) == 2
 
 
@@ -712,14 +755,14 @@ def test_cli_commands_take_milvus_addresses(tmp_path):
 # refuses new connections after sending GOAWAY (too_many_pings) to the session's idle ones, a
 # connection problem of long sessions, not of versions (reported on issue 19)
 @pytest.mark.parametrize("target", ["lite", "server"])
-def test_versions_on_milvus_match_the_local_collection(tmp_path, encoder, request, target):
+def test_versions_on_milvus_match_the_local_collection(flat_demo, tmp_path, encoder, request, target):
     """tune (forced, fixed seed) on the same documents, locally and on Milvus: version 2 with
     alike adapters; a second handle of the Milvus collection sees the promotion without reopening
     (within a second), and rollback restores the previous ranking there too."""
     import csv
 
-    from neartext.tuning import tune
-    from neartext.versions import rollback
+    from neartext.ops.tune import tune
+    from neartext.ops.versions import rollback
 
     name = "t_" + uuid.uuid4().hex[:10]
     if target == "lite":
@@ -738,7 +781,7 @@ def test_versions_on_milvus_match_the_local_collection(tmp_path, encoder, reques
     q = "refund my money"
     ranked = {}
     for where in (str(tmp_path / "local"), milvus_address):
-        col, _ = Collection.from_file(where, DEMO, ["text"], "id", model=encoder, index="flat")
+        col, _ = _demo_at(where, flat_demo, encoder)
         with col:
             other = Collection.open(where, model=encoder)
             before = _ranked(other.search(q, k=5))
@@ -777,7 +820,7 @@ def _milvus_collections(address: str) -> set[str]:
 
 def _both_side(encoder):
     """A both-side linear adapter of ``encoder``'s vectors."""
-    from neartext.adapters import Adapter
+    from neartext.algo.adapters import Adapter
 
     rng = np.random.default_rng(0)
     dim = encoder.dim
@@ -786,7 +829,7 @@ def _both_side(encoder):
     return Adapter("linear", "both", m, encoder.fingerprint)
 
 
-def test_a_both_side_adapter_and_its_rollback_swap_on_milvus_as_locally(tmp_path, encoder,
+def test_a_both_side_adapter_and_its_rollback_swap_on_milvus_as_locally(flat_demo, tmp_path, encoder,
                                                                          milvus_address):
     """Promoting a both-side adapter maps the stored vectors into new passages built beside
     the collection in the same Milvus, switched to by the manifest: semantic and hybrid answers
@@ -794,12 +837,12 @@ def test_a_both_side_adapter_and_its_rollback_swap_on_milvus_as_locally(tmp_path
     within a second and its write is refused in one line (a service makes it again on the new
     version); rollback maps back to the first answers; the old passages are dropped."""
     from neartext.errors import CollectionReplaced
-    from neartext.versions import promote, rollback
+    from neartext.ops.versions import promote, rollback
 
     adapter = _both_side(encoder)
     answers = {}
     for where in (str(tmp_path / "local"), milvus_address):
-        col, _ = Collection.from_file(where, DEMO, ["text"], "id", model=encoder, index="flat")
+        col, _ = _demo_at(where, flat_demo, encoder)
         with col:
             def ranked(col=col):
                 return [_ranked(col.search(q, k=5, mode=m)) for q in QUERIES
@@ -808,7 +851,7 @@ def test_a_both_side_adapter_and_its_rollback_swap_on_milvus_as_locally(tmp_path
             before = ranked()
             other = Collection.open(where, model=encoder)  # another process's handle
             assert promote(col, adapter, {}) == 2
-            assert col.manifest.adapter["side"] == "both"
+            assert col.manifest.adapter.side == "both"
             after = ranked()
             assert after != before
             deadline = time.monotonic() + 5
@@ -837,13 +880,13 @@ def test_a_both_side_adapter_and_its_rollback_swap_on_milvus_as_locally(tmp_path
             assert {d for d, _ in a} == {d for d, _ in b}, (a, b)
 
 
-def test_a_failed_mapping_on_milvus_leaves_the_collection_as_it_was(tmp_path, encoder):
+def test_a_failed_mapping_on_milvus_leaves_the_collection_as_it_was(flat_demo, tmp_path, encoder):
     """A both-side promotion that fails while mapping (here: the third batch) changes
     nothing: same version, same answers, nothing left beside the collection."""
-    from neartext.versions import promote
+    from neartext.ops.versions import promote
 
     address = f"milvus-lite:{tmp_path / 'store.db'}#fail"
-    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    col, _ = _demo_at(address, flat_demo, encoder)
     adapter = _both_side(encoder)
     with col:
         before = [_ranked(col.search(q, k=5)) for q in QUERIES]
@@ -856,7 +899,7 @@ def test_a_failed_mapping_on_milvus_leaves_the_collection_as_it_was(tmp_path, en
                 raise OSError("disk full (simulated)")
             return real(vectors, *a, **kw)
 
-        import neartext.reindex as reindex_module
+        import neartext.ops.reindex as reindex_module
 
         monkey = pytest.MonkeyPatch()
         monkey.setattr(reindex_module, "READ_BATCH", 50)
@@ -872,15 +915,15 @@ def test_a_failed_mapping_on_milvus_leaves_the_collection_as_it_was(tmp_path, en
     assert _milvus_collections(address) == {"fail", "fail__neartext"}
 
 
-def test_reindex_and_rollback_across_models_on_milvus(tmp_path, encoder, tiny_model_dir):
+def test_reindex_and_rollback_across_models_on_milvus(flat_demo, tmp_path, encoder, tiny_model_dir):
     """A re-embedding with another model (what improve --full promotes) is built beside the
     collection in the same Milvus and swapped in; rollback re-embeds with the first model and
     gives the first answers again."""
-    from neartext.reindex import reindex
-    from neartext.versions import rollback
+    from neartext.ops.reindex import reindex
+    from neartext.ops.versions import rollback
 
     address = f"milvus-lite:{tmp_path / 'store.db'}#models"
-    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    col, _ = _demo_at(address, flat_demo, encoder)
     with col:
         before = [_ranked(col.search(q, k=5)) for q in QUERIES]
     report = reindex(address, str(tiny_model_dir))
@@ -895,7 +938,7 @@ def test_reindex_and_rollback_across_models_on_milvus(tmp_path, encoder, tiny_mo
     assert len(_milvus_collections(address)) == 2
 
 
-def test_writes_hold_while_another_process_holds_them_and_a_dead_hold_expires(tmp_path,
+def test_writes_hold_while_another_process_holds_them_and_a_dead_hold_expires(flat_demo, tmp_path,
                                                                                encoder):
     """A write waits while a swap holds the collection's writes (a lease row in Milvus), and
     goes on once it is released; a hold whose holder died stops counting when its lease ends;
@@ -903,7 +946,7 @@ def test_writes_hold_while_another_process_holds_them_and_a_dead_hold_expires(tm
     from neartext.store import milvus as M
 
     address = f"milvus-lite:{tmp_path / 'store.db'}#hold"
-    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    col, _ = _demo_at(address, flat_demo, encoder)
     col.close()
     a = M.MilvusStore(parse_address(address))
     b = Collection.open(address, model=encoder)
@@ -957,7 +1000,7 @@ def test_writes_hold_while_another_process_holds_them_and_a_dead_hold_expires(tm
 WRITER = """
 import sys, time
 from neartext import Collection
-from neartext.corpus import Record
+from neartext.data.corpus import Record
 from neartext.errors import CollectionReplaced
 col = Collection.open(sys.argv[1])
 for i in range(int(sys.argv[2])):
@@ -976,15 +1019,15 @@ for i in range(int(sys.argv[2])):
 
 
 @pytest.mark.slow
-def test_writes_of_another_process_during_a_swap_on_a_milvus_server_are_all_kept(
+def test_writes_of_another_process_during_a_swap_on_a_milvus_server_are_all_kept(flat_demo, 
         tmp_path, encoder, milvus_server):
     """Another process upserts one document at a time while this one promotes a both-side
     adapter on a Milvus server: every acknowledged write is in the new version, its vector the
     adapter's map of its text (caught up, or made again on the new version)."""
-    from neartext.versions import promote
+    from neartext.ops.versions import promote
 
     address = f"{milvus_server}/t_{uuid.uuid4().hex[:10]}"
-    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    col, _ = _demo_at(address, flat_demo, encoder)
     n = 80
     adapter = _both_side(encoder)
     try:
@@ -1019,13 +1062,13 @@ def test_writes_of_another_process_during_a_swap_on_a_milvus_server_are_all_kept
         MilvusStore.drop(parse_address(address))
 
 
-def test_the_learned_fusion_with_text_features_ranks_alike_on_milvus(tmp_path, encoder):
+def test_the_learned_fusion_with_text_features_ranks_alike_on_milvus(flat_demo, tmp_path, encoder):
     """A version whose learned fusion weighs the cosine and the text features (read from each
     candidate's stored text): the same top 5 with the same scores on Milvus Lite as locally,
     and a document whose first line is the query first on both."""
     import csv
 
-    from neartext.versions import promote
+    from neartext.ops.versions import promote
 
     with DEMO.open(encoding="utf-8") as f:
         texts = [r["text"] for r in csv.DictReader(f)]
@@ -1034,7 +1077,7 @@ def test_the_learned_fusion_with_text_features_ranks_alike_on_milvus(tmp_path, e
                "features": ["cosine", "phrase", "lead_exact"], "weights": [1.0, 0.5, 2.0, 0.0]}
     ranked = {}
     for where in (str(tmp_path / "local"), f"milvus-lite:{tmp_path / 'store.db'}#learned"):
-        col, _ = Collection.from_file(where, DEMO, ["text"], "id", model=encoder, index="flat")
+        col, _ = _demo_at(where, flat_demo, encoder)
         with col:
             promote(col, None, {}, search=setting)
             ranked[where] = [_ranked(col.search(q, k=5)) for q in queries]
@@ -1049,10 +1092,11 @@ import sys, time
 import numpy as np
 from neartext import Collection
 from neartext.store import milvus as M
-from neartext.versions import promote
+from neartext.ops.versions import promote
 sys.path.insert(0, "tests")
 from test_milvus import _both_side
-M.LEASE_S = 8.0  # this holder's lease: the test need not wait a minute for it to lapse
+from neartext.store.milvus import leases
+leases.LEASE_S = 8.0  # this holder's lease: the test need not wait a minute for it to lapse
 col = Collection.open(sys.argv[1])
 adapter = _both_side(col.encoder)
 real = adapter.apply
@@ -1070,15 +1114,15 @@ else:  # killed while holding the writes (the catch-up and the switch)
 
 
 @pytest.mark.slow
-def test_a_swap_killed_on_a_milvus_server_leaves_the_collection_usable(tmp_path, encoder,
+def test_a_swap_killed_on_a_milvus_server_leaves_the_collection_usable(flat_demo, tmp_path, encoder,
                                                                         milvus_server):
     """A process killed (SIGKILL) while it maps the stored vectors leaves the collection as it
     was, and the next promotion removes what it left; one killed while it holds the writes
     stops holding them when its lease ends (a write waits, then goes through)."""
-    from neartext.versions import promote
+    from neartext.ops.versions import promote
 
     address = f"{milvus_server}/t_{uuid.uuid4().hex[:10]}"
-    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    col, _ = _demo_at(address, flat_demo, encoder)
     name = parse_address(address).name
     try:
         with col:
@@ -1110,16 +1154,16 @@ def test_a_swap_killed_on_a_milvus_server_leaves_the_collection_usable(tmp_path,
         MilvusStore.drop(parse_address(address))
 
 
-def test_two_both_side_promotions_at_once_on_milvus_one_wins_whole(tmp_path, encoder):
+def test_two_both_side_promotions_at_once_on_milvus_one_wins_whole(flat_demo, tmp_path, encoder):
     """Two handles promote different both-side adapters at the same time: one becomes version
     2, the other is refused in one line (nothing of it stays), and the stored vectors are the
     winner's map of the first version's, every one of them."""
-    from neartext.adapters import Adapter
+    from neartext.algo.adapters import Adapter
     from neartext.errors import CollectionBusy, CollectionReplaced
-    from neartext.versions import promote
+    from neartext.ops.versions import promote
 
     address = f"milvus-lite:{tmp_path / 'store.db'}#race"
-    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    col, _ = _demo_at(address, flat_demo, encoder)
     with col:
         base = col.store.doc_vectors(list(col.store.document_hashes()))
     first = _both_side(encoder)
@@ -1144,7 +1188,7 @@ def test_two_both_side_promotions_at_once_on_milvus_one_wins_whole(tmp_path, enc
     assert isinstance(lost, (CollectionBusy, CollectionReplaced)) and "\n" not in str(lost)
     winner = (first, second)[won[0]]
     with Collection.open(address, model=encoder) as col:
-        assert col.manifest.version == 2 and [h["version"] for h in col.manifest.history] == [1]
+        assert col.manifest.version == 2 and [h.version for h in col.manifest.history] == [1]
         stored = col.store.doc_vectors(list(base))
         ids = sorted(base)
         want = winner.apply(np.stack([base[i][0] for i in ids]))
@@ -1153,12 +1197,12 @@ def test_two_both_side_promotions_at_once_on_milvus_one_wins_whole(tmp_path, enc
     assert len(left) == 2, left
 
 
-def test_threads_opening_one_milvus_lite_file_at_once_all_get_it(tmp_path, encoder):
+def test_threads_opening_one_milvus_lite_file_at_once_all_get_it(flat_demo, tmp_path, encoder):
     """Milvus Lite starts one embedded server per file: threads of one process opening the
     same file at once (none holding it before) all open it ("Open local milvus failed" for
     some before)."""
     address = f"milvus-lite:{tmp_path / 'store.db'}#threads"
-    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    col, _ = _demo_at(address, flat_demo, encoder)
     col.close()
     for _ in range(4):
         errors: list[BaseException] = []

@@ -10,8 +10,8 @@ import torch
 from sentence_transformers import util
 
 from neartext import Collection, Record
-from neartext.groups import duplicate_groups
-from neartext.mining import mine_pairs, sample_recall
+from neartext.algo.groups import duplicate_groups
+from neartext.algo.mining import mine_pairs, sample_recall
 
 
 def clustered(n, d=64, clusters=200, noise=0.2, seed=0):

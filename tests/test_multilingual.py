@@ -139,7 +139,8 @@ def test_multilingual_model_by_local_path_keeps_e5_prefixes(tmp_path, tiny_model
 @pytest.mark.skipif(not (SHARED / "stsb_multi_mt" / "stsb-ru-test.csv").exists(),
                     reason="../shared/datasets/stsb_multi_mt is absent")
 def test_russian_sts_benchmark(use):
-    from neartext.evaluate import PairData, evaluate_sts
+    from neartext.data.evaldata import PairData
+    from neartext.engine.modeleval import evaluate_sts
 
     with (SHARED / "stsb_multi_mt" / "stsb-ru-test.csv").open(encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))

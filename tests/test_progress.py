@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from neartext.progress import LogLines, progress_bar
+from neartext.util.progress import LogLines, progress_bar
 
 
 class Tty(io.StringIO):
@@ -26,7 +26,7 @@ def test_log_lines_carry_count_rate_and_time_left(monkeypatch):
 
 
 def test_slow_steps_show_seconds_per_step(monkeypatch):
-    import neartext.progress as progress
+    import neartext.util.progress as progress
 
     clock = iter([0.0, 0.0, 25.0, 25.0, 25.0])
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))

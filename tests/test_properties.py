@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from neartext import Collection  # noqa: E402
-from neartext.adapters import HIDDEN, Adapter  # noqa: E402
+from neartext.algo.adapters import HIDDEN, Adapter  # noqa: E402
+from neartext.data.ranking import BASE_FEATURES  # noqa: E402
+from neartext.engine.hybrid import features, learned  # noqa: E402
 from neartext.errors import NeartextError  # noqa: E402
-from neartext.hybrid import BASE_FEATURES, features, learned  # noqa: E402
 
 FAST = settings(max_examples=60, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -58,7 +59,7 @@ def col(demo_collection):
 @given(spec=st.one_of(st.text(max_size=30), st.from_regex(r"v?[0-9]{1,3}", fullmatch=True),
                       st.just("current"), st.just("base"), st.just("a.npz")))
 def test_any_version_named_is_found_or_refused_in_one_line(col, spec):
-    from neartext.versions import version_view
+    from neartext.ops.versions import version_view
 
     try:
         label, manifest, adapter = version_view(col, spec)

@@ -16,7 +16,7 @@ from neartext import Collection, load_encoder
 from neartext.cli import main
 from neartext.encoders import EncoderSettings
 from neartext.errors import InputError
-from neartext.reindex import reindex
+from neartext.ops.reindex import reindex
 
 
 def demo_rows() -> list[dict]:
@@ -36,7 +36,7 @@ def test_reindex_swaps_to_the_new_model(demo_copy, tiny_model_dir):
     with Collection.open(demo_copy) as col:
         m = col.manifest
         assert m.model.name == str(tiny_model_dir) and m.dim == 32
-        assert m.history[0]["fingerprint"] == old_fp and m.threshold is None
+        assert m.history[0].fingerprint == old_fp and m.threshold is None
         assert len(col) == n
         # The e5-style name gives the new model its prefixes; the old settings did not carry over.
         assert m.model.settings["query_prefix"] == "query: "
@@ -60,9 +60,9 @@ def test_reindex_refuses_the_same_model_and_keeps_previous(demo_copy, tiny_model
 def test_killed_reindex_leaves_the_collection_and_resumes(demo_copy, tiny_model_dir):
     """SIGKILL during reindex: the old version answers as before; the next run resumes."""
     code = (
-        "import sys, neartext.ingest as c\n"
+        "import sys, neartext.engine.ingest as c\n"
         "c.EMBED_CHUNK = 16\n"
-        "from neartext.reindex import reindex\n"
+        "from neartext.ops.reindex import reindex\n"
         "import neartext.encoders.sbert as s\n"
         "orig = s.SentenceTransformerEncoder.encode\n"
         "calls = [0]\n"
@@ -173,7 +173,7 @@ import sys, time
 from pathlib import Path
 from neartext import Collection, Record
 from neartext.errors import CollectionReplaced
-from neartext.feedback import FeedbackStore
+from neartext.engine.feedback import FeedbackStore
 path, stop = sys.argv[1], Path(sys.argv[2])
 col = Collection.open(path)
 fb = FeedbackStore(path)
@@ -223,7 +223,7 @@ def test_a_reindex_loses_no_write_of_another_process(demo_copy, tiny_model_dir):
         assert col.manifest.version == report.version == 2
         present = {d.id for d in col.get(written)}
     assert present == set(written), sorted(set(written) - present)[:5]
-    from neartext.feedback import FeedbackStore
+    from neartext.engine.feedback import FeedbackStore
 
     fb = FeedbackStore(demo_copy)
     rated = {r["doc_id"] for r in fb.list()}
@@ -238,7 +238,7 @@ def test_a_cli_write_that_meets_a_swap_is_made_on_the_new_version(demo_copy, tmp
     opened the collection and before it wrote: the store refuses the write (nothing written),
     the CLI says so and makes it on the new version; the documents are there (exit 1 with
     "repeat the change" before)."""
-    from neartext.reindex import remap
+    from neartext.ops.reindex import remap
 
     rows = tmp_path / "new.csv"
     with rows.open("w", newline="", encoding="utf-8") as f:

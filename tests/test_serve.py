@@ -14,8 +14,8 @@ from serving import running
 
 from neartext import Collection
 from neartext.cli import main
+from neartext.engine.feedback import FEEDBACK_DB
 from neartext.errors import InputError
-from neartext.feedback import FEEDBACK_DB
 from neartext.serve import ServeSettings
 from neartext.training import load_training_data
 
@@ -246,7 +246,7 @@ def test_concurrent_requests_are_batched_and_answered_correctly(served, demo_col
 
 
 def test_feedback_export_trains(tmp_path, demo_copy, capsys):
-    from neartext.feedback import FeedbackStore
+    from neartext.engine.feedback import FeedbackStore
 
     fb = FeedbackStore(demo_copy)
     fb.add("app crashes at start", "fb-0007", True)
@@ -277,8 +277,8 @@ def test_feedback_export_trains(tmp_path, demo_copy, capsys):
 
 
 def test_reindex_keeps_feedback(demo_copy, tiny_model_dir):
-    from neartext.feedback import FeedbackStore
-    from neartext.reindex import reindex
+    from neartext.engine.feedback import FeedbackStore
+    from neartext.ops.reindex import reindex
 
     fb = FeedbackStore(demo_copy)
     fb.add("q", "fb-0007", True)

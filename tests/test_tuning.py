@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from neartext import Collection
-from neartext.adapters import Adapter, train_adapter
+from neartext.algo.adapters import Adapter, train_adapter
 from neartext.cli import main
-from neartext.corpus import Record
+from neartext.data.corpus import Record
+from neartext.engine.feedback import FeedbackStore
 from neartext.errors import InputError, ModelMismatch
-from neartext.feedback import FeedbackStore
-from neartext.tuning import tune
-from neartext.versions import list_versions, rollback, version_view
+from neartext.ops.tune import tune
+from neartext.ops.versions import list_versions, rollback, version_view
 
 
 def rotated(n: int = 300, dim: int = 16, angle: float = 1.2, seed: int = 0):
@@ -154,7 +154,7 @@ def test_tune_searches_each_query_once_per_depth(demo_copy, tmp_path, monkeypatc
 
 
 def test_the_gate_needs_a_gain_beyond_the_luck_of_the_split():
-    from neartext.adapters import paired_gain
+    from neartext.algo.adapters import paired_gain
 
     steady = paired_gain(np.zeros(40), np.full(40, 0.1))
     assert steady[0] == pytest.approx(0.1) and steady[1] > 0.09
@@ -262,7 +262,7 @@ def test_tune_chooses_the_ranking_too_and_search_uses_it_when_no_mode_is_named(t
     """Made-up names carry the signal (keyword matching finds them, meaning does not): the
     ranking chosen is the best held-out one, never worse than semantic or keyword alone, and
     searches that name no mode use it (a named mode or a cosine threshold wins)."""
-    from neartext.evaluate import evaluate_collection
+    from neartext.ops.evaluation import evaluate_collection
 
     rng = random.Random(1)
     syllables = ["qor", "vex", "blin", "tam", "zur", "pok", "lim", "dra", "fen", "mul", "sak"]
@@ -284,7 +284,7 @@ def test_tune_chooses_the_ranking_too_and_search_uses_it_when_no_mode_is_named(t
         assert {"current", "new"} <= {c["adapter"] for c in report.candidates
                                       if c["ranking"] == "hybrid learned"}
         tuned = col.search_options(5)
-        assert tuned.mode == col.manifest.search["mode"] != "semantic"
+        assert tuned.mode == col.manifest.search.mode != "semantic"
         assert col.search_options(5, mode="semantic").mode == "semantic"
         assert col.search_options(5, threshold=0.3).mode == "semantic"  # a cosine threshold
         _write_rows(tmp_path / "gold.csv", ["query", "id"], [(n, f"t{i}") for i, n in
@@ -383,7 +383,7 @@ def test_eval_compares_versions_and_adapters_side_by_side(demo_copy, tmp_path, c
 
 
 def test_logistic_fit_recovers_the_direction_that_separates():
-    from neartext.tuning import fit_logistic
+    from neartext.ops.tune import fit_logistic
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3000, 5)) * [1, 3, 1, 1, 0.1] + [0, 5, 0, 0, 1]
@@ -397,8 +397,8 @@ def test_logistic_fit_recovers_the_direction_that_separates():
 def test_the_learned_fusion_ranks_by_its_weights_and_needs_them(demo_copy):
     """A version whose learned weights count the cosine alone ranks as semantic search does
     (the oracle); the learned fusion without weights is refused with the reason."""
-    from neartext.searching import SearchOptions
-    from neartext.versions import promote
+    from neartext.data.ranking import SearchOptions
+    from neartext.ops.versions import promote
 
     with pytest.raises(InputError, match="weights 'neartext tune' fits"):
         SearchOptions(mode="hybrid", fusion="learned")
@@ -444,9 +444,9 @@ def test_the_learned_fusion_learns_the_title_of_a_collection_built_from_two_colu
     descriptions name other titles: the learned fusion with the text features ranks every
     held-out title first, where the fixed rankings and the base features alone do not; the
     version keeps the features' names, and searches after a reopen use them."""
-    from neartext.hybrid import BASE_FEATURES, FEATURES
-    from neartext.searching import fusion_features
-    from neartext.tuning import evaluate_setting, fit_pairwise
+    from neartext.data.ranking import BASE_FEATURES, FEATURES
+    from neartext.engine.searching import fusion_features
+    from neartext.ops.tune import evaluate_setting, fit_pairwise
 
     titles = _memes(tmp_path)
     col, _ = Collection.from_file(tmp_path / "col", tmp_path / "memes.csv",
@@ -457,7 +457,7 @@ def test_the_learned_fusion_learns_the_title_of_a_collection_built_from_two_colu
         assert report.after["mrr@10"] == 1.0
         fixed = max(c["mrr@10"] for c in report.candidates if c["ranking"] != "hybrid learned")
         assert fixed < 0.9
-        assert col.manifest.search["features"] == list(FEATURES)
+        assert col.manifest.search.features == FEATURES
         # the base features alone, fitted and measured the same way, fall short
         vecs = encoder.encode(titles)
         train = np.arange(len(titles)) % 5 != 0
@@ -484,7 +484,7 @@ def test_the_learned_fusion_weighs_the_cosine_before_the_query_adapter(demo_copy
     the adapter: its hybrid searches rank the candidates (the adapted semantic hits and the
     keyword hits) by the model's own cosine, computed here with numpy from the stored
     vectors (the oracle); with weights on the adapted cosine they rank by that instead."""
-    from neartext.versions import promote
+    from neartext.ops.versions import promote
 
     rng = np.random.default_rng(0)
     matrix = np.eye(384, dtype=np.float32) + 0.4 * rng.standard_normal((384, 384)).astype(
@@ -513,8 +513,8 @@ def test_the_learned_fusion_weighs_the_cosine_before_the_query_adapter(demo_copy
 def test_improve_full_weighs_the_learned_fusion_too(tmp_path, encoder):
     """improve --full chooses the new version's ranking among the same settings as tune,
     the learned fusion included: on title queries it is the one kept, with its features."""
-    from neartext.finetuning import improve_full
-    from neartext.hybrid import FEATURES
+    from neartext.data.ranking import FEATURES
+    from neartext.ops.finetune import improve_full
 
     _memes(tmp_path, 220)
     col, _ = Collection.from_file(tmp_path / "col", tmp_path / "memes.csv",
@@ -525,13 +525,13 @@ def test_improve_full_weighs_the_learned_fusion_too(tmp_path, encoder):
     assert report.promoted and report.ranking == "hybrid learned", report.summary()
     assert report.after["mrr@10"] > 0.95
     with Collection.open(tmp_path / "col") as col:
-        assert col.manifest.search["features"] == list(FEATURES)
+        assert col.manifest.search.features == FEATURES
 
 
 def test_a_learned_version_naming_an_unknown_feature_is_refused_in_one_line(demo_copy):
     """A version tuned by a newer neartext (a feature this one does not compute): searches
     that would use it are refused with the reason, others still work."""
-    from neartext.versions import promote
+    from neartext.ops.versions import promote
 
     with Collection.open(demo_copy) as col:
         promote(col, None, {}, search={"mode": "hybrid", "fusion": "learned",
@@ -590,7 +590,7 @@ def test_a_both_side_adapter_maps_the_stored_vectors_and_rollback_maps_them_back
         v = adapter.apply(encoder.encode([text + "!"], kind="document"))[0]
         assert found[0].score == pytest.approx(float(got @ v), abs=1e-5)
         # exported vectors are the model's (the mapping undone): what --vectors reads back
-        from neartext.vectors import export_vectors
+        from neartext.ops.vectors import export_vectors
 
         export_vectors(col, tmp_path / "v.parquet")
         import pyarrow.parquet as pq
@@ -634,8 +634,8 @@ def test_writes_landing_during_the_mapping_are_caught_up_and_mapped(demo_copy, e
                                                                     monkeypatch):
     """A document another writer adds while the stored vectors are being mapped is in the new
     version, encoded and mapped by its adapter; one it deletes is gone."""
-    from neartext import reindex as reindex_module
-    from neartext.versions import promote
+    from neartext.ops import reindex as reindex_module
+    from neartext.ops.versions import promote
 
     rng = np.random.default_rng(0)
     with Collection.open(demo_copy, model=encoder) as col:
@@ -679,7 +679,7 @@ def test_a_process_holding_the_old_version_cannot_write_its_manifest_over_the_ne
     """A version swapped in by another process (a both-side promotion, or reindex) is not
     overwritten by the manifest write of a process that still has the old one open."""
     from neartext.errors import CollectionReplaced
-    from neartext.versions import promote
+    from neartext.ops.versions import promote
 
     stale = Collection.open(demo_copy)
     with Collection.open(demo_copy) as col:
@@ -690,17 +690,19 @@ def test_a_process_holding_the_old_version_cannot_write_its_manifest_over_the_ne
         stale.update_manifest(lambda m: setattr(m, "threshold", 0.5))
     stale.close()
     with Collection.open(demo_copy) as col:
-        assert col.manifest.version == 2 and col.manifest.adapter["side"] == "both"
+        assert col.manifest.version == 2 and col.manifest.adapter.side == "both"
         assert col.manifest.threshold is None
 
 
-def test_improve_full_fine_tunes_reembeds_and_promotes_only_through_the_gate(demo_copy,
-                                                                          tmp_path, capsys):
+def test_improve_full_fine_tunes_reembeds_and_promotes_only_through_the_gate(
+        tiny_demo_copy, tiny_model_dir, tmp_path, capsys):
     """``improve --full``: the model is fine-tuned on the training queries, the documents are
     re-embedded beside the collection and the held-out queries measured there. Refused by the
     gate: nothing changes, the model is kept as the candidate. Forced: the new version uses the
     fine-tuned model (inside the collection) for documents and queries; rollback re-embeds
-    with the version's model, both ways."""
+    with the version's model, both ways. The mechanics, on the tiny model (what fine-tuning
+    gains is measured on the real one by the test above and in the service's test)."""
+    demo_copy = tiny_demo_copy
     from neartext.encoders import load_encoder
 
     with Collection.open(demo_copy) as col:
@@ -726,7 +728,7 @@ def test_improve_full_fine_tunes_reembeds_and_promotes_only_through_the_gate(dem
     with Collection.open(demo_copy) as col:
         m = col.manifest
         assert m.version == 2 and m.model.name == str((demo_copy / "models" / "v2").resolve())
-        assert m.search["details"]["fine_tuned"]["train_pairs"] > 150
+        assert m.search.details["fine_tuned"]["train_pairs"] > 150
         tuned = load_encoder(m.encoder_settings())
         assert col.encoder.fingerprint == tuned.fingerprint == m.model.fingerprint
         stored = _vectors(col)
@@ -751,7 +753,7 @@ def test_improve_full_fine_tunes_reembeds_and_promotes_only_through_the_gate(dem
         assert col.encoder.fingerprint == tuned.fingerprint and col.search("refund", k=1)
         # back to version 1: the documents re-embedded with its model, its results again
         assert rollback(col, 1)["version"] == 1
-        assert col.manifest.model.name == "all-MiniLM-L6-v2" and col.adapter is None
+        assert col.manifest.model.name == str(tiny_model_dir) and col.adapter is None
         assert [v["version"] for v in list_versions(col)] == [1, 2, 3]
         assert np.abs(np.stack([_vectors(col)[i] for i, _ in docs]) -
                       np.stack([base[i] for i, _ in docs])).max() < 1e-5

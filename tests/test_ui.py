@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from serving import running
 
-from neartext.feedback import FEEDBACK_DB
+from neartext.engine.feedback import FEEDBACK_DB
 from neartext.serve import ServeSettings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

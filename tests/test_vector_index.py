@@ -110,7 +110,7 @@ def test_a_collection_on_ivf_reports_the_recall_measured_at_build(tmp_path):
     store.close()
     again = LocalStore(tmp_path / "s")  # the measurement travels with the index file
     assert again.index_info()["recall_at_10"] == info["recall_at_10"]
-    from neartext.filters import parse_filter
+    from neartext.data.filters import parse_filter
 
     hits = again.search(x[:3], 10, parse_filter("even=false"))  # half the documents
     assert all(len(h) == 10 and all(int(x.doc_id[1:]) % 2 for x in h) for h in hits)
@@ -168,7 +168,7 @@ def test_hnsw_removes_by_tombstones_and_comes_back_from_its_graph(tmp_path):
     """A removed HNSW node stays in the graph but is never returned; the graph is saved
     without the live vectors and comes back from the database with the same answers;
     past a quarter of the nodes removed the graph is rebuilt. Filtered searches are exact."""
-    from neartext.filters import parse_filter
+    from neartext.data.filters import parse_filter
     from neartext.store import Document, Passage
     from neartext.store.local import LocalStore
 
@@ -235,7 +235,7 @@ def test_an_hnsw_file_older_than_a_delete_comes_back_without_the_deleted(tmp_pat
 def test_few_query_searches_run_faiss_on_one_thread_and_restore_the_setting(monkeypatch):
     """A second OpenMP thread has nothing to do for one query and costs milliseconds when the
     cores are busy (8.0 vs 0.11 ms measured); batches keep every thread."""
-    from neartext.linalg import FEW_QUERIES, faiss_threads_for
+    from neartext.util.linalg import FEW_QUERIES, faiss_threads_for
 
     faiss.omp_set_num_threads(2)
     seen = []

@@ -159,7 +159,7 @@ def test_vectors_stored_at_lower_precision_search_alike_in_less_space(tmp_path, 
     migrate, and is a creation-only option."""
     from conftest import DEMO
 
-    from neartext.migrate import migrate
+    from neartext.ops.migrate import migrate
 
     full, _ = Collection.from_file(tmp_path / "f32", DEMO, ["text"], "id", model=encoder)
     small, _ = Collection.from_file(tmp_path / precision, DEMO, ["text"], "id", model=encoder,

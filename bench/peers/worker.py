@@ -33,7 +33,7 @@ def disk(path: str) -> int:
 def build_and_open():
     """(build, open, search(v, flt) -> list of row positions) for STORE."""
     if STORE == "neartext":
-        from neartext.filters import parse_filter
+        from neartext.data.filters import parse_filter
         from neartext.store import Document, Passage
         from neartext.store.local import LocalStore
 

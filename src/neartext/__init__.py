@@ -8,14 +8,20 @@ Example:
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import os
 
-from .cleaning import CleaningOptions  # noqa: E402
-from .collection import Collection  # noqa: E402
-from .corpus import Record, read_corpus  # noqa: E402
-from .encoders import EncoderSettings, load_encoder  # noqa: E402
-from .errors import NeartextError  # noqa: E402
-from .results import IndexReport, SearchResult  # noqa: E402
+# Offline by design: no model or data set is fetched from a hub (read by huggingface_hub and
+# transformers when they load, so set before anything imports them)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from neartext.collection import Collection
+from neartext.data.cleaning import CleaningOptions
+from neartext.data.corpus import Record, read_corpus
+from neartext.data.results import IndexReport, SearchResult
+from neartext.encoders import EncoderSettings, load_encoder
+from neartext.errors import NeartextError
+from neartext.version import __version__
 
 __all__ = [
     "CleaningOptions", "Collection", "EncoderSettings", "IndexReport", "NeartextError", "Record",

@@ -9,8 +9,8 @@ Example::
 
 from __future__ import annotations
 
-from .core import Backend, LocalBackend, RateLimiter, Ratings, ServiceBackend, format_result
-from .telegram import BotSettings, build_dispatcher, run_polling, run_webhook
+from neartext.bot.core import Backend, LocalBackend, RateLimiter, Ratings, ServiceBackend, format_result
+from neartext.bot.telegram import BotSettings, build_dispatcher, run_polling, run_webhook
 
 __all__ = ["Backend", "BotSettings", "LocalBackend", "RateLimiter", "Ratings",
            "ServiceBackend", "build_dispatcher", "format_result", "run_polling", "run_webhook"]

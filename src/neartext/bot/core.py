@@ -27,12 +27,14 @@ from collections import OrderedDict, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import InputError, ModelMismatch, NeartextError
-from ..results import SearchResult
-from ..retry import call as retry_call
+from neartext.collection import Collection
+from neartext.data.results import SearchResult
+from neartext.engine.feedback import FeedbackStore
+from neartext.errors import InputError, ModelMismatch, NeartextError
+from neartext.util.retry import call as retry_call
 
 if TYPE_CHECKING:
-    from ..collection import Collection
+    from neartext.collection import Collection
 
 MAX_QUERY_CHARS = 500
 DEFAULT_START = ("Hi! Describe a situation in a few words and I will find the closest matches. "
@@ -56,8 +58,6 @@ class LocalBackend:
     """A collection opened (and its model loaded) once, searched in a worker thread."""
 
     def __init__(self, path: str | Path) -> None:
-        from ..collection import Collection
-        from ..feedback import FeedbackStore
 
         self.collection = Collection.open(path)
         self.collection.encoder  # noqa: B018  load the model now, not on the first message
@@ -85,7 +85,6 @@ class LocalBackend:
         """The collection, opened again when another process swapped a new version in (a
         reindex, a both-side adapter, a rollback across models): its model is kept when the
         new version has the same one."""
-        from ..collection import Collection
 
         with self._lock:
             old = self.collection

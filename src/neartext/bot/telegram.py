@@ -16,10 +16,25 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
-from ..errors import InputError, ServerUnreachable
-from ..retry import acall as retry_acall
-from .core import (
+from aiogram import Bot, Dispatcher, F
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.filters import Command, CommandStart
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.token import TokenValidationError
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
+
+from neartext.bot.core import (
     DEFAULT_HELP,
     DEFAULT_NOTHING,
     DEFAULT_START,
@@ -30,6 +45,8 @@ from .core import (
     format_result,
     photo_url,
 )
+from neartext.errors import InputError, ServerUnreachable
+from neartext.util.retry import acall as retry_acall
 
 log = logging.getLogger("neartext.bot")
 T = TypeVar("T")
@@ -83,9 +100,8 @@ def protect_token(token: str) -> None:
 
 
 async def with_retries(call: Callable[[], Awaitable[T]], retries: int = 4) -> T:
-    """Run a Bot API call with neartext's retry policy (:mod:`neartext.retry`): network and
+    """Run a Bot API call with neartext's retry policy (:mod:`neartext.util.retry`): network and
     server errors retried with backoff, flood limits (``RetryAfter``) waited out as told."""
-    from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 
     def told(e: BaseException) -> float | None:
         return min(float(e.retry_after), 30) if isinstance(e, TelegramRetryAfter) else None
@@ -97,11 +113,6 @@ async def with_retries(call: Callable[[], Awaitable[T]], retries: int = 4) -> T:
 
 
 def make_bot(token: str, api_server: str | None = None) -> Any:
-    from aiogram import Bot
-    from aiogram.client.default import DefaultBotProperties
-    from aiogram.client.session.aiohttp import AiohttpSession
-    from aiogram.client.telegram import TelegramAPIServer
-    from aiogram.utils.token import TokenValidationError
 
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_server)) if api_server else None
     try:
@@ -115,11 +126,6 @@ async def check_bot(bot: Any, settings: BotSettings, api_server: str | None) -> 
     """Ask the Bot API who the bot is before answering anything: a refused token or an
     unreachable server is one clear error here, not a traceback from the polling loop.
     Returns the bot's username."""
-    from aiogram.exceptions import (
-        TelegramNetworkError,
-        TelegramServerError,
-        TelegramUnauthorizedError,
-    )
 
     where = api_server or "https://api.telegram.org"
     try:
@@ -136,9 +142,6 @@ async def check_bot(bot: Any, settings: BotSettings, api_server: str | None) -> 
 
 def build_dispatcher(backend: Backend, settings: BotSettings) -> Any:
     """An aiogram ``Dispatcher`` with the bot's handlers."""
-    from aiogram import Dispatcher, F
-    from aiogram.filters import Command, CommandStart
-    from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
     dp = Dispatcher()
     limiter = RateLimiter(settings.per_minute)
@@ -242,10 +245,7 @@ def run_webhook(backend: Backend, settings: BotSettings, token: str, url: str, *
                 host: str = "0.0.0.0", port: int = 8443, secret: str | None = None,
                 api_server: str | None = None) -> None:
     """Register ``url`` with Telegram and answer updates POSTed to its path by an aiohttp server."""
-    from urllib.parse import urlparse
 
-    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
-    from aiohttp import web
 
     protect_token(token)
     bot = make_bot(token, api_server)

@@ -2,20 +2,28 @@
 
 Every command takes ``--json`` for machine-readable output. Errors print one line naming the
 file, row or value at fault and exit with status 1 (2 for usage errors).
+
+A group module registers its commands' options and handlers. A handler that needs an optional
+extra (the service, the bot, training, exports) is named as ``"module:function"`` with that
+extra, and its module is imported only when the command runs (:func:`handler_of`, the one
+place the CLI imports lazily): ``neartext search`` never loads FastAPI, aiogram or torch, and a
+missing extra is one line naming its install command.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from .. import __version__
-from ..errors import Interrupted, NeartextError
-from . import analysis, collection, deploy, evaluation
-from .common import log_warnings
+from neartext.cli import analysis, collection, deploy, quality
+from neartext.cli.common import log_warnings
+from neartext.errors import Interrupted, MissingExtra, NeartextError
+from neartext.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,9 +32,26 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"neartext {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for group in (collection, analysis, evaluation, deploy):
+    for group in (collection, analysis, quality, deploy):
         group.register(sub)
     return ap
+
+
+def handler_of(args: argparse.Namespace) -> Callable[[argparse.Namespace], Any]:
+    """The command's handler: a function, or ``"module:function"`` imported now
+    (:class:`MissingExtra` naming ``args.extra`` when the module needs a package that is not
+    installed)."""
+    handler = args.handler
+    if callable(handler):
+        return handler  # type: ignore[no-any-return]
+    module, _, name = str(handler).partition(":")
+    try:
+        found: Callable[[argparse.Namespace], Any] = getattr(importlib.import_module(module), name)
+    except ImportError as e:
+        if e.name and e.name.startswith("neartext"):
+            raise
+        raise MissingExtra(e.name or module, getattr(args, "extra", "all")) from None
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in ("serve", "bot"):  # those configure logging for a long run
         log_warnings(args.command)
     try:
-        result = args.handler(args)
+        result = handler_of(args)(args)
         if args.json:
             json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
             sys.stdout.write("\n")

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError
-from ..groups import GROUPINGS, REPRESENTATIVES
-from ..mining import METHODS as MINING_METHODS
-from .common import (
+from neartext.algo.groups import GROUPINGS, REPRESENTATIVES
+from neartext.algo.mining import METHODS as MINING_METHODS
+from neartext.cli.common import (
     add_cluster_options,
     add_output_options,
     add_ray_options,
@@ -20,10 +19,21 @@ from .common import (
     print_results,
     show_progress,
 )
+from neartext.collection import Collection
+from neartext.engine.analysis import write_clean
+from neartext.errors import InputError
+from neartext.ops.maps import MAP_FORMATS, check_color_by, draw, projected
+from neartext.util.tables import (
+    check_output_path,
+    check_shard_dir,
+    is_shard_dir,
+    write_shards,
+    write_table,
+)
 
 if TYPE_CHECKING:
-    from ..clustering import ClusterResult
-    from ..collection import Collection
+    from neartext.collection import Collection
+    from neartext.engine.clustering import ClusterResult
 
 
 def register(sub: Any) -> None:
@@ -87,8 +97,6 @@ def register(sub: Any) -> None:
 
 
 def _cmd_mine(args: argparse.Namespace) -> dict[str, Any]:
-    from ..collection import Collection
-    from ..tables import check_output_path, check_shard_dir, is_shard_dir, write_shards, write_table
 
     shards = bool(args.output) and is_shard_dir(args.output)
     if args.output:
@@ -117,8 +125,6 @@ def _cmd_mine(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_paraphrases(args: argparse.Namespace) -> Any:
-    from ..collection import Collection
-    from ..tables import check_output_path, write_table
 
     if args.output:
         check_output_path(args.output)
@@ -135,9 +141,6 @@ def _cmd_paraphrases(args: argparse.Namespace) -> Any:
 
 
 def _cmd_dedup(args: argparse.Namespace) -> dict[str, Any]:
-    from ..analysis import write_clean
-    from ..collection import Collection
-    from ..tables import check_output_path, write_table
 
     for out in (args.output, args.write_clean):
         if out:
@@ -173,8 +176,6 @@ def _cluster(col: Collection, args: argparse.Namespace, central: int = 3) -> Clu
 
 
 def _cmd_cluster(args: argparse.Namespace) -> dict[str, Any]:
-    from ..collection import Collection
-    from ..tables import check_output_path, write_table
 
     if args.output:
         check_output_path(args.output)
@@ -191,8 +192,6 @@ def _cmd_cluster(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_map(args: argparse.Namespace) -> dict[str, Any]:
-    from ..collection import Collection
-    from ..maps import MAP_FORMATS, check_color_by, draw, projected
 
     out = Path(args.output)
     if out.suffix.lower() not in MAP_FORMATS or not out.parent.is_dir():

@@ -8,10 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..encoders.base import POOLING_MODES
-from ..errors import InputError
-from ..filters import WHERE_HELP
-from .common import (
+from neartext.cli.common import (
     add_corpus_options,
     add_index_options,
     add_mode_options,
@@ -30,6 +27,16 @@ from .common import (
     show_progress,
     split_list,
 )
+from neartext.collection import Collection
+from neartext.data.cleaning import DEFAULT_JUNK, CleaningOptions
+from neartext.data.encoder_settings import POOLING_MODES
+from neartext.data.filters import WHERE_HELP
+from neartext.encoders import EncoderSettings
+from neartext.engine.embedding import embed_file
+from neartext.errors import InputError
+from neartext.ops.migrate import migrate
+from neartext.ops.reindex import reindex
+from neartext.util.readers import lines, read_text
 
 
 def register(sub: Any) -> None:
@@ -142,7 +149,6 @@ def register(sub: Any) -> None:
 
 
 def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
-    from ..cleaning import DEFAULT_JUNK, CleaningOptions
 
     encoder_options = {k: v for k, v in (
         ("query_prefix", args.query_prefix), ("document_prefix", args.document_prefix),
@@ -166,7 +172,6 @@ def _cmd_index(args: argparse.Namespace) -> dict[str, Any]:
 
 def _index(args: argparse.Namespace, encoder_options: dict[str, Any], cleaning: Any,
            compute: Any) -> dict[str, Any]:
-    from ..collection import Collection
 
     report, _ = again_after_swap(lambda: Collection.index_corpus(
         args.collection, args.corpus, split_list(args.text), args.id_column,
@@ -180,7 +185,6 @@ def _index(args: argparse.Namespace, encoder_options: dict[str, Any], cleaning: 
 
 
 def _cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
-    from ..embedding import embed_file
 
     at_least_one(("--actors", args.actors), ("--batch-size", args.batch_size))
     report = embed_file(args.corpus, args.output, model=args.model,
@@ -194,7 +198,6 @@ def _cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_upsert(args: argparse.Namespace) -> dict[str, Any]:
-    from ..collection import Collection
 
     at_least_one(("--actors", args.actors), ("--batch-size", args.batch_size))
     session, compute = on_ray(args, actors=args.actors, batch_size=args.batch_size,
@@ -214,12 +217,10 @@ def _cmd_upsert(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_search(args: argparse.Namespace) -> Any:
-    from ..collection import Collection
 
     if (args.query is None) == (args.queries_file is None):
         raise InputError("give a query or --queries FILE (one of them)")
     if args.queries_file:
-        from ..readers import lines, read_text
 
         qpath = Path(args.queries_file)
         queries = [q.strip() for q in lines(read_text(qpath)) if q.strip()]
@@ -243,7 +244,6 @@ def _cmd_search(args: argparse.Namespace) -> Any:
 
 
 def _cmd_delete(args: argparse.Namespace) -> dict[str, Any]:
-    from ..collection import Collection
 
     by_filter = bool(args.where or args.contains)
     if by_filter == bool(args.ids):
@@ -279,7 +279,6 @@ def _confirm(question: str, args: argparse.Namespace) -> bool:
 
 
 def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
-    from ..collection import Collection
 
     with Collection.open(args.collection) as col:
         info = col.info().to_dict()
@@ -291,7 +290,6 @@ def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
-    from ..collection import Collection
 
     with Collection.open(args.collection) as col:
         res = col.repair()
@@ -314,7 +312,6 @@ def _cmd_repair(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> dict[str, Any]:
-    from ..migrate import migrate
 
     report = migrate(args.source, args.destination, index=args.index,
                      milvus=milvus_options(args), progress=show_progress(args),
@@ -325,8 +322,6 @@ def _cmd_migrate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_reindex(args: argparse.Namespace) -> dict[str, Any]:
-    from ..encoders import EncoderSettings
-    from ..reindex import reindex
 
     settings: Any = args.model
     if any(v is not None for v in (args.query_prefix, args.document_prefix, args.pooling,

@@ -10,12 +10,15 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..clustering import METHODS as CLUSTER_METHODS
-from ..encoders.base import POOLING_MODES
-from ..errors import SWAP_RETRIES, CollectionReplaced, InputError
-from ..hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
-from ..store.codec import PRECISIONS
-from ..store.local import INDEX_KINDS
+from neartext.data.encoder_settings import POOLING_MODES
+from neartext.data.ranking import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
+from neartext.engine.analysis import DEFAULT_THRESHOLDS
+from neartext.engine.clustering import METHODS as CLUSTER_METHODS
+from neartext.engine.compute import RayCompute, ray_session
+from neartext.errors import SWAP_RETRIES, CollectionReplaced, InputError
+from neartext.store.codec import PRECISIONS
+from neartext.store.local import INDEX_KINDS
+from neartext.util.readers import read_text
 
 
 def finite_float(text: str) -> float:
@@ -62,10 +65,9 @@ def add_ray_options(p: argparse.ArgumentParser, batch_size: bool = False,
 
 def on_ray(args: argparse.Namespace, **compute: Any) -> tuple[Any, Any]:
     """The Ray session ``--ray`` asks for (a null context without it) and the
-    :class:`neartext.compute.RayCompute` (``compute``: its settings) to give the collection."""
+    :class:`neartext.engine.compute.RayCompute` (``compute``: its settings) to give the collection."""
     if args.ray is None:
         return contextlib.nullcontext(), None
-    from ..compute import RayCompute, ray_session
 
     return ray_session(args.ray), RayCompute(**compute)
 
@@ -147,7 +149,6 @@ def add_mode_options(p: argparse.ArgumentParser, repeat: bool = False) -> None:
 
 
 def add_threshold(p: argparse.ArgumentParser, op: str) -> None:
-    from ..analysis import DEFAULT_THRESHOLDS
 
     p.add_argument("--threshold", type=finite_float,
                    help=f"minimum similarity (default: the collection's calibrated threshold, "
@@ -195,7 +196,7 @@ def again_after_swap(write: Callable[[], T]) -> T:
 
 def show_progress(args: argparse.Namespace) -> bool:
     """Progress unless ``-q`` or ``--json``: a bar on a terminal, log lines otherwise
-    (:mod:`neartext.progress`)."""
+    (:mod:`neartext.util.progress`)."""
     return not args.quiet and not args.json
 
 
@@ -272,7 +273,6 @@ def resolve_api_key(given: str | None, key_file: str | None) -> str | None:
               "list; prefer NEARTEXT_API_KEY or --api-key-file", file=sys.stderr)
         return given
     if key_file is not None:
-        from ..readers import read_text
 
         key = read_text(key_file).strip()
         if not key or "\n" in key:

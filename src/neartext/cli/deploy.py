@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, MissingExtra
-from .common import add_output_options, finite_float, resolve_api_key
+from neartext.cli.common import add_output_options, finite_float
+from neartext.collection import Collection
+from neartext.engine.feedback import FeedbackStore, export_feedback
+from neartext.ops.vectors import export_vectors
+from neartext.serve.settings import ServeSettings as SS  # light: no FastAPI import
 
 
 def register(sub: Any) -> None:
@@ -28,7 +27,6 @@ def register(sub: Any) -> None:
                         "process list: prefer NEARTEXT_API_KEY or --api-key-file")
     p.add_argument("--api-key-file", metavar="FILE",
                    help="read the API key from FILE (default: $NEARTEXT_API_KEY, else no key)")
-    from ..serve.settings import ServeSettings as SS  # light: no FastAPI import
 
     g = p.add_argument_group("limits and batching")
     g.add_argument("--max-body-bytes", type=int, default=SS.max_body_bytes)
@@ -49,7 +47,7 @@ def register(sub: Any) -> None:
     p.add_argument("--improve-every", type=int, metavar="N",
                    help="run 'neartext improve' on a collection by itself after every N new "
                         "ratings, in the background (promoted only if held-out MRR@10 gains)")
-    p.set_defaults(handler=_cmd_serve, json=False, quiet=False)
+    p.set_defaults(handler="neartext.cli.extras.serve:run", extra="serve", json=False, quiet=False)
 
     p = sub.add_parser("export", help="deployable forms: an MLflow model of a collection, an ONNX model")
     ex = p.add_subparsers(dest="export_kind", required=True, metavar="FORMAT")
@@ -65,18 +63,20 @@ def register(sub: Any) -> None:
                         "query and its copies left out); callers can still pass params.mode")
     q.add_argument("--force", action="store_true", help="replace an existing output directory")
     add_output_options(q)
+    q.set_defaults(handler="neartext.cli.extras.mlflow:run", extra="mlflow")
     q = ex.add_parser("vectors", help="a collection's vectors as Parquet: id, start, end, hash, "
                                       "vector; the model in the file's metadata")
     q.add_argument("collection")
     q.add_argument("-o", "--output", required=True, help="the .parquet file to write")
     add_output_options(q)
+    q.set_defaults(handler=_cmd_export_vectors)
     q = ex.add_parser("onnx", help="an ONNX model (pooling inside) + tokenizer, run without torch")
     q.add_argument("--model", default="default", help="the model to export: name or local path")
     q.add_argument("-o", "--output", required=True, help="directory to write")
     q.add_argument("--quantize", choices=["int8"], help="also write an int8 model and use it")
     q.add_argument("--force", action="store_true", help="replace an existing output directory")
     add_output_options(q)
-    p.set_defaults(handler=_cmd_export)
+    q.set_defaults(handler="neartext.cli.extras.onnx:run", extra="onnx")
 
     p = sub.add_parser("distill", help="a static (model2vec) model from a sentence-transformers model")
     p.add_argument("--model", default="default", help="the model to distill: name or local path")
@@ -85,7 +85,7 @@ def register(sub: Any) -> None:
                    help="dimensions kept by PCA (default 256; 0 keeps the model's)")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
     add_output_options(p)
-    p.set_defaults(handler=_cmd_distill)
+    p.set_defaults(handler="neartext.cli.extras.distill:run", extra="static")
 
     p = sub.add_parser(
         "bot", help="a Telegram bot answering with the top-k results, 👍/👎 stored",
@@ -112,7 +112,7 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8443, help="webhook: port to listen on (8443)")
     p.add_argument("--secret", help="webhook: secret Telegram sends back with every update")
     p.add_argument("--api-server", help="another Bot API server (default: Telegram's)")
-    p.set_defaults(handler=_cmd_bot, json=False, quiet=False)
+    p.set_defaults(handler="neartext.cli.extras.bot:run", extra="bot", json=False, quiet=False)
 
     p = sub.add_parser("feedback", help="ratings stored by the service")
     fb = p.add_subparsers(dest="feedback_kind", required=True, metavar="ACTION")
@@ -127,142 +127,7 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_cmd_feedback)
 
 
-def _cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-
-        from ..serve import ServeSettings, run
-        from ..serve.settings import check_port
-    except ImportError as e:
-        raise MissingExtra(e.name or "fastapi", "serve") from None
-    check_port(args.port)
-    api_key = resolve_api_key(args.api_key, args.api_key_file)
-    settings = ServeSettings.from_args(
-        args.collections, api_key=api_key, model=args.model, max_results=args.max_results,
-        max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
-        max_text_chars=args.max_text_chars, max_k=args.max_k, max_batch=args.max_batch,
-        max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms,
-        forward_batch=args.forward_batch,
-        improve_every=args.improve_every)
-    names = ", ".join(settings.collections) or "no collections"
-    auth = "API key required" if settings.api_key else "no API key"
-
-    def ready(url: str) -> None:
-        print(f"neartext serving {names} at {url}  (web UI: {url}/, API docs: {url}/docs; {auth}; "
-              "Ctrl-C stops)", flush=True)
-        if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
-            print("warning: reachable from other machines without an API key "
-                  "(set NEARTEXT_API_KEY)", file=sys.stderr, flush=True)
-
-    print(f"loading {names} ...", file=sys.stderr, flush=True)
-    run(settings, host=args.host, port=args.port, on_ready=ready)
-    return {}
-
-
-def _cmd_export(args: argparse.Namespace) -> dict[str, Any]:
-    if args.export_kind == "vectors":
-        from ..collection import Collection
-        from ..vectors import export_vectors
-
-        with Collection.open(args.collection) as col:
-            rows = export_vectors(col, args.output)
-            model = col.manifest.model
-        if not args.json:
-            print(f"wrote {rows} vectors of {args.collection} ({model.name}, fingerprint "
-                  f"{model.fingerprint[:12]}) to {args.output}")
-        return {"output": args.output, "vectors": rows, "model": model.name,
-                "fingerprint": model.fingerprint}
-    if args.export_kind == "onnx":
-        from ..export.onnx import export_onnx
-
-        res = export_onnx(args.model, args.output, quantize=args.quantize, force=args.force)
-        if not args.json:
-            for kind, p in res.parity.items():
-                print(f"{kind}: cosine with the torch model: min {p['min_cosine']:.5f}, mean "
-                      f"{p['mean_cosine']:.5f}", file=sys.stderr)
-            for w in res.warnings:
-                print(f"warning: {w}", file=sys.stderr)
-            print(f"exported {res.base} to {res.output}; use it with --model {res.output}")
-        return res.to_dict()
-    from ..export.mlflow_model import export_mlflow
-
-    exported = export_mlflow(args.collection, args.output, log=args.log, force=args.force,
-                             mode=args.mode)
-    if not args.json:
-        where = exported.model_uri or exported.output
-        print(f"exported {args.collection} ({exported.documents} documents, {exported.model}, "
-              f"default mode {exported.mode}) as an MLflow model: {where}")
-        print(f"serve it: mlflow models serve -m {where} -p 5001  (--env-manager local where "
-              "neartext is installed)", file=sys.stderr)
-    return exported.to_dict()
-
-
-def _cmd_distill(args: argparse.Namespace) -> dict[str, Any]:
-    from ..encoders.static import distill_model
-
-    if args.pca_dims < 0:
-        raise InputError("--pca-dims must be 0 (keep all) or more")
-    res = distill_model(args.model, args.output, pca_dims=args.pca_dims or None, force=args.force)
-    if not args.json:
-        print(f"wrote a static model to {res.output}: {res.vocabulary} tokens x {res.dim} "
-              f"dimensions, from {res.base}; use it with --model {res.output}")
-    return res.to_dict()
-
-
-def _cmd_bot(args: argparse.Namespace) -> dict[str, Any]:
-    import asyncio
-
-    try:
-        import aiogram  # noqa: F401
-
-        from ..bot import BotSettings, LocalBackend, ServiceBackend, run_polling, run_webhook
-    except ImportError as e:
-        raise MissingExtra(e.name or "aiogram", "bot") from None
-    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
-    if not token:
-        raise InputError("set TELEGRAM_BOT_TOKEN to the token @BotFather gave you")
-    if (args.collection is None) == (args.url is None):
-        raise InputError("give a collection directory or --url of a running service (one of them)")
-    texts = {}
-    for name in ("start", "help", "nothing"):
-        value = getattr(args, f"{name}_text")
-        if value and value.startswith("@"):
-            path = Path(value[1:])
-            if not path.is_file():
-                raise InputError(f"{path}: no such file (--{name}-text)")
-            value = path.read_text(encoding="utf-8").strip()
-        if value:
-            texts[f"{name}_text"] = value
-    show = [f.strip() for f in args.show.split(",") if f.strip()]
-    settings = BotSettings(k=args.k, show=show, threshold=args.threshold,
-                           photo_column=args.photo_column, per_minute=args.per_minute,
-                           max_chars=args.max_chars, **texts)  # checked before loading a model
-    backend: Any
-    if args.url:
-        backend = ServiceBackend(args.url, resolve_api_key(args.api_key, None)
-                                 or os.environ.get("NEARTEXT_API_KEY"))
-    else:
-        backend = LocalBackend(args.collection)
-        backend.check_fields([*show, *([args.photo_column] if args.photo_column else [])])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    how = f"webhook {args.webhook}" if args.webhook else "long polling"
-    print(f"neartext bot answering from {backend.name} ({how}); Ctrl-C stops", file=sys.stderr,
-          flush=True)
-    try:
-        if args.webhook:
-            run_webhook(backend, settings, token, args.webhook, host=args.host, port=args.port,
-                        secret=args.secret, api_server=args.api_server)
-        else:
-            asyncio.run(run_polling(backend, settings, token, args.api_server))
-    finally:
-        backend.close()
-    return {}
-
-
 def _cmd_feedback(args: argparse.Namespace) -> Any:
-    from ..collection import Collection
-    from ..feedback import FeedbackStore, export_feedback
 
     with Collection.open(args.collection) as col:
         if args.feedback_kind == "export":
@@ -277,3 +142,14 @@ def _cmd_feedback(args: argparse.Namespace) -> Any:
         if not rows:
             print(f"{args.collection}: no feedback stored")
     return rows
+
+
+def _cmd_export_vectors(args: argparse.Namespace) -> dict[str, Any]:
+    with Collection.open(args.collection) as col:
+        rows = export_vectors(col, args.output)
+        model = col.manifest.model
+    if not args.json:
+        print(f"wrote {rows} vectors of {args.collection} ({model.name}, fingerprint "
+              f"{model.fingerprint[:12]}) to {args.output}")
+    return {"output": args.output, "vectors": rows, "model": model.name,
+            "fingerprint": model.fingerprint}

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from .base import Encoder, EncoderSettings, Kind
-from .registry import BUILTIN_MODELS, backend_of, canonical_name, load_encoder, resolve_model_path
+from neartext.encoders.base import Encoder, EncoderSettings, Kind
+from neartext.encoders.registry import (
+    BUILTIN_MODELS,
+    backend_of,
+    canonical_name,
+    load_encoder,
+    resolve_model_path,
+)
 
 __all__ = [
     "BUILTIN_MODELS", "Encoder", "backend_of", "EncoderSettings", "Kind", "canonical_name", "load_encoder",

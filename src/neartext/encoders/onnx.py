@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
 
-from ..errors import InputError, MissingExtra, ModelNotFound
-from .base import EncoderBase, EncoderSettings, settings_digest, usable_cores, weights_digest
-
-META = "neartext_onnx.json"
-
-
-def is_onnx_model(path: Path) -> bool:
-    return (path / META).is_file()
+from neartext.encoders.base import EncoderBase, EncoderSettings, settings_digest, usable_cores, weights_digest
+from neartext.encoders.registry import ONNX_META
+from neartext.errors import InputError, ModelNotFound
 
 
 class OnnxEncoder(EncoderBase):
@@ -33,12 +30,7 @@ class OnnxEncoder(EncoderBase):
         if settings.pooling:
             raise InputError(f"model '{settings.model}' is an ONNX export: its pooling is in the graph")
         try:
-            import onnxruntime as ort
-            from tokenizers import Tokenizer
-        except ImportError as e:
-            raise MissingExtra(f"{e.name} (for ONNX models)", "lite") from None
-        try:
-            meta = json.loads((model_dir / META).read_text(encoding="utf-8"))
+            meta = json.loads((model_dir / ONNX_META).read_text(encoding="utf-8"))
             self.tokenizer: Any = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = usable_cores()

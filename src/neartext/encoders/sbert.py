@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -11,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sentence_transformers import SentenceTransformer
+from transformers.utils import logging as hf_logging
 
-from ..errors import MissingExtra, ModelNotFound
-from .base import EncoderBase, EncoderSettings, settings_digest, weights_digest
+from neartext.encoders.base import EncoderBase, EncoderSettings, settings_digest, weights_digest
+from neartext.errors import ModelNotFound
 
 _E5 = re.compile(r"(^|[-_/])(multilingual-)?e5([-_]|$)", re.IGNORECASE)
 
@@ -27,11 +28,6 @@ def _embedding_dim(model: Any) -> int:
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """No weight-loading progress bars or tokenizer length warnings from transformers."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        yield
-        return
     was = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -44,16 +40,9 @@ def _quiet_transformers() -> Iterator[None]:
 
 def load_sentence_transformer(model_dir: Path, name: str | None = None) -> Any:
     """A ``SentenceTransformer`` from a local directory, on the CPU, never touching a hub."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     name = name or str(model_dir)
-    # checked before importing the library (seconds): a wrong path fails at once
     if not (model_dir / "config.json").is_file() and not (model_dir / "modules.json").is_file():
         raise ModelNotFound(f"model '{name}': {model_dir} holds no model (no config.json)")
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise MissingExtra("sentence-transformers", "sbert") from None
     try:
         with _quiet_transformers():
             return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)

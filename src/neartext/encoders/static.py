@@ -1,40 +1,28 @@
 """Static embedding models (model2vec): a vector per token, averaged; no transformer at run time.
 
-``neartext distill`` makes one from any local sentence-transformers model; the result works by
-path wherever a model does (``--model models/v2-static``). Tens of times faster than the model it
-came from, a few points less accurate (see the README's benchmark).
+``neartext distill`` makes one from any local sentence-transformers model
+(:mod:`neartext.export.static`); the result works by path wherever a model does
+(``--model models/v2-static``). Tens of times faster than the model it came from, a few points
+less accurate (see the README's benchmark).
 
 Example::
 
-    distill_model("default", "models/minilm-static")
     enc = load_encoder("models/minilm-static")
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from model2vec import StaticModel
 
-from ..atomic import staged_dir
-from ..errors import InputError, MissingExtra, ModelNotFound
-from ..results import StaticExport
-from ..tables import check_output_dir
-from .base import EncoderBase, EncoderSettings, settings_digest, weights_digest
+from neartext.encoders.base import EncoderBase, EncoderSettings, settings_digest, weights_digest
+from neartext.errors import InputError, ModelNotFound
 
 DEFAULT_MAX_TOKENS = 512
-
-
-def is_static_model(path: Path) -> bool:
-    """A model2vec directory: its config.json says ``"model_type": "model2vec"``."""
-    try:
-        return bool(json.loads((path / "config.json").read_text()).get("model_type")
-                    == "model2vec")
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 class StaticEncoder(EncoderBase):
@@ -44,10 +32,6 @@ class StaticEncoder(EncoderBase):
     def __init__(self, settings: EncoderSettings, model_dir: Path) -> None:
         if settings.pooling:
             raise InputError(f"model '{settings.model}' is a static model: it has no pooling to override")
-        try:
-            from model2vec import StaticModel
-        except ImportError:
-            raise MissingExtra("model2vec (for static models)", "static") from None
         try:
             self.model: Any = StaticModel.from_pretrained(str(model_dir))
         except Exception as e:
@@ -78,29 +62,3 @@ class StaticEncoder(EncoderBase):
             return 0
         enc = self.model.tokenizer.encode_batch(long, add_special_tokens=False)
         return sum(1 for e in enc if len(e.ids) > limit)
-
-
-def distill_model(model: str, output: str | Path, *, pca_dims: int | None = 256,
-                  force: bool = False) -> StaticExport:
-    """Distill a local sentence-transformers model into a static model2vec model in ``output``
-    (written to ``output.partial`` first). Offline: the model's own vocabulary is used."""
-    from .registry import backend_of, resolve_model_path
-
-    out = check_output_dir(output, force)
-    if backend_of(model) != "sbert":
-        raise InputError(f"'{model}' is not a transformer model; distill a sentence-transformers model")
-    src = resolve_model_path(model)
-    if is_static_model(src):
-        raise InputError(f"{src} is already a static model")
-    try:
-        from model2vec.distill import distill
-    except ImportError:
-        raise MissingExtra("model2vec[distill] (for neartext distill)", "static") from None
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    with staged_dir(out, make=False) as staged:
-        static = distill(model_name=str(src), pca_dims=pca_dims, device="cpu")
-        static.save_pretrained(str(staged))
-    return StaticExport(str(out), str(src), int(static.dim), int(static.embedding.shape[0]))

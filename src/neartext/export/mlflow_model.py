@@ -42,23 +42,40 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..atomic import staged_dir
-from ..errors import InputError, MissingExtra
-from ..results import MlflowExport
-from ..searching import SearchOptions
-from ..tables import check_output_dir
-from ..validate import check_text
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # none in our output
+
+import mlflow
+import mlflow.pyfunc
+import pandas as pd  # predict's return type: MLflow reads the hints at run time
+from mlflow.exceptions import MlflowException
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from neartext.collection import Collection
+from neartext.data.address import parse_address
+from neartext.data.ranking import SearchOptions
+from neartext.data.results import MlflowExport
+from neartext.encoders import backend_of, load_encoder, resolve_model_path
+from neartext.encoders.registry import RUNTIME_PACKAGES
+from neartext.engine.analysis import paraphrases, resolve_threshold
+from neartext.engine.records import ADAPTERS
+from neartext.errors import InputError, MissingExtra
+from neartext.store.factory import kind_of
+from neartext.util.atomic import staged_dir
+from neartext.util.tables import check_output_dir
+from neartext.util.validate import check_text
 
 if TYPE_CHECKING:
-    from ..collection import Collection
+    from neartext.collection import Collection
 
 Mode = Literal["search", "paraphrases"]
 MODES: tuple[Mode, ...] = ("search", "paraphrases")
-Ranking = Literal["tuned", "semantic", "keyword", "hybrid"]
-RANKINGS: tuple[Ranking, ...] = ("tuned", "semantic", "keyword", "hybrid")
+RankingName = Literal["tuned", "semantic", "keyword", "hybrid"]  # the model's "ranking" parameter
+RANKINGS: tuple[RankingName, ...] = ("tuned", "semantic", "keyword", "hybrid")
 NO_THRESHOLD = -1.0  # every cosine is at least -1: the default cuts nothing
 PARAMS: dict[str, Any] = {"top_k": 10, "similarity_threshold": NO_THRESHOLD, "mode": "search",
                           "ranking": "tuned"}
@@ -67,11 +84,7 @@ COLUMNS = ["query", "rank", "id", "score", "text", "metadata"]
 
 def queries_of(model_input: Any) -> list[str]:
     """The query texts of a list of strings or a one-column DataFrame; ``InputError`` otherwise."""
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - MLflow brings pandas
-        pd = None
-    if pd is not None and isinstance(model_input, pd.DataFrame):
+    if isinstance(model_input, pd.DataFrame):
         if model_input.shape[1] != 1:
             raise InputError(f"a DataFrame input needs exactly one column of query texts; got "
                              f"{model_input.shape[1]}: {', '.join(map(str, model_input.columns))}")
@@ -99,7 +112,7 @@ class Request:
     mode: Mode
     k: int
     threshold: float | None
-    ranking: Ranking
+    ranking: RankingName
 
     def options(self, col: Collection) -> SearchOptions:
         """The search options on ``col`` (its tuned ranking unless another is named)."""
@@ -152,8 +165,6 @@ class _RefuseUnknownParams(logging.Filter):
         if known != set(PARAMS):  # another model's parameters: MLflow's own behaviour
             return True
         given = re.findall(r"'([^']*)'", m["given"])
-        from mlflow.exceptions import MlflowException
-
         raise MlflowException.invalid_parameter_value(
             f"unknown parameter{'s' if len(given) > 1 else ''} {', '.join(sorted(given))}; "
             f"known: {', '.join(PARAMS)}")
@@ -165,21 +176,10 @@ def _install_param_check() -> None:
         log.addFilter(_RefuseUnknownParams())
 
 
-try:
-    import mlflow.pyfunc
-    import pandas as pd  # predict's return type: MLflow reads the hints at run time
-
-    _Base: Any = mlflow.pyfunc.PythonModel
-except ImportError:  # the class is still importable for its helpers
-    _Base = object
-
-
-class NeartextModel(_Base):  # type: ignore[misc]
+class NeartextModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     """The pyfunc model; see the module docs."""
 
     def load_context(self, context: Any) -> None:
-        from ..collection import Collection
-        from ..encoders import load_encoder
 
         col = Collection.open(Path(context.artifacts["collection"]))
         # the model's files travel as an artifact: load them from there
@@ -190,15 +190,12 @@ class NeartextModel(_Base):  # type: ignore[misc]
     def predict(self, context: Any, model_input: list[str],
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
         """One row per result (see the module docs); neartext's message as MLflow's error."""
-        from mlflow.exceptions import MlflowException
-
         try:
             return self._predict(model_input, params)
         except InputError as e:
             raise MlflowException.invalid_parameter_value(str(e)) from None
 
     def _predict(self, model_input: Any, params: dict[str, Any] | None) -> pd.DataFrame:
-        from ..analysis import paraphrases, resolve_threshold
 
         queries = queries_of(model_input)
         request = check_params(params)
@@ -228,12 +225,7 @@ def pip_requirements(backend: str) -> list[str]:
     >>> any(r.startswith("numpy==") for r in pip_requirements("sbert"))
     True
     """
-    from importlib.metadata import PackageNotFoundError, requires, version
 
-    from packaging.requirements import Requirement
-    from packaging.version import Version
-
-    from ..encoders.registry import RUNTIME_PACKAGES
 
     try:
         core = [Requirement(r) for r in requires("neartext") or []]
@@ -272,17 +264,6 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
     """Save the collection as an MLflow model in ``output`` (atomically), or log it to the
     tracking store (``log=True``; ``MLFLOW_TRACKING_URI``, else MLflow's default). ``mode`` is
     the model's default mode (``search`` or ``paraphrases``)."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        import mlflow
-    except ImportError:
-        raise MissingExtra("mlflow", "mlflow") from None
-    from ..address import parse_address
-    from ..collection import Collection
-    from ..encoders import backend_of, resolve_model_path
-    from ..store.factory import kind_of
-    from ..versions import ADAPTERS
-
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     address = parse_address(collection)

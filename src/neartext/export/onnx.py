@@ -18,17 +18,22 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from ..atomic import staged_dir
-from ..errors import InputError, MissingExtra
-from ..results import OnnxExport
-from ..tables import check_output_dir
+from neartext.data.results import OnnxExport
+from neartext.encoders import backend_of, load_encoder, resolve_model_path
+from neartext.encoders.registry import ONNX_META
+from neartext.errors import InputError
+from neartext.util.atomic import staged_dir
+from neartext.util.tables import check_output_dir
 
-META = "neartext_onnx.json"
 FP32_MIN_COSINE = 0.9999
 INT8_MEAN_COSINE = 0.98  # below: refused
 INT8_WARN_COSINE = 0.99  # below: a warning in the result
@@ -47,7 +52,6 @@ PARITY_TEXTS = [
 def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
                 force: bool = False, opset: int = 17) -> OnnxExport:
     """Export ``model`` (a name or local path of a sentence-transformers model) to ``output``."""
-    from ..encoders import backend_of, load_encoder, resolve_model_path
 
     if quantize not in (None, "int8"):
         raise InputError(f"--quantize: only int8 is supported (got {quantize})")
@@ -55,11 +59,6 @@ def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
     if backend_of(model) != "sbert":
         raise InputError(f"'{model}' cannot be exported to ONNX: it is not a sentence-transformers "
                          "(transformer) model")
-    try:
-        import onnxruntime as ort
-        import torch
-    except ImportError as e:
-        raise MissingExtra(f"{e.name} (for ONNX export)", "onnx") from None
     src = resolve_model_path(model)
     enc: Any = load_encoder(model)
     st = enc.model
@@ -78,7 +77,6 @@ def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
     with staged_dir(out) as staged:
         axes = {n: {0: "batch", 1: "tokens"} for n in names}
         axes["sentence_embedding"] = {0: "batch"}
-        import warnings
 
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer notes about shape-dependent branches
@@ -89,8 +87,6 @@ def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
         st.tokenizer.save_pretrained(str(staged))
         files = {"fp32": "model.onnx"}
         if quantize:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
             # per-channel int8 weights of the linear layers only (attention's activation x
             # activation products stay float): quantizing every op per tensor gave all-MiniLM-L6-v2
             # a mean cosine of 0.941 with the torch model
@@ -129,7 +125,7 @@ def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
                 "document_prefix": enc.settings.document_prefix or "",
                 "normalized_in_graph": any(type(m).__name__ == "Normalize" for m in st),
                 "parity": parity}
-        (staged / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        (staged / ONNX_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     warnings_ = []
     if quantize and parity["int8"]["mean_cosine"] < INT8_WARN_COSINE:
         warnings_.append(f"int8 mean cosine {parity['int8']['mean_cosine']:.4f} on the parity texts "

@@ -24,12 +24,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__
-from ..errors import InputError, NeartextError, StorageError
-from ..results import SearchResult
-from . import schemas as S
-from .engine import Busy, Engine, Named, NotFound
-from .settings import ServeSettings
+from neartext.data.corpus import Record
+from neartext.data.results import SearchResult
+from neartext.engine.analysis import resolve_threshold
+from neartext.errors import InputError, NeartextError, StorageError
+from neartext.ops.maps import colour_groups, hover_texts, map_payload, place, project, projected
+from neartext.serve import schemas as S
+from neartext.serve.engine import Busy, Engine, Named, NotFound
+from neartext.serve.settings import ServeSettings
+from neartext.version import __version__
 
 log = logging.getLogger("neartext.serve")
 STATIC = Path(__file__).parent / "static"
@@ -147,7 +150,6 @@ def _hit(r: SearchResult) -> S.SearchHit:
 
 def _map_payload(col: Any, color_by: str | None, sample: int | None, method: str,
                  threshold: float | None, k: int | None, min_size: int) -> dict[str, Any]:
-    from ..maps import colour_groups, hover_texts, map_payload, projected
 
     proj, clusters = projected(col, color_by=color_by, sample=sample, method=method,
                                threshold=threshold, k=k, min_size=min_size)
@@ -157,13 +159,12 @@ def _map_payload(col: Any, color_by: str | None, sample: int | None, method: str
 
 def _summary(name: str, col: Any) -> S.CollectionSummary:
     """A served collection in a line: size, model, and its current version."""
-    from ..tuning import describe
 
     m = col.manifest
-    details = (m.adapter or {}) or (m.search or {}).get("details") or {}
+    details = m.details()
     return S.CollectionSummary(
         name=name, documents=len(col), model=m.model.name, version=m.version,
-        adapter=(m.adapter or {}).get("kind"), ranking=describe(m.search),
+        adapter=m.adapter.kind if m.adapter else None, ranking=m.ranking().describe(),
         mrr_at_10=(details.get("metrics") or {}).get("mrr@10"))
 
 
@@ -305,7 +306,6 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         served = await engine.get(name)
         check_texts([body.text], "text")
         within_max_k(body.top_k, "top_k")
-        from ..analysis import resolve_threshold
 
         found, notice = await engine.in_thread(served.collection.paraphrases, body.text,
                                                body.threshold, body.top_k)
@@ -316,7 +316,6 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     async def upsert(name: str, body: S.UpsertRequest) -> S.UpsertResponse:
         await engine.get(name)
         check_texts([d.text for d in body.documents], "documents")
-        from ..corpus import Record
 
         records = [Record(d.id, d.text, d.metadata, n) for n, d in enumerate(body.documents, 1)]
         served, report = await engine.write_to(name, "upsert", records)
@@ -444,7 +443,6 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         """Where ``query`` lands on the map: the weighted mean position of its nearest documents."""
         served = await engine.get(name)
         check_texts([body.query], "query")
-        from ..maps import place, project
 
         def run() -> tuple[float, float]:
             proj = project(served.collection, sample=body.sample)

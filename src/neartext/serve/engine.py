@@ -29,19 +29,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..adapters import Adapter
-from ..address import Address
-from ..collection import Collection
-from ..encoders import Encoder, EncoderSettings, load_encoder
-from ..errors import SWAP_RETRIES, CollectionReplaced, InputError
-from ..feedback import FeedbackStore
-from ..filters import Filter
-from ..hybrid import Fusion, Mode
-from ..manifest import Manifest
-from ..results import SearchResult
-from ..searching import SearchOptions
-from .batcher import MicroBatcher
-from .settings import ServeSettings
+from neartext.algo.adapters import Adapter
+from neartext.collection import Collection
+from neartext.data.address import Address
+from neartext.data.filters import Filter
+from neartext.data.manifest import Manifest
+from neartext.data.ranking import Fusion, Mode, SearchOptions
+from neartext.data.results import SearchResult
+from neartext.encoders import Encoder, EncoderSettings, load_encoder
+from neartext.engine.feedback import FeedbackStore
+from neartext.errors import SWAP_RETRIES, CollectionReplaced, InputError
+from neartext.ops.improve import improve, last_ratings_used
+from neartext.serve.batcher import MicroBatcher
+from neartext.serve.settings import ServeSettings
 
 log = logging.getLogger("neartext.serve")
 
@@ -353,7 +353,7 @@ class Engine:
     # -- improving from ratings ------------------------------------------------------------------
 
     async def improve(self, name: str, **options: Any) -> dict[str, Any]:
-        """Run :func:`neartext.tuning.improve` on a served collection in the improver thread,
+        """Run :func:`neartext.ops.improve.improve` on a served collection in the improver thread,
         its queries encoded through the batcher (searches go on meanwhile, and switch to the
         new version at once if it is promoted). ``options``: improve's. One run per collection
         at a time: :class:`Busy` while one is under way."""
@@ -389,7 +389,6 @@ class Engine:
                 self._encode_with(served.model_key, texts, "query"), loop).result()
 
         def run() -> dict[str, Any]:
-            from ..tuning import improve
 
             full = bool(options.get("full"))
             extra: dict[str, Any] = {} if full else {"encode": encode}
@@ -449,7 +448,6 @@ class Engine:
         every = self.settings.improve_every
         if not every or name in self.improving:
             return
-        from ..tuning import last_ratings_used
 
         served = await self.get(name)
         if served.feedback.count_after(last_ratings_used(served.collection)) < every:

@@ -18,6 +18,9 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from neartext.serve.app import create_app
+from neartext.serve.settings import ServeSettings
+
 
 class JsonErrorsH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, its 400 answer to an unparsable request as the API's JSON."""
@@ -37,3 +40,22 @@ def server_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Con
     """The uvicorn configuration of the service (``options``: more of uvicorn's settings)."""
     return uvicorn.Config(app, host=host, port=port, http=JsonErrorsH11Protocol,
                           access_log=False, **options)
+
+
+def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
+        log_level: str = "warning", on_ready: Any = None) -> None:
+    """Serve until interrupted. ``on_ready(url)`` is called once the socket accepts requests."""
+    app = create_app(settings)
+    config = server_config(app, host, port, log_level=log_level, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    if on_ready is not None:
+        startup = server.startup
+
+        async def announced(sockets: Any = None) -> None:
+            await startup(sockets)
+            if server.started:
+                shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+                on_ready(f"http://{shown}:{port}")
+
+        server.startup = announced  # type: ignore[method-assign]
+    server.run()

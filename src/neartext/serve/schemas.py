@@ -7,8 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from ..hybrid import DEFAULT_ALPHA, DEFAULT_FUSION, Fusion
-from ..validate import invalid_text_path
+from neartext.data.ranking import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_MODE, Fusion, Mode
+from neartext.util.validate import invalid_text_path
 
 
 class _Text(BaseModel):
@@ -37,7 +37,7 @@ class SearchRequest(_Body):
     threshold: float | None = Field(None, ge=-1, le=1, description="drop results scoring below this")
     where: list[str] = Field(default_factory=list, description='metadata conditions, e.g. "year>=2023"')
     contains: list[str] = Field(default_factory=list, description="words every result must contain")
-    mode: Literal["semantic", "keyword", "hybrid"] | None = Field(
+    mode: Mode | None = Field(
         None, description="vectors, BM25 over stemmed words, or both fused; default: the "
                           "collection's tuned ranking (neartext tune), else semantic")
     fusion: Fusion | None = Field(None, description=f"hybrid: how the two rankings merge "
@@ -193,7 +193,7 @@ class CollectionSummary(BaseModel):
     model: str
     version: int = Field(1, description="the current version (neartext tune / rollback)")
     adapter: str | None = Field(None, description="its adapter kind, if any")
-    ranking: str = Field("semantic", description="its ranking when a search names no mode")
+    ranking: str = Field(DEFAULT_MODE, description="its ranking when a search names no mode")
     mrr_at_10: float | None = Field(None, description="held-out MRR@10 measured when promoted")
 
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..address import parse_address
-from ..errors import InputError
+from neartext.data.address import parse_address
+from neartext.errors import InputError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 API_KEY_ENV = "NEARTEXT_API_KEY"

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .base import Document, Hit, Passage, Store, WriteResult
+from neartext.store.base import Document, Hit, Passage, Store, WriteResult
 
 __all__ = ["Document", "Hit", "Passage", "Store", "WriteResult"]

@@ -8,48 +8,53 @@ A collection talks to its store only through :class:`Store`; two implement it: t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from ..filters import Filter
-
-_REQUIRED: dict[str, type | tuple[type, ...]] = {
-    "dim": int, "metric": str, "model": dict, "cleaning": dict, "created": str,
-    "neartext_version": str}
-_REQUIRED_MODEL: dict[str, type] = {"name": str, "fingerprint": str, "settings": dict}
-
-
-def check_manifest(where: object, manifest: Any) -> dict[str, Any]:
-    """``manifest`` if it holds what neartext reads from it, else a
-    :class:`~neartext.errors.CorruptCollection` naming the field at fault."""
-    from ..errors import CorruptCollection
-
-    def bad(what: str) -> CorruptCollection:
-        return CorruptCollection(f"{where}: damaged manifest: {what}")
-
-    if not isinstance(manifest, dict):
-        raise bad(f"expected a JSON object, found {type(manifest).__name__}")
-    for key, typ in _REQUIRED.items():
-        if not isinstance(manifest.get(key), typ) or isinstance(manifest.get(key), bool):
-            raise bad(f"'{key}' is missing or not of type {getattr(typ, '__name__', typ)}")
-    if manifest["dim"] < 1:
-        raise bad(f"'dim' is {manifest['dim']}")
-    for key, typ in _REQUIRED_MODEL.items():
-        if not isinstance(manifest["model"].get(key), typ):
-            raise bad(f"'model.{key}' is missing or not of type {typ.__name__}")
-    return manifest
+from neartext.data.filters import Filter
+from neartext.data.lexical import script_shares, terms
+from neartext.data.manifest import check_manifest
 
 
 def check_store_manifest(where: object, manifest: Any) -> dict[str, Any]:
     """What a store needs of a manifest (an object with an integer ``dim``); the rest is the
-    collection's to check (:class:`neartext.manifest.Manifest`)."""
+    collection's to check (:class:`neartext.data.manifest.Manifest`)."""
     if not isinstance(manifest, dict) or not isinstance(manifest.get("dim"), int) \
             or isinstance(manifest.get("dim"), bool):
         check_manifest(where, manifest)  # raises, naming the field at fault
     return dict(manifest)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """What a store reads of a collection's manifest (the rest is the collection's): the
+    vectors' dimension, the index and precision asked for, whether documents are chunked,
+    whether a build is unfinished, the model's fingerprint, and a Milvus store's own settings.
+    Read once from the stored manifest, checked there (:meth:`of`).
+
+    >>> StoreSettings.of("x", {"dim": 2, "chunking": {"size": 50}}).chunked
+    True
+    """
+
+    dim: int
+    index: str = "auto"
+    precision: str = "float32"
+    chunked: bool = False
+    building: bool = False
+    fingerprint: str | None = None
+    milvus: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, where: object, manifest: Any) -> StoreSettings:
+        d = check_store_manifest(where, manifest)
+        model: dict[str, Any] = d["model"] if isinstance(d.get("model"), dict) else {}
+        return cls(dim=int(d["dim"]), index=str(d.get("index") or "auto"),
+                   precision=str(d.get("precision") or "float32"),
+                   chunked=bool(d.get("chunking")), building=bool(d.get("building")),
+                   fingerprint=model.get("fingerprint"), milvus=dict(d.get("milvus") or {}))
 
 
 @dataclass
@@ -199,6 +204,11 @@ class Store(Protocol):
 
     def metadata_fields(self) -> set[str]: ...
 
+    def script_shares(self) -> dict[str, float]:
+        """The share of texts written mostly in Cyrillic, mostly in Latin letters, or
+        neither (:func:`neartext.data.lexical.script_shares`)."""
+        ...
+
     def iter_vectors(self, batch_size: int = 8192) -> Iterator[tuple[list[str], np.ndarray]]:
         """All passages' ``(doc_ids, vectors)`` in batches, for mining and clustering."""
         ...
@@ -232,6 +242,7 @@ class StoreBase:
 
     _fields: tuple[int, set[str]] | None = None
     _df: tuple[int, dict[str, int]] | None = None  # (generation, document frequencies)
+    _scripts: tuple[int, dict[str, float]] | None = None  # (generation, script shares)
 
     def finish_build(self) -> None:
         """Nothing to mark where a collection opens as soon as it is created."""
@@ -275,6 +286,17 @@ class StoreBase:
             self._fields = (gen, self._metadata_field_names())
         return set(self._fields[1])
 
+    def script_shares(self) -> dict[str, float]:
+        """:func:`neartext.data.lexical.script_shares` of every text, counted once per
+        generation (the service asks on every ``GET /collections/{name}``)."""
+        gen = self.generation()
+        if self._scripts is None or self._scripts[0] != gen:
+            self._scripts = (gen, script_shares(self.iter_texts()))
+        return dict(self._scripts[1])
+
+    def iter_texts(self, batch_size: int = 4096) -> Iterator[str]:
+        raise NotImplementedError
+
     def get(self, ids: Sequence[str]) -> list[Document]:
         """Documents by id, in the given order; unknown ids are left out."""
         found = self._documents_by_id(ids)
@@ -299,7 +321,6 @@ class StoreBase:
     def keyword_weights(self, queries: Sequence[str]) -> list[dict[str, float]]:
         """Per query, the IDF of each of its distinct stemmed words (in order), as the
         backend's BM25 weighs them. Frequencies are cached per generation."""
-        from ..lexical import terms
 
         n, gen = self.count(), self.generation()
         if self._df is None or self._df[0] != gen:
@@ -335,3 +356,17 @@ class StoreBase:
         """``WriteResult`` of a write of ``documents`` where ``existing`` ids were stored before."""
         added = sum(1 for d in documents if d.id not in existing)
         return WriteResult(added=added, updated=len(documents) - added, removed=removed)
+
+
+#: documents per read from one store and write to another (:func:`copy_documents`)
+COPY_BATCH = 8192
+
+
+def copy_documents(src: Store, dst: Store, on_batch: Callable[[int], None] | None = None) -> None:
+    """Write every document of ``src`` with its passages (their vectors as stored: nothing is
+    encoded) to ``dst``, a batch at a time; ``on_batch(documents)`` after each (progress).
+    What ``migrate`` and a local copy of a Milvus collection do."""
+    for docs, parts in src.export(COPY_BATCH):
+        dst.write(docs, parts, [])
+        if on_batch is not None:
+            on_batch(len(docs))

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from neartext.data.manifest import PRECISIONS, check_precision
 
-PRECISIONS = ("float32", "float16", "int8")
+__all__ = ["PRECISIONS", "VectorCodec", "codec"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,4 @@ class VectorCodec:
 def codec(precision: str, dim: int) -> VectorCodec:
     """The codec for ``precision`` (``float32``, ``float16`` or ``int8``); InputError naming the
     choices for anything else."""
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown vector precision {precision!r}; choose one of: "
-                         f"{', '.join(PRECISIONS)}")
-    return VectorCodec(precision, dim)
+    return VectorCodec(check_precision(precision), dim)

@@ -6,7 +6,7 @@ disk) is asked of the address's :class:`StoreKind`. ``Collection``, ``migrate``,
 the exports never branch on the kind themselves.
 
 Example:
-    >>> from neartext.address import parse_address
+    >>> from neartext.data.address import parse_address
     >>> kind_of(parse_address("feedback/")).name
     'local'
     >>> store_exists(parse_address("/no/such/dir"))
@@ -19,8 +19,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..address import Address, parse_address
-from .base import Store
+from neartext.data.address import Address, parse_address
+from neartext.store.base import Store
+from neartext.store.local import LOCAL
+from neartext.store.milvus import MILVUS
 
 
 class StoreKind(Protocol):
@@ -78,10 +80,8 @@ class StoreKind(Protocol):
 def kind_of(address: Address) -> StoreKind:
     """The backend of ``address`` (Milvus' is imported only when asked for: an extra)."""
     if address.kind == "local":
-        from .local import LOCAL
 
         return LOCAL
-    from .milvus import MILVUS
 
     return MILVUS
 

@@ -16,9 +16,10 @@ from typing import Any, BinaryIO, Protocol
 
 import faiss
 import numpy as np
+from faiss.contrib.inspect_tools import get_invlist
 
-from ..atomic import staged_file
-from ..linalg import faiss_threads_for, top_k
+from neartext.util.atomic import staged_file
+from neartext.util.linalg import faiss_threads_for, top_k
 
 QUERY_BLOCK = 256  # queries scored at once: bounds the (queries x vectors) score matrix
 
@@ -337,7 +338,6 @@ class FaissIndex:
 
     def _lists(self) -> np.ndarray:
         """The IVF list of each id of ``self.ids`` (in that order)."""
-        from faiss.contrib.inspect_tools import get_invlist
 
         ivf = faiss.downcast_index(self.index)
         ids, lists = [], []

@@ -6,9 +6,20 @@ Example:
     PosixPath('models/v1')
 """
 
-from .data import FORMATS, TrainingData, load_training_data
-from .losses import LOSSES, default_loss
-from .train import TrainConfig, TrainingInterrupted, TrainResult, train
+import importlib
+from typing import Any
+
+from neartext.training.data import FORMATS, TrainingData, load_training_data
+from neartext.training.losses import LOSSES, default_loss
 
 __all__ = ["FORMATS", "LOSSES", "TrainConfig", "TrainResult", "TrainingData", "TrainingInterrupted",
            "default_loss", "load_training_data", "train"]
+_TRAINER = ("TrainConfig", "TrainResult", "TrainingInterrupted", "train")
+
+
+def __getattr__(name: str) -> Any:
+    """The trainer (:mod:`neartext.training.trainer`: torch, transformers, datasets) on first
+    use: the data formats and losses here are read by commands that never train."""
+    if name in _TRAINER:
+        return getattr(importlib.import_module("neartext.training.trainer"), name)
+    raise AttributeError(f"module 'neartext.training' has no attribute {name!r}")

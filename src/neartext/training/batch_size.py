@@ -20,6 +20,8 @@ Example (numbers depend on the machine)::
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import re
 import time
@@ -27,7 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import TrainingData
+import psutil
+import torch
+
+from neartext.training.data import TrainingData
 
 MIN_BATCH = 4
 MAX_BATCH = 512
@@ -59,12 +64,9 @@ def _status_kb(key: str) -> int | None:
 def malloc_trim() -> None:
     """Hand memory the heap holds free back to the system (glibc's ``malloc_trim``; a no-op
     elsewhere)."""
-    try:
-        import ctypes
+    with contextlib.suppress(OSError, AttributeError):
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _release() -> None:
@@ -87,7 +89,6 @@ def _reset_peak() -> bool:
 def available_memory() -> int:
     """Bytes of memory available for new allocations (psutil, else /proc/meminfo)."""
     try:
-        import psutil
 
         return int(psutil.virtual_memory().available)
     except ImportError:
@@ -123,7 +124,6 @@ def _trial(model: Any, loss: Any, data: TrainingData, longest: list[int], size: 
     """One real forward and backward pass of ``loss`` on ``size`` of the longest rows (weights
     untouched): its time and the peak memory it added (None where that cannot be measured).
     ``MemoryError`` when it does not fit."""
-    import torch
 
     columns = data.as_columns()
     text_keys = [k for k in columns if k in data.texts]

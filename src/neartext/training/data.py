@@ -32,8 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import InputError
-from ..evaluate import (
+from neartext.data.evaldata import (
     PASSAGE,
     QUERY,
     TEXT1,
@@ -41,10 +40,11 @@ from ..evaluate import (
     VALUE,
     PairData,
     RetrievalData,
-    _is_number,
-    _named_column,
+    is_number,
+    named_column,
     read_table,
 )
+from neartext.errors import InputError
 
 Format = Literal["pairs", "triplets", "scored", "labeled"]
 FORMATS: dict[str, str] = {
@@ -143,7 +143,7 @@ class TrainingData:
         return out
 
     def pair_data(self) -> PairData:
-        """Scored or labeled rows as :class:`~neartext.evaluate.PairData` for evaluation."""
+        """Scored or labeled rows as :class:`~neartext.engine.evaluate.PairData` for evaluation."""
         t1, t2 = TEXT_COLUMNS[self.format][:2]
         if self.format in ("pairs", "triplets"):
             raise InputError(f"{self.source}: {self.format} carry no scores or labels")
@@ -190,11 +190,11 @@ def load_training_data(
     names, table, has_header = read_table(p, encoding)
     lowered = [n.lower() for n in names]
     numeric = [i for i in range(len(names))
-               if all(i < len(r) and r[i] not in (None, "") and _is_number(r[i]) for r in table)]
+               if all(i < len(r) and r[i] not in (None, "") and is_number(r[i]) for r in table)]
 
     def by_name(given: str | None, candidates: Sequence[str], what: str, taken: set[int]) -> int | None:
         if given is not None:
-            return _named_column(p, names, given, what)
+            return named_column(p, names, given, what)
         if not has_header:
             return None
         for c in candidates:

@@ -1,4 +1,4 @@
-"""Which loss trains which data format, and how each is built.
+"""Which loss trains which data format (building one is :func:`neartext.training.trainer.build_loss`).
 
 =====================  ==========================  ===========================================
 loss                   formats                     what it learns
@@ -25,9 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..errors import InputError
+from neartext.errors import InputError
 
 LOSSES: dict[str, tuple[str, ...]] = {
     "mnrl": ("pairs", "triplets", "labeled"),
@@ -55,21 +53,3 @@ def check_loss(loss: str, fmt: str) -> None:
     if fmt not in LOSSES[loss]:
         raise InputError(f"loss '{loss}' needs {' or '.join(LOSSES[loss])} data, and the file "
                          f"holds {fmt} (default loss for it: {default_loss(fmt)})")
-
-
-def build_loss(name: str, model: Any, mini_batch_size: int = 32) -> Any:
-    """The sentence-transformers loss module called ``name`` for ``model``."""
-    from sentence_transformers.sentence_transformer import losses
-
-    if name == "mnrl":
-        return losses.MultipleNegativesRankingLoss(model)
-    if name == "cached-mnrl":
-        return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=mini_batch_size,
-                                                         show_progress_bar=False)
-    if name == "cosent":
-        return losses.CoSENTLoss(model)
-    if name == "cosine":
-        return losses.CosineSimilarityLoss(model)
-    if name == "online-contrastive":
-        return losses.OnlineContrastiveLoss(model)
-    raise InputError(f"unknown loss '{name}'; choose one of: {', '.join(LOSSES)}")

@@ -1,0 +1,180 @@
+"""How results are ranked: the one home of the search modes, fusions and their defaults, of the
+options one search runs with (:class:`SearchOptions`), and of a version's tuned ranking
+(:class:`Ranking`: what a search uses when it names no mode, stored in the manifest's
+``search``).
+
+Example:
+    >>> r = Ranking.from_dict({"mode": "hybrid", "fusion": "blend", "alpha": 0.3})
+    >>> r.describe(), r.options(5).alpha, Ranking().options(5).mode
+    ('hybrid blend alpha 0.3', 0.3, 'semantic')
+    >>> r.options(5, mode="keyword").fusion  # another mode named: not the tuned one's fusion
+    'blend'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from neartext.errors import InputError
+
+Mode = Literal["semantic", "keyword", "hybrid"]
+Fusion = Literal["blend", "rrf", "learned"]
+MODES: tuple[Mode, ...] = ("semantic", "keyword", "hybrid")
+FUSIONS: tuple[Fusion, ...] = ("rrf", "blend", "learned")
+#: the mode of a collection never tuned, and of a search given a threshold (a cosine)
+DEFAULT_MODE: Mode = "semantic"
+# Chosen on Cranfield and 3,000 Quora duplicate pairs with all-MiniLM-L6-v2
+# (bench/bench_multilingual.py): blend at 0.7 beat semantic search on both (nDCG@10 0.42 vs
+# 0.38; 0.894 vs 0.891), while RRF lost on the Quora paraphrases (0.887).
+DEFAULT_FUSION: Fusion = "blend"
+DEFAULT_ALPHA = 0.7
+# what every learned version weighs; the first five are all a version tuned before the text
+# features has (its settings name no features)
+BASE_FEATURES = ("cosine", "coverage", "semantic_rr", "keyword_rr", "all_words")
+# computed from the candidate's stored text and the query's words (neartext.data.lexical)
+TEXT_FEATURES = ("phrase", "lead_coverage", "lead_exact")
+# the cosine of the query as the model gives it, before the version's query-side adapter (the
+# cosine itself without one)
+FEATURES = BASE_FEATURES + ("model_cosine",) + TEXT_FEATURES
+
+
+def check_k(k: Any, what: str = "k") -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InputError(f"{what} must be a whole number >= 1 (got {k})")
+
+
+def check_threshold(threshold: float | None, what: str = "threshold") -> None:
+    if threshold is not None and not -1.0 <= threshold <= 1.0:
+        raise InputError(f"{what} must be between -1 and 1 (got {threshold})")
+
+
+def check_mode(mode: str, fusion: str, alpha: float,
+               weights: Sequence[float] | None = None,
+               names: Sequence[str] | None = None) -> None:
+    """An :class:`InputError` naming what is wrong with a ranking's settings."""
+    if mode not in MODES:
+        raise InputError(f"unknown search mode '{mode}'; choose one of: {', '.join(MODES)}")
+    if fusion not in FUSIONS:
+        raise InputError(f"unknown fusion '{fusion}'; choose one of: {', '.join(FUSIONS)}")
+    if fusion == "learned" and mode == "hybrid":
+        unknown = [n for n in names or () if n not in FEATURES]
+        if unknown:
+            raise InputError(f"the learned fusion of this version weighs a feature this "
+                             f"neartext does not know ('{unknown[0]}'): use blend or rrf, or a "
+                             f"newer neartext")
+        if (weights is None or len(weights) != len(names or BASE_FEATURES) + 1
+                or not all(math.isfinite(w) for w in weights)):
+            raise InputError("the learned fusion ranks with weights 'neartext tune' fits on a "
+                             "collection's pairs or ratings; this version has none: use blend "
+                             "or rrf")
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"alpha must be between 0 and 1 (got {alpha})")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How one search ranks: ``k`` results, at least ``threshold`` (cosine; semantic mode
+    only), the ``mode`` (semantic, keyword, hybrid) and for hybrid the ``fusion`` (blend, rrf,
+    learned), blend weight ``alpha``, and the learned fusion's ``weights`` and the names of the
+    ``features`` they weigh (from ``neartext tune``; default: the base features). Checked when
+    made: an :class:`InputError` names the bad value."""
+
+    k: int = 10
+    threshold: float | None = None
+    mode: Mode = DEFAULT_MODE
+    fusion: Fusion = DEFAULT_FUSION
+    alpha: float = DEFAULT_ALPHA
+    weights: tuple[float, ...] | None = None
+    features: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check_k(self.k)
+        check_threshold(self.threshold)
+        check_mode(self.mode, self.fusion, self.alpha, self.weights, self.features)
+        if self.mode != "semantic" and self.threshold is not None:
+            raise InputError(f"a threshold applies to cosine scores: use it with the semantic "
+                             f"mode, not {self.mode}")
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A version's ranking: the mode a search uses when it names none, and for hybrid the
+    fusion, its blend weight, or the learned fusion's weights and the names of the features
+    they weigh; ``details`` keeps what ``tune`` measured of it (not part of the setting)."""
+
+    mode: Mode = DEFAULT_MODE
+    fusion: Fusion | None = None
+    alpha: float | None = None
+    weights: tuple[float, ...] | None = None
+    features: tuple[str, ...] | None = None
+    details: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Ranking:
+        """A stored ranking (``manifest.search``, a version record's ``search``); None is the
+        ranking of a collection never tuned."""
+        d = dict(data or {})
+        weights, features = d.get("weights"), d.get("features")
+        return cls(mode=cast(Mode, d.get("mode", DEFAULT_MODE)),
+                   fusion=cast("Fusion | None", d.get("fusion")), alpha=d.get("alpha"),
+                   weights=None if weights is None else tuple(float(w) for w in weights),
+                   features=None if features is None else tuple(str(n) for n in features),
+                   details=dict(d.get("details") or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form: only the keys set (as the manifest has always held them)."""
+        out: dict[str, Any] = {"mode": self.mode}
+        for key in ("fusion", "alpha"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.weights is not None:
+            out["weights"] = list(self.weights)
+        if self.features is not None:
+            out["features"] = list(self.features)
+        if self.details:
+            out["details"] = dict(self.details)
+        return out
+
+    def setting(self) -> Ranking:
+        """The ranking as a setting to compare and store: without its measurements, and only
+        what its mode reads (a fusion for hybrid; alpha for blend; weights for learned)."""
+        if self.mode != "hybrid":
+            return Ranking(self.mode)
+        fusion = self.fusion or DEFAULT_FUSION
+        if fusion == "blend":
+            return Ranking(self.mode, fusion, alpha=self.alpha)
+        if fusion == "learned":
+            return Ranking(self.mode, fusion, weights=self.weights, features=self.features)
+        return Ranking(self.mode, fusion)
+
+    def with_details(self, details: Mapping[str, Any]) -> Ranking:
+        return Ranking(self.mode, self.fusion, self.alpha, self.weights, self.features,
+                       dict(details))
+
+    def describe(self) -> str:
+        """The ranking in a few words (``hybrid blend alpha 0.3``)."""
+        if self.mode != "hybrid":
+            return self.mode
+        if self.fusion in ("rrf", "learned"):
+            return f"hybrid {self.fusion}"
+        return f"hybrid blend alpha {self.alpha}"
+
+    def options(self, k: int = 10, threshold: float | None = None, mode: Mode | None = None,
+                fusion: Fusion | None = None, alpha: float | None = None) -> SearchOptions:
+        """:class:`SearchOptions` from what a caller named; the rest from this ranking. A
+        threshold without a mode means semantic (it is a cosine); another mode than this one's
+        takes the default fusion and weight, not this one's."""
+        if mode is None:
+            mode = "semantic" if threshold is not None else self.mode
+        mine = mode == self.mode
+        if fusion is None:
+            fusion = (self.fusion or DEFAULT_FUSION) if mine else DEFAULT_FUSION
+        if alpha is None:
+            alpha = float(self.alpha) if mine and self.alpha is not None else DEFAULT_ALPHA
+        learned = fusion == "learned"
+        return SearchOptions(k, threshold, mode, fusion, alpha,
+                             self.weights if learned else None,
+                             self.features if learned else None)

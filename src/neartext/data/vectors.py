@@ -1,0 +1,155 @@
+"""Vectors a user brings: checked once here before anything is written, and written out.
+
+A corpus row may carry its vector (``Record.vector``; a list column of a ``.jsonl`` or
+``.parquet`` corpus given with ``--vectors COLUMN``). neartext then stores that vector instead
+of running the encoder. A vector is only comparable with the collection's others if the same
+model made it, so the caller names the model (``vectors_from``: the collection's model name, its
+fingerprint, or ``same``); a file written by ``neartext export vectors`` names it itself.
+
+Example:
+    >>> import numpy as np
+    >>> from neartext.data.corpus import Record
+    >>> rs = [Record("a", "hi", vector=np.array([3.0, 4.0]))]
+    >>> check_vectors(rs, 2, "rows")
+    1
+    >>> rs[0].vector.tolist()
+    [0.6000000238418579, 0.800000011920929]
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neartext.data.corpus import Record, as_vector
+from neartext.errors import InputError, MissingExtra
+from neartext.util.atomic import staged_file
+from neartext.util.optional import arrow, parquet
+from neartext.util.tables import check_output_path
+
+FINGERPRINT_KEY = b"neartext.model_fingerprint"  # in the Parquet schema metadata of an export
+MODEL_KEY = b"neartext.model"
+
+
+
+
+def check_vectors(records: Sequence[Record], dim: int, source: str) -> int:
+    """Check the records' own vectors (all or none of them, ``dim`` numbers each, finite, not
+    zero) and scale them to unit length, as the collection's vectors are; returns how many."""
+    given = [r for r in records if r.vector is not None]
+    if not given:
+        return 0
+    if len(given) != len(records):
+        missing = next(r for r in records if r.vector is None)
+        raise InputError(f"{source}: row {missing.where or missing.id!r} has no vector while "
+                         f"{len(given)} other rows have one; give a vector on every row or none")
+    for r in given:
+        where = f"{source}: row {r.where}" if r.row else f"{source}: document {r.id!r}"
+        v = as_vector(r.vector, where)
+        if v.size != dim:
+            raise InputError(f"{where}: the vector has {v.size} numbers; the collection's have "
+                             f"{dim}")
+        if not np.isfinite(v).all():
+            bad = int(np.flatnonzero(~np.isfinite(v))[0])
+            raise InputError(f"{where}: the vector holds {v[bad]} at position {bad + 1}")
+        norm = float(np.linalg.norm(v))
+        if norm == 0:
+            raise InputError(f"{where}: the vector is all zeros")
+        r.vector = (v / norm).astype(np.float32)
+    return len(given)
+
+
+def query_vectors(vectors: Any, dim: int) -> np.ndarray:
+    """Query vectors as a ``(n, dim)`` float32 array (one vector may be given flat); an
+    :class:`InputError` for another dimension, NaN or infinity.
+
+    >>> query_vectors([1.0, 0.0], 2).shape
+    (1, 2)
+    """
+    try:
+        v = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputError("query vectors must be numbers") from None
+    if v.ndim == 1:
+        v = v[None, :]
+    if v.ndim != 2 or v.shape[1] != dim:
+        raise InputError(f"query vectors must have {dim} numbers each (got shape {v.shape})")
+    bad = np.argwhere(~np.isfinite(v))
+    if len(bad):
+        raise InputError(f"query vector {bad[0][0] + 1}: {v[tuple(bad[0])]} at position "
+                         f"{bad[0][1] + 1}")
+    return np.ascontiguousarray(v)
+
+
+def check_vectors_model(vectors_from: str | None, name: str, fingerprint: str) -> None:
+    """Refuse vectors unless the caller said they come from the collection's model."""
+    if vectors_from is None:
+        raise InputError(f"the rows carry vectors: say which model made them with --vectors-from "
+                         f"(the collection's model is {name}, fingerprint {fingerprint[:12]}; "
+                         "'same' if they come from it)")
+    if vectors_from not in ("same", name, fingerprint) and not (
+            len(vectors_from) >= 8 and fingerprint.startswith(vectors_from)):
+        raise InputError(f"vectors from {vectors_from} cannot go into a collection of {name} "
+                         f"(fingerprint {fingerprint[:12]}): vectors of another model do not "
+                         "compare with these; re-embed the texts instead")
+
+
+def file_model(path: str | Path) -> tuple[str, str] | None:
+    """``(fingerprint, name)`` of the model a Parquet file records (as ``neartext export
+    vectors`` writes them), if it records one."""
+    if Path(path).suffix.lower() != ".parquet":
+        return None
+    try:
+        pq = parquet()
+    except MissingExtra:
+        return None
+    meta = pq.read_schema(path).metadata or {}
+    value = meta.get(FINGERPRINT_KEY)
+    if not value:
+        return None
+    return value.decode(), (meta.get(MODEL_KEY) or b"").decode()
+
+
+@contextlib.contextmanager
+def vector_file(output: str | Path, dim: int, model: str, fingerprint: str
+                ) -> Iterator[Callable[[list[dict[str, Any]]], None]]:
+    """A Parquet file of vectors, written atomically (nothing at ``output`` unless the block
+    completes): ``id, start, end, hash, vector`` rows, the model's name and fingerprint in the
+    file's metadata (what ``neartext index --vectors`` reads back). Yields ``write(rows)``."""
+
+    out = check_output_path(output, (".parquet",))
+    pa, pq = arrow(), parquet()
+    schema = pa.schema([("id", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
+                        ("hash", pa.string()), ("vector", pa.list_(pa.float32(), dim))],
+                       metadata={FINGERPRINT_KEY: fingerprint.encode(), MODEL_KEY: model.encode()})
+    with staged_file(out, ".parquet") as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        wrote = False
+
+        def write(rows: list[dict[str, Any]]) -> None:
+            nonlocal wrote
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            wrote = True
+
+        yield write
+        if not wrote:  # an empty file still has its schema
+            write([])
+
+
+def file_model_of(path: str | Path, vectors: str | None, vectors_from: str | None) -> str | None:
+    """Which model made a file's vectors: as the caller says, else as a ``neartext export
+    vectors`` file records (a contradiction is refused)."""
+    if vectors is None:
+        return vectors_from
+
+    recorded = file_model(path)
+    if recorded is None:
+        return vectors_from
+    fingerprint, name = recorded
+    if vectors_from not in (None, "same", name) and not fingerprint.startswith(vectors_from):
+        raise InputError(f"{path}: its vectors were made by {name or 'the model'} (fingerprint "
+                         f"{fingerprint[:12]}), not {vectors_from}")
+    return fingerprint

@@ -1,0 +1,151 @@
+"""Fusing a semantic and a keyword ranking into one (hybrid search).
+
+Three ways, each per query over the candidates each side returned:
+
+- ``rrf``: reciprocal rank fusion, ``score = sum(1 / (60 + rank))`` over the lists a
+  document appears in (Cormack et al., 2009). Needs no score calibration; scores are small.
+- ``blend`` (default, ``alpha`` 0.7): ``alpha * cosine + (1 - alpha) * min(1, bm25 / norm)``,
+  where ``norm`` is what a document holding every query word once would score: keyword evidence
+  counts by how much of the query it covers, not relative to the best keyword match (which may
+  be a poor one). A document missing from the keyword list counts 0 there; its cosine is
+  computed for every candidate.
+- ``learned``: a linear score over features of each candidate (:data:`FEATURES`: its cosine,
+  keyword coverage as in blend, the reciprocal of its rank on each side, whether every query
+  word is in it, its cosine before the version's query-side adapter, whether the query's words
+  stand in it as one phrase, how much of the query's weight its first line holds and whether
+  the first line is the query: the title, when the collection was built from several text
+  columns, which are joined by lines with the title first), with weights ``neartext tune`` fits
+  on the collection's own pairs and ratings (a pairwise logistic regression: RankNet's loss
+  with a linear scorer) and keeps only when they beat the fixed fusions on held-out queries.
+  The weights and the names of the features they weigh live with the version (its ranking
+  settings); a version tuned before the other features were added weighs
+  :data:`BASE_FEATURES`.
+
+Example:
+    >>> [(d, round(s, 4)) for d, s in rrf(["a", "b", "c"], ["c", "d"], k=3)]
+    [('c', 0.0323), ('a', 0.0164), ('b', 0.0161)]
+    >>> blend({"a": 0.9, "b": 0.5}, {"b": 6.0}, norm=12.0, alpha=0.5, k=2)
+    [('b', 0.5), ('a', 0.45)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+from neartext.data.lexical import terms
+from neartext.data.ranking import (
+    BASE_FEATURES,
+    TEXT_FEATURES,
+)
+
+# the text features read a document's first characters only (a long text's phrase further on
+# does not count): what one query's candidates cost stays bounded
+PHRASE_CHARS = 10_000
+RRF_K = 60
+
+
+def candidates(k: int) -> int:
+    """How many results each side contributes to a fusion for the final top ``k``."""
+    return max(50, 3 * k)
+
+
+def needs_text(names: Sequence[str] | None) -> bool:
+    """Whether the features ``names`` are computed from the candidates' stored text."""
+    return any(n in TEXT_FEATURES for n in names or ())
+
+
+def rrf(semantic: Sequence[str], keyword: Sequence[str], k: int) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion of two rankings of document ids; the best ``k`` with scores."""
+    score: dict[str, float] = {}
+    for ranking in (semantic, keyword):
+        for rank, doc in enumerate(ranking, start=1):
+            score[doc] = score.get(doc, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(score.items(), key=lambda x: (-x[1], x[0]))[:k]
+
+
+def blend(cosine: dict[str, float], bm25: dict[str, float], norm: float, alpha: float, k: int
+          ) -> list[tuple[str, float]]:
+    """``alpha * cosine + (1 - alpha) * min(1, bm25 / norm)`` for every document in ``cosine``
+    (which must cover the keyword candidates too); the best ``k``. ``norm`` is the query's
+    full-match BM25 score (:meth:`LocalStore.keyword_norms`), so a document matching one common
+    word of a long query gains little and one matching every word gains ``1 - alpha``."""
+    score = {d: alpha * c + (1 - alpha) * (min(1.0, bm25.get(d, 0.0) / norm) if norm > 0 else 0.0)
+             for d, c in cosine.items()}
+    return sorted(score.items(), key=lambda x: (-x[1], x[0]))[:k]
+
+
+def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, float],
+             bm25: dict[str, float], norm: float, names: Sequence[str] = BASE_FEATURES,
+             words: dict[str, float] | None = None, texts: dict[str, str] | None = None,
+             model_cosine: dict[str, float] | None = None) -> tuple[list[str], np.ndarray]:
+    """The candidates of both rankings (semantic first) and their features ``names`` (of
+    :data:`FEATURES`), one row each. ``cosine`` covers every candidate (as for :func:`blend`)
+    but one whose vectors were gone when asked for (deleted by another writer meanwhile), which
+    is left out. The text features need the query's stemmed ``words`` in order with their
+    weights (IDF: :meth:`~neartext.store.base.StoreBase.keyword_weights`) and the candidates'
+    ``texts`` (one missing from them was deleted too, and is left out as well);
+    ``model_cosine``: each candidate's cosine before the query-side adapter (default: ``cosine``,
+    a version without one).
+
+    >>> docs, rows = features(["a"], ["b", "gone"], {"a": 0.9, "b": 0.4}, {"b": 3.0}, norm=3.0)
+    >>> docs, rows[:, 1].tolist()
+    (['a', 'b'], [0.0, 1.0])
+    >>> docs, rows = features(["a", "b"], [], {"a": 0.9, "b": 0.4}, {}, 0.0, TEXT_FEATURES,
+    ...                       {"cat": 3.0, "fall": 1.0}, {"a": "Falling cats\\nThe cat falls",
+    ...                                                 "b": "cats"})
+    >>> rows.tolist()  # phrase, lead_coverage, lead_exact
+    [[1.0, 1.0, 0.0], [0.0, 0.75, 0.0]]
+    """
+    text_of = texts or {}
+    with_text = needs_text(names)
+    docs = [d for d in dict.fromkeys([*semantic, *keyword])
+            if d in cosine and (not with_text or d in text_of)]
+    s_rank = {d: i for i, d in enumerate(semantic)}
+    k_rank = {d: i for i, d in enumerate(keyword)}
+    rows = np.zeros((len(docs), len(names)), dtype=np.float64)
+    for i, d in enumerate(docs):
+        cover = min(1.0, bm25.get(d, 0.0) / norm) if norm > 0 else 0.0
+        value = {"cosine": cosine[d], "coverage": cover,
+                 "semantic_rr": 1.0 / (1 + s_rank[d]) if d in s_rank else 0.0,
+                 "keyword_rr": 1.0 / (1 + k_rank[d]) if d in k_rank else 0.0,
+                 "all_words": float(cover >= 0.999),
+                 "model_cosine": (model_cosine or cosine).get(d, cosine[d])}
+        if with_text:
+            value.update(_text_features(words or {}, text_of[d]))
+        rows[i] = [value[n] for n in names]
+    return docs, rows
+
+
+def _text_features(words: dict[str, float], text: str) -> dict[str, float]:
+    """:data:`TEXT_FEATURES` of a document's ``text`` for a query of the weighted ``words``:
+    whether they stand in it in the query's order, next to each other; the share of their
+    weight its first line holds; whether its first line is the query."""
+    total = sum(words.values())
+    if not words or total <= 0:
+        return dict.fromkeys(TEXT_FEATURES, 0.0)
+    query = list(words)
+    lead = _terms(text[:PHRASE_CHARS].split("\n", 1)[0])
+    body = _terms(text[:PHRASE_CHARS])
+    n = len(query)
+    phrase = any(body[i:i + n] == query for i in range(len(body) - n + 1))
+    in_lead = set(lead)
+    return {"phrase": float(phrase),
+            "lead_coverage": sum(w for t, w in words.items() if t in in_lead) / total,
+            "lead_exact": float(list(dict.fromkeys(lead)) == query)}
+
+
+@lru_cache(maxsize=1024)  # candidates recur across queries; bounded: texts can be long
+def _terms(text: str) -> list[str]:
+    return terms(text)
+
+
+def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int
+            ) -> list[tuple[str, float]]:
+    """The best ``k`` candidates by ``rows @ weights[:-1] + weights[-1]`` (a ranking score:
+    only its order within one query means anything)."""
+    w = np.asarray(weights, dtype=np.float64)
+    score = rows @ w[:-1] + w[-1] if len(docs) else np.zeros(0)
+    return sorted(zip(docs, score.tolist()), key=lambda x: (-x[1], x[0]))[:k]

@@ -1,0 +1,202 @@
+"""Search over a collection's store: options, filters, the three modes, result assembly.
+
+:class:`SearchOptions` is the one validated set of ranking options (k, threshold, mode, fusion,
+alpha) that the library, the CLI, the service and the MLflow model all build; the functions here
+run a search for :class:`~neartext.collection.Collection` (which only delegates).
+
+Example:
+    >>> SearchOptions(k=5, mode="hybrid").fusion
+    'blend'
+    >>> SearchOptions(k=5, mode="keyword", threshold=0.5)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    neartext.errors.InputError: a threshold applies to cosine scores: use it with the ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from neartext.algo.adapters import Adapter
+from neartext.data.filters import Filter, parse_filter
+from neartext.data.manifest import Manifest
+from neartext.data.ranking import (
+    BASE_FEATURES,
+    FEATURES,
+    SearchOptions,
+)
+from neartext.data.results import SearchResult
+from neartext.data.vectors import query_vectors
+from neartext.engine.hybrid import blend, candidates, features, learned, needs_text, rrf
+from neartext.errors import InputError
+from neartext.store import Hit, Store
+from neartext.util.validate import check_text
+
+
+def make_filter(store: Store, where: Sequence[str] | str | Filter | None = None,
+                contains: Sequence[str] | None = None) -> Filter:
+    """Parse ``where``/``contains`` into a :class:`Filter` checked against the stored fields."""
+    flt = where if isinstance(where, Filter) else parse_filter(where, contains)
+    if isinstance(where, Filter) and contains:
+        flt = Filter(where.conditions, [*where.contains, *contains])
+    known = store.metadata_fields()
+    for f in sorted(flt.fields):
+        if f not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise InputError(f"unknown metadata field '{f}' in filter; fields: {listed}")
+    return flt
+
+
+def selection(store: Store, where: Sequence[str] | str | Filter | None,
+              contains: Sequence[str] | None) -> Filter:
+    """The filter of a delete: :func:`make_filter`'s, which must select something (deleting
+    everything is deleting the collection)."""
+    flt = make_filter(store, where, contains)
+    if not flt:
+        raise InputError("a filter that selects documents is needed: give --where or "
+                         "--contains (to delete everything, delete the collection)")
+    return flt
+
+
+def check_queries(queries: Sequence[str]) -> None:
+    """An :class:`InputError` for an empty query or one that is not valid text."""
+    for q in queries:
+        if not isinstance(q, str) or not q.strip():
+            raise InputError("empty query; give some text to search for")
+        check_text(q, "query")
+
+
+Ranked = list[list[tuple[str, float, Hit | None]]]
+
+
+def search_as(store: Store, version: tuple[Manifest, Adapter | None],
+              vectors: np.ndarray | None, texts: Sequence[str] | None, flt: Filter | None,
+              opts: SearchOptions) -> list[list[SearchResult]]:
+    """:func:`search_vectors` as the version ``version`` (a manifest and its adapter) ranks:
+    the query vectors checked, its query-side adapter applied (the learned fusion may weigh
+    the cosine before it too)."""
+    m, adapter = version
+    before = None
+    if vectors is not None:
+        vectors = query_vectors(vectors, m.dim)
+        if adapter is not None:
+            before = None if adapter.documents_too else vectors
+            vectors = adapter.apply(vectors)
+    return search_vectors(store, bool(m.chunking), vectors, texts, flt, opts, before)
+
+
+def search_vectors(store: Store, chunked: bool, vectors: np.ndarray | None,
+                   texts: Sequence[str] | None, flt: Filter | None, opts: SearchOptions,
+                   model_vectors: np.ndarray | None = None) -> list[list[SearchResult]]:
+    """Rank with ``opts`` (semantic needs ``vectors``, keyword the query ``texts``, hybrid
+    both), then fetch the documents. A document deleted by another process between the ranking
+    and the fetch is left out. ``model_vectors``: the queries before a query-side adapter made
+    ``vectors`` of them (the learned fusion may weigh their cosine too)."""
+    if opts.mode != "semantic" and texts is None:
+        raise InputError(f"{opts.mode} search needs the query texts")
+    if opts.mode != "keyword" and vectors is None:
+        raise InputError(f"{opts.mode} search needs query vectors")
+    ranked: Ranked
+    if opts.mode == "semantic":
+        assert vectors is not None
+        ranked = [[(h.doc_id, h.score, h) for h in row
+                   if opts.threshold is None or h.score >= opts.threshold]
+                  for row in store.search(vectors, opts.k, flt)]
+    elif opts.mode == "keyword":
+        assert texts is not None
+        ranked = [[(h.doc_id, h.score, None) for h in row]
+                  for row in store.keyword_search(texts, opts.k, flt)]
+    else:
+        assert texts is not None and vectors is not None
+        ranked = _hybrid(store, vectors, texts, flt, opts, model_vectors)
+    docs = {d.id: d for d in store.get(sorted({d for row in ranked for d, _, _ in row}))}
+    out = []
+    for row in ranked:
+        results = []
+        for doc_id, score, hit in row:
+            d = docs.get(doc_id)
+            if d is None:
+                continue
+            passage = d.text[hit.start:hit.end] if chunked and hit is not None else None
+            results.append(SearchResult(d.id, d.text, score, d.metadata, passage))
+        out.append(results)
+    return out
+
+
+def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter | None,
+            opts: SearchOptions, model_vectors: np.ndarray | None = None) -> Ranked:
+    n = candidates(opts.k)
+    sem_rows = store.search(vectors, n, flt)
+    kw_rows = store.keyword_search(texts, n, flt)
+    weights = (store.keyword_weights(texts) if opts.fusion != "rrf"
+               else [{} for _ in texts])
+    names = opts.features or BASE_FEATURES
+    text_of = (_texts(store, sem_rows, kw_rows)
+               if opts.fusion == "learned" and needs_text(names) else None)
+    before = model_vectors if opts.fusion == "learned" and "model_cosine" in names else None
+    out = []
+    for i, (q, words, sem, kw) in enumerate(zip(vectors, weights, sem_rows, kw_rows)):
+        norm = sum(words.values())
+        best = {h.doc_id: h for h in sem}
+        if opts.fusion == "rrf":
+            fused = rrf([h.doc_id for h in sem], [h.doc_id for h in kw], opts.k)
+        else:
+            cosine, model = _cosines(store, q, sem, kw, None if before is None else before[i])
+            bm25 = {h.doc_id: h.score for h in kw}
+            if opts.fusion == "learned":
+                assert opts.weights is not None
+                docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
+                                      bm25, norm, names, words, text_of, model)
+                fused = learned(docs, rows, opts.weights, opts.k)
+            else:
+                fused = blend(cosine, bm25, norm, opts.alpha, opts.k)
+        out.append([(doc, score, best.get(doc)) for doc, score in fused])
+    return out
+
+
+def _texts(store: Store, sem_rows: list[list[Hit]], kw_rows: list[list[Hit]]) -> dict[str, str]:
+    """The stored text of every candidate (one deleted meanwhile is missing)."""
+    ids = sorted({h.doc_id for rows in (sem_rows, kw_rows) for row in rows for h in row})
+    return {d.id: d.text for d in store.get(ids)}
+
+
+def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit],
+             before: np.ndarray | None = None) -> tuple[dict[str, float], dict[str, float] | None]:
+    """The cosine of every candidate (from the semantic hits, computed for the keyword ones)
+    and, given the query ``before`` its adapter, every candidate's cosine with that: one read
+    of the documents' vectors either way."""
+    cosine = {h.doc_id: h.score for h in sem}
+    wanted = [h.doc_id for h in kw if h.doc_id not in cosine]
+    if before is not None:
+        wanted = list(dict.fromkeys([*cosine, *wanted]))
+    model: dict[str, float] | None = None if before is None else {}
+    for doc, vecs in store.doc_vectors(wanted).items():
+        if doc not in cosine:
+            cosine[doc] = float(np.max(vecs @ q))
+        if model is not None and before is not None:
+            model[doc] = float(np.max(vecs @ before))
+    return cosine, model
+
+
+def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: int = 10,
+                    names: Sequence[str] = FEATURES, model_vectors: np.ndarray | None = None
+                    ) -> list[tuple[list[str], np.ndarray]]:
+    """Per query, the candidates a hybrid search for the top ``k`` weighs and their features
+    ``names`` (default: all of :data:`~neartext.engine.hybrid.FEATURES`): what the learned fusion is
+    trained on. ``model_vectors``: the queries before a query-side adapter, as for
+    :func:`search_vectors`."""
+    n = candidates(k)
+    sem_rows = store.search(vectors, n, None)
+    kw_rows = store.keyword_search(texts, n, None)
+    weights = store.keyword_weights(texts)
+    text_of = _texts(store, sem_rows, kw_rows) if needs_text(names) else None
+    out = []
+    for i, (q, words, sem, kw) in enumerate(zip(vectors, weights, sem_rows, kw_rows)):
+        before = (model_vectors[i] if model_vectors is not None and "model_cosine" in names
+                  else None)
+        cosine, model = _cosines(store, q, sem, kw, before)
+        out.append(features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
+                            {h.doc_id: h.score for h in kw}, sum(words.values()), names, words,
+                            text_of, model))
+    return out

@@ -1,0 +1,553 @@
+"""``neartext tune``: learn a query-side adapter from a collection's own data, measure it on
+held-out queries, and promote it only when it beats the current version.
+
+Training data comes from the collection: a (query, passage) file whose passages are stored
+documents (matched by text, or by id), and/or the ratings users gave (👍 = relevant, 👎 = a hard
+negative). Documents are represented by their stored vectors, so only the queries are encoded.
+
+Example:
+    >>> from neartext.ops.tune import tune                            # doctest: +SKIP
+    >>> report = tune(col, pairs="pairs.csv")                       # doctest: +SKIP
+    >>> report.promoted, report.after["mrr@10"] - report.before["mrr@10"]  # doctest: +SKIP
+    (True, 0.08)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from neartext.algo.adapters import (
+    MIN_PAIRS,
+    Adapter,
+    check_kind,
+    paired_gain,
+    split_groups,
+    train_adapter,
+)
+from neartext.algo.metrics import retrieval_metrics
+from neartext.data.evaldata import load_retrieval_pairs
+from neartext.data.ranking import DEFAULT_MODE, FEATURES, Ranking
+from neartext.engine.feedback import FeedbackStore
+from neartext.engine.searching import fusion_features, search_vectors
+from neartext.errors import InputError
+from neartext.ops.evaluation import all_documents
+from neartext.ops.versions import between_spaces, keep_candidate, promote
+from neartext.store.base import Hit, Store, StoreBase
+from neartext.util.linalg import top_k
+from neartext.util.progress import progress_bar
+
+if TYPE_CHECKING:
+    from neartext.collection import Collection
+
+# MRR@10 an adapter must gain over the current version on held-out queries to be promoted, on
+# average, with the lower end of the gain's 95% bootstrap interval above 0 as well
+DEFAULT_MARGIN = 0.005
+# the ranking settings tried on the held-out queries (mode, fusion, alpha)
+SETTINGS: list[Ranking] = [
+    Ranking("semantic"), Ranking("keyword"), Ranking("hybrid", "rrf"),
+    *(Ranking("hybrid", "blend", a) for a in (0.3, 0.5, 0.7, 0.9))]
+
+
+# queries the learned fusion is fitted on, at most (a seeded sample of the training queries)
+FUSION_QUERIES = 2000
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, rounds: int = 50
+                 ) -> np.ndarray:
+    """Logistic regression of ``y`` (0/1) on the columns of ``x`` by Newton's method, the
+    classes weighted to count equally and an L2 penalty on the standardized weights; returns
+    the weights on the raw columns followed by the intercept."""
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    sd[sd == 0] = 1.0
+    z = np.column_stack([(x - mu) / sd, np.ones(len(x))])
+    pos = max(1.0, float(y.sum()))
+    sample = np.where(y > 0, len(y) / (2 * pos), len(y) / (2 * max(1.0, len(y) - pos)))
+    w = np.zeros(z.shape[1])
+    reg = np.full(z.shape[1], l2)
+    reg[-1] = 0.0
+    for _ in range(rounds):
+        p = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -30, 30)))
+        grad = z.T @ (sample * (p - y)) + reg * w
+        hess = (z * (sample * p * (1 - p))[:, None]).T @ z + np.diag(reg + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    raw = w[:-1] / sd
+    return np.append(raw, w[-1] - float(mu @ raw))
+
+
+def fit_pairwise(rows: list[np.ndarray], labels: list[np.ndarray], per_positive: int = 50,
+                 seed: int = 0) -> np.ndarray:
+    """Ranking weights from each query's candidates (``rows``: one feature row per candidate;
+    ``labels``: 1 relevant, 0 not): a logistic regression of "the first of two candidates of
+    one query is the relevant one" on their feature difference (RankNet's pairwise loss with
+    a linear scorer), up to ``per_positive`` sampled irrelevant candidates per relevant one.
+    Returns the weights followed by a zero intercept (a ranking needs none); all zeros when no
+    query has both kinds.
+
+    >>> x = [np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])]
+    >>> w = fit_pairwise(x, [np.array([1.0, 0.0, 0.0])])
+    >>> bool(w[0] > 0 > w[1]), float(w[2])
+    (True, 0.0)
+    """
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for x, y in zip(rows, labels):
+        pos, neg = np.flatnonzero(y > 0), np.flatnonzero(y <= 0)
+        for p in pos:
+            if len(neg):
+                pick = neg if len(neg) <= per_positive else rng.choice(neg, per_positive, False)
+                diffs.append(x[p] - x[pick])
+    if not diffs:
+        return np.zeros((rows[0].shape[1] if rows else 0) + 1)
+    d = np.concatenate(diffs)
+    w = fit_logistic(np.concatenate([d, -d]), np.repeat([1.0, 0.0], len(d)))
+    return np.append(w[:-1], 0.0)
+
+
+class _SearchMemo:
+    """The collection's store with each query's hits kept: ``tune`` ranks the same queries
+    under every setting, and the keyword side depends on no adapter (on 100,000 documents the
+    repeated searches were four fifths of a ``tune``'s time). Searches without a filter only."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._keyword: dict[tuple[str, int], list[Hit]] = {}
+        self._semantic: dict[tuple[bytes, int], list[Hit]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def keyword_search(self, queries: Sequence[str], k: int, flt: Any = None) -> list[list[Hit]]:
+        assert flt is None  # tuning ranks the whole collection
+        missing = [q for q in dict.fromkeys(queries) if (q, k) not in self._keyword]
+        if missing:
+            for q, row in zip(missing, self._store.keyword_search(missing, k, None)):
+                self._keyword[(q, k)] = row
+        return [self._keyword[(q, k)] for q in queries]
+
+    def search(self, queries: np.ndarray, k: int, flt: Any = None) -> list[list[Hit]]:
+        assert flt is None
+        vecs = np.ascontiguousarray(queries, dtype=np.float32)
+        keys = [(v.tobytes(), k) for v in vecs]
+        missing = [i for i, key in enumerate(keys) if key not in self._semantic]
+        if missing:
+            for i, row in zip(missing, self._store.search(vecs[missing], k, None)):
+                self._semantic[keys[i]] = row
+        return [self._semantic[key] for key in keys]
+
+
+class _MovedStore:
+    """The collection's store as a search would see it with the documents' vectors in another
+    space (a both-side adapter not current yet): semantic search and document vectors over the
+    moved vectors, held in memory; the rest (keyword search, documents) from the store. A
+    document written since (found by a keyword search) has its stored vectors moved by
+    ``move`` when asked for."""
+
+    def __init__(self, store: Store, doc_ids: list[str], vectors: np.ndarray,
+                 move: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._store = store
+        self._move = move
+        self._ids = doc_ids
+        self._vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._rows: dict[str, list[int]] = {}
+        for row, d in enumerate(doc_ids):
+            self._rows.setdefault(d, []).append(row)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def search(self, queries: np.ndarray, k: int, flt: Any = None) -> list[list[Hit]]:
+        assert flt is None  # tuning ranks the whole collection
+        n = min(len(self._ids), 4 * k)
+        scores, pos = top_k(np.asarray(queries, dtype=np.float32), self._vectors, n)
+        rows = ([Hit(self._ids[int(p)], float(v)) for v, p in zip(sv, sp)]
+                for sv, sp in zip(scores, pos))
+        return StoreBase.best_per_document(rows, k)
+
+    def doc_vectors(self, doc_ids: list[str]) -> dict[str, np.ndarray]:
+        out = {d: self._vectors[self._rows[d]] for d in doc_ids if d in self._rows}
+        newer = [d for d in doc_ids if d not in self._rows]
+        for d, vecs in (self._store.doc_vectors(newer).items() if newer else ()):
+            out[d] = self._move(np.asarray(vecs, dtype=np.float32))
+        return out
+
+
+def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
+                adapter: Adapter | None, seed: int, store: Any = None
+                ) -> Ranking | None:
+    """The ranking setting of the learned fusion fitted on ``queries`` (their candidates as a
+    hybrid search with ``adapter`` finds them, :func:`fit_pairwise`): its weights and the
+    features they weigh; None when no query has both a relevant and an irrelevant candidate
+    (or the collection has no keyword index)."""
+
+    if not queries or not (store or col.store).has_keyword_index():
+        return None
+    if len(queries) > FUSION_QUERIES:
+        keep = np.sort(np.random.default_rng(seed).choice(len(queries), FUSION_QUERIES, False))
+        queries, base, gold = [queries[i] for i in keep], base[keep], [gold[i] for i in keep]
+    vecs = base if adapter is None else adapter.apply(base)
+    xs, ys = [], []
+    for (docs, rows), g in zip(fusion_features(store or col.store, vecs, queries,
+                                               model_vectors=_model_side(adapter, base)), gold):
+        xs.append(rows)
+        ys.append(np.array([d in g for d in docs], dtype=np.float64))
+    if not any(0 < y.sum() < len(y) for y in ys):
+        return None
+    return Ranking("hybrid", "learned", features=FEATURES,
+                   weights=tuple(round(float(v), 6) for v in fit_pairwise(xs, ys, seed=seed)))
+
+
+def _model_side(adapter: Adapter | None, base: np.ndarray) -> np.ndarray | None:
+    """The queries as the model gives them, when ``adapter`` maps them (query side only)."""
+    return base if adapter is not None and not adapter.documents_too else None
+
+
+def _check_both(col: Collection) -> None:
+    """An :class:`InputError` (or :class:`Unsupported`) when the collection cannot hold a
+    both-side adapter."""
+    if not col.manifest.model.settings.get("normalize", True):
+        raise InputError(f"{col.address}: its vectors are not normalized (normalize: false); "
+                         "a both-side adapter maps unit vectors: use --side query")
+
+
+def evaluate_setting(col: Collection, queries: list[str], base: np.ndarray,
+                     gold: list[set[str]], adapter: Adapter | None,
+                     setting: Ranking | Mapping[str, Any],
+                     store: Any = None) -> tuple[dict[str, float], np.ndarray]:
+    """Retrieval metrics of the queries as a search with ``adapter`` and ``setting`` ranks the
+    documents (not passages), and each query's reciprocal rank (0 outside the top 10).
+    ``store``: the documents as that adapter's version would store them (default: as now)."""
+
+    ranking = Ranking.from_dict(setting) if isinstance(setting, Mapping) else setting
+    opts = ranking.options(10)
+    vecs = None if opts.mode == "keyword" else (
+        base if adapter is None else adapter.apply(base))
+    hits = search_vectors(store or col.store, bool(col.manifest.chunking), vecs, queries, None,
+                          opts, _model_side(adapter, base))
+    rr = np.array([next((1.0 / (i + 1) for i, r in enumerate(row) if r.id in g), 0.0)
+                   for row, g in zip(hits, gold)])
+    metrics = retrieval_metrics({str(i): [r.id for r in row] for i, row in enumerate(hits)},
+                                {str(i): {d: 1.0 for d in g} for i, g in enumerate(gold)})
+    return metrics, rr
+
+
+def metric_rows(before: dict[str, float], after: dict[str, float], label: str) -> list[str]:
+    """The held-out metrics of the current version and of ``label``, side by side."""
+    return [f"  held-out      {'current':>8} {label:>8}",
+            *(f"  {k:<12}  {before[k]:8.4f} {after[k]:8.4f}"
+              for k in ("mrr@10", "ndcg@10", "recall@1", "recall@10"))]
+
+
+@dataclass
+class TuneReport:
+    """What ``tune`` measured and decided."""
+
+    collection: str
+    kind: str
+    pairs: int
+    queries: int
+    from_file: int
+    from_feedback: int
+    hard_negatives: int
+    before: dict[str, float]
+    after: dict[str, float]
+    promoted: bool
+    version: int
+    reason: str
+    seconds: float
+    epochs: int
+    notes: list[str] = field(default_factory=list)
+    ranking: str = DEFAULT_MODE
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    # the best option measured: which adapter ("new", "current") and the ranking settings
+    chosen: dict[str, Any] = field(default_factory=dict)
+    gain: float = 0.0  # its held-out MRR@10 gain over the current version, promoted or not
+    gain_lower_95: float = 0.0  # the lower end of the gain's 95% bootstrap interval
+    side: str = "query"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    def summary(self) -> str:
+        rows = [f"{self.collection}: {self.pairs} pairs ({self.from_file} from the file, "
+                f"{self.from_feedback} from ratings; {self.hard_negatives} hard negatives), "
+                f"{self.queries} queries; {self.kind} adapter ({self.side} side), "
+                f"{self.epochs} epochs, {self.seconds:.1f} s",
+                *metric_rows(self.before, self.after, "chosen")]
+        rows.append("  candidates (held-out MRR@10): " + "; ".join(
+            f"{c['adapter']} adapter + {c['ranking']} {c['mrr@10']:.4f}" for c in self.candidates))
+        rows.append(f"  {self.reason}")
+        return "\n".join(rows + [f"  note: {n}" for n in self.notes])
+
+
+@dataclass
+class TrainingData:
+    """(query, document) pairs from a file and the ratings, with what was left out and why."""
+
+    queries: list[str]  # one per pair
+    doc_ids: list[str]  # the pair's relevant document
+    hard: list[tuple[int, str]]  # (pair index, document rated not relevant)
+    from_file: int
+    from_feedback: int
+    notes: list[str]
+    ratings_through: int = 0  # the newest rating id read
+
+
+def gather(col: Collection, pairs: str | Path | None, feedback: bool,
+           query_column: str | None, passage_column: str | None) -> TrainingData:
+    """The training pairs of ``pairs`` (passages matched to stored documents by text or id)
+    and, with ``feedback``, of the ratings (👍 pairs; 👎 hard negatives of a query with a 👍)."""
+
+    queries: list[str] = []
+    doc_ids: list[str] = []
+    notes: list[str] = []
+    from_file = 0
+    if pairs is not None:
+        data = load_retrieval_pairs(pairs, query_column, passage_column)
+        by_text: dict[str, str] = {}
+        for d in all_documents(col):
+            by_text.setdefault(" ".join(d.text.split()), d.id)
+        ids = set(col.store.document_hashes())
+        missing: list[str] = []
+        for qid, rel in data.qrels.items():
+            for pid in rel:
+                passage = data.corpus[pid]
+                doc = passage if passage in ids else by_text.get(" ".join(passage.split()))
+                if doc is None:
+                    missing.append(passage)
+                    continue
+                queries.append(data.queries[qid])
+                doc_ids.append(doc)
+                from_file += 1
+        if missing:
+            notes.append(f"{len(missing)} pairs of {pairs} name a passage that is not in the "
+                         f"collection (neither a document's text nor its id), e.g. "
+                         f"{missing[0][:80]!r}; left out")
+    hard: list[tuple[int, str]] = []
+    from_feedback = 0
+    through = 0
+    if feedback:
+        store = FeedbackStore(col.path)
+        through = store.newest_id()
+        ratings = store.latest()
+        store.close()
+        known = set(col.store.document_hashes()) if ratings else set()
+        gone = 0
+        down: list[tuple[str, str]] = []
+        for (q, doc), relevant in ratings.items():
+            if doc not in known:
+                gone += 1
+            elif relevant:
+                queries.append(q)
+                doc_ids.append(doc)
+                from_feedback += 1
+            else:
+                down.append((q, doc))
+        first: dict[str, int] = {}
+        for i, q in enumerate(queries):
+            first.setdefault(q, i)
+        for q, doc in down:
+            if q in first:  # a 👎 teaches only next to a 👍 of the same query
+                hard.append((first[q], doc))
+        if gone:
+            notes.append(f"{gone} ratings name documents no longer in the collection; left out")
+    return TrainingData(queries, doc_ids, hard, from_file, from_feedback, notes, through)
+
+
+def without_gone(data: TrainingData, stored: Mapping[str, Any]) -> TrainingData:
+    """``data`` without the pairs whose document was deleted by another writer between
+    reading the pairs and reading the stored vectors (said in a note)."""
+    keep = [i for i, d in enumerate(data.doc_ids) if d in stored]
+    if len(keep) == len(data.doc_ids):
+        return data
+    if len(keep) < MIN_PAIRS:
+        raise InputError(f"{len(data.doc_ids) - len(keep)} of the pairs' documents were "
+                         f"deleted while tuning read the collection; {len(keep)} pairs are "
+                         f"left, at least {MIN_PAIRS} are needed: run it again")
+    new_index = {old: new for new, old in enumerate(keep)}
+    return dataclasses.replace(
+        data, queries=[data.queries[i] for i in keep], doc_ids=[data.doc_ids[i] for i in keep],
+        hard=[(new_index[i], d) for i, d in data.hard if i in new_index],
+        notes=[*data.notes, f"{len(data.doc_ids) - len(keep)} pairs name documents deleted "
+                            "while tuning read the collection; left out"])
+
+
+def tune(
+    col: Collection,
+    pairs: str | Path | None = None,
+    *,
+    feedback: bool = False,
+    kind: str = "linear",
+    side: str = "query",
+    held_out: float = 0.2,
+    margin: float = DEFAULT_MARGIN,
+    force: bool = False,
+    query_column: str | None = None,
+    passage_column: str | None = None,
+    seed: int = 0,
+    encode: Callable[[list[str]], np.ndarray] | None = None,
+    progress: bool = False,
+) -> TuneReport:
+    """Train an adapter on ``pairs`` and/or the ratings, evaluate it on held-out queries
+    against the current version, promote it when MRR@10 gains at least ``margin`` (or
+    ``force``), else keep it as a candidate. Nothing changes unless it is promoted.
+    ``side="both"``: the adapter maps the documents too (their stored vectors are mapped when
+    it is promoted; for paraphrases, mining and dedup).
+
+    ``encode``: how to get query vectors (default: the collection's encoder; the service
+    passes its batcher, so tuning shares the model with live searches). ``progress``: show
+    the rankings measured (the long part on a large collection) as they go."""
+    if pairs is None and not feedback:
+        raise InputError("give training pairs (--pairs FILE), --feedback, or both")
+    if not math.isfinite(margin):
+        raise InputError(f"--margin must be a finite number (got {margin})")
+    if not 0 < held_out < 1:
+        raise InputError(f"--held-out must be a share between 0 and 1 (got {held_out})")
+    check_kind(kind, side)
+    if side == "both":
+        _check_both(col)
+    data = gather(col, pairs, feedback, query_column, passage_column)
+    if len(data.queries) < MIN_PAIRS:
+        raise InputError(
+            f"{col.address}: {len(data.queries)} usable (query, document) pairs "
+            f"({data.from_file} from the file, {data.from_feedback} 👍 ratings); at least "
+            f"{MIN_PAIRS} are needed to learn from" + "".join(f"; {n}" for n in data.notes))
+    col.refresh()
+    measured_version = col.manifest.version
+    current = col.adapter
+    current_setting = col.manifest.ranking().setting()
+    doc_ids: list[str] = []
+    parts: list[np.ndarray] = []
+    for ids, vecs in col.store.iter_vectors():
+        doc_ids += ids
+        parts.append(vecs)
+    # the documents as the encoder gives them (a current both-side adapter's mapping undone)
+    docs = between_spaces(current, None)(np.concatenate(parts).astype(np.float32))
+    row_of: dict[str, int] = {}
+    for row, d in enumerate(doc_ids):
+        row_of.setdefault(d, row)  # a document's first passage stands for it
+    data = without_gone(data, row_of)
+    unique = list(dict.fromkeys(data.queries))
+    vectors = encode(unique) if encode else col.encoder.encode(unique, kind="query")
+    vec_of = dict(zip(unique, vectors))
+    q = np.stack([vec_of[t] for t in data.queries]).astype(np.float32)
+    pos = np.array([row_of[d] for d in data.doc_ids], dtype=np.int64)
+    hard = [(i, row_of[d]) for i, d in data.hard if d in row_of]
+    result = train_adapter(q, pos, docs, groups=data.queries,
+                           base_fingerprint=col.encoder.fingerprint,
+                           hard_negatives=hard, kind=kind, side=side, held_out=held_out,
+                           seed=seed, baseline=current)
+    # the new adapter's documents, where they differ from the stored ones
+    memo = _SearchMemo(col.store)
+    moved = None
+    if result.adapter.documents_too or (current is not None and current.documents_too):
+        moved = _MovedStore(memo, doc_ids, between_spaces(None, result.adapter)(docs),
+                            between_spaces(current, result.adapter))
+    store_of = {"current": memo, "new": moved or memo}
+    # the same held-out queries (the split is by query, seeded), now at document level and
+    # through the real search path: the adapter, and the ranking settings, chosen together
+    held = split_groups(data.queries, held_out, seed)
+    held_queries = list(dict.fromkeys(t for t, h in zip(data.queries, held) if h))
+    gold: dict[str, set[str]] = {}
+    for t, d, h in zip(data.queries, data.doc_ids, held):
+        if h:
+            gold.setdefault(t, set()).add(d)
+    base = np.stack([vec_of[t] for t in held_queries]).astype(np.float32)
+    golds = [gold[t] for t in held_queries]
+
+    def measure(which: str, adapter: Adapter | None, setting: Ranking
+                ) -> tuple[dict, np.ndarray]:
+        return evaluate_setting(col, held_queries, base, golds, adapter, setting, store_of[which])
+
+    # the learned fusion, fitted for each adapter on the training queries' candidates
+    train_queries = list(dict.fromkeys(t for t, h in zip(data.queries, held) if not h))
+    train_gold: dict[str, set[str]] = {}
+    for t, d, h in zip(data.queries, data.doc_ids, held):
+        if not h:
+            train_gold.setdefault(t, set()).add(d)
+    fixed = [(which, adapter, setting) for setting in SETTINGS
+             for which, adapter in (("current", current), ("new", result.adapter))
+             if not (setting.mode == "keyword" and which == "new")]  # keyword ignores vectors
+    rows: list[tuple[str, Ranking, dict[str, float], np.ndarray]] = []
+    with progress_bar(1 + len(fixed) + 2 * bool(train_queries),
+                      f"measuring rankings on {len(held_queries)} held-out queries", "ranking",
+                      enabled=progress) as bar:
+        now_metrics, now_rr = measure("current", current, current_setting)
+        bar.update(1)
+        for which, adapter, setting in fixed:
+            m, rr = measure(which, adapter, setting)
+            rows.append((which, setting, m, rr))
+            bar.update(1)
+        if train_queries:
+            train_base = np.stack([vec_of[t] for t in train_queries]).astype(np.float32)
+            for which, adapter in (("current", current), ("new", result.adapter)):
+                learned = fit_fusion(col, train_queries, train_base,
+                                     [train_gold[t] for t in train_queries], adapter, seed,
+                                     store_of[which])
+                if learned is not None:
+                    m, rr = measure(which, adapter, learned)
+                    rows.append((which, learned, m, rr))
+                bar.update(1)
+    candidates = [{"adapter": w, "ranking": st.describe(), **{k: round(v, 4) for k, v in m.items()
+                   if k in ("mrr@10", "ndcg@10", "recall@10")}} for w, st, m, _ in rows]
+    # the best; on a tie the current adapter, then the simpler setting (earlier in the list)
+    best = max(range(len(rows)), key=lambda i: (round(float(rows[i][3].mean()), 6),
+                                                rows[i][0] == "current", -i))
+    if force:
+        best = max((i for i in range(len(rows)) if rows[i][0] == "new"),
+                   key=lambda i: float(rows[i][3].mean()))
+    which, setting, after, rr = rows[best]
+    gain, low = paired_gain(now_rr, rr)
+    chosen = (result.adapter if which == "new" else current), setting
+    unchanged = which == "current" and setting.setting() == current_setting
+    summary = {"metrics": after, "previous_metrics": now_metrics, "gain_lower_95": round(low, 4),
+               "ratings_through": data.ratings_through,
+               "ranking": setting.describe(), "pairs": len(data.queries),
+               "queries": len(unique), "from_file": data.from_file,
+               "from_feedback": data.from_feedback, "hard_negatives": len(hard)}
+    what = ("the new adapter" if which == "new" else "the current adapter" if current
+            else "no adapter") + f" with {setting.describe()} ranking"
+    measured = (f"{what}: MRR@10 {gain:+.4f} on {len(held_queries)} held-out queries "
+                f"(95% lower bound {low:+.4f})")
+    if force or (not unchanged and gain >= margin and low > 0):
+        threshold = col.manifest.threshold
+        version = promote(col, chosen[0], summary, search=setting,
+                          measured_against=measured_version)
+        if which == "new" and moved is not None:
+            data.notes.append(f"the stored vectors ({len(doc_ids)} passages) were mapped into "
+                              "the new version's space (the encoder did not run); paraphrases, "
+                              "mining and dedup compare them there")
+            if threshold is not None:
+                data.notes.append(f"the calibrated threshold {threshold:.4f} belonged to the "
+                                  "old space and was dropped; run 'neartext calibrate' again")
+        reason = f"promoted as version {version}: {measured}" + (
+            "" if gain >= margin and low > 0 else " (forced)")
+        promoted = True
+    else:
+        path = keep_candidate(col, result.adapter)
+        version = col.manifest.version
+        why = ("the current version ranks best" if unchanged else
+               f"below the margin {margin}" if gain < margin else
+               "not above 0 at its lower bound: it could be the luck of the split")
+        reason = (f"not promoted: {measured}; {why}; the new adapter is kept as a candidate in "
+                  f"{path} (--force promotes it)")
+        promoted = False
+        after = now_metrics
+    return TuneReport(str(col.address), kind, len(data.queries), len(unique), data.from_file,
+                      data.from_feedback, len(hard), now_metrics, after, promoted, version,
+                      reason, result.seconds, result.epochs, data.notes, setting.describe(),
+                      candidates, {"adapter": which, "search": setting.to_dict()},
+                      round(gain, 4), round(low, 4), side)
+
+
+
+

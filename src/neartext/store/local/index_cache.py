@@ -1,0 +1,270 @@
+"""The vector index a local store's handle keeps in memory: a cache of the database's passages
+(the source of truth), opened from its file, caught up with other processes' writes by passage
+ids (never reused), rebuilt when stale, saved labelled with the generation it holds, repaired.
+
+Part of :class:`neartext.store.local.LocalStore` (a mixin over its connections and locks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neartext.store.codec import VectorCodec
+from neartext.store.local.sqlite import batches, storage_error
+from neartext.store.vector_index import (
+    FaissIndex,
+    VectorIndex,
+    build_index,
+    load_index,
+    read_index_header,
+    save_index,
+)
+
+log = logging.getLogger("neartext")
+INDEX_FILE = "index.bin"
+# passages from which `auto` uses an HNSW graph (tuned at build for recall@10 >= 0.99): at 20,000
+# real vectors (bench/bench_ann.py) a query takes a tenth of the exact index's time, filtered
+# ones are exact; below, the exact index is about a millisecond and builds in no time
+AUTO_ANN_ABOVE = 20_000
+
+
+class IndexCache:
+    """The vector index a handle keeps in memory and its file (see the module docs); what it
+    needs of the store is declared here and provided by :class:`LocalStore`."""
+
+    path: Path
+    dim: int
+    index_kind: str
+    codec: VectorCodec
+    index: VectorIndex
+    _index_gen: int  # the database generation ``index`` holds
+    _lock: threading.RLock
+    _write_lock: threading.RLock
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def generation(self) -> int:
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def passage_count(self) -> int:
+        raise NotImplementedError
+
+    def iter_vectors(self, batch_size: int = 8192) -> Iterator[tuple[list[str], np.ndarray]]:
+        raise NotImplementedError
+
+    def _snapshot(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _as_writer(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _wanted_kind(self, n: int) -> str:
+        if n == 0:
+            return "flat"  # nothing to train an IVF index on yet
+        if self.index_kind != "auto":
+            return self.index_kind
+        return "hnsw" if n >= AUTO_ANN_ABOVE else "flat"
+
+    def _stale(self, n: int) -> bool:
+        """Wrong kind for the size, or an IVF index trained on far fewer vectors than it holds."""
+        ix = self.index
+        return self._wanted_kind(n) != ix.kind or (
+            isinstance(ix, FaissIndex) and ix.kind == "ivf" and n > 4 * max(ix.trained_on, 1))
+
+    def _open_index(self) -> VectorIndex:
+        """The index file if it is readable, else one rebuilt from SQLite; either way checked
+        against the database's passages and caught up (a file behind the database, or one that
+        lacks passages the database has, is repaired in memory and saved again)."""
+        try:
+            self.index, header = load_index(self.path / INDEX_FILE, self.dim, self._vectors_by_pid)
+            self._index_gen = int(header["generation"])
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, struct.error):
+            return self._rebuild_index(save=True)  # missing, old format or damaged
+        if self._index_gen > self.generation():  # a database restored from an older copy
+            return self._rebuild_index(save=True)
+        file_generation = self._index_gen
+        # saved again when it changed, or when only its label was behind (passages another
+        # process removed were already left out while reading it)
+        if self._catch_up(force=True) or self._index_gen != file_generation:
+            self._persist_index(quiet=True)
+        return self.index
+
+    def _sync_index(self) -> None:
+        """Catch the in-memory index up when the database moved on (call with the lock)."""
+        if self.generation() != self._index_gen:
+            self._catch_up()
+
+    def _catch_up(self, force: bool = False) -> bool:
+        """Make the index hold exactly the database's passages, reading only those added since
+        (passage ids are never reused, so ids tell what changed). Returns whether anything
+        changed. One read snapshot, so the generation and the passages agree."""
+        with self._snapshot():
+            gen = self.generation()
+            if gen == self._index_gen and not force:
+                return False
+            # no ORDER BY: SQLite then scans a small covering index, not the vector pages
+            db = np.sort(np.fromiter((r[0] for r in self.conn.execute(
+                "SELECT pid FROM passages")), dtype=np.int64))
+            have = self.index.stored_ids()
+            gone = np.setdiff1d(have, db, assume_unique=True)
+            new = np.setdiff1d(db, have, assume_unique=True)
+            if not len(gone) and not len(new):
+                self._index_gen = gen
+                return False
+            if self._stale(len(db)) or len(new) > max(1024, len(db) // 2) or (
+                    len(gone) and not self.index.remove(gone)):
+                self._rebuild_index()
+                return True
+            self.index.add(self._vectors_of(new), new)
+            self._index_gen = gen
+            return True
+
+    def _vectors_by_pid(self, pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(pids found, their vectors)`` in ascending pid order, in one read snapshot: how
+        an index file's vectors come back from the database (they are stored once, here)."""
+        pids = np.unique(np.asarray(pids, dtype=np.int64))
+        with self._snapshot():
+            if len(pids) * 2 >= self.passage_count():  # most of them: one ordered scan
+                rows = self.conn.execute("SELECT pid, vec FROM passages ORDER BY pid")
+                found, blobs = [], []
+                wanted = set(pids.tolist())
+                for pid, blob in rows:
+                    if pid in wanted:
+                        found.append(pid)
+                        blobs.append(blob)
+            else:
+                got: dict[int, bytes] = {}
+                for part in batches([int(p) for p in pids], 900):
+                    marks = ",".join("?" * len(part))
+                    got.update(self.conn.execute(
+                        f"SELECT pid, vec FROM passages WHERE pid IN ({marks})", part))
+                found = sorted(got)
+                blobs = [got[p] for p in found]
+        return np.asarray(found, dtype=np.int64), self.codec.decode(blobs)
+
+    def _vectors_of(self, pids: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(pids), self.dim), dtype=np.float32)
+        pos = {int(p): i for i, p in enumerate(pids)}
+        for part in batches([int(p) for p in pids], 900):
+            marks = ",".join("?" * len(part))
+            for pid, blob in self.conn.execute(
+                    f"SELECT pid, vec FROM passages WHERE pid IN ({marks})", part):
+                out[pos[pid]] = self.codec.decode_one(blob)
+        return out
+
+    def _rebuild_index(self, save: bool = False) -> VectorIndex:
+        """A new index of every passage in SQLite (the source of truth), in one snapshot."""
+        with self._snapshot():
+            gen = self.generation()
+            pids = np.fromiter((r[0] for r in self.conn.execute(
+                "SELECT pid FROM passages ORDER BY pid")), dtype=np.int64)
+            vecs = np.concatenate([v for _, v in self.iter_vectors()]) if len(pids) else \
+                np.zeros((0, self.dim), dtype=np.float32)
+        # tuned: the cheapest search setting reaching recall@10 >= 0.993
+        self.index = build_index(self._wanted_kind(len(pids)), self.dim, vecs, pids)
+        self._index_gen = gen
+        if save:
+            self._persist_index(quiet=True)
+        return self.index
+
+    def _apply_to_index(self, old: np.ndarray, new: np.ndarray, vecs: np.ndarray,
+                        gen: int) -> None:
+        """Apply one write's change (the index held the generation before it)."""
+        n = self.index.ntotal - len(old) + len(new)  # passages after this write
+        if self._stale(n) or (len(old) and not self.index.remove(old)):
+            self._rebuild_index()  # reads the database as it is now
+            return
+        self.index.add(vecs, new)
+        self._index_gen = gen
+
+    def _persist_index(self, quiet: bool = False) -> str | None:
+        """Save the index file for the generation it holds. A failure (disk full, read-only)
+        is a warning: the index is a cache, and a file left behind is recognised as stale by
+        its generation. Returns the warning."""
+        try:
+            save_index(self.index, self.path / INDEX_FILE, {"generation": self._index_gen})
+            (self.path / "index.json").unlink(missing_ok=True)  # the old sidecar; the header says it now
+        except OSError as e:
+            msg = (f"{self.path}: the vector index cache could not be saved "
+                   f"({e.strerror or e}); the data is committed and the index will be "
+                   "rebuilt from it when the collection is next opened")
+            # on open (a search on a read-only copy, say) nothing was asked to be written
+            log.log(logging.INFO if quiet else logging.WARNING, msg)
+            return msg
+        return None
+
+    def repair(self) -> dict[str, Any]:
+        """Rebuild the vector index from SQLite and save it; report what was found: the index
+        file's generation and size against the database's, and orphaned rows (passages whose
+        document is gone, documents without a passage)."""
+        with self._write_lock, self._lock:  # (always in this order)
+            before = self.index_file_info()
+            with self._snapshot():
+                orphans = self.conn.execute(
+                    "SELECT COUNT(*) FROM passages p WHERE NOT EXISTS "
+                    "(SELECT 1 FROM documents d WHERE d.id = p.doc_id)").fetchone()[0]
+                bare = self.conn.execute(
+                    "SELECT COUNT(*) FROM documents d WHERE NOT EXISTS "
+                    "(SELECT 1 FROM passages p WHERE p.doc_id = d.id)").fetchone()[0]
+                check = self.conn.execute("PRAGMA quick_check").fetchone()[0]
+            compacted = self._compact()
+            self._rebuild_index()
+            warning = self._persist_index()
+            return {"database": check, "generation": self._index_gen,
+                    "passages": self.index.ntotal, "documents": self.count(),
+                    "index_file_before": before, "passages_without_document": orphans,
+                    "documents_without_passage": bare, "saved": warning is None,
+                    "warning": warning, "compacted_bytes": compacted}
+
+    def _compact(self) -> int:
+        """Rewrite the database without its free pages, set up for incremental vacuum (a
+        collection made before neartext reclaimed space is converted here); bytes saved."""
+        size = (self.path / "data.sqlite").stat().st_size
+        try:
+            with self._as_writer():
+                self.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                self.conn.execute("VACUUM")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # into the file
+        except sqlite3.OperationalError as e:
+            raise storage_error(self.path, e) from None
+        return size - (self.path / "data.sqlite").stat().st_size
+
+    def index_file_info(self) -> dict[str, Any]:
+        """What the index file on disk holds, from its header: generation, kind, vectors,
+        and whether it is ``current`` (holds the database's generation)."""
+        try:
+            h = read_index_header(self.path / INDEX_FILE)
+        except (OSError, ValueError, struct.error) as e:
+            return {"current": False, "problem": str(e) or type(e).__name__}
+        return {"generation": h.get("generation"), "kind": h.get("kind"),
+                "vectors": h.get("ntotal"), "current": h.get("generation") == self.generation()}
+
+    def index_info(self) -> dict[str, Any]:
+        with self._lock:
+            self._sync_index()
+            info = {"kind": self.index.kind, "requested": self.index_kind,
+                    "vectors": self.index.ntotal, "passages": self.passage_count(),
+                    "generation": self._index_gen, "file": self.index_file_info()}
+            if isinstance(self.index, FaissIndex):
+                # measured when the index was built: sampled stored vectors as queries
+                info["recall_at_10"] = self.index.recall
+                if self.index.kind == "ivf":
+                    info.update(lists=self.index.nlist, lists_searched=self.index.nprobe)
+                else:
+                    info.update(ef_search=self.index.ef_search,
+                                removed_nodes=len(self.index.deleted))
+            return info

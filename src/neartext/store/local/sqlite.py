@@ -1,0 +1,114 @@
+"""The local store's SQLite: the schema, connections (WAL; immutable on a read-only file
+system), SQLite's errors as one line, a consistent copy of a database.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> conn = connect(pathlib.Path(tempfile.mkdtemp()) / "data.sqlite")
+    >>> _ = conn.executescript(SCHEMA)
+    >>> conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+    '0'
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from neartext.errors import CorruptCollection, StorageError
+from neartext.util.atomic import staged_file
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY, text TEXT NOT NULL, metadata TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS passages (
+    pid INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    hash TEXT NOT NULL, vec BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_id);
+CREATE INDEX IF NOT EXISTS passages_hash ON passages(hash);
+CREATE TABLE IF NOT EXISTS staged (hash TEXT PRIMARY KEY, vec BLOB NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('generation', '0');
+"""
+
+
+# Full-text index of stemmed words (neartext.data.lexical); rowid = the document's rowid.
+LEXICAL_SCHEMA = ("CREATE VIRTUAL TABLE lexical USING fts5(terms, "
+                   "tokenize = 'unicode61 remove_diacritics 0')")
+
+
+def connect(db: Path) -> sqlite3.Connection:
+    # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) in the writers.
+    try:
+        if read_only_fs(db.parent):
+            # SQLite cannot make its WAL index on a read-only file system; nobody can write
+            # there either, so the file is opened as immutable (searches work, writes are
+            # refused as read-only).
+            conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro&immutable=1", uri=True,
+                                   check_same_thread=False, isolation_level=None)
+            return conn
+        new = not db.exists()
+        conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None, timeout=30)
+        if new:  # settable only before the first table (and page_size before WAL)
+            # freed pages can be given back (LocalStore._reclaim); 8 KiB pages hold five
+            # 384-d vectors where 4 KiB ones hold two (20,000 Quora questions: 37 MB vs 45 MB)
+            conn.execute("PRAGMA page_size = 8192")  # (before auto_vacuum, or it is ignored)
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        conn.execute("PRAGMA journal_mode=WAL")  # readers are not blocked by a writer
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.DatabaseError as e:
+        raise storage_error(db.parent, e, "nothing was changed (the collection could not be "
+                                          "opened)") from None
+    return conn
+
+
+def read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def free_bytes(path: Path) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
+
+
+def storage_error(path: Path, e: sqlite3.Error, outcome: str = "nothing was changed"
+                  ) -> StorageError | CorruptCollection:
+    """SQLite's error as one line naming the collection, the cause and what happened."""
+    msg = str(e)
+    if "disk I/O error" in msg and free_bytes(path) < 1 << 16:
+        msg = "disk is full"  # SQLite says I/O error when it cannot even make its WAL files
+    if "disk is full" in msg or "SQLITE_FULL" in msg:
+        kind, why = "full", "the disk is full"
+    elif "readonly" in msg or "read-only" in msg:
+        kind, why = "read-only", "the collection is read-only (file system or permissions)"
+    elif "locked" in msg or "busy" in msg:
+        kind, why = "locked", "another process kept the collection locked for over 30 s"
+    elif "malformed" in msg or "not a database" in msg:
+        return CorruptCollection(f"{path}: data.sqlite is damaged ({msg})")
+    else:
+        kind, why = "io", f"SQLite failed ({msg})"
+    return StorageError(f"{path}: {why}; {outcome}", kind=kind)
+
+
+def copy_sqlite(src: Path, dst: Path) -> None:
+    """A consistent copy of the SQLite database ``src`` at ``dst`` (SQLite's backup API, so a
+    writer in another process is no problem), written to a temporary file and renamed."""
+    with staged_file(dst) as tmp:
+        a, b = sqlite3.connect(src), sqlite3.connect(tmp)
+        try:
+            a.backup(b)
+        finally:
+            a.close()
+            b.close()
+
+
+def batches(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,4 @@
+"""Foundations every layer may use: atomic files and swaps, locks, progress, retries, the matrix
+product, text-file readers, result tables, text checks, optional packages. Imports nothing of
+neartext but :mod:`neartext.errors`.
+"""
