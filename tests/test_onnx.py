@@ -70,6 +70,20 @@ def test_int8_export_and_refusals(onnx_dir, tmp_path, capsys, tiny_model_dir):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y.partial").exists()
 
 
+def test_a_damaged_onnx_model_is_one_line(onnx_dir, tmp_path, capsys):
+    """A model file onnxruntime cannot parse: one line naming the directory (a traceback of
+    onnxruntime's own InvalidProtobuf before)."""
+    import shutil
+
+    damaged = shutil.copytree(onnx_dir, tmp_path / "damaged")
+    (damaged / "model.onnx").write_bytes(b"not a model")
+    assert main(["embed", str(DEMO), "-o", str(tmp_path / "v.parquet"), "--id", "id",
+                 "--model", str(damaged), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot load {damaged}" in err and "INVALID_PROTOBUF" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "v.parquet").exists()
+
+
 @pytest.mark.slow
 def test_torch_free_environment_opens_searches_and_is_small(onnx_dir, tmp_path):
     """`pip install 'neartext[lite]'` in a fresh venv: no torch; the ONNX collection opens,

@@ -36,7 +36,7 @@ class OnnxEncoder(EncoderBase):
             opts.intra_op_num_threads = usable_cores()
             self.session: Any = ort.InferenceSession(str(model_dir / meta["file"]), opts,
                                                      providers=["CPUExecutionProvider"])
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
+        except Exception as e:  # onnxruntime raises a type of its own per failure (not RuntimeError)
             raise ModelNotFound(f"model '{settings.model}': cannot load {model_dir}: {e}") from None
         self.inputs: list[str] = meta["inputs"]
         self._max: int = min(settings.max_seq_length or meta["max_seq_length"], meta["max_seq_length"])
