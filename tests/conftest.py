@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from neartext import Collection, load_encoder
+from neartext.cli import main
 from neartext.encoders import EncoderSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,3 +112,11 @@ def tiny_demo_copy(tiny_demo, tmp_path) -> Path:
     dst = tmp_path / "feedback"
     shutil.copytree(tiny_demo, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def single(tmp_path_factory) -> Path:
+    """The demo corpus embedded in one process: the reference of the Ray tests."""
+    out = tmp_path_factory.mktemp("embed") / "single.parquet"
+    assert main(["embed", str(DEMO), "-o", str(out), "--text", "text", "--id", "id", "-q"]) == 0
+    return out

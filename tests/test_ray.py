@@ -1,67 +1,69 @@
-"""``neartext embed --ray``: encoder actors on a real Ray (started here, and a two-node cluster
-of separate ``ray start`` processes), against the single-process path."""
+"""``--ray`` in this process: encoder actors, Ray tasks reading corpora and mining's cell
+joins on a real local Ray, against the single-process path. Every test here runs in one Ray
+session that the module starts once (``ray_session`` keeps a process's connection), as a
+notebook that called ``ray.init`` would; tests/test_ray_processes.py runs commands as processes
+of their own (each starting its Ray), kills them, and joins a two-node cluster."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import DEMO
-from serving import free_port
 
 from neartext.cli import main
 
 pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
 
-
-def _read(path: Path) -> tuple[list[str], list[str], np.ndarray, dict]:
-    t = pq.read_table(path)
-    return (t.column("id").to_pylist(), t.column("hash").to_pylist(),
-            np.array(t.column("vector").to_pylist(), dtype=np.float32), t.schema.metadata)
+from raying import (  # noqa: E402
+    _by_id,
+    _one_error_line,
+    _rows,
+    drop_logging_errors,
+)
+from serving import free_port  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _ray_logs_to_a_closed_capture_are_dropped(monkeypatch):
-    """Ray's loggers get their stream handler when ``ray`` is first imported: in this session
-    that is the capture of the test that imported it, closed since. A warning Ray logs later
-    (say "the cluster currently does not have any available CPUs" while the previous command's
-    actors are let go) then makes ``logging`` print "--- Logging error ---" and a traceback to the
-    current test's stderr. In a command's own process stderr stays open; here such a record is
-    dropped, as ``logging.raiseExceptions = False`` does in production."""
-    import logging
-
-    monkeypatch.setattr(logging, "raiseExceptions", False)
+    drop_logging_errors(monkeypatch)
 
 
-def _one_error_line(err: str) -> bool:
-    """neartext said what failed in one line, without a traceback. Once Ray has started, Ray's
-    own start-up notices may stand beside it on stderr (seen in a long test session: "Failed to
-    start the dashboard", although neartext asks for none), which neartext does not print."""
-    ours = [ln for ln in err.splitlines() if ln.startswith("neartext ")]
-    return len(ours) == 1 and "Traceback" not in err
+@pytest.fixture(scope="module", autouse=True)
+def _one_ray_session():
+    """One local Ray (2 CPUs) for the module: each command joins it rather than starting and
+    stopping its own (seconds each), and leaves it running."""
+    from neartext.engine.compute import ray_session
+
+    with ray_session("local", cpus=2) as ray:
+        yield ray
+    assert not ray.is_initialized()
 
 
-def _by_id(path: Path) -> tuple[list[str], list[str], np.ndarray, dict]:
-    """:func:`_read` in the order of the ids (on Ray the rows come longest text first); each
-    id once."""
-    ids, hashes, vecs, meta = _read(path)
-    order = sorted(range(len(ids)), key=ids.__getitem__)
-    assert len(set(ids)) == len(ids)
-    return [ids[i] for i in order], [hashes[i] for i in order], vecs[order], meta
+def test_a_process_connected_to_ray_keeps_its_connection(_one_ray_session, tmp_path, capsys):
+    """A process connected to Ray already (this module's session, as a notebook's ``ray.init``):
+    ``local`` and ``auto`` use that connection and leave it open (``ray.init`` refused before:
+    "called ray.init twice"); another cluster's address is one line, before anything runs."""
+    import socket
 
+    from neartext.engine.compute import ray_session
 
-@pytest.fixture(scope="module")
-def single(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("embed") / "single.parquet"
-    assert main(["embed", str(DEMO), "-o", str(out), "--text", "text", "--id", "id", "-q"]) == 0
-    return out
+    ray = _one_ray_session
+    for address in ("local", "auto"):
+        with ray_session(address) as inner:
+            assert inner is ray and ray.is_initialized()
+        assert ray.is_initialized()
+    with socket.create_server(("127.0.0.1", 0)) as other:  # a reachable address
+        port = other.getsockname()[1]
+        assert main(["embed", str(DEMO), "-o", str(tmp_path / "v.parquet"), "--id", "id",
+                     "--ray", f"ray://127.0.0.1:{port}"]) == 1
+    err = capsys.readouterr().err
+    assert "connected to a Ray cluster already" in err and _one_error_line(err), err
+    assert ray.is_initialized() and not (tmp_path / "v.parquet").exists()
 
 
 def test_ray_embeds_the_same_vectors_as_one_process(single, tmp_path, capsys):
@@ -101,62 +103,6 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, capsys):
     assert not (tmp_path / "o.parquet").exists()
 
 
-@pytest.mark.slow
-def test_a_two_node_cluster_of_separate_processes_embeds_the_same(single, tmp_path):
-    """``ray start --head`` and ``ray start --address`` as separate processes (two nodes of one
-    CPU each on this machine): the actors land on both, the vectors are the single process'."""
-    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
-    assert ray_cli, "the ray command comes with neartext[ray]"
-    port = free_port()
-    import tempfile
-
-    env_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must be short
-    head = subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=1",
-                           "--include-dashboard=false", f"--temp-dir={env_tmp}"],
-                          capture_output=True, text=True, timeout=180)
-    try:
-        assert head.returncode == 0, head.stderr[-2000:]
-        worker = subprocess.run([ray_cli, "start", f"--address=127.0.0.1:{port}",
-                                 "--num-cpus=1"], capture_output=True, text=True, timeout=180)
-        assert worker.returncode == 0, worker.stderr[-2000:]
-        out = tmp_path / "cluster.parquet"
-        done = subprocess.run([sys.executable, "-m", "neartext", "embed", str(DEMO), "-o",
-                               str(out), "--text", "text", "--id", "id", "--ray",
-                               f"127.0.0.1:{port}", "--actors", "2", "--json"],
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-        ids, hashes, vecs, _ = _by_id(out)
-        ids1, hashes1, vecs1, _ = _by_id(single)
-        assert ids == ids1 and hashes == hashes1
-        assert float(np.abs(vecs - vecs1).max()) <= 1e-5
-    finally:
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
-        shutil.rmtree(env_tmp, ignore_errors=True)
-
-
-def _word_corpus(path: Path, rows: int, words: int, *, seed: int, prefix: str) -> Path:
-    """A CSV of ``rows`` distinct texts of ``words`` random product words (ids ``prefix``N)."""
-    import random
-
-    vocabulary = ("sync crash login refund invoice editor search export reminder battery "
-                  "tablet phone laptop notebook template calendar offline widget password").split()
-    rng = random.Random(seed)
-    path.write_text("id,text\n" + "".join(
-        f"{prefix}{i},{' '.join(rng.choice(vocabulary) for _ in range(words))} {i}\n"
-        for i in range(rows)), encoding="utf-8")
-    return path
-
-
-def _rows(path: Path) -> tuple[dict, np.ndarray]:
-    from neartext import Collection
-
-    with Collection.open(path) as col:
-        ids = sorted(col.store.document_hashes())
-        docs = {d.id: (d.text, d.metadata) for d in col.get(ids)}
-        vecs = col.store.doc_vectors(ids)
-        return docs, np.stack([vecs[i][0] for i in ids])
-
-
 def test_index_with_ray_builds_the_same_collection_and_reruns_embed_nothing(tmp_path,
                                                                           demo_collection,
                                                                           capsys):
@@ -180,52 +126,6 @@ def test_index_with_ray_builds_the_same_collection_and_reruns_embed_nothing(tmp_
     assert added["added"] == 2 and added["texts_embedded"] == 2
     assert main(["upsert", str(out), str(more), "--ray", "--actors", "0"]) == 1
     assert "--actors must be at least 1" in capsys.readouterr().err
-
-
-def _kill_once_written(cmd: list[str], db: Path, table: str, rows: int) -> int:
-    """Run ``cmd``, SIGKILL it once ``table`` of the build database ``db`` holds ``rows`` rows,
-    stop what it left of Ray; the rows there when it was killed."""
-    import signal
-    import sqlite3
-
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    count, deadline = 0, time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and count < rows:
-        time.sleep(0.3)
-        if db.exists():
-            try:
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
-                    count = c.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            except sqlite3.Error:
-                pass
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    subprocess.run([shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray", "stop",
-                    "--force"], capture_output=True, timeout=120)
-    return count
-
-
-@pytest.mark.slow
-def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_rest(tmp_path):
-    """SIGKILL the driver of ``index --ray`` once some batches are done: nothing is at the
-    target; the rerun embeds only what the first run had not staged and every row is there
-    exactly once."""
-
-    from neartext import Collection
-
-    corpus = _word_corpus(tmp_path / "big.csv", 3000, 20, seed=0, prefix="b")
-    target = tmp_path / "big"
-    cmd = [sys.executable, "-m", "neartext", "index", str(corpus), "-c", str(target), "--text",
-           "text", "--id", "id", "--ray", "--actors", "2", "--batch-size", "64", "--json"]
-    staged = _kill_once_written(cmd, tmp_path / "big.partial" / "data.sqlite", "staged", 500)
-    assert not target.exists() and staged >= 500
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout)
-    assert report["added"] == 3000 and report["texts_embedded"] <= 3000 - staged
-    with Collection.open(target) as col:
-        assert len(col) == 3000 and col.store.passage_count() == 3000
 
 
 @pytest.fixture(scope="module")
@@ -328,52 +228,6 @@ def test_index_a_directory_with_ray_into_milvus_lite_matches_one_process(tmp_pat
                  "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["unchanged"] == 247 and again["texts_embedded"] == 0
-
-
-@pytest.mark.slow
-def test_an_encoder_actor_killed_mid_run_is_restarted_and_every_row_embedded_once(tmp_path):
-    """SIGKILL one of the encoder actors' processes while ``embed --ray`` runs: Ray restarts it
-    and retries its batch; the run succeeds and each row is in the output once, with the single
-    process' vector."""
-    import os
-    import signal
-
-    corpus = _word_corpus(tmp_path / "big.csv", 2000, 24, seed=1, prefix="k")
-    out = tmp_path / "ray.parquet"
-    cmd = [sys.executable, "-m", "neartext", "embed", str(corpus), "-o", str(out), "--text",
-           "text", "--id", "id", "--ray", "--actors", "2", "--batch-size", "32"]
-    env = {**os.environ, "NEARTEXT_PROGRESS_SECONDS": "0.2"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    killed = None
-    deadline = time.monotonic() + 300
-    lines: list[str] = []
-    assert proc.stderr is not None
-    while killed is None and time.monotonic() < deadline and proc.poll() is None:
-        line = proc.stderr.readline()
-        lines.append(line)
-        if line.startswith("embedding: ") and not line.startswith("embedding: 0/"):
-            ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-            actors = [int(ln.split()[0]) for ln in ps.splitlines() if "MapWorker" in ln
-                      and "_Embedder" in ln]
-            if actors:
-                killed = actors[0]
-                os.kill(killed, signal.SIGKILL)
-                at = line
-    assert killed, "no encoder actor was found running:\n" + "".join(lines[-20:])
-    done = int(at.split()[1].split("/")[0].replace(",", ""))
-    assert done < 2000, at  # killed mid-run
-    stdout, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 0, stderr[-3000:]
-    assert "wrote 2000 vectors" in stdout, stdout
-    single = tmp_path / "single.parquet"
-    assert main(["embed", str(corpus), "-o", str(single), "--text", "text", "--id", "id",
-                 "-q"]) == 0
-    ids, hashes, vecs, _ = _by_id(out)
-    ids1, hashes1, vecs1, _ = _by_id(single)
-    assert ids == ids1 and len(ids) == 2000 and hashes == hashes1
-    assert float(np.abs(vecs - vecs1).max()) <= 1e-5
-    assert (np.linalg.norm(vecs, axis=1) > 0.99).all()  # no row left as zeros
 
 
 def test_a_model_the_workers_cannot_load_is_named_and_stdout_stays_clean(tmp_path, capfd):
@@ -544,34 +398,3 @@ def test_a_build_on_ray_in_parts_is_the_build_of_the_whole_corpus(tmp_path, monk
     assert json.loads(capsys.readouterr().out)["texts_embedded"] == 247 - 123
     with Collection.open(out) as col:
         assert len(col) == 247
-
-
-@pytest.mark.slow
-def test_a_build_in_parts_killed_after_some_parts_reruns_to_the_whole_corpus(tmp_path):
-    """SIGKILL the driver of a build in parts once two parts are written: nothing is at the
-    target; the rerun embeds only what those parts had not, and every row is there exactly
-    once."""
-
-    from neartext import Collection
-
-    d = tmp_path / "corpus"
-    d.mkdir()
-    for n in range(4):  # a part per file: each part's actors load the model anew
-        _word_corpus(d / f"{n}.csv", 400, 12, seed=n, prefix=f"p{n}-")
-    target = tmp_path / "built"
-    wrapper = ("import sys\nimport neartext.engine.ingest\nneartext.engine.ingest.PART_BYTES = 1\n"
-               "from neartext.cli import main\nsys.exit(main(sys.argv[1:]))\n")
-    cmd = [sys.executable, "-c", wrapper, "index", str(d), "-c", str(target), "--text", "text",
-           "--id", "id", "--ray", "--actors", "2", "--json"]
-    written = _kill_once_written(cmd, tmp_path / "built.partial" / "data.sqlite", "documents",
-                                 800)
-    assert not target.exists() and 800 <= written < 1600
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout)
-    # the build starts over, reusing the vectors of the parts written (and staged) before
-    assert report["added"] == 1600 and report["texts_embedded"] <= 1600 - written
-    with Collection.open(target) as col:
-        assert len(col) == 1600 and col.store.passage_count() == 1600
-        assert sorted(col.store.document_hashes()) == sorted(
-            f"p{n}-{i}" for n in range(4) for i in range(400))

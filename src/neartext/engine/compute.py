@@ -73,7 +73,11 @@ def _check_reachable(address: str) -> None:
 def ray_session(address: str = LOCAL, *, cpus: int | None = None) -> Iterator[Any]:
     """Connected to Ray for the block: ``local`` starts Ray in this process' machine with
     ``cpus`` CPUs (default: all), ``auto`` joins the cluster ``ray start`` or ``RAY_ADDRESS``
-    names, anything else is a cluster address. Yields the ``ray`` module."""
+    names, anything else is a cluster address. Yields the ``ray`` module.
+
+    A process connected already (its own ``ray.init``, a notebook's, or an enclosing session)
+    keeps its connection for ``local`` and ``auto``: nothing is started, and the block leaves it
+    open; another address is refused in one line (Ray has one connection per process)."""
     ray = _ray()
     # a corpus of fewer blocks than actors leaves actors idle: true, and nothing to act on
     warnings.filterwarnings("ignore", message="The minimum number of concurrent actors",
@@ -82,16 +86,21 @@ def ray_session(address: str = LOCAL, *, cpus: int | None = None) -> Iterator[An
         logging.getLogger(name).setLevel(logging.WARNING)
     if address not in (LOCAL, "auto"):
         _check_reachable(address)
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "configure_logging": False}
-    if address == LOCAL:
-        kwargs["num_cpus"] = cpus or os.cpu_count() or 1
-    else:
-        kwargs["address"] = address
-    try:
-        ray.init(**kwargs)
-    except ConnectionError as e:
-        raise ServerUnreachable(f"--ray {address}: could not join the cluster ({e})") from None
+    started = not ray.is_initialized()
+    if not started and address not in (LOCAL, "auto"):
+        raise InputError(f"--ray {address}: this process is connected to a Ray cluster already "
+                         "(ray.init); use --ray auto for that one, or ray.shutdown() first")
+    if started:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "configure_logging": False}
+        if address == LOCAL:
+            kwargs["num_cpus"] = cpus or os.cpu_count() or 1
+        else:
+            kwargs["address"] = address
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as e:
+            raise ServerUnreachable(f"--ray {address}: could not join the cluster ({e})") from None
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
@@ -99,7 +108,8 @@ def ray_session(address: str = LOCAL, *, cpus: int | None = None) -> Iterator[An
         with _ray_errors_logged(), _ray_data_errors_raised():
             yield ray
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
 
 
 log = logging.getLogger("neartext.ray")

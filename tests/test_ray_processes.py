@@ -1,0 +1,167 @@
+"""``--ray`` commands as processes of their own (each starting its own local Ray, or joining a
+two-node cluster of ``ray start`` processes), killed mid-run: the driver, an encoder actor, a
+build in parts. Kept apart from tests/test_ray.py, whose tests share one Ray session: cleaning
+up after a killed driver (``ray stop --force``) stops every Ray of the machine."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DEMO
+from serving import free_port
+
+from neartext.cli import main
+
+pytest.importorskip("ray")
+pytest.importorskip("pyarrow.parquet")
+
+from raying import (  # noqa: E402
+    _by_id,
+    _kill_once_written,
+    _word_corpus,
+    drop_logging_errors,
+)
+
+
+@pytest.fixture(autouse=True)
+def _ray_logs_to_a_closed_capture_are_dropped(monkeypatch):
+    drop_logging_errors(monkeypatch)
+
+
+@pytest.mark.slow
+def test_a_two_node_cluster_of_separate_processes_embeds_the_same(single, tmp_path):
+    """``ray start --head`` and ``ray start --address`` as separate processes (two nodes of one
+    CPU each on this machine): the actors land on both, the vectors are the single process'."""
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
+    assert ray_cli, "the ray command comes with neartext[ray]"
+    port = free_port()
+    import tempfile
+
+    env_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must be short
+    head = subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=1",
+                           "--include-dashboard=false", f"--temp-dir={env_tmp}"],
+                          capture_output=True, text=True, timeout=180)
+    try:
+        assert head.returncode == 0, head.stderr[-2000:]
+        worker = subprocess.run([ray_cli, "start", f"--address=127.0.0.1:{port}",
+                                 "--num-cpus=1"], capture_output=True, text=True, timeout=180)
+        assert worker.returncode == 0, worker.stderr[-2000:]
+        out = tmp_path / "cluster.parquet"
+        done = subprocess.run([sys.executable, "-m", "neartext", "embed", str(DEMO), "-o",
+                               str(out), "--text", "text", "--id", "id", "--ray",
+                               f"127.0.0.1:{port}", "--actors", "2", "--json"],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        ids, hashes, vecs, _ = _by_id(out)
+        ids1, hashes1, vecs1, _ = _by_id(single)
+        assert ids == ids1 and hashes == hashes1
+        assert float(np.abs(vecs - vecs1).max()) <= 1e-5
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(env_tmp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_rest(tmp_path):
+    """SIGKILL the driver of ``index --ray`` once some batches are done: nothing is at the
+    target; the rerun embeds only what the first run had not staged and every row is there
+    exactly once."""
+
+    from neartext import Collection
+
+    corpus = _word_corpus(tmp_path / "big.csv", 3000, 20, seed=0, prefix="b")
+    target = tmp_path / "big"
+    cmd = [sys.executable, "-m", "neartext", "index", str(corpus), "-c", str(target), "--text",
+           "text", "--id", "id", "--ray", "--actors", "2", "--batch-size", "64", "--json"]
+    staged = _kill_once_written(cmd, tmp_path / "big.partial" / "data.sqlite", "staged", 500)
+    assert not target.exists() and staged >= 500
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["added"] == 3000 and report["texts_embedded"] <= 3000 - staged
+    with Collection.open(target) as col:
+        assert len(col) == 3000 and col.store.passage_count() == 3000
+
+
+@pytest.mark.slow
+def test_an_encoder_actor_killed_mid_run_is_restarted_and_every_row_embedded_once(tmp_path):
+    """SIGKILL one of the encoder actors' processes while ``embed --ray`` runs: Ray restarts it
+    and retries its batch; the run succeeds and each row is in the output once, with the single
+    process' vector."""
+    import os
+    import signal
+
+    corpus = _word_corpus(tmp_path / "big.csv", 2000, 24, seed=1, prefix="k")
+    out = tmp_path / "ray.parquet"
+    cmd = [sys.executable, "-m", "neartext", "embed", str(corpus), "-o", str(out), "--text",
+           "text", "--id", "id", "--ray", "--actors", "2", "--batch-size", "32"]
+    env = {**os.environ, "NEARTEXT_PROGRESS_SECONDS": "0.2"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    killed = None
+    deadline = time.monotonic() + 300
+    lines: list[str] = []
+    assert proc.stderr is not None
+    while killed is None and time.monotonic() < deadline and proc.poll() is None:
+        line = proc.stderr.readline()
+        lines.append(line)
+        if line.startswith("embedding: ") and not line.startswith("embedding: 0/"):
+            ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+            actors = [int(ln.split()[0]) for ln in ps.splitlines() if "MapWorker" in ln
+                      and "_Embedder" in ln]
+            if actors:
+                killed = actors[0]
+                os.kill(killed, signal.SIGKILL)
+                at = line
+    assert killed, "no encoder actor was found running:\n" + "".join(lines[-20:])
+    done = int(at.split()[1].split("/")[0].replace(",", ""))
+    assert done < 2000, at  # killed mid-run
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "wrote 2000 vectors" in stdout, stdout
+    one = tmp_path / "single.parquet"
+    assert main(["embed", str(corpus), "-o", str(one), "--text", "text", "--id", "id",
+                 "-q"]) == 0
+    ids, hashes, vecs, _ = _by_id(out)
+    ids1, hashes1, vecs1, _ = _by_id(one)
+    assert ids == ids1 and len(ids) == 2000 and hashes == hashes1
+    assert float(np.abs(vecs - vecs1).max()) <= 1e-5
+    assert (np.linalg.norm(vecs, axis=1) > 0.99).all()  # no row left as zeros
+
+
+@pytest.mark.slow
+def test_a_build_in_parts_killed_after_some_parts_reruns_to_the_whole_corpus(tmp_path):
+    """SIGKILL the driver of a build in parts once two parts are written: nothing is at the
+    target; the rerun embeds only what those parts had not, and every row is there exactly
+    once."""
+
+    from neartext import Collection
+
+    d = tmp_path / "corpus"
+    d.mkdir()
+    for n in range(4):  # a part per file: each part's actors load the model anew
+        _word_corpus(d / f"{n}.csv", 400, 12, seed=n, prefix=f"p{n}-")
+    target = tmp_path / "built"
+    wrapper = ("import sys\nimport neartext.engine.ingest\nneartext.engine.ingest.PART_BYTES = 1\n"
+               "from neartext.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    cmd = [sys.executable, "-c", wrapper, "index", str(d), "-c", str(target), "--text", "text",
+           "--id", "id", "--ray", "--actors", "2", "--json"]
+    written = _kill_once_written(cmd, tmp_path / "built.partial" / "data.sqlite", "documents",
+                                 800)
+    assert not target.exists() and 800 <= written < 1600
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    # the build starts over, reusing the vectors of the parts written (and staged) before
+    assert report["added"] == 1600 and report["texts_embedded"] <= 1600 - written
+    with Collection.open(target) as col:
+        assert len(col) == 1600 and col.store.passage_count() == 1600
+        assert sorted(col.store.document_hashes()) == sorted(
+            f"p{n}-{i}" for n in range(4) for i in range(400))
