@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers lint clean
+.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers bench-cold-search lint clean
 
 setup: $(STAMP)
 
@@ -74,6 +74,10 @@ lint: setup layers
 
 clean:
 	rm -rf $(VENV) $(MILVUS_ENGINE) demo/feedback build dist src/*.egg-info
+
+# A cold `neartext search` (a new process) with the ONNX query encoder vs the model, ~1 min.
+bench-cold-search: setup
+	$(BIN)/python bench/bench_cold_search.py
 
 bench-serve: setup
 	$(BIN)/python bench/bench_serve.py

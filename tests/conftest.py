@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import pytest
 from neartext import Collection, load_encoder
 from neartext.cli import main
 from neartext.encoders import EncoderSettings
+
+# A CLI search leaves an ONNX export of the model for the next process (neartext.engine.
+# query_encoder): seconds once per collection, and most tests' collections are new. Its tests
+# (test_query_encoder.py) turn it on; elsewhere queries are encoded by the model, as before.
+os.environ.setdefault("NEARTEXT_QUERY_ENCODER", "model")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo" / "feedback.csv"
@@ -21,8 +27,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    import os
-
     if config.getoption("--runslow") or os.environ.get("CI"):
         return
     skip = pytest.mark.skip(reason="slow: run with --runslow (CI runs it)")

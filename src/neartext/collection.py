@@ -32,6 +32,7 @@ from neartext.engine.compute import RayCompute
 from neartext.engine.info import collection_info
 from neartext.engine.modeleval import choose_threshold
 from neartext.engine.parts import Version
+from neartext.engine.query_encoder import cached_query_encoder
 from neartext.engine.searching import check_queries, make_filter, search_as, selection
 from neartext.engine.state import VersionState
 from neartext.store import Document, Store
@@ -54,6 +55,7 @@ class Collection(VersionState):
         self.store = store
         self._read_state()
         self._encoder = encoder
+        self._query_encoder: Encoder | None = None  # the ONNX export of the model, when cached
         # where new texts are embedded: None in this process, else a neartext.engine.compute.RayCompute
         self.compute: RayCompute | None = None
         # set by a process that serves it to several threads: a new version this process swaps
@@ -68,9 +70,8 @@ class Collection(VersionState):
                overlap: int = 0, index: str = "auto", cleaning: CleaningOptions | None = None,
                source: dict[str, Any] | None = None, milvus: dict[str, Any] | None = None,
                precision: str = "float32") -> Collection:
-        """Create an empty collection at ``path`` (a directory or a Milvus address);
-        :class:`CollectionExists` if one is there. ``milvus`` may give ``index_params`` and
-        ``search_params`` for a Milvus collection.
+        """Create an empty collection at ``path`` (a directory or a Milvus address, ``milvus``:
+        its ``index_params`` and ``search_params``); :class:`CollectionExists` if one is there.
 
         >>> col = Collection.create("/tmp/nt-doc-col", model="default")  # doctest: +SKIP
         >>> col = Collection.create("milvus-lite:/tmp/nt.db", index="flat")  # doctest: +SKIP
@@ -91,12 +92,10 @@ class Collection(VersionState):
                   milvus: dict[str, Any] | None = None, vectors: str | None = None,
                   vectors_from: str | None = None, precision: str = "float32",
                   compute: RayCompute | None = None) -> tuple[Collection, IndexReport]:
-        """Build a new collection at ``path`` from a corpus file, all or nothing (``compute``:
-        embed on Ray's encoder actors, inside a :func:`neartext.engine.compute.ray_session`).
-
-        The store builds it all or nothing (a directory in ``<path>.partial``, renamed into
-        place when complete; a Milvus collection marked unfinished until then), so an error or
-        a crash never leaves a half-built collection at ``path``.
+        """Build a new collection at ``path`` from a corpus file (``compute``: embed on Ray's
+        encoder actors, inside a :func:`neartext.engine.compute.ray_session`), all or nothing: a
+        directory in ``<path>.partial`` renamed into place when complete, a Milvus collection
+        marked unfinished until then; an error or a crash never leaves half a collection.
 
         >>> col, report = Collection.from_file("feedback/", "demo/feedback.csv",
         ...                                    text=["text"], id_column="id")  # doctest: +SKIP
@@ -182,6 +181,7 @@ class Collection(VersionState):
         if self._encoder is not None and \
                 self._encoder.fingerprint != self.manifest.model.fingerprint:
             self._encoder = None
+        self._query_encoder = None
 
     def __enter__(self) -> Collection:
         return self
@@ -197,6 +197,14 @@ class Collection(VersionState):
         if self._encoder is None:
             self._encoder = checked_encoder(self.address, self.manifest, None)
         return self._encoder
+
+    @property
+    def query_encoder(self) -> Encoder:
+        """What encodes queries: the model once loaded, else its ONNX export cached beside the
+        collection (no torch: :mod:`neartext.engine.query_encoder`), else the model."""
+        if self._encoder is None and self._query_encoder is None:
+            self._query_encoder = cached_query_encoder(self.path, self.manifest)
+        return self._encoder or self._query_encoder or self.encoder
 
     def use_encoder(self, encoder: str | Encoder) -> None:
         """Use ``encoder`` (one already loaded, shared with other collections, or where to load
@@ -303,8 +311,8 @@ class Collection(VersionState):
                                               manifest=version[0])
         check_queries(queries)
         flt = self.make_filter(where, contains)
-        vecs = None if opts.mode == "keyword" else self.encoder.encode(list(queries),
-                                                                       kind="query")
+        vecs = None if opts.mode == "keyword" else self.query_encoder.encode(list(queries),
+                                                                             kind="query")
         return self.search_vectors(vecs, where=flt, texts=list(queries), options=opts,
                                    version=version)
 
@@ -348,7 +356,7 @@ class Collection(VersionState):
             self.make_filter(where, contains)
         return search_as(self.store, version, vectors, texts, flt or None, opts)
 
-    # -- corpus-level operations (neartext.engine.analysis) ---------------------------------------------
+    # -- corpus-level operations (neartext.engine.analysis) ------------------------------------
 
     def mine(self, threshold: float | None = None, top_k: int = 100, **kw: Any) -> MiningResult:
         """All pairs of documents scoring ``>= threshold``; see :func:`neartext.engine.analysis.mine`."""
@@ -369,19 +377,15 @@ class Collection(VersionState):
         return cluster(self, method, **kw)
 
     def calibrate(self, pairs: PairData, *, min_precision: float | None = None) -> Calibration:
-        """Choose a similarity threshold from labeled pairs with the collection's model and store
-        it in the manifest (``mine``, ``paraphrases`` and ``dedup`` then use it by default).
-
-        The threshold is the best-F1 one, or with ``min_precision`` the one with most recall at
-        that precision.
-        """
+        """Choose a similarity threshold from labeled pairs (the best-F1 one, or with
+        ``min_precision`` the one with most recall at that precision) and store it in the
+        manifest: ``mine``, ``paraphrases`` and ``dedup`` then use it by default."""
         cal = choose_threshold(self.encoder, pairs, min_precision)
         self.update_manifest(lambda m: m.calibrate(cal))
         return cal
 
     def repair(self) -> dict[str, Any]:
-        """Rebuild the vector index from the stored passages (the source of truth) and report
-        what was found (see ``Store.repair``); ``neartext repair`` calls this."""
+        """Rebuild the vector index from the stored passages and report what was wrong."""
         return {"collection": str(self.address), **self.store.repair()}
 
     def get(self, ids: Sequence[str]) -> list[Document]:
@@ -392,6 +396,5 @@ class Collection(VersionState):
         return self.store.count()
 
     def info(self) -> CollectionInfo:
-        """Size, model and settings of the collection; ``scripts`` gives the share of texts
-        written mostly in Cyrillic, mostly in Latin letters, or neither."""
+        """Size, model and settings of the collection (``scripts``: shares of Cyrillic, Latin)."""
         return collection_info(self)

@@ -65,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
             sys.stdout.write("\n")
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        afterwards = getattr(args, "afterwards", None)
+        if afterwards is not None:  # work for later runs, once the answer is out
+            afterwards()
     except NeartextError as e:
         if isinstance(e, Interrupted):
             print(f"neartext {args.command}: interrupted: {e}", file=sys.stderr)

@@ -34,6 +34,7 @@ from neartext.data.filters import WHERE_HELP
 from neartext.encoders import EncoderSettings
 from neartext.engine.embedding import embed_file
 from neartext.errors import InputError
+from neartext.export.query_encoder import prepare_query_encoder
 from neartext.ops.migrate import migrate
 from neartext.ops.reindex import reindex
 from neartext.util.readers import lines, read_text
@@ -232,6 +233,9 @@ def _cmd_search(args: argparse.Namespace) -> Any:
         opts = col.search_options(args.k, args.threshold, args.mode, args.fusion, args.alpha)
         results = col.search_many(queries, where=args.where, contains=args.contains,
                                   options=opts)
+        if opts.mode != "keyword":  # the model was loaded: keep an export for the next search
+            encoder, state = col.query_encoder, col.path
+            args.afterwards = lambda: _note(args, prepare_query_encoder(encoder, state))
     if not args.json:
         for q, rows in zip(queries, results):
             if len(queries) > 1:
@@ -241,6 +245,12 @@ def _cmd_search(args: argparse.Namespace) -> Any:
     if args.queries_file:
         return [{"query": q, "results": d} for q, d in zip(queries, dicts)]
     return dicts[0]
+
+
+def _note(args: argparse.Namespace, line: str | None) -> None:
+    """A line about what a command did after its output (on stderr, unless --quiet)."""
+    if line and not getattr(args, "quiet", False):
+        print(f"neartext {args.command}: {line}", file=sys.stderr)
 
 
 def _cmd_delete(args: argparse.Namespace) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from neartext.data.results import OnnxExport
-from neartext.encoders import backend_of, load_encoder, resolve_model_path
+from neartext.encoders import Encoder, backend_of, load_encoder, resolve_model_path
 from neartext.encoders.registry import ONNX_META
 from neartext.errors import InputError
 from neartext.util.atomic import staged_dir
@@ -50,8 +50,11 @@ PARITY_TEXTS = [
 
 
 def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
-                force: bool = False, opset: int = 17) -> OnnxExport:
-    """Export ``model`` (a name or local path of a sentence-transformers model) to ``output``."""
+                force: bool = False, opset: int = 17, encoder: Encoder | None = None,
+                meta_extra: dict[str, Any] | None = None) -> OnnxExport:
+    """Export ``model`` (a name or local path of a sentence-transformers model) to ``output``;
+    ``encoder``: that model already loaded, with its settings (pooling, length, prefixes);
+    ``meta_extra``: more keys for the export's description."""
 
     if quantize not in (None, "int8"):
         raise InputError(f"--quantize: only int8 is supported (got {quantize})")
@@ -60,7 +63,7 @@ def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
         raise InputError(f"'{model}' cannot be exported to ONNX: it is not a sentence-transformers "
                          "(transformer) model")
     src = resolve_model_path(model)
-    enc: Any = load_encoder(model)
+    enc: Any = encoder or load_encoder(model)
     st = enc.model
     names = ["input_ids", "attention_mask", "token_type_ids"]
     sample = st.tokenizer(PARITY_TEXTS[:2], padding=True, truncation=True, return_tensors="pt")
@@ -124,7 +127,7 @@ def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
                 "query_prefix": enc.settings.query_prefix or "",
                 "document_prefix": enc.settings.document_prefix or "",
                 "normalized_in_graph": any(type(m).__name__ == "Normalize" for m in st),
-                "parity": parity}
+                "parity": parity, **(meta_extra or {})}
         (staged / ONNX_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     warnings_ = []
     if quantize and parity["int8"]["mean_cosine"] < INT8_WARN_COSINE:

@@ -1,0 +1,85 @@
+"""A cold ``neartext search`` (a new process, as a shell runs it) on the demo collection, side by
+side in one run: the query encoded by the model itself (torch and sentence-transformers
+imported: every search before the ONNX query encoder, and today with
+``NEARTEXT_QUERY_ENCODER=model``) against the ONNX export a first search leaves beside the
+collection. A keyword search (no model at all) is the floor. Rounds alternate the variants so
+that a noisy machine weighs on each alike; medians, their ratio, and the answers compared.
+
+    python bench/bench_cold_search.py [--rounds 7]
+
+Writes bench/results/cold-search.{json,txt}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import RESULTS, ROOT, machine, machine_line, median
+
+DEMO = ROOT / "demo" / "feedback.csv"
+QUERY = "the app crashes when I open it"
+VARIANTS = {  # name: (extra arguments, NEARTEXT_QUERY_ENCODER)
+    "model (torch), as before": ([], "model"),
+    "ONNX query encoder": ([], "auto"),
+    "keyword (no model)": (["--mode", "keyword"], "auto"),
+}
+
+
+def search(col: Path, extra: list[str], mode: str) -> tuple[float, list, str]:
+    """Seconds of a whole ``neartext search`` process, its answer and its stderr."""
+    env = {**os.environ, "NEARTEXT_QUERY_ENCODER": mode}
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "neartext", "search", str(col), QUERY, "-k", "5",
+                           "--json", *extra], capture_output=True, text=True, env=env, check=True)
+    return time.perf_counter() - t, json.loads(done.stdout), done.stderr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        col = Path(tmp) / "feedback"
+        subprocess.run([sys.executable, "-m", "neartext", "index", str(DEMO), "-c", str(col),
+                        "--text", "text", "--id", "id", "-q"], check=True, capture_output=True)
+        first, answer, err = search(col, [], "auto")  # loads the model, then makes the export
+        assert "exported to ONNX" in err, err
+        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        answers: dict[str, list] = {}
+        for _ in range(args.rounds):
+            for name, (extra, mode) in VARIANTS.items():
+                seconds, got, _ = search(col, extra, mode)
+                times[name].append(seconds)
+                answers[name] = got
+    base = median(times["model (torch), as before"])
+    same = [r["id"] for r in answers["ONNX query encoder"]] == [r["id"] for r in answer] and max(
+        abs(a["score"] - b["score"]) for a, b in zip(answers["ONNX query encoder"], answer)) <= 1e-5
+    rows = [{"variant": v, "median_s": round(median(t), 3), "min_s": round(min(t), 3),
+             "max_s": round(max(t), 3), "vs_model": round(median(t) / base, 3)}
+            for v, t in times.items()]
+    result = {"machine": machine(), "rounds": args.rounds, "query": QUERY,
+              "first_search_with_export_s": round(first, 2), "same_answers": same, "rows": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "cold-search.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"Cold `neartext search` on the demo collection (247 texts, all-MiniLM-L6-v2), "
+             f"whole process, median of {args.rounds} alternating rounds; baseline: the query "
+             "encoded by the model itself (torch), as every search did before.", "",
+             "| variant | median s | min s | max s | × baseline |", "|---|---|---|---|---|"]
+    lines += [f"| {r['variant']} | {r['median_s']} | {r['min_s']} | {r['max_s']} | "
+              f"{r['vs_model']} |" for r in rows]
+    lines += ["", f"The first search (loads the model, answers, then exports it once): "
+                  f"{first:.2f} s. Same answers (ids; scores within 1e-5): {same}.",
+              machine_line(result["machine"])]
+    (RESULTS / "cold-search.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The ONNX query encoder a search leaves beside a collection: made once after a search that
+loaded the model, used by the next processes (no torch), its query vectors and answers the
+model's, and never used for another model's collection or when it cannot be read."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from neartext import Collection
+from neartext.engine import query_encoder as qe
+from neartext.export import query_encoder as making
+from neartext.export.query_encoder import prepare_query_encoder
+
+pytest.importorskip("onnxruntime", reason="needs neartext[onnx]")
+
+QUERIES = ["the app crashes when I open it", "I was charged twice", "Кошка спит на окне",
+           "dark mode please", " ".join(["sync is slow and notes appear twice"] * 60), "ok"]
+# a search as a new process runs it, saying afterwards whether torch was imported
+SEARCH = ("import sys\nfrom neartext.cli import main\ncode = main(sys.argv[1:])\n"
+          "print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\nsys.exit(code)\n")
+
+
+@pytest.fixture
+def auto(monkeypatch):
+    """The default (the suite turns it off elsewhere: see conftest)."""
+    monkeypatch.setenv(qe.ENV, "auto")
+
+
+def _search(col, *extra: str, env: dict[str, str] | None = None) -> tuple[list, str]:
+    done = subprocess.run([sys.executable, "-c", SEARCH, "search", str(col), QUERIES[0], "-k", "5",
+                           "--json", *extra], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, qe.ENV: "auto", **(env or {})})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout), done.stderr
+
+
+def test_a_search_in_a_new_process_answers_alike_without_torch_once_one_loaded_the_model(demo_copy):
+    """The first CLI search loads the model, answers, then leaves the export (one line on
+    stderr); the next process answers the same (ids, scores) without importing torch.
+    --quiet keeps the line off; with NEARTEXT_QUERY_ENCODER=model the model answers."""
+    first, err = _search(demo_copy)
+    assert "torch imported: True" in err and "exported to ONNX for queries" in err
+    [made] = [p for p in qe.cache_dir(demo_copy).iterdir()]
+    assert made.name == Collection.open(demo_copy).manifest.model.fingerprint
+    fast, err = _search(demo_copy, "-q")
+    assert "torch imported: False" in err and "ONNX" not in err
+    assert [r["id"] for r in fast] == [r["id"] for r in first]
+    assert np.allclose([r["score"] for r in fast], [r["score"] for r in first], atol=1e-5)
+    slow, err = _search(demo_copy, env={qe.ENV: "model"})
+    assert "torch imported: True" in err and slow == first
+
+
+def test_the_exports_query_vectors_and_answers_are_the_models(demo_copy, encoder, auto):
+    """Query vectors within 1e-5 of the model's (several languages, one past the model's
+    length, one at a time and together) and the same answers in every mode."""
+    with Collection.open(demo_copy, model=encoder) as col:
+        assert prepare_query_encoder(col.encoder, col.path) is not None
+        want = {m: col.search_many(QUERIES, k=5, mode=m) for m in ("semantic", "hybrid")}
+    with Collection.open(demo_copy) as col:
+        onnx = col.query_encoder
+        assert onnx.settings.model == str(qe.export_dir(demo_copy, col.manifest.model.fingerprint))
+        got = onnx.encode(QUERIES, kind="query")
+        assert np.abs(got - encoder.encode(QUERIES, kind="query")).max() <= 1e-5
+        one = np.concatenate([onnx.encode([q], kind="query") for q in QUERIES])
+        assert np.abs(one - got).max() <= 1e-5
+        for mode, rows in want.items():
+            for a, b in zip(col.search_many(QUERIES, k=5, mode=mode), rows):
+                assert [r.id for r in a] == [r.id for r in b]
+                assert np.allclose([r.score for r in a], [r.score for r in b], atol=1e-5)
+        assert col._encoder is None  # the model itself was never loaded
+
+
+def test_the_export_keeps_the_models_prefixes(tiny_demo_copy, tiny_model_dir, auto):
+    """A model whose queries take a prefix (an e5-style name): the export applies it too."""
+    with Collection.open(tiny_demo_copy) as col:
+        model = col.encoder
+        assert model.settings.query_prefix == "query: "
+        prepare_query_encoder(model, col.path)
+    with Collection.open(tiny_demo_copy) as col:
+        onnx = col.query_encoder
+        assert onnx is not model and onnx.settings.query_prefix == "query: "
+        assert np.abs(onnx.encode(QUERIES, kind="query") -
+                      model.encode(QUERIES, kind="query")).max() <= 1e-5
+
+
+def test_an_export_of_another_model_or_an_unreadable_one_is_not_used(demo_copy, tiny_demo,
+                                                                     tmp_path, encoder, auto):
+    """An export made from another model, even under this model's name, is not used; a
+    damaged one neither (the model answers); the next export replaces what it finds of other
+    models and of killed preparations."""
+    tiny_demo_copy = shutil.copytree(tiny_demo, tmp_path / "tiny")
+    with Collection.open(tiny_demo_copy) as col:
+        prepare_query_encoder(col.encoder, col.path)
+        tiny_fp = col.manifest.model.fingerprint
+    with Collection.open(demo_copy) as col:
+        fp = col.manifest.model.fingerprint
+    forged = qe.export_dir(demo_copy, fp)
+    forged.parent.mkdir(parents=True)
+    shutil.copytree(qe.export_dir(tiny_demo_copy, tiny_fp), forged)
+    with Collection.open(demo_copy) as col:
+        assert qe.cached_query_encoder(col.path, col.manifest) is None
+        assert col.query_encoder.fingerprint == fp  # the model itself
+    shutil.rmtree(forged)
+    shutil.copytree(qe.export_dir(tiny_demo_copy, tiny_fp), qe.export_dir(demo_copy, tiny_fp))
+    stale = qe.cache_dir(demo_copy) / f".{fp}.999999999-dead.partial"
+    stale.mkdir()
+    with Collection.open(demo_copy, model=encoder) as col:
+        want = col.search("refund please", k=3)
+        prepare_query_encoder(col.encoder, col.path)
+    assert sorted(p.name for p in qe.cache_dir(demo_copy).iterdir()) == [fp]
+    (forged / "model.onnx").write_bytes(b"not a model")
+    with Collection.open(demo_copy) as col:
+        got = col.search("refund please", k=3)
+        assert col._encoder is not None  # the damaged export was passed over
+    assert [(r.id, round(r.score, 5)) for r in got] == [(r.id, round(r.score, 5)) for r in want]
+
+
+def test_a_model_whose_export_differs_is_marked_once_and_not_tried_again(demo_copy, encoder, auto,
+                                                                        monkeypatch):
+    """When the export's query vectors are further from the model's than allowed, nothing is
+    kept, the reason is said once, and later searches do not try again."""
+    monkeypatch.setattr(making, "MAX_DIFFERENCE", -1.0)
+    with Collection.open(demo_copy, model=encoder) as col:
+        note = prepare_query_encoder(col.encoder, col.path)
+        assert note and "no fast query encoder can be made" in note and "differ" in note
+        assert prepare_query_encoder(col.encoder, col.path) is None
+        fp = col.manifest.model.fingerprint
+    assert [p.name for p in qe.cache_dir(demo_copy).iterdir()] == [f"{fp}.failed"]
+    with Collection.open(demo_copy) as col:
+        assert col.query_encoder is col.encoder
