@@ -136,3 +136,24 @@ def test_a_model_whose_export_differs_is_marked_once_and_not_tried_again(demo_co
     assert [p.name for p in qe.cache_dir(demo_copy).iterdir()] == [f"{fp}.failed"]
     with Collection.open(demo_copy) as col:
         assert col.query_encoder is col.encoder
+
+
+def test_two_searches_preparing_at_once_leave_one_export(tiny_demo_copy, auto):
+    """Two preparations of the same model at once (two first searches): one export is kept,
+    the other's temporary directory removed, and the export is used."""
+    import threading
+
+    with Collection.open(tiny_demo_copy) as col:
+        model, state = col.encoder, col.path
+        notes: list[str | None] = []
+        threads = [threading.Thread(target=lambda: notes.append(
+            prepare_query_encoder(model, state))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(notes) == 2 and any(notes)
+        fp = col.manifest.model.fingerprint
+    assert [p.name for p in qe.cache_dir(tiny_demo_copy).iterdir()] == [fp]
+    with Collection.open(tiny_demo_copy) as col:
+        assert col.query_encoder.settings.model == str(qe.export_dir(tiny_demo_copy, fp))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from neartext.errors import InputError
 from neartext.util.atomic import staged_dir
 from neartext.util.tables import check_output_dir
 
+_EXPORTING = threading.Lock()  # torch's ONNX exporter keeps its state in globals: one at a time
 FP32_MIN_COSINE = 0.9999
 INT8_MEAN_COSINE = 0.98  # below: refused
 INT8_WARN_COSINE = 0.99  # below: a warning in the result
@@ -81,7 +83,7 @@ def export_onnx(model: str, output: str | Path, *, quantize: str | None = None,
         axes = {n: {0: "batch", 1: "tokens"} for n in names}
         axes["sentence_embedding"] = {0: "batch"}
 
-        with warnings.catch_warnings(), torch.no_grad():
+        with _EXPORTING, warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer notes about shape-dependent branches
             torch.onnx.export(Graph(st).eval(), tuple(sample[n] for n in names),
                               str(staged / "model.onnx"), input_names=names,

@@ -44,7 +44,7 @@ def prepare_query_encoder(encoder: Encoder, state: Path) -> str | None:
     under ``state`` (its local state directory). Returns a line saying what was done, or None
     when there was nothing to do (turned off, not a sentence-transformers model, made already,
     marked as not exportable, or the cache is not writable). Never raises for the export's
-    own failures: the search it follows has succeeded."""
+    own failures: the search it follows has succeeded. One export at a time in a process."""
     fingerprint = encoder.fingerprint
     out = export_dir(state, fingerprint)
     if (not enabled() or backend_of(encoder.settings.model) != "sbert" or out.exists()
@@ -78,6 +78,8 @@ def prepare_query_encoder(encoder: Encoder, state: Path) -> str | None:
         return _give_up(state, fingerprint, str(e))
     except OSError as e:  # a full disk, a removed directory: another search tries again
         return f"no fast query encoder was made ({e.strerror or e}); searches load the model"
+    except Exception as e:  # torch's exporter raises many types for a model it cannot trace
+        return _give_up(state, fingerprint, f"the export failed ({type(e).__name__}: {e})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _remove_others(cache, fingerprint)
