@@ -57,6 +57,21 @@ def test_rows_with_vectors_are_stored_without_encoding_and_search_alike(tmp_path
             given.search_vectors(np.array([[0.1, np.nan] + [0.0] * 382]), k=1)
 
 
+def test_vectors_from_takes_the_names_model_takes(tmp_path, encoder, capsys):
+    """``--vectors-from`` resolves like ``--model``: ``default`` and ``minilm`` name the
+    collection's all-MiniLM-L6-v2 (refused before); another model's alias is still refused."""
+    corpus = write_jsonl(tmp_path / "c.jsonl", encoder)
+    for n, name in enumerate(("default", "minilm")):
+        assert main(["index", str(corpus), "-c", str(tmp_path / f"c{n}"), "--id", "id",
+                     "--vectors", "emb", "--vectors-from", name, "--json"]) == 0, \
+            capsys.readouterr().err
+        assert json.loads(capsys.readouterr().out)["vectors_given"] == 5
+    assert main(["index", str(corpus), "-c", str(tmp_path / "u"), "--id", "id", "--vectors",
+                 "emb", "--vectors-from", "use"]) == 1
+    assert "vectors from use-multilingual cannot go into a collection of all-MiniLM-L6-v2" in \
+        capsys.readouterr().err
+
+
 def test_a_new_vector_for_the_same_text_replaces_the_old_one(tmp_path, encoder):
     corpus = write_jsonl(tmp_path / "c.jsonl", encoder)
     col, _ = Collection.from_file(tmp_path / "col", corpus, id_column="id", vectors="emb",
@@ -136,9 +151,13 @@ def test_export_vectors_round_trip_with_the_model_recorded(tmp_path, encoder, ca
     assert main(["index", str(tmp_path / "j.parquet"), "-c", str(tmp_path / "again"), "--id",
                  "id", "--vectors", "emb", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["texts_embedded"] == 0
-    # naming the model that the file records is fine too; naming another is a contradiction
+    # naming the model that the file records is fine too, by any name --model takes (an
+    # alias was refused: "vectors from default cannot go into a collection of all-MiniLM-L6-v2");
+    # naming another is a contradiction
     assert main(["index", str(tmp_path / "j.parquet"), "-c", str(tmp_path / "named"), "--id",
                  "id", "--vectors", "emb", "--vectors-from", "all-MiniLM-L6-v2", "-q"]) == 0
+    assert main(["index", str(tmp_path / "j.parquet"), "-c", str(tmp_path / "alias"), "--id",
+                 "id", "--vectors", "emb", "--vectors-from", "default", "-q"]) == 0
     assert main(["index", str(tmp_path / "j.parquet"), "-c", str(tmp_path / "contra"), "--id",
                  "id", "--vectors", "emb", "--vectors-from", "use-multilingual"]) == 1
     assert "made by all-MiniLM-L6-v2 (fingerprint" in capsys.readouterr().err

@@ -9,9 +9,10 @@ from neartext.encoders.registry import (
     canonical_name,
     load_encoder,
     resolve_model_path,
+    vectors_model,
 )
 
 __all__ = [
     "BUILTIN_MODELS", "Encoder", "backend_of", "EncoderSettings", "Kind", "canonical_name", "load_encoder",
-    "resolve_model_path",
+    "resolve_model_path", "vectors_model",
 ]  # fmt: skip

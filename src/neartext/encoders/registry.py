@@ -84,6 +84,19 @@ def canonical_name(model: str) -> str:
     return str(Path(model).expanduser().resolve())
 
 
+def vectors_model(given: str | None) -> str | None:
+    """A ``--vectors-from`` value as the model it names: ``same`` and fingerprints (8 or more
+    hex digits) as given, model names, aliases and paths as ``--model`` resolves them.
+
+    >>> vectors_model("default"), vectors_model("same"), vectors_model("2e056a65")
+    ('all-MiniLM-L6-v2', 'same', '2e056a65')
+    """
+    if given is None or given == "same" or (len(given) >= 8 and all(
+            c in "0123456789abcdef" for c in given)):
+        return given
+    return canonical_name(given)
+
+
 def backend_of(model: str) -> str:
     """``use`` for the built-in USE model, ``static`` for a model2vec directory, ``onnx`` for a
     ``neartext export onnx`` directory, ``sbert`` for everything else."""

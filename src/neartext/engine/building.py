@@ -20,7 +20,7 @@ from neartext.data.corpus import id_column_hint
 from neartext.data.manifest import Manifest
 from neartext.data.ranking import check_threshold
 from neartext.data.vectors import file_model_of
-from neartext.encoders import Encoder, EncoderSettings, canonical_name, load_encoder
+from neartext.encoders import Encoder, EncoderSettings, canonical_name, load_encoder, vectors_model
 from neartext.engine.compute import RayCompute
 from neartext.engine.ingest import Part, read_parts
 from neartext.errors import InputError, ModelMismatch
@@ -48,7 +48,7 @@ def corpus_first(corpus: str | Path, text: Sequence[str] | None, id_column: str 
                        cleaning=cleaning or CleaningOptions(), compute=compute, in_parts=True)
     first = next(parts)
     hint = id_column_hint(corpus, first.records, id_column)
-    return itertools.chain([first], parts), file_model_of(corpus, vectors, vectors_from), hint
+    return itertools.chain([first], parts), file_model_of(corpus, vectors, vectors_model(vectors_from)), hint
 
 
 def new_store(p: Address, model: str | EncoderSettings | Encoder, chunk: int | None,

@@ -27,6 +27,7 @@ from neartext.data.hashing import text_hash
 from neartext.data.ranking import check_threshold
 from neartext.data.results import IndexReport
 from neartext.data.vectors import check_vectors, check_vectors_model, file_model_of
+from neartext.encoders import vectors_model
 from neartext.engine.analysis import near_duplicates
 from neartext.engine.parts import Parts
 from neartext.errors import InputError
@@ -163,7 +164,7 @@ def upsert_file(col: Parts, path: str | Path, text: Sequence[str] | None,
     hint = id_column_hint(path, part.records, id_column)
     report = upsert(col, part.kept, sync=sync, progress=progress,
                     skip_near_duplicates=skip_near_duplicates,
-                    vectors_from=file_model_of(path, vectors, vectors_from),
+                    vectors_from=file_model_of(path, vectors, vectors_model(vectors_from)),
                     source=str(path), compute=part.compute)  # (its rows on Ray)
     report.add_cleaning(part.cleaning)
     report.warn(hint)
@@ -260,7 +261,7 @@ def _given_vectors(col: Parts, records: Sequence[Record], vectors_from: str | No
         raise InputError(f"{source}: this collection is chunked: each chunk has its own vector, "
                          "so rows cannot bring one; index without vectors")
     model = col.manifest.model
-    check_vectors_model(vectors_from, model.name, model.fingerprint)
+    check_vectors_model(vectors_model(vectors_from), model.name, model.fingerprint)
     ids = [r.id for r in records]  # the encoder's vectors, mapped as the stored ones are
     mapped = col.to_stored_space(np.stack([np.asarray(r.vector, np.float32) for r in records]))
     return dict(zip(ids, mapped))
