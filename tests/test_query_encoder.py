@@ -157,3 +157,25 @@ def test_two_searches_preparing_at_once_leave_one_export(tiny_demo_copy, auto):
     assert [p.name for p in qe.cache_dir(tiny_demo_copy).iterdir()] == [fp]
     with Collection.open(tiny_demo_copy) as col:
         assert col.query_encoder.settings.model == str(qe.export_dir(tiny_demo_copy, fp))
+
+
+def test_a_both_side_promotion_keeps_the_export(demo_copy, encoder, auto):
+    """A new version of the same model swapped in (a both-side adapter's promotion) keeps the
+    query encoder (hard links): no export again, and its answers are the model's."""
+    from neartext.algo.adapters import Adapter
+    from neartext.ops.versions import promote
+
+    rng = np.random.default_rng(0)
+    m = np.eye(384, dtype=np.float32) + 0.02 * rng.standard_normal((384, 384)).astype(np.float32)
+    with Collection.open(demo_copy, model=encoder) as col:
+        prepare_query_encoder(col.encoder, col.path)
+        fp = col.manifest.model.fingerprint
+        promote(col, Adapter("linear", "both", m, fp), {})
+    with Collection.open(demo_copy, model=encoder) as col:
+        assert col.manifest.version == 2
+        want = col.search_many(QUERIES, k=5)
+    with Collection.open(demo_copy) as col:
+        assert col.query_encoder.settings.model == str(qe.export_dir(demo_copy, fp))
+        for a, b in zip(col.search_many(QUERIES, k=5), want):
+            assert [r.id for r in a] == [r.id for r in b]
+            assert np.allclose([r.score for r in a], [r.score for r in b], atol=1e-5)

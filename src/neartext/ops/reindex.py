@@ -36,6 +36,7 @@ from neartext.data.manifest import Manifest, next_version
 from neartext.encoders import EncoderSettings, canonical_name
 from neartext.engine.building import new_store
 from neartext.engine.feedback import FEEDBACK_DB
+from neartext.engine.query_encoder import cache_dir as query_encoders
 from neartext.engine.records import ADAPTERS, replaced_record
 from neartext.errors import CollectionBusy, InputError, StorageError, Unsupported
 from neartext.store.base import Passage, Store
@@ -368,13 +369,16 @@ def _carry(target: Address, scratch: Address) -> None:
     """The collection's files that versions name into the new version's state directory: its
     fine-tuned models (a version's model path, inside the collection, stays valid) and its
     adapters (a version that comes back finds its own; the new version's own catch-up maps
-    by its adapter). Hard links: the files are never rewritten in place, and weights are not
-    copied; files already there are kept."""
+    by its adapter), and its query encoder (the same model's is used, another's is not). Hard
+    links: the files are never rewritten in place, and weights are not copied; files already
+    there are kept."""
     def link(src: str, dst: str) -> None:
         if not os.path.exists(dst):
             os.link(src, dst)
 
-    for name in (ADAPTERS, MODELS):
-        if (target.state_dir() / name).is_dir():
-            shutil.copytree(target.state_dir() / name, scratch.state_dir() / name,
-                            copy_function=link, dirs_exist_ok=True)
+    for src, dst, skip in [(target.state_dir() / name, scratch.state_dir() / name, None)
+                           for name in (ADAPTERS, MODELS)] + [
+            (query_encoders(target.state_dir()), query_encoders(scratch.state_dir()),
+             shutil.ignore_patterns(".*"))]:  # not an export being made
+        if src.is_dir():
+            shutil.copytree(src, dst, copy_function=link, dirs_exist_ok=True, ignore=skip)
