@@ -406,3 +406,31 @@ def test_improve_in_the_background_says_how_it_went(names):
         assert c.call("GET", "/collections/nope/improve")[0] == 404
     with Collection.open(path) as col:
         assert col.manifest.version == 2
+
+
+def test_a_delete_made_on_a_version_swapped_out_after_it_wrote_is_not_a_404(demo_copy,
+                                                                             monkeypatch):
+    """On Milvus a swap can begin while a delete runs: the delete is made on the old version,
+    found out after, and made again on the new one, where the swap may have carried it over
+    already. The client is told the document was deleted (a 404 before: the repeat found
+    nothing; seen as ('t29', 404) in the writes-during-a-swap test above)."""
+    from neartext.errors import CollectionReplaced
+    from neartext.store.base import WriteResult
+
+    real, calls = Collection.delete, []
+
+    def delete(self, ids):
+        calls.append(list(ids))
+        removed = real(self, ids)
+        if len(calls) == 1:  # as MilvusStore.write raises once it sees the swap after writing
+            raise CollectionReplaced("a new version was swapped in while this wrote",
+                                     done=WriteResult(removed=removed))
+        return removed
+
+    monkeypatch.setattr(Collection, "delete", delete)
+    with running(ServeSettings.from_args([str(demo_copy)])) as c:
+        status, body = c.call("DELETE", "/collections/feedback/documents/fb-0007")
+        assert (status, body.get("deleted")) == (200, "fb-0007"), body
+        assert calls == [["fb-0007"], ["fb-0007"]] and body["documents"] == 246
+        status, _ = c.call("DELETE", "/collections/feedback/documents/fb-0007")
+        assert status == 404  # a document that is not there still is one

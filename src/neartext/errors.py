@@ -8,6 +8,8 @@ value at fault.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class NeartextError(Exception):
     """Base class of all neartext errors."""
@@ -78,7 +80,16 @@ class CollectionReplaced(NeartextError):
     ``reindex`` swapped in a re-embedded copy): a write to the old one is refused, nothing
     written. The service and the CLI make such a write again on the new version, at most
     :data:`SWAP_RETRIES` times (each swap is minutes of work: a second one meanwhile is rare,
-    a third means something else is wrong)."""
+    a third means something else is wrong).
+
+    On Milvus a swap may begin while a write runs: the write is then made on the old version
+    and found out after; ``done`` is what it did there (the store's write result), so that
+    the repeat on the new one, which may find it done already, reports the change all the
+    same."""
+
+    def __init__(self, message: str, done: Any = None) -> None:
+        super().__init__(message)
+        self.done = done
 
 
 SWAP_RETRIES = 2

@@ -469,14 +469,20 @@ class Engine:
         the writer thread; returns the served collection it wrote to and the result. A write
         that meets a new version swapped in (an improve with ``full`` or both sides here, a
         reindex or rollback elsewhere: nothing was written) is made again on that version."""
+        done = 0  # documents a delete removed from a version swapped out after it wrote
         for attempt in range(SWAP_RETRIES + 1):
             served = await self.get(name)  # follows a swap
             try:
-                return served, await self.write(getattr(served.collection, operation), *args)
-            except CollectionReplaced:
+                result = await self.write(getattr(served.collection, operation), *args)
+            except CollectionReplaced as e:
                 if attempt == SWAP_RETRIES:
                     raise
+                if operation in ("delete", "delete_where") and e.done is not None:
+                    done = max(done, e.done.removed)
                 log.info("%s: a write met a new version swapped in; made again on it", name)
+                continue
+            # the repeat finds gone what the swap carried over of the first attempt's deletes
+            return served, max(result, done) if isinstance(result, int) else result
         raise AssertionError("unreachable")
 
     def check_text(self, text: str, what: str = "text") -> None:

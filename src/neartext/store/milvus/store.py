@@ -514,7 +514,11 @@ class MilvusStore(Build, Leases, KeywordSearch, StoreBase):
             # staged vectors served an interrupted write; after a complete one they are stored
             self._call("delete", self.meta_name, filter='key like "staged:%"')
             # a swap that began while this wrote may have copied the rows before it did
-            self._await_current(written=True)
+            try:
+                self._await_current(written=True)
+            except CollectionReplaced as e:
+                e.done = result  # made on the old version: its repeat may find it done
+                raise
         return result
 
     def close(self) -> None:
