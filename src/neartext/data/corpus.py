@@ -179,7 +179,9 @@ def _read_file(
                              f"{', '.join(columns)}")
     records: list[Record] = []
     for row_no, row in rows:
-        bad = invalid_text_path(row)
+        # a row's vector is numbers (checked as an array where it is stored): not walked here
+        bad = invalid_text_path({k: v for k, v in row.items() if k != vectors} if vectors
+                                else row)
         if bad is not None:  # JSON escapes and parquet strings can hold lone surrogates
             raise InputError(f"{p}: {'row' if fmt == 'parquet' else 'line'} {row_no}: field "
                              f"'{bad}' is not valid Unicode text (a lone surrogate)")
