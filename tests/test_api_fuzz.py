@@ -14,6 +14,7 @@ hypothesis = pytest.importorskip("hypothesis")
 EXAMPLES = 25  # per operation; the map routes compute a projection per call
 
 
+@pytest.mark.slow
 def test_no_generated_request_gets_a_server_error(demo_copy):
     from hypothesis import HealthCheck, given, settings
 

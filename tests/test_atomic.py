@@ -57,6 +57,7 @@ def wait_until(cond, proc, timeout=120.0):
     return False
 
 
+@pytest.mark.slow
 def test_kill_during_upsert_keeps_previous_state_and_work(demo_copy, tmp_path):
     big = tmp_path / "big.csv"
     big_corpus(big, 2500)  # killed once the first 1,024 vectors are staged, well before the end
@@ -77,6 +78,7 @@ def test_kill_during_upsert_keeps_previous_state_and_work(demo_copy, tmp_path):
         assert staged_count(demo_copy) == 0
 
 
+@pytest.mark.slow
 def test_kill_at_random_moments_never_leaves_half_a_write(demo_copy, tmp_path):
     big = tmp_path / "big.csv"
     big_corpus(big, 3000, seed=1)
@@ -107,6 +109,7 @@ def kill_a_build(tmp_path, rows: int, seed: int):
     return big, target, partial
 
 
+@pytest.mark.slow
 def test_kill_during_creation_leaves_nothing_at_the_target(tmp_path):
     big, target, partial = kill_a_build(tmp_path, 2500, seed=2)
     assert not target.exists()

@@ -89,6 +89,7 @@ def test_a_query_gets_answers_and_a_rating_is_stored(tg, demo_copy, caplog):
     assert not [r for r in caplog.records if TOKEN in r.getMessage()]
 
 
+@pytest.mark.slow
 def test_bad_updates_limits_and_network_errors(tg, demo_copy):
     backend = LocalBackend(demo_copy)
     settings = BotSettings(k=1, per_minute=3, max_chars=100)
@@ -169,6 +170,7 @@ def test_cli_refusals(demo_copy, monkeypatch, capsys):
     assert "cannot reach the service" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_webhook_mode_through_the_cli(tg, demo_copy):
     import json
     import os
@@ -223,6 +225,7 @@ def test_webhook_mode_through_the_cli(tg, demo_copy):
     assert TOKEN not in err
 
 
+@pytest.mark.slow
 def test_a_bad_token_or_an_unreachable_api_is_one_line(tg, demo_copy, monkeypatch, capsys):
     from serving import free_port
 
@@ -245,6 +248,7 @@ def test_help_names_the_token_variable(capsys):
     assert "TELEGRAM_BOT_TOKEN" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["directory", "milvus-lite"])
 def test_the_bot_answers_from_a_version_another_process_swapped_in(demo_copy, tmp_path, encoder,
                                                                     where):

@@ -129,6 +129,7 @@ def test_console_script_exit_codes(tmp_path):
     assert usage.returncode == 2
 
 
+@pytest.mark.slow
 def test_output_into_a_closed_pipe_stops_quietly(demo_collection):
     """`neartext search ... | head -1`: no traceback when the reader leaves early."""
     r = subprocess.run(["bash", "-c", f"{sys.executable} -m neartext search {demo_collection} "

@@ -199,6 +199,7 @@ def test_server_and_cli_writers_interleaved_lose_nothing(demo_copy, tmp_path):
             assert col.get([i]) == []
 
 
+@pytest.mark.slow
 def test_a_write_waiting_behind_a_swap_freezes_neither_health_nor_searches(demo_copy, tmp_path):
     """Another process holds the collection's writes (as a swap does for its catch-up and the
     switch) while a client's upsert waits for them: the service's other requests go on. The

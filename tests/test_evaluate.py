@@ -103,6 +103,7 @@ def test_cli_eval_and_calibrate(capsys, tmp_path, demo_copy):
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "stsbenchmark" / "sts-test.csv").exists(),
                     reason="../shared/datasets/stsbenchmark is absent")
+@pytest.mark.slow
 def test_sts_benchmark_published_figure(encoder):
     res = evaluate_sts(encoder, load_pairs(SHARED / "stsbenchmark" / "sts-test.csv"))
     assert res["spearman"] == pytest.approx(82.03, abs=0.3)

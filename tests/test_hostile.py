@@ -197,6 +197,7 @@ def test_work_per_request_is_bounded_and_shared_fairly(server):
     assert order[-1] == "heavy", order
 
 
+@pytest.mark.slow
 def test_long_texts_of_one_client_do_not_starve_another_clients_searches(demo_copy):
     """One client sends /embed requests of 190 texts of 10,000 characters each (within every
     limit), one after another; another searches meanwhile. Work is bounded per turn by the

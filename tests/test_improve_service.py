@@ -112,6 +112,7 @@ def _old_or_new(answers, before, after) -> None:
     assert not mixed, [(q, t, before[q], after[q]) for q, t in mixed[:1]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body", [{}, {"side": "both", "force": True}], ids=["query", "both"])
 def test_improve_over_http_switches_searches_atomically_while_they_run(names, body):
     """Searches run without pause while ``POST /improve`` trains and promotes: none fails,
@@ -166,6 +167,7 @@ def _on(where: str, path: Path, tmp_path: Path) -> str | Path:
     return address
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["directory", "milvus-lite"])
 def test_improve_full_over_http_serves_the_fine_tuned_model_while_searches_run(names, tmp_path,
                                                                                 where):
@@ -198,6 +200,7 @@ def test_improve_full_over_http_serves_the_fine_tuned_model_while_searches_run(n
         _old_or_new(answers, before, after)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["directory", "milvus-lite"])
 def test_writes_during_a_swap_by_improve_are_made_on_the_new_version(names, tmp_path, where):
     """Documents added and deleted one by one over HTTP while ``POST /improve`` maps every
@@ -260,6 +263,7 @@ def test_improve_needs_a_key_and_enough_ratings(demo_copy):
         assert (demo_copy / "manifest.json").read_text().count('"version": 1') == 1
 
 
+@pytest.mark.slow
 def test_a_version_promoted_or_rolled_back_by_another_process_is_served_at_once(names):
     """The service keeps running while the CLI, in its own process, promotes and rolls back:
     its next search uses that version."""
@@ -318,6 +322,7 @@ def test_two_processes_promoting_at_once_lose_no_version(demo_copy):
         assert sorted(t for t in tags if t) == sorted(f"{t}{i}" for t in "ab" for i in range(15))
 
 
+@pytest.mark.slow
 def test_the_service_improves_by_itself_after_n_ratings(names):
     """``--improve-every 150``: after the 150th rating the service tunes in the background
     and promotes a better ranking, while it goes on answering."""
@@ -339,6 +344,7 @@ def test_the_service_improves_by_itself_after_n_ratings(names):
         assert hits >= 40, hits
 
 
+@pytest.mark.slow
 def test_the_service_serves_a_collection_another_process_reindexed(demo_copy, tiny_model_dir):
     """``neartext reindex`` in another process swaps in a version embedded with another
     model: the running service's next search uses it (its model loaded then), a write goes

@@ -222,6 +222,7 @@ def local_scenario(tmp_path_factory, encoder):
     return scenario(str(tmp_path_factory.mktemp("local") / "col"), encoder)
 
 
+@pytest.mark.slow
 def test_the_scenario_gives_the_same_results_on_milvus(local_scenario, milvus_address, encoder,
                                                        request):
     local, remote = local_scenario, scenario(milvus_address, encoder)
@@ -284,6 +285,7 @@ def _tricky_docs() -> tuple[list[Document], list[Passage]]:
     return docs, passages
 
 
+@pytest.mark.slow
 def test_filters_translate_to_milvus_with_the_reference_meaning(tmp_path, milvus_address):
     docs, passages = _tricky_docs()
     milvus = MilvusStore.create(parse_address(milvus_address), {"dim": 8, "index": "flat"})
@@ -305,6 +307,7 @@ def test_filters_translate_to_milvus_with_the_reference_meaning(tmp_path, milvus
     local.close()
 
 
+@pytest.mark.slow
 def test_random_or_not_filters_on_milvus_mean_what_the_reference_means(tmp_path, milvus_address):
     import random
 
@@ -358,6 +361,7 @@ LONG = [
 ]
 
 
+@pytest.mark.slow
 def test_chunked_collections_agree(tmp_path, encoder, milvus_address):
     out = []
     for address in (str(tmp_path / "local"), milvus_address):
@@ -437,6 +441,7 @@ class FailingEncoder:
         return self.inner.encode(texts, kind, show_progress=show_progress)
 
 
+@pytest.mark.slow
 def test_an_interrupted_build_leaves_nothing_and_an_interrupted_update_resumes(
         tmp_path, encoder, monkeypatch):
     import neartext.engine.ingest as ingest_module
@@ -472,6 +477,7 @@ def test_an_interrupted_build_leaves_nothing_and_an_interrupted_update_resumes(
     col.close()
 
 
+@pytest.mark.slow
 def test_an_interrupted_build_is_resumed_by_the_next_build_of_the_same_settings(
         tmp_path, encoder, monkeypatch):
     """An interrupted build on Milvus stays unfinished (it does not open) with the vectors it
@@ -540,6 +546,7 @@ except grpc.RpcError as e:
 """
 
 
+@pytest.mark.slow
 def test_grpc_prints_nothing_of_its_own_and_the_client_pings_as_servers_allow():
     """On a loaded machine Milvus Lite's server answered pymilvus' keep-alive pings (every
     10 s; gRPC servers accept one every 5 minutes by default) with GOAWAY "too_many_pings",
@@ -645,6 +652,7 @@ def _cli(*args, check=True, process=False):
     return r
 
 
+@pytest.mark.slow
 def test_cli_indexes_searches_and_migrates_milvus_collections(tmp_path, milvus_server):
     address = f"{milvus_server}/cli_{uuid.uuid4().hex[:8]}"
     try:
@@ -676,6 +684,7 @@ def test_cli_indexes_searches_and_migrates_milvus_collections(tmp_path, milvus_s
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_the_service_serves_a_milvus_collection(tmp_path, encoder):
     from neartext.serve import ServeSettings
 
@@ -730,6 +739,7 @@ def test_a_foreign_milvus_collection_is_neither_opened_nor_overwritten(tmp_path)
     assert r.returncode == 1 and "not a neartext collection" in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_commands_take_milvus_addresses(tmp_path):
     address = f"milvus-lite:{tmp_path / 'c.db'}#fb"
     _cli("index", str(DEMO), "-c", address, "--text", "text", "--id", "id", "-q")
@@ -754,6 +764,7 @@ def test_cli_commands_take_milvus_addresses(tmp_path):
 # Not on the C++ engine: it passes there alone (-k engine), but last in this file the engine
 # refuses new connections after sending GOAWAY (too_many_pings) to the session's idle ones, a
 # connection problem of long sessions, not of versions (reported on issue 19)
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["lite", "server"])
 def test_versions_on_milvus_match_the_local_collection(flat_demo, tmp_path, encoder, request, target):
     """tune (forced, fixed seed) on the same documents, locally and on Milvus: version 2 with
@@ -829,6 +840,7 @@ def _both_side(encoder):
     return Adapter("linear", "both", m, encoder.fingerprint)
 
 
+@pytest.mark.slow
 def test_a_both_side_adapter_and_its_rollback_swap_on_milvus_as_locally(flat_demo, tmp_path, encoder,
                                                                          milvus_address):
     """Promoting a both-side adapter maps the stored vectors into new passages built beside
@@ -880,6 +892,7 @@ def test_a_both_side_adapter_and_its_rollback_swap_on_milvus_as_locally(flat_dem
             assert {d for d, _ in a} == {d for d, _ in b}, (a, b)
 
 
+@pytest.mark.slow
 def test_a_failed_mapping_on_milvus_leaves_the_collection_as_it_was(flat_demo, tmp_path, encoder):
     """A both-side promotion that fails while mapping (here: the third batch) changes
     nothing: same version, same answers, nothing left beside the collection."""
@@ -915,6 +928,7 @@ def test_a_failed_mapping_on_milvus_leaves_the_collection_as_it_was(flat_demo, t
     assert _milvus_collections(address) == {"fail", "fail__neartext"}
 
 
+@pytest.mark.slow
 def test_reindex_and_rollback_across_models_on_milvus(flat_demo, tmp_path, encoder, tiny_model_dir):
     """A re-embedding with another model (what improve --full promotes) is built beside the
     collection in the same Milvus and swapped in; rollback re-embeds with the first model and
@@ -938,6 +952,7 @@ def test_reindex_and_rollback_across_models_on_milvus(flat_demo, tmp_path, encod
     assert len(_milvus_collections(address)) == 2
 
 
+@pytest.mark.slow
 def test_writes_hold_while_another_process_holds_them_and_a_dead_hold_expires(flat_demo, tmp_path,
                                                                                encoder):
     """A write waits while a swap holds the collection's writes (a lease row in Milvus), and
@@ -1154,6 +1169,7 @@ def test_a_swap_killed_on_a_milvus_server_leaves_the_collection_usable(flat_demo
         MilvusStore.drop(parse_address(address))
 
 
+@pytest.mark.slow
 def test_two_both_side_promotions_at_once_on_milvus_one_wins_whole(flat_demo, tmp_path, encoder):
     """Two handles promote different both-side adapters at the same time: one becomes version
     2, the other is refused in one line (nothing of it stays), and the stored vectors are the

@@ -57,6 +57,7 @@ def test_max_pairs_keeps_the_best():
     assert len(top) == 100 and np.array_equal(top.score, full.score[:100])
 
 
+@pytest.mark.slow
 def test_approx_recall_on_clustered_data():
     x = clustered(20000, d=64, clusters=500, noise=0.25, seed=1)
     exact = mine_pairs(x, 0.75, 20, method="exact")

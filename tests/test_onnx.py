@@ -51,6 +51,7 @@ def test_a_collection_with_the_onnx_model(onnx_dir, tmp_path, capsys):
         assert hits[0].id in {"fb-0007", "fb-0008", "fb-0009"}
 
 
+@pytest.mark.slow
 def test_int8_export_and_refusals(onnx_dir, tmp_path, capsys, tiny_model_dir):
     out = tmp_path / "int8"
     assert main(["export", "onnx", "-o", str(out), "--quantize", "int8", "--json"]) == 0

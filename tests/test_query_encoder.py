@@ -42,6 +42,7 @@ def _search(col, *extra: str, env: dict[str, str] | None = None) -> tuple[list, 
     return json.loads(done.stdout), done.stderr
 
 
+@pytest.mark.slow
 def test_a_search_in_a_new_process_answers_alike_without_torch_once_one_loaded_the_model(demo_copy):
     """The first CLI search loads the model, answers, then leaves the export (one line on
     stderr); the next process answers the same (ids, scores) without importing torch.
@@ -58,6 +59,7 @@ def test_a_search_in_a_new_process_answers_alike_without_torch_once_one_loaded_t
     assert "torch imported: True" in err and slow == first
 
 
+@pytest.mark.slow
 def test_the_exports_query_vectors_and_answers_are_the_models(demo_copy, encoder, auto):
     """Query vectors within 1e-5 of the model's (several languages, one past the model's
     length, one at a time and together) and the same answers in every mode."""
@@ -91,6 +93,7 @@ def test_the_export_keeps_the_models_prefixes(tiny_demo_copy, tiny_model_dir, au
                       model.encode(QUERIES, kind="query")).max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_an_export_of_another_model_or_an_unreadable_one_is_not_used(demo_copy, tiny_demo,
                                                                      tmp_path, encoder, auto):
     """An export made from another model, even under this model's name, is not used; a

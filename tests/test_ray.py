@@ -66,6 +66,7 @@ def test_a_process_connected_to_ray_keeps_its_connection(_one_ray_session, tmp_p
     assert ray.is_initialized() and not (tmp_path / "v.parquet").exists()
 
 
+@pytest.mark.slow
 def test_ray_embeds_the_same_vectors_as_one_process(single, tmp_path, capsys):
     out = tmp_path / "ray.parquet"
     assert main(["embed", str(DEMO), "-o", str(out), "--text", "text", "--id", "id",
@@ -103,6 +104,7 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, capsys):
     assert not (tmp_path / "o.parquet").exists()
 
 
+@pytest.mark.slow
 def test_index_with_ray_builds_the_same_collection_and_reruns_embed_nothing(tmp_path,
                                                                           demo_collection,
                                                                           capsys):
@@ -154,6 +156,7 @@ def _pairs(table) -> dict[tuple[str, str], float]:
                                          table.column("score").to_pylist())}
 
 
+@pytest.mark.slow
 def test_mine_and_dedup_on_ray_find_the_same_as_one_process(clustered, tmp_path, capsys):
     """The cell self-joins as Ray tasks: the same pairs (and scores) as the approximate path in
     one process with the same cells; written as Parquet shards; dedup's groups the same."""
@@ -189,6 +192,7 @@ def test_mine_and_dedup_on_ray_find_the_same_as_one_process(clustered, tmp_path,
     assert "--method approx" in err and _one_error_line(err), err
 
 
+@pytest.mark.slow
 def test_index_a_directory_with_ray_into_milvus_lite_matches_one_process(tmp_path,
                                                                         demo_collection,
                                                                         capsys):
@@ -230,6 +234,7 @@ def test_index_a_directory_with_ray_into_milvus_lite_matches_one_process(tmp_pat
     assert again["unchanged"] == 247 and again["texts_embedded"] == 0
 
 
+@pytest.mark.slow
 def test_a_model_the_workers_cannot_load_is_named_and_stdout_stays_clean(tmp_path, capfd):
     """The driver had the model; the workers do not (a path only on the driver's machine): the
     actors' failure comes back as one error naming the path, and Ray's retry tracebacks do not
@@ -253,6 +258,7 @@ def test_a_model_the_workers_cannot_load_is_named_and_stdout_stays_clean(tmp_pat
     assert "Traceback" not in err, err[:2000]
 
 
+@pytest.mark.slow
 def test_a_directory_is_read_by_ray_tasks_with_the_same_rows_and_checks(single, tmp_path,
                                                                        capsys):
     """``embed DIR --ray``: files read by Ray tasks (a file each) give the rows and vectors of
@@ -280,6 +286,7 @@ def test_a_directory_is_read_by_ray_tasks_with_the_same_rows_and_checks(single, 
     assert _one_error_line(err) and not (tmp_path / "dup.parquet").exists()
 
 
+@pytest.mark.slow
 def test_index_on_ray_reads_and_embeds_on_the_cluster_as_one_process_would(tmp_path,
                                                                            monkeypatch):
     """``index --ray``: Ray's tasks read the corpus (a directory, texts normalized there), the

@@ -57,6 +57,7 @@ def test_reindex_refuses_the_same_model_and_keeps_previous(demo_copy, tiny_model
         assert old.manifest.model.name == "all-MiniLM-L6-v2"
 
 
+@pytest.mark.slow
 def test_killed_reindex_leaves_the_collection_and_resumes(demo_copy, tiny_model_dir):
     """SIGKILL during reindex: the old version answers as before; the next run resumes."""
     code = (
@@ -194,6 +195,7 @@ print(f"refused {refused}", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_a_reindex_loses_no_write_of_another_process(demo_copy, tiny_model_dir):
     """Another process writes documents and ratings without pause while the collection is
     re-embedded: every write it was told succeeded is in the new version (a write that met the

@@ -287,6 +287,7 @@ def test_reindex_keeps_feedback(demo_copy, tiny_model_dir):
     assert [r["doc_id"] for r in FeedbackStore(demo_copy).list()] == ["fb-0007"]
 
 
+@pytest.mark.slow
 def test_cli_serve_prints_url_and_stops_on_ctrl_c(demo_collection, tmp_path):
     import os
     import signal

@@ -79,6 +79,7 @@ def test_disk_full_after_a_delete_commits_is_a_warning_and_the_delete_stands(sma
         assert info["vectors"] == info["passages"] and info["file"]["current"], str(info)
 
 
+@pytest.mark.slow
 def test_disk_full_during_an_upsert_changes_nothing(small_disk, demo_collection, tmp_path):
     col = small_disk / "feedback"
     shutil.copytree(demo_collection, col)
@@ -98,6 +99,7 @@ def test_disk_full_during_an_upsert_changes_nothing(small_disk, demo_collection,
         assert len(c.search("sync crash", k=3)) == 3
 
 
+@pytest.mark.slow
 def test_disk_full_during_index_leaves_nothing_at_the_target(small_disk, tmp_path):
     from conftest import DEMO
 
@@ -110,6 +112,7 @@ def test_disk_full_during_index_leaves_nothing_at_the_target(small_disk, tmp_pat
     assert not (small_disk / "new").exists()
 
 
+@pytest.mark.slow
 def test_read_only_file_system_searches_work_and_writes_are_refused(small_disk, demo_collection,
                                                                     tmp_path):
     col = small_disk / "feedback"
@@ -165,6 +168,7 @@ def test_http_writes_on_a_full_disk_are_507_and_the_service_carries_on(small_dis
         assert status == 200 and body["added"] == 50 and body["documents"] == 297
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("leave_kb", [100, 400])
 def test_disk_full_during_a_promotion_changes_nothing(small_disk, demo_collection, tmp_path,
                                                       leave_kb):

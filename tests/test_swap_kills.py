@@ -107,6 +107,7 @@ def small_collection(tmp_path_factory, encoder) -> Path:
     return root / "col"
 
 
+@pytest.mark.slow
 def test_a_reindex_killed_at_every_rename_and_fsync_leaves_one_version(small_collection,
                                                                      tmp_path):
     """The issue's case: ``neartext reindex COL --model use-multilingual`` killed between the
@@ -137,6 +138,7 @@ def test_a_reindex_killed_at_every_rename_and_fsync_leaves_one_version(small_col
             break
 
 
+@pytest.mark.slow
 def test_a_both_side_rollback_killed_at_every_rename_and_fsync_leaves_one_version(
         small_collection, tmp_path, encoder):
     base = tmp_path / "base" / "col"

@@ -158,6 +158,7 @@ def pair_similarity(model_dir: str, a: list[str], b: list[str]) -> np.ndarray:
     ("labeled_csv", None, "labeled"),
     ("labeled_csv", "mnrl", "pairs"),
 ])
+@pytest.mark.slow
 def test_each_loss_path_changes_embeddings(request, tmp_path, fixture, loss, expect_format,
                                            tiny_model_dir):
     """Each format's loss trains (on the tiny model: the mechanics; what training gains on the
@@ -201,6 +202,7 @@ def test_triplets_and_mined_negatives(tmp_path, pairs_csv, tiny_model_dir):
         train(f, TrainConfig(output=str(tmp_path / "x"), batch_size=8, mine_hard_negatives=True))
 
 
+@pytest.mark.slow
 def test_output_directory_and_metrics(tmp_path, pairs_csv):
     heldout = write_csv(tmp_path / "held.csv", "anchor,positive", PAIRS[16:])
     train_file = write_csv(tmp_path / "train.csv", "anchor,positive", PAIRS[:16])
@@ -243,6 +245,7 @@ def test_refusals(tmp_path, pairs_csv):
         train(pairs_csv, TrainConfig(output=str(tmp_path / "new"), batch_size=8), resume=True)
 
 
+@pytest.mark.slow
 def test_prefixes_travel_with_the_trained_model(tmp_path, tiny_model_dir, pairs_csv):
     """An e5-style base gets 'query: '/'passage: ' by its name; the trained copy keeps them."""
     out = tmp_path / "tuned"
@@ -251,6 +254,7 @@ def test_prefixes_travel_with_the_trained_model(tmp_path, tiny_model_dir, pairs_
     assert (s.query_prefix, s.document_prefix) == ("query: ", "passage: ")
 
 
+@pytest.mark.slow
 def test_batch_size_auto(encoder, tmp_path, pairs_csv):
     data = load_training_data(pairs_csv)
     model = encoder.model
@@ -274,6 +278,7 @@ def torch_equal(a, b) -> bool:
     return bool(torch.equal(a, b.detach()))
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_a_checkpoint_and_resume_finishes(tmp_path, pairs_csv, tiny_model_dir):
     from transformers import TrainerCallback
 
@@ -302,6 +307,7 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_finishes(tmp_path, pairs_csv, tiny
 
 # --- CLI -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_train(tmp_path, pairs_csv, capsys):
     out = tmp_path / "cli-model"
     assert main(["train", str(pairs_csv), "-o", str(out), "--batch-size", "8", "--eval-split", "0.25",
@@ -326,6 +332,7 @@ def test_cli_train_bad_options(tmp_path, pairs_csv, capsys, argv, message):
     assert not (tmp_path / "m").exists() and not (tmp_path / "m.partial").exists()
 
 
+@pytest.mark.slow
 def test_cli_train_redirected_logs_progress_and_warns_of_a_small_held_out_set(
         tmp_path, pairs_csv, capsys, monkeypatch):
     """stderr is not a terminal here (as in `neartext train ... 2> log`): progress comes as
@@ -347,6 +354,7 @@ def test_cli_train_redirected_logs_progress_and_warns_of_a_small_held_out_set(
     assert re.search(r"peak memory [\d.]+ GB", captured.out)
 
 
+@pytest.mark.slow
 def test_long_texts_train_with_the_gradient_cache_within_the_memory_budget(tmp_path):
     """A step over the budget switches MNRL to its gradient-cached form (same loss and
     gradients, memory per mini-batch); naming the loss keeps it."""

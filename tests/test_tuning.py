@@ -162,6 +162,7 @@ def test_the_gate_needs_a_gain_beyond_the_luck_of_the_split():
     assert lucky[0] == pytest.approx(0.025) and lucky[1] <= 0
 
 
+@pytest.mark.slow
 def test_promote_then_rollback_restores_exactly_the_previous_results(demo_copy, tmp_path,
                                                                      encoder):
     with Collection.open(demo_copy, model=encoder) as col:
@@ -212,6 +213,7 @@ def test_tune_learns_from_ratings_and_names_what_it_cannot_use(demo_copy, tmp_pa
                    for n in report.notes)
 
 
+@pytest.mark.slow
 def test_cli_tune_shows_its_progress(demo_copy, tmp_path, capsys, monkeypatch):
     """tune says how far it is in measuring the rankings (a log line when not on a terminal;
     none with -q)."""
@@ -335,6 +337,7 @@ def test_improve_runs_only_on_new_ratings_and_the_bots_ratings_reach_it(demo_cop
     assert "--min-new must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_compares_versions_and_adapters_side_by_side(demo_copy, tmp_path, capsys):
     """``eval collection --model`` ranks as any version or adapter file without making it
     current; ``eval retrieval --model MODEL+ADAPTER`` / ``COLLECTION@vN`` the same on a corpus
@@ -438,6 +441,7 @@ def _memes(tmp_path, n: int = 150):
     return titles
 
 
+@pytest.mark.slow
 def test_the_learned_fusion_learns_the_title_of_a_collection_built_from_two_columns(
         tmp_path, encoder):
     """Queries that are titles, in a collection of (title, description) rows whose
@@ -510,6 +514,7 @@ def test_the_learned_fusion_weighs_the_cosine_before_the_query_adapter(demo_copy
                     [round(float(vectors[d] @ by), 4) for d in oracle]
 
 
+@pytest.mark.slow
 def test_improve_full_weighs_the_learned_fusion_too(tmp_path, encoder):
     """improve --full chooses the new version's ranking among the same settings as tune,
     the learned fusion included: on title queries it is the one kept, with its features."""
@@ -549,6 +554,7 @@ def _vectors(col: Collection) -> dict[str, np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 def test_a_both_side_adapter_maps_the_stored_vectors_and_rollback_maps_them_back(
         demo_copy, tmp_path, encoder, capsys):
     """``--side both``: promoting maps every stored vector by the adapter (the encoder does not
@@ -694,6 +700,7 @@ def test_a_process_holding_the_old_version_cannot_write_its_manifest_over_the_ne
         assert col.manifest.threshold is None
 
 
+@pytest.mark.slow
 def test_improve_full_fine_tunes_reembeds_and_promotes_only_through_the_gate(
         tiny_demo_copy, tiny_model_dir, tmp_path, capsys):
     """``improve --full``: the model is fine-tuned on the training queries, the documents are
@@ -781,6 +788,7 @@ def test_improve_full_refuses_what_it_cannot_do_in_one_line(demo_copy, tmp_path,
     assert not (demo_copy / "models").exists()
 
 
+@pytest.mark.slow
 def test_tune_both_sides_while_another_writer_adds_and_deletes(demo_copy, tmp_path,
                                                              monkeypatch):
     """Tuning reads the pairs, then the stored vectors, then searches: documents written or

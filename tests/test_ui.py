@@ -41,6 +41,7 @@ def browser(tmp_path):
     driver.quit()
 
 
+@pytest.mark.slow
 def test_search_rate_and_more_like_this(browser, demo_copy):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
@@ -79,6 +80,7 @@ def test_search_rate_and_more_like_this(browser, demo_copy):
         assert more and all(li.get_attribute("data-id") != "fb-0007" for li in more)
 
 
+@pytest.mark.slow
 def test_map_view_places_a_query(browser, demo_copy, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

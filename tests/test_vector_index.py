@@ -117,6 +117,7 @@ def test_a_collection_on_ivf_reports_the_recall_measured_at_build(tmp_path):
     again.close()
 
 
+@pytest.mark.slow
 def test_vectors_are_stored_once_and_freed_space_is_given_back(tmp_path):
     """The database holds the vectors; the index file holds ids (and IVF's centroids and
     lists, or HNSW's graph), not a second copy. Pages freed by a write are returned to the file system, and
