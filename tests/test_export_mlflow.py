@@ -17,6 +17,8 @@ import pytest
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed: "
                                              "pip install 'neartext[mlflow]'")
 
+import pandas as pd  # noqa: E402
+
 from neartext.cli import main  # noqa: E402
 
 QUERY = "I was charged twice"
@@ -54,11 +56,34 @@ def test_load_and_predict(exported, demo_collection):
     assert empty.empty and any("no result scored 0.95" in str(x.message) for x in w)
 
 
+def test_every_form_of_queries_a_caller_sends_is_taken(exported):
+    """The seed's ``{"query": ...}``, a list, a string, a one-column DataFrame of any name, a
+    Series, an array: the same queries, the same results (the dict and the DataFrame of another
+    column name were refused before, by MLflow's input schema)."""
+    import numpy as np
+    import pandas as pd
+
+    model = mlflow.pyfunc.load_model(str(exported))
+    want = list(model.predict([QUERY], params={"top_k": 3})["id"])
+    forms = [{"query": QUERY}, {"query": [QUERY]}, QUERY, pd.DataFrame({"text": [QUERY]}),
+             pd.DataFrame({"query": [QUERY]}), pd.Series([QUERY]), np.array([QUERY])]
+    for form in forms:
+        assert list(model.predict(form, params={"top_k": 3})["id"]) == want, form
+    # the seed's documented call, word for word
+    got = model.predict({"query": "Space exploration is fascinating."},
+                        params={"similarity_threshold": 0.65})
+    assert set(got["query"]) <= {"Space exploration is fascinating."}
+    two = model.predict({"query": [QUERY, "dark mode please"]}, params={"top_k": 1})
+    assert list(two["query"]) == [QUERY, "dark mode please"]
+
+
 def test_the_model_describes_itself(exported):
-    """A signature with inputs and params, an input example, metadata, neartext in the model and
+    """A signature with the params (no input schema: MLflow's would refuse all forms but one;
+    the forms are in the metadata), an input example, metadata, neartext in the model and
     pinned requirements from the registry (no neartext==, which no registry has)."""
     info = mlflow.models.get_model_info(str(exported))
-    assert info.signature.inputs.to_dict() == [{"type": "string", "required": True}]
+    assert info.signature.inputs is None
+    assert "one column (any name)" in info.metadata["neartext_input"]
     assert {p.name: p.default for p in info.signature.params} == {
         "top_k": 10, "similarity_threshold": -1.0, "mode": "search", "ranking": "tuned"}
     assert info.metadata["neartext_documents"] == 247
@@ -89,8 +114,12 @@ def test_export_mode_sets_the_default_and_the_paraphrase_finder_leaves_the_query
 
 
 @pytest.mark.parametrize("bad,params,message", [
-    ({"query": "x"}, None, "Expected list"),
-    ("a string", None, "Expected list"),
+    ({"query": "x", "k": 3}, None, "a dict input needs exactly one key of query texts"),
+    ({"query": 3}, None, "query 1: a query must be a non-empty string; got 3"),
+    ({}, None, "got keys: none"),
+    (pd.DataFrame({"a": ["x"], "b": ["y"]}), None,
+     "a DataFrame input needs exactly one column of query texts; got 2: a, b"),
+    (3.5, None, "unsupported input type float"),
     ([""], None, "query 1: a query must be a non-empty string"),
     ([QUERY], {"mode": "nope"}, "mode must be one of"),
     ([QUERY], {"top_k": 0}, "k must be a whole number"),
@@ -194,6 +223,16 @@ def test_mlflow_models_serve_builds_its_environment_from_the_model_alone(exporte
         assert status == 200 and len(out["predictions"]) == 2
         status, out = invoke({"inputs": [QUERY], "params": {"threshold": 0.9}})
         assert status == 400 and "unknown parameter threshold; known:" in out["message"]
+        forms = [{"inputs": {"query": QUERY}}, {"instances": [QUERY]},
+                 {"instances": [{"query": QUERY}]}, {"inputs": QUERY},
+                 {"dataframe_split": {"columns": ["text"], "data": [[QUERY]]}},
+                 {"dataframe_records": [{"q": QUERY}]}]
+        for form in forms:  # each form of MLflow's scoring protocol, the same answer
+            status, out = invoke({**form, "params": {"top_k": 2}})
+            assert status == 200 and [p["id"] for p in out["predictions"]] == [
+                "fb-0066", "fb-0067"], (form, out)
+        status, out = invoke({"dataframe_split": {"columns": ["a", "b"], "data": [["x", "y"]]}})
+        assert status == 400 and "exactly one column of query texts; got 2" in out["message"]
         status, out = invoke({"inputs": [" "]})
         assert status == 400 and "query 1: a query must be a non-empty string" in out["message"]
         # the environment is MLflow's own, without neartext installed: it came from the model

@@ -6,7 +6,12 @@ the queries. The model carries neartext itself (MLflow's ``code_paths``: ``code/
 ``mlflow models serve -m MODEL`` builds its environment from the model alone (``--env-manager
 virtualenv`` or ``uv``, or ``local`` where neartext is installed).
 
-Input: a list of query texts (MLflow's ``{"inputs": ["..."]}``, or a one-column DataFrame).
+Input: query texts in any form a caller sends (``INPUT_FORMS``): a list of strings (MLflow's
+``{"inputs": ["..."]}``), ``{"query": "..."}`` (the seed's form) or a list under that key, a
+DataFrame of one column of any name (``dataframe_split``, ``dataframe_records``). MLflow's
+signature cannot say "one of these", so it declares the parameters and no input schema (with one,
+MLflow refuses every form but one before ``predict`` sees it); the accepted forms are in the
+model's metadata (``neartext_input``) and its input example is the list form.
 Parameters (declared in the signature, with these defaults):
 
 - ``top_k`` (10);
@@ -52,6 +57,7 @@ import mlflow
 import mlflow.pyfunc
 import pandas as pd  # predict's return type: MLflow reads the hints at run time
 from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -82,19 +88,42 @@ PARAMS: dict[str, Any] = {"top_k": 10, "similarity_threshold": NO_THRESHOLD, "mo
 COLUMNS = ["query", "rank", "id", "score", "text", "metadata"]
 
 
+INPUT_FORMS = ('query texts: a list of strings, {"query": TEXT or [TEXTS]}, or a DataFrame of one '
+               'column (any name); over HTTP "inputs", "instances", "dataframe_split" or '
+               '"dataframe_records"')
+
+
+def _texts(values: Any) -> list[Any]:
+    """A flat list of the values of a string, a list, an array or a Series (MLflow's HTTP
+    parser gives numpy arrays, 0-d for a single string)."""
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    return values if isinstance(values, list) else [values]
+
+
 def queries_of(model_input: Any) -> list[str]:
-    """The query texts of a list of strings or a one-column DataFrame; ``InputError`` otherwise."""
+    """The query texts of any form a caller of the seed or of MLflow sends (``INPUT_FORMS``);
+    ``InputError`` naming the form otherwise.
+
+    >>> queries_of({"query": "I was charged twice"}), queries_of(["a", "b"])
+    (['I was charged twice'], ['a', 'b'])
+    """
     if isinstance(model_input, pd.DataFrame):
         if model_input.shape[1] != 1:
             raise InputError(f"a DataFrame input needs exactly one column of query texts; got "
                              f"{model_input.shape[1]}: {', '.join(map(str, model_input.columns))}")
         values = model_input.iloc[:, 0].tolist()
-    elif isinstance(model_input, list) or hasattr(model_input, "tolist"):
-        values = model_input if isinstance(model_input, list) else model_input.tolist()
-        values = values if isinstance(values, list) else [values]
+    elif isinstance(model_input, dict):
+        if len(model_input) != 1:
+            keys = ", ".join(map(str, model_input)) or "none"
+            raise InputError(f"a dict input needs exactly one key of query texts, e.g. "
+                             f"{{\"query\": \"...\"}}; got keys: {keys}")
+        values = _texts(next(iter(model_input.values())))
+    elif isinstance(model_input, str | list) or hasattr(model_input, "tolist"):
+        values = _texts(model_input)
     else:
-        raise InputError(f"unsupported input type {type(model_input).__name__}: give a list of "
-                         "query texts ({\"inputs\": [\"...\"]} over HTTP)")
+        raise InputError(f"unsupported input type {type(model_input).__name__}; give "
+                         f"{INPUT_FORMS}")
     if not values:
         raise InputError("no queries: give a list of one or more query texts")
     for i, v in enumerate(values):
@@ -187,7 +216,7 @@ class NeartextModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         self.collection = col
         _install_param_check()
 
-    def predict(self, context: Any, model_input: list[str],
+    def predict(self, context: Any, model_input: Any,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
         """One row per result (see the module docs); neartext's message as MLflow's error."""
         try:
@@ -295,7 +324,9 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
         kw: dict[str, Any] = {
             "python_model": code, "artifacts": artifacts, "code_paths": [package],
             "pip_requirements": requirements, "input_example": ([query], params),
+            "signature": infer_signature(params=params),  # parameters, no input schema
             "metadata": {"neartext_documents": documents, "neartext_model": name,
+                         "neartext_input": INPUT_FORMS,
                          "neartext_default_mode": mode}}
         if log:
             with mlflow.start_run() as run, _saving():
