@@ -114,6 +114,30 @@ def test_bad_input_one_line_exit_1_nothing_written(capsys, tmp_path, monkeypatch
     assert sorted((p.name, p.stat().st_mtime_ns) for p in demo_collection.iterdir()) == demo_before
 
 
+def test_reindex_after_upsert_keeps_the_upserted_documents_unless_pruned(capsys, demo_copy,
+                                                                         tmp_path):
+    """The README tour: upsert, then index the original file again. The upserted documents are
+    kept and counted (before, the re-index said "2 removed" and they were gone); --prune
+    removes them."""
+    more = tmp_path / "more.csv"
+    more.write_text("id,text,topic\nn-1,The calendar view should start on Monday.,ui\n"
+                    "n-2,Please let me export my notes as PDF.,export\n")
+    assert run(capsys, "upsert", demo_copy, more, "-q")[0] == 0
+    code, out, err = run(capsys, "index", DEMO, "-c", demo_copy)
+    assert code == 0 and "0 removed" in out, out + err
+    assert "2 stored documents not in the corpus kept (--prune removes them)" in out
+    code, out, _ = run(capsys, "index", DEMO, "-c", demo_copy, "--json")
+    rep = json.loads(out)
+    assert (rep["removed"], rep["kept_absent"], rep["unchanged"]) == (0, 2, 247)
+    code, out, _ = run(capsys, "info", demo_copy, "--json")
+    assert json.loads(out)["documents"] == 249
+    code, out, _ = run(capsys, "index", DEMO, "-c", demo_copy, "--prune", "--json")
+    rep = json.loads(out)
+    assert code == 0 and (rep["removed"], rep["kept_absent"]) == (2, 0)
+    code, out, _ = run(capsys, "info", demo_copy, "--json")
+    assert json.loads(out)["documents"] == 247
+
+
 def test_creation_options_on_existing_collection_are_refused(capsys, demo_copy):
     code, _, err = run(capsys, "index", DEMO, "-c", demo_copy, "--chunk", "50")
     assert code == 1 and "--chunk only apply when creating" in err

@@ -122,17 +122,15 @@ class Collection(VersionState):
     @classmethod
     def index_corpus(cls, path: str | Path | Address, corpus: str | Path,
                      text: Sequence[str] | None = None, id_column: str | None = None, *,
-                     model: str | None = None, batch_size: int | None = None,
+                     model: str | None = None, batch_size: int | None = None, prune: bool = False,
                      encoder_options: dict[str, Any] | None = None, **options: Any
                      ) -> tuple[IndexReport, bool]:
-        """Build the collection at ``path`` from ``corpus``, or, when one is there, bring it in
-        line with the corpus (new and changed texts embedded, absent ids removed). Returns the
-        report and whether the collection was created.
-
-        ``options`` are :meth:`from_file`'s. Those that shape a collection (and
-        ``encoder_options``: prefixes, pooling) given for an existing one are an
-        :class:`InputError` naming them: re-indexing keeps its settings. ``model``: the model
-        to build with, or the one an existing collection must have been built with.
+        """Build the collection at ``path`` from ``corpus``, or bring the one there in line with
+        it (new and changed texts embedded; documents it lacks kept and counted, or removed with
+        ``prune``). Returns the report and whether the collection was created. ``options``:
+        :meth:`from_file`'s; those that shape a collection (and ``encoder_options``) given for
+        an existing one are an :class:`InputError`: re-indexing keeps its settings. ``model``:
+        the model to build with, or the one an existing collection must have been built with.
 
         >>> report, created = Collection.index_corpus("feedback/", "demo/feedback.csv",
         ...                                           id_column="id")  # doctest: +SKIP
@@ -143,7 +141,8 @@ class Collection(VersionState):
                 options = sync_options(path, encoder_options, options)
                 with cls.open(a, model=model) as col:
                     col.compute = options.pop("compute", None)
-                    report = col.index_file(corpus, text, id_column, sync=True, **options)
+                    report = col.index_file(corpus, text, id_column, sync=prune, **options)
+                    report.count_kept_absent(0 if prune else col.store.count())
                 return report, False
             kw: dict[str, Any] = dict(encoder_options or {})
             if batch_size is not None:

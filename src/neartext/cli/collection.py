@@ -62,6 +62,9 @@ def register(sub: Any) -> None:
     g.add_argument("--strip-html", action="store_true", help="remove HTML tags")
     g.add_argument("--strip-urls", action="store_true", help="remove URLs")
     g.add_argument("--collapse-whitespace", action="store_true", help="collapse runs of spaces")
+    p.add_argument("--prune", action="store_true",
+                   help="re-indexing: remove the stored documents the corpus lacks (by default "
+                        "they are kept, and counted)")
     add_near_dup_option(p)
     add_ray_options(p)
     add_output_options(p)
@@ -178,7 +181,8 @@ def _index(args: argparse.Namespace, encoder_options: dict[str, Any], cleaning: 
         args.collection, args.corpus, split_list(args.text), args.id_column,
         encoding=args.encoding, progress=show_progress(args),
         skip_near_duplicates=args.skip_near_duplicates, model=args.model,
-        batch_size=args.batch_size, encoder_options=encoder_options, chunk=args.chunk,
+        batch_size=args.batch_size, prune=args.prune, encoder_options=encoder_options,
+        chunk=args.chunk,
         overlap=args.overlap, index=args.index, cleaning=cleaning, milvus=milvus_options(args),
         vectors=args.vectors, vectors_from=args.vectors_from, precision=args.precision,
         compute=compute))

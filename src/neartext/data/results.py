@@ -43,6 +43,7 @@ class IndexReport(AsDict):
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    kept_absent: int = 0  # a re-index without pruning: stored documents its corpus lacks, kept
     texts_embedded: int = 0
     vectors_reused: int = 0
     vectors_given: int = 0  # rows that brought their own vector (stored, not encoded)
@@ -69,6 +70,11 @@ class IndexReport(AsDict):
         self.seconds += other.seconds
         return self
 
+    def count_kept_absent(self, stored: int) -> None:
+        """Record how many of the ``stored`` documents (after a re-index that kept what its
+        corpus lacks) are not in the corpus; 0 when they were removed."""
+        self.kept_absent = max(0, stored - self.added - self.updated - self.unchanged)
+
     def add_cleaning(self, cleaning: Any) -> None:
         """Take rows read and dropped from a ``cleaning.CleaningReport``."""
         self.rows_read = cleaning.read
@@ -85,6 +91,9 @@ class IndexReport(AsDict):
             f"{self.removed} removed", f"{self.texts_embedded} texts embedded",
         ]
         line = ", ".join(parts) + f" in {self.seconds:.1f}s"
+        if self.kept_absent:
+            line += (f"; {self.kept_absent} stored document{'s' if self.kept_absent > 1 else ''} "
+                     "not in the corpus kept (--prune removes them)")
         if self.vectors_given:
             line += f"; {self.vectors_given} vectors given with the rows"
         if self.skipped_near_duplicates:
