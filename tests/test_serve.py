@@ -416,3 +416,24 @@ def test_delete_by_filter_over_http(demo_copy, monkeypatch):
         assert status == 200 and rep == {"deleted": len(want), "documents": total - len(want)}
     with Collection.open(demo_copy) as col:
         assert not set(col.get(sorted(want))) and len(col) == total - len(want)
+
+
+def test_cli_serve_on_a_busy_port_is_one_line_before_anything_loads(demo_collection, capsys):
+    """Before: the collections and the model loaded (~10 s), then uvicorn's `[Errno 98]` and
+    exit 3. Now the address is taken first: one line, exit 1, nothing loaded."""
+    import socket
+    import time
+
+    from neartext.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        t0 = time.perf_counter()
+        assert main(["serve", str(demo_collection), "--port", str(port)]) == 1
+        took = time.perf_counter() - t0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"neartext serve: error: --host 127.0.0.1 --port {port}: cannot listen: "
+                   "another process is listening there; choose another --port"], err
+    assert took < 1.0

@@ -11,13 +11,16 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 from typing import Any
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from neartext.errors import InputError
 from neartext.serve.app import create_app
 from neartext.serve.settings import ServeSettings
 
@@ -42,9 +45,34 @@ def server_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Con
                           access_log=False, **options)
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (not listening yet: connections are refused until the
+    server starts); a busy port or an address this machine lacks is an :class:`InputError`.
+
+    >>> bind("127.0.0.1", 0).getsockname()[0]
+    '127.0.0.1'
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        why = ("another process is listening there; choose another --port"
+               if e.errno == errno.EADDRINUSE else e.strerror or str(e))
+        raise InputError(f"--host {host} --port {port}: cannot listen: {why}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
-        log_level: str = "warning", on_ready: Any = None) -> None:
-    """Serve until interrupted. ``on_ready(url)`` is called once the socket accepts requests."""
+        log_level: str = "warning", on_ready: Any = None, sock: socket.socket | None = None
+        ) -> None:
+    """Serve until interrupted. ``on_ready(url)`` is called once the socket accepts requests.
+    ``sock``: the address already taken (:func:`bind`), else taken here before the collections
+    load, so a busy port fails at once."""
+    sock = sock or bind(host, port)
     app = create_app(settings)
     config = server_config(app, host, port, log_level=log_level, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
@@ -58,4 +86,4 @@ def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
                 on_ready(f"http://{shown}:{port}")
 
         server.startup = announced  # type: ignore[method-assign]
-    server.run()
+    server.run(sockets=[sock])

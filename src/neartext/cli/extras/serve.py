@@ -7,12 +7,13 @@ import sys
 from typing import Any
 
 from neartext.cli.common import resolve_api_key
+from neartext.serve.http import bind
 from neartext.serve.http import run as serve
 from neartext.serve.settings import ServeSettings, check_port
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    check_port(args.port)
+    sock = bind(args.host, check_port(args.port))  # a busy port fails before anything loads
     api_key = resolve_api_key(args.api_key, args.api_key_file)
     settings = ServeSettings.from_args(
         args.collections, api_key=api_key, model=args.model, max_results=args.max_results,
@@ -32,5 +33,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   "(set NEARTEXT_API_KEY)", file=sys.stderr, flush=True)
 
     print(f"loading {names} ...", file=sys.stderr, flush=True)
-    serve(settings, host=args.host, port=args.port, on_ready=ready)
+    serve(settings, host=args.host, port=args.port, on_ready=ready, sock=sock)
     return {}
