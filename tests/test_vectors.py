@@ -39,7 +39,8 @@ def test_rows_with_vectors_are_stored_without_encoding_and_search_alike(tmp_path
                  "--vectors", "emb", "--vectors-from", "same", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["texts_embedded"] == 0 and report["vectors_given"] == 5 and report["added"] == 5
-    assert main(["index", str(corpus), "-c", str(tmp_path / "encoded"), "--id", "id", "-q"]) == 0
+    plain = write_jsonl(tmp_path / "plain.jsonl", encoder, vector=lambda i, v: None)
+    assert main(["index", str(plain), "-c", str(tmp_path / "encoded"), "--id", "id", "-q"]) == 0
     capsys.readouterr()
     with Collection.open(tmp_path / "given") as given, \
             Collection.open(tmp_path / "encoded") as encoded:
@@ -121,6 +122,37 @@ def test_bad_vectors_are_one_line_and_nothing_is_written(tmp_path, encoder, caps
     assert not out.exists() and not out.with_name("col.partial").exists()
 
 
+def test_a_column_of_vectors_without_vectors_is_refused_with_the_option_to_pass(
+        tmp_path, encoder, capsys):
+    """Before, a Parquet `vector` column indexed without --vectors was embedded again and its
+    384 numbers a row stored as JSON metadata (212 MB instead of 38 at 20k rows)."""
+    pq = pytest.importorskip("pyarrow.parquet", reason="needs neartext[parquet]")
+    import pyarrow as pa
+
+    vecs = encoder.encode([t for t, _ in TEXTS.values()], kind="document")
+    f = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"text": [t for t, _ in TEXTS.values()],
+                             "vector": [v.tolist() for v in vecs],
+                             "tags": [[1, 2, 3]] * len(TEXTS)}), f)
+    out = tmp_path / "col"
+    assert main(["index", str(f), "-c", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"neartext index: error: {f}: row 1: column 'vector' holds a list of 384 "
+                   "numbers, which looks like vectors: pass --vectors vector --vectors-from "
+                   "MODEL to store them as the rows' vectors, or drop the column (a metadata "
+                   "field holds at most 32 numbers)"], err
+    assert not out.exists() and not out.with_name("col.partial").exists()
+    # with the option it is what it is; a short list of numbers stays metadata
+    assert main(["index", str(f), "-c", str(out), "--vectors", "vector", "--vectors-from",
+                 "same", "-q"]) == 0
+    with Collection.open(out) as col:
+        assert col.get([col.search("refund", k=1)[0].id])[0].metadata == {"tags": [1, 2, 3]}
+        with pytest.raises(InputError, match="document 'x': metadata field 'emb' holds a list of "
+                                             "384 numbers, which looks like a vector"):
+            col.upsert([Record("x", "some text", {"emb": vecs[0].tolist()})])
+        assert len(col) == 5
+
+
 def test_vectors_in_a_csv_are_refused(tmp_path, capsys):
     (tmp_path / "c.csv").write_text("text,emb\nhello,\"[1, 2]\"\n")
     assert main(["index", str(tmp_path / "c.csv"), "-c", str(tmp_path / "x"), "--vectors",
@@ -132,7 +164,7 @@ def test_export_vectors_round_trip_with_the_model_recorded(tmp_path, encoder, ca
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    corpus = write_jsonl(tmp_path / "c.jsonl", encoder)
+    corpus = write_jsonl(tmp_path / "c.jsonl", encoder, vector=lambda i, v: None)
     assert main(["index", str(corpus), "-c", str(tmp_path / "col"), "--id", "id", "-q"]) == 0
     capsys.readouterr()
     out = tmp_path / "v.parquet"

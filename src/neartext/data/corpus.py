@@ -194,6 +194,13 @@ def _read_file(
         body = join_with.join(s for s in parts if s)
         meta = {k: v for k, v in row.items()
                 if k not in text_cols and k != id_column and k != vectors}
+        for k, v in meta.items():
+            if isinstance(v, list) and (n := vector_like(v)):
+                raise InputError(
+                    f"{p}: {'row' if fmt == 'parquet' else 'line'} {row_no}: column '{k}' holds "
+                    f"a list of {n} numbers, which looks like vectors: pass --vectors {k} "
+                    f"--vectors-from MODEL to store them as the rows' vectors, or drop the "
+                    f"column (a metadata field holds at most {METADATA_NUMBERS} numbers)")
         rid = _as_text(row.get(id_column)).strip() if id_column else ""
         if id_column and not rid:
             raise InputError(f"{p}: row {row_no}: empty id in column '{id_column}'")
@@ -339,6 +346,20 @@ def _as_text(value: Any) -> str:
 
 
 ID_LIKE = ("id", "_id", "doc_id", "docid")
+METADATA_NUMBERS = 32  # a longer list of numbers in a metadata field is vectors, not a field
+
+
+def vector_like(value: Any) -> int:
+    """The length of ``value`` if it is a list of more than :data:`METADATA_NUMBERS` numbers
+    (vectors that would be stored as metadata, as JSON), else 0.
+
+    >>> vector_like([0.1] * 384), vector_like([1, 2, 3]), vector_like(["a"] * 40)
+    (384, 0, 0)
+    """
+    if not isinstance(value, list | tuple) or len(value) <= METADATA_NUMBERS:
+        return 0
+    numbers = all(isinstance(x, int | float) and not isinstance(x, bool) for x in value)
+    return len(value) if numbers else 0
 
 
 def id_column_hint(path: str | Path, records: Sequence[Record], id_column: str | None

@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from neartext.data.cleaning import CleaningOptions, CleaningReport, chunk_spans, clean
-from neartext.data.corpus import Record, UniqueIds, corpus_files, id_column_hint, read_corpus
+from neartext.data.corpus import (
+    METADATA_NUMBERS,
+    Record,
+    UniqueIds,
+    corpus_files,
+    id_column_hint,
+    read_corpus,
+    vector_like,
+)
 from neartext.data.hashing import text_hash
 from neartext.data.ranking import check_threshold
 from neartext.data.results import IndexReport
@@ -180,6 +188,12 @@ def check_records(records: Sequence[Record]) -> None:
                              f"{type(r.text).__name__}")
         check_text(r.text, f"document {r.id!r}: text")
         check_field_names(r.metadata, f"document {r.id!r}")
+        for k, v in r.metadata.items():
+            if n := vector_like(v):
+                raise InputError(f"document {r.id!r}: metadata field '{k}' holds a list of {n} "
+                                 "numbers, which looks like a vector: give it as the record's "
+                                 f"vector (a metadata field holds at most {METADATA_NUMBERS} "
+                                 "numbers)")
         check_value(r.metadata, f"document {r.id!r}: metadata")
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):
