@@ -53,3 +53,57 @@ def test_a_terminal_gets_a_bar_and_disabled_gets_nothing():
     with progress_bar(10, "copying", "doc", enabled=False, stream=off) as bar:
         bar.update(10)
     assert off.getvalue() == "" and bar.n == 10
+
+
+def test_the_final_line_is_written_once():
+    """Before, a step whose last update had just been shown wrote the same line again on
+    close."""
+    out = io.StringIO()
+    with LogLines(10, "embedding", "text", every=0, stream=out) as bar:
+        bar.update(5)
+        bar.update(5)  # shown: 10/10
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith("embedding: 10/10 texts (100%)")
+
+
+def test_a_slow_step_is_announced_and_a_quick_or_quiet_one_is_not():
+    import time
+
+    from neartext.util.progress import SHOWN, slow_step
+
+    out = io.StringIO()
+    token = SHOWN.set(True)
+    try:
+        with slow_step("loading the model x", after=0.05, stream=out):
+            time.sleep(0.3)
+        with slow_step("quick", after=0.5, stream=out):
+            pass
+        time.sleep(0.6)  # (a cancelled announcement never comes)
+    finally:
+        SHOWN.reset(token)
+    with slow_step("quiet", after=0.0, stream=out):
+        time.sleep(0.1)
+    assert out.getvalue() == "loading the model x ...\n"
+
+
+def test_an_index_into_a_log_says_it_loads_the_model_moves_and_ends_once(tmp_path):
+    """A redirected `index` of 599 texts: a 'loading the model' line, progress before the end
+    (before, encoded 1,024 at a time, the only lines were at 100%: 0 -> 100%), one final
+    line."""
+    import os
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(f"note {i}: the sync of folder {i % 17} stalls at {i} percent"
+                                for i in range(599)) + "\n")
+    env = {**os.environ, "NEARTEXT_PROGRESS_SECONDS": "0"}
+    res = subprocess.run([sys.executable, "-m", "neartext", "index", str(corpus), "-c",
+                          str(tmp_path / "col")], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert lines[0] == "loading the model default ...", lines
+    progress = [ln for ln in lines if ln.startswith("embedding: ")]
+    assert progress[0].startswith("embedding: 256/599 texts (43%)"), progress
+    assert [ln for ln in progress if "599/599" in ln] == [progress[-1]], progress

@@ -23,6 +23,7 @@ from typing import Any
 from neartext.cli import analysis, collection, deploy, quality
 from neartext.cli.common import log_warnings
 from neartext.errors import Interrupted, MissingExtra, NeartextError
+from neartext.util.progress import SHOWN
 from neartext.version import __version__
 
 
@@ -59,6 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("serve", "bot"):  # those configure logging for a long run
         log_warnings(args.command)
+    shown = SHOWN.set(not getattr(args, "quiet", False) and not getattr(args, "json", False))
+    try:
+        return _run(args)
+    finally:
+        SHOWN.reset(shown)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's handler run, its result printed, errors as one line and an exit status."""
     try:
         result = handler_of(args)(args)
         if args.json:

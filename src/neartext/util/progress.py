@@ -1,6 +1,8 @@
 """Progress of long steps, one policy for all of them: a tqdm bar when stderr is a terminal, and
 otherwise (a redirected run, a cron job, a CI log) one plain line every
-``NEARTEXT_PROGRESS_SECONDS`` (default 30) with the count, the rate and the time left.
+``NEARTEXT_PROGRESS_SECONDS`` (default 10) with the count, the rate and the time left, and one
+final line. A step that cannot count (loading a model) says what it is doing once it has taken
+more than a second (:func:`slow_step`), in the commands that show progress (:data:`SHOWN`).
 
 Example::
 
@@ -15,16 +17,22 @@ On a terminal this is a bar; redirected to a file it writes lines such as
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from types import TracebackType
 from typing import IO, Any, Protocol, cast
 
 from tqdm.auto import tqdm
 
 INTERVAL_ENV = "NEARTEXT_PROGRESS_SECONDS"
-DEFAULT_INTERVAL = 30.0
+DEFAULT_INTERVAL = 10.0
+SLOW_STEP_SECONDS = 1.0  # a step that has not ended by then is announced
+SHOWN: ContextVar[bool] = ContextVar("neartext_progress_shown", default=False)  # set by the CLI
 
 
 class Progress(Protocol):
@@ -75,6 +83,7 @@ class LogLines:
         self.start_n = initial
         self.postfix = ""
         self.shown = False
+        self.shown_n: int | None = None  # the count the last line showed
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.start
@@ -98,7 +107,7 @@ class LogLines:
 
     def _emit(self) -> None:
         print(self.line(), file=self.stream, flush=True)
-        self.shown = True
+        self.shown, self.shown_n = True, self.n
         self.last = time.monotonic()
 
     def update(self, n: int = 1) -> None:
@@ -113,7 +122,8 @@ class LogLines:
         print(line, file=self.stream, flush=True)
 
     def close(self) -> None:
-        if self.shown:
+        """The final line (when any was shown, and unless the last one already said it)."""
+        if self.shown and self.shown_n != self.n:
             self._emit()
 
     def __enter__(self) -> LogLines:
@@ -166,3 +176,25 @@ def progress_bar(total: int | None, desc: str, unit: str, *, enabled: bool, init
         return cast(Progress, tqdm(total=total, desc=desc, unit=unit, initial=initial,
                                    file=stream))
     return LogLines(total, desc, unit, initial=initial, stream=stream)
+
+
+@contextlib.contextmanager
+def slow_step(what: str, *, after: float = SLOW_STEP_SECONDS,
+              stream: IO[str] | None = None) -> Iterator[None]:
+    """Say ``what ...`` on stderr if the step inside takes more than ``after`` seconds, in a
+    command that shows progress (:data:`SHOWN`); nothing for a quick step or a quiet one.
+
+    >>> with slow_step("loading the model all-MiniLM-L6-v2"):  # doctest: +SKIP
+    ...     model = load()
+    """
+    if not SHOWN.get():
+        yield
+        return
+    out = stream or sys.stderr
+    timer = threading.Timer(after, lambda: print(f"{what} ...", file=out, flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
