@@ -93,8 +93,9 @@ def test_cli_cluster_writes_a_table_and_refuses_bad_input(small, tmp_path, capsy
     capsys.readouterr()
     for argv, message in (
         (["--method", "kmeans", "--k", "50"], "k must be between 2 and the number of documents (20)"),
-        (["--method", "kmeans"], "kmeans needs --k"),
-        (["--threshold", "1.5"], "threshold must be between -1 and 1"),
+        (["--method", "community", "--threshold", "1.5"], "threshold must be between -1 and 1"),
+        (["--threshold", "0.6"], "--threshold applies to --method community"),
+        (["--method", "hdbscan", "--k", "4"], "--k applies to --method kmeans"),
         (["--min-size", "1"], "minimum cluster size must be at least 2"),
     ):
         assert main(["cluster", str(small.path), *argv]) == 1
@@ -103,6 +104,33 @@ def test_cli_cluster_writes_a_table_and_refuses_bad_input(small, tmp_path, capsy
     empty.close()
     assert main(["cluster", str(tmp_path / "empty")]) == 1
     assert "at least 2 documents (this one has 0)" in capsys.readouterr().err
+
+
+def test_the_default_gives_themes_on_a_small_corpus_and_a_degenerate_result_says_what_to_try(
+        demo_collection, capsys):
+    """Before: `cluster` on the 247-document demo gave "1 clusters of 247 documents (community;
+    244 in none)". The default is now k-means with about sqrt(n) clusters, which recovers the
+    demo's 20 topics far better; community at a threshold above how close the documents are
+    says so and suggests one."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    assert main(["cluster", str(demo_collection), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["method"] == "kmeans" and res["params"]["k"] == 16 and res["noise"] == 0
+    assert len(res["clusters"]) == 16 and "hint" not in res
+    with Collection.open(demo_collection) as col:
+        got = col.cluster()
+        topics = {d.id: d.metadata["topic"] for d in col.get(got.ids)}
+    assert normalized_mutual_info_score([topics[i] for i in got.ids], got.assignment) > 0.55
+    assert main(["cluster", str(demo_collection), "--method", "community"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("1 clusters of 247 documents (community; 244 in none)")
+    assert out[1] == ("hint: 99% of the documents are in no cluster: at a threshold of 0.75, few "
+                      "have neighbours that close (the median nearest neighbour scores 0.66); "
+                      "try --threshold 0.56, or --method kmeans for themes"), out[1]
+    assert main(["cluster", str(demo_collection), "--method", "community", "--threshold",
+                 "0.56", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["noise"] < 0.75 * 247
 
 
 class _Collect(HTMLParser):
@@ -123,8 +151,8 @@ class _Collect(HTMLParser):
 
 def test_map_png_and_html_with_cache(demo_copy, tmp_path, capsys):
     png, page = tmp_path / "map.png", tmp_path / "map.html"
-    assert main(["map", str(demo_copy), "-o", str(png), "--color-by", "cluster", "--threshold",
-                 "0.6", "--query", "the app crashes with a photo", "--json"]) == 0
+    assert main(["map", str(demo_copy), "-o", str(png), "--color-by", "cluster", "--method",
+                 "community", "--threshold", "0.6", "--query", "the app crashes with a photo", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["cached"] is False and first["documents"] > 200
     head = png.read_bytes()[:24]

@@ -27,6 +27,7 @@ from neartext.encoders import Encoder, EncoderSettings
 from neartext.engine import ingest
 from neartext.engine.analysis import DedupResult, MiningResult, dedup, mine, paraphrases
 from neartext.engine.building import checked_encoder, corpus_first, new_store, sync_options
+from neartext.engine.clustering import DEFAULT_METHOD as CLUSTER_DEFAULT
 from neartext.engine.clustering import ClusterResult, cluster
 from neartext.engine.compute import RayCompute
 from neartext.engine.info import collection_info
@@ -371,7 +372,7 @@ class Collection(VersionState):
         """Groups of near-duplicate documents; see :func:`neartext.engine.analysis.dedup`."""
         return dedup(self, threshold, **kw)
 
-    def cluster(self, method: str = "community", **kw: Any) -> ClusterResult:
+    def cluster(self, method: str = CLUSTER_DEFAULT, **kw: Any) -> ClusterResult:
         """Clusters of the documents with labels; see :func:`neartext.engine.clustering.cluster`."""
         return cluster(self, method, **kw)
 

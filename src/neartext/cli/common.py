@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from neartext.data.encoder_settings import POOLING_MODES
 from neartext.data.ranking import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
 from neartext.engine.analysis import DEFAULT_THRESHOLDS
+from neartext.engine.clustering import DEFAULT_METHOD as CLUSTER_DEFAULT
 from neartext.engine.clustering import METHODS as CLUSTER_METHODS
 from neartext.engine.compute import RayCompute, ray_session
 from neartext.errors import SWAP_RETRIES, CollectionReplaced, InputError
@@ -123,13 +124,15 @@ def add_vector_options(p: argparse.ArgumentParser) -> None:
 
 def add_cluster_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("clustering")
-    g.add_argument("--method", default="community", choices=CLUSTER_METHODS,
-                   help="community (at --threshold), kmeans (--k clusters) or hdbscan")
+    g.add_argument("--method", default=CLUSTER_DEFAULT, choices=CLUSTER_METHODS,
+                   help="kmeans (default: --k clusters, themes), community (groups of texts "
+                        "saying nearly the same, at --threshold) or hdbscan")
     g.add_argument("--threshold", type=finite_float,
                    help="community: cosine linking a text to a centre (default: the calibrated "
                         "threshold, else 0.75)")
     g.add_argument("--min-size", type=int, default=3, help="community/hdbscan: smallest cluster (3)")
-    g.add_argument("--k", type=int, help="kmeans: number of clusters")
+    g.add_argument("--k", type=int, help="kmeans: number of clusters (default: about the square "
+                                         "root of the documents, 2 to 100; on a map 2 to 20)")
     g.add_argument("--seed", type=int, default=42)
 
 

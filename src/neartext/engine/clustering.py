@@ -2,11 +2,15 @@
 
 Methods:
 
-- ``community`` (default): greedy community detection at a cosine ``threshold`` with a minimum
+- ``kmeans`` (default): faiss spherical k-means with ``k`` clusters (by default about sqrt(n),
+  2 to 100: :func:`default_k`); every document gets one. Measured on the demo's 247 documents
+  (20 topics): NMI with the topics 0.589 at k 16, 0.508 at 11, 0.437 at 8, where ``community``
+  at its old default threshold 0.75 put 244 documents in no cluster (NMI 0.021).
+- ``community``: greedy community detection at a cosine ``threshold`` with a minimum
   size, as sentence-transformers' ``community_detection`` does, but over pairs found by
   :func:`neartext.algo.mining.mine_pairs` (blocked, or a faiss IVF self-join for large collections), so
-  no n x n matrix is ever built. Documents in no community are noise (``-1``).
-- ``kmeans``: faiss spherical k-means with ``k`` clusters; every document gets one.
+  no n x n matrix is ever built. Documents in no community are noise (``-1``): groups of texts
+  that say nearly the same thing, rather than themes.
 - ``hdbscan``: scikit-learn's HDBSCAN on the unit vectors (density-based, finds ``k`` itself,
   marks noise); slow beyond some tens of thousands of documents.
 
@@ -37,8 +41,20 @@ from neartext.engine.parts import Parts
 from neartext.errors import InputError
 from neartext.util.optional import optional
 
-METHODS = ("community", "kmeans", "hdbscan")
+METHODS = ("kmeans", "community", "hdbscan")
+DEFAULT_METHOD = "kmeans"
+MAX_DEFAULT_K = 100
 NOISE = -1
+DEGENERATE = 0.5  # a result with more than this share in none, or in one cluster, gets a hint
+
+
+def default_k(n: int) -> int:
+    """K-means' clusters when none are asked for: about sqrt(n), 2 to :data:`MAX_DEFAULT_K`.
+
+    >>> default_k(247), default_k(2000), default_k(20000), default_k(3)
+    (16, 45, 100, 2)
+    """
+    return max(2, min(MAX_DEFAULT_K, n, int(round(n ** 0.5))))
 
 
 @dataclass
@@ -70,6 +86,8 @@ class ClusterResult:
         head = (f"{len(self.clusters)} clusters of {len(self.ids)} documents ({self.method}; "
                 f"{self.noise} in none) in {self.seconds:.1f} s")
         lines = [head]
+        if self.details.get("hint"):
+            lines.append(f"hint: {self.details['hint']}")
         for c in self.clusters[:30]:
             lines.append(f"{c['cluster']:>4}  {c['size']:>6}  {c['label']}")
             for t in c["central"][:2]:
@@ -90,15 +108,25 @@ def check_cluster_args(method: str, n: int, *, k: int | None, threshold: float,
         raise InputError(f"unknown clustering method '{method}'; choose one of: {', '.join(METHODS)}")
     if n < 2:
         raise InputError(f"clustering needs a collection of at least 2 documents (this one has {n})")
-    if method == "kmeans":
-        if k is None:
-            raise InputError("kmeans needs --k, the number of clusters")
-        if not 2 <= k <= n:
-            raise InputError(f"k must be between 2 and the number of documents ({n}); got {k}")
+    if method == "kmeans" and k is not None and not 2 <= k <= n:
+        raise InputError(f"k must be between 2 and the number of documents ({n}); got {k}")
     if method == "community" and not -1.0 <= threshold <= 1.0:
         raise InputError(f"threshold must be between -1 and 1 (got {threshold})")
     if min_size < 2:
         raise InputError(f"the minimum cluster size must be at least 2 (got {min_size})")
+
+
+def check_method_options(method: str, *, threshold: float | None, k: int | None) -> None:
+    """A threshold only for ``community``, ``k`` only for ``kmeans``: an option another method
+    would silently ignore is an :class:`InputError`.
+
+    >>> check_method_options("kmeans", threshold=None, k=8)
+    """
+    if threshold is not None and method != "community":
+        raise InputError(f"--threshold applies to --method community (clusters of texts saying "
+                         f"nearly the same); {method} does not use it")
+    if k is not None and method != "kmeans":
+        raise InputError(f"--k applies to --method kmeans; {method} finds the number itself")
 
 
 def document_matrix(col: Parts) -> tuple[list[str], np.ndarray]:
@@ -111,7 +139,7 @@ def document_matrix(col: Parts) -> tuple[list[str], np.ndarray]:
     return ids, np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def cluster_vectors(vectors: np.ndarray, method: str = "community", *, threshold: float = 0.75,
+def cluster_vectors(vectors: np.ndarray, method: str = DEFAULT_METHOD, *, threshold: float = 0.75,
                     min_size: int = 3, k: int | None = None, seed: int = 42,
                     progress: bool = False, spherical: bool = True) -> np.ndarray:
     """Cluster id per row of ``vectors`` (unit rows; or any points with ``spherical=False``,
@@ -127,7 +155,7 @@ def cluster_vectors(vectors: np.ndarray, method: str = "community", *, threshold
     elif method == "kmeans":
 
         points = np.ascontiguousarray(vectors, dtype=np.float32)
-        km = faiss.Kmeans(points.shape[1], int(k or 2), niter=25, nredo=5, seed=seed,
+        km = faiss.Kmeans(points.shape[1], int(k or default_k(n)), niter=25, nredo=5, seed=seed,
                           spherical=spherical, verbose=False, min_points_per_centroid=1)
         km.train(points)
         _, assign = km.index.search(points, 1)
@@ -147,20 +175,57 @@ def _renumber_by_size(labels_: np.ndarray) -> np.ndarray:
     return np.array([mapping.get(int(x), NOISE) for x in labels_], dtype=np.int64)
 
 
-def cluster(col: Parts, method: str = "community", *, threshold: float | None = None,
+def cluster(col: Parts, method: str = DEFAULT_METHOD, *, threshold: float | None = None,
             min_size: int = 3, k: int | None = None, seed: int = 42, central: int = 3,
             label_words: int = 4, progress: bool = False) -> ClusterResult:
-    """Cluster a collection's documents; see the module docs for the methods."""
+    """Cluster a collection's documents; see the module docs for the methods. A degenerate
+    result (most documents in none, or in one cluster) says what to try in ``details["hint"]``.
+    """
 
     t0 = time.perf_counter()
+    check_method_options(method, threshold=threshold, k=k)
     t = resolve_threshold(col, threshold, "mine") if method == "community" else 0.0
     ids, vectors = document_matrix(col)
+    if method == "kmeans" and k is None and len(ids) >= 2:
+        k = default_k(len(ids))
     assignment = cluster_vectors(vectors, method, threshold=t, min_size=min_size, k=k, seed=seed,
                                  progress=progress)
     params = {"threshold": t, "min_size": min_size} if method == "community" else (
         {"k": k, "seed": seed} if method == "kmeans" else {"min_size": min_size})
-    return describe(col, ids, vectors, assignment, method, params, central=central,
-                    label_words=label_words, started=t0)
+    res = describe(col, ids, vectors, assignment, method, params, central=central,
+                   label_words=label_words, started=t0)
+    hint = degenerate_hint(vectors, assignment, method, t)
+    if hint:
+        res.details["hint"] = hint
+    return res
+
+
+def degenerate_hint(vectors: np.ndarray, assignment: np.ndarray, method: str,
+                    threshold: float) -> str | None:
+    """What to try when most documents are in no cluster or in one, else None. For
+    ``community``, a threshold from how close the documents are: the cosine a quarter of them
+    reach with their nearest neighbour (over a sample of up to 2,000)."""
+    n = len(assignment)
+    noise = float(np.mean(assignment == NOISE))
+    largest = float(np.bincount(assignment[assignment != NOISE]).max() / n) if noise < 1 else 0.0
+    if noise <= DEGENERATE and largest <= DEGENERATE:
+        return None
+    if method == "community":
+        rows = np.random.default_rng(0).choice(n, min(n, 2000), replace=False)
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        nearest = index.search(vectors[rows], 2)[0][:, 1]
+        suggest = float(np.floor(np.percentile(nearest, 25) * 100) / 100)
+        return (f"{noise:.0%} of the documents are in no cluster: at a threshold of "
+                f"{threshold:g}, few have neighbours that close (the median nearest neighbour "
+                f"scores {float(np.median(nearest)):.2f}); try --threshold {suggest:g}, or "
+                "--method kmeans for themes")
+    if noise > DEGENERATE:
+        return (f"{noise:.0%} of the documents are in no cluster; try a smaller --min-size, or "
+                "--method kmeans")
+    return (f"one cluster holds {largest:.0%} of the documents; try a larger --k"
+            if method == "kmeans" else
+            f"one cluster holds {largest:.0%} of the documents; try --method kmeans")
 
 
 def describe(col: Parts, ids: list[str], vectors: np.ndarray, assignment: np.ndarray,

@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from neartext.engine.clustering import check_cluster_args, cluster_vectors, describe, document_matrix
+from neartext.engine.clustering import (
+    DEFAULT_METHOD,
+    check_cluster_args,
+    check_method_options,
+    cluster_vectors,
+    describe,
+    document_matrix,
+)
 from neartext.engine.records import vector_space
 from neartext.errors import InputError
 from neartext.util.atomic import staged_file
@@ -191,7 +198,7 @@ def map_k(n: int, method: str, k: int | None) -> int | None:
 
 
 def projected(col: Collection, *, color_by: str | None = None, sample: int | None = None,
-              seed: int = 42, method: str = "community", threshold: float | None = None,
+              seed: int = 42, method: str = DEFAULT_METHOD, threshold: float | None = None,
               k: int | None = None, min_size: int = 3, progress: bool = False
               ) -> tuple[Projection, Any]:
     """The projection and, for ``color_by="cluster"``, the clusters to colour it: what the
@@ -202,6 +209,7 @@ def projected(col: Collection, *, color_by: str | None = None, sample: int | Non
     if k is not None and k < 2:
         raise InputError(f"k must be at least 2 (got {k})")
     if color_by == "cluster":
+        check_method_options(method, threshold=threshold, k=k)
         n = len(col) if sample is None else min(sample, len(col))
         check_cluster_args(method, n, k=map_k(n, method, k),  # (k-means has no minimum size)
                            min_size=2 if method == "kmeans" else min_size,
