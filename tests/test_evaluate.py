@@ -136,6 +136,40 @@ def test_eval_retrieval_pairs_and_beir(capsys, tmp_path):
     assert "give --pairs FILE, or all of" in capsys.readouterr().err
 
 
+def test_eval_retrieval_on_a_small_file_warns_and_ranks_against_a_corpus_when_given(
+        capsys, tmp_path, demo_collection):
+    """Before: 3 queries against their own 3 passages scored 1.000 for every model, silently.
+    Now the output says how many documents each query was ranked against, warns that so few
+    cannot tell models apart, and --corpus adds a collection's (or a file's) texts."""
+    from conftest import DEMO
+
+    f = tmp_path / "heldout.csv"
+    f.write_text("query,passage\n"
+                 "my app crashes at start,The application closes immediately after launch\n"
+                 "I want money back,Refunds for subscriptions\n"
+                 "night theme,Dark mode for the interface\n")
+    assert main(["eval", "retrieval", "--pairs", str(f), "--mode", "semantic", "--mode",
+                 "hybrid"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == f"{f}: 3 queries, each ranked against 3 documents"
+    assert [ln for ln in err.splitlines() if ln] == [
+        "neartext eval: warning: each query was ranked against only 3 passages (those of "
+        "heldout.csv), too few to tell models apart; rank against more with --corpus (a "
+        "collection or a corpus file)",
+        "neartext eval: warning: all 2 columns score the same (MRR@10 1.000): this test cannot "
+        "tell them apart"], err
+    assert main(["eval", "retrieval", "--pairs", str(f), "--corpus", str(demo_collection),
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["documents"] == 3 + 247 and res["warnings"] == []
+    assert res["results"]["default"]["mrr@10"] < 1.0  # the demo's texts compete now
+    assert main(["eval", "retrieval", "--pairs", str(f), "--corpus", str(DEMO), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == 3 + 247
+    assert main(["eval", "retrieval", "--pairs", str(f), "--corpus",
+                 str(tmp_path / "none.csv")]) == 1
+    assert "none.csv: no such file" in capsys.readouterr().err
+
+
 def test_eval_retrieval_compares_search_modes(capsys, tmp_path):
     f = tmp_path / "heldout.csv"
     f.write_text("query,passage\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,17 @@ from neartext.cli.common import (
     show_progress,
 )
 from neartext.collection import Collection
-from neartext.data.evaldata import load_beir, load_pairs, load_retrieval_pairs
+from neartext.data.evaldata import load_beir, load_pairs, load_retrieval_pairs, with_distractors
 from neartext.data.ranking import DEFAULT_MODE, Ranking
 from neartext.engine.modeleval import evaluate_pairs, evaluate_sts, pair_scores
 from neartext.errors import InputError
-from neartext.ops.evaluation import evaluate_collection, evaluate_retrieval_modes, model_with_adapter
+from neartext.ops.evaluation import (
+    distractor_texts,
+    evaluate_collection,
+    evaluate_retrieval_modes,
+    model_with_adapter,
+    retrieval_warnings,
+)
 from neartext.ops.improve import improve
 from neartext.ops.plots import pair_histogram
 from neartext.ops.tune import DEFAULT_MARGIN, tune
@@ -55,7 +62,9 @@ def register(sub: Any) -> None:
     q.add_argument("--pairs", help="(query, passage) rows: each query's gold is its passage")
     q.add_argument("--query", help="query column of --pairs (name or position)")
     q.add_argument("--passage", help="passage column of --pairs")
-    q.add_argument("--corpus", help="BEIR corpus.jsonl")
+    q.add_argument("--corpus", help="BEIR corpus.jsonl (with --queries, --qrels); with --pairs, "
+                                    "a collection or corpus file whose texts each query is also "
+                                    "ranked against")
     q.add_argument("--queries", help="BEIR queries.jsonl")
     q.add_argument("--qrels", help="BEIR qrels TSV (query-id, corpus-id, score)")
     q.add_argument("--model", action="append", default=[],
@@ -196,9 +205,13 @@ def _cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
                 results[col] = by_mode[mode]
                 columns.append(col)
         models = columns
-        heading = f"{data.source}: {len(data.qrels)} queries, {len(data.corpus)} documents"
+        heading = (f"{data.source}: {len(data.qrels)} queries, each ranked against "
+                   f"{len(data.corpus)} documents")
+        warnings = retrieval_warnings(data, results)
+        for w in warnings:
+            logging.getLogger("neartext").warning(w)
         summary: dict[str, Any] = {"file": data.source, "queries": len(data.qrels),
-                                   "documents": len(data.corpus)}
+                                   "documents": len(data.corpus), "warnings": warnings}
     else:
         pairs = load_pairs(args.file, args.text1, args.text2, args.score, encoding=args.encoding)
         plot = getattr(args, "plot", None)
@@ -261,8 +274,12 @@ def _eval_collection(args: argparse.Namespace) -> dict[str, Any]:
 def _retrieval_data(args: argparse.Namespace) -> Any:
 
     beir = (args.corpus, args.queries, args.qrels)
-    if args.pairs and not any(beir):
-        return load_retrieval_pairs(args.pairs, args.query, args.passage, encoding=args.encoding)
+    if args.pairs and not args.queries and not args.qrels:
+        data = load_retrieval_pairs(args.pairs, args.query, args.passage, encoding=args.encoding)
+        if args.corpus:
+            data = with_distractors(data, distractor_texts(args.corpus, args.encoding),
+                                    args.corpus)
+        return data
     if all(beir) and not args.pairs:
         return load_beir(*beir)
     raise InputError("give --pairs FILE, or all of --corpus, --queries and --qrels (BEIR layout)")

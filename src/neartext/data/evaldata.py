@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +218,24 @@ def load_retrieval_pairs(
     if not qrels:
         raise InputError(f"{p}: no (query, passage) rows with both texts")
     return RetrievalData(queries, corpus, qrels, str(p))
+
+
+def with_distractors(data: RetrievalData, texts: Iterable[str], source: str) -> RetrievalData:
+    """``data`` with ``texts`` added to its corpus as documents no query is about (a text the
+    corpus holds already is not added twice), so each query is ranked against them too.
+
+    >>> d = RetrievalData({"q0": "a"}, {"p0": "b"}, {"q0": {"p0": 1.0}}, "f.csv")
+    >>> sorted(with_distractors(d, ["b", "c"], "more").corpus.values())
+    ['b', 'c']
+    """
+    corpus = dict(data.corpus)
+    have = set(corpus.values())
+    for t in texts:
+        t = t.strip()
+        if t and t not in have:
+            have.add(t)
+            corpus[f"d{len(corpus)}"] = t
+    return RetrievalData(data.queries, corpus, data.qrels, f"{data.source} + {source}")
 
 
 def load_beir(corpus: str | Path, queries: str | Path, qrels: str | Path) -> RetrievalData:

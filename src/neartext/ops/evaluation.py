@@ -14,14 +14,15 @@ Example:
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from neartext.algo.adapters import Adapter
 from neartext.algo.metrics import retrieval_metrics
 from neartext.collection import Collection
-from neartext.data.corpus import Record
+from neartext.data.address import parse_address
+from neartext.data.corpus import Record, read_corpus
 from neartext.data.evaldata import QUERY, RetrievalData, load_retrieval_pairs, named_column, read_table
 from neartext.data.hashing import text_hash
 from neartext.data.ranking import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_MODE, Fusion, Mode, SearchOptions
@@ -29,6 +30,7 @@ from neartext.encoders import Encoder, load_encoder
 from neartext.engine.modeleval import judged, semantic_retrieval
 from neartext.errors import InputError
 from neartext.ops.versions import version_view
+from neartext.store.factory import store_exists
 
 
 def evaluate_retrieval(model: str | Encoder, data: RetrievalData, mode: Mode = DEFAULT_MODE, *,
@@ -145,6 +147,37 @@ def evaluate_collection(
     return {**retrieval_metrics(ranked, gold), "queries": len(qids),
             "skipped": len(queries) - len(qids), "mode": opts.mode,
             **({"fusion": opts.fusion, "alpha": opts.alpha} if opts.mode == "hybrid" else {})}
+
+
+MIN_CANDIDATES = 100  # fewer documents to rank against and most models score near the ceiling
+
+
+def distractor_texts(source: str | Path, encoding: str = "utf-8") -> Iterator[str]:
+    """The texts of ``source`` to rank queries against besides their own passages: a
+    collection's documents (a directory or a Milvus address), else a corpus file's texts
+    (:func:`neartext.data.corpus.read_corpus`, its text column by the usual rules)."""
+    address = parse_address(source)
+    if store_exists(address):
+        with Collection.open(address) as col:
+            yield from col.store.iter_texts()
+        return
+    yield from (r.text for r in read_corpus(source, encoding=encoding))
+
+
+def retrieval_warnings(data: RetrievalData, results: dict[str, dict[str, float]]) -> list[str]:
+    """What makes a retrieval test unable to tell models apart: too few candidates per query,
+    or every column scoring the same."""
+    out = []
+    if len(data.corpus) < MIN_CANDIDATES:
+        out.append(f"each query was ranked against only {len(data.corpus)} passages (those of "
+                   f"{Path(data.source).name}), too few to tell models apart; rank against more "
+                   "with --corpus (a collection or a corpus file)")
+    scores = {tuple(sorted(r.items())) for r in results.values()}
+    if len(results) > 1 and len(scores) == 1:
+        mrr = next(iter(results.values())).get("mrr@10", float("nan"))
+        out.append(f"all {len(results)} columns score the same (MRR@10 {mrr:.3f}): this test "
+                   "cannot tell them apart")
+    return out
 
 
 def all_documents(collection: Any, batch: int = 5000) -> Any:
