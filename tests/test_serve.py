@@ -218,6 +218,25 @@ def test_without_key_everything_is_open(served):
     assert status == 200 and "/collections/{name}/search" in schema["paths"]
 
 
+def test_every_error_status_the_service_answers_is_listed_in_the_schema_and_the_docs(served):
+    """One home for the error statuses (403 was missing from the docs and the schema)."""
+    import re
+
+    from neartext.serve import app as app_module
+    from neartext.serve.schemas import ERRORS
+
+    source = Path(app_module.__file__).read_text(encoding="utf-8")
+    raised = {int(c) for c in re.findall(r"(?:_error|ApiError)\((\d{3})", source)}
+    raised |= {int(c) for c in re.findall(r"_error\((\d{3}) if .*? else (\d{3})", source)[0]}
+    assert raised <= set(ERRORS), raised - set(ERRORS)
+    schema = served.call("GET", "/openapi.json")[1]
+    listed = {int(k) for k in schema["paths"]["/collections/{name}/search"]["post"]["responses"]}
+    assert set(ERRORS) <= listed
+    docs = (Path(__file__).parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    for code, why in ERRORS.items():
+        assert f"| {code} | {why} |" in docs, code
+
+
 def test_concurrent_requests_are_batched_and_answered_correctly(served, demo_collection):
     queries = [f"{w} problem with the app" for w in
                ("sync", "login", "crash", "refund", "theme", "export", "search", "widget")] * 3

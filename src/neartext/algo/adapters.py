@@ -58,6 +58,9 @@ BOTH_KINDS = ("linear", "lowrank", "diagonal")  # invertible: a rollback maps th
 MAX_CONDITION = 1e4  # a both-side matrix less well-conditioned than this is not kept
 MIN_PAIRS = 20  # fewer (query, document) pairs than this teach an adapter nothing measurable
 RANK = 16
+KIND_HELP = {"linear": "a full matrix kept near the identity", "lowrank": "the identity plus a "
+             f"rank-{RANK} update", "diagonal": "one weight per dimension",
+             "residual-mlp": "the identity plus a small non-linear network; query side only"}
 HIDDEN = 256  # residual-mlp's hidden units
 STEPS_PER_EPOCH = 10  # at least, between two held-out evaluations (small pair sets)
 # Adam's step is about lr per weight: a full matrix moves all dim x dim of them at once. Chosen on

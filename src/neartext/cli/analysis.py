@@ -67,7 +67,8 @@ def register(sub: Any) -> None:
     p.add_argument("--method", default="components", choices=GROUPINGS,
                    help="components (chains allowed) or community (members close to the centre)")
     p.add_argument("--representative", default="central", choices=REPRESENTATIVES,
-                   help="which member represents a group (default: most central)")
+                   help="which member represents a group: central (the default: the member "
+                        "closest to the others) or first (the first in the corpus)")
     p.add_argument("--top-k", type=int, default=100, help="neighbours considered per text (100)")
     p.add_argument("-o", "--output", help="write groups to .csv, .jsonl or .parquet")
     p.add_argument("--write-clean", metavar="FILE",

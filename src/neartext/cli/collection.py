@@ -144,7 +144,8 @@ def register(sub: Any) -> None:
     p.add_argument("--model", required=True, help="the new model: name or local directory")
     p.add_argument("--query-prefix", default=None, help="text put before every query (default: the model's)")
     p.add_argument("--document-prefix", default=None, help="text put before every document")
-    p.add_argument("--pooling", choices=POOLING_MODES, help="override the model's pooling")
+    p.add_argument("--pooling", choices=POOLING_MODES,
+                   help=f"override the model's pooling: {', '.join(POOLING_MODES)}")
     p.add_argument("--max-seq-length", type=int, help="tokens read per text")
     p.add_argument("--keep-previous", action="store_true",
                    help="keep the old version at COLLECTION.previous")

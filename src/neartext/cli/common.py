@@ -11,7 +11,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from neartext.data.encoder_settings import POOLING_MODES
-from neartext.data.ranking import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS, MODES
+from neartext.data.ranking import (
+    DEFAULT_ALPHA,
+    DEFAULT_FUSION,
+    DEFAULT_MODE,
+    FUSION_HELP,
+    FUSIONS,
+    MODE_HELP,
+    MODES,
+)
 from neartext.engine.analysis import DEFAULT_THRESHOLDS
 from neartext.engine.clustering import DEFAULT_METHOD as CLUSTER_DEFAULT
 from neartext.engine.clustering import METHODS as CLUSTER_METHODS
@@ -20,6 +28,18 @@ from neartext.errors import SWAP_RETRIES, CollectionReplaced, InputError
 from neartext.store.codec import PRECISIONS
 from neartext.store.local import INDEX_KINDS
 from neartext.util.readers import read_text
+
+
+def choices_help(descriptions: dict[Any, str], lead: str = "", default: str | None = None
+                 ) -> str:
+    """A help text naming every choice with what it does, from the home of the choices.
+
+    >>> choices_help({"a": "first", "b": "second"}, "pick", default="b")
+    'pick: a (first), b (second; the default)'
+    """
+    items = ", ".join(f"{k} ({v}{'; the default' if k == default else ''})"
+                      for k, v in descriptions.items())
+    return f"{lead}: {items}" if lead else items
 
 
 def finite_float(text: str) -> float:
@@ -41,7 +61,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         "(default: all-MiniLM-L6-v2)")
     g.add_argument("--query-prefix", default=None, help="text put before every query")
     g.add_argument("--document-prefix", default=None, help="text put before every document")
-    g.add_argument("--pooling", choices=POOLING_MODES, help="override the model's pooling")
+    g.add_argument("--pooling", choices=POOLING_MODES,
+                   help=f"override the model's pooling: {', '.join(POOLING_MODES)}")
     g.add_argument("--max-seq-length", type=int, help="tokens read per text (longer: truncated)")
     g.add_argument("--no-normalize", action="store_true", help="keep raw vector lengths (dot product)")
     g.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
@@ -75,9 +96,9 @@ def on_ray(args: argparse.Namespace, **compute: Any) -> tuple[Any, Any]:
 
 def add_index_options(g: Any) -> None:
     g.add_argument("--index", default=None, choices=INDEX_KINDS,
-                   help="vector index (auto: exact below 20,000 passages, an HNSW graph above, "
+                   help="vector index: auto (exact below 20,000 passages, an HNSW graph above, "
                         "tuned at build to recall@10 >= 0.99; on a Milvus server AUTOINDEX, on "
-                        "Milvus Lite exact)")
+                        "Milvus Lite exact), flat (exact), hnsw (a graph), ivf (inverted lists)")
     g.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="how a local collection stores its vectors: float32 (default), float16 "
                         "(half the space) or int8 (a quarter); see docs for the measured cost")
@@ -140,13 +161,13 @@ def add_mode_options(p: argparse.ArgumentParser, repeat: bool = False) -> None:
     modes = list(MODES)
     if repeat:
         p.add_argument("--mode", action="append", choices=modes,
-                       help="semantic (default), keyword or hybrid; repeat to compare")
+                       help=choices_help(MODE_HELP, default=DEFAULT_MODE) + "; repeat to compare")
     else:
         p.add_argument("--mode", default=None, choices=modes,
-                       help="semantic (vectors), keyword (BM25 over stemmed words) or hybrid "
-                            "(both); default: the collection's tuned ranking, else semantic")
+                       help=choices_help(MODE_HELP) + "; default: the collection's tuned "
+                            f"ranking, else {DEFAULT_MODE}")
     p.add_argument("--fusion", default=None if not repeat else DEFAULT_FUSION, choices=FUSIONS,
-                   help="hybrid: weighted blend (default) or reciprocal rank fusion")
+                   help=choices_help(FUSION_HELP, "hybrid", default=DEFAULT_FUSION))
     p.add_argument("--alpha", type=finite_float, default=None if not repeat else DEFAULT_ALPHA,
                    help=f"blend: weight of the cosine, the rest goes to BM25 (default {DEFAULT_ALPHA})")
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from neartext.algo.adapters import KIND_HELP as ADAPTER_KIND_HELP
 from neartext.algo.adapters import KINDS as ADAPTER_KINDS
 from neartext.algo.adapters import SIDES as ADAPTER_SIDES
 from neartext.cli.common import (
@@ -15,6 +16,7 @@ from neartext.cli.common import (
     add_output_options,
     add_pair_columns,
     at_least_one,
+    choices_help,
     finite_float,
     show_progress,
 )
@@ -94,7 +96,8 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="directory for the trained model")
     p.add_argument("--base", default="default", help="model to start from: name or path (default: default)")
     p.add_argument("--loss", choices=list(LOSSES),
-                   help="override the loss chosen from the data format")
+                   help="override the loss chosen from the data format: " + "; ".join(
+                       f"{name} ({', '.join(formats)})" for name, formats in LOSSES.items()))
     p.add_argument("--epochs", type=finite_float, default=1.0, help="passes over the data (default 1)")
     p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=finite_float, default=2e-5,
                    help="peak learning rate (default 2e-5)")
@@ -303,7 +306,7 @@ def _tune_options(p: Any) -> None:
     p.add_argument("--query", help="query column of --pairs (name or position)")
     p.add_argument("--passage", help="passage column of --pairs")
     p.add_argument("--kind", choices=ADAPTER_KINDS, default="linear",
-                   help="linear (a full matrix kept near the identity), lowrank, diagonal")
+                   help=choices_help(ADAPTER_KIND_HELP, default="linear"))
     p.add_argument("--side", choices=ADAPTER_SIDES, default="query",
                    help="query (default: the documents' vectors stay), or both: the documents "
                         "are mapped too (their stored vectors, without the encoder), for "

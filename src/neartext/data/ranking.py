@@ -24,6 +24,12 @@ Mode = Literal["semantic", "keyword", "hybrid"]
 Fusion = Literal["blend", "rrf", "learned"]
 MODES: tuple[Mode, ...] = ("semantic", "keyword", "hybrid")
 FUSIONS: tuple[Fusion, ...] = ("rrf", "blend", "learned")
+#: what each mode and fusion does, in a few words (help texts are made from these)
+MODE_HELP: dict[Mode, str] = {"semantic": "vectors, cosine", "keyword": "BM25 over stemmed words",
+                              "hybrid": "both, fused"}
+FUSION_HELP: dict[Fusion, str] = {"blend": "a weighted sum of cosine and BM25, --alpha",
+                                  "rrf": "reciprocal rank fusion",
+                                  "learned": "the weights `tune` learned for the collection"}
 #: the mode of a collection never tuned, and of a search given a threshold (a cosine)
 DEFAULT_MODE: Mode = "semantic"
 # Chosen on Cranfield and 3,000 Quora duplicate pairs with all-MiniLM-L6-v2

@@ -184,7 +184,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     app = FastAPI(title="neartext", version=__version__, lifespan=lifespan,
                   description="Semantic search, paraphrases and relevance feedback over your "
                               "collections. Errors are JSON {error, detail}.",
-                  responses={k: {"model": S.Error} for k in (401, 404, 413, 422)})
+                  responses={k: {"model": S.Error, "description": why}
+                             for k, why in S.ERRORS.items()})
     app.state.engine = engine
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
 

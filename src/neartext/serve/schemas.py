@@ -202,6 +202,22 @@ class Error(BaseModel):
     detail: str
 
 
+#: every status the API answers an error with, and when (the OpenAPI schema and the docs list these)
+ERRORS: dict[int, str] = {
+    400: "a request the HTTP parser cannot read (a malformed request line, a negative length)",
+    401: "the API key is missing or wrong",
+    403: "an action the service was not started to allow (improve without an API key)",
+    404: "no such collection, document, model or route",
+    409: "a collection-level refusal (a write while another is being swapped in, a busy job)",
+    413: "over a limit: body size, texts per request, queries × k",
+    422: "invalid: validation, text length, k, invalid or too deeply nested JSON, lone "
+         "surrogates, naming the field",
+    500: "an unexpected error, without details (the connection stays open)",
+    503: "the collection cannot be written now: read-only, locked",
+    507: "the disk is full",
+}
+
+
 class PlaceRequest(_Body):
     query: str = Field(min_length=1)
     sample: int | None = Field(None, ge=3, description="the map's sample size, if it has one")
