@@ -279,12 +279,14 @@ def log_warnings(command: str) -> None:
     """Warnings the library logs (e.g. an index cache that could not be saved after a committed
     write) go to stderr as one line each."""
     logger = logging.getLogger("neartext")
-    if not any(getattr(h, "_neartext_cli", False) for h in logger.handlers):
+    h = next((h for h in logger.handlers if getattr(h, "_neartext_cli", False)), None)
+    if h is None:
         h = _CurrentStderr()
-        h.setFormatter(logging.Formatter(f"neartext {command}: warning: %(message)s"))
         h.setLevel(logging.WARNING)
         h._neartext_cli = True  # type: ignore[attr-defined]
         logger.addHandler(h)
+    # (again for each command run in one process: the line names the command running now)
+    h.setFormatter(logging.Formatter(f"neartext {command}: warning: %(message)s"))
 
 
 def resolve_api_key(given: str | None, key_file: str | None) -> str | None:
