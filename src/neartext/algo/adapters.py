@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -241,6 +242,22 @@ def paired_gain(before: np.ndarray, after: np.ndarray, *, rounds: int = 2000, se
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, len(diff), (rounds, len(diff)))].mean(axis=1)
     return float(diff.mean()), float(np.quantile(means, 0.05))
+
+
+def queries_needed(before: np.ndarray, after: np.ndarray) -> int | None:
+    """How many held-out queries would put the lower end of :func:`paired_gain`'s interval
+    above 0 for a gain like this one (the same mean and spread of per-query gains; normal
+    approximation, one-sided 95%): ``(1.645 sd / mean)²``; None for a gain that is not
+    positive.
+
+    >>> queries_needed(np.zeros(10), np.array([0.5, -0.5] * 4 + [1.0, 0.0]))
+    88
+    """
+    diff = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    mean = float(diff.mean()) if len(diff) else 0.0
+    if mean <= 0:
+        return None
+    return int(math.ceil((1.645 * float(diff.std(ddof=1) if len(diff) > 1 else 0.0) / mean) ** 2))
 
 
 def train_adapter(

@@ -81,8 +81,8 @@ def register(sub: Any) -> None:
     q.add_argument("--pairs", required=True,
                    help="(query, passage) rows; each passage must be a document of the collection")
     q.add_argument("--query", help="query column (name or position)")
-    q.add_argument("--passage", help="passage column (matched to documents by text)")
-    q.add_argument("--gold-id", help="column with the gold document's id (instead of its text)")
+    q.add_argument("--passage", help="passage column: a document's text or id")
+    q.add_argument("--gold-id", help="or: the column of the gold document's id (ids only)")
     q.add_argument("--model", action="append", default=[], metavar="VERSION",
                    help="rank as this version: a number (v2), 'current', 'base' (no adapter) or "
                         "an adapter file (.npz); repeat to compare side by side (default: current)")
@@ -304,7 +304,8 @@ def _tune_options(p: Any) -> None:
     p.add_argument("collection")
     p.add_argument("--pairs", help="(query, passage) rows; the passage is a document's text or id")
     p.add_argument("--query", help="query column of --pairs (name or position)")
-    p.add_argument("--passage", help="passage column of --pairs")
+    p.add_argument("--passage", help="passage column of --pairs: a document's text or id")
+    p.add_argument("--gold-id", help="or: the column of the gold document's id (ids only)")
     p.add_argument("--kind", choices=ADAPTER_KINDS, default="linear",
                    help=choices_help(ADAPTER_KIND_HELP, default="linear"))
     p.add_argument("--side", choices=ADAPTER_SIDES, default="query",
@@ -325,7 +326,7 @@ def _tune_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError(f"--held-out {args.held_out}: give a share between 0 and 1, e.g. 0.2")
     return {"kind": args.kind, "side": args.side, "held_out": args.held_out, "margin": args.margin,
             "force": args.force, "query_column": args.query, "passage_column": args.passage,
-            "seed": args.seed}
+            "gold_id_column": args.gold_id, "seed": args.seed}
 
 
 def _cmd_tune(args: argparse.Namespace) -> dict[str, Any]:

@@ -172,36 +172,48 @@ class RetrievalData:
     corpus: dict[str, str]
     qrels: dict[str, dict[str, float]]
     source: str
+    columns: tuple[str, ...] = ()  # the query and passage columns read (a pairs file)
 
 
 QUERY = ("query", "anchor", "question", "question1", "sentence1", "text1", "situation")
 
 
 PASSAGE = ("passage", "positive", "document", "description", "answer", "question2", "sentence2",
-           "text2", "text", "meaning")
+           "text2", "text", "meaning",
+           "doc_id", "document_id", "passage_id", "gold_id", "docid", "id")  # a document's id
 
 
 def load_retrieval_pairs(
     path: str | Path, query: str | None = None, passage: str | None = None, *,
     encoding: str = "utf-8",
 ) -> RetrievalData:
-    """(query, passage) rows: each query's gold is its passage; all passages form the corpus."""
+    """(query, passage) rows: each query's gold is its passage; all passages form the corpus.
+    Columns: as given (name or position), else recognised by name (:data:`QUERY`,
+    :data:`PASSAGE`), else, in a file without a header, the first two. A header naming neither
+    is refused: a corpus file is not taken for pairs."""
     p = Path(path)
     names, table, has_header = read_table(p, encoding)
     lowered = [n.lower() for n in names]
 
-    def pick(given: str | None, candidates: Sequence[str], what: str, avoid: int = -1) -> int:
+    def pick(given: str | None, candidates: Sequence[str], what: str,
+             avoid: int | None = None) -> int | None:
         if given is not None:
             return named_column(p, names, given, what)
         for c in candidates:
             if c in lowered and lowered.index(c) != avoid:
                 return lowered.index(c)
-        if len(names) >= 2:
+        if not has_header and len(names) >= 2:
             return 0 if avoid != 0 else 1
-        raise InputError(f"{p}: need a query and a passage column (columns: {', '.join(names)})")
+        return None
 
     cq = pick(query, QUERY, "query")
     cp = pick(passage, PASSAGE, "passage", avoid=cq)
+    if cq is None or cp is None:
+        missing = " and ".join(w for w, c in (("query", cq), ("passage", cp)) if c is None)
+        raise InputError(
+            f"{p}: no {missing} column (columns: {', '.join(names)}): name them like "
+            f"{'/'.join(QUERY[:3])} and {'/'.join(PASSAGE[:3])}, or give --query COL and "
+            "--passage COL (is this a pairs file?)")
     queries: dict[str, str] = {}
     corpus: dict[str, str] = {}
     qrels: dict[str, dict[str, float]] = {}
@@ -217,7 +229,7 @@ def load_retrieval_pairs(
         qrels.setdefault(qid, {})[pid] = 1.0
     if not qrels:
         raise InputError(f"{p}: no (query, passage) rows with both texts")
-    return RetrievalData(queries, corpus, qrels, str(p))
+    return RetrievalData(queries, corpus, qrels, str(p), (names[cq], names[cp]))
 
 
 def with_distractors(data: RetrievalData, texts: Iterable[str], source: str) -> RetrievalData:

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from neartext.algo.metrics import retrieval_metrics
 from neartext.collection import Collection
 from neartext.data.address import parse_address
 from neartext.data.corpus import Record, read_corpus
-from neartext.data.evaldata import QUERY, RetrievalData, load_retrieval_pairs, named_column, read_table
+from neartext.data.evaldata import RetrievalData, load_retrieval_pairs
 from neartext.data.hashing import text_hash
 from neartext.data.ranking import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_MODE, Fusion, Mode, SearchOptions
 from neartext.encoders import Encoder, load_encoder
@@ -104,36 +104,16 @@ def evaluate_collection(
     plus ``queries``, ``skipped`` and the ``ranking`` used.
     """
     p = Path(path)
-    if gold_id is None:
-        data = load_retrieval_pairs(p, query, passage, encoding=encoding)
-        by_hash: dict[str, list[str]] = {}
-        for doc_id, h in collection.store.document_hashes().items():
-            by_hash.setdefault(h, []).append(doc_id)
-        by_text: dict[str, list[str]] = {}
-        for doc in all_documents(collection):
-            by_text.setdefault(" ".join(doc.text.split()), []).append(doc.id)
-        gold: dict[str, dict[str, float]] = {}
-        for qid, rel in data.qrels.items():
-            for pid in rel:
-                text = data.corpus[pid]
-                ids = by_hash.get(text_hash(text)) or by_text.get(" ".join(text.split()), [])
-                for i in ids:
-                    gold.setdefault(qid, {})[i] = 1.0
-        queries = data.queries
-    else:
-        names, table, _ = read_table(p, encoding)
-        cq = named_column(p, names, query, "query") if query else next(
-            (names.index(n) for n in names if n.lower() in QUERY), 0)
-        cg = named_column(p, names, gold_id, "id")
-        known = set(collection.store.document_hashes())
-        queries, gold = {}, {}
-        for n, row in enumerate(table):
-            q, g = str(row[cq] or "").strip(), str(row[cg] or "").strip()
-            if q:
-                qid = f"q{n}"
-                queries[qid] = q
-                if g in known:
-                    gold[qid] = {g: 1.0}
+    if gold_id is not None and passage is not None:
+        raise InputError("give --passage (a document's text or id) or --gold-id (its id), not both")
+    data = load_retrieval_pairs(p, query, gold_id or passage, encoding=encoding)
+    found = documents_of(collection, data.corpus.values(), ids_only=gold_id is not None)
+    gold: dict[str, dict[str, float]] = {}
+    for qid, rel in data.qrels.items():
+        for pid in rel:
+            for i in found[data.corpus[pid]]:
+                gold.setdefault(qid, {})[i] = 1.0
+    queries = data.queries
     if not gold:
         raise InputError(f"{p}: none of its passages is in the collection {collection.path}: "
                          "no overlap to evaluate (check the file, or give --gold-id with document ids)")
@@ -177,6 +157,29 @@ def retrieval_warnings(data: RetrievalData, results: dict[str, dict[str, float]]
         mrr = next(iter(results.values())).get("mrr@10", float("nan"))
         out.append(f"all {len(results)} columns score the same (MRR@10 {mrr:.3f}): this test "
                    "cannot tell them apart")
+    return out
+
+
+def documents_of(collection: Any, passages: Iterable[str], *, ids_only: bool = False
+                 ) -> dict[str, list[str]]:
+    """The documents of ``collection`` each passage of a pairs file names: the document whose
+    id it is, else (unless ``ids_only``: a ``--gold-id`` column) those whose text it is (exact,
+    then with whitespace collapsed); ``[]`` for a passage found nowhere. The one rule by which
+    ``tune``, ``improve`` and ``eval collection`` read gold passages."""
+    known = collection.store.document_hashes()
+    wanted = list(dict.fromkeys(passages))
+    out = {t: [t] if t in known else [] for t in wanted}
+    if ids_only or all(out.values()):
+        return out
+    by_hash: dict[str, list[str]] = {}
+    for doc_id, h in known.items():
+        by_hash.setdefault(h, []).append(doc_id)
+    by_text: dict[str, list[str]] = {}
+    for doc in all_documents(collection):
+        by_text.setdefault(" ".join(doc.text.split()), []).append(doc.id)
+    for t in wanted:
+        if not out[t]:
+            out[t] = by_hash.get(text_hash(t)) or by_text.get(" ".join(t.split()), [])
     return out
 
 

@@ -94,7 +94,8 @@ class FullReport:
 def improve_full(path: str | Path | Address, pairs: str | Path | None = None, *, feedback: bool = True,
                  held_out: float = 0.2, margin: float = DEFAULT_MARGIN, force: bool = False,
                  epochs: float = 1.0, seed: int = 0, query_column: str | None = None,
-                 passage_column: str | None = None, progress: bool = False) -> FullReport:
+                 passage_column: str | None = None, gold_id_column: str | None = None,
+                 progress: bool = False) -> FullReport:
     """Fine-tune, re-embed, measure, and promote only a gain (see the module docs). Refused
     with one line, nothing changed: a model that cannot be fine-tuned, fewer than
     :data:`MIN_FULL_PAIRS` pairs."""
@@ -105,7 +106,7 @@ def improve_full(path: str | Path | Address, pairs: str | Path | None = None, *,
             raise InputError(f"{target}: its model {name} cannot be fine-tuned (not a "
                              "sentence-transformers model); 'neartext improve' without --full "
                              "learns an adapter for it")
-        data = gather(col, pairs, feedback, query_column, passage_column)
+        data = gather(col, pairs, feedback, query_column, passage_column, gold_id_column)
         if len(data.queries) < MIN_FULL_PAIRS:
             raise InputError(
                 f"{target}: {len(data.queries)} usable (query, document) pairs "

@@ -44,7 +44,7 @@ def improve(col: Collection, pairs: str | Path | None = None, *, min_new: int = 
                       f"({total} in all); {min_new} needed to try again — nothing changed")
     if full:
         unknown = set(options) - {"held_out", "margin", "force", "seed", "query_column",
-                                  "passage_column", "progress"}
+                                  "passage_column", "gold_id_column", "progress"}
         if unknown:
             raise InputError(f"improve --full fine-tunes the model: {', '.join(sorted(unknown))} "
                              "are adapter options")

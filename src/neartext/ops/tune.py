@@ -28,6 +28,7 @@ from neartext.algo.adapters import (
     Adapter,
     check_kind,
     paired_gain,
+    queries_needed,
     split_groups,
     train_adapter,
 )
@@ -37,7 +38,7 @@ from neartext.data.ranking import DEFAULT_MODE, FEATURES, Ranking
 from neartext.engine.feedback import FeedbackStore
 from neartext.engine.searching import fusion_features, search_vectors
 from neartext.errors import InputError
-from neartext.ops.evaluation import all_documents
+from neartext.ops.evaluation import documents_of
 from neartext.ops.versions import between_spaces, keep_candidate, promote
 from neartext.store.base import Hit, Store, StoreBase
 from neartext.util.linalg import top_k
@@ -273,16 +274,23 @@ class TuneReport:
     gain: float = 0.0  # its held-out MRR@10 gain over the current version, promoted or not
     gain_lower_95: float = 0.0  # the lower end of the gain's 95% bootstrap interval
     side: str = "query"
+    adapter_learned: bool = True  # False: no epoch beat the start; not a candidate
+    best: dict[str, float] = field(default_factory=dict)  # the best candidate's held-out metrics
+    columns: list[str] = field(default_factory=list)  # the pairs file's query, passage columns
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
 
     def summary(self) -> str:
-        rows = [f"{self.collection}: {self.pairs} pairs ({self.from_file} from the file, "
-                f"{self.from_feedback} from ratings; {self.hard_negatives} hard negatives), "
-                f"{self.queries} queries; {self.kind} adapter ({self.side} side), "
-                f"{self.epochs} epochs, {self.seconds:.1f} s",
-                *metric_rows(self.before, self.after, "chosen")]
+        trained = (f"{self.kind} adapter ({self.side} side), {self.epochs} epochs"
+                   if self.adapter_learned else
+                   f"the {self.kind} adapter learned nothing in {self.epochs} epochs")
+        columns = f" (columns {', '.join(self.columns)})" if self.columns else ""
+        rows = [f"{self.collection}: {self.pairs} pairs ({self.from_file} from the "
+                f"file{columns}, {self.from_feedback} from ratings; {self.hard_negatives} hard "
+                f"negatives), {self.queries} queries; {trained}, {self.seconds:.1f} s",
+                *metric_rows(self.before, self.after if self.promoted else self.best or
+                             self.after, "chosen" if self.promoted else "best")]
         rows.append("  candidates (held-out MRR@10): " + "; ".join(
             f"{c['adapter']} adapter + {c['ranking']} {c['mrr@10']:.4f}" for c in self.candidates))
         rows.append(f"  {self.reason}")
@@ -300,38 +308,42 @@ class TrainingData:
     from_feedback: int
     notes: list[str]
     ratings_through: int = 0  # the newest rating id read
+    columns: list[str] = field(default_factory=list)  # the pairs file's columns read
 
 
 def gather(col: Collection, pairs: str | Path | None, feedback: bool,
-           query_column: str | None, passage_column: str | None) -> TrainingData:
-    """The training pairs of ``pairs`` (passages matched to stored documents by text or id)
-    and, with ``feedback``, of the ratings (👍 pairs; 👎 hard negatives of a query with a 👍)."""
+           query_column: str | None, passage_column: str | None,
+           gold_id_column: str | None = None) -> TrainingData:
+    """The training pairs of ``pairs`` (passages matched to stored documents by id or text,
+    :func:`neartext.ops.evaluation.documents_of`; ``gold_id_column``: by id only) and, with
+    ``feedback``, of the ratings (👍 pairs; 👎 hard negatives of a query with a 👍)."""
 
     queries: list[str] = []
     doc_ids: list[str] = []
     notes: list[str] = []
+    columns: list[str] = []
     from_file = 0
     if pairs is not None:
-        data = load_retrieval_pairs(pairs, query_column, passage_column)
-        by_text: dict[str, str] = {}
-        for d in all_documents(col):
-            by_text.setdefault(" ".join(d.text.split()), d.id)
-        ids = set(col.store.document_hashes())
+        if gold_id_column is not None and passage_column is not None:
+            raise InputError("give --passage (a document's text or id) or --gold-id (its id), "
+                             "not both")
+        data = load_retrieval_pairs(pairs, query_column, gold_id_column or passage_column)
+        columns = list(data.columns)
+        found = documents_of(col, data.corpus.values(), ids_only=gold_id_column is not None)
         missing: list[str] = []
         for qid, rel in data.qrels.items():
             for pid in rel:
                 passage = data.corpus[pid]
-                doc = passage if passage in ids else by_text.get(" ".join(passage.split()))
-                if doc is None:
+                if not found[passage]:
                     missing.append(passage)
                     continue
                 queries.append(data.queries[qid])
-                doc_ids.append(doc)
+                doc_ids.append(found[passage][0])
                 from_file += 1
         if missing:
-            notes.append(f"{len(missing)} pairs of {pairs} name a passage that is not in the "
-                         f"collection (neither a document's text nor its id), e.g. "
-                         f"{missing[0][:80]!r}; left out")
+            what = ("an id" if gold_id_column else "a passage (a text or an id)")
+            notes.append(f"{len(missing)} pairs of {pairs} name {what} that is not in the "
+                         f"collection, e.g. {missing[0][:80]!r}; left out")
     hard: list[tuple[int, str]] = []
     from_feedback = 0
     through = 0
@@ -360,7 +372,7 @@ def gather(col: Collection, pairs: str | Path | None, feedback: bool,
                 hard.append((first[q], doc))
         if gone:
             notes.append(f"{gone} ratings name documents no longer in the collection; left out")
-    return TrainingData(queries, doc_ids, hard, from_file, from_feedback, notes, through)
+    return TrainingData(queries, doc_ids, hard, from_file, from_feedback, notes, through, columns)
 
 
 def without_gone(data: TrainingData, stored: Mapping[str, Any]) -> TrainingData:
@@ -393,6 +405,7 @@ def tune(
     force: bool = False,
     query_column: str | None = None,
     passage_column: str | None = None,
+    gold_id_column: str | None = None,
     seed: int = 0,
     encode: Callable[[list[str]], np.ndarray] | None = None,
     progress: bool = False,
@@ -415,7 +428,7 @@ def tune(
     check_kind(kind, side)
     if side == "both":
         _check_both(col)
-    data = gather(col, pairs, feedback, query_column, passage_column)
+    data = gather(col, pairs, feedback, query_column, passage_column, gold_id_column)
     if len(data.queries) < MIN_PAIRS:
         raise InputError(
             f"{col.address}: {len(data.queries)} usable (query, document) pairs "
@@ -474,11 +487,16 @@ def tune(
     for t, d, h in zip(data.queries, data.doc_ids, held):
         if not h:
             train_gold.setdefault(t, set()).add(d)
-    fixed = [(which, adapter, setting) for setting in SETTINGS
-             for which, adapter in (("current", current), ("new", result.adapter))
+    learned_something = result.best_epoch > 0
+    if not learned_something:  # the start (identity, or the current adapter) came back
+        data.notes.append(f"the {kind} adapter learned nothing: none of its {result.epochs} "
+                          "epochs ranked the training split's own held-out pairs better than "
+                          "the start, so it is no candidate; only rankings were measured")
+    adapters = [("current", current)] + [("new", result.adapter)] * learned_something
+    fixed = [(which, adapter, setting) for setting in SETTINGS for which, adapter in adapters
              if not (setting.mode == "keyword" and which == "new")]  # keyword ignores vectors
     rows: list[tuple[str, Ranking, dict[str, float], np.ndarray]] = []
-    with progress_bar(1 + len(fixed) + 2 * bool(train_queries),
+    with progress_bar(1 + len(fixed) + len(adapters) * bool(train_queries),
                       f"measuring rankings on {len(held_queries)} held-out queries", "ranking",
                       enabled=progress) as bar:
         now_metrics, now_rr = measure("current", current, current_setting)
@@ -489,7 +507,7 @@ def tune(
             bar.update(1)
         if train_queries:
             train_base = np.stack([vec_of[t] for t in train_queries]).astype(np.float32)
-            for which, adapter in (("current", current), ("new", result.adapter)):
+            for which, adapter in adapters:
                 learned = fit_fusion(col, train_queries, train_base,
                                      [train_gold[t] for t in train_queries], adapter, seed,
                                      store_of[which])
@@ -502,10 +520,11 @@ def tune(
     # the best; on a tie the current adapter, then the simpler setting (earlier in the list)
     best = max(range(len(rows)), key=lambda i: (round(float(rows[i][3].mean()), 6),
                                                 rows[i][0] == "current", -i))
-    if force:
+    if force and learned_something:
         best = max((i for i in range(len(rows)) if rows[i][0] == "new"),
                    key=lambda i: float(rows[i][3].mean()))
     which, setting, after, rr = rows[best]
+    best_metrics = after
     gain, low = paired_gain(now_rr, rr)
     chosen = (result.adapter if which == "new" else current), setting
     unchanged = which == "current" and setting.setting() == current_setting
@@ -533,20 +552,29 @@ def tune(
             "" if gain >= margin and low > 0 else " (forced)")
         promoted = True
     else:
-        path = keep_candidate(col, result.adapter)
         version = col.manifest.version
         why = ("the current version ranks best" if unchanged else
                f"below the margin {margin}" if gain < margin else
                "not above 0 at its lower bound: it could be the luck of the split")
-        reason = (f"not promoted: {measured}; {why}; the new adapter is kept as a candidate in "
-                  f"{path} (--force promotes it)")
+        needed = queries_needed(now_rr, rr) if not unchanged and gain >= margin else None
+        if needed is not None and needed > len(held_queries):
+            why += (f"; {len(held_queries)} held-out queries are too few to tell a gain like "
+                    f"this from luck: about {needed} would ({math.ceil(needed / held_out)} "
+                    f"queries in all at --held-out {held_out})")
+        if learned_something:
+            path = keep_candidate(col, result.adapter)
+            kept = f"the new adapter is kept as a candidate in {path} (--force promotes it)"
+        else:
+            kept = "no adapter to keep"
+        reason = f"not promoted: {measured}; {why}; {kept}"
         promoted = False
         after = now_metrics
     return TuneReport(str(col.address), kind, len(data.queries), len(unique), data.from_file,
                       data.from_feedback, len(hard), now_metrics, after, promoted, version,
                       reason, result.seconds, result.epochs, data.notes, setting.describe(),
                       candidates, {"adapter": which, "search": setting.to_dict()},
-                      round(gain, 4), round(low, 4), side)
+                      round(gain, 4), round(low, 4), side, learned_something, best_metrics,
+                      data.columns)
 
 
 
