@@ -211,3 +211,44 @@ def test_the_readmes_filters_name_fields_of_the_demo():
             assert named <= columns, (expr, named - columns)
             found += 1
     assert found >= 3
+
+
+def test_each_text_column_stays_a_field_shown_filtered_and_shown_by_the_bot(capsys, tmp_path,
+                                                                           encoder):
+    """--text title,description: the searched text is their join, and title and description
+    are fields of the document (before: the title was no field, so `bot --show title,link`
+    failed with "unknown field 'title'"). A collection made before re-indexes to the fields
+    without encoding anything."""
+    from neartext import Collection, Record
+
+    memes = tmp_path / "memes.csv"
+    memes.write_text("title,link,description\n"
+                     "Кот в ванной,https://m.example/1,Когда понял что завтра понедельник\n"
+                     "Собака у окна,https://m.example/2,Ждёшь доставку весь день а курьер не "
+                     "пришёл\n"
+                     "Сова с кофе,https://m.example/3,Утро после бессонной ночи перед "
+                     "экзаменом\n", encoding="utf-8")
+    col = tmp_path / "memes"
+    # as a collection built before the fields: the joined text, link only
+    with Collection.create(col, model=encoder) as c:
+        rows = [ln.split(",") for ln in memes.read_text(encoding="utf-8").splitlines()[1:]]
+        c.upsert([Record(f"m{i}", f"{t}\n{d}", {"link": u}) for i, (t, u, d) in enumerate(rows)])
+        c.update_manifest(lambda m: m.source.update(text=["title", "description"], id=None))
+    code, out, _ = run(capsys, "index", memes, "-c", col, "--prune", "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["texts_embedded"] == 0 and rep["vectors_reused"] == 3, rep
+    code, out, _ = run(capsys, "search", col, "жду курьера", "-k", "1", "--json")
+    hit = json.loads(out)[0]
+    assert hit["text"] == "Собака у окна\nЖдёшь доставку весь день а курьер не пришёл"
+    assert hit["metadata"] == {"title": "Собака у окна", "link": "https://m.example/2",
+                               "description": "Ждёшь доставку весь день а курьер не пришёл"}
+    code, out, _ = run(capsys, "search", col, "утро", "--where", "title=Сова с кофе", "--json")
+    assert code == 0 and [h["metadata"]["title"] for h in json.loads(out)] == ["Сова с кофе"]
+    pytest.importorskip("aiogram", reason="the bot extra is not installed")
+    from neartext.bot import LocalBackend
+
+    backend = LocalBackend(col)
+    try:
+        backend.check_fields(["title", "link"])  # refused before
+    finally:
+        backend.close()

@@ -92,7 +92,8 @@ def read_corpus(
 
     Args:
         path: the corpus file, or a directory of them (any of the formats, mixed).
-        text: column(s) holding the text; several are joined with ``join_with``. Default: a column
+        text: column(s) holding the text; several are joined with ``join_with`` and each also
+            stays a metadata field of its own (a title shown apart, filtered). Default: a column
             named ``text`` if present, else the only column. Ignored for ``.txt``.
         id_column: column holding unique ids (across all files); default: ids generated from
             the text.
@@ -192,8 +193,10 @@ def _read_file(
                                  f"column '{c}' holds {kind}, not text")
         parts = [_as_text(row.get(c)) for c in text_cols]
         body = join_with.join(s for s in parts if s)
+        # several text columns: each stays a field (shown, filtered) and the text is their join
+        fields = len(text_cols) > 1
         meta = {k: v for k, v in row.items()
-                if k not in text_cols and k != id_column and k != vectors}
+                if (fields or k not in text_cols) and k != id_column and k != vectors}
         for k, v in meta.items():
             if isinstance(v, list) and (n := vector_like(v)):
                 raise InputError(
