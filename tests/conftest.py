@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ from neartext.encoders import EncoderSettings
 # query_encoder): seconds once per collection, and most tests' collections are new. Its tests
 # (test_query_encoder.py) turn it on; elsewhere queries are encoded by the model, as before.
 os.environ.setdefault("NEARTEXT_QUERY_ENCODER", "model")
+# What neartext records about models it loaded (neartext.encoders.deferred) goes to a directory
+# of this run, not the user's cache.
+os.environ.setdefault("NEARTEXT_CACHE_DIR", tempfile.mkdtemp(prefix="neartext-cache-"))
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo" / "feedback.csv"

@@ -245,3 +245,63 @@ def test_vectors_stored_at_lower_precision_search_alike_in_less_space(tmp_path, 
     assert not (tmp_path / "bad").exists()
     assert main(["index", str(DEMO), "-c", str(tmp_path / precision), "--id", "id",
                  "--precision", "float32", "-q"]) == 1  # the collection exists: creation-only
+
+
+def test_a_build_whose_rows_bring_their_vectors_never_loads_the_model(tmp_path, encoder):
+    """Once the model was loaded with these settings (its description recorded), a build of
+    rows with their own vectors creates the collection without importing torch (before: 20 s
+    of a 20k build went to importing and loading sentence-transformers, for nothing)."""
+    import os
+    import subprocess
+    import sys
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", encoder)
+    env = {**os.environ, "NEARTEXT_CACHE_DIR": str(tmp_path / "cache")}
+    build = ("import sys; from neartext.cli import main; code = main(sys.argv[1:]); "
+             "print('torch' in sys.modules, file=sys.stderr); sys.exit(code)")
+
+    def run(target: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", build, "index", str(corpus), "-c",
+                               str(tmp_path / target), "--id", "id", "--vectors", "emb",
+                               "--vectors-from", "same", "-q"], env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    first = run("first")  # nothing recorded yet: the model loads (and is recorded)
+    assert first.returncode == 0 and first.stderr.strip().endswith("True"), first.stderr
+    again = run("again")
+    assert again.returncode == 0 and again.stderr.strip().endswith("False"), again.stderr
+    with Collection.open(tmp_path / "first") as a, Collection.open(tmp_path / "again") as b:
+        assert a.manifest.model.fingerprint == b.manifest.model.fingerprint
+        assert a.manifest.to_dict()["model"] == b.manifest.to_dict()["model"]
+        assert [r.id for r in b.search("charged two times", k=2)] == [
+            r.id for r in a.search("charged two times", k=2)]
+
+
+def test_a_deferred_encoder_loads_at_its_first_text_and_checks_it_is_the_recorded_model(
+        tmp_path, monkeypatch):
+    import json
+
+    from neartext.encoders import load_encoder
+    from neartext.encoders.deferred import DeferredEncoder, cache_dir
+    from neartext.errors import ModelMismatch
+
+    monkeypatch.setenv("NEARTEXT_CACHE_DIR", str(tmp_path))
+    loaded = load_encoder("default")  # records
+    deferred = load_encoder("default", deferred=True)
+    assert isinstance(deferred, DeferredEncoder) and not deferred.loaded
+    assert (deferred.fingerprint, deferred.dim, deferred.max_tokens) == (
+        loaded.fingerprint, loaded.dim, loaded.max_tokens) and not deferred.loaded
+    assert deferred.encode([]).shape == (0, 384) and not deferred.loaded
+    assert np.allclose(deferred.encode(["hello"]), loaded.encode(["hello"]), atol=1e-6)
+    assert deferred.loaded
+    (record,) = (cache_dir() / "encoders").glob("*.json")
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "fingerprint": "0" * 24}))
+    stale = load_encoder("default", deferred=True)
+    with pytest.raises(ModelMismatch, match="now gives other vectors .* the record is removed"):
+        stale.encode(["hello"])
+    assert not record.exists()
+    load_encoder("default")
+    record.write_text("{not json")
+    assert not isinstance(load_encoder("default", deferred=True), DeferredEncoder)
+    assert isinstance(load_encoder("default", deferred=True), DeferredEncoder)  # recorded again

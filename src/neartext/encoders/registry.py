@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from neartext.encoders.base import Encoder, EncoderSettings
+from neartext.encoders.deferred import DeferredEncoder, forget, recalled, remember
 from neartext.errors import MissingExtra, ModelNotFound
 from neartext.util.progress import slow_step
 
@@ -141,11 +142,21 @@ def resolve_model_path(model: str) -> Path:
     return p.resolve()
 
 
-def load_encoder(settings: EncoderSettings | str) -> Encoder:
-    """Build the encoder described by ``settings`` (or a model name/path with default settings)."""
+def load_encoder(settings: EncoderSettings | str, *, deferred: bool = False) -> Encoder:
+    """Build the encoder described by ``settings`` (or a model name/path with default settings).
+    ``deferred``: when this model and these settings were loaded before, an encoder from their
+    recorded description that loads the model only when it must encode
+    (:mod:`neartext.encoders.deferred`)."""
     if isinstance(settings, str):
         settings = EncoderSettings(model=settings)
-    module, name, extra, what = BACKEND_CLASSES[backend_of(settings.model)]
+    backend = backend_of(settings.model)
+    model_dir = resolve_model_path(settings.model)
+    if deferred:
+        record = recalled(backend, settings, model_dir)
+        if record is not None:
+            return DeferredEncoder(settings, record, load_encoder,
+                                   lambda: forget(backend, settings, model_dir))
+    module, name, extra, what = BACKEND_CLASSES[backend]
     with slow_step(f"loading the model {settings.model}"):
         try:
             found = importlib.import_module(module)  # the backend's packages load with it
@@ -153,5 +164,6 @@ def load_encoder(settings: EncoderSettings | str) -> Encoder:
             if e.name and e.name.startswith("neartext"):
                 raise
             raise MissingExtra(what, extra) from None
-        encoder: Encoder = getattr(found, name)(settings, resolve_model_path(settings.model))
+        encoder: Encoder = getattr(found, name)(settings, model_dir)
+    remember(backend, settings, model_dir, encoder)
     return encoder

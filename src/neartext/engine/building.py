@@ -63,8 +63,10 @@ def new_store(p: Address, model: str | EncoderSettings | Encoder, chunk: int | N
     if precision != "float32" and p.kind != "local":
         raise InputError(f"{p}: --precision {precision} applies to local collections; "
                          "Milvus stores float32 vectors (its index types quantize)")
+    # (a model loaded before is known by its description: loaded only if a text needs encoding)
     encoder = model if isinstance(model, Encoder) else load_encoder(
-        model if isinstance(model, EncoderSettings) else EncoderSettings(model=model))
+        model if isinstance(model, EncoderSettings) else EncoderSettings(model=model),
+        deferred=True)
     manifest = Manifest.new(encoder, canonical_name(encoder.settings.model), index=index,
                             precision=precision, chunk=chunk, overlap=overlap,
                             cleaning=cleaning, source=source)
