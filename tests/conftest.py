@@ -21,6 +21,12 @@ os.environ.setdefault("NEARTEXT_QUERY_ENCODER", "model")
 # of this run, not the user's cache.
 os.environ.setdefault("NEARTEXT_CACHE_DIR", tempfile.mkdtemp(prefix="neartext-cache-"))
 
+# queries written to a template: its words pull every query's vector the same way, which a
+# query adapter learns to undo (held-out MRR@10 0.67 -> 0.88 semantic on the demo); for tests
+# that need an adapter that learns something (tune says when one learned nothing)
+TEMPLATE = ("Customer support ticket, category unknown, priority normal, submitted via the web "
+            "form: ")
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo" / "feedback.csv"
 SHARED = ROOT.parent / "shared" / "datasets"

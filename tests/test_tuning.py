@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import TEMPLATE
 
 from neartext import Collection
 from neartext.algo.adapters import Adapter, train_adapter
@@ -100,13 +101,6 @@ def test_adapter_file_round_trip_and_refusals(tmp_path):
 def _texts(col: Collection) -> list[tuple[str, str]]:
     ids = list(col.store.document_hashes())
     return [(d.id, d.text) for d in col.store.get(ids)]
-
-
-# queries written to a template: its words pull every query's vector the same way, which a
-# query adapter learns to undo (held-out MRR@10 0.67 -> 0.88 semantic on the demo); the
-# queries of tests that need an adapter that learns something
-TEMPLATE = ("Customer support ticket, category unknown, priority normal, submitted via the web "
-            "form: ")
 
 
 def _templated(docs) -> list[tuple[str, str]]:
