@@ -60,7 +60,9 @@ class LocalBackend:
     def __init__(self, path: str | Path) -> None:
 
         self.collection = Collection.open(path)
-        self.collection.encoder  # noqa: B018  load the model now, not on the first message
+        # what encodes queries, now rather than at the first message: the ONNX export a search
+        # left beside the collection when there is one (no torch), else the model
+        self.collection.query_encoder  # noqa: B018
         self.feedback = FeedbackStore(self.collection.path)
         self.name = self.collection.path.name
         self._lock = threading.Lock()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,9 @@ class DeferredEncoder:
         self._settings = EncoderSettings(
             **{**record["settings"], "model": given.model, "batch_size": given.batch_size})
         self._real: Encoder | None = None
+        self._loading = threading.Lock()  # threads that need it at once load it once
+        #: called (in the loading thread) once the model is loaded, e.g. by a service
+        self.when_loaded: list[Callable[[], None]] = []
 
     @property
     def dim(self) -> int:
@@ -122,15 +126,20 @@ class DeferredEncoder:
 
     def real(self) -> Encoder:
         """The loaded encoder (loading it now if needed)."""
-        if self._real is None:
-            real = self._load(self._given)
-            if real.fingerprint != self._fingerprint:
-                self._forget()  # the next run loads the model and records it afresh
-                raise ModelMismatch(
-                    f"model '{self._given.model}' now gives other vectors (fingerprint "
-                    f"{real.fingerprint}) than recorded in {cache_dir() / 'encoders'} "
-                    f"({self._fingerprint}); the record is removed: run again")
-            self._real = real
+        if self._real is not None:
+            return self._real
+        with self._loading:
+            if self._real is None:
+                real = self._load(self._given)
+                if real.fingerprint != self._fingerprint:
+                    self._forget()  # the next run loads the model and records it afresh
+                    raise ModelMismatch(
+                        f"model '{self._given.model}' now gives other vectors (fingerprint "
+                        f"{real.fingerprint}) than recorded in {cache_dir() / 'encoders'} "
+                        f"({self._fingerprint}); the record is removed: run again")
+                self._real = real
+                for hook in self.when_loaded:
+                    hook()
         return self._real
 
     @property

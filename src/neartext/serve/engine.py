@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -37,7 +38,9 @@ from neartext.data.manifest import Manifest
 from neartext.data.ranking import Fusion, Mode, SearchOptions
 from neartext.data.results import SearchResult
 from neartext.encoders import Encoder, EncoderSettings, load_encoder
+from neartext.encoders.deferred import DeferredEncoder
 from neartext.engine.feedback import FeedbackStore
+from neartext.engine.query_encoder import cached_query_encoder
 from neartext.errors import SWAP_RETRIES, CollectionReplaced, InputError
 from neartext.ops.improve import improve, last_ratings_used
 from neartext.serve.batcher import MicroBatcher
@@ -126,7 +129,10 @@ class Engine:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.collections: dict[str, Served] = {}
+        # per model: the encoder (deferred: loaded at the first document to encode) and what
+        # encodes queries (a collection's cached ONNX export when there is one: no torch)
         self.encoders: dict[str, Encoder] = {}
+        self.query_encoders: dict[str, Encoder] = {}
         self.batchers: dict[str, MicroBatcher[Job]] = {}
         self.default_key = ""
         # One writer for every collection: writes never race, reads go on meanwhile.
@@ -148,7 +154,9 @@ class Engine:
             raise
         if settings.model is not None or not self.encoders:
             enc = load_encoder(EncoderSettings(model=settings.model or "default",
-                                               batch_size=settings.forward_batch))
+                                               batch_size=settings.forward_batch), deferred=True)
+            if isinstance(enc, DeferredEncoder):
+                enc.when_loaded.append(_freeze_again)
             key = _model_key(enc.settings.to_dict(), enc.settings.model)
             self.encoders.setdefault(key, enc)
             self.default_key = key
@@ -160,7 +168,7 @@ class Engine:
         col = Collection.open(path)
         col.shared = True  # a version swapped in by an improve here is opened anew (get)
         try:
-            key = self._encoder_of(col.manifest)
+            key = self._encoder_of(col.manifest, col.path)
             col.use_encoder(self.encoders[key])  # checks the fingerprint
             return Served(name, col, FeedbackStore(col.path), key)
         except BaseException:
@@ -182,7 +190,7 @@ class Engine:
         """The micro-batcher of one model (called in the event loop)."""
         cap = enc.max_tokens
         b: MicroBatcher[Job] = MicroBatcher(
-            functools.partial(self._handle, enc), max_items=self.settings.max_batch,
+            functools.partial(self._handle, key), max_items=self.settings.max_batch,
             max_wait=self.settings.max_wait_ms / 1000, size=_job_size,
             max_cost=self.settings.max_batch_tokens,
             cost=lambda job: sum(text_cost(t, cap) for t in _job_texts(job)))
@@ -293,9 +301,10 @@ class Engine:
                 SearchJob(served.collection, part, options, flt))
         return out
 
-    def _handle(self, enc: Encoder, jobs: list[Job]) -> list[Any]:
+    def _handle(self, model_key: str, jobs: list[Job]) -> list[Any]:
         """Runs in the batcher's thread: one encode call per kind, one index search per
         (collection, filter) group."""
+        enc = self.encoders[model_key]
         by_kind: dict[Kind, dict[str, int]] = {"query": {}, "document": {}}
         for j in jobs:
             if isinstance(j, SearchJob) and j.options.mode == "keyword":
@@ -303,7 +312,8 @@ class Engine:
             kind: Kind = j.kind if isinstance(j, EncodeJob) else "query"
             for t in (j.texts if isinstance(j, EncodeJob) else j.queries):
                 by_kind[kind].setdefault(t, len(by_kind[kind]))
-        vectors = {kind: enc.encode(list(texts), kind=kind)
+        encoder_of = {"query": self.query_encoders.get(model_key, enc), "document": enc}
+        vectors = {kind: encoder_of[kind].encode(list(texts), kind=kind)
                    for kind, texts in by_kind.items() if texts}
         results: list[Any] = [None] * len(jobs)
         groups: dict[tuple, list[tuple[int, SearchJob, SearchOptions]]] = defaultdict(list)
@@ -431,15 +441,29 @@ class Engine:
         served collection uses it yet: in the improver thread, so that the swap to it in the
         event loop (:meth:`get`) does not stall searches while a model loads."""
         with Collection.open(path) as col:
-            self._encoder_of(col.manifest)
+            self._encoder_of(col.manifest, col.path)
+            enc = self.encoders[_model_key(col.manifest.model.settings, col.manifest.model.name)]
+            if isinstance(enc, DeferredEncoder):
+                enc.real()  # here, not in the batcher's thread at the first document
 
-    def _encoder_of(self, manifest: Manifest) -> str:
-        """The key of the encoder of ``manifest``'s model, loaded if no collection uses it yet
-        (collections of the same model share one)."""
+    def _encoder_of(self, manifest: Manifest, state: Path | None = None) -> str:
+        """The key of the encoder of ``manifest``'s model, made if no collection uses it yet
+        (collections of the same model share one): deferred when the model was loaded on this
+        machine before (:mod:`neartext.encoders.deferred`), so the service starts without
+        loading it and loads it at the first document to encode; queries go through the ONNX
+        export a search left beside a collection of it (``state``), when there is one."""
         key = _model_key(manifest.model.settings, manifest.model.name)
         if key not in self.encoders:
-            self.encoders[key] = load_encoder(dataclasses.replace(
-                manifest.encoder_settings(), batch_size=self.settings.forward_batch))
+            enc = load_encoder(dataclasses.replace(
+                manifest.encoder_settings(), batch_size=self.settings.forward_batch),
+                deferred=True)
+            if isinstance(enc, DeferredEncoder):
+                enc.when_loaded.append(_freeze_again)
+            self.encoders[key] = enc
+        if key not in self.query_encoders and state is not None:
+            found = cached_query_encoder(state, manifest)
+            if found is not None:
+                self.query_encoders[key] = found
         return key
 
     async def improve_soon(self, name: str) -> None:
@@ -489,6 +513,13 @@ class Engine:
         if len(text) > self.settings.max_text_chars:
             raise InputError(f"{what} is {len(text)} characters; the limit is "
                              f"{self.settings.max_text_chars}")
+
+
+def _freeze_again() -> None:
+    """After a model loaded while serving (its first document): its objects left out of garbage
+    collections too, as those loaded at start are (:meth:`Engine.start`)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _now() -> str:
