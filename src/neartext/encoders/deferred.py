@@ -30,7 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from neartext.encoders.base import _HASHED_SUFFIXES, Encoder, EncoderSettings, Kind, weights_digest
+from neartext.encoders.base import (
+    _HASHED_SUFFIXES,
+    Encoder,
+    EncoderBase,
+    EncoderSettings,
+    Kind,
+    weights_digest,
+)
 from neartext.errors import ModelMismatch
 
 CACHE_ENV = "NEARTEXT_CACHE_DIR"
@@ -88,10 +95,10 @@ def recalled(backend: str, given: EncoderSettings, model_dir: Path) -> dict[str,
     return dict(record)
 
 
-class DeferredEncoder:
-    """An :class:`~neartext.encoders.base.Encoder` from its recorded description; the model is
-    loaded (by ``load``) at the first call that needs it. Anything else asked of it is asked of
-    the loaded encoder."""
+class DeferredEncoder(EncoderBase):
+    """An :class:`~neartext.encoders.base.Encoder` from its recorded description (``dim``,
+    ``fingerprint``, ``settings`` as every backend's); the model is loaded (by ``load``) at the
+    first call that needs it. Anything else asked of it is asked of the loaded encoder."""
 
     def __init__(self, given: EncoderSettings, record: dict[str, Any],
                  load: Callable[[EncoderSettings], Encoder],
@@ -106,18 +113,6 @@ class DeferredEncoder:
         self._loading = threading.Lock()  # threads that need it at once load it once
         #: called (in the loading thread) once the model is loaded, e.g. by a service
         self.when_loaded: list[Callable[[], None]] = []
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    @property
-    def settings(self) -> EncoderSettings:
-        return self._settings
 
     @property
     def loaded(self) -> bool:
