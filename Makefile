@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-cluster-defaults bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers bench-cold-search lint clean
+.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-cluster-defaults bench-startup bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers bench-cold-search lint clean
 
 setup: $(STAMP)
 
@@ -89,6 +89,10 @@ bench-multilingual: setup
 # Needs bench-mining's cached embeddings: clustering and map time/memory at 10k/100k, ARI on Quora.
 bench-clusters: setup
 	$(BIN)/python bench/bench_clusters.py
+
+# A new service or bot: seconds to ready, first search, first document (model vs ONNX export).
+bench-startup: setup
+	$(BIN)/python bench/bench_startup.py
 
 # What `cluster` gives without options: the old default against the new one (demo, Quora 2k/20k).
 bench-cluster-defaults: setup

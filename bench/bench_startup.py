@@ -1,0 +1,126 @@
+"""How long a new service or bot takes before it answers (issue 36): queries encoded by the model
+(``NEARTEXT_QUERY_ENCODER=model``: torch and sentence-transformers load before the first answer,
+as they did at every start before) against the ONNX export a search leaves beside the
+collection, in one run, alternating, medians of the rounds. (With the model, the service now
+reports ready before loading it and loads it at the first search; before this change it loaded
+it before the ready line, so then "ready" was "first search".)
+
+On a copy of the demo collection (built here with the default model, then one CLI search so the
+export exists and the model's description is recorded):
+  - ``neartext serve``: seconds from launch to the ready line, to the first search answered, and
+    to the first document added (the model loads there when it was not loaded before);
+  - the bot's backend (``neartext.bot.LocalBackend``): seconds to ready and one search answered.
+
+    python bench/bench_startup.py [--rounds 3]
+
+Writes bench/results/startup.json and .txt. Nothing else should run meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, machine, machine_line, save  # noqa: E402
+
+MODES = {"queries by the model": "model", "queries by the ONNX export": "auto"}
+BOT = ("import asyncio, sys, time\nt0 = time.perf_counter()\n"
+       "from neartext.bot import LocalBackend\nb = LocalBackend(sys.argv[1])\n"
+       "asyncio.run(b.search('charged twice', 3))\nprint(time.perf_counter() - t0)\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=300) as r:
+        return dict(json.loads(r.read()))
+
+
+def serve_once(col: Path, env: dict[str, str], n: int) -> dict[str, float]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/collections/c"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "neartext", "serve", f"c={col}", "--port",
+                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env=env)
+    try:
+        assert proc.stdout is not None and "serving" in proc.stdout.readline()
+        ready = time.perf_counter() - t0
+        post(base + "/search", {"query": "charged twice", "k": 3})
+        search = time.perf_counter() - t0
+        post(base + "/documents", {"documents": [{"id": f"bench-{n}",
+                                                  "text": f"A new note, number {n}."}]})
+        write = time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return {"ready": ready, "first search": search, "first document": write}
+
+
+def bot_once(col: Path, env: dict[str, str]) -> float:
+    done = subprocess.run([sys.executable, "-c", BOT, str(col)], capture_output=True, text=True,
+                          env=env, timeout=300, check=True)
+    return float(done.stdout.split()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    from neartext import Collection
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        env = {**os.environ, "NEARTEXT_CACHE_DIR": str(cache)}
+        built = Path(tmp) / "demo"
+        Collection.from_file(built, ROOT / "demo" / "feedback.csv", ["text"], "id")[0].close()
+        subprocess.run([sys.executable, "-m", "neartext", "search", str(built), "refund", "-q"],
+                       env={**env, "NEARTEXT_QUERY_ENCODER": "auto"}, check=True,
+                       capture_output=True)  # leaves the export, records the model
+        times: dict[str, dict[str, list[float]]] = {m: {} for m in MODES}
+        n = 0
+        for r in range(args.rounds):
+            order = list(MODES) if r % 2 == 0 else list(MODES)[::-1]
+            for label in order:
+                n += 1
+                col = Path(tmp) / f"c{n}"
+                shutil.copytree(built, col)
+                run_env = {**env, "NEARTEXT_QUERY_ENCODER": MODES[label]}
+                for k, v in serve_once(col, run_env, n).items():
+                    times[label].setdefault(f"serve: {k}", []).append(v)
+                times[label].setdefault("bot: ready and one search", []).append(
+                    bot_once(col, run_env))
+    medians = {m: {k: round(float(np.median(v)), 2) for k, v in t.items()}
+               for m, t in times.items()}
+    base, now = list(MODES)
+    m = machine()
+    lines = [f"A new service or bot, seconds from launch, median of {args.rounds} alternating "
+             f"rounds ({machine_line(m)})", "",
+             f"| step | {base} | {now} | × baseline |", "|---|---|---|---|"]
+    for step in medians[base]:
+        b, a = medians[base][step], medians[now][step]
+        lines.append(f"| {step} | {b:.2f} | {a:.2f} | {a / b:.2f} |")
+    save("startup", {"machine": m, "rounds": args.rounds, "medians": medians,
+                     "times": times}, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
