@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from neartext import Collection  # noqa: E402
@@ -58,6 +58,8 @@ def col(demo_collection):
 @FAST
 @given(spec=st.one_of(st.text(max_size=30), st.from_regex(r"v?[0-9]{1,3}", fullmatch=True),
                       st.just("current"), st.just("base"), st.just("a.npz")))
+@example(spec="v²")  # a digit to str.isdigit that int() cannot read: a traceback before
+@example(spec="٣")  # an Arabic-Indic 3: a decimal int() reads
 def test_any_version_named_is_found_or_refused_in_one_line(col, spec):
     from neartext.ops.versions import version_view
 

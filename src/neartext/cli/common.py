@@ -118,7 +118,7 @@ def milvus_options(args: argparse.Namespace) -> dict[str, Any] | None:
             if not sep or not key.strip() or not value.strip():
                 raise InputError(f"{flag} '{item}': write KEY=VALUE, e.g. {flag} ef=128")
             v = value.strip()
-            out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
+            out[key.strip()] = int(v) if v.lstrip("-").isdecimal() else v
         return out
     if not args.index_param and not args.search_param:
         return None

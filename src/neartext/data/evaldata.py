@@ -123,7 +123,7 @@ def named_column(p: Path, names: list[str], given: str, what: str) -> int:
     """A column given by name or 1-based position; an error listing the columns otherwise."""
     if given in names:
         return names.index(given)
-    if given.isdigit() and 1 <= int(given) <= len(names):
+    if given.isdecimal() and 1 <= int(given) <= len(names):
         return int(given) - 1
     raise InputError(f"{p}: unknown {what} column '{given}'; available columns: {', '.join(names)}")
 

@@ -49,7 +49,7 @@ def model_with_adapter(spec: str) -> tuple[str | Encoder, Any]:
         enc = load_encoder(name)
         return enc, Adapter.load(file, enc.fingerprint)
     where, at, version = spec.rpartition("@")
-    if at and where and (version.lstrip("vV").isdigit() or version in ("current", "base")):
+    if at and where and (version.lstrip("vV").isdecimal() or version in ("current", "base")):
         with Collection.open(where) as col:
             _, _, adapter = version_view(col, version, in_place=False)
             return col.encoder, adapter

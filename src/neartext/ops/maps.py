@@ -254,7 +254,7 @@ def natural_key(name: str) -> tuple[Any, ...]:
     ['1: c', '2: b', '10: a', 'none']
     """
 
-    return tuple(int(part) if part.isdigit() else part.lower()
+    return tuple(int(part) if part.isdecimal() else part.lower()
                  for part in re.split(r"(\d+)", name))
 
 

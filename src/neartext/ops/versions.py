@@ -92,7 +92,7 @@ def version_view(col: Collection, spec: str | int, *, in_place: bool = True
             _same_space(col, None, "the base model")
         return "base model", dataclasses.replace(m, adapter=None, search=None), None
     number = text[1:] if text[:1] in "vV" else text
-    if number.isdigit():
+    if number.isdecimal():  # (not isdigit: "²" is a digit int() cannot read)
         records = {h.version: h for h in m.history}
         records[m.version] = m.record()
         record = records.get(int(number))
