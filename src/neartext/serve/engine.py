@@ -153,10 +153,8 @@ class Engine:
                 s.collection.close()
             raise
         if settings.model is not None or not self.encoders:
-            enc = load_encoder(EncoderSettings(model=settings.model or "default",
-                                               batch_size=settings.forward_batch), deferred=True)
-            if isinstance(enc, DeferredEncoder):
-                enc.when_loaded.append(_freeze_again)
+            enc = _served_encoder(EncoderSettings(model=settings.model or "default",
+                                                  batch_size=settings.forward_batch))
             key = _model_key(enc.settings.to_dict(), enc.settings.model)
             self.encoders.setdefault(key, enc)
             self.default_key = key
@@ -441,8 +439,7 @@ class Engine:
         served collection uses it yet: in the improver thread, so that the swap to it in the
         event loop (:meth:`get`) does not stall searches while a model loads."""
         with Collection.open(path) as col:
-            self._encoder_of(col.manifest, col.path)
-            enc = self.encoders[_model_key(col.manifest.model.settings, col.manifest.model.name)]
+            enc = self.encoders[self._encoder_of(col.manifest, col.path)]
             if isinstance(enc, DeferredEncoder):
                 enc.real()  # here, not in the batcher's thread at the first document
 
@@ -454,12 +451,8 @@ class Engine:
         export a search left beside a collection of it (``state``), when there is one."""
         key = _model_key(manifest.model.settings, manifest.model.name)
         if key not in self.encoders:
-            enc = load_encoder(dataclasses.replace(
-                manifest.encoder_settings(), batch_size=self.settings.forward_batch),
-                deferred=True)
-            if isinstance(enc, DeferredEncoder):
-                enc.when_loaded.append(_freeze_again)
-            self.encoders[key] = enc
+            self.encoders[key] = _served_encoder(dataclasses.replace(
+                manifest.encoder_settings(), batch_size=self.settings.forward_batch))
         if key not in self.query_encoders and state is not None:
             found = cached_query_encoder(state, manifest)
             if found is not None:
@@ -513,6 +506,15 @@ class Engine:
         if len(text) > self.settings.max_text_chars:
             raise InputError(f"{what} is {len(text)} characters; the limit is "
                              f"{self.settings.max_text_chars}")
+
+
+def _served_encoder(settings: EncoderSettings) -> Encoder:
+    """The service's encoder of ``settings``: deferred when the model was loaded on this machine
+    before, its objects frozen out of garbage collection once it loads."""
+    enc = load_encoder(settings, deferred=True)
+    if isinstance(enc, DeferredEncoder):
+        enc.when_loaded.append(_freeze_again)
+    return enc
 
 
 def _freeze_again() -> None:
