@@ -21,7 +21,7 @@ from neartext.data.corpus import Record
 from neartext.data.evaldata import PairData
 from neartext.data.filters import Filter
 from neartext.data.manifest import Manifest
-from neartext.data.ranking import Fusion, Mode, SearchOptions
+from neartext.data.ranking import TEXT_MODES, Fusion, Mode, SearchOptions
 from neartext.data.results import Calibration, CollectionInfo, IndexReport, SearchResult
 from neartext.encoders import Encoder, EncoderSettings
 from neartext.engine import ingest
@@ -311,7 +311,7 @@ class Collection(VersionState):
                                               manifest=version[0])
         check_queries(queries)
         flt = self.make_filter(where, contains)
-        vecs = None if opts.mode == "keyword" else self.query_encoder.encode(list(queries),
+        vecs = None if opts.mode in TEXT_MODES else self.query_encoder.encode(list(queries),
                                                                              kind="query")
         return self.search_vectors(vecs, where=flt, texts=list(queries), options=opts,
                                    version=version)

@@ -31,6 +31,7 @@ from neartext.collection import Collection
 from neartext.data.cleaning import DEFAULT_JUNK, CleaningOptions
 from neartext.data.encoder_settings import POOLING_MODES
 from neartext.data.filters import WHERE_HELP
+from neartext.data.ranking import TEXT_MODES
 from neartext.encoders import EncoderSettings
 from neartext.engine.embedding import embed_file
 from neartext.errors import InputError
@@ -238,7 +239,7 @@ def _cmd_search(args: argparse.Namespace) -> Any:
         opts = col.search_options(args.k, args.threshold, args.mode, args.fusion, args.alpha)
         results = col.search_many(queries, where=args.where, contains=args.contains,
                                   options=opts)
-        if opts.mode != "keyword":  # the model was loaded: keep an export for the next search
+        if opts.mode not in TEXT_MODES:  # the model was loaded: keep an export for the next search
             encoder, state = col.query_encoder, col.path
             args.afterwards = lambda: _note(args, prepare_query_encoder(encoder, state))
     if not args.json:

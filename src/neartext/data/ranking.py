@@ -20,13 +20,16 @@ from typing import Any, Literal, cast
 
 from neartext.errors import InputError
 
-Mode = Literal["semantic", "keyword", "hybrid"]
+Mode = Literal["semantic", "keyword", "chars", "hybrid"]
 Fusion = Literal["blend", "rrf", "learned"]
-MODES: tuple[Mode, ...] = ("semantic", "keyword", "hybrid")
+MODES: tuple[Mode, ...] = ("semantic", "keyword", "chars", "hybrid")
+#: the modes that rank by the query's text alone (no query vectors, no model)
+TEXT_MODES: tuple[Mode, ...] = ("keyword", "chars")
 FUSIONS: tuple[Fusion, ...] = ("rrf", "blend", "learned")
 #: what each mode and fusion does, in a few words (help texts are made from these)
 MODE_HELP: dict[Mode, str] = {"semantic": "vectors, cosine", "keyword": "BM25 over stemmed words",
-                              "hybrid": "both, fused"}
+                              "chars": "BM25 over character 3-4-grams (typos, word forms)",
+                              "hybrid": "semantic and keyword fused"}
 FUSION_HELP: dict[Fusion, str] = {"blend": "a weighted sum of cosine and BM25, --alpha",
                                   "rrf": "reciprocal rank fusion",
                                   "learned": "the weights `tune` learned for the collection"}

@@ -1,4 +1,4 @@
-"""Search over a collection's store: options, filters, the three modes, result assembly.
+"""Search over a collection's store: options, filters, the modes, result assembly.
 
 :class:`SearchOptions` is the one validated set of ranking options (k, threshold, mode, fusion,
 alpha) that the library, the CLI, the service and the MLflow model all build; the functions here
@@ -24,6 +24,7 @@ from neartext.data.manifest import Manifest
 from neartext.data.ranking import (
     BASE_FEATURES,
     FEATURES,
+    TEXT_MODES,
     SearchOptions,
 )
 from neartext.data.results import SearchResult
@@ -95,7 +96,7 @@ def search_vectors(store: Store, chunked: bool, vectors: np.ndarray | None,
     ``vectors`` of them (the learned fusion may weigh their cosine too)."""
     if opts.mode != "semantic" and texts is None:
         raise InputError(f"{opts.mode} search needs the query texts")
-    if opts.mode != "keyword" and vectors is None:
+    if opts.mode not in TEXT_MODES and vectors is None:
         raise InputError(f"{opts.mode} search needs query vectors")
     ranked: Ranked
     if opts.mode == "semantic":
@@ -107,6 +108,10 @@ def search_vectors(store: Store, chunked: bool, vectors: np.ndarray | None,
         assert texts is not None
         ranked = [[(h.doc_id, h.score, None) for h in row]
                   for row in store.keyword_search(texts, opts.k, flt)]
+    elif opts.mode == "chars":
+        assert texts is not None
+        ranked = [[(h.doc_id, h.score, None) for h in row]
+                  for row in store.chars_search(texts, opts.k, flt)]
     else:
         assert texts is not None and vectors is not None
         ranked = _hybrid(store, vectors, texts, flt, opts, model_vectors)

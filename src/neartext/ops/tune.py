@@ -34,7 +34,7 @@ from neartext.algo.adapters import (
 )
 from neartext.algo.metrics import retrieval_metrics
 from neartext.data.evaldata import load_retrieval_pairs
-from neartext.data.ranking import DEFAULT_MODE, FEATURES, Ranking
+from neartext.data.ranking import DEFAULT_MODE, FEATURES, TEXT_MODES, Ranking
 from neartext.engine.feedback import FeedbackStore
 from neartext.engine.searching import fusion_features, search_vectors
 from neartext.errors import InputError
@@ -230,7 +230,7 @@ def evaluate_setting(col: Collection, queries: list[str], base: np.ndarray,
 
     ranking = Ranking.from_dict(setting) if isinstance(setting, Mapping) else setting
     opts = ranking.options(10)
-    vecs = None if opts.mode == "keyword" else (
+    vecs = None if opts.mode in TEXT_MODES else (
         base if adapter is None else adapter.apply(base))
     hits = search_vectors(store or col.store, bool(col.manifest.chunking), vecs, queries, None,
                           opts, _model_side(adapter, base))
@@ -494,7 +494,7 @@ def tune(
                           "the start, so it is no candidate; only rankings were measured")
     adapters = [("current", current)] + [("new", result.adapter)] * learned_something
     fixed = [(which, adapter, setting) for setting in SETTINGS for which, adapter in adapters
-             if not (setting.mode == "keyword" and which == "new")]  # keyword ignores vectors
+             if not (setting.mode in TEXT_MODES and which == "new")]  # these ignore vectors
     rows: list[tuple[str, Ranking, dict[str, float], np.ndarray]] = []
     with progress_bar(1 + len(fixed) + len(adapters) * bool(train_queries),
                       f"measuring rankings on {len(held_queries)} held-out queries", "ranking",

@@ -35,7 +35,7 @@ from neartext.collection import Collection
 from neartext.data.address import Address
 from neartext.data.filters import Filter
 from neartext.data.manifest import Manifest
-from neartext.data.ranking import Fusion, Mode, SearchOptions
+from neartext.data.ranking import TEXT_MODES, Fusion, Mode, SearchOptions
 from neartext.data.results import SearchResult
 from neartext.encoders import Encoder, EncoderSettings, load_encoder
 from neartext.encoders.deferred import DeferredEncoder
@@ -305,7 +305,7 @@ class Engine:
         enc = self.encoders[model_key]
         by_kind: dict[Kind, dict[str, int]] = {"query": {}, "document": {}}
         for j in jobs:
-            if isinstance(j, SearchJob) and j.options.mode == "keyword":
+            if isinstance(j, SearchJob) and j.options.mode in TEXT_MODES:
                 continue  # no vectors needed (a mode left to the version may need them)
             kind: Kind = j.kind if isinstance(j, EncodeJob) else "query"
             for t in (j.texts if isinstance(j, EncodeJob) else j.queries):
@@ -338,7 +338,7 @@ class Engine:
             col = members[0][1].collection
             first = members[0][2]
             texts = [t for _, j, _ in members for t in j.queries]
-            vecs = (None if first.mode == "keyword"
+            vecs = (None if first.mode in TEXT_MODES
                     else vectors["query"][[by_kind["query"][t] for t in texts]])
             # one search for the group: the largest k, thresholds applied per job below
             opts = dataclasses.replace(first, k=max(o.k for _, _, o in members), threshold=None)

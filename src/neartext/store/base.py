@@ -17,6 +17,7 @@ import numpy as np
 from neartext.data.filters import Filter
 from neartext.data.lexical import script_shares, terms
 from neartext.data.manifest import check_manifest
+from neartext.errors import Unsupported
 
 
 def check_store_manifest(where: object, manifest: Any) -> dict[str, Any]:
@@ -190,6 +191,20 @@ class Store(Protocol):
         """Whether the lexical index behind :meth:`keyword_search` exists yet."""
         ...
 
+    def chars_search(
+        self, queries: Sequence[str], k: int, flt: Filter | None = None
+    ) -> list[list[Hit]]:
+        """Top ``k`` documents per query text by BM25 over character n-grams, highest first."""
+        ...
+
+    def chars_norms(self, queries: Sequence[str]) -> list[float]:
+        """Per query, the chars score of a full match (to put scores on one scale)."""
+        ...
+
+    def has_chars_index(self) -> bool:
+        """Whether the n-gram index behind :meth:`chars_search` exists yet."""
+        ...
+
     def iter_texts(self, batch_size: int = 4096) -> Iterator[str]:
         """Every document's text."""
         ...
@@ -228,6 +243,11 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+CHARS_UNSUPPORTED = ("the chars mode (character n-grams) needs a local collection; Milvus "
+                     "ranks words only: use --mode keyword or hybrid, or copy the collection "
+                     "to a local one ('neartext migrate')")
 
 
 class StoreBase:
@@ -310,6 +330,19 @@ class StoreBase:
         if rest:
             out.update({h: v for h, v in self._staged_vectors(rest).items() if h not in out})
         return out
+
+    def chars_search(
+        self, queries: Sequence[str], k: int, flt: Filter | None = None
+    ) -> list[list[Hit]]:
+        """A store without a character n-gram index (Milvus: its analyzers make words, and its
+        n-gram index serves LIKE filters, not ranking) says so in one line."""
+        raise Unsupported(CHARS_UNSUPPORTED)
+
+    def chars_norms(self, queries: Sequence[str]) -> list[float]:
+        raise Unsupported(CHARS_UNSUPPORTED)
+
+    def has_chars_index(self) -> bool:
+        return False
 
     def keyword_norms(self, queries: Sequence[str]) -> list[float]:
         """Per query, the BM25 score of a document of average length holding each query word

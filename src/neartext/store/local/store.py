@@ -54,6 +54,7 @@ from neartext.store.base import (
     check_store_manifest,
 )
 from neartext.store.codec import codec
+from neartext.store.local.chars import CharsIndex
 from neartext.store.local.files import remove_orphan_temp_files, write_json_atomic
 from neartext.store.local.index_cache import IndexCache
 from neartext.store.local.keyword import KeywordIndex
@@ -86,7 +87,7 @@ MANIFEST_LOCK = "manifest.lock"
 
 
 
-class LocalStore(KeywordIndex, IndexCache, StoreBase):
+class LocalStore(KeywordIndex, CharsIndex, IndexCache, StoreBase):
     """SQLite + vector index store in one directory. Thread-safe; one writer at a time.
 
     Example:
@@ -388,9 +389,11 @@ class LocalStore(KeywordIndex, IndexCache, StoreBase):
                 for part in batches(list(replaced) + gone, 900):
                     marks = ",".join("?" * len(part))
                     self.conn.execute(f"DELETE FROM passages WHERE doc_id IN ({marks})", part)
-                lexical = self.has_keyword_index()
+                lexical, chars = self.has_keyword_index(), self.has_chars_index()
                 if lexical:
                     self._lexical_delete(list(existing) + gone)  # before their rows go
+                if chars:
+                    self._chars_delete(gone)
                 removed = 0
                 for part in batches(gone, 900):
                     marks = ",".join("?" * len(part))
@@ -405,6 +408,8 @@ class LocalStore(KeywordIndex, IndexCache, StoreBase):
                      for d in documents])
                 if lexical:
                     self._lexical_add([(d.id, d.text) for d in documents])
+                if chars:  # (a document kept its rowid: its row is replaced)
+                    self._chars_add([(d.id, d.text) for d in documents])
                 result = self.write_counts(documents, existing, removed)
                 new_pids = self._next_pids(len(passages))
                 self.conn.executemany(

@@ -1,0 +1,151 @@
+"""Character n-grams for the ``chars`` channel: word-bounded 3- and 4-grams of a text, hashed,
+and an in-memory BM25 index over them.
+
+Shared character runs catch what word stems miss: misspellings (``котейка`` / ``котека``),
+Russian word forms a stemmer leaves apart, compounds and transliterations. Each word is padded
+with ``_`` on both sides (``_кот_`` gives ``_ко``, ``кот``, ``от_``, ``_кот``, ``кот_``), so a
+gram never spans two words; texts are NFKC-normalized and casefolded, ``ё`` read as ``е``.
+Only a text's first :data:`MAX_CHARS` characters count (what one document costs is bounded).
+
+A document's grams are stored as :func:`gram_counts` (32-bit hashes, CRC-32, with counts); a
+:class:`CharIndex` is built from those rows and ranks documents by BM25 (k1 1.2, b 0.75, as
+SQLite's FTS5 ranks the keyword channel) over the query's distinct grams.
+
+Example:
+    >>> grams("Кот")
+    ['_ко', 'кот', 'от_', '_кот', 'кот_']
+    >>> index = CharIndex.build([1, 2], [gram_counts("котики падают"), gram_counts("собака")])
+    >>> [row for row, _ in index.search("котейки", k=2)]
+    [1]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+#: characters of a text that count (its first ones)
+MAX_CHARS = 10_000
+SIZES = (3, 4)
+K1, B = 1.2, 0.75
+_WORD = re.compile(r"[^\W_]+")
+
+
+def grams(text: str) -> list[str]:
+    """The word-bounded 3- and 4-grams of ``text`` in order (with repeats)."""
+    text = unicodedata.normalize("NFKC", text[:MAX_CHARS]).casefold().replace("ё", "е")
+    out: list[str] = []
+    for word in _WORD.findall(text):
+        w = f"_{word}_"
+        for n in SIZES:
+            out += [w[i:i + n] for i in range(len(w) - n + 1)]
+    return out
+
+
+def gram_hashes(text: str) -> Counter[int]:
+    """The hashes of ``text``'s grams with how often each occurs."""
+    return Counter(zlib.crc32(g.encode()) for g in grams(text))
+
+
+def gram_counts(text: str) -> tuple[bytes, bytes]:
+    """What is stored for a document: its distinct gram hashes (uint32, ascending) and their
+    counts (uint16, capped), as two blobs."""
+    counts = gram_hashes(text)
+    keys = np.array(sorted(counts), dtype=np.uint32)
+    tf = np.minimum([counts[int(k)] for k in keys], 65535).astype(np.uint16)
+    return keys.tobytes(), tf.tobytes()
+
+
+class CharIndex:
+    """BM25 over documents' gram hashes, in memory: postings sorted by gram, each with its
+    document's BM25 term part, so a query sums a few slices (``np.bincount``). Built from the
+    stored rows (:meth:`build`); rebuilt when the collection changes."""
+
+    def __init__(self, rows: np.ndarray, vocab: np.ndarray, starts: np.ndarray,
+                 post_docs: np.ndarray, post_vals: np.ndarray) -> None:
+        self.rows = rows            # the documents' row keys (ascending)
+        self.vocab = vocab          # distinct gram hashes (ascending)
+        self.starts = starts        # postings of vocab[i]: starts[i]:starts[i + 1]
+        self.post_docs = post_docs  # index into rows
+        self.post_vals = post_vals  # BM25's term-frequency part
+        n = len(rows)
+        df = np.diff(starts).astype(np.float64)
+        # Lucene's non-negative IDF: a gram in most documents still counts a little
+        self.idf = np.log1p((n - df + 0.5) / (df + 0.5))
+
+    @classmethod
+    def build(cls, rows: Sequence[int], blobs: Sequence[tuple[bytes, bytes]]) -> CharIndex:
+        """The index of documents ``rows`` (row keys) from their stored :func:`gram_counts`."""
+        order = np.argsort(np.asarray(rows, dtype=np.int64), kind="stable")
+        keys = np.asarray(rows, dtype=np.int64)[order]
+        hashes = [np.frombuffer(blobs[i][0], dtype=np.uint32) for i in order]
+        counts = [np.frombuffer(blobs[i][1], dtype=np.uint16) for i in order]
+        sizes = np.array([len(h) for h in hashes], dtype=np.int64)
+        if not sizes.sum():
+            return cls(keys, np.zeros(0, np.uint32), np.zeros(1, np.int64),
+                       np.zeros(0, np.int64), np.zeros(0, np.float32))
+        h = np.concatenate(hashes)
+        tf = np.concatenate(counts).astype(np.float64)
+        doc = np.repeat(np.arange(len(keys)), sizes)
+        length = np.bincount(doc, weights=tf, minlength=len(keys))
+        avg = max(float(length.mean()), 1e-9)
+        vals = tf * (K1 + 1) / (tf + K1 * (1 - B + B * length[doc] / avg))
+        by_gram = np.argsort(h, kind="stable")
+        h, doc, vals = h[by_gram], doc[by_gram], vals[by_gram]
+        vocab, starts = np.unique(h, return_index=True)
+        return cls(keys, vocab, np.append(starts, len(h)).astype(np.int64), doc,
+                   vals.astype(np.float32))
+
+    def weights(self, query: str) -> dict[int, float]:
+        """The IDF of each distinct gram of ``query`` (grams no document has included, at the
+        IDF of a gram in none)."""
+        n = len(self.rows)
+        none = math.log1p((n + 0.5) / 0.5)
+        out: dict[int, float] = {}
+        for g in gram_hashes(query):
+            i = int(np.searchsorted(self.vocab, g))
+            found = i < len(self.vocab) and self.vocab[i] == g
+            out[g] = float(self.idf[i]) if found else none
+        return out
+
+    def norm(self, query: str) -> float:
+        """What a document of average length holding each of the query's grams once scores:
+        dividing a score by it puts queries on one scale (about 1 = every gram shared)."""
+        return sum(self.weights(query).values())
+
+    def scores(self, query: str) -> np.ndarray:
+        """The BM25 score of every document (aligned with :attr:`rows`)."""
+        grams_ = np.array(sorted(gram_hashes(query)), dtype=np.uint32)
+        at = np.searchsorted(self.vocab, grams_)
+        ok = at < len(self.vocab)
+        ok[ok] = self.vocab[at[ok]] == grams_[ok]
+        at = at[ok]
+        if not len(at):
+            return np.zeros(len(self.rows), dtype=np.float64)
+        lo, hi = self.starts[at], self.starts[at + 1]
+        span = hi - lo
+        idx = np.repeat(lo - np.cumsum(span) + span, span) + np.arange(int(span.sum()))
+        w = np.repeat(self.idf[at], span) * self.post_vals[idx]
+        return np.bincount(self.post_docs[idx], weights=w, minlength=len(self.rows))
+
+    def search(self, query: str, k: int, allowed: np.ndarray | None = None
+               ) -> list[tuple[int, float]]:
+        """The best ``k`` documents (row key, BM25 score) sharing a gram with ``query``, best
+        first; ``allowed``: the row keys a filter selects (None: all)."""
+        s = self.scores(query)
+        if allowed is not None:
+            mask = np.isin(self.rows, allowed)
+            s = np.where(mask, s, 0.0)
+        hit = np.flatnonzero(s > 0)
+        if not len(hit) or k < 1:
+            return []
+        top = hit[np.argsort(-s[hit], kind="stable")[:k]] if len(hit) <= k else \
+            hit[np.argpartition(-s[hit], k - 1)[:k]]
+        top = top[np.lexsort((self.rows[top], -s[top]))]
+        return [(int(self.rows[i]), float(s[i])) for i in top]

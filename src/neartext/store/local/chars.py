@@ -1,0 +1,139 @@
+"""The ``chars`` channel of the local store: each document's character n-grams
+(:mod:`neartext.data.chargrams`) in a table (``chargrams``, keyed by the document's rowid),
+built by the first chars search (or the first tune that weighs them) in one transaction and
+kept in step with every write after it, in the write's own transaction; searched through a
+:class:`~neartext.data.chargrams.CharIndex` held in memory and rebuilt from the table when the
+collection's generation moved (another process's write included).
+
+Part of :class:`neartext.store.local.LocalStore` (a mixin over its connections and locks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from neartext.data.chargrams import CharIndex, gram_counts
+from neartext.data.filters import Filter
+from neartext.store.base import Hit
+from neartext.store.local.sql import filter_to_sql
+from neartext.store.local.sqlite import batches
+
+CHARS_SCHEMA = ("CREATE TABLE chargrams (rowid INTEGER PRIMARY KEY, grams BLOB NOT NULL, "
+                "counts BLOB NOT NULL)")
+
+
+class CharsIndex:
+    """The chars channel (see the module docs); what it needs of the store is declared here
+    and provided by :class:`LocalStore`."""
+
+    _lock: threading.RLock
+    _chars: tuple[int, CharIndex] | None = None  # (generation, index)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def generation(self) -> int:
+        raise NotImplementedError
+
+    def chars_search(
+        self, queries: Sequence[str], k: int, flt: Filter | None = None
+    ) -> list[list[Hit]]:
+        """Top ``k`` documents per query by BM25 over shared character 3- and 4-grams
+        (``score``: higher is better); documents sharing no gram are not returned."""
+        index = self._char_index()
+        allowed = None
+        if flt:
+            where, params = filter_to_sql(flt)
+            with self._lock:
+                allowed = np.array([r for (r,) in self.conn.execute(
+                    f"SELECT d.rowid FROM documents d WHERE {where}", params)], dtype=np.int64)
+        out: list[list[Hit]] = []
+        for q in queries:
+            found = index.search(q, k, allowed) if k >= 1 else []
+            ids = self._ids_of_rows([r for r, _ in found])
+            out.append([Hit(ids[r][0], s, 0, ids[r][1]) for r, s in found if r in ids])
+        return out
+
+    def chars_norms(self, queries: Sequence[str]) -> list[float]:
+        """Per query, the chars score of a document of average length sharing each of its
+        grams once (to put scores on one scale: about 1 = every gram shared)."""
+        index = self._char_index()
+        return [index.norm(q) for q in queries]
+
+    def _ids_of_rows(self, rows: list[int]) -> dict[int, tuple[str, int]]:
+        out: dict[int, tuple[str, int]] = {}
+        with self._lock:
+            for part in batches(rows, 900):
+                marks = ",".join("?" * len(part))
+                out.update((r, (d, n)) for r, d, n in self.conn.execute(
+                    f"SELECT rowid, id, length(text) FROM documents WHERE rowid IN ({marks})",
+                    part))
+        return out
+
+    def _char_index(self) -> CharIndex:
+        """The in-memory index at the database's generation (built, or rebuilt, from the
+        table; the table itself made first if it does not exist yet)."""
+        self.ensure_chars()
+        with self._lock:
+            gen = self.generation()
+            if self._chars is None or self._chars[0] != gen:
+                with self._snapshot():
+                    gen = self.generation()
+                    rows, blobs = [], []
+                    for r, g, c in self.conn.execute("SELECT rowid, grams, counts FROM chargrams"):
+                        rows.append(r)
+                        blobs.append((g, c))
+                self._chars = (gen, CharIndex.build(rows, blobs))
+            return self._chars[1]
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction: the generation and the rows read agree."""
+        if self.conn.in_transaction:  # inside a write: its transaction is one already
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    def ensure_chars(self) -> bool:
+        """Make the n-gram table if this collection has none yet (one transaction). Returns
+        True when it was made now."""
+        if self.has_chars_index():
+            return False
+        with self._transaction():
+            if self.has_chars_index():  # made by another process meanwhile
+                return False
+            self.conn.execute(CHARS_SCHEMA)
+            cur = self.conn.execute("SELECT rowid, text FROM documents")
+            while rows := cur.fetchmany(4096):
+                self.conn.executemany("INSERT INTO chargrams VALUES (?, ?, ?)",
+                                      [(r, *gram_counts(t)) for r, t in rows])
+        return True
+
+    def has_chars_index(self) -> bool:
+        """Whether the n-gram table exists (made by the first chars search)."""
+        return self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'chargrams'").fetchone() is not None
+
+    def _chars_delete(self, doc_ids: list[str]) -> None:
+        for part in batches(doc_ids, 900):
+            marks = ",".join("?" * len(part))
+            self.conn.execute(f"DELETE FROM chargrams WHERE rowid IN "
+                              f"(SELECT rowid FROM documents WHERE id IN ({marks}))", part)
+
+    def _chars_add(self, docs: list[tuple[str, str]]) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO chargrams SELECT rowid, ?, ? FROM documents WHERE id = ?",
+            [(*gram_counts(text), doc) for doc, text in docs])
