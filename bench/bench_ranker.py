@@ -1,33 +1,21 @@
-"""The learned fusion's features (issue 19): the base features against all of them, fitted
-pointwise and pairwise, and against the fixed rankings, on the same held-out queries in one run.
+"""The learned ranker (issue 35): LightGBM's LambdaRank over every channel's features against
+the linear learned fusion it replaced and the fixed rankings (semantic, keyword, chars, RRF,
+blends), on the same held-out queries in one run.
 
-The learned fusion (``neartext tune``) scores each hybrid candidate by a linear function of its
-features. The base features are the cosine, keyword coverage, both reciprocal ranks and "every
-query word present"; all features add the cosine before the query-side adapter, whether the
-query's words stand in the document as one phrase, how much of the query's weight the
-document's first line holds (the title, when the collection was built from several text
-columns) and whether the first line is the query.
-
-Data (../shared/datasets), each built as a neartext collection with all-MiniLM-L6-v2:
+Data (../shared/datasets), each built as a neartext collection:
   - Cranfield (BEIR layout): 1,400 abstracts built from two text columns, title and body (the
     body with the title it repeats removed), 225 queries with graded judgements;
   - Quora duplicates (eval.csv, the first 3,000 pairs): question1 -> question2, one column;
-  - ParaPhraser (ru; classes 0 and 1, the first 3,000 pairs): text_1 -> text_2, one column,
-    with a linear query-side adapter trained on each fold's training queries (where adapters
-    gain with MiniLM), to weigh the cosine before the adapter against the one after.
-Queries are split into 5 folds by query (seeded); the weights (and the adapter) are fitted on
+  - ParaPhraser (ru): the first 3,000 pairs of classes 0 and 1 as queries (text_1) and their
+    paraphrases (text_2), among the headlines of the other pairs as distractors (12,033
+    documents in all), with a linear query-side adapter trained on each fold's training queries.
+Queries are split into 5 folds by query (seeded); the rankers (and the adapter) are fitted on
 four folds' queries (their candidates, as ``tune`` fits them) and every query is measured once,
-held out, through the real search path; the fixed rankings are measured on the same folds. Each
-set of features is fitted two ways: pointwise (a class-weighted logistic regression of
-relevance, what ``tune`` fitted before) and pairwise (RankNet's loss over relevant/irrelevant
-candidate pairs of one query, what it fits now). Gains are paired per query with a 95%
-bootstrap interval.
+held out, through the real search path; the fixed rankings are measured on the same folds.
+The baseline learned fusion is the pairwise logistic fit ``tune`` shipped before (kept here,
+as the baseline, in ``baselines.py``). Gains are paired per query with a 95% bootstrap interval.
 
     python bench/bench_ranker.py [--only cranfield|quora|paraphraser] [--model M] [--out ranker]
-
-On ParaPhraser the table also gives where the loop starts (the model alone, semantic, no
-adapter) and the gain of what ``tune`` ships over it: with ``--model use-multilingual
---only paraphraser`` the issue's Russian case end to end (adapter and learned ranking).
 """
 
 from __future__ import annotations
@@ -46,13 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED, machine, machine_line, need, save  # noqa: E402
 
 FOLDS = 5
-# (label, features, pairwise fit): what tune fitted before (pointwise, base features) and now
-BEFORE = "learned pointwise, base features"
-SHIPPED = "learned pairwise, all features"
-VARIANTS = [(BEFORE, "base", False), ("learned pairwise, base features", "base", True),
-            ("learned pointwise, all features", "all", False), (SHIPPED, "all", True)]
-WITHOUT_MODEL_COSINE = "learned pairwise, all but the cosine before the adapter"
+BEFORE = "learned linear (pairwise logistic, before)"
+SHIPPED = "learned ranker (LightGBM LambdaRank)"
 NO_ADAPTER = "semantic, the model alone (no adapter)"
+DISTRACTORS = 12_033  # documents of the ParaPhraser set, distractor headlines included
 
 
 def cranfield(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str, dict]]:
@@ -118,6 +103,11 @@ def paraphraser(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[
             gold[qid] = {pid: 1.0}
             if len(queries) == 3000:
                 break
+    for p in root.iter("paraphrase"):  # the other pairs' headlines, as distractors
+        v = {e.get("name"): (e.text or "").strip() for e in p.iter("value")}
+        for t in (v.get("text_1"), v.get("text_2")):
+            if t and t not in ids and len(ids) < DISTRACTORS:
+                ids[t] = f"p{len(ids)}"
     return one_column(tmp / "paraphraser.csv", ids), ["text"], queries, gold
 
 
@@ -140,11 +130,14 @@ def folds_of(qids: list[str]) -> np.ndarray:
 def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = False) -> dict:
     """Every ranking on every query held out once (5 folds); with ``adapter``, a linear
     query-side adapter trained on each fold's training queries is applied throughout."""
+    from baselines import fit_pairwise
+
     from neartext import Collection
     from neartext.algo.adapters import train_adapter
-    from neartext.data.ranking import BASE_FEATURES, FEATURES
+    from neartext.algo.ranker import fit_ranker, save_ranker
+    from neartext.data.ranking import FEATURES, RANKER_FEATURES, Ranking
     from neartext.engine.searching import fusion_features
-    from neartext.ops.tune import SETTINGS, evaluate_setting, fit_logistic, fit_pairwise
+    from neartext.ops.tune import SETTINGS, evaluate_setting
 
     path, columns, queries, gold = data(tmp)
     t0 = time.perf_counter()
@@ -154,7 +147,6 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
     texts = [queries[q][0] for q in qids]
     golds = [set(gold[q]) for q in qids]
     fold = folds_of(qids)
-    variants = [*VARIANTS, *([(WITHOUT_MODEL_COSINE, "no-model", True)] if adapter else [])]
     with col:
         vecs = col.encoder.encode(texts, kind="query")
         doc_ids, doc_vecs = [], []
@@ -168,11 +160,13 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
                      "model": col.manifest.model.name, "adapter": adapter,
                      "build_s": round(build, 1)}
         rr = {s.describe(): np.zeros(len(qids)) for s in SETTINGS}
-        rr.update({v[0]: np.zeros(len(qids)) for v in variants})
+        rr.update({BEFORE: np.zeros(len(qids)), SHIPPED: np.zeros(len(qids))})
         if adapter:
             rr[NO_ADAPTER] = np.zeros(len(qids))
         ndcg = {k: 0.0 for k in rr}
-        fit_s = {v[0]: 0.0 for v in variants}
+        fit_s = {BEFORE: 0.0, SHIPPED: 0.0}
+        trees: list[int] = []
+        rankers: list[str] = []
         for f in range(FOLDS):
             train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             ad = None
@@ -184,7 +178,7 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
                                    held_out=0.1).adapter
             test_texts, test_golds = [texts[i] for i in test], [golds[i] for i in test]
 
-            def measure(label: str, setting: dict, test=test, test_texts=test_texts,
+            def measure(label: str, setting, test=test, test_texts=test_texts,
                         test_golds=test_golds, ad=ad) -> None:
                 m, r = evaluate_setting(col, test_texts, vecs[test], test_golds, ad, setting)
                 rr[label][test] = r
@@ -198,31 +192,39 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
                 rr[NO_ADAPTER][test] = r
                 ndcg[NO_ADAPTER] += m["ndcg@10"] * len(test) / len(qids)
             qv = vecs[train] if ad is None else ad.apply(vecs[train])
-            rows = fusion_features(col.store, qv, [texts[i] for i in train], names=FEATURES,
+            t0 = time.perf_counter()
+            rows = fusion_features(col.store, qv, [texts[i] for i in train],
+                                   names=RANKER_FEATURES,
                                    model_vectors=None if ad is None else vecs[train])
+            feature_s = time.perf_counter() - t0
             ys = [np.array([d in golds[i] for d in docs_], dtype=np.float64)
                   for (docs_, _), i in zip(rows, train)]
-            for label, which, pairwise in variants:
-                names = (BASE_FEATURES if which == "base" else
-                         [n for n in FEATURES if n != "model_cosine"] if which == "no-model"
-                         else FEATURES)
-                cols = [FEATURES.index(n) for n in names]
-                t0 = time.perf_counter()
-                xs = [x[:, cols] for _, x in rows]
-                fitted = (fit_pairwise(xs, ys) if pairwise
-                          else fit_logistic(np.concatenate(xs), np.concatenate(ys)))
-                fit_s[label] += time.perf_counter() - t0
-                measure(label, {"mode": "hybrid", "fusion": "learned",
-                                "weights": [float(v) for v in fitted], "features": list(names)})
+            # the baseline: the linear fit over FEATURES (the first columns), as tune did
+            t0 = time.perf_counter()
+            w = fit_pairwise([x[:, :len(FEATURES)] for _, x in rows], ys)
+            fit_s[BEFORE] += time.perf_counter() - t0 + feature_s
+            measure(BEFORE, {"mode": "hybrid", "fusion": "learned",
+                             "weights": [float(v) for v in w], "features": list(FEATURES)})
+            t0 = time.perf_counter()
+            fitted = fit_ranker([x for _, x in rows], ys, seed=f)
+            fit_s[SHIPPED] += time.perf_counter() - t0 + feature_s
+            trees.append(fitted.rounds)
+            rankers.append(save_ranker(col.path, fitted.text))
+            measure(SHIPPED, Ranking("hybrid", "learned", features=RANKER_FEATURES,
+                                     ranker=rankers[-1]))
         out["mrr@10"] = {k: round(float(v.mean()), 4) for k, v in rr.items()}
         out["ndcg@10"] = {k: round(v, 4) for k, v in ndcg.items()}
-        out["learned_fit_s"] = {k: round(v, 2) for k, v in fit_s.items()}
+        out["fit_s_per_fold"] = {k: round(v / FOLDS, 2) for k, v in fit_s.items()}
+        out["training_queries_per_fold"] = int(round(len(qids) * (FOLDS - 1) / FOLDS))
+        out["ranker_trees"] = trees
+        fixed = [k for k in rr if not k.startswith("learned") and k != NO_ADAPTER]
+        out["best_fixed"] = max(fixed, key=lambda k: float(rr[k].mean()))
+        singles = [k for k in fixed if not k.startswith("hybrid")]
+        out["best_single"] = max(singles, key=lambda k: float(rr[k].mean()))
         out["gains"] = {}
-        pairs = [(SHIPPED, BEFORE), (SHIPPED, "learned pairwise, base features"),
-                 (SHIPPED, "learned pointwise, all features")]
+        pairs = [(SHIPPED, BEFORE), (SHIPPED, out["best_fixed"]), (SHIPPED, out["best_single"])]
         if adapter:
-            pairs += [(SHIPPED, WITHOUT_MODEL_COSINE), (SHIPPED, NO_ADAPTER),
-                      ("semantic", NO_ADAPTER)]
+            pairs += [(SHIPPED, NO_ADAPTER)]
         for new, old in pairs:
             d = rr[new] - rr[old]
             boots = np.random.default_rng(0).choice(d, (2000, len(d))).mean(axis=1)
@@ -230,20 +232,19 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
                 "mrr@10": round(float(d.mean()), 4),
                 "ci95": [round(float(np.quantile(boots, 0.025)), 4),
                          round(float(np.quantile(boots, 0.975)), 4)]}
-        fixed = [k for k in rr if not k.startswith("learned") and k != NO_ADAPTER]
-        out["best_fixed"] = max(fixed, key=lambda k: float(rr[k].mean()))
-        # search latency of a learned hybrid search, with and without the text features
-        lat = {}
-        for label, names in (("base", BASE_FEATURES), ("text", FEATURES)):
-            setting = {"mode": "hybrid", "fusion": "learned",
-                       "weights": [1.0] + [0.0] * len(names), "features": list(names)}
-            times = []
-            for i in range(min(200, len(texts))):
+        # latency of one search (k 10, one query at a time): the ranker's version against the
+        # same version without it (blend), alternating, the same queries
+        lat: dict[str, list[float]] = {"blend": [], "ranker": []}
+        settings = {"blend": Ranking("hybrid", "blend", alpha=0.5),
+                    "ranker": Ranking("hybrid", "learned", features=RANKER_FEATURES,
+                                      ranker=rankers[-1])}
+        for i in range(min(300, len(texts))):
+            for label in ("blend", "ranker") if i % 2 else ("ranker", "blend"):
                 t0 = time.perf_counter()
-                evaluate_setting(col, [texts[i]], vecs[i:i + 1], [golds[i]], None, setting)
-                times.append(time.perf_counter() - t0)
-            lat[label] = round(float(np.median(times)) * 1000, 2)
-        out["learned_search_p50_ms"] = lat
+                evaluate_setting(col, [texts[i]], vecs[i:i + 1], [golds[i]], None,
+                                 settings[label])
+                lat[label].append(time.perf_counter() - t0)
+        out["search_p50_ms"] = {k: round(float(np.median(v)) * 1000, 2) for k, v in lat.items()}
     print(name, json.dumps(out, ensure_ascii=False), flush=True)
     return out
 
@@ -262,9 +263,12 @@ def table(res: dict) -> str:
         for what, g in r["gains"].items():
             lines.append(f"- {what}: MRR@10 {g['mrr@10']:+.4f} (95% CI {g['ci95'][0]:+.4f} .. "
                          f"{g['ci95'][1]:+.4f})")
-        lines.append(f"- learned hybrid search p50: {r['learned_search_p50_ms']['base']} ms "
-                     f"(base features) vs {r['learned_search_p50_ms']['text']} ms (with text "
-                     f"features)")
+        lines.append(f"- training per fold ({r['training_queries_per_fold']} queries, features "
+                     f"included): ranker {r['fit_s_per_fold'][SHIPPED]} s, linear "
+                     f"{r['fit_s_per_fold'][BEFORE]} s; trees {r['ranker_trees']}")
+        lines.append(f"- one search p50: {r['search_p50_ms']['ranker']} ms with the ranker vs "
+                     f"{r['search_p50_ms']['blend']} ms for blend (ratio "
+                     f"{r['search_p50_ms']['ranker'] / r['search_p50_ms']['blend']:.2f})")
         lines.append("")
     lines.append(machine_line(res["machine"]))
     return "\n".join(lines)
@@ -282,7 +286,7 @@ def main() -> None:
         for name, data, model, adapter in (
                 ("cranfield", cranfield, args.model, False),
                 ("quora_3000", quora, args.model, False),
-                ("paraphraser_ru_3000 + adapter", paraphraser, args.model, True)):
+                ("paraphraser_ru_12033 + adapter", paraphraser, args.model, True)):
             if args.only and not name.startswith(args.only):
                 continue
             res["data"][name] = run(name.split()[0], data, Path(tmp), model, adapter)

@@ -13,10 +13,11 @@ from conftest import TEMPLATE
 
 from neartext import Collection
 from neartext.algo.adapters import Adapter, train_adapter
+from neartext.algo.ranker import load_ranker
 from neartext.cli import main
 from neartext.data.corpus import Record
 from neartext.engine.feedback import FeedbackStore
-from neartext.errors import InputError, ModelMismatch
+from neartext.errors import CorruptCollection, InputError, ModelMismatch
 from neartext.ops.tune import tune
 from neartext.ops.versions import list_versions, rollback, version_view
 
@@ -398,16 +399,6 @@ def test_eval_compares_versions_and_adapters_side_by_side(demo_copy, tmp_path, c
     assert "trained on vectors of model 000000000000" in capsys.readouterr().err
 
 
-def test_logistic_fit_recovers_the_direction_that_separates():
-    from neartext.ops.tune import fit_logistic
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((3000, 5)) * [1, 3, 1, 1, 0.1] + [0, 5, 0, 0, 1]
-    y = ((x[:, 0] - 0.5 * x[:, 1] + 2.5 + 0.3 * rng.standard_normal(3000)) > 0).astype(float)
-    w = fit_logistic(x, y)
-    assert w[0] > 0 and w[1] < 0 and abs(w[1] / w[0] + 0.5) < 0.1, w
-    score = x @ w[:-1] + w[-1]
-    assert ((score > 0) == (y > 0)).mean() > 0.95
 
 
 def test_the_learned_fusion_ranks_by_its_weights_and_needs_them(demo_copy):
@@ -458,42 +449,36 @@ def _memes(tmp_path, n: int = 150):
 def test_the_learned_fusion_learns_the_title_of_a_collection_built_from_two_columns(
         tmp_path, encoder):
     """Queries that are titles, in a collection of (title, description) rows whose
-    descriptions name other titles: the learned fusion with the text features ranks every
-    held-out title first, where the fixed rankings and the base features alone do not; the
-    version keeps the features' names, and searches after a reopen use them."""
-    from neartext.data.ranking import BASE_FEATURES, FEATURES
-    from neartext.engine.searching import fusion_features
-    from neartext.ops.tune import evaluate_setting, fit_pairwise
+    descriptions name other titles: the learned ranker (LightGBM over every channel's
+    features) ranks every held-out title first, where the fixed rankings do not; the version
+    keeps the features' names and its ranker file, and searches after a reopen use them."""
+    from neartext.data.ranking import RANKER_FEATURES
 
     titles = _memes(tmp_path)
     col, _ = Collection.from_file(tmp_path / "col", tmp_path / "memes.csv",
                                   ["title", "description"], "id", model=encoder)
+    ids = [f"m{i}" for i in range(len(titles))]
     with col:
         report = tune(col, tmp_path / "titles.csv")
         assert report.promoted and report.ranking == "hybrid learned", report.summary()
         assert report.after["mrr@10"] == 1.0
         fixed = max(c["mrr@10"] for c in report.candidates if c["ranking"] != "hybrid learned")
         assert fixed < 0.9
-        assert col.manifest.search.features == FEATURES
-        # the base features alone, fitted and measured the same way, fall short
-        vecs = encoder.encode(titles)
-        train = np.arange(len(titles)) % 5 != 0
-        feats = fusion_features(col.store, vecs[train],
-                                [t for t, k in zip(titles, train) if k], names=BASE_FEATURES)
-        ids = [f"m{i}" for i in range(len(titles))]
-        labels = [np.array([d == g for d in docs], dtype=np.float64)
-                  for (docs, _), g in zip(feats, [d for d, k in zip(ids, train) if k])]
-        weights = [float(w) for w in fit_pairwise([x for _, x in feats], labels)]
-        held = ~train
-        base, _ = evaluate_setting(
-            col, [t for t, k in zip(titles, held) if k], vecs[held],
-            [{d} for d, k in zip(ids, held) if k], None,
-            {"mode": "hybrid", "fusion": "learned", "weights": weights,
-             "features": list(BASE_FEATURES)})
-        assert base["mrr@10"] < 0.95
+        assert col.manifest.search.features == RANKER_FEATURES
+        ranker = col.path / col.manifest.search.ranker
+        assert ranker.is_file() and ranker.parent.name == "rankers"
     with Collection.open(tmp_path / "col", model=encoder) as col:
-        assert col.search_options(5).features == FEATURES
+        assert col.search_options(5).features == RANKER_FEATURES
         assert [col.search(t, k=1)[0].id for t in titles] == ids
+        # a document written after training is ranked too (its features computed at search)
+        col.upsert([Record("late", "Кот-прыгун\nA meme of a cat that jumps on tables", {})])
+        assert col.search("Кот-прыгун", k=1)[0].id == "late"
+    # a damaged ranker file: one line naming it, and no search ranks with something else
+    ranker.write_text(ranker.read_text().replace("tree", "tre", 1))
+    load_ranker.cache_clear()
+    with Collection.open(tmp_path / "col", model=encoder) as col:
+        with pytest.raises(CorruptCollection, match="ranker file was changed or damaged"):
+            col.search(titles[0], k=1)
 
 
 def test_the_learned_fusion_weighs_the_cosine_before_the_query_adapter(demo_copy, encoder):
@@ -531,7 +516,7 @@ def test_the_learned_fusion_weighs_the_cosine_before_the_query_adapter(demo_copy
 def test_improve_full_weighs_the_learned_fusion_too(tmp_path, encoder):
     """improve --full chooses the new version's ranking among the same settings as tune,
     the learned fusion included: on title queries it is the one kept, with its features."""
-    from neartext.data.ranking import FEATURES
+    from neartext.data.ranking import RANKER_FEATURES
     from neartext.ops.finetune import improve_full
 
     _memes(tmp_path, 220)
@@ -543,7 +528,9 @@ def test_improve_full_weighs_the_learned_fusion_too(tmp_path, encoder):
     assert report.promoted and report.ranking == "hybrid learned", report.summary()
     assert report.after["mrr@10"] > 0.95
     with Collection.open(tmp_path / "col") as col:
-        assert col.manifest.search.features == FEATURES
+        assert col.manifest.search.features == RANKER_FEATURES
+        assert (col.path / col.manifest.search.ranker).is_file()
+        assert col.search("x", k=1)  # ranks with the ranker file the new version names
 
 
 def test_a_learned_version_naming_an_unknown_feature_is_refused_in_one_line(demo_copy):

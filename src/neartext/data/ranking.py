@@ -13,9 +13,11 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, cast
 
 from neartext.errors import InputError
@@ -32,7 +34,7 @@ MODE_HELP: dict[Mode, str] = {"semantic": "vectors, cosine", "keyword": "BM25 ov
                               "hybrid": "semantic and keyword fused"}
 FUSION_HELP: dict[Fusion, str] = {"blend": "a weighted sum of cosine and BM25, --alpha",
                                   "rrf": "reciprocal rank fusion",
-                                  "learned": "the weights `tune` learned for the collection"}
+                                  "learned": "the ranker `tune` learned for the collection"}
 #: the mode of a collection never tuned, and of a search given a threshold (a cosine)
 DEFAULT_MODE: Mode = "semantic"
 # Chosen on Cranfield and 3,000 Quora duplicate pairs with all-MiniLM-L6-v2
@@ -48,6 +50,12 @@ TEXT_FEATURES = ("phrase", "lead_coverage", "lead_exact")
 # the cosine of the query as the model gives it, before the version's query-side adapter (the
 # cosine itself without one)
 FEATURES = BASE_FEATURES + ("model_cosine",) + TEXT_FEATURES
+# the chars channel's evidence, where the candidate stands against the query's best one on each
+# channel, and the text's size: what the LightGBM ranker weighs besides FEATURES
+CHANNEL_FEATURES = ("chars_coverage", "chars_rr", "cosine_gap", "coverage_gap", "chars_gap",
+                    "lead_chars", "length", "query_words")
+#: what a version's learned ranker (``neartext tune``: LightGBM LambdaRank) weighs
+RANKER_FEATURES = FEATURES + CHANNEL_FEATURES
 
 
 def check_k(k: Any, what: str = "k") -> None:
@@ -62,13 +70,19 @@ def check_threshold(threshold: float | None, what: str = "threshold") -> None:
 
 def check_mode(mode: str, fusion: str, alpha: float,
                weights: Sequence[float] | None = None,
-               names: Sequence[str] | None = None) -> None:
+               names: Sequence[str] | None = None, ranker: str | None = None) -> None:
     """An :class:`InputError` naming what is wrong with a ranking's settings."""
     if mode not in MODES:
         raise InputError(f"unknown search mode '{mode}'; choose one of: {', '.join(MODES)}")
     if fusion not in FUSIONS:
         raise InputError(f"unknown fusion '{fusion}'; choose one of: {', '.join(FUSIONS)}")
-    if fusion == "learned" and mode == "hybrid":
+    if fusion == "learned" and mode == "hybrid" and ranker is not None:
+        unknown = [n for n in names or () if n not in RANKER_FEATURES]
+        if unknown or not names:
+            raise InputError(f"the ranker of this version weighs a feature this neartext does "
+                             f"not know ('{(unknown or ['none'])[0]}'): use blend or rrf, or a "
+                             f"newer neartext")
+    elif fusion == "learned" and mode == "hybrid":
         unknown = [n for n in names or () if n not in FEATURES]
         if unknown:
             raise InputError(f"the learned fusion of this version weighs a feature this "
@@ -98,11 +112,13 @@ class SearchOptions:
     alpha: float = DEFAULT_ALPHA
     weights: tuple[float, ...] | None = None
     features: tuple[str, ...] | None = None
+    ranker: str | None = None  # the learned ranker's file (a path), instead of weights
 
     def __post_init__(self) -> None:
         check_k(self.k)
         check_threshold(self.threshold)
-        check_mode(self.mode, self.fusion, self.alpha, self.weights, self.features)
+        check_mode(self.mode, self.fusion, self.alpha, self.weights, self.features,
+                   self.ranker)
         if self.mode != "semantic" and self.threshold is not None:
             raise InputError(f"a threshold applies to cosine scores: use it with the semantic "
                              f"mode, not {self.mode}")
@@ -120,6 +136,8 @@ class Ranking:
     weights: tuple[float, ...] | None = None
     features: tuple[str, ...] | None = None
     details: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    #: the learned ranker's file, relative to the collection's state directory
+    ranker: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Ranking:
@@ -131,7 +149,7 @@ class Ranking:
                    fusion=cast("Fusion | None", d.get("fusion")), alpha=d.get("alpha"),
                    weights=None if weights is None else tuple(float(w) for w in weights),
                    features=None if features is None else tuple(str(n) for n in features),
-                   details=dict(d.get("details") or {}))
+                   details=dict(d.get("details") or {}), ranker=d.get("ranker"))
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form: only the keys set (as the manifest has always held them)."""
@@ -143,6 +161,8 @@ class Ranking:
             out["weights"] = list(self.weights)
         if self.features is not None:
             out["features"] = list(self.features)
+        if self.ranker is not None:
+            out["ranker"] = self.ranker
         if self.details:
             out["details"] = dict(self.details)
         return out
@@ -156,12 +176,12 @@ class Ranking:
         if fusion == "blend":
             return Ranking(self.mode, fusion, alpha=self.alpha)
         if fusion == "learned":
-            return Ranking(self.mode, fusion, weights=self.weights, features=self.features)
+            return Ranking(self.mode, fusion, weights=self.weights, features=self.features,
+                           ranker=self.ranker)
         return Ranking(self.mode, fusion)
 
     def with_details(self, details: Mapping[str, Any]) -> Ranking:
-        return Ranking(self.mode, self.fusion, self.alpha, self.weights, self.features,
-                       dict(details))
+        return dataclasses.replace(self, details=dict(details))
 
     def describe(self) -> str:
         """The ranking in a few words (``hybrid blend alpha 0.3``)."""
@@ -172,10 +192,12 @@ class Ranking:
         return f"hybrid blend alpha {self.alpha}"
 
     def options(self, k: int = 10, threshold: float | None = None, mode: Mode | None = None,
-                fusion: Fusion | None = None, alpha: float | None = None) -> SearchOptions:
+                fusion: Fusion | None = None, alpha: float | None = None,
+                state: Path | None = None) -> SearchOptions:
         """:class:`SearchOptions` from what a caller named; the rest from this ranking. A
         threshold without a mode means semantic (it is a cosine); another mode than this one's
-        takes the default fusion and weight, not this one's."""
+        takes the default fusion and weight, not this one's. ``state``: the collection's state
+        directory, where a learned ranker's file is (default: the working directory)."""
         if mode is None:
             mode = "semantic" if threshold is not None else self.mode
         mine = mode == self.mode
@@ -184,6 +206,9 @@ class Ranking:
         if alpha is None:
             alpha = float(self.alpha) if mine and self.alpha is not None else DEFAULT_ALPHA
         learned = fusion == "learned"
+        ranker = None
+        if learned and self.ranker:
+            ranker = str((state or Path()) / self.ranker)
         return SearchOptions(k, threshold, mode, fusion, alpha,
                              self.weights if learned else None,
-                             self.features if learned else None)
+                             self.features if learned else None, ranker)

@@ -30,14 +30,18 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
+from neartext.data.chargrams import gram_hashes
 from neartext.data.lexical import terms
 from neartext.data.ranking import (
     BASE_FEATURES,
+    CHANNEL_FEATURES,
     TEXT_FEATURES,
 )
 
@@ -54,7 +58,22 @@ def candidates(k: int) -> int:
 
 def needs_text(names: Sequence[str] | None) -> bool:
     """Whether the features ``names`` are computed from the candidates' stored text."""
-    return any(n in TEXT_FEATURES for n in names or ())
+    return any(n in TEXT_FEATURES or n in ("lead_chars", "length") for n in names or ())
+
+
+def needs_chars(names: Sequence[str] | None) -> bool:
+    """Whether the features ``names`` read the chars channel (its candidates join too)."""
+    return any(n.startswith("chars_") for n in names or ())
+
+
+@dataclass
+class CharsSide:
+    """The chars channel's part of one query's candidates: its ranking (best first), scores
+    and the score of a full match (:meth:`~neartext.store.local.chars.CharsIndex.chars_norms`)."""
+
+    ranking: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    norm: float = 0.0
 
 
 def rrf(semantic: Sequence[str], keyword: Sequence[str], k: int) -> list[tuple[str, float]]:
@@ -80,7 +99,8 @@ def blend(cosine: dict[str, float], bm25: dict[str, float], norm: float, alpha: 
 def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, float],
              bm25: dict[str, float], norm: float, names: Sequence[str] = BASE_FEATURES,
              words: dict[str, float] | None = None, texts: dict[str, str] | None = None,
-             model_cosine: dict[str, float] | None = None) -> tuple[list[str], np.ndarray]:
+             model_cosine: dict[str, float] | None = None, chars: CharsSide | None = None,
+             query: str = "") -> tuple[list[str], np.ndarray]:
     """The candidates of both rankings (semantic first) and their features ``names`` (of
     :data:`FEATURES`), one row each. ``cosine`` covers every candidate (as for :func:`blend`)
     but one whose vectors were gone when asked for (deleted by another writer meanwhile), which
@@ -101,11 +121,15 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
     """
     text_of = texts or {}
     with_text = needs_text(names)
-    docs = [d for d in dict.fromkeys([*semantic, *keyword])
+    ch = chars or CharsSide()
+    docs = [d for d in dict.fromkeys([*semantic, *keyword, *ch.ranking])
             if d in cosine and (not with_text or d in text_of)]
     s_rank = {d: i for i, d in enumerate(semantic)}
     k_rank = {d: i for i, d in enumerate(keyword)}
+    c_rank = {d: i for i, d in enumerate(ch.ranking)}
     rows = np.zeros((len(docs), len(names)), dtype=np.float64)
+    channels = any(n in CHANNEL_FEATURES for n in names)
+    qgrams = _grams(query) if "lead_chars" in names else {}
     for i, d in enumerate(docs):
         cover = min(1.0, bm25.get(d, 0.0) / norm) if norm > 0 else 0.0
         value = {"cosine": cosine[d], "coverage": cover,
@@ -115,7 +139,21 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
                  "model_cosine": (model_cosine or cosine).get(d, cosine[d])}
         if with_text:
             value.update(_text_features(words or {}, text_of[d]))
-        rows[i] = [value[n] for n in names]
+        if channels:
+            value.update({
+                "chars_coverage": (min(1.0, ch.scores.get(d, 0.0) / ch.norm)
+                                   if ch.norm > 0 else 0.0),
+                "chars_rr": 1.0 / (1 + c_rank[d]) if d in c_rank else 0.0,
+                "query_words": float(len(words or {})),
+                "length": math.log1p(len(text_of.get(d, ""))),
+                "lead_chars": _lead_chars(qgrams, text_of.get(d, ""))})
+        rows[i] = [value.get(n, 0.0) for n in names]
+    # where each candidate stands against the query's best one on each channel
+    for name, source in (("cosine_gap", "cosine"), ("coverage_gap", "coverage"),
+                         ("chars_gap", "chars_coverage")):
+        if name in names and len(docs) and source in names:
+            col = rows[:, names.index(source)]
+            rows[:, names.index(name)] = col.max() - col
     return docs, rows
 
 
@@ -140,6 +178,19 @@ def _text_features(words: dict[str, float], text: str) -> dict[str, float]:
 @lru_cache(maxsize=1024)  # candidates recur across queries; bounded: texts can be long
 def _terms(text: str) -> list[str]:
     return terms(text)
+
+
+@lru_cache(maxsize=4096)
+def _grams(text: str) -> dict[int, int]:
+    return dict(gram_hashes(text))
+
+
+def _lead_chars(query: dict[int, int], text: str) -> float:
+    """The share of the query's distinct grams its first line (the title) holds."""
+    if not query:
+        return 0.0
+    lead = _grams(text[:PHRASE_CHARS].split("\n", 1)[0])
+    return len(query.keys() & lead.keys()) / len(query)
 
 
 def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int

@@ -18,10 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from neartext.algo.adapters import Adapter
+from neartext.algo.ranker import RANKERS
 from neartext.data.manifest import AdapterInfo, Manifest, VersionRecord
 
 ADAPTERS = "adapters"
 CANDIDATE = "candidate.npz"
+#: the state directory's folders of files that versions name (adapters, learned rankers): never
+#: rewritten, and carried along wherever the collection goes (migrate, reindex, MLflow export)
+VERSION_FILES = (ADAPTERS, RANKERS)
 
 
 def now() -> str:

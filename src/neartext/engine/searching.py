@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from neartext.algo.adapters import Adapter
+from neartext.algo.ranker import load_ranker
+from neartext.algo.ranker import score as rank_scores
 from neartext.data.filters import Filter, parse_filter
 from neartext.data.manifest import Manifest
 from neartext.data.ranking import (
@@ -29,7 +31,16 @@ from neartext.data.ranking import (
 )
 from neartext.data.results import SearchResult
 from neartext.data.vectors import query_vectors
-from neartext.engine.hybrid import blend, candidates, features, learned, needs_text, rrf
+from neartext.engine.hybrid import (
+    CharsSide,
+    blend,
+    candidates,
+    features,
+    learned,
+    needs_chars,
+    needs_text,
+    rrf,
+)
 from neartext.errors import InputError
 from neartext.store import Hit, Store
 from neartext.util.validate import check_text
@@ -137,9 +148,12 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
     weights = (store.keyword_weights(texts) if opts.fusion != "rrf"
                else [{} for _ in texts])
     names = opts.features or BASE_FEATURES
-    text_of = (_texts(store, sem_rows, kw_rows)
-               if opts.fusion == "learned" and needs_text(names) else None)
-    before = model_vectors if opts.fusion == "learned" and "model_cosine" in names else None
+    learned_ = opts.fusion == "learned"
+    chars = _chars_sides(store, texts, n, flt) if learned_ and needs_chars(names) else None
+    text_of = (_texts(store, sem_rows, kw_rows, chars)
+               if learned_ and needs_text(names) else None)
+    before = model_vectors if learned_ and "model_cosine" in names else None
+    booster = load_ranker(opts.ranker) if learned_ and opts.ranker else None
     out = []
     for i, (q, words, sem, kw) in enumerate(zip(vectors, weights, sem_rows, kw_rows)):
         norm = sum(words.values())
@@ -147,32 +161,53 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
         if opts.fusion == "rrf":
             fused = rrf([h.doc_id for h in sem], [h.doc_id for h in kw], opts.k)
         else:
-            cosine, model = _cosines(store, q, sem, kw, None if before is None else before[i])
+            side = chars[i] if chars is not None else None
+            cosine, model = _cosines(store, q, sem, kw, None if before is None else before[i],
+                                     side.ranking if side else ())
             bm25 = {h.doc_id: h.score for h in kw}
-            if opts.fusion == "learned":
-                assert opts.weights is not None
+            if learned_:
                 docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
-                                      bm25, norm, names, words, text_of, model)
-                fused = learned(docs, rows, opts.weights, opts.k)
+                                      bm25, norm, names, words, text_of, model, side, texts[i])
+                if booster is not None:
+                    fused = sorted(zip(docs, rank_scores(booster, rows).tolist()),
+                                   key=lambda x: (-x[1], x[0]))[:opts.k]
+                else:
+                    assert opts.weights is not None
+                    fused = learned(docs, rows, opts.weights, opts.k)
             else:
                 fused = blend(cosine, bm25, norm, opts.alpha, opts.k)
         out.append([(doc, score, best.get(doc)) for doc, score in fused])
     return out
 
 
-def _texts(store: Store, sem_rows: list[list[Hit]], kw_rows: list[list[Hit]]) -> dict[str, str]:
+def _chars_sides(store: Store, texts: Sequence[str], n: int, flt: Filter | None
+                 ) -> list[CharsSide]:
+    """Each query's chars candidates; none on a store without the channel (Milvus), whose
+    chars features are then 0 as they were when its ranker was trained."""
+    if not store.has_chars_channel:
+        return [CharsSide() for _ in texts]
+    rows = store.chars_search(texts, n, flt)
+    return [CharsSide([h.doc_id for h in row], {h.doc_id: h.score for h in row}, norm)
+            for row, norm in zip(rows, store.chars_norms(texts))]
+
+
+def _texts(store: Store, sem_rows: list[list[Hit]], kw_rows: list[list[Hit]],
+           chars: list[CharsSide] | None = None) -> dict[str, str]:
     """The stored text of every candidate (one deleted meanwhile is missing)."""
-    ids = sorted({h.doc_id for rows in (sem_rows, kw_rows) for row in rows for h in row})
-    return {d.id: d.text for d in store.get(ids)}
+    ids = {h.doc_id for rows in (sem_rows, kw_rows) for row in rows for h in row}
+    ids.update(d for side in chars or () for d in side.ranking)
+    return {d.id: d.text for d in store.get(sorted(ids))}
 
 
 def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit],
-             before: np.ndarray | None = None) -> tuple[dict[str, float], dict[str, float] | None]:
-    """The cosine of every candidate (from the semantic hits, computed for the keyword ones)
-    and, given the query ``before`` its adapter, every candidate's cosine with that: one read
-    of the documents' vectors either way."""
+             before: np.ndarray | None = None, more: Sequence[str] = ()
+             ) -> tuple[dict[str, float], dict[str, float] | None]:
+    """The cosine of every candidate (from the semantic hits, computed for the keyword ones
+    and the ``more`` of other channels) and, given the query ``before`` its adapter, every
+    candidate's cosine with that: one read of the documents' vectors either way."""
     cosine = {h.doc_id: h.score for h in sem}
-    wanted = [h.doc_id for h in kw if h.doc_id not in cosine]
+    wanted = list(dict.fromkeys(d for d in [*(h.doc_id for h in kw), *more]
+                                if d not in cosine))
     if before is not None:
         wanted = list(dict.fromkeys([*cosine, *wanted]))
     model: dict[str, float] | None = None if before is None else {}
@@ -195,13 +230,15 @@ def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: 
     sem_rows = store.search(vectors, n, None)
     kw_rows = store.keyword_search(texts, n, None)
     weights = store.keyword_weights(texts)
-    text_of = _texts(store, sem_rows, kw_rows) if needs_text(names) else None
+    chars = _chars_sides(store, texts, n, None) if needs_chars(names) else None
+    text_of = _texts(store, sem_rows, kw_rows, chars) if needs_text(names) else None
     out = []
     for i, (q, words, sem, kw) in enumerate(zip(vectors, weights, sem_rows, kw_rows)):
         before = (model_vectors[i] if model_vectors is not None and "model_cosine" in names
                   else None)
-        cosine, model = _cosines(store, q, sem, kw, before)
+        side = chars[i] if chars is not None else None
+        cosine, model = _cosines(store, q, sem, kw, before, side.ranking if side else ())
         out.append(features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                             {h.doc_id: h.score for h in kw}, sum(words.values()), names, words,
-                            text_of, model))
+                            text_of, model, side, texts[i]))
     return out

@@ -68,7 +68,7 @@ from neartext.data.results import MlflowExport
 from neartext.encoders import backend_of, load_encoder, resolve_model_path
 from neartext.encoders.registry import RUNTIME_PACKAGES
 from neartext.engine.analysis import paraphrases, resolve_threshold
-from neartext.engine.records import ADAPTERS
+from neartext.engine.records import VERSION_FILES
 from neartext.errors import InputError, MissingExtra
 from neartext.store.factory import kind_of
 from neartext.util.atomic import staged_dir
@@ -315,9 +315,9 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
     with tempfile.TemporaryDirectory(prefix="neartext-mlflow-") as tmp:
         # a consistent local copy (from Milvus: the same vectors, nothing re-embedded)
         copied = kind_of(address).copy_to_directory(address, Path(tmp))
-        adapters = address.state_dir() / ADAPTERS  # the versions' adapters travel with it
-        if adapters.is_dir() and not (copied / ADAPTERS).exists():
-            shutil.copytree(adapters, copied / ADAPTERS)
+        for folder in VERSION_FILES:  # the versions' adapters and rankers travel with it
+            if (address.state_dir() / folder).is_dir() and not (copied / folder).exists():
+                shutil.copytree(address.state_dir() / folder, copied / folder)
         artifacts = {"collection": str(copied)}
         if backend != "use":  # use-multilingual's files come with its package
             artifacts["model"] = str(resolve_model_path(name))

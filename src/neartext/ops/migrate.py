@@ -25,7 +25,7 @@ from typing import Any
 from neartext.collection import Collection
 from neartext.data.address import Address, parse_address
 from neartext.engine.feedback import FEEDBACK_DB
-from neartext.engine.records import ADAPTERS
+from neartext.engine.records import VERSION_FILES
 from neartext.errors import CorruptCollection, InputError
 from neartext.store.base import copy_documents
 from neartext.store.codec import codec
@@ -102,14 +102,16 @@ def migrate(
                         f"{total} / {passages} (was the source written to meanwhile?)")
             finally:
                 store.close()
-            _copy_adapters(col.path / ADAPTERS, tmp.state_dir() / ADAPTERS)
+            for name in VERSION_FILES:
+                _copy_version_files(col.path / name, tmp.state_dir() / name)
         copied = _copy_feedback(col.path / FEEDBACK_DB, dst.state_dir() / FEEDBACK_DB)
     return MigrateReport(str(src), str(dst), total, passages, copied,
                          time.perf_counter() - t0)
 
 
-def _copy_adapters(src: Path, dst: Path) -> None:
-    """The versions' adapter files (the manifest names them), before the copy is published."""
+def _copy_version_files(src: Path, dst: Path) -> None:
+    """The versions' adapter or ranker files (the manifest names them), before the copy is
+    published."""
     if src.is_dir():
         shutil.copytree(src, dst, dirs_exist_ok=True)
 

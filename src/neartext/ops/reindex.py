@@ -37,7 +37,7 @@ from neartext.encoders import EncoderSettings, canonical_name
 from neartext.engine.building import new_store
 from neartext.engine.feedback import FEEDBACK_DB
 from neartext.engine.query_encoder import cache_dir as query_encoders
-from neartext.engine.records import ADAPTERS, replaced_record
+from neartext.engine.records import VERSION_FILES, replaced_record
 from neartext.errors import CollectionBusy, InputError, StorageError, Unsupported
 from neartext.store.base import Passage, Store
 from neartext.store.factory import create_store, kind_of
@@ -377,7 +377,7 @@ def _carry(target: Address, scratch: Address) -> None:
             os.link(src, dst)
 
     for src, dst, skip in [(target.state_dir() / name, scratch.state_dir() / name, None)
-                           for name in (ADAPTERS, MODELS)] + [
+                           for name in (*VERSION_FILES, MODELS)] + [
             (query_encoders(target.state_dir()), query_encoders(scratch.state_dir()),
              shutil.ignore_patterns(".*"))]:  # not an export being made
         if src.is_dir():

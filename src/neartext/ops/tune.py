@@ -33,8 +33,9 @@ from neartext.algo.adapters import (
     train_adapter,
 )
 from neartext.algo.metrics import retrieval_metrics
+from neartext.algo.ranker import fit_ranker, save_ranker
 from neartext.data.evaldata import load_retrieval_pairs
-from neartext.data.ranking import DEFAULT_MODE, FEATURES, TEXT_MODES, Ranking
+from neartext.data.ranking import DEFAULT_MODE, RANKER_FEATURES, TEXT_MODES, Ranking
 from neartext.engine.feedback import FeedbackStore
 from neartext.engine.searching import fusion_features, search_vectors
 from neartext.errors import InputError
@@ -52,66 +53,12 @@ if TYPE_CHECKING:
 DEFAULT_MARGIN = 0.005
 # the ranking settings tried on the held-out queries (mode, fusion, alpha)
 SETTINGS: list[Ranking] = [
-    Ranking("semantic"), Ranking("keyword"), Ranking("hybrid", "rrf"),
+    Ranking("semantic"), Ranking("keyword"), Ranking("chars"), Ranking("hybrid", "rrf"),
     *(Ranking("hybrid", "blend", a) for a in (0.3, 0.5, 0.7, 0.9))]
 
 
 # queries the learned fusion is fitted on, at most (a seeded sample of the training queries)
 FUSION_QUERIES = 2000
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, rounds: int = 50
-                 ) -> np.ndarray:
-    """Logistic regression of ``y`` (0/1) on the columns of ``x`` by Newton's method, the
-    classes weighted to count equally and an L2 penalty on the standardized weights; returns
-    the weights on the raw columns followed by the intercept."""
-    mu, sd = x.mean(axis=0), x.std(axis=0)
-    sd[sd == 0] = 1.0
-    z = np.column_stack([(x - mu) / sd, np.ones(len(x))])
-    pos = max(1.0, float(y.sum()))
-    sample = np.where(y > 0, len(y) / (2 * pos), len(y) / (2 * max(1.0, len(y) - pos)))
-    w = np.zeros(z.shape[1])
-    reg = np.full(z.shape[1], l2)
-    reg[-1] = 0.0
-    for _ in range(rounds):
-        p = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -30, 30)))
-        grad = z.T @ (sample * (p - y)) + reg * w
-        hess = (z * (sample * p * (1 - p))[:, None]).T @ z + np.diag(reg + 1e-9)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    raw = w[:-1] / sd
-    return np.append(raw, w[-1] - float(mu @ raw))
-
-
-def fit_pairwise(rows: list[np.ndarray], labels: list[np.ndarray], per_positive: int = 50,
-                 seed: int = 0) -> np.ndarray:
-    """Ranking weights from each query's candidates (``rows``: one feature row per candidate;
-    ``labels``: 1 relevant, 0 not): a logistic regression of "the first of two candidates of
-    one query is the relevant one" on their feature difference (RankNet's pairwise loss with
-    a linear scorer), up to ``per_positive`` sampled irrelevant candidates per relevant one.
-    Returns the weights followed by a zero intercept (a ranking needs none); all zeros when no
-    query has both kinds.
-
-    >>> x = [np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])]
-    >>> w = fit_pairwise(x, [np.array([1.0, 0.0, 0.0])])
-    >>> bool(w[0] > 0 > w[1]), float(w[2])
-    (True, 0.0)
-    """
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for x, y in zip(rows, labels):
-        pos, neg = np.flatnonzero(y > 0), np.flatnonzero(y <= 0)
-        for p in pos:
-            if len(neg):
-                pick = neg if len(neg) <= per_positive else rng.choice(neg, per_positive, False)
-                diffs.append(x[p] - x[pick])
-    if not diffs:
-        return np.zeros((rows[0].shape[1] if rows else 0) + 1)
-    d = np.concatenate(diffs)
-    w = fit_logistic(np.concatenate([d, -d]), np.repeat([1.0, 0.0], len(d)))
-    return np.append(w[:-1], 0.0)
 
 
 class _SearchMemo:
@@ -183,12 +130,11 @@ class _MovedStore:
 
 
 def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
-                adapter: Adapter | None, seed: int, store: Any = None
-                ) -> Ranking | None:
-    """The ranking setting of the learned fusion fitted on ``queries`` (their candidates as a
-    hybrid search with ``adapter`` finds them, :func:`fit_pairwise`): its weights and the
-    features they weigh; None when no query has both a relevant and an irrelevant candidate
-    (or the collection has no keyword index)."""
+                adapter: Adapter | None, seed: int, store: Any = None) -> Ranking | None:
+    """The learned ranker fitted on ``queries`` (their candidates as a hybrid search with
+    ``adapter`` finds them, on every channel: :func:`~neartext.algo.ranker.fit_ranker`), saved
+    in the collection's rankers directory, as a ranking setting; None when no query has both a
+    relevant and an irrelevant candidate (or the collection has no keyword index)."""
 
     if not queries or not (store or col.store).has_keyword_index():
         return None
@@ -198,13 +144,20 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
     vecs = base if adapter is None else adapter.apply(base)
     xs, ys = [], []
     for (docs, rows), g in zip(fusion_features(store or col.store, vecs, queries,
+                                               names=RANKER_FEATURES,
                                                model_vectors=_model_side(adapter, base)), gold):
         xs.append(rows)
         ys.append(np.array([d in g for d in docs], dtype=np.float64))
     if not any(0 < y.sum() < len(y) for y in ys):
         return None
-    return Ranking("hybrid", "learned", features=FEATURES,
-                   weights=tuple(round(float(v), 6) for v in fit_pairwise(xs, ys, seed=seed)))
+    fitted = fit_ranker(xs, ys, seed=seed)
+    name = save_ranker(col.path, fitted.text)
+    details = {"trees": fitted.rounds, "queries": fitted.queries,
+               "seconds": round(fitted.seconds, 2)}
+    if fitted.valid_ndcg is not None:
+        details["valid_ndcg@10"] = round(fitted.valid_ndcg, 4)
+    return Ranking("hybrid", "learned", features=RANKER_FEATURES, ranker=name,
+                   details={"ranker": details})
 
 
 def _model_side(adapter: Adapter | None, base: np.ndarray) -> np.ndarray | None:
@@ -229,7 +182,7 @@ def evaluate_setting(col: Collection, queries: list[str], base: np.ndarray,
     ``store``: the documents as that adapter's version would store them (default: as now)."""
 
     ranking = Ranking.from_dict(setting) if isinstance(setting, Mapping) else setting
-    opts = ranking.options(10)
+    opts = ranking.options(10, state=col.path)
     vecs = None if opts.mode in TEXT_MODES else (
         base if adapter is None else adapter.apply(base))
     hits = search_vectors(store or col.store, bool(col.manifest.chunking), vecs, queries, None,
@@ -494,7 +447,8 @@ def tune(
                           "the start, so it is no candidate; only rankings were measured")
     adapters = [("current", current)] + [("new", result.adapter)] * learned_something
     fixed = [(which, adapter, setting) for setting in SETTINGS for which, adapter in adapters
-             if not (setting.mode in TEXT_MODES and which == "new")]  # these ignore vectors
+             if not (setting.mode in TEXT_MODES and which == "new")  # these ignore vectors
+             and (setting.mode != "chars" or col.store.has_chars_channel)]
     rows: list[tuple[str, Ranking, dict[str, float], np.ndarray]] = []
     with progress_bar(1 + len(fixed) + len(adapters) * bool(train_queries),
                       f"measuring rankings on {len(held_queries)} held-out queries", "ranking",

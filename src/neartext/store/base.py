@@ -191,6 +191,8 @@ class Store(Protocol):
         """Whether the lexical index behind :meth:`keyword_search` exists yet."""
         ...
 
+    has_chars_channel: bool
+
     def chars_search(
         self, queries: Sequence[str], k: int, flt: Filter | None = None
     ) -> list[list[Hit]]:
@@ -260,6 +262,8 @@ class StoreBase:
     and ``_idf``.
     """
 
+    #: whether :meth:`chars_search` works here (the local store's chars channel)
+    has_chars_channel = False
     _fields: tuple[int, set[str]] | None = None
     _df: tuple[int, dict[str, int]] | None = None  # (generation, document frequencies)
     _scripts: tuple[int, dict[str, float]] | None = None  # (generation, script shares)

@@ -31,6 +31,7 @@ class CharsIndex:
     """The chars channel (see the module docs); what it needs of the store is declared here
     and provided by :class:`LocalStore`."""
 
+    has_chars_channel = True
     _lock: threading.RLock
     _chars: tuple[int, CharIndex] | None = None  # (generation, index)
 

@@ -1,0 +1,147 @@
+"""The learned ranker: LightGBM's LambdaRank over the features of each query's candidates
+(:data:`neartext.data.ranking.RANKER_FEATURES`), trained by ``neartext tune`` and kept as a file
+in the collection's state directory.
+
+A ranker file is named by its content (``rankers/<sha256 prefix>.txt``, LightGBM's text
+format): written once, never rewritten, so every version that names it ranks the same way and a
+damaged file is caught when it is loaded. A process loads each file once.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> rows = [rng.random((30, 2)) for _ in range(60)]
+    >>> labels = [(r[:, 0] == r[:, 0].max()).astype(float) for r in rows]  # column 0 decides
+    >>> fitted = fit_ranker(rows, labels, seed=0)
+    >>> booster = from_text(fitted.text)
+    >>> test = np.array([[0.9, 0.1], [0.1, 0.9]])
+    >>> bool(score(booster, test)[0] > score(booster, test)[1])
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neartext.errors import CorruptCollection
+from neartext.util.atomic import staged_file
+from neartext.util.optional import optional
+
+RANKERS = "rankers"
+#: most boosting rounds; early stopping on the validation queries ends most fits far sooner
+MAX_ROUNDS = 400
+PATIENCE = 30
+
+
+@dataclass(frozen=True)
+class FittedRanker:
+    """A trained ranker: LightGBM's model ``text``, its boosting ``rounds`` (the best on the
+    validation queries), the validation NDCG@10 at those rounds, and the seconds it took."""
+
+    text: str
+    rounds: int
+    valid_ndcg: float | None
+    seconds: float
+    queries: int
+
+
+def fit_ranker(rows: list[np.ndarray], labels: list[np.ndarray], *, seed: int = 0,
+               valid: float = 0.2) -> FittedRanker:
+    """LambdaRank on each query's candidate ``rows`` (one feature row each) with ``labels`` (1
+    relevant, 0 not): trees of few leaves, early stopping on a seeded ``valid`` share of the
+    queries (by query). Queries without a relevant candidate, or with nothing else, teach
+    nothing and are left out."""
+    lgb = optional("lightgbm", "core", "lightgbm (the learned ranker)")
+    start = time.perf_counter()
+    keep = [i for i, y in enumerate(labels) if 0 < y.sum() < len(y)]
+    if not keep:
+        raise ValueError("no query has both a relevant and an irrelevant candidate")
+    order = np.random.default_rng(seed).permutation(keep)
+    n_valid = int(round(len(order) * valid)) if len(order) >= 10 else 0
+    parts = {"valid": sorted(order[:n_valid]), "train": sorted(order[n_valid:])}
+
+    def dataset(ids: list[int], reference: Any = None) -> Any:
+        x = np.concatenate([rows[i] for i in ids]).astype(np.float64)
+        y = np.concatenate([labels[i] for i in ids])
+        return lgb.Dataset(x, y, group=[len(rows[i]) for i in ids], reference=reference,
+                           free_raw_data=True)
+
+    train = dataset(parts["train"])
+    positives = int(sum(labels[i].sum() for i in parts["train"]))
+    params = {
+        "objective": "lambdarank", "metric": "ndcg", "eval_at": [10],
+        "learning_rate": 0.05, "num_leaves": 15,
+        # a leaf holds enough candidates to mean something, fewer on small data
+        "min_data_in_leaf": int(np.clip(positives // 4, 5, 50)),
+        "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1,
+        "lambdarank_truncation_level": 20, "num_threads": 2, "deterministic": True,
+        "force_row_wise": True, "seed": seed, "verbosity": -1,
+    }
+    kw: dict[str, Any] = {}
+    if parts["valid"]:
+        kw = {"valid_sets": [dataset(parts["valid"], train)], "valid_names": ["valid"],
+              "callbacks": [lgb.early_stopping(PATIENCE, verbose=False)]}
+    booster = lgb.train(params, train, num_boost_round=MAX_ROUNDS if kw else 100, **kw)
+    best = booster.best_iteration or booster.current_iteration()
+    valid_ndcg = None
+    if parts["valid"]:
+        valid_ndcg = float(booster.best_score["valid"]["ndcg@10"])
+    text = booster.model_to_string(num_iteration=best)
+    return FittedRanker(text, int(best), valid_ndcg, time.perf_counter() - start, len(keep))
+
+
+def save_ranker(state: Path, text: str) -> str:
+    """Write a ranker's ``text`` into ``state``'s rankers directory (atomically; a file of the
+    same content is already there); its name relative to ``state``."""
+    name = f"{RANKERS}/{_digest(text)}.txt"
+    path = state / name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with staged_file(path, what="the ranker", outcome="nothing was promoted") as tmp:
+            tmp.write_bytes(text.encode())
+    return name
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@lru_cache(maxsize=16)
+def load_ranker(path: str) -> Any:
+    """The booster in the ranker file ``path`` (loaded once per process); a file that is
+    missing or whose content is not the one its name was made from is a
+    :class:`CorruptCollection` naming it."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CorruptCollection(f"{p}: the version's ranker file cannot be read ({e}); roll "
+                                "back to another version or tune again") from None
+    if _digest(text) != p.stem:
+        raise CorruptCollection(f"{p}: the version's ranker file was changed or damaged (its "
+                                "content is not the one its name was made from); roll back to "
+                                "another version or tune again")
+    return from_text(text)
+
+
+def from_text(text: str) -> Any:
+    """A booster from LightGBM's model text."""
+    return optional("lightgbm", "core", "lightgbm (the learned ranker)").Booster(
+        model_str=text)
+
+
+def score(booster: Any, rows: np.ndarray) -> np.ndarray:
+    """The ranking score of each row (only their order within one query means anything); a
+    row of another width than the booster was trained on is an error naming both."""
+    if rows.shape[1] != booster.num_feature():
+        raise CorruptCollection(f"the ranker weighs {booster.num_feature()} features; the "
+                                f"search computed {rows.shape[1]}: tune again")
+    if not len(rows):
+        return np.zeros(0)
+    return np.asarray(booster.predict(rows, num_threads=1), dtype=np.float64)
