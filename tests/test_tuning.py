@@ -476,9 +476,9 @@ def test_the_learned_fusion_learns_the_title_of_a_collection_built_from_two_colu
     # a damaged ranker file: one line naming it, and no search ranks with something else
     ranker.write_text(ranker.read_text().replace("tree", "tre", 1))
     load_ranker.cache_clear()
-    with Collection.open(tmp_path / "col", model=encoder) as col:
-        with pytest.raises(CorruptCollection, match="ranker file was changed or damaged"):
-            col.search(titles[0], k=1)
+    with Collection.open(tmp_path / "col", model=encoder) as col, pytest.raises(
+            CorruptCollection, match="ranker file was changed or damaged"):
+        col.search(titles[0], k=1)
 
 
 def test_the_learned_fusion_weighs_the_cosine_before_the_query_adapter(demo_copy, encoder):
