@@ -125,7 +125,7 @@ def test_export_mode_sets_the_default_and_the_paraphrase_finder_leaves_the_query
     ([QUERY], {"top_k": 0}, "k must be a whole number"),
     ([QUERY], {"threshold": 0.9}, "unknown parameter threshold; known: top_k, "
                                   "similarity_threshold, mode, ranking"),
-    ([QUERY], {"ranking": "bm25"}, "ranking must be one of tuned, semantic, keyword, hybrid"),
+    ([QUERY], {"ranking": "bm25"}, "ranking must be one of tuned, semantic, keyword, chars, hybrid"),
     ([QUERY], {"ranking": "hybrid", "similarity_threshold": 0.5},
      "a threshold applies to cosine scores: use it with the semantic mode, not hybrid"),
 ])
@@ -265,6 +265,7 @@ def test_the_model_searches_with_the_collections_current_adapter(tmp_path, demo_
         semantic = [(r.id, r.score) for r in col.search(QUERY, k=5, mode="semantic")]
         cut = [r.id for r in col.search(QUERY, k=5, threshold=0.4)]
         keyword = [r.id for r in col.search("dark mode", k=5, mode="keyword")]
+        chars = [r.id for r in col.search("drak mod", k=5, mode="chars")]
     assert [i for i, _ in tuned] != [i for i, _ in semantic]  # the test tells them apart
     out = tmp_path / "adapted"
     assert main(["export", "mlflow", str(demo_copy), "-o", str(out), "-q"]) == 0
@@ -277,6 +278,8 @@ def test_the_model_searches_with_the_collections_current_adapter(tmp_path, demo_
         "id"]) == cut  # a cosine cut ranks semantically, as search does
     assert list(model.predict(["dark mode"], params={"top_k": 5, "ranking": "keyword"})[
         "id"]) == keyword
+    assert list(model.predict(["drak mod"], params={"top_k": 5, "ranking": "chars"})[
+        "id"]) == chars
 
 
 def test_the_model_ranks_with_the_versions_learned_ranker(tmp_path, demo_copy):

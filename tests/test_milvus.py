@@ -758,6 +758,12 @@ def test_cli_commands_take_milvus_addresses(tmp_path):
     out = _cli("search", address, "crash photo", "--mode", "hybrid", "-k", "2", "--json",
                process=True).stdout  # and as its own process
     assert len(json.loads(out)) == 2
+    said = _cli("search", address, "crash foto", "--mode", "chars", check=False)
+    assert said.returncode == 1 and said.stdout == ""
+    assert said.stderr.strip().splitlines() == [
+        "neartext search: error: the chars mode (character n-grams) needs a local collection; "
+        "Milvus ranks words only: use --mode keyword or hybrid, or copy the collection to a "
+        "local one ('neartext migrate')"]
 
 
 

@@ -63,7 +63,7 @@ def test_search_matches_the_library(served, demo_collection):
     assert all(h["metadata"]["year"] >= 2024 and h["score"] >= 0.3 for h in body["results"][0])
 
 
-@pytest.mark.parametrize("mode", ["keyword", "hybrid"])
+@pytest.mark.parametrize("mode", ["keyword", "chars", "hybrid"])
 def test_keyword_and_hybrid_modes_match_the_library(served, demo_collection, mode):
     body = {"queries": [QUERY, "charged twice"], "k": 4, "mode": mode, "where": ["year>=2022"]}
     status, got = served.call("POST", "/collections/feedback/search", body)

@@ -80,8 +80,8 @@ if TYPE_CHECKING:
 
 Mode = Literal["search", "paraphrases"]
 MODES: tuple[Mode, ...] = ("search", "paraphrases")
-RankingName = Literal["tuned", "semantic", "keyword", "hybrid"]  # the model's "ranking" parameter
-RANKINGS: tuple[RankingName, ...] = ("tuned", "semantic", "keyword", "hybrid")
+RankingName = Literal["tuned", "semantic", "keyword", "chars", "hybrid"]  # the "ranking" parameter
+RANKINGS: tuple[RankingName, ...] = ("tuned", "semantic", "keyword", "chars", "hybrid")
 NO_THRESHOLD = -1.0  # every cosine is at least -1: the default cuts nothing
 PARAMS: dict[str, Any] = {"top_k": 10, "similarity_threshold": NO_THRESHOLD, "mode": "search",
                           "ranking": "tuned"}
