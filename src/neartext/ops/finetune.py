@@ -39,11 +39,11 @@ from neartext.errors import InputError
 from neartext.ops.reindex import MODELS, reindex
 from neartext.ops.tune import (
     DEFAULT_MARGIN,
-    SETTINGS,
     evaluate_setting,
     fit_fusion,
     gather,
     metric_rows,
+    settings_for,
     without_gone,
 )
 
@@ -144,7 +144,7 @@ def improve_full(path: str | Path | Address, pairs: str | Path | None = None, *,
 
     def gate(new: Collection) -> dict[str, Any]:
         q = new.encoder.encode(held_queries, kind="query")
-        rows = [(s, *evaluate_setting(new, held_queries, q, golds, None, s)) for s in SETTINGS]
+        rows = [(s, *evaluate_setting(new, held_queries, q, golds, None, s)) for s in settings_for(new.store)]
         train = list(train_gold)  # the learned fusion, fitted as tune fits it (after the
         # keyword ranking above, which builds the copy's keyword index)
         learned = fit_fusion(new, train, new.encoder.encode(train, kind="query"),

@@ -57,6 +57,11 @@ SETTINGS: list[Ranking] = [
     *(Ranking("hybrid", "blend", a) for a in (0.3, 0.5, 0.7, 0.9))]
 
 
+def settings_for(store: Store) -> list[Ranking]:
+    """The fixed :data:`SETTINGS` ``store`` can rank with (chars only where it has the channel)."""
+    return [s for s in SETTINGS if s.mode != "chars" or store.has_chars_channel]
+
+
 # queries the learned fusion is fitted on, at most (a seeded sample of the training queries)
 FUSION_QUERIES = 2000
 
@@ -446,9 +451,9 @@ def tune(
                           "epochs ranked the training split's own held-out pairs better than "
                           "the start, so it is no candidate; only rankings were measured")
     adapters = [("current", current)] + [("new", result.adapter)] * learned_something
-    fixed = [(which, adapter, setting) for setting in SETTINGS for which, adapter in adapters
-             if not (setting.mode in TEXT_MODES and which == "new")  # these ignore vectors
-             and (setting.mode != "chars" or col.store.has_chars_channel)]
+    fixed = [(which, adapter, setting) for setting in settings_for(col.store)
+             for which, adapter in adapters
+             if not (setting.mode in TEXT_MODES and which == "new")]  # these ignore vectors
     rows: list[tuple[str, Ranking, dict[str, float], np.ndarray]] = []
     with progress_bar(1 + len(fixed) + len(adapters) * bool(train_queries),
                       f"measuring rankings on {len(held_queries)} held-out queries", "ranking",
