@@ -5,10 +5,14 @@ blends), on the same held-out queries in one run.
 Data (../shared/datasets), each built as a neartext collection:
   - Cranfield (BEIR layout): 1,400 abstracts built from two text columns, title and body (the
     body with the title it repeats removed), 225 queries with graded judgements;
-  - Quora duplicates (eval.csv, the first 3,000 pairs): question1 -> question2, one column;
+  - Quora duplicates (eval.csv): the first 3,000 duplicate pairs, question1 -> question2, among
+    other questions of the file as distractors (20,000 documents), one column;
   - ParaPhraser (ru): the first 3,000 pairs of classes 0 and 1 as queries (text_1) and their
-    paraphrases (text_2), among the headlines of the other pairs as distractors (12,033
-    documents in all), with a linear query-side adapter trained on each fold's training queries.
+    paraphrases (text_2), among the headlines of the other pairs as distractors (9,109
+    documents: every headline of the file but the queries' own), with a linear query-side
+    adapter trained on each fold's training queries, once on the pairs alone and once with the
+    hard negatives ``tune`` mines from the fused ranking (``tune.confusions``); the learned
+    rankings use the second.
 Queries are split into 5 folds by query (seeded); the rankers (and the adapter) are fitted on
 four folds' queries (their candidates, as ``tune`` fits them) and every query is measured once,
 held out, through the real search path; the fixed rankings are measured on the same folds.
@@ -37,7 +41,9 @@ FOLDS = 5
 BEFORE = "learned linear (pairwise logistic, before)"
 SHIPPED = "learned ranker (LightGBM LambdaRank)"
 NO_ADAPTER = "semantic, the model alone (no adapter)"
-DISTRACTORS = 12_033  # documents of the ParaPhraser set, distractor headlines included
+DISTRACTORS = 12_033  # documents of the ParaPhraser set at most, distractor headlines included
+QUORA_DOCS = 20_000  # documents of the Quora set, distractor questions included
+CONFUSIONS = "semantic, the adapter trained on confusions too"
 
 
 def cranfield(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str, dict]]:
@@ -75,14 +81,25 @@ def one_column(path: Path, ids: dict[str, str]) -> Path:
 
 
 def quora(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str, dict]]:
+    """The first 3,000 duplicate pairs (question1 -> question2) among other questions of the
+    file as distractors, 20,000 documents in all (no query's own text among them)."""
     with need(SHARED / "quora_duplicates" / "eval.csv").open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))[:3000]
+        rows = list(csv.DictReader(f))
     ids: dict[str, str] = {}
     queries, gold = {}, {}
-    for i, r in enumerate(rows):
+    for r in rows:
+        if r.get("is_duplicate", "1") != "1" or r["question1"] in ids:
+            continue
         pid = ids.setdefault(r["question2"], f"p{len(ids)}")
-        queries[f"q{i}"] = [r["question1"]]
-        gold[f"q{i}"] = {pid: 1.0}
+        queries[f"q{len(queries)}"] = [r["question1"]]
+        gold[f"q{len(gold)}"] = {pid: 1.0}
+        if len(queries) == 3000:
+            break
+    asked = {q[0] for q in queries.values()}
+    for r in rows:
+        for t in (r["question1"], r["question2"]):
+            if t not in ids and t not in asked and len(ids) < QUORA_DOCS:
+                ids[t] = f"p{len(ids)}"
     return one_column(tmp / "quora.csv", ids), ["text"], queries, gold
 
 
@@ -103,10 +120,11 @@ def paraphraser(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[
             gold[qid] = {pid: 1.0}
             if len(queries) == 3000:
                 break
+    asked = {q[0] for q in queries.values()}  # a query's own text is no distractor
     for p in root.iter("paraphrase"):  # the other pairs' headlines, as distractors
         v = {e.get("name"): (e.text or "").strip() for e in p.iter("value")}
         for t in (v.get("text_1"), v.get("text_2")):
-            if t and t not in ids and len(ids) < DISTRACTORS:
+            if t and t not in ids and t not in asked and len(ids) < DISTRACTORS:
                 ids[t] = f"p{len(ids)}"
     return one_column(tmp / "paraphraser.csv", ids), ["text"], queries, gold
 
@@ -137,7 +155,7 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
     from neartext.algo.ranker import fit_ranker, save_ranker
     from neartext.data.ranking import FEATURES, RANKER_FEATURES, Ranking
     from neartext.engine.searching import fusion_features
-    from neartext.ops.tune import SETTINGS, evaluate_setting
+    from neartext.ops.tune import SETTINGS, confusions, evaluate_setting
 
     path, columns, queries, gold = data(tmp)
     t0 = time.perf_counter()
@@ -163,20 +181,30 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
         rr.update({BEFORE: np.zeros(len(qids)), SHIPPED: np.zeros(len(qids))})
         if adapter:
             rr[NO_ADAPTER] = np.zeros(len(qids))
+            rr[CONFUSIONS] = np.zeros(len(qids))
         ndcg = {k: 0.0 for k in rr}
         fit_s = {BEFORE: 0.0, SHIPPED: 0.0}
         trees: list[int] = []
         rankers: list[str] = []
         for f in range(FOLDS):
             train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-            ad = None
+            ad = plain = None
+            test_texts, test_golds = [texts[i] for i in test], [golds[i] for i in test]
             if adapter:
                 pos = [(i, row_of[d]) for i in train for d in golds[i] if d in row_of]
-                ad = train_adapter(vecs[[i for i, _ in pos]], np.array([r for _, r in pos]),
-                                   docs, groups=[i for i, _ in pos],
-                                   base_fingerprint=col.encoder.fingerprint,
-                                   held_out=0.1).adapter
-            test_texts, test_golds = [texts[i] for i in test], [golds[i] for i in test]
+                pair_q = [texts[i] for i, _ in pos]
+                mined = confusions(col.store, False, vecs[[i for i, _ in pos]], pair_q,
+                                   [doc_ids[r] for _, r in pos])
+                for negatives in ([], [(j, row_of[d]) for j, d in mined]):
+                    trained = train_adapter(
+                        vecs[[i for i, _ in pos]], np.array([r for _, r in pos]), docs,
+                        groups=[i for i, _ in pos], base_fingerprint=col.encoder.fingerprint,
+                        hard_negatives=negatives, held_out=0.1).adapter
+                    plain, ad = (trained, ad) if not negatives else (plain, trained)
+                m, r = evaluate_setting(col, test_texts, vecs[test], test_golds, ad,
+                                        {"mode": "semantic"})
+                rr[CONFUSIONS][test] = r
+                ndcg[CONFUSIONS] += m["ndcg@10"] * len(test) / len(qids)
 
             def measure(label: str, setting, test=test, test_texts=test_texts,
                         test_golds=test_golds, ad=ad) -> None:
@@ -184,8 +212,8 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
                 rr[label][test] = r
                 ndcg[label] += m["ndcg@10"] * len(test) / len(qids)
 
-            for setting in SETTINGS:
-                measure(setting.describe(), setting)
+            for setting in SETTINGS:  # (with the adapter on the pairs alone)
+                measure(setting.describe(), setting, ad=plain)
             if adapter:  # where the loop starts: the model alone, semantic
                 m, r = evaluate_setting(col, test_texts, vecs[test], test_golds, None,
                                         {"mode": "semantic"})
@@ -217,14 +245,15 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
         out["fit_s_per_fold"] = {k: round(v / FOLDS, 2) for k, v in fit_s.items()}
         out["training_queries_per_fold"] = int(round(len(qids) * (FOLDS - 1) / FOLDS))
         out["ranker_trees"] = trees
-        fixed = [k for k in rr if not k.startswith("learned") and k != NO_ADAPTER]
+        fixed = [k for k in rr if not k.startswith("learned") and k not in (NO_ADAPTER,
+                                                                             CONFUSIONS)]
         out["best_fixed"] = max(fixed, key=lambda k: float(rr[k].mean()))
         singles = [k for k in fixed if not k.startswith("hybrid")]
         out["best_single"] = max(singles, key=lambda k: float(rr[k].mean()))
         out["gains"] = {}
         pairs = [(SHIPPED, BEFORE), (SHIPPED, out["best_fixed"]), (SHIPPED, out["best_single"])]
         if adapter:
-            pairs += [(SHIPPED, NO_ADAPTER)]
+            pairs += [(SHIPPED, NO_ADAPTER), (CONFUSIONS, "semantic")]
         for new, old in pairs:
             d = rr[new] - rr[old]
             boots = np.random.default_rng(0).choice(d, (2000, len(d))).mean(axis=1)
@@ -285,7 +314,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, data, model, adapter in (
                 ("cranfield", cranfield, args.model, False),
-                ("quora_3000", quora, args.model, False),
+                ("quora_20000", quora, args.model, False),
                 ("paraphraser_ru_12033 + adapter", paraphraser, args.model, True)):
             if args.only and not name.startswith(args.only):
                 continue

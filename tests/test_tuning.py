@@ -871,3 +871,25 @@ def test_queries_needed_for_a_gain_like_the_one_measured():
     many = np.tile(after, int(np.ceil(needed / 12)) + 1)
     assert paired_gain(np.zeros(len(many)), many)[1] > 0  # that many would do
     assert queries_needed(np.ones(5), np.zeros(5)) is None
+
+
+def test_confusions_are_the_fused_rankings_wrong_answers_above_the_depth(demo_copy, encoder):
+    """The adapter's mined hard negatives are exactly the documents a hybrid blend search ranks
+    in its top 3 that are none of the query's documents (the search itself is the oracle), for
+    every pair of that query."""
+    from neartext.ops.tune import CONFUSED, confusions
+
+    queries = ["the app crashes when I open it", "refund please", "the app crashes when I open it"]
+    gold = ["fb-0007", "fb-0073", "fb-0008"]
+    with Collection.open(demo_copy) as col:
+        col.store.ensure_lexical()
+        vecs = encoder.encode(queries, kind="query")
+        mined = confusions(col.store, False, vecs, queries, gold)
+        expect = []
+        for i, q in enumerate(queries):
+            top = [r.id for r in col.search(q, k=CONFUSED, mode="hybrid", fusion="blend",
+                                            alpha=0.5)]
+            mine = {g for t, g in zip(queries, gold) if t == q}
+            expect += [(i, d) for d in top if d not in mine]
+    assert mined == expect and mined
+    assert all(d not in {"fb-0007", "fb-0008"} for i, d in mined if i != 1)

@@ -48,6 +48,17 @@ def grams(text: str) -> list[str]:
     return out
 
 
+def padded_words(text: str) -> str:
+    """``text``'s words as its grams see them (``_word_``), separated by spaces: a gram (which
+    holds no space) occurs in the text exactly when it is a substring of this.
+
+    >>> "_ко" in padded_words("Кот"), "т_к" in padded_words("кот кит")
+    (True, False)
+    """
+    text = unicodedata.normalize("NFKC", text[:MAX_CHARS]).casefold().replace("ё", "е")
+    return " ".join(f"_{w}_" for w in _WORD.findall(text))
+
+
 def gram_hashes(text: str) -> Counter[int]:
     """The hashes of ``text``'s grams with how often each occurs."""
     return Counter(zlib.crc32(g.encode()) for g in grams(text))
@@ -106,13 +117,12 @@ class CharIndex:
         """The IDF of each distinct gram of ``query`` (grams no document has included, at the
         IDF of a gram in none)."""
         n = len(self.rows)
-        none = math.log1p((n + 0.5) / 0.5)
-        out: dict[int, float] = {}
-        for g in gram_hashes(query):
-            i = int(np.searchsorted(self.vocab, g))
-            found = i < len(self.vocab) and self.vocab[i] == g
-            out[g] = float(self.idf[i]) if found else none
-        return out
+        keys = np.array(sorted(gram_hashes(query)), dtype=np.uint32)
+        at = np.minimum(np.searchsorted(self.vocab, keys), max(len(self.vocab) - 1, 0))
+        found = (self.vocab[at] == keys) if len(self.vocab) else np.zeros(len(keys), bool)
+        idf = np.where(found, self.idf[at] if len(self.vocab) else 0.0,
+                       math.log1p((n + 0.5) / 0.5))
+        return dict(zip(keys.tolist(), idf.tolist()))
 
     def norm(self, query: str) -> float:
         """What a document of average length holding each of the query's grams once scores:

@@ -37,7 +37,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from neartext.data.chargrams import gram_hashes
+from neartext.data.chargrams import grams, padded_words
 from neartext.data.lexical import terms
 from neartext.data.ranking import (
     BASE_FEATURES,
@@ -129,7 +129,7 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
     c_rank = {d: i for i, d in enumerate(ch.ranking)}
     rows = np.zeros((len(docs), len(names)), dtype=np.float64)
     channels = any(n in CHANNEL_FEATURES for n in names)
-    qgrams = _grams(query) if "lead_chars" in names else {}
+    qgrams = frozenset(grams(query)) if "lead_chars" in names else frozenset()
     for i, d in enumerate(docs):
         cover = min(1.0, bm25.get(d, 0.0) / norm) if norm > 0 else 0.0
         value = {"cosine": cosine[d], "coverage": cover,
@@ -180,17 +180,12 @@ def _terms(text: str) -> list[str]:
     return terms(text)
 
 
-@lru_cache(maxsize=4096)
-def _grams(text: str) -> dict[int, int]:
-    return dict(gram_hashes(text))
-
-
-def _lead_chars(query: dict[int, int], text: str) -> float:
+def _lead_chars(query: frozenset[str], text: str) -> float:
     """The share of the query's distinct grams its first line (the title) holds."""
     if not query:
         return 0.0
-    lead = _grams(text[:PHRASE_CHARS].split("\n", 1)[0])
-    return len(query.keys() & lead.keys()) / len(query)
+    lead = padded_words(text[:PHRASE_CHARS].split("\n", 1)[0])
+    return sum(g in lead for g in query) / len(query)
 
 
 def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int

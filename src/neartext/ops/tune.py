@@ -52,9 +52,35 @@ if TYPE_CHECKING:
 # average, with the lower end of the gain's 95% bootstrap interval above 0 as well
 DEFAULT_MARGIN = 0.005
 # the ranking settings tried on the held-out queries (mode, fusion, alpha)
+# how deep in the fused ranking an adapter's hard negatives are mined (confusions)
+CONFUSED = 3
 SETTINGS: list[Ranking] = [
     Ranking("semantic"), Ranking("keyword"), Ranking("chars"), Ranking("hybrid", "rrf"),
     *(Ranking("hybrid", "blend", a) for a in (0.3, 0.5, 0.7, 0.9))]
+
+
+def confusions(store: Store, chunked: bool, vectors: np.ndarray, queries: Sequence[str],
+               doc_ids: Sequence[str], adapter: Adapter | None = None, depth: int = CONFUSED
+               ) -> list[tuple[int, str]]:
+    """Hard negatives for an adapter: for each pair (``queries[i]``, ``doc_ids[i]``), the
+    documents a hybrid search (blend, every channel's candidates) ranks above depth ``depth``
+    that are none of that query's documents — what the fused ranking confuses with the right
+    answer, which in-batch and random negatives rarely are. Returns (pair index, document id)."""
+    if not store.has_keyword_index():
+        return []
+    gold: dict[str, set[str]] = {}
+    first: dict[str, int] = {}
+    for i, (t, d) in enumerate(zip(queries, doc_ids)):
+        gold.setdefault(t, set()).add(d)
+        first.setdefault(t, i)
+    unique = list(first)
+    vecs = vectors[[first[t] for t in unique]]
+    if adapter is not None:
+        vecs = adapter.apply(vecs)
+    hits = search_vectors(store, chunked, vecs, unique, None,
+                          Ranking("hybrid", "blend", alpha=0.5).options(depth))
+    wrong = {t: [r.id for r in row if r.id not in gold[t]] for t, row in zip(unique, hits)}
+    return [(i, d) for i, t in enumerate(queries) for d in wrong[t]]
 
 
 def settings_for(store: Store) -> list[Ranking]:
@@ -235,6 +261,7 @@ class TuneReport:
     adapter_learned: bool = True  # False: no epoch beat the start; not a candidate
     best: dict[str, float] = field(default_factory=dict)  # the best candidate's held-out metrics
     columns: list[str] = field(default_factory=list)  # the pairs file's query, passage columns
+    mined_negatives: int = 0  # hard negatives mined from the fused ranking (confusions)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -246,7 +273,8 @@ class TuneReport:
         columns = f" (columns {', '.join(self.columns)})" if self.columns else ""
         rows = [f"{self.collection}: {self.pairs} pairs ({self.from_file} from the "
                 f"file{columns}, {self.from_feedback} from ratings; {self.hard_negatives} hard "
-                f"negatives), {self.queries} queries; {trained}, {self.seconds:.1f} s",
+                f"negatives rated, {self.mined_negatives} mined from the fused ranking), "
+                f"{self.queries} queries; {trained}, {self.seconds:.1f} s",
                 *metric_rows(self.before, self.after if self.promoted else self.best or
                              self.after, "chosen" if self.promoted else "best")]
         rows.append("  candidates (held-out MRR@10): " + "; ".join(
@@ -413,9 +441,12 @@ def tune(
     q = np.stack([vec_of[t] for t in data.queries]).astype(np.float32)
     pos = np.array([row_of[d] for d in data.doc_ids], dtype=np.int64)
     hard = [(i, row_of[d]) for i, d in data.hard if d in row_of]
+    mined = [(i, row_of[d]) for i, d in confusions(col.store, bool(col.manifest.chunking), q,
+                                                   data.queries, data.doc_ids, current)
+             if d in row_of]
     result = train_adapter(q, pos, docs, groups=data.queries,
                            base_fingerprint=col.encoder.fingerprint,
-                           hard_negatives=hard, kind=kind, side=side, held_out=held_out,
+                           hard_negatives=hard + mined, kind=kind, side=side, held_out=held_out,
                            seed=seed, baseline=current)
     # the new adapter's documents, where they differ from the stored ones
     memo = _SearchMemo(col.store)
@@ -533,7 +564,7 @@ def tune(
                       reason, result.seconds, result.epochs, data.notes, setting.describe(),
                       candidates, {"adapter": which, "search": setting.to_dict()},
                       round(gain, 4), round(low, 4), side, learned_something, best_metrics,
-                      data.columns)
+                      data.columns, len(mined))
 
 
 
