@@ -36,7 +36,7 @@ from neartext.util.optional import optional
 RANKERS = "rankers"
 #: most boosting rounds; early stopping on the validation queries ends most fits far sooner
 MAX_ROUNDS = 400
-PATIENCE = 30
+PATIENCE = 100
 
 
 @dataclass(frozen=True)
