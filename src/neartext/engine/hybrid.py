@@ -1,6 +1,6 @@
-"""Fusing a semantic and a keyword ranking into one (hybrid search).
+"""Fusing the channels' rankings into one (hybrid search).
 
-Three ways, each per query over the candidates each side returned:
+Three ways, each per query over the candidates each channel returned:
 
 - ``rrf``: reciprocal rank fusion, ``score = sum(1 / (60 + rank))`` over the lists a
   document appears in (Cormack et al., 2009). Needs no score calibration; scores are small.
@@ -9,17 +9,19 @@ Three ways, each per query over the candidates each side returned:
   counts by how much of the query it covers, not relative to the best keyword match (which may
   be a poor one). A document missing from the keyword list counts 0 there; its cosine is
   computed for every candidate.
-- ``learned``: a linear score over features of each candidate (:data:`FEATURES`: its cosine,
-  keyword coverage as in blend, the reciprocal of its rank on each side, whether every query
-  word is in it, its cosine before the version's query-side adapter, whether the query's words
-  stand in it as one phrase, how much of the query's weight its first line holds and whether
-  the first line is the query: the title, when the collection was built from several text
-  columns, which are joined by lines with the title first), with weights ``neartext tune`` fits
-  on the collection's own pairs and ratings (a pairwise logistic regression: RankNet's loss
-  with a linear scorer) and keeps only when they beat the fixed fusions on held-out queries.
-  The weights and the names of the features they weigh live with the version (its ranking
-  settings); a version tuned before the other features were added weighs
-  :data:`BASE_FEATURES`.
+- ``learned``: the version's ranker (LightGBM LambdaRank, :mod:`neartext.algo.ranker`) over
+  features of each candidate of the three channels (semantic, keyword and chars:
+  :data:`~neartext.data.ranking.RANKER_FEATURES`): its cosine, keyword coverage as in blend,
+  the reciprocal of its rank on each channel, whether every query word is in it, its cosine
+  before the version's query-side adapter, whether the query's words stand in it as one
+  phrase, how much of the query's weight and of its character grams its first line holds and
+  whether the first line is the query (the title, when the collection was built from several
+  text columns, which are joined by lines with the title first), chars coverage, each
+  channel's gap to the query's best candidate, its length and the query's word count.
+  ``neartext tune`` trains it on the collection's own pairs and ratings and keeps it only when
+  it beats the fixed rankings on held-out queries. A version tuned before the ranker keeps a
+  linear score over :data:`FEATURES` (or :data:`BASE_FEATURES`) with the weights it was
+  given, over the semantic and keyword candidates.
 
 Example:
     >>> [(d, round(s, 4)) for d, s in rrf(["a", "b", "c"], ["c", "d"], k=3)]
@@ -101,14 +103,16 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
              words: dict[str, float] | None = None, texts: dict[str, str] | None = None,
              model_cosine: dict[str, float] | None = None, chars: CharsSide | None = None,
              query: str = "") -> tuple[list[str], np.ndarray]:
-    """The candidates of both rankings (semantic first) and their features ``names`` (of
-    :data:`FEATURES`), one row each. ``cosine`` covers every candidate (as for :func:`blend`)
-    but one whose vectors were gone when asked for (deleted by another writer meanwhile), which
-    is left out. The text features need the query's stemmed ``words`` in order with their
-    weights (IDF: :meth:`~neartext.store.base.StoreBase.keyword_weights`) and the candidates'
-    ``texts`` (one missing from them was deleted too, and is left out as well);
-    ``model_cosine``: each candidate's cosine before the query-side adapter (default: ``cosine``,
-    a version without one).
+    """The candidates of the rankings (semantic first, then keyword, then the ``chars``
+    side's, if given) and their features ``names`` (of
+    :data:`~neartext.data.ranking.RANKER_FEATURES`), one row each. ``cosine`` covers every
+    candidate (as for :func:`blend`) but one whose vectors were gone when asked for (deleted by
+    another writer meanwhile), which is left out. The text features need the query's stemmed
+    ``words`` in order with their weights (IDF:
+    :meth:`~neartext.store.base.StoreBase.keyword_weights`) and the candidates' ``texts`` (one
+    missing from them was deleted too, and is left out as well); ``model_cosine``: each
+    candidate's cosine before the query-side adapter (default: ``cosine``, a version without
+    one); ``query``: its text (the title's share of its character grams).
 
     >>> docs, rows = features(["a"], ["b", "gone"], {"a": 0.9, "b": 0.4}, {"b": 3.0}, norm=3.0)
     >>> docs, rows[:, 1].tolist()
