@@ -545,6 +545,27 @@ def test_a_learned_version_naming_an_unknown_feature_is_refused_in_one_line(demo
         with pytest.raises(InputError, match=r"does not know \('title_bm25'\)"):
             col.search("refund", k=3)
         assert len(col.search("refund", k=3, mode="semantic")) == 3
+        # a ranker version: the same for its features; a ranker that weighs another number of
+        # features than the version names is refused as damaged, nothing ranked without it
+        from neartext.algo.ranker import fit_ranker, save_ranker
+        from neartext.data.ranking import RANKER_FEATURES
+
+        promote(col, None, {}, search={"mode": "hybrid", "fusion": "learned",
+                                       "features": ["cosine", "title_bm25"],
+                                       "ranker": "rankers/x.txt"})
+        with pytest.raises(InputError, match=r"ranker of this version weighs a feature this "
+                                             r"neartext does not know \('title_bm25'\)"):
+            col.search("refund", k=3)
+        rng = np.random.default_rng(0)
+        rows = [rng.random((20, 3)) for _ in range(30)]
+        two = save_ranker(col.path, fit_ranker(
+            rows, [(r[:, 0] == r[:, 0].max()).astype(float) for r in rows]).text)
+        promote(col, None, {}, search={"mode": "hybrid", "fusion": "learned",
+                                       "features": list(RANKER_FEATURES), "ranker": two})
+        with pytest.raises(CorruptCollection, match="the ranker weighs 3 features; the search "
+                                                    f"computed {len(RANKER_FEATURES)}"):
+            col.search("refund", k=3)
+        assert len(col.search("refund", k=3, mode="chars")) == 3
 
 
 def _vectors(col: Collection) -> dict[str, np.ndarray]:
