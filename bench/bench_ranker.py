@@ -12,7 +12,9 @@ Data (../shared/datasets), each built as a neartext collection:
     documents: every headline of the file but the queries' own), with a linear query-side
     adapter trained on each fold's training queries with the hard negatives ``tune`` mines from
     the fused ranking (``tune.confusions``), as ``tune`` trains it, used by every ranking; a row
-    gives the semantic ranking of an adapter trained on the pairs alone, for comparison.
+    gives the semantic ranking of an adapter trained on the pairs alone, for comparison. As in
+    ``tune``, the learned rankings are fitted on features each training query gets from an
+    adapter trained on the other half of the training queries (``tune.crossfit``).
 Queries are split into 5 folds by query (seeded); the rankers (and the adapter) are fitted on
 four folds' queries (their candidates, as ``tune`` fits them) and every query is measured once,
 held out, through the real search path; the fixed rankings are measured on the same folds.
@@ -155,7 +157,7 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
     from neartext.algo.ranker import fit_ranker, save_ranker
     from neartext.data.ranking import FEATURES, RANKER_FEATURES, Ranking
     from neartext.engine.searching import fusion_features
-    from neartext.ops.tune import SETTINGS, confusions, evaluate_setting
+    from neartext.ops.tune import SETTINGS, confusions, crossfit, evaluate_setting
 
     path, columns, queries, gold = data(tmp)
     t0 = time.perf_counter()
@@ -220,6 +222,13 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
                 rr[NO_ADAPTER][test] = r
                 ndcg[NO_ADAPTER] += m["ndcg@10"] * len(test) / len(qids)
             qv = vecs[train] if ad is None else ad.apply(vecs[train])
+            if adapter:  # each training query's features from an adapter not trained on it
+                folds = crossfit(vecs[[i for i, _ in pos]], np.array([r for _, r in pos]), docs,
+                                 [str(i) for i, _ in pos], np.ones(len(pos), bool),
+                                 [(j, row_of[d]) for j, d in mined], "linear", f,
+                                 col.encoder.fingerprint)
+                qv = np.stack([vecs[i] if (a := folds.get(str(i))) is None
+                               else a.apply(vecs[i][None])[0] for i in train])
             t0 = time.perf_counter()
             rows = fusion_features(col.store, qv, [texts[i] for i in train],
                                    names=RANKER_FEATURES,

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from neartext.errors import CorpusFileNotFound, InputError
-from neartext.util.optional import parquet
+from neartext.util.optional import optional, parquet
 from neartext.util.readers import delimited_rows, jsonl_values, lines, read_text
 from neartext.util.validate import check_id, invalid_text_path
 
@@ -155,7 +155,7 @@ def _read_file(
         raise CorpusFileNotFound(f"{p}: no such file")
     fmt = detect_format(p)
     if fmt == "parquet":
-        rows = _parquet_rows(p)
+        rows = _parquet_rows(p, vectors)
     else:
         content = read_text(p, encoding)
         if not content.strip():
@@ -258,13 +258,49 @@ def _csv_rows(path: Path, content: str, delimiter: str | None) -> list[tuple[int
     return rows
 
 
-def _parquet_rows(path: Path) -> list[tuple[int, dict]]:
+def _parquet_rows(path: Path, vectors: str | None = None) -> list[tuple[int, dict]]:
+    """The rows of a parquet file as dicts; the ``vectors`` column, when it is a list column
+    of numbers of one length without nulls, as rows of one float32 array (a million 384-number
+    vectors as Python floats took 12 GB; as an array they take 1.5 GB), otherwise as lists
+    (whose problems are then named row by row)."""
     pq = parquet()
     try:
         table = pq.read_table(path)
     except Exception as e:  # pyarrow raises several unrelated types for bad files
         raise InputError(f"{path}: not a readable parquet file ({e})") from None
-    return [(i, row) for i, row in enumerate(table.to_pylist(), 1)]
+    matrix = _vector_matrix(table, vectors) if vectors in table.column_names else None
+    if matrix is not None:
+        table = table.drop_columns([vectors])
+    rows = table.to_pylist()
+    del table
+    if matrix is not None:
+        for row, v in zip(rows, matrix):
+            row[vectors] = v
+    return [(i, row) for i, row in enumerate(rows, 1)]
+
+
+def _vector_matrix(table: Any, column: str | None) -> np.ndarray | None:
+    """``column`` of ``table`` as an (n, dim) float32 array, or None where it is not a list
+    column of numbers of one length without nulls."""
+    pa = optional("pyarrow", "parquet")
+    col = table.column(column).combine_chunks()
+    kind = col.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)
+            or pa.types.is_fixed_size_list(kind)):
+        return None
+    if not (pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)):
+        return None
+    if col.null_count or len(col) == 0:
+        return None
+    values = col.flatten()
+    if values.null_count or len(values) % len(col):
+        return None
+    dim = len(values) // len(col)
+    if not pa.types.is_fixed_size_list(kind):
+        offsets = np.asarray(col.offsets)
+        if not (np.diff(offsets) == dim).all():
+            return None
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
 
 
 def _columns(rows: list[tuple[int, dict]]) -> list[str]:
@@ -386,8 +422,9 @@ def as_vector(value: Any, where: str) -> np.ndarray:
     otherwise."""
     if isinstance(value, (list, tuple)) and None in value:
         raise InputError(f"{where}: the vector has no value at position {value.index(None) + 1}")
-    try:
-        v = np.asarray(value, dtype=np.float64)
+    try:  # (an array the file reader made of float32 stays one: no copy per row)
+        v = np.asarray(value, dtype=np.float32 if isinstance(value, np.ndarray)
+                       and value.dtype == np.float32 else np.float64)
     except (TypeError, ValueError):
         raise InputError(f"{where}: the vector is not a list of numbers") from None
     if v.ndim != 1 or v.size == 0:

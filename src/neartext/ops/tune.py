@@ -83,6 +83,33 @@ def confusions(store: Store, chunked: bool, vectors: np.ndarray, queries: Sequen
     return [(i, d) for i, t in enumerate(queries) for d in wrong[t]]
 
 
+def crossfit(q: np.ndarray, pos: np.ndarray, docs: np.ndarray, groups: Sequence[str],
+             train: np.ndarray, hard: Sequence[tuple[int, int]], kind: str, seed: int,
+             fingerprint: str, baseline: Adapter | None = None) -> dict[str, Adapter | None]:
+    """For each training query (``groups`` of the pairs where ``train``), a query-side adapter
+    trained on the other half of the training queries, not on its own pairs: what the ranker
+    is fitted on must look like what it meets at search time. An adapter's cosines on the
+    queries it was trained on are better than on new ones, and a ranker fitted on them learns
+    to trust the cosine more than it deserves (on ParaPhraser with use-multilingual the ranker
+    fell below a fixed blend that way). A half too small to train on gives ``baseline``."""
+    rows = [int(i) for i in np.flatnonzero(train)]
+    queries = list(dict.fromkeys(groups[i] for i in rows))
+    half = dict(zip(queries, split_groups(queries, 0.5, seed + 1)))
+    out: dict[str, Adapter | None] = {}
+    for side in (True, False):
+        other = [i for i in rows if half[groups[i]] != side]
+        adapter = baseline
+        if len(other) >= MIN_PAIRS:
+            index = {i: n for n, i in enumerate(other)}
+            adapter = train_adapter(
+                q[other], pos[other], docs, groups=[groups[i] for i in other],
+                base_fingerprint=fingerprint, kind=kind, side="query", seed=seed,
+                hard_negatives=[(index[i], r) for i, r in hard if i in index],
+                baseline=baseline).adapter
+        out.update({t: adapter for t in queries if half[t] == side})
+    return out
+
+
 def settings_for(store: Store) -> list[Ranking]:
     """The fixed :data:`SETTINGS` ``store`` can rank with (chars only where it has the channel)."""
     return [s for s in SETTINGS if s.mode != "chars" or store.has_chars_channel]
@@ -161,18 +188,25 @@ class _MovedStore:
 
 
 def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
-                adapter: Adapter | None, seed: int, store: Any = None) -> Ranking | None:
+                adapter: Adapter | None, seed: int, store: Any = None,
+                per_query: Mapping[str, Adapter | None] | None = None) -> Ranking | None:
     """The learned ranker fitted on ``queries`` (their candidates as a hybrid search with
     ``adapter`` finds them, on every channel: :func:`~neartext.algo.ranker.fit_ranker`), saved
     in the collection's rankers directory, as a ranking setting; None when no query has both a
-    relevant and an irrelevant candidate (or the collection has no keyword index)."""
+    relevant and an irrelevant candidate (or the collection has no keyword index).
+    ``per_query``: the query-side adapter each query's features are computed with instead of
+    ``adapter`` (:func:`crossfit`)."""
 
     if not queries or not (store or col.store).has_keyword_index():
         return None
     if len(queries) > FUSION_QUERIES:
         keep = np.sort(np.random.default_rng(seed).choice(len(queries), FUSION_QUERIES, False))
         queries, base, gold = [queries[i] for i in keep], base[keep], [gold[i] for i in keep]
-    vecs = base if adapter is None else adapter.apply(base)
+    if per_query is not None:
+        vecs = np.stack([v if (a := per_query[t]) is None else a.apply(v[None])[0]
+                         for t, v in zip(queries, base)])
+    else:
+        vecs = base if adapter is None else adapter.apply(base)
     xs, ys = [], []
     for (docs, rows), g in zip(fusion_features(store or col.store, vecs, queries,
                                                names=RANKER_FEATURES,
@@ -497,10 +531,14 @@ def tune(
             bar.update(1)
         if train_queries:
             train_base = np.stack([vec_of[t] for t in train_queries]).astype(np.float32)
+            folds = None
+            if learned_something and not result.adapter.documents_too:
+                folds = crossfit(q, pos, docs, data.queries, ~held, hard + mined, kind, seed,
+                                 col.encoder.fingerprint, current)
             for which, adapter in adapters:
                 learned = fit_fusion(col, train_queries, train_base,
                                      [train_gold[t] for t in train_queries], adapter, seed,
-                                     store_of[which])
+                                     store_of[which], folds if which == "new" else None)
                 if learned is not None:
                     m, rr = measure(which, adapter, learned)
                     rows.append((which, learned, m, rr))

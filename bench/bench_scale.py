@@ -1,0 +1,210 @@
+"""One million vectors on one machine (issue 36): the whole `neartext index` process building a
+collection from rows that bring their vectors, then a fresh process opening it, and searches
+with the query vector given: p50 and recall@10 against exact search (numpy over every vector),
+unfiltered and with a filter keeping 10% of the documents.
+
+Vectors: real ones (Quora questions embedded with all-MiniLM-L6-v2, 20,000 of them, or any
+parquet file with ``id``, ``text`` and ``vector`` columns) plus noisy copies up to ``--n``: each
+copy is a real vector plus Gaussian noise of norm about ``--noise`` times its own, normalized
+again, so the copies of one question sit near it and near each other, as paraphrases do. The
+queries are held-out real vectors with the same kind of noise.
+
+    python bench/bench_scale.py --base /path/docs20k.parquet [--n 1000000] [--precision float32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, machine, machine_line, save  # noqa: E402
+
+CLI = [sys.executable, "-m", "neartext"]
+
+
+def corpus(base: Path, n: int, queries: int, noise: float, out: Path) -> tuple[np.ndarray, int]:
+    """Write ``n`` rows (id, text, bucket, vector) to ``out`` (parquet, in row groups); return
+    the queries' vectors and the raw vector bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(base)
+    v = np.asarray(t.column("vector").to_pylist(), dtype=np.float32)
+    texts = t.column("text").to_pylist()
+    rng = np.random.default_rng(0)
+    held = rng.choice(len(v), queries, replace=False)
+    keep = np.setdiff1d(np.arange(len(v)), held)
+    dim = v.shape[1]
+
+    def noisy(x: np.ndarray) -> np.ndarray:
+        e = rng.standard_normal(x.shape).astype(np.float32) * (noise / np.sqrt(dim))
+        y = x + e
+        return y / np.linalg.norm(y, axis=1, keepdims=True)
+
+    q = noisy(v[held])
+    writer = None
+    done = 0
+    while done < n:
+        j = np.arange(done, min(done + 50_000, n))
+        src = keep[j % len(keep)]
+        x = v[src].copy()
+        copies = j >= len(keep)  # past the real vectors: noisy copies of them
+        x[copies] = noisy(x[copies])
+        table = pa.table({
+            "id": [f"d{i}" for i in j],
+            # a copy's text names it (index drops rows repeating another's text)
+            "text": [texts[i] if not c else f"{texts[i]} (copy {k})"
+                     for i, c, k in zip(src, copies, j)],
+            "bucket": (j % 10).astype(np.int64),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), dim)})
+        if writer is None:
+            writer = pq.ParquetWriter(out, table.schema)
+        writer.write_table(table)
+        done += len(j)
+    assert writer is not None
+    writer.close()
+    return q, n * dim * 4
+
+
+WRAP = ("import resource, subprocess, sys\n"
+        "r = subprocess.run(sys.argv[1:])\n"
+        "print('peak', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(r.returncode)\n")
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Run ``cmd`` (in a wrapper process that reports its child's peak RSS); its seconds, that
+    peak (MB) and its stdout."""
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", WRAP, *cmd], capture_output=True, text=True,
+                       cwd=ROOT)
+    took = time.perf_counter() - t0
+    if r.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
+    peak = int(r.stderr.strip().splitlines()[-1].split()[1])
+    return took, peak / 1024, r.stdout
+
+
+SEARCH = r"""
+import json, sys, time, numpy as np
+t0 = time.perf_counter()
+from neartext import Collection
+from neartext.data.filters import parse_filter
+col = Collection.open(sys.argv[1])
+opened = time.perf_counter() - t0
+q = np.load(sys.argv[2])
+store = col.store
+store.search(q[:1], 10)
+first = time.perf_counter() - t0
+flt = parse_filter("bucket=3")
+times = {"all": [], "10%": []}
+hits = {"all": [], "10%": []}
+for r in range(3):
+    for which, f in (("all", None), ("10%", flt)):
+        for row in q:
+            t = time.perf_counter()
+            h = store.search(row[None, :], 10, f)[0]
+            times[which].append(time.perf_counter() - t)
+            if r == 0:
+                hits[which].append([x.doc_id for x in h])
+print(json.dumps({"open_s": opened, "first_search_s": first,
+                  "p50_ms": {k: float(np.median(v)) * 1000 for k, v in times.items()},
+                  "hits": hits, "info": {k: v for k, v in store.index_info().items()
+                                         if isinstance(v, (int, float, str))}}))
+"""
+
+
+def exact(parquet: Path, q: np.ndarray) -> dict[str, list[list[str]]]:
+    """The true top 10 of each query over every vector, unfiltered and in bucket 3."""
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(parquet)
+    best: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"all": [], "10%": []}
+    for i in range(f.num_row_groups):
+        g = f.read_row_group(i, columns=["id", "bucket", "vector"])
+        v = np.asarray(g.column("vector").combine_chunks().flatten(), dtype=np.float32)
+        v = v.reshape(len(g), -1)
+        ids = np.asarray(g.column("id").to_pylist())
+        bucket = np.asarray(g.column("bucket").to_pylist())
+        s = q @ v.T
+        for which, mask in (("all", np.ones(len(g), bool)), ("10%", bucket == 3)):
+            sm = np.where(mask[None, :], s, -np.inf)
+            top = np.argpartition(-sm, 10, axis=1)[:, :10]
+            best[which].append((np.take_along_axis(sm, top, 1), ids[top]))
+    out = {}
+    for which, parts in best.items():
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        ids = np.concatenate([p[1] for p in parts], axis=1)
+        order = np.argsort(-scores, axis=1)[:, :10]
+        out[which] = np.take_along_axis(ids, order, 1).tolist()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", type=Path, required=True, help="parquet: id, text, vector")
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--noise", type=float, default=0.6)
+    ap.add_argument("--precision", default="float32")
+    ap.add_argument("--dir", type=Path, default=None, help="where to build (default: a temp dir)")
+    args = ap.parse_args()
+    work = args.dir or Path(tempfile.mkdtemp(prefix="neartext-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    parquet = work / f"docs{args.n}.parquet"
+    qfile = work / "queries.npy"
+    t0 = time.perf_counter()
+    q, raw = corpus(args.base, args.n, args.queries, args.noise, parquet)
+    np.save(qfile, q)
+    print(f"corpus written in {time.perf_counter() - t0:.0f} s", flush=True)
+    col = work / f"c-{args.precision}"
+    build_s, build_rss, _ = timed([*CLI, "index", str(parquet), "-c", str(col), "--id", "id",
+                                   "--text", "text", "--vectors", "vector", "--vectors-from",
+                                   "same", "--precision", args.precision, "-q"])
+    print(f"built in {build_s:.0f} s, peak RSS {build_rss:.0f} MB", flush=True)
+    _, search_rss, out = timed([sys.executable, "-c", SEARCH, str(col), str(qfile)])
+    got = json.loads(out)
+    truth = exact(parquet, q)
+    recall = {w: float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth[w], got["hits"][w])]))
+              for w in truth}
+    disk = sum(f.stat().st_size for f in col.rglob("*") if f.is_file()) / 1e6
+    res = {"n": args.n, "precision": args.precision, "noise": args.noise,
+           "raw_vector_mb": round(raw / 1e6), "build_s": round(build_s, 1),
+           "build_peak_rss_mb": round(build_rss), "open_s": round(got["open_s"], 2),
+           "first_search_s": round(got["first_search_s"], 2),
+           "search_process_peak_rss_mb": round(search_rss),
+           "p50_ms": {k: round(v, 3) for k, v in got["p50_ms"].items()},
+           "recall_at_10": {k: round(v, 4) for k, v in recall.items()},
+           "filtered_always_k": all(len(h) == 10 for h in got["hits"]["10%"]),
+           "disk_mb": round(disk), "index": got["info"], "machine": machine()}
+    table = "\n".join([
+        f"| {args.n:,} vectors ({args.precision}), given | value | target |", "|---|---|---|",
+        f"| build, whole process | {res['build_s']:.0f} s | ≤ 600 s |",
+        f"| build peak RSS / raw vectors | {res['build_peak_rss_mb']} MB / {res['raw_vector_mb']} MB "
+        f"({res['build_peak_rss_mb'] / res['raw_vector_mb']:.2f}×) | ≤ 2.5× |",
+        f"| open (fresh process) | {res['open_s']} s | ≤ 3 s |",
+        f"| query p50, unfiltered / 10% filter | {res['p50_ms']['all']} / {res['p50_ms']['10%']} ms "
+        f"| ≤ 2 ms |",
+        f"| recall@10 vs exact, unfiltered / 10% filter | {res['recall_at_10']['all']} / "
+        f"{res['recall_at_10']['10%']} | ≥ 0.99 |",
+        f"| filtered always k | {'yes' if res['filtered_always_k'] else 'no'} | yes |",
+        f"| disk | {res['disk_mb']} MB | |",
+        "", machine_line(res["machine"])])
+    print(table)
+    save(f"scale-{args.n}-{args.precision}", res, table)
+    if os.environ.get("KEEP") is None and args.dir is None:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
