@@ -914,3 +914,28 @@ def test_confusions_are_the_fused_rankings_wrong_answers_above_the_depth(demo_co
             expect += [(i, d) for d in top if d not in mine]
     assert mined == expect and mined
     assert all(d not in {"fb-0007", "fb-0008"} for i, d in mined if i != 1)
+
+
+def test_crossfit_gives_each_training_query_an_adapter_not_trained_on_it(monkeypatch):
+    """The ranker's training features come from adapters that never saw the query's own pairs
+    (an adapter's cosines on its own training queries are better than on new ones)."""
+    import neartext.ops.tune as tune_mod
+
+    seen: dict[int, set[str]] = {}
+
+    def fake(q, pos, docs, *, groups, **kw):
+        marker = Adapter("linear", "query", np.eye(4, dtype=np.float32) * (len(seen) + 2), "f")
+        seen[id(marker)] = set(groups)
+        return type("R", (), {"adapter": marker})()
+
+    monkeypatch.setattr(tune_mod, "train_adapter", fake)
+    groups = [f"q{i // 2}" for i in range(200)]  # 100 queries, two pairs each
+    train = np.array([int(g[1:]) % 5 != 0 for g in groups])  # every fifth query held out
+    out = tune_mod.crossfit(np.zeros((200, 4), np.float32), np.zeros(200, np.int64),
+                            np.zeros((10, 4), np.float32), groups, train, [], "linear", 0, "f")
+    assert set(out) == {g for g, t in zip(groups, train) if t}  # the training queries only
+    assert len(seen) == 2
+    for query, adapter in out.items():
+        assert adapter is not None and query not in seen[id(adapter)]
+    assert not any(g in trained for g, t in zip(groups, train) if not t
+                   for trained in seen.values())  # held-out queries trained nothing
