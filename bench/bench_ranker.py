@@ -11,10 +11,10 @@ Data (../shared/datasets), each built as a neartext collection:
     paraphrases (text_2), among the headlines of the other pairs as distractors (9,109
     documents: every headline of the file but the queries' own), with a linear query-side
     adapter trained on each fold's training queries with the hard negatives ``tune`` mines from
-    the fused ranking (``tune.confusions``), as ``tune`` trains it, used by every ranking; a row
+    the fused ranking (``learning.confusions``), as ``tune`` trains it, used by every ranking; a row
     gives the semantic ranking of an adapter trained on the pairs alone, for comparison. As in
     ``tune``, the learned rankings are fitted on features each training query gets from an
-    adapter trained on the other half of the training queries (``tune.crossfit``).
+    adapter trained on the other half of the training queries (``learning.crossfit``).
 Queries are split into 5 folds by query (seeded); the rankers (and the adapter) are fitted on
 four folds' queries (their candidates, as ``tune`` fits them) and every query is measured once,
 held out, through the real search path; the fixed rankings are measured on the same folds.
@@ -157,7 +157,8 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
     from neartext.algo.ranker import fit_ranker, save_ranker
     from neartext.data.ranking import FEATURES, RANKER_FEATURES, Ranking
     from neartext.engine.searching import fusion_features
-    from neartext.ops.tune import SETTINGS, confusions, crossfit, evaluate_setting
+    from neartext.ops.learning import confusions, crossfit
+    from neartext.ops.tune import SETTINGS, evaluate_setting
 
     path, columns, queries, gold = data(tmp)
     t0 = time.perf_counter()

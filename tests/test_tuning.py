@@ -898,7 +898,7 @@ def test_confusions_are_the_fused_rankings_wrong_answers_above_the_depth(demo_co
     """The adapter's mined hard negatives are exactly the documents a hybrid blend search ranks
     in its top 3 that are none of the query's documents (the search itself is the oracle), for
     every pair of that query."""
-    from neartext.ops.tune import CONFUSED, confusions
+    from neartext.ops.learning import CONFUSED, confusions
 
     queries = ["the app crashes when I open it", "refund please", "the app crashes when I open it"]
     gold = ["fb-0007", "fb-0073", "fb-0008"]
@@ -919,7 +919,7 @@ def test_confusions_are_the_fused_rankings_wrong_answers_above_the_depth(demo_co
 def test_crossfit_gives_each_training_query_an_adapter_not_trained_on_it(monkeypatch):
     """The ranker's training features come from adapters that never saw the query's own pairs
     (an adapter's cosines on its own training queries are better than on new ones)."""
-    import neartext.ops.tune as tune_mod
+    import neartext.ops.learning as tune_mod
 
     seen: dict[int, set[str]] = {}
 

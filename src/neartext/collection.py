@@ -327,8 +327,7 @@ class Collection(VersionState):
         >>> col.search_options(5).mode                          # doctest: +SKIP
         'hybrid'
         """
-        return (manifest or self.manifest).ranking().options(k, threshold, mode, fusion, alpha,
-                                                              state=self.path)
+        return (manifest or self.manifest).ranking().options(k, threshold, mode, fusion, alpha, self.path)
 
     def make_filter(
         self, where: Sequence[str] | str | Filter | None = None, contains: Sequence[str] | None = None

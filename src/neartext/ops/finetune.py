@@ -36,11 +36,11 @@ from neartext.data.manifest import next_version
 from neartext.data.ranking import DEFAULT_MODE
 from neartext.encoders import EncoderSettings, backend_of
 from neartext.errors import InputError
+from neartext.ops.learning import fit_fusion
 from neartext.ops.reindex import MODELS, reindex
 from neartext.ops.tune import (
     DEFAULT_MARGIN,
     evaluate_setting,
-    fit_fusion,
     gather,
     metric_rows,
     settings_for,

@@ -33,13 +33,13 @@ from neartext.algo.adapters import (
     train_adapter,
 )
 from neartext.algo.metrics import retrieval_metrics
-from neartext.algo.ranker import fit_ranker, save_ranker
 from neartext.data.evaldata import load_retrieval_pairs
-from neartext.data.ranking import DEFAULT_MODE, RANKER_FEATURES, TEXT_MODES, Ranking
+from neartext.data.ranking import DEFAULT_MODE, TEXT_MODES, Ranking
 from neartext.engine.feedback import FeedbackStore
-from neartext.engine.searching import fusion_features, search_vectors
+from neartext.engine.searching import search_vectors
 from neartext.errors import InputError
 from neartext.ops.evaluation import documents_of
+from neartext.ops.learning import confusions, crossfit, fit_fusion, model_side
 from neartext.ops.versions import between_spaces, keep_candidate, promote
 from neartext.store.base import Hit, Store, StoreBase
 from neartext.util.linalg import top_k
@@ -52,71 +52,14 @@ if TYPE_CHECKING:
 # average, with the lower end of the gain's 95% bootstrap interval above 0 as well
 DEFAULT_MARGIN = 0.005
 # the ranking settings tried on the held-out queries (mode, fusion, alpha)
-# how deep in the fused ranking an adapter's hard negatives are mined (confusions)
-CONFUSED = 3
 SETTINGS: list[Ranking] = [
     Ranking("semantic"), Ranking("keyword"), Ranking("chars"), Ranking("hybrid", "rrf"),
     *(Ranking("hybrid", "blend", a) for a in (0.3, 0.5, 0.7, 0.9))]
 
 
-def confusions(store: Store, chunked: bool, vectors: np.ndarray, queries: Sequence[str],
-               doc_ids: Sequence[str], adapter: Adapter | None = None, depth: int = CONFUSED
-               ) -> list[tuple[int, str]]:
-    """Hard negatives for an adapter: for each pair (``queries[i]``, ``doc_ids[i]``), the
-    documents a hybrid search (blend, every channel's candidates) ranks above depth ``depth``
-    that are none of that query's documents — what the fused ranking confuses with the right
-    answer, which in-batch and random negatives rarely are. Returns (pair index, document id)."""
-    if not store.has_keyword_index():
-        return []
-    gold: dict[str, set[str]] = {}
-    first: dict[str, int] = {}
-    for i, (t, d) in enumerate(zip(queries, doc_ids)):
-        gold.setdefault(t, set()).add(d)
-        first.setdefault(t, i)
-    unique = list(first)
-    vecs = vectors[[first[t] for t in unique]]
-    if adapter is not None:
-        vecs = adapter.apply(vecs)
-    hits = search_vectors(store, chunked, vecs, unique, None,
-                          Ranking("hybrid", "blend", alpha=0.5).options(depth))
-    wrong = {t: [r.id for r in row if r.id not in gold[t]] for t, row in zip(unique, hits)}
-    return [(i, d) for i, t in enumerate(queries) for d in wrong[t]]
-
-
-def crossfit(q: np.ndarray, pos: np.ndarray, docs: np.ndarray, groups: Sequence[str],
-             train: np.ndarray, hard: Sequence[tuple[int, int]], kind: str, seed: int,
-             fingerprint: str, baseline: Adapter | None = None) -> dict[str, Adapter | None]:
-    """For each training query (``groups`` of the pairs where ``train``), a query-side adapter
-    trained on the other half of the training queries, not on its own pairs: what the ranker
-    is fitted on must look like what it meets at search time. An adapter's cosines on the
-    queries it was trained on are better than on new ones, and a ranker fitted on them learns
-    to trust the cosine more than it deserves (on ParaPhraser with use-multilingual the ranker
-    fell below a fixed blend that way). A half too small to train on gives ``baseline``."""
-    rows = [int(i) for i in np.flatnonzero(train)]
-    queries = list(dict.fromkeys(groups[i] for i in rows))
-    half = dict(zip(queries, split_groups(queries, 0.5, seed + 1)))
-    out: dict[str, Adapter | None] = {}
-    for side in (True, False):
-        other = [i for i in rows if half[groups[i]] != side]
-        adapter = baseline
-        if len(other) >= MIN_PAIRS:
-            index = {i: n for n, i in enumerate(other)}
-            adapter = train_adapter(
-                q[other], pos[other], docs, groups=[groups[i] for i in other],
-                base_fingerprint=fingerprint, kind=kind, side="query", seed=seed,
-                hard_negatives=[(index[i], r) for i, r in hard if i in index],
-                baseline=baseline).adapter
-        out.update({t: adapter for t in queries if half[t] == side})
-    return out
-
-
 def settings_for(store: Store) -> list[Ranking]:
     """The fixed :data:`SETTINGS` ``store`` can rank with (chars only where it has the channel)."""
     return [s for s in SETTINGS if s.mode != "chars" or store.has_chars_channel]
-
-
-# queries the learned fusion is fitted on, at most (a seeded sample of the training queries)
-FUSION_QUERIES = 2000
 
 
 class _SearchMemo:
@@ -187,49 +130,6 @@ class _MovedStore:
         return out
 
 
-def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
-                adapter: Adapter | None, seed: int, store: Any = None,
-                per_query: Mapping[str, Adapter | None] | None = None) -> Ranking | None:
-    """The learned ranker fitted on ``queries`` (their candidates as a hybrid search with
-    ``adapter`` finds them, on every channel: :func:`~neartext.algo.ranker.fit_ranker`), saved
-    in the collection's rankers directory, as a ranking setting; None when no query has both a
-    relevant and an irrelevant candidate (or the collection has no keyword index).
-    ``per_query``: the query-side adapter each query's features are computed with instead of
-    ``adapter`` (:func:`crossfit`)."""
-
-    if not queries or not (store or col.store).has_keyword_index():
-        return None
-    if len(queries) > FUSION_QUERIES:
-        keep = np.sort(np.random.default_rng(seed).choice(len(queries), FUSION_QUERIES, False))
-        queries, base, gold = [queries[i] for i in keep], base[keep], [gold[i] for i in keep]
-    if per_query is not None:
-        vecs = np.stack([v if (a := per_query[t]) is None else a.apply(v[None])[0]
-                         for t, v in zip(queries, base)])
-    else:
-        vecs = base if adapter is None else adapter.apply(base)
-    xs, ys = [], []
-    for (docs, rows), g in zip(fusion_features(store or col.store, vecs, queries,
-                                               names=RANKER_FEATURES,
-                                               model_vectors=_model_side(adapter, base)), gold):
-        xs.append(rows)
-        ys.append(np.array([d in g for d in docs], dtype=np.float64))
-    if not any(0 < y.sum() < len(y) for y in ys):
-        return None
-    fitted = fit_ranker(xs, ys, seed=seed)
-    name = save_ranker(col.path, fitted.text)
-    details = {"trees": fitted.rounds, "queries": fitted.queries,
-               "seconds": round(fitted.seconds, 2)}
-    if fitted.valid_ndcg is not None:
-        details["valid_ndcg@10"] = round(fitted.valid_ndcg, 4)
-    return Ranking("hybrid", "learned", features=RANKER_FEATURES, ranker=name,
-                   details={"ranker": details})
-
-
-def _model_side(adapter: Adapter | None, base: np.ndarray) -> np.ndarray | None:
-    """The queries as the model gives them, when ``adapter`` maps them (query side only)."""
-    return base if adapter is not None and not adapter.documents_too else None
-
-
 def _check_both(col: Collection) -> None:
     """An :class:`InputError` (or :class:`Unsupported`) when the collection cannot hold a
     both-side adapter."""
@@ -251,7 +151,7 @@ def evaluate_setting(col: Collection, queries: list[str], base: np.ndarray,
     vecs = None if opts.mode in TEXT_MODES else (
         base if adapter is None else adapter.apply(base))
     hits = search_vectors(store or col.store, bool(col.manifest.chunking), vecs, queries, None,
-                          opts, _model_side(adapter, base))
+                          opts, model_side(adapter, base))
     rr = np.array([next((1.0 / (i + 1) for i, r in enumerate(row) if r.id in g), 0.0)
                    for row, g in zip(hits, gold)])
     metrics = retrieval_metrics({str(i): [r.id for r in row] for i, row in enumerate(hits)},

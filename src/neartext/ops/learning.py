@@ -1,0 +1,124 @@
+"""What ``neartext tune`` learns besides the adapter's own fit: hard negatives mined from what the
+fused ranking confuses, adapters cross-fitted so the ranker's training features look like the
+ones it meets, and the learned ranker's fit over every channel's candidates.
+
+Example:
+    >>> from neartext.ops.learning import fit_fusion              # doctest: +SKIP
+    >>> fit_fusion(col, queries, vectors, gold, None, seed=0).ranker  # doctest: +SKIP
+    'rankers/3f1c….txt'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from neartext.algo.adapters import MIN_PAIRS, Adapter, split_groups, train_adapter
+from neartext.algo.ranker import fit_ranker, save_ranker
+from neartext.data.ranking import RANKER_FEATURES, Ranking
+from neartext.engine.searching import fusion_features, search_vectors
+from neartext.store.base import Store
+
+if TYPE_CHECKING:
+    from neartext.collection import Collection
+
+# how deep in the fused ranking an adapter's hard negatives are mined (confusions)
+CONFUSED = 3
+# queries the learned fusion is fitted on, at most (a seeded sample of the training queries)
+FUSION_QUERIES = 2000
+
+
+def confusions(store: Store, chunked: bool, vectors: np.ndarray, queries: Sequence[str],
+               doc_ids: Sequence[str], adapter: Adapter | None = None, depth: int = CONFUSED
+               ) -> list[tuple[int, str]]:
+    """Hard negatives for an adapter: for each pair (``queries[i]``, ``doc_ids[i]``), the
+    documents a hybrid search (blend, every channel's candidates) ranks above depth ``depth``
+    that are none of that query's documents — what the fused ranking confuses with the right
+    answer, which in-batch and random negatives rarely are. Returns (pair index, document id)."""
+    if not store.has_keyword_index():
+        return []
+    gold: dict[str, set[str]] = {}
+    first: dict[str, int] = {}
+    for i, (t, d) in enumerate(zip(queries, doc_ids)):
+        gold.setdefault(t, set()).add(d)
+        first.setdefault(t, i)
+    unique = list(first)
+    vecs = vectors[[first[t] for t in unique]]
+    if adapter is not None:
+        vecs = adapter.apply(vecs)
+    hits = search_vectors(store, chunked, vecs, unique, None,
+                          Ranking("hybrid", "blend", alpha=0.5).options(depth))
+    wrong = {t: [r.id for r in row if r.id not in gold[t]] for t, row in zip(unique, hits)}
+    return [(i, d) for i, t in enumerate(queries) for d in wrong[t]]
+
+
+def crossfit(q: np.ndarray, pos: np.ndarray, docs: np.ndarray, groups: Sequence[str],
+             train: np.ndarray, hard: Sequence[tuple[int, int]], kind: str, seed: int,
+             fingerprint: str, baseline: Adapter | None = None) -> dict[str, Adapter | None]:
+    """For each training query (``groups`` of the pairs where ``train``), a query-side adapter
+    trained on the other half of the training queries, not on its own pairs: what the ranker
+    is fitted on must look like what it meets at search time. An adapter's cosines on the
+    queries it was trained on are better than on new ones, and a ranker fitted on them learns
+    to trust the cosine more than it deserves (on ParaPhraser with use-multilingual the ranker
+    fell below a fixed blend that way). A half too small to train on gives ``baseline``."""
+    rows = [int(i) for i in np.flatnonzero(train)]
+    queries = list(dict.fromkeys(groups[i] for i in rows))
+    half = dict(zip(queries, split_groups(queries, 0.5, seed + 1)))
+    out: dict[str, Adapter | None] = {}
+    for side in (True, False):
+        other = [i for i in rows if half[groups[i]] != side]
+        adapter = baseline
+        if len(other) >= MIN_PAIRS:
+            index = {i: n for n, i in enumerate(other)}
+            adapter = train_adapter(
+                q[other], pos[other], docs, groups=[groups[i] for i in other],
+                base_fingerprint=fingerprint, kind=kind, side="query", seed=seed,
+                hard_negatives=[(index[i], r) for i, r in hard if i in index],
+                baseline=baseline).adapter
+        out.update({t: adapter for t in queries if half[t] == side})
+    return out
+
+
+def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
+                adapter: Adapter | None, seed: int, store: Any = None,
+                per_query: Mapping[str, Adapter | None] | None = None) -> Ranking | None:
+    """The learned ranker fitted on ``queries`` (their candidates as a hybrid search with
+    ``adapter`` finds them, on every channel: :func:`~neartext.algo.ranker.fit_ranker`), saved
+    in the collection's rankers directory, as a ranking setting; None when no query has both a
+    relevant and an irrelevant candidate (or the collection has no keyword index).
+    ``per_query``: the query-side adapter each query's features are computed with instead of
+    ``adapter`` (:func:`crossfit`)."""
+
+    if not queries or not (store or col.store).has_keyword_index():
+        return None
+    if len(queries) > FUSION_QUERIES:
+        keep = np.sort(np.random.default_rng(seed).choice(len(queries), FUSION_QUERIES, False))
+        queries, base, gold = [queries[i] for i in keep], base[keep], [gold[i] for i in keep]
+    if per_query is not None:
+        vecs = np.stack([v if (a := per_query[t]) is None else a.apply(v[None])[0]
+                         for t, v in zip(queries, base)])
+    else:
+        vecs = base if adapter is None else adapter.apply(base)
+    xs, ys = [], []
+    for (docs, rows), g in zip(fusion_features(store or col.store, vecs, queries,
+                                               names=RANKER_FEATURES,
+                                               model_vectors=model_side(adapter, base)), gold):
+        xs.append(rows)
+        ys.append(np.array([d in g for d in docs], dtype=np.float64))
+    if not any(0 < y.sum() < len(y) for y in ys):
+        return None
+    fitted = fit_ranker(xs, ys, seed=seed)
+    name = save_ranker(col.path, fitted.text)
+    details = {"trees": fitted.rounds, "queries": fitted.queries,
+               "seconds": round(fitted.seconds, 2)}
+    if fitted.valid_ndcg is not None:
+        details["valid_ndcg@10"] = round(fitted.valid_ndcg, 4)
+    return Ranking("hybrid", "learned", features=RANKER_FEATURES, ranker=name,
+                   details={"ranker": details})
+
+
+def model_side(adapter: Adapter | None, base: np.ndarray) -> np.ndarray | None:
+    """The queries as the model gives them, when ``adapter`` maps them (query side only)."""
+    return base if adapter is not None and not adapter.documents_too else None
