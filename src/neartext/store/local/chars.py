@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from neartext.data.chargrams import CharIndex, gram_counts
 from neartext.data.filters import Filter
 from neartext.store.base import Hit
 from neartext.store.local.sql import filter_to_sql
-from neartext.store.local.sqlite import batches
+from neartext.store.local.sqlite import batches, fill_from_documents, has_table
 
 CHARS_SCHEMA = ("CREATE TABLE chargrams (rowid INTEGER PRIMARY KEY, grams BLOB NOT NULL, "
                 "counts BLOB NOT NULL)")
@@ -43,6 +43,9 @@ class CharsIndex:
         raise NotImplementedError
 
     def generation(self) -> int:
+        raise NotImplementedError
+
+    def _snapshot(self) -> contextlib.AbstractContextManager[None]:
         raise NotImplementedError
 
     def chars_search(
@@ -96,18 +99,6 @@ class CharsIndex:
                 self._chars = (gen, CharIndex.build(rows, blobs))
             return self._chars[1]
 
-    @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        """One read transaction: the generation and the rows read agree."""
-        if self.conn.in_transaction:  # inside a write: its transaction is one already
-            yield
-            return
-        self.conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self.conn.execute("COMMIT")
-
     def ensure_chars(self) -> bool:
         """Make the n-gram table if this collection has none yet (one transaction). Returns
         True when it was made now."""
@@ -116,17 +107,13 @@ class CharsIndex:
         with self._transaction():
             if self.has_chars_index():  # made by another process meanwhile
                 return False
-            self.conn.execute(CHARS_SCHEMA)
-            cur = self.conn.execute("SELECT rowid, text FROM documents")
-            while rows := cur.fetchmany(4096):
-                self.conn.executemany("INSERT INTO chargrams VALUES (?, ?, ?)",
-                                      [(r, *gram_counts(t)) for r, t in rows])
+            fill_from_documents(self.conn, CHARS_SCHEMA, "INSERT INTO chargrams VALUES (?, ?, ?)",
+                                lambda r, t: (r, *gram_counts(t)))
         return True
 
     def has_chars_index(self) -> bool:
         """Whether the n-gram table exists (made by the first chars search)."""
-        return self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'chargrams'").fetchone() is not None
+        return has_table(self.conn, "chargrams")
 
     def _chars_delete(self, doc_ids: list[str]) -> None:
         for part in batches(doc_ids, 900):

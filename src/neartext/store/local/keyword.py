@@ -17,7 +17,7 @@ from neartext.data.filters import Filter
 from neartext.data.lexical import index_text, match_expression
 from neartext.store.base import Hit
 from neartext.store.local.sql import filter_to_sql
-from neartext.store.local.sqlite import LEXICAL_SCHEMA, batches
+from neartext.store.local.sqlite import LEXICAL_SCHEMA, batches, fill_from_documents, has_table
 
 
 class KeywordIndex:
@@ -83,18 +83,14 @@ class KeywordIndex:
         with self._transaction():
             if self.has_keyword_index():  # built by another process meanwhile
                 return False
-            self.conn.execute(LEXICAL_SCHEMA)
-            cur = self.conn.execute("SELECT rowid, text FROM documents")
-            while rows := cur.fetchmany(4096):
-                self.conn.executemany("INSERT INTO lexical(rowid, terms) VALUES (?, ?)",
-                                      [(r, index_text(t)) for r, t in rows])
+            fill_from_documents(self.conn, LEXICAL_SCHEMA,
+                                "INSERT INTO lexical(rowid, terms) VALUES (?, ?)",
+                                lambda r, t: (r, index_text(t)))
         return True
 
     def has_keyword_index(self) -> bool:
         """Whether the full-text index exists (it is built by the first keyword search)."""
-        # Asked every time (microseconds): another process may have built it meanwhile.
-        return self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'lexical'").fetchone() is not None
+        return has_table(self.conn, "lexical")
 
     def _lexical_delete(self, doc_ids: list[str]) -> None:
         for part in batches(doc_ids, 900):

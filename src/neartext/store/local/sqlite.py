@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from neartext.errors import CorruptCollection, StorageError
 from neartext.util.atomic import staged_file
@@ -36,6 +37,22 @@ INSERT OR IGNORE INTO meta VALUES ('generation', '0');
 # Full-text index of stemmed words (neartext.data.lexical); rowid = the document's rowid.
 LEXICAL_SCHEMA = ("CREATE VIRTUAL TABLE lexical USING fts5(terms, "
                    "tokenize = 'unicode61 remove_diacritics 0')")
+
+
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether table ``name`` exists (asked every time: microseconds, and another process may
+    have made it meanwhile)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+
+def fill_from_documents(conn: sqlite3.Connection, schema: str, insert: str,
+                        row_of: Callable[[int, str], tuple[Any, ...]]) -> None:
+    """Make a table (``schema``) and fill it with ``row_of(rowid, text)`` of every document
+    (``insert``), a batch at a time; inside the caller's write transaction."""
+    conn.execute(schema)
+    cur = conn.execute("SELECT rowid, text FROM documents")
+    while rows := cur.fetchmany(4096):
+        conn.executemany(insert, [row_of(r, t) for r, t in rows])
 
 
 def connect(db: Path) -> sqlite3.Connection:
