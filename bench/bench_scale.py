@@ -4,12 +4,18 @@ with the query vector given: p50 and recall@10 against exact search (numpy over 
 unfiltered and with a filter keeping 10% of the documents.
 
 Vectors: real ones (Quora questions embedded with all-MiniLM-L6-v2, 20,000 of them, or any
-parquet file with ``id``, ``text`` and ``vector`` columns) plus noisy copies up to ``--n``: each
-copy is a real vector plus Gaussian noise of norm about ``--noise`` times its own, normalized
-again, so the copies of one question sit near it and near each other, as paraphrases do. The
-queries are held-out real vectors with the same kind of noise.
+parquet file with ``id``, ``text`` and ``vector`` columns) plus made ones up to ``--n``:
 
-    python bench/bench_scale.py --base /path/docs20k.parquet [--n 1000000] [--precision float32]
+- ``--made mixed`` (the default): each made vector joins two real ones, ``u + w v`` with ``w``
+  uniform in [0.2, 1], plus Gaussian noise of norm about ``--noise`` (0.1 here) times its own,
+  normalized again: a text about two questions' subjects, as a longer document is. The queries
+  are held-out real vectors as they are (a user's question).
+- ``--made copies``: noisy copies of the real vectors (noise of norm about ``--noise``, 0.6
+  here, times their own), so that at a million rows each question has about 50 copies around it
+  and around each other: clumps of near ties, the hardest case for a graph. The queries are
+  held-out real vectors with the same noise.
+
+    python bench/bench_scale.py --base /path/docs20k.parquet [--n 1000000] [--made mixed|copies]
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from common import ROOT, machine, machine_line, save  # noqa: E402
 CLI = [sys.executable, "-m", "neartext"]
 
 
-def corpus(base: Path, n: int, queries: int, noise: float, out: Path) -> tuple[np.ndarray, int]:
+def corpus(base: Path, n: int, queries: int, noise: float, out: Path, made: str = "mixed"
+           ) -> tuple[np.ndarray, int]:
     """Write ``n`` rows (id, text, bucket, vector) to ``out`` (parquet, in row groups); return
     the queries' vectors and the raw vector bytes."""
     import pyarrow as pa
@@ -50,15 +57,20 @@ def corpus(base: Path, n: int, queries: int, noise: float, out: Path) -> tuple[n
         y = x + e
         return y / np.linalg.norm(y, axis=1, keepdims=True)
 
-    q = noisy(v[held])
+    q = noisy(v[held]) if made == "copies" else v[held]
     writer = None
     done = 0
     while done < n:
         j = np.arange(done, min(done + 50_000, n))
         src = keep[j % len(keep)]
         x = v[src].copy()
-        copies = j >= len(keep)  # past the real vectors: noisy copies of them
-        x[copies] = noisy(x[copies])
+        copies = j >= len(keep)  # past the real vectors: made from them
+        if made == "copies":
+            x[copies] = noisy(x[copies])
+        else:
+            other = v[keep[rng.integers(0, len(keep), int(copies.sum()))]]
+            w = rng.uniform(0.2, 1.0, (len(other), 1)).astype(np.float32)
+            x[copies] = noisy(x[copies] + w * other)
         table = pa.table({
             "id": [f"d{i}" for i in j],
             # a copy's text names it (index drops rows repeating another's text)
@@ -154,7 +166,10 @@ def main() -> None:
     ap.add_argument("--base", type=Path, required=True, help="parquet: id, text, vector")
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--noise", type=float, default=0.6)
+    ap.add_argument("--made", choices=("mixed", "copies"), default="mixed",
+                    help="how vectors past the real ones are made (see the module docs)")
+    ap.add_argument("--noise", type=float, default=None,
+                    help="relative noise of made vectors (default: 0.1 mixed, 0.6 copies)")
     ap.add_argument("--precision", default="float32")
     ap.add_argument("--dir", type=Path, default=None, help="where to build (default: a temp dir)")
     args = ap.parse_args()
@@ -163,7 +178,9 @@ def main() -> None:
     parquet = work / f"docs{args.n}.parquet"
     qfile = work / "queries.npy"
     t0 = time.perf_counter()
-    q, raw = corpus(args.base, args.n, args.queries, args.noise, parquet)
+    if args.noise is None:
+        args.noise = 0.1 if args.made == "mixed" else 0.6
+    q, raw = corpus(args.base, args.n, args.queries, args.noise, parquet, args.made)
     np.save(qfile, q)
     print(f"corpus written in {time.perf_counter() - t0:.0f} s", flush=True)
     col = work / f"c-{args.precision}"
@@ -177,7 +194,7 @@ def main() -> None:
     recall = {w: float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth[w], got["hits"][w])]))
               for w in truth}
     disk = sum(f.stat().st_size for f in col.rglob("*") if f.is_file()) / 1e6
-    res = {"n": args.n, "precision": args.precision, "noise": args.noise,
+    res = {"n": args.n, "precision": args.precision, "made": args.made, "noise": args.noise,
            "raw_vector_mb": round(raw / 1e6), "build_s": round(build_s, 1),
            "build_peak_rss_mb": round(build_rss), "open_s": round(got["open_s"], 2),
            "first_search_s": round(got["first_search_s"], 2),
@@ -187,7 +204,8 @@ def main() -> None:
            "filtered_always_k": all(len(h) == 10 for h in got["hits"]["10%"]),
            "disk_mb": round(disk), "index": got["info"], "machine": machine()}
     table = "\n".join([
-        f"| {args.n:,} vectors ({args.precision}), given | value | target |", "|---|---|---|",
+        f"| {args.n:,} vectors ({args.precision}, {args.made}), given | value | target |",
+        "|---|---|---|",
         f"| build, whole process | {res['build_s']:.0f} s | ≤ 600 s |",
         f"| build peak RSS / raw vectors | {res['build_peak_rss_mb']} MB / {res['raw_vector_mb']} MB "
         f"({res['build_peak_rss_mb'] / res['raw_vector_mb']:.2f}×) | ≤ 2.5× |",
@@ -200,7 +218,7 @@ def main() -> None:
         f"| disk | {res['disk_mb']} MB | |",
         "", machine_line(res["machine"])])
     print(table)
-    save(f"scale-{args.n}-{args.precision}", res, table)
+    save(f"scale-{args.n}-{args.precision}-{args.made}", res, table)
     if os.environ.get("KEEP") is None and args.dir is None:
         import shutil
         shutil.rmtree(work, ignore_errors=True)

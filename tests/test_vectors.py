@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DEMO
 
 from neartext import Collection, Record
 from neartext.cli import main
@@ -305,3 +306,76 @@ def test_a_deferred_encoder_loads_at_its_first_text_and_checks_it_is_the_recorde
     record.write_text("{not json")
     assert not isinstance(load_encoder("default", deferred=True), DeferredEncoder)
     assert isinstance(load_encoder("default", deferred=True), DeferredEncoder)  # recorded again
+
+
+def _demo_parquet(path: Path, encoder, *, bad_row: int | None = None,
+                  same_id: tuple[int, int] | None = None) -> Path:
+    """The demo corpus with its vectors as a Parquet file of small row groups."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from neartext.data.corpus import read_corpus
+
+    records = read_corpus(DEMO, ["text"], "id")
+    vecs = encoder.encode([r.text for r in records], kind="document").tolist()
+    ids = [r.id for r in records]
+    if bad_row is not None:
+        vecs[bad_row - 1][3] = float("nan")
+    if same_id is not None:
+        ids[same_id[1] - 1] = ids[same_id[0] - 1]
+    pq.write_table(pa.table({"id": ids, "text": [r.text for r in records], "vector": vecs}),
+                   path, row_group_size=64)
+    return path
+
+
+def test_a_build_reads_a_large_file_in_parts_and_builds_its_index_once(tmp_path, encoder,
+                                                                        monkeypatch):
+    """A build of a new collection reads its corpus a part at a time (here 100 rows; 50,000
+    by default), writes each part, and builds the vector index once at the end, tuned for all
+    of it: the same collection as a build of the file in one part."""
+    from neartext.engine import ingest
+    from neartext.store.local import index_cache
+
+    corpus = _demo_parquet(tmp_path / "demo.parquet", encoder)
+    kw = {"vectors": "vector", "vectors_from": "same", "index": "hnsw", "model": encoder}
+    whole, whole_report = Collection.from_file(tmp_path / "whole", corpus, ["text"], "id", **kw)
+    monkeypatch.setattr(ingest, "BATCH_ROWS", 100)
+    parts: list[int] = []
+    real_upsert = ingest.upsert
+    monkeypatch.setattr(ingest, "upsert", lambda col, records, **k: parts.append(len(records))
+                        or real_upsert(col, records, **k))
+    saves: list[int] = []
+    real_save = index_cache.save_index
+    monkeypatch.setattr(index_cache, "save_index", lambda *a, **k: saves.append(a[0].ntotal)
+                        or real_save(*a, **k))
+    streamed, report = Collection.from_file(tmp_path / "streamed", corpus, ["text"], "id", **kw)
+    with whole, streamed:
+        assert len(parts) == 3 and sum(parts) == len(whole) == len(streamed)
+        assert [n for n in saves if n] == [len(whole)]  # one index of everything, saved once
+        assert (report.added, report.dropped) == (whole_report.added, whole_report.dropped)
+        info = streamed.store.index_info()
+        assert info["kind"] == "hnsw" and info["vectors"] == len(whole)
+        for q in ("the app crashes when I open it", "refund for a double charge", "dark mode"):
+            assert [r.id for r in streamed.search(q, k=5)] == [r.id for r in whole.search(q, k=5)]
+
+
+@pytest.mark.parametrize("bad", ["nan", "id"])
+def test_bad_input_in_a_later_part_publishes_nothing(tmp_path, encoder, monkeypatch, bad):
+    from neartext.engine import ingest
+
+    monkeypatch.setattr(ingest, "BATCH_ROWS", 100)
+    corpus = _demo_parquet(tmp_path / "demo.parquet", encoder,
+                           **({"bad_row": 230} if bad == "nan" else {"same_id": (5, 230)}))
+    target = tmp_path / "col"
+    with pytest.raises(InputError) as e:
+        Collection.from_file(target, corpus, ["text"], "id", vectors="vector",
+                             vectors_from="same", model=encoder)
+    assert str(e.value).startswith(f"{corpus}: ")
+    assert ("row 230: the vector holds nan" if bad == "nan" else "rows 5 and 230") in str(e.value)
+    assert not target.exists()  # (the parts written stay in col.partial for a rerun)
+    fixed = _demo_parquet(tmp_path / "fixed.parquet", encoder)
+    col, report = Collection.from_file(target, fixed, ["text"], "id", vectors="vector",
+                                       vectors_from="same", model=encoder)
+    with col:
+        assert len(col) == report.added + report.unchanged == 247
+        assert not (tmp_path / "col.partial").exists()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,9 @@ def corpus_files(directory: Path) -> list[Path]:
     return files
 
 
+BATCH_ROWS = 50_000  # rows per batch when a build reads its corpus in batches (bounded memory)
+
+
 def read_corpus(
     path: str | Path,
     text: Sequence[str] | None = None,
@@ -107,24 +110,52 @@ def read_corpus(
         InputError: unknown format or column, undecodable bytes, malformed JSON, duplicate ids;
             the file and row are named.
     """
-    p = Path(path)
-    if not p.is_dir():
-        return _read_file(p, text, id_column, encoding=encoding, join_with=join_with,
-                          vectors=vectors)
-    records: list[Record] = []
-    for f in corpus_files(p):
-        part = _read_file(f, text, id_column, encoding=encoding, join_with=join_with,
-                          vectors=vectors, check_ids=False)
-        name = f.relative_to(p).as_posix()
-        for r in part:
-            r.source = name
-        records.extend(part)
+    records = [r for batch in iter_corpus(path, text, id_column, encoding=encoding,
+                                          join_with=join_with, vectors=vectors, unique=False)
+               for r in batch]
     if id_column:
-        _check_unique_ids(p, records)
+        _check_unique_ids(Path(path), records)
     return records
 
 
-def _read_file(
+def iter_corpus(
+    path: str | Path,
+    text: Sequence[str] | None = None,
+    id_column: str | None = None,
+    *,
+    encoding: str = "utf-8",
+    join_with: str = "\n",
+    vectors: str | None = None,
+    batch_rows: int | None = None,
+    unique: bool = True,
+) -> Iterator[list[Record]]:
+    """:func:`read_corpus` in batches of at most ``batch_rows`` records (None: a file at a
+    time). A Parquet file is read that many rows at a time, each batch checked as it is read,
+    so that a large corpus of vectors is never held whole; a text file (held whole as it is
+    parsed) has all its rows checked before its first batch. With ``unique``, an id given twice
+    is an error when its second row is read (naming both rows).
+
+    >>> [len(b) for b in iter_corpus("demo/feedback.csv", ["text"], "id", batch_rows=100)]
+    [100, 100, 47]
+    """
+    p = Path(path)
+    ids = UniqueIds(p) if id_column and unique else None
+    if p.is_dir():
+        files = [(f, f.relative_to(p).as_posix()) for f in corpus_files(p)]
+    else:
+        files = [(p, "")]
+    for f, name in files:
+        for batch in _iter_file(f, text, id_column, encoding=encoding, join_with=join_with,
+                                vectors=vectors, batch_rows=batch_rows):
+            if name:
+                for r in batch:
+                    r.source = name
+            if ids is not None:
+                ids.add((r.id, r.where) for r in batch)
+            yield batch
+
+
+def _iter_file(
     path: Path,
     text: Sequence[str] | None = None,
     id_column: str | None = None,
@@ -132,30 +163,21 @@ def _read_file(
     encoding: str = "utf-8",
     join_with: str = "\n",
     vectors: str | None = None,
-    check_ids: bool = True,
-) -> list[Record]:
-    """Read one corpus file into :class:`Record` objects.
-
-    Args:
-        path: the corpus file.
-        text: column(s) holding the text; several are joined with ``join_with``. Default: a column
-            named ``text`` if present, else the only column. Ignored for ``.txt``.
-        id_column: column holding unique ids; default: ids generated from the text.
-        encoding: the file's text encoding.
-        join_with: separator placed between several text columns.
-        vectors: a column holding each row's vector (a list of numbers; .jsonl and .parquet),
-            stored instead of encoding the text (see :mod:`neartext.data.vectors`).
+    batch_rows: int | None = None,
+) -> Iterator[list[Record]]:
+    """One corpus file as batches of :class:`Record` objects (see :func:`read_corpus`); the
+    file's columns are checked before the first batch.
 
     Raises:
         CorpusFileNotFound: the file does not exist.
-        InputError: unknown format or column, undecodable bytes, malformed JSON, duplicate ids.
+        InputError: unknown format or column, undecodable bytes, malformed JSON.
     """
     p = Path(path)
     if not p.is_file():
         raise CorpusFileNotFound(f"{p}: no such file")
     fmt = detect_format(p)
     if fmt == "parquet":
-        rows = _parquet_rows(p, vectors)
+        columns, row_batches = _parquet_batches(p, vectors, batch_rows)
     else:
         content = read_text(p, encoding)
         if not content.strip():
@@ -166,7 +188,9 @@ def _read_file(
             rows = _jsonl_rows(p, content)
         else:
             rows = _csv_rows(p, content, "\t" if fmt == "tsv" else None)
-    columns = _columns(rows)
+        del content
+        columns = _columns(rows)
+        row_batches = iter([rows])
     text_cols = _text_columns(p, columns, text, fmt)
     if id_column is not None and id_column not in columns:
         raise InputError(
@@ -178,52 +202,65 @@ def _read_file(
         if vectors not in columns:
             raise InputError(f"{p}: unknown vectors column '{vectors}'; available columns: "
                              f"{', '.join(columns)}")
+    unit = "row" if fmt == "parquet" else "line"
+    if fmt != "parquet":  # every row checked before the first batch (as the file is parsed)
+        made = [_record(p, unit, row_no, row, text_cols, id_column, vectors, join_with)
+                for rows in row_batches for row_no, row in rows]
+        step = batch_rows or len(made) or 1
+        for i in range(0, len(made), step):
+            yield made[i:i + step]
+        return
     records: list[Record] = []
-    for row_no, row in rows:
-        # a row's vector is numbers (checked as an array where it is stored): not walked here
-        bad = invalid_text_path({k: v for k, v in row.items() if k != vectors} if vectors
-                                else row)
-        if bad is not None:  # JSON escapes and parquet strings can hold lone surrogates
-            raise InputError(f"{p}: {'row' if fmt == 'parquet' else 'line'} {row_no}: field "
-                             f"'{bad}' is not valid Unicode text (a lone surrogate)")
-        for c in [*text_cols, *([id_column] if id_column else [])]:
-            if isinstance(row.get(c), (dict, list)):
-                kind = "an object" if isinstance(row[c], dict) else "a list"
-                raise InputError(f"{p}: {'row' if fmt == 'parquet' else 'line'} {row_no}: "
-                                 f"column '{c}' holds {kind}, not text")
-        parts = [_as_text(row.get(c)) for c in text_cols]
-        body = join_with.join(s for s in parts if s)
-        # several text columns: each stays a field (shown, filtered) and the text is their join
-        fields = len(text_cols) > 1
-        meta = {k: v for k, v in row.items()
-                if (fields or k not in text_cols) and k != id_column and k != vectors}
-        for k, v in meta.items():
-            if isinstance(v, list) and (n := vector_like(v)):
-                raise InputError(
-                    f"{p}: {'row' if fmt == 'parquet' else 'line'} {row_no}: column '{k}' holds "
-                    f"a list of {n} numbers, which looks like vectors: pass --vectors {k} "
-                    f"--vectors-from MODEL to store them as the rows' vectors, or drop the "
-                    f"column (a metadata field holds at most {METADATA_NUMBERS} numbers)")
-        rid = _as_text(row.get(id_column)).strip() if id_column else ""
-        if id_column and not rid:
-            raise InputError(f"{p}: row {row_no}: empty id in column '{id_column}'")
-        if rid:
-            try:
-                check_id(rid)
-            except InputError as e:
-                raise InputError(f"{p}: row {row_no}: {e}") from None
-        vec = None
-        if vectors is not None:
-            if row.get(vectors) is None:
-                raise InputError(f"{p}: {'row' if fmt == 'parquet' else 'line'} {row_no}: no "
-                                 f"vector in column '{vectors}'")
+    for rows in row_batches:  # a batch of rows read at a time: checked as read
+        for row_no, row in rows:
+            records.append(_record(p, unit, row_no, row, text_cols, id_column, vectors,
+                                   join_with))
+            if batch_rows and len(records) >= batch_rows:
+                yield records
+                records = []
+    if records:
+        yield records
 
-            vec = as_vector(row[vectors], f"{p}: {'row' if fmt == 'parquet' else 'line'} "
-                                          f"{row_no}: column '{vectors}'")
-        records.append(Record(rid or generated_id(body), body, meta, row_no, vec))
-    if id_column and check_ids:
-        _check_unique_ids(p, records)
-    return records
+
+def _record(p: Path, unit: str, row_no: int, row: dict[str, Any], text_cols: list[str],
+            id_column: str | None, vectors: str | None, join_with: str) -> Record:
+    """One row as a :class:`Record`, checked (errors name the file and row)."""
+    # a row's vector is numbers (checked as an array where it is stored): not walked here
+    bad = invalid_text_path({k: v for k, v in row.items() if k != vectors} if vectors else row)
+    if bad is not None:  # JSON escapes and parquet strings can hold lone surrogates
+        raise InputError(f"{p}: {unit} {row_no}: field '{bad}' is not valid Unicode text "
+                         "(a lone surrogate)")
+    for c in [*text_cols, *([id_column] if id_column else [])]:
+        if isinstance(row.get(c), (dict, list)):
+            kind = "an object" if isinstance(row[c], dict) else "a list"
+            raise InputError(f"{p}: {unit} {row_no}: column '{c}' holds {kind}, not text")
+    parts = [_as_text(row.get(c)) for c in text_cols]
+    body = join_with.join(s for s in parts if s)
+    # several text columns: each stays a field (shown, filtered) and the text is their join
+    fields = len(text_cols) > 1
+    meta = {k: v for k, v in row.items()
+            if (fields or k not in text_cols) and k != id_column and k != vectors}
+    for k, v in meta.items():
+        if isinstance(v, list) and (n := vector_like(v)):
+            raise InputError(
+                f"{p}: {unit} {row_no}: column '{k}' holds a list of {n} numbers, which looks "
+                f"like vectors: pass --vectors {k} --vectors-from MODEL to store them as the "
+                f"rows' vectors, or drop the column (a metadata field holds at most "
+                f"{METADATA_NUMBERS} numbers)")
+    rid = _as_text(row.get(id_column)).strip() if id_column else ""
+    if id_column and not rid:
+        raise InputError(f"{p}: row {row_no}: empty id in column '{id_column}'")
+    if rid:
+        try:
+            check_id(rid)
+        except InputError as e:
+            raise InputError(f"{p}: row {row_no}: {e}") from None
+    vec = None
+    if vectors is not None:
+        if row.get(vectors) is None:
+            raise InputError(f"{p}: {unit} {row_no}: no vector in column '{vectors}'")
+        vec = as_vector(row[vectors], f"{p}: {unit} {row_no}: column '{vectors}'")
+    return Record(rid or generated_id(body), body, meta, row_no, vec)
 
 
 def _jsonl_rows(path: Path, content: str) -> list[tuple[int, dict[str, Any]]]:
@@ -258,25 +295,46 @@ def _csv_rows(path: Path, content: str, delimiter: str | None) -> list[tuple[int
     return rows
 
 
-def _parquet_rows(path: Path, vectors: str | None = None) -> list[tuple[int, dict]]:
-    """The rows of a parquet file as dicts; the ``vectors`` column, when it is a list column
-    of numbers of one length without nulls, as rows of one float32 array (a million 384-number
-    vectors as Python floats took 12 GB; as an array they take 1.5 GB), otherwise as lists
-    (whose problems are then named row by row)."""
+def _parquet_batches(path: Path, vectors: str | None, batch_rows: int | None
+                     ) -> tuple[list[str], Iterator[list[tuple[int, dict]]]]:
+    """A parquet file's columns, and its rows as dicts a batch at a time; the ``vectors``
+    column, when it is a list column of numbers of one length without nulls, as rows of one
+    float32 array per batch (a million 384-number vectors as Python floats took 12 GB; as an
+    array they take 1.5 GB), otherwise as lists (whose problems are then named row by row)."""
     pq = parquet()
+    pa = optional("pyarrow", "parquet")
     try:
-        table = pq.read_table(path)
+        # buffered, not pre-buffered: pages are decoded as read, not a whole row group's
+        # columns at once (200,000 rows of 384 numbers: 223 MB of memory instead of 518)
+        f = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+        columns = list(f.schema_arrow.names)
+        # (decoded 8,192 rows at a time: 50,000 rows of vectors at once took 0.5 GB)
+        batches = f.iter_batches(batch_size=min(batch_rows or 8192, 8192))
     except Exception as e:  # pyarrow raises several unrelated types for bad files
         raise InputError(f"{path}: not a readable parquet file ({e})") from None
-    matrix = _vector_matrix(table, vectors) if vectors in table.column_names else None
-    if matrix is not None:
-        table = table.drop_columns([vectors])
-    rows = table.to_pylist()
-    del table
-    if matrix is not None:
-        for row, v in zip(rows, matrix):
-            row[vectors] = v
-    return [(i, row) for i, row in enumerate(rows, 1)]
+
+    def rows() -> Iterator[list[tuple[int, dict]]]:
+        done = 0
+        while True:
+            try:
+                batch = next(batches, None)
+            except Exception as e:  # a damaged row group
+                raise InputError(f"{path}: not a readable parquet file ({e})") from None
+            if batch is None:
+                return
+            table = pa.Table.from_batches([batch])
+            matrix = _vector_matrix(table, vectors) if vectors in table.column_names else None
+            if matrix is not None:
+                table = table.drop_columns([vectors])
+            dicts = table.to_pylist()
+            del table, batch
+            if matrix is not None:
+                for row, v in zip(dicts, matrix):
+                    row[vectors] = v
+            yield [(done + i, row) for i, row in enumerate(dicts, 1)]
+            done += len(dicts)
+
+    return columns, rows()
 
 
 def _vector_matrix(table: Any, column: str | None) -> np.ndarray | None:

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +23,20 @@ import numpy as np
 
 from neartext.data.cleaning import CleaningOptions, CleaningReport, chunk_spans, clean
 from neartext.data.corpus import (
+    BATCH_ROWS,
     METADATA_NUMBERS,
     Record,
     UniqueIds,
     corpus_files,
     id_column_hint,
+    iter_corpus,
     read_corpus,
     vector_like,
 )
 from neartext.data.hashing import text_hash
 from neartext.data.ranking import check_threshold
 from neartext.data.results import IndexReport
-from neartext.data.vectors import check_vectors, check_vectors_model, file_model_of
+from neartext.data.vectors import check_vectors_model, checked_vectors, file_model_of
 from neartext.encoders import vectors_model
 from neartext.engine.analysis import near_duplicates
 from neartext.engine.parts import Parts
@@ -90,38 +92,58 @@ def read_parts(corpus: str | Path, text: Sequence[str] | None, id_column: str | 
                ) -> Generator[Part, None, None]:
     """A corpus read and cleaned. With ``compute`` (and no vectors in the rows) Ray's tasks
     read it and normalize its texts, and each part's compute keeps its rows on the cluster for
-    the actors; else it is read here. With ``in_parts`` too, a directory is read in parts of
-    about :data:`PART_BYTES` of files, each read and cleaned when the caller asks for it (it
-    holds one part at a time), duplicates and ids checked across the parts. A corpus that
-    keeps nothing is refused, after its last part."""
-    on_ray = compute is not None and vectors is None
-    path = Path(corpus)
-    groups: list[list[tuple[int, Path]] | None] = [None]
-    if on_ray and in_parts and path.is_dir():
-        groups = list(corpus_parts(path, PART_BYTES))
-    report, seen, ids = CleaningReport(), set[bytes](), UniqueIds(path)
+    the actors; else it is read here. With ``in_parts`` too, it is read in parts, each read and
+    cleaned when the caller asks for it (about two parts are held at a time), duplicates and
+    ids checked across the parts: on Ray a directory in parts of about :data:`PART_BYTES` of
+    files, here parts of :data:`~neartext.data.corpus.BATCH_ROWS` rows (a Parquet file read
+    that many rows at a time). A corpus that keeps nothing is refused, after its last part."""
+    report, seen, ids = CleaningReport(), set[bytes](), UniqueIds(Path(corpus))
     kept_so_far = 0
-    for n, group in enumerate(groups):
-        part_compute: RayCompute | None = compute
-        if on_ray:
-            assert compute is not None
-            records, part_compute = compute.read(corpus, text, id_column, encoding=encoding,
-                                                 cleaning=cleaning, part=group)
-            options = cleaning.after_normalizing()  # done by the reading tasks
-        else:
-            records = read_corpus(corpus, text, id_column, encoding=encoding, vectors=vectors)
-            options = cleaning
-        if len(groups) > 1 and id_column:  # (within a part, the reader checked them)
+    for n, (records, part_compute, options, last) in enumerate(
+            _raw_parts(corpus, text, id_column, encoding=encoding, vectors=vectors,
+                       cleaning=cleaning, compute=compute, in_parts=in_parts)):
+        many = n > 0 or not last
+        if many and id_column and part_compute is not None:  # (Ray's parts; else the reader)
             ids.add((r.id, r.where) for r in records)
         kept, report = clean(records, options, report=report, seen=seen)
-        if len(groups) > 1 and not id_column:  # ids made from the texts: as one upsert would
+        if many and not id_column:  # ids made from the texts: as one upsert would
             ids.add((r.id, r.where) for r in kept)
         kept_so_far += len(kept)
-        if n == len(groups) - 1 and not kept_so_far:
+        if last and not kept_so_far:
             why = ", ".join(f"{k} {r}" for r, k in report.dropped.items()) or "no rows"
             raise InputError(f"{corpus}: nothing to index ({report.read} rows read; "
                              f"dropped: {why})")
-        yield Part(records, kept, part_compute, report, only=len(groups) == 1)
+        yield Part(records, kept, part_compute, report, only=not many)
+
+
+def _raw_parts(corpus: str | Path, text: Sequence[str] | None, id_column: str | None, *,
+               encoding: str, vectors: str | None, cleaning: CleaningOptions,
+               compute: RayCompute | None, in_parts: bool
+               ) -> Iterator[tuple[list[Record], RayCompute | None, CleaningOptions, bool]]:
+    """The corpus's parts as read (:func:`read_parts`): ``(records, compute, the cleaning
+    still to do, whether it is the last part)``."""
+    path = Path(corpus)
+    if compute is not None and vectors is None:  # read by Ray's tasks
+        groups: list[list[tuple[int, Path]] | None] = [None]
+        if in_parts and path.is_dir():
+            groups = list(corpus_parts(path, PART_BYTES))
+        for n, group in enumerate(groups):
+            records, part_compute = compute.read(corpus, text, id_column, encoding=encoding,
+                                                 cleaning=cleaning, part=group)
+            # (the reading tasks normalized the texts)
+            yield records, part_compute, cleaning.after_normalizing(), n == len(groups) - 1
+        return
+    if not in_parts:
+        yield read_corpus(corpus, text, id_column, encoding=encoding, vectors=vectors), \
+            compute, cleaning, True
+        return
+    batches = iter_corpus(corpus, text, id_column, encoding=encoding, vectors=vectors,
+                          batch_rows=BATCH_ROWS)  # (ids checked across its batches)
+    batch = next(batches, None)
+    while batch is not None:
+        following = next(batches, None)  # one ahead: is this the last part?
+        yield batch, compute, cleaning, following is None
+        batch = following
 
 
 def read_cleaned(corpus: str | Path, text: Sequence[str] | None, id_column: str | None, *,
@@ -141,20 +163,21 @@ def upsert_parts(col: Parts, parts: Iterable[Part], *, progress: bool = False,
     total: IndexReport | None = None
     last: Part | None = None
     written: set[str] = set()
-    for part in parts:
-        report = upsert(col, part.kept, sync=part.only, progress=progress,
-                        skip_near_duplicates=skip_near_duplicates, vectors_from=vectors_from,
-                        source=source, compute=part.compute)
-        if not part.only:
-            written.update(r.id for r in part.kept)
-        total = report if total is None else total.merge(report)
-        last = part
-        # this part is written: let it go (its rows on the cluster too)
-        part.records, part.kept, part.compute = [], [], None
-    assert total is not None and last is not None
-    if not last.only and col.store.count() > total.added + total.updated + total.unchanged:
-        left = [i for i in col.store.document_hashes() if i not in written]
-        total.removed += col.store.write([], [], left).removed
+    with col.store.index_deferred():  # one vector index of all the parts, at the end
+        for part in parts:
+            report = upsert(col, part.kept, sync=part.only, progress=progress,
+                            skip_near_duplicates=skip_near_duplicates, vectors_from=vectors_from,
+                            source=source, compute=part.compute)
+            if not part.only:
+                written.update(r.id for r in part.kept)
+            total = report if total is None else total.merge(report)
+            last = part
+            # this part is written: let it go (its rows on the cluster too)
+            part.records, part.kept, part.compute = [], [], None
+        assert total is not None and last is not None
+        if not last.only and col.store.count() > total.added + total.updated + total.unchanged:
+            left = [i for i in col.store.document_hashes() if i not in written]
+            total.removed += col.store.write([], [], left).removed
     total.add_cleaning(last.cleaning)
     return total
 
@@ -269,7 +292,8 @@ def _given_vectors(col: Parts, records: Sequence[Record], vectors_from: str | No
                    source: str) -> dict[str, np.ndarray]:
     """The records' own vectors by id, checked (:mod:`neartext.data.vectors`); empty without."""
 
-    if not check_vectors(records, col.manifest.dim, source):
+    matrix = checked_vectors(records, col.manifest.dim, source)
+    if matrix is None:
         return {}
     if col.manifest.chunking:
         raise InputError(f"{source}: this collection is chunked: each chunk has its own vector, "
@@ -277,8 +301,7 @@ def _given_vectors(col: Parts, records: Sequence[Record], vectors_from: str | No
     model = col.manifest.model
     check_vectors_model(vectors_model(vectors_from), model.name, model.fingerprint)
     ids = [r.id for r in records]  # the encoder's vectors, mapped as the stored ones are
-    mapped = col.to_stored_space(np.stack([np.asarray(r.vector, np.float32) for r in records]))
-    return dict(zip(ids, mapped))
+    return dict(zip(ids, col.to_stored_space(matrix)))
 
 
 def _passages(col: Parts, docs: list[Document], report: IndexReport, progress: bool,

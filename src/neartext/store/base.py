@@ -133,6 +133,11 @@ class Store(Protocol):
         """Mark a collection built beside another (a new version) complete, so it opens."""
         ...
 
+    def index_deferred(self) -> contextlib.AbstractContextManager[None]:
+        """Writes inside leave the vector index for its end, where it is built once from
+        everything written (a new collection written in parts)."""
+        ...
+
     def creation_options(self) -> dict[str, Any] | None:
         """Backend options that create another collection with this one's index settings."""
         ...
@@ -270,6 +275,10 @@ class StoreBase:
 
     def finish_build(self) -> None:
         """Nothing to mark where a collection opens as soon as it is created."""
+
+    def index_deferred(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing to defer where the server indexes what it is given."""
+        return contextlib.nullcontext()
 
     def creation_options(self) -> dict[str, Any] | None:
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -51,9 +51,23 @@ class VectorIndex(Protocol):
         ...
 
 
-# sorted ids -> (the ids found, their vectors in that order): how an index file's vectors are
-# read back from the database
-VectorSource = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# sorted ids -> chunks of (the ids found, their vectors in that order), ascending: how an index
+# file's vectors are read back from the database (a chunk at a time: no second copy of them all)
+VectorSource = Callable[[np.ndarray], Iterator[tuple[np.ndarray, np.ndarray]]]
+
+
+def gathered(chunks: Iterable[tuple[np.ndarray, np.ndarray]], n: int, dim: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """A :data:`VectorSource`'s chunks for at most ``n`` ids as ``(ids, vectors)``, each
+    filled into one array."""
+    ids = np.empty(n, dtype=np.int64)
+    out = np.empty((n, dim), dtype=np.float32)
+    k = 0
+    for found, vectors in chunks:
+        ids[k:k + len(found)] = found
+        out[k:k + len(found)] = vectors
+        k += len(found)
+    return ids[:k], out[:k]
 
 
 class ExactIndex:
@@ -135,7 +149,8 @@ class ExactIndex:
     @classmethod
     def read(cls, f: BinaryIO, dim: int, vectors_of: VectorSource) -> ExactIndex:
         ix = cls(dim)
-        ix.ids, ix.vectors = vectors_of(np.load(f))
+        wanted = np.load(f)
+        ix.ids, ix.vectors = gathered(vectors_of(wanted), len(wanted), dim)
         if ix.vectors.shape != (len(ix.ids), dim):
             raise ValueError(f"vectors of shape {ix.vectors.shape} for {len(ix.ids)} ids")
         return ix
@@ -269,7 +284,8 @@ class FaissIndex:
         return out_s, out_i
 
     def tune(self, vectors: np.ndarray, *, queries: np.ndarray | None = None,
-             target: float = 0.993, k: int = 10, sample: int = 512, seed: int = 0) -> float:
+             exact: np.ndarray | None = None, target: float = 0.993, k: int = 10,
+             sample: int = 512, seed: int = 0) -> float:
         """Choose the cheapest search setting (IVF: lists searched, ``nprobe``; HNSW:
         candidates kept, ``ef_search``) whose recall@``k`` against exact search over the held
         ``vectors`` reaches ``target``; returns the recall measured. 0.993 leaves a margin so
@@ -279,7 +295,8 @@ class FaissIndex:
         a sample out while it tunes an HNSW graph): a stored vector is too easy a query for a
         graph (it is a node, its neighbours one hop away). Without them, ``sample`` of the
         stored vectors are the queries, which suits IVF (held-out Quora questions then get
-        0.9927, bench/bench_ann.py).
+        0.9927, bench/bench_ann.py). ``exact``: the queries' exact neighbours (ids), when the
+        caller has them.
         """
         if len(vectors) <= k:
             return 1.0
@@ -287,8 +304,9 @@ class FaissIndex:
         if queries is None:
             queries = vectors[rng.choice(len(vectors), size=min(sample, len(vectors)),
                                          replace=False)]
-        _, exact_pos = top_k(queries, vectors, k)
-        exact = self.ids[exact_pos] if len(self.ids) == len(vectors) else exact_pos
+        if exact is None:
+            _, exact_pos = top_k(queries, vectors, k)
+            exact = self.ids[exact_pos] if len(self.ids) == len(vectors) else exact_pos
         hnsw = self.kind == "hnsw"
 
         def measure(setting: int) -> float:
@@ -364,7 +382,8 @@ class FaissIndex:
         quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
         ivf = faiss.IndexIVFFlat(quantizer, dim, len(centroids), faiss.METRIC_INNER_PRODUCT)
         ivf.is_trained = True
-        found, vectors = vectors_of(ids)  # ids the database no longer holds are left out
+        # ids the database no longer holds are left out
+        found, vectors = gathered(vectors_of(ids), len(ids), dim)
         keep = np.isin(ids, found, assume_unique=True)
         ids, lists = ids[keep], np.ascontiguousarray(lists[keep], dtype=np.int64)
         if len(ids):
@@ -386,15 +405,24 @@ class FaissIndex:
         if (m != HNSW_M or len(parts["levels"]) != n or len(parts["offsets"]) != n + 1
                 or dead_vectors.shape != (len(dead), dim) or len(ids) + len(dead) != n):
             raise ValueError("a damaged HNSW index file")
-        matrix = np.zeros((n, dim), dtype=np.float32)
-        matrix[dead] = dead_vectors
-        found, vectors = vectors_of(ids)
-        order = np.argsort(labels, kind="stable")
-        matrix[order[np.searchsorted(labels, found, sorter=order)]] = vectors
         hnsw = _new_hnsw(dim)
         index = faiss.IndexIDMap2(hnsw)  # wraps an empty index only; filled below
-        hnsw.storage.add(matrix)
-        hnsw.ntotal = n
+        flat: Any = faiss.downcast_index(hnsw.storage)  # the vectors go straight into it
+        flat.codes.resize(n * dim * 4)
+        flat.ntotal = hnsw.ntotal = n
+        matrix = _hnsw_vectors(hnsw, dim)  # (a view of the graph's storage)
+        unset = np.ones(n, dtype=bool)
+        matrix[dead] = dead_vectors
+        unset[dead] = False
+        order = np.argsort(labels, kind="stable")
+        found_parts = []
+        for found_part, vectors in vectors_of(ids):  # straight into the graph's storage
+            at = order[np.searchsorted(labels, found_part, sorter=order)]
+            matrix[at] = vectors
+            unset[at] = False
+            found_parts.append(found_part)
+        found = np.concatenate(found_parts) if found_parts else np.zeros(0, dtype=np.int64)
+        matrix[unset] = 0.0  # nodes whose vector the database no longer has
         for name, values in parts.items():
             target = getattr(hnsw.hnsw, name)
             target.clear()
@@ -430,22 +458,53 @@ def _new_hnsw(dim: int) -> Any:
 
 def build_index(kind: str, dim: int, vectors: np.ndarray, ids: np.ndarray,
                 held_out: int = 512, seed: int = 0) -> VectorIndex:
-    """An index of ``kind`` holding ``vectors`` under ``ids``, its search setting tuned. An
-    HNSW graph is built without ``held_out`` of the vectors (at most a tenth), tuned with those
-    as queries (real vectors it does not hold, like a user's query), then given them."""
+    """An index of ``kind`` holding ``vectors`` under ``ids``, its search setting tuned (an
+    HNSW graph as :func:`build_hnsw` builds it)."""
+    if kind == "hnsw":
+        return build_hnsw(dim, (vectors[i:i + ADD_ROWS] for i in range(0, len(vectors), ADD_ROWS)),
+                          ids, held_out=held_out, seed=seed)
     index = new_index(kind, dim, vectors)
+    index.add(vectors, np.asarray(ids, dtype=np.int64))
+    if isinstance(index, FaissIndex):
+        index.tune(vectors)
+    return index
+
+
+ADD_ROWS = 65_536  # vectors given to faiss at a time when a graph is built
+
+
+def build_hnsw(dim: int, chunks: Iterable[np.ndarray], ids: np.ndarray, *,
+               held_out: int = 512, seed: int = 0) -> FaissIndex:
+    """An HNSW graph of vectors that come a chunk at a time (in the order of ``ids``), so that
+    besides the graph's own copy no array of them all is needed (a million 384-number vectors
+    are 1.5 GB). It is built without ``held_out`` of them (at most a tenth), tuned with those as
+    queries (real vectors it does not hold, like a user's query; their exact neighbours by a
+    scan of the graph's vectors), then given them."""
     ids = np.asarray(ids, dtype=np.int64)
     n_held = min(held_out, len(ids) // 10)
-    if not isinstance(index, FaissIndex) or kind != "hnsw" or n_held < 10:
-        index.add(vectors, ids)
-        if isinstance(index, FaissIndex):
-            index.tune(vectors)
-        return index
     held = np.zeros(len(ids), dtype=bool)
-    held[np.random.default_rng(seed).choice(len(ids), n_held, replace=False)] = True
-    index.add(vectors[~held], ids[~held])
-    index.tune(vectors[~held], queries=vectors[held])
-    index.add(vectors[held], ids[held])
+    if n_held >= 10:
+        held[np.random.default_rng(seed).choice(len(ids), n_held, replace=False)] = True
+    index = FaissIndex.build("hnsw", dim, np.zeros((0, dim), dtype=np.float32))
+    queries: list[np.ndarray] = []
+    start = 0
+    for chunk in chunks:
+        end = start + len(chunk)
+        h = held[start:end]
+        index.add(chunk[~h] if h.any() else chunk, ids[start:end][~h])
+        queries.append(np.array(chunk[h], dtype=np.float32))
+        start = end
+    if start != len(ids):
+        raise ValueError(f"{start} vectors for {len(ids)} ids")
+    q = np.concatenate(queries) if queries else np.zeros((0, dim), dtype=np.float32)
+    if n_held >= 10 and index.ntotal > 10:
+        graph: Any = index.index
+        stored = _hnsw_vectors(faiss.downcast_index(graph.index), dim)
+        _, pos = faiss.knn(q, stored, 10, metric=faiss.METRIC_INNER_PRODUCT)
+        index.tune(stored, queries=q, exact=faiss.vector_to_array(graph.id_map)[pos])
+    elif index.ntotal:
+        index.tune(_hnsw_vectors(faiss.downcast_index(index.index.index), dim))
+    index.add(q, ids[held])
     return index
 
 

@@ -8,6 +8,7 @@ Part of :class:`neartext.store.local.LocalStore` (a mixin over its connections a
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sqlite3
 import struct
@@ -21,8 +22,10 @@ import numpy as np
 from neartext.store.codec import VectorCodec
 from neartext.store.local.sqlite import batches, storage_error
 from neartext.store.vector_index import (
+    ADD_ROWS,
     FaissIndex,
     VectorIndex,
+    build_hnsw,
     build_index,
     load_index,
     read_index_header,
@@ -47,6 +50,7 @@ class IndexCache:
     codec: VectorCodec
     index: VectorIndex
     _index_gen: int  # the database generation ``index`` holds
+    _defer_index = False  # inside index_deferred(): writes leave the index alone
     _lock: threading.RLock
     _write_lock: threading.RLock
 
@@ -133,28 +137,33 @@ class IndexCache:
             self._index_gen = gen
             return True
 
-    def _vectors_by_pid(self, pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(pids found, their vectors)`` in ascending pid order, in one read snapshot: how
-        an index file's vectors come back from the database (they are stored once, here)."""
-        pids = np.unique(np.asarray(pids, dtype=np.int64))
+    def _vectors_by_pid(self, pids: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(pids found, their vectors)`` in ascending pid order, a chunk at a time, in one
+        read snapshot: how an index file's vectors come back from the database (they are stored
+        once, here)."""
+        pids = np.asarray(pids, dtype=np.int64)
+        if len(pids) and not (pids[1:] > pids[:-1]).all():  # (an index file's are sorted)
+            pids = np.unique(pids)
         with self._snapshot():
             if len(pids) * 2 >= self.passage_count():  # most of them: one ordered scan
                 rows = self.conn.execute("SELECT pid, vec FROM passages ORDER BY pid")
-                found, blobs = [], []
-                wanted = set(pids.tolist())
-                for pid, blob in rows:
-                    if pid in wanted:
-                        found.append(pid)
-                        blobs.append(blob)
-            else:
-                got: dict[int, bytes] = {}
-                for part in batches([int(p) for p in pids], 900):
-                    marks = ",".join("?" * len(part))
-                    got.update(self.conn.execute(
-                        f"SELECT pid, vec FROM passages WHERE pid IN ({marks})", part))
-                found = sorted(got)
-                blobs = [got[p] for p in found]
-        return np.asarray(found, dtype=np.int64), self.codec.decode(blobs)
+                while chunk := rows.fetchmany(ADD_ROWS):
+                    got_ids, got = zip(*chunk)
+                    ids = np.fromiter(got_ids, dtype=np.int64, count=len(got_ids))
+                    keep = np.isin(ids, pids, assume_unique=True)
+                    if not keep.all():
+                        ids, got = ids[keep], tuple(itertools.compress(got, keep))
+                    if len(ids):
+                        yield ids, self.codec.decode(got)
+                return
+            found: dict[int, bytes] = {}
+            for part in batches([int(p) for p in pids], 900):
+                marks = ",".join("?" * len(part))
+                found.update(self.conn.execute(
+                    f"SELECT pid, vec FROM passages WHERE pid IN ({marks})", part))
+        if found:
+            order = sorted(found)
+            yield np.asarray(order, dtype=np.int64), self.codec.decode([found[p] for p in order])
 
     def _vectors_of(self, pids: np.ndarray) -> np.ndarray:
         out = np.zeros((len(pids), self.dim), dtype=np.float32)
@@ -172,14 +181,33 @@ class IndexCache:
             gen = self.generation()
             pids = np.fromiter((r[0] for r in self.conn.execute(
                 "SELECT pid FROM passages ORDER BY pid")), dtype=np.int64)
-            vecs = np.concatenate([v for _, v in self.iter_vectors()]) if len(pids) else \
-                np.zeros((0, self.dim), dtype=np.float32)
-        # tuned: the cheapest search setting reaching recall@10 >= 0.993
-        self.index = build_index(self._wanted_kind(len(pids)), self.dim, vecs, pids)
+            kind = self._wanted_kind(len(pids))
+            # tuned: the cheapest search setting reaching recall@10 >= 0.993
+            if kind == "hnsw":  # the graph takes the vectors as they are read: one copy of them
+                self.index = build_hnsw(self.dim, (v for _, v in self.iter_vectors(ADD_ROWS)),
+                                        pids)
+            else:
+                vecs = np.concatenate([v for _, v in self.iter_vectors()]) if len(pids) else \
+                    np.zeros((0, self.dim), dtype=np.float32)
+                self.index = build_index(kind, self.dim, vecs, pids)
         self._index_gen = gen
         if save:
             self._persist_index(quiet=True)
         return self.index
+
+    @contextlib.contextmanager
+    def index_deferred(self) -> Iterator[None]:
+        """Writes inside leave the vector index alone (nor save it); when the block ends
+        without an error it is built once from every passage and saved: a new collection
+        written in parts gets one HNSW build of all its vectors, tuned for all of them, instead
+        of one per part. A search inside catches the index up first, as always."""
+        self._defer_index = True
+        try:
+            yield
+        finally:
+            self._defer_index = False
+        with self._lock:
+            self._rebuild_index(save=True)
 
     def _apply_to_index(self, old: np.ndarray, new: np.ndarray, vecs: np.ndarray,
                         gen: int) -> None:

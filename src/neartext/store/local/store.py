@@ -61,6 +61,7 @@ from neartext.store.local.keyword import KeywordIndex
 from neartext.store.local.reuse import MANIFEST, keep_reusable_vectors
 from neartext.store.local.sql import filter_to_sql
 from neartext.store.local.sqlite import SCHEMA, batches, connect, storage_error
+from neartext.store.vector_index import ExactIndex
 from neartext.util.atomic import settle_swap
 from neartext.util.locking import waiting
 
@@ -426,6 +427,9 @@ class LocalStore(KeywordIndex, CharsIndex, IndexCache, StoreBase):
                     "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
             # Committed. The index is a cache: from here on a failure is a warning, never an
             # error that would claim the committed change did not happen.
+            if self._defer_index:  # built at the end of the block (index_deferred)
+                self._reclaim()
+                return result
             vecs = (np.stack([np.asarray(p.vector, dtype=np.float32) for p in passages])
                     if passages else np.zeros((0, self.dim), dtype=np.float32))
             with self._lock:
@@ -474,6 +478,7 @@ class LocalStore(KeywordIndex, CharsIndex, IndexCache, StoreBase):
         with self._write_lock, self._lock:
             self._wconn.close()
             self._rconn.close()
+            self.index = ExactIndex(self.dim)  # its memory goes now (closed: it searches nothing)
 
     # -- search ---------------------------------------------------------------------------------
 
