@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-cluster-defaults bench-startup bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers bench-cold-search lint clean
+.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-cluster-defaults bench-startup bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers bench-build bench-scale bench-cold-search lint clean
 
 setup: $(STAMP)
 
@@ -137,6 +137,13 @@ PEER_PACKAGES_qdrant  := qdrant-client numpy
 PEER_PACKAGES_lancedb := lancedb numpy pyarrow
 PEER_PACKAGES_txtai   := torch==2.13.0 txtai faiss-cpu
 PEER_PACKAGES_chroma  := chromadb numpy
+# A million given vectors on one machine (build, memory, open, p50, recall): bench/results/scale-*.
+bench-scale: setup
+	$(BIN)/python bench/bench_scale.py --n $${N:-1000000}
+
+bench-build: setup $(PEERS)/txtai/.installed
+	$(BIN)/python bench/bench_build.py
+
 bench-peers: setup $(PEERS)/qdrant/.installed $(PEERS)/lancedb/.installed $(PEERS)/txtai/.installed \
 		$(PEERS)/chroma/.installed
 	$(BIN)/python bench/bench_peers.py

@@ -80,7 +80,9 @@ def main() -> None:
     m = machine()
     table = "\n".join(rows) + f"\n\nMedians of {args.rounds} rounds. {machine_line(m)}"
     print(table)
-    save("peers", {"runs": runs, "medians": med, "machine": m}, table)
+    everyone = stores == list(PYTHON)  # a run of some stores does not replace the full table
+    save("peers" if everyone else "peers-" + "-".join(stores),
+         {"runs": runs, "medians": med, "machine": m}, table)
 
 
 if __name__ == "__main__":

@@ -372,7 +372,7 @@ def test_bad_input_in_a_later_part_publishes_nothing(tmp_path, encoder, monkeypa
                              vectors_from="same", model=encoder)
     assert str(e.value).startswith(f"{corpus}: ")
     assert ("row 230: the vector holds nan" if bad == "nan" else "rows 5 and 230") in str(e.value)
-    assert not target.exists()  # (the parts written stay in col.partial for a rerun)
+    assert not target.exists()  # (what the parts wrote stays in col.partial for a rerun)
     fixed = _demo_parquet(tmp_path / "fixed.parquet", encoder)
     col, report = Collection.from_file(target, fixed, ["text"], "id", vectors="vector",
                                        vectors_from="same", model=encoder)
