@@ -50,15 +50,17 @@ class VectorCodec:
         codes = np.clip(np.rint(v / scale[:, None]), -127, 127).astype(np.int8)
         return [s.tobytes() + c.tobytes() for s, c in zip(scale.astype(np.float32), codes)]
 
-    def decode(self, blobs: Sequence[bytes]) -> np.ndarray:
-        """``(len(blobs), dim)`` float32 vectors (a new, writeable array)."""
+    def decode(self, blobs: Sequence[bytes], *, writeable: bool = True) -> np.ndarray:
+        """``(len(blobs), dim)`` float32 vectors (a new, writeable array; with ``writeable``
+        False, float32 ones may be a read-only view of the joined bytes: one copy less)."""
         if not blobs:
             return np.zeros((0, self.dim), dtype=np.float32)
         raw = b"".join(blobs)
         if len(raw) != len(blobs) * self.row_bytes:
             raise ValueError(f"stored vectors are not {self.precision} of dimension {self.dim}")
         if self.precision == "float32":
-            return np.frombuffer(raw, dtype=np.float32).reshape(-1, self.dim).copy()
+            view = np.frombuffer(raw, dtype=np.float32).reshape(-1, self.dim)
+            return view.copy() if writeable else view
         if self.precision == "float16":
             return np.frombuffer(raw, dtype=np.float16).reshape(-1, self.dim).astype(np.float32)
         rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 4 + self.dim)

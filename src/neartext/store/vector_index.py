@@ -432,7 +432,7 @@ class FaissIndex:
         index.ntotal = n
         index.construct_rev_map()
         out = cls("hnsw", dim, index, 0, found, None, recall, ef_search)
-        out.deleted = np.union1d(labels[dead], np.setdiff1d(ids, found))
+        out.deleted = np.union1d(labels[dead], np.setdiff1d(ids, found, assume_unique=True))
         return out
 
 

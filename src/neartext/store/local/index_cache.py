@@ -153,8 +153,8 @@ class IndexCache:
                     keep = np.isin(ids, pids, assume_unique=True)
                     if not keep.all():
                         ids, got = ids[keep], tuple(itertools.compress(got, keep))
-                    if len(ids):
-                        yield ids, self.codec.decode(got)
+                    if len(ids):  # (read only by the caller: no copy of the bytes)
+                        yield ids, self.codec.decode(got, writeable=False)
                 return
             found: dict[int, bytes] = {}
             for part in batches([int(p) for p in pids], 900):
