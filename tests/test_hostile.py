@@ -7,6 +7,7 @@ traceback, a 500 or another user's failed request before it was fixed.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import subprocess
 import sys
@@ -358,24 +359,22 @@ def test_serve_stops_promptly_on_sigint_after_in_flight_requests(demo_copy):
         except OSError:
             assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
             time.sleep(0.2)
-    answer: dict = {}
-
-    def heavy() -> None:
-        body = {"queries": [f"query {i} about crashes and sync" for i in range(200)], "k": 50}
-        req = urllib.request.Request(base + "/collections/feedback/search",
-                                     data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as r:
-            answer["status"], answer["rows"] = r.status, len(json.loads(r.read())["results"])
-
-    t = threading.Thread(target=heavy)
-    t.start()
-    time.sleep(0.2)
+    # The request is in flight when the signal comes: sent on a connection the server has
+    # already answered on (accepted, kept alive), so that neither a slow thread start nor a
+    # connection still in the listen queue at shutdown decides the outcome.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("GET", "/health")
+    conn.getresponse().read()
+    body = {"queries": [f"query {i} about crashes and sync" for i in range(200)], "k": 50}
+    conn.request("POST", "/collections/feedback/search", body=json.dumps(body),
+                 headers={"Content-Type": "application/json"})
+    time.sleep(0.3)
     t0 = time.time()
     proc.send_signal(signal.SIGINT)
+    r = conn.getresponse()
+    answer = {"status": r.status, "rows": len(json.loads(r.read())["results"])}
     proc.wait(60)
     took = time.time() - t0
-    t.join()
     assert answer == {"status": 200, "rows": 200}  # the request in flight was answered
     assert proc.returncode == 0 and took < 10, (proc.returncode, took)
     assert "Traceback" not in proc.stderr.read().decode()
