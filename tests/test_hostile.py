@@ -361,10 +361,14 @@ def test_serve_stops_promptly_on_sigint_after_in_flight_requests(demo_copy):
             time.sleep(0.2)
     # The request is in flight when the signal comes: sent on a connection the server has
     # already answered on (accepted, kept alive), so that neither a slow thread start nor a
-    # connection still in the listen queue at shutdown decides the outcome.
+    # connection still in the listen queue at shutdown decides the outcome. That first answer
+    # is a search: a service started before loads its model at the first query (seconds,
+    # beyond the 5 s the server gives requests in flight at shutdown on a loaded machine).
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.request("GET", "/health")
-    conn.getresponse().read()
+    conn.request("POST", "/collections/feedback/search", body=json.dumps({"query": "sync"}),
+                 headers={"Content-Type": "application/json"})
+    warm = conn.getresponse()
+    assert warm.status == 200 and json.loads(warm.read())["results"]
     body = {"queries": [f"query {i} about crashes and sync" for i in range(200)], "k": 50}
     conn.request("POST", "/collections/feedback/search", body=json.dumps(body),
                  headers={"Content-Type": "application/json"})
