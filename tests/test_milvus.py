@@ -393,6 +393,24 @@ def test_chunked_collections_agree(tmp_path, encoder, milvus_address):
 # -- migrate -------------------------------------------------------------------------------
 
 
+def test_a_new_milvus_collection_waits_for_its_indexes_without_fixed_pauses(demo_collection,
+                                                                            tmp_path, monkeypatch):
+    """Creating a Milvus collection builds its three indexes (vectors, BM25, the manifest's)
+    and loads them. pymilvus' own wait sleeps half a second before it first asks whether an
+    index is built (1.5 s of each build and version swap, for indexes of empty collections);
+    neartext asks after 5 ms: no half-second pause, and the collection answers at once."""
+    pauses: list[float] = []
+    sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: (pauses.append(s), sleep(s))[1])
+    lite = f"milvus-lite:{tmp_path / 'm.db'}#fast"
+    assert migrate(demo_collection, lite, index="flat").documents == 247
+    assert [p for p in pauses if p >= 0.5] == []
+    monkeypatch.undo()
+    with Collection.open(lite) as col:
+        assert len(col.search("I was charged twice", k=3, mode="keyword")) == 3
+        assert col.store.count() == 247
+
+
 def test_migrate_local_to_milvus_and_back_reembeds_nothing(demo_copy, tmp_path, counting):
     from neartext.engine.feedback import FeedbackStore
 

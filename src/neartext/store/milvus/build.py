@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from typing import Any, TypeVar
 
 from neartext.data.address import Address
@@ -19,6 +20,28 @@ from neartext.store.milvus.rows import MAX_ID, MAX_VARCHAR
 
 B = TypeVar("B", bound="Build")
 BM25_PARAMS = {"bm25_k1": 1.2, "bm25_b": 0.75}  # SQLite FTS5's, used by the local store
+INDEX_WAIT_S = 120.0  # an index of a new (empty) collection not built by then is an error
+
+
+def create_indexed(client: Any, name: str, schema: Any, index_params: Any) -> None:
+    """Create the Milvus collection ``name`` with ``index_params``, its indexes built, loaded.
+
+    ``create_collection(..., index_params=...)`` would wait for each index with pymilvus'
+    fixed half second before it first asks whether it is built (1.5 s of every build and
+    version swap here, for indexes of empty collections that are built at once); this asks
+    after 5 ms, then at doubling intervals up to that half second."""
+    client.create_collection(name, schema=schema, consistency_level="Strong")
+    client.create_index(name, index_params, sync=False)
+    for param in index_params:
+        index = param.index_name or param.field_name
+        pause, deadline = 0.005, time.monotonic() + INDEX_WAIT_S
+        while (info := client.describe_index(name, index) or {}).get("state") != "Finished":
+            if info.get("state") == "Failed" or time.monotonic() > deadline:
+                raise StoreUnavailable(f"Milvus could not build the index of '{index}' in "
+                                       f"{name}: {info.get('index_state_fail_reason') or info}")
+            time.sleep(pause)
+            pause = min(2 * pause, 0.5)
+    client.load_collection(name)
 
 
 class Build:
@@ -136,8 +159,8 @@ class Build:
         mp = client.prepare_index_params()
         mp.add_index(field_name="vec", index_type="FLAT", metric_type="IP")
         try:
-            client.create_collection(meta, schema=ms, index_params=mp, consistency_level="Strong")
-            client.create_collection(name, schema=s, index_params=ip, consistency_level="Strong")
+            create_indexed(client, meta, ms, mp)
+            create_indexed(client, name, s, ip)
             zero = [0.0] * dim
             client.upsert(meta, [
                 {"key": "manifest", "value": json.dumps(manifest, ensure_ascii=False), "vec": zero},
