@@ -50,7 +50,7 @@ import numpy as np
 from neartext.algo.metrics import retrieval_metrics
 from neartext.errors import InputError, ModelMismatch
 from neartext.util.atomic import staged_file
-from neartext.util.linalg import top_k
+from neartext.util.linalg import one_torch_thread, top_k
 from neartext.util.optional import optional
 
 KINDS = ("linear", "lowrank", "diagonal", "residual-mlp")
@@ -372,49 +372,50 @@ def train_adapter(
     negatives_of: dict[int, list[int]] = {}
     for pair, row in hard_negatives:
         negatives_of.setdefault(int(pair), []).append(int(row))
-    opt = torch.optim.Adam(params, lr=lr or LEARNING_RATES[kind])
-    rng = np.random.default_rng(seed)
-    best: tuple[float, int, Adapter | None] = (before["mrr@10"], 0, baseline)
-    history, stale, epoch = [], 0, 0
-    scale = 20.0
-    steps = max(STEPS_PER_EPOCH, -(-len(train_idx) // batch_size))
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(train_idx)
-        for step in range(steps):
-            at = (step * batch_size) % len(order)
-            batch = order[at:at + batch_size]
-            if len(batch) < min(batch_size, len(order)):
-                batch = np.concatenate([batch, order[:min(batch_size, len(order)) - len(batch)]])
-            cand_rows = list(pos[batch])
-            hard = [r for i in batch for r in negatives_of.get(int(i), [])]
-            rand = rng.integers(0, len(d), random_negatives).tolist()
-            cand = np.array(cand_rows + hard + rand, dtype=np.int64)
-            qa = forward(torch_q[batch])
-            da = forward(torch_d[cand]) if side == "both" else torch_d[cand]
-            logits = scale * qa @ da.T
-            # another query's positive that is also this query's positive is not a negative
-            same = torch.from_numpy(
-                np.array([[c in gold_by_group[group_of[i]] for c in cand.tolist()]
-                          for i in batch.tolist()]))
-            target = torch.arange(len(batch))
-            own = torch.zeros_like(same)
-            own[target, target] = True
-            logits = logits.masked_fill(same & ~own, float("-inf"))
-            loss = torch.nn.functional.cross_entropy(logits, target)
-            loss = loss + identity_weight * penalty()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        candidate = snapshot()
-        metrics, _ = evaluate(candidate)
-        history.append({"epoch": float(epoch), **metrics})
-        invertible = side == "query" or np.linalg.cond(candidate.matrix) < MAX_CONDITION
-        if metrics["mrr@10"] > best[0] + 1e-6 and invertible:
-            best, stale = (metrics["mrr@10"], epoch, candidate), 0
-        else:
-            stale += 1
-            if stale >= patience:
-                break
+    with one_torch_thread(torch):  # small tensors: a second thread only costs
+        opt = torch.optim.Adam(params, lr=lr or LEARNING_RATES[kind])
+        rng = np.random.default_rng(seed)
+        best: tuple[float, int, Adapter | None] = (before["mrr@10"], 0, baseline)
+        history, stale, epoch = [], 0, 0
+        scale = 20.0
+        steps = max(STEPS_PER_EPOCH, -(-len(train_idx) // batch_size))
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(train_idx)
+            for step in range(steps):
+                at = (step * batch_size) % len(order)
+                batch = order[at:at + batch_size]
+                if len(batch) < min(batch_size, len(order)):
+                    batch = np.concatenate([batch, order[:min(batch_size, len(order)) - len(batch)]])
+                cand_rows = list(pos[batch])
+                hard = [r for i in batch for r in negatives_of.get(int(i), [])]
+                rand = rng.integers(0, len(d), random_negatives).tolist()
+                cand = np.array(cand_rows + hard + rand, dtype=np.int64)
+                qa = forward(torch_q[batch])
+                da = forward(torch_d[cand]) if side == "both" else torch_d[cand]
+                logits = scale * qa @ da.T
+                # another query's positive that is also this query's positive is not a negative
+                same = torch.from_numpy(
+                    np.array([[c in gold_by_group[group_of[i]] for c in cand.tolist()]
+                              for i in batch.tolist()]))
+                target = torch.arange(len(batch))
+                own = torch.zeros_like(same)
+                own[target, target] = True
+                logits = logits.masked_fill(same & ~own, float("-inf"))
+                loss = torch.nn.functional.cross_entropy(logits, target)
+                loss = loss + identity_weight * penalty()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            candidate = snapshot()
+            metrics, _ = evaluate(candidate)
+            history.append({"epoch": float(epoch), **metrics})
+            invertible = side == "query" or np.linalg.cond(candidate.matrix) < MAX_CONDITION
+            if metrics["mrr@10"] > best[0] + 1e-6 and invertible:
+                best, stale = (metrics["mrr@10"], epoch, candidate), 0
+            else:
+                stale += 1
+                if stale >= patience:
+                    break
     _, best_epoch, kept = best
     after, rr_after = evaluate(kept) if best_epoch else (before, rr_before)
     if kept is None or not best_epoch:  # no epoch beat the start: the start, as this kind
