@@ -22,6 +22,10 @@ WORDS = (
 ).split()
 
 
+STAGED = 1024  # the kill tests kill once this many vectors are staged (4 chunks of 256)
+ROWS = 1400  # their corpora: enough left after the kill (2-3 s of embedding) that it comes first
+
+
 def big_corpus(path, n, seed=0):
     rng = random.Random(seed)
     lines = ["id,text"]
@@ -60,11 +64,12 @@ def wait_until(cond, proc, timeout=120.0):
 @pytest.mark.slow
 def test_kill_during_upsert_keeps_previous_state_and_work(demo_copy, tmp_path):
     big = tmp_path / "big.csv"
-    big_corpus(big, 2500)  # killed once the first 1,024 vectors are staged, well before the end
+    big_corpus(big, ROWS)  # killed once the first STAGED vectors are staged, before the end
     with Collection.open(demo_copy) as col:
         want = [r.id for r in col.search("refund for a double charge", k=5)]
     proc = start("upsert", demo_copy, big)
-    assert wait_until(lambda: staged_count(demo_copy) >= 1024, proc), proc.stderr.read().decode()
+    assert wait_until(lambda: staged_count(demo_copy) >= STAGED, proc), \
+        proc.stderr.read().decode()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
@@ -73,8 +78,8 @@ def test_kill_during_upsert_keeps_previous_state_and_work(demo_copy, tmp_path):
         assert [r.id for r in col.search("refund for a double charge", k=5)] == want
         assert col.get(["big-0"]) == []
         rep = col.index_file(big)  # the vectors computed before the kill are not recomputed
-        assert rep.vectors_reused >= 1024 and rep.texts_embedded <= 2500 - 1024
-        assert rep.added == 2500 and len(col) == 2747
+        assert rep.vectors_reused >= STAGED and rep.texts_embedded <= ROWS - STAGED
+        assert rep.added == ROWS and len(col) == 247 + ROWS
         assert staged_count(demo_copy) == 0
 
 
@@ -96,14 +101,15 @@ def test_kill_at_random_moments_never_leaves_half_a_write(demo_copy, tmp_path):
 
 
 def kill_a_build(tmp_path, rows: int, seed: int):
-    """Start ``neartext index`` of ``rows`` texts into a new collection, SIGKILL it once 1,024
-    vectors are staged; returns (corpus, target, the build directory it left)."""
+    """Start ``neartext index`` of ``rows`` texts into a new collection, SIGKILL it once
+    :data:`STAGED` vectors are staged; returns (corpus, target, the build directory it left)."""
     big = tmp_path / "big.csv"
     big_corpus(big, rows, seed=seed)
     target = tmp_path / "newcol"
     proc = start("index", big, "-c", target)
     partial = tmp_path / "newcol.partial"
-    assert wait_until(lambda: staged_count(partial) >= 1024, proc), proc.stderr.read().decode()
+    assert wait_until(lambda: staged_count(partial) >= STAGED, proc), \
+        proc.stderr.read().decode()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return big, target, partial
@@ -111,7 +117,7 @@ def kill_a_build(tmp_path, rows: int, seed: int):
 
 @pytest.mark.slow
 def test_kill_during_creation_leaves_nothing_at_the_target(tmp_path):
-    big, target, partial = kill_a_build(tmp_path, 2500, seed=2)
+    big, target, partial = kill_a_build(tmp_path, ROWS, seed=2)
     assert not target.exists()
     with pytest.raises(FileNotFoundError):
         Collection.open(target)
@@ -120,29 +126,29 @@ def test_kill_during_creation_leaves_nothing_at_the_target(tmp_path):
     assert done.returncode == 0, done.stderr
     assert not partial.exists()
     report = json.loads(done.stdout)  # the vectors computed before the kill were kept
-    assert report["vectors_reused"] >= 1024 and report["texts_embedded"] <= 2500 - 1024
+    assert report["vectors_reused"] >= STAGED and report["texts_embedded"] <= ROWS - STAGED
     with Collection.open(target) as col:
-        assert len(col) == 2500 and col.store.passage_count() == 2500
+        assert len(col) == ROWS and col.store.passage_count() == ROWS
 
 
-@pytest.mark.slow  # a killed build, then a build of 2,500 texts with the tiny model
+@pytest.mark.slow  # a killed build, then a build of its texts with the tiny model
 def test_a_killed_build_is_not_resumed_with_another_model(tmp_path, tiny_model_dir):
-    big, target, _ = kill_a_build(tmp_path, 2500, seed=4)
+    big, target, _ = kill_a_build(tmp_path, ROWS, seed=4)
     done = subprocess.run([sys.executable, "-m", "neartext", "index", str(big), "-c", str(target),
                            "--model", str(tiny_model_dir), "--json", "-q"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["vectors_reused"] == 0
     with Collection.open(target) as col:
-        assert col.info().dim == 32 and len(col) == 2500
+        assert col.info().dim == 32 and len(col) == ROWS
 
 
-@pytest.mark.slow  # 20-25 s: a real build of 3,000 texts
+@pytest.mark.slow  # a real build of ROWS texts
 def test_two_builds_of_one_new_collection_one_runs_the_other_is_refused(tmp_path):
     """Two 'neartext index' runs into the same new directory: the second says who is building
     and exits 1; the collection holds exactly the first run's corpus."""
     big = tmp_path / "big.csv"
-    big_corpus(big, 3000, seed=5)
+    big_corpus(big, ROWS, seed=5)
     target = tmp_path / "newcol"
     first = start("index", big, "-c", target, "--id", "id")
     lock = tmp_path / "newcol.partial" / "build.lock"
@@ -155,7 +161,7 @@ def test_two_builds_of_one_new_collection_one_runs_the_other_is_refused(tmp_path
     out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err
     with Collection.open(target) as col:
-        assert len(col) == 3000 and col.get(["fb-0001"]) == []
+        assert len(col) == ROWS and col.get(["fb-0001"]) == []
     again = subprocess.run([sys.executable, "-m", "neartext", "index", str(DEMO), "-c",
                             str(target) + "/", "--id", "id", "--chunk", "5"],
                            capture_output=True, text=True)  # a creation option on an existing one
