@@ -182,6 +182,39 @@ def test_map_png_and_html_with_cache(demo_copy, tmp_path, capsys):
     assert main(["map", str(demo_copy), "-o", str(tmp_path / "map.svg")]) == 1
 
 
+MAP_IN_A_NEW_PROCESS = """
+import json, shutil, sys
+from neartext import Collection
+from neartext.ops.maps import projected
+col = Collection.open(sys.argv[1])
+shutil.rmtree(col.path / "cache", ignore_errors=True)  # the projection is made again
+projected(col)
+import umap
+fs = [umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths,
+      umap.utils.fast_knn_indices]
+print(json.dumps([[sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())]
+                  for f in fs]))
+"""
+
+
+@pytest.mark.slow  # a new process importing umap
+def test_a_maps_compiled_code_is_kept_for_the_next_process(demo_copy):
+    """UMAP's numba functions are compiled once on a machine, not in every process (14 of the
+    15 s of a map of the demo): a projection in a new process loads them from numba's cache."""
+    import subprocess
+    import sys
+
+    from neartext.ops.maps import projected
+
+    with Collection.open(demo_copy) as col:
+        projected(col)  # compiled here (or loaded), kept on disk
+    out = subprocess.run([sys.executable, "-c", MAP_IN_A_NEW_PROCESS, str(demo_copy)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    counts = json.loads(out.stdout.splitlines()[-1])
+    assert all(hits >= 1 and misses == 0 for hits, misses in counts), counts
+
+
 def test_map_labels_neither_overlap_nor_leave_the_picture_and_colours_are_regions(
         demo_copy, tmp_path):
     """20 k-means labels on a few hundred points: crowded, so placement is what is tested."""
