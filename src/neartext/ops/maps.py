@@ -97,7 +97,7 @@ def project(col: Collection, *, sample: int | None = None, seed: int = 42,
 
 
 _UMAP_CACHED = threading.Lock()
-_umap_cached: list[bool] = []  # [True] once umap's functions have their disk cache
+_umap_cached = False  # umap's functions have their disk cache (once per process)
 UMAP_MODULES = ("umap_", "utils", "layouts", "distances", "spectral")
 
 
@@ -107,8 +107,9 @@ def _umap() -> Any:
     Most of them are compiled without numba's on-disk cache, so each process compiled them
     again: 14 of the 15 s of a map of the 247 demo documents (kNN 5.5 s, smoothing 5.1 s,
     membership 2.6 s, layout 1.3 s). With the cache (in umap's ``__pycache__``, or numba's
-    user-wide cache where that is read-only) a later process's projection took 0.4 s. A
-    function that cannot be cached is left as it is."""
+    user-wide cache where that is read-only) a later process's projection took 0.4 s, 2.5-3 s
+    with the import of umap. A function that cannot be cached is left as it is."""
+    global _umap_cached
     umap = optional("umap", "clusters", "umap-learn (for maps)")
     with _UMAP_CACHED:
         if not _umap_cached:
@@ -117,7 +118,7 @@ def _umap() -> Any:
                     if hasattr(fn, "enable_caching") and hasattr(fn, "py_func"):
                         with contextlib.suppress(RuntimeError):  # no cache location
                             fn.enable_caching()
-            _umap_cached.append(True)
+            _umap_cached = True
     return umap
 
 

@@ -38,7 +38,7 @@ def create_indexed(client: Any, name: str, schema: Any, index_params: Any) -> No
         while (info := client.describe_index(name, index) or {}).get("state") != "Finished":
             if info.get("state") == "Failed" or time.monotonic() > deadline:
                 raise StoreUnavailable(f"Milvus could not build the index of '{index}' in "
-                                       f"{name}: {info.get('index_state_fail_reason') or info}")
+                                       f"{name} (state: {info.get('state')})")
             time.sleep(pause)
             pause = min(2 * pause, 0.5)
     client.load_collection(name)
