@@ -12,6 +12,8 @@ import pytest
 from neartext import Collection, load_encoder
 from neartext.cli import main
 from neartext.encoders import EncoderSettings
+from neartext.encoders.registry import AGAIN
+from neartext.export.query_encoder import prepare_model_twin
 
 # A CLI search leaves an ONNX export of the model for the next process (neartext.engine.
 # query_encoder): seconds once per collection, and most tests' collections are new. Its tests
@@ -64,6 +66,17 @@ class CountingEncoder:
 @pytest.fixture(scope="session")
 def encoder():
     return load_encoder(EncoderSettings(model="default"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_twin(encoder):
+    """The default model's ONNX twin, made once, as a user's second run makes it: the suite's
+    processes that embed with the default model run it without torch, as on a user's machine
+    (tests of the model's own path set NEARTEXT_DOCUMENT_ENCODER=model or a cache of their own;
+    tests of the twin itself are in test_twin.py)."""
+    load_encoder(EncoderSettings(model="default"))  # recorded: the twin's description
+    prepare_model_twin(encoder)
+    AGAIN.clear()  # (the CLI's work after a command: done here)
 
 
 @pytest.fixture

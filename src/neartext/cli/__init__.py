@@ -22,6 +22,7 @@ from typing import Any
 
 from neartext.cli import analysis, collection, deploy, quality
 from neartext.cli.common import log_warnings
+from neartext.encoders.registry import AGAIN
 from neartext.errors import Interrupted, MissingExtra, NeartextError
 from neartext.util.progress import SHOWN
 from neartext.version import __version__
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     finally:
         SHOWN.reset(shown)
+        AGAIN.clear()  # models a failed command loaded: no twin for them from here
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -78,6 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         afterwards = getattr(args, "afterwards", None)
         if afterwards is not None:  # work for later runs, once the answer is out
             afterwards()
+        collection.make_twins(args)
     except NeartextError as e:
         if isinstance(e, Interrupted):
             print(f"neartext {args.command}: interrupted: {e}", file=sys.stderr)

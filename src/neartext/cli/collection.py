@@ -32,10 +32,11 @@ from neartext.data.cleaning import DEFAULT_JUNK, CleaningOptions
 from neartext.data.encoder_settings import POOLING_MODES
 from neartext.data.filters import WHERE_HELP
 from neartext.data.ranking import TEXT_MODES
-from neartext.encoders import EncoderSettings
+from neartext.encoders import EncoderSettings, load_encoder
+from neartext.encoders.registry import AGAIN
 from neartext.engine.embedding import embed_file
 from neartext.errors import InputError
-from neartext.export.query_encoder import prepare_query_encoder
+from neartext.export.query_encoder import needs_twin, prepare_model_twin, prepare_query_encoder
 from neartext.ops.migrate import migrate
 from neartext.ops.reindex import reindex
 from neartext.util.readers import lines, read_text
@@ -251,6 +252,16 @@ def _cmd_search(args: argparse.Namespace) -> Any:
     if args.queries_file:
         return [{"query": q, "results": d} for q, d in zip(queries, dicts)]
     return dicts[0]
+
+
+def make_twins(args: argparse.Namespace) -> None:
+    """After a command: an ONNX twin for each sentence-transformers model it loaded that this
+    machine had loaded before (:mod:`neartext.encoders.twin`), so later runs skip torch."""
+    wanted = [s for fp, s in AGAIN.items() if needs_twin(fp)]
+    AGAIN.clear()
+    for settings in wanted:  # loaded again (torch is): the command has let go of it
+        _note(args, prepare_model_twin(load_encoder(settings)))
+    AGAIN.clear()
 
 
 def _note(args: argparse.Namespace, line: str | None) -> None:

@@ -111,6 +111,10 @@ class DeferredEncoder(EncoderBase):
             **{**record["settings"], "model": given.model, "batch_size": given.batch_size})
         self._real: Encoder | None = None
         self._loading = threading.Lock()  # threads that need it at once load it once
+        #: the model's ONNX twin for texts of a kind, or None (:mod:`neartext.encoders.twin`): set
+        #: by the registry for models that can have one; until the model itself is loaded,
+        #: texts go through the twin when it gives one
+        self.twin: Callable[[Kind], Encoder | None] | None = None
         #: called (in the loading thread) once the model is loaded, e.g. by a service
         self.when_loaded: list[Callable[[], None]] = []
 
@@ -141,14 +145,23 @@ class DeferredEncoder(EncoderBase):
     def max_tokens(self) -> int | None:
         return self._max_tokens
 
+    def encoding(self, kind: Kind) -> Encoder:
+        """What encodes texts of ``kind``: the model's twin when it has one (and it is enabled
+        for that kind) and the model was not loaded already, else the model (loaded now)."""
+        if self._real is None and self.twin is not None:
+            twin = self.twin(kind)
+            if twin is not None:
+                return twin
+        return self.real()
+
     def encode(self, texts: Sequence[str], kind: Kind = "document", *,
                show_progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
-        return self.real().encode(texts, kind, show_progress=show_progress)
+        return self.encoding(kind).encode(texts, kind, show_progress=show_progress)
 
     def count_truncated(self, texts: Sequence[str]) -> int:
-        return self.real().count_truncated(texts) if texts else 0
+        return self.encoding("document").count_truncated(texts) if texts else 0
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

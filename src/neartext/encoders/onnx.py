@@ -9,6 +9,7 @@ Example::
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,15 @@ from neartext.encoders.registry import ONNX_META
 from neartext.errors import InputError, ModelNotFound
 
 
+def threads() -> int:
+    """Threads of one forward pass: ``OMP_NUM_THREADS`` when set (a Ray actor given one CPU),
+    else the cores this process may run on."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return usable_cores()
+
+
 class OnnxEncoder(EncoderBase):
     """Encoder over an exported ONNX model. The export's prefixes apply unless settings give
     others; ``max_seq_length`` may lower the exported length; pooling cannot change."""
@@ -33,7 +43,7 @@ class OnnxEncoder(EncoderBase):
             meta = json.loads((model_dir / ONNX_META).read_text(encoding="utf-8"))
             self.tokenizer: Any = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             opts = ort.SessionOptions()
-            opts.intra_op_num_threads = usable_cores()
+            opts.intra_op_num_threads = threads()
             self.session: Any = ort.InferenceSession(str(model_dir / meta["file"]), opts,
                                                      providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises a type of its own per failure (not RuntimeError)

@@ -16,10 +16,12 @@ import importlib
 import importlib.util
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from neartext.encoders.base import Encoder, EncoderSettings
 from neartext.encoders.deferred import DeferredEncoder, forget, recalled, remember
+from neartext.encoders.twin import ONNX_META, TwinOf
 from neartext.errors import MissingExtra, ModelNotFound
 from neartext.util.progress import slow_step
 
@@ -28,8 +30,6 @@ try:  # the default model's files (a package of the sbert extra: it only knows w
 except ImportError:
     _minilm = None
 
-#: the file an ONNX export (``neartext export onnx``) writes beside its model: what it holds
-ONNX_META = "neartext_onnx.json"
 # backend -> its encoder class (module, class), the extra it needs and what to name when that
 # is missing; a backend's module imports its packages (torch, onnxruntime, ...) itself, and is
 # imported only when a model of its kind is loaded
@@ -74,6 +74,10 @@ RUNTIME_PACKAGES = {
     "onnx": ("onnxruntime", "tokenizers"),
     "static": ("model2vec",),
 }
+#: sentence-transformers models this process loaded that had been loaded on this machine before
+#: (fingerprint -> the settings they were loaded with): the CLI gives them an ONNX twin
+#: afterwards (:mod:`neartext.encoders.twin`)
+AGAIN: dict[str, EncoderSettings] = {}
 ALIASES = {"default": "all-MiniLM-L6-v2", "minilm": "all-MiniLM-L6-v2",
            "use": "use-multilingual", "multilingual": "use-multilingual"}
 
@@ -151,11 +155,13 @@ def load_encoder(settings: EncoderSettings | str, *, deferred: bool = False) -> 
         settings = EncoderSettings(model=settings)
     backend = backend_of(settings.model)
     model_dir = resolve_model_path(settings.model)
-    if deferred:
-        record = recalled(backend, settings, model_dir)
-        if record is not None:
-            return DeferredEncoder(settings, record, load_encoder,
-                                   lambda: forget(backend, settings, model_dir))
+    record = recalled(backend, settings, model_dir)
+    if deferred and record is not None:
+        enc = DeferredEncoder(settings, record, load_encoder,
+                              lambda: forget(backend, settings, model_dir))
+        if backend == "sbert":  # texts may go through the model's ONNX twin, if it has one
+            enc.twin = TwinOf(enc.fingerprint, enc.settings, enc.dim, load_encoder)
+        return enc
     module, name, extra, what = BACKEND_CLASSES[backend]
     with slow_step(f"loading the model {settings.model}"):
         try:
@@ -166,4 +172,9 @@ def load_encoder(settings: EncoderSettings | str, *, deferred: bool = False) -> 
             raise MissingExtra(what, extra) from None
         encoder: Encoder = getattr(found, name)(settings, model_dir)
     remember(backend, settings, model_dir, encoder)
+    # also as collections record them (resolved: prefixes, normalization): so that opening a
+    # collection of this model finds its description too
+    remember(backend, replace(encoder.settings, batch_size=settings.batch_size), model_dir, encoder)
+    if record is not None and backend == "sbert":
+        AGAIN[encoder.fingerprint] = settings  # loaded before on this machine: worth a twin
     return encoder

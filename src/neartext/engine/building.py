@@ -94,7 +94,8 @@ def checked_encoder(address: object, manifest: Manifest, model: str | Encoder | 
     names, or one already loaded), else its recorded model; :class:`ModelMismatch` if it gives
     other vectors than the collection's."""
     m = manifest.model
-    enc = model if isinstance(model, Encoder) else load_encoder(manifest.encoder_settings(model))
+    enc = model if isinstance(model, Encoder) else load_encoder(manifest.encoder_settings(model),
+                                                                deferred=True)
     if enc.fingerprint != m.fingerprint:
         raise ModelMismatch(
             f"{address}: built with model '{m.name}' (fingerprint {m.fingerprint}), but "

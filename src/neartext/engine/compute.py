@@ -195,7 +195,8 @@ class _Embedder:
     """A Ray actor's state: the model, loaded once per actor."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        self.encoder = load_encoder(EncoderSettings(**settings))
+        os.environ["OMP_NUM_THREADS"] = "1"  # an actor is given one CPU (the model's ONNX twin)
+        self.encoder = load_encoder(EncoderSettings(**settings), deferred=True)
         torch = sys.modules.get("torch")  # (loaded with a sentence-transformers model)
         if torch is not None:
             torch.set_num_threads(1)  # an actor is given one CPU

@@ -85,7 +85,7 @@ def embed_file(path: str | Path, output: str | Path, *, model: str = "default",
                                           progress)
         return EmbedReport(str(output), rows, name, fingerprint, time.perf_counter() - t0,
                            f"Ray {ray}, {actors} actors")
-    encoder = load_encoder(settings)
+    encoder = load_encoder(settings, deferred=True)
     name = canonical_name(encoder.settings.model)
     records = read_corpus(path, text, id_column, encoding=encoding)
     texts = [r.text for r in records]

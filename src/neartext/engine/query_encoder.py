@@ -19,23 +19,23 @@ Example::
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from neartext.data.manifest import Manifest
 from neartext.encoders import Encoder, EncoderSettings, load_encoder
-from neartext.encoders.registry import ONNX_META
-from neartext.errors import NeartextError
+from neartext.encoders.twin import ENV as TWIN_ENV
+from neartext.encoders.twin import MAX_DIFFERENCE, ONNX_META, SOURCE_KEY, load_export
+from neartext.encoders.twin import enabled as twin_enabled
 
-ENV = "NEARTEXT_QUERY_ENCODER"  # "auto" (the default) or "model"
-SOURCE_KEY = "source_fingerprint"  # in the export's ONNX_META: the model it was made from
-MAX_DIFFERENCE = 1e-5  # largest difference of a query vector's element allowed from the model's
+__all__ = ["ENV", "MAX_DIFFERENCE", "ONNX_META", "SOURCE_KEY", "cache_dir", "cached_query_encoder",
+           "enabled", "export_dir", "failed_marker"]
+
+ENV = TWIN_ENV["query"]  # "auto" (the default) or "model"
 
 
 def enabled() -> bool:
     """Whether searches may use (and make) the ONNX query encoder (``NEARTEXT_QUERY_ENCODER``)."""
-    return os.environ.get(ENV, "auto").strip().lower() != "model"
+    return twin_enabled("query")
 
 
 def cache_dir(state: Path) -> Path:
@@ -57,16 +57,11 @@ def failed_marker(state: Path, fingerprint: str) -> Path:
 def cached_query_encoder(state: Path, manifest: Manifest) -> Encoder | None:
     """The ONNX query encoder made from the collection's current model, or None (none made,
     another model's, unreadable, or turned off): then queries go through the model itself."""
-    fingerprint = manifest.model.fingerprint
-    d = export_dir(state, fingerprint)
-    if not enabled() or not (d / ONNX_META).is_file():
+    if not enabled():
         return None
-    try:
-        meta = json.loads((d / ONNX_META).read_text(encoding="utf-8"))
-        if meta.get(SOURCE_KEY) != fingerprint:
-            return None
-        s = manifest.model.settings
-        return load_encoder(EncoderSettings(model=str(d), normalize=bool(s.get("normalize", True)),
-                                            batch_size=int(s.get("batch_size") or 32)))
-    except (OSError, ValueError, NeartextError):
-        return None  # the model itself answers; the next export replaces this one
+    fingerprint = manifest.model.fingerprint
+    s = manifest.model.settings
+    settings = EncoderSettings(model=str(export_dir(state, fingerprint)),
+                               normalize=bool(s.get("normalize", True)),
+                               batch_size=int(s.get("batch_size") or 32))
+    return load_export(export_dir(state, fingerprint), fingerprint, settings, load_encoder)

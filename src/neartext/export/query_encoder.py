@@ -1,4 +1,6 @@
-"""Making a collection's ONNX query encoder (read by :mod:`neartext.engine.query_encoder`).
+"""Making ONNX exports of a loaded model that later processes use instead of it: a collection's
+query encoder (read by :mod:`neartext.engine.query_encoder`) and a model's twin in the user's
+cache (read by :mod:`neartext.encoders.twin`), by the same export and parity check.
 
 After a search that had to load the collection's model, the CLI calls
 :func:`prepare_query_encoder`: the model is exported to ONNX (fp32) in the collection's cache
@@ -6,6 +8,8 @@ and kept only if its query vectors are the model's within 1e-5 on a fixed, mixed
 from then on a search in a new process encodes its queries without torch. It runs once per model:
 a model that cannot be exported faithfully is marked so and never tried again. Two processes
 preparing at once each write their own temporary directory; the first renamed into place wins.
+After any command that loaded a model this machine had loaded before, the CLI calls
+:func:`prepare_model_twin` the same way: its query and document vectors must both match.
 
 Example::
 
@@ -24,16 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from neartext.encoders import Encoder, backend_of, load_encoder
-from neartext.encoders.base import EncoderSettings
-from neartext.encoders.registry import ONNX_META
-from neartext.engine.query_encoder import (
-    MAX_DIFFERENCE,
-    SOURCE_KEY,
-    cache_dir,
-    enabled,
-    export_dir,
-    failed_marker,
-)
+from neartext.encoders.base import EncoderSettings, Kind
+from neartext.encoders.deferred import DeferredEncoder
+from neartext.encoders.twin import MAX_DIFFERENCE, ONNX_META, SOURCE_KEY, twins_dir
+from neartext.encoders.twin import enabled as twin_enabled
+from neartext.engine.query_encoder import cache_dir, enabled
 from neartext.errors import MissingExtra, NeartextError
 from neartext.util.atomic import fsync_dir
 from neartext.util.optional import optional
@@ -42,68 +41,113 @@ from neartext.util.optional import optional
 def prepare_query_encoder(encoder: Encoder, state: Path) -> str | None:
     """Export ``encoder`` (a collection's model, loaded) as the collection's ONNX query encoder
     under ``state`` (its local state directory). Returns a line saying what was done, or None
-    when there was nothing to do (turned off, not a sentence-transformers model, made already,
-    marked as not exportable, or the cache is not writable). Never raises for the export's
-    own failures: the search it follows has succeeded. One export at a time in a process."""
-    fingerprint = encoder.fingerprint
-    out = export_dir(state, fingerprint)
-    if (not enabled() or backend_of(encoder.settings.model) != "sbert" or out.exists()
-            or failed_marker(state, fingerprint).exists()):
+    when there was nothing to do (turned off, not a sentence-transformers model, not loaded,
+    made already, marked as not exportable, or the cache is not writable). Never raises for the
+    export's own failures: the search it follows has succeeded. One export at a time in a
+    process."""
+    if not enabled():
         return None
-    cache = cache_dir(state)
+    made, why = _prepare(encoder, cache_dir(state), ("query",), only=True)
+    if made is None:
+        return why and (f"no fast query encoder was made for this model: {why}; searches load "
+                        "the model")
+    return f"later searches start fast: the model was exported to ONNX for queries ({made}, once)"
+
+
+def prepare_model_twin(encoder: Encoder) -> str | None:
+    """Export ``encoder`` (a model loaded in this process, and before on this machine) as its
+    ONNX twin in the user's cache (:mod:`neartext.encoders.twin`), for documents and queries.
+    Returns a line saying what was done, or None (nothing to do, as for
+    :func:`prepare_query_encoder`)."""
+    if not (twin_enabled("document") or twin_enabled("query")):
+        return None
+    made, why = _prepare(encoder, twins_dir(), ("document", "query"))
+    if made is None:
+        return why and f"no ONNX twin was made for this model: {why}; runs load the model"
+    return (f"later runs start fast: the model was exported to ONNX to encode texts without torch "
+            f"({made}, once)")
+
+
+def needs_twin(fingerprint: str) -> bool:
+    """Whether the model of ``fingerprint`` has no twin yet, nor a mark that it cannot have one
+    (so that :func:`prepare_model_twin` would make one, if twins are on)."""
+    if not (twin_enabled("document") or twin_enabled("query")):
+        return False
+    return not ((twins_dir() / fingerprint).exists() or _failed(twins_dir(), fingerprint).exists())
+
+
+def _prepare(encoder: Encoder, cache: Path, kinds: tuple[Kind, ...], only: bool = False
+             ) -> tuple[Path | None, str | None]:
+    """Export ``encoder`` into ``cache``/<fingerprint>, kept if its vectors of ``kinds`` are
+    the model's within :data:`MAX_DIFFERENCE` (``only``: the one export kept there): (the
+    export, None), or (None, why none was made or None when there was nothing to do)."""
+    fingerprint = encoder.fingerprint
+    out = cache / fingerprint
+    if (backend_of(encoder.settings.model) != "sbert" or out.exists()
+            or _failed(cache, fingerprint).exists()
+            or (isinstance(encoder, DeferredEncoder) and not encoder.loaded)):
+        return None, None
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError:
-        return None
+        return None, None
     if not os.access(cache, os.W_OK):
-        return None
+        return None, None
     try:  # torch is loaded already: the model was
-        onnx = optional("neartext.export.onnx", "onnx", "onnx (for the fast query encoder)")
+        onnx = optional("neartext.export.onnx", "onnx", "onnx (to encode texts without torch)")
     except MissingExtra:
-        return None
+        return None, None
     tmp = cache / f".{fingerprint}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
     try:
         onnx.export_onnx(encoder.settings.model, tmp, encoder=encoder,
                          meta_extra={SOURCE_KEY: fingerprint})
-        worst = _largest_difference(encoder, tmp, onnx.PARITY_TEXTS)
+        worst = max(_largest_difference(encoder, tmp, onnx.PARITY_TEXTS, kind) for kind in kinds)
         if worst > MAX_DIFFERENCE:
-            return _give_up(state, fingerprint, f"its query vectors differ from the model's by up "
-                                                f"to {worst:.2g} (more than {MAX_DIFFERENCE:g})")
+            return None, _give_up(cache, fingerprint, f"its vectors differ from the model's by "
+                                                      f"up to {worst:.2g} (more than "
+                                                      f"{MAX_DIFFERENCE:g})")
         try:
             os.rename(tmp, out)  # another process's export of the same model may be there first
         except OSError:
-            return None
+            return None, None
         fsync_dir(cache)
     except NeartextError as e:
-        return _give_up(state, fingerprint, str(e))
-    except OSError as e:  # a full disk, a removed directory: another search tries again
-        return f"no fast query encoder was made ({e.strerror or e}); searches load the model"
+        return None, _give_up(cache, fingerprint, str(e))
+    except OSError as e:  # a full disk, a removed directory: another run tries again
+        return None, f"the export could not be written ({e.strerror or e}; tried again later)"
     except Exception as e:  # torch's exporter raises many types for a model it cannot trace
-        return _give_up(state, fingerprint, f"the export failed ({type(e).__name__}: {e})")
+        return None, _give_up(cache, fingerprint,
+                              f"the export failed ({type(e).__name__}: {e})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _remove_others(cache, fingerprint)
-    return (f"later searches start fast: the model was exported to ONNX for queries ({out}, "
-            "once)")
+    if only:
+        _remove_others(cache, fingerprint)
+    return out, None
 
 
-def _largest_difference(encoder: Encoder, export: Path, texts: list[str]) -> float:
-    """The largest difference of one element between the model's query vectors and the
+def _largest_difference(encoder: Encoder, export: Path, texts: list[str], kind: Kind) -> float:
+    """The largest difference of one element between the model's vectors of ``kind`` and the
     export's, over texts of several languages and lengths, one at a time and batched."""
-    onnx = load_encoder(EncoderSettings(model=str(export), normalize=encoder.settings.normalize,
-                                        batch_size=encoder.settings.batch_size))
-    want = encoder.encode(texts, kind="query")
-    batched = onnx.encode(texts, kind="query")
-    single = np.concatenate([onnx.encode([t], kind="query") for t in texts])
+    s = encoder.settings
+    onnx = load_encoder(EncoderSettings(model=str(export), normalize=s.normalize,
+                                        batch_size=s.batch_size, query_prefix=s.query_prefix,
+                                        document_prefix=s.document_prefix))
+    want = encoder.encode(texts, kind=kind)
+    batched = onnx.encode(texts, kind=kind)
+    single = np.concatenate([onnx.encode([t], kind=kind) for t in texts])
     return max(float(np.abs(batched - want).max()), float(np.abs(single - want).max()))
 
 
-def _give_up(state: Path, fingerprint: str, why: str) -> str:
-    """Mark the model as not exportable (so that no later search tries) and say so."""
-    marker = failed_marker(state, fingerprint)
-    with contextlib.suppress(OSError):  # a read-only cache: the next search asks again
-        marker.write_text(json.dumps({"reason": why}) + "\n", encoding="utf-8")
-    return f"no fast query encoder can be made for this model: {why}; searches load the model"
+def _failed(cache: Path, fingerprint: str) -> Path:
+    return cache / f"{fingerprint}.failed"
+
+
+def _give_up(cache: Path, fingerprint: str, why: str) -> str:
+    """Mark the model as not exportable (so that no later run tries); returns ``why``."""
+    with contextlib.suppress(OSError):  # a read-only cache: the next run asks again
+        _failed(cache, fingerprint).write_text(json.dumps({"reason": why}) + "\n",
+                                               encoding="utf-8")
+    return why
 
 
 def _remove_others(cache: Path, keep: str) -> None:
