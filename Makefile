@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-cluster-defaults bench-startup bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers bench-build bench-scale bench-cold-search lint clean
+.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-cluster-defaults bench-startup bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers bench-build bench-scale bench-cold-search bench-twin lint clean
 
 setup: $(STAMP)
 
@@ -78,6 +78,9 @@ clean:
 # A cold `neartext search` (a new process) with the ONNX query encoder vs the model, ~1 min.
 bench-cold-search: setup
 	$(BIN)/python bench/bench_cold_search.py
+
+bench-twin: setup
+	$(BIN)/python bench/bench_twin.py
 
 bench-serve: setup
 	$(BIN)/python bench/bench_serve.py

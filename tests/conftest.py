@@ -15,10 +15,6 @@ from neartext.encoders import EncoderSettings
 from neartext.encoders.registry import AGAIN
 from neartext.export.query_encoder import prepare_model_twin
 
-# A CLI search leaves an ONNX export of the model for the next process (neartext.engine.
-# query_encoder): seconds once per collection, and most tests' collections are new. Its tests
-# (test_query_encoder.py) turn it on; elsewhere queries are encoded by the model, as before.
-os.environ.setdefault("NEARTEXT_QUERY_ENCODER", "model")
 # What neartext records about models it loaded (neartext.encoders.deferred) goes to a directory
 # of this run, not the user's cache.
 os.environ.setdefault("NEARTEXT_CACHE_DIR", tempfile.mkdtemp(prefix="neartext-cache-"))

@@ -37,7 +37,7 @@ def own_cache(monkeypatch, tmp_path):
 
 @pytest.fixture
 def auto(monkeypatch):
-    """The default (the suite turns it off elsewhere: see conftest)."""
+    """The default, whatever the caller set."""
     monkeypatch.setenv(qe.ENV, "auto")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -76,7 +77,8 @@ def test_killed_reindex_leaves_the_collection_and_resumes(demo_copy, tiny_model_
         "s.SentenceTransformerEncoder.encode = slow\n"
         f"reindex({str(demo_copy)!r}, {str(tiny_model_dir)!r})\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "NEARTEXT_DOCUMENT_ENCODER": "model"})  # (hooked)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     proc.kill()

@@ -76,7 +76,7 @@ def test_a_model_loaded_again_gets_a_twin_and_later_builds_embed_without_torch(
 def test_the_twins_vectors_are_the_models_for_both_kinds(encoder, monkeypatch):
     """The suite's twin (conftest) against the model: documents and queries, batched and one
     at a time, within 1e-5; prefixes applied as the model applies them."""
-    monkeypatch.setenv("NEARTEXT_QUERY_ENCODER", "auto")  # (the suite's default: model)
+    monkeypatch.setenv("NEARTEXT_QUERY_ENCODER", "auto")  # (the default, whatever the caller set)
     enc = load_encoder(EncoderSettings(model="default"), deferred=True)
     assert isinstance(enc, DeferredEncoder)
     texts = [*QUERIES, " ".join(["sync is slow and notes appear twice"] * 60), "ok"]
@@ -146,7 +146,7 @@ def test_the_service_embeds_documents_without_torch_when_the_model_has_a_twin(de
         with open(f"/proc/{pid}/maps") as f:
             return "libtorch" in f.read()
 
-    monkeypatch.setenv("NEARTEXT_QUERY_ENCODER", "auto")  # (the suite's default: model)
+    monkeypatch.setenv("NEARTEXT_QUERY_ENCODER", "auto")  # (the default, whatever the caller set)
     text = "Tags disappear from notes after the sync finishes."
     with serve_process(f"fb={demo_copy}") as (base, proc):
         added = call(base, "/collections/fb/documents", {"documents": [{"id": "new-1",

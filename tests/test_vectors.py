@@ -283,8 +283,8 @@ def test_a_deferred_encoder_loads_at_its_first_text_and_checks_it_is_the_recorde
         tmp_path, monkeypatch):
     import json
 
-    from neartext.encoders import load_encoder
-    from neartext.encoders.deferred import DeferredEncoder, cache_dir
+    from neartext.encoders import EncoderSettings, load_encoder, resolve_model_path
+    from neartext.encoders.deferred import DeferredEncoder, _record_path, cache_dir
     from neartext.errors import ModelMismatch
 
     monkeypatch.setenv("NEARTEXT_CACHE_DIR", str(tmp_path))
@@ -296,7 +296,9 @@ def test_a_deferred_encoder_loads_at_its_first_text_and_checks_it_is_the_recorde
     assert deferred.encode([]).shape == (0, 384) and not deferred.loaded
     assert np.allclose(deferred.encode(["hello"]), loaded.encode(["hello"]), atol=1e-6)
     assert deferred.loaded
-    (record,) = (cache_dir() / "encoders").glob("*.json")
+    # recorded as given and as collections record its settings (resolved)
+    assert len(list((cache_dir() / "encoders").glob("*.json"))) == 2
+    record = _record_path("sbert", EncoderSettings(model="default"), resolve_model_path("default"))
     data = json.loads(record.read_text())
     record.write_text(json.dumps({**data, "fingerprint": "0" * 24}))
     stale = load_encoder("default", deferred=True)

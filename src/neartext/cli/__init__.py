@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in ("serve", "bot"):  # those configure logging for a long run
         log_warnings(args.command)
     shown = SHOWN.set(not getattr(args, "quiet", False) and not getattr(args, "json", False))
+    AGAIN.clear()  # the models this command loads (a twin made after it: cli.collection)
     try:
         return _run(args)
     finally:
