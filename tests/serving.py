@@ -19,6 +19,20 @@ from neartext.serve import ServeSettings, create_app
 from neartext.serve.http import server_config
 
 
+def post(base: str, path: str, body: dict) -> Any:
+    """POST ``body`` as JSON to a server in another process; its JSON answer."""
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def torch_mapped(pid: int) -> bool:
+    """Whether the process ``pid`` has loaded torch's library."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libtorch" in f.read()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -198,21 +198,10 @@ def test_the_service_starts_and_searches_without_torch_and_loads_the_model_at_it
     answers its first search without loading torch (before: the model loaded before the
     service was ready, ~4.4 s on this machine, against ~0.9 s now); the first document to
     encode loads it, once, and is then found."""
-    import urllib.request
-
-    from serving import serve_process
+    from serving import post as call
+    from serving import serve_process, torch_mapped
 
     first, _ = _search(demo_copy)  # loads the model (recorded) and leaves the export
-
-    def call(base: str, path: str, body: dict) -> object:
-        req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return json.loads(r.read())
-
-    def torch_mapped(pid: int) -> bool:
-        with open(f"/proc/{pid}/maps") as f:
-            return "libtorch" in f.read()
 
     was = os.environ.get(qe.ENV, "model")
     os.environ[qe.ENV] = "auto"  # for the served process (restored below)

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.request
 
 import numpy as np
 import pytest
@@ -134,17 +133,8 @@ def test_the_service_embeds_documents_without_torch_when_the_model_has_a_twin(de
     """`neartext serve` with the suite's twin: searches and the first document to encode
     run without loading torch (before: the first document loaded it, seconds and 400 MB), and
     the document is then found; its vector is the model's."""
-    from serving import serve_process
-
-    def call(base: str, path: str, body: dict) -> dict:
-        req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return json.loads(r.read())
-
-    def torch_mapped(pid: int) -> bool:
-        with open(f"/proc/{pid}/maps") as f:
-            return "libtorch" in f.read()
+    from serving import post as call
+    from serving import serve_process, torch_mapped
 
     monkeypatch.setenv("NEARTEXT_QUERY_ENCODER", "auto")  # (the default, whatever the caller set)
     text = "Tags disappear from notes after the sync finishes."
