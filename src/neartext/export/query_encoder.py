@@ -120,8 +120,7 @@ def _prepare(encoder: Encoder, cache: Path, kinds: tuple[Kind, ...], only: bool 
                               f"the export failed ({type(e).__name__}: {e})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if only:
-        _remove_others(cache, fingerprint)
+    _remove_others(cache, fingerprint, exports=only)
     return out, None
 
 
@@ -150,15 +149,15 @@ def _give_up(cache: Path, fingerprint: str, why: str) -> str:
     return why
 
 
-def _remove_others(cache: Path, keep: str) -> None:
-    """Exports and marks of other models (earlier versions'; a rollback makes its own anew),
-    and what killed preparations left."""
+def _remove_others(cache: Path, keep: str, exports: bool) -> None:
+    """What killed preparations left, and with ``exports`` the exports and marks of other
+    models (a collection's earlier versions'; a rollback makes its own anew)."""
     for p in cache.iterdir():
         if p.name.startswith("."):
             if p.name.endswith(".partial") and not _running(p.name):
                 shutil.rmtree(p, ignore_errors=True)
             continue
-        if p.name.startswith(keep):
+        if not exports or p.name.startswith(keep):
             continue
         if p.is_dir() and (p / ONNX_META).exists():
             shutil.rmtree(p, ignore_errors=True)
