@@ -79,6 +79,22 @@ def test_a_model_loaded_again_gets_a_twin_and_later_builds_embed_without_torch(
     assert "torch imported: True" in err
 
 
+def test_a_first_search_that_makes_the_twin_leaves_no_second_export(own_cache, tmp_path,
+                                                                    monkeypatch, capsys):
+    """`make demo`'s order on a new machine: an index (the model recorded), then a search that
+    loads the model again: it leaves the model's twin and no query encoder beside the
+    collection, which the twin serves (before: two exports of the model, 87 MB each)."""
+    monkeypatch.setenv("NEARTEXT_QUERY_ENCODER", "auto")
+    col = tmp_path / "demo"
+    assert main(["index", str(DEMO), "-c", str(col), "--text", "text", "--id", "id", "-q"]) == 0
+    assert main(["search", str(col), QUERIES[0], "-k", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "later runs start fast" in err and "for queries" not in err, err
+    assert not (col / "cache" / "query-encoder").exists()
+    err = _run("search", str(col), QUERIES[0], "-k", "3")
+    assert "torch imported: False" in err
+
+
 def test_the_twins_vectors_are_the_models_for_both_kinds(encoder, monkeypatch):
     """The suite's twin (conftest) against the model: documents and queries, batched and one
     at a time, within 1e-5; prefixes applied as the model applies them."""

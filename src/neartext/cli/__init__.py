@@ -78,10 +78,10 @@ def _run(args: argparse.Namespace) -> int:
             json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
             sys.stdout.write("\n")
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        collection.make_twins(args)  # work for later runs, once the answer is out
         afterwards = getattr(args, "afterwards", None)
-        if afterwards is not None:  # work for later runs, once the answer is out
+        if afterwards is not None:
             afterwards()
-        collection.make_twins(args)
     except NeartextError as e:
         if isinstance(e, Interrupted):
             print(f"neartext {args.command}: interrupted: {e}", file=sys.stderr)
