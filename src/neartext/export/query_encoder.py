@@ -42,9 +42,9 @@ def prepare_query_encoder(encoder: Encoder, state: Path) -> str | None:
     """Export ``encoder`` (a collection's model, loaded) as the collection's ONNX query encoder
     under ``state`` (its local state directory). Returns a line saying what was done, or None
     when there was nothing to do (turned off, not a sentence-transformers model, not loaded,
-    made already, the model has a twin, marked as not exportable, or the cache is not writable). Never raises for the
-    export's own failures: the search it follows has succeeded. One export at a time in a
-    process."""
+    made already, the model has a twin, marked as not exportable, or the cache is not
+    writable). Never raises for the export's own failures: the search it follows has
+    succeeded. One export at a time in a process."""
     if not enabled() or (twins_dir() / encoder.fingerprint / ONNX_META).is_file():
         return None  # (the model's twin encodes the queries of every collection of it)
     made, why = _prepare(encoder, cache_dir(state), ("query",), only=True)
