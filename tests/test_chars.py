@@ -137,3 +137,36 @@ def test_a_collection_made_before_the_channel_gets_its_table_at_the_first_chars_
     assert col.search("the app crashs when I opn it", k=3, mode="chars")
     assert col.store.has_chars_index()
     col.close()
+
+
+def test_the_first_chars_search_while_other_threads_search_finds_its_table(demo_collection,
+                                                                          tmp_path):
+    """The chars table made by the first chars search while three threads search the same
+    collection (a service tuning while it serves): the search reads the table it made (before:
+    `no such table: chargrams` in 2 of 15 tries, when another thread's document fetch held the
+    reader's connection in an older snapshot)."""
+    import threading
+
+    errors: list[str] = []
+    for trial in range(20):
+        path = shutil.copytree(demo_collection, tmp_path / f"c{trial}")
+        with Collection.open(path) as col:  # (queries by the model's twin, as a service's)
+            col.search("warm up", k=3)
+            stop = threading.Event()
+
+            def hammer(c: Collection = col, done: threading.Event = stop) -> None:
+                while not done.is_set():
+                    c.search("the app crashes", k=5)
+
+            threads = [threading.Thread(target=hammer) for _ in range(3)]
+            for t in threads:
+                t.start()
+            try:
+                assert col.search("app crashes", k=5, mode="chars")
+            except Exception as e:  # noqa: BLE001 (counted, then asserted)
+                errors.append(repr(e))
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join()
+    assert not errors, errors

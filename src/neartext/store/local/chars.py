@@ -86,18 +86,31 @@ class CharsIndex:
     def _char_index(self) -> CharIndex:
         """The in-memory index at the database's generation (built, or rebuilt, from the
         table; the table itself made first if it does not exist yet)."""
-        self.ensure_chars()
+        if not self.has_chars_index():
+            # made (or found made by another process) and read on the writer's connection: the
+            # reader's, shared by threads, may be held in a snapshot older than the table by
+            # another thread's open statement
+            with self._transaction():
+                if not self.has_chars_index():
+                    self._fill_chars()
+                self._chars = (self.generation(), self._read_chars())
         with self._lock:
             gen = self.generation()
             if self._chars is None or self._chars[0] != gen:
                 with self._snapshot():
-                    gen = self.generation()
-                    rows, blobs = [], []
-                    for r, g, c in self.conn.execute("SELECT rowid, grams, counts FROM chargrams"):
-                        rows.append(r)
-                        blobs.append((g, c))
-                self._chars = (gen, CharIndex.build(rows, blobs))
+                    self._chars = (self.generation(), self._read_chars())
             return self._chars[1]
+
+    def _read_chars(self) -> CharIndex:
+        rows, blobs = [], []
+        for r, g, c in self.conn.execute("SELECT rowid, grams, counts FROM chargrams"):
+            rows.append(r)
+            blobs.append((g, c))
+        return CharIndex.build(rows, blobs)
+
+    def _fill_chars(self) -> None:
+        fill_from_documents(self.conn, CHARS_SCHEMA, "INSERT INTO chargrams VALUES (?, ?, ?)",
+                            lambda r, t: (r, *gram_counts(t)))
 
     def ensure_chars(self) -> bool:
         """Make the n-gram table if this collection has none yet (one transaction). Returns
@@ -107,8 +120,7 @@ class CharsIndex:
         with self._transaction():
             if self.has_chars_index():  # made by another process meanwhile
                 return False
-            fill_from_documents(self.conn, CHARS_SCHEMA, "INSERT INTO chargrams VALUES (?, ?, ?)",
-                                lambda r, t: (r, *gram_counts(t)))
+            self._fill_chars()
         return True
 
     def has_chars_index(self) -> bool:
