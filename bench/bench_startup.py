@@ -10,7 +10,11 @@ On a copy of the demo collection (built here with the default model, then one CL
 export exists and the model's description is recorded):
   - ``neartext serve``: seconds from launch to the ready line, to the first search answered, and
     to the first document added (the model loads there when it was not loaded before);
-  - the bot's backend (``neartext.bot.LocalBackend``): seconds to ready and one search answered.
+  - the bot's backend (``neartext.bot.LocalBackend``): seconds to ready and one search answered;
+  - the collection exported as an MLflow model (which carries the twin): seconds to
+    ``mlflow.pyfunc.load_model`` and one ``predict`` (MLflow's import included); with queries
+    by the model it loads the model (as every MLflow model of neartext did before it carried
+    the twin), in the other two variants its queries go through the twin.
 
     python bench/bench_startup.py [--rounds 3]
 
@@ -43,6 +47,9 @@ MODES = {"queries by the model": ("model", "model"),
 BOT = ("import asyncio, sys, time\nt0 = time.perf_counter()\n"
        "from neartext.bot import LocalBackend\nb = LocalBackend(sys.argv[1])\n"
        "asyncio.run(b.search('charged twice', 3))\nprint(time.perf_counter() - t0)\n")
+MLFLOW = ("import sys, time\nt0 = time.perf_counter()\nimport mlflow.pyfunc\n"
+          "m = mlflow.pyfunc.load_model(sys.argv[1])\n"
+          "m.predict(['charged twice'], params={'top_k': 3})\nprint(time.perf_counter() - t0)\n")
 
 
 def free_port() -> int:
@@ -79,9 +86,10 @@ def serve_once(col: Path, env: dict[str, str], n: int) -> dict[str, float]:
     return {"ready": ready, "first search": search, "first document": write}
 
 
-def bot_once(col: Path, env: dict[str, str]) -> float:
-    done = subprocess.run([sys.executable, "-c", BOT, str(col)], capture_output=True, text=True,
-                          env=env, timeout=300, check=True)
+def script_once(script: str, target: Path, env: dict[str, str]) -> float:
+    """Seconds a fresh process running ``script`` on ``target`` reports."""
+    done = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True,
+                          text=True, env=env, timeout=300, check=True)
     return float(done.stdout.split()[-1])
 
 
@@ -103,6 +111,9 @@ def main() -> None:
                        env={**env, "NEARTEXT_QUERY_ENCODER": "model"}, check=True,
                        capture_output=True)  # the model loaded again: its twin is made
         assert (cache / "onnx").is_dir(), "no twin was made"
+        model = Path(tmp) / "mlflow-model"  # carries the twin (the export adds it)
+        subprocess.run([sys.executable, "-m", "neartext", "export", "mlflow", str(built), "-o",
+                        str(model), "-q"], env=env, check=True, capture_output=True)
         times: dict[str, dict[str, list[float]]] = {m: {} for m in MODES}
         n = 0
         for r in range(args.rounds):
@@ -116,7 +127,9 @@ def main() -> None:
                 for k, v in serve_once(col, run_env, n).items():
                     times[label].setdefault(f"serve: {k}", []).append(v)
                 times[label].setdefault("bot: ready and one search", []).append(
-                    bot_once(col, run_env))
+                    script_once(BOT, col, run_env))
+                times[label].setdefault("MLflow model: loaded and one search", []).append(
+                    script_once(MLFLOW, model, run_env))
     medians = {m: {k: round(float(np.median(v)), 2) for k, v in t.items()}
                for m, t in times.items()}
     base, export, twin = list(MODES)

@@ -93,7 +93,40 @@ def test_the_model_describes_itself(exported):
     assert not list((exported / "code").rglob("__pycache__"))
     reqs = (exported / "requirements.txt").read_text().split()
     assert "torch==2.13.0" in reqs and any(r.startswith("sentence-transformers==") for r in reqs)
+    assert any(r.startswith("onnxruntime==") for r in reqs)  # for the model's ONNX twin
     assert not any(r.startswith("neartext") for r in reqs)
+    assert info.metadata["neartext_encodes_with"] == "onnx"
+
+
+def test_the_loaded_model_answers_without_torch_through_the_twin_it_carries(
+        exported, demo_collection, encoder, tmp_path):
+    """The model's ONNX twin travels in the model (issue 36): a process that loads and serves it
+    never imports torch (it did: about 6 s of start-up on 2 cores), even with an empty cache of
+    its own, and answers as the collection with the model itself (ids; scores within 1e-5)."""
+    from neartext import Collection
+    from neartext.engine.analysis import paraphrases
+
+    assert list((exported / "artifacts").rglob("neartext_onnx.json"))
+    script = (
+        "import json, sys, mlflow.pyfunc\n"
+        f"m = mlflow.pyfunc.load_model({str(exported)!r})\n"
+        f"out = m.predict([{QUERY!r}], params={{'top_k': 5}})\n"
+        "para = m.predict(['Please add a dark mode.'], params={'mode': 'paraphrases', "
+        "'similarity_threshold': 0.6})\n"
+        "print(json.dumps({'ids': list(out['id']), 'scores': [float(x) for x in out['score']],"
+        " 'para': list(para['id']), 'torch': 'torch' in sys.modules}))\n")
+    env = {**os.environ, "NEARTEXT_CACHE_DIR": str(tmp_path / "empty-cache")}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["torch"] is False
+    with Collection.open(demo_collection, model=encoder) as col:  # the model itself
+        want = col.search(QUERY, k=5)
+        para, _ = paraphrases(col, "Please add a dark mode.", 0.6, top_k=10)
+    assert got["ids"] == [r.id for r in want]
+    assert max(abs(a - r.score) for a, r in zip(got["scores"], want)) < 1e-5
+    assert got["para"] == [r.id for r in para]
 
 
 def test_export_mode_sets_the_default_and_the_paraphrase_finder_leaves_the_query_out(

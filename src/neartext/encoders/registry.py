@@ -21,7 +21,8 @@ from pathlib import Path
 
 from neartext.encoders.base import Encoder, EncoderSettings
 from neartext.encoders.deferred import DeferredEncoder, forget, recalled, remember
-from neartext.encoders.twin import ONNX_META, TwinOf
+from neartext.encoders.twin import ONNX_META, TwinOf, load_export
+from neartext.encoders.twin import enabled as twin_enabled
 from neartext.errors import MissingExtra, ModelNotFound
 from neartext.util.progress import slow_step
 
@@ -144,6 +145,27 @@ def resolve_model_path(model: str) -> Path:
             f"model '{model}': not a built-in name ({builtins}) and no such directory"
         )
     return p.resolve()
+
+
+def with_export(settings: EncoderSettings, fingerprint: str, directory: Path) -> Encoder | None:
+    """The model of ``settings`` (fingerprint ``fingerprint``), loaded only when something
+    needs the model itself, whose texts meanwhile go through its ONNX export in ``directory``
+    (a twin that travels with a model, e.g. in an MLflow model's artifacts); None when that
+    export is missing, another model's or unreadable.
+
+    Example::
+
+        enc = with_export(manifest.encoder_settings(model_dir), fingerprint, onnx_dir)
+        enc.encode(["a query"], kind="query")   # onnxruntime; torch is not imported
+    """
+    onnx = load_export(directory, fingerprint, settings, load_encoder)
+    if onnx is None:
+        return None
+    record = {"dim": onnx.dim, "fingerprint": fingerprint, "max_tokens": onnx.max_tokens,
+              "settings": settings.to_dict()}
+    enc = DeferredEncoder(settings, record, load_encoder)
+    enc.twin = lambda kind: onnx if twin_enabled(kind) else None
+    return enc
 
 
 def load_encoder(settings: EncoderSettings | str, *, deferred: bool = False) -> Encoder:

@@ -2,9 +2,12 @@
 the stored vectors and documents, with pinned requirements from the package registry.
 
 The corpus is never re-encoded: loading opens the copied collection, and ``predict`` encodes only
-the queries. The model carries neartext itself (MLflow's ``code_paths``: ``code/neartext``), so
-``mlflow models serve -m MODEL`` builds its environment from the model alone (``--env-manager
-virtualenv`` or ``uv``, or ``local`` where neartext is installed).
+the queries, through the model's ONNX twin when it travels in the model (``onnx`` artifact,
+sentence-transformers models: made at export when this machine has none; the served model then
+starts without importing torch), else the model itself. The model carries neartext itself
+(MLflow's ``code_paths``: ``code/neartext``), so ``mlflow models serve -m MODEL`` builds its
+environment from the model alone (``--env-manager virtualenv`` or ``uv``, or ``local`` where
+neartext is installed).
 
 Input: query texts in any form a caller sends (``INPUT_FORMS``): a list of strings (MLflow's
 ``{"inputs": ["..."]}``), ``{"query": "..."}`` (the seed's form) or a list under that key, a
@@ -66,10 +69,12 @@ from neartext.data.address import parse_address
 from neartext.data.ranking import SearchOptions
 from neartext.data.results import MlflowExport
 from neartext.encoders import backend_of, load_encoder, resolve_model_path
-from neartext.encoders.registry import RUNTIME_PACKAGES
+from neartext.encoders.registry import RUNTIME_PACKAGES, with_export
+from neartext.encoders.twin import ONNX_META, twins_dir
 from neartext.engine.analysis import paraphrases, resolve_threshold
 from neartext.engine.records import VERSION_FILES
 from neartext.errors import InputError, MissingExtra
+from neartext.export.query_encoder import needs_twin, prepare_model_twin
 from neartext.store.factory import kind_of
 from neartext.util.atomic import staged_dir
 from neartext.util.tables import check_output_dir
@@ -211,8 +216,12 @@ class NeartextModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
     def load_context(self, context: Any) -> None:
 
         col = Collection.open(Path(context.artifacts["collection"]))
-        # the model's files travel as an artifact: load them from there
-        col.use_encoder(load_encoder(col.manifest.encoder_settings(context.artifacts.get("model"))))
+        # the model's files travel as an artifact: load them from there, and only when needed
+        # if its ONNX twin travels too (texts go through onnxruntime; torch is not imported)
+        settings = col.manifest.encoder_settings(context.artifacts.get("model"))
+        onnx = context.artifacts.get("onnx")
+        fast = onnx and with_export(settings, col.manifest.model.fingerprint, Path(onnx))
+        col.use_encoder(fast or load_encoder(settings))
         self.collection = col
         _install_param_check()
 
@@ -246,10 +255,11 @@ class NeartextModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def pip_requirements(backend: str) -> list[str]:
+def pip_requirements(backend: str, onnx: bool = False) -> list[str]:
     """Pinned requirements (this environment's versions, public part) for serving a model of
-    ``backend``: neartext's own dependencies and the backend's run-time packages; neartext
-    itself travels in the model. MLflow adds its own pin.
+    ``backend``: neartext's own dependencies and the backend's run-time packages (``onnx``:
+    also onnxruntime's, for the model's ONNX twin); neartext itself travels in the model.
+    MLflow adds its own pin.
 
     >>> any(r.startswith("numpy==") for r in pip_requirements("sbert"))
     True
@@ -262,7 +272,8 @@ def pip_requirements(backend: str) -> list[str]:
         raise InputError("neartext is not installed as a package (pip install -e .), so its "
                          "requirements are unknown") from None
     names = [r.name for r in core if r.marker is None]
-    names += [*RUNTIME_PACKAGES.get(backend, ()), "pandas"]
+    names += [*RUNTIME_PACKAGES.get(backend, ()), *(RUNTIME_PACKAGES["onnx"] if onnx else ()),
+              "pandas"]
     pins = []
     for name in dict.fromkeys(names):
         try:
@@ -288,6 +299,16 @@ def _saving() -> Iterator[None]:
         log.setLevel(level)
 
 
+def _twin(col: Collection) -> Path | None:
+    """The ONNX twin of the collection's model (:mod:`neartext.encoders.twin`), made now if this
+    machine has none yet (the model loads once), or None when the model cannot have one."""
+    fingerprint = col.manifest.model.fingerprint
+    if needs_twin(fingerprint):
+        prepare_model_twin(load_encoder(col.manifest.encoder_settings()))
+    found = twins_dir() / fingerprint
+    return found if (found / ONNX_META).is_file() else None
+
+
 def export_mlflow(collection: str | Path, output: str | Path | None = None, *, log: bool = False,
                   force: bool = False, mode: Mode = "search") -> MlflowExport:
     """Save the collection as an MLflow model in ``output`` (atomically), or log it to the
@@ -305,8 +326,9 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
         name = col.manifest.model.name
         documents = len(col)
         example = next(col.store.iter_texts(batch_size=1), None)
-    backend = backend_of(name)
-    requirements = pip_requirements(backend)
+        backend = backend_of(name)
+        twin = _twin(col) if backend == "sbert" else None
+    requirements = pip_requirements(backend, onnx=twin is not None)
     # an example query: the start of a stored text; the params give the signature its defaults
     query = (example or "")[:80].strip() or "an example query"
     params = {**PARAMS, "mode": mode}
@@ -321,12 +343,15 @@ def export_mlflow(collection: str | Path, output: str | Path | None = None, *, l
         artifacts = {"collection": str(copied)}
         if backend != "use":  # use-multilingual's files come with its package
             artifacts["model"] = str(resolve_model_path(name))
+        if twin is not None:  # the served model starts without torch
+            artifacts["onnx"] = str(twin)
         kw: dict[str, Any] = {
             "python_model": code, "artifacts": artifacts, "code_paths": [package],
             "pip_requirements": requirements, "input_example": ([query], params),
             "signature": infer_signature(params=params),  # parameters, no input schema
             "metadata": {"neartext_documents": documents, "neartext_model": name,
                          "neartext_input": INPUT_FORMS,
+                         "neartext_encodes_with": "onnx" if twin else backend,
                          "neartext_default_mode": mode}}
         if log:
             with mlflow.start_run() as run, _saving():
