@@ -40,6 +40,7 @@ from neartext.ops.learning import fit_fusion
 from neartext.ops.reindex import MODELS, reindex
 from neartext.ops.tune import (
     DEFAULT_MARGIN,
+    GatedReport,
     evaluate_setting,
     gather,
     metric_rows,
@@ -57,30 +58,17 @@ class NotPromoted(Exception):
 
 
 @dataclass
-class FullReport:
+class FullReport(GatedReport):
     """What ``improve --full`` measured and decided."""
 
-    collection: str
-    model: str
-    pairs: int
-    queries: int
-    from_file: int
-    from_feedback: int
-    before: dict[str, float]
-    after: dict[str, float]
-    promoted: bool
-    version: int
-    reason: str
-    train_seconds: float
-    reindex_seconds: float
+    model: str = ""
+    train_seconds: float = 0.0
+    reindex_seconds: float = 0.0
     ranking: str = DEFAULT_MODE
     gain: float = 0.0
     gain_lower_95: float = 0.0
     notes: list[str] = field(default_factory=list)
     kind: str = "full"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
 
     def summary(self) -> str:
         rows = [f"{self.collection}: {self.pairs} pairs ({self.from_file} from the file, "
@@ -174,11 +162,12 @@ def improve_full(path: str | Path | Address, pairs: str | Path | None = None, *,
 
     def report(promoted: bool, version: int, reason: str, after: dict[str, float],
                notes: list[str]) -> FullReport:
-        return FullReport(str(target), name, len(data.queries), len(set(data.queries)),
+        return FullReport(str(target), len(data.queries), len(set(data.queries)),
                           data.from_file, data.from_feedback, before, after, promoted, version,
-                          reason, train_seconds, time.perf_counter() - t1,
-                          chosen["setting"].describe(), round(chosen["gain"], 4),
-                          round(chosen["low"], 4), notes)
+                          reason, model=name, train_seconds=train_seconds,
+                          reindex_seconds=time.perf_counter() - t1,
+                          ranking=chosen["setting"].describe(), gain=round(chosen["gain"], 4),
+                          gain_lower_95=round(chosen["low"], 4), notes=notes)
 
     try:
         rep = reindex(target, EncoderSettings(

@@ -167,23 +167,33 @@ def metric_rows(before: dict[str, float], after: dict[str, float], label: str) -
 
 
 @dataclass
-class TuneReport:
-    """What ``tune`` measured and decided."""
+class GatedReport:
+    """What a learning run (``tune``, ``improve --full``) measured on held-out queries and
+    what its gate decided; the fields every such report has."""
 
     collection: str
-    kind: str
     pairs: int
     queries: int
-    from_file: int
-    from_feedback: int
-    hard_negatives: int
-    before: dict[str, float]
-    after: dict[str, float]
+    from_file: int  # pairs from the file
+    from_feedback: int  # pairs from ratings
+    before: dict[str, float]  # the current version's held-out metrics
+    after: dict[str, float]  # the promoted (else the current) version's
     promoted: bool
     version: int
     reason: str
-    seconds: float
-    epochs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass
+class TuneReport(GatedReport):
+    """What ``tune`` measured and decided."""
+
+    kind: str = "linear"
+    hard_negatives: int = 0
+    seconds: float = 0.0
+    epochs: int = 0
     notes: list[str] = field(default_factory=list)
     ranking: str = DEFAULT_MODE
     candidates: list[dict[str, Any]] = field(default_factory=list)
@@ -196,9 +206,6 @@ class TuneReport:
     best: dict[str, float] = field(default_factory=dict)  # the best candidate's held-out metrics
     columns: list[str] = field(default_factory=list)  # the pairs file's query, passage columns
     mined_negatives: int = 0  # hard negatives mined from the fused ranking (confusions)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
 
     def summary(self) -> str:
         trained = (f"{self.kind} adapter ({self.side} side), {self.epochs} epochs"
@@ -497,12 +504,14 @@ def tune(
         reason = f"not promoted: {measured}; {why}; {kept}"
         promoted = False
         after = now_metrics
-    return TuneReport(str(col.address), kind, len(data.queries), len(unique), data.from_file,
-                      data.from_feedback, len(hard), now_metrics, after, promoted, version,
-                      reason, result.seconds, result.epochs, data.notes, setting.describe(),
-                      candidates, {"adapter": which, "search": setting.to_dict()},
-                      round(gain, 4), round(low, 4), side, learned_something, best_metrics,
-                      data.columns, len(mined))
+    return TuneReport(
+        str(col.address), len(data.queries), len(unique), data.from_file, data.from_feedback,
+        now_metrics, after, promoted, version, reason, kind=kind, hard_negatives=len(hard),
+        seconds=result.seconds, epochs=result.epochs, notes=data.notes,
+        ranking=setting.describe(), candidates=candidates,
+        chosen={"adapter": which, "search": setting.to_dict()}, gain=round(gain, 4),
+        gain_lower_95=round(low, 4), side=side, adapter_learned=learned_something,
+        best=best_metrics, columns=data.columns, mined_negatives=len(mined))
 
 
 
