@@ -233,6 +233,43 @@ def test_an_hnsw_file_older_than_a_delete_comes_back_without_the_deleted(tmp_pat
     again.close()
 
 
+def test_a_large_graph_is_built_denser_and_keeps_its_degree_in_its_file(tmp_path, monkeypatch):
+    """From LARGE_GRAPH vectors a build makes the graph of degree 32 (recall at a million
+    vectors, store/vector_index.py); its file keeps the degree, so the graph comes back as built
+    with the same answers, a rebuild chooses again by size, and a file naming another degree
+    is refused as damaged."""
+    import struct
+
+    from neartext.store import Document, Passage
+    from neartext.store import vector_index as vi
+    from neartext.store.local import INDEX_FILE, LocalStore
+
+    def degree(store):
+        return faiss.downcast_index(store.index.index.index).hnsw.nb_neighbors(1)
+
+    monkeypatch.setattr(vi, "LARGE_GRAPH", 2000)
+    rng = np.random.default_rng(9)
+    x = unit(rng, 3000, 32)
+    docs = [Document(f"d{i}", "t", {}, f"h{i}") for i in range(3000)]
+    store = LocalStore.create(tmp_path / "s", {"dim": 32, "index": "hnsw"})
+    store.write(docs, [Passage(d.id, 0, 1, d.hash, v) for d, v in zip(docs, x)], [])
+    assert degree(store) == 32 and store.index_info()["recall_at_10"] >= 0.99
+    got = [[h.doc_id for h in r] for r in store.search(x[:20], 10)]
+    store.close()
+    again = LocalStore(tmp_path / "s")
+    assert degree(again) == 32
+    assert [[h.doc_id for h in r] for r in again.search(x[:20], 10)] == got
+    again.write([], [], [f"d{i}" for i in range(0, 3000, 2)])  # past a quarter: rebuilt
+    assert degree(again) == 16  # 1,500 vectors now
+    again.close()
+    raw = (tmp_path / "s" / INDEX_FILE).read_bytes()
+    assert raw[-8:] == struct.pack("<q", 16)  # the file ends with the graph's degree
+    (tmp_path / "s" / INDEX_FILE).write_bytes(raw[:-8] + struct.pack("<q", 24))
+    damaged = LocalStore(tmp_path / "s")  # refused: rebuilt from the database, same answers
+    assert degree(damaged) == 16 and len(damaged.search(x[1:2], 1)[0]) == 1
+    damaged.close()
+
+
 def test_few_query_searches_run_faiss_on_one_thread_and_restore_the_setting(monkeypatch):
     """A second OpenMP thread has nothing to do for one query and costs milliseconds when the
     cores are busy (8.0 vs 0.11 ms measured); batches keep every thread."""
