@@ -139,6 +139,7 @@ def test_a_collection_made_before_the_channel_gets_its_table_at_the_first_chars_
     col.close()
 
 
+@pytest.mark.slow
 def test_the_first_chars_search_while_other_threads_search_finds_its_table(demo_collection,
                                                                           tmp_path):
     """The chars table made by the first chars search while three threads search the same

@@ -149,6 +149,7 @@ def test_russian_sts_benchmark(use):
     assert evaluate_sts(use, data)["spearman"] == pytest.approx(74.98, abs=0.3)
 
 
+@pytest.mark.slow
 def test_the_weights_load_from_an_uncompressed_copy_that_answers_exactly_as_the_package(
         tmp_path, monkeypatch):
     """The package's compressed weights take 0.46 s to load, an uncompressed copy in the cache

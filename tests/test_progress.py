@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from neartext.util.progress import LogLines, progress_bar
 
 
@@ -86,6 +88,7 @@ def test_a_slow_step_is_announced_and_a_quick_or_quiet_one_is_not():
     assert out.getvalue() == "loading the model x ...\n"
 
 
+@pytest.mark.slow
 def test_an_index_into_a_log_says_it_loads_the_model_moves_and_ends_once(tmp_path):
     """A redirected `index` of 599 texts: a 'loading the model' line, progress before the end
     (before, encoded 1,024 at a time, the only lines were at 100%: 0 -> 100%), one final

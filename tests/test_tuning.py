@@ -185,6 +185,7 @@ def test_tune_refuses_an_adapter_that_does_not_help_and_changes_nothing(demo_cop
         assert [(r.id, round(r.score, 6)) for r in col.search("refund my money", k=5)] == before
 
 
+@pytest.mark.slow
 def test_tune_searches_each_query_once_per_depth(demo_copy, tmp_path, monkeypatch):
     """tune measures a dozen rankings of the same queries with two adapters; the store is asked
     for each query's keyword hits once per depth (10 and the fusion's 50), not per ranking:
@@ -285,6 +286,7 @@ def test_cli_tune_shows_its_progress(demo_copy, tmp_path, capsys, monkeypatch):
     assert "measuring rankings" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_tune_versions_rollback(demo_copy, tmp_path, capsys, monkeypatch):
     with Collection.open(demo_copy) as col:
         docs = _texts(col)
@@ -892,6 +894,7 @@ def test_a_file_that_is_not_a_pairs_file_is_refused_naming_its_columns(demo_copy
     assert (demo_copy / "manifest.json").read_text() == manifest
 
 
+@pytest.mark.slow
 def test_gold_ids_have_one_spelling_in_tune_and_eval_collection(demo_copy, tmp_path, capsys):
     """--gold-id COL (ids only) in tune, improve and eval collection; --passage COL takes a
     document's text or id in all three (eval collection took texts only, tune had no

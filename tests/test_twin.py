@@ -44,6 +44,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_a_model_loaded_again_gets_a_twin_and_later_builds_embed_without_torch(
         own_cache, tmp_path, encoder, capsys):
     """The first build records the model; the second loads it again and leaves its twin (one
@@ -79,6 +80,7 @@ def test_a_model_loaded_again_gets_a_twin_and_later_builds_embed_without_torch(
     assert "torch imported: True" in err
 
 
+@pytest.mark.slow
 def test_a_first_search_that_makes_the_twin_leaves_no_second_export(own_cache, tmp_path,
                                                                     monkeypatch, capsys):
     """`make demo`'s order on a new machine: an index (the model recorded), then a search that

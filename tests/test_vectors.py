@@ -249,6 +249,7 @@ def test_vectors_stored_at_lower_precision_search_alike_in_less_space(tmp_path, 
                  "--precision", "float32", "-q"]) == 1  # the collection exists: creation-only
 
 
+@pytest.mark.slow
 def test_a_build_whose_rows_bring_their_vectors_never_loads_the_model(tmp_path, encoder):
     """Once the model was loaded with these settings (its description recorded), a build of
     rows with their own vectors creates the collection without importing torch (before: 20 s
