@@ -104,12 +104,7 @@ def improve_full(path: str | Path | Address, pairs: str | Path | None = None, *,
         texts = {d.id: d.text for d in col.store.get(list(dict.fromkeys(data.doc_ids)))}
         data = without_gone(data, texts)
         held = split_groups(data.queries, held_out, seed)
-        held_queries = list(dict.fromkeys(q for q, h in zip(data.queries, held) if h))
-        gold: dict[str, set[str]] = {}
-        for q, d, h in zip(data.queries, data.doc_ids, held):
-            if h:
-                gold.setdefault(q, set()).add(d)
-        golds = [gold[q] for q in held_queries]
+        held_queries, golds = data.gold(held)
         col.refresh()
         now, current = col.current()
         number = next_version(now)
@@ -125,18 +120,15 @@ def improve_full(path: str | Path | Address, pairs: str | Path | None = None, *,
     train_seconds = time.perf_counter() - t0
     chosen: dict[str, Any] = {}
 
-    train_gold: dict[str, set[str]] = {}
-    for q, d, h in zip(data.queries, data.doc_ids, held):
-        if not h:
-            train_gold.setdefault(q, set()).add(d)
+    train, train_golds = data.gold(held, False)
 
     def gate(new: Collection) -> dict[str, Any]:
         q = new.encoder.encode(held_queries, kind="query")
         rows = [(s, *evaluate_setting(new, held_queries, q, golds, None, s)) for s in settings_for(new.store)]
-        train = list(train_gold)  # the learned fusion, fitted as tune fits it (after the
-        # keyword ranking above, which builds the copy's keyword index)
+        # the learned fusion, fitted as tune fits it (after the keyword ranking above, which
+        # builds the copy's keyword index)
         learned = fit_fusion(new, train, new.encoder.encode(train, kind="query"),
-                             [train_gold[t] for t in train], None, seed) if train else None
+                             train_golds, None, seed) if train else None
         if learned is not None:
             rows.append((learned, *evaluate_setting(new, held_queries, q, golds, None, learned)))
         setting, after, rr = max(rows, key=lambda r: round(float(r[2].mean()), 6))

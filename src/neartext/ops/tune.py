@@ -237,6 +237,22 @@ class TrainingData:
     ratings_through: int = 0  # the newest rating id read
     columns: list[str] = field(default_factory=list)  # the pairs file's columns read
 
+    def gold(self, held: Sequence[bool] | np.ndarray, side: bool = True
+             ) -> tuple[list[str], list[set[str]]]:
+        """The distinct queries of the pairs whose ``held`` is ``side`` (in the order first
+        seen) and each one's relevant documents.
+
+        >>> data = TrainingData(["a", "b", "a"], ["1", "2", "3"], [], 3, 0, [])
+        >>> queries, golds = data.gold([True, False, True])
+        >>> queries, [sorted(g) for g in golds], data.gold([True, False, True], False)
+        (['a'], [['1', '3']], (['b'], [{'2'}]))
+        """
+        found: dict[str, set[str]] = {}
+        for q, d, h in zip(self.queries, self.doc_ids, held):
+            if h == side:
+                found.setdefault(q, set()).add(d)
+        return list(found), list(found.values())
+
 
 def gather(col: Collection, pairs: str | Path | None, feedback: bool,
            query_column: str | None, passage_column: str | None,
@@ -399,24 +415,15 @@ def tune(
     # the same held-out queries (the split is by query, seeded), now at document level and
     # through the real search path: the adapter, and the ranking settings, chosen together
     held = split_groups(data.queries, held_out, seed)
-    held_queries = list(dict.fromkeys(t for t, h in zip(data.queries, held) if h))
-    gold: dict[str, set[str]] = {}
-    for t, d, h in zip(data.queries, data.doc_ids, held):
-        if h:
-            gold.setdefault(t, set()).add(d)
+    held_queries, golds = data.gold(held)
     base = np.stack([vec_of[t] for t in held_queries]).astype(np.float32)
-    golds = [gold[t] for t in held_queries]
 
     def measure(which: str, adapter: Adapter | None, setting: Ranking
                 ) -> tuple[dict, np.ndarray]:
         return evaluate_setting(col, held_queries, base, golds, adapter, setting, store_of[which])
 
     # the learned fusion, fitted for each adapter on the training queries' candidates
-    train_queries = list(dict.fromkeys(t for t, h in zip(data.queries, held) if not h))
-    train_gold: dict[str, set[str]] = {}
-    for t, d, h in zip(data.queries, data.doc_ids, held):
-        if not h:
-            train_gold.setdefault(t, set()).add(d)
+    train_queries, train_golds = data.gold(held, False)
     learned_something = result.best_epoch > 0
     if not learned_something:  # the start (identity, or the current adapter) came back
         data.notes.append(f"the {kind} adapter learned nothing: none of its {result.epochs} "
@@ -444,7 +451,7 @@ def tune(
                                  col.encoder.fingerprint, current)
             for which, adapter in adapters:
                 learned = fit_fusion(col, train_queries, train_base,
-                                     [train_gold[t] for t in train_queries], adapter, seed,
+                                     train_golds, adapter, seed,
                                      store_of[which], folds if which == "new" else None)
                 if learned is not None:
                     m, rr = measure(which, adapter, learned)
