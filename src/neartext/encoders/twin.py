@@ -73,6 +73,12 @@ def load_export(directory: Path, fingerprint: str, settings: EncoderSettings,
         return None
 
 
+def made_twin(fingerprint: str) -> Path | None:
+    """The directory of the twin made from the model of ``fingerprint``, or None (none made)."""
+    found = twins_dir() / fingerprint
+    return found if (found / ONNX_META).is_file() else None
+
+
 def load_twin(fingerprint: str, settings: EncoderSettings, load_encoder: Load) -> Encoder | None:
     """The twin of the model of ``fingerprint`` (see the module docs), or None."""
     return load_export(twins_dir() / fingerprint, fingerprint, settings, load_encoder)

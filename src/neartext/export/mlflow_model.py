@@ -70,7 +70,7 @@ from neartext.data.ranking import SearchOptions
 from neartext.data.results import MlflowExport
 from neartext.encoders import backend_of, load_encoder, resolve_model_path
 from neartext.encoders.registry import RUNTIME_PACKAGES, with_export
-from neartext.encoders.twin import ONNX_META, twins_dir
+from neartext.encoders.twin import made_twin
 from neartext.engine.analysis import paraphrases, resolve_threshold
 from neartext.engine.records import VERSION_FILES
 from neartext.errors import InputError, MissingExtra
@@ -305,8 +305,7 @@ def _twin(col: Collection) -> Path | None:
     fingerprint = col.manifest.model.fingerprint
     if needs_twin(fingerprint):
         prepare_model_twin(load_encoder(col.manifest.encoder_settings()))
-    found = twins_dir() / fingerprint
-    return found if (found / ONNX_META).is_file() else None
+    return made_twin(fingerprint)
 
 
 def export_mlflow(collection: str | Path, output: str | Path | None = None, *, log: bool = False,

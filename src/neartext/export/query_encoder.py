@@ -30,7 +30,7 @@ import numpy as np
 from neartext.encoders import Encoder, backend_of, load_encoder
 from neartext.encoders.base import EncoderSettings, Kind
 from neartext.encoders.deferred import DeferredEncoder
-from neartext.encoders.twin import MAX_DIFFERENCE, ONNX_META, SOURCE_KEY, twins_dir
+from neartext.encoders.twin import MAX_DIFFERENCE, ONNX_META, SOURCE_KEY, made_twin, twins_dir
 from neartext.encoders.twin import enabled as twin_enabled
 from neartext.engine.query_encoder import cache_dir, enabled
 from neartext.errors import MissingExtra, NeartextError
@@ -45,7 +45,7 @@ def prepare_query_encoder(encoder: Encoder, state: Path) -> str | None:
     made already, the model has a twin, marked as not exportable, or the cache is not
     writable). Never raises for the export's own failures: the search it follows has
     succeeded. One export at a time in a process."""
-    if not enabled() or (twins_dir() / encoder.fingerprint / ONNX_META).is_file():
+    if not enabled() or made_twin(encoder.fingerprint):
         return None  # (the model's twin encodes the queries of every collection of it)
     made, why = _prepare(encoder, cache_dir(state), ("query",), only=True)
     if made is None:
