@@ -193,7 +193,7 @@ def test_a_both_side_promotion_keeps_the_export(demo_copy, encoder, auto):
 
 @pytest.mark.slow
 def test_the_service_starts_and_searches_without_torch_and_loads_the_model_at_its_first_document(
-        demo_copy):
+        demo_copy, auto):
     """With the export a search left and the model's description recorded, `neartext serve`
     answers its first search without loading torch (before: the model loaded before the
     service was ready, ~4.4 s on this machine, against ~0.9 s now); the first document to
@@ -203,23 +203,19 @@ def test_the_service_starts_and_searches_without_torch_and_loads_the_model_at_it
 
     first, _ = _search(demo_copy)  # loads the model (recorded) and leaves the export
 
-    was = os.environ.get(qe.ENV, "model")
-    os.environ[qe.ENV] = "auto"  # for the served process (restored below)
-    try:
-        with serve_process(f"fb={demo_copy}") as (base, proc):
-            hits = call(base, "/collections/fb/search", {"query": QUERIES[0], "k": 5})
-            assert not torch_mapped(proc.pid)
-            assert [h["id"] for h in hits["results"][0]] == [r["id"] for r in first]
-            assert np.allclose([h["score"] for h in hits["results"][0]],
-                               [r["score"] for r in first], atol=1e-5)
-            added = call(base, "/collections/fb/documents", {"documents": [
-                {"id": "new-1", "text": "Tags disappear from notes after the sync finishes."}]})
-            assert added["texts_embedded"] == 1 and torch_mapped(proc.pid)
-            found = call(base, "/collections/fb/search", {"query": "my tags vanish after sync",
-                                                          "k": 1})
-            assert found["results"][0][0]["id"] == "new-1"
-    finally:
-        os.environ[qe.ENV] = was
+    # the served process inherits NEARTEXT_QUERY_ENCODER=auto (the ``auto`` fixture)
+    with serve_process(f"fb={demo_copy}") as (base, proc):
+        hits = call(base, "/collections/fb/search", {"query": QUERIES[0], "k": 5})
+        assert not torch_mapped(proc.pid)
+        assert [h["id"] for h in hits["results"][0]] == [r["id"] for r in first]
+        assert np.allclose([h["score"] for h in hits["results"][0]],
+                           [r["score"] for r in first], atol=1e-5)
+        added = call(base, "/collections/fb/documents", {"documents": [
+            {"id": "new-1", "text": "Tags disappear from notes after the sync finishes."}]})
+        assert added["texts_embedded"] == 1 and torch_mapped(proc.pid)
+        found = call(base, "/collections/fb/search", {"query": "my tags vanish after sync",
+                                                      "k": 1})
+        assert found["results"][0][0]["id"] == "new-1"
 
 
 @pytest.mark.slow
