@@ -182,12 +182,14 @@ def test_work_per_request_is_bounded_and_shared_fairly(server):
     status, body = server.call("POST", "/collections/feedback/search",
                                {"queries": [f"q{i}" for i in range(200)], "k": 11})
     assert status == 413 and "2200" in body["detail"] and "2000" in body["detail"]
-    # a heavy request (200 queries) is run in turns of max_batch; light ones go between turns
+    # a heavy request (200 long queries, ~4 s of encoding in turns of the token budget) is run in
+    # turns; light ones go between turns. Long enough to take seconds on any encoder: with
+    # short queries the ONNX twin answered all 200 before the first light one arrived.
     order: list[str] = []
+    words = " ".join(f"sync crash {j}" for j in range(40))
     heavy = threading.Thread(target=lambda: (server.call(
         "POST", "/collections/feedback/search",
-        {"queries": [f"a long query about sync and crashes number {i}" for i in range(200)],
-         "k": 10}), order.append("heavy")))
+        {"queries": [f"{i} {words}" for i in range(200)], "k": 10}), order.append("heavy")))
     heavy.start()
     time.sleep(0.3)
     for i in range(3):
