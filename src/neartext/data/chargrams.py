@@ -48,17 +48,6 @@ def grams(text: str) -> list[str]:
     return out
 
 
-def padded_words(text: str) -> str:
-    """``text``'s words as its grams see them (``_word_``), separated by spaces: a gram (which
-    holds no space) occurs in the text exactly when it is a substring of this.
-
-    >>> "_ко" in padded_words("Кот"), "т_к" in padded_words("кот кит")
-    (True, False)
-    """
-    text = unicodedata.normalize("NFKC", text[:MAX_CHARS]).casefold().replace("ё", "е")
-    return " ".join(f"_{w}_" for w in _WORD.findall(text))
-
-
 def gram_hashes(text: str) -> Counter[int]:
     """The hashes of ``text``'s grams with how often each occurs."""
     return Counter(zlib.crc32(g.encode()) for g in grams(text))

@@ -39,7 +39,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from neartext.data.chargrams import grams, padded_words
+from neartext.data.chargrams import grams
 from neartext.data.lexical import terms
 from neartext.data.ranking import (
     BASE_FEATURES,
@@ -188,8 +188,12 @@ def _lead_chars(query: frozenset[str], text: str) -> float:
     """The share of the query's distinct grams its first line (the title) holds."""
     if not query:
         return 0.0
-    lead = padded_words(text[:PHRASE_CHARS].split("\n", 1)[0])
-    return sum(g in lead for g in query) / len(query)
+    return len(query & _lead_grams(text)) / len(query)
+
+
+@lru_cache(maxsize=1024)  # as _terms: a candidate's title is asked for by query after query
+def _lead_grams(text: str) -> frozenset[str]:
+    return frozenset(grams(text[:PHRASE_CHARS].split("\n", 1)[0]))
 
 
 def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int
