@@ -49,13 +49,19 @@ demo: setup
 layers: setup
 	$(BIN)/lint-imports
 
+# One pytest-xdist worker per core, each given its share of the cores (tests/conftest.py);
+# the files that share a process-wide resource (Ray, the Milvus engine) are marked to keep to one
+# worker (xdist_group). A worker that dies ends the session with its test named (restarting it
+# left the rest of its group unscheduled: a hang). PARALLEL= runs the suite in one process.
+PARALLEL ?= -n auto --dist loadgroup --max-worker-restart=0
+
 # Full suite (slow tests included, as in CI), after the import contracts.
 test: setup layers system-packages milvus-engine
-	$(BIN)/python -m pytest --runslow
+	$(BIN)/python -m pytest --runslow $(PARALLEL)
 
 # Default local suite: slow tests skipped.
 test-fast: setup system-packages milvus-engine
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)
 
 bench: setup
 	$(BIN)/python bench/bench_core.py

@@ -30,6 +30,20 @@ DEMO = ROOT / "demo" / "feedback.csv"
 SHARED = ROOT.parent / "shared" / "datasets"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (make test: one worker per core) each worker's torch, onnxruntime and
+    faiss get their share of the cores, not all of them: two workers of two threads each on two
+    cores lose more to contention than they gain. Before any test imports torch; faiss (loaded
+    by the imports above) is told directly."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        import faiss
+
+        share = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)  # torch, onnxruntime, subprocesses
+        faiss.omp_set_num_threads(share)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", help="run tests marked slow")
 

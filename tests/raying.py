@@ -90,7 +90,10 @@ def _kill_once_written(cmd: list[str], db: Path, table: str, rows: int) -> int:
                     count = c.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
             except sqlite3.Error:
                 pass
-    assert proc.poll() is None, "the run ended before it could be killed"
+    if proc.poll() is not None:
+        out, err = proc.communicate()
+        raise AssertionError(f"the run ended (exit {proc.returncode}) with {count} {table} rows, "
+                             f"before it could be killed:\n{err[-3000:]}{out[-1000:]}")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     subprocess.run([shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray", "stop",

@@ -27,6 +27,12 @@ from raying import (  # noqa: E402
 )
 from serving import free_port  # noqa: E402
 
+# One pytest-xdist worker runs this file and test_ray_processes.py (make test: --dist loadgroup):
+# this module connects its worker to a local Ray, which test_ray_processes.py's
+# `ray stop --force` would take down from another worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
+
 
 @pytest.fixture(autouse=True)
 def _ray_logs_to_a_closed_capture_are_dropped(monkeypatch):

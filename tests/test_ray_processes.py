@@ -30,6 +30,12 @@ from raying import (  # noqa: E402
     drop_logging_errors,
 )
 
+# One pytest-xdist worker runs this file and test_ray.py (make test: --dist loadgroup): after a
+# kill `ray stop --force` stops every Ray of the machine, not while test_ray.py's session runs
+# in another worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
+
 
 @pytest.fixture(autouse=True)
 def _ray_logs_to_a_closed_capture_are_dropped(monkeypatch):
@@ -83,14 +89,23 @@ def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_res
 
     from neartext import Collection
 
-    rows = 3000  # the vectors reach the build 1,024 at a time: with 1,500 rows the first part
-    # staged came 0.1 s before the end, too late for a kill
+    rows = 600
     corpus = _word_corpus(tmp_path / "big.csv", rows, 20, seed=0, prefix="b")
     target = tmp_path / "big"
-    cmd = [sys.executable, "-m", "neartext", "index", str(corpus), "-c", str(target), "--text",
-           "text", "--id", "id", "--ray", "--actors", "2", "--batch-size", "64", "--json"]
-    staged = _kill_once_written(cmd, tmp_path / "big.partial" / "data.sqlite", "staged", 500)
-    assert not target.exists() and staged >= 500
+    args = ["index", str(corpus), "-c", str(target), "--text", "text", "--id", "id", "--ray",
+            "--actors", "2", "--batch-size", "64", "--json"]
+    # the first run stops for good once it staged its first batch, and is killed there: the
+    # kill's moment depends on nothing else (polling for 500 staged rows of 3,000 raced the
+    # run's end on a loaded machine, which staged its batches in a burst)
+    wrapper = ("import sys, time\nfrom neartext.store.local.store import LocalStore\n"
+               "stage = LocalStore.stage_vectors\n"
+               "def stage_and_stop(self, *a, **k):\n    stage(self, *a, **k)\n    time.sleep(600)\n"
+               "LocalStore.stage_vectors = stage_and_stop\n"
+               "from neartext.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    staged = _kill_once_written([sys.executable, "-c", wrapper, *args],
+                                tmp_path / "big.partial" / "data.sqlite", "staged", 1)
+    cmd = [sys.executable, "-m", "neartext", *args]
+    assert not target.exists() and 0 < staged < rows
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
