@@ -46,6 +46,11 @@ QUERIES = ["the app crashes as soon as I attach a picture", "I was charged twice
 FILTERS = [(["year>=2023"], None), (["topic=billing"], None), (["platform!=ios", "rating<=2"], None),
            (["rating=5"], None), ([], ["crash"]), (["year<2024"], ["sync"])]
 
+# One pytest-xdist worker runs this file (make test: --dist loadgroup): the Milvus servers and
+# the C++ engine are started once per module, so once.
+pytestmark = pytest.mark.xdist_group("milvus")
+
+
 
 @pytest.fixture(autouse=True)
 def _short_milvus_drop_grace(monkeypatch):
@@ -785,61 +790,80 @@ def test_cli_commands_take_milvus_addresses(tmp_path):
 
 
 
+def _versions_pairs(root: Path) -> Path:
+    """Each demo document as the passage of a query of its first three words."""
+    import csv
+
+    with DEMO.open(encoding="utf-8") as f:
+        rows = [(r["id"], r["text"]) for r in csv.DictReader(f)]
+    pairs = root / "pairs.csv"
+    with pairs.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["query", "passage"])
+        w.writerows((" ".join(t.split()[:3]), t) for _, t in rows)
+    return pairs
+
+
+def _tune_and_roll_back(where: str, flat_demo: Path, encoder, pairs: Path
+                        ) -> list[tuple[str, float]]:
+    """tune (forced, fixed seed) the demo at ``where``: a second handle sees the promotion
+    without reopening (within a second) and the rollback after it; the semantic ranking the
+    adapter made."""
+    from neartext.ops.tune import tune
+    from neartext.ops.versions import rollback
+
+    q = "refund my money"
+    col, _ = _demo_at(where, flat_demo, encoder)
+    with col:
+        other = Collection.open(where, model=encoder)
+        before = _ranked(other.search(q, k=5))
+        report = tune(col, pairs, force=True)
+        assert report.promoted and report.version == 2
+        deadline = time.monotonic() + 5
+        while other.manifest.version != 2:  # the other handle follows on its next search
+            other.search(q, k=1)
+            assert time.monotonic() < deadline, "the promotion was not seen"
+            time.sleep(0.2)
+        assert _ranked(other.search(q, k=5)) != before
+        # the adapters compared by the ranking they alone make (the tuned ranking may weigh
+        # the chars channel, which only the local store has)
+        ranked = _ranked(other.search(q, k=5, mode="semantic"))
+        assert rollback(col)["version"] == 1
+        deadline = time.monotonic() + 5
+        while _ranked(other.search(q, k=5)) != before:
+            assert time.monotonic() < deadline, "the rollback was not seen"
+            time.sleep(0.2)
+        other.close()
+    return ranked
+
+
+@pytest.fixture(scope="module")
+def local_versions(tmp_path_factory, flat_demo, encoder) -> list[tuple[str, float]]:
+    """:func:`_tune_and_roll_back` in a directory, once for both Milvus targets."""
+    root = tmp_path_factory.mktemp("versions")
+    return _tune_and_roll_back(str(root / "local"), flat_demo, encoder, _versions_pairs(root))
+
+
 # Not on the C++ engine: it passes there alone (-k engine), but last in this file the engine
 # refuses new connections after sending GOAWAY (too_many_pings) to the session's idle ones, a
 # connection problem of long sessions, not of versions (reported on issue 19)
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["lite", "server"])
-def test_versions_on_milvus_match_the_local_collection(flat_demo, tmp_path, encoder, request, target):
+def test_versions_on_milvus_match_the_local_collection(flat_demo, tmp_path, encoder, request,
+                                                       target, local_versions):
     """tune (forced, fixed seed) on the same documents, locally and on Milvus: version 2 with
     alike adapters; a second handle of the Milvus collection sees the promotion without reopening
     (within a second), and rollback restores the previous ranking there too."""
-    import csv
-
-    from neartext.ops.tune import tune
-    from neartext.ops.versions import rollback
-
     name = "t_" + uuid.uuid4().hex[:10]
     if target == "lite":
         milvus_address = f"milvus-lite:{tmp_path / 'store.db'}#{name}"
     else:
         milvus_address = f"{request.getfixturevalue('milvus_server')}/{name}"
         request.addfinalizer(lambda: MilvusStore.drop(parse_address(milvus_address)))
-    rows = []
-    with DEMO.open(encoding="utf-8") as f:
-        rows = [(r["id"], r["text"]) for r in csv.DictReader(f)]
-    pairs = tmp_path / "pairs.csv"
-    with pairs.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["query", "passage"])
-        w.writerows((" ".join(t.split()[:3]), t) for _, t in rows)
-    q = "refund my money"
-    ranked = {}
-    for where in (str(tmp_path / "local"), milvus_address):
-        col, _ = _demo_at(where, flat_demo, encoder)
-        with col:
-            other = Collection.open(where, model=encoder)
-            before = _ranked(other.search(q, k=5))
-            report = tune(col, pairs, force=True)
-            assert report.promoted and report.version == 2
-            deadline = time.monotonic() + 5
-            while other.manifest.version != 2:  # the other handle follows on its next search
-                other.search(q, k=1)
-                assert time.monotonic() < deadline, "the promotion was not seen"
-                time.sleep(0.2)
-            assert _ranked(other.search(q, k=5)) != before
-            # the adapters compared by the ranking they alone make (the tuned ranking may weigh
-            # the chars channel, which only the local store has)
-            ranked[where] = _ranked(other.search(q, k=5, mode="semantic"))
-            assert rollback(col)["version"] == 1
-            deadline = time.monotonic() + 5
-            while _ranked(other.search(q, k=5)) != before:
-                assert time.monotonic() < deadline, "the rollback was not seen"
-                time.sleep(0.2)
-            other.close()
+    remote = _tune_and_roll_back(milvus_address, flat_demo, encoder, _versions_pairs(tmp_path))
     # the stores hand the documents to training in their own order (random negatives differ):
     # adapters alike, not identical
-    local, remote = ranked[str(tmp_path / "local")], ranked[milvus_address]
+    local = local_versions
     assert {i for i, _ in local} == {i for i, _ in remote}
     assert all(abs(a - b) < 0.01 for (_, a), (_, b) in zip(local, remote)), (local, remote)
 

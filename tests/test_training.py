@@ -255,9 +255,10 @@ def test_prefixes_travel_with_the_trained_model(tmp_path, tiny_model_dir, pairs_
 
 
 @pytest.mark.slow
-def test_batch_size_auto(encoder, tmp_path, pairs_csv):
+def test_batch_size_auto(tmp_path, pairs_csv, tiny_model_dir):
+    """The probe's mechanics, on the tiny model."""
     data = load_training_data(pairs_csv)
-    model = encoder.model
+    model = load_encoder(EncoderSettings(model=str(tiny_model_dir))).model
     loss = build_loss("mnrl", model)
     weights = next(model.parameters()).detach().clone()
     probe = find_batch_size(model, loss, data, budget_bytes=1, start=2)
@@ -267,7 +268,8 @@ def test_batch_size_auto(encoder, tmp_path, pairs_csv):
     assert probe.batch_size == cap_for_rows(24) == 4 and "steps per epoch" in probe.reason
     assert cap_for_rows(1000) == 64 and cap_for_rows(10**6) == 512
     assert torch_equal(weights, next(model.parameters()))  # trials never change the weights
-    res = train(pairs_csv, TrainConfig(output=str(tmp_path / "a"), batch_size="auto", eval_split=0))
+    res = train(pairs_csv, TrainConfig(output=str(tmp_path / "a"), base=str(tiny_model_dir),
+                                       batch_size="auto", eval_split=0))
     assert res.metrics["train"]["batch_probe"]["trials"]
     assert res.metrics["train"]["batch_size"] == res.metrics["train"]["batch_probe"]["batch_size"]
 
@@ -308,10 +310,10 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_finishes(tmp_path, pairs_csv, tiny
 # --- CLI -----------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_cli_train(tmp_path, pairs_csv, capsys):
+def test_cli_train(tmp_path, pairs_csv, capsys, tiny_model_dir):
     out = tmp_path / "cli-model"
-    assert main(["train", str(pairs_csv), "-o", str(out), "--batch-size", "8", "--eval-split", "0.25",
-                 "--epochs", "1", "--json"]) == 0
+    assert main(["train", str(pairs_csv), "-o", str(out), "--base", str(tiny_model_dir),
+                 "--batch-size", "8", "--eval-split", "0.25", "--epochs", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["output"] == str(out) and result["eval"]["primary"] == "mrr@10"
     assert main(["eval", "retrieval", "--pairs", str(pairs_csv), "--model", "default",
@@ -334,14 +336,14 @@ def test_cli_train_bad_options(tmp_path, pairs_csv, capsys, argv, message):
 
 @pytest.mark.slow
 def test_cli_train_redirected_logs_progress_and_warns_of_a_small_held_out_set(
-        tmp_path, pairs_csv, capsys, monkeypatch):
+        tmp_path, pairs_csv, capsys, monkeypatch, tiny_model_dir):
     """stderr is not a terminal here (as in `neartext train ... 2> log`): progress comes as
     lines with rate and time left, for the baseline evaluation too; 6 held-out queries are far
     too few to trust, and the run says how many would be."""
     monkeypatch.setenv("NEARTEXT_PROGRESS_SECONDS", "0")
     out = tmp_path / "logged"
-    assert main(["train", str(pairs_csv), "-o", str(out), "--batch-size", "8", "--eval-split",
-                 "0.25", "--epochs", "1"]) == 0
+    assert main(["train", str(pairs_csv), "-o", str(out), "--base", str(tiny_model_dir),
+                 "--batch-size", "8", "--eval-split", "0.25", "--epochs", "1"]) == 0
     captured = capsys.readouterr()
     err = captured.err
     assert "\r" not in err
@@ -355,22 +357,25 @@ def test_cli_train_redirected_logs_progress_and_warns_of_a_small_held_out_set(
 
 
 @pytest.mark.slow
-def test_long_texts_train_with_the_gradient_cache_within_the_memory_budget(tmp_path):
+def test_long_texts_train_with_the_gradient_cache_within_the_memory_budget(tmp_path,
+                                                                           tiny_model_dir):
     """A step over the budget switches MNRL to its gradient-cached form (same loss and
-    gradients, memory per mini-batch); naming the loss keeps it."""
+    gradients, memory per mini-batch); naming the loss keeps it. On the tiny model: the
+    mechanics."""
     from neartext.training.batch_size import _reset_peak
 
     if not _reset_peak():
         pytest.skip("peak memory cannot be measured here (/proc/self/clear_refs)")
     rows = [(a, f"{b}. {LONG}") for a, b in PAIRS]
     data = write_csv(tmp_path / "long.csv", "anchor,positive", rows)
-    res = train(data, TrainConfig(output=str(tmp_path / "cached"), batch_size=8, eval_split=0,
-                                  memory_budget_gb=0.001))
+    tiny = str(tiny_model_dir)
+    res = train(data, TrainConfig(output=str(tmp_path / "cached"), base=tiny, batch_size=8,
+                                  eval_split=0, memory_budget_gb=0.001))
     assert res.metrics["train"]["loss"] == "cached-mnrl"
     assert any("gradient cache" in n and "mini-batches of 2" in n for n in res.notes)
     config = json.loads((tmp_path / "cached" / "training_config.json").read_text())
     assert config["loss_resolved"] == "cached-mnrl"
     assert res.metrics["train"]["peak_memory_gb"] > 0.1
-    kept = train(data, TrainConfig(output=str(tmp_path / "plain"), batch_size=8, eval_split=0,
-                                   memory_budget_gb=0.001, loss="mnrl"))
+    kept = train(data, TrainConfig(output=str(tmp_path / "plain"), base=tiny, batch_size=8,
+                                   eval_split=0, memory_budget_gb=0.001, loss="mnrl"))
     assert kept.metrics["train"]["loss"] == "mnrl"

@@ -558,15 +558,16 @@ def test_the_learned_fusion_weighs_the_cosine_before_the_query_adapter(demo_copy
 
 
 @pytest.mark.slow
-def test_improve_full_weighs_the_learned_fusion_too(tmp_path, encoder):
+def test_improve_full_weighs_the_learned_fusion_too(tmp_path, tiny_model_dir):
     """improve --full chooses the new version's ranking among the same settings as tune,
-    the learned fusion included: on title queries it is the one kept, with its features."""
+    the learned fusion included: on title queries it is the one kept, with its features.
+    (On the tiny model: which ranking is chosen, not what fine-tuning gains.)"""
     from neartext.data.ranking import RANKER_FEATURES
     from neartext.ops.finetune import improve_full
 
     _memes(tmp_path, 220)
     col, _ = Collection.from_file(tmp_path / "col", tmp_path / "memes.csv",
-                                  ["title", "description"], "id", model=encoder)
+                                  ["title", "description"], "id", model=str(tiny_model_dir))
     col.close()
     report = improve_full(tmp_path / "col", tmp_path / "titles.csv", feedback=False,
                           epochs=0.1, force=True)
