@@ -9,7 +9,9 @@ import pytest
 
 from neartext import Collection, Record
 from neartext.cli import main
+from neartext.data.chargrams import grams
 from neartext.data.lexical import index_text, match_expression, terms
+from neartext.engine.hybrid import _lead_chars
 
 # Long support tickets: the identifier that tells them apart comes after the first 32 tokens,
 # which is all the model reads in this collection (as in long documents with a signature or an
@@ -147,3 +149,14 @@ def test_cli_modes_and_info(demo_copy, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["scripts"] == {"cyrillic": 0.0, "latin": 1.0, "other": 0.0}
     assert info["keyword_index"] is True
+
+
+def test_lead_chars_is_the_share_of_the_querys_grams_in_the_first_line():
+    """Worked by hand: "cats" has 7 distinct grams (_ca cat ats ts_ _cat cats ats_); the title
+    "The cat" holds 3 of them (_ca cat _cat); only the first line counts, case and ё folded."""
+    q = frozenset(grams("cats"))
+    assert len(q) == 7
+    assert _lead_chars(q, "Falling CATS\nthe body") == 1.0
+    assert _lead_chars(q, "The cat\ncats cats cats") == 3 / 7
+    assert _lead_chars(q, "\ncats") == 0.0 and _lead_chars(frozenset(), "cats") == 0.0
+    assert _lead_chars(frozenset(grams("ёж")), "ЕЖ и другие") == 1.0
