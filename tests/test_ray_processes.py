@@ -28,6 +28,7 @@ from raying import (  # noqa: E402
     _kill_once_written,
     _word_corpus,
     drop_logging_errors,
+    patched_cli,
 )
 
 # One pytest-xdist worker runs this file and test_ray.py (make test: --dist loadgroup): after a
@@ -97,12 +98,11 @@ def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_res
     # the first run stops for good once it staged its first batch, and is killed there: the
     # kill's moment depends on nothing else (polling for 500 staged rows of 3,000 raced the
     # run's end on a loaded machine, which staged its batches in a burst)
-    wrapper = ("import sys, time\nfrom neartext.store.local.store import LocalStore\n"
-               "stage = LocalStore.stage_vectors\n"
-               "def stage_and_stop(self, *a, **k):\n    stage(self, *a, **k)\n    time.sleep(600)\n"
-               "LocalStore.stage_vectors = stage_and_stop\n"
-               "from neartext.cli import main\nsys.exit(main(sys.argv[1:]))\n")
-    staged = _kill_once_written([sys.executable, "-c", wrapper, *args],
+    stop = ("import time\nfrom neartext.store.local.store import LocalStore\n"
+            "stage = LocalStore.stage_vectors\n"
+            "def stage_and_stop(self, *a, **k):\n    stage(self, *a, **k)\n    time.sleep(600)\n"
+            "LocalStore.stage_vectors = stage_and_stop\n")
+    staged = _kill_once_written([*patched_cli(stop), *args],
                                 tmp_path / "big.partial" / "data.sqlite", "staged", 1)
     cmd = [sys.executable, "-m", "neartext", *args]
     assert not target.exists() and 0 < staged < rows
@@ -174,10 +174,9 @@ def test_a_build_in_parts_killed_after_some_parts_reruns_to_the_whole_corpus(tmp
     for n in range(3):  # a part per file: each part's actors load the model anew
         _word_corpus(d / f"{n}.csv", 400, 12, seed=n, prefix=f"p{n}-")
     target = tmp_path / "built"
-    wrapper = ("import sys\nimport neartext.engine.ingest\nneartext.engine.ingest.PART_BYTES = 1\n"
-               "from neartext.cli import main\nsys.exit(main(sys.argv[1:]))\n")
-    cmd = [sys.executable, "-c", wrapper, "index", str(d), "-c", str(target), "--text", "text",
-           "--id", "id", "--ray", "--actors", "2", "--json"]
+    cmd = [*patched_cli("import neartext.engine.ingest\nneartext.engine.ingest.PART_BYTES = 1"),
+           "index", str(d), "-c", str(target), "--text", "text", "--id", "id", "--ray",
+           "--actors", "2", "--json"]
     written = _kill_once_written(cmd, tmp_path / "built.partial" / "data.sqlite", "documents",
                                  400)
     assert not target.exists() and 400 <= written < 1200
