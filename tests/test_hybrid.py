@@ -11,7 +11,8 @@ from neartext import Collection, Record
 from neartext.cli import main
 from neartext.data.chargrams import grams
 from neartext.data.lexical import index_text, match_expression, terms
-from neartext.engine.hybrid import _lead_chars
+from neartext.engine.hybrid import PHRASE_CHARS, _lead_chars, _text_features
+from neartext.store.base import StoreBase
 
 # Long support tickets: the identifier that tells them apart comes after the first 32 tokens,
 # which is all the model reads in this collection (as in long documents with a signature or an
@@ -160,3 +161,31 @@ def test_lead_chars_is_the_share_of_the_querys_grams_in_the_first_line():
     assert _lead_chars(q, "The cat\ncats cats cats") == 3 / 7
     assert _lead_chars(q, "\ncats") == 0.0 and _lead_chars(frozenset(), "cats") == 0.0
     assert _lead_chars(frozenset(grams("ёж")), "ЕЖ и другие") == 1.0
+
+
+def test_the_stems_a_local_store_reads_from_its_keyword_index_are_those_of_the_texts(demo_copy):
+    """The learned fusion's text features read each candidate's stems from the keyword index
+    instead of stemming its text at every query: the same stems, written or changed since."""
+    with Collection.open(demo_copy) as col:
+        store = col.store
+        col.search("battery", k=1, mode="keyword")  # the keyword index exists
+        col.upsert([Record("fb-0090", "Ёлки, the battery drains while the app is CLOSED")])
+        ids = sorted(store.document_hashes())
+        read = store.texts_and_stems(ids, PHRASE_CHARS)
+        made = StoreBase.texts_and_stems(store, ids, PHRASE_CHARS)
+        assert read == made and len(read) == len(ids) > 100
+        assert read["fb-0090"] == ("Ёлки, the battery drains while the app is CLOSED",
+                                   "елк batteri drain app close")
+
+
+def test_the_phrase_feature_holds_whole_stems_in_order_within_the_first_characters():
+    words = {"cat": 2.0, "fall": 1.0}
+    phrase = {t: _text_features(words, t)["phrase"]
+              for t in ("The cats fall", "the bobcat falls", "falls, cats", "cat\nfalling",
+                        "x " * 6_000 + "cat falls", "cat falls " + "x " * 6_000)}
+    assert phrase == {"The cats fall": 1.0, "the bobcat falls": 0.0, "falls, cats": 0.0,
+                      "cat\nfalling": 1.0, "x " * 6_000 + "cat falls": 0.0,
+                      "cat falls " + "x " * 6_000: 1.0}
+    # stems given (as a store reads them) count the same way, cut to whole stems
+    assert _text_features(words, "", "cat fall")["phrase"] == 1.0
+    assert _text_features(words, "", "x" * (PHRASE_CHARS - 5) + " cat fall")["phrase"] == 0.0

@@ -40,7 +40,7 @@ from functools import lru_cache
 import numpy as np
 
 from neartext.data.chargrams import grams
-from neartext.data.lexical import terms
+from neartext.data.lexical import index_text, terms
 from neartext.data.ranking import (
     BASE_FEATURES,
     CHANNEL_FEATURES,
@@ -102,7 +102,8 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
              bm25: dict[str, float], norm: float, names: Sequence[str] = BASE_FEATURES,
              words: dict[str, float] | None = None, texts: dict[str, str] | None = None,
              model_cosine: dict[str, float] | None = None, chars: CharsSide | None = None,
-             query: str = "") -> tuple[list[str], np.ndarray]:
+             query: str = "", stems: dict[str, str] | None = None
+             ) -> tuple[list[str], np.ndarray]:
     """The candidates of the rankings (semantic first, then keyword, then the ``chars``
     side's, if given) and their features ``names`` (of
     :data:`~neartext.data.ranking.RANKER_FEATURES`), one row each. ``cosine`` covers every
@@ -112,7 +113,9 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
     :meth:`~neartext.store.base.StoreBase.keyword_weights`) and the candidates' ``texts`` (one
     missing from them was deleted too, and is left out as well); ``model_cosine``: each
     candidate's cosine before the query-side adapter (default: ``cosine``, a version without
-    one); ``query``: its text (the title's share of its character grams).
+    one); ``query``: its text (the title's share of its character grams); ``stems``: the
+    first :data:`PHRASE_CHARS` characters of each candidate's stems, as its store keeps them
+    (:meth:`~neartext.store.base.Store.texts_and_stems`; default: made from its text).
 
     >>> docs, rows = features(["a"], ["b", "gone"], {"a": 0.9, "b": 0.4}, {"b": 3.0}, norm=3.0)
     >>> docs, rows[:, 1].tolist()
@@ -142,7 +145,8 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
                  "all_words": float(cover >= 0.999),
                  "model_cosine": (model_cosine or cosine).get(d, cosine[d])}
         if with_text:
-            value.update(_text_features(words or {}, text_of[d]))
+            value.update(_text_features(words or {}, text_of[d],
+                                        None if stems is None else stems.get(d)))
         if channels:
             value.update({
                 "chars_coverage": (min(1.0, ch.scores.get(d, 0.0) / ch.norm)
@@ -161,27 +165,40 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
     return docs, rows
 
 
-def _text_features(words: dict[str, float], text: str) -> dict[str, float]:
+def _text_features(words: dict[str, float], text: str, stems: str | None = None
+                   ) -> dict[str, float]:
     """:data:`TEXT_FEATURES` of a document's ``text`` for a query of the weighted ``words``:
-    whether they stand in it in the query's order, next to each other; the share of their
-    weight its first line holds; whether its first line is the query."""
+    whether they stand in its ``stems`` (default: made from ``text``) in the query's order,
+    next to each other; the share of their weight its first line holds; whether its first
+    line is the query."""
     total = sum(words.values())
     if not words or total <= 0:
         return dict.fromkeys(TEXT_FEATURES, 0.0)
     query = list(words)
-    lead = _terms(text[:PHRASE_CHARS].split("\n", 1)[0])
-    body = _terms(text[:PHRASE_CHARS])
-    n = len(query)
-    phrase = any(body[i:i + n] == query for i in range(len(body) - n + 1))
-    in_lead = set(lead)
+    lead = _lead_terms(text[:PHRASE_CHARS].split("\n", 1)[0])
+    body = _window(_stems(text) if stems is None else stems)
+    # stems hold no spaces: the query's stems as a run of whole stems of the body
+    phrase = f" {' '.join(query)} " in f" {body} "
     return {"phrase": float(phrase),
-            "lead_coverage": sum(w for t, w in words.items() if t in in_lead) / total,
-            "lead_exact": float(list(dict.fromkeys(lead)) == query)}
+            "lead_coverage": sum(w for t, w in words.items() if t in lead[1]) / total,
+            "lead_exact": float(lead[0] == query)}
 
 
-@lru_cache(maxsize=1024)  # candidates recur across queries; bounded: texts can be long
-def _terms(text: str) -> list[str]:
-    return terms(text)
+def _window(stems: str) -> str:
+    """The whole stems of the first :data:`PHRASE_CHARS` characters of ``stems``."""
+    return stems if len(stems) < PHRASE_CHARS else stems[:PHRASE_CHARS].rsplit(" ", 1)[0]
+
+
+@lru_cache(maxsize=1024)  # where a store does not keep them; bounded: texts can be long
+def _stems(text: str) -> str:
+    return index_text(text[:PHRASE_CHARS])[:PHRASE_CHARS]
+
+
+@lru_cache(maxsize=16_384)  # a candidate's first line, asked for by query after query
+def _lead_terms(line: str) -> tuple[list[str], frozenset[str]]:
+    """The distinct stems of a first line in order, and as a set."""
+    distinct = list(dict.fromkeys(terms(line)))
+    return distinct, frozenset(distinct)
 
 
 def _lead_chars(query: frozenset[str], text: str) -> float:

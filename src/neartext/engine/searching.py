@@ -32,6 +32,7 @@ from neartext.data.ranking import (
 from neartext.data.results import SearchResult
 from neartext.data.vectors import query_vectors
 from neartext.engine.hybrid import (
+    PHRASE_CHARS,
     CharsSide,
     blend,
     candidates,
@@ -150,8 +151,8 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
     names = opts.features or BASE_FEATURES
     learned_ = opts.fusion == "learned"
     chars = _chars_sides(store, texts, n, flt) if learned_ and needs_chars(names) else None
-    text_of = (_texts(store, sem_rows, kw_rows, chars)
-               if learned_ and needs_text(names) else None)
+    text_of, stems = (_texts(store, sem_rows, kw_rows, chars)
+                      if learned_ and needs_text(names) else (None, None))
     before = model_vectors if learned_ and "model_cosine" in names else None
     booster = load_ranker(opts.ranker) if learned_ and opts.ranker else None
     out = []
@@ -167,7 +168,8 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
             bm25 = {h.doc_id: h.score for h in kw}
             if learned_:
                 docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
-                                      bm25, norm, names, words, text_of, model, side, texts[i])
+                                      bm25, norm, names, words, text_of, model, side, texts[i],
+                                      stems)
                 if booster is not None:
                     fused = sorted(zip(docs, rank_scores(booster, rows).tolist()),
                                    key=lambda x: (-x[1], x[0]))[:opts.k]
@@ -192,11 +194,13 @@ def _chars_sides(store: Store, texts: Sequence[str], n: int, flt: Filter | None
 
 
 def _texts(store: Store, sem_rows: list[list[Hit]], kw_rows: list[list[Hit]],
-           chars: list[CharsSide] | None = None) -> dict[str, str]:
-    """The stored text of every candidate (one deleted meanwhile is missing)."""
+           chars: list[CharsSide] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """The stored text of every candidate and the stems the text features read (one deleted
+    meanwhile is missing)."""
     ids = {h.doc_id for rows in (sem_rows, kw_rows) for row in rows for h in row}
     ids.update(d for side in chars or () for d in side.ranking)
-    return {d.id: d.text for d in store.get(sorted(ids))}
+    found = store.texts_and_stems(sorted(ids), PHRASE_CHARS)
+    return {d: t for d, (t, _) in found.items()}, {d: s for d, (_, s) in found.items()}
 
 
 def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit],
@@ -231,7 +235,8 @@ def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: 
     kw_rows = store.keyword_search(texts, n, None)
     weights = store.keyword_weights(texts)
     chars = _chars_sides(store, texts, n, None) if needs_chars(names) else None
-    text_of = _texts(store, sem_rows, kw_rows, chars) if needs_text(names) else None
+    text_of, stems = (_texts(store, sem_rows, kw_rows, chars) if needs_text(names)
+                      else (None, None))
     out = []
     for i, (q, words, sem, kw) in enumerate(zip(vectors, weights, sem_rows, kw_rows)):
         before = (model_vectors[i] if model_vectors is not None and "model_cosine" in names
@@ -240,5 +245,5 @@ def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: 
         cosine, model = _cosines(store, q, sem, kw, before, side.ranking if side else ())
         out.append(features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                             {h.doc_id: h.score for h in kw}, sum(words.values()), names, words,
-                            text_of, model, side, texts[i]))
+                            text_of, model, side, texts[i], stems))
     return out

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from neartext.data.filters import Filter
-from neartext.data.lexical import script_shares, terms
+from neartext.data.lexical import index_text, script_shares, terms
 from neartext.data.manifest import check_manifest
 from neartext.errors import Unsupported
 
@@ -224,6 +224,12 @@ class Store(Protocol):
         """Documents by id, in the given order; unknown ids are left out."""
         ...
 
+    def texts_and_stems(self, ids: Sequence[str], limit: int) -> dict[str, tuple[str, str]]:
+        """Each known document's text and the first ``limit`` characters of its stems
+        (:func:`~neartext.data.lexical.index_text`): what the learned fusion's text features
+        read of each candidate."""
+        ...
+
     def metadata_fields(self) -> set[str]: ...
 
     def script_shares(self) -> dict[str, float]:
@@ -334,6 +340,12 @@ class StoreBase:
         """Documents by id, in the given order; unknown ids are left out."""
         found = self._documents_by_id(ids)
         return [found[i] for i in ids if i in found]
+
+    def texts_and_stems(self, ids: Sequence[str], limit: int) -> dict[str, tuple[str, str]]:
+        """Each known document's text and the first ``limit`` characters of its stems, made
+        here from the text's first ``limit`` characters (a store that keeps the stems of its
+        keyword index reads them instead)."""
+        return {d.id: (d.text, index_text(d.text[:limit])[:limit]) for d in self.get(ids)}
 
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """Vectors of passages with these content hashes: stored ones, else staged ones."""

@@ -56,6 +56,21 @@ class KeywordIndex:
                 out.append([Hit(doc, float(score), 0, n) for doc, score, n in rows])
         return out
 
+    def texts_and_stems(self, ids: Sequence[str], limit: int) -> dict[str, tuple[str, str]]:
+        """Each known document's text and the first ``limit`` characters of the stems its
+        keyword index holds (one read: the candidates of a learned fusion are not stemmed
+        again at each query); the index is built first if need be, as for a search."""
+        self.ensure_lexical()
+        out: dict[str, tuple[str, str]] = {}
+        with self._lock:
+            for part in batches(list(ids), 900):
+                out.update((i, (t, s if s is not None else index_text(t[:limit])[:limit]))
+                           for i, t, s in self.conn.execute(
+                    "SELECT d.id, d.text, substr(l.terms, 1, ?) FROM documents d "
+                    "LEFT JOIN lexical l ON l.rowid = d.rowid "
+                    f"WHERE d.id IN ({','.join('?' * len(part))})", [limit, *part]))
+        return out
+
     def _document_frequencies(self, words: list[str]) -> dict[str, int]:
         """Documents holding each stemmed word, from FTS5's vocabulary."""
         self.ensure_lexical()
