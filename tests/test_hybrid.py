@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 
 import pytest
 
 from neartext import Collection, Record
 from neartext.cli import main
-from neartext.data.chargrams import grams
+from neartext.data.chargrams import grams, grams_of_padded, padded_words, shared_grams
 from neartext.data.lexical import index_text, match_expression, terms
 from neartext.engine.hybrid import PHRASE_CHARS, _lead_chars, _text_features
 from neartext.store.base import StoreBase
@@ -155,12 +156,32 @@ def test_cli_modes_and_info(demo_copy, capsys):
 def test_lead_chars_is_the_share_of_the_querys_grams_in_the_first_line():
     """Worked by hand: "cats" has 7 distinct grams (_ca cat ats ts_ _cat cats ats_); the title
     "The cat" holds 3 of them (_ca cat _cat); only the first line counts, case and ё folded."""
-    q = frozenset(grams("cats"))
-    assert len(q) == 7
-    assert _lead_chars(q, "Falling CATS\nthe body") == 1.0
-    assert _lead_chars(q, "The cat\ncats cats cats") == 3 / 7
-    assert _lead_chars(q, "\ncats") == 0.0 and _lead_chars(frozenset(), "cats") == 0.0
-    assert _lead_chars(frozenset(grams("ёж")), "ЕЖ и другие") == 1.0
+    assert len(set(grams("cats"))) == 7
+    texts = ["Falling CATS\nthe body", "The cat\ncats cats cats", "\ncats", "dogs", ""]
+    assert _lead_chars("cats", texts).tolist() == [1.0, 3 / 7, 0.0, 0.0, 0.0]
+    assert _lead_chars("", ["cats"]).tolist() == [0.0]
+    assert _lead_chars("ёж", ["ЕЖ и другие"]).tolist() == [1.0]
+
+
+def test_the_grams_shared_with_many_texts_at_once_are_those_of_each_text_alone():
+    """An oracle: the size of the intersection of the gram sets, text by text (also past the
+    65,536 distinct characters the fast way handles)."""
+    rng = random.Random(0)
+    alphabet = "ab cёЕ_-\nкот\u2019ß"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
+             for _ in range(300)]
+    letters = [*range(0x4E00, 0xA000), *range(0xAC00, 0xD7A4), *range(0x20000, 0x2A6E0)]
+    rng.shuffle(letters)
+    wide = ["".join(map(chr, letters[i:i + 700])) for i in range(0, 70_000, 700)]
+    assert len(set("".join(map(padded_words, wide)))) > 65_536  # the other way
+    for pool, queries in ((texts, texts[:20] + [texts[0] + " " + texts[1]]),
+                          (wide + texts[:50], [wide[0][:5] + texts[3], texts[4]])):
+        sets = [set(grams(t)) for t in pool]
+        padded = [padded_words(t) for t in pool]
+        for q in queries:
+            query = set(grams(q))
+            assert set(grams_of_padded(padded_words(q))) == query
+            assert shared_grams(padded_words(q), padded).tolist() == [len(query & g) for g in sets]
 
 
 def test_the_stems_a_local_store_reads_from_its_keyword_index_are_those_of_the_texts(demo_copy):

@@ -48,6 +48,64 @@ def grams(text: str) -> list[str]:
     return out
 
 
+def padded_words(text: str) -> str:
+    """``text``'s words as its grams see them (``_word_``), separated by spaces: a gram (which
+    holds no space) is one of ``grams(text)`` exactly when it is a substring of this.
+
+    >>> "_ко" in padded_words("Кот"), "т_к" in padded_words("кот кит")
+    (True, False)
+    """
+    text = unicodedata.normalize("NFKC", text[:MAX_CHARS]).casefold().replace("ё", "е")
+    return " ".join(f"_{w}_" for w in _WORD.findall(text))
+
+
+def shared_grams(query: str, padded: Sequence[str]) -> np.ndarray:
+    """How many of the distinct grams of ``query`` each of ``padded`` holds (both as
+    :func:`padded_words` gives them): the same as intersecting gram sets text by text, computed
+    for all texts at once over their characters' codes (a query's candidates, every query).
+
+    >>> shared_grams(padded_words("cats"), [padded_words("The cat"), "", padded_words("cats")])
+    array([3, 0, 7])
+    """
+    out = np.zeros(len(padded), dtype=np.int64)
+    joined = "\n".join([query, *padded])  # a line break is in no padded text and in no gram
+    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    distinct, ranks = np.unique(codes, return_inverse=True)
+    if not padded or not query:
+        return out
+    if len(distinct) >= 1 << 16:  # four characters' ranks no longer fit in 64 bits
+        wanted = set(grams_of_padded(query))
+        return np.array([len(wanted.intersection(grams_of_padded(p))) for p in padded],
+                        dtype=np.int64)
+    rank = ranks.astype(np.uint64)
+    # the text of each position (-1: the query), its separator counted with it
+    text = np.repeat(np.arange(-1, len(padded)), [len(query) + 1, *(len(p) + 1 for p in padded)])
+    gap = (codes == ord(" ")) | (codes == ord("\n"))  # grams never span words
+    for n in SIZES:
+        m = len(codes) - n + 1
+        if m <= 0:
+            continue
+        key = np.zeros(m, dtype=np.uint64)
+        broken = np.zeros(m, dtype=bool)
+        for j in range(n):
+            key = (key << np.uint64(16)) | rank[j:j + m]
+            broken |= gap[j:j + m]
+        where = text[:m]
+        mine = np.unique(key[(where == -1) & ~broken])
+        if not len(mine):
+            continue
+        at = np.minimum(np.searchsorted(mine, key), len(mine) - 1)
+        hit = (where >= 0) & ~broken & (mine[at] == key)
+        pairs = np.unique(where[hit] * len(mine) + at[hit])
+        out += np.bincount(pairs // len(mine), minlength=len(padded))
+    return out
+
+
+def grams_of_padded(padded: str) -> list[str]:
+    """The grams of a :func:`padded_words` text (as :func:`grams` of the text)."""
+    return [w[i:i + n] for w in padded.split() for n in SIZES for i in range(len(w) - n + 1)]
+
+
 def gram_hashes(text: str) -> Counter[int]:
     """The hashes of ``text``'s grams with how often each occurs."""
     return Counter(zlib.crc32(g.encode()) for g in grams(text))

@@ -32,14 +32,13 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from neartext.data.chargrams import grams
+from neartext.data.chargrams import grams_of_padded, padded_words, shared_grams
 from neartext.data.lexical import index_text, terms
 from neartext.data.ranking import (
     BASE_FEATURES,
@@ -131,31 +130,37 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
     ch = chars or CharsSide()
     docs = [d for d in dict.fromkeys([*semantic, *keyword, *ch.ranking])
             if d in cosine and (not with_text or d in text_of)]
-    s_rank = {d: i for i, d in enumerate(semantic)}
-    k_rank = {d: i for i, d in enumerate(keyword)}
-    c_rank = {d: i for i, d in enumerate(ch.ranking)}
-    rows = np.zeros((len(docs), len(names)), dtype=np.float64)
-    channels = any(n in CHANNEL_FEATURES for n in names)
-    qgrams = frozenset(grams(query)) if "lead_chars" in names else frozenset()
-    for i, d in enumerate(docs):
-        cover = min(1.0, bm25.get(d, 0.0) / norm) if norm > 0 else 0.0
-        value = {"cosine": cosine[d], "coverage": cover,
-                 "semantic_rr": 1.0 / (1 + s_rank[d]) if d in s_rank else 0.0,
-                 "keyword_rr": 1.0 / (1 + k_rank[d]) if d in k_rank else 0.0,
-                 "all_words": float(cover >= 0.999),
-                 "model_cosine": (model_cosine or cosine).get(d, cosine[d])}
-        if with_text:
-            value.update(_text_features(words or {}, text_of[d],
-                                        None if stems is None else stems.get(d)))
-        if channels:
-            value.update({
-                "chars_coverage": (min(1.0, ch.scores.get(d, 0.0) / ch.norm)
-                                   if ch.norm > 0 else 0.0),
-                "chars_rr": 1.0 / (1 + c_rank[d]) if d in c_rank else 0.0,
-                "query_words": float(len(words or {})),
-                "length": math.log1p(len(text_of.get(d, ""))),
-                "lead_chars": _lead_chars(qgrams, text_of.get(d, ""))})
-        rows[i] = [value.get(n, 0.0) for n in names]
+    n = len(docs)
+    cos = np.array([cosine[d] for d in docs], dtype=np.float64)
+    kw = np.array([bm25.get(d, 0.0) for d in docs], dtype=np.float64)
+    cover = np.minimum(1.0, kw / norm) if norm > 0 else np.zeros(n)
+    cols: dict[str, np.ndarray] = {
+        "cosine": cos, "coverage": cover,
+        "semantic_rr": _reciprocal_ranks(semantic, docs),
+        "keyword_rr": _reciprocal_ranks(keyword, docs),
+        "all_words": (cover >= 0.999).astype(np.float64)}
+    if "model_cosine" in names:
+        before = model_cosine or cosine
+        cols["model_cosine"] = np.array([before.get(d, cosine[d]) for d in docs],
+                                        dtype=np.float64)
+    if with_text:
+        values = [_text_features(words or {}, text_of[d],
+                                 None if stems is None else stems.get(d)) for d in docs]
+        cols.update({t: np.array([v[t] for v in values], dtype=np.float64)
+                     for t in TEXT_FEATURES})
+    if any(n_ in CHANNEL_FEATURES for n_ in names):
+        cols["chars_coverage"] = (
+            np.minimum(1.0, np.array([ch.scores.get(d, 0.0) for d in docs]) / ch.norm)
+            if ch.norm > 0 else np.zeros(n))
+        cols["chars_rr"] = _reciprocal_ranks(ch.ranking, docs)
+        cols["query_words"] = np.full(n, float(len(words or {})))
+        cols["length"] = np.log1p([len(text_of.get(d, "")) for d in docs])
+        if "lead_chars" in names:
+            cols["lead_chars"] = _lead_chars(query, [text_of.get(d, "") for d in docs])
+    rows = np.zeros((n, len(names)), dtype=np.float64)
+    for c, name in enumerate(names):
+        if name in cols:
+            rows[:, c] = cols[name]
     # where each candidate stands against the query's best one on each channel
     for name, source in (("cosine_gap", "cosine"), ("coverage_gap", "coverage"),
                          ("chars_gap", "chars_coverage")):
@@ -163,6 +168,13 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
             col = rows[:, names.index(source)]
             rows[:, names.index(name)] = col.max() - col
     return docs, rows
+
+
+def _reciprocal_ranks(ranking: Sequence[str], docs: Sequence[str]) -> np.ndarray:
+    """``1 / (1 + rank)`` of each of ``docs`` in ``ranking`` (0 where it is not in it)."""
+    rank = {d: i for i, d in enumerate(ranking)}
+    return np.array([1.0 / (1 + rank[d]) if d in rank else 0.0 for d in docs],
+                    dtype=np.float64)
 
 
 def _text_features(words: dict[str, float], text: str, stems: str | None = None
@@ -201,16 +213,18 @@ def _lead_terms(line: str) -> tuple[list[str], frozenset[str]]:
     return distinct, frozenset(distinct)
 
 
-def _lead_chars(query: frozenset[str], text: str) -> float:
-    """The share of the query's distinct grams its first line (the title) holds."""
-    if not query:
-        return 0.0
-    return len(query & _lead_grams(text)) / len(query)
+def _lead_chars(query: str, texts: Sequence[str]) -> np.ndarray:
+    """The share of the ``query``'s distinct grams each text's first line (its title) holds."""
+    padded = padded_words(query)
+    n = len(set(grams_of_padded(padded)))
+    if not n:
+        return np.zeros(len(texts))
+    return shared_grams(padded, [_lead_words(t) for t in texts]) / n
 
 
-@lru_cache(maxsize=1024)  # as _terms: a candidate's title is asked for by query after query
-def _lead_grams(text: str) -> frozenset[str]:
-    return frozenset(grams(text[:PHRASE_CHARS].split("\n", 1)[0]))
+@lru_cache(maxsize=16_384)  # a candidate's first line, asked for by query after query (short)
+def _lead_words(text: str) -> str:
+    return padded_words(text[:PHRASE_CHARS].split("\n", 1)[0])
 
 
 def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int
