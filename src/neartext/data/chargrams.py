@@ -27,6 +27,7 @@ import unicodedata
 import zlib
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -68,37 +69,52 @@ def shared_grams(query: str, padded: Sequence[str]) -> np.ndarray:
     array([3, 0, 7])
     """
     out = np.zeros(len(padded), dtype=np.int64)
-    joined = "\n".join([query, *padded])  # a line break is in no padded text and in no gram
-    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-    distinct, ranks = np.unique(codes, return_inverse=True)
     if not padded or not query:
         return out
-    if len(distinct) >= 1 << 16:  # four characters' ranks no longer fit in 64 bits
+    q = np.frombuffer(query.encode("utf-32-le"), dtype=np.uint32)
+    alphabet = np.unique(q[q != ord(" ")])  # the query's characters; 0 stands for any other
+    if len(alphabet) >= (1 << 16) - 1:  # four characters' ranks no longer fit in 64 bits
         wanted = set(grams_of_padded(query))
         return np.array([len(wanted.intersection(grams_of_padded(p))) for p in padded],
                         dtype=np.int64)
-    rank = ranks.astype(np.uint64)
-    # the text of each position (-1: the query), its separator counted with it
+    # the query, then the texts, each after a line break (in no padded text and in no gram)
+    codes = np.frombuffer("\n".join(["", query, *padded]).encode("utf-32-le"),
+                          dtype=np.uint32)
+    rank = _ranks(alphabet, codes)
+    ok = rank > 0  # not a space, a line break or a character the query lacks
+    # the text of each position (-1: the query), its line break counted with it
     text = np.repeat(np.arange(-1, len(padded)), [len(query) + 1, *(len(p) + 1 for p in padded)])
-    gap = (codes == ord(" ")) | (codes == ord("\n"))  # grams never span words
-    for n in SIZES:
-        m = len(codes) - n + 1
-        if m <= 0:
+    key, good = rank, ok
+    for n in range(2, max(SIZES) + 1):  # the n characters from each position, 16 bits each
+        key = (key[:-1] << np.uint64(16)) | rank[n - 1:]
+        good = good[:-1] & ok[n - 1:]
+        if n not in SIZES:
             continue
-        key = np.zeros(m, dtype=np.uint64)
-        broken = np.zeros(m, dtype=bool)
-        for j in range(n):
-            key = (key << np.uint64(16)) | rank[j:j + m]
-            broken |= gap[j:j + m]
-        where = text[:m]
-        mine = np.unique(key[(where == -1) & ~broken])
+        where = text[:len(key)]
+        mine = np.unique(key[good & (where == -1)])
         if not len(mine):
             continue
-        at = np.minimum(np.searchsorted(mine, key), len(mine) - 1)
-        hit = (where >= 0) & ~broken & (mine[at] == key)
-        pairs = np.unique(where[hit] * len(mine) + at[hit])
+        hit = good & (where >= 0)
+        k, w = key[hit], where[hit]
+        pos = np.minimum(np.searchsorted(mine, k), len(mine) - 1)
+        same = mine[pos] == k
+        pairs = np.unique(w[same] * len(mine) + pos[same])
         out += np.bincount(pairs // len(mine), minlength=len(padded))
     return out
+
+
+def _ranks(alphabet: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Each code's place in the sorted ``alphabet`` plus one, 0 where it is not in it (a
+    table for the Basic Multilingual Plane, a search for the rest)."""
+    table = np.zeros(1 << 16, dtype=np.uint16)
+    bmp = alphabet < (1 << 16)
+    table[alphabet[bmp]] = np.flatnonzero(bmp) + 1
+    rank: np.ndarray = table[np.minimum(codes, (1 << 16) - 1)].astype(np.uint64)
+    far = codes >= (1 << 16)
+    if far.any():
+        at = np.minimum(np.searchsorted(alphabet, codes[far]), len(alphabet) - 1)
+        rank[far] = np.where(alphabet[at] == codes[far], at + 1, 0)
+    return rank
 
 
 def grams_of_padded(padded: str) -> list[str]:
@@ -109,6 +125,14 @@ def grams_of_padded(padded: str) -> list[str]:
 def gram_hashes(text: str) -> Counter[int]:
     """The hashes of ``text``'s grams with how often each occurs."""
     return Counter(zlib.crc32(g.encode()) for g in grams(text))
+
+
+@lru_cache(maxsize=64)  # a query's search and its norm ask for them in turn
+def query_keys(query: str) -> np.ndarray:
+    """The distinct gram hashes of ``query``, ascending (read-only: shared by callers)."""
+    keys = np.array(sorted(gram_hashes(query)), dtype=np.uint32)
+    keys.flags.writeable = False
+    return keys
 
 
 def gram_counts(text: str) -> tuple[bytes, bytes]:
@@ -164,7 +188,7 @@ class CharIndex:
         """The IDF of each distinct gram of ``query`` (grams no document has included, at the
         IDF of a gram in none)."""
         n = len(self.rows)
-        keys = np.array(sorted(gram_hashes(query)), dtype=np.uint32)
+        keys = query_keys(query)
         at = np.minimum(np.searchsorted(self.vocab, keys), max(len(self.vocab) - 1, 0))
         found = (self.vocab[at] == keys) if len(self.vocab) else np.zeros(len(keys), bool)
         idf = np.where(found, self.idf[at] if len(self.vocab) else 0.0,
@@ -178,7 +202,7 @@ class CharIndex:
 
     def scores(self, query: str) -> np.ndarray:
         """The BM25 score of every document (aligned with :attr:`rows`)."""
-        grams_ = np.array(sorted(gram_hashes(query)), dtype=np.uint32)
+        grams_ = query_keys(query)
         at = np.searchsorted(self.vocab, grams_)
         ok = at < len(self.vocab)
         ok[ok] = self.vocab[at[ok]] == grams_[ok]

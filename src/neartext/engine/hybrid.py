@@ -144,10 +144,8 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
         cols["model_cosine"] = np.array([before.get(d, cosine[d]) for d in docs],
                                         dtype=np.float64)
     if with_text:
-        values = [_text_features(words or {}, text_of[d],
-                                 None if stems is None else stems.get(d)) for d in docs]
-        cols.update({t: np.array([v[t] for v in values], dtype=np.float64)
-                     for t in TEXT_FEATURES})
+        cols.update(_text_columns(words or {}, [text_of[d] for d in docs],
+                                  None if stems is None else [stems.get(d) for d in docs]))
     if any(n_ in CHANNEL_FEATURES for n_ in names):
         cols["chars_coverage"] = (
             np.minimum(1.0, np.array([ch.scores.get(d, 0.0) for d in docs]) / ch.norm)
@@ -179,21 +177,43 @@ def _reciprocal_ranks(ranking: Sequence[str], docs: Sequence[str]) -> np.ndarray
 
 def _text_features(words: dict[str, float], text: str, stems: str | None = None
                    ) -> dict[str, float]:
-    """:data:`TEXT_FEATURES` of a document's ``text`` for a query of the weighted ``words``:
-    whether they stand in its ``stems`` (default: made from ``text``) in the query's order,
-    next to each other; the share of their weight its first line holds; whether its first
-    line is the query."""
+    """:data:`TEXT_FEATURES` of one document (:func:`_text_columns`)."""
+    cols = _text_columns(words, [text], None if stems is None else [stems])
+    return {name: float(col[0]) for name, col in cols.items()}
+
+
+def _text_columns(words: dict[str, float], texts: Sequence[str],
+                  stems: Sequence[str | None] | None = None) -> dict[str, np.ndarray]:
+    """:data:`TEXT_FEATURES` of documents' ``texts`` for a query of the weighted ``words``:
+    whether they stand in a document's ``stems`` (default: made from its text) in the query's
+    order, next to each other; the share of their weight its first line holds; whether its
+    first line is the query."""
     total = sum(words.values())
     if not words or total <= 0:
-        return dict.fromkeys(TEXT_FEATURES, 0.0)
+        return {name: np.zeros(len(texts)) for name in TEXT_FEATURES}
     query = list(words)
-    lead = _lead_terms(text[:PHRASE_CHARS].split("\n", 1)[0])
-    body = _window(_stems(text) if stems is None else stems)
     # stems hold no spaces: the query's stems as a run of whole stems of the body
-    phrase = f" {' '.join(query)} " in f" {body} "
-    return {"phrase": float(phrase),
-            "lead_coverage": sum(w for t, w in words.items() if t in lead[1]) / total,
-            "lead_exact": float(lead[0] == query)}
+    run = " ".join(query)
+    inner, first, last = f" {run} ", f"{run} ", f" {run}"
+    phrase, cover, exact = [], [], []
+    for i, text in enumerate(texts):
+        given = stems[i] if stems is not None else None
+        body = _window(_stems(text) if given is None else given)
+        phrase.append(body == run or body.startswith(first) or body.endswith(last)
+                      or inner in body)
+        lead, in_lead = _lead_terms(first_line(text))
+        cover.append(sum(w for t, w in words.items() if t in in_lead))
+        exact.append(lead == query)
+    return {"phrase": np.array(phrase, dtype=np.float64),
+            "lead_coverage": np.array(cover, dtype=np.float64) / total,
+            "lead_exact": np.array(exact, dtype=np.float64)}
+
+
+def first_line(text: str) -> str:
+    """A text's first line (its title, when it was built from several text columns), within
+    its first :data:`PHRASE_CHARS` characters (a long text is not copied)."""
+    end = text.find("\n", 0, PHRASE_CHARS)
+    return text[:end] if end >= 0 else text[:PHRASE_CHARS]
 
 
 def _window(stems: str) -> str:
@@ -224,7 +244,7 @@ def _lead_chars(query: str, texts: Sequence[str]) -> np.ndarray:
 
 @lru_cache(maxsize=16_384)  # a candidate's first line, asked for by query after query (short)
 def _lead_words(text: str) -> str:
-    return padded_words(text[:PHRASE_CHARS].split("\n", 1)[0])
+    return padded_words(first_line(text))
 
 
 def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int

@@ -532,13 +532,19 @@ class LocalStore(KeywordIndex, CharsIndex, IndexCache, StoreBase):
 
     def doc_vectors(self, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Every passage vector of the given documents, ``doc_id -> (n_passages, dim)``."""
-        out: dict[str, list[np.ndarray]] = {}
+        out: dict[str, np.ndarray] = {}
         for part in batches(list(doc_ids), 900):
             marks = ",".join("?" * len(part))
-            for doc, blob in self.conn.execute(
-                    f"SELECT doc_id, vec FROM passages WHERE doc_id IN ({marks})", part):
-                out.setdefault(doc, []).append(self.codec.decode_one(blob))
-        return {d: np.stack(v) for d, v in out.items()}
+            rows = self.conn.execute(f"SELECT doc_id, vec FROM passages WHERE doc_id IN "
+                                     f"({marks}) ORDER BY doc_id, pid", part).fetchall()
+            if not rows:
+                continue
+            vecs = self.codec.decode([r[1] for r in rows])  # one decode, one array per batch
+            docs = [r[0] for r in rows]
+            starts = [i for i in range(len(docs)) if i == 0 or docs[i] != docs[i - 1]]
+            for a, b in zip(starts, [*starts[1:], len(docs)]):
+                out[docs[a]] = vecs[a:b]
+        return out
 
     def ids_where(self, flt: Filter) -> list[str]:
         where, params = filter_to_sql(flt)
