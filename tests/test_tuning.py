@@ -46,6 +46,32 @@ def test_an_adapter_learns_a_known_rotation(kind):
     assert res.best_epoch >= 1 and res.train_pairs + res.held_out_pairs == len(docs)
 
 
+def test_a_both_side_adapter_is_kept_only_invertible_and_its_condition_asked_only_then(
+        monkeypatch):
+    """The condition number (an SVD of the matrix) is computed for the epochs that would be
+    kept, not for every epoch; with a bound no matrix but the identity meets, nothing is."""
+    import neartext.algo.adapters as adapters
+
+    docs, queries, _ = rotated()
+    rows = np.arange(len(docs))
+    asked: list[float] = []
+    cond = np.linalg.cond
+
+    def counted(m):
+        asked.append(float(cond(m)))
+        return asked[-1]
+
+    monkeypatch.setattr(adapters.np.linalg, "cond", counted)
+    res = train_adapter(queries, rows, docs, groups=rows, base_fingerprint="f", side="both",
+                        lr=3e-3, epochs=12)
+    assert res.best_epoch >= 1 and 1 <= len(asked) < len(res.history)
+    asked.clear()
+    monkeypatch.setattr(adapters, "MAX_CONDITION", 1.0)
+    res = train_adapter(queries, rows, docs, groups=rows, base_fingerprint="f", side="both",
+                        lr=3e-3, epochs=12)
+    assert res.best_epoch == 0 and asked and min(asked) >= 1.0
+
+
 def test_an_adapter_trains_on_one_torch_thread_and_gives_the_pool_back(monkeypatch):
     """Its small updates run on one torch thread (a second one only costs: 0.65 s against
     1.85 s for the demo's adapter on 2 cores); the thread count is restored afterwards, also
