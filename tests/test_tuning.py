@@ -72,6 +72,20 @@ def test_a_both_side_adapter_is_kept_only_invertible_and_its_condition_asked_onl
     assert res.best_epoch == 0 and asked and min(asked) >= 1.0
 
 
+def test_the_gold_mask_of_a_batch_is_each_candidates_membership_of_its_querys_gold():
+    """An oracle (the membership test it replaced, candidate by candidate)."""
+    from neartext.algo.adapters import _gold_mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        groups = [int(g) for g in rng.integers(0, 10, rng.integers(1, 40))]
+        gold = {g: {int(x) for x in rng.integers(0, 30, rng.integers(1, 4))} for g in groups}
+        batch = rng.integers(0, len(groups), rng.integers(1, 20))
+        cand = rng.integers(0, 30, rng.integers(1, 60))  # with repeats, as batches have
+        want = [[c in gold[groups[i]] for c in cand.tolist()] for i in batch.tolist()]
+        assert _gold_mask(batch, cand, groups, gold).tolist() == want
+
+
 def test_an_adapter_trains_on_one_torch_thread_and_gives_the_pool_back(monkeypatch):
     """Its small updates run on one torch thread (a second one only costs: 0.65 s against
     1.85 s for the demo's adapter on 2 cores); the thread count is restored afterwards, also

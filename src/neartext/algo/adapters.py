@@ -260,6 +260,20 @@ def queries_needed(before: np.ndarray, after: np.ndarray) -> int | None:
     return int(math.ceil((1.645 * float(diff.std(ddof=1) if len(diff) > 1 else 0.0) / mean) ** 2))
 
 
+def _gold_mask(batch: np.ndarray, cand: np.ndarray, group_of: Sequence[Any],
+               gold_by_group: dict[Any, set[int]]) -> np.ndarray:
+    """``[i, j]``: candidate row ``cand[j]`` is a gold row of the query ``batch[i]``'s group
+    (looked up by gold row: a query has few, a batch many candidates)."""
+    columns: dict[int, list[int]] = {}
+    for j, row in enumerate(cand.tolist()):
+        columns.setdefault(row, []).append(j)
+    mask = np.zeros((len(batch), len(cand)), dtype=bool)
+    for i, query in enumerate(batch.tolist()):
+        for row in gold_by_group[group_of[query]]:
+            mask[i, columns.get(row, [])] = True
+    return mask
+
+
 def train_adapter(
     queries: np.ndarray,
     positives: np.ndarray,
@@ -394,9 +408,7 @@ def train_adapter(
                 da = forward(torch_d[cand]) if side == "both" else torch_d[cand]
                 logits = scale * qa @ da.T
                 # another query's positive that is also this query's positive is not a negative
-                same = torch.from_numpy(
-                    np.array([[c in gold_by_group[group_of[i]] for c in cand.tolist()]
-                              for i in batch.tolist()]))
+                same = torch.from_numpy(_gold_mask(batch, cand, group_of, gold_by_group))
                 target = torch.arange(len(batch))
                 own = torch.zeros_like(same)
                 own[target, target] = True

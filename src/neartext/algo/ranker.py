@@ -80,7 +80,9 @@ def fit_ranker(rows: list[np.ndarray], labels: list[np.ndarray], *, seed: int = 
         # a leaf holds enough candidates to mean something, fewer on small data
         "min_data_in_leaf": int(np.clip(positives // 4, 5, 50)),
         "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1,
-        "lambdarank_truncation_level": 20, "num_threads": 2, "deterministic": True,
+        # threads: OpenMP's default (OMP_NUM_THREADS, else every core); the same trees on
+        # any number (deterministic), and a second thread on a busy machine only waits
+        "lambdarank_truncation_level": 20, "num_threads": 0, "deterministic": True,
         "force_row_wise": True, "seed": seed, "verbosity": -1,
     }
     kw: dict[str, Any] = {}
