@@ -226,7 +226,7 @@ def _stems(text: str) -> str:
     return index_text(text[:PHRASE_CHARS])[:PHRASE_CHARS]
 
 
-@lru_cache(maxsize=16_384)  # a candidate's first line, asked for by query after query
+@lru_cache(maxsize=4096)  # a candidate's first line, asked for by query after query
 def _lead_terms(line: str) -> tuple[list[str], frozenset[str]]:
     """The distinct stems of a first line in order, and as a set."""
     distinct = list(dict.fromkeys(terms(line)))
@@ -239,12 +239,12 @@ def _lead_chars(query: str, texts: Sequence[str]) -> np.ndarray:
     n = len(set(grams_of_padded(padded)))
     if not n:
         return np.zeros(len(texts))
-    return shared_grams(padded, [_lead_words(t) for t in texts]) / n
+    return shared_grams(padded, [_lead_words(first_line(t)) for t in texts]) / n
 
 
-@lru_cache(maxsize=16_384)  # a candidate's first line, asked for by query after query (short)
-def _lead_words(text: str) -> str:
-    return padded_words(first_line(text))
+@lru_cache(maxsize=4096)  # as _lead_terms (keyed by the line: a whole text is not kept)
+def _lead_words(line: str) -> str:
+    return padded_words(line)
 
 
 def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int
