@@ -22,6 +22,7 @@ The baseline learned fusion is the pairwise logistic fit ``tune`` shipped before
 as the baseline, in ``baselines.py``). Gains are paired per query with a 95% bootstrap interval.
 
     python bench/bench_ranker.py [--only cranfield|quora|paraphraser] [--model M] [--out ranker]
+                                 [--adapter]  # an adapter on every set, as tune trains one
 """
 
 from __future__ import annotations
@@ -319,6 +320,8 @@ def main() -> None:
     ap.add_argument("--out", default="ranker")
     ap.add_argument("--model", default="default",
                     help="the model of every collection (default: all-MiniLM-L6-v2)")
+    ap.add_argument("--adapter", action="store_true",
+                    help="a query adapter on Cranfield and Quora too (ParaPhraser has one)")
     args = ap.parse_args()
     res: dict = {"machine": machine(), "data": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -328,7 +331,9 @@ def main() -> None:
                 ("paraphraser_ru_12033 + adapter", paraphraser, args.model, True)):
             if args.only and not name.startswith(args.only):
                 continue
-            res["data"][name] = run(name.split()[0], data, Path(tmp), model, adapter)
+            adapter = adapter or args.adapter
+            res["data"][name + " + adapter" * (adapter and "adapter" not in name)] = run(
+                name.split()[0], data, Path(tmp), model, adapter)
     text = table(res)
     save(args.out, res, text)
     print(text)

@@ -201,7 +201,13 @@ def _text_columns(words: dict[str, float], texts: Sequence[str],
         body = _window(_stems(text) if given is None else given)
         phrase.append(body == run or body.startswith(first) or body.endswith(last)
                       or inner in body)
-        lead, in_lead = _lead_terms(first_line(text))
+        line = first_line(text)
+        if given is not None and len(line) == len(text) and len(given) < PHRASE_CHARS:
+            # one line, stems whole: the line's stems are the text's, as the store keeps them
+            lead = list(dict.fromkeys(given.split()))
+            in_lead = frozenset(lead)
+        else:
+            lead, in_lead = _lead_terms(line)
         cover.append(sum(w for t, w in words.items() if t in in_lead))
         exact.append(lead == query)
     return {"phrase": np.array(phrase, dtype=np.float64),

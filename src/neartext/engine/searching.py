@@ -215,11 +215,19 @@ def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit],
     if before is not None:
         wanted = list(dict.fromkeys([*cosine, *wanted]))
     model: dict[str, float] | None = None if before is None else {}
-    for doc, vecs in store.doc_vectors(wanted).items():
-        if doc not in cosine:
-            cosine[doc] = float(np.max(vecs @ q))
-        if model is not None and before is not None:
-            model[doc] = float(np.max(vecs @ before))
+    found = store.doc_vectors(wanted)
+    if not found:
+        return cosine, model
+    # one product for all candidates' passages (and both queries), then each document's best
+    docs = list(found)
+    passages = np.concatenate([found[d] for d in docs])
+    starts = np.cumsum([0] + [len(found[d]) for d in docs[:-1]])
+    queries = q[:, None] if before is None else np.stack([q, before], axis=1)
+    best = np.maximum.reduceat(passages @ queries, starts, axis=0).T.tolist()
+    for doc, value in zip(docs, best[0]):
+        cosine.setdefault(doc, value)
+    if model is not None:
+        model.update(zip(docs, best[1]))
     return cosine, model
 
 
