@@ -6,6 +6,7 @@ import json
 import random
 import sqlite3
 
+import numpy as np
 import pytest
 
 from neartext import Collection, Record
@@ -210,3 +211,27 @@ def test_the_phrase_feature_holds_whole_stems_in_order_within_the_first_characte
     # stems given (as a store reads them) count the same way, cut to whole stems
     assert _text_features(words, "", "cat fall")["phrase"] == 1.0
     assert _text_features(words, "", "x" * (PHRASE_CHARS - 5) + " cat fall")["phrase"] == 0.0
+
+
+def test_a_candidates_cosine_is_its_best_passages_and_so_before_an_adapter(tmp_path, encoder):
+    """The cosines the fusion computes for candidates the semantic side did not score (and,
+    given the query before its adapter, for all of them) are each document's best passage's,
+    also where documents have several passages (a chunked collection)."""
+    from neartext.engine.searching import _cosines
+    from neartext.store import Hit
+
+    col = Collection.create(tmp_path / "c", model=encoder, chunk=8, overlap=2, index="flat")
+    col.upsert([Record(f"d{i}", " ".join(f"theme{i} note{j} sync" for j in range(4 + i)))
+                for i in range(6)])
+    rng = np.random.default_rng(0)
+    q, before = rng.standard_normal((2, col.manifest.dim)).astype(np.float32)
+    vectors = col.store.doc_vectors([f"d{i}" for i in range(6)])
+    assert min(len(v) for v in vectors.values()) > 1  # several passages each
+    cosine, model = _cosines(col.store, q, [Hit("d0", 0.5)], [Hit(d, 1.0) for d in vectors],
+                             before)
+    assert cosine["d0"] == 0.5  # the semantic side's own score stays
+    for d, v in vectors.items():
+        if d != "d0":
+            assert cosine[d] == pytest.approx(float(np.max(v @ q)), abs=1e-6)
+        assert model is not None and model[d] == pytest.approx(float(np.max(v @ before)), abs=1e-6)
+    col.close()
