@@ -13,7 +13,7 @@ from neartext import Collection, Record
 from neartext.cli import main
 from neartext.data.chargrams import grams, grams_of_padded, padded_words, shared_grams
 from neartext.data.lexical import index_text, match_expression, terms
-from neartext.engine.hybrid import PHRASE_CHARS, _lead_chars, _text_features
+from neartext.engine.hybrid import PHRASE_CHARS, _lead_chars, _text_columns
 from neartext.store.base import StoreBase
 
 # Long support tickets: the identifier that tells them apart comes after the first 32 tokens,
@@ -202,15 +202,15 @@ def test_the_stems_a_local_store_reads_from_its_keyword_index_are_those_of_the_t
 
 def test_the_phrase_feature_holds_whole_stems_in_order_within_the_first_characters():
     words = {"cat": 2.0, "fall": 1.0}
-    phrase = {t: _text_features(words, t)["phrase"]
+    phrase = {t: _text_columns(words, [t])["phrase"][0]
               for t in ("The cats fall", "the bobcat falls", "falls, cats", "cat\nfalling",
                         "x " * 6_000 + "cat falls", "cat falls " + "x " * 6_000)}
     assert phrase == {"The cats fall": 1.0, "the bobcat falls": 0.0, "falls, cats": 0.0,
                       "cat\nfalling": 1.0, "x " * 6_000 + "cat falls": 0.0,
                       "cat falls " + "x " * 6_000: 1.0}
     # stems given (as a store reads them) count the same way, cut to whole stems
-    assert _text_features(words, "", "cat fall")["phrase"] == 1.0
-    assert _text_features(words, "", "x" * (PHRASE_CHARS - 5) + " cat fall")["phrase"] == 0.0
+    assert _text_columns(words, [""], ["cat fall"])["phrase"][0] == 1.0
+    assert _text_columns(words, [""], ["x" * (PHRASE_CHARS - 5) + " cat fall"])["phrase"][0] == 0.0
 
 
 def test_a_candidates_cosine_is_its_best_passages_and_so_before_an_adapter(tmp_path, encoder):

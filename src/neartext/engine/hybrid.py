@@ -175,13 +175,6 @@ def _reciprocal_ranks(ranking: Sequence[str], docs: Sequence[str]) -> np.ndarray
                     dtype=np.float64)
 
 
-def _text_features(words: dict[str, float], text: str, stems: str | None = None
-                   ) -> dict[str, float]:
-    """:data:`TEXT_FEATURES` of one document (:func:`_text_columns`)."""
-    cols = _text_columns(words, [text], None if stems is None else [stems])
-    return {name: float(col[0]) for name, col in cols.items()}
-
-
 def _text_columns(words: dict[str, float], texts: Sequence[str],
                   stems: Sequence[str | None] | None = None) -> dict[str, np.ndarray]:
     """:data:`TEXT_FEATURES` of documents' ``texts`` for a query of the weighted ``words``:
