@@ -92,10 +92,13 @@ def test_torch_free_environment_opens_searches_and_is_small(onnx_dir, tmp_path):
     col = tmp_path / "col"
     assert main(["index", str(DEMO), "-c", str(col), "--id", "id", "--model", str(onnx_dir), "-q"]) == 0
     venv = tmp_path / "lite"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # a venv without its own pip, which this pip installs into (--python), and no bytecode
+    # compiled: 11 s instead of 27 s (a venv with pip, then its pip compiling every module);
+    # what gets installed is the same
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "--quiet", f"{ROOT}[lite]"], check=True,
-                   timeout=900)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet",
+                    "--no-compile", f"{ROOT}[lite]"], check=True, timeout=900)
     script = textwrap.dedent(f"""
         import importlib.util, json
         from neartext import Collection
@@ -116,8 +119,12 @@ def test_torch_free_environment_opens_searches_and_is_small(onnx_dir, tmp_path):
     assert res["ids"][0] in {"fb-0066", "fb-0067"} and res["torch_loaded"] is False
 
     def size(env: Path) -> int:
+        """What the packages installed take, without bytecode (compiled on first import, or
+        not at all, by the installer's choice) and without pip itself."""
         site = next((env / "lib").glob("python3*/site-packages"))
-        return sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
+        return sum(f.stat().st_size for f in site.rglob("*") if f.is_file()
+                   and "__pycache__" not in f.parts and not f.relative_to(site).parts[0]
+                   .startswith("pip"))
 
     lite, full = size(venv), size(Path(sys.prefix))
     ratio = lite / full
