@@ -16,8 +16,13 @@ from neartext.encoders.registry import AGAIN
 from neartext.export.query_encoder import prepare_model_twin
 
 # What neartext records about models it loaded (neartext.encoders.deferred) goes to a directory
-# of this run, not the user's cache.
-os.environ.setdefault("NEARTEXT_CACHE_DIR", tempfile.mkdtemp(prefix="neartext-cache-"))
+# of this run, not the user's cache: made by the process that imports this first (pytest-xdist's
+# workers inherit it) and removed when that process ends (pytest_unconfigure). Before, each
+# run left its directory in /tmp (315 of them, with their ONNX exports, on the project machine).
+_OWN_CACHE = None if "NEARTEXT_CACHE_DIR" in os.environ else tempfile.mkdtemp(
+    prefix="neartext-cache-")
+if _OWN_CACHE is not None:
+    os.environ["NEARTEXT_CACHE_DIR"] = _OWN_CACHE
 
 # queries written to a template: its words pull every query's vector the same way, which a
 # query adapter learns to undo (held-out MRR@10 0.67 -> 0.88 semantic on the demo); for tests
@@ -49,6 +54,11 @@ def pytest_configure(config: pytest.Config) -> None:
         except ImportError:  # (comes with neartext[multilingual])
             return
         threadpool_limits(share)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
