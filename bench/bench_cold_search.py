@@ -2,7 +2,9 @@
 side in one run: the query encoded by the model itself (torch and sentence-transformers
 imported: every search before the ONNX query encoder, and today with
 ``NEARTEXT_QUERY_ENCODER=model``) against the ONNX export a first search leaves beside the
-collection. A keyword search (no model at all) is the floor. Rounds alternate the variants so
+collection. A keyword search (no model at all) is the floor. And the same search of the
+collection once ``neartext tune`` promoted a learned ranker for it (pairs: each demo text's
+first three words as the query), which loads LightGBM too. Rounds alternate the variants so
 that a noisy machine weighs on each alike; medians, their ratio, and the answers compared.
 
     python bench/bench_cold_search.py [--rounds 7]
@@ -13,8 +15,10 @@ Writes bench/results/cold-search.{json,txt}.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,10 +29,11 @@ from common import RESULTS, ROOT, machine, machine_line, median
 
 DEMO = ROOT / "demo" / "feedback.csv"
 QUERY = "the app crashes when I open it"
-VARIANTS = {  # name: (extra arguments, NEARTEXT_QUERY_ENCODER)
-    "model (torch), as before": ([], "model"),
-    "ONNX query encoder": ([], "auto"),
-    "keyword (no model)": (["--mode", "keyword"], "auto"),
+VARIANTS = {  # name: (extra arguments, NEARTEXT_QUERY_ENCODER, the tuned collection)
+    "model (torch), as before": ([], "model", False),
+    "ONNX query encoder": ([], "auto", False),
+    "keyword (no model)": (["--mode", "keyword"], "auto", False),
+    "tuned: learned ranker, ONNX query encoder": ([], "auto", True),
 }
 
 
@@ -46,16 +51,31 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        # a cache of its own: with the user's, the model's twin made by earlier runs answers
+        # the first search, which then loads no model and exports nothing
+        os.environ["NEARTEXT_CACHE_DIR"] = str(Path(tmp) / "cache")
         col = Path(tmp) / "feedback"
         subprocess.run([sys.executable, "-m", "neartext", "index", str(DEMO), "-c", str(col),
                         "--text", "text", "--id", "id", "-q"], check=True, capture_output=True)
         first, answer, err = search(col, [], "auto")  # loads the model, then makes the export
         assert "exported to ONNX" in err, err
+        tuned = Path(tmp) / "tuned"
+        shutil.copytree(col, tuned)
+        pairs = Path(tmp) / "pairs.csv"
+        with DEMO.open(encoding="utf-8") as f, pairs.open("w", newline="", encoding="utf-8") as o:
+            w = csv.writer(o)
+            w.writerow(["query", "passage"])
+            w.writerows((" ".join(r["text"].split()[:3]), r["text"]) for r in csv.DictReader(f))
+        done = subprocess.run([sys.executable, "-m", "neartext", "tune", str(tuned), "--pairs",
+                               str(pairs), "--force", "--json"], capture_output=True, text=True,
+                              check=True)
+        assert json.loads(done.stdout)["chosen"]["search"].get("fusion") == "learned", done.stdout
+        search(tuned, [], "auto")  # its own export of the query encoder, once
         times: dict[str, list[float]] = {v: [] for v in VARIANTS}
         answers: dict[str, list] = {}
         for _ in range(args.rounds):
-            for name, (extra, mode) in VARIANTS.items():
-                seconds, got, _ = search(col, extra, mode)
+            for name, (extra, mode, on_tuned) in VARIANTS.items():
+                seconds, got, _ = search(tuned if on_tuned else col, extra, mode)
                 times[name].append(seconds)
                 answers[name] = got
     base = median(times["model (torch), as before"])

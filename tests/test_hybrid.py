@@ -235,3 +235,54 @@ def test_a_candidates_cosine_is_its_best_passages_and_so_before_an_adapter(tmp_p
             assert cosine[d] == pytest.approx(float(np.max(v @ q)), abs=1e-6)
         assert model is not None and model[d] == pytest.approx(float(np.max(v @ before)), abs=1e-6)
     col.close()
+
+
+def test_a_search_ranked_by_a_learned_ranker_loads_lightgbm_without_sklearn_or_pandas(demo_copy):
+    """A CLI search of a collection whose version ranks with a LightGBM ranker (what ``tune``
+    promotes) loads LightGBM, not the scikit-learn and pandas bridges LightGBM imports when they
+    are installed: 1.3 s of its 2.3 s before, for a search that answers the same."""
+    import subprocess
+    import sys
+
+    from neartext.algo.ranker import fit_ranker, save_ranker
+    from neartext.data.ranking import RANKER_FEATURES, Ranking
+    from neartext.engine.searching import fusion_features
+    from neartext.ops.versions import promote
+
+    with Collection.open(demo_copy) as col:
+        queries = [r.text for r in col.store.get([f"fb-{i:04d}" for i in range(1, 120, 3)])]
+        rows = fusion_features(col.store, col.encoder.encode(queries, kind="query"), queries,
+                               names=RANKER_FEATURES)
+        length = RANKER_FEATURES.index("length")
+        ys = [(x[:, length] == x[:, length].max()).astype(float) for _, x in rows]
+        name = save_ranker(col.path, fit_ranker([x for _, x in rows], ys, seed=0).text)
+        promote(col, None, {}, search=Ranking("hybrid", "learned", features=RANKER_FEATURES,
+                                              ranker=name).to_dict())
+        want = [r.id for r in col.search("the app crashes", k=5)]
+    script = ("import sys\nfrom neartext.cli import main\ncode = main(sys.argv[1:])\n"
+              "print(*[m for m in ('lightgbm', 'sklearn', 'pandas') if m in sys.modules], "
+              "file=sys.stderr)\nsys.exit(code)\n")
+    done = subprocess.run([sys.executable, "-c", script, "search", str(demo_copy),
+                           "the app crashes", "-k", "5", "--json"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "lightgbm", done.stderr
+    assert [r["id"] for r in json.loads(done.stdout)] == want
+
+
+def test_the_bridges_kept_from_lightgbm_are_refused_on_its_thread_only():
+    """What keeps scikit-learn and pandas from loading with LightGBM refuses them to the
+    thread importing it, never to another one (a service's other requests)."""
+    import threading
+
+    from neartext.util.optional import _Refuse
+
+    mine = _Refuse(["sklearn"], threading.get_ident())
+    with pytest.raises(ImportError, match="not loaded with lightgbm"):
+        mine.find_spec("sklearn.base")
+    assert mine.find_spec("sklearnish") is None and mine.find_spec("numpy") is None
+    seen: list[object] = []
+    other = threading.Thread(target=lambda: seen.append(mine.find_spec("sklearn")))
+    other.start()
+    other.join()
+    assert seen == [None]

@@ -31,7 +31,7 @@ import numpy as np
 
 from neartext.errors import CorruptCollection
 from neartext.util.atomic import staged_file
-from neartext.util.optional import optional
+from neartext.util.optional import lightgbm
 
 RANKERS = "rankers"
 #: most boosting rounds; early stopping on the validation queries ends most fits far sooner
@@ -57,7 +57,7 @@ def fit_ranker(rows: list[np.ndarray], labels: list[np.ndarray], *, seed: int = 
     relevant, 0 not): trees of few leaves, early stopping on a seeded ``valid`` share of the
     queries (by query). Queries without a relevant candidate, or with nothing else, teach
     nothing and are left out."""
-    lgb = optional("lightgbm", "core", "lightgbm (the learned ranker)")
+    lgb = lightgbm()
     start = time.perf_counter()
     keep = [i for i, y in enumerate(labels) if 0 < y.sum() < len(y)]
     if not keep:
@@ -134,8 +134,7 @@ def load_ranker(path: str) -> Any:
 
 def from_text(text: str) -> Any:
     """A booster from LightGBM's model text."""
-    return optional("lightgbm", "core", "lightgbm (the learned ranker)").Booster(
-        model_str=text)
+    return lightgbm().Booster(model_str=text)
 
 
 def score(booster: Any, rows: np.ndarray) -> np.ndarray:
