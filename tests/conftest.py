@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -72,6 +73,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def patched_cli(patch: str) -> list[str]:
+    """The command running neartext's CLI after the Python source ``patch`` in its own process
+    (the arguments follow): a test's way to shape a run, say to stop it at a given point."""
+    return [sys.executable, "-c",
+            f"{patch}\nimport sys\nfrom neartext.cli import main\nsys.exit(main(sys.argv[1:]))\n"]
+
+
+#: a patch (:func:`patched_cli`) after which a run of the local store, once it staged a chunk of
+#: vectors (a rerun embeds only the rest), waits until the file named by the environment's
+#: NEARTEXT_TEST_GO_ON exists: a test kills it there, or lets it go on when it chooses
+STAGE_THEN_WAIT = (
+    "import os, time\nfrom neartext.store.local.store import LocalStore\n"
+    "stage = LocalStore.stage_vectors\n"
+    "def stage_then_wait(self, *a, **k):\n    stage(self, *a, **k)\n"
+    "    while not os.path.exists(os.environ['NEARTEXT_TEST_GO_ON']):\n        time.sleep(0.05)\n"
+    "LocalStore.stage_vectors = stage_then_wait\n")
 
 
 class CountingEncoder:

@@ -74,13 +74,6 @@ def _rows(path: Path) -> tuple[dict, np.ndarray]:
         return docs, np.stack([vecs[i][0] for i in ids])
 
 
-def patched_cli(patch: str) -> list[str]:
-    """The command running neartext's CLI after the Python source ``patch`` in its own process
-    (the arguments follow): a test's way to shape a run, say to stop it at a given point."""
-    return [sys.executable, "-c",
-            f"{patch}\nimport sys\nfrom neartext.cli import main\nsys.exit(main(sys.argv[1:]))\n"]
-
-
 def _kill_once_written(cmd: list[str], db: Path, table: str, rows: int) -> int:
     """Run ``cmd``, SIGKILL it once ``table`` of the build database ``db`` holds ``rows`` rows,
     stop what it left of Ray; the rows there when it was killed."""

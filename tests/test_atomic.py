@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from conftest import DEMO
+from conftest import DEMO, STAGE_THEN_WAIT, patched_cli
 
 from neartext import Collection
 
@@ -22,8 +24,8 @@ WORDS = (
 ).split()
 
 
-STAGED = 1024  # the kill tests kill once this many vectors are staged (4 chunks of 256)
-ROWS = 1400  # their corpora: enough left after the kill (2-3 s of embedding) that it comes first
+STAGED = 256  # the kill tests kill a run once it staged its first chunk of vectors (and waits)
+ROWS = 400  # their corpora: some left to embed after the kill
 
 
 def big_corpus(path, n, seed=0):
@@ -45,9 +47,15 @@ def staged_count(col_dir):
         return 0
 
 
-def start(*args):
-    return subprocess.Popen([sys.executable, "-m", "neartext", *map(str, args), "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def start(*args, go_on: Path | None = None):
+    """``neartext ARGS -q`` as a process of its own; with ``go_on``, one that waits after it
+    staged its first chunk of vectors until that file exists (:data:`conftest.STAGE_THEN_WAIT`):
+    the moment of a kill, or of another process' attempt, is then the test's, not a race with
+    the run's end (before, corpora of 1,400 texts, killed at 1,024 staged, bought the time)."""
+    cmd = ([*patched_cli(STAGE_THEN_WAIT)] if go_on else [sys.executable, "-m", "neartext"])
+    env = {**os.environ, "NEARTEXT_TEST_GO_ON": str(go_on)} if go_on else None
+    return subprocess.Popen([*cmd, *map(str, args), "-q"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
 
 
 def wait_until(cond, proc, timeout=120.0):
@@ -67,7 +75,7 @@ def test_kill_during_upsert_keeps_previous_state_and_work(demo_copy, tmp_path):
     big_corpus(big, ROWS)  # killed once the first STAGED vectors are staged, before the end
     with Collection.open(demo_copy) as col:
         want = [r.id for r in col.search("refund for a double charge", k=5)]
-    proc = start("upsert", demo_copy, big)
+    proc = start("upsert", demo_copy, big, go_on=tmp_path / "never")
     assert wait_until(lambda: staged_count(demo_copy) >= STAGED, proc), \
         proc.stderr.read().decode()
     proc.send_signal(signal.SIGKILL)
@@ -106,7 +114,7 @@ def kill_a_build(tmp_path, rows: int, seed: int):
     big = tmp_path / "big.csv"
     big_corpus(big, rows, seed=seed)
     target = tmp_path / "newcol"
-    proc = start("index", big, "-c", target)
+    proc = start("index", big, "-c", target, go_on=tmp_path / "never")
     partial = tmp_path / "newcol.partial"
     assert wait_until(lambda: staged_count(partial) >= STAGED, proc), \
         proc.stderr.read().decode()
@@ -150,11 +158,14 @@ def test_two_builds_of_one_new_collection_one_runs_the_other_is_refused(tmp_path
     big = tmp_path / "big.csv"
     big_corpus(big, ROWS, seed=5)
     target = tmp_path / "newcol"
-    first = start("index", big, "-c", target, "--id", "id")
+    go_on = tmp_path / "go-on"
+    first = start("index", big, "-c", target, "--id", "id", go_on=go_on)
     lock = tmp_path / "newcol.partial" / "build.lock"
-    assert wait_until(lambda: lock.is_file() and b"process" in lock.read_bytes(), first)
+    assert wait_until(lambda: lock.is_file() and b"process" in lock.read_bytes()
+                      and staged_count(lock.parent) >= STAGED, first)
     second = subprocess.run([sys.executable, "-m", "neartext", "index", str(DEMO), "-c",
                              str(target), "--id", "id"], capture_output=True, text=True)
+    go_on.touch()
     assert second.returncode == 1
     assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
     assert f"process {first.pid}" in second.stderr and "already under way" in second.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DEMO
+from conftest import DEMO, STAGE_THEN_WAIT, patched_cli
 from serving import free_port
 
 from neartext.cli import main
@@ -28,7 +28,6 @@ from raying import (  # noqa: E402
     _kill_once_written,
     _word_corpus,
     drop_logging_errors,
-    patched_cli,
 )
 
 # One pytest-xdist worker runs this file and test_ray.py (make test: --dist loadgroup): after a
@@ -83,7 +82,8 @@ def test_a_two_node_cluster_of_separate_processes_embeds_the_same(single, tmp_pa
 
 
 @pytest.mark.slow
-def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_rest(tmp_path):
+def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_rest(tmp_path,
+                                                                                 monkeypatch):
     """SIGKILL the driver of ``index --ray`` once some batches are done: nothing is at the
     target; the rerun embeds only what the first run had not staged and every row is there
     exactly once."""
@@ -98,11 +98,8 @@ def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_res
     # the first run stops for good once it staged its first batch, and is killed there: the
     # kill's moment depends on nothing else (polling for 500 staged rows of 3,000 raced the
     # run's end on a loaded machine, which staged its batches in a burst)
-    stop = ("import time\nfrom neartext.store.local.store import LocalStore\n"
-            "stage = LocalStore.stage_vectors\n"
-            "def stage_and_stop(self, *a, **k):\n    stage(self, *a, **k)\n    time.sleep(600)\n"
-            "LocalStore.stage_vectors = stage_and_stop\n")
-    staged = _kill_once_written([*patched_cli(stop), *args],
+    monkeypatch.setenv("NEARTEXT_TEST_GO_ON", str(tmp_path / "never"))
+    staged = _kill_once_written([*patched_cli(STAGE_THEN_WAIT), *args],
                                 tmp_path / "big.partial" / "data.sqlite", "staged", 1)
     cmd = [sys.executable, "-m", "neartext", *args]
     assert not target.exists() and 0 < staged < rows
