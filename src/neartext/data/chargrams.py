@@ -57,7 +57,8 @@ def padded_words(text: str) -> str:
     (True, False)
     """
     text = unicodedata.normalize("NFKC", text[:MAX_CHARS]).casefold().replace("ё", "е")
-    return " ".join(f"_{w}_" for w in _WORD.findall(text))
+    words = _WORD.findall(text)  # (no word holds a space or "_": one join pads them all)
+    return "_" + "_ _".join(words) + "_" if words else ""
 
 
 def shared_grams(query: str, padded: Sequence[str]) -> np.ndarray:
