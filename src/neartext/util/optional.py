@@ -57,9 +57,9 @@ def lightgbm() -> ModuleType:
 
     LightGBM's ``compat`` module imports scikit-learn and pandas whenever they are installed
     (``neartext[all]`` has both), for its scikit-learn estimators and DataFrame input, which
-    neartext does not use (``lgb.train`` and ``Booster`` on numpy arrays). That took a CLI
-    search of a tuned collection from ~0.8 s to 2.3 s (``import lightgbm``: 1.29 s, 0.19 s
-    without them). Packages imported before are used as usual; the refusal holds only for
+    neartext does not use (``lgb.train`` and ``Booster`` on numpy arrays). A cold CLI search
+    of a tuned collection took 2.4 s with them, 1.0 s without (``import lightgbm``: 1.29 s,
+    0.19 s without them). Packages imported before are used as usual; the refusal holds only for
     imports made by this thread while LightGBM loads, so another thread importing them
     meanwhile is not affected, nor is any later import.
     """
