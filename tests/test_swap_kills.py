@@ -86,8 +86,11 @@ def sweep(base: Path, work: Path, args: list[str], check, *, extra: list[str] = 
         assert code == -9, f"{syscall} #{n}: not killed ({code})"
         # a fresh look, as `neartext info` takes it (the same call; in this process, which
         # saves a Python start per point): a swap cut between its two renames is finished here
-        with Collection.open(here / "col") as col:
-            info = col.info().to_dict()
+        try:
+            with Collection.open(here / "col") as col:
+                info = col.info().to_dict()
+        except Exception as e:  # (named by its point, as the CLI's one line did)
+            raise AssertionError(f"{syscall} #{n}: {e}") from e
         version = check(here / "col", info)
         # nothing of the interrupted swap is left beside the collection but a new version
         # that never went in (kept where it was built: reindex resumes it)
