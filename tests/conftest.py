@@ -93,6 +93,24 @@ STAGE_THEN_WAIT = (
     "LocalStore.stage_vectors = stage_then_wait\n")
 
 
+def promote_a_learned_ranker(col: Collection) -> None:
+    """Promote a version of ``col`` (the demo) ranked by a LightGBM ranker, as ``tune`` leaves
+    one, trained here to put the longest candidate first: a ranking no fixed mode gives."""
+    from neartext.algo.ranker import fit_ranker, save_ranker
+    from neartext.data.ranking import RANKER_FEATURES, Ranking
+    from neartext.engine.searching import fusion_features
+    from neartext.ops.versions import promote
+
+    length = RANKER_FEATURES.index("length")
+    queries = [r.text for r in col.store.get([f"fb-{i:04d}" for i in range(1, 120, 3)])]
+    rows = fusion_features(col.store, col.encoder.encode(queries, kind="query"), queries,
+                           names=RANKER_FEATURES)
+    ys = [(x[:, length] == x[:, length].max()).astype(float) for _, x in rows]
+    name = save_ranker(col.path, fit_ranker([x for _, x in rows], ys, seed=0).text)
+    promote(col, None, {}, search=Ranking("hybrid", "learned", features=RANKER_FEATURES,
+                                          ranker=name).to_dict())
+
+
 class CountingEncoder:
     """The real encoder, recording the documents it was asked to encode."""
 

@@ -320,22 +320,12 @@ def test_the_model_ranks_with_the_versions_learned_ranker(tmp_path, demo_copy):
     longest candidate first, a ranking no fixed mode gives: the export carries the ranker
     file and ranks as the collection does."""
     import numpy as np
+    from conftest import promote_a_learned_ranker
 
     from neartext import Collection
-    from neartext.algo.ranker import fit_ranker, save_ranker
-    from neartext.data.ranking import RANKER_FEATURES, Ranking
-    from neartext.engine.searching import fusion_features
-    from neartext.ops.versions import promote
 
-    length = RANKER_FEATURES.index("length")
     with Collection.open(demo_copy) as col:
-        queries = [r.text for r in col.store.get([f"fb-{i:04d}" for i in range(1, 120, 3)])]
-        rows = fusion_features(col.store, col.encoder.encode(queries, kind="query"), queries,
-                               names=RANKER_FEATURES)
-        ys = [(x[:, length] == x[:, length].max()).astype(float) for _, x in rows]
-        name = save_ranker(col.path, fit_ranker([x for _, x in rows], ys, seed=0).text)
-        promote(col, None, {}, search=Ranking("hybrid", "learned", features=RANKER_FEATURES,
-                                              ranker=name).to_dict())
+        promote_a_learned_ranker(col)
         tuned = [(r.id, r.score) for r in col.search(QUERY, k=5)]
         blend = [r.id for r in col.search(QUERY, k=5, mode="hybrid", fusion="blend")]
     assert [i for i, _ in tuned] != blend

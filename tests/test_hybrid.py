@@ -244,20 +244,10 @@ def test_a_search_ranked_by_a_learned_ranker_loads_lightgbm_without_sklearn_or_p
     import subprocess
     import sys
 
-    from neartext.algo.ranker import fit_ranker, save_ranker
-    from neartext.data.ranking import RANKER_FEATURES, Ranking
-    from neartext.engine.searching import fusion_features
-    from neartext.ops.versions import promote
+    from conftest import promote_a_learned_ranker
 
     with Collection.open(demo_copy) as col:
-        queries = [r.text for r in col.store.get([f"fb-{i:04d}" for i in range(1, 120, 3)])]
-        rows = fusion_features(col.store, col.encoder.encode(queries, kind="query"), queries,
-                               names=RANKER_FEATURES)
-        length = RANKER_FEATURES.index("length")
-        ys = [(x[:, length] == x[:, length].max()).astype(float) for _, x in rows]
-        name = save_ranker(col.path, fit_ranker([x for _, x in rows], ys, seed=0).text)
-        promote(col, None, {}, search=Ranking("hybrid", "learned", features=RANKER_FEATURES,
-                                              ranker=name).to_dict())
+        promote_a_learned_ranker(col)
         want = [r.id for r in col.search("the app crashes", k=5)]
     script = ("import sys\nfrom neartext.cli import main\ncode = main(sys.argv[1:])\n"
               "print(*[m for m in ('lightgbm', 'sklearn', 'pandas') if m in sys.modules], "

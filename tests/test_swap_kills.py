@@ -62,17 +62,19 @@ def sweep(base: Path, work: Path, args: list[str], check, *, extra: list[str] = 
     info)`` looks at the collection afterwards and returns its version. Returns (syscall, n,
     version) for each point (two at a time: two cores). ``extra``: more strace arguments."""
     extra = list(extra)
+
+    def command(col: Path) -> list[str]:
+        return [*NEARTEXT, *[a.replace("COL", str(col)) for a in args]]
+
     probe = work / "probe"
     shutil.copytree(base, probe / "col")
     # once before counting: a first load of a model writes the user's cache (4 more renames
     # for use-multilingual), which the runs counted and killed then do not (alone, the sweep
     # counted 10 renames and the run killed at the 7th finished: only 6 were left)
-    subprocess.run([*NEARTEXT, *[a.replace("COL", str(probe / "col")) for a in args]],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(command(probe / "col"), check=True, capture_output=True, timeout=300)
     shutil.rmtree(probe)
     shutil.copytree(base, probe / "col")
-    counts = calls([*NEARTEXT, *[a.replace("COL", str(probe / "col")) for a in args]], probe,
-                   extra)
+    counts = calls(command(probe / "col"), probe, extra)
     shutil.rmtree(probe)
     points = [(s, n) for s in syscalls for n in range(1, counts[s] + 1)]
     assert len(points) > 10, counts
@@ -81,8 +83,7 @@ def sweep(base: Path, work: Path, args: list[str], check, *, extra: list[str] = 
         syscall, n = point
         here = work / f"{syscall}-{n}"
         shutil.copytree(base, here / "col")
-        code = killed_at([*NEARTEXT, *[a.replace("COL", str(here / "col")) for a in args]],
-                         syscall, n, extra)
+        code = killed_at(command(here / "col"), syscall, n, extra)
         assert code == -9, f"{syscall} #{n}: not killed ({code})"
         # a fresh look, as `neartext info` takes it (the same call; in this process, which
         # saves a Python start per point): a swap cut between its two renames is finished here
