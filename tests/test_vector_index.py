@@ -233,6 +233,50 @@ def test_an_hnsw_file_older_than_a_delete_comes_back_without_the_deleted(tmp_pat
     again.close()
 
 
+def test_an_hnsw_file_is_opened_with_one_read_of_the_passages(tmp_path, monkeypatch):
+    """Opening a collection whose graph file is current reads the passages once (their ids and
+    vectors in one scan, a chunk at a time) and answers as the handle that wrote it. Before, a
+    second scan listed every passage id again to catch up: 0.6 s of a million's open."""
+    import sqlite3
+
+    import neartext.store.local.index_cache as index_cache
+    from neartext.store import Document, Passage
+    from neartext.store.local import LocalStore
+
+    rng = np.random.default_rng(8)
+    x = unit(rng, 3000, 32)
+    docs = [Document(f"d{i}", "t", {}, f"h{i}") for i in range(3000)]
+    store = LocalStore.create(tmp_path / "s", {"dim": 32, "index": "hnsw"})
+    store.write(docs, [Passage(d.id, 0, 1, d.hash, v) for d, v in zip(docs, x)], [])
+    store.write([], [], ["d5", "d6"])  # ids with a gap: the chunks are no longer a plain run
+    q = x[rng.choice(3000, 40, replace=False)]
+    want = [[h.doc_id for h in r] for r in store.search(q, 10)]
+    store.close()
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args, **kwargs):
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    monkeypatch.setattr(index_cache, "READ_ROWS", 700)  # several chunks
+    again = LocalStore(tmp_path / "s")
+    assert [[h.doc_id for h in r] for r in again.search(q, 10)] == want
+    scans = [s for s in statements if s.startswith(("SELECT pid FROM passages",
+                                                     "SELECT pid, vec FROM passages"))]
+    assert scans == ["SELECT pid, vec FROM passages ORDER BY pid"], scans
+    assert again.index_info()["vectors"] == 2998
+    again.close()
+    index_file = tmp_path / "s" / "index.bin"  # cut inside the graph, read on the other thread
+    index_file.write_bytes(index_file.read_bytes()[:int(index_file.stat().st_size * 0.8)])
+    cut = LocalStore(tmp_path / "s")  # refused as damaged: rebuilt from the database
+    assert cut.index_info()["vectors"] == 2998 and cut.index_info()["file"]["current"]
+    assert [[h.doc_id for h in r] for r in cut.search(q, 10)] == want
+    cut.close()
+
+
 def test_a_large_graph_is_built_denser_and_keeps_its_degree_in_its_file(tmp_path, monkeypatch):
     """From LARGE_GRAPH vectors a build makes the graph of degree 32 (recall at a million
     vectors, store/vector_index.py); its file keeps the degree, so the graph comes back as built

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -413,37 +415,73 @@ class FaissIndex:
                    recall: float | None, ef_search: int | None) -> FaissIndex:
         """The graph from the file, the live nodes' vectors from the database. A node whose
         vector the database no longer has (another process deleted it since the file was
-        saved) keeps a zero vector and becomes a tombstone."""
+        saved) keeps a zero vector and becomes a tombstone.
+
+        The graph is read, and its storage made, on a second thread while this one reads the
+        vectors (faiss and numpy let go of the GIL): at a million vectors the storage's 1.5 GB
+        take a second of page faults, the database's rows as long. Vectors read before the
+        storage is there wait for it (at most half of them; then the reads wait)."""
         labels, dead, dead_vectors = np.load(f), np.load(f), np.load(f)
-        parts = {name: np.load(f) for name in _HNSW_ARRAYS}
-        entry_point, max_level, m = (int(v) for v in np.load(f))
         n = len(labels)
-        if (m not in (HNSW_M, HNSW_M_LARGE) or len(parts["levels"]) != n or len(parts["offsets"]) != n + 1
-                or dead_vectors.shape != (len(dead), dim) or len(ids) + len(dead) != n):
+        if dead_vectors.shape != (len(dead), dim) or len(ids) + len(dead) != n:
             raise ValueError("a damaged HNSW index file")
-        hnsw = _new_hnsw(dim, m)
-        index = faiss.IndexIDMap2(hnsw)  # wraps an empty index only; filled below
-        flat: Any = faiss.downcast_index(hnsw.storage)  # the vectors go straight into it
-        flat.codes.resize(n * dim * 4)
-        flat.ntotal = hnsw.ntotal = n
-        matrix = _hnsw_vectors(hnsw, dim)  # (a view of the graph's storage)
+
+        made = threading.Event()  # the storage is there (the graph may still be filled)
+
+        def read_graph() -> Any:
+            parts = {name: np.load(f) for name in _HNSW_ARRAYS}
+            entry_point, max_level, m = (int(v) for v in np.load(f))
+            if (m not in (HNSW_M, HNSW_M_LARGE) or len(parts["levels"]) != n
+                    or len(parts["offsets"]) != n + 1):
+                raise ValueError("a damaged HNSW index file")
+            hnsw = _new_hnsw(dim, m)
+            index = faiss.IndexIDMap2(hnsw)  # (wraps an empty index only: filled now)
+            flat: Any = faiss.downcast_index(hnsw.storage)  # the vectors go straight into it
+            flat.codes.resize(n * dim * 4)  # (zeroed)
+            flat.ntotal = hnsw.ntotal = n
+            storage.append(_hnsw_vectors(hnsw, dim))  # (a view of it)
+            made.set()
+            for name, values in parts.items():
+                target = getattr(hnsw.hnsw, name)
+                target.clear()
+                faiss.copy_array_to_vector(values, target)
+            hnsw.hnsw.entry_point, hnsw.hnsw.max_level = entry_point, max_level
+            return index
+
+        storage: list[np.ndarray] = []
+        order = np.argsort(labels, kind="stable")
+        found_parts: list[np.ndarray] = []
+        waiting: list[tuple[np.ndarray, np.ndarray]] = []  # (positions, vectors) read before
+        held = 0  # the storage was made, and their bytes
+        with ThreadPoolExecutor(1) as pool:
+            graph = pool.submit(read_graph)
+
+            def made_storage() -> np.ndarray:
+                while not made.wait(0.01):
+                    if graph.done():
+                        graph.result()  # raises what the thread raised
+                return storage[0]
+
+            for found_part, vectors in vectors_of(ids):
+                found_parts.append(found_part)
+                waiting.append((order[np.searchsorted(labels, found_part, sorter=order)],
+                                vectors))
+                held += vectors.nbytes
+                if made.is_set() or graph.done() or 2 * held >= n * dim * 4:
+                    matrix = made_storage()
+                    for at, got in waiting:
+                        matrix[at] = got
+                    waiting.clear()
+            matrix = made_storage()
+            for at, got in waiting:
+                matrix[at] = got
+            index = graph.result()  # (raises what the thread raised)
+        found = np.concatenate(found_parts) if found_parts else np.zeros(0, dtype=np.int64)
         unset = np.ones(n, dtype=bool)
+        unset[order[np.searchsorted(labels, found, sorter=order)]] = False
         matrix[dead] = dead_vectors
         unset[dead] = False
-        order = np.argsort(labels, kind="stable")
-        found_parts = []
-        for found_part, vectors in vectors_of(ids):  # straight into the graph's storage
-            at = order[np.searchsorted(labels, found_part, sorter=order)]
-            matrix[at] = vectors
-            unset[at] = False
-            found_parts.append(found_part)
-        found = np.concatenate(found_parts) if found_parts else np.zeros(0, dtype=np.int64)
         matrix[unset] = 0.0  # nodes whose vector the database no longer has
-        for name, values in parts.items():
-            target = getattr(hnsw.hnsw, name)
-            target.clear()
-            faiss.copy_array_to_vector(values, target)
-        hnsw.hnsw.entry_point, hnsw.hnsw.max_level = entry_point, max_level
         faiss.copy_array_to_vector(labels.astype(np.int64), index.id_map)
         index.ntotal = n
         index.construct_rev_map()
