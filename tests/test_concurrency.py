@@ -21,8 +21,9 @@ import pytest
 from serving import free_port, serve_process
 
 from neartext import Collection, Record
+from neartext.store.index_file import save_index
 from neartext.store.local import INDEX_FILE
-from neartext.store.vector_index import ExactIndex, save_index
+from neartext.store.vector_index import ExactIndex
 
 WORDS = ("amber basil cobalt dune ember fjord garnet harbor indigo jasper kelp lumen mango "
          "nectar onyx pepper quartz raven saffron tundra umber violet willow xenon yarrow zephyr "

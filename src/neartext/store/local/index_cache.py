@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from neartext.store.codec import VectorCodec
+from neartext.store.index_file import load_index, read_index_header, save_index
 from neartext.store.local.sqlite import batches, storage_error
 from neartext.store.vector_index import (
     ADD_ROWS,
@@ -27,9 +28,6 @@ from neartext.store.vector_index import (
     VectorIndex,
     build_hnsw,
     build_index,
-    load_index,
-    read_index_header,
-    save_index,
 )
 
 log = logging.getLogger("neartext")
