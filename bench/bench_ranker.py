@@ -15,13 +15,17 @@ Data (../shared/datasets), each built as a neartext collection:
     gives the semantic ranking of an adapter trained on the pairs alone, for comparison. As in
     ``tune``, the learned rankings are fitted on features each training query gets from an
     adapter trained on the other half of the training queries (``learning.crossfit``).
+  - STS-B in Russian (machine-translated, stsb_multi_mt): pairs scored 4 or more of 5 as
+    queries (sentence1) and their documents (sentence2), 1,832 of them, among every other
+    sentence of the files as distractors (13,000 documents in all), with an adapter as
+    ParaPhraser: about as many pairs as the memes user has, and near neighbours to tell apart.
 Queries are split into 5 folds by query (seeded); the rankers (and the adapter) are fitted on
 four folds' queries (their candidates, as ``tune`` fits them) and every query is measured once,
 held out, through the real search path; the fixed rankings are measured on the same folds.
 The baseline learned fusion is the pairwise logistic fit ``tune`` shipped before (kept here,
 as the baseline, in ``baselines.py``). Gains are paired per query with a 95% bootstrap interval.
 
-    python bench/bench_ranker.py [--only cranfield|quora|paraphraser] [--model M] [--out ranker]
+    python bench/bench_ranker.py [--only cranfield|quora|paraphraser|stsb] [--model M] [--out ranker]
                                  [--adapter]  # an adapter on every set, as tune trains one
 """
 
@@ -130,6 +134,34 @@ def paraphraser(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[
             if t and t not in ids and t not in asked and len(ids) < DISTRACTORS:
                 ids[t] = f"p{len(ids)}"
     return one_column(tmp / "paraphraser.csv", ids), ["text"], queries, gold
+
+
+def stsb_ru(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str, dict]]:
+    """STS-B, machine-translated to Russian (stsb_multi_mt: train, dev and test): each pair
+    scored 4 or more of 5 (sentence1 -> sentence2, 1,832 queries), among every other sentence
+    of the files as distractors (no query's own text among them): short captions, headlines and
+    forum lines, many of them near one another ("a man plays the guitar" in a dozen forms)."""
+    rows = []
+    for part in ("train", "dev", "test"):
+        path = need(SHARED / "stsb_multi_mt" / f"stsb-ru-{part}.csv")
+        with path.open(encoding="utf-8", newline="") as f:
+            rows.extend(csv.reader(f))
+    ids: dict[str, str] = {}
+    queries: dict[str, list[str]] = {}
+    gold: dict[str, dict] = {}
+    asked: set[str] = set()
+    for a, b, score in rows:
+        a, b = a.strip(), b.strip()
+        if float(score) >= 4.0 and a and b and a != b and a not in asked and a not in ids:
+            pid = ids.setdefault(b, f"p{len(ids)}")
+            qid = f"q{len(queries)}"
+            queries[qid], gold[qid] = [a], {pid: 1.0}
+            asked.add(a)
+    for a, b, _ in rows:
+        for t in (a.strip(), b.strip()):
+            if t and t not in ids and t not in asked:
+                ids[t] = f"p{len(ids)}"
+    return one_column(tmp / "stsb_ru.csv", ids), ["text"], queries, gold
 
 
 def folds_of(qids: list[str]) -> np.ndarray:
@@ -316,19 +348,20 @@ def table(res: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=("cranfield", "quora", "paraphraser"))
+    ap.add_argument("--only", choices=("cranfield", "quora", "paraphraser", "stsb"))
     ap.add_argument("--out", default="ranker")
     ap.add_argument("--model", default="default",
                     help="the model of every collection (default: all-MiniLM-L6-v2)")
     ap.add_argument("--adapter", action="store_true",
-                    help="a query adapter on Cranfield and Quora too (ParaPhraser has one)")
+                    help="a query adapter on Cranfield and Quora too (the Russian sets have one)")
     args = ap.parse_args()
     res: dict = {"machine": machine(), "data": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, data, model, adapter in (
                 ("cranfield", cranfield, args.model, False),
                 ("quora_20000", quora, args.model, False),
-                ("paraphraser_ru_12033 + adapter", paraphraser, args.model, True)):
+                ("paraphraser_ru_12033 + adapter", paraphraser, args.model, True),
+                ("stsb_ru + adapter", stsb_ru, args.model, True)):
             if args.only and not name.startswith(args.only):
                 continue
             adapter = adapter or args.adapter
