@@ -277,6 +277,37 @@ def test_an_hnsw_file_is_opened_with_one_read_of_the_passages(tmp_path, monkeypa
     cut.close()
 
 
+def test_index_info_counts_the_passages_of_the_generation_it_reports(tmp_path, monkeypatch):
+    """A write by another handle committed right after the index caught up is not counted in
+    the report's passages: vectors, passages and generation describe one state. Before, the
+    passages were counted after the catch-up, outside its snapshot (a writer running beside
+    `info` showed more passages than vectors)."""
+    from neartext.store import Document, Passage
+    from neartext.store.local import LocalStore
+
+    rng = np.random.default_rng(9)
+    x = unit(rng, 40, 8)
+    docs = [Document(f"d{i}", "t", {}, f"h{i}") for i in range(40)]
+    store = LocalStore.create(tmp_path / "s", {"dim": 8})
+    store.write(docs[:30], [Passage(d.id, 0, 1, d.hash, v) for d, v in zip(docs[:30], x)], [])
+    other = LocalStore(tmp_path / "s")
+    sync = LocalStore._sync_index
+
+    def sync_then_another_writes(self):
+        sync(self)
+        if self is store:
+            other.write(docs[30:], [Passage(d.id, 0, 1, d.hash, v)
+                                    for d, v in zip(docs[30:], x[30:])], [])
+
+    monkeypatch.setattr(LocalStore, "_sync_index", sync_then_another_writes)
+    info = store.index_info()
+    assert (info["vectors"], info["passages"]) == (30, 30), info
+    monkeypatch.undo()
+    assert store.index_info()["vectors"] == store.index_info()["passages"] == 40
+    other.close()
+    store.close()
+
+
 def test_a_large_graph_is_built_denser_and_keeps_its_degree_in_its_file(tmp_path, monkeypatch):
     """From LARGE_GRAPH vectors a build makes the graph of degree 32 (recall at a million
     vectors, store/vector_index.py); its file keeps the degree, so the graph comes back as built

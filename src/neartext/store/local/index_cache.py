@@ -302,7 +302,9 @@ class IndexCache:
                 "vectors": h.get("ntotal"), "current": h.get("generation") == self.generation()}
 
     def index_info(self) -> dict[str, Any]:
-        with self._lock:
+        # one read snapshot: the passages counted are those of the generation the index holds
+        # (counted after it, a write landing between said "vectors 27,340, passages 27,385")
+        with self._lock, self._snapshot():
             self._sync_index()
             info = {"kind": self.index.kind, "requested": self.index_kind,
                     "vectors": self.index.ntotal, "passages": self.passage_count(),
