@@ -6,14 +6,15 @@ import csv
 import json
 import random
 import shutil
+import sys
 
 import numpy as np
 import pytest
-from conftest import TEMPLATE
+from conftest import ROOT, TEMPLATE
 
 from neartext import Collection
 from neartext.algo.adapters import Adapter, train_adapter
-from neartext.algo.ranker import load_ranker
+from neartext.algo.ranker import fit_linear, load_ranker
 from neartext.cli import main
 from neartext.data.corpus import Record
 from neartext.engine.feedback import FeedbackStore
@@ -382,8 +383,9 @@ def test_tune_chooses_the_ranking_too_and_search_uses_it_when_no_mode_is_named(t
         assert by[("current", "keyword")] > by[("current", "semantic")] + 0.1
         assert report.after["mrr@10"] >= best_single - 1e-9
         assert report.promoted and report.ranking != "semantic", report.summary()
-        assert {"current", "new"} <= {c["adapter"] for c in report.candidates
-                                      if c["ranking"] == "hybrid learned"}
+        for learned in ("hybrid learned", "hybrid learned linear"):  # the ranker, the weights
+            assert {"current", "new"} <= {c["adapter"] for c in report.candidates
+                                          if c["ranking"] == learned}, learned
         tuned = col.search_options(5)
         assert tuned.mode == col.manifest.search.mode != "semantic"
         assert col.search_options(5, mode="semantic").mode == "semantic"
@@ -393,6 +395,30 @@ def test_tune_chooses_the_ranking_too_and_search_uses_it_when_no_mode_is_named(t
         assert evaluate_collection(col, tmp_path / "gold.csv", gold_id="id")["mode"] == \
             tuned.mode
         assert rollback(col)["search"] is None and col.search_options(5).mode == "semantic"
+
+
+def test_the_linear_ranking_is_the_pairwise_logistic_fit_tune_made_before():
+    """fit_linear (scipy's L-BFGS on the pairwise logistic loss) against the Newton fit tune
+    shipped before the LightGBM ranker (bench/baselines.py, the oracle): the same weights up to
+    the solvers' tolerance, hence the same rankings; None without a query of both kinds."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from baselines import fit_pairwise
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(3)
+    truth = np.array([2.0, -1.0, 0.5, 0.0])
+    rows, labels = [], []
+    for _ in range(80):
+        x = rng.normal(size=(30, 4))
+        s = x @ truth + rng.gumbel(size=30)
+        rows.append(x)
+        labels.append((s == s.max()).astype(float))
+    mine, before = fit_linear(rows, labels, seed=0), fit_pairwise(rows, labels, seed=0)
+    assert mine is not None and mine[-1] == 0.0
+    assert np.allclose(mine, before, atol=1e-4), (mine, before)
+    assert np.corrcoef(mine[:-1], truth)[0, 1] > 0.95
+    assert fit_linear([rows[0]], [np.zeros(30)]) is None
 
 
 def _write_rows(path, header, rows) -> None:
@@ -547,7 +573,8 @@ def test_the_learned_fusion_learns_the_title_of_a_collection_built_from_two_colu
         report = tune(col, tmp_path / "titles.csv")
         assert report.promoted and report.ranking == "hybrid learned", report.summary()
         assert report.after["mrr@10"] == 1.0
-        fixed = max(c["mrr@10"] for c in report.candidates if c["ranking"] != "hybrid learned")
+        fixed = max(c["mrr@10"] for c in report.candidates
+                    if not c["ranking"].startswith("hybrid learned"))
         assert fixed < 0.9
         assert col.manifest.search.features == RANKER_FEATURES
         ranker = col.path / col.manifest.search.ranker

@@ -1,6 +1,8 @@
 """The learned ranker: LightGBM's LambdaRank over the features of each query's candidates
 (:data:`neartext.data.ranking.RANKER_FEATURES`), trained by ``neartext tune`` and kept as a file
-in the collection's state directory.
+in the collection's state directory; and a linear weighing of the same candidates' features
+(:func:`fit_linear`), which ``tune`` measures beside it: with a couple of thousand pairs the
+trees can find less than a weighted sum does (STS-B in Russian, bench/bench_ranker.py).
 
 A ranker file is named by its content (``rankers/<sha256 prefix>.txt``, LightGBM's text
 format): written once, never rewritten, so every version that names it ranks the same way and a
@@ -31,7 +33,7 @@ import numpy as np
 
 from neartext.errors import CorruptCollection
 from neartext.util.atomic import staged_file
-from neartext.util.optional import lightgbm
+from neartext.util.optional import lightgbm, optional
 
 RANKERS = "rankers"
 #: most boosting rounds; early stopping on the validation queries ends most fits far sooner
@@ -96,6 +98,47 @@ def fit_ranker(rows: list[np.ndarray], labels: list[np.ndarray], *, seed: int = 
         valid_ndcg = float(booster.best_score["valid"]["ndcg@10"])
     text = booster.model_to_string(num_iteration=best)
     return FittedRanker(text, int(best), valid_ndcg, time.perf_counter() - start, len(keep))
+
+
+def fit_linear(rows: list[np.ndarray], labels: list[np.ndarray], *, seed: int = 0,
+               per_positive: int = 50, l2: float = 0.5) -> np.ndarray | None:
+    """Weights of a linear score over each query's candidate ``rows`` (``labels``: 1 relevant,
+    0 not): the pairwise logistic loss of "the relevant one scores above an irrelevant one of
+    the same query" (RankNet's, with a linear scorer) on up to ``per_positive`` seeded
+    irrelevant candidates per relevant one, an L2 penalty on the standardized weights, minimized
+    by scipy's L-BFGS. Returns the weights on the raw columns followed by a zero intercept (the
+    form of a version's learned weights), or None when no query has both kinds.
+
+    >>> x = [np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])] * 3
+    >>> w = fit_linear(x, [np.array([1.0, 0.0, 0.0])] * 3)
+    >>> bool(w[0] > 0 > w[1]), float(w[2])
+    (True, 0.0)
+    """
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for x, y in zip(rows, labels):
+        pos, neg = np.flatnonzero(y > 0), np.flatnonzero(y <= 0)
+        if len(neg):
+            for p in pos:
+                pick = neg if len(neg) <= per_positive else rng.choice(neg, per_positive, False)
+                diffs.append(x[p] - x[pick])
+    if not diffs:
+        return None
+    d = np.concatenate(diffs).astype(np.float64)
+    scale = np.sqrt((d * d).mean(axis=0))  # (differences are scaled, not centred: the loss
+    scale[scale == 0] = 1.0  # of a difference and of its opposite are one pair's two sides)
+    z = d / scale
+    minimize = optional("scipy.optimize", "core", "scipy (the linear ranking's fit)").minimize
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        m = z @ w  # log(1 + exp(-m)) per pair: the relevant one should score higher
+        value = float(np.logaddexp(0.0, -m).sum()) + 0.5 * l2 * float(w @ w)
+        grad = -(z.T @ (1.0 / (1.0 + np.exp(np.clip(m, -30, 30))))) + l2 * w
+        return value, grad
+
+    w = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B").x
+    out: np.ndarray = np.append(w / scale, 0.0)
+    return out
 
 
 def save_ranker(state: Path, text: str) -> str:

@@ -187,6 +187,8 @@ class Ranking:
         """The ranking in a few words (``hybrid blend alpha 0.3``)."""
         if self.mode != "hybrid":
             return self.mode
+        if self.fusion == "learned" and self.ranker is None and self.weights is not None:
+            return "hybrid learned linear"  # weights (tune's before its LightGBM ranker, too)
         if self.fusion in ("rrf", "learned"):
             return f"hybrid {self.fusion}"
         return f"hybrid blend alpha {self.alpha}"

@@ -128,9 +128,8 @@ def improve_full(path: str | Path | Address, pairs: str | Path | None = None, *,
         # the learned fusion, fitted as tune fits it (after the keyword ranking above, which
         # builds the copy's keyword index)
         learned = fit_fusion(new, train, new.encoder.encode(train, kind="query"),
-                             train_golds, None, seed) if train else None
-        if learned is not None:
-            rows.append((learned, *evaluate_setting(new, held_queries, q, golds, None, learned)))
+                             train_golds, None, seed) if train else []
+        rows.extend((s, *evaluate_setting(new, held_queries, q, golds, None, s)) for s in learned)
         setting, after, rr = max(rows, key=lambda r: round(float(r[2].mean()), 6))
         gain, low = paired_gain(before_rr, rr)
         chosen.update(setting=setting, after=after, gain=gain, low=low)

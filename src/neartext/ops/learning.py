@@ -4,8 +4,8 @@ ones it meets, and the learned ranker's fit over every channel's candidates.
 
 Example:
     >>> from neartext.ops.learning import fit_fusion              # doctest: +SKIP
-    >>> fit_fusion(col, queries, vectors, gold, None, seed=0).ranker  # doctest: +SKIP
-    'rankers/3f1c….txt'
+    >>> [r.ranker or r.features for r in fit_fusion(col, queries, vectors, gold, None, seed=0)]
+    ['rankers/3f1c….txt', ('cosine', 'coverage', …)]                # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neartext.algo.adapters import MIN_PAIRS, Adapter, split_groups, train_adapter
-from neartext.algo.ranker import fit_ranker, save_ranker
-from neartext.data.ranking import RANKER_FEATURES, Ranking
+from neartext.algo.ranker import fit_linear, fit_ranker, save_ranker
+from neartext.data.ranking import FEATURES, RANKER_FEATURES, Ranking
 from neartext.engine.searching import fusion_features, search_vectors
 from neartext.store.base import Store
 
@@ -83,16 +83,18 @@ def crossfit(q: np.ndarray, pos: np.ndarray, docs: np.ndarray, groups: Sequence[
 
 def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list[set[str]],
                 adapter: Adapter | None, seed: int, store: Any = None,
-                per_query: Mapping[str, Adapter | None] | None = None) -> Ranking | None:
-    """The learned ranker fitted on ``queries`` (their candidates as a hybrid search with
-    ``adapter`` finds them, on every channel: :func:`~neartext.algo.ranker.fit_ranker`), saved
-    in the collection's rankers directory, as a ranking setting; None when no query has both a
-    relevant and an irrelevant candidate (or the collection has no keyword index).
-    ``per_query``: the query-side adapter each query's features are computed with instead of
-    ``adapter`` (:func:`crossfit`)."""
+                per_query: Mapping[str, Adapter | None] | None = None) -> list[Ranking]:
+    """The learned rankings fitted on ``queries`` (their candidates as a hybrid search with
+    ``adapter`` finds them, on every channel), as settings for the caller to measure: the
+    LightGBM ranker (:func:`~neartext.algo.ranker.fit_ranker`, saved in the collection's
+    rankers directory) and a linear weighing of :data:`~neartext.data.ranking.FEATURES`
+    (:func:`~neartext.algo.ranker.fit_linear`); none when no query has both a relevant and an
+    irrelevant candidate (or the collection has no keyword index). ``per_query``: the
+    query-side adapter each query's features are computed with instead of ``adapter``
+    (:func:`crossfit`)."""
 
     if not queries or not (store or col.store).has_keyword_index():
-        return None
+        return []
     if len(queries) > FUSION_QUERIES:
         keep = np.sort(np.random.default_rng(seed).choice(len(queries), FUSION_QUERIES, False))
         queries, base, gold = [queries[i] for i in keep], base[keep], [gold[i] for i in keep]
@@ -108,15 +110,20 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
         xs.append(rows)
         ys.append(np.array([d in g for d in docs], dtype=np.float64))
     if not any(0 < y.sum() < len(y) for y in ys):
-        return None
+        return []
     fitted = fit_ranker(xs, ys, seed=seed)
     name = save_ranker(col.path, fitted.text)
     details = {"trees": fitted.rounds, "queries": fitted.queries,
                "seconds": round(fitted.seconds, 2)}
     if fitted.valid_ndcg is not None:
         details["valid_ndcg@10"] = round(fitted.valid_ndcg, 4)
-    return Ranking("hybrid", "learned", features=RANKER_FEATURES, ranker=name,
-                   details={"ranker": details})
+    out = [Ranking("hybrid", "learned", features=RANKER_FEATURES, ranker=name,
+                   details={"ranker": details})]
+    weights = fit_linear([x[:, :len(FEATURES)] for x in xs], ys, seed=seed)
+    if weights is not None and np.isfinite(weights).all():
+        out.append(Ranking("hybrid", "learned", weights=tuple(float(w) for w in weights),
+                           features=FEATURES))
+    return out
 
 
 def model_side(adapter: Adapter | None, base: np.ndarray) -> np.ndarray | None:

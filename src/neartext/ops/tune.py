@@ -450,10 +450,9 @@ def tune(
                 folds = crossfit(q, pos, docs, data.queries, ~held, hard + mined, kind, seed,
                                  col.encoder.fingerprint, current)
             for which, adapter in adapters:
-                learned = fit_fusion(col, train_queries, train_base,
-                                     train_golds, adapter, seed,
-                                     store_of[which], folds if which == "new" else None)
-                if learned is not None:
+                for learned in fit_fusion(col, train_queries, train_base,
+                                          train_golds, adapter, seed,
+                                          store_of[which], folds if which == "new" else None):
                     m, rr = measure(which, adapter, learned)
                     rows.append((which, learned, m, rr))
                 bar.update(1)
