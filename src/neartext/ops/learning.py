@@ -4,8 +4,9 @@ ones it meets, and the learned ranker's fit over every channel's candidates.
 
 Example:
     >>> from neartext.ops.learning import fit_fusion              # doctest: +SKIP
-    >>> [r.ranker or r.features for r in fit_fusion(col, queries, vectors, gold, None, seed=0)]
-    ['rankers/3f1c….txt', ('cosine', 'coverage', …)]                # doctest: +SKIP
+    >>> learned = fit_fusion(col, queries, vectors, gold, None, seed=0)  # doctest: +SKIP
+    >>> [r.describe() for r in learned]                           # doctest: +SKIP
+    ['hybrid learned', 'hybrid learned linear']
 """
 
 from __future__ import annotations
