@@ -447,34 +447,36 @@ class FaissIndex:
         storage: list[np.ndarray] = []
         order = np.argsort(labels, kind="stable")
         found_parts: list[np.ndarray] = []
+        placed: list[np.ndarray] = []  # their positions in the graph
         waiting: list[tuple[np.ndarray, np.ndarray]] = []  # (positions, vectors) read before
         held = 0  # the storage was made, and their bytes
         with ThreadPoolExecutor(1) as pool:
             graph = pool.submit(read_graph)
 
-            def made_storage() -> np.ndarray:
+            def flush() -> np.ndarray:
+                """The storage, once made, with the vectors waiting written into it."""
                 while not made.wait(0.01):
                     if graph.done():
                         graph.result()  # raises what the thread raised
+                for at, got in waiting:
+                    storage[0][at] = got
+                waiting.clear()
                 return storage[0]
 
             for found_part, vectors in vectors_of(ids):
+                at = order[np.searchsorted(labels, found_part, sorter=order)]
                 found_parts.append(found_part)
-                waiting.append((order[np.searchsorted(labels, found_part, sorter=order)],
-                                vectors))
+                placed.append(at)
+                waiting.append((at, vectors))
                 held += vectors.nbytes
                 if made.is_set() or graph.done() or 2 * held >= n * dim * 4:
-                    matrix = made_storage()
-                    for at, got in waiting:
-                        matrix[at] = got
-                    waiting.clear()
-            matrix = made_storage()
-            for at, got in waiting:
-                matrix[at] = got
+                    flush()
+            matrix = flush()
             index = graph.result()  # (raises what the thread raised)
         found = np.concatenate(found_parts) if found_parts else np.zeros(0, dtype=np.int64)
         unset = np.ones(n, dtype=bool)
-        unset[order[np.searchsorted(labels, found, sorter=order)]] = False
+        if placed:
+            unset[np.concatenate(placed)] = False
         matrix[dead] = dead_vectors
         unset[dead] = False
         matrix[unset] = 0.0  # nodes whose vector the database no longer has
