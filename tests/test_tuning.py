@@ -14,7 +14,7 @@ from conftest import ROOT, TEMPLATE
 
 from neartext import Collection
 from neartext.algo.adapters import Adapter, train_adapter
-from neartext.algo.ranker import fit_linear, load_ranker
+from neartext.algo.ranker import fit_linear, fit_ranker, from_text, load_ranker, score
 from neartext.cli import main
 from neartext.data.corpus import Record
 from neartext.engine.feedback import FeedbackStore
@@ -419,6 +419,28 @@ def test_the_linear_ranking_is_the_pairwise_logistic_fit_tune_made_before():
     assert np.allclose(mine, before, atol=1e-4), (mine, before)
     assert np.corrcoef(mine[:-1], truth)[0, 1] > 0.95
     assert fit_linear([rows[0]], [np.zeros(30)]) is None
+
+
+def test_a_ranker_scores_as_lightgbms_own_booster_does():
+    """A ranker is applied through LightGBM's C API, not its Python package (a cold search
+    would import scipy.sparse with it): the scores equal lightgbm.Booster's on the same model
+    (the oracle), bit for bit, on rows it never saw, one row and none; a width other than the
+    model's is refused naming both."""
+    import lightgbm
+
+    rng = np.random.default_rng(5)
+    rows = [rng.random((25, 6)) for _ in range(60)]
+    labels = [(r[:, 0] + 0.4 * r[:, 3] == (r[:, 0] + 0.4 * r[:, 3]).max()).astype(float)
+              for r in rows]
+    fitted = fit_ranker(rows, labels, seed=0)
+    mine, theirs = from_text(fitted.text), lightgbm.Booster(model_str=fitted.text)
+    test = rng.random((500, 6))
+    assert fitted.rounds > 1 and mine.num_feature() == theirs.num_feature() == 6
+    assert np.array_equal(score(mine, test), theirs.predict(test))
+    assert np.array_equal(score(mine, test[:1].astype(np.float32)), theirs.predict(test[:1]))
+    assert score(mine, np.zeros((0, 6))).shape == (0,)
+    with pytest.raises(CorruptCollection, match="weighs 6 features.*computed 5"):
+        score(mine, test[:, :5])
 
 
 def _write_rows(path, header, rows) -> None:

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import time
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ import numpy as np
 
 from neartext.errors import CorruptCollection
 from neartext.util.atomic import staged_file
-from neartext.util.optional import lightgbm, optional
+from neartext.util.optional import lightgbm, lightgbm_library, optional
 
 RANKERS = "rankers"
 #: most boosting rounds; early stopping on the validation queries ends most fits far sooner
@@ -158,7 +159,7 @@ def _digest(text: str) -> str:
 
 
 @lru_cache(maxsize=16)
-def load_ranker(path: str) -> Any:
+def load_ranker(path: str) -> Booster:
     """The booster in the ranker file ``path`` (loaded once per process); a file that is
     missing or whose content is not the one its name was made from is a
     :class:`CorruptCollection` naming it."""
@@ -175,12 +176,57 @@ def load_ranker(path: str) -> Any:
     return from_text(text)
 
 
-def from_text(text: str) -> Any:
+class Booster:
+    """A trained LightGBM model, loaded from its text and applied through LightGBM's C API
+    (``c_api.h``), as its Python package does, without importing that package (see
+    :func:`neartext.util.optional.lightgbm_library`); its scores equal ``lightgbm.Booster``'s
+    (tests/test_ranker.py holds them side by side)."""
+
+    def __init__(self, text: str) -> None:
+        self._lib = lightgbm_library()
+        self._handle = ctypes.c_void_p()
+        rounds, features = ctypes.c_int(), ctypes.c_int()
+        self._call(self._lib.LGBM_BoosterLoadModelFromString(
+            text.encode("utf-8"), ctypes.byref(rounds), ctypes.byref(self._handle)))
+        self._call(self._lib.LGBM_BoosterGetNumFeature(self._handle, ctypes.byref(features)))
+        self.features = features.value
+
+    def _call(self, status: int) -> None:
+        if status != 0:
+            raise CorruptCollection("LightGBM: " + self._lib.LGBM_GetLastError().decode())
+
+    def num_feature(self) -> int:
+        """The number of features (columns) the model was trained on."""
+        return self.features
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """The raw score of each row (its every tree), on one thread."""
+        x = np.ascontiguousarray(rows, dtype=np.float64)
+        out, written = np.zeros(len(x), dtype=np.float64), ctypes.c_int64()
+        self._call(self._lib.LGBM_BoosterPredictForMat(
+            self._handle, x.ctypes.data_as(ctypes.c_void_p), ctypes.c_int(_FLOAT64),
+            ctypes.c_int32(x.shape[0]), ctypes.c_int32(x.shape[1]), ctypes.c_int(1),
+            ctypes.c_int(_PREDICT_NORMAL), ctypes.c_int(0), ctypes.c_int(-1),
+            b"num_threads=1 verbosity=-1", ctypes.byref(written),
+            out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))))
+        if written.value != len(x):
+            raise CorruptCollection(f"LightGBM scored {written.value} rows of {len(x)}")
+        return out
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None) is not None and self._handle.value:
+            self._lib.LGBM_BoosterFree(self._handle)
+
+
+_FLOAT64, _PREDICT_NORMAL = 1, 0  # c_api.h: C_API_DTYPE_FLOAT64, C_API_PREDICT_NORMAL
+
+
+def from_text(text: str) -> Booster:
     """A booster from LightGBM's model text."""
-    return lightgbm().Booster(model_str=text)
+    return Booster(text)
 
 
-def score(booster: Any, rows: np.ndarray) -> np.ndarray:
+def score(booster: Booster, rows: np.ndarray) -> np.ndarray:
     """The ranking score of each row (only their order within one query means anything); a
     row of another width than the booster was trained on is an error naming both."""
     if rows.shape[1] != booster.num_feature():
@@ -188,4 +234,4 @@ def score(booster: Any, rows: np.ndarray) -> np.ndarray:
                                 f"search computed {rows.shape[1]}: tune again")
     if not len(rows):
         return np.zeros(0)
-    return np.asarray(booster.predict(rows, num_threads=1), dtype=np.float64)
+    return booster.predict(rows)
