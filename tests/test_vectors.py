@@ -312,6 +312,49 @@ def test_a_deferred_encoder_loads_at_its_first_text_and_checks_it_is_the_recorde
     assert isinstance(load_encoder("default", deferred=True), DeferredEncoder)  # recorded again
 
 
+def test_a_model_files_digest_is_kept_per_state_of_the_file_and_a_rewrite_is_hashed_again(
+        tmp_path, monkeypatch):
+    """A cold start does not re-read a model's weights to know them: each file's digest is
+    kept in the user's cache, keyed by the file's state. A file rewritten in place (same size,
+    same inode, its modification time set back) gets its new digest; a file changed a moment
+    ago is not recorded (its next change could land in the same clock tick)."""
+    import hashlib
+    import os
+
+    from neartext.encoders import base
+
+    monkeypatch.setenv("NEARTEXT_CACHE_DIR", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    model.mkdir()
+    weights = model / "model.safetensors"
+    weights.write_bytes(b"a" * 1000)
+    (model / "config.json").write_text("{}")
+    base.weights_digest(model)
+    assert not (tmp_path / "cache" / "digests").exists()  # just written: not recorded
+    monkeypatch.setattr(base, "SETTLED_S", 0.0)
+    first = base.weights_digest(model)
+    assert base.file_digest(weights) == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert len(list((tmp_path / "cache" / "digests").iterdir())) == 2
+
+    def read(f: Path) -> str:
+        raise AssertionError(f"{f} was read again")
+
+    base._digest_cache.clear()  # as a new process
+    with monkeypatch.context() as m:
+        m.setattr(base, "_hash_file", read)
+        assert base.weights_digest(model) == first
+    time.sleep(0.05)  # past the clock tick of the first write
+    before = weights.stat()
+    with weights.open("r+b") as f:
+        f.write(b"b" * 1000)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = weights.stat()
+    assert (after.st_size, after.st_ino, after.st_mtime_ns) == (
+        before.st_size, before.st_ino, before.st_mtime_ns)
+    assert base.file_digest(weights) == hashlib.sha256(b"b" * 1000).hexdigest()
+    assert base.weights_digest(model) != first
+
+
 def _demo_parquet(path: Path, encoder, *, bad_row: int | None = None,
                   same_id: tuple[int, int] | None = None) -> Path:
     """The demo corpus with its vectors as a Parquet file of small row groups."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -13,8 +14,8 @@ import numpy as np
 
 from neartext.data.encoder_settings import EncoderSettings
 
-__all__ = ["Encoder", "EncoderBase", "EncoderSettings", "Kind", "settings_digest", "usable_cores",
-           "weights_digest"]
+__all__ = ["CACHE_ENV", "Encoder", "EncoderBase", "EncoderSettings", "Kind", "cache_dir",
+           "file_digest", "settings_digest", "usable_cores", "weights_digest"]
 
 Kind = Literal["query", "document"]
 @runtime_checkable
@@ -91,7 +92,18 @@ class EncoderBase:
 
 _HASHED_SUFFIXES = frozenset({".safetensors", ".bin", ".json", ".txt", ".model", ".pt"})
 _NOT_HASHED = {"README.md", "metrics.json", "training_config.json", "neartext_model.json"}
-_digest_cache: dict[tuple[str, int, int], str] = {}
+CACHE_ENV = "NEARTEXT_CACHE_DIR"
+_digest_cache: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def cache_dir() -> Path:
+    """Where neartext keeps what it learns about models: ``NEARTEXT_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/neartext``, else ``~/.cache/neartext``."""
+    given = os.environ.get(CACHE_ENV)
+    if given:
+        return Path(given)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "neartext"
 
 
 def weights_digest(model_dir: Path, suffixes: frozenset[str] = _HASHED_SUFFIXES) -> str:
@@ -101,16 +113,53 @@ def weights_digest(model_dir: Path, suffixes: frozenset[str] = _HASHED_SUFFIXES)
     for f in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         if f.suffix not in suffixes or f.name in _NOT_HASHED:
             continue
-        st = f.stat()
-        key = (str(f), st.st_size, st.st_mtime_ns)
-        if key not in _digest_cache:
-            fh = hashlib.sha256()
-            with f.open("rb") as fp:
-                while chunk := fp.read(1 << 22):
-                    fh.update(chunk)
-            _digest_cache[key] = fh.hexdigest()
-        h.update(str(f.relative_to(model_dir)).encode() + b"\0" + _digest_cache[key].encode())
+        h.update(str(f.relative_to(model_dir)).encode() + b"\0" + file_digest(f).encode())
     return h.hexdigest()
+
+
+def file_digest(f: Path) -> str:
+    """SHA-256 of the file ``f``, hashed once per state of the file: kept in memory and in the
+    user's cache (``digests/``), keyed by its path, size, inode, and modification and change
+    times, so a cold start does not re-read a model's weights to know them (about 90 MB, a
+    quarter of a second, for the default model and its ONNX export). Any write changes the
+    change time, which no program can set back; as git does with its index, a file changed in
+    the last :data:`SETTLED_S` seconds is not recorded (its next change could fall in the same
+    clock tick)."""
+    st = f.stat()
+    key = (str(f.resolve()), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    if key in _digest_cache:
+        return _digest_cache[key]
+    record = cache_dir() / "digests" / hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+    try:
+        known = record.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        known = ""
+    if len(known) == 64 and all(c in "0123456789abcdef" for c in known):
+        _digest_cache[key] = known
+        return known
+    digest = _hash_file(f)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < SETTLED_S * 1e9:
+        return digest
+    _digest_cache[key] = digest
+    try:  # only saves time: an unwritable cache is left alone
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_name(f".{record.name}.{os.getpid()}")
+        tmp.write_text(digest, encoding="ascii")
+        os.replace(tmp, record)
+    except OSError:
+        pass
+    return digest
+
+
+SETTLED_S = 2.0  # a file unchanged for this long is recorded by its state
+
+
+def _hash_file(f: Path) -> str:
+    fh = hashlib.sha256()
+    with f.open("rb") as fp:
+        while chunk := fp.read(1 << 22):
+            fh.update(chunk)
+    return fh.hexdigest()
 
 
 def settings_digest(settings: EncoderSettings, weights_digest: str) -> str:

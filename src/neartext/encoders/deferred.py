@@ -36,21 +36,12 @@ from neartext.encoders.base import (
     EncoderBase,
     EncoderSettings,
     Kind,
+    cache_dir,
     weights_digest,
 )
 from neartext.errors import ModelMismatch
 
-CACHE_ENV = "NEARTEXT_CACHE_DIR"
 KEY_SUFFIXES = _HASHED_SUFFIXES | {".npz", ".onnx"}  # every backend's weight files
-
-
-def cache_dir() -> Path:
-    """Where neartext keeps what it learns about models (see the module docs)."""
-    given = os.environ.get(CACHE_ENV)
-    if given:
-        return Path(given)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "neartext"
 
 
 def _record_path(backend: str, settings: EncoderSettings, model_dir: Path) -> Path:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from neartext.encoders.base import Encoder, EncoderSettings, Kind
-from neartext.encoders.deferred import cache_dir as user_cache
+from neartext.encoders.base import cache_dir as user_cache
 from neartext.errors import NeartextError
 
 ONNX_META = "neartext_onnx.json"  # what an ONNX export holds (written by export/onnx.py)

