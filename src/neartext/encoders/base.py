@@ -120,8 +120,8 @@ def weights_digest(model_dir: Path, suffixes: frozenset[str] = _HASHED_SUFFIXES)
 def file_digest(f: Path) -> str:
     """SHA-256 of the file ``f``, hashed once per state of the file: kept in memory and in the
     user's cache (``digests/``), keyed by its path, size, inode, and modification and change
-    times, so a cold start does not re-read a model's weights to know them (about 90 MB, a
-    quarter of a second, for the default model and its ONNX export). Any write changes the
+    times, so a cold start does not re-read a model's weights to know them (175 MB, 0.15–0.25 s,
+    for the default model and its ONNX export). Any write changes the
     change time, which no program can set back; as git does with its index, a file changed in
     the last :data:`SETTLED_S` seconds is not recorded (its next change could fall in the same
     clock tick)."""
