@@ -90,6 +90,76 @@ def test_two_handles_see_each_others_writes_and_lose_nothing(demo_copy, encoder)
         assert info["file"]["current"] and info["file"]["vectors"] == info["vectors"]
 
 
+def test_a_read_sees_writes_committed_before_it_while_another_thread_reads_in_a_snapshot(
+        demo_copy, encoder):
+    """A service's request threads share one handle. A thread reading in a snapshot (a long
+    read, such as an index rebuilt from the database) does not hold the other threads' reads
+    in its snapshot: a write another handle committed before a thread's search is found by
+    that search. (It was not: the handle's threads shared one reader connection, and with it
+    the open read transaction.)"""
+    a = Collection.open(demo_copy, model=encoder)
+    b = Collection.open(demo_copy, model=encoder)
+    assert a.search("anything", k=1)  # a's index is loaded before b writes
+    held, release = threading.Event(), threading.Event()
+
+    def long_read() -> None:
+        with a.store._snapshot():
+            a.store.count()  # the snapshot is taken at its first read
+            held.set()
+            release.wait(60)
+
+    reader = threading.Thread(target=long_read)
+    reader.start()
+    try:
+        assert held.wait(60)
+        text = sentence(random.Random(2), "late")
+        b.upsert([Record("late-0", text)])  # committed before a's search below
+        assert a.search(text, k=1)[0].id == "late-0"
+        assert [d.id for d in a.get(["late-0"])] == ["late-0"]
+    finally:
+        release.set()
+        reader.join()
+        a.close()
+        b.close()
+
+
+def test_a_thread_after_a_swap_reads_the_version_its_handle_opened(demo_copy, encoder):
+    """Each thread reads through a connection of its own, opened at its first read; once the
+    path holds another version (a swap: the directory replaced by a copy with one document
+    fewer, as reindex and promote replace it), a thread's first read goes to the version the
+    handle opened, as its index does, never to the new one (the service reopens a replaced
+    handle)."""
+    import os
+    import shutil
+    import sqlite3
+
+    a = Collection.open(demo_copy, model=encoder)
+    n = len(a)
+    seen: list[tuple[int, bool]] = []
+
+    def read() -> None:
+        seen.append((a.store.count(), a.store.conn is a.store._readers.first))
+
+    before = threading.Thread(target=read)
+    before.start()
+    before.join()
+    nxt = demo_copy.with_name("next")
+    shutil.copytree(demo_copy, nxt)
+    c = sqlite3.connect(nxt / "data.sqlite")
+    c.execute("DELETE FROM documents WHERE id = 'fb-0001'")
+    c.commit()
+    c.close()
+    os.rename(demo_copy, demo_copy.with_name("old"))
+    os.rename(nxt, demo_copy)
+    after = threading.Thread(target=read)
+    after.start()
+    after.join()
+    assert a.store.replaced() and seen == [(n, False), (n, True)]
+    a.store.close()
+    with Collection.open(demo_copy, model=encoder) as b:  # the new version, for a new handle
+        assert len(b) == n - 1
+
+
 def test_an_index_file_missing_vectors_is_caught_on_open_and_repaired(demo_copy, encoder):
     """What the old bug left behind: an index file labelled current that lacks some vectors."""
     with Collection.open(demo_copy, model=encoder) as col:

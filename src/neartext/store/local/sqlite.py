@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from neartext.data.filters import as_number
 from neartext.errors import CorruptCollection, StorageError
 from neartext.util.atomic import staged_file
 
@@ -64,6 +66,7 @@ def connect(db: Path) -> sqlite3.Connection:
             # refused as read-only).
             conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro&immutable=1", uri=True,
                                    check_same_thread=False, isolation_level=None)
+            _add_functions(conn)
             return conn
         new = not db.exists()
         conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None, timeout=30)
@@ -74,10 +77,64 @@ def connect(db: Path) -> sqlite3.Connection:
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")  # readers are not blocked by a writer
         conn.execute("PRAGMA synchronous=NORMAL")
+        _add_functions(conn)
     except sqlite3.DatabaseError as e:
         raise storage_error(db.parent, e, "nothing was changed (the collection could not be "
                                           "opened)") from None
     return conn
+
+
+def _add_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions filters compile to (:mod:`neartext.store.local.sql`)."""
+    conn.create_function("nt_num", 1, as_number, deterministic=True)
+    conn.create_function("nt_fold", 1, lambda s: s.casefold() if s else s, deterministic=True)
+
+
+class ThreadReaders:
+    """A reading connection per thread to the database ``db`` (inode ``ino``), opened at the
+    thread's first read, so that one thread's read snapshot never holds another thread's reads
+    in the past; ``first`` (the opening thread's) is also the fallback: after a swap of
+    versions the path holds another database, and a thread then reads through ``first``, to
+    this handle's version. Connections of threads that ended are closed as new ones open."""
+
+    def __init__(self, db: Path, ino: int, first: sqlite3.Connection) -> None:
+        self.db, self.ino, self.first = db, ino, first
+        self._local = threading.local()
+        self._local.conn = first
+        self._of: dict[threading.Thread, sqlite3.Connection] = {}
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        """This thread's connection."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._open()
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        with self._lock:
+            for thread in [t for t in self._of if not t.is_alive()]:
+                self._of.pop(thread).close()
+            try:
+                conn = connect(self.db)
+            except (StorageError, CorruptCollection):  # (the first connection's error stands)
+                return self.first
+            try:
+                same = os.stat(self.db).st_ino == self.ino
+            except OSError:
+                same = False
+            if not same:
+                conn.close()
+                return self.first
+            self._of[threading.current_thread()] = conn
+            return conn
+
+    def close(self) -> None:
+        """Close every connection."""
+        with self._lock:
+            for conn in [self.first, *self._of.values()]:
+                conn.close()
+            self._of.clear()
 
 
 def read_only_fs(path: Path) -> bool:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from neartext.data.filters import Filter, as_number
+from neartext.data.filters import Filter
 from neartext.errors import (
     CollectionNotFound,
     CollectionReplaced,
@@ -60,7 +60,7 @@ from neartext.store.local.index_cache import IndexCache
 from neartext.store.local.keyword import KeywordIndex
 from neartext.store.local.reuse import MANIFEST, keep_reusable_vectors
 from neartext.store.local.sql import filter_to_sql
-from neartext.store.local.sqlite import SCHEMA, batches, connect, storage_error
+from neartext.store.local.sqlite import SCHEMA, ThreadReaders, batches, connect, storage_error
 from neartext.store.vector_index import ExactIndex
 from neartext.util.atomic import settle_swap
 from neartext.util.locking import waiting
@@ -113,12 +113,14 @@ class LocalStore(KeywordIndex, CharsIndex, IndexCache, StoreBase):
         self.codec = codec(conf.precision, self.dim)
         if self.index_kind not in INDEX_KINDS:
             raise InputError(f"Unknown index '{self.index_kind}'; choose one of: {', '.join(INDEX_KINDS)}")
-        # Two connections, so that reading never waits for a writer: writes (one at a time in
-        # this process, under ``_write_lock``) go through ``_wconn``, which may wait up to 30 s
-        # for another process's write lock; everything else reads through ``_rconn`` (WAL:
-        # readers see the last commit and are never blocked). ``_lock`` guards the in-memory
-        # index and is never held while waiting for a write lock. ``conn`` is the writer's
-        # connection in the thread inside a write, the reader's everywhere else.
+        # Writes (one at a time in this process, under ``_write_lock``) go through ``_wconn``,
+        # which may wait up to 30 s for another process's write lock; reads go through a
+        # connection of the reading thread's own (WAL: readers see the last commit and are
+        # never blocked), so that one thread's read snapshot never holds another thread's
+        # reads in the past (``_rconn``, the opening thread's, is also the fallback). ``_lock``
+        # guards the in-memory index and is never held while waiting for a write lock.
+        # ``conn`` is the writer's connection in the thread inside a write, the thread's
+        # reader everywhere else.
         self._lock = threading.RLock()
         self._write_lock = threading.RLock()
         self._writing = threading.local()
@@ -139,10 +141,7 @@ class LocalStore(KeywordIndex, CharsIndex, IndexCache, StoreBase):
         tables = {r[0] for r in self._rconn.execute("SELECT name FROM sqlite_master")}
         if not {"meta", "documents", "passages", "staged"} <= tables:
             raise CorruptCollection(f"{db}: not a neartext collection database")
-        for conn in (self._wconn, self._rconn):
-            conn.create_function("nt_num", 1, as_number, deterministic=True)
-            conn.create_function("nt_fold", 1, lambda s: s.casefold() if s else s,
-                                 deterministic=True)
+        self._readers = ThreadReaders(db, self._db_ino, self._rconn)
         self._filter_cache: dict[tuple, np.ndarray] = {}
         # pid -> (document, start, end) of passages found by searches: always valid, since a
         # passage id is never reused and the index returns only passages the database holds
@@ -203,8 +202,10 @@ class LocalStore(KeywordIndex, CharsIndex, IndexCache, StoreBase):
     @property
     def conn(self) -> sqlite3.Connection:
         """The writer's connection in a thread inside a write (:meth:`_as_writer`), else the
-        reader's."""
-        return self._wconn if getattr(self._writing, "on", False) else self._rconn
+        thread's reader (:class:`~neartext.store.local.sqlite.ThreadReaders`)."""
+        if getattr(self._writing, "on", False):
+            return self._wconn
+        return self._readers.get()
 
     @contextlib.contextmanager
     def _as_writer(self) -> Iterator[None]:
@@ -477,7 +478,7 @@ class LocalStore(KeywordIndex, CharsIndex, IndexCache, StoreBase):
     def close(self) -> None:
         with self._write_lock, self._lock:
             self._wconn.close()
-            self._rconn.close()
+            self._readers.close()
             self.index = ExactIndex(self.dim)  # its memory goes now (closed: it searches nothing)
 
     # -- search ---------------------------------------------------------------------------------
@@ -568,19 +569,4 @@ class LocalStore(KeywordIndex, CharsIndex, IndexCache, StoreBase):
         return pids
 
     # -- the vector index cache ----------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
