@@ -6,9 +6,7 @@ collection. A keyword search (no model at all) is the floor. And the same search
 collection once ``neartext tune`` promoted a learned ranker for it (pairs: each demo text's
 first three words as the query), which applies a LightGBM model too. Rounds alternate the
 variants so that a noisy machine weighs on each alike; medians, their ratio, and the answers
-compared. neartext's modules are compiled to bytecode first, as installing the package leaves
-them: with ``PYTHONDONTWRITEBYTECODE`` set (as on the project machine) an editable checkout
-would otherwise compile every module in every run.
+compared. neartext's modules are compiled to bytecode first (``common.compile_package``).
 
     python bench/bench_cold_search.py [--rounds 7]
 
@@ -18,7 +16,6 @@ Writes bench/results/cold-search.{json,txt}.
 from __future__ import annotations
 
 import argparse
-import compileall
 import csv
 import json
 import os
@@ -29,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, machine, machine_line, median
+from common import RESULTS, ROOT, compile_package, machine, machine_line, median
 
 DEMO = ROOT / "demo" / "feedback.csv"
 QUERY = "the app crashes when I open it"
@@ -54,7 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
-    compileall.compile_dir(ROOT / "src" / "neartext", quiet=1)
+    compile_package()
     with tempfile.TemporaryDirectory() as tmp:
         # a cache of its own: with the user's, the model's twin made by earlier runs answers
         # the first search, which then loads no model and exports nothing
