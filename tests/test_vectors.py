@@ -210,15 +210,17 @@ def test_export_vectors_round_trip_with_the_model_recorded(tmp_path, encoder, ca
 
 @pytest.mark.parametrize("precision", ["float16", "int8"])
 def test_vectors_stored_at_lower_precision_search_alike_in_less_space(tmp_path, encoder,
-                                                                      precision):
-    """float16/int8 storage: the same best documents as float32, scores within the codec's
-    error, a smaller database; the setting lives in the manifest, survives reopen and
-    migrate, and is a creation-only option."""
+                                                                      precision, demo_copy):
+    """float16/int8 storage: the same best documents as float32 (the session's demo
+    collection, built from the same file at float32), scores within the codec's error, a
+    smaller database; the setting lives in the manifest, survives reopen and migrate, and is
+    a creation-only option."""
     from conftest import DEMO
 
     from neartext.ops.migrate import migrate
 
-    full, _ = Collection.from_file(tmp_path / "f32", DEMO, ["text"], "id", model=encoder)
+    full = Collection.open(demo_copy, model=encoder)
+    assert full.manifest.precision == "float32"
     small, _ = Collection.from_file(tmp_path / precision, DEMO, ["text"], "id", model=encoder,
                                     precision=precision)
     assert small.manifest.precision == precision
@@ -231,12 +233,12 @@ def test_vectors_stored_at_lower_precision_search_alike_in_less_space(tmp_path, 
         assert abs(a[0].score - b[0].score) < tol
     small.close()
     ratio = (tmp_path / precision / "data.sqlite").stat().st_size / \
-        (tmp_path / "f32" / "data.sqlite").stat().st_size
+        (demo_copy / "data.sqlite").stat().st_size
     assert ratio < (0.75 if precision == "float16" else 0.6), ratio
     again = Collection.open(tmp_path / precision, model=encoder)  # decoded the same way
     assert again.search(queries[0], k=1)[0].id == full.search(queries[0], k=1)[0].id
     again.close()
-    report = migrate(tmp_path / "f32", tmp_path / "copy", precision=precision)
+    report = migrate(demo_copy, tmp_path / "copy", precision=precision)
     assert report.documents == len(full)
     with Collection.open(tmp_path / "copy", model=encoder) as copy:
         assert copy.manifest.precision == precision
