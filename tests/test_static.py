@@ -13,6 +13,9 @@ from neartext import Collection, Record, load_encoder  # noqa: E402
 from neartext.cli import main  # noqa: E402
 from neartext.encoders import backend_of  # noqa: E402
 
+# one worker distills the module's model (11 s) for every test of it, not each worker its own
+pytestmark = pytest.mark.xdist_group("static")
+
 
 @pytest.fixture(scope="module")
 def static_dir(tmp_path_factory, tiny_model_dir):
