@@ -128,7 +128,7 @@ def test_a_thread_after_a_swap_reads_the_version_its_handle_opened(demo_copy, en
     path holds another version (a swap: the directory replaced by a copy with one document
     fewer, as reindex and promote replace it), a thread's first read goes to the version the
     handle opened, as its index does, never to the new one (the service reopens a replaced
-    handle)."""
+    handle); once the handle is closed, a new thread's read is SQLite's error, as before."""
     import os
     import shutil
     import sqlite3
@@ -156,6 +156,18 @@ def test_a_thread_after_a_swap_reads_the_version_its_handle_opened(demo_copy, en
     after.join()
     assert a.store.replaced() and seen == [(n, False), (n, True)]
     a.store.close()
+    failed: list[str] = []
+
+    def read_closed() -> None:  # a closed handle opens no connection for a new thread
+        try:
+            a.store.count()
+        except sqlite3.ProgrammingError as e:
+            failed.append(str(e))
+
+    late = threading.Thread(target=read_closed)
+    late.start()
+    late.join()
+    assert failed and "closed" in failed[0], failed
     with Collection.open(demo_copy, model=encoder) as b:  # the new version, for a new handle
         assert len(b) == n - 1
 

@@ -334,6 +334,7 @@ def test_a_model_files_digest_is_kept_per_state_of_the_file_and_a_rewrite_is_has
     base.weights_digest(model)
     assert not (tmp_path / "cache" / "digests").exists()  # just written: not recorded
     monkeypatch.setattr(base, "SETTLED_S", 0.0)
+    base._digest_cache.clear()  # as a later process, once the files have settled
     first = base.weights_digest(model)
     assert base.file_digest(weights) == hashlib.sha256(b"a" * 1000).hexdigest()
     assert len(list((tmp_path / "cache" / "digests").iterdir())) == 2

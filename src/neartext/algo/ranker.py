@@ -180,7 +180,7 @@ class Booster:
     """A trained LightGBM model, loaded from its text and applied through LightGBM's C API
     (``c_api.h``), as its Python package does, without importing that package (see
     :func:`neartext.util.optional.lightgbm_library`); its scores equal ``lightgbm.Booster``'s
-    (tests/test_ranker.py holds them side by side)."""
+    (tests/test_tuning.py holds them side by side)."""
 
     def __init__(self, text: str) -> None:
         self._lib = lightgbm_library()

@@ -120,11 +120,11 @@ def weights_digest(model_dir: Path, suffixes: frozenset[str] = _HASHED_SUFFIXES)
 def file_digest(f: Path) -> str:
     """SHA-256 of the file ``f``, hashed once per state of the file: kept in memory and in the
     user's cache (``digests/``), keyed by its path, size, inode, and modification and change
-    times, so a cold start does not re-read a model's weights to know them (175 MB, 0.15–0.25 s,
-    for the default model and its ONNX export). Any write changes the
-    change time, which no program can set back; as git does with its index, a file changed in
-    the last :data:`SETTLED_S` seconds is not recorded (its next change could fall in the same
-    clock tick)."""
+    times, so that a cold start does not re-read a model's weights to know them (175 MB,
+    0.15–0.25 s, for the default model and its ONNX export). Any write changes the change
+    time, which no program can set back; as git does with its index, a file changed in the last
+    :data:`SETTLED_S` seconds is not recorded in the cache (its next change could fall in the
+    same clock tick)."""
     st = f.stat()
     key = (str(f.resolve()), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
     if key in _digest_cache:
@@ -137,10 +137,9 @@ def file_digest(f: Path) -> str:
     if len(known) == 64 and all(c in "0123456789abcdef" for c in known):
         _digest_cache[key] = known
         return known
-    digest = _hash_file(f)
+    digest = _digest_cache[key] = _hash_file(f)
     if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < SETTLED_S * 1e9:
         return digest
-    _digest_cache[key] = digest
     try:  # only saves time: an unwritable cache is left alone
         record.parent.mkdir(parents=True, exist_ok=True)
         tmp = record.with_name(f".{record.name}.{os.getpid()}")

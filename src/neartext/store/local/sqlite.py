@@ -95,7 +95,8 @@ class ThreadReaders:
     thread's first read, so that one thread's read snapshot never holds another thread's reads
     in the past; ``first`` (the opening thread's) is also the fallback: after a swap of
     versions the path holds another database, and a thread then reads through ``first``, to
-    this handle's version. Connections of threads that ended are closed as new ones open."""
+    this handle's version. Connections of threads that ended are closed as new ones open; once
+    closed, a thread gets ``first``, closed too (its use is SQLite's error, as before)."""
 
     def __init__(self, db: Path, ino: int, first: sqlite3.Connection) -> None:
         self.db, self.ino, self.first = db, ino, first
@@ -103,6 +104,7 @@ class ThreadReaders:
         self._local.conn = first
         self._of: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def get(self) -> sqlite3.Connection:
         """This thread's connection."""
@@ -113,6 +115,8 @@ class ThreadReaders:
 
     def _open(self) -> sqlite3.Connection:
         with self._lock:
+            if self._closed:
+                return self.first
             for thread in [t for t in self._of if not t.is_alive()]:
                 self._of.pop(thread).close()
             try:
@@ -132,6 +136,7 @@ class ThreadReaders:
     def close(self) -> None:
         """Close every connection."""
         with self._lock:
+            self._closed = True
             for conn in [self.first, *self._of.values()]:
                 conn.close()
             self._of.clear()
