@@ -94,7 +94,7 @@ def test_a_killed_ray_index_reruns_to_the_same_collection_embedding_only_the_res
     corpus = _word_corpus(tmp_path / "big.csv", rows, 20, seed=0, prefix="b")
     target = tmp_path / "big"
     args = ["index", str(corpus), "-c", str(target), "--text", "text", "--id", "id", "--ray",
-            "--actors", "2", "--batch-size", "64", "--json"]
+            "--actors", "1", "--batch-size", "64", "--json"]  # (one actor: the driver is killed)
     # the first run stops for good once it staged its first batch, and is killed there: the
     # kill's moment depends on nothing else (polling for 500 staged rows of 3,000 raced the
     # run's end on a loaded machine, which staged its batches in a burst)
@@ -119,7 +119,7 @@ def test_an_encoder_actor_killed_mid_run_is_restarted_and_every_row_embedded_onc
     import os
     import signal
 
-    rows = 1000  # the kill comes at the first progress line (after 32-64 rows)
+    rows = 400  # the kill comes at the first progress line (after 32-64 rows)
     corpus = _word_corpus(tmp_path / "big.csv", rows, 24, seed=1, prefix="k")
     out = tmp_path / "ray.parquet"
     cmd = [sys.executable, "-m", "neartext", "embed", str(corpus), "-o", str(out), "--text",
@@ -158,8 +158,22 @@ def test_an_encoder_actor_killed_mid_run_is_restarted_and_every_row_embedded_onc
     assert (np.linalg.norm(vecs, axis=1) > 0.99).all()  # no row left as zeros
 
 
+#: a patch (:func:`patched_cli`): a build on Ray in a part per corpus file
+IN_PARTS = "import neartext.engine.ingest as ingest\ningest.PART_BYTES = 1\n"
+#: a patch (:func:`patched_cli`) after which a build in parts on Ray, once it wrote its first
+#: part, waits until the file named by NEARTEXT_TEST_GO_ON exists (a test kills it there); a part
+#: per corpus file
+FIRST_PART_THEN_WAIT = (
+    f"import os, time\n{IN_PARTS}upsert, done = ingest.upsert, []\n"
+    "def upsert_then_wait(*a, **k):\n    report = upsert(*a, **k)\n    done.append(1)\n"
+    "    while len(done) == 1 and not os.path.exists(os.environ['NEARTEXT_TEST_GO_ON']):\n"
+    "        time.sleep(0.05)\n    return report\n"
+    "ingest.upsert = upsert_then_wait\n")
+
+
 @pytest.mark.slow
-def test_a_build_in_parts_killed_after_some_parts_reruns_to_the_whole_corpus(tmp_path):
+def test_a_build_in_parts_killed_after_some_parts_reruns_to_the_whole_corpus(tmp_path,
+                                                                            monkeypatch):
     """SIGKILL the driver of a build in parts once a part is written: nothing is at the
     target; the rerun embeds only what that part had not, and every row is there exactly
     once."""
@@ -168,21 +182,24 @@ def test_a_build_in_parts_killed_after_some_parts_reruns_to_the_whole_corpus(tmp
 
     d = tmp_path / "corpus"
     d.mkdir()
-    for n in range(3):  # a part per file: each part's actors load the model anew
+    for n in range(2):  # a part per file: each part's actor loads the model anew
         _word_corpus(d / f"{n}.csv", 400, 12, seed=n, prefix=f"p{n}-")
     target = tmp_path / "built"
-    cmd = [*patched_cli("import neartext.engine.ingest\nneartext.engine.ingest.PART_BYTES = 1"),
-           "index", str(d), "-c", str(target), "--text", "text", "--id", "id", "--ray",
-           "--actors", "2", "--json"]
-    written = _kill_once_written(cmd, tmp_path / "built.partial" / "data.sqlite", "documents",
-                                 400)
-    assert not target.exists() and 400 <= written < 1200
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    args = ["index", str(d), "-c", str(target), "--text", "text", "--id", "id", "--ray",
+            "--actors", "1", "--json"]
+    # the first run stops for good once its first part is written, and is killed there (one
+    # actor: the parts, not the actors, are what this test is about)
+    monkeypatch.setenv("NEARTEXT_TEST_GO_ON", str(tmp_path / "never"))
+    written = _kill_once_written([*patched_cli(FIRST_PART_THEN_WAIT), *args],
+                                 tmp_path / "built.partial" / "data.sqlite", "documents", 400)
+    assert not target.exists() and written == 400
+    done = subprocess.run([*patched_cli(IN_PARTS), *args], capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
-    # the build starts over, reusing the vectors of the parts written (and staged) before
-    assert report["added"] == 1200 and report["texts_embedded"] <= 1200 - written
+    # the build starts over, reusing the vectors of the part written (and staged) before
+    assert report["added"] == 800 and report["texts_embedded"] <= 800 - written
     with Collection.open(target) as col:
-        assert len(col) == 1200 and col.store.passage_count() == 1200
+        assert len(col) == 800 and col.store.passage_count() == 800
         assert sorted(col.store.document_hashes()) == sorted(
-            f"p{n}-{i}" for n in range(3) for i in range(400))
+            f"p{n}-{i}" for n in range(2) for i in range(400))
