@@ -232,19 +232,19 @@ def test_long_texts_of_one_client_do_not_starve_another_clients_searches(demo_co
                 out.append(time.perf_counter() - t0)
             return out
 
-        alone = statistics.median(searches(2))
+        alone = statistics.median(searches(1))
         t = threading.Thread(target=heavy)
         t.start()
         try:
             time.sleep(1)
-            loaded = searches(8)
+            loaded = searches(5)  # (before: 3 searches in 8 s)
         finally:
             stop.set()
             t.join(300)
         p50 = statistics.median(loaded)
         # a search waits for at most one turn of the heavy client (a few long texts)
         assert p50 < max(1.0, 10 * alone), (alone, p50, len(loaded))  # 3.1 s before
-        assert len(loaded) >= 8, (len(loaded), p50)  # 3 before
+        assert len(loaded) >= 5, (len(loaded), p50)
 
 
 def test_api_key_on_the_command_line_is_warned_about(tmp_path, capsys):
