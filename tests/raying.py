@@ -4,9 +4,7 @@ files, corpora, the one-process reference, and killing a run once it wrote enoug
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -76,11 +74,18 @@ def _rows(path: Path) -> tuple[dict, np.ndarray]:
 
 def _kill_once_written(cmd: list[str], db: Path, table: str, rows: int) -> int:
     """Run ``cmd``, SIGKILL it once ``table`` of the build database ``db`` holds ``rows`` rows,
-    stop what it left of Ray; the rows there when it was killed."""
+    and the Ray it started with it; the rows there when it was killed.
+
+    The command runs in a process group of its own, which the local Ray it starts joins (its
+    GCS, raylet, agents); the kill takes the group, so nothing of that Ray is left (its
+    dashboard and runtime-env agents outlived the driver alone) and no other Ray of the machine
+    is touched (``ray stop --force``, used before, stops every one: a developer's own too)."""
+    import os
     import signal
     import sqlite3
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     count, deadline = 0, time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and count < rows:
         time.sleep(0.3)
@@ -94,8 +99,19 @@ def _kill_once_written(cmd: list[str], db: Path, table: str, rows: int) -> int:
         out, err = proc.communicate()
         raise AssertionError(f"the run ended (exit {proc.returncode}) with {count} {table} rows, "
                              f"before it could be killed:\n{err[-3000:]}{out[-1000:]}")
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    subprocess.run([shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray", "stop",
-                    "--force"], capture_output=True, timeout=120)
     return count
+
+
+def ray_processes_of(marker: str) -> list[int]:
+    """The processes whose command line names ``marker`` (a Ray's temporary directory)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if marker.encode() in (d / "cmdline").read_bytes():
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out

@@ -28,8 +28,7 @@ from raying import (  # noqa: E402
 from serving import free_port  # noqa: E402
 
 # One pytest-xdist worker runs this file and test_ray_processes.py (make test: --dist loadgroup):
-# this module connects its worker to a local Ray, which test_ray_processes.py's
-# `ray stop --force` would take down from another worker.
+# one local Ray at a time, each sized to the machine's cores.
 pytestmark = pytest.mark.xdist_group("ray")
 
 
