@@ -105,7 +105,8 @@ def _kill_once_written(cmd: list[str], db: Path, table: str, rows: int) -> int:
 
 
 def ray_processes_of(marker: str) -> list[int]:
-    """The processes whose command line names ``marker`` (a Ray's temporary directory)."""
+    """The processes whose command line names ``marker`` (a Ray's temporary directory or
+    address)."""
     out = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():

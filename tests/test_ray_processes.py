@@ -127,9 +127,6 @@ def test_an_encoder_actor_killed_mid_run_is_restarted_and_every_row_embedded_onc
     """SIGKILL one of the encoder actors' processes while ``embed --ray`` runs: Ray restarts it
     and retries its batch; the run succeeds and each row is in the output once, with the single
     process' vector."""
-    import os
-    import signal
-
     rows = 400  # the kill comes at the first progress line (after 32-64 rows)
     corpus = _word_corpus(tmp_path / "big.csv", rows, 24, seed=1, prefix="k")
     out = tmp_path / "ray.parquet"
