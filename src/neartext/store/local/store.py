@@ -567,6 +567,3 @@ class LocalStore(KeywordIndex, CharsIndex, IndexCache, StoreBase):
             self._filter_cache.clear()
         self._filter_cache[key] = pids
         return pids
-
-    # -- the vector index cache ----------------------------------------------------------------
-
