@@ -65,6 +65,16 @@ def test_a_filter_keeps_only_the_allowed_rows():
     assert index.search("", 3) == [] and index.search("!!", 3) == []
 
 
+def test_ties_at_the_last_place_go_to_the_lower_row_key():
+    """Documents scoring alike at the k-th place: the lower row keys come, whichever way the
+    top k is found (the search partitions all scores, then sorts the few it keeps)."""
+    rows = [40, 7, 31, 12, 25, 3]
+    texts = ["кот", "кот", "собака", "кот", "кот", "котик и кот"]
+    index = CharIndex.build(rows, [gram_counts(t) for t in texts])
+    assert [r for r, _ in index.search("кот", 3)] == [7, 12, 25]  # four tie, 3 comes last
+    assert [r for r, _ in index.search("кот", 6)] == [7, 12, 25, 40, 3]  # 31 shares no gram
+
+
 # misspelled and inflected forms: words the stemmer leaves apart, grams the texts share
 TYPOS = {"комппютер завис": "pc", "телефончик разрядился": "phone",
          "recieving confirmaton": "mail", "Zorbexx blendr": "blender"}

@@ -147,8 +147,9 @@ def gram_counts(text: str) -> tuple[bytes, bytes]:
 
 class CharIndex:
     """BM25 over documents' gram hashes, in memory: postings sorted by gram, each with its
-    document's BM25 term part, so a query sums a few slices (``np.bincount``). Built from the
-    stored rows (:meth:`build`); rebuilt when the collection changes."""
+    document's whole BM25 part for that gram (IDF included), so a query sums a few slices
+    (``np.bincount``). Built from the stored rows (:meth:`build`); rebuilt when the collection
+    changes."""
 
     def __init__(self, rows: np.ndarray, vocab: np.ndarray, starts: np.ndarray,
                  post_docs: np.ndarray, post_vals: np.ndarray) -> None:
@@ -156,11 +157,13 @@ class CharIndex:
         self.vocab = vocab          # distinct gram hashes (ascending)
         self.starts = starts        # postings of vocab[i]: starts[i]:starts[i + 1]
         self.post_docs = post_docs  # index into rows
-        self.post_vals = post_vals  # BM25's term-frequency part
         n = len(rows)
         df = np.diff(starts).astype(np.float64)
         # Lucene's non-negative IDF: a gram in most documents still counts a little
         self.idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        # each posting's whole BM25 part, IDF included: a query sums slices of it
+        self.post_weights = (np.repeat(self.idf, np.diff(starts).astype(np.int64))
+                             * post_vals).astype(np.float32)
 
     @classmethod
     def build(cls, rows: Sequence[int], blobs: Sequence[tuple[bytes, bytes]]) -> CharIndex:
@@ -172,7 +175,7 @@ class CharIndex:
         sizes = np.array([len(h) for h in hashes], dtype=np.int64)
         if not sizes.sum():
             return cls(keys, np.zeros(0, np.uint32), np.zeros(1, np.int64),
-                       np.zeros(0, np.int64), np.zeros(0, np.float32))
+                       np.zeros(0, np.int64), np.zeros(0, np.float64))
         h = np.concatenate(hashes)
         tf = np.concatenate(counts).astype(np.float64)
         doc = np.repeat(np.arange(len(keys)), sizes)
@@ -182,8 +185,7 @@ class CharIndex:
         by_gram = np.argsort(h, kind="stable")
         h, doc, vals = h[by_gram], doc[by_gram], vals[by_gram]
         vocab, starts = np.unique(h, return_index=True)
-        return cls(keys, vocab, np.append(starts, len(h)).astype(np.int64), doc,
-                   vals.astype(np.float32))
+        return cls(keys, vocab, np.append(starts, len(h)).astype(np.int64), doc, vals)
 
     def weights(self, query: str) -> dict[int, float]:
         """The IDF of each distinct gram of ``query`` (grams no document has included, at the
@@ -210,11 +212,12 @@ class CharIndex:
         at = at[ok]
         if not len(at):
             return np.zeros(len(self.rows), dtype=np.float64)
-        lo, hi = self.starts[at], self.starts[at + 1]
-        span = hi - lo
-        idx = np.repeat(lo - np.cumsum(span) + span, span) + np.arange(int(span.sum()))
-        w = np.repeat(self.idf[at], span) * self.post_vals[idx]
-        return np.bincount(self.post_docs[idx], weights=w, minlength=len(self.rows))
+        # the query's postings as slices (a common gram's runs through most documents: one
+        # copy of each slice, no index array as long as all of them)
+        spans = list(zip(self.starts[at].tolist(), self.starts[at + 1].tolist()))
+        docs = np.concatenate([self.post_docs[a:b] for a, b in spans])
+        w = np.concatenate([self.post_weights[a:b] for a, b in spans])
+        return np.bincount(docs, weights=w, minlength=len(self.rows))
 
     def search(self, query: str, k: int, allowed: np.ndarray | None = None
                ) -> list[tuple[int, float]]:
@@ -224,10 +227,12 @@ class CharIndex:
         if allowed is not None:
             mask = np.isin(self.rows, allowed)
             s = np.where(mask, s, 0.0)
-        hit = np.flatnonzero(s > 0)
-        if not len(hit) or k < 1:
+        if k < 1 or not len(s):
             return []
-        top = hit[np.argsort(-s[hit], kind="stable")[:k]] if len(hit) <= k else \
-            hit[np.argpartition(-s[hit], k - 1)[:k]]
-        top = top[np.lexsort((self.rows[top], -s[top]))]
+        # the k best of all (a query's common grams reach most documents) and any tied with
+        # the k-th, of those sharing a gram; ties go to the lower row key
+        top = (np.flatnonzero(s >= -np.partition(-s, k - 1)[k - 1]) if k < len(s)
+               else np.arange(len(s)))
+        top = top[s[top] > 0]
+        top = top[np.lexsort((self.rows[top], -s[top]))][:k]
         return [(int(self.rows[i]), float(s[i])) for i in top]
