@@ -276,7 +276,8 @@ class StoreBase:
     #: whether :meth:`chars_search` works here (the local store's chars channel)
     has_chars_channel = False
     _fields: tuple[int, set[str]] | None = None
-    _df: tuple[int, dict[str, int]] | None = None  # (generation, document frequencies)
+    # (generation, documents, their words' frequencies): counted once per generation
+    _df: tuple[int, int, dict[str, int]] | None = None
     _scripts: tuple[int, dict[str, float]] | None = None  # (generation, script shares)
 
     def finish_build(self) -> None:
@@ -378,12 +379,14 @@ class StoreBase:
 
     def keyword_weights(self, queries: Sequence[str]) -> list[dict[str, float]]:
         """Per query, the IDF of each of its distinct stemmed words (in order), as the
-        backend's BM25 weighs them. Frequencies are cached per generation."""
+        backend's BM25 weighs them. The documents and the frequencies are counted once per
+        generation (a count of every document is a scan: 6 ms at a million on SQLite, a query
+        on Milvus), so searches between two writes count only words not seen yet."""
 
-        n, gen = self.count(), self.generation()
+        gen = self.generation()
         if self._df is None or self._df[0] != gen:
-            self._df = (gen, {})
-        df = self._df[1]
+            self._df = (gen, self.count(), {})
+        _, n, df = self._df
         out = []
         for q in queries:
             words = list(dict.fromkeys(terms(q)))
