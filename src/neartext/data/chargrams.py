@@ -158,12 +158,11 @@ class CharIndex:
         self.starts = starts        # postings of vocab[i]: starts[i]:starts[i + 1]
         self.post_docs = post_docs  # index into rows
         n = len(rows)
-        df = np.diff(starts).astype(np.float64)
+        df = np.diff(starts)
         # Lucene's non-negative IDF: a gram in most documents still counts a little
         self.idf = np.log1p((n - df + 0.5) / (df + 0.5))
         # each posting's whole BM25 part, IDF included: a query sums slices of it
-        self.post_weights = (np.repeat(self.idf, np.diff(starts).astype(np.int64))
-                             * post_vals).astype(np.float32)
+        self.post_weights = (np.repeat(self.idf, df) * post_vals).astype(np.float32)
 
     @classmethod
     def build(cls, rows: Sequence[int], blobs: Sequence[tuple[bytes, bytes]]) -> CharIndex:
