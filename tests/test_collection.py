@@ -44,6 +44,22 @@ def test_metadata_filters_combine_with_and(demo_collection):
             col.search("x", where="yaer>2000")
 
 
+def test_only_a_filter_naming_fields_reads_the_fields_in_use(demo_collection, monkeypatch):
+    """The check of a filter's fields reads which fields are in use (a query of the store, and
+    on Milvus a round trip for its generation): a search without a filter, or with words only,
+    does not (before: every search read them)."""
+    with Collection.open(demo_collection) as col:
+        reads: list[int] = []
+        fields = type(col.store).metadata_fields
+        monkeypatch.setattr(type(col.store), "metadata_fields",
+                            lambda store: reads.append(1) or fields(store))
+        col.search("the app crashes", k=3)
+        col.search("the app crashes", k=3, mode="hybrid", contains=["crash"])
+        assert reads == []
+        assert col.search("the app crashes", k=3, where="topic=crash")
+        assert reads == [1]
+
+
 def test_keyword_filter(demo_collection):
     with Collection.open(demo_collection) as col:
         res = col.search("problem with my account", k=10, contains=["password"])

@@ -53,11 +53,12 @@ def make_filter(store: Store, where: Sequence[str] | str | Filter | None = None,
     flt = where if isinstance(where, Filter) else parse_filter(where, contains)
     if isinstance(where, Filter) and contains:
         flt = Filter(where.conditions, [*where.contains, *contains])
-    known = store.metadata_fields()
-    for f in sorted(flt.fields):
-        if f not in known:
-            listed = ", ".join(sorted(known)) or "none"
-            raise InputError(f"unknown metadata field '{f}' in filter; fields: {listed}")
+    if flt.fields:  # (the fields in use are read only when a filter names some)
+        known = store.metadata_fields()
+        for f in sorted(flt.fields):
+            if f not in known:
+                listed = ", ".join(sorted(known)) or "none"
+                raise InputError(f"unknown metadata field '{f}' in filter; fields: {listed}")
     return flt
 
 
