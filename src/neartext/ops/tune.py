@@ -62,26 +62,52 @@ def settings_for(store: Store) -> list[Ranking]:
     return [s for s in SETTINGS if s.mode != "chars" or store.has_chars_channel]
 
 
+#: documents whose vectors a ``tune`` keeps once read (its candidates'; beyond, read again)
+MEMO_DOCUMENTS = 100_000
+
+
 class _SearchMemo:
-    """The collection's store with each query's hits kept: ``tune`` ranks the same queries
-    under every setting, and the keyword side depends on no adapter (on 100,000 documents the
-    repeated searches were four fifths of a ``tune``'s time). Searches without a filter only."""
+    """The collection's store with each query's hits and each candidate's vectors kept:
+    ``tune`` ranks the same queries under every setting, and the keyword and chars sides
+    depend on no adapter (on 100,000 documents the repeated searches were four fifths of a
+    ``tune``'s time; with 2,000 pairs the candidates' vectors were read 7,856 times, one read
+    per query and setting). Searches without a filter only."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._keyword: dict[tuple[str, int], list[Hit]] = {}
+        self._chars: dict[tuple[str, int], list[Hit]] = {}
         self._semantic: dict[tuple[bytes, int], list[Hit]] = {}
+        self._vectors: dict[str, np.ndarray] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
     def keyword_search(self, queries: Sequence[str], k: int, flt: Any = None) -> list[list[Hit]]:
         assert flt is None  # tuning ranks the whole collection
-        missing = [q for q in dict.fromkeys(queries) if (q, k) not in self._keyword]
+        return self._by_text(self._keyword, self._store.keyword_search, queries, k)
+
+    def chars_search(self, queries: Sequence[str], k: int, flt: Any = None) -> list[list[Hit]]:
+        assert flt is None
+        return self._by_text(self._chars, self._store.chars_search, queries, k)
+
+    @staticmethod
+    def _by_text(kept: dict[tuple[str, int], list[Hit]],
+                 search: Callable[[list[str], int, Any], list[list[Hit]]],
+                 queries: Sequence[str], k: int) -> list[list[Hit]]:
+        missing = [q for q in dict.fromkeys(queries) if (q, k) not in kept]
         if missing:
-            for q, row in zip(missing, self._store.keyword_search(missing, k, None)):
-                self._keyword[(q, k)] = row
-        return [self._keyword[(q, k)] for q in queries]
+            for q, row in zip(missing, search(missing, k, None)):
+                kept[(q, k)] = row
+        return [kept[(q, k)] for q in queries]
+
+    def doc_vectors(self, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        missing = [d for d in dict.fromkeys(doc_ids) if d not in self._vectors]
+        found = self._store.doc_vectors(missing) if missing else {}
+        if len(self._vectors) < MEMO_DOCUMENTS:
+            self._vectors.update(found)
+        return {d: v for d in doc_ids
+                if (v := self._vectors.get(d, found.get(d))) is not None}
 
     def search(self, queries: np.ndarray, k: int, flt: Any = None) -> list[list[Hit]]:
         assert flt is None
