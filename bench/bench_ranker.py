@@ -219,6 +219,7 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
             rr[NO_ADAPTER] = np.zeros(len(qids))
             rr[PAIRS_ONLY] = np.zeros(len(qids))
         ndcg = {k: 0.0 for k in rr}
+        first: dict[str, list[str | None]] = {k: [None] * len(qids) for k in SINGLES}
         fit_s = {BEFORE: 0.0, SHIPPED: 0.0}
         trees: list[int] = []
         rankers: list[str] = []
@@ -247,6 +248,10 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
                 m, r = evaluate_setting(col, test_texts, vecs[test], test_golds, ad, setting)
                 rr[label][test] = r
                 ndcg[label] += m["ndcg@10"] * len(test) / len(qids)
+                if label in SINGLES:
+                    for i, d in zip(test, first_results(col, test_texts, vecs[test], ad,
+                                                        setting)):
+                        first[label][i] = d
 
             for setting in SETTINGS:
                 measure(setting.describe(), setting)
@@ -298,12 +303,8 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
         if adapter:
             pairs += [(SHIPPED, NO_ADAPTER), ("semantic", PAIRS_ONLY)]
         for new, old in pairs:
-            d = rr[new] - rr[old]
-            boots = np.random.default_rng(0).choice(d, (2000, len(d))).mean(axis=1)
-            out["gains"][f"{new} vs {old}"] = {
-                "mrr@10": round(float(d.mean()), 4),
-                "ci95": [round(float(np.quantile(boots, 0.025)), 4),
-                         round(float(np.quantile(boots, 0.975)), 4)]}
+            out["gains"][f"{new} vs {old}"] = paired_gain(rr[new] - rr[old])
+        out["where_channels_disagree"] = disagreement(rr, first, out)
         # latency of one search (k 10, one query at a time): the ranker's version against the
         # same version without it (blend), alternating, the same queries
         lat: dict[str, list[float]] = {"blend": [], "ranker": []}
@@ -319,6 +320,58 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
         out["search_p50_ms"] = {k: round(float(np.median(v)) * 1000, 2) for k, v in lat.items()}
     print(name, json.dumps(out, ensure_ascii=False), flush=True)
     return out
+
+
+SINGLES = ("semantic", "keyword", "chars")  # the single channels, as Ranking.describe names them
+
+
+def first_results(col, texts: list[str], base: np.ndarray, ad, setting) -> list[str | None]:
+    """Each query's first document as ``setting`` ranks them (the search evaluate_setting
+    makes, its first result kept)."""
+    from neartext.data.ranking import TEXT_MODES, Ranking
+    from neartext.engine.searching import search_vectors
+    from neartext.ops.learning import model_side
+
+    ranking = Ranking.from_dict(setting) if isinstance(setting, dict) else setting
+    opts = ranking.options(10, state=col.path)
+    vecs = None if opts.mode in TEXT_MODES else (base if ad is None else ad.apply(base))
+    hits = search_vectors(col.store, bool(col.manifest.chunking), vecs, texts, None, opts,
+                          model_side(ad, base))
+    return [row[0].id if row else None for row in hits]
+
+
+def paired_gain(d: np.ndarray) -> dict:
+    """The mean of per-query differences with a 95% bootstrap interval (2,000 resamples)."""
+    boots = np.random.default_rng(0).choice(d, (2000, len(d))).mean(axis=1)
+    return {"mrr@10": round(float(d.mean()), 4),
+            "ci95": [round(float(np.quantile(boots, 0.025)), 4),
+                     round(float(np.quantile(boots, 0.975)), 4)]}
+
+
+def disagreement(rr: dict[str, np.ndarray], first: dict[str, list[str | None]],
+                 out: dict) -> dict:
+    """The rankings on the queries where the single channels disagree, two ways: their first
+    results are not one document (no label used), or they rank the gold differently. Where the
+    three put one document first, every fixed fusion of them puts it first too; the best single
+    and fixed rankings are chosen again on each subset (the harder comparison for the learned
+    ones)."""
+    n = len(first[SINGLES[0]])
+    firsts = np.array([len({first[c][i] for c in SINGLES}) > 1 for i in range(n)])
+    ranks = np.array([len({float(rr[c][i]) for c in SINGLES}) > 1 for i in range(n)])
+    fixed = [k for k in rr if not k.startswith("learned") and k not in (NO_ADAPTER, PAIRS_ONLY)]
+    res = {}
+    for name, keep in (("first results differ", firsts), ("gold ranked differently", ranks)):
+        if not keep.any():
+            continue
+        mean = {k: float(v[keep].mean()) for k, v in rr.items()}
+        single = max(SINGLES, key=mean.__getitem__)
+        best = max(fixed, key=mean.__getitem__)
+        res[name] = {"queries": int(keep.sum()), "share": round(float(keep.mean()), 3),
+                     "mrr@10": {k: round(v, 4) for k, v in mean.items()},
+                     "best_single": single, "best_fixed": best,
+                     "gains": {f"{new} vs {old}": paired_gain(rr[new][keep] - rr[old][keep])
+                               for new in (SHIPPED, BEFORE) for old in (single, best)}}
+    return res
 
 
 def table(res: dict) -> str:
@@ -338,6 +391,15 @@ def table(res: dict) -> str:
         lines.append(f"- training per fold ({r['training_queries_per_fold']} queries, features "
                      f"included): ranker {r['fit_s_per_fold'][SHIPPED]} s, linear "
                      f"{r['fit_s_per_fold'][BEFORE]} s; trees {r['ranker_trees']}")
+        for subset, d in r.get("where_channels_disagree", {}).items():
+            lines.append(f"- where the channels disagree ({subset}: {d['queries']} queries, "
+                         f"{d['share']:.0%}): best single {d['best_single']} "
+                         f"{d['mrr@10'][d['best_single']]:.4f}, best fixed {d['best_fixed']} "
+                         f"{d['mrr@10'][d['best_fixed']]:.4f}, linear {d['mrr@10'][BEFORE]:.4f}, "
+                         f"ranker {d['mrr@10'][SHIPPED]:.4f}")
+            for what, g in d["gains"].items():
+                lines.append(f"  - {what}: MRR@10 {g['mrr@10']:+.4f} (95% CI "
+                             f"{g['ci95'][0]:+.4f} .. {g['ci95'][1]:+.4f})")
         lines.append(f"- one search p50: {r['search_p50_ms']['ranker']} ms with the ranker vs "
                      f"{r['search_p50_ms']['blend']} ms for blend (ratio "
                      f"{r['search_p50_ms']['ranker'] / r['search_p50_ms']['blend']:.2f})")

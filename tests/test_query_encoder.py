@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,12 +50,34 @@ def _search(col, *extra: str, env: dict[str, str] | None = None) -> tuple[list, 
     return json.loads(done.stdout), done.stderr
 
 
+@pytest.fixture(scope="module")
+def first_search(demo_collection, tmp_path_factory) -> tuple[Path, list, str]:
+    """The first CLI search of a copy of the demo collection, with a user's cache of its own:
+    it loads the model (its description recorded in that cache), answers, and leaves the
+    export. Made once for the tests that start from there (``searched``)."""
+    base = tmp_path_factory.mktemp("first-search")
+    col = shutil.copytree(demo_collection, base / "feedback")
+    first, err = _search(col, env={"NEARTEXT_CACHE_DIR": str(base / "user-cache")})
+    return base, first, err
+
+
+@pytest.fixture
+def searched(first_search, tmp_path) -> tuple[Path, list, str]:
+    """A copy of the collection and the user's cache as the first search left them (the
+    cache at the ``own_cache`` path), with that search's results and stderr."""
+    base, first, err = first_search
+    shutil.copytree(base / "user-cache", tmp_path / "user-cache")
+    return shutil.copytree(base / "feedback", tmp_path / "feedback"), first, err
+
+
+# the tests that start from the one first search run in turn on one worker (``first_search``)
 @pytest.mark.slow
-def test_a_search_in_a_new_process_answers_alike_without_torch_once_one_loaded_the_model(demo_copy):
+@pytest.mark.xdist_group("first-search")
+def test_a_search_in_a_new_process_answers_alike_without_torch_once_one_loaded_the_model(searched):
     """The first CLI search loads the model, answers, then leaves the export (one line on
     stderr); the next process answers the same (ids, scores) without importing torch.
     --quiet keeps the line off; with NEARTEXT_QUERY_ENCODER=model the model answers."""
-    first, err = _search(demo_copy)
+    demo_copy, first, err = searched
     assert "torch imported: True" in err and "exported to ONNX for queries" in err
     [made] = [p for p in qe.cache_dir(demo_copy).iterdir()]
     assert made.name == Collection.open(demo_copy).manifest.model.fingerprint
@@ -192,8 +215,9 @@ def test_a_both_side_promotion_keeps_the_export(demo_copy, encoder, auto):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("first-search")
 def test_the_service_starts_and_searches_without_torch_and_loads_the_model_at_its_first_document(
-        demo_copy, auto):
+        searched, auto):
     """With the export a search left and the model's description recorded, `neartext serve`
     answers its first search without loading torch (before: the model loaded before the
     service was ready, ~4.4 s on this machine, against ~0.9 s now); the first document to
@@ -201,7 +225,7 @@ def test_the_service_starts_and_searches_without_torch_and_loads_the_model_at_it
     from serving import post as call
     from serving import serve_process, torch_mapped
 
-    first, _ = _search(demo_copy)  # loads the model (recorded) and leaves the export
+    demo_copy, first, _ = searched  # the model loaded (recorded), the export left
 
     # the served process inherits NEARTEXT_QUERY_ENCODER=auto (the ``auto`` fixture)
     with serve_process(f"fb={demo_copy}") as (base, proc):
@@ -219,11 +243,12 @@ def test_the_service_starts_and_searches_without_torch_and_loads_the_model_at_it
 
 
 @pytest.mark.slow
-def test_the_bot_answers_without_torch_once_a_search_left_the_export(demo_copy):
+@pytest.mark.xdist_group("first-search")
+def test_the_bot_answers_without_torch_once_a_search_left_the_export(searched):
     """The bot's backend encoded queries with the model, loaded at start (6.7 s to a ready
     backend on this machine, against 2.7 s now)."""
     pytest.importorskip("aiogram", reason="the bot extra is not installed")
-    first, _ = _search(demo_copy)
+    demo_copy, first, _ = searched
     bot = ("import asyncio, sys\nfrom neartext.bot import LocalBackend\n"
            "b = LocalBackend(sys.argv[1])\n"
            "hits = asyncio.run(b.search(sys.argv[2], 5))\n"
