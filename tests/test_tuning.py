@@ -1035,6 +1035,43 @@ def test_gold_ids_have_one_spelling_in_tune_and_eval_collection(demo_copy, tmp_p
         capsys.readouterr().err
 
 
+def test_a_pairs_column_named_like_a_field_names_documents_by_that_field(tmp_path, capsys):
+    """Memes indexed from (title, link, description) with no id column: pairs that name each
+    meme by its title (``--passage title``) or its link find it in tune and eval collection
+    (before: "0 usable pairs", the title alone being no document's whole text); a title no
+    meme has is left out and said so; a column named like no field matches as before."""
+    from neartext.ops.tune import gather
+
+    rows = [(f"Meme {i}: {w} at work", f"https://memes.example/{i}",
+             f"When the {w} breaks again on a Monday morning ({i})")
+            for i, w in enumerate(["printer", "coffee machine", "build", "wifi", "elevator",
+                                   "badge reader", "vpn", "laptop", "projector", "fridge",
+                                   "kettle", "scanner", "phone", "chair", "heater"])]
+    _write_rows(tmp_path / "memes.csv", ["title", "link", "description"], rows)
+    col_path = tmp_path / "memes"
+    assert main(["index", str(tmp_path / "memes.csv"), "-c", str(col_path), "--text",
+                 "title,description", "-q"]) == 0
+    capsys.readouterr()
+    by_title, by_link = tmp_path / "titles.csv", tmp_path / "links.csv"
+    _write_rows(by_title, ["query", "title"],
+                [(d.split(" (")[0], t) for t, _, d in rows] + [("nothing", "Meme 99: none")])
+    _write_rows(by_link, ["query", "link"], [(d.split(" (")[0], u) for _, u, d in rows])
+    with Collection.open(col_path) as col:
+        data = gather(col, by_title, False, None, "title")
+        assert data.from_file == len(rows) and data.columns == ["query", "title"]
+        assert len(set(data.doc_ids)) == len(rows)
+        assert any("document's 'title'" in n and "Meme 99" in n for n in data.notes), data.notes
+        assert gather(col, by_link, False, None, "link").doc_ids == data.doc_ids
+        _write_rows(tmp_path / "other.csv", ["query", "headline"],
+                    [(d, t) for t, _, d in rows])
+        assert gather(col, tmp_path / "other.csv", False, None, "headline").from_file == 0
+    for pairs, column in ((by_title, "title"), (by_link, "link")):
+        assert main(["eval", "collection", str(col_path), "--pairs", str(pairs), "--passage",
+                     column, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["queries"] == len(rows) and out["mrr@10"] > 0.5, out
+
+
 def test_queries_needed_for_a_gain_like_the_one_measured():
     from neartext.algo.adapters import paired_gain, queries_needed
 

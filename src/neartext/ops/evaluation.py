@@ -107,7 +107,8 @@ def evaluate_collection(
     if gold_id is not None and passage is not None:
         raise InputError("give --passage (a document's text or id) or --gold-id (its id), not both")
     data = load_retrieval_pairs(p, query, gold_id or passage, encoding=encoding)
-    found = documents_of(collection, data.corpus.values(), ids_only=gold_id is not None)
+    found = documents_of(collection, data.corpus.values(), ids_only=gold_id is not None,
+                         field=data.columns[1])
     gold: dict[str, dict[str, float]] = {}
     for qid, rel in data.qrels.items():
         for pid in rel:
@@ -160,26 +161,42 @@ def retrieval_warnings(data: RetrievalData, results: dict[str, dict[str, float]]
     return out
 
 
-def documents_of(collection: Any, passages: Iterable[str], *, ids_only: bool = False
-                 ) -> dict[str, list[str]]:
+def documents_of(collection: Any, passages: Iterable[str], *, ids_only: bool = False,
+                 field: str | None = None) -> dict[str, list[str]]:
     """The documents of ``collection`` each passage of a pairs file names: the document whose
     id it is, else (unless ``ids_only``: a ``--gold-id`` column) those whose text it is (exact,
-    then with whitespace collapsed); ``[]`` for a passage found nowhere. The one rule by which
-    ``tune``, ``improve`` and ``eval collection`` read gold passages."""
+    then with whitespace collapsed), else, when the passages' column is named like a field of
+    the documents (``field``: a text column such as ``title``, or metadata such as ``link``),
+    those whose field holds it (whitespace collapsed); ``[]`` for a passage found nowhere. The
+    one rule by which ``tune``, ``improve`` and ``eval collection`` read gold passages.
+
+    Example: memes built with ``--text title,description`` and pairs whose ``title`` column
+    names them (``tune --passage title``)::
+
+        documents_of(col, ["Кот и огурец"], field="title")   # {"Кот и огурец": ["t-3f…"]}
+    """
     known = collection.store.document_hashes()
     wanted = list(dict.fromkeys(passages))
     out = {t: [t] if t in known else [] for t in wanted}
     if ids_only or all(out.values()):
         return out
+    if field is not None and field not in collection.store.metadata_fields():
+        field = None
     by_hash: dict[str, list[str]] = {}
     for doc_id, h in known.items():
         by_hash.setdefault(h, []).append(doc_id)
     by_text: dict[str, list[str]] = {}
+    by_field: dict[str, list[str]] = {}
     for doc in all_documents(collection):
         by_text.setdefault(" ".join(doc.text.split()), []).append(doc.id)
+        value = (doc.metadata or {}).get(field) if field is not None else None
+        if value is not None:
+            by_field.setdefault(" ".join(str(value).split()), []).append(doc.id)
     for t in wanted:
         if not out[t]:
-            out[t] = by_hash.get(text_hash(t)) or by_text.get(" ".join(t.split()), [])
+            flat = " ".join(t.split())
+            out[t] = (by_hash.get(text_hash(t)) or by_text.get(flat)
+                      or by_field.get(flat, []))
     return out
 
 

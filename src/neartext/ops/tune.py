@@ -298,7 +298,8 @@ def gather(col: Collection, pairs: str | Path | None, feedback: bool,
                              "not both")
         data = load_retrieval_pairs(pairs, query_column, gold_id_column or passage_column)
         columns = list(data.columns)
-        found = documents_of(col, data.corpus.values(), ids_only=gold_id_column is not None)
+        found = documents_of(col, data.corpus.values(), ids_only=gold_id_column is not None,
+                             field=data.columns[1])
         missing: list[str] = []
         for qid, rel in data.qrels.items():
             for pid in rel:
@@ -310,7 +311,10 @@ def gather(col: Collection, pairs: str | Path | None, feedback: bool,
                 doc_ids.append(found[passage][0])
                 from_file += 1
         if missing:
-            what = ("an id" if gold_id_column else "a passage (a text or an id)")
+            field = data.columns[1] if data.columns[1] in col.store.metadata_fields() else None
+            what = ("an id" if gold_id_column else
+                    f"a passage (a text, an id or a document's '{field}')" if field else
+                    "a passage (a text or an id)")
             notes.append(f"{len(missing)} pairs of {pairs} name {what} that is not in the "
                          f"collection, e.g. {missing[0][:80]!r}; left out")
     hard: list[tuple[int, str]] = []
