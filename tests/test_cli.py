@@ -244,6 +244,17 @@ def test_each_text_column_stays_a_field_shown_filtered_and_shown_by_the_bot(caps
                                "description": "Ждёшь доставку весь день а курьер не пришёл"}
     code, out, _ = run(capsys, "search", col, "утро", "--where", "title=Сова с кофе", "--json")
     assert code == 0 and [h["metadata"]["title"] for h in json.loads(out)] == ["Сова с кофе"]
+    # what each result shows, as the bot's --show: the first field on its line, the rest below
+    code, out, _ = run(capsys, "search", col, "жду курьера", "-k", "1", "--show", "title,link")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].endswith("Собака у окна") and \
+        lines[1].strip() == "link=https://m.example/2" and len(lines) == 2, out
+    code, out, _ = run(capsys, "search", col, "жду курьера", "-k", "1", "--show", "text")
+    assert out.splitlines()[0].endswith("Собака у окна Ждёшь доставку весь день а курьер не "
+                                        "пришёл") and len(out.splitlines()) == 1, out
+    code, out, err = run(capsys, "search", col, "жду курьера", "--show", "title,titel")
+    assert code == 1 and out == "" and err.strip().endswith(
+        "unknown field 'titel' for --show; fields: text, description, link, title"), err
     pytest.importorskip("aiogram", reason="the bot extra is not installed")
     from neartext.bot import LocalBackend
 

@@ -70,12 +70,11 @@ class LocalBackend:
 
     def check_fields(self, fields: list[str]) -> None:
         """Fields an answer shows (``--show``, ``--photo-column``): ``text`` or metadata."""
-        known = self.collection.store.metadata_fields()
-        for f in fields:
-            if f != "text" and f not in known:
-                self.close()
-                raise InputError(f"unknown field '{f}' for --show/--photo-column; fields: text, "
-                                 f"{', '.join(sorted(known))}")
+        try:
+            self.collection.check_fields(fields, "--show/--photo-column")
+        except InputError:
+            self.close()
+            raise
 
     async def search(self, query: str, k: int, threshold: float | None = None) -> list[SearchResult]:
         def run() -> list[SearchResult]:

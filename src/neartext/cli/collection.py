@@ -104,6 +104,10 @@ def register(sub: Any) -> None:
                    help="only texts containing this word (repeatable)")
     add_mode_options(p)
     p.add_argument("--model", help="check that this model is the collection's")
+    p.add_argument("--show", metavar="FIELDS",
+                   help="what each result shows, comma-separated: text and/or fields of the "
+                        "documents, e.g. title,link (default: the text, then every field; "
+                        "--json gives everything)")
     add_output_options(p)
     p.set_defaults(handler=_cmd_search)
 
@@ -236,7 +240,10 @@ def _cmd_search(args: argparse.Namespace) -> Any:
             raise InputError(f"{qpath}: no queries in the file")
     else:
         queries = [args.query]
+    show = split_list(args.show) or None
     with Collection.open(args.collection, model=args.model) as col:
+        if show is not None:
+            col.check_fields(show)
         opts = col.search_options(args.k, args.threshold, args.mode, args.fusion, args.alpha)
         results = col.search_many(queries, where=args.where, contains=args.contains,
                                   options=opts)
@@ -247,7 +254,7 @@ def _cmd_search(args: argparse.Namespace) -> Any:
         for q, rows in zip(queries, results):
             if len(queries) > 1:
                 print(f"\n# {q}")
-            print_results(rows)
+            print_results(rows, show)
     dicts = [[r.to_dict() for r in rows] for rows in results]
     if args.queries_file:
         return [{"query": q, "results": d} for q, d in zip(queries, dicts)]

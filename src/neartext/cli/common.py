@@ -251,13 +251,23 @@ def print_report(args: argparse.Namespace, report: Any, path: Any) -> dict[str, 
     return {"collection": str(path), **report.to_dict()}
 
 
-def print_results(rows: list) -> None:
+def print_results(rows: list, show: list[str] | None = None) -> None:
+    """Ranked results, a line each: rank, score, id and the text (the best passage of a chunked
+    document), then its fields as ``name=value``. ``show`` (``search --show``): the first of
+    those fields a result has on its line, the others below (``text`` is the text)."""
     if not rows:
         print("no results (nothing matched the filters or passed the threshold)")
     for i, r in enumerate(rows, 1):
-        text = " ".join((r.passage or r.text).split())
-        print(f"{i:>2}. {r.score:.3f}  {r.id}  {text}")
-        meta = "  ".join(f"{k}={v}" for k, v in r.metadata.items() if v is not None)
+        text = r.passage or r.text
+        if show is None:
+            head, rest = text, [(k, v) for k, v in r.metadata.items() if v is not None]
+        else:
+            values = [(f, text if f == "text" else r.metadata.get(f)) for f in show]
+            values = [(f, v) for f, v in values if v is not None and v != ""]
+            head, rest = (values[0][1] if values else ""), values[1:]
+        print(f"{i:>2}. {r.score:.3f}  {r.id}  {' '.join(str(head).split())}".rstrip())
+        meta = "  ".join(f"{k}={' '.join(str(v).split()) if k == 'text' else v}"
+                         for k, v in rest)
         if meta:
             print(f"    {meta}")
 
