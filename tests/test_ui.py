@@ -174,3 +174,41 @@ def test_html_map_labels_legend_and_hover(browser, demo_copy, tmp_path):
         return [document.getElementById('tip').textContent, data.points[0][3]];""")
     text, doc_id = tip
     assert " — " in text and doc_id not in text
+
+
+@pytest.mark.slow
+def test_a_document_of_several_text_columns_shows_its_title_apart(browser, tmp_path, capsys):
+    """Memes built with --text title,description: a result shows the title as its heading and
+    the description as its text, its other fields below (before: the joined text, then title
+    and description again among the fields; a field's value could wrap away from its name)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from neartext.cli import main
+
+    memes = tmp_path / "memes.csv"
+    memes.write_text("title,link,description\n"
+                     "Кот в ванной,https://m.example/1,Когда понял что завтра понедельник\n"
+                     "Сова с кофе,https://m.example/3,Утро после бессонной ночи перед экзаменом\n",
+                     encoding="utf-8")
+    assert main(["index", str(memes), "-c", str(tmp_path / "memes"), "--text",
+                 "title,description", "-q"]) == 0
+    capsys.readouterr()
+    wait = WebDriverWait(browser, 60)
+    with running(ServeSettings.from_args([str(tmp_path / "memes")])) as server:
+        status, listed = server.call("GET", "/collections")
+        assert status == 200 and listed[0]["text_fields"] == ["title", "description"]
+        browser.get(server.base + "/")
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        browser.find_element(By.ID, "query").send_keys("утро перед экзаменом")
+        browser.find_element(By.ID, "search-button").click()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#results li.result")))
+        first = browser.find_elements(By.CSS_SELECTOR, "#results li.result")[0]
+        assert first.find_element(By.CSS_SELECTOR, ".title").text == "Сова с кофе"
+        assert first.find_element(By.CSS_SELECTOR, ".text").text == \
+            "Утро после бессонной ночи перед экзаменом"
+        items = first.find_elements(By.CSS_SELECTOR, ".metadata > div")
+        assert [i.find_element(By.TAG_NAME, "dt").text for i in items] == ["link"]
+        assert items[0].find_element(By.CSS_SELECTOR, "dd a").get_attribute("href") == \
+            "https://m.example/3"

@@ -236,8 +236,7 @@ def _record(p: Path, unit: str, row_no: int, row: dict[str, Any], text_cols: lis
             raise InputError(f"{p}: {unit} {row_no}: column '{c}' holds {kind}, not text")
     parts = [_as_text(row.get(c)) for c in text_cols]
     body = join_with.join(s for s in parts if s)
-    # several text columns: each stays a field (shown, filtered) and the text is their join
-    fields = len(text_cols) > 1
+    fields = bool(text_fields(text_cols))
     meta = {k: v for k, v in row.items()
             if (fields or k not in text_cols) and k != id_column and k != vectors}
     for k, v in meta.items():
@@ -367,6 +366,16 @@ def _columns(rows: list[tuple[int, dict]]) -> list[str]:
         for k in row:
             seen.setdefault(k, None)
     return list(seen)
+
+
+def text_fields(columns: Sequence[str]) -> list[str]:
+    """The text columns a document keeps as fields of its own: all of them when there are
+    several (a title shown apart, filtered; the searched text is their join), else none.
+
+    >>> text_fields(["title", "description"]), text_fields(["text"])
+    (['title', 'description'], [])
+    """
+    return list(columns) if len(columns) > 1 else []
 
 
 def _text_columns(path: Path, columns: list[str], text: Sequence[str] | None, fmt: str) -> list[str]:

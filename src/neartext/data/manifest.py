@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from neartext.data.cleaning import CleaningOptions
+from neartext.data.corpus import text_fields
 from neartext.data.encoder_settings import EncoderSettings
 from neartext.data.ranking import Ranking
 from neartext.data.results import Calibration
@@ -254,6 +255,12 @@ class Manifest:
     def ranking(self) -> Ranking:
         """The version's ranking: as tuned, else the default (semantic)."""
         return self.search or Ranking()
+
+    def text_fields(self) -> list[str]:
+        """The text columns the documents keep as fields (:func:`~neartext.data.corpus.text_fields`
+        of the columns it was built from), in order."""
+        columns = self.source.get("text") or []
+        return text_fields([columns] if isinstance(columns, str) else columns)
 
     def calibrate(self, cal: Calibration) -> None:
         """Use the threshold ``cal`` chose from labeled pairs (``mine``, ``dedup`` and

@@ -165,7 +165,8 @@ def _summary(name: str, col: Any) -> S.CollectionSummary:
     return S.CollectionSummary(
         name=name, documents=len(col), model=m.model.name, version=m.version,
         adapter=m.adapter.kind if m.adapter else None, ranking=m.ranking().describe(),
-        mrr_at_10=(details.get("metrics") or {}).get("mrr@10"))
+        mrr_at_10=(details.get("metrics") or {}).get("mrr@10"),
+        text_fields=m.text_fields())
 
 
 def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI:

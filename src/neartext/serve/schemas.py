@@ -195,6 +195,10 @@ class CollectionSummary(BaseModel):
     adapter: str | None = Field(None, description="its adapter kind, if any")
     ranking: str = Field(DEFAULT_MODE, description="its ranking when a search names no mode")
     mrr_at_10: float | None = Field(None, description="held-out MRR@10 measured when promoted")
+    text_fields: list[str] = Field(
+        default_factory=list, description="the text columns each document keeps as fields, in "
+        "order, when it was built from several (--text title,description); the text is their "
+        "join. The web UI shows the first as a result's title")
 
 
 class Error(BaseModel):

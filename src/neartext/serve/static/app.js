@@ -26,6 +26,12 @@ function say(text, info) {
 
 function isLink(v) { return typeof v === "string" && /^https?:\/\/\S+$/i.test(v); }
 
+// the text columns the chosen collection's documents keep as fields (several --text columns)
+function textFields() {
+  const chosen = state.collections.find((c) => c.name === $("collection").value);
+  return (chosen && chosen.text_fields) || [];
+}
+
 function render(title, hits, query) {
   const list = $("results");
   list.replaceChildren();
@@ -37,9 +43,21 @@ function render(title, hits, query) {
     li.dataset.id = hit.id;
     li.querySelector(".score").textContent = hit.score.toFixed(3);
     li.querySelector(".doc-id").textContent = hit.id;
-    li.querySelector(".text").textContent = hit.passage || hit.text;
+    // a document built from several text columns (--text title,description): the first is
+    // its title, the others its text; they are not listed again among its fields
+    const meta = hit.metadata || {};
+    const fields = textFields().filter((f) => f in meta);
+    const title = fields.length && !hit.passage ? meta[fields[0]] : null;
+    if (title !== null && title !== "") {
+      li.querySelector(".title").textContent = String(title);
+      li.querySelector(".title").hidden = false;
+    }
+    li.querySelector(".text").textContent = hit.passage ||
+      (title !== null ? fields.slice(1).map((f) => meta[f]).filter((v) => v).join("\n") : hit.text);
     const dl = li.querySelector(".metadata");
-    for (const [k, v] of Object.entries(hit.metadata || {})) {
+    for (const [k, v] of Object.entries(meta)) {
+      if (fields.includes(k)) continue;
+      const item = document.createElement("div");  // a name and its value wrap together
       const dt = document.createElement("dt");
       dt.textContent = k;
       const dd = document.createElement("dd");
@@ -50,7 +68,8 @@ function render(title, hits, query) {
       } else {
         dd.textContent = v === null ? "" : String(v);
       }
-      dl.append(dt, dd);
+      item.append(dt, dd);
+      dl.appendChild(item);
     }
     li.querySelector(".rate-up").addEventListener("click", () => rate(li, query, hit.id, true));
     li.querySelector(".rate-down").addEventListener("click", () => rate(li, query, hit.id, false));
