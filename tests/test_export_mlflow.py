@@ -121,6 +121,8 @@ def test_the_loaded_model_answers_without_torch_through_the_twin_it_carries(
     assert run.returncode == 0, run.stderr[-3000:]
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert got["torch"] is False
+    # loading said nothing of MLflow's type-hint validation (it warned, in red, at every load)
+    assert "Type hint" not in run.stderr, run.stderr[-3000:]
     with Collection.open(demo_collection, model=encoder) as col:  # the model itself
         want = col.search(QUERY, k=5)
         para, _ = paraphrases(col, "Please add a dark mode.", 0.6, top_k=10)

@@ -225,7 +225,10 @@ class NeartextModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         self.collection = col
         _install_param_check()
 
-    def predict(self, context: Any, model_input: Any,
+    # model_input: a DataFrame as MLflow passes it after the signature (queries_of takes the
+    # other forms too); the hint is one MLflow's type-hint validation leaves alone (with Any it
+    # warned at every import of this module, in red)
+    def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
         """One row per result (see the module docs); neartext's message as MLflow's error."""
         try:
