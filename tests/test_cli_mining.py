@@ -68,6 +68,10 @@ def test_dedup_groups_and_clean_corpus(capsys, demo_collection, tmp_path):
     assert code == 0 and res["duplicates"] == 6 and res["sizes"] == {"2": 6}
     g_rows = list(csv.DictReader(groups.open()))
     assert len(g_rows) == 12 and sum(r["representative"] == "True" for r in g_rows) == 6
+    # cosines as reports give them: a representative's with itself is 1 (it was written as
+    # 1.000000238418579 or 0.9999997615814209), every score within [-1, 1], to 6 decimals
+    assert all(r["score"] == "1.0" for r in g_rows if r["representative"] == "True"), g_rows
+    assert all(len(r["score"].split(".")[1]) <= 6 for r in g_rows)
     c_rows = list(csv.DictReader(clean.open()))
     assert len(c_rows) == 247 - 6 and {"id", "text", "topic", "year"} <= set(c_rows[0])
     mapping = {r["id"]: r["kept_id"] for r in csv.DictReader(

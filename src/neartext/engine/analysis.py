@@ -21,7 +21,7 @@ import numpy as np
 
 from neartext.algo.groups import duplicate_groups, size_summary
 from neartext.algo.mining import Pairs, check_mining_args, mine_pairs, sample_recall, unique_pairs
-from neartext.data.results import SearchResult
+from neartext.data.results import SearchResult, reported_cosine
 from neartext.engine.parts import Parts
 from neartext.errors import InputError
 from neartext.util.tables import check_output_path, write_table
@@ -178,7 +178,7 @@ def mine(
                       pairs.method, pairs.seconds, pairs.details)
     involved = sorted({doc_ids[x] for x in np.concatenate([pairs.i, pairs.j]).tolist()})
     texts = {d.id: d.text for d in col.store.get(involved)}
-    rows = [{"id1": doc_ids[a], "id2": doc_ids[b], "score": float(s),
+    rows = [{"id1": doc_ids[a], "id2": doc_ids[b], "score": reported_cosine(s),
              "text1": texts[doc_ids[a]], "text2": texts[doc_ids[b]]}
             for a, b, s in zip(pairs.i.tolist(), pairs.j.tolist(), pairs.score.tolist())]
     return MiningResult(rows, len(doc_ids), t, top_k, pairs.method, time.perf_counter() - t0,
@@ -259,7 +259,7 @@ def dedup(
         rep = g.representative
         sims = vectors[g.members] @ vectors[rep]
         rows.append(DuplicateGroup(n, doc_ids[rep], [
-            GroupMember(doc_ids[m], texts[doc_ids[m]], float(s))
+            GroupMember(doc_ids[m], texts[doc_ids[m]], reported_cosine(s))
             for m, s in zip(g.members.tolist(), sims.tolist())]))
     return DedupResult(rows, len(doc_ids), t, method, size_summary(groups),
                        time.perf_counter() - t0)
