@@ -36,7 +36,6 @@ from neartext.engine.parts import Version
 from neartext.engine.query_encoder import cached_query_encoder
 from neartext.engine.searching import check_queries, make_filter, search_as, selection
 from neartext.engine.state import VersionState
-from neartext.errors import InputError
 from neartext.store import Document, Store
 from neartext.store.factory import building, connected, open_store, store_exists
 
@@ -335,19 +334,6 @@ class Collection(VersionState):
     ) -> Filter:
         """Parse ``where``/``contains`` into a :class:`Filter` checked against the stored fields."""
         return make_filter(self.store, where, contains)
-
-    def check_fields(self, fields: Sequence[str], option: str = "--show") -> None:
-        """One line naming the first of ``fields`` that is neither ``text`` nor a field of the
-        documents (their text columns and metadata), and the fields there are: what a front end
-        shows of each result (``search --show``, the bot's ``--show``).
-
-        >>> col.check_fields(["title", "link"])                # doctest: +SKIP
-        """
-        known = self.store.metadata_fields()
-        for f in fields:
-            if f != "text" and f not in known:
-                raise InputError(f"unknown field '{f}' for {option}; fields: text"
-                                 + "".join(f", {k}" for k in sorted(known)))
 
     def search_vectors(
         self, vectors: np.ndarray | None, k: int = 10, *, threshold: float | None = None,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from neartext.collection import Collection
 from neartext.data.results import SearchResult
 from neartext.engine.feedback import FeedbackStore
+from neartext.engine.searching import check_fields
 from neartext.errors import InputError, ModelMismatch, NeartextError
 from neartext.util.retry import call as retry_call
 
@@ -71,7 +72,7 @@ class LocalBackend:
     def check_fields(self, fields: list[str]) -> None:
         """Fields an answer shows (``--show``, ``--photo-column``): ``text`` or metadata."""
         try:
-            self.collection.check_fields(fields, "--show/--photo-column")
+            check_fields(self.collection.store, fields, "--show/--photo-column")
         except InputError:
             self.close()
             raise

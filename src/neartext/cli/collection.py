@@ -35,6 +35,7 @@ from neartext.data.ranking import TEXT_MODES
 from neartext.encoders import EncoderSettings, load_encoder
 from neartext.encoders.registry import AGAIN
 from neartext.engine.embedding import embed_file
+from neartext.engine.searching import check_fields
 from neartext.errors import InputError
 from neartext.export.query_encoder import needs_twin, prepare_model_twin, prepare_query_encoder
 from neartext.ops.migrate import migrate
@@ -243,7 +244,7 @@ def _cmd_search(args: argparse.Namespace) -> Any:
     show = split_list(args.show) or None
     with Collection.open(args.collection, model=args.model) as col:
         if show is not None:
-            col.check_fields(show)
+            check_fields(col.store, show)
         opts = col.search_options(args.k, args.threshold, args.mode, args.fusion, args.alpha)
         results = col.search_many(queries, where=args.where, contains=args.contains,
                                   options=opts)

@@ -47,6 +47,20 @@ from neartext.store import Hit, Store
 from neartext.util.validate import check_text
 
 
+def check_fields(store: Store, fields: Sequence[str], option: str = "--show") -> None:
+    """One line naming the first of ``fields`` that is neither ``text`` nor a field of the
+    documents (their text columns and metadata), and the fields there are: what a front end
+    shows of each result (``search --show``, the bot's ``--show``).
+
+    >>> check_fields(col.store, ["title", "link"])          # doctest: +SKIP
+    """
+    known = store.metadata_fields()
+    for f in fields:
+        if f != "text" and f not in known:
+            raise InputError(f"unknown field '{f}' for {option}; fields: text"
+                             + "".join(f", {k}" for k in sorted(known)))
+
+
 def make_filter(store: Store, where: Sequence[str] | str | Filter | None = None,
                 contains: Sequence[str] | None = None) -> Filter:
     """Parse ``where``/``contains`` into a :class:`Filter` checked against the stored fields."""
