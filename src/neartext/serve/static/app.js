@@ -55,8 +55,9 @@ function render(title, hits, query) {
     li.querySelector(".text").textContent = hit.passage ||
       (title !== null ? fields.slice(1).map((f) => meta[f]).filter((v) => v).join("\n") : hit.text);
     const dl = li.querySelector(".metadata");
+    const apart = title !== null ? fields : [];  // (a chunked document's passage: none)
     for (const [k, v] of Object.entries(meta)) {
-      if (fields.includes(k)) continue;
+      if (apart.includes(k)) continue;
       const item = document.createElement("div");  // a name and its value wrap together
       const dt = document.createElement("dt");
       dt.textContent = k;
