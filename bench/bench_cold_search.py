@@ -4,9 +4,13 @@ imported: every search before the ONNX query encoder, and today with
 ``NEARTEXT_QUERY_ENCODER=model``) against the ONNX export a first search leaves beside the
 collection. A keyword search (no model at all) is the floor. And the same search of the
 collection once ``neartext tune`` promoted a learned ranker for it (pairs: each demo text's
-first three words as the query), which applies a LightGBM model too. Rounds alternate the
-variants so that a noisy machine weighs on each alike; medians, their ratio, and the answers
-compared. neartext's modules are compiled to bytecode first (``common.compile_package``).
+first three words as the query), which applies a LightGBM model too. And the demo collection
+built with ``use-multilingual`` (no torch, no export): its tokenizer read from the tables
+neartext keeps in the user's cache, against the same cache with those tables unavailable (a
+file in their place), which parses the tokenizer's model in Python in every process, as before
+they were kept. Rounds alternate the variants so that a noisy machine weighs on each alike;
+medians, their ratio, and the answers compared. neartext's modules are compiled to bytecode
+first (``common.compile_package``).
 
     python bench/bench_cold_search.py [--rounds 7]
 
@@ -30,17 +34,21 @@ from common import RESULTS, ROOT, compile_package, machine, machine_line, median
 
 DEMO = ROOT / "demo" / "feedback.csv"
 QUERY = "the app crashes when I open it"
-VARIANTS = {  # name: (extra arguments, NEARTEXT_QUERY_ENCODER, the tuned collection)
-    "model (torch), as before": ([], "model", False),
-    "ONNX query encoder": ([], "auto", False),
-    "keyword (no model)": (["--mode", "keyword"], "auto", False),
-    "tuned: learned ranker, ONNX query encoder": ([], "auto", True),
+VARIANTS = {  # name: (extra arguments, NEARTEXT_QUERY_ENCODER, the collection and its cache)
+    "model (torch), as before": ([], "model", "demo"),
+    "ONNX query encoder": ([], "auto", "demo"),
+    "keyword (no model)": (["--mode", "keyword"], "auto", "demo"),
+    "tuned: learned ranker, ONNX query encoder": ([], "auto", "tuned"),
+    "use-multilingual, tokenizer parsed (as before)": ([], "auto", "use-parsed"),
+    "use-multilingual, tokenizer from its tables": ([], "auto", "use"),
 }
 
 
-def search(col: Path, extra: list[str], mode: str) -> tuple[float, list, str]:
+def search(col: Path, extra: list[str], mode: str, cache: Path | None = None
+           ) -> tuple[float, list, str]:
     """Seconds of a whole ``neartext search`` process, its answer and its stderr."""
-    env = {**os.environ, "NEARTEXT_QUERY_ENCODER": mode}
+    env = {**os.environ, "NEARTEXT_QUERY_ENCODER": mode,
+           **({"NEARTEXT_CACHE_DIR": str(cache)} if cache else {})}
     t = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "neartext", "search", str(col), QUERY, "-k", "5",
                            "--json", *extra], capture_output=True, text=True, env=env, check=True)
@@ -73,13 +81,27 @@ def main() -> None:
                               check=True)
         assert json.loads(done.stdout)["chosen"]["search"].get("fusion") == "learned", done.stdout
         search(tuned, [], "auto")  # its own export of the query encoder, once
+        use = Path(tmp) / "use"
+        subprocess.run([sys.executable, "-m", "neartext", "index", str(DEMO), "-c", str(use),
+                        "--text", "text", "--id", "id", "--model", "use-multilingual", "-q"],
+                       check=True, capture_output=True)
+        search(use, [], "auto")  # the weights' copy and the tokenizer's tables made
+        parsed_cache = Path(tmp) / "cache-parsed"
+        shutil.copytree(Path(tmp) / "cache", parsed_cache)
+        [tables] = parsed_cache.glob("use-multilingual/*/tokenizer-*")
+        shutil.rmtree(tables)
+        tables.write_text("tables unavailable: the tokenizer's model is parsed\n")
+        where = {"demo": (col, None), "tuned": (tuned, None), "use": (use, None),
+                 "use-parsed": (use, parsed_cache)}
         times: dict[str, list[float]] = {v: [] for v in VARIANTS}
         answers: dict[str, list] = {}
         for _ in range(args.rounds):
-            for name, (extra, mode, on_tuned) in VARIANTS.items():
-                seconds, got, _ = search(tuned if on_tuned else col, extra, mode)
+            for name, (extra, mode, target) in VARIANTS.items():
+                seconds, got, _ = search(*where[target][:1], extra, mode, where[target][1])
                 times[name].append(seconds)
                 answers[name] = got
+        assert answers["use-multilingual, tokenizer from its tables"] == \
+            answers["use-multilingual, tokenizer parsed (as before)"]
     base = median(times["model (torch), as before"])
     same = [r["id"] for r in answers["ONNX query encoder"]] == [r["id"] for r in answer] and max(
         abs(a["score"] - b["score"]) for a, b in zip(answers["ONNX query encoder"], answer)) <= 1e-5
@@ -90,7 +112,8 @@ def main() -> None:
               "first_search_with_export_s": round(first, 2), "same_answers": same, "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "cold-search.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"Cold `neartext search` on the demo collection (247 texts, all-MiniLM-L6-v2), "
+    lines = [f"Cold `neartext search` on the demo collection (247 texts, all-MiniLM-L6-v2; "
+             "the last two rows: built with use-multilingual), "
              f"whole process, median of {args.rounds} alternating rounds; baseline: the query "
              "encoded by the model itself (torch), as every search did before. neartext's "
              "modules compiled to bytecode first, as installing it leaves them.", "",

