@@ -44,11 +44,12 @@ def test_metadata_filters_combine_with_and(demo_collection):
             col.search("x", where="yaer>2000")
 
 
-def test_only_a_filter_naming_fields_reads_the_fields_in_use(demo_collection, monkeypatch):
+def test_only_a_filter_naming_fields_reads_the_fields_in_use(demo_copy, monkeypatch):
     """The check of a filter's fields reads which fields are in use (a query of the store, and
     on Milvus a round trip for its generation): a search without a filter, or with words only,
-    does not (before: every search read them)."""
-    with Collection.open(demo_collection) as col:
+    does not (before: every search read them). (A copy: its hybrid search makes the word
+    index, which the session's demo collection must not have.)"""
+    with Collection.open(demo_copy) as col:
         reads: list[int] = []
         fields = type(col.store).metadata_fields
         monkeypatch.setattr(type(col.store), "metadata_fields",
