@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -1130,3 +1131,60 @@ def test_crossfit_gives_each_training_query_an_adapter_not_trained_on_it(monkeyp
         assert adapter is not None and query not in seen[id(adapter)]
     assert not any(g in trained for g, t in zip(groups, train) if not t
                    for trained in seen.values())  # held-out queries trained nothing
+
+
+def test_two_both_side_promotions_at_once_one_maps_the_other_is_refused(demo_copy, encoder,
+                                                                        monkeypatch):
+    """Two handles promote both-side adapters at the same moment (the service's improve and a
+    cron job's tune): one maps the stored vectors into version 2, the other is refused in one
+    line before it touches anything, and every document keeps the winner's mapped vector. (A
+    Milvus run of the same race failed: the second took the first's copy, still being built,
+    for one a killed run left, and removed it.)"""
+    import threading
+
+    from neartext.errors import CollectionBusy
+    from neartext.ops import reindex as reindex_module
+    from neartext.ops.versions import promote
+
+    rng = np.random.default_rng(0)
+    m = np.eye(encoder.dim, dtype=np.float32) + 0.02 * rng.standard_normal(
+        (encoder.dim, encoder.dim)).astype(np.float32)
+    adapters = [Adapter("linear", "both", a, encoder.fingerprint) for a in (m, m.T.copy())]
+    with Collection.open(demo_copy, model=encoder) as col:
+        base = _vectors(col)
+    created = threading.Event()
+    real = reindex_module.create_store
+
+    def slow_create(*a, **k):  # the first copy is being built when the second run starts
+        store = real(*a, **k)
+        created.set()
+        time.sleep(1.0)
+        return store
+
+    monkeypatch.setattr(reindex_module, "create_store", slow_create)
+    outcome: dict[int, object] = {}
+
+    def run(i: int) -> None:
+        with Collection.open(demo_copy, model=encoder) as c:
+            if i == 1:
+                created.wait(30)
+            try:
+                outcome[i] = promote(c, adapters[i], {})
+            except CollectionBusy as e:
+                outcome[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcome.get(0) == 2, outcome
+    lost = outcome.get(1)
+    assert isinstance(lost, CollectionBusy) and "already under way" in str(lost), outcome
+    assert "\n" not in str(lost)
+    with Collection.open(demo_copy, model=encoder) as col:
+        assert col.manifest.version == 2 and len(col) == 247
+        mapped = _vectors(col)
+    ids = list(base)
+    want = adapters[0].apply(np.stack([base[i] for i in ids]))
+    assert np.abs(np.stack([mapped[i] for i in ids]) - want).max() < 1e-5

@@ -41,6 +41,7 @@ from neartext.engine.records import VERSION_FILES, replaced_record
 from neartext.errors import CollectionBusy, InputError, StorageError, Unsupported
 from neartext.store.base import Passage, Store
 from neartext.store.factory import create_store, kind_of
+from neartext.util.locking import exclusive
 from neartext.util.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -178,10 +179,15 @@ def remap(path: str | Path | Address, vectors: Callable[[np.ndarray], np.ndarray
     new version's adapter), and a process that still has the old version open cannot write
     its manifest afterwards. Returns what ``change`` returns.
 
+    One at a time per collection (threads and processes of this machine): another run meanwhile
+    is refused (:class:`CollectionBusy`) before it touches anything; it used to take the first
+    one's copy for a killed run's and remove it while it was being built.
+
     What a both-side adapter's promotion and rollback do (:mod:`neartext.ops.versions`)."""
     target = parse_address(path)
     kind = kind_of(target)
-    with kind.connected(target):
+    with kind.connected(target), exclusive(target.state_dir(),
+                                           f"mapping {target}'s vectors to a new version"):
         scratch = kind.beside(target, "remap")
         kind.remove(scratch)  # a killed run's: nothing to resume, the mapping is cheap
         with Collection.open(target) as old, _quiet_about(scratch):
