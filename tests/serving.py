@@ -92,14 +92,14 @@ class Client:
         self.key: str | None = None
 
     def call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+             headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, Any]:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         h = {"Content-Type": "application/json", **(headers or {})}
         if self.key:
             h.setdefault("Authorization", f"Bearer {self.key}")
         req = urllib.request.Request(self.base + path, data=data, method=method, headers=h)
         try:
-            with urllib.request.urlopen(req, timeout=60) as r:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
                 status, payload = r.status, r.read()
         except urllib.error.HTTPError as e:
             status, payload = e.code, e.read()
