@@ -11,8 +11,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, TEMPLATE
+from conftest import DEMO, ROOT, TEMPLATE
 
+import neartext.ops.tune as tuning
 from neartext import Collection
 from neartext.algo.adapters import Adapter, train_adapter
 from neartext.algo.ranker import fit_linear, fit_ranker, from_text, load_ranker, score
@@ -182,6 +183,26 @@ def test_adapter_file_round_trip_and_refusals(tmp_path):
         train_adapter(queries[:3], rows[:3], docs, groups=rows[:3], base_fingerprint="abc")
     with pytest.raises(InputError, match="unknown adapter kind 'mlp'"):
         train_adapter(queries, rows, docs, groups=rows, base_fingerprint="abc", kind="mlp")
+
+
+def test_every_passage_of_a_gold_document_is_gold_to_an_adapter_none_a_negative():
+    """Documents of two passages, each query the second passage's vector, its given target the
+    first: measured with ``passages``, the document ranks first for every query (its other
+    passage is as good an answer); without, the first passage is the only right answer."""
+    from neartext.algo.adapters import PassageRows, _gold_mask
+
+    rng = np.random.default_rng(0)
+    docs = rng.standard_normal((200, 16)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    queries, first = docs[1::2], np.arange(0, 200, 2)
+    passages = PassageRows([f"d{i // 2}" for i in range(200)])
+    kw = dict(groups=np.arange(100), base_fingerprint="f", epochs=1)
+    assert train_adapter(queries, first, docs, passages=passages, **kw).before["mrr@10"] == 1.0
+    assert train_adapter(queries, first, docs, **kw).before["mrr@10"] < 0.5
+    gold = {g: set(passages.siblings(int(p)).tolist()) for g, p in enumerate(first)}
+    assert gold[3] == {6, 7}
+    mask = _gold_mask(np.array([3]), np.array([6, 7, 8]), list(range(100)), gold)
+    assert mask.tolist() == [[True, True, False]]  # neither passage of d3 a negative of it
 
 
 def _texts(col: Collection) -> list[tuple[str, str]]:
@@ -993,7 +1014,6 @@ def test_tune_both_sides_while_another_writer_adds_and_deletes(demo_copy, tmp_pa
 def test_a_file_that_is_not_a_pairs_file_is_refused_naming_its_columns(demo_copy, capsys):
     """Before: tune took the first two columns of the demo corpus (id, text) as query and
     passage, "trained" at MRR 0.003 and exited 0."""
-    from conftest import DEMO
 
     manifest = (demo_copy / "manifest.json").read_text()
     assert main(["tune", str(demo_copy), "--pairs", str(DEMO)]) == 1
@@ -1188,3 +1208,43 @@ def test_two_both_side_promotions_at_once_one_maps_the_other_is_refused(demo_cop
     ids = list(base)
     want = adapters[0].apply(np.stack([base[i] for i in ids]))
     assert np.abs(np.stack([mapped[i] for i in ids]) - want).max() < 1e-5
+
+
+def test_a_chunked_documents_passage_nearest_the_query_is_what_the_adapter_learns_toward(
+        tmp_path, encoder, monkeypatch):
+    """In a collection built in passages, each document opens with the same unrelated words (its
+    first passage) and the query is about its later text: tune trains the adapter toward the
+    document's passage nearest the query, and none of the document's passages is one of its
+    negatives. Before, a document's first passage stood for it: every pair's target was the
+    unrelated opening, and the passage the query is about counted against it."""
+    filler = "an opening line of words shared by every text"  # 9 words: one passage of its own
+    rows = list(csv.DictReader(DEMO.open(encoding="utf-8")))
+    corpus = tmp_path / "long.csv"
+    _write_rows(corpus, ["id", "text"], [(r["id"], f"{filler} {r['text']}") for r in rows])
+    col, _ = Collection.from_file(tmp_path / "col", corpus, ["text"], "id", model=encoder,
+                                  chunk=9)
+    pairs = tmp_path / "pairs.csv"
+    _write_rows(pairs, ["query", "doc_id"], [(TEMPLATE + " ".join(r["text"].split()[:4]),
+                                              r["id"]) for r in rows[:120]])
+    seen: dict = {}
+    train = tuning.train_adapter
+
+    def spy(q, positives, docs, **kw):
+        seen.update(positives=np.asarray(positives), passages=kw.get("passages"))
+        return train(q, positives, docs, **kw)
+
+    monkeypatch.setattr(tuning, "train_adapter", spy)
+    with col:
+        first = {}  # each document's first passage's row, in the store's order
+        for row, d in enumerate(d for ids, _ in col.store.iter_vectors() for d in ids):
+            first.setdefault(d, row)
+        report = tune(col, pairs)
+    assert report.columns == ["query", "doc_id"] and report.from_file == 120
+    positives, passages = seen["positives"], seen["passages"]
+    assert len(positives) == 120
+    assert not set(positives.tolist()) & set(first.values())  # never the shared opening
+    assert passages is not None and passages.chunked
+    # each target is a passage of its own document, and all of them are gold, none negative
+    for (r, p) in zip(rows[:120], positives.tolist()):
+        assert p in passages.rows_of(r["id"]).tolist() and len(passages.rows_of(r["id"])) >= 2
+        assert set(passages.siblings(p).tolist()) == set(passages.rows_of(r["id"]).tolist())

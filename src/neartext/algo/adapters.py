@@ -260,6 +260,64 @@ def queries_needed(before: np.ndarray, after: np.ndarray) -> int | None:
     return int(math.ceil((1.645 * float(diff.std(ddof=1) if len(diff) > 1 else 0.0) / mean) ** 2))
 
 
+class PassageRows:
+    """Which rows of a collection's vectors (its passages, in store order) belong to which
+    document: a chunked document has several. An adapter learns toward the passage of a pair's
+    document nearest to its query (not its first: for a query about a document's third
+    sentence, the first passage is another text), and the document's other passages are
+    neither its target nor its negatives.
+
+    >>> rows = PassageRows(["a", "a", "b"])
+    >>> q = np.array([[0.0, 1.0]], dtype=np.float32)
+    >>> docs = np.array([[1, 0], [0, 1], [0.6, 0.8]], dtype=np.float32)
+    >>> rows.nearest(q, docs, [(0, "a"), (0, "b")]).tolist(), rows.groups.tolist()
+    ([1, 2], [0, 0, 1])
+    """
+
+    def __init__(self, doc_ids: Sequence[str]) -> None:
+        number: dict[str, int] = {}
+        self.groups = np.fromiter((number.setdefault(d, len(number)) for d in doc_ids),
+                                  dtype=np.int64, count=len(doc_ids))
+        self.chunked = len(number) < len(doc_ids)
+        self._number = number
+        # each document's first row (documents are numbered in the order they first appear)
+        self._first_row = np.unique(self.groups, return_index=True)[1].astype(np.int64)
+        self._rows: dict[int, np.ndarray] | None = None
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._number
+
+    def rows_of(self, doc_id: str) -> np.ndarray:
+        """The rows of a document's passages."""
+        return self._rows_of_number(self._number[doc_id])
+
+    def siblings(self, row: int) -> np.ndarray:
+        """The rows of the passages of the document ``row`` belongs to (``row`` included)."""
+        return self._rows_of_number(int(self.groups[row]))
+
+    def _rows_of_number(self, n: int) -> np.ndarray:
+        if not self.chunked:
+            return self._first_row[n:n + 1]
+        if self._rows is None:
+            order = np.argsort(self.groups, kind="stable")
+            bounds = np.searchsorted(self.groups[order], np.arange(len(self._number) + 1))
+            self._rows = {g: order[bounds[g]:bounds[g + 1]] for g in range(len(self._number))}
+        return self._rows[n]
+
+    def nearest(self, queries: np.ndarray, docs: np.ndarray,
+                pairs: Sequence[tuple[int, str]]) -> np.ndarray:
+        """For each (query row, document id) of ``pairs``, the row of that document's passage
+        whose vector in ``docs`` is nearest (by dot product) to ``queries[query row]``."""
+        if not self.chunked:
+            return np.array([self._first_row[self._number[d]] for _, d in pairs],
+                            dtype=np.int64)
+        out = np.empty(len(pairs), dtype=np.int64)
+        for k, (i, d) in enumerate(pairs):
+            rows = self.rows_of(d)
+            out[k] = rows[int(np.argmax(docs[rows] @ queries[i]))] if len(rows) > 1 else rows[0]
+        return out
+
+
 def _gold_mask(batch: np.ndarray, cand: np.ndarray, group_of: Sequence[Any],
                gold_by_group: dict[Any, set[int]]) -> np.ndarray:
     """``[i, j]``: candidate row ``cand[j]`` is a gold row of the query ``batch[i]``'s group
@@ -293,6 +351,7 @@ def train_adapter(
     lr: float | None = None,
     baseline: Adapter | None = None,
     seed: int = 0,
+    passages: PassageRows | None = None,
 ) -> TuneResult:
     """Learn an adapter from (query vector, positive document row) pairs: query-side, or with
 ``side="both"`` applied to the documents as well (then its matrix must stay invertible).
@@ -302,6 +361,10 @@ def train_adapter(
     pair belongs to (the held-out split keeps a query's pairs together), ``hard_negatives``
     (pair index, doc row) rows marked not relevant. Held-out queries are ranked against all
     ``docs`` before and after; the adapter kept is the one of the best held-out MRR@10 epoch.
+    ``passages``: which rows are passages of one document (a chunked collection's): a
+    query's gold is then every passage of its documents (none of them a negative; the first
+    ranked counts), its target the row given in ``positives``
+    (:meth:`PassageRows.nearest`).
     """
     torch = optional("torch", "sbert", "torch (to train an adapter)")  # (searching needs none)
     check_kind(kind, side)
@@ -323,7 +386,11 @@ def train_adapter(
     held_idx, train_idx = np.flatnonzero(held), np.flatnonzero(~held)
     gold_by_group: dict[Any, set[int]] = {}
     for g, p in zip(group_of, pos):
-        gold_by_group.setdefault(g, set()).add(int(p))
+        gold = gold_by_group.setdefault(g, set())
+        if passages is not None and passages.chunked:
+            gold.update(passages.siblings(int(p)).tolist())
+        else:
+            gold.add(int(p))
     # one held-out query per group (its vector), its gold rows: every positive of that query
     first: dict[Any, int] = {}
     for i in held_idx.tolist():

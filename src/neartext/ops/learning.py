@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from neartext.algo.adapters import MIN_PAIRS, Adapter, split_groups, train_adapter
+from neartext.algo.adapters import (
+    MIN_PAIRS,
+    Adapter,
+    PassageRows,
+    split_groups,
+    train_adapter,
+)
 from neartext.algo.ranker import fit_linear, fit_ranker, save_ranker
 from neartext.data.ranking import FEATURES, RANKER_FEATURES, Ranking
 from neartext.engine.searching import fusion_features, search_vectors
@@ -57,13 +63,15 @@ def confusions(store: Store, chunked: bool, vectors: np.ndarray, queries: Sequen
 
 def crossfit(q: np.ndarray, pos: np.ndarray, docs: np.ndarray, groups: Sequence[str],
              train: np.ndarray, hard: Sequence[tuple[int, int]], kind: str, seed: int,
-             fingerprint: str, baseline: Adapter | None = None) -> dict[str, Adapter | None]:
+             fingerprint: str, baseline: Adapter | None = None,
+             passages: PassageRows | None = None) -> dict[str, Adapter | None]:
     """For each training query (``groups`` of the pairs where ``train``), a query-side adapter
     trained on the other half of the training queries, not on its own pairs: what the ranker
     is fitted on must look like what it meets at search time. An adapter's cosines on the
     queries it was trained on are better than on new ones, and a ranker fitted on them learns
     to trust the cosine more than it deserves (on ParaPhraser with use-multilingual the ranker
-    fell below a fixed blend that way). A half too small to train on gives ``baseline``."""
+    fell below a fixed blend that way). A half too small to train on gives ``baseline``;
+    ``passages`` as for :func:`~neartext.algo.adapters.train_adapter`."""
     rows = [int(i) for i in np.flatnonzero(train)]
     queries = list(dict.fromkeys(groups[i] for i in rows))
     half = dict(zip(queries, split_groups(queries, 0.5, seed + 1)))
@@ -77,7 +85,7 @@ def crossfit(q: np.ndarray, pos: np.ndarray, docs: np.ndarray, groups: Sequence[
                 q[other], pos[other], docs, groups=[groups[i] for i in other],
                 base_fingerprint=fingerprint, kind=kind, side="query", seed=seed,
                 hard_negatives=[(index[i], r) for i, r in hard if i in index],
-                baseline=baseline).adapter
+                baseline=baseline, passages=passages).adapter
         out.update({t: adapter for t in queries if half[t] == side})
     return out
 

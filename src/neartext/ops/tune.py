@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ import numpy as np
 from neartext.algo.adapters import (
     MIN_PAIRS,
     Adapter,
+    PassageRows,
     check_kind,
     paired_gain,
     queries_needed,
@@ -348,7 +349,7 @@ def gather(col: Collection, pairs: str | Path | None, feedback: bool,
     return TrainingData(queries, doc_ids, hard, from_file, from_feedback, notes, through, columns)
 
 
-def without_gone(data: TrainingData, stored: Mapping[str, Any]) -> TrainingData:
+def without_gone(data: TrainingData, stored: Container[str]) -> TrainingData:
     """``data`` without the pairs whose document was deleted by another writer between
     reading the pairs and reading the stored vectors (said in a note)."""
     keep = [i for i, d in enumerate(data.doc_ids) if d in stored]
@@ -418,23 +419,28 @@ def tune(
         parts.append(vecs)
     # the documents as the encoder gives them (a current both-side adapter's mapping undone)
     docs = between_spaces(current, None)(np.concatenate(parts).astype(np.float32))
-    row_of: dict[str, int] = {}
-    for row, d in enumerate(doc_ids):
-        row_of.setdefault(d, row)  # a document's first passage stands for it
-    data = without_gone(data, row_of)
+    passages = PassageRows(doc_ids)
+    data = without_gone(data, passages)
     unique = list(dict.fromkeys(data.queries))
     vectors = encode(unique) if encode else col.encoder.encode(unique, kind="query")
     vec_of = dict(zip(unique, vectors))
     q = np.stack([vec_of[t] for t in data.queries]).astype(np.float32)
-    pos = np.array([row_of[d] for d in data.doc_ids], dtype=np.int64)
-    hard = [(i, row_of[d]) for i, d in data.hard if d in row_of]
-    mined = [(i, row_of[d]) for i, d in confusions(col.store, bool(col.manifest.chunking), q,
-                                                   data.queries, data.doc_ids, current)
-             if d in row_of]
+    # a document's passage nearest to the query is its target (and, for a negative, the one
+    # that confused it); in the current space
+    near = q if current is None else current.apply(q)
+    near_docs = docs if current is None or not current.documents_too else current.apply(docs)
+    pos = passages.nearest(near, near_docs, list(enumerate(data.doc_ids)))
+    confused = [(i, d) for i, d in confusions(col.store, bool(col.manifest.chunking), q,
+                                              data.queries, data.doc_ids, current)
+                if d in passages]
+    given = [(i, d) for i, d in data.hard if d in passages]
+    hard = list(zip((i for i, _ in given), passages.nearest(near, near_docs, given).tolist()))
+    mined = list(zip((i for i, _ in confused),
+                     passages.nearest(near, near_docs, confused).tolist()))
     result = train_adapter(q, pos, docs, groups=data.queries,
                            base_fingerprint=col.encoder.fingerprint,
                            hard_negatives=hard + mined, kind=kind, side=side, held_out=held_out,
-                           seed=seed, baseline=current)
+                           seed=seed, baseline=current, passages=passages)
     # the new adapter's documents, where they differ from the stored ones
     memo = _SearchMemo(col.store)
     moved = None
@@ -478,7 +484,7 @@ def tune(
             folds = None
             if learned_something and not result.adapter.documents_too:
                 folds = crossfit(q, pos, docs, data.queries, ~held, hard + mined, kind, seed,
-                                 col.encoder.fingerprint, current)
+                                 col.encoder.fingerprint, current, passages)
             for which, adapter in adapters:
                 for learned in fit_fusion(col, train_queries, train_base,
                                           train_golds, adapter, seed,
