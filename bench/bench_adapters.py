@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, machine, machine_line, need, save  # noqa: E402
+from common import SHARED, held_out_split, machine, machine_line, need, save  # noqa: E402
 
 KINDS = ("linear", "lowrank", "diagonal", "residual-mlp")
 
@@ -77,9 +77,7 @@ def stsb_ru() -> list[tuple[str, str]]:
 
 def split(pairs: list[tuple[str, str]], seed: int = 0):
     """(train pairs, held-out pairs, passages) with queries split 80/20."""
-    from neartext.algo.adapters import split_groups
-
-    held = split_groups([q for q, _ in pairs], 0.2, seed)
+    held = held_out_split([q for q, _ in pairs], 0.2, seed)
     passages = list(dict.fromkeys(p for _, p in pairs))
     return ([x for x, h in zip(pairs, held) if not h], [x for x, h in zip(pairs, held) if h],
             passages)
@@ -315,10 +313,8 @@ def main() -> None:
     kinds = tuple(args.kinds.split(","))
     r: dict = {"machine": machine()}
     if args.only == "both":
-        from neartext.algo.adapters import split_groups
-
         ru = labeled_paraphraser()
-        held = split_groups([a for a, _, _ in ru], 0.2, 0)
+        held = held_out_split([a for a, _, _ in ru], 0.2, 0)
         ru_train = [x for x, h in zip(ru, held) if not h]
         ru_held = [x for x, h in zip(ru, held) if h]
         r["both"] = []

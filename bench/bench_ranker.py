@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, machine, machine_line, need, save  # noqa: E402
+from common import SHARED, held_out_split, machine, machine_line, need, save  # noqa: E402
 
 FOLDS = 5
 BEFORE = "learned linear (pairwise logistic, before)"
@@ -221,13 +221,11 @@ def stsb_ru(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str,
 
 def folds_of(qids: list[str]) -> np.ndarray:
     """Each query's fold (0..FOLDS-1), split by query, seeded."""
-    from neartext.algo.adapters import split_groups
-
     fold = np.zeros(len(qids), dtype=int)
     rest = np.ones(len(qids), dtype=bool)
     for f in range(FOLDS - 1):  # each fold takes 1/(folds left) of what is not assigned
         idx = np.flatnonzero(rest)
-        held = split_groups([qids[i] for i in idx], 1.0 / (FOLDS - f), seed=f)
+        held = held_out_split([qids[i] for i in idx], 1.0 / (FOLDS - f), seed=f)
         chosen = idx[np.asarray(held, dtype=bool)]
         fold[chosen] = f
         rest[chosen] = False

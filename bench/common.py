@@ -84,6 +84,19 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def held_out_split(groups, share: float, seed: int):
+    """A benchmark's own split by group (a seeded permutation of the distinct groups, the
+    first ``share`` of them held out): independent of the product's own held-out split
+    (``neartext.algo.adapters.split_groups``, a hash of each query and the seed), which would
+    otherwise hold out, inside a benchmark's training queries, none of them."""
+    import numpy as np
+
+    keys = list(dict.fromkeys(groups))
+    order = np.random.default_rng(seed).permutation(len(keys))
+    held = {keys[i] for i in order[:max(1, int(round(share * len(keys))))]}
+    return np.array([g in held for g in groups], dtype=bool)
+
+
 def need(path: Path) -> Path:
     if not path.exists():
         sys.exit(f"benchmark data missing: {path} (set NEARTEXT_SHARED to the shared/ folder)")

@@ -1153,6 +1153,28 @@ def test_crossfit_gives_each_training_query_an_adapter_not_trained_on_it(monkeyp
                    for trained in seen.values())  # held-out queries trained nothing
 
 
+def test_crossfits_adapters_stop_early_on_a_share_of_their_queries_not_on_one(monkeypatch):
+    """The training queries crossfit gets are those tune's held-out split left (seed 0, 0.2):
+    each adapter it trains holds out about a fifth of its own queries to stop early. With the
+    gate's seed, its split would draw as the gate's did, and hold out none of them but the
+    one it must (1 query of about 40)."""
+    import neartext.ops.learning as learning
+    from neartext.algo.adapters import split_groups
+
+    inner: list[float] = []
+
+    def fake(q, pos, docs, *, groups, seed, **kw):
+        inner.append(float(split_groups(groups, 0.2, seed).mean()))
+        return type("R", (), {"adapter": None})()
+
+    monkeypatch.setattr(learning, "train_adapter", fake)
+    groups = [f"a question about topic {i}" for i in range(100)]
+    train = ~split_groups(groups, 0.2, 0)
+    learning.crossfit(np.zeros((100, 4), np.float32), np.zeros(100, np.int64),
+                      np.zeros((10, 4), np.float32), groups, train, [], "linear", 0, "f")
+    assert len(inner) == 2 and all(0.08 < share < 0.35 for share in inner), inner
+
+
 def test_two_both_side_promotions_at_once_one_maps_the_other_is_refused(demo_copy, encoder,
                                                                         monkeypatch):
     """Two handles promote both-side adapters at the same moment (the service's improve and a

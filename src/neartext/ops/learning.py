@@ -83,7 +83,9 @@ def crossfit(q: np.ndarray, pos: np.ndarray, docs: np.ndarray, groups: Sequence[
             index = {i: n for n, i in enumerate(other)}
             adapter = train_adapter(
                 q[other], pos[other], docs, groups=[groups[i] for i in other],
-                base_fingerprint=fingerprint, kind=kind, side="query", seed=seed,
+                # its own seed: with the gate's, its early-stopping queries would be drawn
+                # as the gate drew its held-out ones, and these are all training queries
+                base_fingerprint=fingerprint, kind=kind, side="query", seed=seed + 2,
                 hard_negatives=[(index[i], r) for i, r in hard if i in index],
                 baseline=baseline, passages=passages).adapter
         out.update({t: adapter for t in queries if half[t] == side})
