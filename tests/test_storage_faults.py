@@ -262,6 +262,44 @@ def test_a_full_disk_while_a_milvus_lite_collection_maps_its_vectors_changes_not
         disconnect(a, client)
 
 
+def test_a_full_disk_when_the_mapped_copy_is_created_on_milvus_lite_is_said_as_later_ones(
+        encoder, tmp_path, monkeypatch, capsys):
+    """The disk can fill as early as the creation of the mapped copy's Milvus collection (the
+    test above, on a busy machine): the same line as a later failure, naming the collection
+    and saying nothing changed. Before: "could not create the collection: <MilvusException:
+    (code=1, message=[Errno 28] No space left on device)>", said of the copy, as if Milvus
+    could not be reached."""
+    pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
+    import csv
+
+    from conftest import DEMO
+
+    import neartext.store.milvus.build as build
+    from neartext.cli import main
+
+    address = f"milvus-lite:{tmp_path / 'store.db'}#full"
+    col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
+    with col:
+        rows = [(" ".join(d.text.split()[:3]), d.text)
+                for d in col.store.get(list(col.store.document_hashes()))]
+    pairs = tmp_path / "pairs.csv"
+    with pairs.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("query", "passage"), *rows])
+
+    def no_space(*a, **k):
+        raise RuntimeError("<MilvusException: (code=1, message=[Errno 28] No space left on "
+                           "device)>")
+
+    monkeypatch.setattr(build, "create_indexed", no_space)
+    assert main(["tune", address, "--pairs", str(pairs), "--side", "both", "--force"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"neartext tune: error: {address}: its new version could not be built "
+                   "beside it (no space left on the device Milvus writes to); nothing "
+                   "changed"], err
+    with Collection.open(address, model=encoder) as col:
+        assert col.manifest.version == 1 and col.store.count() == 247
+
+
 def test_a_failed_write_on_a_full_disk_gives_back_the_space_it_took(small_disk, encoder):
     """A write that fails for lack of space leaves the disk as free as before it: the pages it
     wrote to SQLite's log are given back. Before, each failed attempt kept them in the log

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from neartext.data.address import Address
 from neartext.errors import CollectionExists, CollectionNotFound, StoreUnavailable
 from neartext.store.base import StoreSettings
-from neartext.store.milvus.connection import connect, disconnect, load_pymilvus
+from neartext.store.milvus.connection import connect, disconnect, disk_full, load_pymilvus
 from neartext.store.milvus.layout import BESIDE_INFIX, names_of, passages_name, resolve_settings, same_build
 from neartext.store.milvus.rows import MAX_ID, MAX_VARCHAR
 
@@ -171,6 +171,8 @@ class Build:
                 with contextlib.suppress(Exception):
                     client.drop_collection(n)
             disconnect(address, client)
+            if (full := disk_full(address, e, "creating the collection")) is not None:
+                raise full from None
             raise StoreUnavailable(f"{address}: could not create the collection: "
                                    f"{str(e).strip().splitlines()[0]}") from None
         return cls(address, client, unfinished_ok=True)

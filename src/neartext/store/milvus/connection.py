@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from neartext.data.address import Address
-from neartext.errors import InputError, StoreUnavailable
+from neartext.errors import InputError, StorageError, StoreUnavailable
 from neartext.util.optional import optional
 from neartext.util.retry import call as retry_call
 
@@ -122,6 +122,24 @@ def unreachable(address: Address, e: Exception) -> str:
                 "process per file: stop the other one, or run a Milvus server")
     return (f"cannot reach Milvus at {address.uri} (from {address}): {msg}; check the host and "
             "port (Milvus' gRPC port, 19530 by default) and NEARTEXT_MILVUS_TOKEN")
+
+
+def disk_full(address: Address, e: BaseException, what: str) -> StorageError | None:
+    """Milvus' error for a full disk (Milvus Lite's file, or a server's) as one line saying
+    ``what`` did not complete; None for any other error.
+
+    >>> from neartext.data.address import parse_address
+    >>> a = parse_address("milvus-lite:/tmp/x.db#c")
+    >>> full = disk_full(a, OSError(28, "No space left on device"), "this write")
+    >>> full.kind, str(full).split("; ")[1]
+    ('full', 'this write did not complete: free space and repeat the command')
+    >>> disk_full(a, ValueError("bad"), "this write") is None
+    True
+    """
+    if "no space left" not in str(e).lower():
+        return None
+    return StorageError(f"{address}: no space left on the device Milvus writes to; {what} did "
+                        "not complete: free space and repeat the command", "full")
 
 
 def transient(e: BaseException) -> bool:

@@ -50,7 +50,6 @@ from neartext.errors import (
     CollectionNotFound,
     CollectionReplaced,
     CorruptCollection,
-    StorageError,
     StoreUnavailable,
     Unsupported,
 )
@@ -64,7 +63,7 @@ from neartext.store.base import (
     check_store_manifest,
 )
 from neartext.store.milvus.build import Build
-from neartext.store.milvus.connection import connect, disconnect, retry
+from neartext.store.milvus.connection import connect, disconnect, disk_full, retry
 from neartext.store.milvus.expressions import all_of, conditions_expression, contains_expression, literal
 from neartext.store.milvus.keyword import KeywordSearch
 from neartext.store.milvus.layout import names_of, passages_name, vector_dim
@@ -169,11 +168,8 @@ class MilvusStore(Build, Leases, KeywordSearch, StoreBase):
         except StoreUnavailable:
             raise
         except Exception as e:
-            if "no space left" in str(e).lower():  # Milvus Lite's file, or a server's disk
-                raise StorageError(
-                    f"{self.address}: no space left on the device Milvus writes to; this "
-                    f"{method} did not complete: free space and repeat the command",
-                    "full") from None
+            if (full := disk_full(self.address, e, f"this {method}")) is not None:
+                raise full from None
             # the old passages of a version swapped out are dropped (DROP_GRACE_S after the
             # switch): a process still reading them is told what happened, not Milvus' words
             gone = getattr(e, "code", None) == 100 or any(
