@@ -417,8 +417,10 @@ def tune(
     for ids, vecs in col.store.iter_vectors():
         doc_ids += ids
         parts.append(vecs)
+    stored = np.concatenate(parts).astype(np.float32, copy=False)
+    del parts
     # the documents as the encoder gives them (a current both-side adapter's mapping undone)
-    docs = between_spaces(current, None)(np.concatenate(parts).astype(np.float32))
+    docs = between_spaces(current, None)(stored)
     passages = PassageRows(doc_ids)
     data = without_gone(data, passages)
     unique = list(dict.fromkeys(data.queries))
@@ -426,17 +428,17 @@ def tune(
     vec_of = dict(zip(unique, vectors))
     q = np.stack([vec_of[t] for t in data.queries]).astype(np.float32)
     # a document's passage nearest to the query is its target (and, for a negative, the one
-    # that confused it); in the current space
-    near = q if current is None else current.apply(q)
-    near_docs = docs if current is None or not current.documents_too else current.apply(docs)
-    pos = passages.nearest(near, near_docs, list(enumerate(data.doc_ids)))
+    # that confused it), in the current version's space: its stored vectors, and the queries
+    # as it maps them (only a collection built in passages has a choice to make)
+    near = q if current is None or not passages.chunked else current.apply(q)
+    pos = passages.nearest(near, stored, list(enumerate(data.doc_ids)))
     confused = [(i, d) for i, d in confusions(col.store, bool(col.manifest.chunking), q,
                                               data.queries, data.doc_ids, current)
                 if d in passages]
     given = [(i, d) for i, d in data.hard if d in passages]
-    hard = list(zip((i for i, _ in given), passages.nearest(near, near_docs, given).tolist()))
+    hard = list(zip((i for i, _ in given), passages.nearest(near, stored, given).tolist()))
     mined = list(zip((i for i, _ in confused),
-                     passages.nearest(near, near_docs, confused).tolist()))
+                     passages.nearest(near, stored, confused).tolist()))
     result = train_adapter(q, pos, docs, groups=data.queries,
                            base_fingerprint=col.encoder.fingerprint,
                            hard_negatives=hard + mined, kind=kind, side=side, held_out=held_out,
