@@ -17,11 +17,13 @@ with all-MiniLM-L6-v2 and cached, bench_ann's; or any parquet file with ``id``, 
   held-out real vectors with the same noise.
 
     python bench/bench_scale.py [--base docs.parquet] [--n 1000000] [--made mixed|copies]
-    python bench/bench_scale.py --dir DIR [--reuse] [--opens 5]
+    python bench/bench_scale.py --dir DIR [--reuse] [--opens 5] [--sweep 128,192,256,512,768]
 
 ``--dir`` keeps the corpus and the collection; ``--reuse`` then measures opening and searching
 the collection built there by an earlier run (its build figures are carried over from that
 run's results, with their date). Opening is timed in ``--opens`` fresh processes (median).
+``--sweep`` also searches the queries at other ``ef_search`` settings than the one the build
+chose from its held-out rows: recall@10 and p50 of each.
 """
 
 from __future__ import annotations
@@ -157,7 +159,21 @@ if getattr(ix, "kind", "") == "hnsw":  # the time spent around faiss: the same s
                     store.search(row[None, :], 10)
                     mine.append(time.perf_counter() - t)
     around = {"neartext_ms": float(np.median(mine)) * 1000, "raw_faiss_ms": float(np.median(raw)) * 1000}
+sweep = {}  # other ef_search settings on the same queries (unfiltered, one query at a time)
+if getattr(ix, "kind", "") == "hnsw" and len(sys.argv) > 3:
+    chosen = ix.ef_search
+    for ef in [int(x) for x in sys.argv[3].split(",")]:
+        ix.ef_search = ef
+        got, ts = [], []
+        for row in q:
+            t = time.perf_counter()
+            h = store.search(row[None, :], 10)[0]
+            ts.append(time.perf_counter() - t)
+            got.append([x.doc_id for x in h])
+        sweep[ef] = {"p50_ms": float(np.median(ts)) * 1000, "hits": got}
+    ix.ef_search = chosen
 print(json.dumps({"open_s": opened, "first_search_s": first, "around_faiss": around,
+                  "sweep": sweep,
                   "p50_ms": {k: float(np.median(v)) * 1000 for k, v in times.items()},
                   "hits": hits, "info": {k: v for k, v in store.index_info().items()
                                          if isinstance(v, (int, float, str))}}))
@@ -213,6 +229,10 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None, help="where to build (default: a temp dir)")
     ap.add_argument("--reuse", action="store_true",
                     help="measure the collection an earlier run built in --dir")
+    ap.add_argument("--sweep", default="",
+                    help="also search the queries at these ef_search settings, e.g. 128,192,256,"
+                         "384,512,768: recall@10 and p50 of each (what the held-out rows the "
+                         "graph is tuned on ask for, against what the queries need)")
     ap.add_argument("--opens", type=int, default=3,
                     help="fresh processes timed opening the collection (median)")
     args = ap.parse_args()
@@ -242,7 +262,8 @@ def main() -> None:
                                        "--vectors-from", "same", "--precision",
                                        args.precision, "-q"])
         print(f"built in {build_s:.0f} s, peak RSS {build_rss:.0f} MB", flush=True)
-    _, search_rss, out = timed([sys.executable, "-c", SEARCH, str(col), str(qfile)])
+    _, search_rss, out = timed([sys.executable, "-c", SEARCH, str(col), str(qfile),
+                                *([args.sweep] if args.sweep else [])])
     got = json.loads(out)
     opens = [got["open_s"]] + [
         float(subprocess.run([sys.executable, "-c", OPEN, str(col)], capture_output=True,
@@ -252,6 +273,9 @@ def main() -> None:
     truth = exact(parquet, q)
     recall = {w: float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth[w], got["hits"][w])]))
               for w in truth}
+    sweep = {int(ef): {"recall_at_10": round(float(np.mean(
+        [len(set(a) & set(b)) / 10 for a, b in zip(truth["all"], v["hits"])])), 4),
+        "p50_ms": round(v["p50_ms"], 3)} for ef, v in got["sweep"].items()}
     disk = sum(f.stat().st_size for f in col.rglob("*") if f.is_file()) / 1e6
     res = {"n": args.n, "precision": args.precision, "made": args.made, "noise": args.noise,
            "raw_vector_mb": round(raw / 1e6), "build_s": round(build_s, 1),
@@ -262,7 +286,7 @@ def main() -> None:
            "p50_ms": {k: round(v, 3) for k, v in got["p50_ms"].items()},
            "recall_at_10": {k: round(v, 4) for k, v in recall.items()},
            "filtered_always_k": all(len(h) == 10 for h in got["hits"]["10%"]),
-           "around_faiss": got["around_faiss"],
+           "around_faiss": got["around_faiss"], "ef_sweep": sweep,
            "disk_mb": round(disk), "index": got["info"], "machine": machine()}
     table = "\n".join([
         f"| {args.n:,} vectors ({args.precision}, {args.made}), given | value | target |",
@@ -282,6 +306,13 @@ def main() -> None:
            f"{a['neartext_ms'] - a['raw_faiss_ms']:.3f} ms ({a['neartext_ms']:.3f} − "
            f"{a['raw_faiss_ms']:.3f}) | ≤ 0.05 ms |"] if (a := res["around_faiss"]) else []),
         f"| disk | {res['disk_mb']} MB | |",
+        *(["", f"ef_search tried on the same queries (unfiltered; chosen at build: "
+           f"{res['index'].get('ef_search')}):", "",
+           "| ef_search | " + " | ".join(str(ef) for ef in sweep) + " |",
+           "|---|" + "---|" * len(sweep),
+           "| recall@10 | " + " | ".join(str(v["recall_at_10"]) for v in sweep.values()) + " |",
+           "| p50 ms | " + " | ".join(str(v["p50_ms"]) for v in sweep.values()) + " |"]
+          if sweep else []),
         "", machine_line(res["machine"])])
     print(table)
     save(name, res, table)
