@@ -203,11 +203,14 @@ def test_triplets_and_mined_negatives(tmp_path, pairs_csv, tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_output_directory_and_metrics(tmp_path, pairs_csv):
+def test_output_directory_and_metrics(tmp_path, pairs_csv, tiny_model_dir):
+    """What a training run leaves and reports (the mechanics: the tiny model; what training on
+    the real model gains is tests/test_tuning.py's improve --full and bench_training's)."""
     heldout = write_csv(tmp_path / "held.csv", "anchor,positive", PAIRS[16:])
     train_file = write_csv(tmp_path / "train.csv", "anchor,positive", PAIRS[:16])
     out = tmp_path / "v1"
-    res = train(train_file, TrainConfig(output=str(out), batch_size=8, epochs=2, eval_file=str(heldout)))
+    res = train(train_file, TrainConfig(output=str(out), base=str(tiny_model_dir), batch_size=8,
+                                        epochs=2, eval_file=str(heldout)))
     assert {p.name for p in out.iterdir()} >= {"README.md", "config.json", "metrics.json",
                                                "model.safetensors", "training_config.json"}
     metrics = json.loads((out / "metrics.json").read_text())
