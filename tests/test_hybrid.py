@@ -157,6 +157,22 @@ def test_hybrid_searches_count_the_documents_once_per_generation(demo_copy, monk
     col.close()
 
 
+def test_a_word_no_document_has_is_counted_once_per_generation(demo_copy, monkeypatch):
+    """Its weight is remembered like any other word's: before, a word absent from every
+    document was counted again at each search (and by ``tune``, for each query holding it)."""
+    col = Collection.open(demo_copy)
+    asked: list[str] = []
+    count = type(col.store)._document_frequencies
+    monkeypatch.setattr(type(col.store), "_document_frequencies",
+                        lambda self, w: (asked.extend(w), count(self, w))[1])
+    first = col.store.keyword_weights(["refund my zyzzyvas", "the zyzzyvas"])
+    assert sorted(asked) == ["refund", "zyzzyva"]
+    assert col.store.keyword_weights(["zyzzyvas refund"]) == [
+        {w: first[0][w] for w in terms("zyzzyvas refund")}]
+    assert len(asked) == 2  # nothing counted again
+    col.close()
+
+
 def test_a_keyword_index_built_by_another_process_is_kept_in_sync(demo_copy):
     service = Collection.open(demo_copy)  # opened before the index exists
     other = Collection.open(demo_copy)

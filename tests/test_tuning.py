@@ -19,6 +19,7 @@ from neartext.algo.adapters import Adapter, train_adapter
 from neartext.algo.ranker import fit_linear, fit_ranker, from_text, load_ranker, score
 from neartext.cli import main
 from neartext.data.corpus import Record
+from neartext.data.lexical import terms
 from neartext.engine.feedback import FeedbackStore
 from neartext.errors import CorruptCollection, InputError, ModelMismatch
 from neartext.ops.tune import tune
@@ -1299,3 +1300,27 @@ def test_a_query_tune_trained_on_is_never_held_out_by_a_later_run(demo_copy, tmp
     trained_first = {q for q, _ in rows[:100]} - held[0]
     assert held[0] and held[1] and not held[1] & trained_first
     assert held[0] == held[1] & {q for q, _ in rows[:100]}  # each kept its side
+
+
+def test_tune_counts_each_querys_words_once_while_another_writer_writes(demo_copy, tmp_path,
+                                                                        monkeypatch):
+    """A store counts a query's words again after any write (each search sees the writes). Under
+    a writer that writes between any two of ``tune``'s searches (here: a new generation at every
+    look), ``tune`` keeps each query's word weights for the run, as it keeps its keyword hits:
+    its words are counted about once (before: again for every setting measured; on Milvus Lite
+    under a service's writes, most of an improve's 30-40 s)."""
+    from neartext.store.local.store import LocalStore
+
+    with Collection.open(demo_copy) as col:
+        rows = _templated(_texts(col))[:120]
+        _write_pairs(tmp_path / "pairs.csv", rows)
+        words: list[str] = []
+        count = LocalStore._document_frequencies
+        ticks = iter(range(10**9))
+        monkeypatch.setattr(type(col.store), "generation", lambda self: next(ticks))
+        monkeypatch.setattr(type(col.store), "_document_frequencies",
+                            lambda self, w: (words.extend(w), count(self, w))[1])
+        report = tune(col, tmp_path / "pairs.csv", force=True)
+    distinct = {w for q, _ in rows for w in dict.fromkeys(terms(q))}
+    assert report.promoted and distinct <= set(words)
+    assert len(words) <= 3 * len(distinct), (len(words), len(distinct))

@@ -80,6 +80,7 @@ class _SearchMemo:
         self._chars: dict[tuple[str, int], list[Hit]] = {}
         self._semantic: dict[tuple[bytes, int], list[Hit]] = {}
         self._vectors: dict[str, np.ndarray] = {}
+        self._weights: dict[str, dict[str, float]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -91,6 +92,16 @@ class _SearchMemo:
     def chars_search(self, queries: Sequence[str], k: int, flt: Any = None) -> list[list[Hit]]:
         assert flt is None
         return self._by_text(self._chars, self._store.chars_search, queries, k)
+
+    def keyword_weights(self, queries: Sequence[str]) -> list[dict[str, float]]:
+        """Each query's word weights as first counted in this run, like its keyword hits: one
+        state of the collection for every setting measured (the store counts a query's words
+        again after any write, and under a writer's stream of them ``tune`` on Milvus spent
+        most of its time recounting)."""
+        missing = [q for q in dict.fromkeys(queries) if q not in self._weights]
+        if missing:
+            self._weights.update(zip(missing, self._store.keyword_weights(missing)))
+        return [self._weights[q] for q in queries]
 
     @staticmethod
     def _by_text(kept: dict[tuple[str, int], list[Hit]],

@@ -391,9 +391,10 @@ class StoreBase:
         for q in queries:
             words = list(dict.fromkeys(terms(q)))
             missing = [w for w in words if w not in df]
-            if missing:
-                df.update(self._document_frequencies(missing))
-            out.append({w: self._idf(n, df.get(w, 0)) for w in words})
+            if missing:  # (a word no document has is counted once too: 0)
+                found = self._document_frequencies(missing)
+                df.update({w: found.get(w, 0) for w in missing})
+            out.append({w: self._idf(n, df[w]) for w in words})
         return out
 
     @staticmethod
