@@ -247,18 +247,18 @@ def test_writes_during_a_swap_by_improve_are_made_on_the_new_version(names, tmp_
                     status, _ = c.call("DELETE", f"/collections/tickets/documents/t{n // 3}")
                     deleted.append((f"t{n // 3}", status))
                 n += 1
-                # 20 ms apart: on Milvus Lite each write changes the generation, and the
-                # improve counted the words of its queries again after each (its request
-                # took over 60 s in a busy suite, writing without pause)
+                # 20 ms apart: on Milvus Lite each write is slow to make, and the improve
+                # shares the store (before ab9fe35 it also counted its queries' words again
+                # after each write: over 60 s in a busy suite, writing without pause)
                 stop.wait(0.02)
 
         writer = threading.Thread(target=write)
         writer.start()
         try:
             time.sleep(0.3)
-            # (on Milvus Lite under this writer the improve takes 30-40 s alone and went past
-            # the client's usual 60 s in a slow full run: it recounts its queries' words after
-            # each write; what this test checks is that no write is lost)
+            # (on Milvus Lite under this writer the improve took 30-40 s in full runs and went
+            # past the client's usual 60 s in a slow one; 13-15 s alone since it keeps its
+            # queries' word weights for the run: what this test checks is that no write is lost)
             status, report = c.call("POST", "/collections/tickets/improve",
                                     {"side": "both", "force": True}, timeout=240)
             time.sleep(0.5)
