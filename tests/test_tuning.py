@@ -595,6 +595,29 @@ def test_the_learned_fusion_ranks_by_its_weights_and_needs_them(demo_copy):
             [r.id for r in col.search(queries[0], k=5, mode="keyword")]
 
 
+def test_candidates_a_learned_ranking_scores_alike_come_in_the_default_blends_order(
+        demo_copy, monkeypatch):
+    """A learned ranking that scores candidates alike (a ranker whose trees put them in the same
+    leaves, for a query unlike those it was trained on; here weights that weigh nothing, and a
+    ranker whose scores are made equal) gives them in the order of the default hybrid blend.
+    Before: in the order of their ids (for "refund my money", crash reports first: seen after a
+    tune on pairs of each document's first three words)."""
+    from conftest import promote_a_learned_ranker
+
+    import neartext.engine.searching as searching
+    from neartext.ops.versions import promote
+
+    queries = ["refund my money", "the app crashes when I open it", "dark mode please"]
+    with Collection.open(demo_copy) as col:
+        want = [[r.id for r in col.search(q, k=5, mode="hybrid")] for q in queries]
+        promote(col, None, {}, search={"mode": "hybrid", "fusion": "learned",
+                                       "weights": [0, 0, 0, 0, 0, 0]})
+        assert [[r.id for r in col.search(q, k=5)] for q in queries] == want
+        promote_a_learned_ranker(col)
+        monkeypatch.setattr(searching, "rank_scores", lambda booster, rows: np.zeros(len(rows)))
+        assert [[r.id for r in col.search(q, k=5)] for q in queries] == want
+
+
 def _memes(tmp_path, n: int = 150):
     """``n`` memes (title, description) whose descriptions name three other memes' titles, and
     (title, id) pairs: only a meme's first line tells it from those that mention it."""

@@ -246,10 +246,23 @@ def _lead_words(line: str) -> str:
     return padded_words(line)
 
 
-def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int
-            ) -> list[tuple[str, float]]:
+def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int,
+            tie: dict[str, float] | None = None) -> list[tuple[str, float]]:
     """The best ``k`` candidates by ``rows @ weights[:-1] + weights[-1]`` (a ranking score:
-    only its order within one query means anything)."""
+    only its order within one query means anything); equal scores as :func:`ordered` orders
+    them."""
     w = np.asarray(weights, dtype=np.float64)
     score = rows @ w[:-1] + w[-1] if len(docs) else np.zeros(0)
-    return sorted(zip(docs, score.tolist()), key=lambda x: (-x[1], x[0]))[:k]
+    return ordered(docs, score.tolist(), tie or {}, k)
+
+
+def ordered(docs: Sequence[str], score: Sequence[float], tie: dict[str, float], k: int
+            ) -> list[tuple[str, float]]:
+    """The best ``k`` of ``docs`` by a learned ``score``. Candidates it scores alike (a ranker
+    whose trees put them in the same leaves: a query unlike those it was trained on) come in
+    the order of ``tie`` (the default blend of the channels, :func:`blend`), not of their ids.
+
+    >>> ordered(["a", "b", "c"], [0.5, 0.1, 0.5], {"a": 0.2, "c": 0.9}, 2)
+    [('c', 0.5), ('a', 0.5)]
+    """
+    return sorted(zip(docs, score), key=lambda x: (-x[1], -tie.get(x[0], 0.0), x[0]))[:k]

@@ -25,6 +25,7 @@ from neartext.data.filters import Filter, parse_filter
 from neartext.data.manifest import Manifest
 from neartext.data.ranking import (
     BASE_FEATURES,
+    DEFAULT_ALPHA,
     FEATURES,
     TEXT_MODES,
     SearchOptions,
@@ -40,6 +41,7 @@ from neartext.engine.hybrid import (
     learned,
     needs_chars,
     needs_text,
+    ordered,
     rrf,
 )
 from neartext.errors import InputError
@@ -185,12 +187,12 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
                 docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                                       bm25, norm, names, words, text_of, model, side, texts[i],
                                       stems)
+                tie = dict(blend(cosine, bm25, norm, DEFAULT_ALPHA, len(cosine)))
                 if booster is not None:
-                    fused = sorted(zip(docs, rank_scores(booster, rows).tolist()),
-                                   key=lambda x: (-x[1], x[0]))[:opts.k]
+                    fused = ordered(docs, rank_scores(booster, rows).tolist(), tie, opts.k)
                 else:
                     assert opts.weights is not None
-                    fused = learned(docs, rows, opts.weights, opts.k)
+                    fused = learned(docs, rows, opts.weights, opts.k, tie)
             else:
                 fused = blend(cosine, bm25, norm, opts.alpha, opts.k)
         out.append([(doc, score, best.get(doc)) for doc, score in fused])
