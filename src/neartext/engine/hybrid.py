@@ -92,9 +92,15 @@ def blend(cosine: dict[str, float], bm25: dict[str, float], norm: float, alpha: 
     (which must cover the keyword candidates too); the best ``k``. ``norm`` is the query's
     full-match BM25 score (:meth:`LocalStore.keyword_norms`), so a document matching one common
     word of a long query gains little and one matching every word gains ``1 - alpha``."""
-    score = {d: alpha * c + (1 - alpha) * (min(1.0, bm25.get(d, 0.0) / norm) if norm > 0 else 0.0)
-             for d, c in cosine.items()}
+    score = blend_scores(cosine, bm25, norm, alpha)
     return sorted(score.items(), key=lambda x: (-x[1], x[0]))[:k]
+
+
+def blend_scores(cosine: dict[str, float], bm25: dict[str, float], norm: float, alpha: float
+                 ) -> dict[str, float]:
+    """Each document's :func:`blend` score, unsorted."""
+    return {d: alpha * c + (1 - alpha) * (min(1.0, bm25.get(d, 0.0) / norm) if norm > 0 else 0.0)
+            for d, c in cosine.items()}
 
 
 def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, float],

@@ -36,6 +36,7 @@ from neartext.engine.hybrid import (
     PHRASE_CHARS,
     CharsSide,
     blend,
+    blend_scores,
     candidates,
     features,
     learned,
@@ -187,7 +188,7 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
                 docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                                       bm25, norm, names, words, text_of, model, side, texts[i],
                                       stems)
-                tie = dict(blend(cosine, bm25, norm, DEFAULT_ALPHA, len(cosine)))
+                tie = blend_scores(cosine, bm25, norm, DEFAULT_ALPHA)
                 if booster is not None:
                     fused = ordered(docs, rank_scores(booster, rows).tolist(), tie, opts.k)
                 else:
