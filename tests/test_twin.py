@@ -19,6 +19,7 @@ from neartext import Collection
 from neartext.cli import main
 from neartext.encoders import EncoderSettings, load_encoder
 from neartext.encoders.deferred import DeferredEncoder
+from neartext.encoders.onnx import OnnxEncoder
 from neartext.encoders.twin import ONNX_META, load_twin, twins_dir
 from neartext.export.query_encoder import prepare_model_twin
 
@@ -46,7 +47,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> str:
 
 @pytest.mark.slow
 def test_a_model_loaded_again_gets_a_twin_and_later_builds_embed_without_torch(
-        own_cache, tmp_path, encoder, capsys):
+        own_cache, tmp_path, encoder, capsys, monkeypatch):
     """The first build records the model; the second loads it again and leaves its twin (one
     line on stderr); a third build in a new process embeds without importing torch (before:
     every build imported torch and sentence-transformers, 6-8 s), and its vectors are the
@@ -73,9 +74,12 @@ def test_a_model_loaded_again_gets_a_twin_and_later_builds_embed_without_torch(
             x, y = a.search(q, k=5), b.search(q, k=5)
             assert [r.id for r in x] == [r.id for r in y]
             assert np.allclose([r.score for r in x], [r.score for r in y], atol=1e-5)
-    err = _run("index", str(DEMO), "-c", str(tmp_path / "model"), "--text", "text", "--id", "id",
-               env={"NEARTEXT_DOCUMENT_ENCODER": "model"})
-    assert "torch imported: True" in err
+    # (in this process, which imported torch already: a fourth process took ~9 s to say so)
+    for setting in ("model", "auto"):
+        monkeypatch.setenv("NEARTEXT_DOCUMENT_ENCODER", setting)
+        enc = load_encoder(EncoderSettings(model="default"), deferred=True)
+        assert isinstance(enc, DeferredEncoder)
+        assert isinstance(enc.encoding("document"), OnnxEncoder) == (setting == "auto")
 
 
 @pytest.mark.slow
