@@ -217,6 +217,21 @@ def test_disk_full_while_writing_results_is_one_line_and_leaves_nothing(small_di
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
+def _adapter_pairs(col: Collection, path: Path) -> Path:
+    """A pairs file of 80 of ``col``'s documents from templated queries: a both-side adapter
+    learns from them, so ``tune --side both`` maps every stored vector (pairs of all 247
+    documents' opening words took a tune ~8 s in the test's process)."""
+    import csv
+
+    from conftest import TEMPLATE
+
+    rows = [(TEMPLATE + " ".join(d.text.split()[:3]), d.text)
+            for d in col.store.get(sorted(col.store.document_hashes())[:80])]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("query", "passage"), *rows])
+    return path
+
+
 @pytest.mark.slow
 def test_a_full_disk_while_a_milvus_lite_collection_maps_its_vectors_changes_nothing(
         small_disk, encoder, tmp_path):
@@ -225,9 +240,8 @@ def test_a_full_disk_while_a_milvus_lite_collection_maps_its_vectors_changes_not
     unfinished copy goes with the next run); the collection answers as before; with room
     again, the same command promotes and the copy left is gone."""
     pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
-    import csv
 
-    from conftest import DEMO, TEMPLATE
+    from conftest import DEMO
 
     from neartext.store.milvus import connect, disconnect
 
@@ -235,13 +249,7 @@ def test_a_full_disk_while_a_milvus_lite_collection_maps_its_vectors_changes_not
     col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
     with col:
         before = [r.id for r in col.search("refund my money", k=5)]
-        # pairs of 80 documents, templated: an adapter learns from them (each tune of all 247
-        # opening words took ~8 s in the test's process), and every stored vector is mapped
-        rows = [(TEMPLATE + " ".join(d.text.split()[:3]), d.text)
-                for d in col.store.get(sorted(col.store.document_hashes())[:80])]
-    pairs = tmp_path / "pairs.csv"
-    with pairs.open("w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([("query", "passage"), *rows])
+        pairs = _adapter_pairs(col, tmp_path / "pairs.csv")
     filler = fill(small_disk, 100_000)
     res = cli("tune", address, "--pairs", pairs, "--side", "both", "--force")
     filler.unlink()
@@ -274,7 +282,6 @@ def test_a_full_disk_when_the_mapped_copy_is_created_on_milvus_lite_is_said_as_l
     (code=1, message=[Errno 28] No space left on device)>", said of the copy, as if Milvus
     could not be reached."""
     pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
-    import csv
 
     from conftest import DEMO
 
@@ -283,11 +290,7 @@ def test_a_full_disk_when_the_mapped_copy_is_created_on_milvus_lite_is_said_as_l
     address = f"milvus-lite:{tmp_path / 'store.db'}#full"
     col, _ = Collection.from_file(address, DEMO, ["text"], "id", model=encoder, index="flat")
     with col:
-        rows = [(" ".join(d.text.split()[:3]), d.text)
-                for d in col.store.get(list(col.store.document_hashes()))]
-    pairs = tmp_path / "pairs.csv"
-    with pairs.open("w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([("query", "passage"), *rows])
+        pairs = _adapter_pairs(col, tmp_path / "pairs.csv")
 
     def no_space(*a, **k):
         raise RuntimeError("<MilvusException: (code=1, message=[Errno 28] No space left on "
