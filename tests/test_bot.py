@@ -229,6 +229,12 @@ def test_webhook_mode_through_the_cli(tg, demo_copy):
 def test_a_bad_token_or_an_unreachable_api_is_one_line(tg, demo_copy, monkeypatch, capsys):
     from serving import free_port
 
+    import neartext.util.retry as retry
+
+    # the unreachable server is still tried five times, without the backoff's 7.5 s between
+    # the tries (their jitter, up to 0.5 s each, is left)
+    monkeypatch.setattr(retry, "MAX_WAIT", 0.0)
+
     cases = [("not-a-token", tg.base, "is not a bot token"),
              ("123456:WRONGwrongWRONGwrongWRONGwrong12345", tg.base, "refused TELEGRAM_BOT_TOKEN"),
              (TOKEN, f"http://127.0.0.1:{free_port()}", "cannot reach the Telegram Bot API")]
