@@ -231,11 +231,26 @@ def _stems(text: str) -> str:
     return index_text(text[:PHRASE_CHARS])[:PHRASE_CHARS]
 
 
-@lru_cache(maxsize=4096)  # a candidate's first line, asked for by query after query
+#: first lines up to this long (titles, short documents) are remembered between queries, up to
+#: :data:`CACHED_LINES` of them: their stems and grams are asked for query after query. A longer
+#: line is worked out each time: the 4,096 lines of up to 10,000 characters kept before grew a
+#: process by 185 MB for Russian one-line documents of 10,000 characters; 4,096 kept lines of
+#: 256 Russian characters take 17 MB (peak RSS, both caches)
+CACHED_LINE_CHARS = 256
+CACHED_LINES = 4096
+
+
 def _lead_terms(line: str) -> tuple[list[str], frozenset[str]]:
     """The distinct stems of a first line in order, and as a set."""
+    return _lead_terms_kept(line) if len(line) <= CACHED_LINE_CHARS else _lead_terms_of(line)
+
+
+def _lead_terms_of(line: str) -> tuple[list[str], frozenset[str]]:
     distinct = list(dict.fromkeys(terms(line)))
     return distinct, frozenset(distinct)
+
+
+_lead_terms_kept = lru_cache(maxsize=CACHED_LINES)(_lead_terms_of)
 
 
 def _lead_chars(query: str, texts: Sequence[str]) -> np.ndarray:
@@ -247,9 +262,12 @@ def _lead_chars(query: str, texts: Sequence[str]) -> np.ndarray:
     return shared_grams(padded, [_lead_words(first_line(t)) for t in texts]) / n
 
 
-@lru_cache(maxsize=4096)  # as _lead_terms (keyed by the line: a whole text is not kept)
 def _lead_words(line: str) -> str:
-    return padded_words(line)
+    """A first line's words as its grams see them (kept as :func:`_lead_terms` keeps them)."""
+    return _lead_words_kept(line) if len(line) <= CACHED_LINE_CHARS else padded_words(line)
+
+
+_lead_words_kept = lru_cache(maxsize=CACHED_LINES)(padded_words)
 
 
 def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int,
