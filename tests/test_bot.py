@@ -156,6 +156,28 @@ def test_rate_limiter_window():
     assert limiter.allow(1)
 
 
+def test_the_rate_limiter_forgets_chats_silent_for_a_minute():
+    """A deque per chat that ever wrote was kept for the bot's whole life (a public bot's
+    users, one by one); now what is kept follows the chats of the last minute."""
+    import tracemalloc
+
+    now = [0.0]
+    limiter = RateLimiter(2, clock=lambda: now[0])
+    tracemalloc.start()
+    try:
+        for minute in range(5):  # 5,000 new chats a minute, each writing once
+            now[0] = 61.0 * minute
+            for chat in range(5000):
+                assert limiter.allow(minute * 5000 + chat)
+            if minute == 0:
+                one_minute = tracemalloc.get_traced_memory()[0]
+        five_minutes = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert five_minutes < 2 * one_minute, (one_minute, five_minutes)
+    assert limiter.allow(24_999) and not limiter.allow(24_999)  # the last minute's still count
+
+
 def test_cli_refusals(demo_copy, monkeypatch, capsys):
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
     assert main(["bot", str(demo_copy)]) == 1

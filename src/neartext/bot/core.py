@@ -199,15 +199,26 @@ def photo_url(hit: SearchResult, column: str | None) -> str | None:
 
 
 class RateLimiter:
-    """At most ``per_minute`` queries per chat in any 60-second window."""
+    """At most ``per_minute`` queries per chat in any 60-second window. What it keeps of the
+    chats grows with those seen in the last minute, not with every chat the bot ever had (a
+    chat silent for a minute is forgotten at the next sweep).
+
+    >>> limiter = RateLimiter(2)
+    >>> limiter.allow(1), limiter.allow(1), limiter.allow(1), limiter.allow(2)
+    (True, True, False, True)
+    """
 
     def __init__(self, per_minute: int = 20, clock: Any = time.monotonic) -> None:
         self.per_minute = per_minute
         self.clock = clock
         self._seen: dict[int, deque[float]] = {}
+        self._sweep_at = 1024  # chats kept when the silent ones are forgotten next
 
     def allow(self, chat: int) -> bool:
         now = self.clock()
+        if len(self._seen) >= self._sweep_at:
+            self._seen = {c: q for c, q in self._seen.items() if now - q[-1] < 60}
+            self._sweep_at = max(1024, 2 * len(self._seen))  # (a sweep per as many new chats)
         q = self._seen.setdefault(chat, deque())
         while q and now - q[0] >= 60:
             q.popleft()
