@@ -194,6 +194,27 @@ def test_a_word_no_document_has_is_counted_once_per_generation(demo_copy, monkey
     col.close()
 
 
+def test_the_word_counts_kept_between_writes_are_bounded(demo_copy, monkeypatch):
+    """A store keeps each query word's document count until the next write, and kept every
+    word a read-only service was ever asked (50,000 random words: 13.3 MB). At most DF_WORDS
+    are kept now, long words never; the weights are the same as counted afresh."""
+    import neartext.store.base as base
+
+    monkeypatch.setattr(base, "DF_WORDS", 100, raising=False)
+    rng = random.Random(2)
+    queries = [" ".join("".join(rng.choice("abcdefgh") for _ in range(6)) for _ in range(7))
+               + " refund crash " + "x" * 60 for _ in range(40)]
+    with Collection.open(demo_copy) as col:
+        got = []
+        for q in queries:
+            got.append(col.store.keyword_weights([q])[0])
+            _, _, kept = col.store._df
+            assert len(kept) <= 100 and not any(len(w) > 40 for w in kept)
+    with Collection.open(demo_copy) as fresh:
+        assert got == [fresh.store.keyword_weights([q])[0] for q in queries]
+        assert got[0]["x" * 60] == fresh.store.keyword_weights(["x" * 60])[0]["x" * 60] > 0
+
+
 def test_a_keyword_index_built_by_another_process_is_kept_in_sync(demo_copy):
     service = Collection.open(demo_copy)  # opened before the index exists
     other = Collection.open(demo_copy)
