@@ -94,7 +94,7 @@ def test_stemming_keeps_no_long_word_between_documents():
         kept = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert kept < 20_000, kept  # (kept before: 147 kB of these 200 words)
+    assert kept < 50_000, kept  # (kept before: 147 kB of these 200 words)
 
 
 def test_hybrid_finds_names_and_codes_that_semantic_search_misses(mixed):

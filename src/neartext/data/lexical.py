@@ -52,8 +52,8 @@ def _stemmers() -> tuple[object, object]:
 
 
 #: words up to this long are remembered once stemmed (200,000 of them); a longer one (a hash, a
-#: data URI's base64) is stemmed each time: kept too, 50,000 documents holding 1,000 characters
-#: of base64 each grew a process by 55 MB, 200,000 such words of 10,000 characters by ~2 GB
+#: data URI's base64) is stemmed each time. Kept too, 50,000 documents holding 1,000 characters
+#: of base64 each grew a process by 55 MB (200,000 words of 10,000 characters: some 2 GB)
 CACHED_WORD_CHARS = 40
 
 

@@ -35,6 +35,7 @@ def check_store_manifest(where: object, manifest: Any) -> dict[str, Any]:
 #: (50,000 random words kept 13.3 MB, counted in 2.3 s by one process); 200,000 take ~53 MB
 DF_WORDS = 200_000
 
+
 @dataclass(frozen=True)
 class StoreSettings:
     """What a store reads of a collection's manifest (the rest is the collection's): the
