@@ -22,6 +22,8 @@ from functools import lru_cache
 
 import Stemmer
 
+from neartext.util.caching import kept_when_short
+
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")  # letters/digits; "doesn't" is one word
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _LATIN = re.compile(r"[a-z]")
@@ -57,16 +59,13 @@ def _stemmers() -> tuple[object, object]:
 CACHED_WORD_CHARS = 40
 
 
+@kept_when_short(CACHED_WORD_CHARS, 200_000)
 def stem(word: str) -> str:
     """The stem of one lowercase word (Russian or English by its script; others unchanged).
 
     >>> stem("кошками"), stem("running"), stem("x1")
     ('кошк', 'run', 'x1')
     """
-    return _stem_kept(word) if len(word) <= CACHED_WORD_CHARS else _stem_of(word)
-
-
-def _stem_of(word: str) -> str:
     ru, en = _stemmers()
     if _CYRILLIC.search(word):
         return ru.stemWord(word)  # type: ignore[attr-defined, no-any-return]
@@ -75,14 +74,10 @@ def _stem_of(word: str) -> str:
     return word
 
 
-_stem_kept = lru_cache(maxsize=200_000)(_stem_of)
-
-
 def terms(text: str) -> list[str]:
     """The stems of the words of ``text``, in order, without :data:`STOP_WORDS`."""
     text = unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
-    return [_stem_kept(w.replace("ё", "е")) if len(w) <= CACHED_WORD_CHARS
-            else _stem_of(w.replace("ё", "е")) for w in WORD.findall(text) if w not in STOP_WORDS]
+    return [stem(w.replace("ё", "е")) for w in WORD.findall(text) if w not in STOP_WORDS]
 
 
 def index_text(text: str) -> str:

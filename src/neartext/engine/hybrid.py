@@ -45,6 +45,7 @@ from neartext.data.ranking import (
     CHANNEL_FEATURES,
     TEXT_FEATURES,
 )
+from neartext.util.caching import kept_when_short
 
 # the text features read a document's first characters only (a long text's phrase further on
 # does not count): what one query's candidates cost stays bounded
@@ -240,17 +241,11 @@ CACHED_LINE_CHARS = 256
 CACHED_LINES = 4096
 
 
+@kept_when_short(CACHED_LINE_CHARS, CACHED_LINES)
 def _lead_terms(line: str) -> tuple[list[str], frozenset[str]]:
     """The distinct stems of a first line in order, and as a set."""
-    return _lead_terms_kept(line) if len(line) <= CACHED_LINE_CHARS else _lead_terms_of(line)
-
-
-def _lead_terms_of(line: str) -> tuple[list[str], frozenset[str]]:
     distinct = list(dict.fromkeys(terms(line)))
     return distinct, frozenset(distinct)
-
-
-_lead_terms_kept = lru_cache(maxsize=CACHED_LINES)(_lead_terms_of)
 
 
 def _lead_chars(query: str, texts: Sequence[str]) -> np.ndarray:
@@ -262,12 +257,8 @@ def _lead_chars(query: str, texts: Sequence[str]) -> np.ndarray:
     return shared_grams(padded, [_lead_words(first_line(t)) for t in texts]) / n
 
 
-def _lead_words(line: str) -> str:
-    """A first line's words as its grams see them (kept as :func:`_lead_terms` keeps them)."""
-    return _lead_words_kept(line) if len(line) <= CACHED_LINE_CHARS else padded_words(line)
-
-
-_lead_words_kept = lru_cache(maxsize=CACHED_LINES)(padded_words)
+#: a first line's words as its grams see them (kept as :func:`_lead_terms` keeps them)
+_lead_words = kept_when_short(CACHED_LINE_CHARS, CACHED_LINES)(padded_words)
 
 
 def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int,
