@@ -176,6 +176,8 @@ def test_the_rate_limiter_forgets_chats_silent_for_a_minute():
         tracemalloc.stop()
     assert five_minutes < 2 * one_minute, (one_minute, five_minutes)
     assert limiter.allow(24_999) and not limiter.allow(24_999)  # the last minute's still count
+    closed = RateLimiter(0, clock=lambda: now[0])  # (the library's; the bot refuses 0)
+    assert not any(closed.allow(chat) for chat in range(3000))  # chats with nothing to sweep
 
 
 def test_cli_refusals(demo_copy, monkeypatch, capsys):

@@ -217,7 +217,7 @@ class RateLimiter:
     def allow(self, chat: int) -> bool:
         now = self.clock()
         if len(self._seen) >= self._sweep_at:
-            self._seen = {c: q for c, q in self._seen.items() if now - q[-1] < 60}
+            self._seen = {c: q for c, q in self._seen.items() if q and now - q[-1] < 60}
             self._sweep_at = max(1024, 2 * len(self._seen))  # (a sweep per as many new chats)
         q = self._seen.setdefault(chat, deque())
         while q and now - q[0] >= 60:
