@@ -15,6 +15,7 @@ from neartext.algo.adapters import HIDDEN, Adapter  # noqa: E402
 from neartext.data.ranking import BASE_FEATURES  # noqa: E402
 from neartext.engine.hybrid import features, learned  # noqa: E402
 from neartext.errors import NeartextError  # noqa: E402
+from neartext.store.local.sqlite import SCHEMA, connect, passage_vectors  # noqa: E402
 
 FAST = settings(max_examples=60, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -85,3 +86,27 @@ def test_the_learned_fusion_with_cosine_alone_orders_by_cosine(n, seed):
     assert ((rows[:, 1] >= 0) & (rows[:, 1] <= 1)).all()
     ranked = learned(names, rows, [1.0, 0, 0, 0, 0, 0.3], k=n)
     assert [d for d, _ in ranked] == sorted(names, key=lambda d: (-cosine[d], d))
+
+
+@FAST
+@given(rows=st.dictionaries(st.integers(-2**63, 2**63 - 1), st.binary(min_size=3, max_size=3),
+                            max_size=40),
+       chunk=st.integers(1, 50), encoding=st.sampled_from(["UTF-8", "UTF-16le"]))
+@example(rows={5: b"\x00\x00\x00", -1: b"\xff\xfe\x80", 2: b"\xc3(\x00"}, chunk=2,
+         encoding="UTF-8")
+def test_vectors_read_a_chunk_at_a_time_are_the_stored_bytes_in_pid_order(tmp_path_factory,
+                                                                          rows, chunk, encoding):
+    """SQLite joins a chunk's vectors as text: any bytes (NULs, invalid UTF-8) come back
+    unchanged, paired with their pids, every passage once, in ascending pid order (and so from
+    a database whose text is UTF-16, read row by row)."""
+    conn = connect(tmp_path_factory.mktemp("v") / "data.sqlite")
+    conn.execute(f"PRAGMA encoding = '{encoding}'")
+    conn.executescript(SCHEMA)
+    assert conn.execute("PRAGMA encoding").fetchone()[0] == encoding
+    conn.executemany("INSERT INTO passages VALUES (?, 'd', 0, 1, 'h', ?)", rows.items())
+    got = list(passage_vectors(conn, 3, chunk))
+    assert all(0 < len(p) <= chunk and len(raw) == 3 * len(p) for p, raw in got)
+    pids = [int(p) for part, _ in got for p in part]
+    joined = b"".join(raw for _, raw in got)
+    assert pids == sorted(rows)
+    assert joined == b"".join(rows[p] for p in pids)

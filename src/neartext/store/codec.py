@@ -55,8 +55,16 @@ class VectorCodec:
         False, float32 ones may be a read-only view of the joined bytes: one copy less)."""
         if not blobs:
             return np.zeros((0, self.dim), dtype=np.float32)
-        raw = b"".join(blobs)
-        if len(raw) != len(blobs) * self.row_bytes:
+        return self.decode_joined(b"".join(blobs), len(blobs), writeable=writeable)
+
+    def decode_joined(self, raw: bytes, count: int, *, writeable: bool = True) -> np.ndarray:
+        """:meth:`decode` of ``count`` vectors' bytes given one after the other in ``raw``.
+
+        >>> c = codec("float16", 2)
+        >>> c.decode_joined(b"".join(c.encode(np.ones((3, 2)))), 3).shape
+        (3, 2)
+        """
+        if len(raw) != count * self.row_bytes:
             raise ValueError(f"stored vectors are not {self.precision} of dimension {self.dim}")
         if self.precision == "float32":
             view = np.frombuffer(raw, dtype=np.float32).reshape(-1, self.dim)

@@ -8,7 +8,6 @@ Part of :class:`neartext.store.local.LocalStore` (a mixin over its connections a
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import sqlite3
 import struct
@@ -21,7 +20,7 @@ import numpy as np
 
 from neartext.store.codec import VectorCodec
 from neartext.store.index_file import load_index, read_index_header, save_index
-from neartext.store.local.sqlite import batches, storage_error
+from neartext.store.local.sqlite import batches, passage_vectors, storage_error
 from neartext.store.vector_index import (
     ADD_ROWS,
     FaissIndex,
@@ -36,11 +35,11 @@ INDEX_FILE = "index.bin"
 # real vectors (bench/bench_ann.py) a query takes a tenth of the exact index's time, filtered
 # ones are exact; below, the exact index is about a millisecond and builds in no time
 AUTO_ANN_ABOVE = 20_000
-# rows read at a time when an index file's vectors come back: their joined bytes (24 MB at 384
-# float32 numbers) stay under glibc's largest mmap threshold, so each chunk reuses the memory of
-# the one before instead of mapping and faulting in fresh pages (a million vectors: joining them
-# took 1.33 s in chunks of 65,536, 0.38 s in chunks of 16,384)
-READ_ROWS = 16_384
+# passages read at a time when an index file's vectors come back (sqlite.passage_vectors: SQLite
+# joins each chunk's vectors): at a million 384-float vectors the whole read took 0.9-1.1 s in
+# chunks of 256-1,024 and 2.2 s in chunks of 16,384 or 65,536, the joined bytes of a small chunk
+# staying in the processor's cache (the whole open: 2.0-2.2 s against 3.0-3.8 s before)
+READ_ROWS = 1_024
 
 
 class IndexCache:
@@ -164,17 +163,16 @@ class IndexCache:
             pids = np.unique(pids)
         with self._snapshot():
             if len(pids) * 2 >= self.passage_count():  # most of them: one ordered scan
-                rows = self.conn.execute("SELECT pid, vec FROM passages ORDER BY pid")
-                while chunk := rows.fetchmany(READ_ROWS):
-                    got_ids, got = zip(*chunk)
-                    ids = np.fromiter(got_ids, dtype=np.int64, count=len(got_ids))
+                for ids, raw in passage_vectors(self.conn, self.codec.row_bytes, READ_ROWS):
                     if seen is not None:
                         seen.append(ids)
+                    # (read only by the caller: no copy of the bytes)
+                    vectors = self.codec.decode_joined(raw, len(ids), writeable=False)
                     keep = _members(ids, pids)
                     if not keep.all():
-                        ids, got = ids[keep], tuple(itertools.compress(got, keep))
-                    if len(ids):  # (read only by the caller: no copy of the bytes)
-                        yield ids, self.codec.decode(got, writeable=False)
+                        ids, vectors = ids[keep], vectors[keep]
+                    if len(ids):
+                        yield ids, vectors
                 return
             found: dict[int, bytes] = {}
             for part in batches([int(p) for p in pids], 900):

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from neartext.data.filters import as_number
 from neartext.errors import CorruptCollection, StorageError
 from neartext.util.atomic import staged_file
@@ -191,3 +193,50 @@ def copy_sqlite(src: Path, dst: Path) -> None:
 def batches(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+# A chunk of passages as one row: SQLite joins the chunk's vectors itself. group_concat reads a
+# blob's bytes as text unchanged in a UTF-8 database and CAST gives them back as a blob; pids and
+# vectors are aggregated over the same rows, so they stay paired. A million passages in chunks
+# of 1,024 took 0.9-1.1 s so, against 1.6 s for fetching the rows and joining their vectors in
+# Python (2.0-2.1 s in chunks of 16,384).
+_CHUNK = ("SELECT count(*), group_concat(pid), CAST(group_concat(vec, '') AS BLOB) FROM "
+          "(SELECT pid, vec FROM passages WHERE pid {} ? ORDER BY pid LIMIT ?)")
+
+
+def passage_vectors(conn: sqlite3.Connection, row_bytes: int, rows: int = 1_024
+                    ) -> Iterator[tuple[np.ndarray, bytes]]:
+    """Every passage's pid and stored vector, in ascending pid order and chunks of ``rows``
+    passages: ``(pids, their vectors' bytes one after another)``, in the caller's transaction
+    (one read snapshot when the caller holds one). A vector whose bytes are not ``row_bytes``
+    long makes the chunk's bytes the wrong length, which the codec refuses.
+
+    >>> import tempfile, pathlib
+    >>> conn = connect(pathlib.Path(tempfile.mkdtemp()) / "data.sqlite")
+    >>> _ = conn.executescript(SCHEMA)
+    >>> _ = conn.executemany("INSERT INTO passages VALUES (?, 'd', 0, 1, 'h', ?)",
+    ...                      [(7, b"\\x00\\xff"), (3, b"\\xc3(")])
+    >>> [(p.tolist(), raw) for p, raw in passage_vectors(conn, 2, rows=1)]
+    [([3], b'\\xc3('), ([7], b'\\x00\\xff')]
+    """
+    if conn.execute("PRAGMA encoding").fetchone()[0] != "UTF-8":  # (text would be re-encoded)
+        cur = conn.execute("SELECT pid, vec FROM passages ORDER BY pid")
+        while chunk := cur.fetchmany(rows):
+            got_pids, vecs = zip(*chunk)
+            yield np.fromiter(got_pids, dtype=np.int64, count=len(chunk)), b"".join(vecs)
+        return
+    after, since = -(2 ** 63), _CHUNK.format(">=")  # (the first chunk from the least pid)
+    while True:
+        count, pid_text, raw = conn.execute(since, (after, rows)).fetchone()
+        if not count:
+            return
+        pids = np.fromstring(pid_text, sep=",", dtype=np.int64)
+        if len(pids) != count:
+            raise CorruptCollection(f"passage ids after {after} could not be read")
+        if count > 1 and not (pids[1:] > pids[:-1]).all():  # (SQLite keeps the order; if not)
+            order = np.argsort(pids, kind="stable")
+            pids = pids[order]
+            if len(raw) == count * row_bytes:
+                raw = np.frombuffer(raw, dtype=np.uint8).reshape(count, row_bytes)[order].tobytes()
+        yield pids, raw
+        after, since = int(pids[-1]), _CHUNK.format(">")
