@@ -1043,8 +1043,26 @@ def test_a_file_that_is_not_a_pairs_file_is_refused_naming_its_columns(demo_copy
     assert main(["tune", str(demo_copy), "--pairs", str(DEMO)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{DEMO}: no query column (columns: id, text, topic" in err[0], err
-    assert "give --query COL and --passage COL (is this a pairs file?)" in err[0]
+    assert "or give --query COL and --passage COL (a document's text or id; --gold-id COL: " \
+        "ids only); is this a pairs file?" in err[0]
     assert (demo_copy / "manifest.json").read_text() == manifest
+
+
+def test_a_gold_column_named_like_an_id_is_recognised(tmp_path):
+    """A memes user's pairs (situation, meme_id) were refused as having no passage column; one
+    column named like an id of what is found is now taken as the gold, and two are not guessed
+    between (nor a query's id)."""
+    from neartext.data.evaldata import load_retrieval_pairs
+
+    path = tmp_path / "pairs.csv"
+    path.write_text("query_id,situation,meme_id\nq1,когда пятница,m7\nq2,кот упал,m9\n",
+                    encoding="utf-8")
+    data = load_retrieval_pairs(path)
+    assert sorted(data.corpus.values()) == ["m7", "m9"]
+    assert sorted(data.queries.values()) == ["когда пятница", "кот упал"]
+    path.write_text("situation,meme_id,author_id\nкогда пятница,m7,a1\n", encoding="utf-8")
+    with pytest.raises(InputError, match="no passage column .*--gold-id COL: ids only"):
+        load_retrieval_pairs(path)
 
 
 @pytest.mark.slow

@@ -183,14 +183,29 @@ PASSAGE = ("passage", "positive", "document", "description", "answer", "question
            "doc_id", "document_id", "passage_id", "gold_id", "docid", "id")  # a document's id
 
 
+def id_column(lowered: Sequence[str], avoid: int | None) -> int | None:
+    """Where no header is a known passage name: the one column named like an id of what is
+    found (``meme_id``, ``product_id``), not of the query (``query_id``, ``question_id``).
+
+    >>> id_column(["situation", "meme_id"], 0), id_column(["query_id", "query", "x"], 1)
+    (1, None)
+    >>> id_column(["query", "a_id", "b_id"], 0) is None  # two: which one is not said
+    True
+    """
+    found = [i for i, n in enumerate(lowered) if i != avoid and n.endswith("_id")
+             and not n.startswith(QUERY + ("q_", "qid"))]
+    return found[0] if len(found) == 1 else None
+
+
 def load_retrieval_pairs(
     path: str | Path, query: str | None = None, passage: str | None = None, *,
     encoding: str = "utf-8",
 ) -> RetrievalData:
     """(query, passage) rows: each query's gold is its passage; all passages form the corpus.
     Columns: as given (name or position), else recognised by name (:data:`QUERY`,
-    :data:`PASSAGE`), else, in a file without a header, the first two. A header naming neither
-    is refused: a corpus file is not taken for pairs."""
+    :data:`PASSAGE`, else one column named like an id, :func:`id_column`), else, in a file
+    without a header, the first two. A header naming neither is refused: a corpus file is not
+    taken for pairs."""
     p = Path(path)
     names, table, has_header = read_table(p, encoding)
     lowered = [n.lower() for n in names]
@@ -202,6 +217,8 @@ def load_retrieval_pairs(
         for c in candidates:
             if c in lowered and lowered.index(c) != avoid:
                 return lowered.index(c)
+        if has_header and candidates is PASSAGE:
+            return id_column(lowered, avoid)
         if not has_header and len(names) >= 2:
             return 0 if avoid != 0 else 1
         return None
@@ -212,8 +229,9 @@ def load_retrieval_pairs(
         missing = " and ".join(w for w, c in (("query", cq), ("passage", cp)) if c is None)
         raise InputError(
             f"{p}: no {missing} column (columns: {', '.join(names)}): name them like "
-            f"{'/'.join(QUERY[:3])} and {'/'.join(PASSAGE[:3])}, or give --query COL and "
-            "--passage COL (is this a pairs file?)")
+            f"{'/'.join(QUERY[:3])} and {'/'.join(PASSAGE[:3])} (or doc_id), or give --query "
+            "COL and --passage COL (a document's text or id; --gold-id COL: ids only); is this "
+            "a pairs file?")
     queries: dict[str, str] = {}
     corpus: dict[str, str] = {}
     qrels: dict[str, dict[str, float]] = {}
