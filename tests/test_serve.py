@@ -61,6 +61,10 @@ def test_search_matches_the_library(served, demo_collection):
     assert status == 200 and len(body["results"]) == 2
     assert [h["id"] for h in body["results"][0]] == [r.id for r in filtered]
     assert all(h["metadata"]["year"] >= 2024 and h["score"] >= 0.3 for h in body["results"][0])
+    # one condition as a string, as the library and the CLI take it (a 422 before)
+    status, one = served.call("POST", "/collections/feedback/search",
+                              {"query": QUERY, "k": 3, "where": "year>=2024", "threshold": 0.3})
+    assert status == 200 and one["results"][0] == body["results"][0]
 
 
 @pytest.mark.parametrize("mode", ["keyword", "chars", "hybrid"])

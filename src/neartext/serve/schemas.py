@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from neartext.data.ranking import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_MODE, Fusion, Mode
@@ -30,13 +30,23 @@ class _Body(_Text):
     model_config = ConfigDict(extra="forbid")
 
 
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+#: conditions or words: a list, or one as a string (as the library and the CLI take them)
+Strings = Annotated[list[str] | str, BeforeValidator(_listed)]
+
+
 class SearchRequest(_Body):
     query: str | None = Field(None, description="one query (or give `queries`)")
     queries: list[str] | None = Field(None, description="several queries, answered in order")
     k: int = Field(10, ge=1, description="results per query")
     threshold: float | None = Field(None, ge=-1, le=1, description="drop results scoring below this")
-    where: list[str] = Field(default_factory=list, description='metadata conditions, e.g. "year>=2023"')
-    contains: list[str] = Field(default_factory=list, description="words every result must contain")
+    where: Strings = Field(default_factory=list, description='metadata conditions, e.g. '
+                           '["year>=2023"] (one may be given as a string)')
+    contains: Strings = Field(default_factory=list, description="words every result must "
+                              "contain (one may be given as a string)")
     mode: Mode | None = Field(
         None, description="vectors, BM25 over stemmed words, or both fused; default: the "
                           "collection's tuned ranking (neartext tune), else semantic")
@@ -95,9 +105,11 @@ class DeleteResponse(BaseModel):
 
 
 class DeleteWhereRequest(_Body):
-    where: list[str] = Field(default_factory=list, description='metadata conditions: FIELD OP '
-                             'VALUE, "|" or, "&" and, "!" not, parentheses; all must hold')
-    contains: list[str] = Field(default_factory=list, description="words every document must contain")
+    where: Strings = Field(default_factory=list, description='metadata conditions: FIELD OP '
+                           'VALUE, "|" or, "&" and, "!" not, parentheses; all must hold (one '
+                           'may be given as a string)')
+    contains: Strings = Field(default_factory=list, description="words every document must "
+                              "contain (one may be given as a string)")
 
 
 class DeleteWhereResponse(BaseModel):
