@@ -21,14 +21,16 @@ Data (../shared/datasets), each built as a neartext collection:
     ParaPhraser: about as many pairs as the memes user has, and near neighbours to tell apart;
   - ParaPhraser in descriptions (ru; the issue's suggestion, the memes user's shape): the same
     3,000 queries, each gold document its paraphrase among two other headlines (three
-    sentences, the paraphrase in a seeded random place), 3,036 documents, adapter as above.
+    sentences, the paraphrase in a seeded random place), 3,036 documents, adapter as above;
+  - ParaPhraser in titles (ru): the same documents as two fields, title and description, the
+    paraphrase the gold document's title (``paraphraser_in_descriptions(titled=True)``).
 Queries are split into 5 folds by query (seeded); the rankers (and the adapter) are fitted on
 four folds' queries (their candidates, as ``tune`` fits them) and every query is measured once,
 held out, through the real search path; the fixed rankings are measured on the same folds.
 The baseline learned fusion is the pairwise logistic fit ``tune`` shipped before (kept here,
 as the baseline, in ``baselines.py``). Gains are paired per query with a 95% bootstrap interval.
 
-    python bench/bench_ranker.py [--only cranfield|quora|paraphraser|stsb|descriptions]
+    python bench/bench_ranker.py [--only cranfield|quora|paraphraser|stsb|descriptions|titles]
                                  [--model M] [--out ranker]
                                  [--adapter]  # an adapter on every set, as tune trains one
                                  [--labeled]  # ParaPhraser: every labeled paraphrase is gold
@@ -156,14 +158,20 @@ def paraphraser(tmp: Path, labeled: bool = False
     return one_column(tmp / "paraphraser.csv", ids), ["text"], queries, gold
 
 
-def paraphraser_in_descriptions(tmp: Path
+def paraphraser_in_descriptions(tmp: Path, titled: bool = False
                                 ) -> tuple[Path, list[str], dict[str, list[str]], dict[str, dict]]:
     """The issue's suggestion for a Russian set with room to improve, and the memes user's
     shape (a short query, a document of several sentences that it describes only in part): the
     same 3,000 ParaPhraser queries (text_1), each gold document its paraphrase (text_2) among
     two other headlines of the file, in a seeded random place; the other headlines, three to a
     document, as distractors (no query's own text anywhere). One column; each sentence closed
-    by a full stop."""
+    by a full stop.
+
+    ``titled``: the same documents as two fields, a title and a description (``--text
+    title,description``, as the memes user builds hers): a gold document's title is the
+    paraphrase and its description the two other headlines; a distractor's title is its first
+    headline. The query then paraphrases a title, which per-field features can see and a
+    ranking of the joined text cannot."""
     import random
     import xml.etree.ElementTree as ET
 
@@ -187,8 +195,14 @@ def paraphraser_in_descriptions(tmp: Path
     def sentence(t: str) -> str:
         return t if t[-1:] in ".!?…" else t + "."
 
-    docs: dict[str, str] = {}  # text -> id
+    docs: dict[tuple[str, ...], str] = {}  # fields -> id
     doc_of: dict[str, str] = {}  # paraphrase -> its document's id
+
+    def fields(parts: list[str]) -> tuple[str, ...]:
+        if titled:
+            return parts[0], " ".join(sentence(t) for t in parts[1:])
+        return (" ".join(sentence(t) for t in parts),)
+
     queries: dict[str, list[str]] = {}
     gold: dict[str, dict] = {}
     at = 0
@@ -196,15 +210,21 @@ def paraphraser_in_descriptions(tmp: Path
         if d not in doc_of:  # a paraphrase given for two queries: one document
             parts = fillers[at:at + 2]
             at += 2
-            parts.insert(rng.randrange(3), d)
-            doc_of[d] = docs.setdefault(" ".join(sentence(t) for t in parts), f"d{len(docs)}")
+            parts.insert(0 if titled else rng.randrange(3), d)
+            doc_of[d] = docs.setdefault(fields(parts), f"d{len(docs)}")
         pid = doc_of[d]
         qid = f"q{len(queries)}"
         queries[qid], gold[qid] = [q], {pid: 1.0}
     while at + 3 <= len(fillers):
-        docs.setdefault(" ".join(sentence(t) for t in fillers[at:at + 3]), f"d{len(docs)}")
+        docs.setdefault(fields(fillers[at:at + 3]), f"d{len(docs)}")
         at += 3
-    return one_column(tmp / "paraphraser_docs.csv", docs), ["text"], queries, gold
+    columns = ["title", "description"] if titled else ["text"]
+    path = tmp / ("paraphraser_titles.csv" if titled else "paraphraser_docs.csv")
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", *columns])
+        w.writerows((pid, *texts) for texts, pid in docs.items())
+    return path, columns, queries, gold
 
 
 def stsb_ru(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str, dict]]:
@@ -490,7 +510,8 @@ def table(res: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=("cranfield", "quora", "paraphraser", "stsb", "descriptions"))
+    ap.add_argument("--only", choices=("cranfield", "quora", "paraphraser", "stsb", "descriptions",
+                                        "titles"))
     ap.add_argument("--out", default="ranker")
     ap.add_argument("--model", default="default",
                     help="the model of every collection (default: all-MiniLM-L6-v2)")
@@ -510,7 +531,9 @@ def main() -> None:
                 ("paraphraser_ru_12033 + adapter" + " (labeled gold)" * args.labeled,
                  functools.partial(paraphraser, labeled=args.labeled), args.model, True),
                 ("stsb_ru + adapter", stsb_ru, args.model, True),
-                ("descriptions_ru + adapter", paraphraser_in_descriptions, args.model, True)):
+                ("descriptions_ru + adapter", paraphraser_in_descriptions, args.model, True),
+                ("titles_ru + adapter", functools.partial(paraphraser_in_descriptions,
+                                                          titled=True), args.model, True)):
             if args.only and not name.startswith(args.only):
                 continue
             adapter = adapter or args.adapter
