@@ -197,9 +197,9 @@ def batches(items: list, size: int) -> Iterator[list]:
 
 # A chunk of passages as one row: SQLite joins the chunk's vectors itself. group_concat reads a
 # blob's bytes as text unchanged in a UTF-8 database and CAST gives them back as a blob; pids and
-# vectors are aggregated over the same rows, so they stay paired. A million passages in chunks
-# of 1,024 took 0.9-1.1 s so, against 1.6 s for fetching the rows and joining their vectors in
-# Python (2.0-2.1 s in chunks of 16,384).
+# vectors are aggregated over the same rows, so they stay paired. Read this way, a million
+# passages in chunks of 1,024 took 0.9-1.1 s, against 1.6 s for fetching the rows and joining
+# their vectors in Python (2.0-2.1 s in chunks of 16,384).
 _CHUNK = ("SELECT count(*), group_concat(pid), CAST(group_concat(vec, '') AS BLOB) FROM "
           "(SELECT pid, vec FROM passages WHERE pid {} ? ORDER BY pid LIMIT ?)")
 
