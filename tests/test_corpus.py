@@ -104,8 +104,12 @@ def test_duplicate_ids_listed(tmp_path):
 def test_unknown_format(tmp_path):
     f = tmp_path / "a.docx"
     f.write_text("x")
-    with pytest.raises(InputError, match="unknown corpus format"):
+    with pytest.raises(InputError, match=r"unknown corpus format '\.docx'; use one of: .*parquet$"):
         read_corpus(f)
+    sheet = tmp_path / "memes.xlsx"  # a spreadsheet: what to do with it, in the same line
+    sheet.write_bytes(b"PK\x03\x04")
+    with pytest.raises(InputError, match=r"'\.xlsx'; .*; save the sheet as CSV UTF-8"):
+        read_corpus(sheet)
 
 
 def test_too_many_fields_names_line(tmp_path):

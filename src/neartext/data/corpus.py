@@ -61,9 +61,10 @@ def detect_format(path: Path) -> str:
         return "jsonl"
     if suffix in FORMATS:
         return suffix
-    raise InputError(
-        f"{path}: unknown corpus format '.{suffix}'; use one of: .txt, .csv, .tsv, .jsonl, .parquet"
-    )
+    spreadsheet = ("; save the sheet as CSV UTF-8 (comma delimited)"
+                   if suffix in ("xlsx", "xls", "xlsm", "ods", "numbers") else "")
+    raise InputError(f"{path}: unknown corpus format '.{suffix}'; use one of: .txt, .csv, .tsv, "
+                     f".jsonl, .parquet{spreadsheet}")
 
 
 def corpus_files(directory: Path) -> list[Path]:
