@@ -20,8 +20,6 @@ Example (numbers depend on the machine)::
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import re
 import time
@@ -33,6 +31,7 @@ import psutil
 import torch
 
 from neartext.training.data import TrainingData
+from neartext.util.memory import malloc_trim
 
 MIN_BATCH = 4
 MAX_BATCH = 512
@@ -59,14 +58,6 @@ def _status_kb(key: str) -> int | None:
     except OSError:
         return None
     return int(m.group(1)) if m else None
-
-
-def malloc_trim() -> None:
-    """Hand memory the heap holds free back to the system (glibc's ``malloc_trim``; a no-op
-    elsewhere)."""
-    with contextlib.suppress(OSError, AttributeError):
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _release() -> None:

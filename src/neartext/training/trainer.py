@@ -49,13 +49,13 @@ from neartext.training.batch_size import (
     available_memory,
     cap_for_rows,
     find_batch_size,
-    malloc_trim,
     step_memory,
 )
 from neartext.training.card import write_model_card
 from neartext.training.data import TrainingData, load_training_data
 from neartext.training.evalset import EvalSet, trainer_evaluator
 from neartext.training.losses import DEFAULT_BATCH, IN_BATCH_NEGATIVES, LOSSES, check_loss, default_loss
+from neartext.util.memory import malloc_trim
 from neartext.util.progress import on_terminal, progress_bar
 from neartext.version import __version__
 
