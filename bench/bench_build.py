@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -85,12 +86,18 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     m = machine()
+    # the peer as it was measured: its index depends on its version (txtai 9.14 builds
+    # IVF{4 sqrt(n)},Flat, its k-means training most of the time at 100,000 rows)
+    peer = subprocess.run([str(TXTAI), "-c", "import importlib.metadata as m; print(', '.join("
+                           "f'{p} {m.version(p)}' for p in ('txtai', 'faiss-cpu')))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
     table = "\n".join([
         "| rows (given vectors) | neartext s | txtai s | neartext / txtai (target ≤ 1.5×) "
         "| neartext peak MB | txtai peak MB | raw vectors MB |", "|---|---|---|---|---|---|---|",
-        *lines, "", f"Whole processes, medians of {args.rounds} alternating rounds. " + machine_line(m)])
+        *lines, "", f"Whole processes, medians of {args.rounds} alternating rounds; the peer: "
+        f"{peer}. " + machine_line(m)])
     print(table)
-    save("build", {"sizes": rows, "machine": m}, table)
+    save("build", {"sizes": rows, "peer": peer, "machine": m}, table)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,12 @@ def corpus(base: Path | None, n: int, queries: int, noise: float, out: Path, mad
         t = pq.read_table(base)
         v = np.asarray(t.column("vector").to_pylist(), dtype=np.float32)
         texts = t.column("text").to_pylist()
+    seen: set[str] = set()
+    for i, t in enumerate(texts):  # a question repeated but for its spaces is one text to index,
+        key = " ".join(t.split())  # which would drop the row (20,000 rows built 19,999, below
+        if key in seen:            # the size from which the index is a graph)
+            texts[i] = f"{t} (again {i})"
+        seen.add(" ".join(texts[i].split()))
     rng = np.random.default_rng(0)
     held = rng.choice(len(v), queries, replace=False)
     keep = np.setdiff1d(np.arange(len(v)), held)
