@@ -67,6 +67,9 @@ def test_search_rate_and_more_like_this(browser, demo_copy):
         link = first.find_element(By.CSS_SELECTOR, ".metadata a")
         assert link.get_attribute("href") == "https://help.lumen-notes.example/topics/crash"
         float(first.find_element(By.CSS_SELECTOR, ".score").text)  # a number is shown
+        # and what it is, when the pointer rests on it (a learned ranking's is no cosine)
+        assert first.find_element(By.CSS_SELECTOR, ".score").get_attribute("title") == \
+            "cosine similarity of meaning, from -1 to 1"
         first.find_element(By.CSS_SELECTOR, ".rate-up").click()
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#results li .rated").text)
         assert first.find_element(By.CSS_SELECTOR, ".rated").text == "rated relevant"

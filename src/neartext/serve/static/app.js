@@ -32,7 +32,19 @@ function textFields() {
   return (chosen && chosen.text_fields) || [];
 }
 
-function render(title, hits, query) {
+// What a result's number is, shown when the pointer rests on it: a learned ranking's scores
+// order the results but are no cosine (they may be negative), which a person cannot tell.
+function scoreMeaning(mode) {
+  const chosen = state.collections.find((c) => c.name === $("collection").value);
+  const ranking = mode || (chosen && chosen.ranking) || "semantic";
+  if (ranking.includes("learned")) return "the learned ranking's score: it orders the results; it is no cosine and may be below 0";
+  if (ranking.startsWith("hybrid")) return "the fused score of meaning and words (" + ranking + ")";
+  if (ranking === "keyword") return "BM25 over the words";
+  if (ranking === "chars") return "BM25 over character 3-4-grams";
+  return "cosine similarity of meaning, from -1 to 1";
+}
+
+function render(title, hits, query, meaning) {
   const list = $("results");
   list.replaceChildren();
   $("results-title").hidden = false;
@@ -42,6 +54,7 @@ function render(title, hits, query) {
     const li = tpl.content.firstElementChild.cloneNode(true);
     li.dataset.id = hit.id;
     li.querySelector(".score").textContent = hit.score.toFixed(3);
+    li.querySelector(".score").title = meaning;
     li.querySelector(".doc-id").textContent = hit.id;
     // a document built from several text columns (--text title,description): the first is
     // its title, the others its text; they are not listed again among its fields
@@ -99,7 +112,8 @@ async function search(ev) {
     const data = await api("POST", `/collections/${encodeURIComponent(name)}/search`, { query, k, threshold, mode });
     const hits = data.results[0];
     state.lastQuery = query;
-    render(`${hits.length} result${hits.length === 1 ? "" : "s"} for “${query}”`, hits, query);
+    render(`${hits.length} result${hits.length === 1 ? "" : "s"} for “${query}”`, hits, query,
+           scoreMeaning(mode));
     if (!hits.length) say(mode === "semantic" || mode === null ? "Nothing scored above the threshold."
                                               : "Nothing matched.", true);
   } catch (e) { say(e.message); }
@@ -121,7 +135,8 @@ async function moreLike(hit) {
   try {
     const data = await api("POST", `/collections/${encodeURIComponent(name)}/paraphrases`,
       { text: hit.text, top_k: k, threshold: threshold === null ? 0.5 : threshold });
-    render(`More like ${hit.id} (score ≥ ${data.threshold.toFixed(2)})`, data.results, state.lastQuery || hit.text);
+    render(`More like ${hit.id} (score ≥ ${data.threshold.toFixed(2)})`, data.results, state.lastQuery || hit.text,
+           scoreMeaning("semantic"));
     say(data.notice || "", true);
   } catch (e) { say(e.message); }
 }
