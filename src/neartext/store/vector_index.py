@@ -219,7 +219,10 @@ class FaissIndex:
         if len(ids):
             ids = np.asarray(ids, dtype=np.int64)
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
-            self.ids = np.union1d(self.ids, ids)
+            if (not len(self.ids) or ids[0] > self.ids[-1]) and (ids[1:] > ids[:-1]).all():
+                self.ids = np.concatenate([self.ids, ids])  # (a build's chunks come in order)
+            else:
+                self.ids = np.union1d(self.ids, ids)
             self._subsets.clear()
 
     def remove(self, ids: np.ndarray) -> bool:
@@ -500,6 +503,20 @@ def _hnsw_vectors(hnsw: Any, dim: int) -> np.ndarray:
     return np.asarray(faiss.rev_swig_ptr(flat.get_xb(), hnsw.ntotal * dim)).reshape(-1, dim)
 
 
+def _reserve(hnsw: Any, n: int) -> None:
+    """Room in an empty HNSW index for ``n`` vectors and their links, so that adding them a
+    chunk at a time never moves the arrays: a growing array is copied to one of up to twice
+    its size while the old one is still held (100,000 vectors added 16,384 at a time peaked
+    at 235 MB over the start, against 162 MB reserved). Resizing down keeps the room."""
+    flat: Any = faiss.downcast_index(hnsw.storage)
+    flat.codes.resize(n * flat.code_size)
+    flat.codes.resize(0)
+    # level 0 holds 2M links a node; the levels above about one more on average
+    links = hnsw.hnsw.neighbors
+    links.resize(n * (hnsw.hnsw.nb_neighbors(0) + 2))
+    links.resize(0)
+
+
 def _new_hnsw(dim: int, m: int = HNSW_M) -> Any:
     hnsw = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
     # 200 (as Milvus): on 100k real sentence vectors, held-out recall@10 0.992 at ef 128 where
@@ -522,7 +539,9 @@ def build_index(kind: str, dim: int, vectors: np.ndarray, ids: np.ndarray,
     return index
 
 
-ADD_ROWS = 65_536  # vectors given to faiss at a time when a graph is built
+# vectors given to faiss at a time when a graph is built (a new array of them each time): at
+# 100,000 given vectors a build peaked at 580 MB with 16,384 against 632 MB with 65,536
+ADD_ROWS = 16_384
 
 
 def build_hnsw(dim: int, chunks: Iterable[np.ndarray], ids: np.ndarray, *,
@@ -540,6 +559,7 @@ def build_hnsw(dim: int, chunks: Iterable[np.ndarray], ids: np.ndarray, *,
         held[np.random.default_rng(seed).choice(len(ids), n_held, replace=False)] = True
     index = FaissIndex.build("hnsw", dim, np.zeros((0, dim), dtype=np.float32),
                              m=graph_degree(len(ids)))
+    _reserve(faiss.downcast_index(index.index.index), len(ids))
     queries: list[np.ndarray] = []
     start = 0
     for chunk in chunks:

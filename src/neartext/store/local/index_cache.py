@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from neartext.errors import CorruptCollection
 from neartext.store.codec import VectorCodec
 from neartext.store.index_file import load_index, read_index_header, save_index
 from neartext.store.local.sqlite import batches, passage_vectors, storage_error
@@ -193,6 +194,36 @@ class IndexCache:
                 out[pos[pid]] = self.codec.decode_one(blob)
         return out
 
+    def _vector_chunks(self, pids: np.ndarray, rows: int) -> Iterator[np.ndarray]:
+        """The vectors of ``pids`` (every passage's, ascending, read in the caller's snapshot)
+        in new float32 arrays of ``rows`` (the last one shorter). SQLite joins them
+        :data:`READ_ROWS` at a time (:func:`~neartext.store.local.sqlite.passage_vectors`), each
+        decoded into its place: besides the array being filled only one small chunk of bytes is
+        held (100,000 vectors in arrays of 65,536 read as rows of bytes, joined, then copied:
+        about 300 MB more at the first array)."""
+        done = 0
+        buf = np.empty((min(rows, len(pids)), self.dim), dtype=np.float32)
+        filled = 0
+        for ids, raw in passage_vectors(self.conn, self.codec.row_bytes, READ_ROWS):
+            if not np.array_equal(ids, pids[done:done + len(ids)]):
+                raise CorruptCollection(f"{self.path}: the passages' vectors do not match "
+                                        "their ids; run `neartext repair`")
+            vectors = self.codec.decode_joined(raw, len(ids), writeable=False)
+            done += len(ids)
+            at = 0
+            while at < len(ids):
+                take = min(len(ids) - at, len(buf) - filled)
+                buf[filled:filled + take] = vectors[at:at + take]
+                filled, at = filled + take, at + take
+                if filled == len(buf):
+                    yield buf
+                    buf = np.empty((min(rows, len(pids) - done + len(ids) - at), self.dim),
+                                   dtype=np.float32)
+                    filled = 0
+        if done != len(pids):
+            raise CorruptCollection(f"{self.path}: {done} passages' vectors for {len(pids)} ids; "
+                                    "run `neartext repair`")
+
     def _rebuild_index(self, save: bool = False) -> VectorIndex:
         """A new index of every passage in SQLite (the source of truth), in one snapshot."""
         with self._snapshot():
@@ -202,12 +233,11 @@ class IndexCache:
             kind = self._wanted_kind(len(pids))
             # tuned: the cheapest search setting reaching recall@10 >= 0.993
             if kind == "hnsw":  # the graph takes the vectors as they are read: one copy of them
-                self.index = build_hnsw(self.dim, (v for _, v in self.iter_vectors(ADD_ROWS)),
-                                        pids)
+                self.index = build_hnsw(self.dim, self._vector_chunks(pids, ADD_ROWS), pids)
             else:
-                vecs = np.concatenate([v for _, v in self.iter_vectors()]) if len(pids) else \
-                    np.zeros((0, self.dim), dtype=np.float32)
-                self.index = build_index(kind, self.dim, vecs, pids)
+                self.index = build_index(kind, self.dim, next(
+                    self._vector_chunks(pids, len(pids)),
+                    np.zeros((0, self.dim), dtype=np.float32)), pids)
         self._index_gen = gen
         if save:
             self._persist_index(quiet=True)
