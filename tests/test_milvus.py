@@ -787,6 +787,13 @@ def test_cli_commands_take_milvus_addresses(tmp_path):
         "neartext search: error: the chars mode (character n-grams) needs a local collection; "
         "Milvus ranks words only: use --mode keyword or hybrid, or copy the collection to a "
         "local one ('neartext migrate')"]
+    queries = tmp_path / "q.txt"  # tuning queries: refused before the corpus is written again
+    queries.write_text("\n".join(f"crash number {i}" for i in range(120)), encoding="utf-8")
+    said = _cli("index", str(DEMO), "-c", address, "--text", "text", "--id", "id",
+                "--tune-queries", str(queries), check=False)
+    assert said.returncode == 1 and said.stderr.strip().splitlines() == [
+        "neartext index: error: a Milvus collection's search is set when it is made "
+        "(--search-param ef=N for HNSW, nprobe=N for IVF), not tuned on queries by neartext"]
 
 
 

@@ -26,21 +26,21 @@ from neartext.data.results import Calibration, CollectionInfo, IndexReport, Sear
 from neartext.encoders import Encoder, EncoderSettings
 from neartext.engine import ingest
 from neartext.engine.analysis import DedupResult, MiningResult, dedup, mine, paraphrases
-from neartext.engine.building import checked_encoder, corpus_first, new_store, sync_options
+from neartext.engine.building import corpus_first, new_store, sync_options
 from neartext.engine.clustering import DEFAULT_METHOD as CLUSTER_DEFAULT
 from neartext.engine.clustering import ClusterResult, cluster
 from neartext.engine.compute import RayCompute
+from neartext.engine.index_tuning import Queries, check_tuning, tune_index
 from neartext.engine.info import collection_info
 from neartext.engine.modeleval import choose_threshold
 from neartext.engine.parts import Version
-from neartext.engine.query_encoder import cached_query_encoder
 from neartext.engine.searching import check_queries, make_filter, search_as, selection
-from neartext.engine.state import VersionState
+from neartext.engine.state import EncoderState, VersionState
 from neartext.store import Document, Store
 from neartext.store.factory import building, connected, open_store, store_exists
 
 
-class Collection(VersionState):
+class Collection(VersionState, EncoderState):
     """A searchable collection of texts, in a directory or on Milvus (see
     :mod:`neartext.data.address`).
 
@@ -92,15 +92,18 @@ class Collection(VersionState):
                   skip_near_duplicates: float | None = None,
                   milvus: dict[str, Any] | None = None, vectors: str | None = None,
                   vectors_from: str | None = None, precision: str = "float32",
-                  compute: RayCompute | None = None) -> tuple[Collection, IndexReport]:
+                  compute: RayCompute | None = None, tune_queries: Queries | None = None
+                  ) -> tuple[Collection, IndexReport]:
         """Build a new collection at ``path`` from a corpus file (``compute``: embed on Ray's
         encoder actors, inside a :func:`neartext.engine.compute.ray_session`), all or nothing: a
         directory in ``<path>.partial`` renamed into place when complete, a Milvus collection
         marked unfinished until then; an error or a crash never leaves half a collection.
+        ``tune_queries``: the search setting is chosen on them (:meth:`tune_index`).
 
         >>> col, report = Collection.from_file("feedback/", "demo/feedback.csv",
         ...                                    text=["text"], id_column="id")  # doctest: +SKIP
         """
+        check_tuning(parse_address(path), tune_queries)
         # read and cleaned before the model loads, so bad input fails fast
         parts, vectors_from, hint = corpus_first(
             corpus, text, id_column, encoding=encoding, vectors=vectors,
@@ -114,7 +117,8 @@ class Collection(VersionState):
                 # a build resumed in a directory an earlier run left ends holding nothing else
                 report = ingest.upsert_parts(col, parts, progress=progress,
                                              skip_near_duplicates=skip_near_duplicates,
-                                             vectors_from=vectors_from, source=str(corpus))
+                                             vectors_from=vectors_from, source=str(corpus),
+                                             tune_queries=tune_queries)
                 report.warn(hint)
             finally:
                 col.close()
@@ -157,11 +161,8 @@ class Collection(VersionState):
     @classmethod
     def open(cls, path: str | Path | Address, *, model: str | Encoder | None = None) -> Collection:
         """Open an existing collection; with ``model``, check it is the one the collection uses.
-
-        Raises:
-            CollectionNotFound: nothing at ``path``.
-            ModelMismatch: ``model`` gives other vectors than the collection's model.
-        """
+        :class:`CollectionNotFound` if nothing is at ``path``, :class:`ModelMismatch` if
+        ``model`` gives other vectors than the collection's model."""
         a = parse_address(path)
         col = cls(a, open_store(a))
         if model is not None:
@@ -189,45 +190,24 @@ class Collection(VersionState):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- the encoder -----------------------------------------------------------------------------
-
-    @property
-    def encoder(self) -> Encoder:
-        """The collection's encoder, loaded on first use and checked against the manifest."""
-        if self._encoder is None:
-            self._encoder = checked_encoder(self.address, self.manifest, None)
-        return self._encoder
-
-    @property
-    def query_encoder(self) -> Encoder:
-        """What encodes queries: the model once loaded, else its ONNX export cached beside the
-        collection (no torch: :mod:`neartext.engine.query_encoder`), else the model."""
-        if self._encoder is None and self._query_encoder is None:
-            self._query_encoder = cached_query_encoder(self.path, self.manifest)
-        return self._encoder or self._query_encoder or self.encoder
-
-    def use_encoder(self, encoder: str | Encoder) -> None:
-        """Use ``encoder`` (one already loaded, shared with other collections, or where to load
-        the model from); ``ModelMismatch`` if it gives other vectors than the collection's."""
-        self._encoder = checked_encoder(self.address, self.manifest, encoder)
-
     # -- writing ---------------------------------------------------------------------------------
 
     def index_file(self, path: str | Path, text: Sequence[str] | None = None,
                    id_column: str | None = None, *, encoding: str = "utf-8", sync: bool = False,
                    progress: bool = False, skip_near_duplicates: float | None = None,
-                   vectors: str | None = None, vectors_from: str | None = None) -> IndexReport:
+                   vectors: str | None = None, vectors_from: str | None = None,
+                   tune_queries: Queries | None = None) -> IndexReport:
         """Read, clean and upsert a corpus file. ``sync=True`` also removes documents not in it.
         ``vectors`` names a column of the rows' own vectors, made by ``vectors_from`` (the
         collection's model: its name, fingerprint or ``same``; see :mod:`neartext.data.vectors`).
-
         Column choices default to those recorded when the collection was first indexed.
-        """
+        ``tune_queries``: checked first; the search setting is then chosen on them."""
         src = self.manifest.source
         report = ingest.upsert_file(self, path, text or src.get("text"),
                                     id_column or src.get("id"), encoding=encoding, sync=sync,
                                     progress=progress, skip_near_duplicates=skip_near_duplicates,
-                                    vectors=vectors, vectors_from=vectors_from)
+                                    vectors=vectors, vectors_from=vectors_from,
+                                    tune_queries=tune_queries)
         if not src.get("text") and text:  # the columns of a collection created empty
             self.update_manifest(lambda m: m.source.update(text=list(text), id=id_column))
         return report
@@ -249,8 +229,8 @@ class Collection(VersionState):
                              compute=self.compute)
 
     def delete(self, ids: Sequence[str]) -> int:
-        """Delete documents by id; returns how many existed. A problem after the commit (the
-        index cache not saved) is logged as a warning: the documents are deleted."""
+        """Delete documents by id; returns how many existed (an index cache not saved after the
+        commit is a warning: the documents are deleted)."""
         return self.store.write([], [], list(ids)).removed
 
     def matching(self, where: Sequence[str] | str | Filter | None = None,
@@ -329,9 +309,8 @@ class Collection(VersionState):
         """
         return (manifest or self.manifest).ranking().options(k, threshold, mode, fusion, alpha, self.path)
 
-    def make_filter(
-        self, where: Sequence[str] | str | Filter | None = None, contains: Sequence[str] | None = None
-    ) -> Filter:
+    def make_filter(self, where: Sequence[str] | str | Filter | None = None,
+                    contains: Sequence[str] | None = None) -> Filter:
         """Parse ``where``/``contains`` into a :class:`Filter` checked against the stored fields."""
         return make_filter(self.store, where, contains)
 
@@ -362,9 +341,8 @@ class Collection(VersionState):
         """All pairs of documents scoring ``>= threshold``; see :func:`neartext.engine.analysis.mine`."""
         return mine(self, threshold, top_k, **kw)
 
-    def paraphrases(
-        self, text: str, threshold: float | None = None, top_k: int = 100
-    ) -> tuple[list[SearchResult], str | None]:
+    def paraphrases(self, text: str, threshold: float | None = None, top_k: int = 100
+                    ) -> tuple[list[SearchResult], str | None]:
         """Paraphrases of ``text``, and a notice when none pass the threshold."""
         return paraphrases(self, text, threshold, top_k)
 
@@ -387,6 +365,14 @@ class Collection(VersionState):
     def repair(self) -> dict[str, Any]:
         """Rebuild the vector index from the stored passages and report what was wrong."""
         return {"collection": str(self.address), **self.store.repair()}
+
+    def tune_index(self, queries: Queries) -> dict[str, Any]:
+        """Choose the vector index's search setting on queries like the users' (texts or query
+        vectors), not on rows held out of it; kept for rebuilds (:mod:`neartext.engine.index_tuning`).
+
+        >>> col.tune_index(user_queries)["tuned_on"]  # doctest: +SKIP
+        """
+        return tune_index(self, queries)
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         """Stored documents by id."""

@@ -283,3 +283,45 @@ def load_beir(corpus: str | Path, queries: str | Path, qrels: str | Path) -> Ret
         if len(r) >= 3 and float(r[2]) > 0:
             rel.setdefault(str(r[0]), {})[str(r[1])] = float(r[2])
     return RetrievalData(qs, docs, rel, str(qrels))
+
+
+def load_queries(path: str | Path, encoding: str = "utf-8") -> list[str] | np.ndarray:
+    """Queries like the users', from ``path``: a ``.npy`` file of query vectors (one a row),
+    a ``.txt`` file (one query a line), or a CSV/TSV/JSONL file whose ``query`` column (or
+    only column) holds them, as a pairs file does.
+
+    >>> load_queries("queries.txt")[:1]  # doctest: +SKIP
+    ['my parcel never came']
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        try:
+            v: np.ndarray = np.load(p, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InputError(f"{p}: not a NumPy array of query vectors ({e})") from None
+        if v.ndim != 2 or not np.issubdtype(v.dtype, np.number):
+            raise InputError(f"{p}: expected a 2-D array of numbers, one query vector a row "
+                             f"(got shape {v.shape}, {v.dtype})")
+        return v
+    if suffix == ".txt":
+        lines = [t.strip() for t in read_text(p, encoding).splitlines()]
+        out = [t for t in lines if t]
+    elif suffix in (".csv", ".tsv", ".jsonl", ".ndjson"):
+        names, table, _ = read_table(p, encoding)
+        lowered = [n.lower() for n in names]
+        if "query" in lowered:
+            col = lowered.index("query")
+        elif len(names) == 1:
+            col = 0
+        else:
+            raise InputError(f"{p}: no 'query' column; columns: {', '.join(names)}")
+        out = [str(r[col]).strip() for r in table if col < len(r) and r[col] is not None
+               and str(r[col]).strip()]
+    else:
+        raise InputError(f"{p}: give queries as .txt (one a line), .csv/.tsv/.jsonl (a 'query' "
+                         "column) or .npy (query vectors)")
+    if not out:
+        raise InputError(f"{p}: no queries in the file")
+    return out
+

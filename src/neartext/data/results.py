@@ -63,6 +63,8 @@ class IndexReport(AsDict):
     near_duplicates: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # after the commit: the change happened
+    # the vector index after its search setting was tuned on given queries (tune_queries)
+    index: dict[str, Any] | None = None
 
     def warn(self, message: str | None) -> None:
         """Record a warning (and log it: the CLI shows logged warnings on stderr)."""
@@ -112,6 +114,16 @@ class IndexReport(AsDict):
         if self.truncated:
             line += (f"; {self.truncated} texts are longer than the model reads and were truncated"
                      " (consider --chunk)")
+        if self.index and self.index.get("tuned_on"):
+            ix = self.index
+            setting = (f"ef_search {ix['ef_search']}" if "ef_search" in ix
+                       else f"{ix.get('lists_searched')} lists searched" if "lists" in ix
+                       else "exact search")
+            line += (f"; search tuned on {ix['tuned_on']}: {setting}, recall@10 "
+                     f"{ix.get('recall_at_10')}")
+        elif self.index is not None:
+            line += ("; the tuning queries are kept: the search is exact now, a graph built "
+                     "later is tuned on them")
         return line
 
 

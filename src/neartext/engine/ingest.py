@@ -39,6 +39,7 @@ from neartext.data.results import IndexReport
 from neartext.data.vectors import check_vectors_model, checked_vectors, file_model_of
 from neartext.encoders import vectors_model
 from neartext.engine.analysis import near_duplicates
+from neartext.engine.index_tuning import Queries, as_searched, tune_index
 from neartext.engine.parts import Parts
 from neartext.errors import InputError
 from neartext.store import Document, Passage
@@ -157,10 +158,12 @@ def read_cleaned(corpus: str | Path, text: Sequence[str] | None, id_column: str 
 
 def upsert_parts(col: Parts, parts: Iterable[Part], *, progress: bool = False,
                  skip_near_duplicates: float | None = None, vectors_from: str | None = None,
-                 source: str = "records") -> IndexReport:
+                 source: str = "records", tune_queries: Queries | None = None) -> IndexReport:
     """A new collection built from the parts of its corpus (a build: nothing is visible
     before it is published), each part upserted in turn, then what an interrupted earlier
-    build left that the corpus does not hold removed. One part: one upsert that does both."""
+    build left that the corpus does not hold removed. One part: one upsert that does both.
+    ``tune_queries``: the vector index's search setting is then chosen on them
+    (:mod:`neartext.engine.index_tuning`)."""
     t0 = time.perf_counter()
     total: IndexReport | None = None
     last: Part | None = None
@@ -184,6 +187,8 @@ def upsert_parts(col: Parts, parts: Iterable[Part], *, progress: bool = False,
         if not last.only and col.store.count() > total.added + total.updated + total.unchanged:
             left = [i for i in col.store.document_hashes() if i not in written]
             total.removed += col.store.write([], [], left).removed
+    if tune_queries is not None:
+        total.index = tune_index(col, tune_queries)
     total.add_cleaning(last.cleaning)
     total.seconds = time.perf_counter() - t0  # the whole build, its vector index included
     return total
@@ -192,11 +197,14 @@ def upsert_parts(col: Parts, parts: Iterable[Part], *, progress: bool = False,
 def upsert_file(col: Parts, path: str | Path, text: Sequence[str] | None,
                 id_column: str | None, *, encoding: str = "utf-8", sync: bool = False,
                 progress: bool = False, skip_near_duplicates: float | None = None,
-                vectors: str | None = None, vectors_from: str | None = None) -> IndexReport:
+                vectors: str | None = None, vectors_from: str | None = None,
+                tune_queries: Queries | None = None) -> IndexReport:
     """A corpus file read, cleaned and upserted as one atomic write (see
     :meth:`neartext.collection.Collection.index_file`); on Ray (``col.compute``) its rows are
-    read by Ray's tasks."""
+    read by Ray's tasks. ``tune_queries`` (checked and encoded before anything is written):
+    the vector index's search setting is then chosen on them."""
     check_threshold(skip_near_duplicates)
+    tuning = None if tune_queries is None else as_searched(col, tune_queries)
     part = read_cleaned(path, text, id_column, encoding=encoding, vectors=vectors,
                         cleaning=col.manifest.cleaning_options(), compute=col.compute)
     hint = id_column_hint(path, part.records, id_column)
@@ -206,6 +214,8 @@ def upsert_file(col: Parts, path: str | Path, text: Sequence[str] | None,
                     source=str(path), compute=part.compute)  # (its rows on Ray)
     report.add_cleaning(part.cleaning)
     report.warn(hint)
+    if tuning is not None:
+        report.index = col.store.tune_index(tuning)
     return report
 
 

@@ -43,6 +43,11 @@ class Parts(Protocol):
         """Its encoder, loaded on first use."""
         ...
 
+    @property
+    def query_encoder(self) -> Encoder:
+        """What encodes its queries (an ONNX export of the model when one is cached)."""
+        ...
+
     def current(self) -> Version:
         """The current version's manifest and adapter, taken together."""
         ...

@@ -1,4 +1,5 @@
-"""Which version of a collection is current, as one process sees it.
+"""Which version of a collection is current, and which encoder serves it, as one process
+sees it.
 
 A long-lived process (the service, the bot) keeps a collection open while other processes
 promote versions, tune the ranking or calibrate; :class:`VersionState` adopts what they stored
@@ -23,6 +24,9 @@ import numpy as np
 from neartext.algo.adapters import Adapter
 from neartext.data.address import Address
 from neartext.data.manifest import Manifest
+from neartext.encoders import Encoder
+from neartext.engine.building import checked_encoder
+from neartext.engine.query_encoder import cached_query_encoder
 from neartext.engine.records import load_adapter
 from neartext.store import Store
 
@@ -124,3 +128,43 @@ class VersionState:
             self.manifest = draft
             self._manifest_stamp = self.store.manifest_stamp()
         return out
+
+
+class EncoderState:
+    """Which encoder this process uses for a collection: its model, loaded on first use and
+    checked against the manifest, or one given (:meth:`use_encoder`); queries may be encoded
+    by the model's ONNX export instead (:attr:`query_encoder`). Part of
+    :class:`neartext.collection.Collection`.
+
+    Example::
+
+        col.use_encoder(shared_encoder)      # one loaded model for several collections
+        vecs = col.query_encoder.encode(["refund please"], kind="query")
+    """
+
+    address: Address
+    path: Path
+    manifest: Manifest
+    _encoder: Encoder | None
+    _query_encoder: Encoder | None
+
+    @property
+    def encoder(self) -> Encoder:
+        """The collection's encoder, loaded on first use and checked against the manifest."""
+        if self._encoder is None:
+            self._encoder = checked_encoder(self.address, self.manifest, None)
+        return self._encoder
+
+    @property
+    def query_encoder(self) -> Encoder:
+        """What encodes queries: the model once loaded, else its ONNX export cached beside the
+        collection (no torch: :mod:`neartext.engine.query_encoder`), else the model."""
+        if self._encoder is None and self._query_encoder is None:
+            self._query_encoder = cached_query_encoder(self.path, self.manifest)
+        return self._encoder or self._query_encoder or self.encoder
+
+    def use_encoder(self, encoder: str | Encoder) -> None:
+        """Use ``encoder`` (one already loaded, shared with other collections, or where to load
+        the model from); ``ModelMismatch`` if it gives other vectors than the collection's."""
+        self._encoder = checked_encoder(self.address, self.manifest, encoder)
+

@@ -262,12 +262,23 @@ class Store(Protocol):
         what was found."""
         ...
 
+    def tune_index(self, queries: np.ndarray) -> dict[str, Any]:
+        """Choose the vector index's search setting on ``queries`` (vectors as the index is
+        searched with) and keep them for later rebuilds; :meth:`index_info` after."""
+        ...
+
+    def tunes_index(self) -> bool: ...
+
     def close(self) -> None: ...
 
 
 CHARS_UNSUPPORTED = ("the chars mode (character n-grams) needs a local collection; Milvus "
                      "ranks words only: use --mode keyword or hybrid, or copy the collection "
                      "to a local one ('neartext migrate')")
+
+
+TUNING_UNSUPPORTED = ("a Milvus collection's search is set when it is made (--search-param ef=N "
+                      "for HNSW, nprobe=N for IVF), not tuned on queries by neartext")
 
 
 class StoreBase:
@@ -377,6 +388,13 @@ class StoreBase:
 
     def has_chars_index(self) -> bool:
         return False
+
+    def tunes_index(self) -> bool:
+        """Whether :meth:`tune_index` chooses the search setting here (a local store's)."""
+        return False
+
+    def tune_index(self, queries: np.ndarray) -> dict[str, Any]:
+        raise Unsupported(TUNING_UNSUPPORTED)
 
     def keyword_norms(self, queries: Sequence[str]) -> list[float]:
         """Per query, the BM25 score of a document of average length holding each query word

@@ -31,6 +31,7 @@ def save_index(index: VectorIndex, path: Path, header: dict[str, Any]) -> None:
                        "trained_on": getattr(index, "trained_on", 0),
                        "nprobe": getattr(index, "nprobe", None),
                        "recall": getattr(index, "recall", None),
+                       "tuned_on": getattr(index, "tuned_on", 0),
                        "ef_search": getattr(index, "ef_search", None) if index.kind == "hnsw"
                        else None}).encode()
     with staged_file(path) as tmp, tmp.open("wb") as f:

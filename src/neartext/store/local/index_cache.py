@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from neartext.data.vectors import tuning_vectors
 from neartext.errors import CorruptCollection
 from neartext.store.codec import VectorCodec
 from neartext.store.index_file import load_index, read_index_header, save_index
-from neartext.store.local.sqlite import batches, passage_vectors, storage_error
+from neartext.store.local.sqlite import batches, has_table, passage_vectors, storage_error
 from neartext.store.vector_index import (
     ADD_ROWS,
     FaissIndex,
@@ -41,6 +42,10 @@ AUTO_ANN_ABOVE = 20_000
 # chunks of 256-1,024 and 2.2 s in chunks of 16,384 or 65,536, the joined bytes of a small chunk
 # staying in the processor's cache (the whole open: 2.0-2.2 s against 3.0-3.8 s before)
 READ_ROWS = 1_024
+# what a search setting chosen on given queries reaches: recall@10 against exact search, as
+# the one-sided 95% lower bound over those queries (FaissIndex.tune's bound)
+TUNED_RECALL = 0.99
+QUERIES_TABLE = "CREATE TABLE IF NOT EXISTS index_queries (n INTEGER PRIMARY KEY, vec BLOB NOT NULL)"
 
 
 class IndexCache:
@@ -54,6 +59,7 @@ class IndexCache:
     index: VectorIndex
     _index_gen: int  # the database generation ``index`` holds
     _defer_index = False  # inside index_deferred(): writes leave the index alone
+    _tuned_for = 0  # the stored tuning queries (their stamp) the index's setting was chosen on
     _lock: threading.RLock
     _write_lock: threading.RLock
 
@@ -77,6 +83,9 @@ class IndexCache:
         raise NotImplementedError
 
     def _as_writer(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
         raise NotImplementedError
 
     def _wanted_kind(self, n: int) -> str:
@@ -104,6 +113,9 @@ class IndexCache:
                     self.path / INDEX_FILE, self.dim,
                     lambda pids: self._vectors_by_pid(pids, seen))
             self._index_gen = int(header["generation"])
+            self._tuned_for = int(header.get("tuned_for") or 0)
+            if isinstance(self.index, FaissIndex):
+                self.index.tuned_on = int(header.get("tuned_on") or 0)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, struct.error):
             return self._rebuild_index(save=True)  # missing, old format or damaged
         if self._index_gen > gen:  # a database restored from an older copy
@@ -121,7 +133,7 @@ class IndexCache:
     def _sync_index(self) -> None:
         """Catch the in-memory index up when the database moved on (call with the lock)."""
         if self.generation() != self._index_gen:
-            self._catch_up()
+            self._catch_up()  # (setting tuning queries moves the generation too)
 
     def _catch_up(self, force: bool = False,
                   known: tuple[int, np.ndarray] | None = None) -> bool:
@@ -144,14 +156,84 @@ class IndexCache:
             new = np.setdiff1d(db, have, assume_unique=True)
             if not len(gone) and not len(new):
                 self._index_gen = gen
-                return False
+                return self._tune_on_queries()
             if self._stale(len(db)) or len(new) > max(1024, len(db) // 2) or (
                     len(gone) and not self.index.remove(gone)):
                 self._rebuild_index()
                 return True
             self.index.add(self._vectors_of(new), new)
             self._index_gen = gen
+            self._tune_on_queries()
             return True
+
+    # -- the search setting, tuned on queries like the users' -----------------------------------
+
+    def tunes_index(self) -> bool:
+        return True
+
+    def tune_index(self, queries: np.ndarray) -> dict[str, Any]:
+        """Store ``queries`` (vectors, as the index is searched with) as the ones this
+        collection's search setting is chosen on, instead of rows held out of the collection,
+        and choose it now: the cheapest whose recall@10 against exact search reaches
+        :data:`TUNED_RECALL` as a one-sided 95% lower bound over them. Kept in the database, so every later rebuild, and every process, tunes on them
+        too (a write: the generation moves, other handles retune when they catch up). Returns
+        :meth:`index_info`.
+
+        >>> store.tune_index(col.query_encoder.encode(queries, kind="query"))  # doctest: +SKIP
+        """
+        q = tuning_vectors(queries, self.dim)
+        with self._transaction():
+            self.conn.execute(QUERIES_TABLE)
+            self.conn.execute("DELETE FROM index_queries")
+            self.conn.executemany("INSERT INTO index_queries VALUES (?, ?)",
+                                  [(i, row.tobytes()) for i, row in enumerate(q)])
+            self.conn.execute(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+            self.conn.execute("INSERT OR REPLACE INTO meta SELECT 'tuning_queries', value "
+                              "FROM meta WHERE key='generation'")
+        with self._lock:
+            self._catch_up()
+            self._persist_index()
+        return self.index_info()
+
+    def _query_stamp(self) -> int:
+        """Which tuning queries the database holds: the generation that stored them, 0 if
+        none (in the caller's snapshot)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key='tuning_queries'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _tune_on_queries(self) -> bool:
+        """Choose the index's search setting on the stored tuning queries if it was not chosen
+        on these (in the caller's snapshot); whether it was."""
+        stamp = self._query_stamp()
+        if stamp == self._tuned_for:
+            return False
+        self._tuned_for = stamp
+        if not isinstance(self.index, FaissIndex) or self.index.ntotal <= 10 \
+                or not has_table(self.conn, "index_queries"):
+            return False
+        raw = b"".join(r[0] for r in self.conn.execute("SELECT vec FROM index_queries ORDER BY n"))
+        q = np.frombuffer(raw, dtype=np.float32).reshape(-1, self.dim)
+        if len(q):
+            self.index.tune(None, queries=q, exact=self._exact_top(q, 10), bound=TUNED_RECALL)
+            self.index.tuned_on = len(q)
+        return True
+
+    def _exact_top(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """The pids of each query's ``k`` best passages by a scan of the database (in the
+        caller's snapshot), a chunk of :data:`READ_ROWS` at a time."""
+        best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+        best_i = np.zeros((len(queries), 0), dtype=np.int64)
+        for ids, raw in passage_vectors(self.conn, self.codec.row_bytes, READ_ROWS * 4):
+            s = queries @ self.codec.decode_joined(raw, len(ids), writeable=False).T
+            all_s = np.concatenate([best_s, s], axis=1)
+            all_i = np.concatenate([best_i, np.broadcast_to(ids, s.shape)], axis=1)
+            if all_s.shape[1] > k:
+                top = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
+                all_s = np.take_along_axis(all_s, top, 1)
+                all_i = np.take_along_axis(all_i, top, 1)
+            best_s, best_i = all_s, all_i
+        return best_i
 
     def _vectors_by_pid(self, pids: np.ndarray, seen: list[np.ndarray] | None = None
                         ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -238,6 +320,8 @@ class IndexCache:
                 self.index = build_index(kind, self.dim, next(
                     self._vector_chunks(pids, len(pids)),
                     np.zeros((0, self.dim), dtype=np.float32)), pids)
+            self._tuned_for = 0
+            self._tune_on_queries()  # (when the database holds tuning queries)
         self._index_gen = gen
         if save:
             self._persist_index(quiet=True)
@@ -272,7 +356,8 @@ class IndexCache:
         is a warning: the index is a cache, and a file left behind is recognised as stale by
         its generation. Returns the warning."""
         try:
-            save_index(self.index, self.path / INDEX_FILE, {"generation": self._index_gen})
+            save_index(self.index, self.path / INDEX_FILE, {"generation": self._index_gen,
+                                                             "tuned_for": self._tuned_for})
             (self.path / "index.json").unlink(missing_ok=True)  # the old sidecar; the header says it now
         except OSError as e:
             msg = (f"{self.path}: the vector index cache could not be saved "
@@ -338,8 +423,11 @@ class IndexCache:
                     "vectors": self.index.ntotal, "passages": self.passage_count(),
                     "generation": self._index_gen, "file": self.index_file_info()}
             if isinstance(self.index, FaissIndex):
-                # measured when the index was built: sampled stored vectors as queries
+                # measured when the setting was chosen: on rows held out of the graph while
+                # it was built, or on the tuning queries stored (tune_index)
                 info["recall_at_10"] = self.index.recall
+                info["tuned_on"] = (f"{self.index.tuned_on} given queries"
+                                    if self.index.tuned_on else "the collection's rows")
                 if self.index.kind == "ivf":
                     info.update(lists=self.index.nlist, lists_searched=self.index.nprobe)
                 else:
