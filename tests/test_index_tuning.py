@@ -180,3 +180,35 @@ def test_an_existing_collection_is_left_alone_when_its_tuning_queries_are_refuse
     with Collection.open(demo_copy) as c:
         assert (len(c), c.store.index_info()) == before
         assert c.get([rows[0]["id"]])[0].text != rows[0]["text"]
+
+
+def test_a_crash_before_the_index_file_is_saved_leaves_the_queries_for_the_next_open(
+        tmp_path, monkeypatch):
+    """The queries are committed first, the index file saved after: a process killed between
+    the two leaves a file chosen on the rows, which the next handle recognises (its header
+    names other queries) and tunes on the stored ones."""
+    rng = np.random.default_rng(3)
+    n, d = 25_000, 16
+    x = clustered(rng, n, d)
+    docs = [Document(f"d{i}", "t", {}, f"h{i}") for i in range(n)]
+    store = LocalStore.create(tmp_path / "s", {"dim": d, "index": "hnsw"})
+    store.write(docs, [Passage(doc.id, 0, 1, doc.hash, v) for doc, v in zip(docs, x)], [])
+    q = rng.standard_normal((150, d)).astype(np.float32)
+
+    def killed(self, quiet=False):
+        raise KeyboardInterrupt  # as the kill arrives
+
+    monkeypatch.setattr(LocalStore, "_persist_index", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.tune_index(q)
+    monkeypatch.undo()
+    store.close()
+    again = LocalStore(tmp_path / "s")
+    info = again.index_info()
+    assert info["tuned_on"] == "150 given queries" and info["file"]["current"], info
+    chosen = info["ef_search"]
+    again.close()
+    third = LocalStore(tmp_path / "s")  # saved by the second: read as it is
+    assert third.index_info()["ef_search"] == chosen
+    third.close()
+

@@ -344,3 +344,27 @@ def test_a_failed_write_on_a_full_disk_gives_back_the_space_it_took(small_disk, 
         assert len(col) == 666 and not col.matching("topic=billing")
     finally:
         col.close()
+
+
+def test_a_full_disk_while_storing_tuning_queries_changes_nothing(small_disk):
+    """`tune_index` writes the queries in one transaction: on a full disk it says so in one
+    line, and the index keeps its setting; with room again it tunes."""
+    from neartext.errors import StorageError
+    from neartext.store import Document, Passage
+    from neartext.store.local import LocalStore
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    docs = [Document(f"d{i}", "t", {}, f"h{i}") for i in range(3000)]
+    store = LocalStore.create(small_disk / "s", {"dim": 16, "index": "hnsw"})
+    store.write(docs, [Passage(doc.id, 0, 1, doc.hash, v) for doc, v in zip(docs, x)], [])
+    before = store.index_info()
+    q = rng.standard_normal((2000, 16)).astype(np.float32)  # 128 KB of vectors
+    fill(small_disk, 16 * 1024)
+    with pytest.raises(StorageError, match="disk is full.*nothing was changed"):
+        store.tune_index(q)
+    assert store.index_info() == before
+    (small_disk / "filler").unlink()
+    assert store.tune_index(q)["tuned_on"] == "2000 given queries"
+    store.close()
+
