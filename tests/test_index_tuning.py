@@ -27,6 +27,14 @@ def clustered(rng: np.random.Generator, n: int, d: int = 32) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def graph_of(path: Path, x: np.ndarray) -> LocalStore:
+    """A new store at ``path`` holding ``x`` (document ``d{row}``) in an HNSW graph."""
+    docs = [Document(f"d{i}", "t", {}, f"h{i}") for i in range(len(x))]
+    store = LocalStore.create(path, {"dim": x.shape[1], "index": "hnsw"})
+    store.write(docs, [Passage(doc.id, 0, 1, doc.hash, v) for doc, v in zip(docs, x)], [])
+    return store
+
+
 def recalls(store: LocalStore, x: np.ndarray, q: np.ndarray, ef: int) -> np.ndarray:
     """Each query's recall@10 at ``ef`` against numpy's exact top 10 (ids ``d{row}``)."""
     truth = np.argsort(-(q @ x.T), axis=1)[:, :10]
@@ -46,9 +54,7 @@ def test_a_setting_tuned_on_given_queries_is_the_cheapest_that_reaches_the_bound
     rng = np.random.default_rng(1)
     n, d = 30_000, 32
     x = clustered(rng, n, d)
-    docs = [Document(f"d{i}", "t", {}, f"h{i}") for i in range(n)]
-    store = LocalStore.create(tmp_path / "s", {"dim": d, "index": "hnsw"})
-    store.write(docs, [Passage(doc.id, 0, 1, doc.hash, v) for doc, v in zip(docs, x)], [])
+    store = graph_of(tmp_path / "s", x)
     held_out = store.index_info()
     assert held_out["tuned_on"] == "the collection's rows"
     other = LocalStore(tmp_path / "s")  # another handle, open before the tuning
@@ -83,10 +89,7 @@ def test_a_setting_tuned_on_given_queries_is_the_cheapest_that_reaches_the_bound
 
 def test_bad_tuning_queries_are_one_line_and_change_nothing(tmp_path):
     rng = np.random.default_rng(2)
-    x = clustered(rng, 3000, 16)
-    docs = [Document(f"d{i}", "t", {}, f"h{i}") for i in range(3000)]
-    store = LocalStore.create(tmp_path / "s", {"dim": 16, "index": "hnsw"})
-    store.write(docs, [Passage(doc.id, 0, 1, doc.hash, v) for doc, v in zip(docs, x)], [])
+    store = graph_of(tmp_path / "s", clustered(rng, 3000, 16))
     before = store.index_info()
     q = clustered(rng, 120, 16)
     for bad, message in [
@@ -190,9 +193,7 @@ def test_a_crash_before_the_index_file_is_saved_leaves_the_queries_for_the_next_
     rng = np.random.default_rng(3)
     n, d = 25_000, 16
     x = clustered(rng, n, d)
-    docs = [Document(f"d{i}", "t", {}, f"h{i}") for i in range(n)]
-    store = LocalStore.create(tmp_path / "s", {"dim": d, "index": "hnsw"})
-    store.write(docs, [Passage(doc.id, 0, 1, doc.hash, v) for doc, v in zip(docs, x)], [])
+    store = graph_of(tmp_path / "s", x)
     q = rng.standard_normal((150, d)).astype(np.float32)
 
     def killed(self, quiet=False):

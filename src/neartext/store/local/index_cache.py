@@ -175,9 +175,9 @@ class IndexCache:
         """Store ``queries`` (vectors, as the index is searched with) as the ones this
         collection's search setting is chosen on, instead of rows held out of the collection,
         and choose it now: the cheapest whose recall@10 against exact search reaches
-        :data:`TUNED_RECALL` as a one-sided 95% lower bound over them. Kept in the database, so every later rebuild, and every process, tunes on them
-        too (a write: the generation moves, other handles retune when they catch up). Returns
-        :meth:`index_info`.
+        :data:`TUNED_RECALL` as a one-sided 95% lower bound over them. Kept in the database,
+        so every later rebuild, and every process, tunes on them too (a write: the generation
+        moves, other handles retune when they catch up). Returns :meth:`index_info`.
 
         >>> store.tune_index(col.query_encoder.encode(queries, kind="query"))  # doctest: +SKIP
         """
