@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from neartext.errors import InputError
-from neartext.util.readers import delimited_rows, jsonl_values, read_text
+from neartext.util.readers import delimited_rows, jsonl_values, lines, read_text
 
 TEXT1 = ("sentence1", "text1", "question1", "s1", "text_a", "anchor", "query", "sentence_a")
 
@@ -305,8 +305,7 @@ def load_queries(path: str | Path, encoding: str = "utf-8") -> list[str] | np.nd
                              f"(got shape {v.shape}, {v.dtype})")
         return v
     if suffix == ".txt":
-        lines = [t.strip() for t in read_text(p, encoding).splitlines()]
-        out = [t for t in lines if t]
+        out = [t.strip() for t in lines(read_text(p, encoding)) if t.strip()]  # as search's
     elif suffix in (".csv", ".tsv", ".jsonl", ".ndjson"):
         names, table, _ = read_table(p, encoding)
         lowered = [n.lower() for n in names]
