@@ -8,12 +8,25 @@ import sqlite3
 
 import numpy as np
 import pytest
+from pytest import approx
 
 from neartext import Collection, Record
 from neartext.cli import main
-from neartext.data.chargrams import grams, grams_of_padded, padded_words, shared_grams
+from neartext.data.chargrams import (
+    gram_total,
+    grams,
+    grams_of_padded,
+    padded_words,
+    shared_grams,
+)
 from neartext.data.lexical import index_text, match_expression, terms
-from neartext.engine.hybrid import PHRASE_CHARS, _lead_chars, _text_columns
+from neartext.engine.hybrid import (
+    PHRASE_CHARS,
+    SENTENCE_CHARS,
+    _text_columns,
+    chars_columns,
+    sentences,
+)
 from neartext.store.base import StoreBase
 
 # Long support tickets: the identifier that tells them apart comes after the first 32 tokens,
@@ -243,16 +256,17 @@ def test_lead_chars_is_the_share_of_the_querys_grams_in_the_first_line():
     "The cat" holds 3 of them (_ca cat _cat); only the first line counts, case and ё folded."""
     assert len(set(grams("cats"))) == 7
     texts = ["Falling CATS\nthe body", "The cat\ncats cats cats", "\ncats", "dogs", ""]
-    assert _lead_chars("cats", texts).tolist() == [1.0, 3 / 7, 0.0, 0.0, 0.0]
-    assert _lead_chars("", ["cats"]).tolist() == [0.0]
-    assert _lead_chars("ёж", ["ЕЖ и другие"]).tolist() == [1.0]
+    assert chars_columns("cats", texts)["lead_chars"].tolist() == [1.0, 3 / 7, 0.0, 0.0, 0.0]
+    assert chars_columns("", ["cats"])["lead_chars"].tolist() == [0.0]
+    assert chars_columns("ёж", ["ЕЖ и другие"])["lead_chars"].tolist() == [1.0]
 
 
 def test_the_title_features_keep_no_long_first_line_between_queries():
     """A learned ranking reads each candidate's first line (its title) query after query, and
     keeps what it made of short ones. Lines up to PHRASE_CHARS long were kept too: 4,096 of
     them, 185 MB for Russian one-line documents in a service. The same features, nothing
-    kept of a long line."""
+    kept of a long line; of its sentences, only what its first SENTENCE_CHARS characters make
+    (at most 4,096 texts' worth: about 13 MB of Russian)."""
     import tracemalloc
 
     words = ["кошка", "собака", "понедельник", "работа", "кофе", "ситуация"]
@@ -263,14 +277,55 @@ def test_the_title_features_keep_no_long_first_line_between_queries():
     try:
         before = tracemalloc.get_traced_memory()[0]
         for line in lines:  # (the stems as a store gives them with the texts, as a search does)
-            _lead_chars("кошка пьёт кофе", [line])
+            chars_columns("кошка пьёт кофе", [line], ["lead_chars"])
             _text_columns({"кошк": 1.0}, [line + "\nbody"], [index_text(line + "\nbody")])
         kept = tracemalloc.get_traced_memory()[0] - before
+        for line in lines:
+            chars_columns("кошка пьёт кофе", [line + line])  # (twice as long: kept the same)
+        sentences_kept = tracemalloc.get_traced_memory()[0] - before - kept
     finally:
         tracemalloc.stop()
     assert kept < 200_000, kept  # (kept before: 1.2 MB of these 100 lines)
+    assert sentences_kept < len(lines) * 8 * SENTENCE_CHARS, sentences_kept
     again = _text_columns({"кошк": 1.0, "кофе": 2.0}, lines[:3])  # (the same features)
     assert all(np.array_equal(cols[k], again[k]) for k in cols) and cols.keys() == again.keys()
+
+
+def test_sentence_chars_scores_a_paraphrase_among_other_sentences_as_the_paraphrase_alone():
+    """Worked by hand: "cats fall" has 14 distinct grams; "cat" has 5 grams, 3 of them the
+    query's (_ca cat _cat): 3 / (14 + 5 - 3). A document that holds the query as one of its
+    sentences scores 1, as the sentence alone does, where the whole text's share of it cannot
+    tell the two apart; a sentence's repeated grams count each time."""
+    assert sentences("Кот упал. «Все смеются!» Да…\nКогда на работе; ну и ну") == [
+        "Кот упал.", "«Все смеются!»", "Да…", "Когда на работе; ну и ну"]
+    assert sentences("v1.2 and e.g.this") == ["v1.2 and e.g.this"]
+    texts = ["Dogs bark loudly. Cats fall!", "Cats fall", "cat", "fall cats fall", "dogs", ""]
+    cols = chars_columns("cats fall", texts)
+    assert cols["sentence_chars"].tolist() == [1.0, 1.0, 3 / 16, 14 / 21, 0.0, 0.0]
+    # the first line holds all of the query's grams in both of the first two: no difference
+    assert cols["lead_chars"][:2].tolist() == [1.0, 1.0]
+    assert chars_columns("", texts)["sentence_chars"].tolist() == [0.0] * len(texts)
+    assert chars_columns("cats", [], ["sentence_chars"])["sentence_chars"].tolist() == []
+
+
+def test_a_first_lines_grams_read_from_its_sentences_are_the_lines_own():
+    """An oracle: with sentence_chars, lead_chars comes from the first line's sentences taken
+    together (one pass over the texts); it equals the share the line holds read on its own,
+    lines longer than the sentences read included; sentence_chars is the best over each
+    sentence's own gram sets."""
+    rng = random.Random(1)
+    pieces = ["кот", "Cats", "fall", ".", "!", "?", " ", "  ", "\n", "…", "»", "ёж", "e.g.", "_"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40))) for _ in range(300)]
+    texts += ["кот упал. " * 300 + "\nfall", "\n\nкот", "cats " * 500]  # 3,000 + characters
+    for q in ["кот fall", "Cats", "ёж e.g.", "fall fall. кот"]:
+        both = chars_columns(q, texts)
+        alone = chars_columns(q, texts, ["lead_chars"])["lead_chars"]
+        assert both["lead_chars"] == approx(alone)
+        query = set(grams(q))
+        best = [max((len(query & set(grams(x))) / (len(query) + len(grams(x))
+                                                   - len(query & set(grams(x))))
+                     for x in sentences(t)), default=0.0) for t in texts]
+        assert both["sentence_chars"] == approx(best)
 
 
 def test_the_grams_shared_with_many_texts_at_once_are_those_of_each_text_alone():
@@ -286,6 +341,7 @@ def test_the_grams_shared_with_many_texts_at_once_are_those_of_each_text_alone()
         query = set(grams(q))
         assert set(grams_of_padded(padded_words(q))) == query
         assert shared_grams(padded_words(q), padded).tolist() == [len(query & g) for g in sets]
+        assert [gram_total(p) for p in padded] == [len(grams(t)) for t in texts]
     letters = [*range(0x4E00, 0xA000), *range(0xAC00, 0xD7A4), *range(0x20000, 0x2A6E0)]
     rng.shuffle(letters)
     words = ["".join(map(chr, letters[i:i + 700])) for i in range(0, 70_000, 700)]

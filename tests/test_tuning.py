@@ -595,6 +595,31 @@ def test_the_learned_fusion_ranks_by_its_weights_and_needs_them(demo_copy):
             [r.id for r in col.search(queries[0], k=5, mode="keyword")]
 
 
+def test_the_linear_weighing_can_weigh_the_most_alike_sentence(tmp_path, encoder):
+    """tune's linear weighing weighs the likeness of a document's most alike sentence too: a
+    version that weighs it alone puts the document holding the query as one of its sentences
+    before one holding the query's words spread over its sentences (which the words' and the
+    grams' coverage score alike), and ranks every candidate by it (the oracle:
+    chars_columns over their texts). A version naming it was refused before."""
+    from neartext.engine.hybrid import chars_columns
+    from neartext.ops.versions import promote
+
+    texts = {"one": "The printer is out of paper. Cats fall off tables. Call us any time.",
+             "spread": "Cats sleep all day. The tables fall over. Call us any time.",
+             "other": "Dogs bark at night. Nothing falls."}
+    col = Collection.create(tmp_path / "col", model=encoder)
+    with col:
+        col.upsert([Record(k, v, {}) for k, v in texts.items()])
+        promote(col, None, {}, search={"mode": "hybrid", "fusion": "learned",
+                                       "features": ["sentence_chars"], "weights": [1.0, 0.0]})
+        hits = col.search("cats fall off tables", k=3)
+        alike = chars_columns("cats fall off tables", [texts[h.id] for h in hits],
+                              ["sentence_chars"])["sentence_chars"]
+        assert [h.id for h in hits][:2] == ["one", "spread"]
+        assert [h.score for h in hits] == pytest.approx(alike.tolist())
+        assert list(alike) == sorted(alike, reverse=True)
+
+
 def test_candidates_a_learned_ranking_scores_alike_come_in_the_default_blends_order(
         demo_copy, monkeypatch):
     """A learned ranking that scores candidates alike (a ranker whose trees put them in the same
@@ -727,6 +752,48 @@ def test_improve_full_weighs_the_learned_fusion_too(tmp_path, tiny_model_dir):
         assert col.manifest.search.features == RANKER_FEATURES
         assert (col.path / col.manifest.search.ranker).is_file()
         assert col.search("x", k=1)  # ranks with the ranker file the new version names
+
+
+def test_a_ranker_trained_before_a_feature_was_added_ranks_as_it_was_trained(demo_copy,
+                                                                             encoder):
+    """A version whose ranker weighs the features of the neartext that tuned it (before
+    ``sentence_chars``): searches compute those columns only, in their order, and rank by the
+    booster's scores of them (the oracle: the booster applied here to fusion_features' rows)."""
+    from neartext.algo.ranker import save_ranker
+    from neartext.data.ranking import RANKER_FEATURES
+    from neartext.engine.searching import fusion_features
+    from neartext.ops.versions import promote
+
+    before = [n for n in RANKER_FEATURES if n != "sentence_chars"]
+    assert len(before) == len(RANKER_FEATURES) - 1
+    with Collection.open(demo_copy, model=encoder) as col:
+        queries = [r.text for r in col.store.get([f"fb-{i:04d}" for i in range(1, 90, 3)])]
+        vectors = encoder.encode(queries, kind="query")
+        rows = fusion_features(col.store, vectors, queries, names=before)
+        length = before.index("length")
+        ys = [(x[:, length] == x[:, length].max()).astype(float) for _, x in rows]
+        fitted = fit_ranker([x for _, x in rows], ys, seed=0)
+        promote(col, None, {}, search={"mode": "hybrid", "fusion": "learned",
+                                       "features": before,
+                                       "ranker": save_ranker(col.path, fitted.text)})
+        booster = from_text(fitted.text)
+        for q, (docs, x) in zip(queries[:8], rows[:8]):
+            scores = score(booster, x)
+            top = max(scores)
+            hits = col.search(q, k=3)
+            assert len(hits) == 3
+            assert scores[docs.index(hits[0].id)] == pytest.approx(top)
+        # the column the newer rankers weigh: each candidate's own, from its stored text
+        from neartext.engine.hybrid import chars_columns
+
+        col_at = RANKER_FEATURES.index("sentence_chars")
+        for q, (docs, x) in zip(queries[:5], fusion_features(col.store, vectors[:5],
+                                                            queries[:5],
+                                                            names=RANKER_FEATURES)):
+            texts = [d.text for d in col.store.get(docs)]
+            assert x[:, col_at].tolist() == pytest.approx(
+                chars_columns(q, texts, ["sentence_chars"])["sentence_chars"].tolist())
+            assert x[:, col_at].max() > 0
 
 
 def test_a_learned_version_naming_an_unknown_feature_is_refused_in_one_line(demo_copy):

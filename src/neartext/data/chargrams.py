@@ -69,23 +69,37 @@ def shared_grams(query: str, padded: Sequence[str]) -> np.ndarray:
     >>> shared_grams(padded_words("cats"), [padded_words("The cat"), "", padded_words("cats")])
     array([3, 0, 7])
     """
-    out = np.zeros(len(padded), dtype=np.int64)
-    if not padded or not query:
-        return out
+    counts: np.ndarray = held_grams(query, padded).sum(axis=1)
+    return counts
+
+
+def held_grams(query: str, padded: Sequence[str]) -> np.ndarray:
+    """Which of the distinct grams of ``query`` each of ``padded`` holds, a table of texts by
+    the query's grams (both as :func:`padded_words` gives them; the grams in no fixed order):
+    a row sums to the text's :func:`shared_grams`, and rows OR-ed together are the grams their
+    texts hold together (a line's, from its sentences').
+
+    >>> held_grams(padded_words("cat"), [padded_words("a cat"), padded_words("cab")]).sum(axis=1)
+    array([5, 1])
+    """
+    if not query:
+        return np.zeros((len(padded), 0), dtype=bool)
     # the query's characters (0 stands for any other)
     alphabet = np.array(sorted(map(ord, set(query) - {" "})), dtype=np.uint32)
     if len(alphabet) >= (1 << 16) - 1:  # four characters' ranks no longer fit in 64 bits
-        wanted = set(grams_of_padded(query))
-        return np.array([len(wanted.intersection(grams_of_padded(p))) for p in padded],
-                        dtype=np.int64)
+        wanted = sorted(set(grams_of_padded(query)))
+        sets = [set(grams_of_padded(p)) for p in padded]
+        return np.array([[g in s for g in wanted] for s in sets], dtype=bool).reshape(
+            len(padded), len(wanted))
     # the query, then the texts, each after a line break (in no padded text and in no gram)
     codes = np.frombuffer("\n".join(["", query, *padded]).encode("utf-32-le"),
                           dtype=np.uint32)
     rank = _ranks(alphabet, codes)
     ok = rank > 0  # not a space, a line break or a character the query lacks
     # the text of each position (-1: the query), its line break counted with it
-    text = np.repeat(np.arange(-1, len(padded)), [len(query) + 1, *(len(p) + 1 for p in padded)])
+    text = np.repeat(np.arange(-1, len(padded)), np.array([len(query), *map(len, padded)]) + 1)
     key, good = rank, ok
+    tables = []
     for n in range(2, max(SIZES) + 1):  # the n characters from each position, 16 bits each
         key = (key[:-1] << np.uint64(16)) | rank[n - 1:]
         good = good[:-1] & ok[n - 1:]
@@ -97,12 +111,57 @@ def shared_grams(query: str, padded: Sequence[str]) -> np.ndarray:
             continue
         hit = good & (where >= 0)
         k, w = key[hit], where[hit]
-        pos = np.minimum(np.searchsorted(mine, k), len(mine) - 1)
-        same = mine[pos] == k
-        # which of the query's grams each text holds (a table of texts x grams), then how many
+        pos = _places(mine, k)
+        same = pos >= 0
+        # which of the query's grams each text holds (a table of texts x grams)
         held = np.zeros(len(padded) * len(mine), dtype=bool)
         held[w[same] * len(mine) + pos[same]] = True
-        out += held.reshape(len(padded), len(mine)).sum(axis=1)
+        tables.append(held.reshape(len(padded), len(mine)))
+    if not tables:
+        return np.zeros((len(padded), 0), dtype=bool)
+    return np.concatenate(tables, axis=1)
+
+
+def gram_total(padded: str) -> int:
+    """How many grams a :func:`padded_words` text has, repeats counted (``len(grams(text))``).
+
+    >>> gram_total(padded_words("The cat sat")), len(grams("The cat sat"))
+    (15, 15)
+    """
+    if not padded:
+        return 0
+    # a word of L letters, padded to L + 2, has L 3-grams and L - 1 4-grams
+    words = padded.count(" ") + 1
+    letters = len(padded) - (words - 1) - 2 * words
+    return 2 * letters - words
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / the golden ratio: Knuth's multiplicative hash
+
+
+def _places(mine: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Each of ``keys``' place in the sorted distinct ``mine``, -1 where it is none of them: a
+    multiplicative hash into a table of at least 64 slots per key of ``mine`` (a step per key
+    where a binary search takes one per halving); the few keys whose slot two of ``mine``
+    share are searched for.
+
+    >>> _places(np.array([3, 9, 40], dtype=np.uint64), np.array([9, 4, 40, 3], dtype=np.uint64))
+    array([ 1, -1,  2,  0])
+    """
+    bits = max(8, len(mine).bit_length() + 6)
+    shift = np.uint64(64 - bits)
+    slots = ((mine * _GOLDEN) >> shift).astype(np.int64)
+    table = np.full(1 << bits, -1, dtype=np.int64)
+    table[slots] = np.arange(len(mine))
+    crowded = np.bincount(slots, minlength=1 << bits) > 1
+    at = ((keys * _GOLDEN) >> shift).astype(np.int64)
+    out = table[at]
+    out[(out >= 0) & (mine[np.maximum(out, 0)] != keys)] = -1
+    shared = crowded[at]
+    if shared.any():
+        some = keys[shared]
+        pos = np.minimum(np.searchsorted(mine, some), len(mine) - 1)
+        out[shared] = np.where(mine[pos] == some, pos, -1)
     return out
 
 

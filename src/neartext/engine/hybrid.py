@@ -16,12 +16,15 @@ Three ways, each per query over the candidates each channel returned:
   before the version's query-side adapter, whether the query's words stand in it as one
   phrase, how much of the query's weight and of its character grams its first line holds and
   whether the first line is the query (the title, when the collection was built from several
-  text columns, which are joined by lines with the title first), chars coverage, each
-  channel's gap to the query's best candidate, its length and the query's word count.
+  text columns, which are joined by lines with the title first), how alike the query and its
+  most alike sentence are in character grams, chars coverage, each channel's gap to the
+  query's best candidate, its length and the query's word count.
   ``neartext tune`` trains it on the collection's own pairs and ratings and keeps it only when
-  it beats the fixed rankings on held-out queries. A version tuned before the ranker keeps a
-  linear score over :data:`FEATURES` (or :data:`BASE_FEATURES`) with the weights it was
-  given, over the semantic and keyword candidates.
+  it beats the fixed rankings on held-out queries. Beside it ``tune`` fits a linear score
+  over :data:`~neartext.data.ranking.LINEAR_FEATURES` (and keeps it when that ranks the
+  held-out queries better); a version tuned before the ranker keeps a linear score over
+  :data:`FEATURES` (or :data:`BASE_FEATURES`) with the weights it was given. A linear score
+  ranks the semantic and keyword candidates.
 
 Example:
     >>> [(d, round(s, 4)) for d, s in rrf(["a", "b", "c"], ["c", "d"], k=3)]
@@ -32,13 +35,20 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from neartext.data.chargrams import grams_of_padded, padded_words, shared_grams
+from neartext.data.chargrams import (
+    gram_total,
+    grams_of_padded,
+    held_grams,
+    padded_words,
+    shared_grams,
+)
 from neartext.data.lexical import index_text, terms
 from neartext.data.ranking import (
     BASE_FEATURES,
@@ -60,7 +70,7 @@ def candidates(k: int) -> int:
 
 def needs_text(names: Sequence[str] | None) -> bool:
     """Whether the features ``names`` are computed from the candidates' stored text."""
-    return any(n in TEXT_FEATURES or n in ("lead_chars", "length") for n in names or ())
+    return any(n in TEXT_FEATURES or n in CHARS_COLUMNS or n == "length" for n in names or ())
 
 
 def needs_chars(names: Sequence[str] | None) -> bool:
@@ -160,8 +170,8 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
         cols["chars_rr"] = _reciprocal_ranks(ch.ranking, docs)
         cols["query_words"] = np.full(n, float(len(words or {})))
         cols["length"] = np.log1p([len(text_of.get(d, "")) for d in docs])
-        if "lead_chars" in names:
-            cols["lead_chars"] = _lead_chars(query, [text_of.get(d, "") for d in docs])
+        cols.update(chars_columns(query, [text_of.get(d, "") for d in docs],
+                                  [n_ for n_ in ("lead_chars", "sentence_chars") if n_ in names]))
     rows = np.zeros((n, len(names)), dtype=np.float64)
     for c, name in enumerate(names):
         if name in cols:
@@ -248,17 +258,116 @@ def _lead_terms(line: str) -> tuple[list[str], frozenset[str]]:
     return distinct, frozenset(distinct)
 
 
-def _lead_chars(query: str, texts: Sequence[str]) -> np.ndarray:
-    """The share of the ``query``'s distinct grams each text's first line (its title) holds."""
-    padded = padded_words(query)
-    n = len(set(grams_of_padded(padded)))
-    if not n:
-        return np.zeros(len(texts))
-    return shared_grams(padded, [_lead_words(first_line(t)) for t in texts]) / n
-
-
 #: a first line's words as its grams see them (kept as :func:`_lead_terms` keeps them)
 _lead_words = kept_when_short(CACHED_LINE_CHARS, CACHED_LINES)(padded_words)
+
+
+#: the features :func:`chars_columns` computes
+CHARS_COLUMNS = ("lead_chars", "sentence_chars")
+#: a text's sentences are looked for in its first characters only (what a query's candidates
+#: cost stays bounded: a sentence further on does not count)
+SENTENCE_CHARS = 500
+# a sentence ends at a line break, or after ".", "!", "?" or "…" (and closing quotes or
+# brackets) before a space
+_SENTENCE_END = re.compile(r"\n|(?<=[.!?…])\s+|(?<=[.!?…][\"')»”])\s+")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences (and lines) of ``text``'s first :data:`SENTENCE_CHARS` characters.
+
+    >>> sentences("Кот упал. Все смеются!\\nКогда на работе")
+    ['Кот упал.', 'Все смеются!', 'Когда на работе']
+    """
+    return [s for s in _SENTENCE_END.split(text[:SENTENCE_CHARS]) if s.strip()]
+
+
+@dataclass(frozen=True)
+class Sentences:
+    """A text's sentences as :func:`chars_columns` reads them: each one's words as its grams
+    see them (:func:`~neartext.data.chargrams.padded_words`) and its number of grams, and how
+    many of them make up its first line (``lead``; None when the first line is longer than the
+    sentences read, so it is read on its own)."""
+
+    padded: tuple[str, ...]
+    grams: tuple[int, ...]
+    lead: int | None
+
+
+@lru_cache(maxsize=CACHED_LINES)
+def _read_sentences(head: str) -> Sentences:
+    """What :func:`chars_columns` reads of a text whose first characters are ``head`` (one
+    more than :data:`SENTENCE_CHARS`, to tell whether the text goes on)."""
+    padded: list[str] = []
+    lead = 0
+    for i, part in enumerate(head[:SENTENCE_CHARS].split("\n")):
+        padded += [p for p in map(padded_words, sentences(part)) if p]
+        if i == 0:
+            lead = len(padded)
+    # the first line is read whole when it ends (or the text does) within what is read
+    whole = "\n" in head[:SENTENCE_CHARS] or len(head) <= SENTENCE_CHARS
+    return Sentences(tuple(padded), tuple(gram_total(p) for p in padded),
+                     lead if whole else None)
+
+
+def _sentences(text: str) -> Sentences:
+    """:func:`_read_sentences` of a text: kept by its first characters only, so what is kept
+    stays bounded (:data:`CACHED_LINES` texts of :data:`SENTENCE_CHARS` characters) however
+    long the texts are."""
+    return _read_sentences(text[:SENTENCE_CHARS + 1])
+
+
+def chars_columns(query: str, texts: Sequence[str], names: Sequence[str] = CHARS_COLUMNS
+                  ) -> dict[str, np.ndarray]:
+    """The features ``names`` (of :data:`CHARS_COLUMNS`) of ``texts`` for a ``query``, over
+    their character grams, in one pass over all texts:
+
+    - ``lead_chars``: the share of the query's distinct grams each text's first line (its
+      title) holds;
+    - ``sentence_chars``: how alike the query and the text's most alike sentence (a line, a
+      title, a sentence of a description) are: ``shared / (query's + the sentence's -
+      shared)``, the query's distinct grams against the sentence's (repeats counted: Jaccard's
+      similarity for a sentence without repeated grams). A document that holds a paraphrase of
+      the query among other sentences scores as the paraphrase alone would.
+
+    >>> cols = chars_columns("cats fall", ["Dogs bark. Cats fall!", "cat", ""])
+    >>> cols["lead_chars"].round(2).tolist(), cols["sentence_chars"].round(2).tolist()
+    ([1.0, 0.21, 0.0], [1.0, 0.19, 0.0])
+    """
+    padded = padded_words(query)
+    n = len(set(grams_of_padded(padded)))
+    if not n or not texts:
+        return {name: np.zeros(len(texts)) for name in names}
+    if "sentence_chars" not in names:  # the first lines alone
+        return {"lead_chars": shared_grams(padded, [_lead_words(first_line(t))
+                                                     for t in texts]) / n}
+    parts = [_sentences(t) for t in texts]
+    # every text's sentences, then the first lines too long to be read from them
+    flat = [p for s in parts for p in s.padded]
+    apart = [i for i, s in enumerate(parts) if s.lead is None] if "lead_chars" in names else []
+    held = held_grams(padded, flat + [_lead_words(first_line(texts[i])) for i in apart])
+    counts = np.array([len(s.padded) for s in parts])
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    out = {}
+    if "lead_chars" in names:  # the query's grams the first line's sentences hold together
+        lead = np.zeros(len(texts))
+        leads = np.array([s.lead or 0 for s in parts])
+        some = np.flatnonzero(leads)
+        if len(some):  # each text's rows of its first line, then OR-ed text by text
+            mine = np.repeat(np.arange(len(texts)), counts)
+            rows = np.flatnonzero(np.arange(len(flat)) - starts[mine] < leads[mine])
+            at = np.concatenate(([0], np.cumsum(leads[some])[:-1]))
+            lead[some] = np.logical_or.reduceat(held[rows], at, axis=0).sum(axis=1)
+        lead[apart] = held[len(flat):].sum(axis=1)
+        out["lead_chars"] = lead / n
+    shared = held[:len(flat)].sum(axis=1)
+    sizes = np.array([g for s in parts for g in s.grams], dtype=np.int64)
+    alike = shared / (n + sizes - shared)
+    best = np.zeros(len(texts))
+    has = counts > 0
+    if has.any():
+        best[has] = np.maximum.reduceat(alike, starts[has])
+    out["sentence_chars"] = best
+    return out
 
 
 def learned(docs: Sequence[str], rows: np.ndarray, weights: Sequence[float], k: int,

@@ -24,7 +24,7 @@ from neartext.algo.adapters import (
     train_adapter,
 )
 from neartext.algo.ranker import fit_linear, fit_ranker, save_ranker
-from neartext.data.ranking import FEATURES, RANKER_FEATURES, Ranking
+from neartext.data.ranking import LINEAR_FEATURES, RANKER_FEATURES, Ranking
 from neartext.engine.searching import fusion_features, search_vectors
 from neartext.store.base import Store
 
@@ -98,7 +98,7 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
     """The learned rankings fitted on ``queries`` (their candidates as a hybrid search with
     ``adapter`` finds them, on every channel), as settings for the caller to measure: the
     LightGBM ranker (:func:`~neartext.algo.ranker.fit_ranker`, saved in the collection's
-    rankers directory) and a linear weighing of :data:`~neartext.data.ranking.FEATURES`
+    rankers directory) and a linear weighing of :data:`~neartext.data.ranking.LINEAR_FEATURES`
     (:func:`~neartext.algo.ranker.fit_linear`); none when no query has both a relevant and an
     irrelevant candidate (or the collection has no keyword index). ``per_query``: the
     query-side adapter each query's features are computed with instead of ``adapter``
@@ -130,10 +130,11 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
         details["valid_ndcg@10"] = round(fitted.valid_ndcg, 4)
     out = [Ranking("hybrid", "learned", features=RANKER_FEATURES, ranker=name,
                    details={"ranker": details})]
-    weights = fit_linear([x[:, :len(FEATURES)] for x in xs], ys, seed=seed)
+    linear = [RANKER_FEATURES.index(n) for n in LINEAR_FEATURES]
+    weights = fit_linear([x[:, linear] for x in xs], ys, seed=seed)
     if weights is not None and np.isfinite(weights).all():
         out.append(Ranking("hybrid", "learned", weights=tuple(float(w) for w in weights),
-                           features=FEATURES))
+                           features=LINEAR_FEATURES))
     return out
 
 
