@@ -55,6 +55,10 @@ from common import SHARED, held_out_split, machine, machine_line, need, save  # 
 FOLDS = 5
 BEFORE = "learned linear (pairwise logistic, before)"
 SHIPPED = "learned ranker (LightGBM LambdaRank)"
+LINEAR = "learned linear (tune's: with the sentence likeness)"
+# the same run's baseline for the sentence likeness: the ranker and tune's linear weighing as
+# they were before it (every other feature the same, the same folds and candidates)
+RANKER_BEFORE = "learned ranker, without the sentence likeness"
 NO_ADAPTER = "semantic, the model alone (no adapter)"
 DISTRACTORS = 12_033  # documents of the ParaPhraser set at most, distractor headlines included
 QUORA_DOCS = 20_000  # documents of the Quora set, distractor questions included
@@ -277,8 +281,8 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
 
     from neartext import Collection
     from neartext.algo.adapters import PassageRows, train_adapter
-    from neartext.algo.ranker import fit_ranker, save_ranker
-    from neartext.data.ranking import FEATURES, RANKER_FEATURES, Ranking
+    from neartext.algo.ranker import fit_linear, fit_ranker, save_ranker
+    from neartext.data.ranking import FEATURES, LINEAR_FEATURES, RANKER_FEATURES, Ranking
     from neartext.engine.searching import fusion_features
     from neartext.ops.learning import confusions, crossfit
     from neartext.ops.tune import SETTINGS, evaluate_setting
@@ -308,13 +312,14 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
                      "model": col.manifest.model.name, "adapter": adapter,
                      "build_s": round(build, 1)}
         rr = {s.describe(): np.zeros(len(qids)) for s in SETTINGS}
-        rr.update({BEFORE: np.zeros(len(qids)), SHIPPED: np.zeros(len(qids))})
+        rr.update({BEFORE: np.zeros(len(qids)), SHIPPED: np.zeros(len(qids)),
+                   LINEAR: np.zeros(len(qids)), RANKER_BEFORE: np.zeros(len(qids))})
         if adapter:
             rr[NO_ADAPTER] = np.zeros(len(qids))
             rr[PAIRS_ONLY] = np.zeros(len(qids))
         ndcg = {k: 0.0 for k in rr}
         first: dict[str, list[str | None]] = {k: [None] * len(qids) for k in SINGLES}
-        fit_s = {BEFORE: 0.0, SHIPPED: 0.0}
+        fit_s = {BEFORE: 0.0, SHIPPED: 0.0, LINEAR: 0.0}
         trees: list[int] = []
         rankers: list[str] = []
         for f in range(FOLDS):
@@ -386,6 +391,18 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
             rankers.append(save_ranker(col.path, fitted.text))
             measure(SHIPPED, Ranking("hybrid", "learned", features=RANKER_FEATURES,
                                      ranker=rankers[-1]))
+            # the linear weighing tune fits beside the ranker (and keeps when it ranks better)
+            t0 = time.perf_counter()
+            cols = [RANKER_FEATURES.index(n) for n in LINEAR_FEATURES]
+            lw = fit_linear([x[:, cols] for _, x in rows], ys, seed=f)
+            fit_s[LINEAR] += time.perf_counter() - t0 + feature_s
+            measure(LINEAR, Ranking("hybrid", "learned", weights=tuple(float(v) for v in lw),
+                                    features=LINEAR_FEATURES))
+            old = [i for i, n in enumerate(RANKER_FEATURES) if n != "sentence_chars"]
+            measure(RANKER_BEFORE, Ranking(
+                "hybrid", "learned", features=tuple(RANKER_FEATURES[i] for i in old),
+                ranker=save_ranker(col.path, fit_ranker([x[:, old] for _, x in rows], ys,
+                                                        seed=f).text)))
         out["mrr@10"] = {k: round(float(v.mean()), 4) for k, v in rr.items()}
         out["ndcg@10"] = {k: round(v, 4) for k, v in ndcg.items()}
         out["fit_s_per_fold"] = {k: round(v / FOLDS, 2) for k, v in fit_s.items()}
@@ -397,7 +414,9 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
         singles = [k for k in fixed if not k.startswith("hybrid")]
         out["best_single"] = max(singles, key=lambda k: float(rr[k].mean()))
         out["gains"] = {}
-        pairs = [(SHIPPED, BEFORE), (SHIPPED, out["best_fixed"]), (SHIPPED, out["best_single"])]
+        pairs = [(SHIPPED, BEFORE), (SHIPPED, out["best_fixed"]), (SHIPPED, out["best_single"]),
+                 (LINEAR, out["best_fixed"]), (LINEAR, out["best_single"]),
+                 (SHIPPED, RANKER_BEFORE), (LINEAR, BEFORE)]
         if adapter:
             pairs += [(SHIPPED, NO_ADAPTER), ("semantic", PAIRS_ONLY)]
         for new, old in pairs:
@@ -468,7 +487,11 @@ def disagreement(rr: dict[str, np.ndarray], first: dict[str, list[str | None]],
                      "mrr@10": {k: round(v, 4) for k, v in mean.items()},
                      "best_single": single, "best_fixed": best,
                      "gains": {f"{new} vs {old}": paired_gain(rr[new][keep] - rr[old][keep])
-                               for new in (SHIPPED, BEFORE) for old in (single, best)}}
+                               for new in (SHIPPED, LINEAR, BEFORE)
+                               for old in (single, best)}
+                     | {f"{new} vs {old}": paired_gain(rr[new][keep] - rr[old][keep])
+                        for new, old in ((SHIPPED, RANKER_BEFORE), (LINEAR, BEFORE))
+                        if new in rr and old in rr}}
     return res
 
 
@@ -490,13 +513,19 @@ def table(res: dict) -> str:
                          f"{g['ci95'][1]:+.4f})")
         lines.append(f"- training per fold ({r['training_queries_per_fold']} queries, features "
                      f"included): ranker {r['fit_s_per_fold'][SHIPPED]} s, linear "
-                     f"{r['fit_s_per_fold'][BEFORE]} s; trees {r['ranker_trees']}")
+                     f"{r['fit_s_per_fold'][BEFORE]} s, tune's linear "
+                     f"{r['fit_s_per_fold'].get(LINEAR, '-')} s; trees {r['ranker_trees']}")
         for subset, d in r.get("where_channels_disagree", {}).items():
             lines.append(f"- where the channels disagree ({subset}: {d['queries']} queries, "
                          f"{d['share']:.0%}): best single {d['best_single']} "
                          f"{d['mrr@10'][d['best_single']]:.4f}, best fixed {d['best_fixed']} "
                          f"{d['mrr@10'][d['best_fixed']]:.4f}, linear {d['mrr@10'][BEFORE]:.4f}, "
-                         f"ranker {d['mrr@10'][SHIPPED]:.4f}")
+                         f"ranker {d['mrr@10'][SHIPPED]:.4f}"
+                         + (f", tune's linear {d['mrr@10'][LINEAR]:.4f}"
+                            if LINEAR in d["mrr@10"] else "")
+                         + (f", ranker without the sentence likeness "
+                            f"{d['mrr@10'][RANKER_BEFORE]:.4f}"
+                            if RANKER_BEFORE in d["mrr@10"] else ""))
             for what, g in d["gains"].items():
                 lines.append(f"  - {what}: MRR@10 {g['mrr@10']:+.4f} (95% CI "
                              f"{g['ci95'][0]:+.4f} .. {g['ci95'][1]:+.4f})")
