@@ -306,6 +306,7 @@ def test_sentence_chars_scores_a_paraphrase_among_other_sentences_as_the_paraphr
     assert cols["lead_chars"][:2].tolist() == [1.0, 1.0]
     assert chars_columns("", texts)["sentence_chars"].tolist() == [0.0] * len(texts)
     assert chars_columns("cats", [], ["sentence_chars"])["sentence_chars"].tolist() == []
+    assert chars_columns("cats", texts, []) == {}
 
 
 def test_a_first_lines_grams_read_from_its_sentences_are_the_lines_own():

@@ -333,6 +333,8 @@ def chars_columns(query: str, texts: Sequence[str], names: Sequence[str] = CHARS
     >>> cols["lead_chars"].round(2).tolist(), cols["sentence_chars"].round(2).tolist()
     ([1.0, 0.21, 0.0], [1.0, 0.19, 0.0])
     """
+    if not names:
+        return {}
     padded = padded_words(query)
     n = len(set(grams_of_padded(padded)))
     if not n or not texts:
