@@ -327,7 +327,9 @@ def run(name: str, data, tmp: Path, model: str = "default", adapter: bool = Fals
             ad = plain = None
             test_texts, test_golds = [texts[i] for i in test], [golds[i] for i in test]
             if adapter:
-                given = [(i, d) for i in train for d in golds[i] if d in passages]
+                # each query's gold in the data's order (a set's order of strings changes
+                # with every process's hash seed, and the adapter with it)
+                given = [(i, d) for i in train for d in gold[qids[i]] if d in passages]
                 pair_q = [texts[i] for i, _ in given]
                 pair_v = vecs[[i for i, _ in given]]
                 pos = list(zip((i for i, _ in given), passages.nearest(
