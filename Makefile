@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-cluster-defaults bench-startup bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-peers bench-build bench-scale bench-cold-search bench-twin lint clean
+.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-cluster-defaults bench-startup bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-tune-cli bench-peers bench-build bench-scale bench-cold-search bench-twin lint clean
 
 setup: $(STAMP)
 
@@ -134,6 +134,11 @@ bench-feedback-loop: setup
 # The learned fusion's features and fit, Cranfield (title + body) and Quora, 5 folds (~3 min).
 bench-ranker: setup
 	$(BIN)/python bench/bench_ranker.py
+
+# The memes user's loop through the CLI on a Russian set of her shape: index, eval, tune on 2,000
+# pairs (timed), eval on 1,000 held-out queries (~2 min).
+bench-tune-cli: setup
+	$(BIN)/python bench/bench_tune_cli.py
 
 # neartext against qdrant-client (local), LanceDB, txtai and Chroma on the same given vectors, each in its
 # own environment under bench/.peers (torch pinned first for txtai: the CPU build).
