@@ -61,6 +61,8 @@ def main() -> None:
                 w = csv.writer(f)
                 w.writerow(["query", "doc_id"])
                 w.writerows((queries[q][0], next(iter(gold[q]))) for q in part)
+        with path.open(encoding="utf-8", newline="") as f:
+            documents = sum(1 for _ in csv.reader(f)) - 1
         col = str(tmp / "col")
         _, index_s = neartext("index", str(path), "-c", col, "--text", "text", "--id", "id",
                               "--model", "use-multilingual", "-q")
@@ -78,7 +80,7 @@ def main() -> None:
         after = mrr()
     best = max(before, key=lambda k: before[k]["mrr@10"])
     single = max(("semantic", "keyword", "chars"), key=lambda k: before[k]["mrr@10"])
-    res = {"machine": machine(), "documents": 4028, "training_pairs": TRAIN,
+    res = {"machine": machine(), "documents": documents, "training_pairs": TRAIN,
            "held_out_queries": len(qids) - TRAIN, "index_s": round(index_s, 1),
            "tune_s": round(tune_s, 1), "before": before, "best_fixed": best,
            "best_single": single, "after": after,
