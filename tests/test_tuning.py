@@ -684,6 +684,12 @@ def test_the_learned_fusion_learns_the_title_of_a_collection_built_from_two_colu
         fixed = max(c["mrr@10"] for c in report.candidates
                     if not c["ranking"].startswith("hybrid learned"))
         assert fixed < 0.9
+        # the report says what the learning adds over what a person could set by hand
+        over = report.over_fixed
+        assert over["mrr@10"] == fixed and over["gain"] == pytest.approx(1.0 - fixed, abs=1e-4)
+        assert over["gain_lower_95"] > 0
+        assert (f"hybrid learned against the best fixed ranking ({over['adapter']} adapter + "
+                f"{over['ranking']}, {fixed:.4f}): MRR@10 {1.0 - fixed:+.4f}") in report.summary()
         assert col.manifest.search.features == RANKER_FEATURES
         ranker = col.path / col.manifest.search.ranker
         assert ranker.is_file() and ranker.parent.name == "rankers"
@@ -1235,6 +1241,30 @@ def test_confusions_are_the_fused_rankings_wrong_answers_above_the_depth(demo_co
             expect += [(i, d) for d in top if d not in mine]
     assert mined == expect and mined
     assert all(d not in {"fb-0007", "fb-0008"} for i, d in mined if i != 1)
+
+
+def test_confusions_are_mined_on_a_collection_no_keyword_search_has_touched(tmp_path, encoder):
+    """`index` then `tune`, the memes user's order: the keyword index is built by the first
+    keyword search, and mining ran before any. It skipped the mining ("0 mined from the fused
+    ranking") until a keyword search had run once, so the same data tuned differently after an
+    `eval --mode keyword`. Now the mining search builds the index it needs."""
+    from neartext.ops.learning import CONFUSED, confusions
+
+    with DEMO.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    _write_rows(tmp_path / "part.csv", rows[0], rows[1:81])
+    queries = ["the app crashes when I open it", "refund please"]
+    gold = ["fb-0007", "fb-0073"]
+    col, _ = Collection.from_file(tmp_path / "c", tmp_path / "part.csv", ["text"], "id",
+                                  model=encoder)
+    with col:
+        assert not col.store.has_keyword_index()
+        mined = confusions(col.store, False, encoder.encode(queries, kind="query"), queries,
+                           gold)
+        expect = [(i, r.id) for i, q in enumerate(queries)
+                  for r in col.search(q, k=CONFUSED, mode="hybrid", fusion="blend", alpha=0.5)
+                  if r.id != gold[i]]
+    assert mined == expect and len(mined) >= 4
 
 
 def test_crossfit_gives_each_training_query_an_adapter_not_trained_on_it(monkeypatch):

@@ -1,6 +1,7 @@
 """What ``neartext tune`` learns besides the adapter's own fit: hard negatives mined from what the
 fused ranking confuses, adapters cross-fitted so the ranker's training features look like the
-ones it meets, and the learned ranker's fit over every channel's candidates.
+ones it meets, the learned ranker's fit over every channel's candidates, and what a learned
+ranking gains over the best fixed one (:func:`against_fixed`).
 
 Example:
     >>> from neartext.ops.learning import fit_fusion              # doctest: +SKIP
@@ -20,6 +21,7 @@ from neartext.algo.adapters import (
     MIN_PAIRS,
     Adapter,
     PassageRows,
+    paired_gain,
     split_groups,
     train_adapter,
 )
@@ -43,9 +45,9 @@ def confusions(store: Store, chunked: bool, vectors: np.ndarray, queries: Sequen
     """Hard negatives for an adapter: for each pair (``queries[i]``, ``doc_ids[i]``), the
     documents a hybrid search (blend, every channel's candidates) ranks above depth ``depth``
     that are none of that query's documents — what the fused ranking confuses with the right
-    answer, which in-batch and random negatives rarely are. Returns (pair index, document id)."""
-    if not store.has_keyword_index():
-        return []
+    answer, which in-batch and random negatives rarely are. Returns (pair index, document id).
+    The search builds the keyword index where no keyword search has yet (``index`` then
+    ``tune``), as any first keyword search does."""
     gold: dict[str, set[str]] = {}
     first: dict[str, int] = {}
     for i, (t, d) in enumerate(zip(queries, doc_ids)):
@@ -100,11 +102,11 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
     LightGBM ranker (:func:`~neartext.algo.ranker.fit_ranker`, saved in the collection's
     rankers directory) and a linear weighing of :data:`~neartext.data.ranking.LINEAR_FEATURES`
     (:func:`~neartext.algo.ranker.fit_linear`); none when no query has both a relevant and an
-    irrelevant candidate (or the collection has no keyword index). ``per_query``: the
+    irrelevant candidate. ``per_query``: the
     query-side adapter each query's features are computed with instead of ``adapter``
     (:func:`crossfit`)."""
 
-    if not queries or not (store or col.store).has_keyword_index():
+    if not queries:
         return []
     if len(queries) > FUSION_QUERIES:
         keep = np.sort(np.random.default_rng(seed).choice(len(queries), FUSION_QUERIES, False))
@@ -141,3 +143,29 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
 def model_side(adapter: Adapter | None, base: np.ndarray) -> np.ndarray | None:
     """The queries as the model gives them, when ``adapter`` maps them (query side only)."""
     return base if adapter is not None and not adapter.documents_too else None
+
+
+def against_fixed(rows: list[tuple[str, Ranking, dict[str, float], np.ndarray]], best: int
+                  ) -> dict[str, Any]:
+    """What the learned ranking ``rows[best]`` gains on the held-out queries over the best
+    fixed ranking of ``rows`` (the same queries, paired): that ranking, its MRR@10, the gain
+    and the gain's 95% lower bound; empty when ``rows[best]`` is fixed itself or no fixed
+    ranking was measured.
+
+    >>> q = np.array([1.0, 0.5, 0.0, 1.0])
+    >>> rows = [("new", Ranking("keyword"), {"mrr@10": 0.625}, q),
+    ...         ("new", Ranking("hybrid", "learned", weights=(1.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
+    ...          {"mrr@10": 0.875}, np.array([1.0, 1.0, 0.5, 1.0]))]
+    >>> d = against_fixed(rows, 1)
+    >>> d["ranking"], d["gain"]
+    ('keyword', 0.25)
+    """
+    fixed = [i for i, r in enumerate(rows) if r[1].fusion != "learned"]
+    if rows[best][1].fusion != "learned" or not fixed:
+        return {}
+    top = max(fixed, key=lambda i: (round(float(rows[i][3].mean()), 6), rows[i][0] == "current",
+                                    -i))
+    gain, low = paired_gain(rows[top][3], rows[best][3])
+    return {"adapter": rows[top][0], "ranking": rows[top][1].describe(),
+            "mrr@10": round(float(rows[top][3].mean()), 4), "gain": round(gain, 4),
+            "gain_lower_95": round(low, 4)}
