@@ -868,11 +868,13 @@ def test_versions_on_milvus_match_the_local_collection(flat_demo, tmp_path, enco
         milvus_address = f"{request.getfixturevalue('milvus_server')}/{name}"
         request.addfinalizer(lambda: MilvusStore.drop(parse_address(milvus_address)))
     remote = _tune_and_roll_back(milvus_address, flat_demo, encoder, _versions_pairs(tmp_path))
-    # the stores hand the documents to training in their own order (random negatives differ):
-    # adapters alike, not identical
+    # the stores hand the documents to training in their own order (random negatives differ)
+    # and mine hard negatives each from its own keyword channel (482 of 489 the same here):
+    # adapters alike, not identical. Early stopping ends them at different epochs (16 and 21
+    # here): cosines 0.023 apart at most, where 0.008 was when the local side mined nothing
     local = local_versions
     assert {i for i, _ in local} == {i for i, _ in remote}
-    assert all(abs(a - b) < 0.01 for (_, a), (_, b) in zip(local, remote)), (local, remote)
+    assert all(abs(a - b) < 0.03 for (_, a), (_, b) in zip(local, remote)), (local, remote)
 
 
 def _milvus_collections(address: str) -> set[str]:
