@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -163,9 +163,17 @@ def against_fixed(rows: list[tuple[str, Ranking, dict[str, float], np.ndarray]],
     fixed = [i for i, r in enumerate(rows) if r[1].fusion != "learned"]
     if rows[best][1].fusion != "learned" or not fixed:
         return {}
-    top = max(fixed, key=lambda i: (round(float(rows[i][3].mean()), 6), rows[i][0] == "current",
-                                    -i))
+    top = best_row(rows, fixed)
     gain, low = paired_gain(rows[top][3], rows[best][3])
     return {"adapter": rows[top][0], "ranking": rows[top][1].describe(),
             "mrr@10": round(float(rows[top][3].mean()), 4), "gain": round(gain, 4),
             "gain_lower_95": round(low, 4)}
+
+
+def best_row(rows: Sequence[tuple[str, Ranking, dict[str, float], np.ndarray]],
+             among: Iterable[int]) -> int:
+    """The index, of ``among``, of the measured ranking with the best held-out MRR@10 (each
+    row's per-query reciprocal ranks last); on a tie the current adapter's, then the simpler
+    setting (earlier in the list)."""
+    return max(among, key=lambda i: (round(float(rows[i][3].mean()), 6),
+                                     rows[i][0] == "current", -i))

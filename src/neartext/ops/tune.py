@@ -40,7 +40,14 @@ from neartext.engine.feedback import FeedbackStore
 from neartext.engine.searching import search_vectors
 from neartext.errors import InputError
 from neartext.ops.evaluation import documents_of
-from neartext.ops.learning import against_fixed, confusions, crossfit, fit_fusion, model_side
+from neartext.ops.learning import (
+    against_fixed,
+    best_row,
+    confusions,
+    crossfit,
+    fit_fusion,
+    model_side,
+)
 from neartext.ops.versions import between_spaces, keep_candidate, promote
 from neartext.store.base import Hit, Store, StoreBase
 from neartext.util.linalg import top_k
@@ -517,9 +524,7 @@ def tune(
                 bar.update(1)
     candidates = [{"adapter": w, "ranking": st.describe(), **{k: round(v, 4) for k, v in m.items()
                    if k in ("mrr@10", "ndcg@10", "recall@10")}} for w, st, m, _ in rows]
-    # the best; on a tie the current adapter, then the simpler setting (earlier in the list)
-    best = max(range(len(rows)), key=lambda i: (round(float(rows[i][3].mean()), 6),
-                                                rows[i][0] == "current", -i))
+    best = best_row(rows, range(len(rows)))
     if force and learned_something:
         best = max((i for i in range(len(rows)) if rows[i][0] == "new"),
                    key=lambda i: float(rows[i][3].mean()))
