@@ -171,7 +171,7 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
         cols["query_words"] = np.full(n, float(len(words or {})))
         cols["length"] = np.log1p([len(text_of.get(d, "")) for d in docs])
         cols.update(chars_columns(query, [text_of.get(d, "") for d in docs],
-                                  [n_ for n_ in ("lead_chars", "sentence_chars") if n_ in names]))
+                                  [n_ for n_ in CHARS_COLUMNS if n_ in names]))
     rows = np.zeros((n, len(names)), dtype=np.float64)
     for c, name in enumerate(names):
         if name in cols:
