@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-cluster-defaults bench-startup bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-tune-cli bench-peers bench-build bench-scale bench-cold-search bench-twin lint clean
+.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-cluster-defaults bench-startup bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-tune-cli bench-tune-choice bench-peers bench-build bench-scale bench-cold-search bench-twin lint clean
 
 setup: $(STAMP)
 
@@ -139,6 +139,11 @@ bench-ranker: setup
 # pairs (timed), eval on 1,000 held-out queries (~2 min).
 bench-tune-cli: setup
 	$(BIN)/python bench/bench_tune_cli.py
+
+# How tune chooses among the rankings it measured, against how it chose before, from the same
+# tune runs on 5 folds of seven sets; and the issue's targets on what tune chose (~25 min).
+bench-tune-choice: setup
+	$(BIN)/python bench/bench_tune_choice.py
 
 # neartext against qdrant-client (local), LanceDB, txtai and Chroma on the same given vectors, each in its
 # own environment under bench/.peers (torch pinned first for txtai: the CPU build).

@@ -1,5 +1,8 @@
 """Baselines the benchmarks measure neartext against that neartext no longer ships.
 
+``choose_best``: how ``tune`` chose among the rankings it measured before
+``neartext.ops.learning.choose_row``: the best held-out MRR@10 of all.
+
 ``fit_pairwise``: the linear learned fusion ``neartext tune`` fitted until the LightGBM ranker
 replaced it (issue 35): a pairwise logistic regression (RankNet's loss with a linear scorer)
 over each query's candidates, fitted by Newton's method.
@@ -62,3 +65,12 @@ def fit_pairwise(rows: list[np.ndarray], labels: list[np.ndarray], per_positive:
     d = np.concatenate(diffs)
     w = fit_logistic(np.concatenate([d, -d]), np.repeat([1.0, 0.0], len(d)))
     return np.append(w[:-1], 0.0)
+
+
+def choose_best(rows: list) -> int:
+    """How ``neartext tune`` chose among the rankings it measured until issue 35's choice rule
+    (``neartext.ops.learning.choose_row``): the best held-out MRR@10 of all of them, fixed or
+    learned (ties: the current adapter, then the earlier setting)."""
+    from neartext.ops.learning import best_row
+
+    return best_row(rows, range(len(rows)))

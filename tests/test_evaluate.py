@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -205,6 +206,15 @@ def test_eval_collection_by_text_and_by_id(capsys, tmp_path, demo_collection):
                  "--json"]) == 0
     by_id = json.loads(capsys.readouterr().out)
     assert by_id["queries"] == 3 and by_id["mrr@10"] == pytest.approx(by_text["mrr@10"])
+    assert by_id["ranking"] == "semantic" and "alpha" not in by_id
+    # the ranking measured, named in full: a blend's weight, none for a fusion without one
+    assert main(["eval", "collection", str(demo_collection), "--pairs", str(f), "--mode",
+                 "hybrid", "--alpha", "0.3"]) == 0
+    assert re.search(r"\nranking +hybrid blend alpha 0.3\n", capsys.readouterr().out)
+    assert main(["eval", "collection", str(demo_collection), "--pairs", str(f), "--mode",
+                 "hybrid", "--fusion", "rrf", "--json"]) == 0
+    rrf = json.loads(capsys.readouterr().out)
+    assert (rrf["ranking"], rrf["fusion"], rrf["alpha"]) == ("hybrid rrf", "rrf", None)
     g = tmp_path / "other.csv"
     g.write_text("query,passage\nhello,Nothing like this is indexed.\n")
     assert main(["eval", "collection", str(demo_collection), "--pairs", str(g)]) == 1

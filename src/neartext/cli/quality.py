@@ -255,19 +255,18 @@ def _eval_collection(args: argparse.Namespace) -> dict[str, Any]:
             for label, m, adapter in views}
         model = col.manifest.model.name
     res = next(iter(by_label.values()))
-    meta = ("queries", "skipped", "mode", "fusion", "alpha")
+    meta = ("queries", "skipped", "mode", "fusion", "alpha", "ranking")
     if not args.json:
         skipped = f" ({res['skipped']} skipped: passage not in the collection)" if res["skipped"] else ""
         print(f"{args.collection} ({model}): {res['queries']} queries from {args.pairs}{skipped}")
         labels = list(by_label)
         width = max(len(k) for k in res if k not in meta)
-        print(" " * width + "".join(f"  {lb[-20:]:>20}" for lb in labels))
-        ranking = {lb: r["mode"] + (f" {r['fusion']}" if r["mode"] == "hybrid" else "")
-                   for lb, r in by_label.items()}
-        print(f"{'ranking':<{width}}" + "".join(f"  {ranking[lb][-20:]:>20}" for lb in labels))
+        print(" " * width + "".join(f"  {lb[-22:]:>22}" for lb in labels))
+        print(f"{'ranking':<{width}}" + "".join(f"  {by_label[lb]['ranking'][-22:]:>22}"
+                                                for lb in labels))
         for k in res:
             if k not in meta:
-                print(f"{k:<{width}}" + "".join(f"  {by_label[lb][k]:>20.4f}" for lb in labels))
+                print(f"{k:<{width}}" + "".join(f"  {by_label[lb][k]:>22.4f}" for lb in labels))
     out = {"collection": args.collection, "model": model, "file": args.pairs, **res}
     if args.model:
         out["results"] = by_label

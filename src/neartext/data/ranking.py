@@ -121,6 +121,12 @@ class SearchOptions:
     features: tuple[str, ...] | None = None
     ranker: str | None = None  # the learned ranker's file (a path), instead of weights
 
+    def describe(self) -> str:
+        """The ranking in a few words, as :meth:`Ranking.describe` says it
+        (``hybrid learned linear``)."""
+        return Ranking(self.mode, self.fusion, self.alpha, self.weights, self.features,
+                       ranker=self.ranker).describe()
+
     def __post_init__(self) -> None:
         check_k(self.k)
         check_threshold(self.threshold)

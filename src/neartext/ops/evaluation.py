@@ -101,7 +101,9 @@ def evaluate_collection(
     skipped and counted. Without a ``mode``, the version ranks as it was tuned (its adapter
     applies either way). ``version``: rank as that version (a manifest and adapter from
     :func:`neartext.ops.versions.version_view`) instead of the current one. Returns the metrics
-    plus ``queries``, ``skipped`` and the ``ranking`` used.
+    plus ``queries``, ``skipped``, the ranking used (``mode``; for hybrid its ``fusion`` and
+    the blend's ``alpha``, None for another fusion) and the ``ranking`` in a few words
+    (``hybrid learned linear``).
     """
     p = Path(path)
     if gold_id is not None and passage is not None:
@@ -125,9 +127,10 @@ def evaluate_collection(
     opts = collection.search_options(100, None, mode, fusion, alpha, manifest=version[0])
     results = collection.search_many([queries[q] for q in qids], options=opts, version=version)
     ranked = {q: [r.id for r in rows] for q, rows in zip(qids, results)}
+    hybrid = {"fusion": opts.fusion, "alpha": opts.alpha if opts.fusion == "blend" else None}
     return {**retrieval_metrics(ranked, gold), "queries": len(qids),
             "skipped": len(queries) - len(qids), "mode": opts.mode,
-            **({"fusion": opts.fusion, "alpha": opts.alpha} if opts.mode == "hybrid" else {})}
+            **(hybrid if opts.mode == "hybrid" else {}), "ranking": opts.describe()}
 
 
 MIN_CANDIDATES = 100  # fewer documents to rank against and most models score near the ceiling

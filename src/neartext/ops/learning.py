@@ -1,7 +1,8 @@
 """What ``neartext tune`` learns besides the adapter's own fit: hard negatives mined from what the
 fused ranking confuses, adapters cross-fitted so the ranker's training features look like the
 ones it meets, the learned ranker's fit over every channel's candidates, and what a learned
-ranking gains over the best fixed one (:func:`against_fixed`).
+ranking gains over the best fixed one (:func:`against_fixed`); and which of the rankings it
+measured ``tune`` chooses (:func:`choose_row`).
 
 Example:
     >>> from neartext.ops.learning import fit_fusion              # doctest: +SKIP
@@ -168,6 +169,38 @@ def against_fixed(rows: list[tuple[str, Ranking, dict[str, float], np.ndarray]],
     return {"adapter": rows[top][0], "ranking": rows[top][1].describe(),
             "mrr@10": round(float(rows[top][3].mean()), 4), "gain": round(gain, 4),
             "gain_lower_95": round(low, 4)}
+
+
+def choose_row(rows: Sequence[tuple[str, Ranking, dict[str, float], np.ndarray]]) -> int:
+    """The index of the ranking ``tune`` chooses among its measured ``rows``: the learned
+    ranking with the best held-out MRR@10 (:func:`best_row`), unless a fixed ranking ranks
+    better beyond the noise (the 95% lower bound of its paired gain over the learned one above
+    0); the best fixed one then, and the best of all when only one kind was measured.
+
+    The best by point estimate is the best of a dozen fixed rankings (every channel, blends of
+    four weights, each with two adapters) so close to one another that on a few hundred
+    held-out queries the luckiest of them can top a learned ranking that ranks better on new
+    queries. In ``tune`` runs on seven sets, 5 folds each (bench/bench_tune_choice.py), this
+    rule chose otherwise on 3 of the 35 folds, and each time ranked the fold's own queries
+    better: Cranfield +0.033 MRR@10 [+0.012, +0.054], ParaPhraser +0.003 [+0.002, +0.005].
+
+    >>> rr = np.array([1.0, 0.5, 1.0, 0.0] * 10)
+    >>> lucky = rr.copy(); lucky[3] = 1.0  # one query better: within the noise
+    >>> rows = [("current", Ranking("keyword"), {}, lucky),
+    ...         ("new", Ranking("hybrid", "learned", weights=(1.0,) + (0.0,) * 5), {}, rr)]
+    >>> choose_row(rows)
+    1
+    >>> rows[0] = ("current", Ranking("keyword"), {}, np.ones(40))  # better beyond the noise
+    >>> choose_row(rows)
+    0
+    """
+    learned = [i for i, r in enumerate(rows) if r[1].fusion == "learned"]
+    fixed = [i for i, r in enumerate(rows) if r[1].fusion != "learned"]
+    if not learned or not fixed:
+        return best_row(rows, range(len(rows)))
+    top_learned, top_fixed = best_row(rows, learned), best_row(rows, fixed)
+    _, low = paired_gain(rows[top_learned][3], rows[top_fixed][3])
+    return top_fixed if low > 0 else top_learned
 
 
 def best_row(rows: Sequence[tuple[str, Ranking, dict[str, float], np.ndarray]],

@@ -42,7 +42,7 @@ from neartext.errors import InputError
 from neartext.ops.evaluation import documents_of
 from neartext.ops.learning import (
     against_fixed,
-    best_row,
+    choose_row,
     confusions,
     crossfit,
     fit_fusion,
@@ -242,18 +242,19 @@ class TuneReport(GatedReport):
     notes: list[str] = field(default_factory=list)
     ranking: str = DEFAULT_MODE
     candidates: list[dict[str, Any]] = field(default_factory=list)
-    # the best option measured: which adapter ("new", "current") and the ranking settings
+    # the option chosen among those measured (choose_row): which adapter ("new", "current")
+    # and the ranking settings
     chosen: dict[str, Any] = field(default_factory=dict)
     gain: float = 0.0  # its held-out MRR@10 gain over the current version, promoted or not
     gain_lower_95: float = 0.0  # the lower end of the gain's 95% bootstrap interval
     side: str = "query"
     adapter_learned: bool = True  # False: no epoch beat the start; not a candidate
-    best: dict[str, float] = field(default_factory=dict)  # the best candidate's held-out metrics
+    best: dict[str, float] = field(default_factory=dict)  # the chosen one's held-out metrics
     columns: list[str] = field(default_factory=list)  # the pairs file's query, passage columns
     mined_negatives: int = 0  # hard negatives mined from the fused ranking (confusions)
     # a learned ranking's held-out MRR@10 gain over the best fixed one (what a person could set
     # by hand: a mode, a blend), with that ranking and the gain's 95% lower bound; empty when
-    # the best measured is a fixed ranking or none was measured
+    # the chosen one is a fixed ranking or none was measured
     over_fixed: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -273,7 +274,9 @@ class TuneReport(GatedReport):
             f = self.over_fixed
             rows.append(f"  {self.ranking} against the best fixed ranking ({f['adapter']} "
                         f"adapter + {f['ranking']}, {f['mrr@10']:.4f}): MRR@10 "
-                        f"{f['gain']:+.4f} (95% lower bound {f['gain_lower_95']:+.4f})")
+                        f"{f['gain']:+.4f} (95% lower bound {f['gain_lower_95']:+.4f})"
+                        + ("; within the noise, so the learned ranking is chosen (a fixed one "
+                           "only when it ranks better beyond it)" if f["gain"] < 0 else ""))
         rows.append(f"  {self.reason}")
         return "\n".join(rows + [f"  note: {n}" for n in self.notes])
 
@@ -524,10 +527,10 @@ def tune(
                 bar.update(1)
     candidates = [{"adapter": w, "ranking": st.describe(), **{k: round(v, 4) for k, v in m.items()
                    if k in ("mrr@10", "ndcg@10", "recall@10")}} for w, st, m, _ in rows]
-    best = best_row(rows, range(len(rows)))
-    if force and learned_something:
-        best = max((i for i in range(len(rows)) if rows[i][0] == "new"),
-                   key=lambda i: float(rows[i][3].mean()))
+    best = choose_row(rows)
+    if force and learned_something:  # the new adapter, with the ranking chosen for it
+        new = [i for i in range(len(rows)) if rows[i][0] == "new"]
+        best = new[choose_row([rows[i] for i in new])]
     which, setting, after, rr = rows[best]
     best_metrics = after
     gain, low = paired_gain(now_rr, rr)

@@ -1,0 +1,205 @@
+"""How `neartext tune` chooses among the rankings it measured (issue 35), against how it chose
+before, from the same `tune` runs: the best held-out MRR@10 of all (the baseline,
+bench/baselines.py ``choose_best``) against the learned ranking unless a fixed one ranks better
+beyond the noise (``neartext.ops.learning.choose_row``).
+
+Each set is split into 5 folds by query. On each fold, `tune` runs (the library's, as the CLI
+calls it: its adapter, its mined negatives, its held-out split, its fits) on a fresh copy of the
+collection with the other folds' queries as training pairs; both rules' choices among the
+rankings it measured are then searched with the fold's own queries, which `tune` never saw.
+Reported: MRR@10 over all of them and where the single channels' first results differ (the
+semantic one with the fold's adapter), and the paired gain with its 95% bootstrap interval; and,
+where the channels differ, the issue's targets for the tuned ranking: its gain over the best
+single channel and over the best fixed ranking (every fixed ranking `tune` measures, with and
+without the fold's adapter, the best on those very queries).
+
+    python bench/bench_tune_choice.py [--only cranfield|paraphraser|stsb|descriptions|situations]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baselines import choose_best  # noqa: E402
+from bench_ranker import (  # noqa: E402
+    FOLDS,
+    SINGLES,
+    cranfield,
+    first_results,
+    folds_of,
+    paired_gain,
+    paraphraser,
+    paraphraser_in_descriptions,
+    situations_ru,
+    stsb_ru,
+)
+from common import machine, machine_line, save  # noqa: E402
+
+BEFORE, NOW = "best of all (before)", "learned unless a fixed one is better beyond the noise"
+SETS = {"cranfield": (cranfield, "default"),
+        "cranfield_use": (cranfield, "use-multilingual"),
+        "paraphraser_ru": (paraphraser, "use-multilingual"),
+        "stsb_ru": (stsb_ru, "use-multilingual"),
+        "descriptions_ru": (paraphraser_in_descriptions, "use-multilingual"),
+        "titles_ru": (functools.partial(paraphraser_in_descriptions, titled=True),
+                      "use-multilingual"),
+        "situations_ru": (situations_ru, "use-multilingual")}
+
+
+def run(name: str, data, model: str, tmp: Path) -> dict:
+    """Both rules' choices on every fold of one set; per-query reciprocal ranks and choices."""
+    from neartext import Collection
+    from neartext.data.ranking import TEXT_MODES, Ranking
+    from neartext.ops import tune as tuning
+    from neartext.ops.learning import choose_row
+
+    path, columns, queries, gold = data(tmp)
+    base_dir = tmp / name
+    Collection.from_file(base_dir, path, columns, "id", model=model)[0].close()
+    qids = sorted(queries)
+    texts = [queries[q][0] for q in qids]
+    golds = [set(gold[q]) for q in qids]
+    fold = folds_of(qids)
+    rr = {BEFORE: np.zeros(len(qids)), NOW: np.zeros(len(qids))}
+    first: dict[str, list] = {s: [None] * len(qids) for s in SINGLES}
+    folds, tune_s = [], []
+    fixed: dict[str, np.ndarray] = {}
+    seen: dict = {}
+    chooser, trainer = tuning.choose_row, tuning.train_adapter
+
+    def recording_choice(rows):  # what tune measured, kept for the comparison
+        seen["rows"] = rows
+        return chooser(rows)
+
+    def recording_training(*a, **kw):
+        seen["trained"] = trainer(*a, **kw)
+        return seen["trained"]
+
+    tuning.choose_row, tuning.train_adapter = recording_choice, recording_training
+    try:
+        for f in range(FOLDS):
+            train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+            here = tmp / f"{name}-{f}"
+            shutil.copytree(base_dir, here)
+            pairs = tmp / f"{name}-{f}.csv"
+            with pairs.open("w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow(["query", "doc_id"])
+                w.writerows((texts[i], d) for i in train for d in sorted(gold[qids[i]]))
+            with Collection.open(here) as col:
+                t0 = time.perf_counter()
+                report = tuning.tune(col, pairs, gold_id_column="doc_id", seed=f)
+                tune_s.append(round(time.perf_counter() - t0, 1))
+                rows = seen["rows"]
+                picks = {BEFORE: choose_best(rows), NOW: choose_row(rows)}
+                new = seen["trained"].adapter
+                base = col.encoder.encode([texts[i] for i in test], kind="query")
+                test_texts, test_golds = [texts[i] for i in test], [golds[i] for i in test]
+                for rule, i in picks.items():
+                    which, setting = rows[i][0], rows[i][1]
+                    _, r = tuning.evaluate_setting(col, test_texts, base, test_golds,
+                                                   new if which == "new" else None, setting)
+                    rr[rule][test] = r
+                for s in SINGLES:
+                    for i, d in zip(test, first_results(col, test_texts, base, new,
+                                                        Ranking(s))):
+                        first[s][i] = d
+                # the fixed rankings a person could set by hand, with and without the adapter
+                for setting in tuning.settings_for(col.store):
+                    for which, ad in (("no", None), ("new", new)):
+                        if setting.mode in TEXT_MODES and ad is not None:
+                            continue  # these ignore vectors
+                        label = f"{which} adapter + {setting.describe()}"
+                        _, r = tuning.evaluate_setting(col, test_texts, base, test_golds, ad,
+                                                       setting)
+                        fixed.setdefault(label, np.zeros(len(qids)))[test] = r
+                folds.append({rule: f"{rows[i][0]} adapter + {rows[i][1].describe()} "
+                                    f"(held-out {rows[i][3].mean():.4f})"
+                              for rule, i in picks.items()}
+                             | {"promoted": report.promoted})
+            shutil.rmtree(here)
+    finally:
+        tuning.choose_row, tuning.train_adapter = chooser, trainer
+    differ = np.array([len({first[s][i] for s in SINGLES}) > 1 for i in range(len(qids))])
+    out = {"model": model, "queries": len(qids), "differ": int(differ.sum()),
+           "tune_s": tune_s, "folds": folds,
+           "mrr@10": {k: round(float(v.mean()), 4) for k, v in (rr | fixed).items()},
+           "mrr@10_differ": {k: round(float(v[differ].mean()), 4)
+                             for k, v in (rr | fixed).items()},
+           "gain": paired_gain(rr[NOW] - rr[BEFORE]),
+           "gain_differ": paired_gain(rr[NOW][differ] - rr[BEFORE][differ])}
+    # the issue's targets where the channels differ: the tuned ranking against the best single
+    # channel and the best fixed ranking, each the best on these very queries (with or without
+    # the adapter: the harder comparison)
+    singles = [k for k in fixed if k.split(" + ")[1] in SINGLES]
+    for what, among in (("best_single", singles), ("best_fixed", list(fixed))):
+        top = max(among, key=lambda k: fixed[k][differ].mean())
+        out[what] = {"ranking": top, **{rule: paired_gain(rr[rule][differ] - fixed[top][differ])
+                                        for rule in rr}}
+    return out
+
+
+def table(res: dict) -> str:
+    lines = [f"How tune chooses: {BEFORE} vs {NOW}; MRR@10 on each fold's queries (5 folds, "
+             "tune on the others)",
+             "| set | model | all queries: before / now | gain [95%] | where the channels "
+             "differ: before / now | gain [95%] | choices differed on folds |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in res["data"].items():
+        g, gd = r["gain"], r["gain_differ"]
+        differed = sum(f[BEFORE] != f[NOW] for f in r["folds"])
+        lines.append(f"| {name} | {r['model']} | {r['mrr@10'][BEFORE]:.4f} / "
+                     f"{r['mrr@10'][NOW]:.4f} | {g['mrr@10']:+.4f} [{g['ci95'][0]:+.4f}, "
+                     f"{g['ci95'][1]:+.4f}] | {r['mrr@10_differ'][BEFORE]:.4f} / "
+                     f"{r['mrr@10_differ'][NOW]:.4f} ({r['differ']} queries) | "
+                     f"{gd['mrr@10']:+.4f} [{gd['ci95'][0]:+.4f}, {gd['ci95'][1]:+.4f}] | "
+                     f"{differed} of {FOLDS} |")
+    lines += ["", "Where the channels differ, the issue's targets (+0.05 over the best single "
+              "channel, +0.02 over the best fixed ranking, each the best on those queries):",
+              "| set | best single channel | now − it [95%] (before) | best fixed ranking | "
+              "now − it [95%] (before) |", "|---|---|---|---|---|"]
+    for name, r in res["data"].items():
+        cells = [f"| {name} "]
+        for what in ("best_single", "best_fixed"):
+            d = r[what]
+            cells.append(f"| {d['ranking']} {r['mrr@10_differ'][d['ranking']]:.4f} | "
+                         f"{d[NOW]['mrr@10']:+.4f} [{d[NOW]['ci95'][0]:+.4f}, "
+                         f"{d[NOW]['ci95'][1]:+.4f}] ({d[BEFORE]['mrr@10']:+.4f}) ")
+        lines.append("".join(cells) + "|")
+    for name, r in res["data"].items():
+        lines.append(f"- {name}: tune {r['tune_s']} s per fold; choices: " + "; ".join(
+            f"fold {i}: " + (f"both {f[NOW]}" if f[BEFORE] == f[NOW] else
+                            f"before {f[BEFORE]}, now {f[NOW]}")
+            for i, f in enumerate(r["folds"])))
+    return "\n".join(lines + ["", machine_line(res["machine"])])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", choices=tuple(SETS), action="append")
+    ap.add_argument("--out", default="tune-choice")
+    args = ap.parse_args()
+    res: dict = {"machine": machine(), "data": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (data, model) in SETS.items():
+            if args.only and name not in args.only:
+                continue
+            res["data"][name] = run(name, data, model, Path(tmp))
+            print(table(res), flush=True)
+    text = table(res)
+    save(args.out, res, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
