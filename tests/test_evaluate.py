@@ -189,7 +189,7 @@ def test_eval_retrieval_compares_search_modes(capsys, tmp_path):
     assert e.value.code == 2 and "invalid choice: 'fuzzy'" in capsys.readouterr().err
 
 
-def test_eval_collection_by_text_and_by_id(capsys, tmp_path, demo_collection):
+def test_eval_collection_by_text_and_by_id(capsys, tmp_path, demo_collection, demo_copy):
     f = tmp_path / "heldout.csv"
     f.write_text("query,passage,doc\n"
                  "offline error page,As soon as the connection is lost I get an error screen.,fb-0191\n"
@@ -207,11 +207,12 @@ def test_eval_collection_by_text_and_by_id(capsys, tmp_path, demo_collection):
     by_id = json.loads(capsys.readouterr().out)
     assert by_id["queries"] == 3 and by_id["mrr@10"] == pytest.approx(by_text["mrr@10"])
     assert by_id["ranking"] == "semantic" and "alpha" not in by_id
-    # the ranking measured, named in full: a blend's weight, none for a fusion without one
-    assert main(["eval", "collection", str(demo_collection), "--pairs", str(f), "--mode",
+    # the ranking measured, named in full: a blend's weight, none for a fusion without one (on
+    # a copy: a first keyword search builds the shared collection's keyword index)
+    assert main(["eval", "collection", str(demo_copy), "--pairs", str(f), "--mode",
                  "hybrid", "--alpha", "0.3"]) == 0
     assert re.search(r"\nranking +hybrid blend alpha 0.3\n", capsys.readouterr().out)
-    assert main(["eval", "collection", str(demo_collection), "--pairs", str(f), "--mode",
+    assert main(["eval", "collection", str(demo_copy), "--pairs", str(f), "--mode",
                  "hybrid", "--fusion", "rrf", "--json"]) == 0
     rrf = json.loads(capsys.readouterr().out)
     assert (rrf["ranking"], rrf["fusion"], rrf["alpha"]) == ("hybrid rrf", "rrf", None)
