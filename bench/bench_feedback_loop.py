@@ -15,8 +15,11 @@ version now current and, when the gate refused, with the refused candidate as we
 promoting it would have given).
 
     python bench/bench_feedback_loop.py [--model all-MiniLM-L6-v2] [--rounds 8] [--noisy 5]
+                                        [--choose-best]
 
-Writes bench/results/feedback-loop-MODEL.{json,txt,png}.
+Writes bench/results/feedback-loop-MODEL.{json,txt,png}; with ``--choose-best`` (the same loop
+with the choice rule ``tune`` had before ``neartext.ops.learning.choose_row``: the baseline),
+feedback-loop-MODEL-choose-best.{json,txt,png}.
 """
 
 from __future__ import annotations
@@ -183,10 +186,22 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--noisy", type=int, default=5)
     ap.add_argument("--pairs", type=int, default=6000)
+    ap.add_argument("--choose-best", action="store_true",
+                    help="the baseline: improve chooses the best measured ranking of all, as "
+                         "tune did before choose_row (bench/baselines.py); written as "
+                         "feedback-loop-MODEL-choose-best")
     args = ap.parse_args()
+    if args.choose_best:
+        from baselines import choose_best
+
+        from neartext.ops import tune
+
+        tune.choose_row = choose_best
     r = run(args.model, args.rounds, args.noisy, args.pairs)
     r["machine"] = machine()
-    name = f"feedback-loop-{args.model.lower().replace('/', '-')}"
+    r["choice"] = "best of all (before)" if args.choose_best else "choose_row"
+    name = (f"feedback-loop-{args.model.lower().replace('/', '-')}"
+            + "-choose-best" * args.choose_best)
     plot(r, RESULTS / f"{name}.png")
     save(name, r, table(r))
 
