@@ -421,6 +421,22 @@ def test_tune_chooses_the_ranking_too_and_search_uses_it_when_no_mode_is_named(t
         assert by[("current", "keyword")] > by[("current", "semantic")] + 0.1
         assert report.after["mrr@10"] >= best_single - 1e-9
         assert report.promoted and report.ranking != "semantic", report.summary()
+        # what a person reads: every candidate in a table of rankings by adapter, one marked
+        lines = report.summary().splitlines()
+        head = next(i for i, line in enumerate(lines) if line.startswith("  held-out MRR@10"))
+        adapters = list(dict.fromkeys(c["adapter"] for c in report.candidates))
+        assert lines[head].split()[2:] == [w for a in adapters for w in (a, "adapter")]
+        names = list(dict.fromkeys(c["ranking"] for c in report.candidates))
+        marked = []
+        for line, name in zip(lines[head + 1:], names):
+            cells = line[2 + len(name):].split()
+            assert line[2:].startswith(name + "  ") and len(cells) == len(adapters), line
+            for adapter, cell in zip(adapters, cells):
+                value = by.get((adapter, name))
+                assert cell.rstrip("*") == ("-" if value is None else f"{value:.4f}"), line
+                marked += [(adapter, name)] * cell.endswith("*")
+        assert marked == [(report.chosen["adapter"], report.ranking)]
+        assert lines[head + 1 + len(names)] == "  (* the candidate chosen)"
         for learned in ("hybrid learned", "hybrid learned linear"):  # the ranker, the weights
             assert {"current", "new"} <= {c["adapter"] for c in report.candidates
                                           if c["ranking"] == learned}, learned

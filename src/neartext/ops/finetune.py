@@ -38,12 +38,11 @@ from neartext.encoders import EncoderSettings, backend_of
 from neartext.errors import InputError
 from neartext.ops.learning import fit_fusion
 from neartext.ops.reindex import MODELS, reindex
+from neartext.ops.reports import GatedReport, metric_rows
 from neartext.ops.tune import (
     DEFAULT_MARGIN,
-    GatedReport,
     evaluate_setting,
     gather,
-    metric_rows,
     settings_for,
     without_gone,
 )

@@ -35,7 +35,7 @@ from neartext.algo.adapters import (
 )
 from neartext.algo.metrics import retrieval_metrics
 from neartext.data.evaldata import load_retrieval_pairs
-from neartext.data.ranking import DEFAULT_MODE, TEXT_MODES, Ranking
+from neartext.data.ranking import TEXT_MODES, Ranking
 from neartext.engine.feedback import FeedbackStore
 from neartext.engine.searching import search_vectors
 from neartext.errors import InputError
@@ -48,6 +48,7 @@ from neartext.ops.learning import (
     fit_fusion,
     model_side,
 )
+from neartext.ops.reports import TuneReport
 from neartext.ops.versions import between_spaces, keep_candidate, promote
 from neartext.store.base import Hit, Store, StoreBase
 from neartext.util.linalg import top_k
@@ -202,83 +203,6 @@ def evaluate_setting(col: Collection, queries: list[str], base: np.ndarray,
     metrics = retrieval_metrics({str(i): [r.id for r in row] for i, row in enumerate(hits)},
                                 {str(i): {d: 1.0 for d in g} for i, g in enumerate(gold)})
     return metrics, rr
-
-
-def metric_rows(before: dict[str, float], after: dict[str, float], label: str) -> list[str]:
-    """The held-out metrics of the current version and of ``label``, side by side."""
-    return [f"  held-out      {'current':>8} {label:>8}",
-            *(f"  {k:<12}  {before[k]:8.4f} {after[k]:8.4f}"
-              for k in ("mrr@10", "ndcg@10", "recall@1", "recall@10"))]
-
-
-@dataclass
-class GatedReport:
-    """What a learning run (``tune``, ``improve --full``) measured on held-out queries and
-    what its gate decided; the fields every such report has."""
-
-    collection: str
-    pairs: int
-    queries: int
-    from_file: int  # pairs from the file
-    from_feedback: int  # pairs from ratings
-    before: dict[str, float]  # the current version's held-out metrics
-    after: dict[str, float]  # the promoted (else the current) version's
-    promoted: bool
-    version: int
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
-
-
-@dataclass
-class TuneReport(GatedReport):
-    """What ``tune`` measured and decided."""
-
-    kind: str = "linear"
-    hard_negatives: int = 0
-    seconds: float = 0.0
-    epochs: int = 0
-    notes: list[str] = field(default_factory=list)
-    ranking: str = DEFAULT_MODE
-    candidates: list[dict[str, Any]] = field(default_factory=list)
-    # the option chosen among those measured (choose_row): which adapter ("new", "current")
-    # and the ranking settings
-    chosen: dict[str, Any] = field(default_factory=dict)
-    gain: float = 0.0  # its held-out MRR@10 gain over the current version, promoted or not
-    gain_lower_95: float = 0.0  # the lower end of the gain's 95% bootstrap interval
-    side: str = "query"
-    adapter_learned: bool = True  # False: no epoch beat the start; not a candidate
-    best: dict[str, float] = field(default_factory=dict)  # the chosen one's held-out metrics
-    columns: list[str] = field(default_factory=list)  # the pairs file's query, passage columns
-    mined_negatives: int = 0  # hard negatives mined from the fused ranking (confusions)
-    # a learned ranking's held-out MRR@10 gain over the best fixed one (what a person could set
-    # by hand: a mode, a blend), with that ranking and the gain's 95% lower bound; empty when
-    # the chosen one is a fixed ranking or none was measured
-    over_fixed: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        trained = (f"{self.kind} adapter ({self.side} side), {self.epochs} epochs"
-                   if self.adapter_learned else
-                   f"the {self.kind} adapter learned nothing in {self.epochs} epochs")
-        columns = f" (columns {', '.join(self.columns)})" if self.columns else ""
-        rows = [f"{self.collection}: {self.pairs} pairs ({self.from_file} from the "
-                f"file{columns}, {self.from_feedback} from ratings; {self.hard_negatives} hard "
-                f"negatives rated, {self.mined_negatives} mined from the fused ranking), "
-                f"{self.queries} queries; {trained}, {self.seconds:.1f} s",
-                *metric_rows(self.before, self.after if self.promoted else self.best or
-                             self.after, "chosen" if self.promoted else "best")]
-        rows.append("  candidates (held-out MRR@10): " + "; ".join(
-            f"{c['adapter']} adapter + {c['ranking']} {c['mrr@10']:.4f}" for c in self.candidates))
-        if self.over_fixed:
-            f = self.over_fixed
-            rows.append(f"  {self.ranking} against the best fixed ranking ({f['adapter']} "
-                        f"adapter + {f['ranking']}, {f['mrr@10']:.4f}): MRR@10 "
-                        f"{f['gain']:+.4f} (95% lower bound {f['gain_lower_95']:+.4f})"
-                        + ("; within the noise, so the learned ranking is chosen (a fixed one "
-                           "only when it ranks better beyond it)" if f["gain"] < 0 else ""))
-        rows.append(f"  {self.reason}")
-        return "\n".join(rows + [f"  note: {n}" for n in self.notes])
 
 
 @dataclass
