@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 CONFUSED = 3
 # queries the learned fusion is fitted on, at most (a seeded sample of the training queries)
 FUSION_QUERIES = 2000
+#: one ranking ``tune`` measured: the adapter ("current", "new"), the ranking, its held-out
+#: metrics, and each held-out query's reciprocal rank
+Measured = tuple[str, Ranking, dict[str, float], np.ndarray]
 
 
 def confusions(store: Store, chunked: bool, vectors: np.ndarray, queries: Sequence[str],
@@ -146,8 +149,7 @@ def model_side(adapter: Adapter | None, base: np.ndarray) -> np.ndarray | None:
     return base if adapter is not None and not adapter.documents_too else None
 
 
-def against_fixed(rows: list[tuple[str, Ranking, dict[str, float], np.ndarray]], best: int
-                  ) -> dict[str, Any]:
+def against_fixed(rows: Sequence[Measured], best: int) -> dict[str, Any]:
     """What the learned ranking ``rows[best]`` gains on the held-out queries over the best
     fixed ranking of ``rows`` (the same queries, paired): that ranking, its MRR@10, the gain
     and the gain's 95% lower bound; empty when ``rows[best]`` is fixed itself or no fixed
@@ -161,8 +163,8 @@ def against_fixed(rows: list[tuple[str, Ranking, dict[str, float], np.ndarray]],
     >>> d["ranking"], d["gain"]
     ('keyword', 0.25)
     """
-    fixed = [i for i, r in enumerate(rows) if r[1].fusion != "learned"]
-    if rows[best][1].fusion != "learned" or not fixed:
+    learned, fixed = by_kind(rows)
+    if best not in learned or not fixed:
         return {}
     top = best_row(rows, fixed)
     gain, low = paired_gain(rows[top][3], rows[best][3])
@@ -171,7 +173,7 @@ def against_fixed(rows: list[tuple[str, Ranking, dict[str, float], np.ndarray]],
             "gain_lower_95": round(low, 4)}
 
 
-def choose_row(rows: Sequence[tuple[str, Ranking, dict[str, float], np.ndarray]]) -> int:
+def choose_row(rows: Sequence[Measured]) -> int:
     """The index of the ranking ``tune`` chooses among its measured ``rows``: the learned
     ranking with the best held-out MRR@10 (:func:`best_row`), unless a fixed ranking ranks
     better beyond the noise (the 95% lower bound of its paired gain over the learned one above
@@ -194,8 +196,7 @@ def choose_row(rows: Sequence[tuple[str, Ranking, dict[str, float], np.ndarray]]
     >>> choose_row(rows)
     0
     """
-    learned = [i for i, r in enumerate(rows) if r[1].fusion == "learned"]
-    fixed = [i for i, r in enumerate(rows) if r[1].fusion != "learned"]
+    learned, fixed = by_kind(rows)
     if not learned or not fixed:
         return best_row(rows, range(len(rows)))
     top_learned, top_fixed = best_row(rows, learned), best_row(rows, fixed)
@@ -203,8 +204,14 @@ def choose_row(rows: Sequence[tuple[str, Ranking, dict[str, float], np.ndarray]]
     return top_fixed if low > 0 else top_learned
 
 
-def best_row(rows: Sequence[tuple[str, Ranking, dict[str, float], np.ndarray]],
-             among: Iterable[int]) -> int:
+def by_kind(rows: Sequence[Measured]) -> tuple[list[int], list[int]]:
+    """The indices of ``rows``' learned rankings and of their fixed ones (a mode, a blend: what a
+    person could set by hand)."""
+    learned = [i for i, r in enumerate(rows) if r[1].fusion == "learned"]
+    return learned, [i for i, r in enumerate(rows) if r[1].fusion != "learned"]
+
+
+def best_row(rows: Sequence[Measured], among: Iterable[int]) -> int:
     """The index, of ``among``, of the measured ranking with the best held-out MRR@10 (each
     row's per-query reciprocal ranks last); on a tie the current adapter's, then the simpler
     setting (earlier in the list)."""

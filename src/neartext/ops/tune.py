@@ -41,6 +41,7 @@ from neartext.engine.searching import search_vectors
 from neartext.errors import InputError
 from neartext.ops.evaluation import documents_of
 from neartext.ops.learning import (
+    Measured,
     against_fixed,
     choose_row,
     confusions,
@@ -426,7 +427,7 @@ def tune(
     fixed = [(which, adapter, setting) for setting in settings_for(col.store)
              for which, adapter in adapters
              if not (setting.mode in TEXT_MODES and which == "new")]  # these ignore vectors
-    rows: list[tuple[str, Ranking, dict[str, float], np.ndarray]] = []
+    rows: list[Measured] = []
     with progress_bar(1 + len(fixed) + len(adapters) * bool(train_queries),
                       f"measuring rankings on {len(held_queries)} held-out queries", "ranking",
                       enabled=progress) as bar:
