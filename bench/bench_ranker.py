@@ -203,11 +203,7 @@ def situations_ru(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dic
     query and a gold not seen before, each gold among two other sentences of the files
     (:func:`in_descriptions`). STS-B's sentences come in near-identical families ("a man plays
     the guitar" in a dozen forms), so the documents around a gold are hard to tell apart."""
-    rows = []
-    for part in ("train", "dev", "test"):
-        path = need(SHARED / "stsb_multi_mt" / f"stsb-ru-{part}.csv")
-        with path.open(encoding="utf-8", newline="") as f:
-            rows.extend(csv.reader(f))
+    rows = stsb_ru_rows()
     pairs: list[tuple[str, str]] = []
     seen: set[str] = set()
     for a, b, score in rows:
@@ -218,6 +214,16 @@ def situations_ru(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dic
             seen.update((a, b))
     heads = list(dict.fromkeys(t.strip() for a, b, _ in rows for t in (a, b) if t.strip()))
     return in_descriptions(tmp / "situations_ru.csv", pairs, heads)
+
+
+def stsb_ru_rows() -> list[list[str]]:
+    """Every (sentence1, sentence2, score) row of STS-B in Russian: train, dev and test."""
+    rows: list[list[str]] = []
+    for part in ("train", "dev", "test"):
+        path = need(SHARED / "stsb_multi_mt" / f"stsb-ru-{part}.csv")
+        with path.open(encoding="utf-8", newline="") as f:
+            rows.extend(csv.reader(f))
+    return rows
 
 
 def in_descriptions(path: Path, pairs: list[tuple[str, str]], heads: list[str],
@@ -276,11 +282,7 @@ def stsb_ru(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str,
     scored 4 or more of 5 (sentence1 -> sentence2, 1,832 queries), among every other sentence
     of the files as distractors (no query's own text among them): short captions, headlines and
     forum lines, many of them near one another ("a man plays the guitar" in a dozen forms)."""
-    rows = []
-    for part in ("train", "dev", "test"):
-        path = need(SHARED / "stsb_multi_mt" / f"stsb-ru-{part}.csv")
-        with path.open(encoding="utf-8", newline="") as f:
-            rows.extend(csv.reader(f))
+    rows = stsb_ru_rows()
     ids: dict[str, str] = {}
     queries: dict[str, list[str]] = {}
     gold: dict[str, dict] = {}
