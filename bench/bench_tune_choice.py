@@ -13,12 +13,18 @@ where the channels differ, the issue's targets for the tuned ranking: its gain o
 single channel and over the best fixed ranking (every fixed ranking `tune` measures, with and
 without the fold's adapter, the best on those very queries).
 
+With ``--without-neighbours``, each fold's `tune` runs a second time on another fresh copy with
+the learned rankings' features as they were before the neighbour features (the same run's
+baseline for them, chosen by the same rule), and the report adds that comparison.
+
     python bench/bench_tune_choice.py [--only cranfield|paraphraser|stsb|descriptions|situations]
+        [--without-neighbours]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import functools
 import shutil
@@ -46,6 +52,7 @@ from bench_ranker import (  # noqa: E402
 from common import machine, machine_line, save  # noqa: E402
 
 BEFORE, NOW = "best of all (before)", "learned unless a fixed one is better beyond the noise"
+NO_NEIGHBOURS = f"{NOW}, without the neighbour features"
 SETS = {"cranfield": (cranfield, "default"),
         "cranfield_use": (cranfield, "use-multilingual"),
         "paraphraser_ru": (paraphraser, "use-multilingual"),
@@ -56,8 +63,24 @@ SETS = {"cranfield": (cranfield, "default"),
         "situations_ru": (situations_ru, "use-multilingual")}
 
 
-def run(name: str, data, model: str, tmp: Path) -> dict:
-    """Both rules' choices on every fold of one set; per-query reciprocal ranks and choices."""
+@contextlib.contextmanager
+def without_neighbours():
+    """`tune`'s learned rankings fitted on their features before the neighbour features."""
+    from neartext.data.ranking import NEIGHBOUR_FEATURES
+    from neartext.ops import learning
+
+    kept = learning.RANKER_FEATURES, learning.LINEAR_FEATURES
+    learning.RANKER_FEATURES, learning.LINEAR_FEATURES = (
+        tuple(n for n in names if n not in NEIGHBOUR_FEATURES) for names in kept)
+    try:
+        yield
+    finally:
+        learning.RANKER_FEATURES, learning.LINEAR_FEATURES = kept
+
+
+def run(name: str, data, model: str, tmp: Path, baseline: bool = False) -> dict:
+    """Both rules' choices on every fold of one set; per-query reciprocal ranks and choices
+    (and, given ``baseline``, the choice of a `tune` without the neighbour features)."""
     from neartext import Collection
     from neartext.data.ranking import TEXT_MODES, Ranking
     from neartext.ops import tune as tuning
@@ -71,6 +94,8 @@ def run(name: str, data, model: str, tmp: Path) -> dict:
     golds = [set(gold[q]) for q in qids]
     fold = folds_of(qids)
     rr = {BEFORE: np.zeros(len(qids)), NOW: np.zeros(len(qids))}
+    if baseline:
+        rr[NO_NEIGHBOURS] = np.zeros(len(qids))
     first: dict[str, list] = {s: [None] * len(qids) for s in SINGLES}
     folds, tune_s = [], []
     fixed: dict[str, np.ndarray] = {}
@@ -96,6 +121,21 @@ def run(name: str, data, model: str, tmp: Path) -> dict:
                 w = csv.writer(fh)
                 w.writerow(["query", "doc_id"])
                 w.writerows((texts[i], d) for i in train for d in sorted(gold[qids[i]]))
+            test_texts, test_golds = [texts[i] for i in test], [golds[i] for i in test]
+            chosen_without = None
+            if baseline:
+                again = tmp / f"{name}-{f}-without"
+                shutil.copytree(base_dir, again)
+                with Collection.open(again) as col, without_neighbours():
+                    tuning.tune(col, pairs, gold_id_column="doc_id", seed=f)
+                    rows, i = seen["rows"], choose_row(seen["rows"])
+                    base = col.encoder.encode(test_texts, kind="query")
+                    ad = seen["trained"].adapter if rows[i][0] == "new" else None
+                    _, rr[NO_NEIGHBOURS][test] = tuning.evaluate_setting(
+                        col, test_texts, base, test_golds, ad, rows[i][1])
+                    chosen_without = (f"{rows[i][0]} adapter + {rows[i][1].describe()} "
+                                      f"(held-out {rows[i][3].mean():.4f})")
+                shutil.rmtree(again)
             with Collection.open(here) as col:
                 t0 = time.perf_counter()
                 report = tuning.tune(col, pairs, gold_id_column="doc_id", seed=f)
@@ -103,8 +143,7 @@ def run(name: str, data, model: str, tmp: Path) -> dict:
                 rows = seen["rows"]
                 picks = {BEFORE: choose_best(rows), NOW: choose_row(rows)}
                 new = seen["trained"].adapter
-                base = col.encoder.encode([texts[i] for i in test], kind="query")
-                test_texts, test_golds = [texts[i] for i in test], [golds[i] for i in test]
+                base = col.encoder.encode(test_texts, kind="query")
                 for rule, i in picks.items():
                     which, setting = rows[i][0], rows[i][1]
                     _, r = tuning.evaluate_setting(col, test_texts, base, test_golds,
@@ -126,7 +165,8 @@ def run(name: str, data, model: str, tmp: Path) -> dict:
                 folds.append({rule: f"{rows[i][0]} adapter + {rows[i][1].describe()} "
                                     f"(held-out {rows[i][3].mean():.4f})"
                               for rule, i in picks.items()}
-                             | {"promoted": report.promoted})
+                             | {"promoted": report.promoted}
+                             | ({NO_NEIGHBOURS: chosen_without} if baseline else {}))
             shutil.rmtree(here)
     finally:
         tuning.choose_row, tuning.train_adapter = chooser, trainer
@@ -138,6 +178,10 @@ def run(name: str, data, model: str, tmp: Path) -> dict:
                              for k, v in (rr | fixed).items()},
            "gain": paired_gain(rr[NOW] - rr[BEFORE]),
            "gain_differ": paired_gain(rr[NOW][differ] - rr[BEFORE][differ])}
+    if baseline:
+        out["neighbours"] = {"gain": paired_gain(rr[NOW] - rr[NO_NEIGHBOURS]),
+                             "gain_differ": paired_gain(rr[NOW][differ]
+                                                        - rr[NO_NEIGHBOURS][differ])}
     # the issue's targets where the channels differ: the tuned ranking against the best single
     # channel and the best fixed ranking, each the best on these very queries (with or without
     # the adapter: the harder comparison)
@@ -176,10 +220,29 @@ def table(res: dict) -> str:
                          f"{d[NOW]['mrr@10']:+.4f} [{d[NOW]['ci95'][0]:+.4f}, "
                          f"{d[NOW]['ci95'][1]:+.4f}] ({d[BEFORE]['mrr@10']:+.4f}) ")
         lines.append("".join(cells) + "|")
+    if any("neighbours" in r for r in res["data"].values()):
+        lines += ["", f"The neighbour features: {NOW} against the same rule in a `tune` without "
+                  "them (the same folds, a second fresh copy each):",
+                  "| set | all queries: without / with | gain [95%] | where the channels "
+                  "differ: without / with | gain [95%] | now − best fixed without them |",
+                  "|---|---|---|---|---|---|"]
+        for name, r in res["data"].items():
+            if "neighbours" not in r:
+                continue
+            g, gd = r["neighbours"]["gain"], r["neighbours"]["gain_differ"]
+            fx = r["best_fixed"].get(NO_NEIGHBOURS, {"mrr@10": float("nan")})
+            lines.append(f"| {name} | {r['mrr@10'][NO_NEIGHBOURS]:.4f} / {r['mrr@10'][NOW]:.4f} "
+                         f"| {g['mrr@10']:+.4f} [{g['ci95'][0]:+.4f}, {g['ci95'][1]:+.4f}] | "
+                         f"{r['mrr@10_differ'][NO_NEIGHBOURS]:.4f} / "
+                         f"{r['mrr@10_differ'][NOW]:.4f} | {gd['mrr@10']:+.4f} "
+                         f"[{gd['ci95'][0]:+.4f}, {gd['ci95'][1]:+.4f}] | "
+                         f"{fx['mrr@10']:+.4f} |")
     for name, r in res["data"].items():
         lines.append(f"- {name}: tune {r['tune_s']} s per fold; choices: " + "; ".join(
             f"fold {i}: " + (f"both {f[NOW]}" if f[BEFORE] == f[NOW] else
                             f"before {f[BEFORE]}, now {f[NOW]}")
+            + (f" (without the neighbour features: {f[NO_NEIGHBOURS]})"
+               if NO_NEIGHBOURS in f else "")
             for i, f in enumerate(r["folds"])))
     return "\n".join(lines + ["", machine_line(res["machine"])])
 
@@ -188,13 +251,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", choices=tuple(SETS), action="append")
     ap.add_argument("--out", default="tune-choice")
+    ap.add_argument("--without-neighbours", action="store_true",
+                    help="also run each fold's tune without the neighbour features")
     args = ap.parse_args()
     res: dict = {"machine": machine(), "data": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (data, model) in SETS.items():
             if args.only and name not in args.only:
                 continue
-            res["data"][name] = run(name, data, model, Path(tmp))
+            res["data"][name] = run(name, data, model, Path(tmp), args.without_neighbours)
             print(table(res), flush=True)
     text = table(res)
     save(args.out, res, text)

@@ -393,8 +393,8 @@ def test_a_candidates_cosine_is_its_best_passages_and_so_before_an_adapter(tmp_p
     q, before = rng.standard_normal((2, col.manifest.dim)).astype(np.float32)
     vectors = col.store.doc_vectors([f"d{i}" for i in range(6)])
     assert min(len(v) for v in vectors.values()) > 1  # several passages each
-    cosine, model = _cosines(col.store, q, [Hit("d0", 0.5)], [Hit(d, 1.0) for d in vectors],
-                             before)
+    cosine, model, _ = _cosines(col.store, q, [Hit("d0", 0.5)], [Hit(d, 1.0) for d in vectors],
+                                before)
     assert cosine["d0"] == 0.5  # the semantic side's own score stays
     for d, v in vectors.items():
         if d != "d0":

@@ -89,6 +89,29 @@ def test_the_learned_fusion_with_cosine_alone_orders_by_cosine(n, seed):
 
 
 @FAST
+@given(n=st.integers(0, 12), seed=st.integers(0, 2**16), missing=st.integers(-1, 11))
+def test_the_neighbour_features_are_each_candidates_likeness_to_the_best_others(n, seed, missing):
+    """The oracle, a loop: each candidate's mean and highest cosine with the best five by
+    score, itself left out; a candidate without a vector is alike to none (0); 0 for a query's
+    only candidate."""
+    from neartext.engine.hybrid import NEIGHBOURS, neighbour_columns
+
+    rng = np.random.default_rng(seed)
+    vecs = rng.standard_normal((n, 4))
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    units = [None if i == missing else v for i, v in enumerate(vecs)]
+    score = rng.integers(0, 4, n).astype(float)  # ties: the first in order wins
+    cols = neighbour_columns(score, units)
+    best = sorted(range(n), key=lambda i: (-score[i], i))[:NEIGHBOURS]
+    for i in range(n):
+        alike = [0.0 if units[i] is None or units[j] is None else float(vecs[i] @ vecs[j])
+                 for j in best if j != i]
+        assert cols["neighbour_mean"][i] == pytest.approx(np.mean(alike) if alike else 0.0)
+        assert cols["neighbour_max"][i] == pytest.approx(max(alike) if alike else 0.0)
+    assert all(len(c) == n and np.isfinite(c).all() for c in cols.values())
+
+
+@FAST
 @given(rows=st.dictionaries(st.integers(-2**63, 2**63 - 1), st.binary(min_size=3, max_size=3),
                             max_size=40),
        chunk=st.integers(1, 50), encoding=st.sampled_from(["UTF-8", "UTF-16le"]))

@@ -821,15 +821,17 @@ def test_improve_full_weighs_the_learned_fusion_too(tmp_path, tiny_model_dir):
 def test_a_ranker_trained_before_a_feature_was_added_ranks_as_it_was_trained(demo_copy,
                                                                              encoder):
     """A version whose ranker weighs the features of the neartext that tuned it (before
-    ``sentence_chars``): searches compute those columns only, in their order, and rank by the
-    booster's scores of them (the oracle: the booster applied here to fusion_features' rows)."""
+    ``sentence_chars`` and the neighbour features): searches compute those columns only, in
+    their order, and rank by the booster's scores of them (the oracle: the booster applied here
+    to fusion_features' rows). The newer columns are each candidate's own: from its stored text,
+    and from its stored vectors as a loop computes them."""
     from neartext.algo.ranker import save_ranker
-    from neartext.data.ranking import RANKER_FEATURES
+    from neartext.data.ranking import NEIGHBOUR_FEATURES, RANKER_FEATURES
     from neartext.engine.searching import fusion_features
     from neartext.ops.versions import promote
 
-    before = [n for n in RANKER_FEATURES if n != "sentence_chars"]
-    assert len(before) == len(RANKER_FEATURES) - 1
+    before = [n for n in RANKER_FEATURES if n not in ("sentence_chars", *NEIGHBOUR_FEATURES)]
+    assert len(before) == len(RANKER_FEATURES) - 3
     with Collection.open(demo_copy, model=encoder) as col:
         queries = [r.text for r in col.store.get([f"fb-{i:04d}" for i in range(1, 90, 3)])]
         vectors = encoder.encode(queries, kind="query")
@@ -858,6 +860,17 @@ def test_a_ranker_trained_before_a_feature_was_added_ranks_as_it_was_trained(dem
             assert x[:, col_at].tolist() == pytest.approx(
                 chars_columns(q, texts, ["sentence_chars"])["sentence_chars"].tolist())
             assert x[:, col_at].max() > 0
+            vecs = col.store.doc_vectors(docs)
+            units = [vecs[d].mean(axis=0) / np.linalg.norm(vecs[d].mean(axis=0)) for d in docs]
+            tie = (0.7 * x[:, RANKER_FEATURES.index("cosine")]
+                   + 0.3 * x[:, RANKER_FEATURES.index("coverage")])
+            best = sorted(range(len(docs)), key=lambda i: (-tie[i], i))[:5]
+            for i in range(len(docs)):
+                alike = [float(units[i] @ units[j]) for j in best if j != i]
+                assert x[i, RANKER_FEATURES.index("neighbour_mean")] == pytest.approx(
+                    np.mean(alike), abs=1e-6)
+                assert x[i, RANKER_FEATURES.index("neighbour_max")] == pytest.approx(
+                    max(alike), abs=1e-6)
 
 
 def test_a_learned_version_naming_an_unknown_feature_is_refused_in_one_line(demo_copy):

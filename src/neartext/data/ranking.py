@@ -55,14 +55,23 @@ FEATURES = BASE_FEATURES + ("model_cosine",) + TEXT_FEATURES
 # (what a ranking of the whole text cannot see in a document of several sentences): what the
 # LightGBM ranker weighs besides FEATURES. A ranker keeps the names it was trained on, so one
 # trained before a feature was added is given the columns it knows
+# how alike a candidate's document vector is to those of the query's best candidates by the
+# default blend (their mean and the most alike): relevant documents resemble one another more
+# than they resemble the rest (the cluster hypothesis). Offline, 5 folds, without adapters,
+# the ranker where the channels' first results differ: ParaPhraser +0.006 -> +0.019 over the
+# best fixed ranking, STS-B +0.002 -> +0.011, Cranfield +0.003 -> +0.044; the linear weighing
+# +0.014 -> +0.021 and +0.021 -> +0.035 (bench/bench_tune_choice.py measures them in tune)
+NEIGHBOUR_FEATURES = ("neighbour_mean", "neighbour_max")
 CHANNEL_FEATURES = ("chars_coverage", "chars_rr", "cosine_gap", "coverage_gap", "chars_gap",
-                    "lead_chars", "length", "query_words", "sentence_chars")
+                    "lead_chars", "length", "query_words", "sentence_chars",
+                    *NEIGHBOUR_FEATURES)
 #: what a version's learned ranker (``neartext tune``: LightGBM LambdaRank) weighs
 RANKER_FEATURES = FEATURES + CHANNEL_FEATURES
-#: what the linear weighing ``tune`` fits beside the ranker weighs: FEATURES and the likeness of
+#: what the linear weighing ``tune`` fits beside the ranker weighs: FEATURES, the likeness of
 #: the most alike sentence (a weighted sum of the whole text's evidence cannot see a paraphrase
 #: among other sentences; on ParaPhraser in descriptions it lifted the weighing by +0.02 MRR@10)
-LINEAR_FEATURES = FEATURES + ("sentence_chars",)
+#: and the neighbour features
+LINEAR_FEATURES = FEATURES + ("sentence_chars", *NEIGHBOUR_FEATURES)
 
 
 def check_k(k: Any, what: str = "k") -> None:

@@ -42,6 +42,7 @@ from neartext.engine.hybrid import (
     learned,
     needs_chars,
     needs_text,
+    needs_vectors,
     ordered,
     rrf,
 )
@@ -181,13 +182,14 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
             fused = rrf([h.doc_id for h in sem], [h.doc_id for h in kw], opts.k)
         else:
             side = chars[i] if chars is not None else None
-            cosine, model = _cosines(store, q, sem, kw, None if before is None else before[i],
-                                     side.ranking if side else ())
+            cosine, model, unit = _cosines(store, q, sem, kw,
+                                           None if before is None else before[i],
+                                           side.ranking if side else (), needs_vectors(names))
             bm25 = {h.doc_id: h.score for h in kw}
             if learned_:
                 docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                                       bm25, norm, names, words, text_of, model, side, texts[i],
-                                      stems)
+                                      stems, unit)
                 tie = blend_scores(cosine, bm25, norm, DEFAULT_ALPHA)
                 if booster is not None:
                     fused = ordered(docs, rank_scores(booster, rows).tolist(), tie, opts.k)
@@ -222,20 +224,29 @@ def _texts(store: Store, sem_rows: list[list[Hit]], kw_rows: list[list[Hit]],
 
 
 def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit],
-             before: np.ndarray | None = None, more: Sequence[str] = ()
-             ) -> tuple[dict[str, float], dict[str, float] | None]:
+             before: np.ndarray | None = None, more: Sequence[str] = (), units: bool = False
+             ) -> tuple[dict[str, float], dict[str, float] | None, dict[str, np.ndarray]]:
     """The cosine of every candidate (from the semantic hits, computed for the keyword ones
-    and the ``more`` of other channels) and, given the query ``before`` its adapter, every
-    candidate's cosine with that: one read of the documents' vectors either way."""
+    and the ``more`` of other channels); given the query ``before`` its adapter, every
+    candidate's cosine with that; given ``units``, every candidate's document vector (its
+    passages' mean) of unit length, else none: one read of the documents' vectors either
+    way."""
     cosine = {h.doc_id: h.score for h in sem}
     wanted = list(dict.fromkeys(d for d in [*(h.doc_id for h in kw), *more]
                                 if d not in cosine))
-    if before is not None:
+    if before is not None or units:
         wanted = list(dict.fromkeys([*cosine, *wanted]))
     model: dict[str, float] | None = None if before is None else {}
     found = store.doc_vectors(wanted)
+    unit: dict[str, np.ndarray] = {}
+    if units:
+        for d, v in found.items():
+            mean = np.asarray(v, dtype=np.float64).mean(axis=0)
+            unit[d] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    if before is None:
+        found = {d: v for d, v in found.items() if d not in cosine}
     if not found:
-        return cosine, model
+        return cosine, model, unit
     # one product for all candidates' passages (and both queries), then each document's best
     docs = list(found)
     passages = np.concatenate([found[d] for d in docs])
@@ -246,7 +257,7 @@ def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit],
         cosine.setdefault(doc, value)
     if model is not None:
         model.update(zip(docs, best[1]))
-    return cosine, model
+    return cosine, model, unit
 
 
 def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: int = 10,
@@ -268,8 +279,9 @@ def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: 
         before = (model_vectors[i] if model_vectors is not None and "model_cosine" in names
                   else None)
         side = chars[i] if chars is not None else None
-        cosine, model = _cosines(store, q, sem, kw, before, side.ranking if side else ())
+        cosine, model, unit = _cosines(store, q, sem, kw, before, side.ranking if side else (),
+                                       needs_vectors(names))
         out.append(features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                             {h.doc_id: h.score for h in kw}, sum(words.values()), names, words,
-                            text_of, model, side, texts[i], stems))
+                            text_of, model, side, texts[i], stems, unit))
     return out
