@@ -219,13 +219,15 @@ def neighbour_columns(score: np.ndarray, units: Sequence[np.ndarray | None]
     if n == 0:
         return {name: np.zeros(0) for name in NEIGHBOUR_FEATURES}
     dim = next((len(u) for u in units if u is not None), 1)
-    vecs = np.stack([np.zeros(dim) if u is None else np.asarray(u, np.float64) for u in units])
+    none = np.zeros(dim, dtype=np.float32)
+    vecs = np.array([none if u is None else u for u in units])
     best = np.argsort(-score, kind="stable")[:NEIGHBOURS]
-    alike = vecs @ vecs[best].T  # candidates x best
-    alike[best, np.arange(len(best))] = np.nan  # not itself
-    others = (~np.isnan(alike)).sum(axis=1)
-    total = np.nansum(alike, axis=1)
-    top = np.nanmax(np.where(others[:, None] > 0, alike, 0.0), axis=1)
+    alike = (vecs @ vecs[best].T).astype(np.float64)  # candidates x best
+    other = np.ones(alike.shape, dtype=bool)
+    other[best, np.arange(len(best))] = False  # not itself
+    others = other.sum(axis=1)
+    total = np.where(other, alike, 0.0).sum(axis=1)
+    top = np.where(other, alike, -np.inf).max(axis=1)
     return {"neighbour_mean": np.where(others > 0, total / np.maximum(others, 1), 0.0),
             "neighbour_max": np.where(others > 0, top, 0.0)}
 

@@ -239,15 +239,10 @@ def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit],
     model: dict[str, float] | None = None if before is None else {}
     found = store.doc_vectors(wanted)
     unit: dict[str, np.ndarray] = {}
-    if units:
-        for d, v in found.items():
-            mean = np.asarray(v, dtype=np.float64).mean(axis=0)
-            unit[d] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-    if before is None:
-        found = {d: v for d, v in found.items() if d not in cosine}
     if not found:
         return cosine, model, unit
     # one product for all candidates' passages (and both queries), then each document's best
+    # (a semantic hit keeps its own score)
     docs = list(found)
     passages = np.concatenate([found[d] for d in docs])
     starts = np.cumsum([0] + [len(found[d]) for d in docs[:-1]])
@@ -255,6 +250,11 @@ def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit],
     best = np.maximum.reduceat(passages @ queries, starts, axis=0).T.tolist()
     for doc, value in zip(docs, best[0]):
         cosine.setdefault(doc, value)
+    if units:  # each document's passages summed, at unit length: their mean's direction
+        sums = (passages if len(passages) == len(docs)
+                else np.add.reduceat(passages, starts, axis=0))
+        unit = dict(zip(docs, sums / np.maximum(
+            np.sqrt(np.einsum("ij,ij->i", sums, sums))[:, None], 1e-12)))
     if model is not None:
         model.update(zip(docs, best[1]))
     return cosine, model, unit
