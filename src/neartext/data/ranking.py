@@ -50,18 +50,19 @@ TEXT_FEATURES = ("phrase", "lead_coverage", "lead_exact")
 # the cosine of the query as the model gives it, before the version's query-side adapter (the
 # cosine itself without one)
 FEATURES = BASE_FEATURES + ("model_cosine",) + TEXT_FEATURES
-# the chars channel's evidence, where the candidate stands against the query's best one on each
-# channel, the text's size, and how alike the query and the candidate's most alike sentence are
-# (what a ranking of the whole text cannot see in a document of several sentences): what the
-# LightGBM ranker weighs besides FEATURES. A ranker keeps the names it was trained on, so one
-# trained before a feature was added is given the columns it knows
 # how alike a candidate's document vector is to those of the query's best candidates by the
 # default blend (their mean and the most alike): relevant documents resemble one another more
-# than they resemble the rest (the cluster hypothesis). Offline, 5 folds, without adapters,
-# the ranker where the channels' first results differ: ParaPhraser +0.006 -> +0.019 over the
-# best fixed ranking, STS-B +0.002 -> +0.011, Cranfield +0.003 -> +0.044; the linear weighing
-# +0.014 -> +0.021 and +0.021 -> +0.035 (bench/bench_tune_choice.py measures them in tune)
+# than they resemble the rest (the cluster hypothesis). What tune chose with and without them
+# (bench/bench_tune_choice.py --without-neighbours), where the channels' first results differ,
+# over the best fixed ranking: ParaPhraser +0.009 -> +0.020, STS-B +0.011 -> +0.022, the
+# memes-shaped sets +0.001 to +0.002, Cranfield within its noise (README)
 NEIGHBOUR_FEATURES = ("neighbour_mean", "neighbour_max")
+# the chars channel's evidence, where the candidate stands against the query's best one on each
+# channel, the text's size, and how alike the query and the candidate's most alike sentence are
+# (what a ranking of the whole text cannot see in a document of several sentences), and the
+# neighbour features: what the LightGBM ranker weighs besides FEATURES. A ranker keeps the
+# names it was trained on, so one trained before a feature was added is given the columns it
+# knows
 CHANNEL_FEATURES = ("chars_coverage", "chars_rr", "cosine_gap", "coverage_gap", "chars_gap",
                     "lead_chars", "length", "query_words", "sentence_chars",
                     *NEIGHBOUR_FEATURES)
