@@ -1137,9 +1137,10 @@ def test_writes_of_another_process_during_a_swap_on_a_milvus_server_are_all_kept
 
 
 def test_the_learned_fusion_with_text_features_ranks_alike_on_milvus(flat_demo, tmp_path, encoder):
-    """A version whose learned fusion weighs the cosine and the text features (read from each
-    candidate's stored text): the same top 5 with the same scores on Milvus Lite as locally,
-    and a document whose first line is the query first on both."""
+    """A version whose learned fusion weighs the cosine, the text features (read from each
+    candidate's stored text) and a neighbour feature (from every candidate's stored vectors):
+    the same top 5 with the same scores on Milvus Lite as locally, and a document whose first
+    line is the query first on both."""
     import csv
 
     from neartext.ops.versions import promote
@@ -1148,7 +1149,8 @@ def test_the_learned_fusion_with_text_features_ranks_alike_on_milvus(flat_demo, 
         texts = [r["text"] for r in csv.DictReader(f)]
     queries = ["refund my money", texts[10], " ".join(texts[40].split()[:4])]
     setting = {"mode": "hybrid", "fusion": "learned",
-               "features": ["cosine", "phrase", "lead_exact"], "weights": [1.0, 0.5, 2.0, 0.0]}
+               "features": ["cosine", "phrase", "lead_exact", "neighbour_max"],
+               "weights": [1.0, 0.5, 2.0, 0.25, 0.0]}
     ranked = {}
     for where in (str(tmp_path / "local"), f"milvus-lite:{tmp_path / 'store.db'}#learned"):
         col, _ = _demo_at(where, flat_demo, encoder)
@@ -1158,7 +1160,9 @@ def test_the_learned_fusion_with_text_features_ranks_alike_on_milvus(flat_demo, 
     local, remote = ranked.values()
     for a, b in zip(local, remote):
         assert_same_ranking(a, b)
-    assert local[1][0][1] > 2.9  # its own text: cosine 1 + phrase 0.5 + first line 2
+    # its own text: cosine 1 + phrase 0.5 + first line 2, + a quarter of its likeness to the
+    # best other candidates
+    assert local[1][0][1] > 2.9
 
 
 KILLED = """
