@@ -4,11 +4,16 @@ Started by tests/test_milvus.py with the Python of ``.venv-milvus`` (``make milv
 ``python tests/milvus_engine.py DATA_DIR PORT``; prints ``ready`` and serves until killed.
 """
 
+import os
 import signal
 import sys
 import time
 
-from milvus_lite.server import Server
+# the engine's own logs (glog: INFO, WARNING, ERROR files per start) go to the data directory,
+# not to /tmp, where every run of the suite left three more
+os.environ.setdefault("GLOG_log_dir", sys.argv[1])
+
+from milvus_lite.server import Server  # noqa: E402
 
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that the engine is stopped below
 

@@ -104,6 +104,7 @@ def milvus_engine(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(60)
+    assert list(data.glob("milvus*.INFO*")), "the engine's logs are not in its data directory"
 
 
 def _wait_for(base: str, proc: subprocess.Popen) -> None:
