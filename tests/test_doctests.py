@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import tempfile
 
 import pytest
 from conftest import ROOT
@@ -20,7 +21,12 @@ def test_examples_are_found() -> None:
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples(name, monkeypatch):
+def test_docstring_examples(name, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)  # examples use paths relative to the repository
+    # examples make their directories with tempfile.mkdtemp(): under this test's own, which
+    # pytest removes, not in /tmp (a dozen left there at each run of the suite)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = doctest.testmod(importlib.import_module(name))
     assert result.failed == 0
+    if name == "neartext.util.atomic":  # (its example's directory is found here)
+        assert any(tmp_path.glob("*/a.txt"))
