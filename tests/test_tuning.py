@@ -826,7 +826,7 @@ def test_a_ranker_trained_before_a_feature_was_added_ranks_as_it_was_trained(dem
     to fusion_features' rows). The newer columns are each candidate's own: from its stored text,
     and from its stored vectors as a loop computes them."""
     from neartext.algo.ranker import save_ranker
-    from neartext.data.ranking import NEIGHBOUR_FEATURES, RANKER_FEATURES
+    from neartext.data.ranking import DEFAULT_ALPHA, NEIGHBOUR_FEATURES, RANKER_FEATURES
     from neartext.engine.searching import fusion_features
     from neartext.ops.versions import promote
 
@@ -862,8 +862,8 @@ def test_a_ranker_trained_before_a_feature_was_added_ranks_as_it_was_trained(dem
             assert x[:, col_at].max() > 0
             vecs = col.store.doc_vectors(docs)
             units = [vecs[d].mean(axis=0) / np.linalg.norm(vecs[d].mean(axis=0)) for d in docs]
-            tie = (0.7 * x[:, RANKER_FEATURES.index("cosine")]
-                   + 0.3 * x[:, RANKER_FEATURES.index("coverage")])
+            tie = (DEFAULT_ALPHA * x[:, RANKER_FEATURES.index("cosine")]  # the default blend
+                   + (1 - DEFAULT_ALPHA) * x[:, RANKER_FEATURES.index("coverage")])
             best = sorted(range(len(docs)), key=lambda i: (-tie[i], i))[:5]
             for i in range(len(docs)):
                 alike = [float(units[i] @ units[j]) for j in best if j != i]
