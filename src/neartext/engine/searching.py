@@ -173,6 +173,7 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
     text_of, stems = (_texts(store, sem_rows, kw_rows, chars)
                       if learned_ and needs_text(names) else (None, None))
     before = model_vectors if learned_ and "model_cosine" in names else None
+    units = learned_ and needs_vectors(names)
     booster = load_ranker(opts.ranker) if learned_ and opts.ranker else None
     out = []
     for i, (q, words, sem, kw) in enumerate(zip(vectors, weights, sem_rows, kw_rows)):
@@ -184,7 +185,7 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
             side = chars[i] if chars is not None else None
             cosine, model, unit = _cosines(store, q, sem, kw,
                                            None if before is None else before[i],
-                                           side.ranking if side else (), needs_vectors(names))
+                                           side.ranking if side else (), units)
             bm25 = {h.doc_id: h.score for h in kw}
             if learned_:
                 docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
@@ -272,6 +273,7 @@ def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: 
     kw_rows = store.keyword_search(texts, n, None)
     weights = store.keyword_weights(texts)
     chars = _chars_sides(store, texts, n, None) if needs_chars(names) else None
+    units = needs_vectors(names)
     text_of, stems = (_texts(store, sem_rows, kw_rows, chars) if needs_text(names)
                       else (None, None))
     out = []
@@ -280,7 +282,7 @@ def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: 
                   else None)
         side = chars[i] if chars is not None else None
         cosine, model, unit = _cosines(store, q, sem, kw, before, side.ranking if side else (),
-                                       needs_vectors(names))
+                                       units)
         out.append(features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                             {h.doc_id: h.score for h in kw}, sum(words.values()), names, words,
                             text_of, model, side, texts[i], stems, unit))
