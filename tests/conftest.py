@@ -31,6 +31,13 @@ _OWN_CACHE = None if "NEARTEXT_CACHE_DIR" in os.environ else tempfile.mkdtemp(
     prefix="neartext-cache-")
 if _OWN_CACHE is not None:
     os.environ["NEARTEXT_CACHE_DIR"] = _OWN_CACHE
+# Ray's session directories (logs, sockets; six sessions a run) in a directory of the suite's
+# own, removed at its end: in Ray's default, /tmp/ray, 120 of them had piled up (58 MB). Short,
+# as Ray's socket paths must be (at most 107 bytes)
+_OWN_RAY_TMP = None if "RAY_TMPDIR" in os.environ else tempfile.mkdtemp(
+    prefix="nt-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+if _OWN_RAY_TMP is not None:
+    os.environ["RAY_TMPDIR"] = _OWN_RAY_TMP
 
 # queries written to a template: its words pull every query's vector the same way, which a
 # query adapter learns to undo (held-out MRR@10 0.67 -> 0.88 semantic on the demo); for tests
@@ -76,8 +83,9 @@ def _compile_the_package() -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _OWN_CACHE is not None:
-        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+    for own in (_OWN_CACHE, _OWN_RAY_TMP):
+        if own is not None:
+            shutil.rmtree(own, ignore_errors=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -7,6 +7,7 @@ of their own (each starting its Ray), kills them, and joins a two-node cluster."
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -41,10 +42,12 @@ def _ray_logs_to_a_closed_capture_are_dropped(monkeypatch):
 @pytest.fixture(scope="module", autouse=True)
 def _one_ray_session():
     """One local Ray (2 CPUs) for the module: each command joins it rather than starting and
-    stopping its own (seconds each), and leaves it running."""
+    stopping its own (seconds each), and leaves it running. Its session directory is in the
+    suite's own (conftest: RAY_TMPDIR), not in /tmp/ray."""
     from neartext.engine.compute import ray_session
 
     with ray_session("local", cpus=2) as ray:
+        assert (Path(os.environ["RAY_TMPDIR"]) / "ray" / "session_latest").exists()
         yield ray
     assert not ray.is_initialized()
 
