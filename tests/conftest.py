@@ -119,19 +119,21 @@ STAGE_THEN_WAIT = (
     "LocalStore.stage_vectors = stage_then_wait\n")
 
 
-def promote_a_learned_ranker(col: Collection) -> None:
+def promote_a_learned_ranker(col: Collection, by: str = "length", lowest: bool = False) -> None:
     """Promote a version of ``col`` (the demo) ranked by a LightGBM ranker, as ``tune`` leaves
-    one, trained here to put the longest candidate first: a ranking no fixed mode gives."""
+    one, trained here to put first the candidate with the highest feature ``by`` (the lowest,
+    ``lowest``); by default the longest: a ranking no fixed mode gives."""
     from neartext.algo.ranker import fit_ranker, save_ranker
     from neartext.data.ranking import RANKER_FEATURES, Ranking
     from neartext.engine.searching import fusion_features
     from neartext.ops.versions import promote
 
-    length = RANKER_FEATURES.index("length")
+    length = RANKER_FEATURES.index(by)
     queries = [r.text for r in col.store.get([f"fb-{i:04d}" for i in range(1, 120, 3)])]
     rows = fusion_features(col.store, col.encoder.encode(queries, kind="query"), queries,
                            names=RANKER_FEATURES)
-    ys = [(x[:, length] == x[:, length].max()).astype(float) for _, x in rows]
+    sign = -1 if lowest else 1
+    ys = [(sign * x[:, length] == (sign * x[:, length]).max()).astype(float) for _, x in rows]
     name = save_ranker(col.path, fit_ranker([x for _, x in rows], ys, seed=0).text)
     promote(col, None, {}, search=Ranking("hybrid", "learned", features=RANKER_FEATURES,
                                           ranker=name).to_dict())

@@ -25,7 +25,7 @@ import pytest
 
 pytest.importorskip("pymilvus", reason="needs neartext[milvus]")
 
-from conftest import DEMO, ROOT  # noqa: E402
+from conftest import DEMO, ROOT, promote_a_learned_ranker  # noqa: E402
 from serving import free_port, running  # noqa: E402
 
 import neartext.store.milvus.kind as M_kind  # noqa: E402
@@ -441,6 +441,31 @@ def test_migrate_local_to_milvus_and_back_reembeds_nothing(demo_copy, tmp_path, 
         migrate(demo_copy, lite)
     with pytest.raises(InputError, match="is the source"):
         migrate(demo_copy, str(demo_copy) + "/")
+
+
+@pytest.mark.slow
+def test_a_migrate_to_milvus_says_which_versions_rankers_weigh_the_chars_channel(
+        demo_copy, tmp_path, capsys):
+    """Milvus has no chars channel: a version whose ranker weighs it ranks there with those
+    features at 0. ``migrate`` says so in one line naming that version, and of no other (a
+    ranker that never weighs them); a copy to a directory keeps the channel: no warning."""
+    with Collection.open(demo_copy) as col:
+        promote_a_learned_ranker(col, by="chars_coverage", lowest=True)  # version 2
+        promote_a_learned_ranker(col, by="cosine")  # version 3: splits on no chars feature
+        promote_a_learned_ranker(col)  # version 4 (current): by length, on chars too
+    lite = f"milvus-lite:{tmp_path / 'm.db'}#fb"
+    assert main(["migrate", str(demo_copy), lite, "--index", "flat", "--json"]) == 0
+    out, err = capsys.readouterr()
+    from neartext.ops.versions import list_versions
+
+    said = ("the rankers of versions 2 and 4 (current) weigh the chars channel (character "
+            "n-grams), which the destination lacks")
+    assert said in json.loads(out)["warnings"][0] and len(json.loads(out)["warnings"]) == 1
+    assert err.count("neartext migrate: warning: ") == 1 and said in err
+    with Collection.open(lite) as col:  # (and searches there rank with them at 0)
+        assert [v["version"] for v in list_versions(col)] == [1, 2, 3, 4]
+        assert col.search("refund my money", k=3)
+    assert migrate(demo_copy, tmp_path / "local").warnings == []
 
 
 # -- all or nothing, resumable ---------------------------------------------------------------

@@ -199,6 +199,15 @@ class Booster:
         """The number of features (columns) the model was trained on."""
         return self.features
 
+    def split_counts(self) -> np.ndarray:
+        """How many splits of the model's trees test each feature (0: a feature it never
+        weighs)."""
+        out = np.zeros(self.features, dtype=np.float64)
+        self._call(self._lib.LGBM_BoosterFeatureImportance(
+            self._handle, ctypes.c_int(0), ctypes.c_int(_IMPORTANCE_SPLIT),
+            out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))))
+        return out
+
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """The raw score of each row (its every tree), on one thread."""
         x = np.ascontiguousarray(rows, dtype=np.float64)
@@ -218,7 +227,8 @@ class Booster:
             self._lib.LGBM_BoosterFree(self._handle)
 
 
-_FLOAT64, _PREDICT_NORMAL = 1, 0  # c_api.h: C_API_DTYPE_FLOAT64, C_API_PREDICT_NORMAL
+# c_api.h: C_API_DTYPE_FLOAT64, C_API_PREDICT_NORMAL, C_API_FEATURE_IMPORTANCE_SPLIT
+_FLOAT64, _PREDICT_NORMAL, _IMPORTANCE_SPLIT = 1, 0, 0
 
 
 def from_text(text: str) -> Booster:

@@ -68,6 +68,8 @@ CHANNEL_FEATURES = ("chars_coverage", "chars_rr", "cosine_gap", "coverage_gap", 
                     *NEIGHBOUR_FEATURES)
 #: what a version's learned ranker (``neartext tune``: LightGBM LambdaRank) weighs
 RANKER_FEATURES = FEATURES + CHANNEL_FEATURES
+#: what only a store with the chars channel computes (0 on Milvus, which has none)
+CHARS_CHANNEL_FEATURES = ("chars_coverage", "chars_rr", "chars_gap")
 #: what the linear weighing ``tune`` fits beside the ranker weighs: FEATURES, the likeness of
 #: the most alike sentence (a weighted sum of the whole text's evidence cannot see a paraphrase
 #: among other sentences; on ParaPhraser in descriptions it lifted the weighing by +0.02 MRR@10)

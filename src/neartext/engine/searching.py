@@ -206,7 +206,8 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
 def _chars_sides(store: Store, texts: Sequence[str], n: int, flt: Filter | None
                  ) -> list[CharsSide]:
     """Each query's chars candidates; none on a store without the channel (Milvus), whose
-    chars features are then 0 as they were when its ranker was trained."""
+    chars features are then 0, as they were when a ranker tuned there was trained (one tuned
+    on a local collection and copied there ranks with them at 0: ``migrate`` says so)."""
     if not store.has_chars_channel:
         return [CharsSide() for _ in texts]
     rows = store.chars_search(texts, n, flt)

@@ -15,15 +15,19 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from neartext.algo.ranker import load_ranker
 from neartext.collection import Collection
 from neartext.data.address import Address, parse_address
+from neartext.data.manifest import Manifest
+from neartext.data.ranking import CHARS_CHANNEL_FEATURES
 from neartext.engine.feedback import FEEDBACK_DB
 from neartext.engine.records import VERSION_FILES
 from neartext.errors import CorruptCollection, InputError
@@ -43,12 +47,18 @@ class MigrateReport:
     feedback_copied: bool
     seconds: float
     texts_embedded: int = 0  # always: vectors are copied, not recomputed
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         fb = "; feedback ratings copied" if self.feedback_copied else ""
         return (f"{self.documents} documents ({self.passages} passages) copied from "
                 f"{self.source} to {self.destination} in {self.seconds:.1f} s, "
                 f"nothing re-embedded{fb}")
+
+    def warn(self, message: str) -> None:
+        """Record a warning (and log it: the CLI shows logged warnings on stderr)."""
+        logging.getLogger("neartext").warning(message)
+        self.warnings.append(message)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,8 +100,12 @@ def migrate(
         manifest.migrated = {"from": str(src),
                              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         total, passages = col.store.count(), col.store.passage_count()
+        report = MigrateReport(str(src), str(dst), total, passages, False, 0.0)
         with building(dst) as tmp:
             store = create_store(tmp, manifest.to_dict(), milvus)
+            # (said once the copy is there: a warning is about what happened)
+            chars_note = None if store.has_chars_channel else _chars_unavailable(col.path,
+                                                                                 manifest)
             try:
                 with progress_bar(total, "copying", "doc", enabled=progress) as bar:
                     copy_documents(col.store, store, bar.update)
@@ -104,9 +118,39 @@ def migrate(
                 store.close()
             for name in VERSION_FILES:
                 _copy_version_files(col.path / name, tmp.state_dir() / name)
-        copied = _copy_feedback(col.path / FEEDBACK_DB, dst.state_dir() / FEEDBACK_DB)
-    return MigrateReport(str(src), str(dst), total, passages, copied,
-                         time.perf_counter() - t0)
+        report.feedback_copied = _copy_feedback(col.path / FEEDBACK_DB,
+                                                dst.state_dir() / FEEDBACK_DB)
+    report.seconds = time.perf_counter() - t0
+    if chars_note:
+        report.warn(chars_note)
+    return report
+
+
+def _chars_unavailable(state: Path, manifest: Manifest) -> str | None:
+    """A line naming the versions whose ranker weighs the chars channel, which the
+    destination lacks (Milvus: they rank there with those features at 0), or None. A ranker
+    that never splits on those features is not named."""
+    versions = [(manifest.version, manifest.search)]
+    versions += [(h.version, h.search) for h in manifest.history]
+    weighing = []
+    for version, ranking in versions:
+        if ranking is None or ranking.ranker is None or not ranking.features:
+            continue
+        try:
+            splits = load_ranker(str(state / ranking.ranker)).split_counts()
+        except CorruptCollection:  # (copied as it is; searching with it says what is wrong)
+            continue
+        if any(splits[i] for i, name in enumerate(ranking.features)
+               if name in CHARS_CHANNEL_FEATURES and i < len(splits)):
+            weighing.append(version)
+    if not weighing:
+        return None
+    named = [f"{v}{' (current)' if v == manifest.version else ''}" for v in sorted(weighing)]
+    which = (f"the ranker of version {named[0]} weighs" if len(named) == 1 else
+             f"the rankers of versions {', '.join(named[:-1])} and {named[-1]} weigh")
+    return (f"{which} the chars channel (character n-grams), which the destination lacks: "
+            "there they rank with those features at 0, a little worse than tune measured; "
+            "'neartext tune' the copy to learn one without them")
 
 
 def _copy_version_files(src: Path, dst: Path) -> None:
