@@ -103,10 +103,10 @@ def migrate(
         report = MigrateReport(str(src), str(dst), total, passages, False, 0.0)
         with building(dst) as tmp:
             store = create_store(tmp, manifest.to_dict(), milvus)
-            # (said once the copy is there: a warning is about what happened)
-            chars_note = None if store.has_chars_channel else _chars_unavailable(col.path,
-                                                                                 manifest)
             try:
+                # (said once the copy is there: a warning is about what happened)
+                chars_note = None if store.has_chars_channel else _chars_unavailable(
+                    col.path, manifest)
                 with progress_bar(total, "copying", "doc", enabled=progress) as bar:
                     copy_documents(col.store, store, bar.update)
                 got = (store.count(), store.passage_count())
@@ -146,10 +146,11 @@ def _chars_unavailable(state: Path, manifest: Manifest) -> str | None:
     if not weighing:
         return None
     named = [f"{v}{' (current)' if v == manifest.version else ''}" for v in sorted(weighing)]
-    which = (f"the ranker of version {named[0]} weighs" if len(named) == 1 else
-             f"the rankers of versions {', '.join(named[:-1])} and {named[-1]} weigh")
+    which, ranks = ((f"the ranker of version {named[0]} weighs", "it ranks") if len(named) == 1
+                    else (f"the rankers of versions {', '.join(named[:-1])} and {named[-1]} "
+                          "weigh", "they rank"))
     return (f"{which} the chars channel (character n-grams), which the destination lacks: "
-            "there they rank with those features at 0, a little worse than tune measured; "
+            f"there {ranks} with those features at 0, a little worse than tune measured; "
             "'neartext tune' the copy to learn one without them")
 
 
