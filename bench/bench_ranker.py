@@ -301,13 +301,14 @@ def stsb_ru(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str,
     return one_column(tmp / "stsb_ru.csv", ids), ["text"], queries, gold
 
 
-def folds_of(qids: list[str]) -> np.ndarray:
-    """Each query's fold (0..FOLDS-1), split by query, seeded."""
+def folds_of(qids: list[str], split: int = 0) -> np.ndarray:
+    """Each query's fold (0..FOLDS-1), split by query, seeded (``split``: another seeded split
+    of the same queries; 0 is the one every result so far was measured on)."""
     fold = np.zeros(len(qids), dtype=int)
     rest = np.ones(len(qids), dtype=bool)
     for f in range(FOLDS - 1):  # each fold takes 1/(folds left) of what is not assigned
         idx = np.flatnonzero(rest)
-        held = held_out_split([qids[i] for i in idx], 1.0 / (FOLDS - f), seed=f)
+        held = held_out_split([qids[i] for i in idx], 1.0 / (FOLDS - f), seed=f + 1000 * split)
         chosen = idx[np.asarray(held, dtype=bool)]
         fold[chosen] = f
         rest[chosen] = False

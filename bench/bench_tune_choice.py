@@ -17,8 +17,14 @@ With ``--without-neighbours``, each fold's `tune` runs a second time on another 
 the learned rankings' features as they were before the neighbour features (the same run's
 baseline for them, chosen by the same rule), and the report adds that comparison.
 
+With ``--splits N``, each set is split into 5 folds N times over (other seeds; the first split
+is the one above) and `tune` runs on every fold of each (its seed changes with the split): the
+targets are then also given as the mean over the splits of each split's gain, with a 95%
+bootstrap interval over queries (one resample for all splits). Which queries land in which
+fold moves a small set's result: the mean over splits is less of a draw.
+
     python bench/bench_tune_choice.py [--only cranfield|paraphraser|stsb|descriptions|situations]
-        [--without-neighbours]
+        [--without-neighbours] [--splits N]
 """
 
 from __future__ import annotations
@@ -78,9 +84,11 @@ def without_neighbours():
         learning.RANKER_FEATURES, learning.LINEAR_FEATURES = kept
 
 
-def run(name: str, data, model: str, tmp: Path, baseline: bool = False) -> dict:
+def run(name: str, data, model: str, tmp: Path, baseline: bool = False, split: int = 0) -> dict:
     """Both rules' choices on every fold of one set; per-query reciprocal ranks and choices
-    (and, given ``baseline``, the choice of a `tune` without the neighbour features)."""
+    (and, given ``baseline``, the choice of a `tune` without the neighbour features); ``split``
+    names the split into folds (:func:`folds_of`). The per-query figures are returned under
+    ``raw`` (not saved)."""
     from neartext import Collection
     from neartext.data.ranking import TEXT_MODES, Ranking
     from neartext.ops import tune as tuning
@@ -88,11 +96,12 @@ def run(name: str, data, model: str, tmp: Path, baseline: bool = False) -> dict:
 
     path, columns, queries, gold = data(tmp)
     base_dir = tmp / name
-    Collection.from_file(base_dir, path, columns, "id", model=model)[0].close()
+    if not base_dir.exists():  # (built once for every split)
+        Collection.from_file(base_dir, path, columns, "id", model=model)[0].close()
     qids = sorted(queries)
     texts = [queries[q][0] for q in qids]
     golds = [set(gold[q]) for q in qids]
-    fold = folds_of(qids)
+    fold = folds_of(qids, split)
     rr = {BEFORE: np.zeros(len(qids)), NOW: np.zeros(len(qids))}
     if baseline:
         rr[NO_NEIGHBOURS] = np.zeros(len(qids))
@@ -114,6 +123,7 @@ def run(name: str, data, model: str, tmp: Path, baseline: bool = False) -> dict:
     try:
         for f in range(FOLDS):
             train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+            seed = f + 1000 * split
             here = tmp / f"{name}-{f}"
             shutil.copytree(base_dir, here)
             pairs = tmp / f"{name}-{f}.csv"
@@ -127,7 +137,7 @@ def run(name: str, data, model: str, tmp: Path, baseline: bool = False) -> dict:
                 again = tmp / f"{name}-{f}-without"
                 shutil.copytree(base_dir, again)
                 with Collection.open(again) as col, without_neighbours():
-                    tuning.tune(col, pairs, gold_id_column="doc_id", seed=f)
+                    tuning.tune(col, pairs, gold_id_column="doc_id", seed=seed)
                     rows, i = seen["rows"], choose_row(seen["rows"])
                     base = col.encoder.encode(test_texts, kind="query")
                     ad = seen["trained"].adapter if rows[i][0] == "new" else None
@@ -138,7 +148,7 @@ def run(name: str, data, model: str, tmp: Path, baseline: bool = False) -> dict:
                 shutil.rmtree(again)
             with Collection.open(here) as col:
                 t0 = time.perf_counter()
-                report = tuning.tune(col, pairs, gold_id_column="doc_id", seed=f)
+                report = tuning.tune(col, pairs, gold_id_column="doc_id", seed=seed)
                 tune_s.append(round(time.perf_counter() - t0, 1))
                 rows = seen["rows"]
                 picks = {BEFORE: choose_best(rows), NOW: choose_row(rows)}
@@ -186,10 +196,50 @@ def run(name: str, data, model: str, tmp: Path, baseline: bool = False) -> dict:
     # channel and the best fixed ranking, each the best on these very queries (with or without
     # the adapter: the harder comparison)
     singles = [k for k in fixed if k.split(" + ")[1] in SINGLES]
+    raw = {"differ": differ}
     for what, among in (("best_single", singles), ("best_fixed", list(fixed))):
         top = max(among, key=lambda k: fixed[k][differ].mean())
         out[what] = {"ranking": top, **{rule: paired_gain(rr[rule][differ] - fixed[top][differ])
                                         for rule in rr}}
+        raw[what] = rr[NOW] - fixed[top]
+    # what a person could set by hand from her own pairs, without the test's labels: on each
+    # fold, the fixed ranking without an adapter that ranks the other folds' queries best
+    by_hand = [k for k in fixed if k.startswith("no adapter + ")]
+    hand, picked = np.zeros(len(qids)), []
+    for f in range(FOLDS):
+        top = max(by_hand, key=lambda k, rest=fold != f: fixed[k][rest].mean())
+        hand[fold == f] = fixed[top][fold == f]
+        picked.append(top)
+    out["hand_picked"] = {"rankings": picked, **{
+        rule: paired_gain(rr[rule][differ] - hand[differ]) for rule in rr}}
+    raw["hand_picked"] = rr[NOW] - hand
+    out["raw"] = raw
+    return out
+
+
+def _mean_over_splits(diffs: list[tuple[np.ndarray, np.ndarray]], ix: np.ndarray) -> float:
+    """The mean over splits of each split's mean difference on the queries ``ix`` (a resample)
+    it counts (where the channels differ in that split)."""
+    return float(np.mean([d[ix][m[ix]].mean() for d, m in diffs]))
+
+
+def over_splits(runs: list[dict]) -> dict:
+    """The targets over several splits into folds: each split's gain of the tuned ranking over
+    the best single channel and the best fixed ranking where the channels differ, and their
+    mean with a 95% bootstrap interval over queries (the same resample in every split)."""
+    n = len(runs[0]["raw"]["differ"])
+    resamples = np.random.default_rng(0).integers(0, n, (2000, n))
+    out: dict = {"splits": len(runs)}
+    for what in ("best_single", "best_fixed", "hand_picked"):
+        diffs = [(r["raw"][what], r["raw"]["differ"]) for r in runs]
+        boots = [_mean_over_splits(diffs, ix) for ix in resamples]
+        out[what] = {"per_split": [r[what][NOW]["mrr@10"] for r in runs],
+                     "rankings": [r[what].get("ranking", r[what].get("rankings"))
+                                  for r in runs],
+                     "mrr@10": round(_mean_over_splits(diffs, np.arange(n)), 4),
+                     "ci95": [round(float(np.quantile(boots, 0.025)), 4),
+                              round(float(np.quantile(boots, 0.975)), 4)]}
+    out["differ"] = [r["differ"] for r in runs]
     return out
 
 
@@ -237,6 +287,26 @@ def table(res: dict) -> str:
                          f"{r['mrr@10_differ'][NOW]:.4f} | {gd['mrr@10']:+.4f} "
                          f"[{gd['ci95'][0]:+.4f}, {gd['ci95'][1]:+.4f}] | "
                          f"{fx['mrr@10']:+.4f} |")
+    pooled = {name: r["over_splits"] for name, r in res["data"].items() if "over_splits" in r}
+    if pooled:
+        lines += ["", "The targets over several splits into folds (each split's gain where the "
+                  "channels differ, then their mean [95%, queries resampled]):",
+                  "| set | splits | queries where the channels differ | now − best single "
+                  "channel: per split | mean [95%] | now − best fixed ranking: per split | "
+                  "mean [95%] | now − the fixed ranking picked by hand: per split | mean [95%] |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, p in pooled.items():
+            cells = [f"| {name} | {p['splits']} | {', '.join(map(str, p['differ']))} "]
+            for what in ("best_single", "best_fixed", "hand_picked"):
+                d = p[what]
+                cells.append(f"| {', '.join(f'{v:+.4f}' for v in d['per_split'])} | "
+                             f"{d['mrr@10']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] ")
+            lines.append("".join(cells) + "|")
+    lines += ["", "The best fixed ranking above is the best of every fixed one, with or without "
+              "the fold's adapter, on the very queries it is compared on. Picked by hand (in "
+              "the splits' table) is what a person could set from her own pairs: on each fold, "
+              "the fixed ranking without an adapter that ranks the other folds' queries best.",
+              ""]
     for name, r in res["data"].items():
         lines.append(f"- {name}: tune {r['tune_s']} s per fold; choices: " + "; ".join(
             f"fold {i}: " + (f"both {f[NOW]}" if f[BEFORE] == f[NOW] else
@@ -253,13 +323,21 @@ def main() -> None:
     ap.add_argument("--out", default="tune-choice")
     ap.add_argument("--without-neighbours", action="store_true",
                     help="also run each fold's tune without the neighbour features")
+    ap.add_argument("--splits", type=int, default=1,
+                    help="split each set into folds this many times over (default 1)")
     args = ap.parse_args()
     res: dict = {"machine": machine(), "data": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (data, model) in SETS.items():
             if args.only and name not in args.only:
                 continue
-            res["data"][name] = run(name, data, model, Path(tmp), args.without_neighbours)
+            runs = [run(name, data, model, Path(tmp), args.without_neighbours, split)
+                    for split in range(args.splits)]
+            res["data"][name] = {k: v for k, v in runs[0].items() if k != "raw"}
+            if args.splits > 1:
+                res["data"][name]["over_splits"] = over_splits(runs)
+                res["data"][name]["later_splits"] = [
+                    {k: v for k, v in r.items() if k != "raw"} for r in runs[1:]]
             print(table(res), flush=True)
     text = table(res)
     save(args.out, res, text)
