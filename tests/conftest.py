@@ -128,12 +128,12 @@ def promote_a_learned_ranker(col: Collection, by: str = "length", lowest: bool =
     from neartext.engine.searching import fusion_features
     from neartext.ops.versions import promote
 
-    length = RANKER_FEATURES.index(by)
+    column = RANKER_FEATURES.index(by)
     queries = [r.text for r in col.store.get([f"fb-{i:04d}" for i in range(1, 120, 3)])]
     rows = fusion_features(col.store, col.encoder.encode(queries, kind="query"), queries,
                            names=RANKER_FEATURES)
     sign = -1 if lowest else 1
-    ys = [(sign * x[:, length] == (sign * x[:, length]).max()).astype(float) for _, x in rows]
+    ys = [(sign * x[:, column] == (sign * x[:, column]).max()).astype(float) for _, x in rows]
     name = save_ranker(col.path, fit_ranker([x for _, x in rows], ys, seed=0).text)
     promote(col, None, {}, search=Ranking("hybrid", "learned", features=RANKER_FEATURES,
                                           ranker=name).to_dict())

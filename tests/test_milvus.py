@@ -449,15 +449,19 @@ def test_a_migrate_to_milvus_says_which_versions_rankers_weigh_the_chars_channel
     """Milvus has no chars channel: a version whose ranker weighs it ranks there with those
     features at 0. ``migrate`` says so in one line naming that version, and of no other (a
     ranker that never weighs them); a copy to a directory keeps the channel: no warning."""
+    from neartext.algo.ranker import load_ranker
+    from neartext.data.ranking import CHARS_CHANNEL_FEATURES, RANKER_FEATURES
+    from neartext.ops.versions import list_versions
+
     with Collection.open(demo_copy) as col:
         promote_a_learned_ranker(col, by="chars_coverage", lowest=True)  # version 2
         promote_a_learned_ranker(col, by="cosine")  # version 3: splits on no chars feature
+        splits = load_ranker(str(col.path / col.manifest.search.ranker)).split_counts()
+        assert not any(splits[RANKER_FEATURES.index(n)] for n in CHARS_CHANNEL_FEATURES)
         promote_a_learned_ranker(col)  # version 4 (current): by length, on chars too
     lite = f"milvus-lite:{tmp_path / 'm.db'}#fb"
     assert main(["migrate", str(demo_copy), lite, "--index", "flat", "--json"]) == 0
     out, err = capsys.readouterr()
-    from neartext.ops.versions import list_versions
-
     said = ("the rankers of versions 2 and 4 (current) weigh the chars channel (character "
             "n-grams), which the destination lacks")
     assert said in json.loads(out)["warnings"][0] and len(json.loads(out)["warnings"]) == 1
