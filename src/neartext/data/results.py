@@ -15,6 +15,20 @@ class AsDict:
         return out
 
 
+class Warns:
+    """A report's warnings (its ``warnings`` list): each recorded and logged (the CLI shows
+    logged warnings on stderr, one line each)."""
+
+    warnings: list[str]
+
+    def warn(self, message: str | None) -> None:
+        """Record a warning (and log it); None records nothing."""
+        if message:
+
+            logging.getLogger("neartext").warning(message)
+            self.warnings.append(message)
+
+
 def reported_cosine(value: float) -> float:
     """A cosine of stored (float32) vectors as reports give it: within [-1, 1] and to 6
     decimals, the precision float32 vectors carry (a text's cosine with itself came out as
@@ -44,7 +58,7 @@ class SearchResult:
 
 
 @dataclass
-class IndexReport(AsDict):
+class IndexReport(Warns, AsDict):
     """What an index or upsert did: rows read and dropped, documents added/updated/... ."""
 
     rows_read: int = 0
@@ -65,13 +79,6 @@ class IndexReport(AsDict):
     warnings: list[str] = field(default_factory=list)  # after the commit: the change happened
     # the vector index after its search setting was tuned on given queries (tune_queries)
     index: dict[str, Any] | None = None
-
-    def warn(self, message: str | None) -> None:
-        """Record a warning (and log it: the CLI shows logged warnings on stderr)."""
-        if message:
-
-            logging.getLogger("neartext").warning(message)
-            self.warnings.append(message)
 
     def merge(self, other: IndexReport) -> IndexReport:
         """This report with ``other``'s counts added (the parts of one build)."""

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ from neartext.collection import Collection
 from neartext.data.address import Address, parse_address
 from neartext.data.manifest import Manifest
 from neartext.data.ranking import CHARS_CHANNEL_FEATURES
+from neartext.data.results import Warns
 from neartext.engine.feedback import FEEDBACK_DB
 from neartext.engine.records import VERSION_FILES
 from neartext.errors import CorruptCollection, InputError
@@ -39,7 +39,7 @@ from neartext.util.progress import progress_bar
 
 
 @dataclass
-class MigrateReport:
+class MigrateReport(Warns):
     source: str
     destination: str
     documents: int
@@ -54,11 +54,6 @@ class MigrateReport:
         return (f"{self.documents} documents ({self.passages} passages) copied from "
                 f"{self.source} to {self.destination} in {self.seconds:.1f} s, "
                 f"nothing re-embedded{fb}")
-
-    def warn(self, message: str) -> None:
-        """Record a warning (and log it: the CLI shows logged warnings on stderr)."""
-        logging.getLogger("neartext").warning(message)
-        self.warnings.append(message)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,8 +116,7 @@ def migrate(
         report.feedback_copied = _copy_feedback(col.path / FEEDBACK_DB,
                                                 dst.state_dir() / FEEDBACK_DB)
     report.seconds = time.perf_counter() - t0
-    if chars_note:
-        report.warn(chars_note)
+    report.warn(chars_note)
     return report
 
 
