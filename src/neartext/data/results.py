@@ -24,7 +24,6 @@ class Warns:
     def warn(self, message: str | None) -> None:
         """Record a warning (and log it); None records nothing."""
         if message:
-
             logging.getLogger("neartext").warning(message)
             self.warnings.append(message)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from neartext.collection import Collection
 from neartext.data.address import Address, parse_address
 from neartext.data.manifest import Manifest
 from neartext.data.ranking import CHARS_CHANNEL_FEATURES
-from neartext.data.results import Warns
+from neartext.data.results import AsDict, Warns
 from neartext.engine.feedback import FEEDBACK_DB
 from neartext.engine.records import VERSION_FILES
 from neartext.errors import CorruptCollection, InputError
@@ -39,7 +39,7 @@ from neartext.util.progress import progress_bar
 
 
 @dataclass
-class MigrateReport(Warns):
+class MigrateReport(Warns, AsDict):
     source: str
     destination: str
     documents: int
@@ -54,9 +54,6 @@ class MigrateReport(Warns):
         return (f"{self.documents} documents ({self.passages} passages) copied from "
                 f"{self.source} to {self.destination} in {self.seconds:.1f} s, "
                 f"nothing re-embedded{fb}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def migrate(
@@ -95,7 +92,6 @@ def migrate(
         manifest.migrated = {"from": str(src),
                              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         total, passages = col.store.count(), col.store.passage_count()
-        report = MigrateReport(str(src), str(dst), total, passages, False, 0.0)
         with building(dst) as tmp:
             store = create_store(tmp, manifest.to_dict(), milvus)
             try:
@@ -113,9 +109,9 @@ def migrate(
                 store.close()
             for name in VERSION_FILES:
                 _copy_version_files(col.path / name, tmp.state_dir() / name)
-        report.feedback_copied = _copy_feedback(col.path / FEEDBACK_DB,
-                                                dst.state_dir() / FEEDBACK_DB)
-    report.seconds = time.perf_counter() - t0
+        copied = _copy_feedback(col.path / FEEDBACK_DB, dst.state_dir() / FEEDBACK_DB)
+    report = MigrateReport(str(src), str(dst), total, passages, copied,
+                           time.perf_counter() - t0)
     report.warn(chars_note)
     return report
 
