@@ -13,9 +13,10 @@ where the channels differ, the issue's targets for the tuned ranking: its gain o
 single channel and over the best fixed ranking (every fixed ranking `tune` measures, with and
 without the fold's adapter, the best on those very queries).
 
-With ``--without-neighbours``, each fold's `tune` runs a second time on another fresh copy with
-the learned rankings' features as they were before the neighbour features (the same run's
-baseline for them, chosen by the same rule), and the report adds that comparison.
+With ``--without-neighbours`` (or ``--without-known``), each fold's `tune` runs a second time on
+another fresh copy with the learned rankings' features as they were before the neighbour
+features (the remembered queries' features) — the same run's baseline for them, chosen by the
+same rule — and the report adds that comparison.
 
 With ``--splits N``, each set is split into 5 folds N times over (other seeds; the first split
 is the one above) and `tune` runs on every fold of each (its seed changes with the split): the
@@ -24,7 +25,7 @@ bootstrap interval over queries (one resample for all splits). Which queries lan
 fold moves a small set's result: the mean over splits is less of a draw.
 
     python bench/bench_tune_choice.py [--only cranfield|paraphraser|stsb|descriptions|situations]
-        [--without-neighbours] [--splits N]
+        [--without-neighbours | --without-known] [--splits N]
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ from bench_ranker import (  # noqa: E402
 from common import machine, machine_line, save  # noqa: E402
 
 BEFORE, NOW = "best of all (before)", "learned unless a fixed one is better beyond the noise"
-NO_NEIGHBOURS = f"{NOW}, without the neighbour features"
+#: the features the same run's baseline goes without (``--without-neighbours``,
+#: ``--without-known``), and its label
+WITHOUT = "neighbour features"
+NO_NEIGHBOURS = f"{NOW}, without the {WITHOUT}"
 SETS = {"cranfield": (cranfield, "default"),
         "cranfield_use": (cranfield, "use-multilingual"),
         "paraphraser_ru": (paraphraser, "use-multilingual"),
@@ -71,13 +75,15 @@ SETS = {"cranfield": (cranfield, "default"),
 
 @contextlib.contextmanager
 def without_neighbours():
-    """`tune`'s learned rankings fitted on their features before the neighbour features."""
-    from neartext.data.ranking import NEIGHBOUR_FEATURES
+    """`tune`'s learned rankings fitted on their features without the neighbour features (or
+    the remembered queries' features, as :data:`WITHOUT` says)."""
+    from neartext.data.ranking import KNOWN_FEATURES, NEIGHBOUR_FEATURES
     from neartext.ops import learning
 
+    dropped = NEIGHBOUR_FEATURES if WITHOUT == "neighbour features" else KNOWN_FEATURES
     kept = learning.RANKER_FEATURES, learning.LINEAR_FEATURES
     learning.RANKER_FEATURES, learning.LINEAR_FEATURES = (
-        tuple(n for n in names if n not in NEIGHBOUR_FEATURES) for names in kept)
+        tuple(n for n in names if n not in dropped) for names in kept)
     try:
         yield
     finally:
@@ -271,7 +277,7 @@ def table(res: dict) -> str:
                          f"{d[NOW]['ci95'][1]:+.4f}] ({d[BEFORE]['mrr@10']:+.4f}) ")
         lines.append("".join(cells) + "|")
     if any("neighbours" in r for r in res["data"].values()):
-        lines += ["", f"The neighbour features: {NOW} against the same rule in a `tune` without "
+        lines += ["", f"The {WITHOUT}: {NOW} against the same rule in a `tune` without "
                   "them (the same folds, a second fresh copy each):",
                   "| set | all queries: without / with | gain [95%] | where the channels "
                   "differ: without / with | gain [95%] | now − best fixed without them |",
@@ -311,7 +317,7 @@ def table(res: dict) -> str:
         lines.append(f"- {name}: tune {r['tune_s']} s per fold; choices: " + "; ".join(
             f"fold {i}: " + (f"both {f[NOW]}" if f[BEFORE] == f[NOW] else
                             f"before {f[BEFORE]}, now {f[NOW]}")
-            + (f" (without the neighbour features: {f[NO_NEIGHBOURS]})"
+            + (f" (without the {WITHOUT}: {f[NO_NEIGHBOURS]})"
                if NO_NEIGHBOURS in f else "")
             for i, f in enumerate(r["folds"])))
     return "\n".join(lines + ["", machine_line(res["machine"])])
@@ -323,15 +329,22 @@ def main() -> None:
     ap.add_argument("--out", default="tune-choice")
     ap.add_argument("--without-neighbours", action="store_true",
                     help="also run each fold's tune without the neighbour features")
+    ap.add_argument("--without-known", action="store_true",
+                    help="also run each fold's tune without the remembered queries' features")
     ap.add_argument("--splits", type=int, default=1,
                     help="split each set into folds this many times over (default 1)")
     args = ap.parse_args()
+    if args.without_known:
+        global WITHOUT, NO_NEIGHBOURS
+        WITHOUT = "remembered queries' features"
+        NO_NEIGHBOURS = f"{NOW}, without the {WITHOUT}"
     res: dict = {"machine": machine(), "data": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (data, model) in SETS.items():
             if args.only and name not in args.only:
                 continue
-            runs = [run(name, data, model, Path(tmp), args.without_neighbours, split)
+            runs = [run(name, data, model, Path(tmp),
+                        args.without_neighbours or args.without_known, split)
                     for split in range(args.splits)]
             res["data"][name] = {k: v for k, v in runs[0].items() if k != "raw"}
             if args.splits > 1:

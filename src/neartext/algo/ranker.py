@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -55,11 +56,12 @@ class FittedRanker:
 
 
 def fit_ranker(rows: list[np.ndarray], labels: list[np.ndarray], *, seed: int = 0,
-               valid: float = 0.2) -> FittedRanker:
+               valid: float = 0.2, monotone: Sequence[int] | None = None) -> FittedRanker:
     """LambdaRank on each query's candidate ``rows`` (one feature row each) with ``labels`` (1
     relevant, 0 not): trees of few leaves, early stopping on a seeded ``valid`` share of the
     queries (by query). Queries without a relevant candidate, or with nothing else, teach
-    nothing and are left out."""
+    nothing and are left out. ``monotone``: per column, 1 (the score may only rise with it), -1
+    (only fall) or 0 (free): LightGBM's ``monotone_constraints``."""
     lgb = lightgbm()
     start = time.perf_counter()
     keep = [i for i, y in enumerate(labels) if 0 < y.sum() < len(y)]
@@ -88,6 +90,8 @@ def fit_ranker(rows: list[np.ndarray], labels: list[np.ndarray], *, seed: int = 
         "lambdarank_truncation_level": 20, "num_threads": 0, "deterministic": True,
         "force_row_wise": True, "seed": seed, "verbosity": -1,
     }
+    if monotone is not None and any(monotone):
+        params["monotone_constraints"] = [int(m) for m in monotone]
     kw: dict[str, Any] = {}
     if parts["valid"]:
         kw = {"valid_sets": [dataset(parts["valid"], train)], "valid_names": ["valid"],
@@ -102,13 +106,15 @@ def fit_ranker(rows: list[np.ndarray], labels: list[np.ndarray], *, seed: int = 
 
 
 def fit_linear(rows: list[np.ndarray], labels: list[np.ndarray], *, seed: int = 0,
-               per_positive: int = 50, l2: float = 0.5) -> np.ndarray | None:
+               per_positive: int = 50, l2: float = 0.5, monotone: Sequence[int] | None = None
+               ) -> np.ndarray | None:
     """Weights of a linear score over each query's candidate ``rows`` (``labels``: 1 relevant,
     0 not): the pairwise logistic loss of "the relevant one scores above an irrelevant one of
     the same query" (RankNet's, with a linear scorer) on up to ``per_positive`` seeded
     irrelevant candidates per relevant one, an L2 penalty on the standardized weights, minimized
-    by scipy's L-BFGS. Returns the weights on the raw columns followed by a zero intercept (the
-    form of a version's learned weights), or None when no query has both kinds.
+    by scipy's L-BFGS (``monotone``: per column, 1 for a weight of at least 0, -1 for one of at
+    most 0, 0 for a free one). Returns the weights on the raw columns followed by a zero
+    intercept (the form of a version's learned weights), or None when no query has both kinds.
 
     >>> x = [np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])] * 3
     >>> w = fit_linear(x, [np.array([1.0, 0.0, 0.0])] * 3)
@@ -137,7 +143,9 @@ def fit_linear(rows: list[np.ndarray], labels: list[np.ndarray], *, seed: int = 
         grad = -(z.T @ (1.0 / (1.0 + np.exp(np.clip(m, -30, 30))))) + l2 * w
         return value, grad
 
-    w = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B").x
+    bounds = [(0.0, None) if m > 0 else (None, 0.0) if m < 0 else (None, None)
+              for m in (monotone or [0] * z.shape[1])]
+    w = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds).x
     out: np.ndarray = np.append(w / scale, 0.0)
     return out
 

@@ -255,7 +255,13 @@ def _eval_collection(args: argparse.Namespace) -> dict[str, Any]:
             for label, m, adapter in views}
         model = col.manifest.model.name
     res = next(iter(by_label.values()))
-    meta = ("queries", "skipped", "mode", "fusion", "alpha", "ranking")
+    meta = ("queries", "skipped", "mode", "fusion", "alpha", "ranking", "remembered")
+    warnings = [f"{r['remembered']} of the {r['queries']} queries are ones {label} remembers "
+                "(the pairs and ratings tune learned from): for them this is no held-out "
+                "measure"
+                for label, r in by_label.items() if r["remembered"]]
+    for w in warnings:
+        logging.getLogger("neartext").warning(w)
     if not args.json:
         skipped = f" ({res['skipped']} skipped: passage not in the collection)" if res["skipped"] else ""
         print(f"{args.collection} ({model}): {res['queries']} queries from {args.pairs}{skipped}")
@@ -267,7 +273,8 @@ def _eval_collection(args: argparse.Namespace) -> dict[str, Any]:
         for k in res:
             if k not in meta:
                 print(f"{k:<{width}}" + "".join(f"  {by_label[lb][k]:>22.4f}" for lb in labels))
-    out = {"collection": args.collection, "model": model, "file": args.pairs, **res}
+    out = {"collection": args.collection, "model": model, "file": args.pairs, **res,
+           "warnings": warnings}
     if args.model:
         out["results"] = by_label
     return out

@@ -20,7 +20,9 @@ Three ways, each per query over the candidates each channel returned:
   most alike sentence are in character grams, chars coverage, each channel's gap to the
   query's best candidate, its length, the query's word count, and how alike its document
   vector is to those of the query's best candidates by the default blend (the neighbour
-  features: relevant documents resemble one another).
+  features: relevant documents resemble one another), and how alike the query is to the
+  queries the version remembers the candidate answered (:mod:`neartext.algo.known`; the
+  documents the most alike of them answered join the candidates).
   ``neartext tune`` trains it on the collection's own pairs and ratings and keeps it only when
   it beats the fixed rankings on held-out queries. Beside it ``tune`` fits a linear score
   over :data:`~neartext.data.ranking.LINEAR_FEATURES` (and keeps it when that ranks the
@@ -38,7 +40,7 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -56,6 +58,7 @@ from neartext.data.ranking import (
     BASE_FEATURES,
     CHANNEL_FEATURES,
     DEFAULT_ALPHA,
+    KNOWN_FEATURES,
     NEIGHBOUR_FEATURES,
     TEXT_FEATURES,
 )
@@ -84,6 +87,12 @@ def needs_vectors(names: Sequence[str] | None) -> bool:
     """Whether the features ``names`` compare the candidates' document vectors (every
     candidate's are read)."""
     return any(n in NEIGHBOUR_FEATURES for n in names or ())
+
+
+def needs_known(names: Sequence[str] | None) -> bool:
+    """Whether the features ``names`` read the version's remembered queries (whose answers
+    join the candidates too)."""
+    return any(n in KNOWN_FEATURES for n in names or ())
 
 
 def needs_chars(names: Sequence[str] | None) -> bool:
@@ -132,7 +141,9 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
              words: dict[str, float] | None = None, texts: dict[str, str] | None = None,
              model_cosine: dict[str, float] | None = None, chars: CharsSide | None = None,
              query: str = "", stems: dict[str, str] | None = None,
-             units: dict[str, np.ndarray] | None = None) -> tuple[list[str], np.ndarray]:
+             units: dict[str, np.ndarray] | None = None,
+             known: Callable[[list[str]], dict[str, np.ndarray]] | None = None,
+             recalled: Sequence[str] = ()) -> tuple[list[str], np.ndarray]:
     """The candidates of the rankings (semantic first, then keyword, then the ``chars``
     side's, if given) and their features ``names`` (of
     :data:`~neartext.data.ranking.RANKER_FEATURES`), one row each. ``cosine`` covers every
@@ -146,7 +157,11 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
     first :data:`PHRASE_CHARS` characters of each candidate's stems, as its store keeps them
     (:meth:`~neartext.store.base.Store.texts_and_stems`; default: made from its text);
     ``units``: each candidate's document vector of unit length, for the neighbour features
-    (:func:`neighbour_columns`; a candidate without one counts as alike to none).
+    (:func:`neighbour_columns`; a candidate without one counts as alike to none); ``known``:
+    the ``known_max`` and ``known_count`` columns of a list of candidates (the version's
+    remembered queries, :meth:`~neartext.algo.known.KnownQueries.columns`; default: 0);
+    ``recalled``: the documents the remembered queries most alike this one answered
+    (:meth:`~neartext.algo.known.KnownQueries.recall`), candidates too.
 
     >>> docs, rows = features(["a"], ["b", "gone"], {"a": 0.9, "b": 0.4}, {"b": 3.0}, norm=3.0)
     >>> docs, rows[:, 1].tolist()
@@ -160,7 +175,7 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
     text_of = texts or {}
     with_text = needs_text(names)
     ch = chars or CharsSide()
-    docs = [d for d in dict.fromkeys([*semantic, *keyword, *ch.ranking])
+    docs = [d for d in dict.fromkeys([*semantic, *keyword, *ch.ranking, *recalled])
             if d in cosine and (not with_text or d in text_of)]
     n = len(docs)
     cos = np.array([cosine[d] for d in docs], dtype=np.float64)
@@ -190,13 +205,15 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
     if needs_vectors(names):
         cols.update(neighbour_columns(DEFAULT_ALPHA * cos + (1 - DEFAULT_ALPHA) * cover,
                                       [(units or {}).get(d) for d in docs]))
+    if known is not None and needs_known(names):
+        cols.update(known(docs))
     rows = np.zeros((n, len(names)), dtype=np.float64)
     for c, name in enumerate(names):
         if name in cols:
             rows[:, c] = cols[name]
     # where each candidate stands against the query's best one on each channel
     for name, source in (("cosine_gap", "cosine"), ("coverage_gap", "coverage"),
-                         ("chars_gap", "chars_coverage")):
+                         ("chars_gap", "chars_coverage"), ("known_gap", "known_max")):
         if name in names and len(docs) and source in names:
             col = rows[:, names.index(source)]
             rows[:, names.index(name)] = col.max() - col

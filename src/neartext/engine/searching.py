@@ -14,11 +14,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from neartext.algo.adapters import Adapter
+from neartext.algo.known import KnownQueries, load_known
 from neartext.algo.ranker import load_ranker
 from neartext.algo.ranker import score as rank_scores
 from neartext.data.filters import Filter, parse_filter
@@ -41,6 +42,7 @@ from neartext.engine.hybrid import (
     features,
     learned,
     needs_chars,
+    needs_known,
     needs_text,
     needs_vectors,
     ordered,
@@ -170,7 +172,13 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
     names = opts.features or BASE_FEATURES
     learned_ = opts.fusion == "learned"
     chars = _chars_sides(store, texts, n, flt) if learned_ and needs_chars(names) else None
-    text_of, stems = (_texts(store, sem_rows, kw_rows, chars)
+    memory = (load_known(opts.known) if learned_ and opts.known and needs_known(names)
+              else None)
+    # the remembered queries are compared with the queries before a query-side adapter
+    plain = vectors if model_vectors is None else model_vectors
+    # (a filtered search ranks the channels' candidates only: they passed the filter)
+    recalled = [memory.recall(v) if memory is not None and flt is None else [] for v in plain]
+    text_of, stems = (_texts(store, sem_rows, kw_rows, chars, recalled)
                       if learned_ and needs_text(names) else (None, None))
     before = model_vectors if learned_ and "model_cosine" in names else None
     units = learned_ and needs_vectors(names)
@@ -185,12 +193,13 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
             side = chars[i] if chars is not None else None
             cosine, model, unit = _cosines(store, q, sem, kw,
                                            None if before is None else before[i],
-                                           side.ranking if side else (), units)
+                                           [*(side.ranking if side else ()), *recalled[i]],
+                                           units)
             bm25 = {h.doc_id: h.score for h in kw}
             if learned_:
                 docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                                       bm25, norm, names, words, text_of, model, side, texts[i],
-                                      stems, unit)
+                                      stems, unit, remembered(memory, plain[i]), recalled[i])
                 tie = blend_scores(cosine, bm25, norm, DEFAULT_ALPHA)
                 if booster is not None:
                     fused = ordered(docs, rank_scores(booster, rows).tolist(), tie, opts.k)
@@ -216,11 +225,13 @@ def _chars_sides(store: Store, texts: Sequence[str], n: int, flt: Filter | None
 
 
 def _texts(store: Store, sem_rows: list[list[Hit]], kw_rows: list[list[Hit]],
-           chars: list[CharsSide] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+           chars: list[CharsSide] | None = None, recalled: Sequence[Sequence[str]] = ()
+           ) -> tuple[dict[str, str], dict[str, str]]:
     """The stored text of every candidate and the stems the text features read (one deleted
     meanwhile is missing)."""
     ids = {h.doc_id for rows in (sem_rows, kw_rows) for row in rows for h in row}
     ids.update(d for side in chars or () for d in side.ranking)
+    ids.update(d for row in recalled for d in row)
     found = store.texts_and_stems(sorted(ids), PHRASE_CHARS)
     return {d: t for d, (t, _) in found.items()}, {d: s for d, (_, s) in found.items()}
 
@@ -262,29 +273,43 @@ def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit],
     return cosine, model, unit
 
 
+def remembered(memory: KnownQueries | None, query: np.ndarray, leave_out: str | None = None
+               ) -> Callable[[list[str]], dict[str, np.ndarray]] | None:
+    """The remembered queries' columns of a query's candidates, for
+    :func:`~neartext.engine.hybrid.features` (None without a memory)."""
+    if memory is None:
+        return None
+    return lambda docs: memory.columns(query, docs, leave_out)
+
+
 def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: int = 10,
-                    names: Sequence[str] = FEATURES, model_vectors: np.ndarray | None = None
-                    ) -> list[tuple[list[str], np.ndarray]]:
+                    names: Sequence[str] = FEATURES, model_vectors: np.ndarray | None = None,
+                    memory: KnownQueries | None = None) -> list[tuple[list[str], np.ndarray]]:
     """Per query, the candidates a hybrid search for the top ``k`` weighs and their features
     ``names`` (default: all of :data:`~neartext.engine.hybrid.FEATURES`): what the learned fusion is
     trained on. ``model_vectors``: the queries before a query-side adapter, as for
-    :func:`search_vectors`."""
+    :func:`search_vectors`; ``memory``: the remembered queries, each query's own pairs left
+    out of its features (as a new query's are not there)."""
     n = candidates(k)
     sem_rows = store.search(vectors, n, None)
     kw_rows = store.keyword_search(texts, n, None)
     weights = store.keyword_weights(texts)
     chars = _chars_sides(store, texts, n, None) if needs_chars(names) else None
     units = needs_vectors(names)
-    text_of, stems = (_texts(store, sem_rows, kw_rows, chars) if needs_text(names)
+    plain = vectors if model_vectors is None else model_vectors
+    recalled = [[] if memory is None else memory.recall(v, leave_out=t)
+                for v, t in zip(plain, texts)]
+    text_of, stems = (_texts(store, sem_rows, kw_rows, chars, recalled) if needs_text(names)
                       else (None, None))
     out = []
     for i, (q, words, sem, kw) in enumerate(zip(vectors, weights, sem_rows, kw_rows)):
         before = (model_vectors[i] if model_vectors is not None and "model_cosine" in names
                   else None)
         side = chars[i] if chars is not None else None
-        cosine, model, unit = _cosines(store, q, sem, kw, before, side.ranking if side else (),
-                                       units)
+        cosine, model, unit = _cosines(store, q, sem, kw, before,
+                                       [*(side.ranking if side else ()), *recalled[i]], units)
         out.append(features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                             {h.doc_id: h.score for h in kw}, sum(words.values()), names, words,
-                            text_of, model, side, texts[i], stems, unit))
+                            text_of, model, side, texts[i], stems, unit,
+                            remembered(memory, plain[i], texts[i]), recalled[i]))
     return out

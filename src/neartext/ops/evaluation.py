@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from neartext.algo.adapters import Adapter
+from neartext.algo.known import load_known
 from neartext.algo.metrics import retrieval_metrics
 from neartext.collection import Collection
 from neartext.data.address import parse_address
@@ -27,6 +28,7 @@ from neartext.data.evaldata import RetrievalData, load_retrieval_pairs
 from neartext.data.hashing import text_hash
 from neartext.data.ranking import DEFAULT_ALPHA, DEFAULT_FUSION, DEFAULT_MODE, Fusion, Mode, SearchOptions
 from neartext.encoders import Encoder, load_encoder
+from neartext.engine.hybrid import needs_known
 from neartext.engine.modeleval import judged, semantic_retrieval
 from neartext.errors import InputError
 from neartext.ops.versions import version_view
@@ -102,8 +104,9 @@ def evaluate_collection(
     applies either way). ``version``: rank as that version (a manifest and adapter from
     :func:`neartext.ops.versions.version_view`) instead of the current one. Returns the metrics
     plus ``queries``, ``skipped``, the ranking used (``mode``; for hybrid its ``fusion`` and
-    the blend's ``alpha``, None for another fusion) and the ``ranking`` in a few words
-    (``hybrid learned linear``).
+    the blend's ``alpha``, None for another fusion), the ``ranking`` in a few words
+    (``hybrid learned linear``) and how many of the queries the version ``remembered`` (the
+    pairs and ratings it was tuned on: for them the figures are no held-out measure).
     """
     p = Path(path)
     if gold_id is not None and passage is not None:
@@ -128,9 +131,14 @@ def evaluate_collection(
     results = collection.search_many([queries[q] for q in qids], options=opts, version=version)
     ranked = {q: [r.id for r in rows] for q, rows in zip(qids, results)}
     hybrid = {"fusion": opts.fusion, "alpha": opts.alpha if opts.fusion == "blend" else None}
+    remembered = 0
+    if opts.known and needs_known(opts.features):
+        known = set(load_known(opts.known).queries)
+        remembered = sum(queries[q] in known for q in qids)
     return {**retrieval_metrics(ranked, gold), "queries": len(qids),
             "skipped": len(queries) - len(qids), "mode": opts.mode,
-            **(hybrid if opts.mode == "hybrid" else {}), "ranking": opts.describe()}
+            **(hybrid if opts.mode == "hybrid" else {}), "ranking": opts.describe(),
+            "remembered": remembered}
 
 
 MIN_CANDIDATES = 100  # fewer documents to rank against and most models score near the ceiling

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +27,10 @@ from neartext.algo.adapters import (
     split_groups,
     train_adapter,
 )
+from neartext.algo.known import KnownQueries, save_known
 from neartext.algo.ranker import fit_linear, fit_ranker, save_ranker
-from neartext.data.ranking import LINEAR_FEATURES, RANKER_FEATURES, Ranking
+from neartext.data.ranking import LINEAR_FEATURES, MONOTONE, RANKER_FEATURES, Ranking
+from neartext.engine.hybrid import needs_known
 from neartext.engine.searching import fusion_features, search_vectors
 from neartext.store.base import Store
 
@@ -108,10 +111,13 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
     (:func:`~neartext.algo.ranker.fit_linear`); none when no query has both a relevant and an
     irrelevant candidate. ``per_query``: the
     query-side adapter each query's features are computed with instead of ``adapter``
-    (:func:`crossfit`)."""
+    (:func:`crossfit`). Both remember the queries (:func:`remembered`): each query's
+    features are computed with the others' pairs, its own left out."""
 
     if not queries:
         return []
+    memory = (remembered(queries, gold, plain_side(adapter, base))
+              if needs_known(RANKER_FEATURES) else None)
     if len(queries) > FUSION_QUERIES:
         keep = np.sort(np.random.default_rng(seed).choice(len(queries), FUSION_QUERIES, False))
         queries, base, gold = [queries[i] for i in keep], base[keep], [gold[i] for i in keep]
@@ -123,25 +129,64 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
     xs, ys = [], []
     for (docs, rows), g in zip(fusion_features(store or col.store, vecs, queries,
                                                names=RANKER_FEATURES,
-                                               model_vectors=model_side(adapter, base)), gold):
+                                               model_vectors=model_side(adapter, base),
+                                               memory=memory), gold):
         xs.append(rows)
         ys.append(np.array([d in g for d in docs], dtype=np.float64))
     if not any(0 < y.sum() < len(y) for y in ys):
         return []
-    fitted = fit_ranker(xs, ys, seed=seed)
+    fitted = fit_ranker(xs, ys, seed=seed, monotone=[MONOTONE.get(n, 0) for n in RANKER_FEATURES])
     name = save_ranker(col.path, fitted.text)
+    known = None if memory is None else save_known(col.path, memory)
     details = {"trees": fitted.rounds, "queries": fitted.queries,
                "seconds": round(fitted.seconds, 2)}
     if fitted.valid_ndcg is not None:
         details["valid_ndcg@10"] = round(fitted.valid_ndcg, 4)
-    out = [Ranking("hybrid", "learned", features=RANKER_FEATURES, ranker=name,
+    out = [Ranking("hybrid", "learned", features=RANKER_FEATURES, ranker=name, known=known,
                    details={"ranker": details})]
     linear = [RANKER_FEATURES.index(n) for n in LINEAR_FEATURES]
-    weights = fit_linear([x[:, linear] for x in xs], ys, seed=seed)
+    weights = fit_linear([x[:, linear] for x in xs], ys, seed=seed,
+                         monotone=[MONOTONE.get(n, 0) for n in LINEAR_FEATURES])
     if weights is not None and np.isfinite(weights).all():
         out.append(Ranking("hybrid", "learned", weights=tuple(float(w) for w in weights),
-                           features=LINEAR_FEATURES))
+                           features=LINEAR_FEATURES, known=known))
     return out
+
+
+def remembered(queries: Sequence[str], gold: Sequence[set[str]], plain: np.ndarray
+               ) -> KnownQueries:
+    """The remembered queries of a learned ranking: a pair per (query, relevant document),
+    with the query's vector ``plain`` (as searches compare them: before a query-side
+    adapter, :func:`plain_side`).
+
+    >>> m = remembered(["a", "b"], [{"1", "2"}, {"2"}], np.eye(2, dtype=np.float32))
+    >>> len(m), sorted(m.doc_ids)
+    (3, ['1', '2', '2'])
+    """
+    rows = [(i, d) for i, g in enumerate(gold) for d in sorted(g)]
+    return KnownQueries(plain[[i for i, _ in rows]] if rows else np.zeros((0, plain.shape[1])),
+                        [d for _, d in rows], [queries[i] for i, _ in rows])
+
+
+def remember(col: Collection, ranking: Ranking, queries: Sequence[str],
+             gold: Sequence[set[str]], base: np.ndarray, adapter: Adapter | None) -> Ranking:
+    """``ranking`` remembering ``queries`` (all the pairs ``tune`` was given, its held-out
+    ones too, once the ranking is chosen) instead of those it was fitted and measured with;
+    a ranking that remembers none is returned as it is."""
+    if ranking.known is None:
+        return ranking
+    memory = remembered(queries, gold, plain_side(adapter, base))
+    details = {**ranking.details, "remembered": len(memory)}
+    return dataclasses.replace(ranking, known=save_known(col.path, memory), details=details)
+
+
+def plain_side(adapter: Adapter | None, base: np.ndarray) -> np.ndarray:
+    """The queries as a search compares them with the remembered ones: as the model gives
+    them, or as a both-side adapter maps them (it maps the documents too)."""
+    side = model_side(adapter, base)
+    if side is not None:
+        return side
+    return base if adapter is None else adapter.apply(base)
 
 
 def model_side(adapter: Adapter | None, base: np.ndarray) -> np.ndarray | None:

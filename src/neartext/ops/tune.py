@@ -48,6 +48,7 @@ from neartext.ops.learning import (
     crossfit,
     fit_fusion,
     model_side,
+    remember,
 )
 from neartext.ops.reports import TuneReport
 from neartext.ops.versions import between_spaces, keep_candidate, promote
@@ -472,6 +473,16 @@ def tune(
     measured = (f"{what}: MRR@10 {gain:+.4f} on {len(held_queries)} held-out queries "
                 f"(95% lower bound {low:+.4f})")
     if force or (not unchanged and gain >= margin and low > 0):
+        # measured remembering the training queries, it remembers the held-out ones too
+        everyone, their_golds = data.gold(np.ones(len(data.queries), dtype=bool))
+        setting = remember(col, setting, everyone, their_golds,
+                           np.stack([vec_of[t] for t in everyone]).astype(np.float32),
+                           chosen[0])
+        if setting.known is not None:
+            data.notes.append(f"the {setting.describe()} ranking remembers the "
+                              f"{setting.details['remembered']} pairs' {len(everyone)} queries "
+                              "(the held-out ones too): the documents that answered queries "
+                              "like a new one rank higher for it")
         threshold = col.manifest.threshold
         version = promote(col, chosen[0], summary, search=setting,
                           measured_against=measured_version)
