@@ -73,6 +73,11 @@ def test_a_document_that_answered_queries_like_a_new_one_is_found_for_it(demo_co
         with monkeypatch.context() as m:
             m.setattr(searching, "needs_known", lambda names: False)
             assert right(col) <= 2
+        # a filtered search ranks only what passed the filter
+        topic = {d.id: d.metadata["topic"] for d in col.store.get(docs)}
+        other = [next(t for t in sorted(set(topic.values())) if t != topic[d]) for d in docs]
+        for ask, t in zip(asked[:10], other):
+            assert all(r.metadata["topic"] == t for r in col.search(ask, k=3, where=f"topic={t}"))
         ranking = col.manifest.ranking()
     known = ranking.known
     assert known is not None
@@ -101,6 +106,8 @@ def test_a_document_that_answered_queries_like_a_new_one_is_found_for_it(demo_co
     assert main(["search", str(demo_copy), asked[0], "-k", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["id"] == docs[0]
     with Collection.open(demo_copy) as col:
+        assert col.delete([docs[1]]) == 1  # a deleted answer is left out
+        assert docs[1] not in [r.id for r in col.search(asked[1], k=5)]
         rollback(col)
         assert col.manifest.ranking().known is None and right(col) == 0
 
