@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from neartext.algo.adapters import Adapter
-from neartext.algo.known import KnownQueries, load_known
+from neartext.algo.known import Answers, KnownQueries, load_known
 from neartext.algo.ranker import load_ranker
 from neartext.algo.ranker import score as rank_scores
 from neartext.data.filters import Filter, parse_filter
@@ -176,8 +176,9 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
               else None)
     # the remembered queries are compared with the queries before a query-side adapter
     plain = vectors if model_vectors is None else model_vectors
+    answers = [None if memory is None else memory.answers(v) for v in plain]
     # (a filtered search ranks the channels' candidates only: they passed the filter)
-    recalled = [memory.recall(v) if memory is not None and flt is None else [] for v in plain]
+    recalled = [a.recall() if a is not None and flt is None else [] for a in answers]
     text_of, stems = (_texts(store, sem_rows, kw_rows, chars, recalled)
                       if learned_ and needs_text(names) else (None, None))
     before = model_vectors if learned_ and "model_cosine" in names else None
@@ -199,7 +200,7 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
             if learned_:
                 docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                                       bm25, norm, names, words, text_of, model, side, texts[i],
-                                      stems, unit, remembered(memory, plain[i]), recalled[i])
+                                      stems, unit, _columns(answers[i]), recalled[i])
                 tie = blend_scores(cosine, bm25, norm, DEFAULT_ALPHA)
                 if booster is not None:
                     fused = ordered(docs, rank_scores(booster, rows).tolist(), tie, opts.k)
@@ -273,13 +274,10 @@ def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit],
     return cosine, model, unit
 
 
-def remembered(memory: KnownQueries | None, query: np.ndarray, leave_out: str | None = None
-               ) -> Callable[[list[str]], dict[str, np.ndarray]] | None:
+def _columns(answers: Answers | None) -> Callable[[list[str]], dict[str, np.ndarray]] | None:
     """The remembered queries' columns of a query's candidates, for
     :func:`~neartext.engine.hybrid.features` (None without a memory)."""
-    if memory is None:
-        return None
-    return lambda docs: memory.columns(query, docs, leave_out)
+    return None if answers is None else answers.columns
 
 
 def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: int = 10,
@@ -297,8 +295,8 @@ def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: 
     chars = _chars_sides(store, texts, n, None) if needs_chars(names) else None
     units = needs_vectors(names)
     plain = vectors if model_vectors is None else model_vectors
-    recalled = [[] if memory is None else memory.recall(v, leave_out=t)
-                for v, t in zip(plain, texts)]
+    answers = [None if memory is None else memory.answers(v, t) for v, t in zip(plain, texts)]
+    recalled = [[] if a is None else a.recall() for a in answers]
     text_of, stems = (_texts(store, sem_rows, kw_rows, chars, recalled) if needs_text(names)
                       else (None, None))
     out = []
@@ -311,5 +309,5 @@ def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: 
         out.append(features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                             {h.doc_id: h.score for h in kw}, sum(words.values()), names, words,
                             text_of, model, side, texts[i], stems, unit,
-                            remembered(memory, plain[i], texts[i]), recalled[i]))
+                            _columns(answers[i]), recalled[i]))
     return out
