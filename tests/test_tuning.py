@@ -442,6 +442,9 @@ def test_tune_chooses_the_ranking_too_and_search_uses_it_when_no_mode_is_named(t
                                           if c["ranking"] == learned}, learned
         tuned = col.search_options(5)
         assert tuned.mode == col.manifest.search.mode != "semantic"
+        # each name answers one document and no other name: remembering the names would teach
+        # a ranker nothing, and what it recalled for a new name would be another's answer
+        assert tuned.ranker and tuned.known is None and "known_max" not in tuned.features
         assert col.search_options(5, mode="semantic").mode == "semantic"
         assert col.search_options(5, threshold=0.3).mode == "semantic"  # a cosine threshold
         _write_rows(tmp_path / "gold.csv", ["query", "id"], [(n, f"t{i}") for i, n in

@@ -29,7 +29,13 @@ from neartext.algo.adapters import (
 )
 from neartext.algo.known import KnownQueries, save_known
 from neartext.algo.ranker import fit_linear, fit_ranker, save_ranker
-from neartext.data.ranking import LINEAR_FEATURES, MONOTONE, RANKER_FEATURES, Ranking
+from neartext.data.ranking import (
+    KNOWN_FEATURES,
+    LINEAR_FEATURES,
+    MONOTONE,
+    RANKER_FEATURES,
+    Ranking,
+)
 from neartext.engine.hybrid import needs_known
 from neartext.engine.searching import fusion_features, search_vectors
 from neartext.store.base import Store
@@ -111,13 +117,17 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
     (:func:`~neartext.algo.ranker.fit_linear`); none when no query has both a relevant and an
     irrelevant candidate. ``per_query``: the
     query-side adapter each query's features are computed with instead of ``adapter``
-    (:func:`crossfit`). Both remember the queries (:func:`remembered`): each query's
-    features are computed with the others' pairs, its own left out."""
+    (:func:`crossfit`). Both remember the queries (:func:`remembered`) when the pairs can
+    teach what remembering is worth (:func:`answered_again`): each query's features are then
+    computed with the others' pairs, its own left out; else they weigh the other features
+    only, as before the remembered queries."""
 
     if not queries:
         return []
     memory = (remembered(queries, gold, plain_side(adapter, base))
-              if needs_known(RANKER_FEATURES) else None)
+              if needs_known(RANKER_FEATURES) and answered_again(gold) >= MIN_PAIRS else None)
+    names, linear_names = ((RANKER_FEATURES, LINEAR_FEATURES) if memory is not None else
+                           (without_known(RANKER_FEATURES), without_known(LINEAR_FEATURES)))
     if len(queries) > FUSION_QUERIES:
         keep = np.sort(np.random.default_rng(seed).choice(len(queries), FUSION_QUERIES, False))
         queries, base, gold = [queries[i] for i in keep], base[keep], [gold[i] for i in keep]
@@ -128,29 +138,50 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
         vecs = base if adapter is None else adapter.apply(base)
     xs, ys = [], []
     for (docs, rows), g in zip(fusion_features(store or col.store, vecs, queries,
-                                               names=RANKER_FEATURES,
+                                               names=names,
                                                model_vectors=model_side(adapter, base),
                                                memory=memory), gold):
         xs.append(rows)
         ys.append(np.array([d in g for d in docs], dtype=np.float64))
     if not any(0 < y.sum() < len(y) for y in ys):
         return []
-    fitted = fit_ranker(xs, ys, seed=seed, monotone=[MONOTONE.get(n, 0) for n in RANKER_FEATURES])
+    fitted = fit_ranker(xs, ys, seed=seed, monotone=[MONOTONE.get(n, 0) for n in names])
     name = save_ranker(col.path, fitted.text)
     known = None if memory is None else save_known(col.path, memory)
     details = {"trees": fitted.rounds, "queries": fitted.queries,
                "seconds": round(fitted.seconds, 2)}
     if fitted.valid_ndcg is not None:
         details["valid_ndcg@10"] = round(fitted.valid_ndcg, 4)
-    out = [Ranking("hybrid", "learned", features=RANKER_FEATURES, ranker=name, known=known,
+    out = [Ranking("hybrid", "learned", features=names, ranker=name, known=known,
                    details={"ranker": details})]
-    linear = [RANKER_FEATURES.index(n) for n in LINEAR_FEATURES]
+    linear = [names.index(n) for n in linear_names]
     weights = fit_linear([x[:, linear] for x in xs], ys, seed=seed,
-                         monotone=[MONOTONE.get(n, 0) for n in LINEAR_FEATURES])
+                         monotone=[MONOTONE.get(n, 0) for n in linear_names])
     if weights is not None and np.isfinite(weights).all():
         out.append(Ranking("hybrid", "learned", weights=tuple(float(w) for w in weights),
-                           features=LINEAR_FEATURES, known=known))
+                           features=linear_names, known=known))
     return out
+
+
+def answered_again(gold: Sequence[set[str]]) -> int:
+    """How many queries have a relevant document another of them has too: those whose
+    remembered-query features say something while fitting (each query's own pairs are left
+    out). Where each document answers one query, remembering can teach a ranker nothing, and
+    the documents it recalls for a new query are ones that answered another.
+
+    >>> answered_again([{"a"}, {"a", "b"}, {"c"}])
+    2
+    """
+    times: dict[str, int] = {}
+    for g in gold:
+        for d in g:
+            times[d] = times.get(d, 0) + 1
+    return sum(any(times[d] > 1 for d in g) for g in gold)
+
+
+def without_known(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` without the remembered queries' features."""
+    return tuple(n for n in names if n not in KNOWN_FEATURES)
 
 
 def remembered(queries: Sequence[str], gold: Sequence[set[str]], plain: np.ndarray
