@@ -150,7 +150,7 @@ class SearchOptions:
         """The ranking in a few words, as :meth:`Ranking.describe` says it
         (``hybrid learned linear``)."""
         return Ranking(self.mode, self.fusion, self.alpha, self.weights, self.features,
-                       ranker=self.ranker).describe()
+                       ranker=self.ranker, known=self.known).describe()
 
     def __post_init__(self) -> None:
         check_k(self.k)
@@ -228,13 +228,16 @@ class Ranking:
         return dataclasses.replace(self, details=dict(details))
 
     def describe(self) -> str:
-        """The ranking in a few words (``hybrid blend alpha 0.3``)."""
+        """The ranking in a few words (``hybrid blend alpha 0.3``; a learned one that
+        remembers the queries it learned from: ``hybrid learned, remembering``)."""
         if self.mode != "hybrid":
             return self.mode
+        remembering = ", remembering" if self.fusion == "learned" and self.known else ""
         if self.fusion == "learned" and self.ranker is None and self.weights is not None:
-            return "hybrid learned linear"  # weights (tune's before its LightGBM ranker, too)
+            # weights (tune's before its LightGBM ranker, too)
+            return "hybrid learned linear" + remembering
         if self.fusion in ("rrf", "learned"):
-            return f"hybrid {self.fusion}"
+            return f"hybrid {self.fusion}" + remembering
         return f"hybrid blend alpha {self.alpha}"
 
     def options(self, k: int = 10, threshold: float | None = None, mode: Mode | None = None,

@@ -117,10 +117,11 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
     (:func:`~neartext.algo.ranker.fit_linear`); none when no query has both a relevant and an
     irrelevant candidate. ``per_query``: the
     query-side adapter each query's features are computed with instead of ``adapter``
-    (:func:`crossfit`). Both remember the queries (:func:`remembered`) when the pairs can
-    teach what remembering is worth (:func:`answered_again`): each query's features are then
-    computed with the others' pairs, its own left out; else they weigh the other features
-    only, as before the remembered queries."""
+    (:func:`crossfit`). Where the pairs can teach what remembering the queries is worth
+    (:func:`answered_again`), both are fitted a second time remembering them
+    (:func:`remembered`; each query's features computed with the others' pairs, its own left
+    out): the held-out queries say which ranks better (on STS-B, where near-identical
+    sentences answer different queries, remembering ranked worse; on Cranfield, better)."""
 
     if not queries:
         return []
@@ -145,9 +146,24 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
         ys.append(np.array([d in g for d in docs], dtype=np.float64))
     if not any(0 < y.sum() < len(y) for y in ys):
         return []
-    fitted = fit_ranker(xs, ys, seed=seed, monotone=[MONOTONE.get(n, 0) for n in names])
-    name = save_ranker(col.path, fitted.text)
     known = None if memory is None else save_known(col.path, memory)
+    out = _fitted(col, xs, ys, seed, without_known(names), without_known(linear_names), names)
+    if known is not None:  # and remembering: the held-out queries say which ranks better
+        out += _fitted(col, xs, ys, seed, names, linear_names, names, known)
+    return out
+
+
+def _fitted(col: Collection, xs: list[np.ndarray], ys: list[np.ndarray], seed: int,
+            names: Sequence[str], linear_names: Sequence[str], columns: Sequence[str],
+            known: str | None = None) -> list[Ranking]:
+    """The LightGBM ranker over ``names`` and the linear weighing of ``linear_names`` fitted on
+    the candidates' rows ``xs`` (of the features ``columns``) with ``labels`` ``ys``,
+    remembering the queries of the file ``known``."""
+    names, linear_names = tuple(names), tuple(linear_names)
+    at = [list(columns).index(n) for n in names]
+    rows = [x[:, at] for x in xs]
+    fitted = fit_ranker(rows, ys, seed=seed, monotone=[MONOTONE.get(n, 0) for n in names])
+    name = save_ranker(col.path, fitted.text)
     details = {"trees": fitted.rounds, "queries": fitted.queries,
                "seconds": round(fitted.seconds, 2)}
     if fitted.valid_ndcg is not None:
@@ -155,7 +171,7 @@ def fit_fusion(col: Collection, queries: list[str], base: np.ndarray, gold: list
     out = [Ranking("hybrid", "learned", features=names, ranker=name, known=known,
                    details={"ranker": details})]
     linear = [names.index(n) for n in linear_names]
-    weights = fit_linear([x[:, linear] for x in xs], ys, seed=seed,
+    weights = fit_linear([x[:, linear] for x in rows], ys, seed=seed,
                          monotone=[MONOTONE.get(n, 0) for n in linear_names])
     if weights is not None and np.isfinite(weights).all():
         out.append(Ranking("hybrid", "learned", weights=tuple(float(w) for w in weights),

@@ -479,7 +479,7 @@ def tune(
                            np.stack([vec_of[t] for t in everyone]).astype(np.float32),
                            chosen[0])
         if setting.known is not None:
-            data.notes.append(f"the {setting.describe()} ranking remembers the "
+            data.notes.append(f"the chosen ranking ({setting.describe()}) remembers the "
                               f"{setting.details['remembered']} pairs' {len(everyone)} queries "
                               "(the held-out ones too): the documents that answered queries "
                               "like a new one rank higher for it")
