@@ -70,6 +70,7 @@ def test_a_document_that_answered_queries_like_a_new_one_is_found_for_it(demo_co
     with Collection.open(demo_copy) as col:
         assert [right(col, mode=m) for m in ("semantic", "keyword", "chars")] == [0, 0, 0]
         assert right(col) >= 36
+        first = [r[0].id for r in col.search_many(asked[:8], k=1)]
         with monkeypatch.context() as m:
             m.setattr(searching, "needs_known", lambda names: False)
             assert right(col) <= 2
@@ -93,6 +94,15 @@ def test_a_document_that_answered_queries_like_a_new_one_is_found_for_it(demo_co
     said = "200 of the 200 queries are ones v2 (current) remembers"
     assert json.loads(out)["remembered"] == 200 and said in err, err
     assert said in json.loads(out)["warnings"][0]
+
+    # the MLflow model carries the file with the version's rankers and ranks as the collection
+    import mlflow
+
+    out = tmp_path / "model"
+    assert main(["export", "mlflow", str(demo_copy), "-o", str(out), "-q"]) == 0
+    got = mlflow.pyfunc.load_model(str(out)).predict(asked[:8], params={"top_k": 1})
+    assert list(got["id"]) == first and sum(a == b for a, b in zip(first, docs)) >= 6
+    capsys.readouterr()
 
     file = demo_copy / known
     data = file.read_bytes()

@@ -34,14 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from neartext.algo.ranker import RANKERS
 from neartext.errors import CorruptCollection
 from neartext.util.atomic import staged_file
 
 #: how many documents a query's most alike remembered queries answered join its candidates
 RECALLED = 10
-#: where the files are kept, relative to the collection's state directory (with the rankers:
-#: they travel with the versions wherever the collection goes)
-KNOWN_DIR = "rankers"
 
 
 @dataclass
@@ -155,7 +153,8 @@ def save_known(state: Path, known: KnownQueries) -> str:
     np.savez(buf, vectors=known.vectors, doc_ids=np.array(known.doc_ids, dtype=str),
              queries=np.array(known.queries, dtype=str))
     data = buf.getvalue()
-    name = f"{KNOWN_DIR}/{hashlib.sha256(data).hexdigest()[:20]}.npz"
+    # (beside the rankers: they travel with the versions wherever the collection goes)
+    name = f"{RANKERS}/{hashlib.sha256(data).hexdigest()[:20]}.npz"
     path = state / name
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
