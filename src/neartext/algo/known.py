@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,9 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from neartext.algo.ranker import RANKERS
+from neartext.algo.ranker import read_named, save_named
 from neartext.errors import CorruptCollection
-from neartext.util.atomic import staged_file
 
 #: how many documents a query's most alike remembered queries answered join its candidates
 RECALLED = 10
@@ -146,22 +144,18 @@ class Answers:
         return {"known_max": best, "known_count": count}
 
 
+#: how a file of remembered queries is named in an error
+WHAT = "the version's file of remembered queries"
+
+
 def save_known(state: Path, known: KnownQueries) -> str:
-    """Write ``known`` into ``state``'s rankers directory (atomically; a file of the same
-    content is already there); its name relative to ``state``."""
+    """Write ``known`` into ``state``'s rankers directory, beside the rankers (atomically,
+    named by its content: :func:`~neartext.algo.ranker.save_named`); its name relative to
+    ``state``."""
     buf = io.BytesIO()
     np.savez(buf, vectors=known.vectors, doc_ids=np.array(known.doc_ids, dtype=str),
              queries=np.array(known.queries, dtype=str))
-    data = buf.getvalue()
-    # (beside the rankers: they travel with the versions wherever the collection goes)
-    name = f"{RANKERS}/{hashlib.sha256(data).hexdigest()[:20]}.npz"
-    path = state / name
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with staged_file(path, what="the remembered queries",
-                         outcome="nothing was promoted") as tmp:
-            tmp.write_bytes(data)
-    return name
+    return save_named(state, buf.getvalue(), ".npz", "the remembered queries")
 
 
 @lru_cache(maxsize=16)
@@ -169,15 +163,5 @@ def load_known(path: str) -> KnownQueries:
     """The remembered queries of the file ``path`` (loaded once per process); a file that is
     missing, unreadable or whose content is not the one its name was made from is a
     :class:`CorruptCollection` naming it."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise CorruptCollection(f"{p}: the version's remembered queries cannot be read ({e}); "
-                                "roll back to another version or tune again") from None
-    if hashlib.sha256(data).hexdigest()[:20] != p.stem:
-        raise CorruptCollection(f"{p}: the version's remembered queries were changed or "
-                                "damaged (the content is not the one the name was made "
-                                "from); roll back to another version or tune again")
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+    with np.load(io.BytesIO(read_named(path, WHAT)), allow_pickle=False) as z:
         return KnownQueries(z["vectors"], z["doc_ids"].tolist(), z["queries"].tolist())

@@ -153,17 +153,38 @@ def fit_linear(rows: list[np.ndarray], labels: list[np.ndarray], *, seed: int = 
 def save_ranker(state: Path, text: str) -> str:
     """Write a ranker's ``text`` into ``state``'s rankers directory (atomically; a file of the
     same content is already there); its name relative to ``state``."""
-    name = f"{RANKERS}/{_digest(text)}.txt"
+    return save_named(state, text.encode(), ".txt", "the ranker")
+
+
+def save_named(state: Path, data: bytes, suffix: str, what: str) -> str:
+    """Write ``data`` into ``state``'s rankers directory as a file named by its content
+    (``rankers/<sha256 prefix><suffix>``; atomically, once: a file of the same content is
+    already there): the files versions name, never rewritten, carried wherever the collection
+    goes. Its name relative to ``state``; ``what`` names it in a storage error."""
+    name = f"{RANKERS}/{hashlib.sha256(data).hexdigest()[:20]}{suffix}"
     path = state / name
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        with staged_file(path, what="the ranker", outcome="nothing was promoted") as tmp:
-            tmp.write_bytes(text.encode())
+        with staged_file(path, what=what, outcome="nothing was promoted") as tmp:
+            tmp.write_bytes(data)
     return name
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+def read_named(path: str | Path, what: str) -> bytes:
+    """The content of a file :func:`save_named` wrote; one missing, unreadable or whose
+    content is not the one its name was made from is a :class:`CorruptCollection` naming it
+    (``what``: how)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise CorruptCollection(f"{p}: {what} cannot be read ({e}); roll back to another "
+                                "version or tune again") from None
+    if hashlib.sha256(data).hexdigest()[:20] != p.stem:
+        raise CorruptCollection(f"{p}: {what} was changed or damaged (its content is not the "
+                                "one its name was made from); roll back to another version or "
+                                "tune again")
+    return data
 
 
 @lru_cache(maxsize=16)
@@ -171,17 +192,7 @@ def load_ranker(path: str) -> Booster:
     """The booster in the ranker file ``path`` (loaded once per process); a file that is
     missing or whose content is not the one its name was made from is a
     :class:`CorruptCollection` naming it."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CorruptCollection(f"{p}: the version's ranker file cannot be read ({e}); roll "
-                                "back to another version or tune again") from None
-    if _digest(text) != p.stem:
-        raise CorruptCollection(f"{p}: the version's ranker file was changed or damaged (its "
-                                "content is not the one its name was made from); roll back to "
-                                "another version or tune again")
-    return from_text(text)
+    return from_text(read_named(path, "the version's ranker file").decode("utf-8"))
 
 
 class Booster:
