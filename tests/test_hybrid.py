@@ -20,13 +20,8 @@ from neartext.data.chargrams import (
     shared_grams,
 )
 from neartext.data.lexical import index_text, match_expression, terms
-from neartext.engine.hybrid import (
-    PHRASE_CHARS,
-    SENTENCE_CHARS,
-    _text_columns,
-    chars_columns,
-    sentences,
-)
+from neartext.data.sentences import SENTENCE_CHARS, parse, sentences
+from neartext.engine.hybrid import PHRASE_CHARS, _text_columns, chars_columns
 from neartext.store.base import StoreBase
 
 # Long support tickets: the identifier that tells them apart comes after the first 32 tokens,
@@ -359,11 +354,48 @@ def test_the_stems_a_local_store_reads_from_its_keyword_index_are_those_of_the_t
         col.search("battery", k=1, mode="keyword")  # the keyword index exists
         col.upsert([Record("fb-0090", "Ёлки, the battery drains while the app is CLOSED")])
         ids = sorted(store.document_hashes())
-        read = store.texts_and_stems(ids, PHRASE_CHARS)
-        made = StoreBase.texts_and_stems(store, ids, PHRASE_CHARS)
+        read = store.candidate_texts(ids, PHRASE_CHARS)
+        made = StoreBase.candidate_texts(store, ids, PHRASE_CHARS)
         assert read == made and len(read) == len(ids) > 100
         assert read["fb-0090"] == ("Ёлки, the battery drains while the app is CLOSED",
-                                   "елк batteri drain app close")
+                                   "елк batteri drain app close", None)
+
+
+def test_the_sentences_a_local_store_keeps_are_those_of_the_texts(demo_copy):
+    """The learned ranking's sentence features read each candidate's sentences from the store
+    (made with the n-grams, kept in step with every write) instead of splitting its text at
+    every query: the same sentences, and the same features, for texts written, changed and
+    deleted since; a collection whose n-grams were made before the table existed reads its
+    texts, as before, until ``ensure_chars`` (run by ``tune``) makes it."""
+    with Collection.open(demo_copy) as col:
+        store = col.store
+        assert not store.has_sentences()
+        col.search("battery", k=1, mode="chars")  # made with the n-grams
+        assert store.has_sentences()
+        col.upsert([Record("fb-0090", "Ёлки! The battery drains.\nWhile the app is CLOSED…"),
+                    Record("new-1", "«Кот упал.» Все смеются\n\nx " + "y " * 400)])
+        col.delete(["fb-0001"])
+        ids = sorted(store.document_hashes())
+        read = store.candidate_texts(ids, PHRASE_CHARS)
+        assert "fb-0001" not in read and len(read) == len(ids) > 100
+        assert all(c.sentences == parse(c.text) for c in read.values())
+        assert read["fb-0090"].sentences.padded == (
+            "_елки_", "_the_ _battery_ _drains_", "_while_ _the_ _app_ _is_ _closed_")
+        assert read["new-1"].sentences.lead == 2
+        texts = [c.text for c in read.values()]
+        kept = chars_columns("battery drains", texts, parsed=[c.sentences for c in read.values()])
+        made = chars_columns("battery drains", texts)
+        assert all(np.array_equal(kept[k], made[k]) for k in made)
+        # a collection from before the table: its texts are read until tune makes it
+        db = sqlite3.connect(demo_copy / "data.sqlite", isolation_level=None)
+        db.execute("DROP TABLE sentences")
+        db.close()
+        assert not store.has_sentences()
+        assert all(c.sentences is None for c in store.candidate_texts(ids, PHRASE_CHARS).values())
+        col.search("battery", k=1, mode="chars")  # (a search does not write it)
+        assert not store.has_sentences()
+        assert store.ensure_chars() and not store.ensure_chars()
+        assert store.candidate_texts(ids, PHRASE_CHARS) == read
 
 
 def test_the_phrase_feature_holds_whole_stems_in_order_within_the_first_characters():

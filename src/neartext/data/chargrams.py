@@ -28,6 +28,7 @@ import zlib
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import repeat
 
 import numpy as np
 
@@ -134,6 +135,19 @@ def gram_total(padded: str) -> int:
     words = padded.count(" ") + 1
     letters = len(padded) - (words - 1) - 2 * words
     return 2 * letters - words
+
+
+def gram_totals(padded: Sequence[str]) -> np.ndarray:
+    """:func:`gram_total` of each of ``padded`` (none of them empty), at once.
+
+    >>> gram_totals([padded_words("The cat sat"), padded_words("кот")]).tolist()
+    [15, 5]
+    """
+    n = len(padded)
+    length = np.fromiter(map(len, padded), dtype=np.int64, count=n)
+    words = np.fromiter(map(str.count, padded, repeat(" ", n)), dtype=np.int64, count=n) + 1
+    # as gram_total: 2 * letters - words, the letters being what is not a space or padding
+    return 2 * (length - 3 * words + 1) - words
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / the golden ratio: Knuth's multiplicative hash

@@ -39,7 +39,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -47,7 +46,7 @@ from functools import lru_cache
 import numpy as np
 
 from neartext.data.chargrams import (
-    gram_total,
+    gram_totals,
     grams_of_padded,
     held_grams,
     padded_words,
@@ -62,6 +61,8 @@ from neartext.data.ranking import (
     NEIGHBOUR_FEATURES,
     TEXT_FEATURES,
 )
+from neartext.data.sentences import Sentences
+from neartext.data.sentences import read as read_sentences
 from neartext.util.caching import kept_when_short
 
 # the text features read a document's first characters only (a long text's phrase further on
@@ -143,7 +144,8 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
              query: str = "", stems: dict[str, str] | None = None,
              units: dict[str, np.ndarray] | None = None,
              known: Callable[[list[str]], dict[str, np.ndarray]] | None = None,
-             recalled: Sequence[str] = ()) -> tuple[list[str], np.ndarray]:
+             recalled: Sequence[str] = (), sentences: dict[str, Sentences] | None = None
+             ) -> tuple[list[str], np.ndarray]:
     """The candidates of the rankings (semantic first, then keyword, then the ``chars``
     side's, if given) and their features ``names`` (of
     :data:`~neartext.data.ranking.RANKER_FEATURES`), one row each. ``cosine`` covers every
@@ -155,13 +157,14 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
     candidate's cosine before the query-side adapter (default: ``cosine``, a version without
     one); ``query``: its text (the title's share of its character grams); ``stems``: the
     first :data:`PHRASE_CHARS` characters of each candidate's stems, as its store keeps them
-    (:meth:`~neartext.store.base.Store.texts_and_stems`; default: made from its text);
+    (:meth:`~neartext.store.base.Store.candidate_texts`; default: made from its text);
     ``units``: each candidate's document vector of unit length, for the neighbour features
     (:func:`neighbour_columns`; a candidate without one counts as alike to none); ``known``:
     the ``known_max`` and ``known_count`` columns of a list of candidates (the version's
     remembered queries, :meth:`~neartext.algo.known.KnownQueries.columns`; default: 0);
     ``recalled``: the documents the remembered queries most alike this one answered
-    (:meth:`~neartext.algo.known.KnownQueries.recall`), candidates too.
+    (:meth:`~neartext.algo.known.KnownQueries.recall`), candidates too; ``sentences``: the
+    candidates' sentences as their store keeps them (one missing is read from its text).
 
     >>> docs, rows = features(["a"], ["b", "gone"], {"a": 0.9, "b": 0.4}, {"b": 3.0}, norm=3.0)
     >>> docs, rows[:, 1].tolist()
@@ -201,7 +204,8 @@ def features(semantic: Sequence[str], keyword: Sequence[str], cosine: dict[str, 
         cols["query_words"] = np.full(n, float(len(words or {})))
         cols["length"] = np.log1p([len(text_of.get(d, "")) for d in docs])
         cols.update(chars_columns(query, [text_of.get(d, "") for d in docs],
-                                  [n_ for n_ in CHARS_COLUMNS if n_ in names]))
+                                  [n_ for n_ in CHARS_COLUMNS if n_ in names],
+                                  [(sentences or {}).get(d) for d in docs]))
     if needs_vectors(names):
         cols.update(neighbour_columns(DEFAULT_ALPHA * cos + (1 - DEFAULT_ALPHA) * cover,
                                       [(units or {}).get(d) for d in docs]))
@@ -328,62 +332,13 @@ _lead_words = kept_when_short(CACHED_LINE_CHARS, CACHED_LINES)(padded_words)
 
 #: the features :func:`chars_columns` computes
 CHARS_COLUMNS = ("lead_chars", "sentence_chars")
-#: a text's sentences are looked for in its first characters only (what a query's candidates
-#: cost stays bounded: a sentence further on does not count)
-SENTENCE_CHARS = 500
-# a sentence ends at a line break, or after ".", "!", "?" or "…" (and closing quotes or
-# brackets) before a space
-_SENTENCE_END = re.compile(r"\n|(?<=[.!?…])\s+|(?<=[.!?…][\"')»”])\s+")
 
 
-def sentences(text: str) -> list[str]:
-    """The sentences (and lines) of ``text``'s first :data:`SENTENCE_CHARS` characters.
-
-    >>> sentences("Кот упал. Все смеются!\\nКогда на работе")
-    ['Кот упал.', 'Все смеются!', 'Когда на работе']
-    """
-    return [s for s in _SENTENCE_END.split(text[:SENTENCE_CHARS]) if s.strip()]
-
-
-@dataclass(frozen=True)
-class Sentences:
-    """A text's sentences as :func:`chars_columns` reads them: each one's words as its grams
-    see them (:func:`~neartext.data.chargrams.padded_words`) and its number of grams, and how
-    many of them make up its first line (``lead``; None when the first line is longer than the
-    sentences read, so it is read on its own)."""
-
-    padded: tuple[str, ...]
-    grams: tuple[int, ...]
-    lead: int | None
-
-
-@lru_cache(maxsize=CACHED_LINES)
-def _read_sentences(head: str) -> Sentences:
-    """What :func:`chars_columns` reads of a text whose first characters are ``head`` (one
-    more than :data:`SENTENCE_CHARS`, to tell whether the text goes on)."""
-    padded: list[str] = []
-    lead = 0
-    for i, part in enumerate(head[:SENTENCE_CHARS].split("\n")):
-        padded += [p for p in map(padded_words, sentences(part)) if p]
-        if i == 0:
-            lead = len(padded)
-    # the first line is read whole when it ends (or the text does) within what is read
-    whole = "\n" in head[:SENTENCE_CHARS] or len(head) <= SENTENCE_CHARS
-    return Sentences(tuple(padded), tuple(gram_total(p) for p in padded),
-                     lead if whole else None)
-
-
-def _sentences(text: str) -> Sentences:
-    """:func:`_read_sentences` of a text: kept by its first characters only, so what is kept
-    stays bounded (:data:`CACHED_LINES` texts of :data:`SENTENCE_CHARS` characters) however
-    long the texts are."""
-    return _read_sentences(text[:SENTENCE_CHARS + 1])
-
-
-def chars_columns(query: str, texts: Sequence[str], names: Sequence[str] = CHARS_COLUMNS
-                  ) -> dict[str, np.ndarray]:
+def chars_columns(query: str, texts: Sequence[str], names: Sequence[str] = CHARS_COLUMNS,
+                  parsed: Sequence[Sentences | None] | None = None) -> dict[str, np.ndarray]:
     """The features ``names`` (of :data:`CHARS_COLUMNS`) of ``texts`` for a ``query``, over
-    their character grams, in one pass over all texts:
+    their character grams, in one pass over all texts (``parsed``: each text's sentences as
+    its store keeps them, None where it keeps none: read from the text then):
 
     - ``lead_chars``: the share of the query's distinct grams each text's first line (its
       title) holds;
@@ -406,7 +361,8 @@ def chars_columns(query: str, texts: Sequence[str], names: Sequence[str] = CHARS
     if "sentence_chars" not in names:  # the first lines alone
         return {"lead_chars": shared_grams(padded, [_lead_words(first_line(t))
                                                      for t in texts]) / n}
-    parts = [_sentences(t) for t in texts]
+    parts = [read_sentences(t) if s is None else s
+             for t, s in zip(texts, parsed or [None] * len(texts))]
     # every text's sentences, then the first lines too long to be read from them
     flat = [p for s in parts for p in s.padded]
     apart = [i for i, s in enumerate(parts) if s.lead is None] if "lead_chars" in names else []
@@ -426,7 +382,7 @@ def chars_columns(query: str, texts: Sequence[str], names: Sequence[str] = CHARS
         lead[apart] = held[len(flat):].sum(axis=1)
         out["lead_chars"] = lead / n
     shared = held[:len(flat)].sum(axis=1)
-    sizes = np.array([g for s in parts for g in s.grams], dtype=np.int64)
+    sizes = gram_totals(flat)
     alike = shared / (n + sizes - shared)
     best = np.zeros(len(texts))
     has = counts > 0

@@ -32,6 +32,7 @@ from neartext.data.ranking import (
     SearchOptions,
 )
 from neartext.data.results import SearchResult
+from neartext.data.sentences import Sentences
 from neartext.data.vectors import query_vectors
 from neartext.engine.hybrid import (
     PHRASE_CHARS,
@@ -179,8 +180,8 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
     answers = [None if memory is None else memory.answers(v) for v in plain]
     # (a filtered search ranks the channels' candidates only: they passed the filter)
     recalled = [a.recall() if a is not None and flt is None else [] for a in answers]
-    text_of, stems = (_texts(store, sem_rows, kw_rows, chars, recalled)
-                      if learned_ and needs_text(names) else (None, None))
+    text_of, stems, parsed = (_texts(store, sem_rows, kw_rows, chars, recalled)
+                              if learned_ and needs_text(names) else (None, None, None))
     before = model_vectors if learned_ and "model_cosine" in names else None
     units = learned_ and needs_vectors(names)
     booster = load_ranker(opts.ranker) if learned_ and opts.ranker else None
@@ -200,7 +201,7 @@ def _hybrid(store: Store, vectors: np.ndarray, texts: Sequence[str], flt: Filter
             if learned_:
                 docs, rows = features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                                       bm25, norm, names, words, text_of, model, side, texts[i],
-                                      stems, unit, _columns(answers[i]), recalled[i])
+                                      stems, unit, _columns(answers[i]), recalled[i], parsed)
                 tie = blend_scores(cosine, bm25, norm, DEFAULT_ALPHA)
                 if booster is not None:
                     fused = ordered(docs, rank_scores(booster, rows).tolist(), tie, opts.k)
@@ -227,14 +228,15 @@ def _chars_sides(store: Store, texts: Sequence[str], n: int, flt: Filter | None
 
 def _texts(store: Store, sem_rows: list[list[Hit]], kw_rows: list[list[Hit]],
            chars: list[CharsSide] | None = None, recalled: Sequence[Sequence[str]] = ()
-           ) -> tuple[dict[str, str], dict[str, str]]:
-    """The stored text of every candidate and the stems the text features read (one deleted
-    meanwhile is missing)."""
+           ) -> tuple[dict[str, str], dict[str, str], dict[str, Sentences]]:
+    """The stored text of every candidate, the stems the text features read and the sentences
+    the store keeps (one deleted meanwhile is missing)."""
     ids = {h.doc_id for rows in (sem_rows, kw_rows) for row in rows for h in row}
     ids.update(d for side in chars or () for d in side.ranking)
     ids.update(d for row in recalled for d in row)
-    found = store.texts_and_stems(sorted(ids), PHRASE_CHARS)
-    return {d: t for d, (t, _) in found.items()}, {d: s for d, (_, s) in found.items()}
+    found = store.candidate_texts(sorted(ids), PHRASE_CHARS)
+    return ({d: c.text for d, c in found.items()}, {d: c.stems for d, c in found.items()},
+            {d: c.sentences for d, c in found.items() if c.sentences is not None})
 
 
 def _cosines(store: Store, q: np.ndarray, sem: list[Hit], kw: list[Hit],
@@ -297,8 +299,8 @@ def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: 
     plain = vectors if model_vectors is None else model_vectors
     answers = [None if memory is None else memory.answers(v, t) for v, t in zip(plain, texts)]
     recalled = [[] if a is None else a.recall() for a in answers]
-    text_of, stems = (_texts(store, sem_rows, kw_rows, chars, recalled) if needs_text(names)
-                      else (None, None))
+    text_of, stems, parsed = (_texts(store, sem_rows, kw_rows, chars, recalled)
+                              if needs_text(names) else (None, None, None))
     out = []
     for i, (q, words, sem, kw) in enumerate(zip(vectors, weights, sem_rows, kw_rows)):
         before = (model_vectors[i] if model_vectors is not None and "model_cosine" in names
@@ -309,5 +311,5 @@ def fusion_features(store: Store, vectors: np.ndarray, texts: Sequence[str], k: 
         out.append(features([h.doc_id for h in sem], [h.doc_id for h in kw], cosine,
                             {h.doc_id: h.score for h in kw}, sum(words.values()), names, words,
                             text_of, model, side, texts[i], stems, unit,
-                            _columns(answers[i]), recalled[i]))
+                            _columns(answers[i]), recalled[i], parsed))
     return out

@@ -365,6 +365,9 @@ def tune(
             f"({data.from_file} from the file, {data.from_feedback} 👍 ratings); at least "
             f"{MIN_PAIRS} are needed to learn from" + "".join(f"; {n}" for n in data.notes))
     col.refresh()
+    # (a collection whose n-grams were made before the sentences' table existed gets it now:
+    # its searches then read the candidates' sentences instead of making them each time)
+    col.store.ensure_chars()
     measured_version = col.manifest.version
     current = col.adapter
     current_setting = col.manifest.ranking().setting()

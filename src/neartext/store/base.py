@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 from neartext.data.filters import Filter
 from neartext.data.lexical import CACHED_WORD_CHARS, index_text, script_shares, terms
 from neartext.data.manifest import check_manifest
+from neartext.data.sentences import Sentences
 from neartext.errors import Unsupported
 
 
@@ -94,6 +95,17 @@ class Hit:
     score: float
     start: int = 0
     end: int = 0
+
+
+class CandidateText(NamedTuple):
+    """What the learned fusion's text features read of a candidate: its ``text``, the first
+    characters of its ``stems`` (:func:`~neartext.data.lexical.index_text`) and its
+    ``sentences`` where the store keeps them (:mod:`neartext.data.sentences`; None: they are
+    read from the text)."""
+
+    text: str
+    stems: str
+    sentences: Sentences | None = None
 
 
 @dataclass
@@ -219,6 +231,11 @@ class Store(Protocol):
         """Whether the n-gram index behind :meth:`chars_search` exists yet."""
         ...
 
+    def ensure_chars(self) -> bool:
+        """Make what the chars channel and the learned ranking's sentences read, where this
+        store keeps them and they are missing (a write); True when something was made."""
+        ...
+
     def iter_texts(self, batch_size: int = 4096) -> Iterator[str]:
         """Every document's text."""
         ...
@@ -231,10 +248,9 @@ class Store(Protocol):
         """Documents by id, in the given order; unknown ids are left out."""
         ...
 
-    def texts_and_stems(self, ids: Sequence[str], limit: int) -> dict[str, tuple[str, str]]:
-        """Each known document's text and the first ``limit`` characters of its stems
-        (:func:`~neartext.data.lexical.index_text`): what the learned fusion's text features
-        read of each candidate."""
+    def candidate_texts(self, ids: Sequence[str], limit: int) -> dict[str, CandidateText]:
+        """What the learned fusion's text features read of each known document: its text,
+        the first ``limit`` characters of its stems and its sentences if kept."""
         ...
 
     def metadata_fields(self) -> set[str]: ...
@@ -361,11 +377,12 @@ class StoreBase:
         found = self._documents_by_id(ids)
         return [found[i] for i in ids if i in found]
 
-    def texts_and_stems(self, ids: Sequence[str], limit: int) -> dict[str, tuple[str, str]]:
+    def candidate_texts(self, ids: Sequence[str], limit: int) -> dict[str, CandidateText]:
         """Each known document's text and the first ``limit`` characters of its stems, made
         here from the text's first ``limit`` characters (a store that keeps the stems of its
-        keyword index reads them instead)."""
-        return {d.id: (d.text, index_text(d.text[:limit])[:limit]) for d in self.get(ids)}
+        keyword index, and the sentences, reads them instead)."""
+        return {d.id: CandidateText(d.text, index_text(d.text[:limit])[:limit])
+                for d in self.get(ids)}
 
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """Vectors of passages with these content hashes: stored ones, else staged ones."""
@@ -387,6 +404,9 @@ class StoreBase:
         raise Unsupported(CHARS_UNSUPPORTED)
 
     def has_chars_index(self) -> bool:
+        return False
+
+    def ensure_chars(self) -> bool:
         return False
 
     def tunes_index(self) -> bool:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from neartext.data import sentences
 from neartext.data.chargrams import CharIndex, gram_counts
 from neartext.data.filters import Filter
 from neartext.store.base import Hit
@@ -25,6 +26,13 @@ from neartext.store.local.sqlite import batches, fill_from_documents, has_table
 
 CHARS_SCHEMA = ("CREATE TABLE chargrams (rowid INTEGER PRIMARY KEY, grams BLOB NOT NULL, "
                 "counts BLOB NOT NULL)")
+#: each document's sentences as the learned ranking reads them (:mod:`neartext.data.sentences`),
+#: made with the n-gram table and kept in step with it: a search reads them instead of making
+#: them from each candidate's text (a collection whose n-grams were made before this table
+#: existed gets it from its next ``tune``, or ``reindex``; until then its texts are read)
+SENTENCES = "sentences"
+SENTENCES_SCHEMA = (f"CREATE TABLE {SENTENCES} (rowid INTEGER PRIMARY KEY, padded TEXT NOT NULL, "
+                    "lead INTEGER)")
 
 
 class CharsIndex:
@@ -109,16 +117,23 @@ class CharsIndex:
         return CharIndex.build(rows, blobs)
 
     def _fill_chars(self) -> None:
-        fill_from_documents(self.conn, CHARS_SCHEMA, "INSERT INTO chargrams VALUES (?, ?, ?)",
-                            lambda r, t: (r, *gram_counts(t)))
+        """Make the n-gram table and the sentences' (inside the caller's transaction)."""
+        if not self.has_chars_index():
+            fill_from_documents(self.conn, CHARS_SCHEMA,
+                                "INSERT INTO chargrams VALUES (?, ?, ?)",
+                                lambda r, t: (r, *gram_counts(t)))
+        if not self.has_sentences():
+            fill_from_documents(self.conn, SENTENCES_SCHEMA,
+                                f"INSERT INTO {SENTENCES} VALUES (?, ?, ?)",
+                                lambda r, t: (r, *sentences.stored(sentences.parse(t))))
 
     def ensure_chars(self) -> bool:
-        """Make the n-gram table if this collection has none yet (one transaction). Returns
-        True when it was made now."""
-        if self.has_chars_index():
+        """Make the n-gram table and the sentences' if this collection lacks either (one
+        transaction). Returns True when one was made now."""
+        if self.has_chars_index() and self.has_sentences():
             return False
         with self._transaction():
-            if self.has_chars_index():  # made by another process meanwhile
+            if self.has_chars_index() and self.has_sentences():  # made by another process
                 return False
             self._fill_chars()
         return True
@@ -127,13 +142,24 @@ class CharsIndex:
         """Whether the n-gram table exists (made by the first chars search)."""
         return has_table(self.conn, "chargrams")
 
+    def has_sentences(self) -> bool:
+        """Whether the table of the documents' sentences exists (made with the n-grams')."""
+        return has_table(self.conn, SENTENCES)
+
     def _chars_delete(self, doc_ids: list[str]) -> None:
+        kept = self.has_sentences()
         for part in batches(doc_ids, 900):
             marks = ",".join("?" * len(part))
-            self.conn.execute(f"DELETE FROM chargrams WHERE rowid IN "
-                              f"(SELECT rowid FROM documents WHERE id IN ({marks}))", part)
+            for table in ("chargrams", SENTENCES) if kept else ("chargrams",):
+                self.conn.execute(f"DELETE FROM {table} WHERE rowid IN "
+                                  f"(SELECT rowid FROM documents WHERE id IN ({marks}))", part)
 
     def _chars_add(self, docs: list[tuple[str, str]]) -> None:
         self.conn.executemany(
             "INSERT OR REPLACE INTO chargrams SELECT rowid, ?, ? FROM documents WHERE id = ?",
             [(*gram_counts(text), doc) for doc, text in docs])
+        if self.has_sentences():
+            self.conn.executemany(
+                f"INSERT OR REPLACE INTO {SENTENCES} SELECT rowid, ?, ? FROM documents "
+                "WHERE id = ?",
+                [(*sentences.stored(sentences.parse(text)), doc) for doc, text in docs])

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 
 from neartext.data.filters import Filter
 from neartext.data.lexical import index_text, match_expression
-from neartext.store.base import Hit
+from neartext.data.sentences import from_stored
+from neartext.store.base import CandidateText, Hit
+from neartext.store.local.chars import SENTENCES
 from neartext.store.local.sql import filter_to_sql
 from neartext.store.local.sqlite import LEXICAL_SCHEMA, batches, fill_from_documents, has_table
 
@@ -56,19 +58,26 @@ class KeywordIndex:
                 out.append([Hit(doc, float(score), 0, n) for doc, score, n in rows])
         return out
 
-    def texts_and_stems(self, ids: Sequence[str], limit: int) -> dict[str, tuple[str, str]]:
-        """Each known document's text and the first ``limit`` characters of the stems its
-        keyword index holds (one read: the candidates of a learned fusion are not stemmed
-        again at each query); the index is built first if need be, as for a search."""
+    def candidate_texts(self, ids: Sequence[str], limit: int) -> dict[str, CandidateText]:
+        """Each known document's text, the first ``limit`` characters of the stems its keyword
+        index holds and its sentences where they are kept (one read: the candidates of a
+        learned fusion are not stemmed and split again at each query); the index is built
+        first if need be, as for a search."""
         self.ensure_lexical()
-        out: dict[str, tuple[str, str]] = {}
+        kept = has_table(self.conn, SENTENCES)
+        # (a document without a row of sentences has them read from its text)
+        cols = "s.rowid IS NOT NULL, s.padded, s.lead" if kept else "0, NULL, NULL"
+        join = f"LEFT JOIN {SENTENCES} s ON s.rowid = d.rowid " if kept else ""
+        out: dict[str, CandidateText] = {}
         with self._lock:
             for part in batches(list(ids), 900):
-                out.update((i, (t, s if s is not None else index_text(t[:limit])[:limit]))
-                           for i, t, s in self.conn.execute(
-                    "SELECT d.id, d.text, substr(l.terms, 1, ?) FROM documents d "
-                    "LEFT JOIN lexical l ON l.rowid = d.rowid "
-                    f"WHERE d.id IN ({','.join('?' * len(part))})", [limit, *part]))
+                for i, t, st, has, padded, lead in self.conn.execute(
+                        f"SELECT d.id, d.text, substr(l.terms, 1, ?), {cols} FROM documents d "
+                        f"LEFT JOIN lexical l ON l.rowid = d.rowid {join}"
+                        f"WHERE d.id IN ({','.join('?' * len(part))})", [limit, *part]):
+                    out[i] = CandidateText(
+                        t, st if st is not None else index_text(t[:limit])[:limit],
+                        from_stored(padded, lead) if has else None)
         return out
 
     def _document_frequencies(self, words: list[str]) -> dict[str, int]:
