@@ -138,6 +138,36 @@ def test_a_training_querys_own_pairs_are_left_out_of_its_features():
         known.columns(np.ones(2, dtype=np.float32), ["a"])
 
 
+def test_what_the_remembered_queries_say_is_each_documents_best_pair_and_count():
+    """An oracle: pairs in any order, repeated queries, tied likenesses and left-out queries;
+    each document's highest likeness with the pairs it answered and their number, and the
+    documents recalled in the order a sort of every document by that likeness gives (ties to
+    the document remembered first)."""
+    rng = np.random.default_rng(5)
+    n, docs = 300, [f"d{i}" for i in range(40)]
+    vecs = rng.integers(-2, 3, (n, 4)).astype(np.float32)  # (small integers: many ties)
+    doc_ids = [docs[i] for i in rng.integers(0, len(docs), n)]
+    queries = [f"q{i}" for i in rng.integers(0, 120, n)]
+    known = KnownQueries(vecs, doc_ids, queries)
+    first = list(dict.fromkeys(doc_ids))  # the documents in the order they were remembered
+    for t in range(30):
+        q = rng.integers(-2, 3, 4).astype(np.float32)
+        out = f"q{t}" if t % 2 else None
+        kept = [i for i in range(n) if queries[i] != out]
+        best = {d: max((float(vecs[i] @ q) for i in kept if doc_ids[i] == d), default=None)
+                for d in first}
+        cols = known.columns(q, first, leave_out=out)
+        assert cols["known_max"].tolist() == [b if b is not None else 0.0 for b in best.values()]
+        assert cols["known_count"].tolist() == pytest.approx(
+            [np.log1p(sum(doc_ids[i] == d for i in kept)) for d in first])
+        # (a stable sort: ties in the order remembered; a document whose pairs are all left
+        # out last, and not recalled)
+        ranked = sorted(first, key=lambda d: -(best[d] if best[d] is not None else -np.inf))
+        for k in (1, 5, 10, 40, 60):
+            assert known.recall(q, k, leave_out=out) == [
+                d for d in ranked[:k] if best[d] is not None], (t, k)
+
+
 def test_a_file_of_remembered_queries_is_named_by_its_content(tmp_path):
     known = KnownQueries(np.eye(2, dtype=np.float32), ["a", "b"], ["q1", "q2"])
     name = save_known(tmp_path, known)

@@ -35,6 +35,7 @@ import numpy as np
 
 from neartext.algo.ranker import read_named, save_named
 from neartext.errors import CorruptCollection
+from neartext.util.linalg import inner_products
 
 #: how many documents a query's most alike remembered queries answered join its candidates
 RECALLED = 10
@@ -51,21 +52,26 @@ class KnownQueries:
     _code: dict[str, int] = field(init=False, repr=False)  # a number per distinct document
     _docs: list[str] = field(init=False, repr=False)  # the distinct documents, by number
     _codes: np.ndarray = field(init=False, repr=False)  # each pair's document's
-    _order: np.ndarray = field(init=False, repr=False)  # the pairs by document
     _starts: np.ndarray = field(init=False, repr=False)  # where each document's pairs start
     _counts: np.ndarray = field(init=False, repr=False)  # each document's pairs
     _by_query: dict[str, np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
-        if not len(self.vectors) == len(self.doc_ids) == len(self.queries):
+        vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
+        if not len(vectors) == len(self.doc_ids) == len(self.queries):
             raise ValueError("one vector, document id and query per pair")
         self._code = {}
         for d in self.doc_ids:
             self._code.setdefault(d, len(self._code))
         self._docs = list(self._code)
-        self._codes = np.array([self._code[d] for d in self.doc_ids], dtype=np.int64)
-        self._order = np.argsort(self._codes, kind="stable")
+        codes = np.array([self._code[d] for d in self.doc_ids], dtype=np.int64)
+        # the pairs kept by document (in their order within one): each document's pairs are
+        # one run of rows, whose products with a query are compared in place
+        order = np.argsort(codes, kind="stable")
+        self.vectors = np.ascontiguousarray(vectors[order])
+        self.doc_ids = [self.doc_ids[i] for i in order]
+        self.queries = [self.queries[i] for i in order]
+        self._codes = codes[order]
         self._counts = np.bincount(self._codes, minlength=len(self._code))
         self._starts = np.concatenate(([0], np.cumsum(self._counts)[:-1])).astype(np.int64)
         by_query: dict[str, list[int]] = {}
@@ -90,15 +96,13 @@ class KnownQueries:
                                     f"dimensions, its queries {query.shape[-1]}: tune again")
         if not len(self.doc_ids):
             return Answers(self, np.zeros(0), np.zeros(0, dtype=np.int64))
-        # (a product that never waits for BLAS threads: with another process busy on the
-        # cores, a multithreaded one took 3 ms for 1,500 pairs instead of 0.15)
-        alike = np.einsum("ij,j->i", self.vectors, np.asarray(query, dtype=np.float32))
+        alike = inner_products(self.vectors, query)
         counts = self._counts
         mine = self._by_query.get(leave_out) if leave_out is not None else None
         if mine is not None:
             alike[mine] = -np.inf
             counts = counts - np.bincount(self._codes[mine], minlength=len(counts))
-        best = np.maximum.reduceat(alike[self._order], self._starts)
+        best = np.maximum.reduceat(alike, self._starts)
         return Answers(self, best, counts)
 
     def recall(self, query: np.ndarray, n: int = RECALLED, leave_out: str | None = None
@@ -128,7 +132,13 @@ class Answers:
         channels do not find for it can be ranked by what it answered before."""
         if n < 1 or not len(self.best):
             return []
-        top = np.argsort(-self.best, kind="stable")[:n]
+        if n < len(self.best):  # (the n best of all, then in order)
+            some = np.argpartition(-self.best, n - 1)[:n]
+            # ties at the n-th: the lower numbers, as a stable sort of all would keep them
+            some = np.flatnonzero(self.best >= self.best[some].min())
+            top = some[np.argsort(-self.best[some], kind="stable")][:n]
+        else:
+            top = np.argsort(-self.best, kind="stable")[:n]
         return [self.known._docs[i] for i in top if self.count[i] > 0]
 
     def columns(self, docs: Sequence[str]) -> dict[str, np.ndarray]:

@@ -91,6 +91,26 @@ def scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return np.asarray(queries @ matrix.T)
 
 
+def inner_products(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """``matrix @ vector`` as float32 on the calling thread (faiss's SIMD loop): no BLAS
+    thread pool woken for one vector (one that another process kept waiting took 3 ms for
+    1,500 x 384 where this takes 0.04; numpy's single-threaded ``einsum`` takes 0.12).
+
+    >>> inner_products(np.eye(3, dtype=np.float32), np.array([1.0, 2.0, 3.0])).tolist()
+    [1.0, 2.0, 3.0]
+    """
+    m = np.ascontiguousarray(matrix, dtype=np.float32)
+    x = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+    out = np.empty(len(m), dtype=np.float32)
+    if len(m) and m.shape[1] == len(x):
+        # (faiss's SWIG module declares no types: mypy sees no such function)
+        faiss.fvec_inner_products_ny(  # type: ignore[attr-defined]
+            faiss.swig_ptr(out), faiss.swig_ptr(x), faiss.swig_ptr(m), len(x), len(m))
+    elif len(m):
+        raise ValueError(f"a vector of {len(x)} dimensions against rows of {m.shape[1]}")
+    return out
+
+
 def top_k(queries: np.ndarray, matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best scores of each query against ``matrix`` rows and their row positions,
     best first: ``(scores, positions)``, both of shape ``(len(queries), k)``; ``k <= len(matrix)``.

@@ -59,6 +59,15 @@ def fill_from_documents(conn: sqlite3.Connection, schema: str, insert: str,
         conn.executemany(insert, [row_of(r, t) for r, t in rows])
 
 
+#: the database's first bytes SQLite reads through a memory map (the page cache's own pages,
+#: shared by every connection) rather than by copying each page it reads into its own cache
+#: of 2 MB: a learned ranking reads about a hundred candidates' rows, vectors, stems and
+#: sentences per query, in pages scattered over the file. Measured on Quora 20k (300 queries,
+#: three rounds, both ways in turn in one process): a remembering ranker's search 0.5-0.9 ms
+#: faster, blend's 0.0-0.2. Writes still go through the file (SQLite maps for reading only)
+MMAP_BYTES = 1 << 30
+
+
 def connect(db: Path) -> sqlite3.Connection:
     # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) in the writers.
     try:
@@ -68,6 +77,7 @@ def connect(db: Path) -> sqlite3.Connection:
             # refused as read-only).
             conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro&immutable=1", uri=True,
                                    check_same_thread=False, isolation_level=None)
+            conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
             _add_functions(conn)
             return conn
         new = not db.exists()
@@ -79,6 +89,7 @@ def connect(db: Path) -> sqlite3.Connection:
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")  # readers are not blocked by a writer
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         _add_functions(conn)
     except sqlite3.DatabaseError as e:
         raise storage_error(db.parent, e, "nothing was changed (the collection could not be "
