@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-cluster-defaults bench-startup bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-tune-cli bench-tune-choice bench-peers bench-build bench-scale bench-cold-search bench-twin lint clean
+.PHONY: setup layers system-packages browser milvus-engine demo test test-fast bench bench-mining bench-training bench-serve bench-multilingual bench-clusters bench-cluster-defaults bench-startup bench-milvus bench-versions bench-ann bench-adapters bench-feedback-loop bench-ray bench-ranker bench-rank-latency bench-tune-cli bench-tune-choice bench-peers bench-build bench-scale bench-cold-search bench-twin lint clean
 
 setup: $(STAMP)
 
@@ -134,6 +134,11 @@ bench-feedback-loop: setup
 # The learned fusion's features and fit, Cranfield (title + body) and Quora, 5 folds (~3 min).
 bench-ranker: setup
 	$(BIN)/python bench/bench_ranker.py
+
+# What a learned ranking adds to one search (with and without remembering) against blend, Quora
+# 20k, three rounds in one process (~2 min, the collection built first).
+bench-rank-latency: setup
+	$(BIN)/python bench/bench_rank_latency.py
 
 # The memes user's loop through the CLI on a Russian set of her shape: index, eval, tune on 2,000
 # pairs (timed), eval on 1,000 held-out queries (~2 min).

@@ -20,6 +20,7 @@ the same queries, and what counts is each ranking's p50 minus blend's in the sam
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,10 +50,11 @@ def measure(keep: Path, rounds: int, with_texts: bool) -> dict:
     from neartext.store.base import CandidateText
 
     path, columns, queries, gold = quora(keep)
-    if (keep / "c").exists():
-        col = Collection.open(keep / "c")
-    else:
-        col, _ = Collection.from_file(keep / "c", path, columns, "id")
+    if not (keep / "c").exists():  # (built in a child: a search imports no torch, a build may)
+        subprocess.run([sys.executable, "-c", "import sys; from neartext import Collection; "
+                        "Collection.from_file(sys.argv[1], sys.argv[2], ['text'], 'id')",
+                        str(keep / "c"), str(path)], check=True)
+    col = Collection.open(keep / "c")
     qids = sorted(queries)
     texts = [queries[q][0] for q in qids]
     golds = [set(gold[q]) for q in qids]
@@ -84,7 +86,8 @@ def measure(keep: Path, rounds: int, with_texts: bool) -> dict:
 
         measured = list(range(1, len(texts), 2))[:300]
         out: dict = {"documents": len(col), "remembered_pairs": len(memory),
-                     "measured_queries": len(measured), "rounds": []}
+                     "measured_queries": len(measured), "torch_loaded": "torch" in sys.modules,
+                     "rounds": []}
         for _ in range(rounds):
             lat: dict[str, list[float]] = {k: [] for k in settings}
             cpu: dict[str, list[float]] = {k: [] for k in settings}
