@@ -14,7 +14,8 @@ The rankers are fitted here on 800 training queries' features (the odd queries a
 the even ones trained and remembered). The host is shared: each round's figures are p50s of
 the same queries, and what counts is each ranking's p50 minus blend's in the same round.
 
-    python bench/bench_rank_latency.py [--rounds 3] [--keep DIR] [--out rank-latency]
+    python bench/bench_rank_latency.py [--set quora|cranfield|descriptions] [--rounds 3]
+                                       [--keep DIR] [--out NAME]
 """
 
 from __future__ import annotations
@@ -29,16 +30,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_ranker import quora  # noqa: E402
+from bench_ranker import cranfield, paraphraser_in_descriptions, quora  # noqa: E402
 from common import machine, machine_line, save  # noqa: E402
 
+#: the sets: the issue's (Quora, 20,000 one-line questions) and two of longer documents, where
+#: a candidate's sentences cost more to read: Cranfield's abstracts (title and body, about 1,000
+#: characters) and ParaPhraser in descriptions (three headlines, the memes user's shape)
+SETS = {"quora": (quora, "default"), "cranfield": (cranfield, "default"),
+        "descriptions": (paraphraser_in_descriptions, "use-multilingual")}
 BLEND = "blend (alpha 0.5)"
 LEARNED = "learned ranker"
 REMEMBERING = "learned ranker, remembering"
 FROM_TEXTS = "learned ranker, sentences read from the texts"
 
 
-def measure(keep: Path, rounds: int, with_texts: bool) -> dict:
+def measure(keep: Path, rounds: int, with_texts: bool, name: str = "quora") -> dict:
     from neartext import Collection
     from neartext.algo.known import save_known
     from neartext.algo.ranker import fit_ranker, save_ranker
@@ -49,12 +55,15 @@ def measure(keep: Path, rounds: int, with_texts: bool) -> dict:
     from neartext.ops.tune import evaluate_setting
     from neartext.store.base import CandidateText
 
-    path, columns, queries, gold = quora(keep)
-    if not (keep / "c").exists():  # (built in a child: a search imports no torch, a build may)
+    data, model = SETS[name]
+    path, columns, queries, gold = data(keep)
+    where = keep / name
+    if not where.exists():  # (built in a child: a search imports no torch, a build may)
         subprocess.run([sys.executable, "-c", "import sys; from neartext import Collection; "
-                        "Collection.from_file(sys.argv[1], sys.argv[2], ['text'], 'id')",
-                        str(keep / "c"), str(path)], check=True)
-    col = Collection.open(keep / "c")
+                        "Collection.from_file(sys.argv[1], sys.argv[2], sys.argv[3].split(','), "
+                        "'id', model=sys.argv[4])",
+                        str(where), str(path), ",".join(columns), model], check=True)
+    col = Collection.open(where)
     qids = sorted(queries)
     texts = [queries[q][0] for q in qids]
     golds = [set(gold[q]) for q in qids]
@@ -85,7 +94,8 @@ def measure(keep: Path, rounds: int, with_texts: bool) -> dict:
             return {d: CandidateText(c.text, c.stems) for d, c in kept(ids, limit).items()}
 
         measured = list(range(1, len(texts), 2))[:300]
-        out: dict = {"documents": len(col), "remembered_pairs": len(memory),
+        out: dict = {"set": name, "model": col.manifest.model.name, "documents": len(col),
+                     "remembered_pairs": len(memory),
                      "measured_queries": len(measured), "torch_loaded": "torch" in sys.modules,
                      "rounds": []}
         for _ in range(rounds):
@@ -121,7 +131,7 @@ def measure(keep: Path, rounds: int, with_texts: bool) -> dict:
 
 def table(res: dict) -> str:
     r = res["result"]
-    lines = [f"Quora, {r['documents']} documents, all-MiniLM-L6-v2; {r['measured_queries']} "
+    lines = [f"{r['set']}, {r['documents']} documents, {r['model']}; {r['measured_queries']} "
              f"queries, one search each (k 10) per ranking per round, {len(r['rounds'])} rounds; "
              f"{r['remembered_pairs']} remembered pairs",
              "| ranking | p50 over blend, ms (median of rounds) | each round | CPU time p50 over "
@@ -141,17 +151,19 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="build (or reuse) the collection here")
     ap.add_argument("--no-kept", action="store_true",
                     help="leave out the baseline reading the sentences from the texts")
-    ap.add_argument("--out", default="rank-latency")
+    ap.add_argument("--set", choices=sorted(SETS), default="quora")
+    ap.add_argument("--out", help="default: rank-latency, or rank-latency-SET")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         keep = args.keep or Path(tmp)
         keep.mkdir(parents=True, exist_ok=True)
-        result = measure(keep, args.rounds, not args.no_kept)
+        result = measure(keep, args.rounds, not args.no_kept, args.set)
     # (after: machine() imports torch, whose threads slowed every search of this process
     # by about 3 ms; a search imports no torch)
     res = {"machine": machine(), "result": result}
     text = table(res)
-    save(args.out, res, text)
+    save(args.out or ("rank-latency" if args.set == "quora" else f"rank-latency-{args.set}"),
+         res, text)
     print(text)
 
 
