@@ -97,8 +97,11 @@ def held_grams(query: str, padded: Sequence[str]) -> np.ndarray:
                           dtype=np.uint32)
     rank = _ranks(alphabet, codes)
     ok = rank > 0  # not a space, a line break or a character the query lacks
-    # the text of each position (-1: the query), its line break counted with it
-    text = np.repeat(np.arange(-1, len(padded)), np.array([len(query), *map(len, padded)]) + 1)
+    # where each text starts (after its line break): a gram from a position before the first
+    # is the query's (no gram spans a line break)
+    starts = len(query) + 1 + np.concatenate(
+        ([0], np.cumsum(np.fromiter(map(len, padded), dtype=np.int64, count=len(padded)) + 1)))
+    first = int(starts[0])
     key, good = rank, ok
     tables = []
     for n in range(2, max(SIZES) + 1):  # the n characters from each position, 16 bits each
@@ -106,17 +109,17 @@ def held_grams(query: str, padded: Sequence[str]) -> np.ndarray:
         good = good[:-1] & ok[n - 1:]
         if n not in SIZES:
             continue
-        where = text[:len(key)]
-        mine = _distinct(key[good & (where == -1)])
+        mine = _distinct(key[:first][good[:first]])
         if not len(mine):
             continue
-        hit = good & (where >= 0)
-        k, w = key[hit], where[hit]
-        pos = _places(mine, k)
+        at = first + np.flatnonzero(good[first:])
+        pos = _places(mine, key[at])
         same = pos >= 0
+        # the text of each position holding one of the query's grams
+        w = np.searchsorted(starts, at[same], side="right") - 1
         # which of the query's grams each text holds (a table of texts x grams)
         held = np.zeros(len(padded) * len(mine), dtype=bool)
-        held[w[same] * len(mine) + pos[same]] = True
+        held[w * len(mine) + pos[same]] = True
         tables.append(held.reshape(len(padded), len(mine)))
     if not tables:
         return np.zeros((len(padded), 0), dtype=bool)
