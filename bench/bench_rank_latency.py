@@ -158,8 +158,8 @@ def main() -> None:
         keep = args.keep or Path(tmp)
         keep.mkdir(parents=True, exist_ok=True)
         result = measure(keep, args.rounds, not args.no_kept, args.set)
-    # (after: machine() imports torch, whose threads slowed every search of this process
-    # by about 3 ms; a search imports no torch)
+    # (after: machine() imports torch, and a search imports none; with torch loaded a single
+    # query was scored on its thread pool, every search about 3 ms slower, until c78ebe0)
     res = {"machine": machine(), "result": result}
     text = table(res)
     save(args.out or ("rank-latency" if args.set == "quora" else f"rank-latency-{args.set}"),
