@@ -132,12 +132,7 @@ def gram_total(padded: str) -> int:
     >>> gram_total(padded_words("The cat sat")), len(grams("The cat sat"))
     (15, 15)
     """
-    if not padded:
-        return 0
-    # a word of L letters, padded to L + 2, has L 3-grams and L - 1 4-grams
-    words = padded.count(" ") + 1
-    letters = len(padded) - (words - 1) - 2 * words
-    return 2 * letters - words
+    return int(gram_totals([padded])[0]) if padded else 0
 
 
 def gram_totals(padded: Sequence[str]) -> np.ndarray:
@@ -149,8 +144,10 @@ def gram_totals(padded: Sequence[str]) -> np.ndarray:
     n = len(padded)
     length = np.fromiter(map(len, padded), dtype=np.int64, count=n)
     words = np.fromiter(map(str.count, padded, repeat(" ", n)), dtype=np.int64, count=n) + 1
-    # as gram_total: 2 * letters - words, the letters being what is not a space or padding
-    return 2 * (length - 3 * words + 1) - words
+    # a word of L letters, padded to L + 2, has L 3-grams and L - 1 4-grams: 2 * letters -
+    # words, the letters being what is neither a space between words nor their padding
+    letters = length - (words - 1) - 2 * words
+    return 2 * letters - words
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / the golden ratio: Knuth's multiplicative hash
