@@ -12,7 +12,13 @@ same loop on ParaPhraser in descriptions (``paraphraser_in_descriptions``), wher
 answer two queries, so `tune` also fits and measures its learned rankings remembering the
 queries (the training time where that is so).
 
-    python bench/bench_tune_cli.py [--set situations|descriptions] [--out tune-cli]
+``--chunk N [--overlap M]`` runs the whole loop twice in one run, on the same split: on the
+collection as above (the baseline) and on one indexed in passages of N words (`neartext index
+--chunk N --overlap M`), whose semantic channel then scores each document by its passage most
+alike the query, and reports both side by side.
+
+    python bench/bench_tune_cli.py [--set situations|descriptions] [--chunk N [--overlap M]]
+                                   [--out tune-cli]
 """
 
 from __future__ import annotations
@@ -50,9 +56,56 @@ def neartext(*args: str) -> tuple[str, float]:
     return done.stdout, seconds
 
 
+def loop(tmp: Path, path: Path, columns: list[str], index_args: list[str]) -> dict:
+    """Index (with ``index_args``), measure every fixed ranking on the held-out queries, tune
+    on the training pairs and measure the tuned version: what the memes user does."""
+    col = str(tmp / ("col" + "".join(index_args).replace("-", "_")))
+    _, index_s = neartext("index", str(path), "-c", col, "--text", ",".join(columns),
+                          "--id", "id", "--model", "use-multilingual", "-q", *index_args)
+
+    def mrr(*how: str) -> dict:
+        out, _ = neartext("eval", "collection", col, "--pairs", str(tmp / "held.csv"),
+                          "--gold-id", "doc_id", "-q", "--json", *how)
+        d = json.loads(out)
+        return {k: round(d[k], 4) for k in ("mrr@10", "ndcg@10", "recall@1", "recall@10")}
+
+    before = {name: mrr(*how) for name, how in FIXED.items()}
+    report, tune_s = neartext("tune", col, "--pairs", str(tmp / "train.csv"),
+                              "--gold-id", "doc_id", "-q", "--json")
+    tuned = json.loads(report)
+    after = mrr()
+    best = max(before, key=lambda k: before[k]["mrr@10"])
+    single = max(("semantic", "keyword", "chars"), key=lambda k: before[k]["mrr@10"])
+    return {"index_args": index_args, "index_s": round(index_s, 1),
+            "tune_s": round(tune_s, 1), "before": before, "best_fixed": best,
+            "best_single": single, "after": after,
+            "chosen": tuned["ranking"], "promoted": tuned["promoted"],
+            "tune_says": tuned["reason"],
+            "gain_vs_best_fixed": round(after["mrr@10"] - before[best]["mrr@10"], 4),
+            "gain_vs_best_single": round(after["mrr@10"] - before[single]["mrr@10"], 4)}
+
+
+def lines_of(run: dict, title: str) -> list[str]:
+    out = [title, "| ranking (held-out queries) | MRR@10 | nDCG@10 | recall@1 | recall@10 |",
+           "|---|---|---|---|---|"]
+    for name, m in [*run["before"].items(), (f"tuned: {run['chosen']}", run["after"])]:
+        out.append(f"| {name} | {m['mrr@10']:.4f} | {m['ndcg@10']:.4f} | "
+                   f"{m['recall@1']:.3f} | {m['recall@10']:.3f} |")
+    return out + [
+        f"- tuned vs the best fixed ranking ({run['best_fixed']}): MRR@10 "
+        f"{run['gain_vs_best_fixed']:+.4f}; vs the best single channel ({run['best_single']}): "
+        f"{run['gain_vs_best_single']:+.4f}",
+        f"- `neartext tune`, whole process: {run['tune_s']} s for {TRAIN} pairs "
+        f"(target ≤ 60 s); `neartext index`: {run['index_s']} s",
+        f"- `tune` said: {run['tune_says']}"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", choices=("situations", "descriptions"), default="situations")
+    ap.add_argument("--chunk", type=int, help="also run the loop on passages of N words")
+    ap.add_argument("--overlap", type=int, default=0, help="with --chunk: words shared by "
+                    "adjacent passages")
     ap.add_argument("--out", default="tune-cli")
     args = ap.parse_args()
     data = {"situations": situations_ru, "descriptions": paraphraser_in_descriptions}[args.set]
@@ -68,47 +121,31 @@ def main() -> None:
                 w.writerows((queries[q][0], next(iter(gold[q]))) for q in part)
         with path.open(encoding="utf-8", newline="") as f:
             documents = sum(1 for _ in csv.reader(f)) - 1
-        col = str(tmp / "col")
-        _, index_s = neartext("index", str(path), "-c", col, "--text", ",".join(columns),
-                              "--id", "id", "--model", "use-multilingual", "-q")
-
-        def mrr(*how: str) -> dict:
-            out, _ = neartext("eval", "collection", col, "--pairs", str(tmp / "held.csv"),
-                              "--gold-id", "doc_id", "-q", "--json", *how)
-            d = json.loads(out)
-            return {k: round(d[k], 4) for k in ("mrr@10", "ndcg@10", "recall@1", "recall@10")}
-
-        before = {name: mrr(*how) for name, how in FIXED.items()}
-        report, tune_s = neartext("tune", col, "--pairs", str(tmp / "train.csv"),
-                                  "--gold-id", "doc_id", "-q", "--json")
-        tuned = json.loads(report)
-        after = mrr()
-    best = max(before, key=lambda k: before[k]["mrr@10"])
-    single = max(("semantic", "keyword", "chars"), key=lambda k: before[k]["mrr@10"])
-    res = {"machine": machine(), "documents": documents, "training_pairs": TRAIN,
-           "held_out_queries": len(qids) - TRAIN, "index_s": round(index_s, 1),
-           "tune_s": round(tune_s, 1), "before": before, "best_fixed": best,
-           "best_single": single, "after": after,
-           "chosen": tuned["ranking"], "promoted": tuned["promoted"],
-           "tune_says": tuned["reason"],
-           "gain_vs_best_fixed": round(after["mrr@10"] - before[best]["mrr@10"], 4),
-           "gain_vs_best_single": round(after["mrr@10"] - before[single]["mrr@10"], 4)}
+        res = {"machine": machine(), "documents": documents, "training_pairs": TRAIN,
+               "held_out_queries": len(qids) - TRAIN, **loop(tmp, path, columns, [])}
+        if args.chunk:
+            res["chunked"] = loop(tmp, path, columns, ["--chunk", str(args.chunk),
+                                                       "--overlap", str(args.overlap)])
     name = {"situations": "situations_ru", "descriptions": "ParaPhraser in descriptions"}[args.set]
-    lines = [f"{name} through the CLI: {res['documents']} documents, use-multilingual; "
+    title = (f"{name} through the CLI: {res['documents']} documents, use-multilingual; "
              f"`tune` on {TRAIN} pairs, every ranking measured on the other "
-             f"{res['held_out_queries']} queries",
-             "| ranking (held-out queries) | MRR@10 | nDCG@10 | recall@1 | recall@10 |",
-             "|---|---|---|---|---|"]
-    for name, m in [*before.items(), (f"tuned: {res['chosen']}", after)]:
-        lines.append(f"| {name} | {m['mrr@10']:.4f} | {m['ndcg@10']:.4f} | "
-                     f"{m['recall@1']:.3f} | {m['recall@10']:.3f} |")
-    lines += [f"- tuned vs the best fixed ranking ({best}): MRR@10 "
-              f"{res['gain_vs_best_fixed']:+.4f}; vs the best single channel ({single}): "
-              f"{res['gain_vs_best_single']:+.4f}",
-              f"- `neartext tune`, whole process: {res['tune_s']} s for {TRAIN} pairs "
-              f"(target ≤ 60 s); `neartext index`: {res['index_s']} s",
-              f"- `tune` said: {res['tune_says']}",
-              "", machine_line(res["machine"])]
+             f"{res['held_out_queries']} queries")
+    lines = lines_of(res, title)
+    if args.chunk:
+        chunked = res["chunked"]
+        lines += ["", *lines_of(chunked, f"The same split, the collection indexed in passages "
+                                         f"of {args.chunk} words (overlap {args.overlap})")]
+        def gain(a: dict, b: dict) -> str:
+            return f"{a['mrr@10'] - b['mrr@10']:+.4f}"
+
+        fixed = [f"{k} {gain(chunked['before'][k], res['before'][k])}"
+                 for k in ("semantic", "hybrid blend alpha 0.3", "hybrid blend alpha 0.5")]
+        best_fixed = gain(chunked["before"][chunked["best_fixed"]],
+                          res["before"][res["best_fixed"]])
+        lines.append("- in passages against whole documents (the baseline above), MRR@10: "
+                     f"{'; '.join(fixed)}; the best fixed ranking {best_fixed}; tuned "
+                     f"{gain(chunked['after'], res['after'])}")
+    lines += ["", machine_line(res["machine"])]
     text = "\n".join(lines)
     save(args.out, res, text)
     print(text)
