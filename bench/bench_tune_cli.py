@@ -100,6 +100,11 @@ def lines_of(run: dict, title: str) -> list[str]:
         f"- `tune` said: {run['tune_says']}"]
 
 
+def gain(a: dict, b: dict) -> str:
+    """MRR@10 of ``a`` over ``b``, signed."""
+    return f"{a['mrr@10'] - b['mrr@10']:+.4f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", choices=("situations", "descriptions"), default="situations")
@@ -135,9 +140,6 @@ def main() -> None:
         chunked = res["chunked"]
         lines += ["", *lines_of(chunked, f"The same split, the collection indexed in passages "
                                          f"of {args.chunk} words (overlap {args.overlap})")]
-        def gain(a: dict, b: dict) -> str:
-            return f"{a['mrr@10'] - b['mrr@10']:+.4f}"
-
         fixed = [f"{k} {gain(chunked['before'][k], res['before'][k])}"
                  for k in ("semantic", "hybrid blend alpha 0.3", "hybrid blend alpha 0.5")]
         best_fixed = gain(chunked["before"][chunked["best_fixed"]],
