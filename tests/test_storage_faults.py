@@ -101,6 +101,42 @@ def test_disk_full_during_an_upsert_changes_nothing(small_disk, demo_collection,
 
 
 @pytest.mark.slow
+def test_a_full_disk_after_some_texts_were_embedded_says_they_are_kept_for_the_rerun(
+        small_disk, demo_collection, tmp_path):
+    """An upsert whose disk fills once some batches of its texts are embedded and staged:
+    the collection's documents are as they were, and the one line says that those texts'
+    vectors are kept (they take their space) and that the same command, run again once space is
+    freed, embeds only the rest; it does."""
+    import json
+    import re
+
+    col = small_disk / "feedback"
+    shutil.copytree(demo_collection, col)
+    more = tmp_path / "more.csv"
+    more.write_text("id,text\n" + "".join(
+        f"n{i},a new text about topic number {i} and the many other things it says {i % 7}\n"
+        for i in range(1200)), encoding="utf-8")
+    fill(small_disk, 1200 * 1024)  # room for a few batches' vectors, not for the documents
+    res = cli("upsert", col, more, "--id", "id")
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "disk is full" in lines[0] and "nothing was changed" in lines[0]
+    kept = re.search(r"the vectors of ([\d,]+) texts embedded before it are kept: run it "
+                     r"again once space is freed, and only the rest are embedded", lines[0])
+    assert kept, lines[0]
+    staged = int(kept.group(1).replace(",", ""))
+    assert 0 < staged < 1200
+    with Collection.open(col) as c:
+        assert len(c) == 247 and c.get(["n0"]) == []
+    (small_disk / "filler").unlink()
+    res = subprocess.run([sys.executable, "-m", "neartext", "upsert", str(col), str(more),
+                          "--id", "id", "--json"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["added"] == 1200 and report["texts_embedded"] == 1200 - staged
+
+
+@pytest.mark.slow
 def test_disk_full_during_index_leaves_nothing_at_the_target(small_disk, tmp_path):
     from conftest import DEMO
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +41,7 @@ from neartext.encoders import vectors_model
 from neartext.engine.analysis import near_duplicates
 from neartext.engine.index_tuning import Queries, as_searched, tune_index
 from neartext.engine.parts import Parts
-from neartext.errors import InputError
+from neartext.errors import InputError, StorageError
 from neartext.store import Document, Passage
 from neartext.util.memory import release_freed_memory
 from neartext.util.progress import progress_bar
@@ -273,20 +273,38 @@ def upsert(col: Parts, records: Sequence[Record], *, sync: bool = False,
         docs.append(doc)
         if prev is None or prev.hash != h or not same_vector:
             changed.append(doc)
-    passages = _passages(col, changed, report, progress, given, compute)
-    if skip_near_duplicates is not None and passages:
-        docs, passages = _drop_near_duplicates(col, docs, passages, set(old),
-                                               skip_near_duplicates, report)
-    delete_ids: list[str] = []
-    if sync:
-        keep = set(ids)
-        delete_ids = [i for i in col.store.document_hashes() if i not in keep]
-    if docs or delete_ids:
-        res = col.store.write(docs, passages, delete_ids)
-        report.added, report.updated, report.removed = res.added, res.updated, res.removed
-        report.warnings += res.warnings
+    with _saying_what_is_kept(report):
+        passages = _passages(col, changed, report, progress, given, compute)
+        if skip_near_duplicates is not None and passages:
+            docs, passages = _drop_near_duplicates(col, docs, passages, set(old),
+                                                   skip_near_duplicates, report)
+        delete_ids: list[str] = []
+        if sync:
+            keep = set(ids)
+            delete_ids = [i for i in col.store.document_hashes() if i not in keep]
+        if docs or delete_ids:
+            res = col.store.write(docs, passages, delete_ids)
+            report.added, report.updated, report.removed = res.added, res.updated, res.removed
+            report.warnings += res.warnings
     report.seconds = time.perf_counter() - t0
     return report
+
+
+@contextmanager
+def _saying_what_is_kept(report: IndexReport) -> Iterator[None]:
+    """A full disk stops a write with "nothing was changed": the collection's documents are as
+    they were, but the vectors of the texts embedded before it (``report.texts_embedded`` so
+    far) stay staged in it, and take their space, so that the same write made again (a command,
+    a request) embeds only the rest. The error says so."""
+    try:
+        yield
+    except StorageError as e:
+        if e.kind != "full" or not report.texts_embedded:
+            raise
+        raise StorageError(
+            f"{e} (the vectors of {report.texts_embedded:,} texts embedded before it are kept: "
+            "run it again once space is freed, and only the rest are embedded)",
+            kind="full") from None
 
 
 def _drop_near_duplicates(col: Parts, docs: list[Document], passages: list[Passage],
@@ -363,8 +381,8 @@ def _embed(col: Parts, todo: dict[str, str], report: IndexReport, progress: bool
         for part, vecs in batches:
             col.store.stage_vectors(part, vecs)  # survives a crash: a rerun embeds the rest
             out.update(zip(part, vecs))
+            report.texts_embedded += len(part)  # (staged: what a failed write keeps)
             bar.update(len(part))
-    report.texts_embedded = len(order)
     return out
 
 
