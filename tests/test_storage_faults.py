@@ -136,6 +136,32 @@ def test_a_full_disk_after_some_texts_were_embedded_says_they_are_kept_for_the_r
     assert report["added"] == 1200 and report["texts_embedded"] == 1200 - staged
 
 
+@pytest.mark.parametrize("keeps", [True, False])
+def test_what_a_failed_write_kept_is_said_only_where_the_store_keeps_it(demo_collection,
+                                                                        tmp_path, monkeypatch,
+                                                                        keeps):
+    """The line names the texts whose vectors stay for the rerun only where the store keeps
+    staged vectors (a Milvus collection reindexed to another dimension does not)."""
+    from neartext import Record
+    from neartext.errors import StorageError
+    from neartext.store.local import LocalStore
+
+    col = tmp_path / "feedback"
+    shutil.copytree(demo_collection, col)
+
+    def full(self, *a, **k):
+        raise StorageError(f"{self.path}: the disk is full; nothing was changed", kind="full")
+
+    monkeypatch.setattr(LocalStore, "write", full)
+    monkeypatch.setattr(LocalStore, "keeps_staged", property(lambda self: keeps))
+    with Collection.open(col) as c, pytest.raises(StorageError) as caught:
+        c.upsert([Record(f"n{i}", f"a new text number {i}", {}) for i in range(5)])
+    said = str(caught.value)
+    assert said.startswith(f"{col}: the disk is full; nothing was changed")
+    assert ("the vectors of 5 texts embedded before it are kept" in said) == keeps, said
+    assert caught.value.kind == "full"
+
+
 @pytest.mark.slow
 def test_disk_full_during_index_leaves_nothing_at_the_target(small_disk, tmp_path):
     from conftest import DEMO

@@ -273,7 +273,7 @@ def upsert(col: Parts, records: Sequence[Record], *, sync: bool = False,
         docs.append(doc)
         if prev is None or prev.hash != h or not same_vector:
             changed.append(doc)
-    with _saying_what_is_kept(report):
+    with _saying_what_is_kept(report, col.store.keeps_staged):
         passages = _passages(col, changed, report, progress, given, compute)
         if skip_near_duplicates is not None and passages:
             docs, passages = _drop_near_duplicates(col, docs, passages, set(old),
@@ -291,15 +291,15 @@ def upsert(col: Parts, records: Sequence[Record], *, sync: bool = False,
 
 
 @contextmanager
-def _saying_what_is_kept(report: IndexReport) -> Iterator[None]:
+def _saying_what_is_kept(report: IndexReport, staged: bool) -> Iterator[None]:
     """A full disk stops a write with "nothing was changed": the collection's documents are as
-    they were, but the vectors of the texts embedded before it (``report.texts_embedded`` so
-    far) stay staged in it, and take their space, so that the same write made again (a command,
-    a request) embeds only the rest. The error says so."""
+    they were, but where the store keeps ``staged`` vectors, those of the texts embedded before
+    it (``report.texts_embedded`` so far) stay in it, and take their space, so that the same
+    write made again (a command, a request) embeds only the rest. The error says so."""
     try:
         yield
     except StorageError as e:
-        if e.kind != "full" or not report.texts_embedded:
+        if e.kind != "full" or not staged or not report.texts_embedded:
             raise
         raise StorageError(
             f"{e} (the vectors of {report.texts_embedded:,} texts embedded before it are kept: "

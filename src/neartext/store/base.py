@@ -176,7 +176,14 @@ class Store(Protocol):
         ...
 
     def stage_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
-        """Keep freshly computed vectors so an interrupted write need not recompute them."""
+        """Keep freshly computed vectors so an interrupted write need not recompute them
+        (where :attr:`keeps_staged`)."""
+        ...
+
+    @property
+    def keeps_staged(self) -> bool:
+        """Whether :meth:`stage_vectors` keeps what it is given (a failed write then says its
+        rerun embeds only the rest)."""
         ...
 
     def write(
@@ -313,6 +320,11 @@ class StoreBase:
     # (generation, documents, their words' frequencies): counted once per generation, at most
     # DF_WORDS words kept (a read-only service's queries bring new words without end)
     _df: tuple[int, int, dict[str, int]] | None = None
+
+    @property
+    def keeps_staged(self) -> bool:
+        """Whether :meth:`stage_vectors` keeps what it is given (here: always)."""
+        return True
     _scripts: tuple[int, dict[str, float]] | None = None  # (generation, script shares)
 
     def finish_build(self) -> None:

@@ -450,9 +450,15 @@ class MilvusStore(Build, Leases, KeywordSearch, StoreBase):
 
     # -- writes ---------------------------------------------------------------------------------
 
+    @property
+    def keeps_staged(self) -> bool:
+        # not after a reindex to another dimension (the metadata collection keeps the first
+        # one's): an interrupted write then embeds its texts again
+        return self.meta_dim == self.dim
+
     def stage_vectors(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
-        if self.meta_dim != self.dim:  # (after a reindex to another dimension) not kept:
-            return  # an interrupted write then embeds its texts again
+        if not self.keeps_staged:
+            return
         rows = [[{"key": "staged:" + h, "value": "", "vec": floats(v)}]
                 for h, v in zip(hashes, vectors)]
         for batch in request_batches(rows, self.dim):
