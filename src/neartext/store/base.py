@@ -320,12 +320,12 @@ class StoreBase:
     # (generation, documents, their words' frequencies): counted once per generation, at most
     # DF_WORDS words kept (a read-only service's queries bring new words without end)
     _df: tuple[int, int, dict[str, int]] | None = None
+    _scripts: tuple[int, dict[str, float]] | None = None  # (generation, script shares)
 
     @property
     def keeps_staged(self) -> bool:
         """Whether :meth:`stage_vectors` keeps what it is given (here: always)."""
         return True
-    _scripts: tuple[int, dict[str, float]] | None = None  # (generation, script shares)
 
     def finish_build(self) -> None:
         """Nothing to mark where a collection opens as soon as it is created."""
