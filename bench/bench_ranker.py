@@ -178,6 +178,14 @@ def paraphraser_in_descriptions(tmp: Path, titled: bool = False
     paraphrase and its description the two other headlines; a distractor's title is its first
     headline. The query then paraphrases a title, which per-field features can see and a
     ranking of the joined text cannot."""
+    pairs, heads = paraphraser_pairs(3000)
+    return in_descriptions(tmp / ("paraphraser_titles.csv" if titled else "paraphraser_docs.csv"),
+                           pairs, heads, titled)
+
+
+def paraphraser_pairs(n: int) -> tuple[list[tuple[str, str]], list[str]]:
+    """The first ``n`` ParaPhraser pairs of classes 0 and 1 (text_1, text_2), and every
+    headline of the file."""
     import xml.etree.ElementTree as ET
 
     root = ET.parse(need(SHARED / "paraphraser_ru" / "paraphrases.xml")).getroot()
@@ -185,14 +193,25 @@ def paraphraser_in_descriptions(tmp: Path, titled: bool = False
     heads: dict[str, None] = {}
     for p in root.iter("paraphrase"):
         v = {e.get("name"): (e.text or "").strip() for e in p.iter("value")}
-        if (len(pairs) < 3000 and v.get("class") in ("0", "1") and v.get("text_1")
+        if (len(pairs) < n and v.get("class") in ("0", "1") and v.get("text_1")
                 and v.get("text_2")):
             pairs.append((v["text_1"], v["text_2"]))
         for t in (v.get("text_1"), v.get("text_2")):
             if t:
                 heads[t] = None
-    return in_descriptions(tmp / ("paraphraser_titles.csv" if titled else "paraphraser_docs.csv"),
-                           pairs, list(heads), titled)
+    return pairs, list(heads)
+
+
+def paraphraser_in_long_descriptions(tmp: Path
+                                     ) -> tuple[Path, list[str], dict[str, list[str]],
+                                                dict[str, dict]]:
+    """Long descriptions: the first 1,000 ParaPhraser queries, each gold headline among eleven
+    other headlines (:func:`in_descriptions` with ``size=12``: about 700 characters, a
+    description of many sentences, of which the learned ranking's sentence features read the
+    first :data:`~neartext.data.sentences.SENTENCE_CHARS`). The file holds headlines for
+    about that many documents."""
+    pairs, heads = paraphraser_pairs(1000)
+    return in_descriptions(tmp / "paraphraser_long.csv", pairs, heads, size=12)
 
 
 def situations_ru(tmp: Path) -> tuple[Path, list[str], dict[str, list[str]], dict[str, dict]]:
@@ -227,14 +246,14 @@ def stsb_ru_rows() -> list[list[str]]:
 
 
 def in_descriptions(path: Path, pairs: list[tuple[str, str]], heads: list[str],
-                    titled: bool = False
+                    titled: bool = False, size: int = 3
                     ) -> tuple[Path, list[str], dict[str, list[str]], dict[str, dict]]:
-    """Documents of three sentences from ``pairs`` (query, gold sentence) and ``heads`` (every
-    sentence of the source): each gold document its gold sentence among two others of
-    ``heads``, in a seeded random place; the other sentences, three to a document, as
-    distractors (no query's own text anywhere, no gold sentence twice). One column; each
+    """Documents of ``size`` sentences from ``pairs`` (query, gold sentence) and ``heads``
+    (every sentence of the source): each gold document its gold sentence among ``size - 1``
+    others of ``heads``, in a seeded random place; the other sentences, ``size`` to a document,
+    as distractors (no query's own text anywhere, no gold sentence twice). One column; each
     sentence closed by a full stop. ``titled``: two fields, the gold sentence (or a distractor's
-    first) the title, the other two the description."""
+    first) the title, the others the description."""
     import random
 
     asked = {q for q, _ in pairs}
@@ -259,16 +278,16 @@ def in_descriptions(path: Path, pairs: list[tuple[str, str]], heads: list[str],
     at = 0
     for q, d in pairs:
         if d not in doc_of:  # a sentence given for two queries: one document
-            parts = fillers[at:at + 2]
-            at += 2
-            parts.insert(0 if titled else rng.randrange(3), d)
+            parts = fillers[at:at + size - 1]
+            at += size - 1
+            parts.insert(0 if titled else rng.randrange(size), d)
             doc_of[d] = docs.setdefault(fields(parts), f"d{len(docs)}")
         pid = doc_of[d]
         qid = f"q{len(queries)}"
         queries[qid], gold[qid] = [q], {pid: 1.0}
-    while at + 3 <= len(fillers):
-        docs.setdefault(fields(fillers[at:at + 3]), f"d{len(docs)}")
-        at += 3
+    while at + size <= len(fillers):
+        docs.setdefault(fields(fillers[at:at + size]), f"d{len(docs)}")
+        at += size
     columns = ["title", "description"] if titled else ["text"]
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

@@ -10,15 +10,17 @@ or more, each gold sentence among two other sentences; 4,028 documents, 3,000 qu
 queries shuffled (seeded) into 2,000 for `tune` and 1,000 held out. ``--set descriptions``: the
 same loop on ParaPhraser in descriptions (``paraphraser_in_descriptions``), where some documents
 answer two queries, so `tune` also fits and measures its learned rankings remembering the
-queries (the training time where that is so).
+queries (the training time where that is so). ``--set long``: 1,000 ParaPhraser queries, each
+gold headline among eleven others (``paraphraser_in_long_descriptions``: descriptions of about
+700 characters), 700 of them given to `tune`.
 
 ``--chunk N [--overlap M]`` runs the whole loop twice in one run, on the same split: on the
 collection as above (the baseline) and on one indexed in passages of N words (`neartext index
 --chunk N --overlap M`), whose semantic channel then scores each document by its passage most
 alike the query, and reports both side by side.
 
-    python bench/bench_tune_cli.py [--set situations|descriptions] [--chunk N [--overlap M]]
-                                   [--out tune-cli]
+    python bench/bench_tune_cli.py [--set situations|descriptions|long]
+                                   [--chunk N [--overlap M]] [--out tune-cli]
 """
 
 from __future__ import annotations
@@ -34,10 +36,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ranker import paraphraser_in_descriptions, situations_ru  # noqa: E402
+from bench_ranker import (  # noqa: E402
+    paraphraser_in_descriptions,
+    paraphraser_in_long_descriptions,
+    situations_ru,
+)
 from common import machine, machine_line, save  # noqa: E402
 
-TRAIN = 2000
+TRAIN = 2000  # training pairs (at most 70% of the set's queries: --set long, 700 of 1,000)
+#: the sets (--set): how each is built, and its name in the output
+SETS = {"situations": (situations_ru, "situations_ru"),
+        "descriptions": (paraphraser_in_descriptions, "ParaPhraser in descriptions"),
+        "long": (paraphraser_in_long_descriptions, "ParaPhraser in long descriptions")}
 FIXED = {"semantic": ["--mode", "semantic"], "keyword": ["--mode", "keyword"],
          "chars": ["--mode", "chars"],
          **{f"hybrid blend alpha {a}": ["--mode", "hybrid", "--alpha", str(a)]
@@ -56,7 +66,8 @@ def neartext(*args: str) -> tuple[str, float]:
     return done.stdout, seconds
 
 
-def loop(tmp: Path, path: Path, columns: list[str], index_args: list[str]) -> dict:
+def loop(tmp: Path, path: Path, columns: list[str], index_args: list[str], train: int
+         ) -> dict:
     """Index (with ``index_args``), measure every fixed ranking on the held-out queries, tune
     on the training pairs and measure the tuned version: what the memes user does."""
     col = str(tmp / ("col" + "".join(index_args).replace("-", "_")))
@@ -76,7 +87,7 @@ def loop(tmp: Path, path: Path, columns: list[str], index_args: list[str]) -> di
     after = mrr()
     best = max(before, key=lambda k: before[k]["mrr@10"])
     single = max(("semantic", "keyword", "chars"), key=lambda k: before[k]["mrr@10"])
-    return {"index_args": index_args, "index_s": round(index_s, 1),
+    return {"index_args": index_args, "train": train, "index_s": round(index_s, 1),
             "tune_s": round(tune_s, 1), "before": before, "best_fixed": best,
             "best_single": single, "after": after,
             "chosen": tuned["ranking"], "promoted": tuned["promoted"],
@@ -95,7 +106,7 @@ def lines_of(run: dict, title: str) -> list[str]:
         f"- tuned vs the best fixed ranking ({run['best_fixed']}): MRR@10 "
         f"{run['gain_vs_best_fixed']:+.4f}; vs the best single channel ({run['best_single']}): "
         f"{run['gain_vs_best_single']:+.4f}",
-        f"- `neartext tune`, whole process: {run['tune_s']} s for {TRAIN} pairs "
+        f"- `neartext tune`, whole process: {run['tune_s']} s for {run['train']} pairs "
         f"(target ≤ 60 s); `neartext index`: {run['index_s']} s",
         f"- `tune` said: {run['tune_says']}"]
 
@@ -107,33 +118,33 @@ def gain(a: dict, b: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--set", choices=("situations", "descriptions"), default="situations")
+    ap.add_argument("--set", choices=tuple(SETS), default="situations")
     ap.add_argument("--chunk", type=int, help="also run the loop on passages of N words")
     ap.add_argument("--overlap", type=int, default=0, help="with --chunk: words shared by "
                     "adjacent passages")
     ap.add_argument("--out", default="tune-cli")
     args = ap.parse_args()
-    data = {"situations": situations_ru, "descriptions": paraphraser_in_descriptions}[args.set]
+    data, set_name = SETS[args.set]
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
         path, columns, queries, gold = data(tmp)
         qids = sorted(queries, key=lambda q: (len(q), q))
         random.Random(1).shuffle(qids)
-        for name, part in (("train.csv", qids[:TRAIN]), ("held.csv", qids[TRAIN:])):
-            with (tmp / name).open("w", newline="", encoding="utf-8") as f:
+        train = min(TRAIN, int(0.7 * len(qids)))
+        for file, part in (("train.csv", qids[:train]), ("held.csv", qids[train:])):
+            with (tmp / file).open("w", newline="", encoding="utf-8") as f:
                 w = csv.writer(f)
                 w.writerow(["query", "doc_id"])
                 w.writerows((queries[q][0], next(iter(gold[q]))) for q in part)
         with path.open(encoding="utf-8", newline="") as f:
             documents = sum(1 for _ in csv.reader(f)) - 1
-        res = {"machine": machine(), "documents": documents, "training_pairs": TRAIN,
-               "held_out_queries": len(qids) - TRAIN, **loop(tmp, path, columns, [])}
+        res = {"machine": machine(), "documents": documents, "training_pairs": train,
+               "held_out_queries": len(qids) - train, **loop(tmp, path, columns, [], train)}
         if args.chunk:
             res["chunked"] = loop(tmp, path, columns, ["--chunk", str(args.chunk),
-                                                       "--overlap", str(args.overlap)])
-    name = {"situations": "situations_ru", "descriptions": "ParaPhraser in descriptions"}[args.set]
-    title = (f"{name} through the CLI: {res['documents']} documents, use-multilingual; "
-             f"`tune` on {TRAIN} pairs, every ranking measured on the other "
+                                                       "--overlap", str(args.overlap)], train)
+    title = (f"{set_name} through the CLI: {res['documents']} documents, use-multilingual; "
+             f"`tune` on {train} pairs, every ranking measured on the other "
              f"{res['held_out_queries']} queries")
     lines = lines_of(res, title)
     if args.chunk:
