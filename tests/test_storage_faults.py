@@ -232,6 +232,38 @@ def test_http_writes_on_a_full_disk_are_507_and_the_service_carries_on(small_dis
 
 
 @pytest.mark.slow
+def test_an_http_upsert_stopped_by_a_full_disk_says_what_it_kept(small_disk, demo_collection):
+    """The service's 507 carries what the failed write kept: the vectors of the texts embedded
+    before the disk filled, which the same request, once space is freed, does not embed
+    again."""
+    import re
+
+    from serving import running
+
+    from neartext.serve import ServeSettings
+
+    col = small_disk / "feedback"
+    shutil.copytree(demo_collection, col)
+    # a request's most texts (256: one batch embedded, staged, then written), long enough
+    # that the write needs more room than the staged vectors
+    docs = [{"id": f"m{i}", "text": f"a new text about topic number {i}, and more. " * 12}
+            for i in range(256)]
+    with running(ServeSettings.from_args([str(col)])) as client:
+        fill(small_disk, 900 * 1024)
+        status, body = client.call("POST", "/collections/feedback/documents", {"documents": docs})
+        assert status == 507 and "disk is full" in body["detail"], (status, body)
+        kept = re.search(r"the vectors of ([\d,]+) texts embedded before it are kept",
+                         body["detail"])
+        assert kept, body["detail"]
+        staged = int(kept.group(1).replace(",", ""))
+        assert staged == 256
+        (small_disk / "filler").unlink()
+        status, body = client.call("POST", "/collections/feedback/documents", {"documents": docs})
+        assert status == 200 and body["added"] == 256, body
+        assert body["texts_embedded"] == 0, body
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("leave_kb", [100, 400])
 def test_disk_full_during_a_promotion_changes_nothing(small_disk, demo_collection, tmp_path,
                                                       leave_kb):
